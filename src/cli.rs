@@ -1,0 +1,134 @@
+//! Command-line syntax (clap derive only; meaning lives in `lib.rs` and the engine).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::provider::ProviderKind;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "dashbatch",
+    version,
+    about = "Run a table through an LLM with DashScope's (or any OpenAI-compatible) Batch API at half the realtime price",
+    long_about = None
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ProviderArgument {
+    /// The embedded simulator: no key, no cost, answers are simulated.
+    Sim,
+    /// DashScope, China (Beijing); key in DASHSCOPE_API_KEY.
+    Dashscope,
+    /// DashScope, International (Singapore); key in DASHSCOPE_API_KEY.
+    DashscopeIntl,
+    /// OpenAI; key in OPENAI_API_KEY.
+    Openai,
+}
+
+impl From<ProviderArgument> for ProviderKind {
+    fn from(argument: ProviderArgument) -> ProviderKind {
+        match argument {
+            ProviderArgument::Sim => ProviderKind::Sim,
+            ProviderArgument::Dashscope => ProviderKind::Dashscope,
+            ProviderArgument::DashscopeIntl => ProviderKind::DashscopeIntl,
+            ProviderArgument::Openai => ProviderKind::Openai,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FlavourArgument {
+    Dashscope,
+    Openai,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct OutputFlags {
+    /// Print NDJSON events on stdout instead of progress bars.
+    #[arg(long)]
+    pub json: bool,
+    /// Print nothing but errors.
+    #[arg(long, conflicts_with = "json")]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a job end to end and wait for it: plan, upload, create batches, poll, download, join.
+    Run {
+        /// The job file (TOML).
+        job: PathBuf,
+        #[arg(long, value_enum, default_value = "dashscope")]
+        provider: ProviderArgument,
+        /// Any OpenAI-compatible Files + Batches base URL (ending in /v1).
+        #[arg(long)]
+        base_url: Option<String>,
+        /// The run directory (default: runs/<job>-<timestamp>). An existing one is resumed.
+        #[arg(long)]
+        run_dir: Option<PathBuf>,
+        /// Where to write the joined table (.parquet, .csv or .jsonl).
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// A prices file (TOML) that overrides or adds model prices.
+        #[arg(long, env = crate::env::DASHBATCH_PRICES)]
+        prices: Option<PathBuf>,
+        #[command(flatten)]
+        output_flags: OutputFlags,
+    },
+    /// Continue a run from its ledger (after a crash, Ctrl-C or a network failure).
+    Resume {
+        run_dir: PathBuf,
+        #[command(flatten)]
+        output_flags: OutputFlags,
+    },
+    /// Show every shard's state, counts and cost so far, without any network call.
+    Status {
+        run_dir: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel the run's live batches. Finished rows stay billed and are kept.
+    Cancel {
+        run_dir: PathBuf,
+        #[command(flatten)]
+        output_flags: OutputFlags,
+    },
+    /// Check the job file and the whole input and show the first rendered requests. No network.
+    Validate {
+        job: PathBuf,
+        /// The provider whose limits apply.
+        #[arg(long, value_enum, default_value = "dashscope")]
+        provider: ProviderArgument,
+        /// How many rendered requests to show.
+        #[arg(long, default_value_t = 3)]
+        show: usize,
+    },
+    /// The embedded DashScope simulator.
+    Sim {
+        #[command(subcommand)]
+        command: SimCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SimCommand {
+    /// Serve the simulator's Files + Batches API until Ctrl-C.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:8765")]
+        addr: String,
+        /// Keep the simulator's state here so it survives restarts.
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// Simulated seconds per real second (larger is faster).
+        #[arg(long)]
+        time_scale: Option<f64>,
+        /// Which provider's behaviour to imitate.
+        #[arg(long, value_enum, default_value = "dashscope")]
+        flavour: FlavourArgument,
+    },
+}

@@ -1,0 +1,508 @@
+//! The join pass: read the input again in order and give every row exactly one output row,
+//! with the answer of its request (found by custom_id in its shard's result files), its status,
+//! tokens and cost. Memory holds one shard's results at a time, never the whole output.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::builder::{
+    BooleanBuilder, FixedSizeListBuilder, Float32Builder, Float64Builder, Int64Builder,
+    StringBuilder,
+};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+
+use super::RunDirectory;
+use super::report::{MoneySum, ShardReport, TokenTotals};
+use crate::cost::RunPricer;
+use crate::job::{Job, OutputFieldType};
+use crate::ledger::ShardRecord;
+use crate::output_fields::{FieldValue, parse_answer};
+use crate::provider::ProviderProfile;
+use crate::render::RequestRenderer;
+use crate::row_result::{RowResult, RowStatus, classify_result_line};
+use crate::table::{AtomicTableWriter, TableFormat, open_table};
+use crate::wire::{BatchError, BatchStatus, ResultLine};
+
+/// What the join produced, for the report.
+pub struct JoinSummary {
+    pub rows: u64,
+    pub rows_by_status: BTreeMap<String, u64>,
+    pub tokens: TokenTotals,
+    pub cost: MoneySum,
+    pub realtime_cost: MoneySum,
+    pub shards: Vec<ShardReport>,
+}
+
+/// The vector size of an embeddings job's output column.
+pub fn embedding_dimensions(job: &Job) -> i32 {
+    if let Some(dimensions) = job.spec.request.dimensions {
+        return dimensions as i32;
+    }
+    match job.spec.request.model.as_str() {
+        "text-embedding-v1" | "text-embedding-v2" => 1536,
+        _ => 1024,
+    }
+}
+
+/// Reads one shard's result files into a map from custom_id to result.
+fn load_shard_results(
+    run_directory: &RunDirectory,
+    shard: &ShardRecord,
+    batch_status: BatchStatus,
+) -> anyhow::Result<HashMap<String, RowResult>> {
+    let mut results: HashMap<String, RowResult> = HashMap::new();
+    for path in [
+        run_directory.output_results_path(shard.shard_index),
+        run_directory.error_results_path(shard.shard_index),
+    ] {
+        if !path.exists() {
+            continue;
+        }
+        let file = std::fs::File::open(&path)?;
+        for (index, line) in BufReader::new(file).lines().enumerate() {
+            let line = line?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let parsed: ResultLine = serde_json::from_str(&line).map_err(|error| {
+                anyhow::anyhow!("{}, line {}: not a result line: {error}", path.display(), index + 1)
+            })?;
+            let result = classify_result_line(&parsed, batch_status);
+            // A line reported twice keeps its success, never a failure over it.
+            match results.get(&parsed.custom_id) {
+                Some(existing) if existing.status() == RowStatus::Ok => {}
+                _ => {
+                    results.insert(parsed.custom_id, result);
+                }
+            }
+        }
+    }
+    Ok(results)
+}
+
+fn parse_status(text: Option<&str>) -> Option<BatchStatus> {
+    text.and_then(|status| serde_json::from_value(serde_json::json!(status)).ok())
+}
+
+/// Builds the output schema: kept input columns, result columns, declared fields.
+pub fn output_schema(job: &Job, input_schema: &Schema) -> (SchemaRef, Vec<usize>) {
+    let kept: Vec<usize> = match &job.spec.output.keep_columns {
+        Some(keep) => keep
+            .iter()
+            .filter_map(|name| input_schema.index_of(name).ok())
+            .collect(),
+        None => (0..input_schema.fields().len())
+            .filter(|index| {
+                let name = input_schema.field(*index).name();
+                !crate::job::RESERVED_COLUMN_NAMES.contains(&name.as_str())
+                    && !job.spec.output.fields.iter().any(|field| &field.name == name)
+            })
+            .collect(),
+    };
+    let mut fields: Vec<Field> = kept
+        .iter()
+        .map(|index| input_schema.field(*index).as_ref().clone().with_nullable(true))
+        .collect();
+    let text = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
+    let count = |name: &str| Field::new(name, DataType::Int64, true);
+    fields.push(text("custom_id", false));
+    fields.push(text("status", false));
+    fields.push(text("content", true));
+    fields.push(text("finish_reason", true));
+    fields.push(count("prompt_tokens"));
+    fields.push(count("completion_tokens"));
+    fields.push(count("reasoning_tokens"));
+    fields.push(count("total_tokens"));
+    fields.push(Field::new("cost", DataType::Float64, true));
+    fields.push(text("error_code", true));
+    fields.push(text("error_message", true));
+    fields.push(text("batch_id", true));
+    fields.push(text("request_id", true));
+    for field in &job.spec.output.fields {
+        let data_type = match field.field_type {
+            OutputFieldType::String | OutputFieldType::Label => DataType::Utf8,
+            OutputFieldType::Integer => DataType::Int64,
+            OutputFieldType::Float => DataType::Float64,
+            OutputFieldType::Boolean => DataType::Boolean,
+        };
+        fields.push(Field::new(&field.name, data_type, true));
+    }
+    if job.is_embeddings() {
+        fields.push(Field::new(
+            "embedding",
+            DataType::FixedSizeList(
+                Arc::new(Field::new("item", DataType::Float32, true)),
+                embedding_dimensions(job),
+            ),
+            true,
+        ));
+    }
+    (Arc::new(Schema::new(fields)), kept)
+}
+
+enum DeclaredBuilder {
+    Text(StringBuilder),
+    Integer(Int64Builder),
+    Float(Float64Builder),
+    Boolean(BooleanBuilder),
+}
+
+struct ResultBuilders {
+    custom_id: StringBuilder,
+    status: StringBuilder,
+    content: StringBuilder,
+    finish_reason: StringBuilder,
+    prompt_tokens: Int64Builder,
+    completion_tokens: Int64Builder,
+    reasoning_tokens: Int64Builder,
+    total_tokens: Int64Builder,
+    cost: Float64Builder,
+    error_code: StringBuilder,
+    error_message: StringBuilder,
+    batch_id: StringBuilder,
+    request_id: StringBuilder,
+    declared: Vec<DeclaredBuilder>,
+    embedding: Option<FixedSizeListBuilder<Float32Builder>>,
+    embedding_dimensions: i32,
+}
+
+impl ResultBuilders {
+    fn new(job: &Job) -> ResultBuilders {
+        ResultBuilders {
+            custom_id: StringBuilder::new(),
+            status: StringBuilder::new(),
+            content: StringBuilder::new(),
+            finish_reason: StringBuilder::new(),
+            prompt_tokens: Int64Builder::new(),
+            completion_tokens: Int64Builder::new(),
+            reasoning_tokens: Int64Builder::new(),
+            total_tokens: Int64Builder::new(),
+            cost: Float64Builder::new(),
+            error_code: StringBuilder::new(),
+            error_message: StringBuilder::new(),
+            batch_id: StringBuilder::new(),
+            request_id: StringBuilder::new(),
+            declared: job
+                .spec
+                .output
+                .fields
+                .iter()
+                .map(|field| match field.field_type {
+                    OutputFieldType::String | OutputFieldType::Label => {
+                        DeclaredBuilder::Text(StringBuilder::new())
+                    }
+                    OutputFieldType::Integer => DeclaredBuilder::Integer(Int64Builder::new()),
+                    OutputFieldType::Float => DeclaredBuilder::Float(Float64Builder::new()),
+                    OutputFieldType::Boolean => DeclaredBuilder::Boolean(BooleanBuilder::new()),
+                })
+                .collect(),
+            embedding: job.is_embeddings().then(|| {
+                FixedSizeListBuilder::new(Float32Builder::new(), embedding_dimensions(job))
+            }),
+            embedding_dimensions: embedding_dimensions(job),
+        }
+    }
+
+    fn append(
+        &mut self,
+        custom_id: &str,
+        result: &RowResult,
+        cost: Option<f64>,
+        batch_id: Option<&str>,
+        declared_values: Option<&[FieldValue]>,
+    ) {
+        self.custom_id.append_value(custom_id);
+        self.status.append_value(result.status().as_str());
+        self.content.append_option(result.content.as_deref());
+        self.finish_reason.append_option(result.finish_reason.as_deref());
+        let count = |value: Option<u64>| value.map(|v| v as i64);
+        self.prompt_tokens.append_option(count(result.prompt_tokens));
+        self.completion_tokens.append_option(count(result.completion_tokens));
+        self.reasoning_tokens.append_option(count(result.reasoning_tokens));
+        self.total_tokens.append_option(count(result.total_tokens));
+        self.cost.append_option(cost);
+        self.error_code.append_option(result.error_code.as_deref());
+        self.error_message.append_option(result.error_message.as_deref());
+        self.batch_id.append_option(batch_id);
+        self.request_id.append_option(result.request_id.as_deref());
+        for (index, builder) in self.declared.iter_mut().enumerate() {
+            let value = declared_values.and_then(|values| values.get(index));
+            match (builder, value) {
+                (DeclaredBuilder::Text(b), Some(FieldValue::Text(text))) => b.append_value(text),
+                (DeclaredBuilder::Integer(b), Some(FieldValue::Integer(n))) => b.append_value(*n),
+                (DeclaredBuilder::Float(b), Some(FieldValue::Float(n))) => b.append_value(*n),
+                (DeclaredBuilder::Boolean(b), Some(FieldValue::Boolean(v))) => b.append_value(*v),
+                (DeclaredBuilder::Text(b), _) => b.append_null(),
+                (DeclaredBuilder::Integer(b), _) => b.append_null(),
+                (DeclaredBuilder::Float(b), _) => b.append_null(),
+                (DeclaredBuilder::Boolean(b), _) => b.append_null(),
+            }
+        }
+        if let Some(builder) = self.embedding.as_mut() {
+            match &result.embedding {
+                Some(vector) if vector.len() == self.embedding_dimensions as usize => {
+                    builder.values().append_slice(vector);
+                    builder.append(true);
+                }
+                _ => {
+                    for _ in 0..self.embedding_dimensions {
+                        builder.values().append_null();
+                    }
+                    builder.append(false);
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self) -> Vec<ArrayRef> {
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(self.custom_id.finish()),
+            Arc::new(self.status.finish()),
+            Arc::new(self.content.finish()),
+            Arc::new(self.finish_reason.finish()),
+            Arc::new(self.prompt_tokens.finish()),
+            Arc::new(self.completion_tokens.finish()),
+            Arc::new(self.reasoning_tokens.finish()),
+            Arc::new(self.total_tokens.finish()),
+            Arc::new(self.cost.finish()),
+            Arc::new(self.error_code.finish()),
+            Arc::new(self.error_message.finish()),
+            Arc::new(self.batch_id.finish()),
+            Arc::new(self.request_id.finish()),
+        ];
+        for builder in &mut self.declared {
+            columns.push(match builder {
+                DeclaredBuilder::Text(b) => Arc::new(b.finish()),
+                DeclaredBuilder::Integer(b) => Arc::new(b.finish()),
+                DeclaredBuilder::Float(b) => Arc::new(b.finish()),
+                DeclaredBuilder::Boolean(b) => Arc::new(b.finish()),
+            });
+        }
+        if let Some(builder) = self.embedding.as_mut() {
+            columns.push(Arc::new(builder.finish()));
+        }
+        columns
+    }
+}
+
+/// The state of the shard whose rows are being joined.
+struct CurrentShard {
+    record: ShardRecord,
+    batch_status: Option<BatchStatus>,
+    results: HashMap<String, RowResult>,
+    /// Validation errors by 1-based line of the shard file.
+    line_errors: HashMap<u64, BatchError>,
+    first_error: Option<BatchError>,
+    report: ShardReport,
+    cost: MoneySum,
+}
+
+fn open_shard(
+    run_directory: &RunDirectory,
+    record: &ShardRecord,
+    pricer: &RunPricer,
+) -> anyhow::Result<CurrentShard> {
+    let batch_status = parse_status(record.batch_status.as_deref());
+    let results = if record.results_downloaded {
+        load_shard_results(run_directory, record, batch_status.unwrap_or(BatchStatus::Unknown))?
+    } else {
+        HashMap::new()
+    };
+    let errors: Vec<BatchError> = record
+        .batch_errors
+        .as_deref()
+        .and_then(|text| serde_json::from_str(text).ok())
+        .unwrap_or_default();
+    let first_error = errors.first().cloned();
+    let line_errors = errors
+        .into_iter()
+        .filter_map(|error| error.line.map(|line| (line, error)))
+        .collect();
+    Ok(CurrentShard {
+        report: ShardReport {
+            shard_index: record.shard_index,
+            first_row: record.first_row,
+            row_count: record.row_count,
+            batch_id: record.batch_id.clone(),
+            batch_status: record.batch_status.clone(),
+            rows_by_status: BTreeMap::new(),
+            tokens: TokenTotals::default(),
+            cost: None,
+        },
+        record: record.clone(),
+        batch_status,
+        results,
+        line_errors,
+        first_error,
+        cost: MoneySum::new(pricer.currency()),
+    })
+}
+
+impl CurrentShard {
+    fn result_for(&mut self, custom_id: &str, row_number: u64) -> RowResult {
+        if let Some(result) = self.results.remove(custom_id) {
+            return result;
+        }
+        if self.batch_status == Some(BatchStatus::Failed) {
+            let line = row_number - self.record.first_row + 1;
+            let error = self.line_errors.get(&line).or(self.first_error.as_ref());
+            let mut result = RowResult::unanswered(Some(BatchStatus::Failed));
+            if let Some(error) = error {
+                result.error_code = error.code.clone().or(result.error_code);
+                let own = self.line_errors.contains_key(&line);
+                result.error_message = Some(match (&error.message, own) {
+                    (Some(message), true) => message.clone(),
+                    (Some(message), false) => {
+                        format!("the batch failed validation because of another row: {message}")
+                    }
+                    (None, _) => "the batch failed validation".to_owned(),
+                });
+            }
+            return result;
+        }
+        if self.record.batch_id.is_none() {
+            return RowResult {
+                status: Some(RowStatus::Missing),
+                error_code: Some("not_submitted".into()),
+                error_message: Some("this row's shard was never submitted".into()),
+                ..RowResult::default()
+            };
+        }
+        RowResult::unanswered(self.batch_status)
+    }
+}
+
+/// Joins results to the input and writes the output table atomically.
+#[allow(clippy::too_many_arguments)]
+pub fn join_results(
+    job: &Job,
+    profile: &ProviderProfile,
+    run_directory: &RunDirectory,
+    shards: &[ShardRecord],
+    pricer: &RunPricer,
+    output_path: &Path,
+    output_format: TableFormat,
+) -> anyhow::Result<JoinSummary> {
+    let reader = open_table(&job.input_path, job.input_format)?;
+    let input_schema = reader.schema();
+    let renderer = RequestRenderer::new(job, profile, &input_schema)?;
+    let (schema, kept) = output_schema(job, &input_schema);
+    let mut writer = AtomicTableWriter::create(output_path, output_format, schema.clone())?;
+
+    let mut summary = JoinSummary {
+        rows: 0,
+        rows_by_status: BTreeMap::new(),
+        tokens: TokenTotals::default(),
+        cost: MoneySum::new(pricer.currency()),
+        realtime_cost: MoneySum::new(pricer.currency()),
+        shards: Vec::new(),
+    };
+    let mut shard_iter = shards.iter();
+    let mut current: Option<CurrentShard> = None;
+    let mut row_number: u64 = 0;
+
+    let finish_shard = |shard: CurrentShard, summary: &mut JoinSummary| {
+        let mut report = shard.report;
+        report.cost = shard.cost.total.map(|money| money.to_decimal_string());
+        summary.shards.push(report);
+    };
+
+    for batch in reader {
+        let batch = batch?;
+        let mut builders = ResultBuilders::new(job);
+        for row in 0..batch.num_rows() {
+            row_number += 1;
+            while current
+                .as_ref()
+                .is_none_or(|shard| row_number >= shard.record.first_row + shard.record.row_count)
+            {
+                if let Some(done) = current.take() {
+                    finish_shard(done, &mut summary);
+                }
+                let record = shard_iter.next().ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "row {row_number} of `{}` belongs to no shard: the input changed since the run was planned; start a new run",
+                        job.input_path.display()
+                    )
+                })?;
+                current = Some(open_shard(run_directory, record, pricer)?);
+            }
+            let shard = current.as_mut().expect("current shard set above");
+            let custom_id = renderer.custom_id(&batch, row, row_number)?;
+            let mut result = shard.result_for(&custom_id, row_number);
+
+            let mut declared_values = None;
+            if result.status() == RowStatus::Ok && !job.spec.output.fields.is_empty() {
+                match parse_answer(&job.spec.output.fields, result.content.as_deref().unwrap_or("")) {
+                    Ok(values) => declared_values = Some(values),
+                    Err(reason) => {
+                        result.status = Some(RowStatus::InvalidOutput);
+                        result.error_code = Some("invalid_output".into());
+                        result.error_message = Some(reason);
+                    }
+                }
+            }
+            if job.is_embeddings()
+                && result.status() == RowStatus::Ok
+                && result.embedding.as_ref().map(Vec::len)
+                    != Some(embedding_dimensions(job) as usize)
+            {
+                result.status = Some(RowStatus::InvalidOutput);
+                result.error_code = Some("invalid_output".into());
+                result.error_message = Some(format!(
+                    "the embedding has {} values, expected {}",
+                    result.embedding.as_ref().map_or(0, Vec::len),
+                    embedding_dimensions(job)
+                ));
+            }
+
+            let row_cost = pricer.row_cost(&result);
+            if let Some(cost) = row_cost {
+                summary.cost.add(cost.batch);
+                summary.realtime_cost.add(cost.realtime);
+                shard.cost.add(cost.batch);
+            }
+            if let Some(usage) = RunPricer::billed_usage(&result) {
+                for tokens in [&mut summary.tokens, &mut shard.report.tokens] {
+                    tokens.prompt_tokens += usage.prompt_tokens;
+                    tokens.completion_tokens += usage.completion_tokens;
+                    tokens.reasoning_tokens += usage.reasoning_tokens;
+                    tokens.total_tokens += result
+                        .total_tokens
+                        .unwrap_or(usage.prompt_tokens + usage.completion_tokens);
+                }
+            }
+            let status = result.status().as_str().to_owned();
+            *summary.rows_by_status.entry(status.clone()).or_default() += 1;
+            *shard.report.rows_by_status.entry(status).or_default() += 1;
+            builders.append(
+                &custom_id,
+                &result,
+                row_cost.map(|cost| cost.batch.to_f64()),
+                shard.record.batch_id.as_deref(),
+                declared_values.as_deref(),
+            );
+        }
+        summary.rows += batch.num_rows() as u64;
+        let mut columns: Vec<ArrayRef> = kept.iter().map(|index| batch.column(*index).clone()).collect();
+        columns.extend(builders.finish());
+        let output = RecordBatch::try_new(schema.clone(), columns)?;
+        writer.write(&output)?;
+    }
+    if let Some(done) = current.take() {
+        finish_shard(done, &mut summary);
+    }
+    let planned_rows: u64 = shards.iter().map(|shard| shard.row_count).sum();
+    if summary.rows != planned_rows {
+        anyhow::bail!(
+            "`{}` has {} rows but the run planned {planned_rows}: the input changed since the run was planned; start a new run",
+            job.input_path.display(),
+            summary.rows
+        );
+    }
+    writer.finish()?;
+    Ok(summary)
+}

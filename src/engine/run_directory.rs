@@ -1,0 +1,74 @@
+//! The run directory: where a run keeps its shards, downloaded results, ledger, report and
+//! (unless told otherwise) its output.
+
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct RunDirectory {
+    pub root: PathBuf,
+}
+
+impl RunDirectory {
+    pub fn new(root: PathBuf) -> RunDirectory {
+        RunDirectory { root }
+    }
+
+    /// `runs/<job>-<UTC timestamp>` below the current directory.
+    pub fn default_for(job_name: &str) -> RunDirectory {
+        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+        RunDirectory::new(PathBuf::from("runs").join(format!("{job_name}-{stamp}")))
+    }
+
+    /// The run id is the directory's name; it goes into batch metadata.
+    pub fn run_id(&self) -> String {
+        self.root
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "run".to_owned())
+    }
+
+    pub fn shards_directory(&self) -> PathBuf {
+        self.root.join("shards")
+    }
+
+    pub fn results_directory(&self) -> PathBuf {
+        self.root.join("results")
+    }
+
+    pub fn shard_path(&self, file_name: &str) -> PathBuf {
+        self.shards_directory().join(file_name)
+    }
+
+    pub fn output_results_path(&self, shard_index: u64) -> PathBuf {
+        self.results_directory()
+            .join(format!("shard-{shard_index:05}.output.jsonl"))
+    }
+
+    pub fn error_results_path(&self, shard_index: u64) -> PathBuf {
+        self.results_directory()
+            .join(format!("shard-{shard_index:05}.errors.jsonl"))
+    }
+
+    pub fn report_path(&self) -> PathBuf {
+        self.root.join("report.json")
+    }
+
+    pub fn default_output_path(&self, extension: &str) -> PathBuf {
+        self.root.join(format!("output.{extension}"))
+    }
+
+    pub fn create(&self) -> std::io::Result<()> {
+        std::fs::create_dir_all(self.shards_directory())?;
+        std::fs::create_dir_all(self.results_directory())?;
+        restrict_directory(&self.root);
+        Ok(())
+    }
+}
+
+fn restrict_directory(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700));
+    }
+}

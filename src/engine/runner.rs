@@ -1,0 +1,617 @@
+//! Orchestration of a run: plan → upload → create → poll → download → join → report, each step
+//! recorded in the ledger so that `resume` (or `run` on an existing run directory) continues
+//! where the last process stopped, and a finished run makes no changing call at all.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::join_pass::join_results;
+use super::plan::{file_sha256, plan_shards};
+use super::poll::{PollSchedule, poll_until_settled, record_batch_state};
+use super::report::RunReport;
+use super::submit::Submitter;
+use super::{EventSink, OutputMode, RunDirectory};
+use crate::client::{ApiClient, ApiKey, RetryPolicy};
+use crate::cost::RunPricer;
+use crate::exit;
+use crate::job::{Job, load_job};
+use crate::ledger::{EffectKind, Ledger};
+use crate::pricing::PriceTable;
+use crate::provider::{ProviderKind, ProviderProfile};
+use crate::table::TableFormat;
+
+/// A failure with the exit code it maps to.
+#[derive(Debug)]
+pub struct RunFailure {
+    pub exit_code: u8,
+    pub error: anyhow::Error,
+}
+
+impl RunFailure {
+    pub fn input(error: impl Into<anyhow::Error>) -> RunFailure {
+        RunFailure {
+            exit_code: exit::INPUT_ERROR,
+            error: error.into(),
+        }
+    }
+
+    pub fn remote(error: impl Into<anyhow::Error>) -> RunFailure {
+        RunFailure {
+            exit_code: exit::REMOTE_ERROR,
+            error: error.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for RunFailure {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "{:#}", self.error)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub provider: ProviderKind,
+    pub base_url: Option<String>,
+    pub run_directory: Option<PathBuf>,
+    pub output: Option<PathBuf>,
+    pub mode: OutputMode,
+    pub prices_file: Option<PathBuf>,
+}
+
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub report: RunReport,
+    pub exit_code: u8,
+    pub run_directory: PathBuf,
+}
+
+/// Ledger fact keys.
+mod fact {
+    pub const JOB_FILE: &str = "job_file";
+    pub const JOB_SHA256: &str = "job_sha256";
+    pub const INPUT_SHA256: &str = "input_sha256";
+    pub const PROVIDER: &str = "provider";
+    pub const BASE_URL: &str = "base_url";
+    pub const OUTPUT_PATH: &str = "output_path";
+    pub const OUTPUT_FORMAT: &str = "output_format";
+    pub const PLANNED_ROWS: &str = "planned_rows";
+    pub const FINISHED: &str = "finished";
+}
+
+/// The provider a run talks to, with the embedded simulator kept alive while it is used.
+struct Connection {
+    client: ApiClient,
+    profile: ProviderProfile,
+    _simulator: Option<crate::sim::SimHandle>,
+}
+
+async fn connect(
+    kind: ProviderKind,
+    base_url: Option<&str>,
+    run_directory: &RunDirectory,
+) -> Result<Connection, RunFailure> {
+    let profile = ProviderProfile::for_kind(kind);
+    if kind == ProviderKind::Sim && base_url.is_none() {
+        let mut config = crate::sim::SimConfig {
+            state_dir: Some(run_directory.root.join("simulator")),
+            ..crate::sim::SimConfig::default()
+        };
+        if let Ok(scale) = std::env::var(crate::env::DASHBATCH_SIM_TIME_SCALE)
+            && let Ok(scale) = scale.parse::<f64>()
+        {
+            config.time_scale = scale;
+        }
+        let handle = crate::sim::spawn("127.0.0.1:0", config)
+            .await
+            .map_err(|error| RunFailure::remote(anyhow::anyhow!("cannot start the embedded simulator: {error}")))?;
+        let client = ApiClient::new(
+            &handle.base_url(),
+            ApiKey::new("sim-key".into()),
+            RetryPolicy::default(),
+        )
+        .map_err(RunFailure::remote)?;
+        return Ok(Connection {
+            client,
+            profile,
+            _simulator: Some(handle),
+        });
+    }
+    let base_url = match (base_url, profile.default_base_url) {
+        (Some(url), _) => url.to_owned(),
+        (None, Some(url)) => url.to_owned(),
+        (None, None) => {
+            return Err(RunFailure::input(anyhow::anyhow!(
+                "no base URL for provider `{kind}`; pass `--base-url`"
+            )));
+        }
+    };
+    let key = match std::env::var(profile.api_key_variable) {
+        Ok(key) if !key.trim().is_empty() => key,
+        _ if kind == ProviderKind::Sim => "sim-key".to_owned(),
+        _ => {
+            return Err(RunFailure::input(anyhow::anyhow!(
+                "`{}` is not set; export your API key in it (dashbatch reads the key only from the environment), or use `--provider sim` to try a job without a key",
+                profile.api_key_variable
+            )));
+        }
+    };
+    let client = ApiClient::new(&base_url, ApiKey::new(key), RetryPolicy::default())
+        .map_err(RunFailure::remote)?;
+    Ok(Connection {
+        client,
+        profile,
+        _simulator: None,
+    })
+}
+
+fn poll_schedule(job: &Job, kind: ProviderKind, base_url: Option<&str>) -> PollSchedule {
+    let local = kind == ProviderKind::Sim
+        || base_url.is_some_and(|url| url.contains("127.0.0.1") || url.contains("localhost"));
+    let max = job
+        .spec
+        .batch
+        .max_poll_interval_seconds
+        .map(Duration::from_secs)
+        .unwrap_or(if local { Duration::from_secs(2) } else { Duration::from_secs(60) });
+    PollSchedule {
+        first_interval: if local { Duration::from_millis(200) } else { Duration::from_secs(5) }.min(max),
+        max_interval: max,
+    }
+}
+
+fn load_prices(options_prices: Option<&Path>) -> Result<PriceTable, RunFailure> {
+    let from_environment = std::env::var_os(crate::env::DASHBATCH_PRICES).map(PathBuf::from);
+    let path = options_prices.map(Path::to_owned).or(from_environment);
+    PriceTable::load(path.as_deref()).map_err(RunFailure::input)
+}
+
+/// `dashbatch run JOB.toml`: a new run, or the continuation of the one in `--run-dir`.
+pub async fn run_job(job_file: &Path, options: RunOptions) -> Result<RunOutcome, RunFailure> {
+    let job = load_job(job_file).map_err(RunFailure::input)?;
+    let run_directory = match &options.run_directory {
+        Some(path) => RunDirectory::new(path.clone()),
+        None => RunDirectory::default_for(&job.name),
+    };
+    execute(job, run_directory, options).await
+}
+
+/// `dashbatch resume RUN_DIR`: continues a run from its ledger alone.
+pub async fn resume_run(run_directory: &Path, mode: OutputMode) -> Result<RunOutcome, RunFailure> {
+    let ledger = open_existing_ledger(run_directory)?;
+    let job_file = ledger
+        .fact(fact::JOB_FILE)
+        .map_err(RunFailure::input)?
+        .ok_or_else(|| RunFailure::input(anyhow::anyhow!("the ledger does not name its job file")))?;
+    let provider: ProviderKind = ledger
+        .fact(fact::PROVIDER)
+        .map_err(RunFailure::input)?
+        .and_then(|text| serde_json::from_value(json!(text)).ok())
+        .unwrap_or(ProviderKind::Sim);
+    let base_url = ledger.fact(fact::BASE_URL).map_err(RunFailure::input)?;
+    let output = ledger.fact(fact::OUTPUT_PATH).map_err(RunFailure::input)?.map(PathBuf::from);
+    drop(ledger);
+    let job = load_job(Path::new(&job_file)).map_err(RunFailure::input)?;
+    execute(
+        job,
+        RunDirectory::new(run_directory.to_owned()),
+        RunOptions {
+            provider,
+            base_url,
+            run_directory: Some(run_directory.to_owned()),
+            output,
+            mode,
+            prices_file: None,
+        },
+    )
+    .await
+}
+
+fn open_existing_ledger(run_directory: &Path) -> Result<Ledger, RunFailure> {
+    if !Ledger::exists_in(run_directory) {
+        return Err(RunFailure::input(anyhow::anyhow!(
+            "`{}` is not a run directory (it has no {})",
+            run_directory.display(),
+            crate::ledger::LEDGER_FILE_NAME
+        )));
+    }
+    Ledger::open(run_directory).map_err(RunFailure::input)
+}
+
+async fn execute(job: Job, run_directory: RunDirectory, options: RunOptions) -> Result<RunOutcome, RunFailure> {
+    let events = EventSink::new(options.mode);
+    let profile = ProviderProfile::for_kind(options.provider);
+    profile
+        .check_window(&job.spec.batch.completion_window)
+        .map_err(|message| {
+            RunFailure::input(anyhow::anyhow!(
+                "job file `{}`, key `batch.completion_window`: {message}",
+                job.job_file.display()
+            ))
+        })?;
+    let prices = load_prices(options.prices_file.as_deref())?;
+
+    let resuming = Ledger::exists_in(&run_directory.root);
+    run_directory.create().map_err(|error| {
+        RunFailure::input(anyhow::anyhow!(
+            "cannot create the run directory `{}`: {error}",
+            run_directory.root.display()
+        ))
+    })?;
+    let mut ledger = Ledger::open(&run_directory.root).map_err(RunFailure::input)?;
+    let job_file_absolute = std::fs::canonicalize(&job.job_file).unwrap_or(job.job_file.clone());
+    if resuming {
+        if let Some(recorded) = ledger.fact(fact::JOB_SHA256).map_err(RunFailure::input)?
+            && recorded != job.job_file_sha256
+        {
+            return Err(RunFailure::input(anyhow::anyhow!(
+                "job file `{}` changed since run `{}` started; resuming would mix two jobs. Restore the job file, or start a new run with another `--run-dir`",
+                job.job_file.display(),
+                run_directory.root.display()
+            )));
+        }
+        if let Some(recorded) = ledger.fact(fact::PROVIDER).map_err(RunFailure::input)?
+            && recorded != options.provider.to_string()
+        {
+            return Err(RunFailure::input(anyhow::anyhow!(
+                "run `{}` was started with provider `{recorded}`, not `{}`; resume it with the same provider",
+                run_directory.root.display(),
+                options.provider
+            )));
+        }
+    } else {
+        ledger.set_fact(fact::JOB_FILE, &job_file_absolute.display().to_string()).map_err(RunFailure::input)?;
+        ledger.set_fact(fact::JOB_SHA256, &job.job_file_sha256).map_err(RunFailure::input)?;
+        ledger.set_fact(fact::PROVIDER, &options.provider.to_string()).map_err(RunFailure::input)?;
+        if let Some(url) = &options.base_url {
+            ledger.set_fact(fact::BASE_URL, url).map_err(RunFailure::input)?;
+        }
+    }
+
+    let output_format = job
+        .output_format
+        .or_else(|| options.output.as_deref().and_then(TableFormat::from_path))
+        .unwrap_or(TableFormat::Parquet);
+    let output_path = match (&options.output, &job.output_path) {
+        (Some(path), _) => path.clone(),
+        (None, Some(path)) => path.clone(),
+        (None, None) => run_directory.default_output_path(output_format.extension()),
+    };
+    if !resuming {
+        ledger.set_fact(fact::OUTPUT_PATH, &output_path.display().to_string()).map_err(RunFailure::input)?;
+        ledger.set_fact(fact::OUTPUT_FORMAT, output_format.extension()).map_err(RunFailure::input)?;
+    }
+
+    events.emit(
+        "run_started",
+        json!({
+            "job": job.name,
+            "run_directory": run_directory.root.display().to_string(),
+            "provider": options.provider.to_string(),
+            "resumed": resuming,
+        }),
+        || {
+            Some(format!(
+                "{} job `{}` in `{}` on provider `{}`",
+                if resuming { "resuming" } else { "running" },
+                job.name,
+                run_directory.root.display(),
+                options.provider
+            ))
+        },
+    );
+
+    // Plan (local, free). A crash while planning leaves no `planned_rows`, so planning restarts.
+    let planned_rows = match ledger.fact(fact::PLANNED_ROWS).map_err(RunFailure::input)? {
+        Some(rows) => rows.parse::<u64>().unwrap_or(0),
+        None => {
+            ledger.clear_plan().map_err(RunFailure::input)?;
+            let input_sha256 = file_sha256(&job.input_path).map_err(|error| {
+                RunFailure::input(anyhow::anyhow!(
+                    "cannot read input `{}`: {error}",
+                    job.input_path.display()
+                ))
+            })?;
+            let plan = plan_shards(&job, &profile, &run_directory.shards_directory(), &ledger, 0)
+                .map_err(RunFailure::input)?;
+            ledger.insert_shards(&plan.shards).map_err(RunFailure::input)?;
+            ledger.set_fact(fact::INPUT_SHA256, &input_sha256).map_err(RunFailure::input)?;
+            ledger
+                .set_fact(fact::PLANNED_ROWS, &plan.row_count.to_string())
+                .map_err(RunFailure::input)?;
+            events.emit(
+                "planned",
+                json!({"rows": plan.row_count, "shards": plan.shards.len()}),
+                || Some(format!("{} rows in {} shard(s)", plan.row_count, plan.shards.len())),
+            );
+            plan.row_count
+        }
+    };
+    if resuming {
+        let recorded = ledger.fact(fact::INPUT_SHA256).map_err(RunFailure::input)?;
+        let current = file_sha256(&job.input_path).ok();
+        if recorded.is_some() && recorded != current {
+            return Err(RunFailure::input(anyhow::anyhow!(
+                "input `{}` changed since run `{}` was planned; joining would mismatch rows. Restore the input, or start a new run",
+                job.input_path.display(),
+                run_directory.root.display()
+            )));
+        }
+    }
+
+    let finished = ledger.fact(fact::FINISHED).map_err(RunFailure::input)?.is_some();
+    let shards = ledger.shards().map_err(RunFailure::input)?;
+    let thinking = job.spec.request.enable_thinking == Some(true);
+    let pricer = RunPricer::new(prices, &job.spec.request.model, thinking);
+
+    if !finished {
+        let connection = connect(options.provider, options.base_url.as_deref(), &run_directory).await?;
+        let client = &connection.client;
+        events.start_progress(planned_rows);
+        let shard_count = shards.len() as u64;
+        let mut submitter = Submitter {
+            client,
+            ledger: &ledger,
+            run_directory: &run_directory,
+            job: &job,
+            profile: &connection.profile,
+            events: &events,
+            shard_count,
+            last_upload: None,
+        };
+        // Side effects a previous process announced but never saw through: look before acting.
+        for (effect_id, shard_index, _) in ledger.open_intents(EffectKind::Upload).map_err(RunFailure::input)? {
+            let Some(shard) = shard_index.and_then(|index| shards.iter().find(|s| s.shard_index == index)) else {
+                continue;
+            };
+            if shard.file_id.is_none() {
+                let found = submitter.reconcile_upload(shard).await.map_err(RunFailure::remote)?;
+                let outcome = found.map_or("not found; will upload".to_owned(), |id| format!("adopted {id}"));
+                ledger.record_outcome(effect_id, "reconciled", &outcome).map_err(RunFailure::input)?;
+            } else {
+                ledger.record_outcome(effect_id, "reconciled", "file id already recorded").map_err(RunFailure::input)?;
+            }
+        }
+        let shards = ledger.shards().map_err(RunFailure::input)?;
+        for (effect_id, shard_index, file_id) in ledger.open_intents(EffectKind::CreateBatch).map_err(RunFailure::input)? {
+            let Some(shard) = shard_index.and_then(|index| shards.iter().find(|s| s.shard_index == index)) else {
+                continue;
+            };
+            if shard.batch_id.is_none() {
+                let found = submitter.reconcile_batch(shard, &file_id).await.map_err(RunFailure::remote)?;
+                let outcome = found.map_or("not found; will create".to_owned(), |batch| format!("adopted {}", batch.id));
+                ledger.record_outcome(effect_id, "reconciled", &outcome).map_err(RunFailure::input)?;
+            } else {
+                ledger.record_outcome(effect_id, "reconciled", "batch id already recorded").map_err(RunFailure::input)?;
+            }
+        }
+
+        for shard in ledger.shards().map_err(RunFailure::input)? {
+            let file_id = submitter.ensure_uploaded(&shard).await.map_err(|error| {
+                RunFailure::remote(anyhow::anyhow!(
+                    "{error}\nThe run's state is saved; continue it with `dashbatch resume {}`",
+                    run_directory.root.display()
+                ))
+            })?;
+            let batch_id = submitter.ensure_batch(&shard, &file_id).await.map_err(|error| {
+                RunFailure::remote(anyhow::anyhow!(
+                    "{error}\nThe run's state is saved; continue it with `dashbatch resume {}`",
+                    run_directory.root.display()
+                ))
+            })?;
+            if shard.batch_id.is_none() {
+                // Record the fresh batch's first state so `status` can show it at once.
+                if let Ok(batch) = client.get_batch(&batch_id).await {
+                    let _ = record_batch_state(&ledger, shard.shard_index, &batch);
+                }
+            }
+        }
+
+        poll_until_settled(
+            client,
+            &ledger,
+            &run_directory,
+            &events,
+            poll_schedule(&job, options.provider, options.base_url.as_deref()),
+            planned_rows,
+        )
+        .await
+        .map_err(|error| {
+            RunFailure::remote(anyhow::anyhow!(
+                "{error}\nThe run's state is saved; continue it with `dashbatch resume {}`",
+                run_directory.root.display()
+            ))
+        })?;
+        events.finish_progress();
+    }
+
+    let shards = ledger.shards().map_err(RunFailure::input)?;
+    let summary = join_results(
+        &job,
+        &profile,
+        &run_directory,
+        &shards,
+        &pricer,
+        &output_path,
+        output_format,
+    )
+    .map_err(RunFailure::input)?;
+    ledger.set_fact(fact::FINISHED, "1").map_err(RunFailure::input)?;
+
+    let report = build_report(&job, &run_directory, options.provider, &output_path, &pricer, summary);
+    let report_json = serde_json::to_vec_pretty(&report).expect("report serialises");
+    write_atomically(&run_directory.report_path(), &report_json).map_err(|error| {
+        RunFailure::input(anyhow::anyhow!("cannot write the report: {error}"))
+    })?;
+    events.emit(
+        "run_finished",
+        serde_json::to_value(&report).expect("report serialises"),
+        || Some(report.summary()),
+    );
+    let exit_code = if report.all_rows_ok() { exit::SUCCESS } else { exit::SOME_ROWS_FAILED };
+    Ok(RunOutcome {
+        report,
+        exit_code,
+        run_directory: run_directory.root.clone(),
+    })
+}
+
+fn build_report(
+    job: &Job,
+    run_directory: &RunDirectory,
+    provider: ProviderKind,
+    output_path: &Path,
+    pricer: &RunPricer,
+    summary: super::join_pass::JoinSummary,
+) -> RunReport {
+    let saving = match (summary.cost.total, summary.realtime_cost.total) {
+        (Some(batch), Some(realtime)) => Some(
+            crate::pricing::Money::from_femto_units(
+                realtime.femto_units() - batch.femto_units(),
+                batch.currency(),
+            )
+            .to_decimal_string(),
+        ),
+        _ => None,
+    };
+    RunReport {
+        job: job.name.clone(),
+        run_id: run_directory.run_id(),
+        provider: provider.to_string(),
+        model: job.spec.request.model.clone(),
+        input: job.input_path.display().to_string(),
+        output: output_path.display().to_string(),
+        rows: summary.rows,
+        rows_by_status: summary.rows_by_status,
+        tokens: summary.tokens,
+        currency: pricer.currency().map(|currency| currency.code().to_owned()),
+        cost: summary.cost.total.map(|money| money.to_decimal_string()),
+        realtime_cost: summary.realtime_cost.total.map(|money| money.to_decimal_string()),
+        saving,
+        price_table_as_of: pricer.table().as_of().to_owned(),
+        shards: summary.shards,
+        cost_money: summary.cost.total,
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let partial = path.with_extension("partial");
+    std::fs::write(&partial, bytes)?;
+    std::fs::File::open(&partial)?.sync_all()?;
+    crate::ledger::restrict_permissions(&partial);
+    std::fs::rename(partial, path)
+}
+
+/// `dashbatch status RUN_DIR`: what the ledger knows, without any network call.
+pub fn show_status(run_directory: &Path, as_json: bool) -> Result<String, RunFailure> {
+    let ledger = open_existing_ledger(run_directory)?;
+    let shards = ledger.shards().map_err(RunFailure::input)?;
+    let finished = ledger.fact(fact::FINISHED).map_err(RunFailure::input)?.is_some();
+    let planned_rows: u64 = ledger
+        .fact(fact::PLANNED_ROWS)
+        .map_err(RunFailure::input)?
+        .and_then(|rows| rows.parse().ok())
+        .unwrap_or(0);
+    let report: Option<serde_json::Value> = std::fs::read(run_directory.join("report.json"))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+    if as_json {
+        let shards_json: Vec<serde_json::Value> = shards
+            .iter()
+            .map(|shard| {
+                json!({
+                    "shard": shard.shard_index,
+                    "first_row": shard.first_row,
+                    "rows": shard.row_count,
+                    "file_id": shard.file_id,
+                    "batch_id": shard.batch_id,
+                    "batch_status": shard.batch_status,
+                    "request_counts": {"total": shard.request_total, "completed": shard.request_completed, "failed": shard.request_failed},
+                    "results_downloaded": shard.results_downloaded,
+                })
+            })
+            .collect();
+        return Ok(json!({
+            "run_directory": run_directory.display().to_string(),
+            "planned_rows": planned_rows,
+            "finished": finished,
+            "shards": shards_json,
+            "report": report,
+        })
+        .to_string());
+    }
+    let mut text = format!(
+        "run `{}`: {planned_rows} rows in {} shard(s), {}\n",
+        run_directory.display(),
+        shards.len(),
+        if finished { "finished" } else { "not finished" }
+    );
+    text.push_str("shard  rows      batch                                      status       completed  failed  results\n");
+    for shard in &shards {
+        text.push_str(&format!(
+            "{:<6} {:<9} {:<42} {:<12} {:<10} {:<7} {}\n",
+            shard.shard_index,
+            shard.row_count,
+            shard.batch_id.as_deref().unwrap_or("-"),
+            shard.batch_status.as_deref().unwrap_or(if shard.file_id.is_some() { "uploaded" } else { "planned" }),
+            shard.request_completed,
+            shard.request_failed,
+            if shard.results_downloaded { "downloaded" } else { "-" }
+        ));
+    }
+    if let Some(report) = report {
+        text.push_str(&format!(
+            "cost: {} {} (realtime {}), output `{}`\n",
+            report["cost"].as_str().unwrap_or("unknown"),
+            report["currency"].as_str().unwrap_or(""),
+            report["realtime_cost"].as_str().unwrap_or("unknown"),
+            report["output"].as_str().unwrap_or("")
+        ));
+    }
+    Ok(text)
+}
+
+/// `dashbatch cancel RUN_DIR`: asks the provider to cancel the run's live batches. Rows that
+/// already finished stay billed and are kept; `resume` then joins what came back.
+pub async fn cancel_run(run_directory: &Path, mode: OutputMode) -> Result<u64, RunFailure> {
+    let ledger = open_existing_ledger(run_directory)?;
+    let provider: ProviderKind = ledger
+        .fact(fact::PROVIDER)
+        .map_err(RunFailure::input)?
+        .and_then(|text| serde_json::from_value(json!(text)).ok())
+        .unwrap_or(ProviderKind::Sim);
+    let base_url = ledger.fact(fact::BASE_URL).map_err(RunFailure::input)?;
+    let directory = RunDirectory::new(run_directory.to_owned());
+    let connection = connect(provider, base_url.as_deref(), &directory).await?;
+    let events = EventSink::new(mode);
+    let mut cancelled = 0;
+    for shard in ledger.shards().map_err(RunFailure::input)? {
+        let Some(batch_id) = &shard.batch_id else { continue };
+        let status = shard.batch_status.as_deref().unwrap_or("validating");
+        if matches!(status, "completed" | "failed" | "expired" | "cancelled") {
+            continue;
+        }
+        let effect = ledger
+            .record_intent(Some(shard.shard_index), EffectKind::CancelBatch, batch_id)
+            .map_err(RunFailure::input)?;
+        match connection.client.cancel_batch(batch_id).await {
+            Ok(batch) => {
+                ledger.record_outcome(effect, "done", batch.status.as_str()).map_err(RunFailure::input)?;
+                record_batch_state(&ledger, shard.shard_index, &batch).map_err(RunFailure::remote)?;
+                cancelled += 1;
+                events.emit(
+                    "batch_cancel_requested",
+                    json!({"shard": shard.shard_index, "batch_id": batch_id, "status": batch.status.as_str()}),
+                    || Some(format!("asked to cancel batch `{batch_id}` (shard {}): now {}", shard.shard_index, batch.status.as_str())),
+                );
+            }
+            Err(error) => {
+                ledger.record_outcome(effect, "failed", &error.to_string()).map_err(RunFailure::input)?;
+                return Err(RunFailure::remote(error));
+            }
+        }
+    }
+    Ok(cancelled)
+}

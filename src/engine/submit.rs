@@ -1,0 +1,260 @@
+//! Submission: upload each shard and create its batch, writing the intent to the ledger before
+//! each call and the outcome after it. A call whose outcome is unknown (timeout, reset, 5xx) is
+//! never simply repeated: the provider's lists are searched for its effect first, and what is
+//! found is adopted (see ARCHITECTURE.md, "Exactly once").
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::{EventSink, RunDirectory};
+use crate::client::{ApiClient, BatchListQuery, ClientError};
+use crate::job::Job;
+use crate::ledger::{EffectKind, Ledger, ShardRecord};
+use crate::provider::ProviderProfile;
+use crate::wire::{Batch, CreateBatchRequest};
+
+pub const METADATA_RUN: &str = "dashbatch_run";
+pub const METADATA_SHARD: &str = "dashbatch_shard";
+pub const METADATA_JOB: &str = "dashbatch_job";
+
+/// How many pages of `GET /batches` reconciliation reads on providers without an
+/// `input_file_ids` filter.
+const MAX_RECONCILE_PAGES: usize = 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error(transparent)]
+    Ledger(#[from] crate::ledger::LedgerError),
+}
+
+pub struct Submitter<'a> {
+    pub client: &'a ApiClient,
+    pub ledger: &'a Ledger,
+    pub run_directory: &'a RunDirectory,
+    pub job: &'a Job,
+    pub profile: &'a ProviderProfile,
+    pub events: &'a EventSink,
+    pub shard_count: u64,
+    pub last_upload: Option<Instant>,
+}
+
+impl Submitter<'_> {
+    fn run_id(&self) -> String {
+        self.run_directory.run_id()
+    }
+
+    /// The name the shard is uploaded under: unique per run, so it can be found again.
+    pub fn upload_name(&self, shard: &ShardRecord) -> String {
+        format!("{}-{}", self.run_id(), shard.file_name)
+    }
+
+    fn metadata(&self, shard: &ShardRecord) -> BTreeMap<String, String> {
+        let mut metadata = BTreeMap::new();
+        if self.profile.uses_dashscope_metadata {
+            // ds_name ≤ 100 and ds_description ≤ 200 characters (reference §3.1).
+            metadata.insert("ds_name".to_owned(), truncate(&self.job.name, 100));
+            let description = format!(
+                "dashbatch run {} shard {}/{}",
+                self.run_id(),
+                shard.shard_index + 1,
+                self.shard_count
+            );
+            metadata.insert("ds_description".to_owned(), truncate(&description, 200));
+        }
+        metadata.insert(METADATA_RUN.to_owned(), self.run_id());
+        metadata.insert(METADATA_SHARD.to_owned(), shard.shard_index.to_string());
+        metadata.insert(METADATA_JOB.to_owned(), truncate(&self.job.name, 64));
+        for (key, value) in &self.job.spec.batch.metadata {
+            metadata.insert(key.clone(), value.clone());
+        }
+        if let Some(limit) = self.profile.max_metadata_value_chars {
+            for value in metadata.values_mut() {
+                *value = truncate(value, limit);
+            }
+        }
+        metadata
+    }
+
+    async fn respect_upload_rate(&mut self) {
+        let spacing = Duration::from_secs_f64(1.0 / f64::from(self.profile.max_uploads_per_second.max(1)));
+        if let Some(last) = self.last_upload {
+            let elapsed = last.elapsed();
+            if elapsed < spacing {
+                tokio::time::sleep(spacing - elapsed).await;
+            }
+        }
+        self.last_upload = Some(Instant::now());
+    }
+
+    /// Uploads the shard unless it already has a file id; returns the file id.
+    pub async fn ensure_uploaded(&mut self, shard: &ShardRecord) -> Result<String, SubmitError> {
+        if let Some(file_id) = &shard.file_id {
+            return Ok(file_id.clone());
+        }
+        let upload_name = self.upload_name(shard);
+        self.respect_upload_rate().await;
+        let effect = self
+            .ledger
+            .record_intent(Some(shard.shard_index), EffectKind::Upload, &upload_name)?;
+        let path = self.run_directory.shard_path(&shard.file_name);
+        match self.client.upload_file(&path, &upload_name).await {
+            Ok(file) => {
+                self.ledger.set_file_id(shard.shard_index, Some(&file.id))?;
+                self.ledger.record_outcome(effect, "done", &file.id)?;
+                self.events.emit(
+                    "file_uploaded",
+                    json!({"shard": shard.shard_index, "file_id": file.id, "bytes": file.bytes}),
+                    || Some(format!("uploaded shard {} as `{}`", shard.shard_index, file.id)),
+                );
+                Ok(file.id)
+            }
+            Err(error) if error.outcome_unknown() => {
+                self.ledger.record_outcome(effect, "unknown", &error.to_string())?;
+                // The file may exist; look before uploading again.
+                if let Some(file_id) = self.reconcile_upload(shard).await? {
+                    self.ledger.record_outcome(effect, "done", &format!("adopted {file_id}"))?;
+                    return Ok(file_id);
+                }
+                self.ledger.record_outcome(effect, "failed", "not found after an unknown outcome")?;
+                Err(error.into())
+            }
+            Err(error) => {
+                self.ledger.record_outcome(effect, "failed", &error.to_string())?;
+                Err(error.into())
+            }
+        }
+    }
+
+    /// Looks for files this shard's upload may have created. Adopts one, deletes the rest.
+    pub async fn reconcile_upload(&mut self, shard: &ShardRecord) -> Result<Option<String>, SubmitError> {
+        let upload_name = self.upload_name(shard);
+        let mut matches = Vec::new();
+        let mut after: Option<String> = None;
+        for _ in 0..MAX_RECONCILE_PAGES {
+            let page = self.client.list_files(after.as_deref(), 2000).await?;
+            let has_more = page.has_more;
+            let items = page.into_items();
+            let last = items.last().map(|file| file.id.clone());
+            for file in items {
+                if file.filename == upload_name && file.bytes == shard.byte_size {
+                    matches.push(file.id);
+                }
+            }
+            if !has_more || last.is_none() {
+                break;
+            }
+            after = last;
+        }
+        let Some(adopted) = matches.first().cloned() else {
+            return Ok(None);
+        };
+        self.ledger.set_file_id(shard.shard_index, Some(&adopted))?;
+        self.events.emit(
+            "file_adopted",
+            json!({"shard": shard.shard_index, "file_id": adopted}),
+            || Some(format!("found the upload of shard {} already made (`{adopted}`); not uploading again", shard.shard_index)),
+        );
+        for orphan in matches.iter().skip(1) {
+            let effect = self
+                .ledger
+                .record_intent(Some(shard.shard_index), EffectKind::DeleteFile, orphan)?;
+            match self.client.delete_file(orphan).await {
+                Ok(()) => self.ledger.record_outcome(effect, "done", orphan)?,
+                Err(error) => self.ledger.record_outcome(effect, "failed", &error.to_string())?,
+            }
+        }
+        Ok(Some(adopted))
+    }
+
+    /// Creates the shard's batch unless it already has one; returns the batch id.
+    pub async fn ensure_batch(&mut self, shard: &ShardRecord, file_id: &str) -> Result<String, SubmitError> {
+        if let Some(batch_id) = &shard.batch_id {
+            return Ok(batch_id.clone());
+        }
+        let request = CreateBatchRequest {
+            input_file_id: file_id.to_owned(),
+            endpoint: self.job.spec.request.endpoint.clone(),
+            completion_window: self.job.spec.batch.completion_window.clone(),
+            metadata: Some(self.metadata(shard)),
+        };
+        let effect = self
+            .ledger
+            .record_intent(Some(shard.shard_index), EffectKind::CreateBatch, file_id)?;
+        match self.client.create_batch(&request).await {
+            Ok(batch) => {
+                self.ledger.set_batch_id(shard.shard_index, &batch.id)?;
+                self.ledger.record_outcome(effect, "done", &batch.id)?;
+                self.events.emit(
+                    "batch_created",
+                    json!({"shard": shard.shard_index, "batch_id": batch.id, "input_file_id": file_id}),
+                    || Some(format!("created batch `{}` for shard {}", batch.id, shard.shard_index)),
+                );
+                Ok(batch.id)
+            }
+            Err(error) if error.outcome_unknown() => {
+                self.ledger.record_outcome(effect, "unknown", &error.to_string())?;
+                // Never create again before looking: the first create may have happened.
+                for wait in [Duration::from_millis(0), Duration::from_secs(2)] {
+                    tokio::time::sleep(wait).await;
+                    if let Some(batch) = self.reconcile_batch(shard, file_id).await? {
+                        self.ledger.record_outcome(effect, "done", &format!("adopted {}", batch.id))?;
+                        return Ok(batch.id);
+                    }
+                }
+                self.ledger.record_outcome(effect, "failed", "not found after an unknown outcome")?;
+                Err(error.into())
+            }
+            Err(error) => {
+                self.ledger.record_outcome(effect, "failed", &error.to_string())?;
+                Err(error.into())
+            }
+        }
+    }
+
+    /// Looks for a batch this run already created for `file_id` and adopts it.
+    pub async fn reconcile_batch(&mut self, shard: &ShardRecord, file_id: &str) -> Result<Option<Batch>, SubmitError> {
+        let run_id = self.run_id();
+        let shard_text = shard.shard_index.to_string();
+        let mut after: Option<String> = None;
+        for _ in 0..MAX_RECONCILE_PAGES {
+            let page = self
+                .client
+                .list_batches(&BatchListQuery {
+                    after: after.clone(),
+                    limit: Some(100),
+                    input_file_ids: vec![file_id.to_owned()],
+                    ..BatchListQuery::default()
+                })
+                .await?;
+            let has_more = page.has_more;
+            let items = page.into_items();
+            let last = items.last().map(|batch| batch.id.clone());
+            if let Some(found) = items.into_iter().find(|batch| {
+                batch.input_file_id == file_id
+                    && batch.metadata_value(METADATA_RUN) == Some(run_id.as_str())
+                    && batch.metadata_value(METADATA_SHARD) == Some(shard_text.as_str())
+            }) {
+                self.ledger.set_batch_id(shard.shard_index, &found.id)?;
+                self.events.emit(
+                    "batch_adopted",
+                    json!({"shard": shard.shard_index, "batch_id": found.id}),
+                    || Some(format!("found batch `{}` already created for shard {}; not creating another", found.id, shard.shard_index)),
+                );
+                return Ok(Some(found));
+            }
+            if !has_more || last.is_none() {
+                break;
+            }
+            after = last;
+        }
+        Ok(None)
+    }
+}
+
+fn truncate(text: &str, max_chars: usize) -> String {
+    text.chars().take(max_chars).collect()
+}

@@ -1,0 +1,12 @@
+//! Every environment variable dashbatch reads, declared once.
+
+/// The DashScope API key (Beijing and Singapore keys differ). Never logged or stored.
+pub const DASHSCOPE_API_KEY: &str = "DASHSCOPE_API_KEY";
+/// The OpenAI API key, for `--provider openai`.
+pub const OPENAI_API_KEY: &str = "OPENAI_API_KEY";
+/// When set, retries and other chatter are written to stderr.
+pub const DASHBATCH_LOG: &str = "DASHBATCH_LOG";
+/// Overrides the simulator's time scale for `--provider sim` (simulated seconds per real second).
+pub const DASHBATCH_SIM_TIME_SCALE: &str = "DASHBATCH_SIM_TIME_SCALE";
+/// A prices file (TOML) that overrides or adds to the built-in price table.
+pub const DASHBATCH_PRICES: &str = "DASHBATCH_PRICES";

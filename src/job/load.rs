@@ -1,0 +1,409 @@
+//! Loading a job file: read, parse, check every value, resolve paths. The result is a [`Job`]
+//! that the rest of the engine can trust.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::spec::{JobSpec, OutputFieldType, ResponseFormat};
+use crate::table::TableFormat;
+
+/// Result columns that declared output fields must not shadow.
+pub const RESERVED_COLUMN_NAMES: &[&str] = &[
+    "custom_id",
+    "status",
+    "content",
+    "finish_reason",
+    "prompt_tokens",
+    "completion_tokens",
+    "reasoning_tokens",
+    "total_tokens",
+    "cost",
+    "error_code",
+    "error_message",
+    "batch_id",
+    "request_id",
+    "embedding",
+];
+
+/// Endpoints a job may name. `/v1/chat/ds-test` is used only by rehearsals.
+pub const CHAT_ENDPOINT: &str = "/v1/chat/completions";
+pub const EMBEDDINGS_ENDPOINT: &str = "/v1/embeddings";
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("failed to read job file `{path}`: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("job file `{path}` is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("job file `{path}`, key `{key}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+/// A checked job with absolute paths.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub name: String,
+    pub job_file: PathBuf,
+    /// SHA-256 of the job file's bytes, so a resumed run can tell when the job changed.
+    pub job_file_sha256: String,
+    pub input_path: PathBuf,
+    pub input_format: TableFormat,
+    pub output_path: Option<PathBuf>,
+    pub output_format: Option<TableFormat>,
+    pub spec: JobSpec,
+}
+
+impl Job {
+    pub fn is_embeddings(&self) -> bool {
+        self.spec.request.endpoint == EMBEDDINGS_ENDPOINT
+    }
+}
+
+/// Reads and checks a job file.
+pub fn load_job(job_file: &Path) -> Result<Job, JobError> {
+    let bytes = std::fs::read(job_file).map_err(|source| JobError::Read {
+        path: job_file.to_owned(),
+        source,
+    })?;
+    let text = String::from_utf8(bytes.clone()).map_err(|error| JobError::Parse {
+        path: job_file.to_owned(),
+        message: format!("the file is not UTF-8 ({error})"),
+    })?;
+    let spec: JobSpec = toml::from_str(&text).map_err(|error| JobError::Parse {
+        path: job_file.to_owned(),
+        message: error.to_string().trim_end().to_owned(),
+    })?;
+    let job_dir = job_file
+        .parent()
+        .map(Path::to_owned)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let job_dir = if job_dir.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        job_dir
+    };
+    let invalid = |key: &str, message: String| JobError::Invalid {
+        path: job_file.to_owned(),
+        key: key.to_owned(),
+        message,
+    };
+
+    let name = match &spec.name {
+        Some(name) => name.clone(),
+        None => job_file
+            .file_stem()
+            .map(|stem| stem.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "job".to_owned()),
+    };
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(invalid(
+            "name",
+            format!(
+                "`{name}` must be 1 to 64 characters of letters, digits, `-`, `_` or `.` (it names run directories)"
+            ),
+        ));
+    }
+
+    let input_path = job_dir.join(&spec.input.path);
+    let input_format = match spec.input.format {
+        Some(format) => format,
+        None => TableFormat::from_path(&input_path).ok_or_else(|| {
+            invalid(
+                "input.path",
+                format!(
+                    "cannot tell the format of `{}` from its extension; use .csv, .parquet or .jsonl, or set `input.format`",
+                    spec.input.path.display()
+                ),
+            )
+        })?,
+    };
+    let output_path = spec.output.path.as_ref().map(|path| job_dir.join(path));
+    let output_format = match (&spec.output.format, &output_path) {
+        (Some(format), _) => Some(*format),
+        (None, Some(path)) => Some(TableFormat::from_path(path).ok_or_else(|| {
+            invalid(
+                "output.path",
+                format!(
+                    "cannot tell the format of `{}` from its extension; use .parquet, .csv or .jsonl, or set `output.format`",
+                    path.display()
+                ),
+            )
+        })?),
+        (None, None) => None,
+    };
+
+    let request = &spec.request;
+    if request.endpoint != CHAT_ENDPOINT && request.endpoint != EMBEDDINGS_ENDPOINT {
+        return Err(invalid(
+            "request.endpoint",
+            format!(
+                "`{}` is not supported; use `{CHAT_ENDPOINT}` or `{EMBEDDINGS_ENDPOINT}`",
+                request.endpoint
+            ),
+        ));
+    }
+    if request.model.trim().is_empty() {
+        return Err(invalid("request.model", "must not be empty".to_owned()));
+    }
+    if let Some(temperature) = request.temperature
+        && !(0.0..=2.0).contains(&temperature)
+    {
+        return Err(invalid(
+            "request.temperature",
+            format!("{temperature} is outside 0 to 2"),
+        ));
+    }
+    if let Some(top_p) = request.top_p
+        && !(top_p > 0.0 && top_p <= 1.0)
+    {
+        return Err(invalid(
+            "request.top_p",
+            format!("{top_p} is outside (0, 1]"),
+        ));
+    }
+    if request.max_tokens == Some(0) {
+        return Err(invalid(
+            "request.max_tokens",
+            "must be at least 1".to_owned(),
+        ));
+    }
+    if request.thinking_budget.is_some() && request.enable_thinking != Some(true) {
+        return Err(invalid(
+            "request.thinking_budget",
+            "only applies when `enable_thinking = true`; set it or remove the budget".to_owned(),
+        ));
+    }
+    if let Some(stop) = &request.stop
+        && stop.len() > 4
+    {
+        return Err(invalid(
+            "request.stop",
+            format!("{} stop sequences given; at most 4 are accepted", stop.len()),
+        ));
+    }
+
+    if request.endpoint == EMBEDDINGS_ENDPOINT {
+        for (present, key) in [
+            (request.system.is_some(), "request.system"),
+            (request.temperature.is_some(), "request.temperature"),
+            (request.top_p.is_some(), "request.top_p"),
+            (request.max_tokens.is_some(), "request.max_tokens"),
+            (request.stop.is_some(), "request.stop"),
+            (request.response_format.is_some(), "request.response_format"),
+            (request.enable_thinking.is_some(), "request.enable_thinking"),
+            (!spec.output.fields.is_empty(), "output.fields"),
+        ] {
+            if present {
+                return Err(invalid(
+                    key,
+                    format!("does not apply to the `{EMBEDDINGS_ENDPOINT}` endpoint; remove it"),
+                ));
+            }
+        }
+    } else if request.dimensions.is_some() {
+        return Err(invalid(
+            "request.dimensions",
+            format!("applies only to the `{EMBEDDINGS_ENDPOINT}` endpoint; remove it"),
+        ));
+    }
+
+    let mut seen_field_names = std::collections::BTreeSet::new();
+    for (index, field) in spec.output.fields.iter().enumerate() {
+        let key = format!("output.fields[{index}]");
+        let valid_name = !field.name.is_empty()
+            && field
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !field.name.starts_with(|c: char| c.is_ascii_digit());
+        if !valid_name {
+            return Err(invalid(
+                &format!("{key}.name"),
+                format!(
+                    "`{}` must be letters, digits and `_`, not starting with a digit",
+                    field.name
+                ),
+            ));
+        }
+        if RESERVED_COLUMN_NAMES.contains(&field.name.as_str()) {
+            return Err(invalid(
+                &format!("{key}.name"),
+                format!(
+                    "`{}` is a result column dashbatch writes itself; choose another name",
+                    field.name
+                ),
+            ));
+        }
+        if !seen_field_names.insert(field.name.clone()) {
+            return Err(invalid(
+                &format!("{key}.name"),
+                format!("`{}` is declared twice", field.name),
+            ));
+        }
+        match (field.field_type, &field.labels) {
+            (OutputFieldType::Label, None) => {
+                return Err(invalid(
+                    &format!("{key}.labels"),
+                    "a `label` field needs `labels = [\"...\", ...]`".to_owned(),
+                ));
+            }
+            (OutputFieldType::Label, Some(labels)) if labels.is_empty() => {
+                return Err(invalid(
+                    &format!("{key}.labels"),
+                    "must list at least one label".to_owned(),
+                ));
+            }
+            (OutputFieldType::Label, Some(_)) => {}
+            (_, Some(_)) => {
+                return Err(invalid(
+                    &format!("{key}.labels"),
+                    "only a field of type `label` takes labels".to_owned(),
+                ));
+            }
+            (_, None) => {}
+        }
+    }
+    if let Some(keep) = &spec.output.keep_columns {
+        for column in keep {
+            if RESERVED_COLUMN_NAMES.contains(&column.as_str())
+                || seen_field_names.contains(column)
+            {
+                return Err(invalid(
+                    "output.keep_columns",
+                    format!(
+                        "input column `{column}` would clash with a result column of the same name; drop it from `keep_columns` or rename it in the input"
+                    ),
+                ));
+            }
+        }
+    }
+
+    if request.response_format == Some(ResponseFormat::JsonObject)
+        && spec.output.fields.is_empty()
+    {
+        let mentions_json = request
+            .system
+            .iter()
+            .chain(std::iter::once(&request.template))
+            .any(|text| text.to_ascii_lowercase().contains("json"));
+        if !mentions_json {
+            return Err(invalid(
+                "request.response_format",
+                "`json_object` needs the word JSON in the system or user prompt (DashScope rejects the request otherwise); mention it, or declare `[[output.fields]]`".to_owned(),
+            ));
+        }
+    }
+
+    crate::provider::parse_completion_window_hours(&spec.batch.completion_window)
+        .map_err(|message| invalid("batch.completion_window", message))?;
+    for (key, value) in [
+        ("batch.max_requests_per_file", spec.batch.max_requests_per_file),
+        ("batch.max_bytes_per_file", spec.batch.max_bytes_per_file),
+        ("batch.max_line_bytes", spec.batch.max_line_bytes),
+        ("batch.max_poll_interval_seconds", spec.batch.max_poll_interval_seconds),
+    ] {
+        if value == Some(0) {
+            return Err(invalid(key, "must be at least 1".to_owned()));
+        }
+    }
+    for key in spec.batch.metadata.keys() {
+        if key.starts_with("dashbatch_") || key == "ds_name" || key == "ds_description" {
+            return Err(invalid(
+                "batch.metadata",
+                format!("`{key}` is written by dashbatch itself; use another key"),
+            ));
+        }
+    }
+
+    Ok(Job {
+        name,
+        job_file: job_file.to_owned(),
+        job_file_sha256: hex::encode(Sha256::digest(&bytes)),
+        input_path,
+        input_format,
+        output_path,
+        output_format,
+        spec,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(text: &str) -> Result<Job, JobError> {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("job.toml");
+        std::fs::write(&path, text).unwrap();
+        load_job(&path)
+    }
+
+    const MINIMAL: &str = r#"
+[input]
+path = "rows.csv"
+[request]
+model = "qwen-plus"
+template = "Say hi to {{ name }}"
+"#;
+
+    #[test]
+    fn minimal_job_loads_with_defaults() {
+        let job = load_text(MINIMAL).unwrap();
+        assert_eq!(job.name, "job");
+        assert_eq!(job.input_format, TableFormat::Csv);
+        assert_eq!(job.spec.request.endpoint, CHAT_ENDPOINT);
+        assert_eq!(job.spec.batch.completion_window, "24h");
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_that_names_it() {
+        let error = load_text(&format!("{MINIMAL}\ntemprature = 1\n")).unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("temprature"), "{message}");
+    }
+
+    #[test]
+    fn label_field_without_labels_is_rejected() {
+        let error = load_text(&format!(
+            "{MINIMAL}\n[[output.fields]]\nname = \"sentiment\"\ntype = \"label\"\n"
+        ))
+        .unwrap_err();
+        assert!(error.to_string().contains("output.fields[0].labels"), "{error}");
+    }
+
+    #[test]
+    fn bad_completion_window_is_rejected() {
+        let error =
+            load_text(&format!("{MINIMAL}\n[batch]\ncompletion_window = \"2w\"\n")).unwrap_err();
+        assert!(error.to_string().contains("batch.completion_window"), "{error}");
+    }
+
+    #[test]
+    fn temperature_out_of_range_is_rejected() {
+        let text = MINIMAL.replace("model =", "temperature = 3.5\nmodel =");
+        let error = load_text(&text).unwrap_err();
+        assert!(error.to_string().contains("request.temperature"), "{error}");
+    }
+
+    #[test]
+    fn field_named_like_a_result_column_is_rejected() {
+        let error = load_text(&format!(
+            "{MINIMAL}\n[[output.fields]]\nname = \"status\"\ntype = \"string\"\n"
+        ))
+        .unwrap_err();
+        assert!(error.to_string().contains("result column"), "{error}");
+    }
+}

@@ -1,0 +1,10 @@
+//! The job file: its serde model and the checks that turn it into a trusted [`Job`].
+
+mod load;
+mod spec;
+
+pub use load::{CHAT_ENDPOINT, EMBEDDINGS_ENDPOINT, Job, JobError, RESERVED_COLUMN_NAMES, load_job};
+pub use spec::{
+    BatchSpec, InputSpec, JobSpec, OutputFieldSpec, OutputFieldType, OutputSpec, RequestSpec,
+    ResponseFormat,
+};

@@ -1,0 +1,177 @@
+//! The serde model of a job file (`jobs/*.toml`): what to read, what to ask, what to write.
+//!
+//! Parsing is strict: unknown keys are errors (`deny_unknown_fields`), and every error names the
+//! file and the key or line. Semantic checks that serde cannot express live in `job::validate`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::table::TableFormat;
+
+/// The whole job file as written by the user.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    /// Names the job in run directories and in batch metadata (`ds_name`). Defaults to the file
+    /// name without its extension.
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub input: InputSpec,
+    pub request: RequestSpec,
+    #[serde(default)]
+    pub output: OutputSpec,
+    #[serde(default)]
+    pub batch: BatchSpec,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    /// Relative paths are relative to the directory of the job file.
+    pub path: PathBuf,
+    /// `csv`, `parquet` or `jsonl`; taken from the extension when absent.
+    #[serde(default)]
+    pub format: Option<TableFormat>,
+    /// A column whose values become each request's `custom_id`. Row numbers (from 1) otherwise.
+    #[serde(default)]
+    pub id_column: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestSpec {
+    #[serde(default = "default_endpoint")]
+    pub endpoint: String,
+    pub model: String,
+    /// The system message (chat endpoint only). A minijinja template like `template`.
+    #[serde(default)]
+    pub system: Option<String>,
+    /// The user message (chat) or the text to embed (embeddings): a minijinja template over the
+    /// row's columns, e.g. `"Classify: {{ text }}"`.
+    pub template: String,
+    #[serde(default)]
+    pub temperature: Option<f64>,
+    #[serde(default)]
+    pub top_p: Option<f64>,
+    #[serde(default)]
+    pub max_tokens: Option<u64>,
+    #[serde(default)]
+    pub stop: Option<Vec<String>>,
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// `text` (default) or `json_object`. Declared output fields imply JSON.
+    #[serde(default)]
+    pub response_format: Option<ResponseFormat>,
+    /// Thinking mode. When absent, models that think by default get `false` explicitly.
+    #[serde(default)]
+    pub enable_thinking: Option<bool>,
+    #[serde(default)]
+    pub thinking_budget: Option<u64>,
+    /// Embeddings only: the vector size to ask for.
+    #[serde(default)]
+    pub dimensions: Option<u64>,
+}
+
+fn default_endpoint() -> String {
+    "/v1/chat/completions".to_owned()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseFormat {
+    Text,
+    JsonObject,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSpec {
+    /// Where the joined table goes; relative to the job file's directory. Defaults to
+    /// `output.parquet` inside the run directory.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    #[serde(default)]
+    pub format: Option<TableFormat>,
+    /// Input columns copied to the output, in this order. All input columns when absent.
+    #[serde(default)]
+    pub keep_columns: Option<Vec<String>>,
+    /// Typed fields parsed out of a JSON answer into columns of their own.
+    #[serde(default)]
+    pub fields: Vec<OutputFieldSpec>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputFieldSpec {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub field_type: OutputFieldType,
+    /// The allowed values of a `label` field.
+    #[serde(default)]
+    pub labels: Option<Vec<String>>,
+    /// Told to the model (in the JSON schema) to say what the field means.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// When false the answer may omit the field (the column is null then). Default true.
+    #[serde(default = "default_true")]
+    pub required: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputFieldType {
+    String,
+    Integer,
+    Float,
+    Boolean,
+    Label,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchSpec {
+    /// `24h` by default; DashScope accepts `24h`..`336h` (or `1d`..`14d`).
+    #[serde(default = "default_window")]
+    pub completion_window: String,
+    /// Lowers the provider's per-file request limit (50,000 on DashScope).
+    #[serde(default)]
+    pub max_requests_per_file: Option<u64>,
+    /// Lowers the provider's per-file byte limit (500 MB on DashScope).
+    #[serde(default)]
+    pub max_bytes_per_file: Option<u64>,
+    /// Lowers the per-line byte limit (1 MB).
+    #[serde(default)]
+    pub max_line_bytes: Option<u64>,
+    /// Longest wait between two polls of one batch, in seconds.
+    #[serde(default)]
+    pub max_poll_interval_seconds: Option<u64>,
+    /// Extra metadata keys sent with every batch (besides `ds_name`, `ds_description` and the
+    /// `dashbatch_*` keys dashbatch writes itself).
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+}
+
+fn default_window() -> String {
+    "24h".to_owned()
+}
+
+impl Default for BatchSpec {
+    fn default() -> Self {
+        BatchSpec {
+            completion_window: default_window(),
+            max_requests_per_file: None,
+            max_bytes_per_file: None,
+            max_line_bytes: None,
+            max_poll_interval_seconds: None,
+            metadata: BTreeMap::new(),
+        }
+    }
+}

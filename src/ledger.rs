@@ -1,0 +1,472 @@
+//! The run ledger: a SQLite database in the run directory holding everything needed to resume a
+//! run: the job and input fingerprints, every shard, and every side effect as an intent written
+//! (and synced) before the call and an outcome written after it.
+//!
+//! No secret is ever written here: not the API key, not request headers.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+pub const LEDGER_FILE_NAME: &str = "ledger.sqlite";
+
+#[derive(Debug, thiserror::Error)]
+#[error("run ledger `{path}`: {message}", path = path.display())]
+pub struct LedgerError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+/// One shard as planned and as far as it has got.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShardRecord {
+    pub shard_index: u64,
+    pub first_row: u64,
+    pub row_count: u64,
+    pub file_name: String,
+    pub byte_size: u64,
+    pub sha256: String,
+    pub model: String,
+    pub file_id: Option<String>,
+    pub batch_id: Option<String>,
+    pub batch_status: Option<String>,
+    pub request_total: u64,
+    pub request_completed: u64,
+    pub request_failed: u64,
+    pub output_file_id: Option<String>,
+    pub error_file_id: Option<String>,
+    pub results_downloaded: bool,
+    /// JSON of the batch's validation errors, when it failed.
+    pub batch_errors: Option<String>,
+}
+
+/// Kinds of side effect recorded in `effects`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EffectKind {
+    Upload,
+    CreateBatch,
+    Download,
+    DeleteFile,
+    CancelBatch,
+}
+
+impl EffectKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            EffectKind::Upload => "upload",
+            EffectKind::CreateBatch => "create_batch",
+            EffectKind::Download => "download",
+            EffectKind::DeleteFile => "delete_file",
+            EffectKind::CancelBatch => "cancel_batch",
+        }
+    }
+}
+
+pub struct Ledger {
+    connection: Connection,
+    path: PathBuf,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS run_facts (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS shards (
+    shard_index INTEGER PRIMARY KEY,
+    first_row INTEGER NOT NULL,
+    row_count INTEGER NOT NULL,
+    file_name TEXT NOT NULL,
+    byte_size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    model TEXT NOT NULL,
+    file_id TEXT,
+    batch_id TEXT,
+    batch_status TEXT,
+    request_total INTEGER NOT NULL DEFAULT 0,
+    request_completed INTEGER NOT NULL DEFAULT 0,
+    request_failed INTEGER NOT NULL DEFAULT 0,
+    output_file_id TEXT,
+    error_file_id TEXT,
+    results_downloaded INTEGER NOT NULL DEFAULT 0,
+    batch_errors TEXT
+);
+CREATE TABLE IF NOT EXISTS effects (
+    effect_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    shard_index INTEGER,
+    kind TEXT NOT NULL,
+    state TEXT NOT NULL,
+    detail TEXT,
+    started_at TEXT NOT NULL,
+    finished_at TEXT
+);
+CREATE TABLE IF NOT EXISTS row_ids (
+    custom_id TEXT PRIMARY KEY,
+    row_number INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
+fn now_text() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+impl Ledger {
+    /// Opens (creating if needed) the ledger of the run in `run_directory`.
+    pub fn open(run_directory: &Path) -> Result<Ledger, LedgerError> {
+        let path = run_directory.join(LEDGER_FILE_NAME);
+        Self::open_path(&path)
+    }
+
+    /// Opens a ledger at an explicit path (also used for throw-away ledgers by `validate`).
+    pub fn open_path(path: &Path) -> Result<Ledger, LedgerError> {
+        let error = |message: String| LedgerError {
+            path: path.to_owned(),
+            message,
+        };
+        let connection = Connection::open(path).map_err(|e| error(e.to_string()))?;
+        restrict_permissions(path);
+        // WAL with FULL sync: an intent is on disk before the call it announces is made.
+        connection
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
+            )
+            .map_err(|e| error(e.to_string()))?;
+        connection
+            .execute_batch(SCHEMA)
+            .map_err(|e| error(e.to_string()))?;
+        Ok(Ledger {
+            connection,
+            path: path.to_owned(),
+        })
+    }
+
+    pub fn exists_in(run_directory: &Path) -> bool {
+        run_directory.join(LEDGER_FILE_NAME).exists()
+    }
+
+    fn error(&self, error: rusqlite::Error) -> LedgerError {
+        LedgerError {
+            path: self.path.clone(),
+            message: error.to_string(),
+        }
+    }
+
+    pub fn set_fact(&self, key: &str, value: &str) -> Result<(), LedgerError> {
+        self.connection
+            .execute(
+                "INSERT INTO run_facts (key, value) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    pub fn fact(&self, key: &str) -> Result<Option<String>, LedgerError> {
+        self.connection
+            .query_row(
+                "SELECT value FROM run_facts WHERE key = ?1",
+                params![key],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|e| self.error(e))
+    }
+
+    /// Records the planned shards in one transaction (after their files are written and synced).
+    pub fn insert_shards(&mut self, shards: &[ShardRecord]) -> Result<(), LedgerError> {
+        let transaction = self.connection.transaction().map_err(|e| LedgerError {
+            path: self.path.clone(),
+            message: e.to_string(),
+        })?;
+        {
+            let mut statement = transaction
+                .prepare(
+                    "INSERT INTO shards (shard_index, first_row, row_count, file_name, byte_size, sha256, model)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .map_err(|e| LedgerError {
+                    path: self.path.clone(),
+                    message: e.to_string(),
+                })?;
+            for shard in shards {
+                statement
+                    .execute(params![
+                        shard.shard_index as i64,
+                        shard.first_row as i64,
+                        shard.row_count as i64,
+                        shard.file_name,
+                        shard.byte_size as i64,
+                        shard.sha256,
+                        shard.model
+                    ])
+                    .map_err(|e| LedgerError {
+                        path: self.path.clone(),
+                        message: e.to_string(),
+                    })?;
+            }
+        }
+        transaction.commit().map_err(|e| LedgerError {
+            path: self.path.clone(),
+            message: e.to_string(),
+        })
+    }
+
+    pub fn shards(&self) -> Result<Vec<ShardRecord>, LedgerError> {
+        let mut statement = self
+            .connection
+            .prepare(
+                "SELECT shard_index, first_row, row_count, file_name, byte_size, sha256, model,
+                        file_id, batch_id, batch_status, request_total, request_completed,
+                        request_failed, output_file_id, error_file_id, results_downloaded, batch_errors
+                 FROM shards ORDER BY shard_index",
+            )
+            .map_err(|e| self.error(e))?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok(ShardRecord {
+                    shard_index: row.get::<_, i64>(0)? as u64,
+                    first_row: row.get::<_, i64>(1)? as u64,
+                    row_count: row.get::<_, i64>(2)? as u64,
+                    file_name: row.get(3)?,
+                    byte_size: row.get::<_, i64>(4)? as u64,
+                    sha256: row.get(5)?,
+                    model: row.get(6)?,
+                    file_id: row.get(7)?,
+                    batch_id: row.get(8)?,
+                    batch_status: row.get(9)?,
+                    request_total: row.get::<_, i64>(10)? as u64,
+                    request_completed: row.get::<_, i64>(11)? as u64,
+                    request_failed: row.get::<_, i64>(12)? as u64,
+                    output_file_id: row.get(13)?,
+                    error_file_id: row.get(14)?,
+                    results_downloaded: row.get::<_, i64>(15)? != 0,
+                    batch_errors: row.get(16)?,
+                })
+            })
+            .map_err(|e| self.error(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.error(e))
+    }
+
+    /// Writes the intent of a side effect before it happens; returns its id for the outcome.
+    pub fn record_intent(
+        &self,
+        shard_index: Option<u64>,
+        kind: EffectKind,
+        detail: &str,
+    ) -> Result<i64, LedgerError> {
+        self.connection
+            .execute(
+                "INSERT INTO effects (shard_index, kind, state, detail, started_at)
+                 VALUES (?1, ?2, 'intent', ?3, ?4)",
+                params![shard_index.map(|i| i as i64), kind.as_str(), detail, now_text()],
+            )
+            .map_err(|e| self.error(e))?;
+        Ok(self.connection.last_insert_rowid())
+    }
+
+    /// Records how a side effect ended: `done`, `failed` (it surely did not happen) or `unknown`.
+    pub fn record_outcome(&self, effect_id: i64, state: &str, detail: &str) -> Result<(), LedgerError> {
+        self.connection
+            .execute(
+                "UPDATE effects SET state = ?2, detail = ?3, finished_at = ?4 WHERE effect_id = ?1",
+                params![effect_id, state, detail, now_text()],
+            )
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    /// Side effects whose intent was written but whose outcome never was (a crash in between).
+    pub fn open_intents(&self, kind: EffectKind) -> Result<Vec<(i64, Option<u64>, String)>, LedgerError> {
+        let mut statement = self
+            .connection
+            .prepare(
+                "SELECT effect_id, shard_index, COALESCE(detail, '') FROM effects
+                 WHERE kind = ?1 AND state IN ('intent', 'unknown') ORDER BY effect_id",
+            )
+            .map_err(|e| self.error(e))?;
+        let rows = statement
+            .query_map(params![kind.as_str()], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, Option<i64>>(1)?.map(|i| i as u64),
+                    row.get::<_, String>(2)?,
+                ))
+            })
+            .map_err(|e| self.error(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.error(e))
+    }
+
+    pub fn count_effects(&self, kind: EffectKind) -> Result<u64, LedgerError> {
+        self.connection
+            .query_row(
+                "SELECT COUNT(*) FROM effects WHERE kind = ?1",
+                params![kind.as_str()],
+                |row| row.get::<_, i64>(0),
+            )
+            .map(|count| count as u64)
+            .map_err(|e| self.error(e))
+    }
+
+    pub fn set_file_id(&self, shard_index: u64, file_id: Option<&str>) -> Result<(), LedgerError> {
+        self.connection
+            .execute(
+                "UPDATE shards SET file_id = ?2 WHERE shard_index = ?1",
+                params![shard_index as i64, file_id],
+            )
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    pub fn set_batch_id(&self, shard_index: u64, batch_id: &str) -> Result<(), LedgerError> {
+        self.connection
+            .execute(
+                "UPDATE shards SET batch_id = ?2, batch_status = COALESCE(batch_status, 'validating') WHERE shard_index = ?1",
+                params![shard_index as i64, batch_id],
+            )
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn update_batch_state(
+        &self,
+        shard_index: u64,
+        status: &str,
+        total: u64,
+        completed: u64,
+        failed: u64,
+        output_file_id: Option<&str>,
+        error_file_id: Option<&str>,
+        batch_errors: Option<&str>,
+    ) -> Result<(), LedgerError> {
+        self.connection
+            .execute(
+                "UPDATE shards SET batch_status = ?2, request_total = ?3, request_completed = ?4,
+                        request_failed = ?5, output_file_id = ?6, error_file_id = ?7, batch_errors = ?8
+                 WHERE shard_index = ?1",
+                params![
+                    shard_index as i64,
+                    status,
+                    total as i64,
+                    completed as i64,
+                    failed as i64,
+                    output_file_id,
+                    error_file_id,
+                    batch_errors
+                ],
+            )
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    pub fn set_results_downloaded(&self, shard_index: u64) -> Result<(), LedgerError> {
+        self.connection
+            .execute(
+                "UPDATE shards SET results_downloaded = 1 WHERE shard_index = ?1",
+                params![shard_index as i64],
+            )
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    /// Remembers a row's custom_id; returns the earlier row number when the id was already taken.
+    pub fn claim_custom_id(&self, custom_id: &str, row_number: u64) -> Result<Option<u64>, LedgerError> {
+        let inserted = self
+            .connection
+            .prepare_cached("INSERT OR IGNORE INTO row_ids (custom_id, row_number) VALUES (?1, ?2)")
+            .and_then(|mut statement| statement.execute(params![custom_id, row_number as i64]))
+            .map_err(|e| self.error(e))?;
+        if inserted == 1 {
+            return Ok(None);
+        }
+        self.connection
+            .prepare_cached("SELECT row_number FROM row_ids WHERE custom_id = ?1")
+            .and_then(|mut statement| statement.query_row(params![custom_id], |row| row.get::<_, i64>(0)))
+            .map(|row| Some(row as u64))
+            .map_err(|e| self.error(e))
+    }
+
+    /// Forgets a plan that was interrupted before it was recorded as complete.
+    pub fn clear_plan(&self) -> Result<(), LedgerError> {
+        self.connection
+            .execute_batch("DELETE FROM shards; DELETE FROM row_ids;")
+            .map_err(|e| self.error(e))
+    }
+
+    /// Groups many writes into one transaction (used while planning millions of rows).
+    pub fn begin_bulk(&self) -> Result<(), LedgerError> {
+        self.connection.execute_batch("BEGIN").map_err(|e| self.error(e))
+    }
+
+    pub fn commit_bulk(&self) -> Result<(), LedgerError> {
+        self.connection.execute_batch("COMMIT").map_err(|e| self.error(e))
+    }
+}
+
+/// Run files hold prompts and answers: only the owner may read them.
+pub fn restrict_permissions(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shard(index: u64) -> ShardRecord {
+        ShardRecord {
+            shard_index: index,
+            first_row: index * 10 + 1,
+            row_count: 10,
+            file_name: format!("shard-{index:05}.jsonl"),
+            byte_size: 100,
+            sha256: "ab".into(),
+            model: "qwen-plus".into(),
+            file_id: None,
+            batch_id: None,
+            batch_status: None,
+            request_total: 0,
+            request_completed: 0,
+            request_failed: 0,
+            output_file_id: None,
+            error_file_id: None,
+            results_downloaded: false,
+            batch_errors: None,
+        }
+    }
+
+    #[test]
+    fn shards_and_effects_survive_reopening() {
+        let directory = tempfile::tempdir().unwrap();
+        {
+            let mut ledger = Ledger::open(directory.path()).unwrap();
+            ledger.insert_shards(&[shard(0), shard(1)]).unwrap();
+            ledger.set_fact("job_name", "demo").unwrap();
+            let effect = ledger.record_intent(Some(0), EffectKind::Upload, "shard-00000.jsonl").unwrap();
+            ledger.record_outcome(effect, "done", "file-1").unwrap();
+            ledger.set_file_id(0, Some("file-1")).unwrap();
+            ledger.record_intent(Some(1), EffectKind::Upload, "shard-00001.jsonl").unwrap();
+        }
+        let ledger = Ledger::open(directory.path()).unwrap();
+        let shards = ledger.shards().unwrap();
+        assert_eq!(shards.len(), 2);
+        assert_eq!(shards[0].file_id.as_deref(), Some("file-1"));
+        assert_eq!(ledger.fact("job_name").unwrap().as_deref(), Some("demo"));
+        let open = ledger.open_intents(EffectKind::Upload).unwrap();
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].1, Some(1));
+    }
+
+    #[test]
+    fn duplicate_custom_ids_are_caught_with_the_first_row() {
+        let directory = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(directory.path()).unwrap();
+        assert_eq!(ledger.claim_custom_id("a", 1).unwrap(), None);
+        assert_eq!(ledger.claim_custom_id("b", 2).unwrap(), None);
+        assert_eq!(ledger.claim_custom_id("a", 5).unwrap(), Some(1));
+    }
+}

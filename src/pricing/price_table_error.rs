@@ -1,0 +1,44 @@
+//! `PriceTableError`: why a price file could not be used, worded for the user who wrote it.
+
+use std::path::PathBuf;
+
+use super::model_price::PriceOrigin;
+
+/// A price file could not be read or contains something that cannot be priced exactly.
+///
+/// Every message names the file, and where it can the line and the key (`models.qwen-plus.input`),
+/// and says what to change.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PriceTableError {
+    /// The override file could not be read from disk.
+    #[error("could not read the price file `{}`; check the path given for the price override file", path.display())]
+    ReadFile {
+        /// The path as given.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not TOML, or not shaped like a price table (unknown key, wrong type, missing field).
+    /// The message comes from the TOML parser and shows the line and the offending key.
+    #[error("{origin} is not a valid price table:\n{message}")]
+    InvalidToml {
+        /// The file.
+        origin: PriceOrigin,
+        /// The TOML parser's description, with line, column and an excerpt.
+        message: String,
+    },
+    /// A value has the right type but cannot be used (too many decimals, tiers out of order, an alias clash, ...).
+    #[error("{origin}, line {line}, `{key}`: {problem}")]
+    InvalidValue {
+        /// The file.
+        origin: PriceOrigin,
+        /// 1-based line of the offending value.
+        line: usize,
+        /// Dotted TOML key of the offending value, such as `models.qwen3-max.tiers[1].up_to_input_tokens`.
+        key: String,
+        /// What is wrong and what to do about it.
+        problem: String,
+    },
+}

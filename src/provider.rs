@@ -1,0 +1,211 @@
+//! Provider profiles: the base URL, limits and rules of each Batch API dashbatch talks to.
+//!
+//! Figures come from `shared/reference/dashscope-batch-api.md` (§1 hosts, §2.1 upload rate,
+//! §3.1 windows and metadata, §4.2 file limits, §8 OpenAI).
+
+use std::fmt;
+
+/// Which API a run talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProviderKind {
+    /// The embedded simulator (DashScope behaviour), started in-process.
+    Sim,
+    /// DashScope, China (Beijing).
+    Dashscope,
+    /// DashScope, International (Singapore).
+    DashscopeIntl,
+    /// OpenAI's Batch API.
+    Openai,
+}
+
+impl fmt::Display for ProviderKind {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(match self {
+            ProviderKind::Sim => "sim",
+            ProviderKind::Dashscope => "dashscope",
+            ProviderKind::DashscopeIntl => "dashscope-intl",
+            ProviderKind::Openai => "openai",
+        })
+    }
+}
+
+/// The limits and rules of one provider.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderProfile {
+    pub kind: ProviderKind,
+    /// Base URL ending in `/v1`; `None` for the simulator, whose address is known only once it runs.
+    pub default_base_url: Option<&'static str>,
+    /// The environment variable holding the API key.
+    pub api_key_variable: &'static str,
+    pub max_requests_per_file: u64,
+    pub max_bytes_per_file: u64,
+    pub max_line_bytes: u64,
+    pub max_custom_id_chars: usize,
+    pub min_window_hours: u64,
+    pub max_window_hours: u64,
+    pub max_uploads_per_second: u32,
+    /// DashScope rejects metadata longer than this in `ds_name`/`ds_description`.
+    pub uses_dashscope_metadata: bool,
+    pub max_metadata_keys: Option<usize>,
+    pub max_metadata_value_chars: Option<usize>,
+    pub currency: &'static str,
+}
+
+/// 500 MB as DashScope counts it (reference §4.2); decimal megabytes to stay on the safe side.
+const DASHSCOPE_MAX_FILE_BYTES: u64 = 500 * 1000 * 1000;
+/// The line limit is 6 MB or 1 MB depending on the page (reference §4.2 [CONFLICT]); 1 MB is safe.
+const DASHSCOPE_MAX_LINE_BYTES: u64 = 1000 * 1000;
+
+impl ProviderProfile {
+    pub fn for_kind(kind: ProviderKind) -> ProviderProfile {
+        let dashscope = ProviderProfile {
+            kind,
+            default_base_url: None,
+            api_key_variable: crate::env::DASHSCOPE_API_KEY,
+            max_requests_per_file: 50_000,
+            max_bytes_per_file: DASHSCOPE_MAX_FILE_BYTES,
+            max_line_bytes: DASHSCOPE_MAX_LINE_BYTES,
+            max_custom_id_chars: 256,
+            min_window_hours: 24,
+            max_window_hours: 336,
+            max_uploads_per_second: 3,
+            uses_dashscope_metadata: true,
+            max_metadata_keys: None,
+            max_metadata_value_chars: None,
+            currency: "CNY",
+        };
+        match kind {
+            ProviderKind::Sim => dashscope,
+            ProviderKind::Dashscope => ProviderProfile {
+                default_base_url: Some("https://dashscope.aliyuncs.com/compatible-mode/v1"),
+                ..dashscope
+            },
+            ProviderKind::DashscopeIntl => ProviderProfile {
+                default_base_url: Some("https://dashscope-intl.aliyuncs.com/compatible-mode/v1"),
+                currency: "USD",
+                ..dashscope
+            },
+            ProviderKind::Openai => ProviderProfile {
+                kind,
+                default_base_url: Some("https://api.openai.com/v1"),
+                api_key_variable: crate::env::OPENAI_API_KEY,
+                max_requests_per_file: 50_000,
+                max_bytes_per_file: 200 * 1000 * 1000,
+                max_line_bytes: DASHSCOPE_MAX_LINE_BYTES,
+                max_custom_id_chars: 512,
+                min_window_hours: 24,
+                max_window_hours: 24,
+                max_uploads_per_second: 10,
+                uses_dashscope_metadata: false,
+                max_metadata_keys: Some(16),
+                max_metadata_value_chars: Some(512),
+                currency: "USD",
+            },
+        }
+    }
+
+    /// Whether this provider takes a JSON schema in `response_format` for `model`. DashScope's
+    /// JSON Schema mode covers only part of the qwen-plus family (Model Studio "Structured output"
+    /// page, 2026); elsewhere the schema goes into the prompt with `json_object`.
+    pub fn accepts_json_schema(&self, model: &str) -> bool {
+        match self.kind {
+            ProviderKind::Openai | ProviderKind::Sim => true,
+            ProviderKind::Dashscope | ProviderKind::DashscopeIntl => {
+                model.starts_with("qwen-plus") || model.starts_with("qwen3.7-plus")
+            }
+        }
+    }
+
+    /// Checks a completion window against this provider's range.
+    pub fn check_window(&self, window: &str) -> Result<(), String> {
+        let hours = parse_completion_window_hours(window)?;
+        if hours < self.min_window_hours || hours > self.max_window_hours {
+            return Err(if self.min_window_hours == self.max_window_hours {
+                format!(
+                    "`{window}` is not accepted by {}; only `{}h` is",
+                    self.kind, self.min_window_hours
+                )
+            } else {
+                format!(
+                    "`{window}` is outside what {} accepts ({}h to {}h)",
+                    self.kind, self.min_window_hours, self.max_window_hours
+                )
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Parses `24h`, `72h`, `7d`, `14d`: an integer followed by `h` or `d`.
+pub fn parse_completion_window_hours(window: &str) -> Result<u64, String> {
+    let (number, unit_hours) = if let Some(number) = window.strip_suffix('h') {
+        (number, 1)
+    } else if let Some(number) = window.strip_suffix('d') {
+        (number, 24)
+    } else {
+        return Err(format!(
+            "`{window}` must be a whole number of hours or days, like `24h` or `7d`"
+        ));
+    };
+    let value: u64 = number.parse().map_err(|_| {
+        format!("`{window}` must be a whole number of hours or days, like `24h` or `7d`")
+    })?;
+    let hours = value * unit_hours;
+    if !(24..=336).contains(&hours) {
+        return Err(format!(
+            "`{window}` is outside 24h to 336h, the widest range any provider accepts"
+        ));
+    }
+    Ok(hours)
+}
+
+/// Models that think by default (qwen3.5 and later) get `enable_thinking` explicitly
+/// (reference §4.3 and §10 item 9).
+pub fn model_thinks_by_default(model: &str) -> bool {
+    let Some(rest) = model.strip_prefix("qwen") else {
+        return false;
+    };
+    let version: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    let mut parts = version.split('.');
+    let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    major > 3 || (major == 3 && minor >= 5)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_parse_in_hours_and_days() {
+        assert_eq!(parse_completion_window_hours("24h"), Ok(24));
+        assert_eq!(parse_completion_window_hours("14d"), Ok(336));
+        assert!(parse_completion_window_hours("23h").is_err());
+        assert!(parse_completion_window_hours("337h").is_err());
+        assert!(parse_completion_window_hours("1.5d").is_err());
+        assert!(parse_completion_window_hours("24").is_err());
+    }
+
+    #[test]
+    fn openai_accepts_only_a_day() {
+        let openai = ProviderProfile::for_kind(ProviderKind::Openai);
+        assert!(openai.check_window("24h").is_ok());
+        assert!(openai.check_window("1d").is_ok());
+        assert!(openai.check_window("48h").is_err());
+        let dashscope = ProviderProfile::for_kind(ProviderKind::Dashscope);
+        assert!(dashscope.check_window("7d").is_ok());
+    }
+
+    #[test]
+    fn thinking_default_follows_the_model_generation() {
+        assert!(model_thinks_by_default("qwen3.5-plus"));
+        assert!(model_thinks_by_default("qwen3.7-max"));
+        assert!(!model_thinks_by_default("qwen3-max"));
+        assert!(!model_thinks_by_default("qwen-plus"));
+        assert!(!model_thinks_by_default("text-embedding-v4"));
+    }
+}

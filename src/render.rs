@@ -1,0 +1,506 @@
+//! Rendering: one input row → one request line `{custom_id, method, url, body}`. Pure: no I/O.
+//!
+//! Templates are minijinja with strict undefined behaviour, checked against the input's columns
+//! before any row is rendered, so a misspelt column fails the job up front.
+
+use std::collections::BTreeSet;
+
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::Schema;
+use minijinja::{Environment, UndefinedBehavior, Value as TemplateValue};
+use serde_json::{Map, Value, json};
+
+use crate::job::{Job, ResponseFormat};
+use crate::output_fields::{answer_json_schema, schema_instruction};
+use crate::provider::{ProviderProfile, model_thinks_by_default};
+use crate::table::{arrow_value_to_template_value, display_cell};
+
+/// A variable every template may use besides the columns: the 1-based row number.
+pub const ROW_NUMBER_VARIABLE: &str = "row_number";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("job file `{job_file}`, key `{key}`: {message}")]
+    Template {
+        job_file: String,
+        key: &'static str,
+        message: String,
+    },
+    #[error("{input}, row {row}{custom_id}: {message}", custom_id = custom_id.as_deref().map(|id| format!(" (custom_id `{id}`)")).unwrap_or_default())]
+    Row {
+        input: String,
+        row: u64,
+        custom_id: Option<String>,
+        message: String,
+    },
+}
+
+/// One rendered request line, without its trailing newline.
+#[derive(Debug, Clone)]
+pub struct RenderedRequest {
+    pub row_number: u64,
+    pub custom_id: String,
+    pub line: Vec<u8>,
+}
+
+struct TemplateSlot {
+    name: &'static str,
+    /// Column indexes the template reads, with their names.
+    columns: Vec<(usize, String)>,
+    uses_row_number: bool,
+    /// Rendered once when the template reads no variable.
+    constant: Option<String>,
+}
+
+pub struct RequestRenderer {
+    environment: Environment<'static>,
+    user_slot: TemplateSlot,
+    system_slot: Option<TemplateSlot>,
+    system_suffix: Option<String>,
+    base_body: Map<String, Value>,
+    endpoint: String,
+    is_embeddings: bool,
+    id_column_index: Option<usize>,
+    max_custom_id_chars: usize,
+    input_label: String,
+}
+
+impl RequestRenderer {
+    /// Compiles the job's templates and checks them against `schema`.
+    pub fn new(
+        job: &Job,
+        profile: &ProviderProfile,
+        schema: &Schema,
+    ) -> Result<RequestRenderer, RenderError> {
+        let request = &job.spec.request;
+        let job_file = job.job_file.display().to_string();
+        let mut environment = Environment::new();
+        environment.set_undefined_behavior(UndefinedBehavior::Strict);
+        let column_names: Vec<String> =
+            schema.fields().iter().map(|field| field.name().clone()).collect();
+
+        let mut add_template = |name: &'static str,
+                                source: &str|
+         -> Result<TemplateSlot, RenderError> {
+            environment
+                .add_template_owned(name, source.to_owned())
+                .map_err(|error| RenderError::Template {
+                    job_file: job_file.clone(),
+                    key: name,
+                    message: format!("the template does not parse: {error}"),
+                })?;
+            let template = environment.get_template(name).expect("template just added");
+            let variables: BTreeSet<String> = template.undeclared_variables(false).into_iter().collect();
+            let mut columns = Vec::new();
+            let mut uses_row_number = false;
+            let mut missing = Vec::new();
+            for variable in &variables {
+                if let Some(index) = column_names.iter().position(|column| column == variable) {
+                    columns.push((index, variable.clone()));
+                } else if variable == ROW_NUMBER_VARIABLE {
+                    uses_row_number = true;
+                } else {
+                    missing.push(variable.clone());
+                }
+            }
+            if !missing.is_empty() {
+                return Err(RenderError::Template {
+                    job_file: job_file.clone(),
+                    key: name,
+                    message: format!(
+                        "the template uses {} that the input `{}` does not have; its columns are {}",
+                        missing
+                            .iter()
+                            .map(|name| format!("`{name}`"))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        job.input_path.display(),
+                        column_names
+                            .iter()
+                            .map(|name| format!("`{name}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                });
+            }
+            let constant = if variables.is_empty() {
+                Some(template.render(()).map_err(|error| RenderError::Template {
+                    job_file: job_file.clone(),
+                    key: name,
+                    message: error.to_string(),
+                })?)
+            } else {
+                None
+            };
+            Ok(TemplateSlot {
+                name,
+                columns,
+                uses_row_number,
+                constant,
+            })
+        };
+        let user_slot = add_template("request.template", &request.template)?;
+        let system_slot = match &request.system {
+            Some(system) => Some(add_template("request.system", system)?),
+            None => None,
+        };
+
+        let id_column_index = match &job.spec.input.id_column {
+            Some(id_column) => Some(
+                column_names
+                    .iter()
+                    .position(|column| column == id_column)
+                    .ok_or_else(|| RenderError::Template {
+                        job_file: job_file.clone(),
+                        key: "input.id_column",
+                        message: format!(
+                            "column `{id_column}` is not in `{}`; its columns are {}",
+                            job.input_path.display(),
+                            column_names.join(", ")
+                        ),
+                    })?,
+            ),
+            None => None,
+        };
+        if let Some(keep) = &job.spec.output.keep_columns {
+            for column in keep {
+                if !column_names.contains(column) {
+                    return Err(RenderError::Template {
+                        job_file: job_file.clone(),
+                        key: "output.keep_columns",
+                        message: format!(
+                            "column `{column}` is not in `{}`; its columns are {}",
+                            job.input_path.display(),
+                            column_names.join(", ")
+                        ),
+                    });
+                }
+            }
+        }
+
+        let is_embeddings = job.is_embeddings();
+        let mut base_body = Map::new();
+        base_body.insert("model".into(), Value::from(request.model.clone()));
+        let mut system_suffix = None;
+        if is_embeddings {
+            base_body.insert("encoding_format".into(), Value::from("float"));
+            if let Some(dimensions) = request.dimensions {
+                base_body.insert("dimensions".into(), Value::from(dimensions));
+            }
+        } else {
+            if let Some(temperature) = request.temperature {
+                base_body.insert("temperature".into(), json!(temperature));
+            }
+            if let Some(top_p) = request.top_p {
+                base_body.insert("top_p".into(), json!(top_p));
+            }
+            if let Some(max_tokens) = request.max_tokens {
+                base_body.insert("max_tokens".into(), json!(max_tokens));
+            }
+            if let Some(stop) = &request.stop {
+                base_body.insert("stop".into(), json!(stop));
+            }
+            if let Some(seed) = request.seed {
+                base_body.insert("seed".into(), json!(seed));
+            }
+            let fields = &job.spec.output.fields;
+            if !fields.is_empty() {
+                if profile.accepts_json_schema(&request.model) {
+                    base_body.insert(
+                        "response_format".into(),
+                        json!({
+                            "type": "json_schema",
+                            "json_schema": {
+                                "name": "answer",
+                                "strict": true,
+                                "schema": answer_json_schema(fields),
+                            }
+                        }),
+                    );
+                } else {
+                    base_body.insert("response_format".into(), json!({"type": "json_object"}));
+                    system_suffix = Some(schema_instruction(fields));
+                }
+            } else if request.response_format == Some(ResponseFormat::JsonObject) {
+                base_body.insert("response_format".into(), json!({"type": "json_object"}));
+            }
+            let thinking = match request.enable_thinking {
+                Some(explicit) => Some(explicit),
+                None if model_thinks_by_default(&request.model) => Some(false),
+                None => None,
+            };
+            if let Some(thinking) = thinking
+                && profile.kind != crate::provider::ProviderKind::Openai
+            {
+                base_body.insert("enable_thinking".into(), Value::from(thinking));
+            }
+            if let Some(budget) = request.thinking_budget {
+                base_body.insert("thinking_budget".into(), json!(budget));
+            }
+        }
+
+        Ok(RequestRenderer {
+            environment,
+            user_slot,
+            system_slot,
+            system_suffix,
+            base_body,
+            endpoint: request.endpoint.clone(),
+            is_embeddings,
+            id_column_index,
+            max_custom_id_chars: profile.max_custom_id_chars,
+            input_label: job.input_path.display().to_string(),
+        })
+    }
+
+    /// The custom_id of `row` in `batch` whose first row has number `first_row_number`.
+    pub fn custom_id(
+        &self,
+        batch: &RecordBatch,
+        row: usize,
+        row_number: u64,
+    ) -> Result<String, RenderError> {
+        let Some(index) = self.id_column_index else {
+            return Ok(row_number.to_string());
+        };
+        let column = batch.column(index);
+        if column.is_null(row) {
+            return Err(self.row_error(row_number, None, "the id column is empty; every row needs an id"));
+        }
+        let id = display_cell(column, row);
+        if id.is_empty() {
+            return Err(self.row_error(row_number, None, "the id column is empty; every row needs an id"));
+        }
+        let characters = id.chars().count();
+        if characters > self.max_custom_id_chars {
+            let shown: String = id.chars().take(40).collect();
+            return Err(self.row_error(
+                row_number,
+                Some(format!("{shown}…")),
+                &format!(
+                    "the id is {characters} characters long; the provider accepts at most {}",
+                    self.max_custom_id_chars
+                ),
+            ));
+        }
+        Ok(id)
+    }
+
+    fn row_error(&self, row: u64, custom_id: Option<String>, message: &str) -> RenderError {
+        RenderError::Row {
+            input: self.input_label.clone(),
+            row,
+            custom_id,
+            message: message.to_owned(),
+        }
+    }
+
+    fn render_slot(
+        &self,
+        slot: &TemplateSlot,
+        batch: &RecordBatch,
+        row: usize,
+        row_number: u64,
+        custom_id: &str,
+    ) -> Result<String, RenderError> {
+        if let Some(constant) = &slot.constant {
+            return Ok(constant.clone());
+        }
+        let mut pairs: std::collections::BTreeMap<&str, TemplateValue> = std::collections::BTreeMap::new();
+        for (index, name) in &slot.columns {
+            let column: &ArrayRef = batch.column(*index);
+            pairs.insert(name.as_str(), arrow_value_to_template_value(column, row));
+        }
+        if slot.uses_row_number {
+            pairs.insert(ROW_NUMBER_VARIABLE, TemplateValue::from(row_number));
+        }
+        let context = TemplateValue::from(pairs);
+        let template = self
+            .environment
+            .get_template(slot.name)
+            .expect("template registered");
+        template.render(context).map_err(|error| {
+            self.row_error(
+                row_number,
+                Some(custom_id.to_owned()),
+                &format!("`{}` failed to render: {error}", slot.name),
+            )
+        })
+    }
+
+    /// Renders one row into a request line.
+    pub fn render_row(
+        &self,
+        batch: &RecordBatch,
+        row: usize,
+        row_number: u64,
+    ) -> Result<RenderedRequest, RenderError> {
+        let custom_id = self.custom_id(batch, row, row_number)?;
+        let user_text = self.render_slot(&self.user_slot, batch, row, row_number, &custom_id)?;
+        let mut body = self.base_body.clone();
+        if self.is_embeddings {
+            if user_text.trim().is_empty() {
+                return Err(self.row_error(
+                    row_number,
+                    Some(custom_id),
+                    "the text to embed is empty; the embeddings endpoint rejects empty input",
+                ));
+            }
+            body.insert("input".into(), Value::from(user_text));
+        } else {
+            let mut messages = Vec::with_capacity(2);
+            let system_text = match &self.system_slot {
+                Some(slot) => Some(self.render_slot(slot, batch, row, row_number, &custom_id)?),
+                None => None,
+            };
+            let system_text = match (system_text, &self.system_suffix) {
+                (Some(text), Some(suffix)) => Some(format!("{text}\n\n{suffix}")),
+                (None, Some(suffix)) => Some(suffix.clone()),
+                (text, None) => text,
+            };
+            if let Some(system_text) = system_text {
+                messages.push(json!({"role": "system", "content": system_text}));
+            }
+            messages.push(json!({"role": "user", "content": user_text}));
+            body.insert("messages".into(), Value::Array(messages));
+        }
+        let line = json!({
+            "custom_id": custom_id,
+            "method": "POST",
+            "url": self.endpoint,
+            "body": Value::Object(body),
+        });
+        Ok(RenderedRequest {
+            row_number,
+            line: serde_json::to_vec(&line).expect("request line serialises"),
+            custom_id,
+        })
+    }
+}
+
+use arrow_array::Array;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::load_job;
+    use crate::provider::ProviderKind;
+    use arrow_array::StringArray;
+    use arrow_schema::{DataType, Field};
+    use std::sync::Arc;
+
+    fn job(extra_request: &str, extra: &str) -> Job {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("job.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[input]\npath = \"rows.csv\"\nid_column = \"id\"\n[request]\nmodel = \"qwen-flash\"\ntemplate = \"Review: {{{{ text }}}}\"\n{extra_request}\n{extra}"
+            ),
+        )
+        .unwrap();
+        load_job(&path).unwrap()
+    }
+
+    fn batch(ids: Vec<&str>, texts: Vec<&str>) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Utf8, false),
+            Field::new("text", DataType::Utf8, false),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(ids)),
+                Arc::new(StringArray::from(texts)),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn profile() -> ProviderProfile {
+        ProviderProfile::for_kind(ProviderKind::Dashscope)
+    }
+
+    #[test]
+    fn row_renders_into_a_request_line() {
+        let job = job("system = \"Be brief.\"\nmax_tokens = 20", "");
+        let batch = batch(vec!["a-1"], vec!["好吃 \"yes\""]);
+        let renderer = RequestRenderer::new(&job, &profile(), &batch.schema()).unwrap();
+        let rendered = renderer.render_row(&batch, 0, 1).unwrap();
+        let line: Value = serde_json::from_slice(&rendered.line).unwrap();
+        assert_eq!(line["custom_id"], "a-1");
+        assert_eq!(line["method"], "POST");
+        assert_eq!(line["url"], "/v1/chat/completions");
+        assert_eq!(line["body"]["model"], "qwen-flash");
+        assert_eq!(line["body"]["max_tokens"], 20);
+        assert_eq!(line["body"]["messages"][0]["content"], "Be brief.");
+        assert_eq!(line["body"]["messages"][1]["content"], "Review: 好吃 \"yes\"");
+        assert!(line["body"].get("enable_thinking").is_none());
+    }
+
+    #[test]
+    fn missing_column_is_named_before_any_row() {
+        let mut job = job("", "");
+        job.spec.request.template = "{{ title }} {{ text }}".into();
+        let batch = batch(vec!["a"], vec!["b"]);
+        let error = RequestRenderer::new(&job, &profile(), &batch.schema())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.contains("`title`"), "{error}");
+        assert!(error.contains("request.template"), "{error}");
+        assert!(error.contains("`id`, `text`"), "{error}");
+    }
+
+    #[test]
+    fn thinking_models_get_thinking_off_explicitly() {
+        let mut job = job("", "");
+        job.spec.request.model = "qwen3.5-plus".into();
+        let batch = batch(vec!["a"], vec!["b"]);
+        let renderer = RequestRenderer::new(&job, &profile(), &batch.schema()).unwrap();
+        let line: Value = serde_json::from_slice(&renderer.render_row(&batch, 0, 1).unwrap().line).unwrap();
+        assert_eq!(line["body"]["enable_thinking"], false);
+    }
+
+    #[test]
+    fn declared_fields_go_into_the_prompt_where_schema_mode_is_not_accepted() {
+        let job = job(
+            "",
+            "[[output.fields]]\nname = \"sentiment\"\ntype = \"label\"\nlabels = [\"pos\", \"neg\"]\n",
+        );
+        let batch = batch(vec!["a"], vec!["b"]);
+        let renderer = RequestRenderer::new(&job, &profile(), &batch.schema()).unwrap();
+        let line: Value = serde_json::from_slice(&renderer.render_row(&batch, 0, 1).unwrap().line).unwrap();
+        assert_eq!(line["body"]["response_format"]["type"], "json_object");
+        let system = line["body"]["messages"][0]["content"].as_str().unwrap();
+        assert!(system.contains("JSON Schema"), "{system}");
+        assert!(system.contains("\"neg\""), "{system}");
+
+        let sim = ProviderProfile::for_kind(ProviderKind::Sim);
+        let renderer = RequestRenderer::new(&job, &sim, &batch.schema()).unwrap();
+        let line: Value = serde_json::from_slice(&renderer.render_row(&batch, 0, 1).unwrap().line).unwrap();
+        assert_eq!(line["body"]["response_format"]["type"], "json_schema");
+        assert_eq!(
+            line["body"]["response_format"]["json_schema"]["schema"]["properties"]["sentiment"]["enum"][0],
+            "pos"
+        );
+    }
+
+    #[test]
+    fn over_long_id_names_the_row() {
+        let job = job("", "");
+        let long_id = "x".repeat(257);
+        let batch = batch(vec!["ok", &long_id], vec!["a", "b"]);
+        let renderer = RequestRenderer::new(&job, &profile(), &batch.schema()).unwrap();
+        let error = renderer.render_row(&batch, 1, 2).unwrap_err().to_string();
+        assert!(error.contains("row 2"), "{error}");
+        assert!(error.contains("257 characters"), "{error}");
+        let exactly_at_limit = "y".repeat(256);
+        let batch = batch_with(&exactly_at_limit);
+        assert!(renderer.render_row(&batch, 0, 1).is_ok());
+    }
+
+    fn batch_with(id: &str) -> RecordBatch {
+        batch(vec![id], vec!["t"])
+    }
+}

@@ -1,0 +1,304 @@
+//! What happened to one request: its status, answer, usage and error, classified from a result
+//! line. Pure: no I/O.
+//!
+//! Success is only `response.status_code == 200` with a null `error`: DashScope puts some failed
+//! lines in the output file (reference §5.3), so which file a line came from proves nothing.
+
+use serde_json::Value;
+
+use crate::wire::{BatchStatus, ResultLine};
+
+/// The status column of the output. Every input row gets exactly one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RowStatus {
+    Ok,
+    Failed,
+    Expired,
+    Cancelled,
+    /// The batch finished but never answered this row.
+    Missing,
+    /// The model answered, but not with JSON that fits the declared output fields.
+    InvalidOutput,
+}
+
+impl RowStatus {
+    pub const ALL: [RowStatus; 6] = [
+        RowStatus::Ok,
+        RowStatus::Failed,
+        RowStatus::Expired,
+        RowStatus::Cancelled,
+        RowStatus::Missing,
+        RowStatus::InvalidOutput,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RowStatus::Ok => "ok",
+            RowStatus::Failed => "failed",
+            RowStatus::Expired => "expired",
+            RowStatus::Cancelled => "cancelled",
+            RowStatus::Missing => "missing",
+            RowStatus::InvalidOutput => "invalid_output",
+        }
+    }
+
+    /// Whether the provider billed the request: it ran and answered 200.
+    pub fn was_billed(self) -> bool {
+        matches!(self, RowStatus::Ok | RowStatus::InvalidOutput)
+    }
+}
+
+/// One request's outcome, ready to become an output row.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RowResult {
+    pub status: Option<RowStatus>,
+    pub content: Option<String>,
+    pub finish_reason: Option<String>,
+    pub prompt_tokens: Option<u64>,
+    pub completion_tokens: Option<u64>,
+    pub reasoning_tokens: Option<u64>,
+    pub total_tokens: Option<u64>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub request_id: Option<String>,
+    pub embedding: Option<Vec<f32>>,
+}
+
+impl RowResult {
+    pub fn status(&self) -> RowStatus {
+        self.status.unwrap_or(RowStatus::Missing)
+    }
+
+    /// A row the batch never answered, given how the batch ended.
+    pub fn unanswered(batch_status: Option<BatchStatus>) -> RowResult {
+        let (status, code, message) = match batch_status {
+            Some(BatchStatus::Expired) => (
+                RowStatus::Expired,
+                "batch_expired",
+                "the batch's completion window ended before this request ran; it was not billed",
+            ),
+            Some(BatchStatus::Cancelled) => (
+                RowStatus::Cancelled,
+                "batch_cancelled",
+                "the batch was cancelled before this request ran; it was not billed",
+            ),
+            Some(BatchStatus::Failed) => (
+                RowStatus::Failed,
+                "batch_failed",
+                "the batch failed validation, so no request in it ran",
+            ),
+            _ => (
+                RowStatus::Missing,
+                "missing_result",
+                "the batch ended without a result line for this request",
+            ),
+        };
+        RowResult {
+            status: Some(status),
+            error_code: Some(code.to_owned()),
+            error_message: Some(message.to_owned()),
+            ..RowResult::default()
+        }
+    }
+}
+
+fn as_count(value: Option<&Value>) -> Option<u64> {
+    value.and_then(Value::as_u64)
+}
+
+/// Classifies one result line of a batch that ended in `batch_status`.
+pub fn classify_result_line(line: &ResultLine, batch_status: BatchStatus) -> RowResult {
+    let mut result = RowResult::default();
+    let response = line.response.as_ref();
+    result.request_id = response
+        .and_then(|response| response.request_id.clone())
+        .or_else(|| line.id.clone());
+    let body = response.and_then(|response| response.body.as_ref());
+    if let Some(usage) = body.and_then(|body| body.get("usage")) {
+        result.prompt_tokens = as_count(usage.get("prompt_tokens"));
+        result.completion_tokens = as_count(usage.get("completion_tokens"));
+        result.total_tokens = as_count(usage.get("total_tokens"));
+        result.reasoning_tokens = as_count(
+            usage
+                .get("completion_tokens_details")
+                .and_then(|details| details.get("reasoning_tokens")),
+        )
+        .or_else(|| as_count(usage.get("reasoning_tokens")));
+    }
+    let succeeded = response.map(|response| response.status_code) == Some(200)
+        && line.error.as_ref().is_none_or(|error| error.code().is_none() && error.message().is_none());
+    if succeeded {
+        let body = body.cloned().unwrap_or(Value::Null);
+        let choice = body.get("choices").and_then(|choices| choices.get(0));
+        result.content = choice
+            .and_then(|choice| choice.get("message"))
+            .and_then(|message| message.get("content"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        result.finish_reason = choice
+            .and_then(|choice| choice.get("finish_reason"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        if let Some(vector) = body
+            .get("data")
+            .and_then(|data| data.get(0))
+            .and_then(|item| item.get("embedding"))
+            .and_then(Value::as_array)
+        {
+            result.embedding = Some(
+                vector
+                    .iter()
+                    .map(|number| number.as_f64().unwrap_or(f64::NAN) as f32)
+                    .collect(),
+            );
+            result.completion_tokens.get_or_insert(0);
+        }
+        result.status = Some(RowStatus::Ok);
+        return result;
+    }
+
+    let body_error = body.and_then(|body| body.get("error"));
+    result.error_code = line
+        .error
+        .as_ref()
+        .and_then(|error| error.code().map(str::to_owned))
+        .or_else(|| {
+            body_error
+                .and_then(|error| error.get("code"))
+                .map(|code| code.as_str().map(str::to_owned).unwrap_or_else(|| code.to_string()))
+        })
+        .or_else(|| response.map(|response| format!("http_{}", response.status_code)));
+    result.error_message = line
+        .error
+        .as_ref()
+        .and_then(|error| error.message().map(str::to_owned))
+        .or_else(|| {
+            body_error
+                .and_then(|error| error.get("message"))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        });
+    let code = result.error_code.as_deref().unwrap_or_default();
+    result.status = Some(if code == "batch_expired" || (batch_status == BatchStatus::Expired && response.is_none()) {
+        RowStatus::Expired
+    } else if code == "batch_cancelled" || (batch_status == BatchStatus::Cancelled && response.is_none()) {
+        RowStatus::Cancelled
+    } else {
+        RowStatus::Failed
+    });
+    // A failed request is not billed (reference §7.1); keep its token counts out of the sums.
+    result.prompt_tokens = None;
+    result.completion_tokens = None;
+    result.reasoning_tokens = None;
+    result.total_tokens = None;
+    result
+}
+
+/// Whether a failed request may succeed if sent again (rate limits, server errors, expiry).
+pub fn is_transient_failure(result: &RowResult) -> bool {
+    match result.status() {
+        RowStatus::Expired | RowStatus::Missing => true,
+        RowStatus::Failed => {
+            let code = result.error_code.as_deref().unwrap_or_default().to_ascii_lowercase();
+            code.contains("rate")
+                || code.contains("throttl")
+                || code.contains("timeout")
+                || code.contains("server_error")
+                || code.contains("internal")
+                || code.contains("unavailable")
+                || code == "http_429"
+                || code.starts_with("http_5")
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(text: &str) -> ResultLine {
+        serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn live_success_line_is_ok_with_usage() {
+        let result = classify_result_line(
+            &line(r#"{"id":"153f","custom_id":"1","response":{"status_code":200,"request_id":"153f","body":{"created":1776432582,"usage":{"completion_tokens":49,"prompt_tokens":26,"total_tokens":75},"model":"qwen-flash","id":"chatcmpl-153f","choices":[{"finish_reason":"stop","index":0,"message":{"role":"assistant","content":"你好"}}],"object":"chat.completion"}},"error":null}"#),
+            BatchStatus::Completed,
+        );
+        assert_eq!(result.status(), RowStatus::Ok);
+        assert_eq!(result.content.as_deref(), Some("你好"));
+        assert_eq!(result.finish_reason.as_deref(), Some("stop"));
+        assert_eq!(result.prompt_tokens, Some(26));
+        assert_eq!(result.completion_tokens, Some(49));
+        assert_eq!(result.request_id.as_deref(), Some("153f"));
+    }
+
+    #[test]
+    fn failed_line_inside_the_output_file_is_failed() {
+        let result = classify_result_line(
+            &line(r#"{"id":"x","custom_id":"8","response":{"status_code":400,"request_id":"r","body":{"error":{"code":"InvalidParameter","message":"bad"}}},"error":null}"#),
+            BatchStatus::Completed,
+        );
+        assert_eq!(result.status(), RowStatus::Failed);
+        assert_eq!(result.error_code.as_deref(), Some("InvalidParameter"));
+        assert_eq!(result.error_message.as_deref(), Some("bad"));
+        assert!(!is_transient_failure(&result));
+    }
+
+    #[test]
+    fn both_error_spellings_are_read() {
+        for text in [
+            r#"{"custom_id":"7","response":null,"error":{"code":"rate_limit_exceeded","message":"slow down"}}"#,
+            r#"{"custom_id":"7","response":null,"error":{"error_code":"rate_limit_exceeded","error_message":"slow down"}}"#,
+        ] {
+            let result = classify_result_line(&line(text), BatchStatus::Completed);
+            assert_eq!(result.status(), RowStatus::Failed);
+            assert_eq!(result.error_code.as_deref(), Some("rate_limit_exceeded"));
+            assert_eq!(result.error_message.as_deref(), Some("slow down"));
+            assert!(is_transient_failure(&result));
+        }
+    }
+
+    #[test]
+    fn expired_and_cancelled_lines() {
+        let expired = classify_result_line(
+            &line(r#"{"id":"b","custom_id":"3","response":null,"error":{"code":"batch_expired","message":"late"}}"#),
+            BatchStatus::Expired,
+        );
+        assert_eq!(expired.status(), RowStatus::Expired);
+        let cancelled = classify_result_line(
+            &line(r#"{"custom_id":"3","response":null,"error":{"code":"something","message":"stopped"}}"#),
+            BatchStatus::Cancelled,
+        );
+        assert_eq!(cancelled.status(), RowStatus::Cancelled);
+        assert_eq!(RowResult::unanswered(Some(BatchStatus::Completed)).status(), RowStatus::Missing);
+        assert_eq!(RowResult::unanswered(Some(BatchStatus::Expired)).status(), RowStatus::Expired);
+    }
+
+    #[test]
+    fn reasoning_tokens_are_read_from_either_place() {
+        let nested = classify_result_line(
+            &line(r#"{"custom_id":"1","response":{"status_code":200,"body":{"usage":{"prompt_tokens":1,"completion_tokens":9,"total_tokens":10,"completion_tokens_details":{"reasoning_tokens":7}},"choices":[{"message":{"content":"x"},"finish_reason":"stop"}]}},"error":null}"#),
+            BatchStatus::Completed,
+        );
+        assert_eq!(nested.reasoning_tokens, Some(7));
+        let flat = classify_result_line(
+            &line(r#"{"custom_id":"1","response":{"status_code":200,"body":{"usage":{"prompt_tokens":1,"completion_tokens":9,"reasoning_tokens":4},"choices":[{"message":{"content":"x"}}]}},"error":null}"#),
+            BatchStatus::Completed,
+        );
+        assert_eq!(flat.reasoning_tokens, Some(4));
+    }
+
+    #[test]
+    fn embedding_lines_carry_their_vector() {
+        let result = classify_result_line(
+            &line(r#"{"custom_id":"e","response":{"status_code":200,"body":{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.5,-0.25]}],"usage":{"prompt_tokens":3,"total_tokens":3}}},"error":null}"#),
+            BatchStatus::Completed,
+        );
+        assert_eq!(result.embedding, Some(vec![0.5, -0.25]));
+        assert_eq!(result.completion_tokens, Some(0));
+    }
+}

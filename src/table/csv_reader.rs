@@ -1,0 +1,235 @@
+//! CSV input: a header row, RFC 4180 quoting (embedded commas, quotes and newlines), every column
+//! read as text. Invalid UTF-8 and ragged rows are reported with their row and line.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::builder::StringBuilder;
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+
+use super::TableError;
+
+pub struct CsvBatchReader {
+    path: PathBuf,
+    reader: csv::Reader<File>,
+    schema: SchemaRef,
+    rows_per_batch: usize,
+    rows_read: u64,
+    finished: bool,
+}
+
+impl CsvBatchReader {
+    pub fn open(path: &Path, rows_per_batch: usize) -> Result<CsvBatchReader, TableError> {
+        let file = File::open(path)
+            .map_err(|error| TableError::new(path, None, format!("cannot open the file: {error}")))?;
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .flexible(false)
+            .from_reader(file);
+        let headers = reader
+            .byte_headers()
+            .map_err(|error| csv_error(path, error))?
+            .clone();
+        if headers.is_empty() {
+            return Err(TableError::new(
+                path,
+                None,
+                "the file is empty; a CSV input needs a header row naming its columns",
+            ));
+        }
+        let mut fields = Vec::with_capacity(headers.len());
+        let mut seen = HashSet::new();
+        for (index, raw_name) in headers.iter().enumerate() {
+            let name = std::str::from_utf8(raw_name).map_err(|_| {
+                TableError::new(
+                    path,
+                    Some(format!("header, column {}", index + 1)),
+                    "the column name is not valid UTF-8; save the file as UTF-8",
+                )
+            })?;
+            let name = name.trim_start_matches('\u{feff}').trim().to_owned();
+            if name.is_empty() {
+                return Err(TableError::new(
+                    path,
+                    Some(format!("header, column {}", index + 1)),
+                    "the column has no name; give every column a name in the header row",
+                ));
+            }
+            if !seen.insert(name.clone()) {
+                return Err(TableError::new(
+                    path,
+                    Some("header".to_owned()),
+                    format!("column `{name}` appears twice; column names must be unique"),
+                ));
+            }
+            fields.push(Field::new(name, DataType::Utf8, false));
+        }
+        Ok(CsvBatchReader {
+            path: path.to_owned(),
+            reader,
+            schema: Arc::new(Schema::new(fields)),
+            rows_per_batch,
+            rows_read: 0,
+            finished: false,
+        })
+    }
+
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn read_batch(&mut self) -> Result<Option<RecordBatch>, TableError> {
+        let column_count = self.schema.fields().len();
+        let mut builders: Vec<StringBuilder> =
+            (0..column_count).map(|_| StringBuilder::new()).collect();
+        let mut record = csv::ByteRecord::new();
+        let mut rows_in_batch = 0;
+        while rows_in_batch < self.rows_per_batch {
+            let has_record = self
+                .reader
+                .read_byte_record(&mut record)
+                .map_err(|error| csv_error(&self.path, error))?;
+            if !has_record {
+                self.finished = true;
+                break;
+            }
+            self.rows_read += 1;
+            for (column_index, raw_value) in record.iter().enumerate() {
+                let value = std::str::from_utf8(raw_value).map_err(|error| {
+                    let line = record.position().map(|p| p.line()).unwrap_or(0);
+                    TableError::new(
+                        &self.path,
+                        Some(format!(
+                            "row {} (line {line}), column `{}`",
+                            self.rows_read,
+                            self.schema.field(column_index).name()
+                        )),
+                        format!(
+                            "invalid UTF-8 at byte {} of the value; save the file as UTF-8 or fix that cell",
+                            error.valid_up_to()
+                        ),
+                    )
+                })?;
+                builders[column_index].append_value(value);
+            }
+            rows_in_batch += 1;
+        }
+        if rows_in_batch == 0 {
+            return Ok(None);
+        }
+        let columns: Vec<ArrayRef> = builders
+            .into_iter()
+            .map(|mut builder| Arc::new(builder.finish()) as ArrayRef)
+            .collect();
+        RecordBatch::try_new(self.schema.clone(), columns)
+            .map(Some)
+            .map_err(|error| TableError::new(&self.path, None, error.to_string()))
+    }
+}
+
+impl Iterator for CsvBatchReader {
+    type Item = Result<RecordBatch, TableError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.finished {
+            return None;
+        }
+        match self.read_batch() {
+            Ok(Some(batch)) => Some(Ok(batch)),
+            Ok(None) => None,
+            Err(error) => {
+                self.finished = true;
+                Some(Err(error))
+            }
+        }
+    }
+}
+
+fn csv_error(path: &Path, error: csv::Error) -> TableError {
+    match error.kind() {
+        csv::ErrorKind::UnequalLengths {
+            pos,
+            expected_len,
+            len,
+        } => {
+            let location = pos.as_ref().map(|pos| {
+                // The header is record 0, so the record number is the data row number.
+                format!("row {} (line {})", pos.record(), pos.line())
+            });
+            TableError::new(
+                path,
+                location,
+                format!(
+                    "the row has {len} fields but the header has {expected_len}; quote values that contain commas"
+                ),
+            )
+        }
+        csv::ErrorKind::Io(io_error) => {
+            TableError::new(path, None, format!("cannot read the file: {io_error}"))
+        }
+        _ => {
+            let location = error
+                .position()
+                .map(|pos| format!("row {} (line {})", pos.record(), pos.line()));
+            TableError::new(path, location, error.to_string())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+
+    fn read_all(bytes: &[u8]) -> Result<Vec<RecordBatch>, TableError> {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("input.csv");
+        std::fs::write(&path, bytes).unwrap();
+        let reader = CsvBatchReader::open(&path, 2)?;
+        reader.collect()
+    }
+
+    #[test]
+    fn quoted_fields_with_newlines_and_quotes_survive() {
+        let batches =
+            read_all(b"id,text\n1,\"line one\nline two\"\n2,\"say \"\"hi\"\", ok\"\n3,\n").unwrap();
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        assert_eq!(rows, 3);
+        let text = batches[0].column(1).as_string::<i32>();
+        assert_eq!(text.value(0), "line one\nline two");
+        assert_eq!(text.value(1), "say \"hi\", ok");
+        assert_eq!(batches[1].column(1).as_string::<i32>().value(0), "");
+        assert_eq!(batches[1].column(1).null_count(), 0);
+    }
+
+    #[test]
+    fn byte_order_mark_is_not_part_of_the_first_column_name() {
+        let batches = read_all("\u{feff}id,text\n1,a\n".as_bytes()).unwrap();
+        assert_eq!(batches[0].schema().field(0).name(), "id");
+    }
+
+    #[test]
+    fn invalid_utf8_names_row_line_and_column() {
+        let error = read_all(b"id,text\n1,ok\n2,\"multi\nline\"\n3,bad \xff here\n").unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("row 3 (line 5), column `text`"), "{message}");
+    }
+
+    #[test]
+    fn ragged_row_is_reported_with_its_row() {
+        let error = read_all(b"id,text\n1,a\n2,b,c\n").unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("row 2"), "{message}");
+        assert!(message.contains("3 fields"), "{message}");
+    }
+
+    #[test]
+    fn duplicate_column_names_are_rejected() {
+        let error = read_all(b"id,id\n1,2\n").unwrap_err();
+        assert!(error.to_string().contains("appears twice"));
+    }
+}

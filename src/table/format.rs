@@ -1,0 +1,47 @@
+//! The table formats dashbatch reads and writes, and how they are told apart.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TableFormat {
+    Csv,
+    Parquet,
+    Jsonl,
+}
+
+impl TableFormat {
+    /// `.csv`, `.parquet`/`.pq`, `.jsonl`/`.ndjson` (case-insensitive).
+    pub fn from_path(path: &Path) -> Option<TableFormat> {
+        let extension = path.extension()?.to_string_lossy().to_ascii_lowercase();
+        match extension.as_str() {
+            "csv" => Some(TableFormat::Csv),
+            "parquet" | "pq" => Some(TableFormat::Parquet),
+            "jsonl" | "ndjson" => Some(TableFormat::Jsonl),
+            _ => None,
+        }
+    }
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            TableFormat::Csv => "csv",
+            TableFormat::Parquet => "parquet",
+            TableFormat::Jsonl => "jsonl",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_come_from_extensions() {
+        assert_eq!(TableFormat::from_path(Path::new("a/b.CSV")), Some(TableFormat::Csv));
+        assert_eq!(TableFormat::from_path(Path::new("x.parquet")), Some(TableFormat::Parquet));
+        assert_eq!(TableFormat::from_path(Path::new("x.ndjson")), Some(TableFormat::Jsonl));
+        assert_eq!(TableFormat::from_path(Path::new("x.txt")), None);
+    }
+}

@@ -1,0 +1,55 @@
+//! `dashbatch validate`: the whole planning pass (job file, every input row, ids, limits) in a
+//! throw-away directory, and a look at the first rendered requests. No network.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use crate::engine::plan_shards;
+use crate::job::load_job;
+use crate::ledger::Ledger;
+use crate::provider::{ProviderKind, ProviderProfile};
+
+pub fn validate_job(job_file: &Path, provider: ProviderKind, show: usize) -> anyhow::Result<String> {
+    let job = load_job(job_file)?;
+    let profile = ProviderProfile::for_kind(provider);
+    profile.check_window(&job.spec.batch.completion_window).map_err(|message| {
+        anyhow::anyhow!(
+            "job file `{}`, key `batch.completion_window`: {message}",
+            job.job_file.display()
+        )
+    })?;
+    let scratch = tempfile::tempdir()?;
+    let ledger = Ledger::open_path(&scratch.path().join("validate.sqlite"))?;
+    let plan = plan_shards(&job, &profile, scratch.path(), &ledger, show)?;
+    let mut text = String::new();
+    writeln!(
+        text,
+        "job `{}` is valid: {} rows from `{}` → {} shard(s) for provider `{}` (no network calls made)",
+        job.name,
+        plan.row_count,
+        job.input_path.display(),
+        plan.shards.len(),
+        provider
+    )?;
+    for shard in &plan.shards {
+        writeln!(
+            text,
+            "  shard {}: rows {}..={} ({} requests, {} bytes)",
+            shard.shard_index,
+            shard.first_row,
+            shard.first_row + shard.row_count - 1,
+            shard.row_count,
+            shard.byte_size
+        )?;
+    }
+    for rendered in &plan.preview {
+        let value: serde_json::Value = serde_json::from_slice(&rendered.line)?;
+        writeln!(
+            text,
+            "\nrow {} → request line:\n{}",
+            rendered.row_number,
+            serde_json::to_string_pretty(&value)?
+        )?;
+    }
+    Ok(text)
+}
