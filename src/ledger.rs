@@ -38,6 +38,12 @@ pub struct ShardRecord {
     pub results_downloaded: bool,
     /// JSON of the batch's validation errors, when it failed.
     pub batch_errors: Option<String>,
+    /// 1 for the planned shards; retry shards (rows whose request failed transiently) count up.
+    pub attempt: u32,
+    /// Whether this shard's transient failures were already collected into a retry shard.
+    pub retry_scanned: bool,
+    /// For retry shards: whether their results were recorded as row overrides.
+    pub results_ingested: bool,
 }
 
 /// Kinds of side effect recorded in `effects`.
@@ -89,8 +95,24 @@ CREATE TABLE IF NOT EXISTS shards (
     output_file_id TEXT,
     error_file_id TEXT,
     results_downloaded INTEGER NOT NULL DEFAULT 0,
-    batch_errors TEXT
+    batch_errors TEXT,
+    attempt INTEGER NOT NULL DEFAULT 1,
+    retry_scanned INTEGER NOT NULL DEFAULT 0,
+    results_ingested INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS shard_rows (
+    shard_index INTEGER NOT NULL,
+    line_number INTEGER NOT NULL,
+    row_number INTEGER NOT NULL,
+    custom_id TEXT NOT NULL,
+    PRIMARY KEY (shard_index, line_number)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS row_overrides (
+    custom_id TEXT PRIMARY KEY,
+    attempt INTEGER NOT NULL,
+    batch_id TEXT,
+    result TEXT NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS effects (
     effect_id INTEGER PRIMARY KEY AUTOINCREMENT,
     shard_index INTEGER,
@@ -182,8 +204,8 @@ impl Ledger {
         {
             let mut statement = transaction
                 .prepare(
-                    "INSERT INTO shards (shard_index, first_row, row_count, file_name, byte_size, sha256, model)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    "INSERT INTO shards (shard_index, first_row, row_count, file_name, byte_size, sha256, model, attempt)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )
                 .map_err(|e| LedgerError {
                     path: self.path.clone(),
@@ -198,7 +220,8 @@ impl Ledger {
                         shard.file_name,
                         shard.byte_size as i64,
                         shard.sha256,
-                        shard.model
+                        shard.model,
+                        shard.attempt
                     ])
                     .map_err(|e| LedgerError {
                         path: self.path.clone(),
@@ -218,7 +241,8 @@ impl Ledger {
             .prepare(
                 "SELECT shard_index, first_row, row_count, file_name, byte_size, sha256, model,
                         file_id, batch_id, batch_status, request_total, request_completed,
-                        request_failed, output_file_id, error_file_id, results_downloaded, batch_errors
+                        request_failed, output_file_id, error_file_id, results_downloaded, batch_errors,
+                        attempt, retry_scanned, results_ingested
                  FROM shards ORDER BY shard_index",
             )
             .map_err(|e| self.error(e))?;
@@ -242,6 +266,9 @@ impl Ledger {
                     error_file_id: row.get(14)?,
                     results_downloaded: row.get::<_, i64>(15)? != 0,
                     batch_errors: row.get(16)?,
+                    attempt: row.get::<_, i64>(17)? as u32,
+                    retry_scanned: row.get::<_, i64>(18)? != 0,
+                    results_ingested: row.get::<_, i64>(19)? != 0,
                 })
             })
             .map_err(|e| self.error(e))?;
@@ -387,10 +414,149 @@ impl Ledger {
             .map_err(|e| self.error(e))
     }
 
+    /// Records retry shards, the rows they carry, and that their source shards were scanned, all
+    /// in one transaction: after a crash either all of it is there or none.
+    pub fn insert_retry_plan(
+        &mut self,
+        shards: &[ShardRecord],
+        rows: &[(u64, u64, u64, String)],
+        scanned_shards: &[u64],
+    ) -> Result<(), LedgerError> {
+        let path = self.path.clone();
+        let error = |e: rusqlite::Error| LedgerError {
+            path: path.clone(),
+            message: e.to_string(),
+        };
+        let transaction = self.connection.transaction().map_err(error)?;
+        {
+            let mut insert_shard = transaction
+                .prepare(
+                    "INSERT INTO shards (shard_index, first_row, row_count, file_name, byte_size, sha256, model, attempt)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .map_err(error)?;
+            for shard in shards {
+                insert_shard
+                    .execute(params![
+                        shard.shard_index as i64,
+                        shard.first_row as i64,
+                        shard.row_count as i64,
+                        shard.file_name,
+                        shard.byte_size as i64,
+                        shard.sha256,
+                        shard.model,
+                        shard.attempt
+                    ])
+                    .map_err(error)?;
+            }
+            let mut insert_row = transaction
+                .prepare(
+                    "INSERT INTO shard_rows (shard_index, line_number, row_number, custom_id) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(error)?;
+            for (shard_index, line_number, row_number, custom_id) in rows {
+                insert_row
+                    .execute(params![
+                        *shard_index as i64,
+                        *line_number as i64,
+                        *row_number as i64,
+                        custom_id
+                    ])
+                    .map_err(error)?;
+            }
+            let mut mark = transaction
+                .prepare("UPDATE shards SET retry_scanned = 1 WHERE shard_index = ?1")
+                .map_err(error)?;
+            for shard_index in scanned_shards {
+                mark.execute(params![*shard_index as i64]).map_err(error)?;
+            }
+        }
+        transaction.commit().map_err(error)
+    }
+
+    /// The rows a retry shard carries: (line number in the shard file, input row number, custom_id).
+    pub fn shard_rows(&self, shard_index: u64) -> Result<Vec<(u64, u64, String)>, LedgerError> {
+        let mut statement = self
+            .connection
+            .prepare(
+                "SELECT line_number, row_number, custom_id FROM shard_rows WHERE shard_index = ?1 ORDER BY line_number",
+            )
+            .map_err(|e| self.error(e))?;
+        let rows = statement
+            .query_map(params![shard_index as i64], |row| {
+                Ok((
+                    row.get::<_, i64>(0)? as u64,
+                    row.get::<_, i64>(1)? as u64,
+                    row.get::<_, String>(2)?,
+                ))
+            })
+            .map_err(|e| self.error(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.error(e))
+    }
+
+    /// Stores a retry shard's results as the latest word on their rows, and marks the shard done.
+    pub fn ingest_overrides(
+        &mut self,
+        shard_index: u64,
+        attempt: u32,
+        batch_id: Option<&str>,
+        results: &[(String, String)],
+    ) -> Result<(), LedgerError> {
+        let path = self.path.clone();
+        let error = |e: rusqlite::Error| LedgerError {
+            path: path.clone(),
+            message: e.to_string(),
+        };
+        let transaction = self.connection.transaction().map_err(error)?;
+        {
+            let mut upsert = transaction
+                .prepare(
+                    "INSERT INTO row_overrides (custom_id, attempt, batch_id, result) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT(custom_id) DO UPDATE SET attempt = excluded.attempt,
+                        batch_id = excluded.batch_id, result = excluded.result
+                     WHERE excluded.attempt >= row_overrides.attempt",
+                )
+                .map_err(error)?;
+            for (custom_id, result) in results {
+                upsert
+                    .execute(params![custom_id, attempt, batch_id, result])
+                    .map_err(error)?;
+            }
+            transaction
+                .execute(
+                    "UPDATE shards SET results_ingested = 1 WHERE shard_index = ?1",
+                    params![shard_index as i64],
+                )
+                .map_err(error)?;
+        }
+        transaction.commit().map_err(error)
+    }
+
+    /// The latest retry result of a row, as (batch id, result JSON).
+    pub fn row_override(&self, custom_id: &str) -> Result<Option<(Option<String>, String)>, LedgerError> {
+        self.connection
+            .prepare_cached("SELECT batch_id, result FROM row_overrides WHERE custom_id = ?1")
+            .and_then(|mut statement| {
+                statement
+                    .query_row(params![custom_id], |row| Ok((row.get(0)?, row.get(1)?)))
+                    .optional()
+            })
+            .map_err(|e| self.error(e))
+    }
+
+    pub fn has_overrides(&self) -> Result<bool, LedgerError> {
+        self.connection
+            .query_row("SELECT EXISTS (SELECT 1 FROM row_overrides)", [], |row| row.get::<_, i64>(0))
+            .map(|exists| exists != 0)
+            .map_err(|e| self.error(e))
+    }
+
     /// Forgets a plan that was interrupted before it was recorded as complete.
     pub fn clear_plan(&self) -> Result<(), LedgerError> {
         self.connection
-            .execute_batch("DELETE FROM shards; DELETE FROM row_ids;")
+            .execute_batch(
+                "DELETE FROM shards; DELETE FROM row_ids; DELETE FROM shard_rows; DELETE FROM row_overrides;",
+            )
             .map_err(|e| self.error(e))
     }
 
@@ -436,6 +602,9 @@ mod tests {
             error_file_id: None,
             results_downloaded: false,
             batch_errors: None,
+            attempt: 1,
+            retry_scanned: false,
+            results_ingested: false,
         }
     }
 

@@ -17,6 +17,7 @@ pub mod engine;
 pub mod env;
 pub mod exit;
 pub mod job;
+pub mod kill_point;
 pub mod ledger;
 pub mod output_fields;
 pub mod pricing;

@@ -76,6 +76,14 @@ impl RequestRenderer {
         let job_file = job.job_file.display().to_string();
         let mut environment = Environment::new();
         environment.set_undefined_behavior(UndefinedBehavior::Strict);
+        // An empty cell (null) renders as nothing, not as the word `none`.
+        environment.set_formatter(|output, state, value| {
+            if value.is_none() {
+                Ok(())
+            } else {
+                minijinja::escape_formatter(output, state, value)
+            }
+        });
         let column_names: Vec<String> =
             schema.fields().iter().map(|field| field.name().clone()).collect();
 

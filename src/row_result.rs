@@ -9,7 +9,9 @@ use serde_json::Value;
 use crate::wire::{BatchStatus, ResultLine};
 
 /// The status column of the output. Every input row gets exactly one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum RowStatus {
     Ok,
@@ -50,7 +52,7 @@ impl RowStatus {
 }
 
 /// One request's outcome, ready to become an output row.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct RowResult {
     pub status: Option<RowStatus>,
     pub content: Option<String>,
@@ -198,7 +200,9 @@ pub fn classify_result_line(line: &ResultLine, batch_status: BatchStatus) -> Row
 /// Whether a failed request may succeed if sent again (rate limits, server errors, expiry).
 pub fn is_transient_failure(result: &RowResult) -> bool {
     match result.status() {
-        RowStatus::Expired | RowStatus::Missing => true,
+        RowStatus::Expired => true,
+        // A line lost by the provider may still have been billed: never resend it blindly.
+        RowStatus::Missing => false,
         RowStatus::Failed => {
             let code = result.error_code.as_deref().unwrap_or_default().to_ascii_lowercase();
             code.contains("rate")

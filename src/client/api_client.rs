@@ -53,6 +53,8 @@ impl ApiClient {
             .connect_timeout(Duration::from_secs(20))
             .timeout(Duration::from_secs(600))
             .user_agent(concat!("dashbatch/", env!("CARGO_PKG_VERSION")))
+            // Only the chosen provider's host is ever contacted: redirects are not followed.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|error| ClientError::Local {
                 operation: "set up the HTTP client".into(),

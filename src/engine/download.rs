@@ -47,7 +47,10 @@ async fn download_verified(
             })?;
         let outcome = client.download_file(file_id, destination).await;
         match outcome {
-            Ok(_) => match verify_result_file(destination) {
+            Ok(_) => match {
+                crate::kill_point::reach("during_download");
+                verify_result_file(destination)
+            } {
                 Ok(lines) => {
                     let _ = ledger.record_outcome(effect, "done", &format!("{lines} lines"));
                     crate::ledger::restrict_permissions(destination);

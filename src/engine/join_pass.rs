@@ -48,7 +48,7 @@ pub fn embedding_dimensions(job: &Job) -> i32 {
 }
 
 /// Reads one shard's result files into a map from custom_id to result.
-fn load_shard_results(
+pub(super) fn load_shard_results(
     run_directory: &RunDirectory,
     shard: &ShardRecord,
     batch_status: BatchStatus,
@@ -381,6 +381,7 @@ pub fn join_results(
     job: &Job,
     profile: &ProviderProfile,
     run_directory: &RunDirectory,
+    ledger: &crate::ledger::Ledger,
     shards: &[ShardRecord],
     pricer: &RunPricer,
     output_path: &Path,
@@ -400,7 +401,9 @@ pub fn join_results(
         realtime_cost: MoneySum::new(pricer.currency()),
         shards: Vec::new(),
     };
-    let mut shard_iter = shards.iter();
+    // Retry shards carry rows of earlier shards; their results arrive as row overrides.
+    let mut shard_iter = shards.iter().filter(|shard| shard.attempt <= 1);
+    let has_overrides = ledger.has_overrides()?;
     let mut current: Option<CurrentShard> = None;
     let mut row_number: u64 = 0;
 
@@ -433,6 +436,14 @@ pub fn join_results(
             let shard = current.as_mut().expect("current shard set above");
             let custom_id = renderer.custom_id(&batch, row, row_number)?;
             let mut result = shard.result_for(&custom_id, row_number);
+            let mut answering_batch = shard.record.batch_id.clone();
+            if has_overrides
+                && result.status() != RowStatus::Ok
+                && let Some((batch_id, text)) = ledger.row_override(&custom_id)?
+            {
+                result = serde_json::from_str(&text)?;
+                answering_batch = batch_id;
+            }
 
             let mut declared_values = None;
             if result.status() == RowStatus::Ok && !job.spec.output.fields.is_empty() {
@@ -482,7 +493,7 @@ pub fn join_results(
                 &custom_id,
                 &result,
                 row_cost.map(|cost| cost.batch.to_f64()),
-                shard.record.batch_id.as_deref(),
+                answering_batch.as_deref(),
                 declared_values.as_deref(),
             );
         }
@@ -491,11 +502,16 @@ pub fn join_results(
         columns.extend(builders.finish());
         let output = RecordBatch::try_new(schema.clone(), columns)?;
         writer.write(&output)?;
+        crate::kill_point::reach("during_join");
     }
     if let Some(done) = current.take() {
         finish_shard(done, &mut summary);
     }
-    let planned_rows: u64 = shards.iter().map(|shard| shard.row_count).sum();
+    let planned_rows: u64 = shards
+        .iter()
+        .filter(|shard| shard.attempt <= 1)
+        .map(|shard| shard.row_count)
+        .sum();
     if summary.rows != planned_rows {
         anyhow::bail!(
             "`{}` has {} rows but the run planned {planned_rows}: the input changed since the run was planned; start a new run",
@@ -503,6 +519,7 @@ pub fn join_results(
             summary.rows
         );
     }
+    crate::kill_point::reach("during_output_write");
     writer.finish()?;
     Ok(summary)
 }

@@ -89,6 +89,7 @@ pub async fn poll_until_settled(
             let mut shard = shard.clone();
             if !status_of(&shard).is_terminal() {
                 let batch = client.get_batch(batch_id).await?;
+                crate::kill_point::reach("during_poll");
                 record_batch_state(ledger, shard.shard_index, &batch)?;
                 let counts = batch.request_counts.unwrap_or_default();
                 events.shard_progress(

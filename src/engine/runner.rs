@@ -11,6 +11,7 @@ use super::join_pass::join_results;
 use super::plan::{file_sha256, plan_shards};
 use super::poll::{PollSchedule, poll_until_settled, record_batch_state};
 use super::report::RunReport;
+use super::retry::{ingest_retry_results, plan_retries};
 use super::submit::Submitter;
 use super::{EventSink, OutputMode, RunDirectory};
 use crate::client::{ApiClient, ApiKey, RetryPolicy};
@@ -220,6 +221,70 @@ fn open_existing_ledger(run_directory: &Path) -> Result<Ledger, RunFailure> {
     Ledger::open(run_directory).map_err(RunFailure::input)
 }
 
+/// Uploads and creates batches for every shard that has none yet, reconciling first any side
+/// effect a previous process announced but never saw through.
+async fn submit_pending(
+    client: &ApiClient,
+    ledger: &Ledger,
+    run_directory: &RunDirectory,
+    job: &Job,
+    profile: &ProviderProfile,
+    events: &EventSink,
+) -> anyhow::Result<()> {
+    let shards = ledger.shards()?;
+    let mut submitter = Submitter {
+        client,
+        ledger,
+        run_directory,
+        job,
+        profile,
+        events,
+        shard_count: shards.len() as u64,
+        last_upload: None,
+    };
+    for (effect_id, shard_index, _) in ledger.open_intents(EffectKind::Upload)? {
+        let Some(shard) = shard_index.and_then(|index| shards.iter().find(|s| s.shard_index == index)) else {
+            continue;
+        };
+        let outcome = if shard.file_id.is_none() {
+            match submitter.reconcile_upload(shard).await? {
+                Some(id) => format!("adopted {id}"),
+                None => "not found; will upload".to_owned(),
+            }
+        } else {
+            "file id already recorded".to_owned()
+        };
+        ledger.record_outcome(effect_id, "reconciled", &outcome)?;
+    }
+    let shards = ledger.shards()?;
+    for (effect_id, shard_index, file_id) in ledger.open_intents(EffectKind::CreateBatch)? {
+        let Some(shard) = shard_index.and_then(|index| shards.iter().find(|s| s.shard_index == index)) else {
+            continue;
+        };
+        let outcome = if shard.batch_id.is_none() {
+            match submitter.reconcile_batch(shard, &file_id).await? {
+                Some(batch) => format!("adopted {}", batch.id),
+                None => "not found; will create".to_owned(),
+            }
+        } else {
+            "batch id already recorded".to_owned()
+        };
+        ledger.record_outcome(effect_id, "reconciled", &outcome)?;
+    }
+    for shard in ledger.shards()? {
+        if shard.batch_id.is_some() {
+            continue;
+        }
+        let file_id = submitter.ensure_uploaded(&shard).await?;
+        let batch_id = submitter.ensure_batch(&shard, &file_id).await?;
+        // Record the fresh batch's first state so `status` can show it at once.
+        if let Ok(batch) = client.get_batch(&batch_id).await {
+            record_batch_state(ledger, shard.shard_index, &batch)?;
+        }
+    }
+    Ok(())
+}
+
 async fn execute(job: Job, run_directory: RunDirectory, options: RunOptions) -> Result<RunOutcome, RunFailure> {
     let events = EventSink::new(options.mode);
     let profile = ProviderProfile::for_kind(options.provider);
@@ -232,6 +297,14 @@ async fn execute(job: Job, run_directory: RunDirectory, options: RunOptions) -> 
             ))
         })?;
     let prices = load_prices(options.prices_file.as_deref())?;
+    if options.provider != ProviderKind::Sim {
+        let variable = profile.api_key_variable;
+        if std::env::var(variable).map_or(true, |key| key.trim().is_empty()) {
+            return Err(RunFailure::input(anyhow::anyhow!(
+                "`{variable}` is not set; export your API key in it (dashbatch reads the key only from the environment), or use `--provider sim` to try a job without a key"
+            )));
+        }
+    }
 
     let resuming = Ledger::exists_in(&run_directory.root);
     run_directory.create().map_err(|error| {
@@ -342,7 +415,6 @@ async fn execute(job: Job, run_directory: RunDirectory, options: RunOptions) -> 
     }
 
     let finished = ledger.fact(fact::FINISHED).map_err(RunFailure::input)?.is_some();
-    let shards = ledger.shards().map_err(RunFailure::input)?;
     let thinking = job.spec.request.enable_thinking == Some(true);
     let pricer = RunPricer::new(prices, &job.spec.request.model, thinking);
 
@@ -350,80 +422,32 @@ async fn execute(job: Job, run_directory: RunDirectory, options: RunOptions) -> 
         let connection = connect(options.provider, options.base_url.as_deref(), &run_directory).await?;
         let client = &connection.client;
         events.start_progress(planned_rows);
-        let shard_count = shards.len() as u64;
-        let mut submitter = Submitter {
-            client,
-            ledger: &ledger,
-            run_directory: &run_directory,
-            job: &job,
-            profile: &connection.profile,
-            events: &events,
-            shard_count,
-            last_upload: None,
-        };
-        // Side effects a previous process announced but never saw through: look before acting.
-        for (effect_id, shard_index, _) in ledger.open_intents(EffectKind::Upload).map_err(RunFailure::input)? {
-            let Some(shard) = shard_index.and_then(|index| shards.iter().find(|s| s.shard_index == index)) else {
-                continue;
-            };
-            if shard.file_id.is_none() {
-                let found = submitter.reconcile_upload(shard).await.map_err(RunFailure::remote)?;
-                let outcome = found.map_or("not found; will upload".to_owned(), |id| format!("adopted {id}"));
-                ledger.record_outcome(effect_id, "reconciled", &outcome).map_err(RunFailure::input)?;
-            } else {
-                ledger.record_outcome(effect_id, "reconciled", "file id already recorded").map_err(RunFailure::input)?;
-            }
-        }
-        let shards = ledger.shards().map_err(RunFailure::input)?;
-        for (effect_id, shard_index, file_id) in ledger.open_intents(EffectKind::CreateBatch).map_err(RunFailure::input)? {
-            let Some(shard) = shard_index.and_then(|index| shards.iter().find(|s| s.shard_index == index)) else {
-                continue;
-            };
-            if shard.batch_id.is_none() {
-                let found = submitter.reconcile_batch(shard, &file_id).await.map_err(RunFailure::remote)?;
-                let outcome = found.map_or("not found; will create".to_owned(), |batch| format!("adopted {}", batch.id));
-                ledger.record_outcome(effect_id, "reconciled", &outcome).map_err(RunFailure::input)?;
-            } else {
-                ledger.record_outcome(effect_id, "reconciled", "batch id already recorded").map_err(RunFailure::input)?;
-            }
-        }
-
-        for shard in ledger.shards().map_err(RunFailure::input)? {
-            let file_id = submitter.ensure_uploaded(&shard).await.map_err(|error| {
-                RunFailure::remote(anyhow::anyhow!(
-                    "{error}\nThe run's state is saved; continue it with `dashbatch resume {}`",
-                    run_directory.root.display()
-                ))
-            })?;
-            let batch_id = submitter.ensure_batch(&shard, &file_id).await.map_err(|error| {
-                RunFailure::remote(anyhow::anyhow!(
-                    "{error}\nThe run's state is saved; continue it with `dashbatch resume {}`",
-                    run_directory.root.display()
-                ))
-            })?;
-            if shard.batch_id.is_none() {
-                // Record the fresh batch's first state so `status` can show it at once.
-                if let Ok(batch) = client.get_batch(&batch_id).await {
-                    let _ = record_batch_state(&ledger, shard.shard_index, &batch);
-                }
-            }
-        }
-
-        poll_until_settled(
-            client,
-            &ledger,
-            &run_directory,
-            &events,
-            poll_schedule(&job, options.provider, options.base_url.as_deref()),
-            planned_rows,
-        )
-        .await
-        .map_err(|error| {
+        let schedule = poll_schedule(&job, options.provider, options.base_url.as_deref());
+        let saved = |error: &dyn std::fmt::Display| {
             RunFailure::remote(anyhow::anyhow!(
                 "{error}\nThe run's state is saved; continue it with `dashbatch resume {}`",
                 run_directory.root.display()
             ))
-        })?;
+        };
+        loop {
+            submit_pending(client, &ledger, &run_directory, &job, &connection.profile, &events)
+                .await
+                .map_err(|error| saved(&error))?;
+            poll_until_settled(client, &ledger, &run_directory, &events, schedule, planned_rows)
+                .await
+                .map_err(|error| saved(&error))?;
+            ingest_retry_results(&mut ledger, &run_directory).map_err(RunFailure::input)?;
+            let retry_shards = plan_retries(&job, &profile, &mut ledger, &run_directory)
+                .map_err(RunFailure::input)?;
+            if retry_shards == 0 {
+                break;
+            }
+            events.emit(
+                "retry_planned",
+                json!({"shards": retry_shards}),
+                || Some(format!("resending transiently failed requests in {retry_shards} retry shard(s)")),
+            );
+        }
         events.finish_progress();
     }
 
@@ -432,6 +456,7 @@ async fn execute(job: Job, run_directory: RunDirectory, options: RunOptions) -> 
         &job,
         &profile,
         &run_directory,
+        &ledger,
         &shards,
         &pricer,
         &output_path,

@@ -103,6 +103,7 @@ impl Submitter<'_> {
         let path = self.run_directory.shard_path(&shard.file_name);
         match self.client.upload_file(&path, &upload_name).await {
             Ok(file) => {
+                crate::kill_point::reach("after_upload_before_record");
                 self.ledger.set_file_id(shard.shard_index, Some(&file.id))?;
                 self.ledger.record_outcome(effect, "done", &file.id)?;
                 self.events.emit(
@@ -186,6 +187,7 @@ impl Submitter<'_> {
             .record_intent(Some(shard.shard_index), EffectKind::CreateBatch, file_id)?;
         match self.client.create_batch(&request).await {
             Ok(batch) => {
+                crate::kill_point::reach("after_create_before_record");
                 self.ledger.set_batch_id(shard.shard_index, &batch.id)?;
                 self.ledger.record_outcome(effect, "done", &batch.id)?;
                 self.events.emit(

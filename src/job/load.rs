@@ -67,6 +67,30 @@ impl Job {
     }
 }
 
+/// Removes `.` and `name/..` pairs so paths in messages read the way a person would write them.
+fn normalize_path(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut normalized = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if matches!(normalized.components().next_back(), Some(Component::Normal(_))) {
+                    normalized.pop();
+                } else {
+                    normalized.push("..");
+                }
+            }
+            other => normalized.push(other),
+        }
+    }
+    if normalized.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        normalized
+    }
+}
+
 /// Reads and checks a job file.
 pub fn load_job(job_file: &Path) -> Result<Job, JobError> {
     let bytes = std::fs::read(job_file).map_err(|source| JobError::Read {
@@ -117,7 +141,7 @@ pub fn load_job(job_file: &Path) -> Result<Job, JobError> {
         ));
     }
 
-    let input_path = job_dir.join(&spec.input.path);
+    let input_path = normalize_path(&job_dir.join(&spec.input.path));
     let input_format = match spec.input.format {
         Some(format) => format,
         None => TableFormat::from_path(&input_path).ok_or_else(|| {
@@ -130,7 +154,11 @@ pub fn load_job(job_file: &Path) -> Result<Job, JobError> {
             )
         })?,
     };
-    let output_path = spec.output.path.as_ref().map(|path| job_dir.join(path));
+    let output_path = spec
+        .output
+        .path
+        .as_ref()
+        .map(|path| normalize_path(&job_dir.join(path)));
     let output_format = match (&spec.output.format, &output_path) {
         (Some(format), _) => Some(*format),
         (None, Some(path)) => Some(TableFormat::from_path(path).ok_or_else(|| {
@@ -314,6 +342,7 @@ pub fn load_job(job_file: &Path) -> Result<Job, JobError> {
         ("batch.max_bytes_per_file", spec.batch.max_bytes_per_file),
         ("batch.max_line_bytes", spec.batch.max_line_bytes),
         ("batch.max_poll_interval_seconds", spec.batch.max_poll_interval_seconds),
+        ("batch.max_attempts", spec.batch.max_attempts.map(u64::from)),
     ] {
         if value == Some(0) {
             return Err(invalid(key, "must be at least 1".to_owned()));

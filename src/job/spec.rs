@@ -150,6 +150,10 @@ pub struct BatchSpec {
     /// Lowers the per-line byte limit (1 MB).
     #[serde(default)]
     pub max_line_bytes: Option<u64>,
+    /// How many times a request may be sent in all when it fails transiently (rate limit,
+    /// server error, timeout, expiry). 1 turns retries off. Default 3.
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
     /// Longest wait between two polls of one batch, in seconds.
     #[serde(default)]
     pub max_poll_interval_seconds: Option<u64>,
@@ -170,6 +174,7 @@ impl Default for BatchSpec {
             max_requests_per_file: None,
             max_bytes_per_file: None,
             max_line_bytes: None,
+            max_attempts: None,
             max_poll_interval_seconds: None,
             metadata: BTreeMap::new(),
         }

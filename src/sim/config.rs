@@ -1,0 +1,230 @@
+//! How a simulator is configured ([`SimConfig`]) and what differs between the two provider
+//! dialects it can speak ([`SimFlavour`]).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::faults::FaultPlan;
+use super::lifecycle::DEFAULT_TIME_SCALE;
+
+/// Which provider the simulator imitates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SimFlavour {
+    /// Alibaba Cloud DashScope's OpenAI-compatible mode, with its quirks (the default).
+    #[default]
+    Dashscope,
+    /// OpenAI's own Files and Batches API.
+    Openai,
+}
+
+/// Everything a simulator needs to start.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub flavour: SimFlavour,
+    /// Simulated seconds per real second. The default ([`DEFAULT_TIME_SCALE`]) finishes a batch of
+    /// a few hundred lines in about one real second; `1.0` runs at the pace of a quick real
+    /// provider (minutes); `0.0` freezes the clock so a test moves it only through
+    /// `POST /_sim/clock/advance` or [`super::SimHandle::advance_clock`].
+    pub time_scale: f64,
+    /// When set, files, batches, the ledger and the call counters live in this directory and
+    /// survive a restart.
+    pub state_dir: Option<PathBuf>,
+    /// Ids and answers are a function of the seed and of the order of calls.
+    pub seed: u64,
+    /// The fault plan in force at start (it can be replaced over HTTP at `PUT /_sim/faults`).
+    pub faults: FaultPlan,
+}
+
+impl Default for SimConfig {
+    fn default() -> SimConfig {
+        SimConfig {
+            flavour: SimFlavour::Dashscope,
+            time_scale: DEFAULT_TIME_SCALE,
+            state_dir: None,
+            seed: 0,
+            faults: FaultPlan::default(),
+        }
+    }
+}
+
+/// The request URLs (and batch endpoints) DashScope's Batch API knows.
+pub(crate) const DASHSCOPE_ENDPOINTS: [&str; 3] =
+    ["/v1/chat/completions", "/v1/embeddings", "/v1/chat/ds-test"];
+
+/// The batch endpoints the OpenAI flavour accepts (the ones the fake model can answer).
+pub(crate) const OPENAI_ENDPOINTS: [&str; 2] = ["/v1/chat/completions", "/v1/embeddings"];
+
+/// DashScope's free rehearsal model and the only URL it may be used with.
+pub(crate) const TEST_MODEL: &str = "batch-test-model";
+pub(crate) const TEST_MODEL_URL: &str = "/v1/chat/ds-test";
+/// Limits of a `batch-test-model` input file.
+pub(crate) const TEST_MODEL_MAX_LINES: u64 = 100;
+pub(crate) const TEST_MODEL_MAX_BYTES: u64 = 1024 * 1024;
+
+/// Models DashScope accepts in a batch, besides any model named `sim-...`.
+pub(crate) const DASHSCOPE_BATCH_MODELS: [&str; 23] = [
+    "qwen-plus",
+    "qwen-plus-latest",
+    "qwen-flash",
+    "qwen-turbo",
+    "qwen-max",
+    "qwen-max-latest",
+    "qwen3-max",
+    "qwen-long",
+    "qwen-long-latest",
+    "qwen3.5-plus",
+    "qwen3.5-flash",
+    "qwen3.6-plus",
+    "qwen3.7-plus",
+    "qwen3.7-max",
+    "qwen3.8-max",
+    "qwen3.8-flash",
+    "deepseek-r1",
+    "deepseek-v3",
+    "text-embedding-v1",
+    "text-embedding-v2",
+    "text-embedding-v3",
+    "text-embedding-v4",
+    TEST_MODEL,
+];
+
+/// Lines per input file, on both providers.
+pub(crate) const MAX_REQUESTS_PER_FILE: u64 = 50_000;
+/// One line of an input file (the larger of DashScope's two documented figures).
+pub(crate) const MAX_LINE_BYTES: usize = 6 * 1024 * 1024;
+/// `custom_id` length DashScope documents.
+pub(crate) const DASHSCOPE_MAX_CUSTOM_ID_CHARS: usize = 256;
+
+impl SimFlavour {
+    /// The path prefix of the base URL a client should use.
+    pub(crate) fn base_path(self) -> &'static str {
+        match self {
+            SimFlavour::Dashscope => "/compatible-mode/v1",
+            SimFlavour::Openai => "/v1",
+        }
+    }
+
+    /// Upload size cap: 500 MB on DashScope, 200 MB on OpenAI.
+    pub(crate) fn max_upload_bytes(self) -> u64 {
+        match self {
+            SimFlavour::Dashscope => 500 * 1024 * 1024,
+            SimFlavour::Openai => 200 * 1024 * 1024,
+        }
+    }
+
+    pub(crate) fn batch_endpoints(self) -> &'static [&'static str] {
+        match self {
+            SimFlavour::Dashscope => &DASHSCOPE_ENDPOINTS,
+            SimFlavour::Openai => &OPENAI_ENDPOINTS,
+        }
+    }
+
+    /// DashScope answers an empty list with `"data": null`, OpenAI with `"data": []`.
+    pub(crate) fn empty_list_data_is_null(self) -> bool {
+        self == SimFlavour::Dashscope
+    }
+
+    /// Whether a model may be used in a batch. OpenAI accepts any model name.
+    pub(crate) fn accepts_model(self, model: &str) -> bool {
+        match self {
+            SimFlavour::Dashscope => {
+                model.starts_with("sim-") || DASHSCOPE_BATCH_MODELS.contains(&model)
+            }
+            SimFlavour::Openai => !model.is_empty(),
+        }
+    }
+
+    /// Parses `completion_window` into seconds, or says why it is refused.
+    pub(crate) fn completion_window_seconds(self, window: &str) -> Result<u64, String> {
+        match self {
+            SimFlavour::Openai => {
+                if window == "24h" {
+                    Ok(24 * 3600)
+                } else {
+                    Err(format!(
+                        "Invalid value for 'completion_window': '{window}'. Supported values are: '24h'."
+                    ))
+                }
+            }
+            SimFlavour::Dashscope => {
+                let refusal = || {
+                    format!(
+                        "Invalid value for 'completion_window': '{window}'. It must be an integer followed by 'h' or 'd', between 24h and 336h."
+                    )
+                };
+                let (digits, unit_hours) = if let Some(digits) = window.strip_suffix('h') {
+                    (digits, 1)
+                } else if let Some(digits) = window.strip_suffix('d') {
+                    (digits, 24)
+                } else {
+                    return Err(refusal());
+                };
+                if digits.is_empty() || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
+                    return Err(refusal());
+                }
+                let hours = digits
+                    .parse::<u64>()
+                    .ok()
+                    .and_then(|count| count.checked_mul(unit_hours))
+                    .ok_or_else(refusal)?;
+                if (24..=336).contains(&hours) {
+                    Ok(hours * 3600)
+                } else {
+                    Err(refusal())
+                }
+            }
+        }
+    }
+}
+
+/// Whether a DashScope model thinks unless told not to (Qwen 3.5 and later), or always thinks.
+pub(crate) fn model_thinks_by_default(model: &str) -> bool {
+    ["qwen3.5-", "qwen3.6-", "qwen3.7-", "qwen3.8-"]
+        .iter()
+        .any(|prefix| model.starts_with(prefix))
+        || model_always_thinks(model)
+}
+
+pub(crate) fn model_always_thinks(model: &str) -> bool {
+    model == "deepseek-r1"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dashscope_windows_accept_hours_and_days_between_one_and_fourteen_days() {
+        let flavour = SimFlavour::Dashscope;
+        assert_eq!(flavour.completion_window_seconds("24h"), Ok(86_400));
+        assert_eq!(flavour.completion_window_seconds("7d"), Ok(7 * 86_400));
+        assert_eq!(flavour.completion_window_seconds("336h"), Ok(336 * 3600));
+        for refused in ["23h", "15d", "1.5d", "24", "h", "24H", "-24h", "99999999999999999999d"] {
+            assert!(
+                flavour.completion_window_seconds(refused).is_err(),
+                "{refused}"
+            );
+        }
+    }
+
+    #[test]
+    fn openai_accepts_only_a_day() {
+        assert_eq!(
+            SimFlavour::Openai.completion_window_seconds("24h"),
+            Ok(86_400)
+        );
+        assert!(SimFlavour::Openai.completion_window_seconds("48h").is_err());
+    }
+
+    #[test]
+    fn model_lists() {
+        assert!(SimFlavour::Dashscope.accepts_model("qwen-flash"));
+        assert!(SimFlavour::Dashscope.accepts_model("sim-anything"));
+        assert!(!SimFlavour::Dashscope.accepts_model("gpt-4o"));
+        assert!(SimFlavour::Openai.accepts_model("gpt-4o"));
+        assert!(model_thinks_by_default("qwen3.7-max"));
+        assert!(!model_thinks_by_default("qwen-plus"));
+    }
+}

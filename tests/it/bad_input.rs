@@ -1,0 +1,135 @@
+//! Bad inputs fail before anything is uploaded, exit with code 2, cost nothing, and say where.
+
+use super::harness::*;
+
+struct Case {
+    fixture: &'static str,
+    id_column: Option<&'static str>,
+    template: &'static str,
+    expected: &'static [&'static str],
+}
+
+const CASES: &[Case] = &[
+    Case {
+        fixture: "invalid_utf8.csv",
+        id_column: Some("id"),
+        template: "{{ text }}",
+        expected: &["invalid_utf8.csv", "row 3 (line 4)", "column `text`", "UTF-8"],
+    },
+    Case {
+        fixture: "duplicate_ids.csv",
+        id_column: Some("id"),
+        template: "{{ text }}",
+        expected: &["row 5", "custom_id `2`", "already used by row 2"],
+    },
+    Case {
+        fixture: "long_id.csv",
+        id_column: Some("id"),
+        template: "{{ text }}",
+        expected: &["row 2", "300 characters", "at most 256"],
+    },
+    Case {
+        fixture: "missing_column.csv",
+        id_column: Some("id"),
+        template: "{{ text }}",
+        expected: &["request.template", "`text`", "`id`, `title`"],
+    },
+    Case {
+        fixture: "ragged.csv",
+        id_column: None,
+        template: "{{ text }}",
+        expected: &["ragged.csv", "row 4 (line 5)", "3 fields"],
+    },
+    Case {
+        fixture: "header_only.csv",
+        id_column: None,
+        template: "{{ text }}",
+        expected: &["header_only.csv", "no rows"],
+    },
+    Case {
+        fixture: "quotes_and_newlines.csv",
+        id_column: Some("no_such_column"),
+        template: "{{ text }}",
+        expected: &["input.id_column", "`no_such_column`"],
+    },
+];
+
+fn uploads(simulator: &StandaloneSimulator) -> u64 {
+    simulator.get_json("/_sim/requests")["upload"].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn each_bad_input_fails_early_and_uploads_nothing() {
+    let simulator = StandaloneSimulator::start(&[]);
+    let workspace = Workspace::new();
+    for case in CASES {
+        copy_fixture(&workspace, &format!("fixtures/edge/{}", case.fixture));
+        let id_line = case
+            .id_column
+            .map(|column| format!("id_column = \"{column}\"\n"))
+            .unwrap_or_default();
+        let job_name = format!("bad-{}", case.fixture.replace(".csv", ""));
+        workspace.write(
+            &format!("{job_name}.toml"),
+            format!(
+                "[input]\npath = \"{}\"\n{id_line}\n[request]\nmodel = \"qwen-plus\"\ntemplate = \"{}\"\n",
+                case.fixture, case.template
+            ),
+        );
+        let output = workspace.run(&[
+            "run",
+            &format!("{job_name}.toml"),
+            "--provider",
+            "sim",
+            "--base-url",
+            &simulator.base_url,
+        ]);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{}: {stderr}", case.fixture);
+        for expected in case.expected {
+            assert!(stderr.contains(expected), "{}: expected `{expected}` in:\n{stderr}", case.fixture);
+        }
+        assert_eq!(uploads(&simulator), 0, "{}: nothing may be uploaded", case.fixture);
+    }
+}
+
+#[test]
+fn job_file_mistakes_name_the_key() {
+    let workspace = Workspace::new();
+    copy_fixture(&workspace, "fixtures/edge/cjk_emoji.csv");
+    let cases = [
+        ("[input]\npath = \"cjk_emoji.csv\"\n[request]\nmodel = \"qwen-plus\"\ntemplate = \"{{ text }}\"\ntemprature = 0.5\n", "temprature"),
+        ("[input]\npath = \"cjk_emoji.csv\"\n[request]\nmodel = \"qwen-plus\"\ntemplate = \"{{ text }}\"\n[batch]\ncompletion_window = \"400h\"\n", "batch.completion_window"),
+        ("[input]\npath = \"cjk_emoji.csv\"\n[request]\nmodel = \"qwen-plus\"\ntemplate = \"{{ text \"\n", "request.template"),
+        ("[input]\npath = \"missing.csv\"\n[request]\nmodel = \"qwen-plus\"\ntemplate = \"{{ text }}\"\n", "missing.csv"),
+        ("[input]\npath = \"cjk_emoji.csv\"\n[request]\nmodel = \"qwen-plus\"\ntemplate = \"{{ text }}\"\n[[output.fields]]\nname = \"mood\"\ntype = \"label\"\n", "output.fields[0].labels"),
+    ];
+    for (index, (contents, expected)) in cases.iter().enumerate() {
+        let name = format!("broken-{index}.toml");
+        workspace.write(&name, contents);
+        let output = workspace.run(&["validate", &name]);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{name}: {stderr}");
+        assert!(stderr.contains(expected), "{name}: expected `{expected}` in:\n{stderr}");
+        let output = workspace.run(&["run", &name, "--provider", "sim"]);
+        assert_eq!(output.status.code(), Some(2), "{name}");
+        assert!(!workspace.path().join("runs").exists() || std::fs::read_dir(workspace.path().join("runs")).unwrap().all(|entry| {
+            let shards = entry.unwrap().path().join("shards");
+            !shards.exists() || std::fs::read_dir(shards).unwrap().next().is_none()
+        }), "{name}: nothing planned");
+    }
+}
+
+#[test]
+fn a_real_provider_without_a_key_stops_before_anything_else() {
+    let workspace = Workspace::new();
+    copy_fixture(&workspace, "fixtures/edge/cjk_emoji.csv");
+    workspace.write(
+        "keyless.toml",
+        "[input]\npath = \"cjk_emoji.csv\"\n[request]\nmodel = \"qwen-plus\"\ntemplate = \"{{ text }}\"\n",
+    );
+    let output = workspace.run(&["run", "keyless.toml", "--provider", "dashscope"]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("DASHSCOPE_API_KEY"), "{stderr}");
+}

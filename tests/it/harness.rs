@@ -1,0 +1,237 @@
+//! The test harness: a scratch workspace, the real binary, a standalone simulator, and readers
+//! for the tables and reports a run writes.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use arrow_array::RecordBatch;
+use serde_json::Value;
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_dashbatch")
+}
+
+pub fn repository_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A scratch directory that a run uses as its working directory.
+pub struct Workspace {
+    pub directory: tempfile::TempDir,
+}
+
+impl Workspace {
+    pub fn new() -> Workspace {
+        Workspace {
+            directory: tempfile::tempdir().expect("temporary directory"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.directory.path()
+    }
+
+    pub fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.path().join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+
+    /// Runs the binary in the workspace with no API key in its environment.
+    pub fn run(&self, arguments: &[&str]) -> Output {
+        self.command(arguments).output().expect("run dashbatch")
+    }
+
+    pub fn command(&self, arguments: &[&str]) -> Command {
+        let mut command = Command::new(binary());
+        command
+            .args(arguments)
+            .current_dir(self.path())
+            .env_remove("DASHSCOPE_API_KEY")
+            .env_remove("OPENAI_API_KEY")
+            .env_remove("DASHBATCH_PRICES")
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// The only run directory under `runs/`.
+    pub fn single_run_directory(&self) -> PathBuf {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(self.path().join("runs"))
+            .expect("runs directory")
+            .map(|entry| entry.unwrap().path())
+            .collect();
+        assert_eq!(entries.len(), 1, "expected one run directory: {entries:?}");
+        entries.pop().unwrap()
+    }
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+pub fn assert_success(output: &Output) {
+    assert!(
+        output.status.success(),
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status.code(),
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+}
+
+pub fn read_parquet(path: &Path) -> Vec<RecordBatch> {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+pub fn read_report(run_directory: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(run_directory.join("report.json")).expect("report.json"))
+        .expect("report is JSON")
+}
+
+/// The values of a string column across batches.
+pub fn string_column(batches: &[RecordBatch], name: &str) -> Vec<Option<String>> {
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+    let mut values = Vec::new();
+    for batch in batches {
+        let column = batch.column_by_name(name).unwrap_or_else(|| panic!("column {name}"));
+        let strings = column.as_string::<i32>();
+        for row in 0..strings.len() {
+            values.push((!strings.is_null(row)).then(|| strings.value(row).to_owned()));
+        }
+    }
+    values
+}
+
+/// A `dashbatch sim serve` process on a free loopback port, killed when dropped.
+pub struct StandaloneSimulator {
+    child: Child,
+    pub base_url: String,
+    pub root_url: String,
+}
+
+impl StandaloneSimulator {
+    pub fn start(extra_arguments: &[&str]) -> StandaloneSimulator {
+        let mut arguments = vec!["sim", "serve", "--addr", "127.0.0.1:0"];
+        arguments.extend_from_slice(extra_arguments);
+        let mut child = Command::new(binary())
+            .args(&arguments)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the simulator");
+        let stderr = child.stderr.take().unwrap();
+        let mut reader = BufReader::new(stderr);
+        let mut line = String::new();
+        let base_url = loop {
+            line.clear();
+            let read = reader.read_line(&mut line).expect("simulator stderr");
+            assert!(read > 0, "the simulator exited before saying where it listens");
+            if let Some(index) = line.find("http://") {
+                break line[index..].trim().to_owned();
+            }
+        };
+        // Keep draining stderr so the simulator never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            while reader.read_line(&mut sink).unwrap_or(0) > 0 {
+                sink.clear();
+            }
+        });
+        let root_url = base_url
+            .split("/compatible-mode")
+            .next()
+            .unwrap()
+            .trim_end_matches("/v1")
+            .to_owned();
+        StandaloneSimulator {
+            child,
+            base_url,
+            root_url,
+        }
+    }
+
+    pub fn get_json(&self, path: &str) -> Value {
+        http_json("GET", &format!("{}{path}", self.root_url), None)
+    }
+
+    pub fn put_json(&self, path: &str, body: &Value) -> Value {
+        http_json("PUT", &format!("{}{path}", self.root_url), Some(body))
+    }
+
+    pub fn ledger(&self) -> Value {
+        self.get_json("/_sim/ledger")
+    }
+}
+
+impl Drop for StandaloneSimulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal blocking HTTP/1.1 client for the simulator's admin routes on loopback.
+pub fn http_json(method: &str, url: &str, body: Option<&Value>) -> Value {
+    use std::io::{Read, Write};
+    let without_scheme = url.strip_prefix("http://").expect("http URL");
+    let (host, path) = without_scheme.split_at(without_scheme.find('/').unwrap_or(without_scheme.len()));
+    let mut stream = std::net::TcpStream::connect(host).expect("connect to simulator");
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let payload = body.map(|b| b.to_string()).unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{payload}",
+        payload.len()
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
+    assert!(head.starts_with("HTTP/1.1 2"), "{method} {url}: {head}");
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    if body.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{method} {url}: {e}: {body}"))
+    }
+}
+
+fn dechunk(body: &str) -> String {
+    let mut output = String::new();
+    let mut rest = body;
+    while let Some((size_line, after)) = rest.split_once("\r\n") {
+        let size = usize::from_str_radix(size_line.trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        output.push_str(&after[..size]);
+        rest = &after[size + 2..];
+    }
+    output
+}
+
+/// Copies `fixtures/...` into the workspace so jobs can name them relatively.
+pub fn copy_fixture(workspace: &Workspace, relative: &str) -> PathBuf {
+    let source = repository_root().join(relative);
+    let target = workspace.path().join(Path::new(relative).file_name().unwrap());
+    std::fs::copy(&source, &target).unwrap_or_else(|e| panic!("copy {}: {e}", source.display()));
+    target
+}
