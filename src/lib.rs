@@ -25,7 +25,6 @@ pub mod provider;
 pub mod render;
 pub mod row_result;
 pub mod shard;
-#[path = "/tmp/simshim/mod.rs"]
 pub mod sim;
 pub mod table;
 pub mod validate;
@@ -65,6 +64,12 @@ where
             return ExitCode::from(if error.use_stderr() { exit::INPUT_ERROR } else { exit::SUCCESS });
         }
     };
+    // Run files hold prompts and answers: everything this process creates is private (0600/0700).
+    #[cfg(unix)]
+    // SAFETY: umask has no memory-safety preconditions.
+    unsafe {
+        libc::umask(0o077);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -111,7 +116,16 @@ async fn dispatch(cli: Cli) -> u8 {
             let run_directory = match run_dir {
                 Some(directory) => directory,
                 None => match job::load_job(&job) {
-                    Ok(loaded) => RunDirectory::default_for(&loaded.name).root,
+                    Ok(loaded) => match engine::find_unfinished_run(&loaded) {
+                        Some(unfinished) => {
+                            eprintln!(
+                                "dashbatch: continuing the unfinished run `{}` of this job (pass `--run-dir` to choose another)",
+                                unfinished.display()
+                            );
+                            unfinished
+                        }
+                        None => RunDirectory::default_for(&loaded.name).root,
+                    },
                     Err(error) => {
                         print_error(&error);
                         return exit::INPUT_ERROR;

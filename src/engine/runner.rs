@@ -179,6 +179,36 @@ pub async fn run_job(job_file: &Path, options: RunOptions) -> Result<RunOutcome,
     execute(job, run_directory, options).await
 }
 
+/// The newest unfinished run of this very job (same job file contents) under `runs/`, which
+/// `dashbatch run` continues instead of starting (and paying for) the job again.
+pub fn find_unfinished_run(job: &Job) -> Option<PathBuf> {
+    let prefix = format!("{}-", job.name);
+    let mut candidates: Vec<PathBuf> = std::fs::read_dir("runs")
+        .ok()?
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| {
+            path.file_name()
+                .is_some_and(|name| name.to_string_lossy().starts_with(&prefix))
+        })
+        .filter(|path| Ledger::exists_in(path))
+        .collect();
+    candidates.sort();
+    candidates.into_iter().rev().find(|path| {
+        let Ok(ledger) = Ledger::open(path) else {
+            return false;
+        };
+        let same_job = ledger.fact(fact::JOB_SHA256).ok().flatten().as_deref()
+            == Some(job.job_file_sha256.as_str());
+        let finished = ledger.fact(fact::FINISHED).ok().flatten().is_some();
+        let submitted = ledger
+            .shards()
+            .map(|shards| shards.iter().any(|shard| shard.file_id.is_some() || shard.batch_id.is_some()))
+            .unwrap_or(false);
+        let announced = ledger.count_effects(EffectKind::Upload).unwrap_or(0) > 0;
+        same_job && !finished && (submitted || announced)
+    })
+}
+
 /// `dashbatch resume RUN_DIR`: continues a run from its ledger alone.
 pub async fn resume_run(run_directory: &Path, mode: OutputMode) -> Result<RunOutcome, RunFailure> {
     let ledger = open_existing_ledger(run_directory)?;

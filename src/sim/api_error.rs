@@ -64,7 +64,12 @@ impl ApiFailure {
     }
 
     pub(crate) fn forbidden(code: &str, message: impl Into<String>) -> ApiFailure {
-        ApiFailure::new(StatusCode::FORBIDDEN, "invalid_request_error", code, message)
+        ApiFailure::new(
+            StatusCode::FORBIDDEN,
+            "invalid_request_error",
+            code,
+            message,
+        )
     }
 
     pub(crate) fn payload_too_large(message: impl Into<String>) -> ApiFailure {

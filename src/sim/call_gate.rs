@@ -20,8 +20,15 @@ use super::connection::ConnectionHandle;
 use super::faults::{RouteFaultKind, RouteName};
 use super::state::SharedSimState;
 
+/// How long a cut download waits, after its last kept byte, before it breaks.
+const FLUSH_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Middleware over the API routes.
-pub(crate) async fn guard_api_call(State(state): State<SharedSimState>, request: Request, next: Next) -> Response {
+pub(crate) async fn guard_api_call(
+    State(state): State<SharedSimState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let Some(route) = route_of(request.method(), request.uri().path()) else {
         return next.run(request).await;
     };
@@ -34,12 +41,16 @@ pub(crate) async fn guard_api_call(State(state): State<SharedSimState>, request:
         Some(RouteFaultKind::Slow { millis }) => {
             tokio::time::sleep(std::time::Duration::from_millis(*millis)).await;
         }
-        Some(RouteFaultKind::Status429 { retry_after_seconds }) => {
+        Some(RouteFaultKind::Status429 {
+            retry_after_seconds,
+        }) => {
             return ApiFailure::throttled(*retry_after_seconds).into_response();
         }
         Some(RouteFaultKind::Status500) => {
-            return ApiFailure::internal("The server had an error while processing your request (simulated).")
-                .into_response();
+            return ApiFailure::internal(
+                "The server had an error while processing your request (simulated).",
+            )
+            .into_response();
         }
         Some(RouteFaultKind::DropBeforeActing) => return sever(connection.as_ref()),
         _ => {}
@@ -100,7 +111,10 @@ fn sever(connection: Option<&ConnectionHandle>) -> Response {
         connection.sever();
     }
     let failing = futures::stream::once(async {
-        Err::<Bytes, io::Error>(io::Error::new(io::ErrorKind::ConnectionAborted, "connection dropped (simulated)"))
+        Err::<Bytes, io::Error>(io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            "connection dropped (simulated)",
+        ))
     });
     Body::from_stream(failing).into_response()
 }
@@ -116,29 +130,42 @@ fn truncate(response: Response, keep_fraction: f64) -> Response {
         .unwrap_or(0);
     let keep = ((total as f64) * keep_fraction).floor() as u64;
     let chunks = body.into_data_stream();
-    let cut = futures::stream::unfold((chunks, keep, false), |(mut chunks, remaining, finished)| async move {
-        if finished {
-            return None;
-        }
-        if remaining == 0 {
-            let error = io::Error::new(io::ErrorKind::ConnectionAborted, "download cut short (simulated)");
-            return Some((Err(error), (chunks, 0, true)));
-        }
-        match chunks.next().await {
-            Some(Ok(mut chunk)) => {
-                if chunk.len() as u64 > remaining {
-                    chunk.truncate(remaining as usize);
+    let cut = futures::stream::unfold(
+        (chunks, keep, false),
+        |(mut chunks, remaining, finished)| async move {
+            if finished {
+                return None;
+            }
+            if remaining == 0 {
+                // Give hyper time to flush the head and the kept bytes: a body that fails before the
+                // first flush would look like a dropped connection, not a cut download.
+                tokio::time::sleep(FLUSH_PAUSE).await;
+                let error = io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    "download cut short (simulated)",
+                );
+                return Some((Err(error), (chunks, 0, true)));
+            }
+            match chunks.next().await {
+                Some(Ok(mut chunk)) => {
+                    if chunk.len() as u64 > remaining {
+                        chunk.truncate(remaining as usize);
+                    }
+                    let left = remaining - chunk.len() as u64;
+                    Some((Ok(chunk), (chunks, left, false)))
                 }
-                let left = remaining - chunk.len() as u64;
-                Some((Ok(chunk), (chunks, left, false)))
+                Some(Err(error)) => Some((Err(io::Error::other(error)), (chunks, 0, true))),
+                None => {
+                    tokio::time::sleep(FLUSH_PAUSE).await;
+                    let error = io::Error::new(
+                        io::ErrorKind::ConnectionAborted,
+                        "download cut short (simulated)",
+                    );
+                    Some((Err(error), (chunks, 0, true)))
+                }
             }
-            Some(Err(error)) => Some((Err(io::Error::other(error)), (chunks, 0, true))),
-            None => {
-                let error = io::Error::new(io::ErrorKind::ConnectionAborted, "download cut short (simulated)");
-                Some((Err(error), (chunks, 0, true)))
-            }
-        }
-    });
+        },
+    );
     Response::from_parts(parts, Body::from_stream(cut))
 }
 
@@ -149,20 +176,192 @@ mod tests {
     #[test]
     fn routes_are_named_under_both_prefixes() {
         let cases = [
-            (Method::POST, "/compatible-mode/v1/files", Some(RouteName::Upload)),
+            (
+                Method::POST,
+                "/compatible-mode/v1/files",
+                Some(RouteName::Upload),
+            ),
             (Method::GET, "/v1/files", Some(RouteName::ListFiles)),
             (Method::GET, "/v1/files/file-1", Some(RouteName::GetFile)),
-            (Method::DELETE, "/v1/files/file-1", Some(RouteName::DeleteFile)),
-            (Method::GET, "/compatible-mode/v1/files/file-1/content", Some(RouteName::FileContent)),
+            (
+                Method::DELETE,
+                "/v1/files/file-1",
+                Some(RouteName::DeleteFile),
+            ),
+            (
+                Method::GET,
+                "/compatible-mode/v1/files/file-1/content",
+                Some(RouteName::FileContent),
+            ),
             (Method::POST, "/v1/batches", Some(RouteName::CreateBatch)),
             (Method::GET, "/v1/batches", Some(RouteName::ListBatches)),
             (Method::GET, "/batches/batch_1", Some(RouteName::GetBatch)),
-            (Method::POST, "/v1/batches/batch_1/cancel", Some(RouteName::CancelBatch)),
+            (
+                Method::POST,
+                "/v1/batches/batch_1/cancel",
+                Some(RouteName::CancelBatch),
+            ),
             (Method::PUT, "/v1/batches", None),
             (Method::GET, "/_sim/ledger", None),
         ];
         for (method, path, expected) in cases {
             assert_eq!(route_of(&method, path), expected, "{method} {path}");
         }
+    }
+}
+
+#[cfg(test)]
+mod fault_tests {
+    use std::time::{Duration, Instant};
+
+    use serde_json::{Value, json};
+
+    use super::super::test_support::{CHAT, KEY, chat_lines, frozen_sim};
+    use super::super::{FaultPlan, RouteFaultKind, RouteName, SimFlavour};
+
+    #[tokio::test]
+    async fn status_429_answers_with_retry_after_and_does_nothing() {
+        let sim = frozen_sim(SimFlavour::Dashscope).await;
+        let plan = json!({"routes": {"upload": [{"nth": 1, "kind": {"status_429": {"retry_after_seconds": 2}}}]}});
+        assert_eq!(sim.put_faults(plan).await.status(), 200);
+        let response = sim
+            .try_upload("a.jsonl", &chat_lines(1, "qwen-flash"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 429);
+        assert_eq!(response.headers()["retry-after"], "2");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "Throttling.RateQuota");
+        assert_eq!(sim.handle.ledger().await.uploads, 0);
+        sim.upload(&chat_lines(1, "qwen-flash")).await;
+        assert_eq!(sim.handle.ledger().await.uploads, 1);
+    }
+
+    #[tokio::test]
+    async fn status_500_answers_an_error_body() {
+        let sim = frozen_sim(SimFlavour::Dashscope).await;
+        let batch = sim.submit(&chat_lines(1, "qwen-flash")).await;
+        sim.handle
+            .set_fault_plan(FaultPlan::default().with_route_fault(
+                RouteName::GetBatch,
+                2,
+                RouteFaultKind::Status500,
+            ))
+            .unwrap();
+        let (first, _) = sim.get_json(&format!("/batches/{}", batch.id)).await;
+        let (second, body) = sim.get_json(&format!("/batches/{}", batch.id)).await;
+        let (third, _) = sim.get_json(&format!("/batches/{}", batch.id)).await;
+        assert_eq!((first, second, third), (200, 500, 200));
+        assert_eq!(body["error"]["type"], "server_error");
+    }
+
+    #[tokio::test]
+    async fn drop_after_acting_creates_the_batch_but_the_client_sees_a_connection_error() {
+        let sim = frozen_sim(SimFlavour::Dashscope).await;
+        let file = sim.upload(&chat_lines(2, "qwen-flash")).await;
+        let plan = json!({"routes": {"create_batch": [{"nth": 1, "kind": "drop_after_acting"}]}});
+        assert_eq!(sim.put_faults(plan).await.status(), 200);
+        let outcome = sim
+            .try_create(
+                json!({"input_file_id": file.id, "endpoint": CHAT, "completion_window": "24h"}),
+            )
+            .await;
+        let error = outcome.expect_err("the client must not get an answer");
+        assert!(error.status().is_none(), "{error:?}");
+        let ledger = sim.handle.ledger().await;
+        assert_eq!(ledger.batches.len(), 1);
+        assert_eq!(ledger.batches_per_input_file[&file.id], 1);
+        // A careful client finds it by its input file.
+        let (_, found) = sim
+            .get_json(&format!("/batches?input_file_ids={}", file.id))
+            .await;
+        assert_eq!(found["data"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            sim.handle.request_counts().calls_to(RouteName::CreateBatch),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn drop_before_acting_stores_nothing_and_answers_nothing() {
+        let sim = frozen_sim(SimFlavour::Dashscope).await;
+        let plan = FaultPlan::default().with_route_fault(
+            RouteName::Upload,
+            1,
+            RouteFaultKind::DropBeforeActing,
+        );
+        sim.handle.set_fault_plan(plan).unwrap();
+        let outcome = sim
+            .try_upload("a.jsonl", &chat_lines(50, "qwen-flash"))
+            .await;
+        assert!(outcome.expect_err("no answer").status().is_none());
+        assert_eq!(sim.handle.ledger().await.uploads, 0);
+        let (_, files) = sim.get_json("/files").await;
+        assert_eq!(files["data"], Value::Null);
+    }
+
+    #[tokio::test]
+    async fn slow_delays_the_answer() {
+        let sim = frozen_sim(SimFlavour::Dashscope).await;
+        let plan = FaultPlan::default().with_route_fault(
+            RouteName::ListFiles,
+            1,
+            RouteFaultKind::Slow { millis: 300 },
+        );
+        sim.handle.set_fault_plan(plan).unwrap();
+        let started = Instant::now();
+        let (status, _) = sim.get_json("/files").await;
+        assert_eq!(status, 200);
+        assert!(started.elapsed() >= Duration::from_millis(300));
+    }
+
+    #[tokio::test]
+    async fn truncate_download_breaks_the_body_part_way() {
+        let sim = frozen_sim(SimFlavour::Dashscope).await;
+        let batch = sim.submit(&chat_lines(30, "qwen-flash")).await;
+        let output_id = sim.finish(&batch.id).await.output_file_id.unwrap();
+        let full = sim.download(&output_id).await;
+        let plan = FaultPlan::default().with_route_fault(
+            RouteName::FileContent,
+            1,
+            RouteFaultKind::TruncateDownload { keep_fraction: 0.5 },
+        );
+        sim.handle.set_fault_plan(plan).unwrap();
+        let mut response = sim
+            .client
+            .get(sim.url(&format!("/files/{output_id}/content")))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.content_length(), Some(full.len() as u64));
+        let mut received = 0;
+        let broken = loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => received += chunk.len(),
+                Ok(None) => break false,
+                Err(_) => break true,
+            }
+        };
+        assert!(broken, "the body must fail, not end");
+        assert_eq!(received, full.len() / 2);
+        assert_eq!(sim.download(&output_id).await, full);
+    }
+
+    #[tokio::test]
+    async fn every_call_is_counted_per_route() {
+        let sim = frozen_sim(SimFlavour::Dashscope).await;
+        let batch = sim.submit(&chat_lines(1, "qwen-flash")).await;
+        sim.batch(&batch.id).await;
+        sim.batch(&batch.id).await;
+        sim.cancel(&batch.id).await;
+        let counts = sim.admin_json("/requests").await;
+        assert_eq!(counts["calls"]["upload"], 1);
+        assert_eq!(counts["calls"]["create_batch"], 1);
+        assert_eq!(counts["calls"]["get_batch"], 2);
+        assert_eq!(counts["calls"]["cancel_batch"], 1);
+        assert_eq!(counts["calls"]["list_files"], 0);
+        assert_eq!(sim.handle.request_counts().mutating_calls(), 3);
     }
 }

@@ -201,7 +201,16 @@ mod tests {
         assert_eq!(flavour.completion_window_seconds("24h"), Ok(86_400));
         assert_eq!(flavour.completion_window_seconds("7d"), Ok(7 * 86_400));
         assert_eq!(flavour.completion_window_seconds("336h"), Ok(336 * 3600));
-        for refused in ["23h", "15d", "1.5d", "24", "h", "24H", "-24h", "99999999999999999999d"] {
+        for refused in [
+            "23h",
+            "15d",
+            "1.5d",
+            "24",
+            "h",
+            "24H",
+            "-24h",
+            "99999999999999999999d",
+        ] {
             assert!(
                 flavour.completion_window_seconds(refused).is_err(),
                 "{refused}"

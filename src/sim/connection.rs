@@ -59,7 +59,13 @@ impl Listener for SeverableListener {
                     let handle = ConnectionHandle {
                         severed: Arc::clone(&severed),
                     };
-                    return (SeverableStream { inner: stream, severed }, handle);
+                    return (
+                        SeverableStream {
+                            inner: stream,
+                            severed,
+                        },
+                        handle,
+                    );
                 }
                 // Too many open files and the like: wait a little, as axum's own listener does.
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
@@ -82,14 +88,21 @@ pub(crate) struct SeverableStream {
 
 impl SeverableStream {
     fn cut_error(&self) -> Option<io::Error> {
-        self.severed
-            .load(Ordering::SeqCst)
-            .then(|| io::Error::new(io::ErrorKind::ConnectionAborted, "connection cut by a simulated fault"))
+        self.severed.load(Ordering::SeqCst).then(|| {
+            io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "connection cut by a simulated fault",
+            )
+        })
     }
 }
 
 impl AsyncRead for SeverableStream {
-    fn poll_read(self: Pin<&mut Self>, context: &mut Context<'_>, buffer: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffer: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if let Some(error) = this.cut_error() {
             return Poll::Ready(Err(error));
@@ -99,7 +112,11 @@ impl AsyncRead for SeverableStream {
 }
 
 impl AsyncWrite for SeverableStream {
-    fn poll_write(self: Pin<&mut Self>, context: &mut Context<'_>, bytes: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        bytes: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         if let Some(error) = this.cut_error() {
             return Poll::Ready(Err(error));

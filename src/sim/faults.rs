@@ -157,7 +157,11 @@ impl FaultPlan {
     }
 
     /// Adds a batch behaviour (builder style).
-    pub fn with_batch_behaviour(mut self, batches: BatchSelector, behaviour: BatchBehaviour) -> Self {
+    pub fn with_batch_behaviour(
+        mut self,
+        batches: BatchSelector,
+        behaviour: BatchBehaviour,
+    ) -> Self {
         self.batches.push(BatchFaultRule { batches, behaviour });
         self
     }
@@ -265,10 +269,9 @@ mod tests {
     #[test]
     fn typos_and_nonsense_are_refused() {
         assert!(serde_json::from_str::<FaultPlan>(r#"{"route": {}}"#).is_err());
-        assert!(
-            serde_json::from_str::<FaultPlan>(r#"{"routes": {"uplod": []}}"#).is_err()
-        );
-        let zero = FaultPlan::default().with_route_fault(RouteName::Upload, 0, RouteFaultKind::Status500);
+        assert!(serde_json::from_str::<FaultPlan>(r#"{"routes": {"uplod": []}}"#).is_err());
+        let zero =
+            FaultPlan::default().with_route_fault(RouteName::Upload, 0, RouteFaultKind::Status500);
         assert!(zero.check().is_err());
         let fraction = FaultPlan::default().with_batch_behaviour(
             BatchSelector::All,

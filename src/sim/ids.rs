@@ -143,7 +143,11 @@ mod tests {
         assert_eq!(hex_text(&digest, 24).len(), 24);
         let base62 = base62_text(&digest, 22);
         assert_eq!(base62.len(), 22);
-        assert!(base62.chars().all(|c| c.is_ascii_alphanumeric()));
+        assert!(
+            base62
+                .chars()
+                .all(|character| character.is_ascii_alphanumeric())
+        );
         let uuid = uuid_text(&digest);
         assert_eq!(uuid.len(), 36);
         assert_eq!(&uuid[14..15], "4");

@@ -120,7 +120,10 @@ mod tests {
         .unwrap();
         assert_eq!(lines.len(), 3);
         assert_eq!(lines[0].bytes, b"{\"a\":1}");
-        assert_eq!((lines[1].index, lines[1].line_number, lines[1].byte_offset), (1, 4, 13));
+        assert_eq!(
+            (lines[1].index, lines[1].line_number, lines[1].byte_offset),
+            (1, 4, 13)
+        );
         assert_eq!(lines[2].bytes, b"{\"c\":3}");
         let mut reader = RequestLineReader::starting_at(&mut source, 13, 1).unwrap();
         assert_eq!(reader.next_line().unwrap().unwrap().bytes, b"{\"b\":2}");

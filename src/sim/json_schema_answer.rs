@@ -115,7 +115,12 @@ impl<'schema> SchemaAnswerer<'schema> {
         }
     }
 
-    fn object_value(&mut self, object: &'schema Map<String, Value>, path: &str, depth: usize) -> Value {
+    fn object_value(
+        &mut self,
+        object: &'schema Map<String, Value>,
+        path: &str,
+        depth: usize,
+    ) -> Value {
         let mut fields = Map::new();
         if let Some(Value::Object(properties)) = object.get("properties") {
             for (name, property_schema) in properties {
@@ -134,10 +139,14 @@ impl<'schema> SchemaAnswerer<'schema> {
         Value::Object(fields)
     }
 
-    fn array_value(&mut self, object: &'schema Map<String, Value>, path: &str, depth: usize) -> Value {
+    fn array_value(
+        &mut self,
+        object: &'schema Map<String, Value>,
+        path: &str,
+        depth: usize,
+    ) -> Value {
         let item_path = format!("{path}[]");
-        if let Some(Value::Array(tuple)) = object.get("prefixItems").or(object.get("items"))
-        {
+        if let Some(Value::Array(tuple)) = object.get("prefixItems").or(object.get("items")) {
             return Value::Array(
                 tuple
                     .iter()
@@ -165,7 +174,11 @@ impl<'schema> SchemaAnswerer<'schema> {
             let item = match item_schema {
                 Some(schema) => {
                     // Vary enum picks between items of one array.
-                    let path_for_item = if unique { salt_path.as_str() } else { item_path.as_str() };
+                    let path_for_item = if unique {
+                        salt_path.as_str()
+                    } else {
+                        item_path.as_str()
+                    };
                     self.value_for(schema, path_for_item, depth + 1)
                 }
                 None => Value::String(self.phrase(1, 2)),
@@ -182,11 +195,19 @@ impl<'schema> SchemaAnswerer<'schema> {
         let (low, high) = numeric_bounds(object);
         let mut low_whole = low.map(|(value, exclusive)| {
             let whole = value.ceil() as i64;
-            if exclusive && whole as f64 == value { whole + 1 } else { whole }
+            if exclusive && whole as f64 == value {
+                whole + 1
+            } else {
+                whole
+            }
         });
         let mut high_whole = high.map(|(value, exclusive)| {
             let whole = value.floor() as i64;
-            if exclusive && whole as f64 == value { whole - 1 } else { whole }
+            if exclusive && whole as f64 == value {
+                whole - 1
+            } else {
+                whole
+            }
         });
         match (low_whole, high_whole) {
             (None, None) => {
@@ -203,7 +224,8 @@ impl<'schema> SchemaAnswerer<'schema> {
             .and_then(Value::as_i64)
             .filter(|step| *step > 0)
             .unwrap_or(1);
-        let first_multiple = low.div_euclid(step) * step + if low.rem_euclid(step) == 0 { 0 } else { step };
+        let first_multiple =
+            low.div_euclid(step) * step + if low.rem_euclid(step) == 0 { 0 } else { step };
         if first_multiple > high {
             return Value::from(first_multiple);
         }
@@ -222,8 +244,19 @@ impl<'schema> SchemaAnswerer<'schema> {
         let raw = low_value + (0.05 + 0.9 * self.random.fraction()) * (high_value - low_value);
         let rounded = (raw * 100.0).round() / 100.0;
         let fits = |value: f64| {
-            low.is_none_or(|(bound, exclusive)| if exclusive { value > bound } else { value >= bound })
-                && high.is_none_or(|(bound, exclusive)| if exclusive { value < bound } else { value <= bound })
+            low.is_none_or(|(bound, exclusive)| {
+                if exclusive {
+                    value > bound
+                } else {
+                    value >= bound
+                }
+            }) && high.is_none_or(|(bound, exclusive)| {
+                if exclusive {
+                    value < bound
+                } else {
+                    value <= bound
+                }
+            })
         };
         let value = if fits(rounded) { rounded } else { raw };
         Number::from_f64(value).map_or(Value::Null, Value::Number)
@@ -281,7 +314,11 @@ impl<'schema> SchemaAnswerer<'schema> {
             .filter(char::is_ascii_alphanumeric)
             .collect::<String>()
             .to_ascii_lowercase();
-        if word.is_empty() { "user".to_owned() } else { word }
+        if word.is_empty() {
+            "user".to_owned()
+        } else {
+            word
+        }
     }
 }
 
@@ -439,8 +476,14 @@ pub(crate) mod tests {
         }
         if let Value::String(text) = value {
             let length = text.chars().count() as u64;
-            if object.get("minLength").and_then(Value::as_u64).is_some_and(|minimum| length < minimum)
-                || object.get("maxLength").and_then(Value::as_u64).is_some_and(|maximum| length > maximum)
+            if object
+                .get("minLength")
+                .and_then(Value::as_u64)
+                .is_some_and(|minimum| length < minimum)
+                || object
+                    .get("maxLength")
+                    .and_then(Value::as_u64)
+                    .is_some_and(|maximum| length > maximum)
             {
                 return Err(format!("{text:?} has the wrong length"));
             }
@@ -511,8 +554,9 @@ pub(crate) mod tests {
     fn enum_picks_follow_the_salt_and_vary_across_salts() {
         let schema = json!({"type": "string", "enum": ["a", "b", "c", "d", "e"]});
         assert_eq!(answer_for(&schema, 7), answer_for(&schema, 7));
-        let distinct: std::collections::BTreeSet<String> =
-            (0..50).map(|seed| answer_for(&schema, seed).to_string()).collect();
+        let distinct: std::collections::BTreeSet<String> = (0..50)
+            .map(|seed| answer_for(&schema, seed).to_string())
+            .collect();
         assert!(distinct.len() >= 3);
     }
 

@@ -8,8 +8,11 @@
 //! [`BatchEnvironment`].
 //!
 //! Durations are simulated seconds; [`super::SimConfig::time_scale`] maps them to real time.
-//! With the default scale of 1000, a 300-line batch takes 40 + 300 × 4 + 20 = 1260 simulated
-//! seconds, about 1.3 real seconds.
+//! Lines run in parallel, more of them at once in bigger batches (as on real providers): a batch
+//! of `n` lines runs `max(1, √n × PARALLEL_LINES_PER_SQUARE_ROOT_OF_LINES)` lines at a time, so
+//! its `in_progress` stage lasts `n × SECONDS_PER_LINE / that` (16·√n seconds once `n ≥ 16`).
+//! A 300-line batch takes 40 + 277 + 20 ≈ 337 simulated seconds (a third of a real second at the
+//! default scale of 1000); 50,000 lines take about an hour (3.6 real seconds).
 
 use std::collections::BTreeMap;
 use std::io;
@@ -28,14 +31,29 @@ use crate::wire::{Batch, BatchError, BatchErrors, BatchStatus, RequestCounts};
 
 /// Simulated seconds a batch stays `validating`.
 pub const VALIDATION_SECONDS: f64 = 40.0;
-/// Simulated seconds each line takes while `in_progress` (lines run one after another).
+/// Simulated seconds each line takes while `in_progress`.
 pub const SECONDS_PER_LINE: f64 = 4.0;
+/// How many lines run at once per square root of the batch's line count (at least one).
+pub const PARALLEL_LINES_PER_SQUARE_ROOT_OF_LINES: f64 = 0.25;
 /// Simulated seconds a batch stays `finalizing`.
 pub const FINALIZING_SECONDS: f64 = 20.0;
 /// Simulated seconds a batch stays `cancelling`.
 pub const CANCELLING_SECONDS: f64 = 30.0;
 /// The default [`super::SimConfig::time_scale`]: simulated seconds per real second.
 pub const DEFAULT_TIME_SCALE: f64 = 1000.0;
+
+/// How many lines a batch of `request_count` lines runs at once (fractional: a throughput).
+pub(crate) fn lines_at_once(request_count: u64) -> f64 {
+    ((request_count as f64).sqrt() * PARALLEL_LINES_PER_SQUARE_ROOT_OF_LINES).max(1.0)
+}
+
+/// Simulated seconds from create to `completed` for a batch of `request_count` lines that
+/// passes validation (without faults).
+pub fn simulated_seconds_to_complete(request_count: u64) -> f64 {
+    VALIDATION_SECONDS
+        + request_count as f64 * SECONDS_PER_LINE / lines_at_once(request_count)
+        + FINALIZING_SECONDS
+}
 
 /// Where a batch is in its life (stored; the API status is derived from it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,7 +105,10 @@ pub(crate) enum LineFate {
 impl LineFate {
     /// Whether `request_counts.failed` counts the line once it ran.
     pub(crate) fn counts_as_failed(&self) -> bool {
-        matches!(self, LineFate::Refused { .. } | LineFate::TransientError { .. })
+        matches!(
+            self,
+            LineFate::Refused { .. } | LineFate::TransientError { .. }
+        )
     }
 }
 
@@ -194,7 +215,14 @@ pub(crate) fn advance_batch(
                     if now < expires_at {
                         break;
                     }
-                    end_batch(batch, BatchStage::Expired, expires_at, processed, UnprocessedLines::Expired, environment)?;
+                    end_batch(
+                        batch,
+                        BatchStage::Expired,
+                        expires_at,
+                        processed,
+                        UnprocessedLines::Expired,
+                        environment,
+                    )?;
                 } else {
                     let finished_at = batch.processing_finishes_at().unwrap_or(batch.created_at);
                     if now < finished_at {
@@ -205,12 +233,20 @@ pub(crate) fn advance_batch(
                 }
             }
             BatchStage::Finalizing => {
-                let completed_at = batch.finalizing_started_at.unwrap_or(batch.created_at) + FINALIZING_SECONDS;
+                let completed_at =
+                    batch.finalizing_started_at.unwrap_or(batch.created_at) + FINALIZING_SECONDS;
                 if now < completed_at {
                     break;
                 }
                 let every_line = batch.request_count;
-                end_batch(batch, BatchStage::Completed, completed_at, every_line, UnprocessedLines::None, environment)?;
+                end_batch(
+                    batch,
+                    BatchStage::Completed,
+                    completed_at,
+                    every_line,
+                    UnprocessedLines::None,
+                    environment,
+                )?;
             }
             BatchStage::Cancelling => {
                 let requested_at = batch.cancel_requested_at.unwrap_or(batch.created_at);
@@ -229,9 +265,19 @@ pub(crate) fn advance_batch(
                     }
                 }
                 let processed = batch.processed_lines_at(requested_at);
-                end_batch(batch, BatchStage::Cancelled, cancelled_at, processed, UnprocessedLines::Cancelled, environment)?;
+                end_batch(
+                    batch,
+                    BatchStage::Cancelled,
+                    cancelled_at,
+                    processed,
+                    UnprocessedLines::Cancelled,
+                    environment,
+                )?;
             }
-            BatchStage::Completed | BatchStage::Failed | BatchStage::Expired | BatchStage::Cancelled => break,
+            BatchStage::Completed
+            | BatchStage::Failed
+            | BatchStage::Expired
+            | BatchStage::Cancelled => break,
         }
         changed = true;
     }
@@ -243,17 +289,20 @@ fn apply_validation(
     validated_at: f64,
     environment: &mut dyn BatchEnvironment,
 ) -> io::Result<()> {
-    let scripted_failure = batch.behaviours.iter().find_map(|behaviour| match behaviour {
-        BatchBehaviour::FailValidation { code, message } => Some(BatchError {
-            code: Some(code.clone().unwrap_or_else(|| "invalid_file".to_owned())),
-            message: Some(message.clone().unwrap_or_else(|| {
-                "The input file could not be validated (simulated failure).".to_owned()
-            })),
-            param: None,
-            line: None,
-        }),
-        _ => None,
-    });
+    let scripted_failure = batch
+        .behaviours
+        .iter()
+        .find_map(|behaviour| match behaviour {
+            BatchBehaviour::FailValidation { code, message } => Some(BatchError {
+                code: Some(code.clone().unwrap_or_else(|| "invalid_file".to_owned())),
+                message: Some(message.clone().unwrap_or_else(|| {
+                    "The input file could not be validated (simulated failure).".to_owned()
+                })),
+                param: None,
+                line: None,
+            }),
+            _ => None,
+        });
     let errors = match environment.validate(batch)? {
         None => vec![BatchError {
             code: Some("file_not_found".to_owned()),
@@ -319,7 +368,12 @@ fn line_fates(
         .map(|(index, message)| (index, LineFate::Refused { message }))
         .collect();
     let draw = |label: &[u8], index: u64| {
-        fraction_of_parts(&[&seed.to_le_bytes(), batch_id.as_bytes(), label, &index.to_le_bytes()])
+        fraction_of_parts(&[
+            &seed.to_le_bytes(),
+            batch_id.as_bytes(),
+            label,
+            &index.to_le_bytes(),
+        ])
     };
     for behaviour in behaviours {
         match behaviour {
@@ -334,7 +388,8 @@ fn line_fates(
             BatchBehaviour::FailedLinesInOutput { fraction } => {
                 for index in 0..request_count {
                     if !fates.contains_key(&index) && draw(b"failed-in-output", index) < *fraction {
-                        let status_code = [400, 429, 500][(draw(b"status", index) * 3.0) as usize % 3];
+                        let status_code =
+                            [400, 429, 500][(draw(b"status", index) * 3.0) as usize % 3];
                         fates.insert(index, LineFate::FailedInOutput { status_code });
                     }
                 }
@@ -344,7 +399,12 @@ fn line_fates(
                     if !fates.contains_key(&index) && draw(b"transient", index) < *fraction {
                         let code = ["rate_limit_exceeded", "server_error", "timeout"]
                             [(draw(b"transient-code", index) * 3.0) as usize % 3];
-                        fates.insert(index, LineFate::TransientError { code: code.to_owned() });
+                        fates.insert(
+                            index,
+                            LineFate::TransientError {
+                                code: code.to_owned(),
+                            },
+                        );
                     }
                 }
             }
@@ -355,32 +415,56 @@ fn line_fates(
 }
 
 impl BatchRecord {
+    /// Simulated seconds between two lines finishing.
+    fn seconds_between_lines(&self) -> f64 {
+        SECONDS_PER_LINE / lines_at_once(self.request_count)
+    }
+
     pub(crate) fn processing_finishes_at(&self) -> Option<f64> {
         self.processing_started_at
-            .map(|started_at| started_at + self.request_count as f64 * SECONDS_PER_LINE)
+            .map(|started_at| started_at + self.request_count as f64 * self.seconds_between_lines())
+    }
+
+    /// When the line at processing `position` (0-based) finishes.
+    pub(crate) fn line_finishes_at(&self, position: u64) -> Option<f64> {
+        self.processing_started_at
+            .map(|started_at| started_at + (position + 1) as f64 * self.seconds_between_lines())
     }
 
     /// `(when, lines done by then)` if the batch will expire instead of finishing: scripted by
     /// `expire_with_partial`, or because its lines cannot all run within the completion window.
     pub(crate) fn planned_expiry(&self) -> Option<(f64, u64)> {
         let started_at = self.processing_started_at?;
-        let scripted = self.behaviours.iter().find_map(|behaviour| match behaviour {
-            BatchBehaviour::ExpireWithPartial { done_fraction } => {
-                let processed = ((self.request_count as f64 * done_fraction).floor() as u64).min(self.request_count);
-                Some((started_at + (processed as f64 + 0.5) * SECONDS_PER_LINE, processed))
-            }
-            _ => None,
-        });
+        let scripted = self
+            .behaviours
+            .iter()
+            .find_map(|behaviour| match behaviour {
+                BatchBehaviour::ExpireWithPartial { done_fraction } => {
+                    let processed = ((self.request_count as f64 * done_fraction).floor() as u64)
+                        .min(self.request_count);
+                    Some((
+                        started_at + (processed as f64 + 0.5) * self.seconds_between_lines(),
+                        processed,
+                    ))
+                }
+                _ => None,
+            });
         let deadline = self.created_at + self.window_seconds;
         let natural = self
             .processing_finishes_at()
             .filter(|finishes_at| *finishes_at > deadline)
             .map(|_| {
-                let processed = ((deadline - started_at) / SECONDS_PER_LINE).floor().max(0.0) as u64;
+                let processed = ((deadline - started_at) / self.seconds_between_lines())
+                    .floor()
+                    .max(0.0) as u64;
                 (deadline, processed.min(self.request_count))
             });
         match (scripted, natural) {
-            (Some(scripted), Some(natural)) => Some(if scripted.0 <= natural.0 { scripted } else { natural }),
+            (Some(scripted), Some(natural)) => Some(if scripted.0 <= natural.0 {
+                scripted
+            } else {
+                natural
+            }),
             (scripted, natural) => scripted.or(natural),
         }
     }
@@ -390,8 +474,12 @@ impl BatchRecord {
         let Some(started_at) = self.processing_started_at else {
             return 0;
         };
-        let done = ((at - started_at) / SECONDS_PER_LINE).floor().max(0.0) as u64;
-        let limit = self.planned_expiry().map_or(self.request_count, |(_, processed)| processed);
+        let done = ((at - started_at) / self.seconds_between_lines())
+            .floor()
+            .max(0.0) as u64;
+        let limit = self
+            .planned_expiry()
+            .map_or(self.request_count, |(_, processed)| processed);
         done.min(limit)
     }
 
@@ -403,7 +491,9 @@ impl BatchRecord {
             let order = ProcessingOrder::new(seed, &self.id, self.request_count);
             self.line_fates
                 .iter()
-                .filter(|(index, fate)| fate.counts_as_failed() && order.position_of(**index) < processed)
+                .filter(|(index, fate)| {
+                    fate.counts_as_failed() && order.position_of(**index) < processed
+                })
                 .count() as u64
         };
         RequestCounts {
@@ -424,9 +514,10 @@ impl BatchRecord {
                 }
                 _ => RequestCounts::default(),
             },
-            BatchStage::Completed | BatchStage::Failed | BatchStage::Expired | BatchStage::Cancelled => {
-                self.final_counts.unwrap_or_default()
-            }
+            BatchStage::Completed
+            | BatchStage::Failed
+            | BatchStage::Expired
+            | BatchStage::Cancelled => self.final_counts.unwrap_or_default(),
         }
     }
 
@@ -434,11 +525,18 @@ impl BatchRecord {
     pub(crate) fn to_wire(&self, now: f64, flavour: SimFlavour, seed: u64) -> Batch {
         let dashscope = flavour == SimFlavour::Dashscope;
         let ended_in = |stage: BatchStage| {
-            (self.stage == stage).then_some(self.ended_at).flatten().map(whole_seconds)
+            (self.stage == stage)
+                .then_some(self.ended_at)
+                .flatten()
+                .map(whole_seconds)
         };
         let in_progress_at = self.processing_started_at.map(|started_at| {
             // Live DashScope reports the creation time here.
-            if dashscope { whole_seconds(self.created_at) } else { whole_seconds(started_at) }
+            if dashscope {
+                whole_seconds(self.created_at)
+            } else {
+                whole_seconds(started_at)
+            }
         });
         let finalizing_at = if dashscope {
             ended_in(BatchStage::Completed)
@@ -581,12 +679,33 @@ pub(crate) mod tests {
         let mut environment = environment(10);
         let validated_at = 1000.0 + VALIDATION_SECONDS;
         assert!(!advance_batch(&mut batch, validated_at - 0.1, &mut environment).unwrap());
-        assert_eq!(batch.to_wire(validated_at - 0.1, SimFlavour::Dashscope, 0).status, BatchStatus::Validating);
-        advance_batch(&mut batch, validated_at + 3.5 * SECONDS_PER_LINE, &mut environment).unwrap();
-        let wire = batch.to_wire(validated_at + 3.5 * SECONDS_PER_LINE, SimFlavour::Dashscope, 0);
+        assert_eq!(
+            batch
+                .to_wire(validated_at - 0.1, SimFlavour::Dashscope, 0)
+                .status,
+            BatchStatus::Validating
+        );
+        advance_batch(
+            &mut batch,
+            validated_at + 3.5 * SECONDS_PER_LINE,
+            &mut environment,
+        )
+        .unwrap();
+        let wire = batch.to_wire(
+            validated_at + 3.5 * SECONDS_PER_LINE,
+            SimFlavour::Dashscope,
+            0,
+        );
         assert_eq!(wire.status, BatchStatus::InProgress);
         assert_eq!(wire.in_progress_at, Some(1000));
-        assert_eq!(wire.request_counts, Some(RequestCounts { total: 10, completed: 3, failed: 0 }));
+        assert_eq!(
+            wire.request_counts,
+            Some(RequestCounts {
+                total: 10,
+                completed: 3,
+                failed: 0
+            })
+        );
         let finished_at = validated_at + 10.0 * SECONDS_PER_LINE;
         advance_batch(&mut batch, finished_at, &mut environment).unwrap();
         assert_eq!(batch.stage, BatchStage::Finalizing);
@@ -603,22 +722,51 @@ pub(crate) mod tests {
         let completed_at = (finished_at + FINALIZING_SECONDS) as i64;
         assert_eq!(completed.completed_at, Some(completed_at));
         assert_eq!(completed.finalizing_at, Some(completed_at));
-        assert_eq!(environment.endings, vec![(10, UnprocessedLines::None, finished_at + FINALIZING_SECONDS)]);
+        assert_eq!(
+            environment.endings,
+            vec![(10, UnprocessedLines::None, finished_at + FINALIZING_SECONDS)]
+        );
     }
 
     #[test]
     fn a_batch_longer_than_its_window_expires_at_the_deadline_with_what_it_finished() {
         let mut batch = fresh_batch(vec![]);
-        let lines_in_window = ((86_400.0 - VALIDATION_SECONDS) / SECONDS_PER_LINE) as u64;
-        let mut environment = environment(lines_in_window + 500);
+        let request_count = 40_000_000;
+        let lines_in_window = ((86_400.0 - VALIDATION_SECONDS) * lines_at_once(request_count)
+            / SECONDS_PER_LINE) as u64;
+        assert!(lines_in_window < request_count);
+        let mut environment = environment(request_count);
         advance_batch(&mut batch, 1000.0 + 200_000.0, &mut environment).unwrap();
         assert_eq!(batch.stage, BatchStage::Expired);
-        assert_eq!(environment.endings, vec![(lines_in_window, UnprocessedLines::Expired, 1000.0 + 86_400.0)]);
+        assert_eq!(
+            environment.endings,
+            vec![(
+                lines_in_window,
+                UnprocessedLines::Expired,
+                1000.0 + 86_400.0
+            )]
+        );
+    }
+
+    #[test]
+    fn bigger_batches_take_longer_but_less_per_line() {
+        let mut previous = 0.0;
+        for request_count in 1..=5000 {
+            let seconds = simulated_seconds_to_complete(request_count);
+            assert!(seconds > previous, "{request_count}");
+            previous = seconds;
+        }
+        assert_eq!(simulated_seconds_to_complete(10), 40.0 + 40.0 + 20.0);
+        assert!((330.0..345.0).contains(&simulated_seconds_to_complete(300)));
+        let largest = simulated_seconds_to_complete(50_000);
+        assert!((3000.0..4000.0).contains(&largest), "{largest}");
     }
 
     #[test]
     fn scripted_expiry_stops_after_the_fraction() {
-        let mut batch = fresh_batch(vec![BatchBehaviour::ExpireWithPartial { done_fraction: 0.25 }]);
+        let mut batch = fresh_batch(vec![BatchBehaviour::ExpireWithPartial {
+            done_fraction: 0.25,
+        }]);
         let mut environment = environment(8);
         advance_batch(&mut batch, 1_000_000.0, &mut environment).unwrap();
         assert_eq!(batch.stage, BatchStage::Expired);
@@ -640,7 +788,14 @@ pub(crate) mod tests {
         let cancelled = batch.to_wire(asked_at + CANCELLING_SECONDS, SimFlavour::Dashscope, 0);
         assert_eq!(cancelled.status, BatchStatus::Cancelled);
         assert_eq!(cancelled.cancelling_at, cancelled.cancelled_at);
-        assert_eq!(environment.endings, vec![(4, UnprocessedLines::Cancelled, asked_at + CANCELLING_SECONDS)]);
+        assert_eq!(
+            environment.endings,
+            vec![(
+                4,
+                UnprocessedLines::Cancelled,
+                asked_at + CANCELLING_SECONDS
+            )]
+        );
     }
 
     #[test]
@@ -657,9 +812,23 @@ pub(crate) mod tests {
             ],
         );
         assert_eq!(fates.len(), 100);
-        assert_eq!(fates[&3], LineFate::Refused { message: "bad".to_owned() });
-        assert_eq!(fates.values().filter(|fate| **fate == LineFate::Lost).count(), 4);
-        let in_output = fates.values().filter(|fate| matches!(fate, LineFate::FailedInOutput { .. })).count();
+        assert_eq!(
+            fates[&3],
+            LineFate::Refused {
+                message: "bad".to_owned()
+            }
+        );
+        assert_eq!(
+            fates
+                .values()
+                .filter(|fate| **fate == LineFate::Lost)
+                .count(),
+            4
+        );
+        let in_output = fates
+            .values()
+            .filter(|fate| matches!(fate, LineFate::FailedInOutput { .. }))
+            .count();
         assert!((8..=35).contains(&in_output), "{in_output}");
     }
 }

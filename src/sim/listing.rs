@@ -140,7 +140,10 @@ pub(crate) fn parse_batch_list_query(
         if ids.len() > 20 {
             return Err(ApiFailure::bad_request(
                 "invalid_parameter",
-                format!("'input_file_ids' accepts at most 20 ids, got {}.", ids.len()),
+                format!(
+                    "'input_file_ids' accepts at most 20 ids, got {}.",
+                    ids.len()
+                ),
             )
             .with_param("input_file_ids"));
         }
@@ -148,13 +151,20 @@ pub(crate) fn parse_batch_list_query(
     }
     if let Some(statuses) = non_empty(parameters, "status") {
         let mut parsed = Vec::new();
-        for name in statuses.split(',').map(str::trim).filter(|name| !name.is_empty()) {
+        for name in statuses
+            .split(',')
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+        {
             let status: BatchStatus = serde_json::from_value(Value::String(name.to_owned()))
                 .ok()
                 .filter(|status| *status != BatchStatus::Unknown)
                 .ok_or_else(|| {
-                    ApiFailure::bad_request("invalid_parameter", format!("Unknown batch status '{name}'."))
-                        .with_param("status")
+                    ApiFailure::bad_request(
+                        "invalid_parameter",
+                        format!("Unknown batch status '{name}'."),
+                    )
+                    .with_param("status")
                 })?;
             parsed.push(status);
         }
@@ -235,7 +245,12 @@ pub(crate) fn parse_time_filter(text: &str) -> Option<i64> {
     } else {
         (0, 0, 0)
     };
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 59 {
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
         return None;
     }
     Some(days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second)
@@ -268,7 +283,10 @@ mod tests {
         assert_eq!(parse_time_filter("19700101"), Some(0));
         assert_eq!(parse_time_filter("20250304000000"), Some(1_741_046_400));
         assert_eq!(parse_time_filter("2025-03-04"), Some(1_741_046_400));
-        assert_eq!(parse_time_filter("2025-11-12 10:10:10"), Some(1_762_942_210));
+        assert_eq!(
+            parse_time_filter("2025-11-12 10:10:10"),
+            Some(1_762_942_210)
+        );
         assert_eq!(parse_time_filter("2025-13-01"), None);
         assert_eq!(parse_time_filter("yesterday"), None);
     }
@@ -277,27 +295,58 @@ mod tests {
     fn limits_are_checked_per_flavour() {
         let dashscope = parse_batch_list_query(&parameters(&[]), SimFlavour::Dashscope).unwrap();
         assert_eq!(dashscope.limit, 20);
-        assert!(parse_batch_list_query(&parameters(&[("limit", "101")]), SimFlavour::Dashscope).is_err());
-        assert!(parse_batch_list_query(&parameters(&[("limit", "0")]), SimFlavour::Dashscope).is_err());
-        assert_eq!(parse_file_list_query(&parameters(&[]), SimFlavour::Dashscope).unwrap().limit, 2000);
-        assert!(parse_file_list_query(&parameters(&[("limit", "2001")]), SimFlavour::Dashscope).is_err());
-        let many: Vec<String> = (0..21).map(|index| format!("file-{index}")).collect();
         assert!(
-            parse_batch_list_query(&parameters(&[("input_file_ids", &many.join(","))]), SimFlavour::Dashscope)
+            parse_batch_list_query(&parameters(&[("limit", "101")]), SimFlavour::Dashscope)
                 .is_err()
         );
-        let statuses = parse_batch_list_query(&parameters(&[("status", "completed,expired")]), SimFlavour::Dashscope)
-            .unwrap()
-            .statuses;
-        assert_eq!(statuses, Some(vec![BatchStatus::Completed, BatchStatus::Expired]));
-        assert!(parse_batch_list_query(&parameters(&[("status", "done")]), SimFlavour::Dashscope).is_err());
+        assert!(
+            parse_batch_list_query(&parameters(&[("limit", "0")]), SimFlavour::Dashscope).is_err()
+        );
+        assert_eq!(
+            parse_file_list_query(&parameters(&[]), SimFlavour::Dashscope)
+                .unwrap()
+                .limit,
+            2000
+        );
+        assert!(
+            parse_file_list_query(&parameters(&[("limit", "2001")]), SimFlavour::Dashscope)
+                .is_err()
+        );
+        let many: Vec<String> = (0..21).map(|index| format!("file-{index}")).collect();
+        assert!(
+            parse_batch_list_query(
+                &parameters(&[("input_file_ids", &many.join(","))]),
+                SimFlavour::Dashscope
+            )
+            .is_err()
+        );
+        let statuses = parse_batch_list_query(
+            &parameters(&[("status", "completed,expired")]),
+            SimFlavour::Dashscope,
+        )
+        .unwrap()
+        .statuses;
+        assert_eq!(
+            statuses,
+            Some(vec![BatchStatus::Completed, BatchStatus::Expired])
+        );
+        assert!(
+            parse_batch_list_query(&parameters(&[("status", "done")]), SimFlavour::Dashscope)
+                .is_err()
+        );
     }
 
     #[test]
     fn pages_follow_the_cursor() {
         let items = vec!["a", "b", "c", "d"];
-        assert_eq!(page_of(items.clone(), |item| item, None, 2), (vec!["a", "b"], true));
-        assert_eq!(page_of(items.clone(), |item| item, Some("b"), 2), (vec!["c", "d"], false));
+        assert_eq!(
+            page_of(items.clone(), |item| item, None, 2),
+            (vec!["a", "b"], true)
+        );
+        assert_eq!(
+            page_of(items.clone(), |item| item, Some("b"), 2),
+            (vec!["c", "d"], false)
+        );
         assert_eq!(page_of(items, |item| item, Some("zzz"), 2), (vec![], false));
     }
 

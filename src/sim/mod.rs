@@ -18,11 +18,13 @@
 //! - `persist`, `clock`, `ids`: storage, simulated time, deterministic ids;
 //! - `routes`, `admin`, `listing`, `api_error`: the HTTP surface.
 //!
-//! Time: every duration is in simulated seconds ([`VALIDATION_SECONDS`], [`SECONDS_PER_LINE`],
-//! [`FINALIZING_SECONDS`], [`CANCELLING_SECONDS`]); [`SimConfig::time_scale`] simulated seconds
-//! pass per real second (default [`DEFAULT_TIME_SCALE`] = 1000: a few hundred lines finish in
-//! about a second). To watch a batch sit `in_progress`, lower the scale (at 100, each line takes
-//! 40 ms) or freeze the clock with `time_scale: 0.0` and move it with
+//! Time: every duration is in simulated seconds ([`VALIDATION_SECONDS`], [`SECONDS_PER_LINE`]
+//! with [`PARALLEL_LINES_PER_SQUARE_ROOT_OF_LINES`], [`FINALIZING_SECONDS`],
+//! [`CANCELLING_SECONDS`]; [`simulated_seconds_to_complete`] adds them up for a batch), and
+//! [`SimConfig::time_scale`] simulated seconds pass per real second. The default
+//! ([`DEFAULT_TIME_SCALE`] = 1000) finishes a few hundred lines in well under a second and 50,000
+//! lines in a few seconds. To watch a batch sit `in_progress`, lower the scale (at 100, a 20-line
+//! batch spends 0.7 s in progress) or freeze the clock with `time_scale: 0.0` and move it with
 //! [`SimHandle::advance_clock`] / `POST /_sim/clock/advance`.
 
 mod admin;
@@ -64,8 +66,9 @@ pub use faults::{
 };
 pub use ledger::{BilledRequest, LedgerBatch, SimLedger, SimRequestCounts};
 pub use lifecycle::{
-    CANCELLING_SECONDS, DEFAULT_TIME_SCALE, FINALIZING_SECONDS, SECONDS_PER_LINE,
-    VALIDATION_SECONDS,
+    CANCELLING_SECONDS, DEFAULT_TIME_SCALE, FINALIZING_SECONDS,
+    PARALLEL_LINES_PER_SQUARE_ROOT_OF_LINES, SECONDS_PER_LINE, VALIDATION_SECONDS,
+    simulated_seconds_to_complete,
 };
 pub use routes::router;
 pub use state::{SharedSimState, SimState};
@@ -125,7 +128,9 @@ impl SimHandle {
             let _ = sender.send(());
         }
         if let Some(mut task) = self.task.take()
-            && tokio::time::timeout(SHUTDOWN_GRACE, &mut task).await.is_err()
+            && tokio::time::timeout(SHUTDOWN_GRACE, &mut task)
+                .await
+                .is_err()
         {
             task.abort();
             let _ = task.await;

@@ -87,7 +87,12 @@ impl StateDirectory {
     }
 
     /// Writes a JSON document atomically; `durable` also syncs it to the disk before the rename.
-    pub(crate) fn save<T: Serialize>(&self, document: &str, value: &T, durable: bool) -> io::Result<()> {
+    pub(crate) fn save<T: Serialize>(
+        &self,
+        document: &str,
+        value: &T,
+        durable: bool,
+    ) -> io::Result<()> {
         let temporary = temporary_path(&self.temporary_directory(), document);
         {
             let mut writer = BufWriter::new(File::create(&temporary)?);
@@ -117,7 +122,10 @@ pub(crate) struct FileSink {
 
 enum SinkTarget {
     Memory(Vec<u8>),
-    Disk { writer: BufWriter<File>, path: PathBuf },
+    Disk {
+        writer: BufWriter<File>,
+        path: PathBuf,
+    },
 }
 
 /// A file being received from a client (an upload), written as its chunks arrive.
@@ -129,7 +137,10 @@ pub(crate) struct UploadSink {
 
 enum UploadTarget {
     Memory(Vec<u8>),
-    Disk { file: tokio::fs::File, path: PathBuf },
+    Disk {
+        file: tokio::fs::File,
+        path: PathBuf,
+    },
 }
 
 /// A completely received upload, not yet given an id.
@@ -185,7 +196,9 @@ impl FileStore {
                     .expect("file store lock")
                     .get(id)
                     .cloned()
-                    .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no bytes for `{id}`")))?;
+                    .ok_or_else(|| {
+                        io::Error::new(io::ErrorKind::NotFound, format!("no bytes for `{id}`"))
+                    })?;
                 Ok(Box::new(Cursor::new(bytes)))
             }
             FileStore::Directory { files, .. } => Ok(Box::new(BufReader::with_capacity(
@@ -212,7 +225,12 @@ impl FileStore {
     /// Ids whose bytes are stored (for removing orphans after a crash).
     pub(crate) fn stored_ids(&self) -> io::Result<Vec<String>> {
         match self {
-            FileStore::Memory(files) => Ok(files.lock().expect("file store lock").keys().cloned().collect()),
+            FileStore::Memory(files) => Ok(files
+                .lock()
+                .expect("file store lock")
+                .keys()
+                .cloned()
+                .collect()),
             FileStore::Directory { files, .. } => {
                 let mut ids = Vec::new();
                 for entry in fs::read_dir(files)? {
@@ -249,7 +267,10 @@ impl FileStore {
         };
         match (self, sink.target) {
             (FileStore::Memory(files), SinkTarget::Memory(bytes)) => {
-                files.lock().expect("file store lock").insert(id.to_owned(), Bytes::from(bytes));
+                files
+                    .lock()
+                    .expect("file store lock")
+                    .insert(id.to_owned(), Bytes::from(bytes));
             }
             (FileStore::Directory { files, .. }, SinkTarget::Disk { writer, path }) => {
                 let file = writer.into_inner().map_err(|error| error.into_error())?;
@@ -280,7 +301,11 @@ impl FileStore {
     }
 
     /// Stores a received upload under `id` (blocking: call it off the async runtime).
-    pub(crate) fn commit_upload(&self, mut upload: ReceivedUpload, id: &str) -> io::Result<CommittedFile> {
+    pub(crate) fn commit_upload(
+        &self,
+        mut upload: ReceivedUpload,
+        id: &str,
+    ) -> io::Result<CommittedFile> {
         let committed = CommittedFile {
             bytes: upload.bytes,
             sha256: upload.sha256.clone(),
@@ -288,7 +313,10 @@ impl FileStore {
         let content = std::mem::replace(&mut upload.content, ReceivedContent::Memory(Bytes::new()));
         match (self, content) {
             (FileStore::Memory(files), ReceivedContent::Memory(bytes)) => {
-                files.lock().expect("file store lock").insert(id.to_owned(), bytes);
+                files
+                    .lock()
+                    .expect("file store lock")
+                    .insert(id.to_owned(), bytes);
             }
             (FileStore::Directory { files, .. }, ReceivedContent::Disk(path)) => {
                 if let Err(error) = fs::rename(&path, Self::path_of(files, id)) {
@@ -310,7 +338,9 @@ impl FileStore {
                     .expect("file store lock")
                     .get(id)
                     .cloned()
-                    .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no bytes for `{id}`")))?;
+                    .ok_or_else(|| {
+                        io::Error::new(io::ErrorKind::NotFound, format!("no bytes for `{id}`"))
+                    })?;
                 Ok((bytes.len() as u64, Body::from(bytes)))
             }
             FileStore::Directory { files, .. } => {
@@ -402,7 +432,10 @@ mod tests {
     use std::io::Read;
 
     fn scratch_directory(name: &str) -> PathBuf {
-        let path = std::env::temp_dir().join(format!("dashbatch-sim-persist-{name}-{}", std::process::id()));
+        let path = std::env::temp_dir().join(format!(
+            "dashbatch-sim-persist-{name}-{}",
+            std::process::id()
+        ));
         let _ = fs::remove_dir_all(&path);
         path
     }
@@ -412,12 +445,27 @@ mod tests {
         let root = scratch_directory("documents");
         let directory = StateDirectory::open(&root).unwrap();
         assert_eq!(directory.load::<Vec<u32>>(WORLD_DOCUMENT).unwrap(), None);
-        directory.save(WORLD_DOCUMENT, &vec![1, 2, 3], true).unwrap();
-        assert_eq!(directory.load::<Vec<u32>>(WORLD_DOCUMENT).unwrap(), Some(vec![1, 2, 3]));
-        assert_eq!(fs::read_dir(directory.temporary_directory()).unwrap().count(), 0);
+        directory
+            .save(WORLD_DOCUMENT, &vec![1, 2, 3], true)
+            .unwrap();
+        assert_eq!(
+            directory.load::<Vec<u32>>(WORLD_DOCUMENT).unwrap(),
+            Some(vec![1, 2, 3])
+        );
+        assert_eq!(
+            fs::read_dir(directory.temporary_directory())
+                .unwrap()
+                .count(),
+            0
+        );
         fs::write(root.join("tmp/leftover"), b"x").unwrap();
         let reopened = StateDirectory::open(&root).unwrap();
-        assert_eq!(fs::read_dir(reopened.temporary_directory()).unwrap().count(), 0);
+        assert_eq!(
+            fs::read_dir(reopened.temporary_directory())
+                .unwrap()
+                .count(),
+            0
+        );
         fs::remove_dir_all(root).unwrap();
     }
 
@@ -433,7 +481,11 @@ mod tests {
             let committed = store.commit_upload(received, "file-a").unwrap();
             assert_eq!(committed.bytes, 18);
             let mut text = String::new();
-            store.open_source("file-a").unwrap().read_to_string(&mut text).unwrap();
+            store
+                .open_source("file-a")
+                .unwrap()
+                .read_to_string(&mut text)
+                .unwrap();
             assert_eq!(text, "line one\nline two\n");
 
             let mut sink = store.new_sink().unwrap();

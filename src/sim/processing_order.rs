@@ -74,7 +74,9 @@ mod tests {
     fn positions_are_a_permutation_consistent_with_the_blocks() {
         for request_count in [0, 1, 7, 8, 9, 50, 203] {
             let order = ProcessingOrder::new(3, "batch_x", request_count);
-            let mut positions: Vec<u64> = (0..request_count).map(|index| order.position_of(index)).collect();
+            let mut positions: Vec<u64> = (0..request_count)
+                .map(|index| order.position_of(index))
+                .collect();
             let mut expected_position = 0;
             for (first, length) in order.blocks() {
                 for offset in 0..length {
@@ -92,8 +94,16 @@ mod tests {
     fn larger_batches_are_not_in_input_order_and_the_order_is_stable() {
         let order = ProcessingOrder::new(0, "batch_y", 64);
         let firsts: Vec<u64> = order.blocks().map(|(first, _)| first).collect();
-        assert_ne!(firsts, (0..8).map(|block| block * LINES_PER_BLOCK).collect::<Vec<_>>());
-        let again: Vec<u64> = ProcessingOrder::new(0, "batch_y", 64).blocks().map(|(first, _)| first).collect();
+        assert_ne!(
+            firsts,
+            (0..8)
+                .map(|block| block * LINES_PER_BLOCK)
+                .collect::<Vec<_>>()
+        );
+        let again: Vec<u64> = ProcessingOrder::new(0, "batch_y", 64)
+            .blocks()
+            .map(|(first, _)| first)
+            .collect();
         assert_eq!(firsts, again);
     }
 }

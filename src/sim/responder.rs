@@ -203,7 +203,10 @@ struct EmbeddingsRequest<'body> {
     base64: bool,
 }
 
-fn parse_request<'body>(endpoint: &str, body: &'body Value) -> Result<ParsedRequest<'body>, RequestRejection> {
+fn parse_request<'body>(
+    endpoint: &str,
+    body: &'body Value,
+) -> Result<ParsedRequest<'body>, RequestRejection> {
     let object = body
         .as_object()
         .ok_or_else(|| RequestRejection::new("The request body must be a JSON object."))?;
@@ -269,9 +272,8 @@ fn parse_chat<'body>(
                 )));
             }
         };
-        prompt_tokens += TOKENS_PER_MESSAGE
-            + estimate_text_tokens(&text)
-            + media_parts * TOKENS_PER_MEDIA_PART;
+        prompt_tokens +=
+            TOKENS_PER_MESSAGE + estimate_text_tokens(&text) + media_parts * TOKENS_PER_MEDIA_PART;
         if let Some(tool_calls) = message.get("tool_calls") {
             prompt_tokens += estimate_text_tokens(&tool_calls.to_string());
         }
@@ -284,15 +286,16 @@ fn parse_chat<'body>(
     if let Some(tools) = object.get("tools") {
         prompt_tokens += estimate_text_tokens(&tools.to_string());
     }
-    let max_tokens = match object.get("max_tokens").or(object.get("max_completion_tokens")) {
-        None | Some(Value::Null) => None,
-        Some(value) => Some(
-            value
-                .as_u64()
-                .filter(|limit| *limit >= 1)
-                .ok_or_else(|| RequestRejection::new("'max_tokens' must be a positive integer."))?,
-        ),
-    };
+    let max_tokens =
+        match object
+            .get("max_tokens")
+            .or(object.get("max_completion_tokens"))
+        {
+            None | Some(Value::Null) => None,
+            Some(value) => Some(value.as_u64().filter(|limit| *limit >= 1).ok_or_else(|| {
+                RequestRejection::new("'max_tokens' must be a positive integer.")
+            })?),
+        };
     let answer_format = match object.get("response_format") {
         None | Some(Value::Null) => AnswerFormat::FreeText,
         Some(format) => match format.get("type").and_then(Value::as_str) {
@@ -306,7 +309,9 @@ fn parse_chat<'body>(
                 AnswerFormat::JsonObject
             }
             Some("json_schema") => {
-                let schema = format.get("json_schema").and_then(|json_schema| json_schema.get("schema"));
+                let schema = format
+                    .get("json_schema")
+                    .and_then(|json_schema| json_schema.get("schema"));
                 if schema.is_some_and(|schema| !schema.is_object() && !schema.is_boolean()) {
                     return Err(RequestRejection::new(
                         "'response_format.json_schema.schema' must be a JSON Schema object.",
@@ -348,7 +353,9 @@ fn parse_embeddings<'body>(
             .iter()
             .map(Value::as_str)
             .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| RequestRejection::new("'input' must be a string or an array of strings."))?,
+            .ok_or_else(|| {
+                RequestRejection::new("'input' must be a string or an array of strings.")
+            })?,
         _ => {
             return Err(RequestRejection::new(
                 "'input' must be a string or an array of strings.",
@@ -365,7 +372,10 @@ fn parse_embeddings<'body>(
         _ => &[],
     };
     let default_dimensions = match model {
-        "text-embedding-v1" | "text-embedding-v2" | "text-embedding-3-small" | "text-embedding-ada-002" => 1536,
+        "text-embedding-v1"
+        | "text-embedding-v2"
+        | "text-embedding-3-small"
+        | "text-embedding-ada-002" => 1536,
         "text-embedding-3-large" => 3072,
         _ => 1024,
     };
@@ -402,7 +412,11 @@ fn parse_embeddings<'body>(
     })
 }
 
-fn answer_chat(context: AnswerContext<'_>, canonical_body: &str, request: ChatRequest<'_>) -> SimulatedAnswer {
+fn answer_chat(
+    context: AnswerContext<'_>,
+    canonical_body: &str,
+    request: ChatRequest<'_>,
+) -> SimulatedAnswer {
     let mut random = DeterministicRandom::from_parts(&[
         &context.seed.to_le_bytes(),
         request.model.as_bytes(),
@@ -413,7 +427,9 @@ fn answer_chat(context: AnswerContext<'_>, canonical_body: &str, request: ChatRe
         TEST_MODEL_ANSWER.to_owned()
     } else {
         match request.answer_format {
-            AnswerFormat::FreeText => free_text_answer(request.model, &request.user_text, &mut random),
+            AnswerFormat::FreeText => {
+                free_text_answer(request.model, &request.user_text, &mut random)
+            }
             AnswerFormat::JsonObject => {
                 let sentence = free_text_answer(request.model, &request.user_text, &mut random);
                 serde_json::json!({ "answer": sentence }).to_string()
@@ -424,7 +440,8 @@ fn answer_chat(context: AnswerContext<'_>, canonical_body: &str, request: ChatRe
             }
             AnswerFormat::JsonSchema(Some(schema)) => {
                 let words = vocabulary_for(&request.user_text);
-                let schema_random = DeterministicRandom::from_parts(&[&random.next_number().to_le_bytes()]);
+                let schema_random =
+                    DeterministicRandom::from_parts(&[&random.next_number().to_le_bytes()]);
                 SchemaAnswerer::new(schema, schema_random, words, user_salt)
                     .answer()
                     .to_string()
@@ -442,7 +459,9 @@ fn answer_chat(context: AnswerContext<'_>, canonical_body: &str, request: ChatRe
     };
     let reasoning_tokens = if request.thinking && request.model != TEST_MODEL {
         let wanted = random.between(120, 900) as u64;
-        request.thinking_budget.map_or(wanted, |budget| wanted.min(budget))
+        request
+            .thinking_budget
+            .map_or(wanted, |budget| wanted.min(budget))
     } else {
         0
     };
@@ -536,14 +555,22 @@ fn unit_vector(seed: u64, model: &str, dimensions: usize, text: &str) -> Vec<f32
             values.push(radius * angle.sin());
         }
     }
-    let norm = values.iter().map(|value| value * value).sum::<f64>().sqrt().max(f64::MIN_POSITIVE);
+    let norm = values
+        .iter()
+        .map(|value| value * value)
+        .sum::<f64>()
+        .sqrt()
+        .max(f64::MIN_POSITIVE);
     values.iter().map(|value| (value / norm) as f32).collect()
 }
 
 /// Little-endian f32 bytes in standard base64, as `encoding_format: "base64"` returns them.
 fn base64_of_floats(values: &[f32]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let bytes: Vec<u8> = values.iter().flat_map(|value| value.to_le_bytes()).collect();
+    let bytes: Vec<u8> = values
+        .iter()
+        .flat_map(|value| value.to_le_bytes())
+        .collect();
     let mut text = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
         let group = (u32::from(chunk[0]) << 16)
@@ -551,7 +578,9 @@ fn base64_of_floats(values: &[f32]) -> String {
             | u32::from(*chunk.get(2).unwrap_or(&0));
         for position in 0..4 {
             if position <= chunk.len() {
-                text.push(char::from(ALPHABET[((group >> (18 - 6 * position)) & 63) as usize]));
+                text.push(char::from(
+                    ALPHABET[((group >> (18 - 6 * position)) & 63) as usize],
+                ));
             } else {
                 text.push('=');
             }
@@ -561,18 +590,73 @@ fn base64_of_floats(values: &[f32]) -> String {
 }
 
 const ENGLISH_WORDS: [&str; 48] = [
-    "the", "result", "depends", "on", "context", "and", "a", "careful", "reading", "suggests",
-    "several", "points", "worth", "noting", "first", "it", "is", "clear", "that", "this",
-    "question", "touches", "data", "quality", "while", "another", "view", "favours", "simple",
-    "answers", "overall", "evidence", "points", "toward", "balanced", "outcome", "with", "some",
-    "uncertainty", "remaining", "in", "practice", "teams", "often", "choose", "steady",
-    "progress", "here",
+    "the",
+    "result",
+    "depends",
+    "on",
+    "context",
+    "and",
+    "a",
+    "careful",
+    "reading",
+    "suggests",
+    "several",
+    "points",
+    "worth",
+    "noting",
+    "first",
+    "it",
+    "is",
+    "clear",
+    "that",
+    "this",
+    "question",
+    "touches",
+    "data",
+    "quality",
+    "while",
+    "another",
+    "view",
+    "favours",
+    "simple",
+    "answers",
+    "overall",
+    "evidence",
+    "points",
+    "toward",
+    "balanced",
+    "outcome",
+    "with",
+    "some",
+    "uncertainty",
+    "remaining",
+    "in",
+    "practice",
+    "teams",
+    "often",
+    "choose",
+    "steady",
+    "progress",
+    "here",
 ];
 
 const CHINESE_PHRASES: [&str; 16] = [
-    "综合来看", "这个问题", "需要结合具体情况", "可以从几个方面理解", "首先", "其次",
-    "数据表明", "结果较为稳定", "仍有一定不确定性", "建议进一步核实", "整体而言",
-    "答案偏向肯定", "值得注意的是", "在实际应用中", "通常可以接受", "简要说明如下",
+    "综合来看",
+    "这个问题",
+    "需要结合具体情况",
+    "可以从几个方面理解",
+    "首先",
+    "其次",
+    "数据表明",
+    "结果较为稳定",
+    "仍有一定不确定性",
+    "建议进一步核实",
+    "整体而言",
+    "答案偏向肯定",
+    "值得注意的是",
+    "在实际应用中",
+    "通常可以接受",
+    "简要说明如下",
 ];
 
 fn free_text_answer(model: &str, user_text: &str, random: &mut DeterministicRandom) -> String {
@@ -582,11 +666,15 @@ fn free_text_answer(model: &str, user_text: &str, random: &mut DeterministicRand
         .map(|_| {
             if chinese {
                 let phrase_count = random.between(2, 5);
-                let phrases: Vec<&str> = (0..phrase_count).map(|_| *random.pick(&CHINESE_PHRASES)).collect();
+                let phrases: Vec<&str> = (0..phrase_count)
+                    .map(|_| *random.pick(&CHINESE_PHRASES))
+                    .collect();
                 format!("{}。", phrases.join("，"))
             } else {
                 let word_count = random.between(6, 14);
-                let words: Vec<&str> = (0..word_count).map(|_| *random.pick(&ENGLISH_WORDS)).collect();
+                let words: Vec<&str> = (0..word_count)
+                    .map(|_| *random.pick(&ENGLISH_WORDS))
+                    .collect();
                 let mut sentence = words.join(" ");
                 if let Some(first) = sentence.get(..1) {
                     sentence.replace_range(..1, &first.to_uppercase());
@@ -609,17 +697,35 @@ fn excerpt_of(user_text: &str) -> Option<String> {
     if trimmed.is_empty() {
         return None;
     }
-    let cjk_heavy = trimmed.chars().filter(|character| is_cjk(*character)).count() * 2
-        >= trimmed.chars().filter(|character| !character.is_whitespace()).count();
+    let cjk_heavy = trimmed
+        .chars()
+        .filter(|character| is_cjk(*character))
+        .count()
+        * 2
+        >= trimmed
+            .chars()
+            .filter(|character| !character.is_whitespace())
+            .count();
     let (excerpt, was_cut) = if cjk_heavy {
-        let excerpt: String = trimmed.chars().filter(|character| *character != '\n').take(12).collect();
+        let excerpt: String = trimmed
+            .chars()
+            .filter(|character| *character != '\n')
+            .take(12)
+            .collect();
         let was_cut = trimmed.chars().count() > excerpt.chars().count();
         (excerpt, was_cut)
     } else {
         let words: Vec<&str> = trimmed.split_whitespace().collect();
-        (words.iter().take(8).copied().collect::<Vec<_>>().join(" "), words.len() > 8)
+        (
+            words.iter().take(8).copied().collect::<Vec<_>>().join(" "),
+            words.len() > 8,
+        )
     };
-    Some(if was_cut { format!("{excerpt}…") } else { excerpt })
+    Some(if was_cut {
+        format!("{excerpt}…")
+    } else {
+        excerpt
+    })
 }
 
 /// Words that strings in schema answers are made of: the user's words, then filler.
@@ -630,7 +736,12 @@ fn vocabulary_for(user_text: &str) -> Vec<String> {
         .take(24)
         .map(str::to_lowercase)
         .collect();
-    words.extend(ENGLISH_WORDS.iter().filter(|word| word.len() >= 4).map(|word| (*word).to_owned()));
+    words.extend(
+        ENGLISH_WORDS
+            .iter()
+            .filter(|word| word.len() >= 4)
+            .map(|word| (*word).to_owned()),
+    );
     words
 }
 
@@ -685,7 +796,10 @@ mod tests {
         assert!(content.starts_with("[simulated qwen-flash] On \"Summarise the quarterly sales report for the northern\u{2026}\""), "{content}");
         assert_eq!(body["object"], "chat.completion");
         assert_eq!(body["choices"][0]["finish_reason"], "stop");
-        assert_eq!(body["usage"]["total_tokens"].as_u64().unwrap(), usage.prompt_tokens + usage.completion_tokens);
+        assert_eq!(
+            body["usage"]["total_tokens"].as_u64().unwrap(),
+            usage.prompt_tokens + usage.completion_tokens
+        );
         assert!(body["usage"].get("completion_tokens_details").is_none());
         assert!((15..=40).contains(&usage.prompt_tokens), "{usage:?}");
         let keys: Vec<&String> = body.as_object().unwrap().keys().collect();
@@ -694,7 +808,8 @@ mod tests {
 
     #[test]
     fn answers_are_deterministic_and_depend_on_the_body() {
-        let body = json!({"model": "qwen-plus", "messages": [{"role": "user", "content": "hello there"}]});
+        let body =
+            json!({"model": "qwen-plus", "messages": [{"role": "user", "content": "hello there"}]});
         let (first, _) = answer_value("/v1/chat/completions", body.clone());
         let (second, _) = answer_value("/v1/chat/completions", body);
         assert_eq!(first, second);
@@ -716,7 +831,10 @@ mod tests {
             json!({"model": "qwen-plus", "messages": [{"role": "user", "content": "Please summarise, in one sentence, the main points of this report on city traffic."}]}),
         );
         // 31 CJK characters against 83 English characters.
-        assert!(chinese.prompt_tokens > english.prompt_tokens, "{chinese:?} {english:?}");
+        assert!(
+            chinese.prompt_tokens > english.prompt_tokens,
+            "{chinese:?} {english:?}"
+        );
     }
 
     #[test]
@@ -737,9 +855,16 @@ mod tests {
             json!({"model": "qwen3.5-plus", "enable_thinking": true, "thinking_budget": 50, "messages": [{"role": "user", "content": "请分析以下问题"}]}),
         );
         assert_eq!(usage.reasoning_tokens, 50);
-        assert_eq!(body["usage"]["completion_tokens_details"]["reasoning_tokens"], 50);
+        assert_eq!(
+            body["usage"]["completion_tokens_details"]["reasoning_tokens"],
+            50
+        );
         assert!(usage.completion_tokens > 50);
-        assert!(body["choices"][0]["message"].get("reasoning_content").is_none());
+        assert!(
+            body["choices"][0]["message"]
+                .get("reasoning_content")
+                .is_none()
+        );
         let (_, default_on) = answer_value(
             "/v1/chat/completions",
             json!({"model": "qwen3.7-max", "messages": [{"role": "user", "content": "hi"}]}),
@@ -776,7 +901,14 @@ mod tests {
             "additionalProperties": false
         });
         let mut sentiments = std::collections::BTreeSet::new();
-        for review in ["Great phone, fast delivery", "Broke after a week", "It is a phone", "Love the colour", "Too expensive", "Works as described"] {
+        for review in [
+            "Great phone, fast delivery",
+            "Broke after a week",
+            "It is a phone",
+            "Love the colour",
+            "Too expensive",
+            "Works as described",
+        ] {
             let (body, _) = answer_value(
                 "/v1/chat/completions",
                 json!({"model": "qwen-flash", "messages": [{"role": "user", "content": review}],
@@ -830,16 +962,39 @@ mod tests {
             let data = answer["data"].as_array().unwrap();
             assert_eq!(data.len(), 2);
             assert_eq!(data[1]["index"], 1);
-            let vector: Vec<f64> = data[0]["embedding"].as_array().unwrap().iter().map(|value| value.as_f64().unwrap()).collect();
+            let vector: Vec<f64> = data[0]["embedding"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|value| value.as_f64().unwrap())
+                .collect();
             assert_eq!(vector.len(), expected);
             let norm: f64 = vector.iter().map(|value| value * value).sum::<f64>().sqrt();
             assert!((norm - 1.0).abs() < 1e-3, "{norm}");
-            assert_eq!(answer["usage"]["prompt_tokens"].as_u64(), Some(usage.prompt_tokens));
-            assert_eq!(answer["usage"]["total_tokens"].as_u64(), Some(usage.prompt_tokens));
+            assert_eq!(
+                answer["usage"]["prompt_tokens"].as_u64(),
+                Some(usage.prompt_tokens)
+            );
+            assert_eq!(
+                answer["usage"]["total_tokens"].as_u64(),
+                Some(usage.prompt_tokens)
+            );
         }
-        assert!(check_request("/v1/embeddings", &json!({"model": "text-embedding-v3", "input": "x", "dimensions": 3000})).is_err());
-        let (base64, _) = answer_value("/v1/embeddings", json!({"model": "text-embedding-v3", "input": "x", "dimensions": 64, "encoding_format": "base64"}));
-        assert_eq!(base64["data"][0]["embedding"].as_str().unwrap().len(), (64 * 4usize).div_ceil(3) * 4);
+        assert!(
+            check_request(
+                "/v1/embeddings",
+                &json!({"model": "text-embedding-v3", "input": "x", "dimensions": 3000})
+            )
+            .is_err()
+        );
+        let (base64, _) = answer_value(
+            "/v1/embeddings",
+            json!({"model": "text-embedding-v3", "input": "x", "dimensions": 64, "encoding_format": "base64"}),
+        );
+        assert_eq!(
+            base64["data"][0]["embedding"].as_str().unwrap().len(),
+            (64 * 4usize).div_ceil(3) * 4
+        );
     }
 
     #[test]
@@ -851,8 +1006,17 @@ mod tests {
             json!({"model": "qwen-plus", "max_tokens": 0, "messages": [{"role": "user", "content": "hi"}]}),
             json!({"model": "qwen-plus", "response_format": {"type": "xml"}, "messages": [{"role": "user", "content": "hi"}]}),
         ] {
-            assert!(check_request("/v1/chat/completions", &body).is_err(), "{body}");
+            assert!(
+                check_request("/v1/chat/completions", &body).is_err(),
+                "{body}"
+            );
         }
-        assert!(check_request("/v1/embeddings", &json!({"model": "text-embedding-v3", "input": ""})).is_err());
+        assert!(
+            check_request(
+                "/v1/embeddings",
+                &json!({"model": "text-embedding-v3", "input": ""})
+            )
+            .is_err()
+        );
     }
 }

@@ -23,7 +23,9 @@ use super::lifecycle::{
     BatchEnvironment, BatchRecord, BatchResults, BatchStage, UnprocessedLines, advance_batch,
 };
 use super::listing::{BatchListQuery, FileListQuery, list_answer, page_of};
-use super::persist::{CONTROL_DOCUMENT, FileSink, FileStore, ReceivedUpload, StateDirectory, WORLD_DOCUMENT};
+use super::persist::{
+    CONTROL_DOCUMENT, FileSink, FileStore, ReceivedUpload, StateDirectory, WORLD_DOCUMENT,
+};
 use super::results::write_results;
 use super::validation::{InputValidation, validate_input};
 use crate::wire::{Batch, CreateBatchRequest, FileDeleted, FileObject};
@@ -79,7 +81,11 @@ struct IdSequence {
 impl IdSequence {
     fn next_digest(&mut self, seed: u64, kind: &str) -> [u8; 32] {
         self.next_number += 1;
-        digest_of_parts(&[&seed.to_le_bytes(), kind.as_bytes(), &self.next_number.to_le_bytes()])
+        digest_of_parts(&[
+            &seed.to_le_bytes(),
+            kind.as_bytes(),
+            &self.next_number.to_le_bytes(),
+        ])
     }
 
     fn input_file_id(&mut self, seed: u64, flavour: SimFlavour) -> String {
@@ -269,7 +275,8 @@ impl SimState {
         }
     }
 
-    /// The ledger at the current simulated time (advances batches first; blocking).
+    /// The ledger at the current simulated time (advances batches first). Blocking: from async
+    /// code use [`super::SimHandle::ledger`] or `GET /_sim/ledger`.
     pub fn ledger_now(&self) -> SimLedger {
         self.run_blocking(|step| step.ledger())
     }
@@ -338,7 +345,13 @@ struct WorldBatchEnvironment<'world> {
 }
 
 impl WorldBatchEnvironment<'_> {
-    fn store_result_file(&mut self, sink: FileSink, batch: &BatchRecord, kind: &str, ended_at: f64) -> io::Result<String> {
+    fn store_result_file(
+        &mut self,
+        sink: FileSink,
+        batch: &BatchRecord,
+        kind: &str,
+        ended_at: f64,
+    ) -> io::Result<String> {
         let id = self.ids.result_file_id(self.seed, self.flavour);
         let committed = self.store.commit_sink(sink, &id)?;
         let created_at = whole_seconds(ended_at);
@@ -351,7 +364,8 @@ impl WorldBatchEnvironment<'_> {
                 filename: format!("{}_{kind}.jsonl", batch.id),
                 purpose: "batch_output".to_owned(),
                 status: Some("processed".to_owned()),
-                expires_at: (self.flavour == SimFlavour::Openai).then_some(created_at + OPENAI_FILE_LIFETIME_SECONDS),
+                expires_at: (self.flavour == SimFlavour::Openai)
+                    .then_some(created_at + OPENAI_FILE_LIFETIME_SECONDS),
                 status_details: None,
             },
             sha256: committed.sha256,
@@ -374,7 +388,9 @@ impl BatchEnvironment for WorldBatchEnvironment<'_> {
             .find(|file| file.object.id == batch.input_file_id)
             .map_or(0, |file| file.object.bytes);
         match self.store.open_source(&batch.input_file_id) {
-            Ok(mut source) => validate_input(&mut *source, file_bytes, &batch.endpoint, self.flavour).map(Some),
+            Ok(mut source) => {
+                validate_input(&mut *source, file_bytes, &batch.endpoint, self.flavour).map(Some)
+            }
             Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(error) => Err(error),
         }
@@ -387,7 +403,15 @@ impl BatchEnvironment for WorldBatchEnvironment<'_> {
         unprocessed: UnprocessedLines,
         ended_at: f64,
     ) -> io::Result<BatchResults> {
-        let written = write_results(self.store, self.seed, self.flavour, batch, processed, unprocessed, ended_at)?;
+        let written = write_results(
+            self.store,
+            self.seed,
+            self.flavour,
+            batch,
+            processed,
+            unprocessed,
+            ended_at,
+        )?;
         let output_file_id = match written.output {
             Some(sink) => Some(self.store_result_file(sink, batch, "output", ended_at)?),
             None => None,
@@ -418,7 +442,14 @@ impl Operation<'_> {
     /// files no unfinished batch needs any more.
     fn advance_every_batch(&mut self) {
         let now = self.now;
-        let World { files, batches, ids, changed, bytes_to_remove, .. } = &mut *self.world;
+        let World {
+            files,
+            batches,
+            ids,
+            changed,
+            bytes_to_remove,
+            ..
+        } = &mut *self.world;
         let mut environment = WorldBatchEnvironment {
             store: &self.state.store,
             seed: self.state.config.seed,
@@ -426,14 +457,23 @@ impl Operation<'_> {
             files,
             ids,
         };
-        for batch in batches.iter_mut().filter(|batch| !batch.stage.is_terminal()) {
+        for batch in batches
+            .iter_mut()
+            .filter(|batch| !batch.stage.is_terminal())
+        {
             match advance_batch(batch, now, &mut environment) {
                 Ok(true) => *changed = true,
                 Ok(false) => {}
-                Err(error) => eprintln!("dashbatch simulator: batch `{}` could not advance: {error}", batch.id),
+                Err(error) => eprintln!(
+                    "dashbatch simulator: batch `{}` could not advance: {error}",
+                    batch.id
+                ),
             }
         }
-        for file in files.iter_mut().filter(|file| file.deleted && !file.bytes_removed) {
+        for file in files
+            .iter_mut()
+            .filter(|file| file.deleted && !file.bytes_removed)
+        {
             let needed = batches
                 .iter()
                 .any(|batch| !batch.stage.is_terminal() && batch.input_file_id == file.object.id);
@@ -461,7 +501,11 @@ impl Operation<'_> {
             .ok_or_else(|| ApiFailure::not_found(format!("No batch found with id '{id}'.")))
     }
 
-    pub(crate) fn commit_upload(&mut self, upload: ReceivedUpload, filename: String) -> Result<FileObject, ApiFailure> {
+    pub(crate) fn commit_upload(
+        &mut self,
+        upload: ReceivedUpload,
+        filename: String,
+    ) -> Result<FileObject, ApiFailure> {
         let (seed, flavour) = (self.seed(), self.flavour());
         let id = self.world.ids.input_file_id(seed, flavour);
         let committed = self.state.store.commit_upload(upload, &id)?;
@@ -474,11 +518,16 @@ impl Operation<'_> {
             filename,
             purpose: "batch".to_owned(),
             status: Some("processed".to_owned()),
-            expires_at: (flavour == SimFlavour::Openai).then_some(created_at + OPENAI_FILE_LIFETIME_SECONDS),
+            expires_at: (flavour == SimFlavour::Openai)
+                .then_some(created_at + OPENAI_FILE_LIFETIME_SECONDS),
             status_details: None,
         };
         self.world.uploads += 1;
-        *self.world.uploads_per_sha256.entry(committed.sha256.clone()).or_default() += 1;
+        *self
+            .world
+            .uploads_per_sha256
+            .entry(committed.sha256.clone())
+            .or_default() += 1;
         self.world.files.push(FileRecord {
             object: object.clone(),
             sha256: committed.sha256,
@@ -499,15 +548,33 @@ impl Operation<'_> {
             .files
             .iter()
             .filter(|file| !file.deleted)
-            .filter(|file| query.purpose.as_ref().is_none_or(|purpose| &file.object.purpose == purpose))
-            .filter(|file| query.created_after.is_none_or(|after| file.object.created_at >= after))
-            .filter(|file| query.created_before.is_none_or(|before| file.object.created_at <= before))
+            .filter(|file| {
+                query
+                    .purpose
+                    .as_ref()
+                    .is_none_or(|purpose| &file.object.purpose == purpose)
+            })
+            .filter(|file| {
+                query
+                    .created_after
+                    .is_none_or(|after| file.object.created_at >= after)
+            })
+            .filter(|file| {
+                query
+                    .created_before
+                    .is_none_or(|before| file.object.created_at <= before)
+            })
             .map(|file| file.object.clone())
             .collect();
         if !query.oldest_first {
             files.reverse();
         }
-        let (page, has_more) = page_of(files, |file| file.id.as_str(), query.after.as_deref(), query.limit);
+        let (page, has_more) = page_of(
+            files,
+            |file| file.id.as_str(),
+            query.after.as_deref(),
+            query.limit,
+        );
         let ids = first_and_last_ids(&page, |file| &file.id);
         let flavour = self.flavour();
         list_answer(page, has_more, ids, flavour, flavour == SimFlavour::Openai)
@@ -552,9 +619,15 @@ impl Operation<'_> {
         })
     }
 
-    pub(crate) fn create_batch(&mut self, request: CreateBatchRequest) -> Result<Batch, ApiFailure> {
+    pub(crate) fn create_batch(
+        &mut self,
+        request: CreateBatchRequest,
+    ) -> Result<Batch, ApiFailure> {
         let flavour = self.flavour();
-        if !flavour.batch_endpoints().contains(&request.endpoint.as_str()) {
+        if !flavour
+            .batch_endpoints()
+            .contains(&request.endpoint.as_str())
+        {
             return Err(ApiFailure::bad_request(
                 "invalid_value",
                 format!(
@@ -567,7 +640,9 @@ impl Operation<'_> {
         }
         let window_seconds = flavour
             .completion_window_seconds(&request.completion_window)
-            .map_err(|message| ApiFailure::bad_request("invalid_value", message).with_param("completion_window"))?;
+            .map_err(|message| {
+                ApiFailure::bad_request("invalid_value", message).with_param("completion_window")
+            })?;
         check_metadata(flavour, request.metadata.as_ref())?;
         let input = self.live_file(&request.input_file_id)?;
         if input.object.purpose != "batch" {
@@ -590,7 +665,8 @@ impl Operation<'_> {
             (control.plan.clone(), control.batches_before_plan)
         };
         let creation_order = self.world.batches.len() as u64 + 1;
-        let behaviours = plan.behaviours_for_batch(creation_order.saturating_sub(batches_before_plan));
+        let behaviours =
+            plan.behaviours_for_batch(creation_order.saturating_sub(batches_before_plan));
         let id = self.world.ids.batch_id(self.seed(), flavour);
         let batch = BatchRecord {
             id,
@@ -626,7 +702,10 @@ impl Operation<'_> {
     /// The model of the first line of a file (OpenAI shows it on the batch from the start).
     fn peek_model(&self, file_id: &str) -> Option<String> {
         let mut source = self.state.store.open_source(file_id).ok()?;
-        let line = RequestLineReader::starting_at(&mut *source, 0, 0).ok()?.next_line().ok()??;
+        let line = RequestLineReader::starting_at(&mut *source, 0, 0)
+            .ok()?
+            .next_line()
+            .ok()??;
         let value: Value = serde_json::from_slice(&line.bytes).ok()?;
         value.get("body")?.get("model")?.as_str().map(str::to_owned)
     }
@@ -653,14 +732,35 @@ impl Operation<'_> {
                 })
             })
             .filter(|batch| {
-                query.input_file_ids.as_ref().is_none_or(|ids| ids.contains(&batch.input_file_id))
+                query
+                    .input_file_ids
+                    .as_ref()
+                    .is_none_or(|ids| ids.contains(&batch.input_file_id))
             })
-            .filter(|batch| query.statuses.as_ref().is_none_or(|statuses| statuses.contains(&batch.stage.status())))
-            .filter(|batch| query.created_after.is_none_or(|after| whole_seconds(batch.created_at) >= after))
-            .filter(|batch| query.created_before.is_none_or(|before| whole_seconds(batch.created_at) <= before))
+            .filter(|batch| {
+                query
+                    .statuses
+                    .as_ref()
+                    .is_none_or(|statuses| statuses.contains(&batch.stage.status()))
+            })
+            .filter(|batch| {
+                query
+                    .created_after
+                    .is_none_or(|after| whole_seconds(batch.created_at) >= after)
+            })
+            .filter(|batch| {
+                query
+                    .created_before
+                    .is_none_or(|before| whole_seconds(batch.created_at) <= before)
+            })
             .map(|batch| batch.to_wire(now, flavour, seed))
             .collect();
-        let (page, has_more) = page_of(batches, |batch| batch.id.as_str(), query.after.as_deref(), query.limit);
+        let (page, has_more) = page_of(
+            batches,
+            |batch| batch.id.as_str(),
+            query.after.as_deref(),
+            query.limit,
+        );
         let ids = first_and_last_ids(&page, |batch| &batch.id);
         list_answer(page, has_more, ids, flavour, true)
     }
@@ -683,7 +783,10 @@ impl Operation<'_> {
             | BatchStage::Cancelled => {
                 return Err(ApiFailure::conflict(
                     "invalid_state",
-                    format!("Cannot cancel a batch with status '{}'.", batch.stage.status().as_str()),
+                    format!(
+                        "Cannot cancel a batch with status '{}'.",
+                        batch.stage.status().as_str()
+                    ),
                 ));
             }
         }
@@ -706,8 +809,14 @@ impl Operation<'_> {
                 status: batch.stage.status().as_str().to_owned(),
                 created_order: batch.creation_order,
             });
-            *ledger.batches_per_input_file.entry(batch.input_file_id.clone()).or_default() += 1;
-            *ledger.batches_per_input_sha256.entry(batch.input_sha256.clone()).or_default() += 1;
+            *ledger
+                .batches_per_input_file
+                .entry(batch.input_file_id.clone())
+                .or_default() += 1;
+            *ledger
+                .batches_per_input_sha256
+                .entry(batch.input_sha256.clone())
+                .or_default() += 1;
             ledger.add_bills(&batch.billed);
         }
         ledger
@@ -718,35 +827,217 @@ fn first_and_last_ids<T>(page: &[T], id_of: impl Fn(&T) -> &String) -> Option<(S
     Some((id_of(page.first()?).clone(), id_of(page.last()?).clone()))
 }
 
-fn check_metadata(flavour: SimFlavour, metadata: Option<&BTreeMap<String, String>>) -> Result<(), ApiFailure> {
+fn check_metadata(
+    flavour: SimFlavour,
+    metadata: Option<&BTreeMap<String, String>>,
+) -> Result<(), ApiFailure> {
     let Some(metadata) = metadata else {
         return Ok(());
     };
-    let refuse = |message: String| Err(ApiFailure::bad_request("invalid_value", message).with_param("metadata"));
+    let refuse = |message: String| {
+        Err(ApiFailure::bad_request("invalid_value", message).with_param("metadata"))
+    };
     match flavour {
         SimFlavour::Openai => {
             if metadata.len() > 16 {
-                return refuse(format!("'metadata' may have at most 16 pairs, got {}.", metadata.len()));
+                return refuse(format!(
+                    "'metadata' may have at most 16 pairs, got {}.",
+                    metadata.len()
+                ));
             }
             for (key, value) in metadata {
                 if key.chars().count() > 64 {
-                    return refuse(format!("metadata key '{key}' is longer than 64 characters."));
+                    return refuse(format!(
+                        "metadata key '{key}' is longer than 64 characters."
+                    ));
                 }
                 if value.chars().count() > 512 {
-                    return refuse(format!("metadata value of '{key}' is longer than 512 characters."));
+                    return refuse(format!(
+                        "metadata value of '{key}' is longer than 512 characters."
+                    ));
                 }
             }
         }
         SimFlavour::Dashscope => {
-            let limits: HashMap<&str, usize> = HashMap::from([("ds_name", 100), ("ds_description", 200)]);
+            let limits: HashMap<&str, usize> =
+                HashMap::from([("ds_name", 100), ("ds_description", 200)]);
             for (key, limit) in limits {
                 if let Some(value) = metadata.get(key)
                     && value.chars().count() > limit
                 {
-                    return refuse(format!("metadata '{key}' may have at most {limit} characters."));
+                    return refuse(format!(
+                        "metadata '{key}' may have at most {limit} characters."
+                    ));
                 }
             }
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use serde_json::json;
+
+    use super::super::test_support::{CHAT, chat_lines, frozen_sim, start_sim};
+    use super::super::{
+        FaultPlan, RouteFaultKind, RouteName, SimConfig, SimFlavour, VALIDATION_SECONDS,
+    };
+    use crate::wire::BatchStatus;
+
+    fn scratch_directory(name: &str) -> PathBuf {
+        let path =
+            std::env::temp_dir().join(format!("dashbatch-sim-state-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        path
+    }
+
+    fn persistent_config(state_dir: &std::path::Path) -> SimConfig {
+        SimConfig {
+            time_scale: 0.0,
+            seed: 5,
+            state_dir: Some(state_dir.to_path_buf()),
+            ..SimConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn the_state_directory_survives_a_restart() {
+        let directory = scratch_directory("restart");
+        let sim = start_sim(persistent_config(&directory)).await;
+        let finished = sim.submit(&chat_lines(6, "qwen-flash")).await;
+        let finished = sim.finish(&finished.id).await;
+        let output_id = finished.output_file_id.clone().unwrap();
+        let output_text = sim.download(&output_id).await;
+        let waiting = sim.submit(&chat_lines(2, "qwen-flash")).await;
+        sim.handle
+            .set_fault_plan(FaultPlan::default().with_route_fault(
+                RouteName::GetFile,
+                7,
+                RouteFaultKind::Status500,
+            ))
+            .unwrap();
+        let ledger_before = sim.handle.ledger().await;
+        let calls_before = sim.handle.request_counts();
+        sim.handle.shutdown().await;
+        assert!(directory.join("world.json").exists());
+        assert!(directory.join("files").join(&output_id).exists());
+
+        let sim = start_sim(persistent_config(&directory)).await;
+        assert_eq!(sim.batch(&finished.id).await, finished);
+        assert_eq!(sim.download(&output_id).await, output_text);
+        assert_eq!(sim.batch(&waiting.id).await.status, BatchStatus::Validating);
+        sim.handle.advance_clock(VALIDATION_SECONDS + 1_000.0);
+        let resumed = sim.batch(&waiting.id).await;
+        assert_eq!(resumed.status, BatchStatus::Completed);
+        assert!(resumed.created_at >= finished.created_at);
+        let ledger = sim.handle.ledger().await;
+        assert_eq!(ledger.uploads, ledger_before.uploads);
+        assert_eq!(ledger.batches.len(), 2);
+        assert_eq!(ledger.billed_requests.len(), 8);
+        assert!(
+            ledger
+                .custom_ids_billed_twice()
+                .iter()
+                .all(|custom_id| custom_id.starts_with("row-"))
+        );
+        assert_eq!(sim.handle.state().fault_plan().routes.len(), 1);
+        assert!(
+            sim.handle.request_counts().calls_to(RouteName::Upload)
+                >= calls_before.calls_to(RouteName::Upload)
+        );
+        // New ids continue the sequence instead of repeating it.
+        let new_file = sim.upload(&chat_lines(1, "qwen-flash")).await;
+        assert!(ledger_before.uploads_per_sha256.len() <= 2);
+        assert_ne!(new_file.id, finished.input_file_id);
+        assert_ne!(new_file.id, waiting.input_file_id);
+        sim.handle.shutdown().await;
+        std::fs::remove_dir_all(directory).unwrap();
+    }
+
+    #[tokio::test]
+    async fn bytes_nobody_refers_to_are_removed_at_start() {
+        let directory = scratch_directory("orphans");
+        let sim = start_sim(persistent_config(&directory)).await;
+        let kept = sim.upload(&chat_lines(1, "qwen-flash")).await;
+        sim.handle.shutdown().await;
+        std::fs::write(
+            directory.join("files").join("file-batch-orphan"),
+            b"left by a crash",
+        )
+        .unwrap();
+        std::fs::write(
+            directory.join("tmp").join("upload.1.tmp"),
+            b"half an upload",
+        )
+        .unwrap();
+        let sim = start_sim(persistent_config(&directory)).await;
+        assert!(!directory.join("files").join("file-batch-orphan").exists());
+        assert!(directory.join("files").join(&kept.id).exists());
+        assert_eq!(std::fs::read_dir(directory.join("tmp")).unwrap().count(), 0);
+        sim.handle.shutdown().await;
+        std::fs::remove_dir_all(directory).unwrap();
+    }
+
+    #[tokio::test]
+    async fn deleting_the_input_of_a_running_batch_does_not_break_the_batch() {
+        let sim = frozen_sim(SimFlavour::Dashscope).await;
+        let file = sim.upload(&chat_lines(5, "qwen-flash")).await;
+        let batch = sim.create(&file.id, CHAT).await;
+        let deleted = sim
+            .client
+            .delete(sim.url(&format!("/files/{}", file.id)))
+            .bearer_auth("k")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(deleted.status(), 200);
+        let done = sim.finish(&batch.id).await;
+        assert_eq!(done.status, BatchStatus::Completed);
+        assert_eq!(
+            sim.result_lines(done.output_file_id.as_ref().unwrap())
+                .await
+                .len(),
+            5
+        );
+        // The input is gone for new batches.
+        let refused = sim
+            .try_create(
+                json!({"input_file_id": file.id, "endpoint": CHAT, "completion_window": "24h"}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 404);
+    }
+
+    #[tokio::test]
+    async fn a_saved_fault_plan_is_replaced_only_by_a_non_empty_configured_one() {
+        let directory = scratch_directory("plans");
+        let sim = start_sim(persistent_config(&directory)).await;
+        sim.handle
+            .set_fault_plan(FaultPlan::default().with_route_fault(
+                RouteName::Upload,
+                3,
+                RouteFaultKind::Status500,
+            ))
+            .unwrap();
+        sim.handle.shutdown().await;
+        let configured = FaultPlan::default().with_route_fault(
+            RouteName::ListFiles,
+            1,
+            RouteFaultKind::Status500,
+        );
+        let sim = start_sim(SimConfig {
+            faults: configured.clone(),
+            ..persistent_config(&directory)
+        })
+        .await;
+        assert_eq!(sim.handle.state().fault_plan(), configured);
+        let (status, _) = sim.get_json("/files").await;
+        assert_eq!(status, 500);
+        sim.handle.shutdown().await;
+        std::fs::remove_dir_all(directory).unwrap();
+    }
 }

@@ -25,10 +25,18 @@ pub(crate) async fn frozen_sim(flavour: SimFlavour) -> TestSim {
 }
 
 pub(crate) async fn start_sim(config: SimConfig) -> TestSim {
-    let handle = spawn("127.0.0.1:0", config).await.expect("the simulator starts");
+    // The main crate builds reqwest without a crypto provider, and even a plain-http client needs
+    // one installed. A second install fails harmlessly.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let handle = spawn("127.0.0.1:0", config)
+        .await
+        .expect("the simulator starts");
     TestSim {
         handle,
-        client: reqwest::Client::builder().no_proxy().build().expect("a client"),
+        client: reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("a client"),
     }
 }
 
@@ -54,22 +62,42 @@ impl TestSim {
         format!("{}/_sim{path}", self.handle.root_url())
     }
 
-    pub(crate) async fn try_upload(&self, filename: &str, content: &str) -> reqwest::Result<reqwest::Response> {
-        let form = reqwest::multipart::Form::new().text("purpose", "batch").part(
-            "file",
-            reqwest::multipart::Part::bytes(content.as_bytes().to_vec()).file_name(filename.to_owned()),
-        );
-        self.client.post(self.url("/files")).bearer_auth(KEY).multipart(form).send().await
+    pub(crate) async fn try_upload(
+        &self,
+        filename: &str,
+        content: &str,
+    ) -> reqwest::Result<reqwest::Response> {
+        let form = reqwest::multipart::Form::new()
+            .text("purpose", "batch")
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(content.as_bytes().to_vec())
+                    .file_name(filename.to_owned()),
+            );
+        self.client
+            .post(self.url("/files"))
+            .bearer_auth(KEY)
+            .multipart(form)
+            .send()
+            .await
     }
 
     pub(crate) async fn upload(&self, content: &str) -> FileObject {
-        let response = self.try_upload("input.jsonl", content).await.expect("upload sent");
+        let response = self
+            .try_upload("input.jsonl", content)
+            .await
+            .expect("upload sent");
         assert_eq!(response.status(), 200, "upload");
         response.json().await.expect("a file object")
     }
 
     pub(crate) async fn try_create(&self, body: Value) -> reqwest::Result<reqwest::Response> {
-        self.client.post(self.url("/batches")).bearer_auth(KEY).json(&body).send().await
+        self.client
+            .post(self.url("/batches"))
+            .bearer_auth(KEY)
+            .json(&body)
+            .send()
+            .await
     }
 
     pub(crate) async fn create(&self, input_file_id: &str, endpoint: &str) -> Batch {
@@ -88,7 +116,13 @@ impl TestSim {
     }
 
     pub(crate) async fn get_json(&self, path: &str) -> (u16, Value) {
-        let response = self.client.get(self.url(path)).bearer_auth(KEY).send().await.expect("sent");
+        let response = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .expect("sent");
         let status = response.status().as_u16();
         (status, response.json().await.expect("json"))
     }
@@ -145,7 +179,12 @@ impl TestSim {
     }
 
     pub(crate) async fn put_faults(&self, plan: Value) -> reqwest::Response {
-        self.client.put(self.admin_url("/faults")).json(&plan).send().await.expect("sent")
+        self.client
+            .put(self.admin_url("/faults"))
+            .json(&plan)
+            .send()
+            .await
+            .expect("sent")
     }
 
     pub(crate) async fn admin_json(&self, path: &str) -> Value {

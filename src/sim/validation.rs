@@ -44,7 +44,13 @@ pub(crate) fn validate_input(
     scan_request_lines(source, |line| {
         validation.request_count += 1;
         let line_number = line.line_number;
-        match check_line(&line.bytes, endpoint, flavour, &mut seen_custom_ids, &validation.model) {
+        match check_line(
+            &line.bytes,
+            endpoint,
+            flavour,
+            &mut seen_custom_ids,
+            &validation.model,
+        ) {
             Ok(checked) => {
                 if validation.model.is_none() {
                     validation.model = Some(checked.model);
@@ -129,7 +135,10 @@ fn check_line(
     if bytes.len() > MAX_LINE_BYTES {
         return Err(line_error(
             "line_too_large",
-            format!("This line has {} bytes; a line may have at most 6 MB.", bytes.len()),
+            format!(
+                "This line has {} bytes; a line may have at most 6 MB.",
+                bytes.len()
+            ),
             None,
         ));
     }
@@ -154,7 +163,8 @@ fn check_line(
         .and_then(Value::as_str)
         .filter(|custom_id| !custom_id.is_empty())
         .ok_or_else(|| missing("custom_id"))?;
-    if flavour == SimFlavour::Dashscope && custom_id.chars().count() > DASHSCOPE_MAX_CUSTOM_ID_CHARS {
+    if flavour == SimFlavour::Dashscope && custom_id.chars().count() > DASHSCOPE_MAX_CUSTOM_ID_CHARS
+    {
         let shown: String = custom_id.chars().take(32).collect();
         return Err(line_error(
             "custom_id_too_long",
@@ -173,7 +183,10 @@ fn check_line(
             Some("custom_id"),
         ));
     }
-    let method = object.get("method").and_then(Value::as_str).ok_or_else(|| missing("method"))?;
+    let method = object
+        .get("method")
+        .and_then(Value::as_str)
+        .ok_or_else(|| missing("method"))?;
     if method != "POST" {
         return Err(line_error(
             "invalid_method",
@@ -181,7 +194,10 @@ fn check_line(
             Some("method"),
         ));
     }
-    let url = object.get("url").and_then(Value::as_str).ok_or_else(|| missing("url"))?;
+    let url = object
+        .get("url")
+        .and_then(Value::as_str)
+        .ok_or_else(|| missing("url"))?;
     let body = object
         .get("body")
         .filter(|body| body.is_object())
@@ -209,7 +225,9 @@ fn check_line(
         if model != TEST_MODEL && url == TEST_MODEL_URL {
             return Err(line_error(
                 "mismatched_test_url",
-                format!("The provided URL '{url}' can only be used with the test model '{TEST_MODEL}'."),
+                format!(
+                    "The provided URL '{url}' can only be used with the test model '{TEST_MODEL}'."
+                ),
                 Some("url"),
             ));
         }
@@ -239,7 +257,9 @@ fn check_line(
             Some("body.model"),
         ));
     }
-    let refusal = check_request(url, body).err().map(|refusal| refusal.message);
+    let refusal = check_request(url, body)
+        .err()
+        .map(|refusal| refusal.message);
     Ok(CheckedLine {
         model: model.to_owned(),
         refusal,
@@ -286,7 +306,10 @@ mod tests {
         assert!(validation.errors.is_empty(), "{:?}", validation.errors);
         assert_eq!(validation.request_count, 2);
         assert_eq!(validation.model.as_deref(), Some("qwen-flash"));
-        assert_eq!(validation.refused_lines.keys().collect::<Vec<_>>(), vec![&1]);
+        assert_eq!(
+            validation.refused_lines.keys().collect::<Vec<_>>(),
+            vec![&1]
+        );
     }
 
     #[test]
@@ -304,7 +327,11 @@ mod tests {
         ];
         for (lines, endpoint, code) in cases {
             let validation = validate(&lines, endpoint, SimFlavour::Dashscope);
-            assert_eq!(codes(&validation), vec![(code.to_owned(), Some(2))], "{code}");
+            assert_eq!(
+                codes(&validation),
+                vec![(code.to_owned(), Some(2))],
+                "{code}"
+            );
         }
     }
 
@@ -327,26 +354,43 @@ mod tests {
     #[test]
     fn the_test_model_needs_its_url_on_every_line_and_small_files() {
         let validation = validate(
-            &[chat_line("1", TEST_MODEL, CHAT), chat_line("2", TEST_MODEL, CHAT)],
+            &[
+                chat_line("1", TEST_MODEL, CHAT),
+                chat_line("2", TEST_MODEL, CHAT),
+            ],
             CHAT,
             SimFlavour::Dashscope,
         );
         assert_eq!(
             codes(&validation),
-            vec![("mismatched_test_url".to_owned(), Some(1)), ("mismatched_test_url".to_owned(), Some(2))]
+            vec![
+                ("mismatched_test_url".to_owned(), Some(1)),
+                ("mismatched_test_url".to_owned(), Some(2))
+            ]
         );
         assert_eq!(
             validation.errors[0].message.as_deref(),
-            Some("The provided URL '/v1/chat/completions' does not match the test model 'batch-test-model'.")
+            Some(
+                "The provided URL '/v1/chat/completions' does not match the test model 'batch-test-model'."
+            )
         );
-        let many: Vec<String> = (0..101).map(|index| chat_line(&index.to_string(), TEST_MODEL, TEST_MODEL_URL)).collect();
+        let many: Vec<String> = (0..101)
+            .map(|index| chat_line(&index.to_string(), TEST_MODEL, TEST_MODEL_URL))
+            .collect();
         let validation = validate(&many, TEST_MODEL_URL, SimFlavour::Dashscope);
-        assert_eq!(codes(&validation), vec![("test_model_limit_exceeded".to_owned(), None)]);
+        assert_eq!(
+            codes(&validation),
+            vec![("test_model_limit_exceeded".to_owned(), None)]
+        );
     }
 
     #[test]
     fn empty_files_fail() {
-        let validation = validate(&["".to_owned(), "   ".to_owned()], CHAT, SimFlavour::Dashscope);
+        let validation = validate(
+            &["".to_owned(), "   ".to_owned()],
+            CHAT,
+            SimFlavour::Dashscope,
+        );
         assert_eq!(codes(&validation), vec![("empty_file".to_owned(), None)]);
     }
 

@@ -55,7 +55,7 @@ const CASES: &[Case] = &[
 ];
 
 fn uploads(simulator: &StandaloneSimulator) -> u64 {
-    simulator.get_json("/_sim/requests")["upload"].as_u64().unwrap_or(0)
+    simulator.get_json("/_sim/requests")["calls"]["upload"].as_u64().unwrap_or(0)
 }
 
 #[test]
