@@ -58,7 +58,9 @@ impl RunPricer {
     pub fn row_cost(&self, result: &RowResult) -> Option<RowCost> {
         let usage = Self::billed_usage(result)?;
         Some(RowCost {
-            batch: self.table.cost(&self.model, &usage, self.thinking, PriceMode::Batch)?,
+            batch: self
+                .table
+                .cost(&self.model, &usage, self.thinking, PriceMode::Batch)?,
             realtime: self
                 .table
                 .cost(&self.model, &usage, self.thinking, PriceMode::Realtime)?,

@@ -272,7 +272,8 @@ impl Ledger {
                 })
             })
             .map_err(|e| self.error(e))?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.error(e))
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.error(e))
     }
 
     /// Writes the intent of a side effect before it happens; returns its id for the outcome.
@@ -286,14 +287,24 @@ impl Ledger {
             .execute(
                 "INSERT INTO effects (shard_index, kind, state, detail, started_at)
                  VALUES (?1, ?2, 'intent', ?3, ?4)",
-                params![shard_index.map(|i| i as i64), kind.as_str(), detail, now_text()],
+                params![
+                    shard_index.map(|i| i as i64),
+                    kind.as_str(),
+                    detail,
+                    now_text()
+                ],
             )
             .map_err(|e| self.error(e))?;
         Ok(self.connection.last_insert_rowid())
     }
 
     /// Records how a side effect ended: `done`, `failed` (it surely did not happen) or `unknown`.
-    pub fn record_outcome(&self, effect_id: i64, state: &str, detail: &str) -> Result<(), LedgerError> {
+    pub fn record_outcome(
+        &self,
+        effect_id: i64,
+        state: &str,
+        detail: &str,
+    ) -> Result<(), LedgerError> {
         self.connection
             .execute(
                 "UPDATE effects SET state = ?2, detail = ?3, finished_at = ?4 WHERE effect_id = ?1",
@@ -304,7 +315,10 @@ impl Ledger {
     }
 
     /// Side effects whose intent was written but whose outcome never was (a crash in between).
-    pub fn open_intents(&self, kind: EffectKind) -> Result<Vec<(i64, Option<u64>, String)>, LedgerError> {
+    pub fn open_intents(
+        &self,
+        kind: EffectKind,
+    ) -> Result<Vec<(i64, Option<u64>, String)>, LedgerError> {
         let mut statement = self
             .connection
             .prepare(
@@ -321,7 +335,8 @@ impl Ledger {
                 ))
             })
             .map_err(|e| self.error(e))?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.error(e))
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.error(e))
     }
 
     pub fn count_effects(&self, kind: EffectKind) -> Result<u64, LedgerError> {
@@ -398,7 +413,11 @@ impl Ledger {
     }
 
     /// Remembers a row's custom_id; returns the earlier row number when the id was already taken.
-    pub fn claim_custom_id(&self, custom_id: &str, row_number: u64) -> Result<Option<u64>, LedgerError> {
+    pub fn claim_custom_id(
+        &self,
+        custom_id: &str,
+        row_number: u64,
+    ) -> Result<Option<u64>, LedgerError> {
         let inserted = self
             .connection
             .prepare_cached("INSERT OR IGNORE INTO row_ids (custom_id, row_number) VALUES (?1, ?2)")
@@ -409,7 +428,9 @@ impl Ledger {
         }
         self.connection
             .prepare_cached("SELECT row_number FROM row_ids WHERE custom_id = ?1")
-            .and_then(|mut statement| statement.query_row(params![custom_id], |row| row.get::<_, i64>(0)))
+            .and_then(|mut statement| {
+                statement.query_row(params![custom_id], |row| row.get::<_, i64>(0))
+            })
             .map(|row| Some(row as u64))
             .map_err(|e| self.error(e))
     }
@@ -491,7 +512,8 @@ impl Ledger {
                 ))
             })
             .map_err(|e| self.error(e))?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.error(e))
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.error(e))
     }
 
     /// Stores a retry shard's results as the latest word on their rows, and marks the shard done.
@@ -533,7 +555,10 @@ impl Ledger {
     }
 
     /// The latest retry result of a row, as (batch id, result JSON).
-    pub fn row_override(&self, custom_id: &str) -> Result<Option<(Option<String>, String)>, LedgerError> {
+    pub fn row_override(
+        &self,
+        custom_id: &str,
+    ) -> Result<Option<(Option<String>, String)>, LedgerError> {
         self.connection
             .prepare_cached("SELECT batch_id, result FROM row_overrides WHERE custom_id = ?1")
             .and_then(|mut statement| {
@@ -546,7 +571,9 @@ impl Ledger {
 
     pub fn has_overrides(&self) -> Result<bool, LedgerError> {
         self.connection
-            .query_row("SELECT EXISTS (SELECT 1 FROM row_overrides)", [], |row| row.get::<_, i64>(0))
+            .query_row("SELECT EXISTS (SELECT 1 FROM row_overrides)", [], |row| {
+                row.get::<_, i64>(0)
+            })
             .map(|exists| exists != 0)
             .map_err(|e| self.error(e))
     }
@@ -562,11 +589,15 @@ impl Ledger {
 
     /// Groups many writes into one transaction (used while planning millions of rows).
     pub fn begin_bulk(&self) -> Result<(), LedgerError> {
-        self.connection.execute_batch("BEGIN").map_err(|e| self.error(e))
+        self.connection
+            .execute_batch("BEGIN")
+            .map_err(|e| self.error(e))
     }
 
     pub fn commit_bulk(&self) -> Result<(), LedgerError> {
-        self.connection.execute_batch("COMMIT").map_err(|e| self.error(e))
+        self.connection
+            .execute_batch("COMMIT")
+            .map_err(|e| self.error(e))
     }
 }
 
@@ -615,10 +646,14 @@ mod tests {
             let mut ledger = Ledger::open(directory.path()).unwrap();
             ledger.insert_shards(&[shard(0), shard(1)]).unwrap();
             ledger.set_fact("job_name", "demo").unwrap();
-            let effect = ledger.record_intent(Some(0), EffectKind::Upload, "shard-00000.jsonl").unwrap();
+            let effect = ledger
+                .record_intent(Some(0), EffectKind::Upload, "shard-00000.jsonl")
+                .unwrap();
             ledger.record_outcome(effect, "done", "file-1").unwrap();
             ledger.set_file_id(0, Some("file-1")).unwrap();
-            ledger.record_intent(Some(1), EffectKind::Upload, "shard-00001.jsonl").unwrap();
+            ledger
+                .record_intent(Some(1), EffectKind::Upload, "shard-00001.jsonl")
+                .unwrap();
         }
         let ledger = Ledger::open(directory.path()).unwrap();
         let shards = ledger.shards().unwrap();

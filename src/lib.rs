@@ -61,7 +61,11 @@ where
         Ok(cli) => cli,
         Err(error) => {
             let _ = error.print();
-            return ExitCode::from(if error.use_stderr() { exit::INPUT_ERROR } else { exit::SUCCESS });
+            return ExitCode::from(if error.use_stderr() {
+                exit::INPUT_ERROR
+            } else {
+                exit::SUCCESS
+            });
         }
     };
     // Run files hold prompts and answers: everything this process creates is private (0600/0700).
@@ -70,7 +74,10 @@ where
     unsafe {
         libc::umask(0o077);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             print_error(&format!("cannot start the async runtime: {error}"));
@@ -142,8 +149,15 @@ async fn dispatch(cli: Cli) -> u8 {
             };
             finish_run(interruptible(engine::run_job(&job, options), Some(&run_directory)).await)
         }
-        Command::Resume { run_dir, output_flags } => finish_run(
-            interruptible(engine::resume_run(&run_dir, output_mode(&output_flags)), Some(&run_dir)).await,
+        Command::Resume {
+            run_dir,
+            output_flags,
+        } => finish_run(
+            interruptible(
+                engine::resume_run(&run_dir, output_mode(&output_flags)),
+                Some(&run_dir),
+            )
+            .await,
         ),
         Command::Status { run_dir, json } => match engine::show_status(&run_dir, json) {
             Ok(text) => {
@@ -158,33 +172,36 @@ async fn dispatch(cli: Cli) -> u8 {
                 failure.exit_code
             }
         },
-        Command::Cancel { run_dir, output_flags } => {
-            match engine::cancel_run(&run_dir, output_mode(&output_flags)).await {
-                Ok(count) => {
-                    eprintln!(
-                        "dashbatch: asked the provider to cancel {count} batch(es); finished rows stay billed and are kept. Collect them with `dashbatch resume {}`",
-                        run_dir.display()
-                    );
-                    exit::SUCCESS
-                }
-                Err(failure) => {
-                    print_error(&failure);
-                    failure.exit_code
-                }
+        Command::Cancel {
+            run_dir,
+            output_flags,
+        } => match engine::cancel_run(&run_dir, output_mode(&output_flags)).await {
+            Ok(count) => {
+                eprintln!(
+                    "dashbatch: asked the provider to cancel {count} batch(es); finished rows stay billed and are kept. Collect them with `dashbatch resume {}`",
+                    run_dir.display()
+                );
+                exit::SUCCESS
             }
-        }
-        Command::Validate { job, provider, show } => {
-            match validate::validate_job(&job, provider.into(), show) {
-                Ok(text) => {
-                    print!("{text}");
-                    exit::SUCCESS
-                }
-                Err(error) => {
-                    print_error(&format!("{error:#}"));
-                    exit::INPUT_ERROR
-                }
+            Err(failure) => {
+                print_error(&failure);
+                failure.exit_code
             }
-        }
+        },
+        Command::Validate {
+            job,
+            provider,
+            show,
+        } => match validate::validate_job(&job, provider.into(), show) {
+            Ok(text) => {
+                print!("{text}");
+                exit::SUCCESS
+            }
+            Err(error) => {
+                print_error(&format!("{error:#}"));
+                exit::INPUT_ERROR
+            }
+        },
         Command::Sim { command } => match command {
             SimCommand::Serve {
                 addr,

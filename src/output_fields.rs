@@ -181,9 +181,11 @@ mod tests {
 
     #[test]
     fn fitting_answer_parses_into_typed_values() {
-        let values =
-            parse_answer(&fields(), "```json\n{\"sentiment\":\"positive\",\"confidence\":1,\"stars\":4.0}\n```")
-                .unwrap();
+        let values = parse_answer(
+            &fields(),
+            "```json\n{\"sentiment\":\"positive\",\"confidence\":1,\"stars\":4.0}\n```",
+        )
+        .unwrap();
         assert_eq!(
             values,
             vec![
@@ -197,8 +199,16 @@ mod tests {
     #[test]
     fn answers_that_do_not_fit_say_why() {
         let fields = fields();
-        assert!(parse_answer(&fields, "positive").unwrap_err().contains("not valid JSON"));
-        assert!(parse_answer(&fields, "[1]").unwrap_err().contains("not an object"));
+        assert!(
+            parse_answer(&fields, "positive")
+                .unwrap_err()
+                .contains("not valid JSON")
+        );
+        assert!(
+            parse_answer(&fields, "[1]")
+                .unwrap_err()
+                .contains("not an object")
+        );
         assert!(
             parse_answer(&fields, "{\"sentiment\":\"meh\",\"confidence\":0.5}")
                 .unwrap_err()
@@ -210,9 +220,12 @@ mod tests {
                 .contains("`confidence` is missing")
         );
         assert!(
-            parse_answer(&fields, "{\"sentiment\":\"positive\",\"confidence\":\"high\"}")
-                .unwrap_err()
-                .contains("should be a number")
+            parse_answer(
+                &fields,
+                "{\"sentiment\":\"positive\",\"confidence\":\"high\"}"
+            )
+            .unwrap_err()
+            .contains("should be a number")
         );
         let optional_missing =
             parse_answer(&fields, "{\"sentiment\":\"negative\",\"confidence\":0.2}").unwrap();

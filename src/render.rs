@@ -84,8 +84,11 @@ impl RequestRenderer {
                 minijinja::escape_formatter(output, state, value)
             }
         });
-        let column_names: Vec<String> =
-            schema.fields().iter().map(|field| field.name().clone()).collect();
+        let column_names: Vec<String> = schema
+            .fields()
+            .iter()
+            .map(|field| field.name().clone())
+            .collect();
 
         let mut add_template = |name: &'static str,
                                 source: &str|
@@ -98,7 +101,8 @@ impl RequestRenderer {
                     message: format!("the template does not parse: {error}"),
                 })?;
             let template = environment.get_template(name).expect("template just added");
-            let variables: BTreeSet<String> = template.undeclared_variables(false).into_iter().collect();
+            let variables: BTreeSet<String> =
+                template.undeclared_variables(false).into_iter().collect();
             let mut columns = Vec::new();
             let mut uses_row_number = false;
             let mut missing = Vec::new();
@@ -273,11 +277,19 @@ impl RequestRenderer {
         };
         let column = batch.column(index);
         if column.is_null(row) {
-            return Err(self.row_error(row_number, None, "the id column is empty; every row needs an id"));
+            return Err(self.row_error(
+                row_number,
+                None,
+                "the id column is empty; every row needs an id",
+            ));
         }
         let id = display_cell(column, row);
         if id.is_empty() {
-            return Err(self.row_error(row_number, None, "the id column is empty; every row needs an id"));
+            return Err(self.row_error(
+                row_number,
+                None,
+                "the id column is empty; every row needs an id",
+            ));
         }
         let characters = id.chars().count();
         if characters > self.max_custom_id_chars {
@@ -314,7 +326,8 @@ impl RequestRenderer {
         if let Some(constant) = &slot.constant {
             return Ok(constant.clone());
         }
-        let mut pairs: std::collections::BTreeMap<&str, TemplateValue> = std::collections::BTreeMap::new();
+        let mut pairs: std::collections::BTreeMap<&str, TemplateValue> =
+            std::collections::BTreeMap::new();
         for (index, name) in &slot.columns {
             let column: &ArrayRef = batch.column(*index);
             pairs.insert(name.as_str(), arrow_value_to_template_value(column, row));
@@ -442,7 +455,10 @@ mod tests {
         assert_eq!(line["body"]["model"], "qwen-flash");
         assert_eq!(line["body"]["max_tokens"], 20);
         assert_eq!(line["body"]["messages"][0]["content"], "Be brief.");
-        assert_eq!(line["body"]["messages"][1]["content"], "Review: 好吃 \"yes\"");
+        assert_eq!(
+            line["body"]["messages"][1]["content"],
+            "Review: 好吃 \"yes\""
+        );
         assert!(line["body"].get("enable_thinking").is_none());
     }
 
@@ -466,7 +482,8 @@ mod tests {
         job.spec.request.model = "qwen3.5-plus".into();
         let batch = batch(vec!["a"], vec!["b"]);
         let renderer = RequestRenderer::new(&job, &profile(), &batch.schema()).unwrap();
-        let line: Value = serde_json::from_slice(&renderer.render_row(&batch, 0, 1).unwrap().line).unwrap();
+        let line: Value =
+            serde_json::from_slice(&renderer.render_row(&batch, 0, 1).unwrap().line).unwrap();
         assert_eq!(line["body"]["enable_thinking"], false);
     }
 
@@ -478,7 +495,8 @@ mod tests {
         );
         let batch = batch(vec!["a"], vec!["b"]);
         let renderer = RequestRenderer::new(&job, &profile(), &batch.schema()).unwrap();
-        let line: Value = serde_json::from_slice(&renderer.render_row(&batch, 0, 1).unwrap().line).unwrap();
+        let line: Value =
+            serde_json::from_slice(&renderer.render_row(&batch, 0, 1).unwrap().line).unwrap();
         assert_eq!(line["body"]["response_format"]["type"], "json_object");
         let system = line["body"]["messages"][0]["content"].as_str().unwrap();
         assert!(system.contains("JSON Schema"), "{system}");
@@ -486,10 +504,12 @@ mod tests {
 
         let sim = ProviderProfile::for_kind(ProviderKind::Sim);
         let renderer = RequestRenderer::new(&job, &sim, &batch.schema()).unwrap();
-        let line: Value = serde_json::from_slice(&renderer.render_row(&batch, 0, 1).unwrap().line).unwrap();
+        let line: Value =
+            serde_json::from_slice(&renderer.render_row(&batch, 0, 1).unwrap().line).unwrap();
         assert_eq!(line["body"]["response_format"]["type"], "json_schema");
         assert_eq!(
-            line["body"]["response_format"]["json_schema"]["schema"]["properties"]["sentiment"]["enum"][0],
+            line["body"]["response_format"]["json_schema"]["schema"]["properties"]["sentiment"]["enum"]
+                [0],
             "pos"
         );
     }

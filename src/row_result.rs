@@ -129,7 +129,10 @@ pub fn classify_result_line(line: &ResultLine, batch_status: BatchStatus) -> Row
         .or_else(|| as_count(usage.get("reasoning_tokens")));
     }
     let succeeded = response.map(|response| response.status_code) == Some(200)
-        && line.error.as_ref().is_none_or(|error| error.code().is_none() && error.message().is_none());
+        && line
+            .error
+            .as_ref()
+            .is_none_or(|error| error.code().is_none() && error.message().is_none());
     if succeeded {
         let body = body.cloned().unwrap_or(Value::Null);
         let choice = body.get("choices").and_then(|choices| choices.get(0));
@@ -156,6 +159,10 @@ pub fn classify_result_line(line: &ResultLine, batch_status: BatchStatus) -> Row
             );
             result.completion_tokens.get_or_insert(0);
         }
+        if result.prompt_tokens.is_some() {
+            // Usage without a reasoning count means no reasoning was billed.
+            result.reasoning_tokens.get_or_insert(0);
+        }
         result.status = Some(RowStatus::Ok);
         return result;
     }
@@ -166,9 +173,11 @@ pub fn classify_result_line(line: &ResultLine, batch_status: BatchStatus) -> Row
         .as_ref()
         .and_then(|error| error.code().map(str::to_owned))
         .or_else(|| {
-            body_error
-                .and_then(|error| error.get("code"))
-                .map(|code| code.as_str().map(str::to_owned).unwrap_or_else(|| code.to_string()))
+            body_error.and_then(|error| error.get("code")).map(|code| {
+                code.as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| code.to_string())
+            })
         })
         .or_else(|| response.map(|response| format!("http_{}", response.status_code)));
     result.error_message = line
@@ -182,13 +191,17 @@ pub fn classify_result_line(line: &ResultLine, batch_status: BatchStatus) -> Row
                 .map(str::to_owned)
         });
     let code = result.error_code.as_deref().unwrap_or_default();
-    result.status = Some(if code == "batch_expired" || (batch_status == BatchStatus::Expired && response.is_none()) {
-        RowStatus::Expired
-    } else if code == "batch_cancelled" || (batch_status == BatchStatus::Cancelled && response.is_none()) {
-        RowStatus::Cancelled
-    } else {
-        RowStatus::Failed
-    });
+    result.status = Some(
+        if code == "batch_expired" || (batch_status == BatchStatus::Expired && response.is_none()) {
+            RowStatus::Expired
+        } else if code == "batch_cancelled"
+            || (batch_status == BatchStatus::Cancelled && response.is_none())
+        {
+            RowStatus::Cancelled
+        } else {
+            RowStatus::Failed
+        },
+    );
     // A failed request is not billed (reference §7.1); keep its token counts out of the sums.
     result.prompt_tokens = None;
     result.completion_tokens = None;
@@ -204,7 +217,11 @@ pub fn is_transient_failure(result: &RowResult) -> bool {
         // A line lost by the provider may still have been billed: never resend it blindly.
         RowStatus::Missing => false,
         RowStatus::Failed => {
-            let code = result.error_code.as_deref().unwrap_or_default().to_ascii_lowercase();
+            let code = result
+                .error_code
+                .as_deref()
+                .unwrap_or_default()
+                .to_ascii_lowercase();
             code.contains("rate")
                 || code.contains("throttl")
                 || code.contains("timeout")
@@ -229,7 +246,9 @@ mod tests {
     #[test]
     fn live_success_line_is_ok_with_usage() {
         let result = classify_result_line(
-            &line(r#"{"id":"153f","custom_id":"1","response":{"status_code":200,"request_id":"153f","body":{"created":1776432582,"usage":{"completion_tokens":49,"prompt_tokens":26,"total_tokens":75},"model":"qwen-flash","id":"chatcmpl-153f","choices":[{"finish_reason":"stop","index":0,"message":{"role":"assistant","content":"你好"}}],"object":"chat.completion"}},"error":null}"#),
+            &line(
+                r#"{"id":"153f","custom_id":"1","response":{"status_code":200,"request_id":"153f","body":{"created":1776432582,"usage":{"completion_tokens":49,"prompt_tokens":26,"total_tokens":75},"model":"qwen-flash","id":"chatcmpl-153f","choices":[{"finish_reason":"stop","index":0,"message":{"role":"assistant","content":"你好"}}],"object":"chat.completion"}},"error":null}"#,
+            ),
             BatchStatus::Completed,
         );
         assert_eq!(result.status(), RowStatus::Ok);
@@ -243,7 +262,9 @@ mod tests {
     #[test]
     fn failed_line_inside_the_output_file_is_failed() {
         let result = classify_result_line(
-            &line(r#"{"id":"x","custom_id":"8","response":{"status_code":400,"request_id":"r","body":{"error":{"code":"InvalidParameter","message":"bad"}}},"error":null}"#),
+            &line(
+                r#"{"id":"x","custom_id":"8","response":{"status_code":400,"request_id":"r","body":{"error":{"code":"InvalidParameter","message":"bad"}}},"error":null}"#,
+            ),
             BatchStatus::Completed,
         );
         assert_eq!(result.status(), RowStatus::Failed);
@@ -269,28 +290,42 @@ mod tests {
     #[test]
     fn expired_and_cancelled_lines() {
         let expired = classify_result_line(
-            &line(r#"{"id":"b","custom_id":"3","response":null,"error":{"code":"batch_expired","message":"late"}}"#),
+            &line(
+                r#"{"id":"b","custom_id":"3","response":null,"error":{"code":"batch_expired","message":"late"}}"#,
+            ),
             BatchStatus::Expired,
         );
         assert_eq!(expired.status(), RowStatus::Expired);
         let cancelled = classify_result_line(
-            &line(r#"{"custom_id":"3","response":null,"error":{"code":"something","message":"stopped"}}"#),
+            &line(
+                r#"{"custom_id":"3","response":null,"error":{"code":"something","message":"stopped"}}"#,
+            ),
             BatchStatus::Cancelled,
         );
         assert_eq!(cancelled.status(), RowStatus::Cancelled);
-        assert_eq!(RowResult::unanswered(Some(BatchStatus::Completed)).status(), RowStatus::Missing);
-        assert_eq!(RowResult::unanswered(Some(BatchStatus::Expired)).status(), RowStatus::Expired);
+        assert_eq!(
+            RowResult::unanswered(Some(BatchStatus::Completed)).status(),
+            RowStatus::Missing
+        );
+        assert_eq!(
+            RowResult::unanswered(Some(BatchStatus::Expired)).status(),
+            RowStatus::Expired
+        );
     }
 
     #[test]
     fn reasoning_tokens_are_read_from_either_place() {
         let nested = classify_result_line(
-            &line(r#"{"custom_id":"1","response":{"status_code":200,"body":{"usage":{"prompt_tokens":1,"completion_tokens":9,"total_tokens":10,"completion_tokens_details":{"reasoning_tokens":7}},"choices":[{"message":{"content":"x"},"finish_reason":"stop"}]}},"error":null}"#),
+            &line(
+                r#"{"custom_id":"1","response":{"status_code":200,"body":{"usage":{"prompt_tokens":1,"completion_tokens":9,"total_tokens":10,"completion_tokens_details":{"reasoning_tokens":7}},"choices":[{"message":{"content":"x"},"finish_reason":"stop"}]}},"error":null}"#,
+            ),
             BatchStatus::Completed,
         );
         assert_eq!(nested.reasoning_tokens, Some(7));
         let flat = classify_result_line(
-            &line(r#"{"custom_id":"1","response":{"status_code":200,"body":{"usage":{"prompt_tokens":1,"completion_tokens":9,"reasoning_tokens":4},"choices":[{"message":{"content":"x"}}]}},"error":null}"#),
+            &line(
+                r#"{"custom_id":"1","response":{"status_code":200,"body":{"usage":{"prompt_tokens":1,"completion_tokens":9,"reasoning_tokens":4},"choices":[{"message":{"content":"x"}}]}},"error":null}"#,
+            ),
             BatchStatus::Completed,
         );
         assert_eq!(flat.reasoning_tokens, Some(4));
@@ -299,7 +334,9 @@ mod tests {
     #[test]
     fn embedding_lines_carry_their_vector() {
         let result = classify_result_line(
-            &line(r#"{"custom_id":"e","response":{"status_code":200,"body":{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.5,-0.25]}],"usage":{"prompt_tokens":3,"total_tokens":3}}},"error":null}"#),
+            &line(
+                r#"{"custom_id":"e","response":{"status_code":200,"body":{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.5,-0.25]}],"usage":{"prompt_tokens":3,"total_tokens":3}}},"error":null}"#,
+            ),
             BatchStatus::Completed,
         );
         assert_eq!(result.embedding, Some(vec![0.5, -0.25]));

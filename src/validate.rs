@@ -9,15 +9,21 @@ use crate::job::load_job;
 use crate::ledger::Ledger;
 use crate::provider::{ProviderKind, ProviderProfile};
 
-pub fn validate_job(job_file: &Path, provider: ProviderKind, show: usize) -> anyhow::Result<String> {
+pub fn validate_job(
+    job_file: &Path,
+    provider: ProviderKind,
+    show: usize,
+) -> anyhow::Result<String> {
     let job = load_job(job_file)?;
     let profile = ProviderProfile::for_kind(provider);
-    profile.check_window(&job.spec.batch.completion_window).map_err(|message| {
-        anyhow::anyhow!(
-            "job file `{}`, key `batch.completion_window`: {message}",
-            job.job_file.display()
-        )
-    })?;
+    profile
+        .check_window(&job.spec.batch.completion_window)
+        .map_err(|message| {
+            anyhow::anyhow!(
+                "job file `{}`, key `batch.completion_window`: {message}",
+                job.job_file.display()
+            )
+        })?;
     let scratch = tempfile::tempdir()?;
     let ledger = Ledger::open_path(&scratch.path().join("validate.sqlite"))?;
     let plan = plan_shards(&job, &profile, scratch.path(), &ledger, show)?;

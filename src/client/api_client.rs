@@ -13,9 +13,7 @@ use serde::de::DeserializeOwned;
 use tokio::io::AsyncWriteExt;
 
 use super::{ApiKey, ClientError, RetryPolicy};
-use crate::wire::{
-    ApiErrorBody, Batch, CreateBatchRequest, FileDeleted, FileObject, ListPage,
-};
+use crate::wire::{ApiErrorBody, Batch, CreateBatchRequest, FileDeleted, FileObject, ListPage};
 
 /// Filters of `GET /batches`. `input_file_ids`, `ds_name` and `status` are DashScope extensions;
 /// other providers ignore them, so callers must still check what comes back.
@@ -46,7 +44,11 @@ impl std::fmt::Debug for ApiClient {
 }
 
 impl ApiClient {
-    pub fn new(base_url: &str, api_key: ApiKey, retry_policy: RetryPolicy) -> Result<ApiClient, ClientError> {
+    pub fn new(
+        base_url: &str,
+        api_key: ApiKey,
+        retry_policy: RetryPolicy,
+    ) -> Result<ApiClient, ClientError> {
         // reqwest is built without a bundled crypto provider; ring is ours.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
@@ -75,26 +77,42 @@ impl ApiClient {
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
         self.http
             .request(method, format!("{}{path}", self.base_url))
-            .header(reqwest::header::AUTHORIZATION, self.api_key.bearer_header_value())
+            .header(
+                reqwest::header::AUTHORIZATION,
+                self.api_key.bearer_header_value(),
+            )
     }
 
     /// Sends once and turns non-2xx answers into [`ClientError::Status`].
-    async fn send_once(&self, operation: &str, builder: RequestBuilder) -> Result<Response, ClientError> {
-        let response = builder.send().await.map_err(|error| transport_error(operation, &error))?;
+    async fn send_once(
+        &self,
+        operation: &str,
+        builder: RequestBuilder,
+    ) -> Result<Response, ClientError> {
+        let response = builder
+            .send()
+            .await
+            .map_err(|error| transport_error(operation, &error))?;
         if response.status().is_success() {
             return Ok(response);
         }
         Err(status_error(operation, response).await)
     }
 
-    async fn decode<T: DeserializeOwned>(operation: &str, response: Response) -> Result<T, ClientError> {
+    async fn decode<T: DeserializeOwned>(
+        operation: &str,
+        response: Response,
+    ) -> Result<T, ClientError> {
         let bytes = response
             .bytes()
             .await
             .map_err(|error| transport_error(operation, &error))?;
         serde_json::from_slice(&bytes).map_err(|error| ClientError::Decode {
             operation: operation.to_owned(),
-            message: format!("{error} (answer began: {})", String::from_utf8_lossy(&bytes[..bytes.len().min(200)])),
+            message: format!(
+                "{error} (answer began: {})",
+                String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+            ),
         })
     }
 
@@ -120,12 +138,18 @@ impl ApiClient {
     }
 
     /// `POST /files` with `purpose=batch`, streaming the file from disk. Not retried.
-    pub async fn upload_file(&self, path: &Path, file_name: &str) -> Result<FileObject, ClientError> {
+    pub async fn upload_file(
+        &self,
+        path: &Path,
+        file_name: &str,
+    ) -> Result<FileObject, ClientError> {
         let operation = format!("upload `{file_name}`");
-        let file = tokio::fs::File::open(path).await.map_err(|error| ClientError::Local {
-            operation: operation.clone(),
-            message: format!("cannot open `{}`: {error}", path.display()),
-        })?;
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|error| ClientError::Local {
+                operation: operation.clone(),
+                message: format!("cannot open `{}`: {error}", path.display()),
+            })?;
         let length = file
             .metadata()
             .await
@@ -143,7 +167,10 @@ impl ApiClient {
             .text("purpose", "batch")
             .part("file", part);
         let response = self
-            .send_once(&operation, self.request(Method::POST, "/files").multipart(form))
+            .send_once(
+                &operation,
+                self.request(Method::POST, "/files").multipart(form),
+            )
             .await?;
         Self::decode(&operation, response).await
     }
@@ -152,7 +179,10 @@ impl ApiClient {
     pub async fn create_batch(&self, request: &CreateBatchRequest) -> Result<Batch, ClientError> {
         let operation = format!("create a batch for file `{}`", request.input_file_id);
         let response = self
-            .send_once(&operation, self.request(Method::POST, "/batches").json(request))
+            .send_once(
+                &operation,
+                self.request(Method::POST, "/batches").json(request),
+            )
             .await?;
         Self::decode(&operation, response).await
     }
@@ -161,14 +191,20 @@ impl ApiClient {
         let operation = format!("get batch `{batch_id}`");
         self.idempotent(&operation, || async {
             let response = self
-                .send_once(&operation, self.request(Method::GET, &format!("/batches/{batch_id}")))
+                .send_once(
+                    &operation,
+                    self.request(Method::GET, &format!("/batches/{batch_id}")),
+                )
                 .await?;
             Self::decode(&operation, response).await
         })
         .await
     }
 
-    pub async fn list_batches(&self, query: &BatchListQuery) -> Result<ListPage<Batch>, ClientError> {
+    pub async fn list_batches(
+        &self,
+        query: &BatchListQuery,
+    ) -> Result<ListPage<Batch>, ClientError> {
         let operation = "list batches".to_owned();
         let mut parameters: BTreeMap<&str, String> = BTreeMap::new();
         if let Some(after) = &query.after {
@@ -188,22 +224,33 @@ impl ApiClient {
         }
         self.idempotent(&operation, || async {
             let response = self
-                .send_once(&operation, self.request(Method::GET, "/batches").query(&parameters))
+                .send_once(
+                    &operation,
+                    self.request(Method::GET, "/batches").query(&parameters),
+                )
                 .await?;
             Self::decode(&operation, response).await
         })
         .await
     }
 
-    pub async fn list_files(&self, after: Option<&str>, limit: u32) -> Result<ListPage<FileObject>, ClientError> {
+    pub async fn list_files(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<ListPage<FileObject>, ClientError> {
         let operation = "list files".to_owned();
-        let mut parameters: Vec<(&str, String)> = vec![("limit", limit.to_string()), ("purpose", "batch".into())];
+        let mut parameters: Vec<(&str, String)> =
+            vec![("limit", limit.to_string()), ("purpose", "batch".into())];
         if let Some(after) = after {
             parameters.push(("after", after.to_owned()));
         }
         self.idempotent(&operation, || async {
             let response = self
-                .send_once(&operation, self.request(Method::GET, "/files").query(&parameters))
+                .send_once(
+                    &operation,
+                    self.request(Method::GET, "/files").query(&parameters),
+                )
                 .await?;
             Self::decode(&operation, response).await
         })
@@ -231,7 +278,10 @@ impl ApiClient {
         let operation = format!("delete file `{file_id}`");
         self.idempotent(&operation, || async {
             match self
-                .send_once(&operation, self.request(Method::DELETE, &format!("/files/{file_id}")))
+                .send_once(
+                    &operation,
+                    self.request(Method::DELETE, &format!("/files/{file_id}")),
+                )
                 .await
             {
                 Ok(response) => {
@@ -248,11 +298,18 @@ impl ApiClient {
     /// `GET /files/{id}/content`, streamed to `destination` (written to a temporary file, synced,
     /// then renamed). Returns the byte count. Retried from scratch on transient failures,
     /// including a body cut short.
-    pub async fn download_file(&self, file_id: &str, destination: &Path) -> Result<u64, ClientError> {
+    pub async fn download_file(
+        &self,
+        file_id: &str,
+        destination: &Path,
+    ) -> Result<u64, ClientError> {
         let operation = format!("download file `{file_id}`");
         self.idempotent(&operation, || async {
             let response = self
-                .send_once(&operation, self.request(Method::GET, &format!("/files/{file_id}/content")))
+                .send_once(
+                    &operation,
+                    self.request(Method::GET, &format!("/files/{file_id}/content")),
+                )
                 .await?;
             let expected_length = response.content_length();
             let partial = destination.with_extension("partial");
@@ -279,7 +336,9 @@ impl ApiClient {
             }
             file.sync_all().await.map_err(local)?;
             drop(file);
-            tokio::fs::rename(&partial, destination).await.map_err(local)?;
+            tokio::fs::rename(&partial, destination)
+                .await
+                .map_err(local)?;
             Ok(written)
         })
         .await

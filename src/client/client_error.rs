@@ -47,7 +47,9 @@ impl ClientError {
     /// Only a definite 4xx (other than 408/429) or a connection never made proves it did not.
     pub fn outcome_unknown(&self) -> bool {
         match self {
-            ClientError::Status { status, .. } => *status >= 500 || *status == 408 || *status == 429,
+            ClientError::Status { status, .. } => {
+                *status >= 500 || *status == 408 || *status == 429
+            }
             ClientError::Transport {
                 may_have_reached_server,
                 ..

@@ -29,7 +29,9 @@ impl RetryPolicy {
             .min(self.max_delay);
         match retry_after {
             // The server knows best, but a huge value should not park a run for hours.
-            Some(wish) => wish.min(Duration::from_secs(300)).max(exponential.min(wish)),
+            Some(wish) => wish
+                .min(Duration::from_secs(300))
+                .max(exponential.min(wish)),
             None => exponential,
         }
     }
@@ -50,7 +52,13 @@ mod tests {
     #[test]
     fn retry_after_is_honoured() {
         let policy = RetryPolicy::default();
-        assert_eq!(policy.delay_after(1, Some(Duration::from_secs(2))), Duration::from_secs(2));
-        assert_eq!(policy.delay_after(1, Some(Duration::from_secs(9999))), Duration::from_secs(300));
+        assert_eq!(
+            policy.delay_after(1, Some(Duration::from_secs(2))),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            policy.delay_after(1, Some(Duration::from_secs(9999))),
+            Duration::from_secs(300)
+        );
     }
 }

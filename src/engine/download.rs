@@ -47,20 +47,21 @@ async fn download_verified(
             })?;
         let outcome = client.download_file(file_id, destination).await;
         match outcome {
-            Ok(_) => match {
+            Ok(_) => {
                 crate::kill_point::reach("during_download");
-                verify_result_file(destination)
-            } {
-                Ok(lines) => {
-                    let _ = ledger.record_outcome(effect, "done", &format!("{lines} lines"));
-                    crate::ledger::restrict_permissions(destination);
-                    return Ok(lines);
+                let verified = verify_result_file(destination);
+                match verified {
+                    Ok(lines) => {
+                        let _ = ledger.record_outcome(effect, "done", &format!("{lines} lines"));
+                        crate::ledger::restrict_permissions(destination);
+                        return Ok(lines);
+                    }
+                    Err(problem) => {
+                        let _ = ledger.record_outcome(effect, "failed", &problem);
+                        last_problem = problem;
+                    }
                 }
-                Err(problem) => {
-                    let _ = ledger.record_outcome(effect, "failed", &problem);
-                    last_problem = problem;
-                }
-            },
+            }
             Err(error) => {
                 let _ = ledger.record_outcome(effect, "failed", &error.to_string());
                 return Err(error);
@@ -69,7 +70,9 @@ async fn download_verified(
     }
     Err(ClientError::Decode {
         operation: format!("download `{file_id}`"),
-        message: format!("the file was malformed {MAX_DOWNLOAD_ATTEMPTS} times in a row: {last_problem}"),
+        message: format!(
+            "the file was malformed {MAX_DOWNLOAD_ATTEMPTS} times in a row: {last_problem}"
+        ),
     })
 }
 
@@ -85,11 +88,13 @@ pub async fn download_shard_results(
     let mut lines = 0;
     if let Some(file_id) = &shard.output_file_id {
         let destination = run_directory.output_results_path(shard.shard_index);
-        lines += download_verified(client, ledger, shard.shard_index, file_id, &destination).await?;
+        lines +=
+            download_verified(client, ledger, shard.shard_index, file_id, &destination).await?;
     }
     if let Some(file_id) = &shard.error_file_id {
         let destination = run_directory.error_results_path(shard.shard_index);
-        lines += download_verified(client, ledger, shard.shard_index, file_id, &destination).await?;
+        lines +=
+            download_verified(client, ledger, shard.shard_index, file_id, &destination).await?;
     }
     ledger
         .set_results_downloaded(shard.shard_index)
@@ -100,7 +105,12 @@ pub async fn download_shard_results(
     events.emit(
         "results_downloaded",
         json!({"shard": shard.shard_index, "lines": lines}),
-        || Some(format!("downloaded {lines} result lines of shard {}", shard.shard_index)),
+        || {
+            Some(format!(
+                "downloaded {lines} result lines of shard {}",
+                shard.shard_index
+            ))
+        },
     );
     Ok(())
 }

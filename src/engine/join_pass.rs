@@ -68,7 +68,11 @@ pub(super) fn load_shard_results(
                 continue;
             }
             let parsed: ResultLine = serde_json::from_str(&line).map_err(|error| {
-                anyhow::anyhow!("{}, line {}: not a result line: {error}", path.display(), index + 1)
+                anyhow::anyhow!(
+                    "{}, line {}: not a result line: {error}",
+                    path.display(),
+                    index + 1
+                )
             })?;
             let result = classify_result_line(&parsed, batch_status);
             // A line reported twice keeps its success, never a failure over it.
@@ -98,13 +102,24 @@ pub fn output_schema(job: &Job, input_schema: &Schema) -> (SchemaRef, Vec<usize>
             .filter(|index| {
                 let name = input_schema.field(*index).name();
                 !crate::job::RESERVED_COLUMN_NAMES.contains(&name.as_str())
-                    && !job.spec.output.fields.iter().any(|field| &field.name == name)
+                    && !job
+                        .spec
+                        .output
+                        .fields
+                        .iter()
+                        .any(|field| &field.name == name)
             })
             .collect(),
     };
     let mut fields: Vec<Field> = kept
         .iter()
-        .map(|index| input_schema.field(*index).as_ref().clone().with_nullable(true))
+        .map(|index| {
+            input_schema
+                .field(*index)
+                .as_ref()
+                .clone()
+                .with_nullable(true)
+        })
         .collect();
     let text = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
     let count = |name: &str| Field::new(name, DataType::Int64, true);
@@ -217,15 +232,20 @@ impl ResultBuilders {
         self.custom_id.append_value(custom_id);
         self.status.append_value(result.status().as_str());
         self.content.append_option(result.content.as_deref());
-        self.finish_reason.append_option(result.finish_reason.as_deref());
+        self.finish_reason
+            .append_option(result.finish_reason.as_deref());
         let count = |value: Option<u64>| value.map(|v| v as i64);
-        self.prompt_tokens.append_option(count(result.prompt_tokens));
-        self.completion_tokens.append_option(count(result.completion_tokens));
-        self.reasoning_tokens.append_option(count(result.reasoning_tokens));
+        self.prompt_tokens
+            .append_option(count(result.prompt_tokens));
+        self.completion_tokens
+            .append_option(count(result.completion_tokens));
+        self.reasoning_tokens
+            .append_option(count(result.reasoning_tokens));
         self.total_tokens.append_option(count(result.total_tokens));
         self.cost.append_option(cost);
         self.error_code.append_option(result.error_code.as_deref());
-        self.error_message.append_option(result.error_message.as_deref());
+        self.error_message
+            .append_option(result.error_message.as_deref());
         self.batch_id.append_option(batch_id);
         self.request_id.append_option(result.request_id.as_deref());
         for (index, builder) in self.declared.iter_mut().enumerate() {
@@ -307,7 +327,11 @@ fn open_shard(
 ) -> anyhow::Result<CurrentShard> {
     let batch_status = parse_status(record.batch_status.as_deref());
     let results = if record.results_downloaded {
-        load_shard_results(run_directory, record, batch_status.unwrap_or(BatchStatus::Unknown))?
+        load_shard_results(
+            run_directory,
+            record,
+            batch_status.unwrap_or(BatchStatus::Unknown),
+        )?
     } else {
         HashMap::new()
     };
@@ -447,7 +471,10 @@ pub fn join_results(
 
             let mut declared_values = None;
             if result.status() == RowStatus::Ok && !job.spec.output.fields.is_empty() {
-                match parse_answer(&job.spec.output.fields, result.content.as_deref().unwrap_or("")) {
+                match parse_answer(
+                    &job.spec.output.fields,
+                    result.content.as_deref().unwrap_or(""),
+                ) {
                     Ok(values) => declared_values = Some(values),
                     Err(reason) => {
                         result.status = Some(RowStatus::InvalidOutput);
@@ -498,7 +525,10 @@ pub fn join_results(
             );
         }
         summary.rows += batch.num_rows() as u64;
-        let mut columns: Vec<ArrayRef> = kept.iter().map(|index| batch.column(*index).clone()).collect();
+        let mut columns: Vec<ArrayRef> = kept
+            .iter()
+            .map(|index| batch.column(*index).clone())
+            .collect();
         columns.extend(builders.finish());
         let output = RecordBatch::try_new(schema.clone(), columns)?;
         writer.write(&output)?;

@@ -15,4 +15,7 @@ pub use events::{EventSink, OutputMode};
 pub use plan::{PlanOutcome, plan_shards, shard_limits};
 pub use report::RunReport;
 pub use run_directory::RunDirectory;
-pub use runner::{RunFailure, find_unfinished_run, RunOptions, RunOutcome, cancel_run, resume_run, run_job, show_status};
+pub use runner::{
+    RunFailure, RunOptions, RunOutcome, cancel_run, find_unfinished_run, resume_run, run_job,
+    show_status,
+};

@@ -32,10 +32,14 @@ pub fn shard_limits(job: &Job, profile: &ProviderProfile) -> ShardLimits {
     ShardLimits {
         max_requests_per_file: batch
             .max_requests_per_file
-            .map_or(profile.max_requests_per_file, |v| v.min(profile.max_requests_per_file)),
+            .map_or(profile.max_requests_per_file, |v| {
+                v.min(profile.max_requests_per_file)
+            }),
         max_bytes_per_file: batch
             .max_bytes_per_file
-            .map_or(profile.max_bytes_per_file, |v| v.min(profile.max_bytes_per_file)),
+            .map_or(profile.max_bytes_per_file, |v| {
+                v.min(profile.max_bytes_per_file)
+            }),
         max_line_bytes: batch
             .max_line_bytes
             .map_or(profile.max_line_bytes, |v| v.min(profile.max_line_bytes)),
@@ -52,7 +56,10 @@ struct OpenShard {
 impl OpenShard {
     fn close(mut self) -> anyhow::Result<ShardRecord> {
         self.writer.flush()?;
-        let file = self.writer.into_inner().map_err(|error| error.into_error())?;
+        let file = self
+            .writer
+            .into_inner()
+            .map_err(|error| error.into_error())?;
         file.sync_all()?;
         self.record.sha256 = hex::encode(self.hasher.finalize());
         restrict_permissions(&self.path);
@@ -172,7 +179,9 @@ pub fn plan_shards(
                     hasher: Sha256::new(),
                 });
             }
-            let shard = open_shard.as_mut().expect("a shard is open after placement");
+            let shard = open_shard
+                .as_mut()
+                .expect("a shard is open after placement");
             shard.writer.write_all(&rendered.line)?;
             shard.writer.write_all(b"\n")?;
             shard.hasher.update(&rendered.line);
@@ -205,10 +214,7 @@ pub fn plan_shards(
         );
     }
     if row_number == 0 {
-        anyhow::bail!(
-            "`{}` has no rows; nothing to do",
-            job.input_path.display()
-        );
+        anyhow::bail!("`{}` has no rows; nothing to do", job.input_path.display());
     }
     Ok(PlanOutcome {
         row_count: row_number,

@@ -21,7 +21,9 @@ pub struct PollSchedule {
 
 impl PollSchedule {
     pub fn next_interval(&self, current: Duration) -> Duration {
-        (current.mul_f64(1.5)).min(self.max_interval).max(self.first_interval)
+        (current.mul_f64(1.5))
+            .min(self.max_interval)
+            .max(self.first_interval)
     }
 }
 
@@ -33,7 +35,11 @@ fn ledger_error(error: crate::ledger::LedgerError) -> ClientError {
 }
 
 /// Records a batch's state in the ledger.
-pub fn record_batch_state(ledger: &Ledger, shard_index: u64, batch: &Batch) -> Result<(), ClientError> {
+pub fn record_batch_state(
+    ledger: &Ledger,
+    shard_index: u64,
+    batch: &Batch,
+) -> Result<(), ClientError> {
     let counts = batch.request_counts.unwrap_or_default();
     let errors = if batch.error_list().is_empty() {
         None
@@ -143,7 +149,10 @@ pub async fn poll_until_settled(
                 }
             })
             .sum();
-        events.overall_progress(answered.min(total_rows), &format!("{pending} batch(es) running"));
+        events.overall_progress(
+            answered.min(total_rows),
+            &format!("{pending} batch(es) running"),
+        );
         if pending == 0 {
             return Ok(());
         }

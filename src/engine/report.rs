@@ -55,7 +55,10 @@ pub struct RunReport {
 
 impl RunReport {
     pub fn count(&self, status: RowStatus) -> u64 {
-        self.rows_by_status.get(status.as_str()).copied().unwrap_or(0)
+        self.rows_by_status
+            .get(status.as_str())
+            .copied()
+            .unwrap_or(0)
     }
 
     pub fn all_rows_ok(&self) -> bool {
@@ -72,11 +75,19 @@ impl RunReport {
             })
             .collect::<Vec<_>>()
             .join(", ");
-        let money = match (&self.cost, &self.realtime_cost, &self.saving, &self.currency) {
+        let money = match (
+            &self.cost,
+            &self.realtime_cost,
+            &self.saving,
+            &self.currency,
+        ) {
             (Some(cost), Some(realtime), Some(saving), Some(currency)) => format!(
                 "cost {cost} {currency} at batch price (realtime would be {realtime} {currency}; saved {saving} {currency})"
             ),
-            _ => format!("cost unknown: no price for model `{}` (add it with a prices file)", self.model),
+            _ => format!(
+                "cost unknown: no price for model `{}` (add it with a prices file)",
+                self.model
+            ),
         };
         format!(
             "{} rows: {statuses}\n  tokens: {} prompt, {} completion ({} reasoning)\n  {money}\n  output: {}",

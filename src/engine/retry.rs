@@ -51,7 +51,10 @@ fn row_numbers(ledger: &Ledger, shard: &ShardRecord) -> anyhow::Result<HashMap<u
 }
 
 /// Records the results of downloaded retry shards as row overrides.
-pub fn ingest_retry_results(ledger: &mut Ledger, run_directory: &RunDirectory) -> anyhow::Result<()> {
+pub fn ingest_retry_results(
+    ledger: &mut Ledger,
+    run_directory: &RunDirectory,
+) -> anyhow::Result<()> {
     for shard in ledger.shards()? {
         if shard.attempt <= 1 || !shard.results_downloaded || shard.results_ingested {
             continue;
@@ -65,7 +68,12 @@ pub fn ingest_retry_results(ledger: &mut Ledger, run_directory: &RunDirectory) -
                 .unwrap_or_else(|| RowResult::unanswered(Some(status)));
             overrides.push((custom_id, serde_json::to_string(&result)?));
         }
-        ledger.ingest_overrides(shard.shard_index, shard.attempt, shard.batch_id.as_deref(), &overrides)?;
+        ledger.ingest_overrides(
+            shard.shard_index,
+            shard.attempt,
+            shard.batch_id.as_deref(),
+            &overrides,
+        )?;
     }
     Ok(())
 }
@@ -86,7 +94,11 @@ pub fn plan_retries(
 ) -> anyhow::Result<usize> {
     let max_attempts = job.spec.batch.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
     let shards = ledger.shards()?;
-    let mut next_index = shards.iter().map(|shard| shard.shard_index + 1).max().unwrap_or(0);
+    let mut next_index = shards
+        .iter()
+        .map(|shard| shard.shard_index + 1)
+        .max()
+        .unwrap_or(0);
     let candidates: Vec<&ShardRecord> = shards
         .iter()
         .filter(|shard| shard.results_downloaded && !shard.retry_scanned)
@@ -137,9 +149,14 @@ pub fn plan_retries(
             } else {
                 rows.get(&line_number).copied().unwrap_or(0)
             };
-            if let Placement::NewShard { .. } = planner.place(line.len() as u64).map_err(|too_long| {
-                anyhow::anyhow!("a retried line is {} bytes, over the limit", too_long.line_bytes)
-            })? {
+            if let Placement::NewShard { .. } =
+                planner.place(line.len() as u64).map_err(|too_long| {
+                    anyhow::anyhow!(
+                        "a retried line is {} bytes, over the limit",
+                        too_long.line_bytes
+                    )
+                })?
+            {
                 if let Some(done) = open.take() {
                     new_shards.push(close(done)?);
                 }
@@ -182,7 +199,12 @@ pub fn plan_retries(
             writer.hasher.update(b"\n");
             writer.record.row_count += 1;
             writer.record.byte_size += line.len() as u64 + 1;
-            new_rows.push((writer.record.shard_index, writer.record.row_count, row_number, identity.custom_id));
+            new_rows.push((
+                writer.record.shard_index,
+                writer.record.row_count,
+                row_number,
+                identity.custom_id,
+            ));
         }
         if let Some(done) = open.take() {
             new_shards.push(close(done)?);
@@ -194,7 +216,10 @@ pub fn plan_retries(
 
 fn close(mut shard: RetryShardWriter) -> anyhow::Result<ShardRecord> {
     shard.writer.flush()?;
-    let file = shard.writer.into_inner().map_err(|error| error.into_error())?;
+    let file = shard
+        .writer
+        .into_inner()
+        .map_err(|error| error.into_error())?;
     file.sync_all()?;
     restrict_permissions(&shard.path);
     shard.record.sha256 = hex::encode(shard.hasher.finalize());

@@ -107,7 +107,11 @@ async fn connect(
         }
         let handle = crate::sim::spawn("127.0.0.1:0", config)
             .await
-            .map_err(|error| RunFailure::remote(anyhow::anyhow!("cannot start the embedded simulator: {error}")))?;
+            .map_err(|error| {
+                RunFailure::remote(anyhow::anyhow!(
+                    "cannot start the embedded simulator: {error}"
+                ))
+            })?;
         let client = ApiClient::new(
             &handle.base_url(),
             ApiKey::new("sim-key".into()),
@@ -156,9 +160,18 @@ fn poll_schedule(job: &Job, kind: ProviderKind, base_url: Option<&str>) -> PollS
         .batch
         .max_poll_interval_seconds
         .map(Duration::from_secs)
-        .unwrap_or(if local { Duration::from_secs(2) } else { Duration::from_secs(60) });
+        .unwrap_or(if local {
+            Duration::from_secs(2)
+        } else {
+            Duration::from_secs(60)
+        });
     PollSchedule {
-        first_interval: if local { Duration::from_millis(200) } else { Duration::from_secs(5) }.min(max),
+        first_interval: if local {
+            Duration::from_millis(200)
+        } else {
+            Duration::from_secs(5)
+        }
+        .min(max),
         max_interval: max,
     }
 }
@@ -202,7 +215,11 @@ pub fn find_unfinished_run(job: &Job) -> Option<PathBuf> {
         let finished = ledger.fact(fact::FINISHED).ok().flatten().is_some();
         let submitted = ledger
             .shards()
-            .map(|shards| shards.iter().any(|shard| shard.file_id.is_some() || shard.batch_id.is_some()))
+            .map(|shards| {
+                shards
+                    .iter()
+                    .any(|shard| shard.file_id.is_some() || shard.batch_id.is_some())
+            })
             .unwrap_or(false);
         let announced = ledger.count_effects(EffectKind::Upload).unwrap_or(0) > 0;
         same_job && !finished && (submitted || announced)
@@ -215,14 +232,19 @@ pub async fn resume_run(run_directory: &Path, mode: OutputMode) -> Result<RunOut
     let job_file = ledger
         .fact(fact::JOB_FILE)
         .map_err(RunFailure::input)?
-        .ok_or_else(|| RunFailure::input(anyhow::anyhow!("the ledger does not name its job file")))?;
+        .ok_or_else(|| {
+            RunFailure::input(anyhow::anyhow!("the ledger does not name its job file"))
+        })?;
     let provider: ProviderKind = ledger
         .fact(fact::PROVIDER)
         .map_err(RunFailure::input)?
         .and_then(|text| serde_json::from_value(json!(text)).ok())
         .unwrap_or(ProviderKind::Sim);
     let base_url = ledger.fact(fact::BASE_URL).map_err(RunFailure::input)?;
-    let output = ledger.fact(fact::OUTPUT_PATH).map_err(RunFailure::input)?.map(PathBuf::from);
+    let output = ledger
+        .fact(fact::OUTPUT_PATH)
+        .map_err(RunFailure::input)?
+        .map(PathBuf::from);
     drop(ledger);
     let job = load_job(Path::new(&job_file)).map_err(RunFailure::input)?;
     execute(
@@ -273,7 +295,9 @@ async fn submit_pending(
         last_upload: None,
     };
     for (effect_id, shard_index, _) in ledger.open_intents(EffectKind::Upload)? {
-        let Some(shard) = shard_index.and_then(|index| shards.iter().find(|s| s.shard_index == index)) else {
+        let Some(shard) =
+            shard_index.and_then(|index| shards.iter().find(|s| s.shard_index == index))
+        else {
             continue;
         };
         let outcome = if shard.file_id.is_none() {
@@ -288,7 +312,9 @@ async fn submit_pending(
     }
     let shards = ledger.shards()?;
     for (effect_id, shard_index, file_id) in ledger.open_intents(EffectKind::CreateBatch)? {
-        let Some(shard) = shard_index.and_then(|index| shards.iter().find(|s| s.shard_index == index)) else {
+        let Some(shard) =
+            shard_index.and_then(|index| shards.iter().find(|s| s.shard_index == index))
+        else {
             continue;
         };
         let outcome = if shard.batch_id.is_none() {
@@ -315,7 +341,11 @@ async fn submit_pending(
     Ok(())
 }
 
-async fn execute(job: Job, run_directory: RunDirectory, options: RunOptions) -> Result<RunOutcome, RunFailure> {
+async fn execute(
+    job: Job,
+    run_directory: RunDirectory,
+    options: RunOptions,
+) -> Result<RunOutcome, RunFailure> {
     let events = EventSink::new(options.mode);
     let profile = ProviderProfile::for_kind(options.provider);
     profile
@@ -365,11 +395,19 @@ async fn execute(job: Job, run_directory: RunDirectory, options: RunOptions) -> 
             )));
         }
     } else {
-        ledger.set_fact(fact::JOB_FILE, &job_file_absolute.display().to_string()).map_err(RunFailure::input)?;
-        ledger.set_fact(fact::JOB_SHA256, &job.job_file_sha256).map_err(RunFailure::input)?;
-        ledger.set_fact(fact::PROVIDER, &options.provider.to_string()).map_err(RunFailure::input)?;
+        ledger
+            .set_fact(fact::JOB_FILE, &job_file_absolute.display().to_string())
+            .map_err(RunFailure::input)?;
+        ledger
+            .set_fact(fact::JOB_SHA256, &job.job_file_sha256)
+            .map_err(RunFailure::input)?;
+        ledger
+            .set_fact(fact::PROVIDER, &options.provider.to_string())
+            .map_err(RunFailure::input)?;
         if let Some(url) = &options.base_url {
-            ledger.set_fact(fact::BASE_URL, url).map_err(RunFailure::input)?;
+            ledger
+                .set_fact(fact::BASE_URL, url)
+                .map_err(RunFailure::input)?;
         }
     }
 
@@ -383,8 +421,12 @@ async fn execute(job: Job, run_directory: RunDirectory, options: RunOptions) -> 
         (None, None) => run_directory.default_output_path(output_format.extension()),
     };
     if !resuming {
-        ledger.set_fact(fact::OUTPUT_PATH, &output_path.display().to_string()).map_err(RunFailure::input)?;
-        ledger.set_fact(fact::OUTPUT_FORMAT, output_format.extension()).map_err(RunFailure::input)?;
+        ledger
+            .set_fact(fact::OUTPUT_PATH, &output_path.display().to_string())
+            .map_err(RunFailure::input)?;
+        ledger
+            .set_fact(fact::OUTPUT_FORMAT, output_format.extension())
+            .map_err(RunFailure::input)?;
     }
 
     events.emit(
@@ -417,17 +459,33 @@ async fn execute(job: Job, run_directory: RunDirectory, options: RunOptions) -> 
                     job.input_path.display()
                 ))
             })?;
-            let plan = plan_shards(&job, &profile, &run_directory.shards_directory(), &ledger, 0)
+            let plan = plan_shards(
+                &job,
+                &profile,
+                &run_directory.shards_directory(),
+                &ledger,
+                0,
+            )
+            .map_err(RunFailure::input)?;
+            ledger
+                .insert_shards(&plan.shards)
                 .map_err(RunFailure::input)?;
-            ledger.insert_shards(&plan.shards).map_err(RunFailure::input)?;
-            ledger.set_fact(fact::INPUT_SHA256, &input_sha256).map_err(RunFailure::input)?;
+            ledger
+                .set_fact(fact::INPUT_SHA256, &input_sha256)
+                .map_err(RunFailure::input)?;
             ledger
                 .set_fact(fact::PLANNED_ROWS, &plan.row_count.to_string())
                 .map_err(RunFailure::input)?;
             events.emit(
                 "planned",
                 json!({"rows": plan.row_count, "shards": plan.shards.len()}),
-                || Some(format!("{} rows in {} shard(s)", plan.row_count, plan.shards.len())),
+                || {
+                    Some(format!(
+                        "{} rows in {} shard(s)",
+                        plan.row_count,
+                        plan.shards.len()
+                    ))
+                },
             );
             plan.row_count
         }
@@ -444,12 +502,20 @@ async fn execute(job: Job, run_directory: RunDirectory, options: RunOptions) -> 
         }
     }
 
-    let finished = ledger.fact(fact::FINISHED).map_err(RunFailure::input)?.is_some();
+    let finished = ledger
+        .fact(fact::FINISHED)
+        .map_err(RunFailure::input)?
+        .is_some();
     let thinking = job.spec.request.enable_thinking == Some(true);
     let pricer = RunPricer::new(prices, &job.spec.request.model, thinking);
 
     if !finished {
-        let connection = connect(options.provider, options.base_url.as_deref(), &run_directory).await?;
+        let connection = connect(
+            options.provider,
+            options.base_url.as_deref(),
+            &run_directory,
+        )
+        .await?;
         let client = &connection.client;
         events.start_progress(planned_rows);
         let schedule = poll_schedule(&job, options.provider, options.base_url.as_deref());
@@ -460,23 +526,37 @@ async fn execute(job: Job, run_directory: RunDirectory, options: RunOptions) -> 
             ))
         };
         loop {
-            submit_pending(client, &ledger, &run_directory, &job, &connection.profile, &events)
-                .await
-                .map_err(|error| saved(&error))?;
-            poll_until_settled(client, &ledger, &run_directory, &events, schedule, planned_rows)
-                .await
-                .map_err(|error| saved(&error))?;
+            submit_pending(
+                client,
+                &ledger,
+                &run_directory,
+                &job,
+                &connection.profile,
+                &events,
+            )
+            .await
+            .map_err(|error| saved(&error))?;
+            poll_until_settled(
+                client,
+                &ledger,
+                &run_directory,
+                &events,
+                schedule,
+                planned_rows,
+            )
+            .await
+            .map_err(|error| saved(&error))?;
             ingest_retry_results(&mut ledger, &run_directory).map_err(RunFailure::input)?;
             let retry_shards = plan_retries(&job, &profile, &mut ledger, &run_directory)
                 .map_err(RunFailure::input)?;
             if retry_shards == 0 {
                 break;
             }
-            events.emit(
-                "retry_planned",
-                json!({"shards": retry_shards}),
-                || Some(format!("resending transiently failed requests in {retry_shards} retry shard(s)")),
-            );
+            events.emit("retry_planned", json!({"shards": retry_shards}), || {
+                Some(format!(
+                    "resending transiently failed requests in {retry_shards} retry shard(s)"
+                ))
+            });
         }
         events.finish_progress();
     }
@@ -493,19 +573,31 @@ async fn execute(job: Job, run_directory: RunDirectory, options: RunOptions) -> 
         output_format,
     )
     .map_err(RunFailure::input)?;
-    ledger.set_fact(fact::FINISHED, "1").map_err(RunFailure::input)?;
+    ledger
+        .set_fact(fact::FINISHED, "1")
+        .map_err(RunFailure::input)?;
 
-    let report = build_report(&job, &run_directory, options.provider, &output_path, &pricer, summary);
+    let report = build_report(
+        &job,
+        &run_directory,
+        options.provider,
+        &output_path,
+        &pricer,
+        summary,
+    );
     let report_json = serde_json::to_vec_pretty(&report).expect("report serialises");
-    write_atomically(&run_directory.report_path(), &report_json).map_err(|error| {
-        RunFailure::input(anyhow::anyhow!("cannot write the report: {error}"))
-    })?;
+    write_atomically(&run_directory.report_path(), &report_json)
+        .map_err(|error| RunFailure::input(anyhow::anyhow!("cannot write the report: {error}")))?;
     events.emit(
         "run_finished",
         serde_json::to_value(&report).expect("report serialises"),
         || Some(report.summary()),
     );
-    let exit_code = if report.all_rows_ok() { exit::SUCCESS } else { exit::SOME_ROWS_FAILED };
+    let exit_code = if report.all_rows_ok() {
+        exit::SUCCESS
+    } else {
+        exit::SOME_ROWS_FAILED
+    };
     Ok(RunOutcome {
         report,
         exit_code,
@@ -543,7 +635,10 @@ fn build_report(
         tokens: summary.tokens,
         currency: pricer.currency().map(|currency| currency.code().to_owned()),
         cost: summary.cost.total.map(|money| money.to_decimal_string()),
-        realtime_cost: summary.realtime_cost.total.map(|money| money.to_decimal_string()),
+        realtime_cost: summary
+            .realtime_cost
+            .total
+            .map(|money| money.to_decimal_string()),
         saving,
         price_table_as_of: pricer.table().as_of().to_owned(),
         shards: summary.shards,
@@ -563,7 +658,10 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 pub fn show_status(run_directory: &Path, as_json: bool) -> Result<String, RunFailure> {
     let ledger = open_existing_ledger(run_directory)?;
     let shards = ledger.shards().map_err(RunFailure::input)?;
-    let finished = ledger.fact(fact::FINISHED).map_err(RunFailure::input)?.is_some();
+    let finished = ledger
+        .fact(fact::FINISHED)
+        .map_err(RunFailure::input)?
+        .is_some();
     let planned_rows: u64 = ledger
         .fact(fact::PLANNED_ROWS)
         .map_err(RunFailure::input)?
@@ -610,10 +708,21 @@ pub fn show_status(run_directory: &Path, as_json: bool) -> Result<String, RunFai
             shard.shard_index,
             shard.row_count,
             shard.batch_id.as_deref().unwrap_or("-"),
-            shard.batch_status.as_deref().unwrap_or(if shard.file_id.is_some() { "uploaded" } else { "planned" }),
+            shard
+                .batch_status
+                .as_deref()
+                .unwrap_or(if shard.file_id.is_some() {
+                    "uploaded"
+                } else {
+                    "planned"
+                }),
             shard.request_completed,
             shard.request_failed,
-            if shard.results_downloaded { "downloaded" } else { "-" }
+            if shard.results_downloaded {
+                "downloaded"
+            } else {
+                "-"
+            }
         ));
     }
     if let Some(report) = report {
@@ -643,7 +752,9 @@ pub async fn cancel_run(run_directory: &Path, mode: OutputMode) -> Result<u64, R
     let events = EventSink::new(mode);
     let mut cancelled = 0;
     for shard in ledger.shards().map_err(RunFailure::input)? {
-        let Some(batch_id) = &shard.batch_id else { continue };
+        let Some(batch_id) = &shard.batch_id else {
+            continue;
+        };
         let status = shard.batch_status.as_deref().unwrap_or("validating");
         if matches!(status, "completed" | "failed" | "expired" | "cancelled") {
             continue;
@@ -653,8 +764,11 @@ pub async fn cancel_run(run_directory: &Path, mode: OutputMode) -> Result<u64, R
             .map_err(RunFailure::input)?;
         match connection.client.cancel_batch(batch_id).await {
             Ok(batch) => {
-                ledger.record_outcome(effect, "done", batch.status.as_str()).map_err(RunFailure::input)?;
-                record_batch_state(&ledger, shard.shard_index, &batch).map_err(RunFailure::remote)?;
+                ledger
+                    .record_outcome(effect, "done", batch.status.as_str())
+                    .map_err(RunFailure::input)?;
+                record_batch_state(&ledger, shard.shard_index, &batch)
+                    .map_err(RunFailure::remote)?;
                 cancelled += 1;
                 events.emit(
                     "batch_cancel_requested",
@@ -663,7 +777,9 @@ pub async fn cancel_run(run_directory: &Path, mode: OutputMode) -> Result<u64, R
                 );
             }
             Err(error) => {
-                ledger.record_outcome(effect, "failed", &error.to_string()).map_err(RunFailure::input)?;
+                ledger
+                    .record_outcome(effect, "failed", &error.to_string())
+                    .map_err(RunFailure::input)?;
                 return Err(RunFailure::remote(error));
             }
         }

@@ -80,7 +80,8 @@ impl Submitter<'_> {
     }
 
     async fn respect_upload_rate(&mut self) {
-        let spacing = Duration::from_secs_f64(1.0 / f64::from(self.profile.max_uploads_per_second.max(1)));
+        let spacing =
+            Duration::from_secs_f64(1.0 / f64::from(self.profile.max_uploads_per_second.max(1)));
         if let Some(last) = self.last_upload {
             let elapsed = last.elapsed();
             if elapsed < spacing {
@@ -97,9 +98,9 @@ impl Submitter<'_> {
         }
         let upload_name = self.upload_name(shard);
         self.respect_upload_rate().await;
-        let effect = self
-            .ledger
-            .record_intent(Some(shard.shard_index), EffectKind::Upload, &upload_name)?;
+        let effect =
+            self.ledger
+                .record_intent(Some(shard.shard_index), EffectKind::Upload, &upload_name)?;
         let path = self.run_directory.shard_path(&shard.file_name);
         match self.client.upload_file(&path, &upload_name).await {
             Ok(file) => {
@@ -109,29 +110,44 @@ impl Submitter<'_> {
                 self.events.emit(
                     "file_uploaded",
                     json!({"shard": shard.shard_index, "file_id": file.id, "bytes": file.bytes}),
-                    || Some(format!("uploaded shard {} as `{}`", shard.shard_index, file.id)),
+                    || {
+                        Some(format!(
+                            "uploaded shard {} as `{}`",
+                            shard.shard_index, file.id
+                        ))
+                    },
                 );
                 Ok(file.id)
             }
             Err(error) if error.outcome_unknown() => {
-                self.ledger.record_outcome(effect, "unknown", &error.to_string())?;
+                self.ledger
+                    .record_outcome(effect, "unknown", &error.to_string())?;
                 // The file may exist; look before uploading again.
                 if let Some(file_id) = self.reconcile_upload(shard).await? {
-                    self.ledger.record_outcome(effect, "done", &format!("adopted {file_id}"))?;
+                    self.ledger
+                        .record_outcome(effect, "done", &format!("adopted {file_id}"))?;
                     return Ok(file_id);
                 }
-                self.ledger.record_outcome(effect, "failed", "not found after an unknown outcome")?;
+                self.ledger.record_outcome(
+                    effect,
+                    "failed",
+                    "not found after an unknown outcome",
+                )?;
                 Err(error.into())
             }
             Err(error) => {
-                self.ledger.record_outcome(effect, "failed", &error.to_string())?;
+                self.ledger
+                    .record_outcome(effect, "failed", &error.to_string())?;
                 Err(error.into())
             }
         }
     }
 
     /// Looks for files this shard's upload may have created. Adopts one, deletes the rest.
-    pub async fn reconcile_upload(&mut self, shard: &ShardRecord) -> Result<Option<String>, SubmitError> {
+    pub async fn reconcile_upload(
+        &mut self,
+        shard: &ShardRecord,
+    ) -> Result<Option<String>, SubmitError> {
         let upload_name = self.upload_name(shard);
         let mut matches = Vec::new();
         let mut after: Option<String> = None;
@@ -157,22 +173,35 @@ impl Submitter<'_> {
         self.events.emit(
             "file_adopted",
             json!({"shard": shard.shard_index, "file_id": adopted}),
-            || Some(format!("found the upload of shard {} already made (`{adopted}`); not uploading again", shard.shard_index)),
+            || {
+                Some(format!(
+                    "found the upload of shard {} already made (`{adopted}`); not uploading again",
+                    shard.shard_index
+                ))
+            },
         );
         for orphan in matches.iter().skip(1) {
-            let effect = self
-                .ledger
-                .record_intent(Some(shard.shard_index), EffectKind::DeleteFile, orphan)?;
+            let effect = self.ledger.record_intent(
+                Some(shard.shard_index),
+                EffectKind::DeleteFile,
+                orphan,
+            )?;
             match self.client.delete_file(orphan).await {
                 Ok(()) => self.ledger.record_outcome(effect, "done", orphan)?,
-                Err(error) => self.ledger.record_outcome(effect, "failed", &error.to_string())?,
+                Err(error) => self
+                    .ledger
+                    .record_outcome(effect, "failed", &error.to_string())?,
             }
         }
         Ok(Some(adopted))
     }
 
     /// Creates the shard's batch unless it already has one; returns the batch id.
-    pub async fn ensure_batch(&mut self, shard: &ShardRecord, file_id: &str) -> Result<String, SubmitError> {
+    pub async fn ensure_batch(
+        &mut self,
+        shard: &ShardRecord,
+        file_id: &str,
+    ) -> Result<String, SubmitError> {
         if let Some(batch_id) = &shard.batch_id {
             return Ok(batch_id.clone());
         }
@@ -182,9 +211,9 @@ impl Submitter<'_> {
             completion_window: self.job.spec.batch.completion_window.clone(),
             metadata: Some(self.metadata(shard)),
         };
-        let effect = self
-            .ledger
-            .record_intent(Some(shard.shard_index), EffectKind::CreateBatch, file_id)?;
+        let effect =
+            self.ledger
+                .record_intent(Some(shard.shard_index), EffectKind::CreateBatch, file_id)?;
         match self.client.create_batch(&request).await {
             Ok(batch) => {
                 crate::kill_point::reach("after_create_before_record");
@@ -198,27 +227,41 @@ impl Submitter<'_> {
                 Ok(batch.id)
             }
             Err(error) if error.outcome_unknown() => {
-                self.ledger.record_outcome(effect, "unknown", &error.to_string())?;
+                self.ledger
+                    .record_outcome(effect, "unknown", &error.to_string())?;
                 // Never create again before looking: the first create may have happened.
                 for wait in [Duration::from_millis(0), Duration::from_secs(2)] {
                     tokio::time::sleep(wait).await;
                     if let Some(batch) = self.reconcile_batch(shard, file_id).await? {
-                        self.ledger.record_outcome(effect, "done", &format!("adopted {}", batch.id))?;
+                        self.ledger.record_outcome(
+                            effect,
+                            "done",
+                            &format!("adopted {}", batch.id),
+                        )?;
                         return Ok(batch.id);
                     }
                 }
-                self.ledger.record_outcome(effect, "failed", "not found after an unknown outcome")?;
+                self.ledger.record_outcome(
+                    effect,
+                    "failed",
+                    "not found after an unknown outcome",
+                )?;
                 Err(error.into())
             }
             Err(error) => {
-                self.ledger.record_outcome(effect, "failed", &error.to_string())?;
+                self.ledger
+                    .record_outcome(effect, "failed", &error.to_string())?;
                 Err(error.into())
             }
         }
     }
 
     /// Looks for a batch this run already created for `file_id` and adopts it.
-    pub async fn reconcile_batch(&mut self, shard: &ShardRecord, file_id: &str) -> Result<Option<Batch>, SubmitError> {
+    pub async fn reconcile_batch(
+        &mut self,
+        shard: &ShardRecord,
+        file_id: &str,
+    ) -> Result<Option<Batch>, SubmitError> {
         let run_id = self.run_id();
         let shard_text = shard.shard_index.to_string();
         let mut after: Option<String> = None;
@@ -244,7 +287,12 @@ impl Submitter<'_> {
                 self.events.emit(
                     "batch_adopted",
                     json!({"shard": shard.shard_index, "batch_id": found.id}),
-                    || Some(format!("found batch `{}` already created for shard {}; not creating another", found.id, shard.shard_index)),
+                    || {
+                        Some(format!(
+                            "found batch `{}` already created for shard {}; not creating another",
+                            found.id, shard.shard_index
+                        ))
+                    },
                 );
                 return Ok(Some(found));
             }

@@ -75,7 +75,10 @@ fn normalize_path(path: &Path) -> PathBuf {
         match component {
             Component::CurDir => {}
             Component::ParentDir => {
-                if matches!(normalized.components().next_back(), Some(Component::Normal(_))) {
+                if matches!(
+                    normalized.components().next_back(),
+                    Some(Component::Normal(_))
+                ) {
                     normalized.pop();
                 } else {
                     normalized.push("..");
@@ -219,7 +222,10 @@ pub fn load_job(job_file: &Path) -> Result<Job, JobError> {
     {
         return Err(invalid(
             "request.stop",
-            format!("{} stop sequences given; at most 4 are accepted", stop.len()),
+            format!(
+                "{} stop sequences given; at most 4 are accepted",
+                stop.len()
+            ),
         ));
     }
 
@@ -306,8 +312,7 @@ pub fn load_job(job_file: &Path) -> Result<Job, JobError> {
     }
     if let Some(keep) = &spec.output.keep_columns {
         for column in keep {
-            if RESERVED_COLUMN_NAMES.contains(&column.as_str())
-                || seen_field_names.contains(column)
+            if RESERVED_COLUMN_NAMES.contains(&column.as_str()) || seen_field_names.contains(column)
             {
                 return Err(invalid(
                     "output.keep_columns",
@@ -319,8 +324,7 @@ pub fn load_job(job_file: &Path) -> Result<Job, JobError> {
         }
     }
 
-    if request.response_format == Some(ResponseFormat::JsonObject)
-        && spec.output.fields.is_empty()
+    if request.response_format == Some(ResponseFormat::JsonObject) && spec.output.fields.is_empty()
     {
         let mentions_json = request
             .system
@@ -338,10 +342,16 @@ pub fn load_job(job_file: &Path) -> Result<Job, JobError> {
     crate::provider::parse_completion_window_hours(&spec.batch.completion_window)
         .map_err(|message| invalid("batch.completion_window", message))?;
     for (key, value) in [
-        ("batch.max_requests_per_file", spec.batch.max_requests_per_file),
+        (
+            "batch.max_requests_per_file",
+            spec.batch.max_requests_per_file,
+        ),
         ("batch.max_bytes_per_file", spec.batch.max_bytes_per_file),
         ("batch.max_line_bytes", spec.batch.max_line_bytes),
-        ("batch.max_poll_interval_seconds", spec.batch.max_poll_interval_seconds),
+        (
+            "batch.max_poll_interval_seconds",
+            spec.batch.max_poll_interval_seconds,
+        ),
         ("batch.max_attempts", spec.batch.max_attempts.map(u64::from)),
     ] {
         if value == Some(0) {
@@ -410,14 +420,20 @@ template = "Say hi to {{ name }}"
             "{MINIMAL}\n[[output.fields]]\nname = \"sentiment\"\ntype = \"label\"\n"
         ))
         .unwrap_err();
-        assert!(error.to_string().contains("output.fields[0].labels"), "{error}");
+        assert!(
+            error.to_string().contains("output.fields[0].labels"),
+            "{error}"
+        );
     }
 
     #[test]
     fn bad_completion_window_is_rejected() {
         let error =
             load_text(&format!("{MINIMAL}\n[batch]\ncompletion_window = \"2w\"\n")).unwrap_err();
-        assert!(error.to_string().contains("batch.completion_window"), "{error}");
+        assert!(
+            error.to_string().contains("batch.completion_window"),
+            "{error}"
+        );
     }
 
     #[test]

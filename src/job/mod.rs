@@ -3,7 +3,9 @@
 mod load;
 mod spec;
 
-pub use load::{CHAT_ENDPOINT, EMBEDDINGS_ENDPOINT, Job, JobError, RESERVED_COLUMN_NAMES, load_job};
+pub use load::{
+    CHAT_ENDPOINT, EMBEDDINGS_ENDPOINT, Job, JobError, RESERVED_COLUMN_NAMES, load_job,
+};
 pub use spec::{
     BatchSpec, InputSpec, JobSpec, OutputFieldSpec, OutputFieldType, OutputSpec, RequestSpec,
     ResponseFormat,

@@ -23,8 +23,9 @@ pub struct CsvBatchReader {
 
 impl CsvBatchReader {
     pub fn open(path: &Path, rows_per_batch: usize) -> Result<CsvBatchReader, TableError> {
-        let file = File::open(path)
-            .map_err(|error| TableError::new(path, None, format!("cannot open the file: {error}")))?;
+        let file = File::open(path).map_err(|error| {
+            TableError::new(path, None, format!("cannot open the file: {error}"))
+        })?;
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(true)
             .flexible(false)
@@ -216,7 +217,10 @@ mod tests {
     fn invalid_utf8_names_row_line_and_column() {
         let error = read_all(b"id,text\n1,ok\n2,\"multi\nline\"\n3,bad \xff here\n").unwrap_err();
         let message = error.to_string();
-        assert!(message.contains("row 3 (line 5), column `text`"), "{message}");
+        assert!(
+            message.contains("row 3 (line 5), column `text`"),
+            "{message}"
+        );
     }
 
     #[test]

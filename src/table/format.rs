@@ -39,9 +39,18 @@ mod tests {
 
     #[test]
     fn formats_come_from_extensions() {
-        assert_eq!(TableFormat::from_path(Path::new("a/b.CSV")), Some(TableFormat::Csv));
-        assert_eq!(TableFormat::from_path(Path::new("x.parquet")), Some(TableFormat::Parquet));
-        assert_eq!(TableFormat::from_path(Path::new("x.ndjson")), Some(TableFormat::Jsonl));
+        assert_eq!(
+            TableFormat::from_path(Path::new("a/b.CSV")),
+            Some(TableFormat::Csv)
+        );
+        assert_eq!(
+            TableFormat::from_path(Path::new("x.parquet")),
+            Some(TableFormat::Parquet)
+        );
+        assert_eq!(
+            TableFormat::from_path(Path::new("x.ndjson")),
+            Some(TableFormat::Jsonl)
+        );
         assert_eq!(TableFormat::from_path(Path::new("x.txt")), None);
     }
 }

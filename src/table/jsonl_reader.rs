@@ -110,7 +110,11 @@ pub struct JsonlBatchReader {
     finished: bool,
 }
 
-fn parse_object(path: &Path, line_number: u64, line: &str) -> Result<Map<String, Value>, TableError> {
+fn parse_object(
+    path: &Path,
+    line_number: u64,
+    line: &str,
+) -> Result<Map<String, Value>, TableError> {
     match serde_json::from_str::<Value>(line) {
         Ok(Value::Object(object)) => Ok(object),
         Ok(_) => Err(TableError::new(
@@ -132,7 +136,11 @@ fn open_lines(path: &Path) -> Result<std::io::Lines<BufReader<File>>, TableError
     Ok(BufReader::with_capacity(1 << 16, file).lines())
 }
 
-fn read_line(path: &Path, line_number: u64, line: std::io::Result<String>) -> Result<String, TableError> {
+fn read_line(
+    path: &Path,
+    line_number: u64,
+    line: std::io::Result<String>,
+) -> Result<String, TableError> {
     line.map_err(|error| {
         let message = if error.kind() == std::io::ErrorKind::InvalidData {
             "the line is not valid UTF-8; save the file as UTF-8".to_owned()
@@ -262,10 +270,22 @@ mod tests {
         )
         .unwrap();
         let schema = batches[0].schema();
-        assert_eq!(schema.field_with_name("id").unwrap().data_type(), &DataType::Int64);
-        assert_eq!(schema.field_with_name("score").unwrap().data_type(), &DataType::Float64);
-        assert_eq!(schema.field_with_name("late").unwrap().data_type(), &DataType::Boolean);
-        let tags = batches[0].column_by_name("tags").unwrap().as_string::<i32>();
+        assert_eq!(
+            schema.field_with_name("id").unwrap().data_type(),
+            &DataType::Int64
+        );
+        assert_eq!(
+            schema.field_with_name("score").unwrap().data_type(),
+            &DataType::Float64
+        );
+        assert_eq!(
+            schema.field_with_name("late").unwrap().data_type(),
+            &DataType::Boolean
+        );
+        let tags = batches[0]
+            .column_by_name("tags")
+            .unwrap()
+            .as_string::<i32>();
         assert!(tags.is_null(0));
         assert_eq!(tags.value(1), "[1,2]");
         assert!(batches[0].column_by_name("text").unwrap().is_null(1));

@@ -17,7 +17,7 @@ use super::{TableError, TableFormat};
 
 enum FormatWriter {
     Parquet(Box<ArrowWriter<File>>),
-    Csv(arrow_csv::Writer<BufWriter<File>>),
+    Csv(Box<arrow_csv::Writer<BufWriter<File>>>),
     Jsonl(arrow_json::LineDelimitedWriter<BufWriter<File>>),
 }
 
@@ -47,8 +47,7 @@ impl AtomicTableWriter {
             .file_name()
             .map(|name| name.to_string_lossy().into_owned())
             .unwrap_or_else(|| "output".to_owned());
-        let temporary_path =
-            directory.join(format!(".{file_name}.partial-{}", std::process::id()));
+        let temporary_path = directory.join(format!(".{file_name}.partial-{}", std::process::id()));
         let file = File::create(&temporary_path).map_err(|error| write_error(path, error))?;
         let mut csv_schema = None;
         let writer = match format {
@@ -63,11 +62,11 @@ impl AtomicTableWriter {
             }
             TableFormat::Csv => {
                 csv_schema = Some(csv_compatible_schema(&schema));
-                FormatWriter::Csv(
+                FormatWriter::Csv(Box::new(
                     arrow_csv::WriterBuilder::new()
                         .with_header(true)
                         .build(BufWriter::with_capacity(1 << 16, file)),
-                )
+                ))
             }
             TableFormat::Jsonl => FormatWriter::Jsonl(arrow_json::LineDelimitedWriter::new(
                 BufWriter::with_capacity(1 << 16, file),
@@ -84,17 +83,19 @@ impl AtomicTableWriter {
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), TableError> {
         let path = self.final_path.clone();
         match self.writer.as_mut().expect("writer used after finish") {
-            FormatWriter::Parquet(writer) => {
-                writer.write(batch).map_err(|error| write_error(&path, error))
-            }
+            FormatWriter::Parquet(writer) => writer
+                .write(batch)
+                .map_err(|error| write_error(&path, error)),
             FormatWriter::Csv(writer) => {
                 let schema = self.csv_schema.clone().expect("csv schema");
                 let batch = to_csv_compatible(batch, schema);
-                writer.write(&batch).map_err(|error| write_error(&path, error))
+                writer
+                    .write(&batch)
+                    .map_err(|error| write_error(&path, error))
             }
-            FormatWriter::Jsonl(writer) => {
-                writer.write(batch).map_err(|error| write_error(&path, error))
-            }
+            FormatWriter::Jsonl(writer) => writer
+                .write(batch)
+                .map_err(|error| write_error(&path, error)),
         }
     }
 
@@ -102,9 +103,9 @@ impl AtomicTableWriter {
     pub fn finish(mut self) -> Result<(), TableError> {
         let path = self.final_path.clone();
         let file = match self.writer.take().expect("writer finished twice") {
-            FormatWriter::Parquet(writer) => {
-                writer.into_inner().map_err(|error| write_error(&path, error))?
-            }
+            FormatWriter::Parquet(writer) => writer
+                .into_inner()
+                .map_err(|error| write_error(&path, error))?,
             FormatWriter::Csv(writer) => writer
                 .into_inner()
                 .into_inner()
@@ -112,7 +113,9 @@ impl AtomicTableWriter {
             FormatWriter::Jsonl(mut writer) => {
                 writer.finish().map_err(|error| write_error(&path, error))?;
                 let mut buffered = writer.into_inner();
-                buffered.flush().map_err(|error| write_error(&path, error))?;
+                buffered
+                    .flush()
+                    .map_err(|error| write_error(&path, error))?;
                 buffered
                     .into_inner()
                     .map_err(|error| write_error(&path, error.error().to_string()))?
@@ -202,7 +205,8 @@ mod tests {
         let directory = tempfile::tempdir().unwrap();
         let target = directory.path().join("out.csv");
         let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
-        let mut writer = AtomicTableWriter::create(&target, TableFormat::Csv, schema.clone()).unwrap();
+        let mut writer =
+            AtomicTableWriter::create(&target, TableFormat::Csv, schema.clone()).unwrap();
         let batch =
             RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1, 2]))]).unwrap();
         writer.write(&batch).unwrap();

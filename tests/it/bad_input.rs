@@ -14,7 +14,12 @@ const CASES: &[Case] = &[
         fixture: "invalid_utf8.csv",
         id_column: Some("id"),
         template: "{{ text }}",
-        expected: &["invalid_utf8.csv", "row 3 (line 4)", "column `text`", "UTF-8"],
+        expected: &[
+            "invalid_utf8.csv",
+            "row 3 (line 4)",
+            "column `text`",
+            "UTF-8",
+        ],
     },
     Case {
         fixture: "duplicate_ids.csv",
@@ -55,7 +60,9 @@ const CASES: &[Case] = &[
 ];
 
 fn uploads(simulator: &StandaloneSimulator) -> u64 {
-    simulator.get_json("/_sim/requests")["calls"]["upload"].as_u64().unwrap_or(0)
+    simulator.get_json("/_sim/requests")["calls"]["upload"]
+        .as_u64()
+        .unwrap_or(0)
 }
 
 #[test]
@@ -87,9 +94,18 @@ fn each_bad_input_fails_early_and_uploads_nothing() {
         let stderr = text(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{}: {stderr}", case.fixture);
         for expected in case.expected {
-            assert!(stderr.contains(expected), "{}: expected `{expected}` in:\n{stderr}", case.fixture);
+            assert!(
+                stderr.contains(expected),
+                "{}: expected `{expected}` in:\n{stderr}",
+                case.fixture
+            );
         }
-        assert_eq!(uploads(&simulator), 0, "{}: nothing may be uploaded", case.fixture);
+        assert_eq!(
+            uploads(&simulator),
+            0,
+            "{}: nothing may be uploaded",
+            case.fixture
+        );
     }
 }
 
@@ -98,11 +114,26 @@ fn job_file_mistakes_name_the_key() {
     let workspace = Workspace::new();
     copy_fixture(&workspace, "fixtures/edge/cjk_emoji.csv");
     let cases = [
-        ("[input]\npath = \"cjk_emoji.csv\"\n[request]\nmodel = \"qwen-plus\"\ntemplate = \"{{ text }}\"\ntemprature = 0.5\n", "temprature"),
-        ("[input]\npath = \"cjk_emoji.csv\"\n[request]\nmodel = \"qwen-plus\"\ntemplate = \"{{ text }}\"\n[batch]\ncompletion_window = \"400h\"\n", "batch.completion_window"),
-        ("[input]\npath = \"cjk_emoji.csv\"\n[request]\nmodel = \"qwen-plus\"\ntemplate = \"{{ text \"\n", "request.template"),
-        ("[input]\npath = \"missing.csv\"\n[request]\nmodel = \"qwen-plus\"\ntemplate = \"{{ text }}\"\n", "missing.csv"),
-        ("[input]\npath = \"cjk_emoji.csv\"\n[request]\nmodel = \"qwen-plus\"\ntemplate = \"{{ text }}\"\n[[output.fields]]\nname = \"mood\"\ntype = \"label\"\n", "output.fields[0].labels"),
+        (
+            "[input]\npath = \"cjk_emoji.csv\"\n[request]\nmodel = \"qwen-plus\"\ntemplate = \"{{ text }}\"\ntemprature = 0.5\n",
+            "temprature",
+        ),
+        (
+            "[input]\npath = \"cjk_emoji.csv\"\n[request]\nmodel = \"qwen-plus\"\ntemplate = \"{{ text }}\"\n[batch]\ncompletion_window = \"400h\"\n",
+            "batch.completion_window",
+        ),
+        (
+            "[input]\npath = \"cjk_emoji.csv\"\n[request]\nmodel = \"qwen-plus\"\ntemplate = \"{{ text \"\n",
+            "request.template",
+        ),
+        (
+            "[input]\npath = \"missing.csv\"\n[request]\nmodel = \"qwen-plus\"\ntemplate = \"{{ text }}\"\n",
+            "missing.csv",
+        ),
+        (
+            "[input]\npath = \"cjk_emoji.csv\"\n[request]\nmodel = \"qwen-plus\"\ntemplate = \"{{ text }}\"\n[[output.fields]]\nname = \"mood\"\ntype = \"label\"\n",
+            "output.fields[0].labels",
+        ),
     ];
     for (index, (contents, expected)) in cases.iter().enumerate() {
         let name = format!("broken-{index}.toml");
@@ -110,13 +141,22 @@ fn job_file_mistakes_name_the_key() {
         let output = workspace.run(&["validate", &name]);
         let stderr = text(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{name}: {stderr}");
-        assert!(stderr.contains(expected), "{name}: expected `{expected}` in:\n{stderr}");
+        assert!(
+            stderr.contains(expected),
+            "{name}: expected `{expected}` in:\n{stderr}"
+        );
         let output = workspace.run(&["run", &name, "--provider", "sim"]);
         assert_eq!(output.status.code(), Some(2), "{name}");
-        assert!(!workspace.path().join("runs").exists() || std::fs::read_dir(workspace.path().join("runs")).unwrap().all(|entry| {
-            let shards = entry.unwrap().path().join("shards");
-            !shards.exists() || std::fs::read_dir(shards).unwrap().next().is_none()
-        }), "{name}: nothing planned");
+        assert!(
+            !workspace.path().join("runs").exists()
+                || std::fs::read_dir(workspace.path().join("runs"))
+                    .unwrap()
+                    .all(|entry| {
+                        let shards = entry.unwrap().path().join("shards");
+                        !shards.exists() || std::fs::read_dir(shards).unwrap().next().is_none()
+                    }),
+            "{name}: nothing planned"
+        );
     }
 }
 

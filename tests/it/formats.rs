@@ -14,25 +14,48 @@ fn job(input: &str, extra: &str) -> String {
 #[test]
 fn csv_text_with_quotes_newlines_and_emoji_round_trips_to_csv() {
     let workspace = Workspace::new();
-    for fixture in ["quotes_and_newlines.csv", "cjk_emoji.csv", "empty_cells.csv", "bom.csv"] {
+    for fixture in [
+        "quotes_and_newlines.csv",
+        "cjk_emoji.csv",
+        "empty_cells.csv",
+        "bom.csv",
+    ] {
         copy_fixture(&workspace, &format!("fixtures/edge/{fixture}"));
         let job_name = fixture.replace(".csv", "");
         workspace.write(
             &format!("{job_name}.toml"),
-            job(fixture, &format!("[output]\npath = \"out-{job_name}.csv\"\n")),
+            job(
+                fixture,
+                &format!("[output]\npath = \"out-{job_name}.csv\"\n"),
+            ),
         );
-        let output = workspace.run(&["run", &format!("{job_name}.toml"), "--provider", "sim", "--quiet"]);
+        let output = workspace.run(&[
+            "run",
+            &format!("{job_name}.toml"),
+            "--provider",
+            "sim",
+            "--quiet",
+        ]);
         assert_success(&output);
         let mut input = csv::Reader::from_path(workspace.path().join(fixture)).unwrap();
-        let mut result = csv::Reader::from_path(workspace.path().join(format!("out-{job_name}.csv"))).unwrap();
+        let mut result =
+            csv::Reader::from_path(workspace.path().join(format!("out-{job_name}.csv"))).unwrap();
         let input_headers = input.headers().unwrap().clone();
         let result_headers = result.headers().unwrap().clone();
         for (index, header) in input_headers.iter().enumerate() {
-            assert_eq!(&result_headers[index], header.trim_start_matches('\u{feff}'), "{fixture}");
+            assert_eq!(
+                &result_headers[index],
+                header.trim_start_matches('\u{feff}'),
+                "{fixture}"
+            );
         }
         let input_rows: Vec<csv::StringRecord> = input.records().map(Result::unwrap).collect();
         let result_rows: Vec<csv::StringRecord> = result.records().map(Result::unwrap).collect();
-        assert_eq!(input_rows.len(), result_rows.len(), "{fixture}: one output row per input row");
+        assert_eq!(
+            input_rows.len(),
+            result_rows.len(),
+            "{fixture}: one output row per input row"
+        );
         let status_index = result_headers.iter().position(|h| h == "status").unwrap();
         for (input_row, result_row) in input_rows.iter().zip(&result_rows) {
             for column in 0..input_headers.len() {
@@ -55,14 +78,26 @@ fn parquet_input_keeps_its_column_types() {
     assert_success(&output);
     let batches = read_parquet(&workspace.single_run_directory().join("output.parquet"));
     let schema = batches[0].schema();
-    assert_eq!(schema.field_with_name("id").unwrap().data_type(), &DataType::Int64);
-    assert_eq!(schema.field_with_name("score").unwrap().data_type(), &DataType::Float64);
-    assert_eq!(schema.field_with_name("flag").unwrap().data_type(), &DataType::Boolean);
+    assert_eq!(
+        schema.field_with_name("id").unwrap().data_type(),
+        &DataType::Int64
+    );
+    assert_eq!(
+        schema.field_with_name("score").unwrap().data_type(),
+        &DataType::Float64
+    );
+    assert_eq!(
+        schema.field_with_name("flag").unwrap().data_type(),
+        &DataType::Boolean
+    );
     assert!(matches!(
         schema.field_with_name("created_at").unwrap().data_type(),
         DataType::Timestamp(_, _)
     ));
-    let custom_ids: Vec<String> = string_column(&batches, "custom_id").into_iter().map(Option::unwrap).collect();
+    let custom_ids: Vec<String> = string_column(&batches, "custom_id")
+        .into_iter()
+        .map(Option::unwrap)
+        .collect();
     assert_eq!(custom_ids, vec!["1", "2", "3", "4", "5"]);
 }
 
@@ -82,7 +117,10 @@ fn jsonl_input_with_nested_values_gives_jsonl_output() {
         .lines()
         .map(|line| serde_json::from_str(line).unwrap())
         .collect();
-    assert_eq!(rows.len(), input_lines.lines().filter(|l| !l.trim().is_empty()).count());
+    assert_eq!(
+        rows.len(),
+        input_lines.lines().filter(|l| !l.trim().is_empty()).count()
+    );
     for (index, row) in rows.iter().enumerate() {
         assert_eq!(row["custom_id"], (index + 1).to_string());
         assert_eq!(row["status"], "ok");
@@ -100,10 +138,18 @@ fn json_events_on_stdout_are_one_object_per_line() {
         .lines()
         .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
         .collect();
-    let kinds: Vec<&str> = events.iter().map(|event| event["type"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|event| event["type"].as_str().unwrap())
+        .collect();
     assert_eq!(kinds.first(), Some(&"run_started"));
     assert_eq!(kinds.last(), Some(&"run_finished"));
-    for expected in ["planned", "file_uploaded", "batch_created", "results_downloaded"] {
+    for expected in [
+        "planned",
+        "file_uploaded",
+        "batch_created",
+        "results_downloaded",
+    ] {
         assert!(kinds.contains(&expected), "{kinds:?}");
     }
     assert_eq!(events.last().unwrap()["rows"], 8);

@@ -105,7 +105,9 @@ pub fn string_column(batches: &[RecordBatch], name: &str) -> Vec<Option<String>>
     use arrow_array::cast::AsArray;
     let mut values = Vec::new();
     for batch in batches {
-        let column = batch.column_by_name(name).unwrap_or_else(|| panic!("column {name}"));
+        let column = batch
+            .column_by_name(name)
+            .unwrap_or_else(|| panic!("column {name}"));
         let strings = column.as_string::<i32>();
         for row in 0..strings.len() {
             values.push((!strings.is_null(row)).then(|| strings.value(row).to_owned()));
@@ -138,7 +140,10 @@ impl StandaloneSimulator {
         let base_url = loop {
             line.clear();
             let read = reader.read_line(&mut line).expect("simulator stderr");
-            assert!(read > 0, "the simulator exited before saying where it listens");
+            assert!(
+                read > 0,
+                "the simulator exited before saying where it listens"
+            );
             if let Some(index) = line.find("http://") {
                 break line[index..].trim().to_owned();
             }
@@ -187,9 +192,12 @@ impl Drop for StandaloneSimulator {
 pub fn http_json(method: &str, url: &str, body: Option<&Value>) -> Value {
     use std::io::{Read, Write};
     let without_scheme = url.strip_prefix("http://").expect("http URL");
-    let (host, path) = without_scheme.split_at(without_scheme.find('/').unwrap_or(without_scheme.len()));
+    let (host, path) =
+        without_scheme.split_at(without_scheme.find('/').unwrap_or(without_scheme.len()));
     let mut stream = std::net::TcpStream::connect(host).expect("connect to simulator");
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     let payload = body.map(|b| b.to_string()).unwrap_or_default();
     write!(
         stream,
@@ -202,7 +210,10 @@ pub fn http_json(method: &str, url: &str, body: Option<&Value>) -> Value {
     let response = String::from_utf8_lossy(&response).into_owned();
     let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
     assert!(head.starts_with("HTTP/1.1 2"), "{method} {url}: {head}");
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         dechunk(body)
     } else {
         body.to_owned()
@@ -231,7 +242,9 @@ fn dechunk(body: &str) -> String {
 /// Copies `fixtures/...` into the workspace so jobs can name them relatively.
 pub fn copy_fixture(workspace: &Workspace, relative: &str) -> PathBuf {
     let source = repository_root().join(relative);
-    let target = workspace.path().join(Path::new(relative).file_name().unwrap());
+    let target = workspace
+        .path()
+        .join(Path::new(relative).file_name().unwrap());
     std::fs::copy(&source, &target).unwrap_or_else(|e| panic!("copy {}: {e}", source.display()));
     target
 }

@@ -18,7 +18,12 @@ fn input_ids(csv_or_jsonl: &Path, id_column: &str) -> Vec<String> {
             .collect();
     }
     let mut reader = csv::Reader::from_reader(text.as_bytes());
-    let index = reader.headers().unwrap().iter().position(|h| h == id_column).unwrap();
+    let index = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .position(|h| h == id_column)
+        .unwrap();
     reader
         .records()
         .map(|record| record.unwrap()[index].to_owned())
@@ -42,7 +47,10 @@ fn assert_report_is_complete(report: &serde_json::Value, rows: u64) {
     let cost: f64 = report["cost"].as_str().unwrap().parse().unwrap();
     let realtime: f64 = report["realtime_cost"].as_str().unwrap().parse().unwrap();
     assert!(cost > 0.0, "{report:#}");
-    assert!((realtime - 2.0 * cost).abs() < 1e-12, "batch is half of realtime: {report:#}");
+    assert!(
+        (realtime - 2.0 * cost).abs() < 1e-12,
+        "batch is half of realtime: {report:#}"
+    );
     assert!(report["tokens"]["prompt_tokens"].as_u64().unwrap() > rows);
 }
 
@@ -51,15 +59,33 @@ fn review_sentiment_job_writes_typed_labels_for_every_row() {
     let (_workspace, run_directory, report) = run_job("review-sentiment.toml");
     assert_report_is_complete(&report, 300);
     let batches = read_parquet(&run_directory.join("output.parquet"));
-    let ids: Vec<String> = string_column(&batches, "review_id").into_iter().map(Option::unwrap).collect();
-    assert_eq!(ids, input_ids(&repository_root().join("fixtures/reviews/zh_reviews.csv"), "review_id"));
-    let custom_ids: Vec<String> = string_column(&batches, "custom_id").into_iter().map(Option::unwrap).collect();
+    let ids: Vec<String> = string_column(&batches, "review_id")
+        .into_iter()
+        .map(Option::unwrap)
+        .collect();
+    assert_eq!(
+        ids,
+        input_ids(
+            &repository_root().join("fixtures/reviews/zh_reviews.csv"),
+            "review_id"
+        )
+    );
+    let custom_ids: Vec<String> = string_column(&batches, "custom_id")
+        .into_iter()
+        .map(Option::unwrap)
+        .collect();
     assert_eq!(custom_ids, ids, "custom_id is the id column");
     for label in string_column(&batches, "sentiment") {
-        assert!(matches!(label.as_deref(), Some("positive" | "negative" | "neutral")), "{label:?}");
+        assert!(
+            matches!(label.as_deref(), Some("positive" | "negative" | "neutral")),
+            "{label:?}"
+        );
     }
     let schema = batches[0].schema();
-    assert_eq!(schema.field_with_name("confidence").unwrap().data_type(), &arrow_schema::DataType::Float64);
+    assert_eq!(
+        schema.field_with_name("confidence").unwrap().data_type(),
+        &arrow_schema::DataType::Float64
+    );
     assert!(schema.field_with_name("source_label").is_ok());
     assert!(schema.field_with_name("text").is_ok());
     for status in string_column(&batches, "status") {
@@ -77,8 +103,17 @@ fn food_review_summary_job_writes_a_csv_with_every_row() {
     assert_eq!(&headers[0], "review_id");
     assert!(headers.iter().any(|h| h == "content"));
     assert!(headers.iter().any(|h| h == "cost"));
-    let ids: Vec<String> = reader.records().map(|record| record.unwrap()[0].to_owned()).collect();
-    assert_eq!(ids, input_ids(&repository_root().join("fixtures/reviews/en_food_reviews.jsonl"), "review_id"));
+    let ids: Vec<String> = reader
+        .records()
+        .map(|record| record.unwrap()[0].to_owned())
+        .collect();
+    assert_eq!(
+        ids,
+        input_ids(
+            &repository_root().join("fixtures/reviews/en_food_reviews.jsonl"),
+            "review_id"
+        )
+    );
 }
 
 #[test]
@@ -87,11 +122,20 @@ fn review_topics_parquet_job_spans_three_shards_in_input_order() {
     assert_report_is_complete(&report, 300);
     assert_eq!(report["shards"].as_array().unwrap().len(), 3);
     let batches = read_parquet(&run_directory.join("output.parquet"));
-    let custom_ids: Vec<String> = string_column(&batches, "custom_id").into_iter().map(Option::unwrap).collect();
+    let custom_ids: Vec<String> = string_column(&batches, "custom_id")
+        .into_iter()
+        .map(Option::unwrap)
+        .collect();
     let expected: Vec<String> = (1..=300).map(|n| n.to_string()).collect();
-    assert_eq!(custom_ids, expected, "row numbers are the ids, in input order");
+    assert_eq!(
+        custom_ids, expected,
+        "row numbers are the ids, in input order"
+    );
     let batch_ids = string_column(&batches, "batch_id");
-    assert_ne!(batch_ids[0], batch_ids[150], "different shards, different batches");
+    assert_ne!(
+        batch_ids[0], batch_ids[150],
+        "different shards, different batches"
+    );
 }
 
 #[test]
@@ -104,6 +148,9 @@ fn every_job_in_the_jobs_directory_is_covered_here() {
     jobs.sort();
     let this_file = include_str!("jobs.rs");
     for job in jobs {
-        assert!(this_file.contains(&format!("run_job(\"{job}\")")), "jobs/{job} has no test in tests/it/jobs.rs");
+        assert!(
+            this_file.contains(&format!("run_job(\"{job}\")")),
+            "jobs/{job} has no test in tests/it/jobs.rs"
+        );
     }
 }

@@ -4,4 +4,5 @@
 mod bad_input;
 mod formats;
 mod harness;
+mod interop;
 mod jobs;
