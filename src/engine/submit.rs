@@ -23,6 +23,9 @@ pub const METADATA_JOB: &str = "dashbatch_job";
 /// `input_file_ids` filter.
 const MAX_RECONCILE_PAGES: usize = 20;
 
+/// How many times one upload or create may be tried when each try surely left no effect.
+const MAX_SUBMIT_ATTEMPTS: u32 = 4;
+
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
     #[error(transparent)]
@@ -50,6 +53,11 @@ impl Submitter<'_> {
     /// The name the shard is uploaded under: unique per run, so it can be found again.
     pub fn upload_name(&self, shard: &ShardRecord) -> String {
         format!("{}-{}", self.run_id(), shard.file_name)
+    }
+
+    /// The endpoint batches are created for (the job's, or the test model's for rehearsals).
+    fn endpoint(&self) -> String {
+        self.job.spec.request.endpoint.clone()
     }
 
     fn metadata(&self, shard: &ShardRecord) -> BTreeMap<String, String> {
@@ -91,11 +99,32 @@ impl Submitter<'_> {
         self.last_upload = Some(Instant::now());
     }
 
-    /// Uploads the shard unless it already has a file id; returns the file id.
+    /// Uploads the shard unless it already has a file id; returns the file id. A failed upload
+    /// is repeated (within bounds) only once the provider's file list shows it did not happen.
     pub async fn ensure_uploaded(&mut self, shard: &ShardRecord) -> Result<String, SubmitError> {
         if let Some(file_id) = &shard.file_id {
             return Ok(file_id.clone());
         }
+        let mut attempt = 1;
+        loop {
+            match self.upload_once(shard).await? {
+                Ok(file_id) => return Ok(file_id),
+                Err(error) if error.is_transient() && attempt < MAX_SUBMIT_ATTEMPTS => {
+                    tokio::time::sleep(self.retry_delay(attempt, &error)).await;
+                    attempt += 1;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+
+    fn retry_delay(&self, attempt: u32, error: &ClientError) -> Duration {
+        crate::client::RetryPolicy::default().delay_after(attempt, error.retry_after())
+    }
+
+    /// One upload. `Ok(Err(_))` means the upload surely did not happen (a definite refusal, or
+    /// an unknown outcome that reconciliation showed left no file).
+    async fn upload_once(&mut self, shard: &ShardRecord) -> Result<Result<String, ClientError>, SubmitError> {
         let upload_name = self.upload_name(shard);
         self.respect_upload_rate().await;
         let effect =
@@ -117,7 +146,7 @@ impl Submitter<'_> {
                         ))
                     },
                 );
-                Ok(file.id)
+                Ok(Ok(file.id))
             }
             Err(error) if error.outcome_unknown() => {
                 self.ledger
@@ -126,19 +155,19 @@ impl Submitter<'_> {
                 if let Some(file_id) = self.reconcile_upload(shard).await? {
                     self.ledger
                         .record_outcome(effect, "done", &format!("adopted {file_id}"))?;
-                    return Ok(file_id);
+                    return Ok(Ok(file_id));
                 }
                 self.ledger.record_outcome(
                     effect,
                     "failed",
-                    "not found after an unknown outcome",
+                    &format!("not found after an unknown outcome: {error}"),
                 )?;
-                Err(error.into())
+                Ok(Err(error))
             }
             Err(error) => {
                 self.ledger
                     .record_outcome(effect, "failed", &error.to_string())?;
-                Err(error.into())
+                Ok(Err(error))
             }
         }
     }
@@ -196,18 +225,35 @@ impl Submitter<'_> {
         Ok(Some(adopted))
     }
 
-    /// Creates the shard's batch unless it already has one; returns the batch id.
-    pub async fn ensure_batch(
-        &mut self,
-        shard: &ShardRecord,
-        file_id: &str,
-    ) -> Result<String, SubmitError> {
+    /// Creates the shard's batch unless it already has one; returns the batch id. A create is
+    /// repeated (within bounds) only once the provider's batch list shows it did not happen.
+    pub async fn ensure_batch(&mut self, shard: &ShardRecord, file_id: &str) -> Result<String, SubmitError> {
         if let Some(batch_id) = &shard.batch_id {
             return Ok(batch_id.clone());
         }
+        let mut attempt = 1;
+        loop {
+            match self.create_once(shard, file_id).await? {
+                Ok(batch_id) => return Ok(batch_id),
+                Err(error) if error.is_transient() && attempt < MAX_SUBMIT_ATTEMPTS => {
+                    tokio::time::sleep(self.retry_delay(attempt, &error)).await;
+                    attempt += 1;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+
+    /// One create. `Ok(Err(_))` means no batch was created (a definite refusal, or an unknown
+    /// outcome that reconciliation, looking twice, showed left no batch).
+    async fn create_once(
+        &mut self,
+        shard: &ShardRecord,
+        file_id: &str,
+    ) -> Result<Result<String, ClientError>, SubmitError> {
         let request = CreateBatchRequest {
             input_file_id: file_id.to_owned(),
-            endpoint: self.job.spec.request.endpoint.clone(),
+            endpoint: self.endpoint(),
             completion_window: self.job.spec.batch.completion_window.clone(),
             metadata: Some(self.metadata(shard)),
         };
@@ -222,9 +268,14 @@ impl Submitter<'_> {
                 self.events.emit(
                     "batch_created",
                     json!({"shard": shard.shard_index, "batch_id": batch.id, "input_file_id": file_id}),
-                    || Some(format!("created batch `{}` for shard {}", batch.id, shard.shard_index)),
+                    || {
+                        Some(format!(
+                            "created batch `{}` for shard {}",
+                            batch.id, shard.shard_index
+                        ))
+                    },
                 );
-                Ok(batch.id)
+                Ok(Ok(batch.id))
             }
             Err(error) if error.outcome_unknown() => {
                 self.ledger
@@ -238,20 +289,20 @@ impl Submitter<'_> {
                             "done",
                             &format!("adopted {}", batch.id),
                         )?;
-                        return Ok(batch.id);
+                        return Ok(Ok(batch.id));
                     }
                 }
                 self.ledger.record_outcome(
                     effect,
                     "failed",
-                    "not found after an unknown outcome",
+                    &format!("not found after an unknown outcome: {error}"),
                 )?;
-                Err(error.into())
+                Ok(Err(error))
             }
             Err(error) => {
                 self.ledger
                     .record_outcome(effect, "failed", &error.to_string())?;
-                Err(error.into())
+                Ok(Err(error))
             }
         }
     }

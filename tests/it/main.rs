@@ -2,6 +2,8 @@
 //! `--provider sim`, or standalone through `dashbatch sim serve` and `--base-url`).
 
 mod bad_input;
+mod faults;
+mod invariants;
 mod formats;
 mod harness;
 mod interop;

@@ -1,0 +1,199 @@
+//! Network and provider faults injected by the simulator. Each run must still end with one
+//! output row per input row, nothing billed twice, one batch per input file, the report's cost
+//! equal to what was billed, and no key on disk.
+
+use serde_json::{Value, json};
+
+use super::harness::*;
+use super::invariants::*;
+
+struct FaultRun {
+    run_directory: std::path::PathBuf,
+    _workspace: Workspace,
+    exit_code: Option<i32>,
+    stderr: String,
+    statuses: Vec<Option<String>>,
+    error_codes: Vec<Option<String>>,
+    simulator: StandaloneSimulator,
+}
+
+fn run_with_faults(rows: usize, per_shard: usize, plan: Value) -> FaultRun {
+    let simulator = StandaloneSimulator::start(&[]);
+    simulator.put_json("/_sim/faults", &plan);
+    let workspace = review_workspace(rows, per_shard, "");
+    let run_directory = workspace.path().join("run");
+    let output = review_run_command(&workspace, &simulator, &run_directory)
+        .env("DASHBATCH_LOG", "1")
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert!(
+        matches!(output.status.code(), Some(0 | 1)),
+        "exit {:?}: {stderr}",
+        output.status.code()
+    );
+    let (violations, notes) = check_finished_run(
+        &simulator,
+        &run_directory,
+        &workspace.path().join("out.parquet"),
+        &review_ids(rows),
+    );
+    assert!(violations.is_clean(), "{violations:?}: {notes}\n{stderr}");
+    let batches = read_parquet(&workspace.path().join("out.parquet"));
+    FaultRun {
+        run_directory,
+        _workspace: workspace,
+        exit_code: output.status.code(),
+        stderr,
+        statuses: string_column(&batches, "status"),
+        error_codes: string_column(&batches, "error_code"),
+        simulator,
+    }
+}
+
+/// How many side effects of `kind` the run's ledger records as adopted from the provider.
+fn adopted_effects(run: &FaultRun, kind: &str) -> i64 {
+    let connection = rusqlite::Connection::open(run.run_directory.join("ledger.sqlite")).unwrap();
+    connection
+        .query_row(
+            "SELECT COUNT(*) FROM effects WHERE kind = ?1 AND detail LIKE 'adopted%'",
+            [kind],
+            |row| row.get(0),
+        )
+        .unwrap()
+}
+
+fn count(values: &[Option<String>], wanted: &str) -> usize {
+    values.iter().filter(|value| value.as_deref() == Some(wanted)).count()
+}
+
+fn route_fault(route: &str, nth: u64, kind: Value) -> Value {
+    json!({ "routes": { route: [{ "nth": nth, "kind": kind }] }, "batches": [] })
+}
+
+#[test]
+fn throttled_polls_honour_retry_after() {
+    let run = run_with_faults(12, 6, route_fault("get_batch", 2, json!({"status_429": {"retry_after_seconds": 1}})));
+    assert_eq!(run.exit_code, Some(0), "{}", run.stderr);
+    assert!(run.stderr.contains("retrying in 1s"), "{}", run.stderr);
+}
+
+#[test]
+fn server_errors_on_polls_and_downloads_are_retried() {
+    let plan = json!({ "routes": {
+        "get_batch": [{ "nth": 1, "kind": "status_500" }, { "nth": 3, "kind": "status_500" }],
+        "file_content": [{ "nth": 1, "kind": "status_500" }],
+    }, "batches": [] });
+    let run = run_with_faults(12, 6, plan);
+    assert_eq!(run.exit_code, Some(0), "{}", run.stderr);
+}
+
+#[test]
+fn a_create_whose_answer_is_lost_is_adopted_not_repeated() {
+    let run = run_with_faults(12, 6, route_fault("create_batch", 1, json!("drop_after_acting")));
+    assert_eq!(run.exit_code, Some(0), "{}", run.stderr);
+    let ledger = run.simulator.ledger();
+    assert_eq!(ledger["batches"].as_array().unwrap().len(), 2, "two shards, two batches");
+    assert_eq!(adopted_effects(&run, "create_batch"), 1, "the lost create was adopted");
+}
+
+#[test]
+fn a_create_that_never_happened_is_sent_again_after_looking() {
+    let run = run_with_faults(12, 6, route_fault("create_batch", 1, json!("drop_before_acting")));
+    assert_eq!(run.exit_code, Some(0), "{}", run.stderr);
+    assert_eq!(run.simulator.ledger()["batches"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn an_upload_whose_answer_is_lost_is_adopted_not_repeated() {
+    let run = run_with_faults(12, 6, route_fault("upload", 1, json!("drop_after_acting")));
+    assert_eq!(run.exit_code, Some(0), "{}", run.stderr);
+    let ledger = run.simulator.ledger();
+    assert_eq!(ledger["uploads"], 2, "one upload per shard: {ledger:#}");
+    assert_eq!(adopted_effects(&run, "upload"), 1, "the lost upload was adopted");
+}
+
+#[test]
+fn a_throttled_create_is_reconciled_then_retried() {
+    let run = run_with_faults(12, 6, route_fault("create_batch", 1, json!({"status_429": {"retry_after_seconds": 1}})));
+    assert_eq!(run.exit_code, Some(0), "{}", run.stderr);
+    assert_eq!(run.simulator.ledger()["batches"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn slow_answers_and_truncated_downloads_are_survived() {
+    let plan = json!({ "routes": {
+        "get_batch": [{ "nth": 1, "kind": {"slow": {"millis": 800}} }],
+        "file_content": [{ "nth": 1, "kind": {"truncate_download": {"keep_fraction": 0.4}} }],
+    }, "batches": [] });
+    let run = run_with_faults(12, 6, plan);
+    assert_eq!(run.exit_code, Some(0), "{}", run.stderr);
+    assert_eq!(count(&run.statuses, "ok"), 12);
+}
+
+#[test]
+fn an_expired_batch_keeps_its_finished_rows_and_resends_the_rest() {
+    let plan = json!({ "routes": {}, "batches": [
+        { "batches": { "nth_batch": 1 }, "behaviour": { "expire_with_partial": { "done_fraction": 0.5 } } }
+    ] });
+    let run = run_with_faults(20, 20, plan);
+    assert_eq!(run.exit_code, Some(0), "{}", run.stderr);
+    assert_eq!(count(&run.statuses, "ok"), 20, "{:?}", run.statuses);
+    let ledger = run.simulator.ledger();
+    assert_eq!(ledger["batches"].as_array().unwrap().len(), 2, "the original and one retry batch");
+}
+
+#[test]
+fn transient_line_errors_are_resent_and_permanent_ones_are_not() {
+    let plan = json!({ "routes": {}, "batches": [
+        { "batches": { "nth_batch": 1 }, "behaviour": { "transient_line_errors": { "fraction": 0.3 } } },
+        { "batches": { "nth_batch": 1 }, "behaviour": { "failed_lines_in_output": { "fraction": 0.3 } } }
+    ] });
+    let run = run_with_faults(30, 30, plan);
+    let failed = count(&run.statuses, "failed");
+    let ok = count(&run.statuses, "ok");
+    assert_eq!(ok + failed, 30, "{:?}", run.statuses);
+    assert!(ok >= 15, "{:?}", run.statuses);
+    if failed > 0 {
+        assert_eq!(run.exit_code, Some(1));
+    }
+}
+
+#[test]
+fn a_batch_that_fails_validation_maps_its_errors_to_rows() {
+    let plan = json!({ "routes": {}, "batches": [
+        { "batches": "all", "behaviour": { "fail_validation": {} } }
+    ] });
+    let run = run_with_faults(8, 8, plan);
+    assert_eq!(run.exit_code, Some(1));
+    assert_eq!(count(&run.statuses, "failed"), 8);
+    assert!(run.error_codes.iter().all(Option::is_some));
+}
+
+#[test]
+fn lost_lines_become_missing_rows_and_are_not_resent() {
+    let plan = json!({ "routes": {}, "batches": [
+        { "batches": "all", "behaviour": { "lose_lines": { "count": 3 } } }
+    ] });
+    let run = run_with_faults(10, 10, plan);
+    assert_eq!(run.exit_code, Some(1));
+    assert_eq!(count(&run.statuses, "missing"), 3, "{:?}", run.statuses);
+    assert_eq!(run.simulator.ledger()["batches"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn error_lines_in_the_helper_spelling_are_read() {
+    let plan = json!({ "routes": {}, "batches": [
+        { "batches": "all", "behaviour": { "transient_line_errors": { "fraction": 0.5 } } },
+        { "batches": "all", "behaviour": "error_code_spelling_helper" }
+    ] });
+    let run = run_with_faults(10, 10, plan);
+    // Every retry hits the same fault, so some rows end failed after all attempts.
+    let failed = count(&run.statuses, "failed");
+    assert!(failed > 0, "{:?}", run.statuses);
+    for (status, code) in run.statuses.iter().zip(&run.error_codes) {
+        if status.as_deref() == Some("failed") {
+            assert!(code.is_some(), "error_code read from error_code/error_message");
+        }
+    }
+}
