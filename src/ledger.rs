@@ -184,6 +184,26 @@ impl Ledger {
         Ok(())
     }
 
+    /// Records several facts in one transaction: all of them or none.
+    pub fn set_facts(&mut self, facts: &[(&str, String)]) -> Result<(), LedgerError> {
+        let path = self.path.clone();
+        let error = |e: rusqlite::Error| LedgerError {
+            path: path.clone(),
+            message: e.to_string(),
+        };
+        let transaction = self.connection.transaction().map_err(error)?;
+        for (key, value) in facts {
+            transaction
+                .execute(
+                    "INSERT INTO run_facts (key, value) VALUES (?1, ?2)
+                     ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    params![key, value],
+                )
+                .map_err(error)?;
+        }
+        transaction.commit().map_err(error)
+    }
+
     pub fn fact(&self, key: &str) -> Result<Option<String>, LedgerError> {
         self.connection
             .query_row(

@@ -6,11 +6,39 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone)]
 pub struct RunDirectory {
     pub root: PathBuf,
+    /// The run's unique id, recorded in its ledger; set once the ledger is open.
+    unique_run_id: Option<String>,
 }
 
 impl RunDirectory {
     pub fn new(root: PathBuf) -> RunDirectory {
-        RunDirectory { root }
+        RunDirectory {
+            root,
+            unique_run_id: None,
+        }
+    }
+
+    /// A fresh run id: the directory's name and a random suffix, so two runs in directories of
+    /// the same name (say, `run`) never mistake each other's files or batches for their own.
+    pub fn new_run_id(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        hasher.update(std::process::id().to_le_bytes());
+        hasher.update(format!("{:?}", std::time::SystemTime::now()).as_bytes());
+        hasher.update(self.root.display().to_string().as_bytes());
+        let suffix = hex::encode(hasher.finalize());
+        format!("{}-{}", self.directory_name(), &suffix[..8])
+    }
+
+    pub fn set_run_id(&mut self, run_id: String) {
+        self.unique_run_id = Some(run_id);
+    }
+
+    fn directory_name(&self) -> String {
+        self.root
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "run".to_owned())
     }
 
     /// `runs/<job>-<UTC timestamp>` below the current directory.
@@ -19,12 +47,11 @@ impl RunDirectory {
         RunDirectory::new(PathBuf::from("runs").join(format!("{job_name}-{stamp}")))
     }
 
-    /// The run id is the directory's name; it goes into batch metadata.
+    /// The run id that goes into upload names and batch metadata.
     pub fn run_id(&self) -> String {
-        self.root
-            .file_name()
-            .map(|name| name.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "run".to_owned())
+        self.unique_run_id
+            .clone()
+            .unwrap_or_else(|| self.directory_name())
     }
 
     pub fn shards_directory(&self) -> PathBuf {

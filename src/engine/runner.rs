@@ -80,6 +80,7 @@ mod fact {
     pub const OUTPUT_FORMAT: &str = "output_format";
     pub const PLANNED_ROWS: &str = "planned_rows";
     pub const FINISHED: &str = "finished";
+    pub const RUN_ID: &str = "run_id";
 }
 
 /// The provider a run talks to, with the embedded simulator kept alive while it is used.
@@ -235,11 +236,7 @@ pub async fn resume_run(run_directory: &Path, mode: OutputMode) -> Result<RunOut
         .ok_or_else(|| {
             RunFailure::input(anyhow::anyhow!("the ledger does not name its job file"))
         })?;
-    let provider: ProviderKind = ledger
-        .fact(fact::PROVIDER)
-        .map_err(RunFailure::input)?
-        .and_then(|text| serde_json::from_value(json!(text)).ok())
-        .unwrap_or(ProviderKind::Sim);
+    let provider = recorded_provider(&ledger, run_directory)?;
     let base_url = ledger.fact(fact::BASE_URL).map_err(RunFailure::input)?;
     let output = ledger
         .fact(fact::OUTPUT_PATH)
@@ -260,6 +257,21 @@ pub async fn resume_run(run_directory: &Path, mode: OutputMode) -> Result<RunOut
         },
     )
     .await
+}
+
+/// The provider a run was started with. Never guessed: a wrong guess would talk to another
+/// service than the one holding the run's batches.
+fn recorded_provider(ledger: &Ledger, run_directory: &Path) -> Result<ProviderKind, RunFailure> {
+    ledger
+        .fact(fact::PROVIDER)
+        .map_err(RunFailure::input)?
+        .and_then(|text| serde_json::from_value(json!(text)).ok())
+        .ok_or_else(|| {
+            RunFailure::input(anyhow::anyhow!(
+                "run `{}` does not record its provider; it was interrupted before it started, so start it again with `dashbatch run`",
+                run_directory.display()
+            ))
+        })
 }
 
 fn open_existing_ledger(run_directory: &Path) -> Result<Ledger, RunFailure> {
@@ -343,7 +355,7 @@ async fn submit_pending(
 
 async fn execute(
     job: Job,
-    run_directory: RunDirectory,
+    mut run_directory: RunDirectory,
     options: RunOptions,
 ) -> Result<RunOutcome, RunFailure> {
     let events = EventSink::new(options.mode);
@@ -366,7 +378,6 @@ async fn execute(
         }
     }
 
-    let resuming = Ledger::exists_in(&run_directory.root);
     run_directory.create().map_err(|error| {
         RunFailure::input(anyhow::anyhow!(
             "cannot create the run directory `{}`: {error}",
@@ -374,7 +385,20 @@ async fn execute(
         ))
     })?;
     let mut ledger = Ledger::open(&run_directory.root).map_err(RunFailure::input)?;
-    let job_file_absolute = std::fs::canonicalize(&job.job_file).unwrap_or(job.job_file.clone());
+    // A run exists once its founding facts are recorded (all in one transaction).
+    let resuming = ledger
+        .fact(fact::JOB_SHA256)
+        .map_err(RunFailure::input)?
+        .is_some();
+    let output_format = job
+        .output_format
+        .or_else(|| options.output.as_deref().and_then(TableFormat::from_path))
+        .unwrap_or(TableFormat::Parquet);
+    let output_path = absolute(&match (&options.output, &job.output_path) {
+        (Some(path), _) => path.clone(),
+        (None, Some(path)) => path.clone(),
+        (None, None) => run_directory.default_output_path(output_format.extension()),
+    });
     if resuming {
         if let Some(recorded) = ledger.fact(fact::JOB_SHA256).map_err(RunFailure::input)?
             && recorded != job.job_file_sha256
@@ -395,39 +419,27 @@ async fn execute(
             )));
         }
     } else {
-        ledger
-            .set_fact(fact::JOB_FILE, &job_file_absolute.display().to_string())
-            .map_err(RunFailure::input)?;
-        ledger
-            .set_fact(fact::JOB_SHA256, &job.job_file_sha256)
-            .map_err(RunFailure::input)?;
-        ledger
-            .set_fact(fact::PROVIDER, &options.provider.to_string())
-            .map_err(RunFailure::input)?;
+        let job_file_absolute =
+            std::fs::canonicalize(&job.job_file).unwrap_or(job.job_file.clone());
+        let mut founding = vec![
+            (fact::RUN_ID, run_directory.new_run_id()),
+            (fact::JOB_FILE, job_file_absolute.display().to_string()),
+            (fact::PROVIDER, options.provider.to_string()),
+            (fact::OUTPUT_PATH, output_path.display().to_string()),
+            (fact::OUTPUT_FORMAT, output_format.extension().to_owned()),
+            // Written last in the list, but the transaction makes them appear together.
+            (fact::JOB_SHA256, job.job_file_sha256.clone()),
+        ];
         if let Some(url) = &options.base_url {
-            ledger
-                .set_fact(fact::BASE_URL, url)
-                .map_err(RunFailure::input)?;
+            founding.push((fact::BASE_URL, url.clone()));
         }
+        ledger.set_facts(&founding).map_err(RunFailure::input)?;
     }
-
-    let output_format = job
-        .output_format
-        .or_else(|| options.output.as_deref().and_then(TableFormat::from_path))
-        .unwrap_or(TableFormat::Parquet);
-    let output_path = match (&options.output, &job.output_path) {
-        (Some(path), _) => path.clone(),
-        (None, Some(path)) => path.clone(),
-        (None, None) => run_directory.default_output_path(output_format.extension()),
-    };
-    if !resuming {
-        ledger
-            .set_fact(fact::OUTPUT_PATH, &output_path.display().to_string())
-            .map_err(RunFailure::input)?;
-        ledger
-            .set_fact(fact::OUTPUT_FORMAT, output_format.extension())
-            .map_err(RunFailure::input)?;
-    }
+    let run_id = ledger
+        .fact(fact::RUN_ID)
+        .map_err(RunFailure::input)?
+        .ok_or_else(|| RunFailure::input(anyhow::anyhow!("the ledger lost its run id")))?;
+    run_directory.set_run_id(run_id);
 
     events.emit(
         "run_started",
@@ -646,6 +658,17 @@ fn build_report(
     }
 }
 
+/// `path` made absolute against the current directory, so a resume from elsewhere finds it.
+fn absolute(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_owned()
+    } else {
+        std::env::current_dir()
+            .map(|directory| directory.join(path))
+            .unwrap_or_else(|_| path.to_owned())
+    }
+}
+
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let partial = path.with_extension("partial");
     std::fs::write(&partial, bytes)?;
@@ -741,11 +764,7 @@ pub fn show_status(run_directory: &Path, as_json: bool) -> Result<String, RunFai
 /// already finished stay billed and are kept; `resume` then joins what came back.
 pub async fn cancel_run(run_directory: &Path, mode: OutputMode) -> Result<u64, RunFailure> {
     let ledger = open_existing_ledger(run_directory)?;
-    let provider: ProviderKind = ledger
-        .fact(fact::PROVIDER)
-        .map_err(RunFailure::input)?
-        .and_then(|text| serde_json::from_value(json!(text)).ok())
-        .unwrap_or(ProviderKind::Sim);
+    let provider = recorded_provider(&ledger, run_directory)?;
     let base_url = ledger.fact(fact::BASE_URL).map_err(RunFailure::input)?;
     let directory = RunDirectory::new(run_directory.to_owned());
     let connection = connect(provider, base_url.as_deref(), &directory).await?;

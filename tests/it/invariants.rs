@@ -57,7 +57,8 @@ pub fn check_finished_run(
 ) -> (Violations, String) {
     let mut violations = Violations::default();
     let mut notes = Vec::new();
-    let run_id = run_directory.file_name().unwrap().to_string_lossy().into_owned();
+    let report = read_report(run_directory);
+    let run_id = report["run_id"].as_str().expect("report names its run").to_owned();
     let ledger = simulator.ledger();
 
     // One batch per input file, for every file this run created batches from.
@@ -108,7 +109,6 @@ pub fn check_finished_run(
             notes.push(format!("custom_id {custom_id} billed {count} times"));
         }
     }
-    let report = read_report(run_directory);
     let reported = report["cost"].as_str().unwrap_or("missing").to_owned();
     if reported != billed_total.to_decimal_string() {
         violations.cost_mismatches += 1;

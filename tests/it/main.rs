@@ -2,6 +2,7 @@
 //! `--provider sim`, or standalone through `dashbatch sim serve` and `--base-url`).
 
 mod bad_input;
+mod crash;
 mod faults;
 mod invariants;
 mod formats;
