@@ -9,3 +9,4 @@ mod formats;
 mod harness;
 mod interop;
 mod jobs;
+mod resume;

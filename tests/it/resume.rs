@@ -1,0 +1,144 @@
+//! Resume, status, cancel and Ctrl-C: a finished run resumed changes nothing at the provider;
+//! `status` reads only the ledger; `cancel` stops live batches and keeps the rows that finished;
+//! Ctrl-C saves the state, cancels nothing remote, exits 130, and `resume` finishes the run.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::harness::*;
+use super::invariants::*;
+
+fn calls(simulator: &StandaloneSimulator) -> serde_json::Value {
+    simulator.get_json("/_sim/requests")["calls"].clone()
+}
+
+fn changing_calls(calls: &serde_json::Value) -> u64 {
+    ["upload", "create_batch", "cancel_batch", "delete_file"]
+        .iter()
+        .map(|route| calls[route].as_u64().unwrap_or(0))
+        .sum()
+}
+
+/// Waits until the run's ledger shows `count` batch ids.
+fn wait_for_batches(run_directory: &std::path::Path, count: i64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(connection) = rusqlite::Connection::open(run_directory.join("ledger.sqlite"))
+            && let Ok(found) = connection.query_row(
+                "SELECT COUNT(*) FROM shards WHERE batch_id IS NOT NULL",
+                [],
+                |row| row.get::<_, i64>(0),
+            )
+            && found >= count
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the run never created its batches");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_finished_run_resumed_makes_no_changing_call() {
+    let simulator = StandaloneSimulator::start(&[]);
+    let workspace = review_workspace(12, 6, "");
+    let run_directory = workspace.path().join("run");
+    assert_success(&review_run_command(&workspace, &simulator, &run_directory).output().unwrap());
+    let before = calls(&simulator);
+    let output = resume_command(&workspace, &run_directory).output().unwrap();
+    assert_success(&output);
+    let after = calls(&simulator);
+    assert_eq!(changing_calls(&before), changing_calls(&after), "{before} → {after}");
+    assert_eq!(before, after, "a finished run needs no call at all");
+    // `run` on the same run directory is a resume too.
+    assert_success(&review_run_command(&workspace, &simulator, &run_directory).output().unwrap());
+    assert_eq!(calls(&simulator), before);
+}
+
+#[test]
+fn status_reads_the_ledger_without_any_call() {
+    let simulator = StandaloneSimulator::start(&[]);
+    simulator.put_json("/_sim/clock", &json!({"time_scale": 0.0}));
+    let workspace = review_workspace(12, 6, "");
+    let run_directory = workspace.path().join("run");
+    let mut child = review_run_command(&workspace, &simulator, &run_directory).spawn().unwrap();
+    wait_for_batches(&run_directory, 2);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = calls(&simulator);
+    let output = workspace.run(&["status", run_directory.to_str().unwrap(), "--json"]);
+    assert_success(&output);
+    assert_eq!(calls(&simulator), before, "status makes no call");
+    let status: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(status["planned_rows"], 12);
+    assert_eq!(status["finished"], false);
+    let shards = status["shards"].as_array().unwrap();
+    assert_eq!(shards.len(), 2);
+    assert!(shards.iter().all(|shard| shard["batch_id"].is_string()));
+    let human = workspace.run(&["status", run_directory.to_str().unwrap()]);
+    assert_success(&human);
+    assert!(text(&human.stdout).contains("not finished"));
+}
+
+#[test]
+fn cancel_stops_live_batches_and_keeps_the_rows_that_finished() {
+    let simulator = StandaloneSimulator::start(&[]);
+    simulator.put_json("/_sim/clock", &json!({"time_scale": 0.0}));
+    let workspace = review_workspace(40, 40, "max_attempts = 1\n");
+    let run_directory = workspace.path().join("run");
+    let mut child = review_run_command(&workspace, &simulator, &run_directory).spawn().unwrap();
+    wait_for_batches(&run_directory, 1);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Let part of the batch run, then cancel it.
+    super::harness::http_json("POST", &format!("{}/_sim/clock/advance", simulator.root_url), Some(&json!({"seconds": 100.0})));
+    let output = resume_free_cancel(&workspace, &run_directory);
+    assert_success(&output);
+    assert!(text(&output.stderr).contains("cancel 1 batch"), "{}", text(&output.stderr));
+    assert_eq!(calls(&simulator)["cancel_batch"], 1);
+    simulator.put_json("/_sim/clock", &json!({"time_scale": 1000.0}));
+    let output = resume_command(&workspace, &run_directory).output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    let batches = read_parquet(&workspace.path().join("out.parquet"));
+    let statuses = string_column(&batches, "status");
+    assert_eq!(statuses.len(), 40);
+    let ok = statuses.iter().filter(|s| s.as_deref() == Some("ok")).count();
+    let cancelled = statuses.iter().filter(|s| s.as_deref() == Some("cancelled")).count();
+    assert!(ok > 0 && cancelled > 0 && ok + cancelled == 40, "{statuses:?}");
+    let (violations, notes) =
+        check_finished_run(&simulator, &run_directory, &workspace.path().join("out.parquet"), &review_ids(40));
+    assert!(violations.is_clean(), "{notes}");
+}
+
+fn resume_free_cancel(workspace: &Workspace, run_directory: &std::path::Path) -> std::process::Output {
+    let mut command = workspace.command(&["cancel", run_directory.to_str().unwrap()]);
+    command.env("DASHSCOPE_API_KEY", SECRET_KEY);
+    command.output().unwrap()
+}
+
+#[test]
+fn ctrl_c_saves_the_state_cancels_nothing_and_resume_finishes() {
+    let simulator = StandaloneSimulator::start(&[]);
+    simulator.put_json("/_sim/clock", &json!({"time_scale": 0.0}));
+    let workspace = review_workspace(12, 6, "");
+    let run_directory = workspace.path().join("run");
+    let child = review_run_command(&workspace, &simulator, &run_directory)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_batches(&run_directory, 2);
+    // SAFETY: sending SIGINT to our own child process.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{}", text(&output.stderr));
+    assert!(text(&output.stderr).contains("dashbatch resume"), "{}", text(&output.stderr));
+    assert_eq!(calls(&simulator)["cancel_batch"], 0, "Ctrl-C never cancels remote batches");
+    simulator.put_json("/_sim/clock", &json!({"time_scale": 1000.0}));
+    assert_success(&resume_command(&workspace, &run_directory).output().unwrap());
+    let (violations, notes) =
+        check_finished_run(&simulator, &run_directory, &workspace.path().join("out.parquet"), &review_ids(12));
+    assert!(violations.is_clean(), "{notes}");
+}
