@@ -139,6 +139,23 @@ fn review_topics_parquet_job_spans_three_shards_in_input_order() {
 }
 
 #[test]
+fn review_embeddings_job_writes_fixed_size_float32_vectors() {
+    let (_workspace, run_directory, report) = run_job("review-embeddings.toml");
+    assert_report_is_complete(&report, 300);
+    assert_eq!(report["tokens"]["completion_tokens"], 0);
+    let batches = read_parquet(&run_directory.join("output.parquet"));
+    let field = batches[0].schema().field_with_name("embedding").unwrap().clone();
+    match field.data_type() {
+        arrow_schema::DataType::FixedSizeList(item, 256) => {
+            assert_eq!(item.data_type(), &arrow_schema::DataType::Float32)
+        }
+        other => panic!("embedding column is {other:?}"),
+    }
+    let rows: usize = batches.iter().map(|batch| batch.num_rows()).sum();
+    assert_eq!(rows, 300);
+}
+
+#[test]
 fn every_job_in_the_jobs_directory_is_covered_here() {
     let mut jobs: Vec<String> = std::fs::read_dir(repository_root().join("jobs"))
         .unwrap()

@@ -9,4 +9,5 @@ mod formats;
 mod harness;
 mod interop;
 mod jobs;
+mod providers;
 mod resume;

@@ -1,0 +1,91 @@
+//! The same job against a DashScope-shaped and an OpenAI-shaped simulator (`--provider openai`):
+//! OpenAI has no `input_file_ids` filter, puts failed and expired lines in the error file, and
+//! sends `model` and `usage` on the batch; the client must not care.
+
+use serde_json::json;
+
+use super::harness::*;
+use super::invariants::*;
+
+fn openai_run(plan: serde_json::Value) -> (Workspace, StandaloneSimulator, std::process::Output) {
+    let simulator = StandaloneSimulator::start(&["--flavour", "openai"]);
+    simulator.put_json("/_sim/faults", &plan);
+    let workspace = review_workspace(18, 6, "");
+    let run_directory = workspace.path().join("run");
+    let output = workspace
+        .command(&[
+            "run",
+            "reviews.toml",
+            "--provider",
+            "openai",
+            "--base-url",
+            &simulator.base_url,
+            "--run-dir",
+            run_directory.to_str().unwrap(),
+            "--quiet",
+        ])
+        .env("OPENAI_API_KEY", SECRET_KEY)
+        .output()
+        .unwrap();
+    (workspace, simulator, output)
+}
+
+#[test]
+fn a_job_runs_against_an_openai_shaped_api() {
+    let (workspace, simulator, output) = openai_run(json!({"routes": {}, "batches": []}));
+    assert_success(&output);
+    let (violations, notes) = check_finished_run(
+        &simulator,
+        &workspace.path().join("run"),
+        &workspace.path().join("out.parquet"),
+        &review_ids(18),
+    );
+    assert!(violations.is_clean(), "{notes}");
+    assert!(simulator.base_url.ends_with("/v1") && !simulator.base_url.contains("compatible-mode"));
+}
+
+#[test]
+fn a_lost_create_is_found_by_paging_without_the_dashscope_filter() {
+    let (workspace, simulator, output) = openai_run(json!({
+        "routes": { "create_batch": [{ "nth": 2, "kind": "drop_after_acting" }] },
+        "batches": []
+    }));
+    assert_success(&output);
+    assert_eq!(simulator.ledger()["batches"].as_array().unwrap().len(), 3);
+    let (violations, notes) = check_finished_run(
+        &simulator,
+        &workspace.path().join("run"),
+        &workspace.path().join("out.parquet"),
+        &review_ids(18),
+    );
+    assert!(violations.is_clean(), "{notes}");
+}
+
+#[test]
+fn expired_lines_in_the_openai_error_file_are_resent() {
+    let (workspace, simulator, output) = openai_run(json!({
+        "routes": {},
+        "batches": [{ "batches": { "nth_batch": 1 }, "behaviour": { "expire_with_partial": { "done_fraction": 0.5 } } }]
+    }));
+    assert_success(&output);
+    let (violations, notes) = check_finished_run(
+        &simulator,
+        &workspace.path().join("run"),
+        &workspace.path().join("out.parquet"),
+        &review_ids(18),
+    );
+    assert!(violations.is_clean(), "{notes}");
+    assert_eq!(simulator.ledger()["batches"].as_array().unwrap().len(), 4, "three shards and one retry");
+}
+
+#[test]
+fn openai_accepts_only_a_one_day_window() {
+    let workspace = review_workspace(6, 6, "completion_window = \"48h\"\n");
+    let output = workspace
+        .command(&["run", "reviews.toml", "--provider", "openai", "--base-url", "http://127.0.0.1:9/v1"])
+        .env("OPENAI_API_KEY", SECRET_KEY)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("only `24h`"), "{}", text(&output.stderr));
+}
