@@ -77,6 +77,10 @@ pub enum Command {
         /// A prices file (TOML) that overrides or adds model prices.
         #[arg(long, env = crate::env::DASHBATCH_PRICES)]
         prices: Option<PathBuf>,
+        /// Prove the whole path at no inference cost: send the same rows to DashScope's free
+        /// `batch-test-model` (100 lines and 1 MB per file, 2 batches at a time).
+        #[arg(long)]
+        rehearse: bool,
         #[command(flatten)]
         output_flags: OutputFlags,
     },

@@ -118,18 +118,22 @@ async fn dispatch(cli: Cli) -> u8 {
             run_dir,
             output,
             prices,
+            rehearse,
             output_flags,
         } => {
             let run_directory = match run_dir {
                 Some(directory) => directory,
                 None => match job::load_job(&job) {
-                    Ok(loaded) => match engine::find_unfinished_run(&loaded) {
+                    Ok(loaded) => match engine::find_unfinished_run(&loaded, rehearse) {
                         Some(unfinished) => {
                             eprintln!(
                                 "dashbatch: continuing the unfinished run `{}` of this job (pass `--run-dir` to choose another)",
                                 unfinished.display()
                             );
                             unfinished
+                        }
+                        None if rehearse => {
+                            RunDirectory::default_for(&format!("{}-rehearsal", loaded.name)).root
                         }
                         None => RunDirectory::default_for(&loaded.name).root,
                     },
@@ -146,6 +150,7 @@ async fn dispatch(cli: Cli) -> u8 {
                 output,
                 mode: output_mode(&output_flags),
                 prices_file: prices,
+                rehearse,
             };
             finish_run(interruptible(engine::run_job(&job, options), Some(&run_directory)).await)
         }

@@ -50,6 +50,8 @@ pub struct ProviderProfile {
     pub max_metadata_keys: Option<usize>,
     pub max_metadata_value_chars: Option<usize>,
     pub currency: &'static str,
+    /// Batches that may run at once (DashScope: 1,000 per account; its test model: 2).
+    pub max_live_batches: usize,
 }
 
 /// 500 MB as DashScope counts it (reference §4.2); decimal megabytes to stay on the safe side.
@@ -74,6 +76,7 @@ impl ProviderProfile {
             max_metadata_keys: None,
             max_metadata_value_chars: None,
             currency: "CNY",
+            max_live_batches: 1000,
         };
         match kind {
             ProviderKind::Sim => dashscope,
@@ -101,7 +104,20 @@ impl ProviderProfile {
                 max_metadata_keys: Some(16),
                 max_metadata_value_chars: Some(512),
                 currency: "USD",
+                max_live_batches: 1000,
             },
+        }
+    }
+
+    /// The limits of DashScope's free test model `batch-test-model` (reference §4.2): at most 100
+    /// lines and 1 MB per file, 2 tasks at once.
+    pub fn for_rehearsal(&self) -> ProviderProfile {
+        ProviderProfile {
+            max_requests_per_file: 100,
+            max_bytes_per_file: 1000 * 1000,
+            max_line_bytes: self.max_line_bytes.min(1000 * 1000),
+            max_live_batches: 2,
+            ..self.clone()
         }
     }
 

@@ -72,7 +72,8 @@ fn status_of(shard: &ShardRecord) -> BatchStatus {
         .unwrap_or(BatchStatus::Unknown)
 }
 
-/// Polls until every shard with a batch has settled and its results are on disk.
+/// Polls until every shard with a batch has settled and its results are on disk, or until a
+/// slot frees for a shard still waiting under `max_live_batches`.
 pub async fn poll_until_settled(
     client: &ApiClient,
     ledger: &Ledger,
@@ -80,6 +81,7 @@ pub async fn poll_until_settled(
     events: &EventSink,
     schedule: PollSchedule,
     total_rows: u64,
+    max_live_batches: usize,
 ) -> Result<(), ClientError> {
     let mut interval = schedule.first_interval;
     loop {
@@ -154,6 +156,11 @@ pub async fn poll_until_settled(
             &format!("{pending} batch(es) running"),
         );
         if pending == 0 {
+            return Ok(());
+        }
+        // Shards waiting for a free slot under the provider's concurrency cap go first.
+        let unsubmitted = shards.iter().any(|shard| shard.batch_id.is_none());
+        if unsubmitted && pending < max_live_batches {
             return Ok(());
         }
         tokio::time::sleep(interval).await;

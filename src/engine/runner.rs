@@ -60,6 +60,8 @@ pub struct RunOptions {
     pub output: Option<PathBuf>,
     pub mode: OutputMode,
     pub prices_file: Option<PathBuf>,
+    /// Send the shards to DashScope's free `batch-test-model` instead of the job's model.
+    pub rehearse: bool,
 }
 
 #[derive(Debug)]
@@ -81,12 +83,12 @@ mod fact {
     pub const PLANNED_ROWS: &str = "planned_rows";
     pub const FINISHED: &str = "finished";
     pub const RUN_ID: &str = "run_id";
+    pub const REHEARSAL: &str = "rehearsal";
 }
 
 /// The provider a run talks to, with the embedded simulator kept alive while it is used.
 struct Connection {
     client: ApiClient,
-    profile: ProviderProfile,
     _simulator: Option<crate::sim::SimHandle>,
 }
 
@@ -121,7 +123,6 @@ async fn connect(
         .map_err(RunFailure::remote)?;
         return Ok(Connection {
             client,
-            profile,
             _simulator: Some(handle),
         });
     }
@@ -148,7 +149,6 @@ async fn connect(
         .map_err(RunFailure::remote)?;
     Ok(Connection {
         client,
-        profile,
         _simulator: None,
     })
 }
@@ -195,7 +195,7 @@ pub async fn run_job(job_file: &Path, options: RunOptions) -> Result<RunOutcome,
 
 /// The newest unfinished run of this very job (same job file contents) under `runs/`, which
 /// `dashbatch run` continues instead of starting (and paying for) the job again.
-pub fn find_unfinished_run(job: &Job) -> Option<PathBuf> {
+pub fn find_unfinished_run(job: &Job, rehearse: bool) -> Option<PathBuf> {
     let prefix = format!("{}-", job.name);
     let mut candidates: Vec<PathBuf> = std::fs::read_dir("runs")
         .ok()?
@@ -214,6 +214,13 @@ pub fn find_unfinished_run(job: &Job) -> Option<PathBuf> {
         let same_job = ledger.fact(fact::JOB_SHA256).ok().flatten().as_deref()
             == Some(job.job_file_sha256.as_str());
         let finished = ledger.fact(fact::FINISHED).ok().flatten().is_some();
+        let same_kind = ledger
+            .fact(fact::REHEARSAL)
+            .ok()
+            .flatten()
+            .as_deref()
+            .unwrap_or("0")
+            == u8::from(rehearse).to_string();
         let submitted = ledger
             .shards()
             .map(|shards| {
@@ -223,7 +230,7 @@ pub fn find_unfinished_run(job: &Job) -> Option<PathBuf> {
             })
             .unwrap_or(false);
         let announced = ledger.count_effects(EffectKind::Upload).unwrap_or(0) > 0;
-        same_job && !finished && (submitted || announced)
+        same_job && same_kind && !finished && (submitted || announced)
     })
 }
 
@@ -238,6 +245,11 @@ pub async fn resume_run(run_directory: &Path, mode: OutputMode) -> Result<RunOut
         })?;
     let provider = recorded_provider(&ledger, run_directory)?;
     let base_url = ledger.fact(fact::BASE_URL).map_err(RunFailure::input)?;
+    let rehearse = ledger
+        .fact(fact::REHEARSAL)
+        .map_err(RunFailure::input)?
+        .as_deref()
+        == Some("1");
     let output = ledger
         .fact(fact::OUTPUT_PATH)
         .map_err(RunFailure::input)?
@@ -254,6 +266,7 @@ pub async fn resume_run(run_directory: &Path, mode: OutputMode) -> Result<RunOut
             output,
             mode,
             prices_file: None,
+            rehearse,
         },
     )
     .await
@@ -283,6 +296,33 @@ fn open_existing_ledger(run_directory: &Path) -> Result<Ledger, RunFailure> {
         )));
     }
     Ledger::open(run_directory).map_err(RunFailure::input)
+}
+
+/// The free test model and its endpoint (reference §4.2, §10 item 8).
+pub const REHEARSAL_MODEL: &str = "batch-test-model";
+pub const REHEARSAL_ENDPOINT: &str = "/v1/chat/ds-test";
+
+/// Turns the job into its rehearsal: the same rows and prompts, sent to the free test model.
+fn make_rehearsal(job: &mut Job, provider: ProviderKind) -> Result<(), RunFailure> {
+    if matches!(provider, ProviderKind::Openai) {
+        return Err(RunFailure::input(anyhow::anyhow!(
+            "`--rehearse` uses DashScope's free `{REHEARSAL_MODEL}`, which `{provider}` does not have"
+        )));
+    }
+    if job.is_embeddings() {
+        return Err(RunFailure::input(anyhow::anyhow!(
+            "`--rehearse` covers chat jobs only: `{REHEARSAL_MODEL}` answers on `{REHEARSAL_ENDPOINT}`, not on embeddings"
+        )));
+    }
+    let request = &mut job.spec.request;
+    request.model = REHEARSAL_MODEL.to_owned();
+    request.endpoint = REHEARSAL_ENDPOINT.to_owned();
+    request.enable_thinking = None;
+    request.thinking_budget = None;
+    request.response_format = None;
+    // The test model answers a fixed sentence, so typed fields would all be invalid.
+    job.spec.output.fields.clear();
+    Ok(())
 }
 
 /// Uploads and creates batches for every shard that has none yet, reconciling first any side
@@ -339,10 +379,26 @@ async fn submit_pending(
         };
         ledger.record_outcome(effect_id, "reconciled", &outcome)?;
     }
-    for shard in ledger.shards()? {
+    let shards = ledger.shards()?;
+    let mut live = shards
+        .iter()
+        .filter(|shard| {
+            shard.batch_id.is_some()
+                && !matches!(
+                    shard.batch_status.as_deref(),
+                    Some("completed" | "failed" | "expired" | "cancelled")
+                )
+        })
+        .count();
+    for shard in shards {
         if shard.batch_id.is_some() {
             continue;
         }
+        if live >= profile.max_live_batches {
+            // The rest wait until running batches settle.
+            break;
+        }
+        live += 1;
         let file_id = submitter.ensure_uploaded(&shard).await?;
         let batch_id = submitter.ensure_batch(&shard, &file_id).await?;
         // Record the fresh batch's first state so `status` can show it at once.
@@ -359,7 +415,12 @@ async fn execute(
     options: RunOptions,
 ) -> Result<RunOutcome, RunFailure> {
     let events = EventSink::new(options.mode);
-    let profile = ProviderProfile::for_kind(options.provider);
+    let mut profile = ProviderProfile::for_kind(options.provider);
+    let mut job = job;
+    if options.rehearse {
+        make_rehearsal(&mut job, options.provider)?;
+        profile = profile.for_rehearsal();
+    }
     profile
         .check_window(&job.spec.batch.completion_window)
         .map_err(|message| {
@@ -409,6 +470,15 @@ async fn execute(
                 run_directory.root.display()
             )));
         }
+        let recorded_rehearsal = ledger.fact(fact::REHEARSAL).map_err(RunFailure::input)?;
+        if recorded_rehearsal.as_deref().unwrap_or("0") != u8::from(options.rehearse).to_string() {
+            return Err(RunFailure::input(anyhow::anyhow!(
+                "run `{}` is {} rehearsal; resume it {} `--rehearse`, or start a new run",
+                run_directory.root.display(),
+                if options.rehearse { "not a" } else { "a" },
+                if options.rehearse { "without" } else { "with" }
+            )));
+        }
         if let Some(recorded) = ledger.fact(fact::PROVIDER).map_err(RunFailure::input)?
             && recorded != options.provider.to_string()
         {
@@ -427,6 +497,7 @@ async fn execute(
             (fact::PROVIDER, options.provider.to_string()),
             (fact::OUTPUT_PATH, output_path.display().to_string()),
             (fact::OUTPUT_FORMAT, output_format.extension().to_owned()),
+            (fact::REHEARSAL, u8::from(options.rehearse).to_string()),
             // Written last in the list, but the transaction makes them appear together.
             (fact::JOB_SHA256, job.job_file_sha256.clone()),
         ];
@@ -538,16 +609,9 @@ async fn execute(
             ))
         };
         loop {
-            submit_pending(
-                client,
-                &ledger,
-                &run_directory,
-                &job,
-                &connection.profile,
-                &events,
-            )
-            .await
-            .map_err(|error| saved(&error))?;
+            submit_pending(client, &ledger, &run_directory, &job, &profile, &events)
+                .await
+                .map_err(|error| saved(&error))?;
             poll_until_settled(
                 client,
                 &ledger,
@@ -555,9 +619,18 @@ async fn execute(
                 &events,
                 schedule,
                 planned_rows,
+                profile.max_live_batches,
             )
             .await
             .map_err(|error| saved(&error))?;
+            let waiting = ledger
+                .shards()
+                .map_err(RunFailure::input)?
+                .iter()
+                .any(|shard| shard.batch_id.is_none());
+            if waiting {
+                continue;
+            }
             ingest_retry_results(&mut ledger, &run_directory).map_err(RunFailure::input)?;
             let retry_shards = plan_retries(&job, &profile, &mut ledger, &run_directory)
                 .map_err(RunFailure::input)?;

@@ -124,7 +124,10 @@ impl Submitter<'_> {
 
     /// One upload. `Ok(Err(_))` means the upload surely did not happen (a definite refusal, or
     /// an unknown outcome that reconciliation showed left no file).
-    async fn upload_once(&mut self, shard: &ShardRecord) -> Result<Result<String, ClientError>, SubmitError> {
+    async fn upload_once(
+        &mut self,
+        shard: &ShardRecord,
+    ) -> Result<Result<String, ClientError>, SubmitError> {
         let upload_name = self.upload_name(shard);
         self.respect_upload_rate().await;
         let effect =
@@ -227,7 +230,11 @@ impl Submitter<'_> {
 
     /// Creates the shard's batch unless it already has one; returns the batch id. A create is
     /// repeated (within bounds) only once the provider's batch list shows it did not happen.
-    pub async fn ensure_batch(&mut self, shard: &ShardRecord, file_id: &str) -> Result<String, SubmitError> {
+    pub async fn ensure_batch(
+        &mut self,
+        shard: &ShardRecord,
+        file_id: &str,
+    ) -> Result<String, SubmitError> {
         if let Some(batch_id) = &shard.batch_id {
             return Ok(batch_id.clone());
         }

@@ -62,7 +62,9 @@ fn cycle(simulator: &StandaloneSimulator, kill: &Kill) -> CycleOutcome {
         let output = if run_was_recorded(&run_directory) {
             resume_command(&workspace, &run_directory).output().unwrap()
         } else {
-            review_run_command(&workspace, simulator, &run_directory).output().unwrap()
+            review_run_command(&workspace, simulator, &run_directory)
+                .output()
+                .unwrap()
         };
         resumes += 1;
         if matches!(output.status.code(), Some(0 | 1)) {
@@ -96,7 +98,11 @@ fn run_was_recorded(run_directory: &std::path::Path) -> bool {
         return false;
     };
     connection
-        .query_row("SELECT COUNT(*) FROM run_facts WHERE key = 'job_sha256'", [], |row| row.get::<_, i64>(0))
+        .query_row(
+            "SELECT COUNT(*) FROM run_facts WHERE key = 'job_sha256'",
+            [],
+            |row| row.get::<_, i64>(0),
+        )
         .map(|count| count > 0)
         .unwrap_or(false)
 }
@@ -106,7 +112,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next_millis(&mut self, below: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 33) % below
     }
 }
@@ -132,7 +141,10 @@ fn killing_a_run_anywhere_never_duplicates_loses_or_miscounts() {
         killed += u64::from(outcome.killed);
         totals.add(outcome.violations);
         if !outcome.violations.is_clean() {
-            failures.push(format!("{kill:?} ({} resumes): {}", outcome.resumes, outcome.notes));
+            failures.push(format!(
+                "{kill:?} ({} resumes): {}",
+                outcome.resumes, outcome.notes
+            ));
         }
     }
     println!(
@@ -145,5 +157,8 @@ fn killing_a_run_anywhere_never_duplicates_loses_or_miscounts() {
         totals.key_leaks
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert!(killed as usize >= kills.len() / 2, "most cycles must really kill the run ({killed})");
+    assert!(
+        killed as usize >= kills.len() / 2,
+        "most cycles must really kill the run ({killed})"
+    );
 }

@@ -64,7 +64,10 @@ fn adopted_effects(run: &FaultRun, kind: &str) -> i64 {
 }
 
 fn count(values: &[Option<String>], wanted: &str) -> usize {
-    values.iter().filter(|value| value.as_deref() == Some(wanted)).count()
+    values
+        .iter()
+        .filter(|value| value.as_deref() == Some(wanted))
+        .count()
 }
 
 fn route_fault(route: &str, nth: u64, kind: Value) -> Value {
@@ -73,7 +76,15 @@ fn route_fault(route: &str, nth: u64, kind: Value) -> Value {
 
 #[test]
 fn throttled_polls_honour_retry_after() {
-    let run = run_with_faults(12, 6, route_fault("get_batch", 2, json!({"status_429": {"retry_after_seconds": 1}})));
+    let run = run_with_faults(
+        12,
+        6,
+        route_fault(
+            "get_batch",
+            2,
+            json!({"status_429": {"retry_after_seconds": 1}}),
+        ),
+    );
     assert_eq!(run.exit_code, Some(0), "{}", run.stderr);
     assert!(run.stderr.contains("retrying in 1s"), "{}", run.stderr);
 }
@@ -90,18 +101,37 @@ fn server_errors_on_polls_and_downloads_are_retried() {
 
 #[test]
 fn a_create_whose_answer_is_lost_is_adopted_not_repeated() {
-    let run = run_with_faults(12, 6, route_fault("create_batch", 1, json!("drop_after_acting")));
+    let run = run_with_faults(
+        12,
+        6,
+        route_fault("create_batch", 1, json!("drop_after_acting")),
+    );
     assert_eq!(run.exit_code, Some(0), "{}", run.stderr);
     let ledger = run.simulator.ledger();
-    assert_eq!(ledger["batches"].as_array().unwrap().len(), 2, "two shards, two batches");
-    assert_eq!(adopted_effects(&run, "create_batch"), 1, "the lost create was adopted");
+    assert_eq!(
+        ledger["batches"].as_array().unwrap().len(),
+        2,
+        "two shards, two batches"
+    );
+    assert_eq!(
+        adopted_effects(&run, "create_batch"),
+        1,
+        "the lost create was adopted"
+    );
 }
 
 #[test]
 fn a_create_that_never_happened_is_sent_again_after_looking() {
-    let run = run_with_faults(12, 6, route_fault("create_batch", 1, json!("drop_before_acting")));
+    let run = run_with_faults(
+        12,
+        6,
+        route_fault("create_batch", 1, json!("drop_before_acting")),
+    );
     assert_eq!(run.exit_code, Some(0), "{}", run.stderr);
-    assert_eq!(run.simulator.ledger()["batches"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        run.simulator.ledger()["batches"].as_array().unwrap().len(),
+        2
+    );
 }
 
 #[test]
@@ -110,14 +140,29 @@ fn an_upload_whose_answer_is_lost_is_adopted_not_repeated() {
     assert_eq!(run.exit_code, Some(0), "{}", run.stderr);
     let ledger = run.simulator.ledger();
     assert_eq!(ledger["uploads"], 2, "one upload per shard: {ledger:#}");
-    assert_eq!(adopted_effects(&run, "upload"), 1, "the lost upload was adopted");
+    assert_eq!(
+        adopted_effects(&run, "upload"),
+        1,
+        "the lost upload was adopted"
+    );
 }
 
 #[test]
 fn a_throttled_create_is_reconciled_then_retried() {
-    let run = run_with_faults(12, 6, route_fault("create_batch", 1, json!({"status_429": {"retry_after_seconds": 1}})));
+    let run = run_with_faults(
+        12,
+        6,
+        route_fault(
+            "create_batch",
+            1,
+            json!({"status_429": {"retry_after_seconds": 1}}),
+        ),
+    );
     assert_eq!(run.exit_code, Some(0), "{}", run.stderr);
-    assert_eq!(run.simulator.ledger()["batches"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        run.simulator.ledger()["batches"].as_array().unwrap().len(),
+        2
+    );
 }
 
 #[test]
@@ -140,7 +185,11 @@ fn an_expired_batch_keeps_its_finished_rows_and_resends_the_rest() {
     assert_eq!(run.exit_code, Some(0), "{}", run.stderr);
     assert_eq!(count(&run.statuses, "ok"), 20, "{:?}", run.statuses);
     let ledger = run.simulator.ledger();
-    assert_eq!(ledger["batches"].as_array().unwrap().len(), 2, "the original and one retry batch");
+    assert_eq!(
+        ledger["batches"].as_array().unwrap().len(),
+        2,
+        "the original and one retry batch"
+    );
 }
 
 #[test]
@@ -178,7 +227,10 @@ fn lost_lines_become_missing_rows_and_are_not_resent() {
     let run = run_with_faults(10, 10, plan);
     assert_eq!(run.exit_code, Some(1));
     assert_eq!(count(&run.statuses, "missing"), 3, "{:?}", run.statuses);
-    assert_eq!(run.simulator.ledger()["batches"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        run.simulator.ledger()["batches"].as_array().unwrap().len(),
+        1
+    );
 }
 
 #[test]
@@ -193,7 +245,10 @@ fn error_lines_in_the_helper_spelling_are_read() {
     assert!(failed > 0, "{:?}", run.statuses);
     for (status, code) in run.statuses.iter().zip(&run.error_codes) {
         if status.as_deref() == Some("failed") {
-            assert!(code.is_some(), "error_code read from error_code/error_message");
+            assert!(
+                code.is_some(),
+                "error_code read from error_code/error_message"
+            );
         }
     }
 }

@@ -31,7 +31,12 @@ impl Violations {
     }
 
     pub fn is_clean(&self) -> bool {
-        self.duplicate_batches + self.lost_rows + self.double_billed + self.cost_mismatches + self.key_leaks == 0
+        self.duplicate_batches
+            + self.lost_rows
+            + self.double_billed
+            + self.cost_mismatches
+            + self.key_leaks
+            == 0
     }
 }
 
@@ -58,7 +63,10 @@ pub fn check_finished_run(
     let mut violations = Violations::default();
     let mut notes = Vec::new();
     let report = read_report(run_directory);
-    let run_id = report["run_id"].as_str().expect("report names its run").to_owned();
+    let run_id = report["run_id"]
+        .as_str()
+        .expect("report names its run")
+        .to_owned();
     let ledger = simulator.ledger();
 
     // One batch per input file, for every file this run created batches from.
@@ -92,14 +100,21 @@ pub fn check_finished_run(
         if !run_batches.contains(bill["batch_id"].as_str().unwrap()) || bill["free"] == true {
             continue;
         }
-        *bills.entry(bill["custom_id"].as_str().unwrap().to_owned()).or_default() += 1;
+        *bills
+            .entry(bill["custom_id"].as_str().unwrap().to_owned())
+            .or_default() += 1;
         let usage = Usage {
             prompt_tokens: bill["prompt_tokens"].as_u64().unwrap(),
             completion_tokens: bill["completion_tokens"].as_u64().unwrap(),
             reasoning_tokens: bill["reasoning_tokens"].as_u64().unwrap(),
         };
         let cost = prices
-            .cost(bill["model"].as_str().unwrap(), &usage, false, PriceMode::Batch)
+            .cost(
+                bill["model"].as_str().unwrap(),
+                &usage,
+                false,
+                PriceMode::Batch,
+            )
             .expect("test jobs use priced models");
         billed_total = billed_total.checked_add(cost).unwrap();
     }
@@ -120,19 +135,32 @@ pub fn check_finished_run(
 
     // Exactly one output row per input row, in order.
     let batches = read_parquet(output);
-    let output_ids: Vec<String> = string_column(&batches, "custom_id").into_iter().map(Option::unwrap).collect();
+    let output_ids: Vec<String> = string_column(&batches, "custom_id")
+        .into_iter()
+        .map(Option::unwrap)
+        .collect();
     if output_ids != expected_ids {
         let expected: BTreeSet<&String> = expected_ids.iter().collect();
         let got: BTreeSet<&String> = output_ids.iter().collect();
         violations.lost_rows += expected.difference(&got).count() as u64
             + output_ids.len().abs_diff(expected_ids.len()) as u64;
         violations.lost_rows = violations.lost_rows.max(1);
-        notes.push(format!("output has {} rows, input {}", output_ids.len(), expected_ids.len()));
+        notes.push(format!(
+            "output has {} rows, input {}",
+            output_ids.len(),
+            expected_ids.len()
+        ));
     }
     let statuses = string_column(&batches, "status");
-    let ok_rows = statuses.iter().filter(|status| status.as_deref() == Some("ok")).count() as u64;
+    let ok_rows = statuses
+        .iter()
+        .filter(|status| status.as_deref() == Some("ok"))
+        .count() as u64;
     if bills.len() as u64 != ok_rows {
-        notes.push(format!("{} billed requests but {ok_rows} ok rows", bills.len()));
+        notes.push(format!(
+            "{} billed requests but {ok_rows} ok rows",
+            bills.len()
+        ));
         violations.cost_mismatches += 1;
     }
 
@@ -141,7 +169,10 @@ pub fn check_finished_run(
     files_below(run_directory, &mut files);
     for file in files {
         let bytes = std::fs::read(&file).unwrap_or_default();
-        if bytes.windows(SECRET_KEY.len()).any(|window| window == SECRET_KEY.as_bytes()) {
+        if bytes
+            .windows(SECRET_KEY.len())
+            .any(|window| window == SECRET_KEY.as_bytes())
+        {
             violations.key_leaks += 1;
             notes.push(format!("key found in {}", file.display()));
         }
@@ -157,7 +188,8 @@ pub fn review_ids(rows: usize) -> Vec<String> {
 /// A workspace with a job over the first `rows` Chinese reviews, `per_shard` requests a shard.
 pub fn review_workspace(rows: usize, per_shard: usize, extra_batch: &str) -> Workspace {
     let workspace = Workspace::new();
-    let source = std::fs::read_to_string(repository_root().join("fixtures/reviews/zh_reviews.csv")).unwrap();
+    let source =
+        std::fs::read_to_string(repository_root().join("fixtures/reviews/zh_reviews.csv")).unwrap();
     let mut reader = csv::Reader::from_reader(source.as_bytes());
     let mut writer = csv::Writer::from_writer(Vec::new());
     writer.write_record(reader.headers().unwrap()).unwrap();
@@ -175,7 +207,11 @@ pub fn review_workspace(rows: usize, per_shard: usize, extra_batch: &str) -> Wor
 }
 
 /// `dashbatch run` of the review job against `simulator`, as a real provider with a key.
-pub fn review_run_command(workspace: &Workspace, simulator: &StandaloneSimulator, run_directory: &Path) -> std::process::Command {
+pub fn review_run_command(
+    workspace: &Workspace,
+    simulator: &StandaloneSimulator,
+    run_directory: &Path,
+) -> std::process::Command {
     let mut command = workspace.command(&[
         "run",
         "reviews.toml",

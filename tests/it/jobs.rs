@@ -144,7 +144,11 @@ fn review_embeddings_job_writes_fixed_size_float32_vectors() {
     assert_report_is_complete(&report, 300);
     assert_eq!(report["tokens"]["completion_tokens"], 0);
     let batches = read_parquet(&run_directory.join("output.parquet"));
-    let field = batches[0].schema().field_with_name("embedding").unwrap().clone();
+    let field = batches[0]
+        .schema()
+        .field_with_name("embedding")
+        .unwrap()
+        .clone();
     match field.data_type() {
         arrow_schema::DataType::FixedSizeList(item, 256) => {
             assert_eq!(item.data_type(), &arrow_schema::DataType::Float32)

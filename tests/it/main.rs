@@ -4,10 +4,10 @@
 mod bad_input;
 mod crash;
 mod faults;
-mod invariants;
 mod formats;
 mod harness;
 mod interop;
+mod invariants;
 mod jobs;
 mod providers;
 mod resume;

@@ -75,17 +75,72 @@ fn expired_lines_in_the_openai_error_file_are_resent() {
         &review_ids(18),
     );
     assert!(violations.is_clean(), "{notes}");
-    assert_eq!(simulator.ledger()["batches"].as_array().unwrap().len(), 4, "three shards and one retry");
+    assert_eq!(
+        simulator.ledger()["batches"].as_array().unwrap().len(),
+        4,
+        "three shards and one retry"
+    );
 }
 
 #[test]
 fn openai_accepts_only_a_one_day_window() {
     let workspace = review_workspace(6, 6, "completion_window = \"48h\"\n");
     let output = workspace
-        .command(&["run", "reviews.toml", "--provider", "openai", "--base-url", "http://127.0.0.1:9/v1"])
+        .command(&[
+            "run",
+            "reviews.toml",
+            "--provider",
+            "openai",
+            "--base-url",
+            "http://127.0.0.1:9/v1",
+        ])
         .env("OPENAI_API_KEY", SECRET_KEY)
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
-    assert!(text(&output.stderr).contains("only `24h`"), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("only `24h`"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+#[test]
+fn a_rehearsal_sends_every_row_to_the_free_test_model() {
+    let simulator = StandaloneSimulator::start(&[]);
+    let workspace = review_workspace(150, 1000, "");
+    let output = workspace
+        .command(&[
+            "run",
+            "reviews.toml",
+            "--provider",
+            "dashscope",
+            "--base-url",
+            &simulator.base_url,
+            "--rehearse",
+            "--quiet",
+        ])
+        .env("DASHSCOPE_API_KEY", SECRET_KEY)
+        .output()
+        .unwrap();
+    assert_success(&output);
+    let ledger = simulator.ledger();
+    let batches = ledger["batches"].as_array().unwrap();
+    assert_eq!(batches.len(), 2, "150 rows in shards of at most 100 lines");
+    let bills = ledger["billed_requests"].as_array().unwrap();
+    assert_eq!(bills.len(), 150);
+    assert!(
+        bills
+            .iter()
+            .all(|bill| bill["free"] == true && bill["model"] == "batch-test-model")
+    );
+    let rows = read_parquet(&workspace.path().join("out.parquet"));
+    let contents = string_column(&rows, "content");
+    assert!(
+        contents
+            .iter()
+            .all(|content| content.as_deref() == Some("This is a test result."))
+    );
+    let report = read_report(&workspace.single_run_directory());
+    assert_eq!(report["cost"], "0.00", "{report:#}");
 }

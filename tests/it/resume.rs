@@ -34,7 +34,10 @@ fn wait_for_batches(run_directory: &std::path::Path, count: i64) {
         {
             return;
         }
-        assert!(Instant::now() < deadline, "the run never created its batches");
+        assert!(
+            Instant::now() < deadline,
+            "the run never created its batches"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -44,15 +47,27 @@ fn a_finished_run_resumed_makes_no_changing_call() {
     let simulator = StandaloneSimulator::start(&[]);
     let workspace = review_workspace(12, 6, "");
     let run_directory = workspace.path().join("run");
-    assert_success(&review_run_command(&workspace, &simulator, &run_directory).output().unwrap());
+    assert_success(
+        &review_run_command(&workspace, &simulator, &run_directory)
+            .output()
+            .unwrap(),
+    );
     let before = calls(&simulator);
     let output = resume_command(&workspace, &run_directory).output().unwrap();
     assert_success(&output);
     let after = calls(&simulator);
-    assert_eq!(changing_calls(&before), changing_calls(&after), "{before} → {after}");
+    assert_eq!(
+        changing_calls(&before),
+        changing_calls(&after),
+        "{before} → {after}"
+    );
     assert_eq!(before, after, "a finished run needs no call at all");
     // `run` on the same run directory is a resume too.
-    assert_success(&review_run_command(&workspace, &simulator, &run_directory).output().unwrap());
+    assert_success(
+        &review_run_command(&workspace, &simulator, &run_directory)
+            .output()
+            .unwrap(),
+    );
     assert_eq!(calls(&simulator), before);
 }
 
@@ -62,7 +77,9 @@ fn status_reads_the_ledger_without_any_call() {
     simulator.put_json("/_sim/clock", &json!({"time_scale": 0.0}));
     let workspace = review_workspace(12, 6, "");
     let run_directory = workspace.path().join("run");
-    let mut child = review_run_command(&workspace, &simulator, &run_directory).spawn().unwrap();
+    let mut child = review_run_command(&workspace, &simulator, &run_directory)
+        .spawn()
+        .unwrap();
     wait_for_batches(&run_directory, 2);
     child.kill().unwrap();
     child.wait().unwrap();
@@ -87,15 +104,25 @@ fn cancel_stops_live_batches_and_keeps_the_rows_that_finished() {
     simulator.put_json("/_sim/clock", &json!({"time_scale": 0.0}));
     let workspace = review_workspace(40, 40, "max_attempts = 1\n");
     let run_directory = workspace.path().join("run");
-    let mut child = review_run_command(&workspace, &simulator, &run_directory).spawn().unwrap();
+    let mut child = review_run_command(&workspace, &simulator, &run_directory)
+        .spawn()
+        .unwrap();
     wait_for_batches(&run_directory, 1);
     child.kill().unwrap();
     child.wait().unwrap();
     // Let part of the batch run, then cancel it.
-    super::harness::http_json("POST", &format!("{}/_sim/clock/advance", simulator.root_url), Some(&json!({"seconds": 100.0})));
+    super::harness::http_json(
+        "POST",
+        &format!("{}/_sim/clock/advance", simulator.root_url),
+        Some(&json!({"seconds": 100.0})),
+    );
     let output = resume_free_cancel(&workspace, &run_directory);
     assert_success(&output);
-    assert!(text(&output.stderr).contains("cancel 1 batch"), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("cancel 1 batch"),
+        "{}",
+        text(&output.stderr)
+    );
     assert_eq!(calls(&simulator)["cancel_batch"], 1);
     simulator.put_json("/_sim/clock", &json!({"time_scale": 1000.0}));
     let output = resume_command(&workspace, &run_directory).output().unwrap();
@@ -103,15 +130,31 @@ fn cancel_stops_live_batches_and_keeps_the_rows_that_finished() {
     let batches = read_parquet(&workspace.path().join("out.parquet"));
     let statuses = string_column(&batches, "status");
     assert_eq!(statuses.len(), 40);
-    let ok = statuses.iter().filter(|s| s.as_deref() == Some("ok")).count();
-    let cancelled = statuses.iter().filter(|s| s.as_deref() == Some("cancelled")).count();
-    assert!(ok > 0 && cancelled > 0 && ok + cancelled == 40, "{statuses:?}");
-    let (violations, notes) =
-        check_finished_run(&simulator, &run_directory, &workspace.path().join("out.parquet"), &review_ids(40));
+    let ok = statuses
+        .iter()
+        .filter(|s| s.as_deref() == Some("ok"))
+        .count();
+    let cancelled = statuses
+        .iter()
+        .filter(|s| s.as_deref() == Some("cancelled"))
+        .count();
+    assert!(
+        ok > 0 && cancelled > 0 && ok + cancelled == 40,
+        "{statuses:?}"
+    );
+    let (violations, notes) = check_finished_run(
+        &simulator,
+        &run_directory,
+        &workspace.path().join("out.parquet"),
+        &review_ids(40),
+    );
     assert!(violations.is_clean(), "{notes}");
 }
 
-fn resume_free_cancel(workspace: &Workspace, run_directory: &std::path::Path) -> std::process::Output {
+fn resume_free_cancel(
+    workspace: &Workspace,
+    run_directory: &std::path::Path,
+) -> std::process::Output {
     let mut command = workspace.command(&["cancel", run_directory.to_str().unwrap()]);
     command.env("DASHSCOPE_API_KEY", SECRET_KEY);
     command.output().unwrap()
@@ -134,11 +177,23 @@ fn ctrl_c_saves_the_state_cancels_nothing_and_resume_finishes() {
     }
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(130), "{}", text(&output.stderr));
-    assert!(text(&output.stderr).contains("dashbatch resume"), "{}", text(&output.stderr));
-    assert_eq!(calls(&simulator)["cancel_batch"], 0, "Ctrl-C never cancels remote batches");
+    assert!(
+        text(&output.stderr).contains("dashbatch resume"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert_eq!(
+        calls(&simulator)["cancel_batch"],
+        0,
+        "Ctrl-C never cancels remote batches"
+    );
     simulator.put_json("/_sim/clock", &json!({"time_scale": 1000.0}));
     assert_success(&resume_command(&workspace, &run_directory).output().unwrap());
-    let (violations, notes) =
-        check_finished_run(&simulator, &run_directory, &workspace.path().join("out.parquet"), &review_ids(12));
+    let (violations, notes) = check_finished_run(
+        &simulator,
+        &run_directory,
+        &workspace.path().join("out.parquet"),
+        &review_ids(12),
+    );
     assert!(violations.is_clean(), "{notes}");
 }
