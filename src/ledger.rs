@@ -44,6 +44,8 @@ pub struct ShardRecord {
     pub retry_scanned: bool,
     /// For retry shards: whether their results were recorded as row overrides.
     pub results_ingested: bool,
+    /// Why a result file of this shard could not be fetched, when it could not.
+    pub results_unavailable: Option<String>,
 }
 
 /// Kinds of side effect recorded in `effects`.
@@ -98,7 +100,8 @@ CREATE TABLE IF NOT EXISTS shards (
     batch_errors TEXT,
     attempt INTEGER NOT NULL DEFAULT 1,
     retry_scanned INTEGER NOT NULL DEFAULT 0,
-    results_ingested INTEGER NOT NULL DEFAULT 0
+    results_ingested INTEGER NOT NULL DEFAULT 0,
+    results_unavailable TEXT
 );
 CREATE TABLE IF NOT EXISTS shard_rows (
     shard_index INTEGER NOT NULL,
@@ -262,7 +265,7 @@ impl Ledger {
                 "SELECT shard_index, first_row, row_count, file_name, byte_size, sha256, model,
                         file_id, batch_id, batch_status, request_total, request_completed,
                         request_failed, output_file_id, error_file_id, results_downloaded, batch_errors,
-                        attempt, retry_scanned, results_ingested
+                        attempt, retry_scanned, results_ingested, results_unavailable
                  FROM shards ORDER BY shard_index",
             )
             .map_err(|e| self.error(e))?;
@@ -289,6 +292,7 @@ impl Ledger {
                     attempt: row.get::<_, i64>(17)? as u32,
                     retry_scanned: row.get::<_, i64>(18)? != 0,
                     results_ingested: row.get::<_, i64>(19)? != 0,
+                    results_unavailable: row.get(20)?,
                 })
             })
             .map_err(|e| self.error(e))?;
@@ -417,6 +421,21 @@ impl Ledger {
                     error_file_id,
                     batch_errors
                 ],
+            )
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    /// Records that a result file can no longer be fetched (and why).
+    pub fn set_results_unavailable(
+        &self,
+        shard_index: u64,
+        reason: &str,
+    ) -> Result<(), LedgerError> {
+        self.connection
+            .execute(
+                "UPDATE shards SET results_unavailable = ?2 WHERE shard_index = ?1",
+                params![shard_index as i64, reason],
             )
             .map_err(|e| self.error(e))?;
         Ok(())
@@ -656,6 +675,7 @@ mod tests {
             attempt: 1,
             retry_scanned: false,
             results_ingested: false,
+            results_unavailable: None,
         }
     }
 

@@ -76,6 +76,18 @@ async fn download_verified(
     })
 }
 
+/// A download failure that retrying later cannot fix: the file is gone or refused for good,
+/// or it came back malformed every time.
+fn is_gone(error: &ClientError) -> bool {
+    match error {
+        ClientError::Status { status, .. } => {
+            (400..500).contains(status) && *status != 408 && *status != 429 && *status != 401
+        }
+        ClientError::Decode { .. } => true,
+        _ => false,
+    }
+}
+
 /// Downloads whatever result files the shard's batch has. Missing files are fine (a batch with
 /// no failures has no error file).
 pub async fn download_shard_results(
@@ -86,15 +98,38 @@ pub async fn download_shard_results(
     shard: &ShardRecord,
 ) -> Result<(), ClientError> {
     let mut lines = 0;
-    if let Some(file_id) = &shard.output_file_id {
-        let destination = run_directory.output_results_path(shard.shard_index);
-        lines +=
-            download_verified(client, ledger, shard.shard_index, file_id, &destination).await?;
-    }
-    if let Some(file_id) = &shard.error_file_id {
-        let destination = run_directory.error_results_path(shard.shard_index);
-        lines +=
-            download_verified(client, ledger, shard.shard_index, file_id, &destination).await?;
+    let files = [
+        (
+            &shard.output_file_id,
+            run_directory.output_results_path(shard.shard_index),
+        ),
+        (
+            &shard.error_file_id,
+            run_directory.error_results_path(shard.shard_index),
+        ),
+    ];
+    for (file_id, destination) in files {
+        let Some(file_id) = file_id else { continue };
+        match download_verified(client, ledger, shard.shard_index, file_id, &destination).await {
+            Ok(count) => lines += count,
+            Err(error) if is_gone(&error) => {
+                // The provider will not serve it again: say so on the rows, keep the run going.
+                let _ = std::fs::remove_file(&destination);
+                let reason = format!("`{file_id}` can no longer be fetched: {error}");
+                ledger
+                    .set_results_unavailable(shard.shard_index, &reason)
+                    .map_err(|error| ClientError::Local {
+                        operation: "record the lost results".into(),
+                        message: error.to_string(),
+                    })?;
+                events.emit(
+                    "results_unavailable",
+                    json!({"shard": shard.shard_index, "file_id": file_id, "reason": reason}),
+                    || Some(format!("shard {}: {reason}", shard.shard_index)),
+                );
+            }
+            Err(error) => return Err(error),
+        }
     }
     ledger
         .set_results_downloaded(shard.shard_index)

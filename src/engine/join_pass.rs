@@ -387,6 +387,17 @@ impl CurrentShard {
             }
             return result;
         }
+        if let Some(reason) = &self.record.results_unavailable {
+            return RowResult {
+                status: Some(RowStatus::Failed),
+                error_code: Some("results_unavailable".into()),
+                error_message: Some(format!(
+                    "{reason}; the batch reported {} request(s) completed, which the provider billed",
+                    self.record.request_completed
+                )),
+                ..RowResult::default()
+            };
+        }
         if self.record.batch_id.is_none() {
             return RowResult {
                 status: Some(RowStatus::Missing),

@@ -173,6 +173,7 @@ pub fn plan_shards(
                         attempt: 1,
                         retry_scanned: false,
                         results_ingested: false,
+                        results_unavailable: None,
                     },
                     path,
                     writer: BufWriter::with_capacity(1 << 20, file),

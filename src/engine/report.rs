@@ -48,6 +48,9 @@ pub struct RunReport {
     pub realtime_cost: Option<String>,
     pub saving: Option<String>,
     pub price_table_as_of: String,
+    /// Result files the provider would no longer serve. Their completed requests were billed
+    /// even though their answers are lost; the rows say `results_unavailable`.
+    pub lost_results: Vec<LostResults>,
     pub shards: Vec<ShardReport>,
     #[serde(skip)]
     pub cost_money: Option<Money>,
@@ -98,6 +101,14 @@ impl RunReport {
             self.output
         )
     }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LostResults {
+    pub shard_index: u64,
+    pub batch_id: Option<String>,
+    pub completed_requests: u64,
+    pub reason: String,
 }
 
 /// Sums money without drift; `None` stays `None` once any part is unknown.

@@ -186,6 +186,7 @@ pub fn plan_retries(
                         attempt: shard.attempt + 1,
                         retry_scanned: false,
                         results_ingested: false,
+                        results_unavailable: None,
                     },
                     writer: BufWriter::new(File::create(&path)?),
                     path,

@@ -662,6 +662,20 @@ async fn execute(
         .set_fact(fact::FINISHED, "1")
         .map_err(RunFailure::input)?;
 
+    let lost_results = shards
+        .iter()
+        .filter_map(|shard| {
+            shard
+                .results_unavailable
+                .as_ref()
+                .map(|reason| super::report::LostResults {
+                    shard_index: shard.shard_index,
+                    batch_id: shard.batch_id.clone(),
+                    completed_requests: shard.request_completed,
+                    reason: reason.clone(),
+                })
+        })
+        .collect();
     let report = build_report(
         &job,
         &run_directory,
@@ -669,6 +683,7 @@ async fn execute(
         &output_path,
         &pricer,
         summary,
+        lost_results,
     );
     let report_json = serde_json::to_vec_pretty(&report).expect("report serialises");
     write_atomically(&run_directory.report_path(), &report_json)
@@ -697,6 +712,7 @@ fn build_report(
     output_path: &Path,
     pricer: &RunPricer,
     summary: super::join_pass::JoinSummary,
+    lost_results: Vec<super::report::LostResults>,
 ) -> RunReport {
     let saving = match (summary.cost.total, summary.realtime_cost.total) {
         (Some(batch), Some(realtime)) => Some(
@@ -726,6 +742,7 @@ fn build_report(
             .map(|money| money.to_decimal_string()),
         saving,
         price_table_as_of: pricer.table().as_of().to_owned(),
+        lost_results,
         shards: summary.shards,
         cost_money: summary.cost.total,
     }

@@ -125,7 +125,11 @@ pub struct StandaloneSimulator {
 
 impl StandaloneSimulator {
     pub fn start(extra_arguments: &[&str]) -> StandaloneSimulator {
-        let mut arguments = vec!["sim", "serve", "--addr", "127.0.0.1:0"];
+        StandaloneSimulator::start_at("127.0.0.1:0", extra_arguments)
+    }
+
+    pub fn start_at(address: &str, extra_arguments: &[&str]) -> StandaloneSimulator {
+        let mut arguments = vec!["sim", "serve", "--addr", address];
         arguments.extend_from_slice(extra_arguments);
         let mut child = Command::new(binary())
             .args(&arguments)
@@ -176,6 +180,16 @@ impl StandaloneSimulator {
         http_json("PUT", &format!("{}{path}", self.root_url), Some(body))
     }
 
+    /// Restarts the simulator on the same address and state directory (the client is not told).
+    pub fn restart(&mut self, state_dir: &Path) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let address = self.root_url.trim_start_matches("http://").to_owned();
+        let mut replacement =
+            StandaloneSimulator::start_at(&address, &["--state-dir", state_dir.to_str().unwrap()]);
+        std::mem::swap(&mut self.child, &mut replacement.child);
+    }
+
     pub fn ledger(&self) -> Value {
         self.get_json("/_sim/ledger")
     }
@@ -201,7 +215,7 @@ pub fn http_json(method: &str, url: &str, body: Option<&Value>) -> Value {
     let payload = body.map(|b| b.to_string()).unwrap_or_default();
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{payload}",
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nAuthorization: Bearer test-harness\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{payload}",
         payload.len()
     )
     .unwrap();

@@ -197,3 +197,91 @@ fn ctrl_c_saves_the_state_cancels_nothing_and_resume_finishes() {
     );
     assert!(violations.is_clean(), "{notes}");
 }
+
+#[test]
+fn results_the_provider_no_longer_serves_are_marked_and_their_spend_reported() {
+    let simulator = StandaloneSimulator::start(&[]);
+    simulator.put_json("/_sim/clock", &json!({"time_scale": 0.0}));
+    let workspace = review_workspace(12, 6, "");
+    let run_directory = workspace.path().join("run");
+    let mut child = review_run_command(&workspace, &simulator, &run_directory)
+        .spawn()
+        .unwrap();
+    wait_for_batches(&run_directory, 2);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Both batches complete; then the first one's output file disappears at the provider.
+    http_json(
+        "POST",
+        &format!("{}/_sim/clock/advance", simulator.root_url),
+        Some(&json!({"seconds": 100000.0})),
+    );
+    let connection = rusqlite::Connection::open(run_directory.join("ledger.sqlite")).unwrap();
+    let batch_id: String = connection
+        .query_row(
+            "SELECT batch_id FROM shards WHERE shard_index = 0",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    let batch = http_json(
+        "GET",
+        &format!("{}/batches/{batch_id}", simulator.base_url),
+        None,
+    );
+    let output_file = batch["output_file_id"].as_str().unwrap().to_owned();
+    http_json(
+        "DELETE",
+        &format!("{}/files/{output_file}", simulator.base_url),
+        None,
+    );
+    simulator.put_json("/_sim/clock", &json!({"time_scale": 1000.0}));
+
+    let output = resume_command(&workspace, &run_directory).output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    let rows = read_parquet(&workspace.path().join("out.parquet"));
+    let codes = string_column(&rows, "error_code");
+    assert_eq!(codes.len(), 12, "every row still has its output row");
+    assert_eq!(
+        codes
+            .iter()
+            .filter(|c| c.as_deref() == Some("results_unavailable"))
+            .count(),
+        6
+    );
+    let report = read_report(&run_directory);
+    let lost = report["lost_results"].as_array().unwrap();
+    assert_eq!(lost.len(), 1, "{report:#}");
+    assert_eq!(lost[0]["completed_requests"], 6);
+}
+
+#[test]
+fn a_restarted_simulator_keeps_its_batches_and_the_run_finishes() {
+    let state = tempfile::tempdir().unwrap();
+    let mut simulator =
+        StandaloneSimulator::start(&["--state-dir", state.path().to_str().unwrap()]);
+    simulator.put_json("/_sim/clock", &json!({"time_scale": 0.0}));
+    let workspace = review_workspace(12, 6, "");
+    let run_directory = workspace.path().join("run");
+    let mut child = review_run_command(&workspace, &simulator, &run_directory)
+        .spawn()
+        .unwrap();
+    wait_for_batches(&run_directory, 2);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    simulator.restart(state.path());
+    simulator.put_json("/_sim/clock", &json!({"time_scale": 1000.0}));
+    assert_success(&resume_command(&workspace, &run_directory).output().unwrap());
+    assert_eq!(
+        simulator.ledger()["batches"].as_array().unwrap().len(),
+        2,
+        "no batch created twice"
+    );
+    let (violations, notes) = check_finished_run(
+        &simulator,
+        &run_directory,
+        &workspace.path().join("out.parquet"),
+        &review_ids(12),
+    );
+    assert!(violations.is_clean(), "{notes}");
+}
