@@ -564,3 +564,96 @@ pub fn join_results(
     writer.finish()?;
     Ok(summary)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::load_job;
+    use crate::ledger::Ledger;
+    use crate::pricing::PriceTable;
+    use crate::provider::ProviderKind;
+
+    fn success_line(custom_id: &str, content: &str) -> String {
+        format!(
+            r#"{{"id":"r-{custom_id}","custom_id":"{custom_id}","response":{{"status_code":200,"request_id":"q-{custom_id}","body":{{"usage":{{"prompt_tokens":1000,"completion_tokens":500,"total_tokens":1500}},"choices":[{{"index":0,"finish_reason":"stop","message":{{"role":"assistant","content":{content}}}}}]}}}},"error":null}}"#
+        )
+    }
+
+    #[test]
+    fn rows_come_back_in_input_order_with_one_row_each_and_exact_costs() {
+        let directory = tempfile::tempdir().unwrap();
+        std::fs::write(directory.path().join("rows.csv"), "text\na\nb\nc\nd\n").unwrap();
+        std::fs::write(
+            directory.path().join("job.toml"),
+            "[input]\npath = \"rows.csv\"\n[request]\nmodel = \"qwen-plus\"\ntemplate = \"{{ text }}\"\n[[output.fields]]\nname = \"n\"\ntype = \"integer\"\n",
+        )
+        .unwrap();
+        let job = load_job(&directory.path().join("job.toml")).unwrap();
+        let run_directory = RunDirectory::new(directory.path().join("run"));
+        run_directory.create().unwrap();
+        // Results out of order; row 3 never answered; row 4 answered with JSON that does not fit.
+        std::fs::write(
+            run_directory.output_results_path(0),
+            [
+                success_line("2", r#""{\"n\": 2}""#),
+                success_line("1", r#""{\"n\": 1}""#),
+                success_line("4", r#""not json""#),
+            ]
+            .join("\n"),
+        )
+        .unwrap();
+        let shard = ShardRecord {
+            shard_index: 0,
+            first_row: 1,
+            row_count: 4,
+            file_name: "shard-00000.jsonl".into(),
+            byte_size: 1,
+            sha256: String::new(),
+            model: "qwen-plus".into(),
+            file_id: Some("file-1".into()),
+            batch_id: Some("batch-1".into()),
+            batch_status: Some("completed".into()),
+            request_total: 4,
+            request_completed: 3,
+            request_failed: 0,
+            output_file_id: Some("file-out".into()),
+            error_file_id: None,
+            results_downloaded: true,
+            batch_errors: None,
+            attempt: 1,
+            retry_scanned: true,
+            results_ingested: false,
+            results_unavailable: None,
+        };
+        let ledger = Ledger::open(&run_directory.root).unwrap();
+        let pricer = RunPricer::new(PriceTable::builtin(), "qwen-plus", false);
+        let output = directory.path().join("out.csv");
+        let summary = join_results(
+            &job,
+            &ProviderProfile::for_kind(ProviderKind::Sim),
+            &run_directory,
+            &ledger,
+            &[shard],
+            &pricer,
+            &output,
+            TableFormat::Csv,
+        )
+        .unwrap();
+        assert_eq!(summary.rows, 4);
+        let mut reader = csv::Reader::from_path(&output).unwrap();
+        let headers = reader.headers().unwrap().clone();
+        let column = |name: &str| headers.iter().position(|h| h == name).unwrap();
+        let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        let values = |name: &str| rows.iter().map(|row| row[column(name)].to_owned()).collect::<Vec<_>>();
+        assert_eq!(values("text"), ["a", "b", "c", "d"]);
+        assert_eq!(values("custom_id"), ["1", "2", "3", "4"]);
+        assert_eq!(values("status"), ["ok", "ok", "missing", "invalid_output"]);
+        assert_eq!(values("n"), ["1", "2", "", ""]);
+        assert!(values("error_message")[3].contains("not valid JSON"));
+        // qwen-plus at batch price: 0.4 CNY per 1M input, 1 CNY per 1M output. Three billed rows
+        // (invalid output is still billed) of 1,000 + 500 tokens: 3 × (0.0004 + 0.0005).
+        assert_eq!(summary.cost.total.unwrap().to_decimal_string(), "0.0027");
+        assert_eq!(summary.realtime_cost.total.unwrap().to_decimal_string(), "0.0054");
+        assert_eq!(summary.rows_by_status["missing"], 1);
+    }
+}

@@ -780,6 +780,7 @@ pub fn show_status(run_directory: &Path, as_json: bool) -> Result<String, RunFai
         .map_err(RunFailure::input)?
         .and_then(|rows| rows.parse().ok())
         .unwrap_or(0);
+    let spent = cost_so_far(&ledger, run_directory, &shards);
     let report: Option<serde_json::Value> = std::fs::read(run_directory.join("report.json"))
         .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok());
@@ -803,6 +804,9 @@ pub fn show_status(run_directory: &Path, as_json: bool) -> Result<String, RunFai
             "run_directory": run_directory.display().to_string(),
             "planned_rows": planned_rows,
             "finished": finished,
+            "cost_so_far": spent.as_ref().map(|(money, _)| money.to_decimal_string()),
+            "currency": spent.as_ref().map(|(money, _)| money.currency().code()),
+            "ok_rows_so_far": spent.as_ref().map(|(_, rows)| *rows),
             "shards": shards_json,
             "report": report,
         })
@@ -838,6 +842,13 @@ pub fn show_status(run_directory: &Path, as_json: bool) -> Result<String, RunFai
             }
         ));
     }
+    if let Some((money, rows)) = &spent {
+        text.push_str(&format!(
+            "so far: {rows} rows answered, costing {} {} at batch price\n",
+            money.to_decimal_string(),
+            money.currency().code()
+        ));
+    }
     if let Some(report) = report {
         text.push_str(&format!(
             "cost: {} {} (realtime {}), output `{}`\n",
@@ -848,6 +859,37 @@ pub fn show_status(run_directory: &Path, as_json: bool) -> Result<String, RunFai
         ));
     }
     Ok(text)
+}
+
+/// What the downloaded results cost so far, from their usage, and how many rows they answered.
+/// `None` when the job file or the model's price cannot be found.
+fn cost_so_far(
+    ledger: &Ledger,
+    run_directory: &Path,
+    shards: &[crate::ledger::ShardRecord],
+) -> Option<(crate::pricing::Money, u64)> {
+    let job_file = ledger.fact(fact::JOB_FILE).ok()??;
+    let job = load_job(Path::new(&job_file)).ok()?;
+    let prices = PriceTable::load(std::env::var_os(crate::env::DASHBATCH_PRICES).map(PathBuf::from).as_deref()).ok()?;
+    let pricer = RunPricer::new(prices, &job.spec.request.model, job.spec.request.enable_thinking == Some(true));
+    let mut total = crate::pricing::Money::zero(pricer.currency()?);
+    let mut rows = 0;
+    let directory = RunDirectory::new(run_directory.to_owned());
+    for shard in shards.iter().filter(|shard| shard.results_downloaded) {
+        let status = shard
+            .batch_status
+            .as_deref()
+            .and_then(|status| serde_json::from_value(json!(status)).ok())
+            .unwrap_or(crate::wire::BatchStatus::Unknown);
+        let results = super::join_pass::load_shard_results(&directory, shard, status).ok()?;
+        for result in results.values() {
+            if let Some(cost) = pricer.row_cost(result) {
+                total = total.checked_add(cost.batch).ok()?;
+                rows += 1;
+            }
+        }
+    }
+    Some((total, rows))
 }
 
 /// `dashbatch cancel RUN_DIR`: asks the provider to cancel the run's live batches. Rows that
