@@ -87,15 +87,31 @@ mod tests {
         let pricer = RunPricer::new(PriceTable::builtin(), "qwen-flash", false);
         assert_eq!(pricer.currency(), Some(Currency::Cny));
         // qwen-flash ≤128K: 0.15 in / 1.5 out per 1M realtime, so 0.075 / 0.75 at batch price.
-        let cost = pricer.row_cost(&result(RowStatus::Ok, 100_000, 50_000)).unwrap();
+        let cost = pricer
+            .row_cost(&result(RowStatus::Ok, 100_000, 50_000))
+            .unwrap();
         assert_eq!(cost.batch.to_decimal_string(), "0.045");
         assert_eq!(cost.realtime.to_decimal_string(), "0.09");
         // A prompt past 256K tokens falls in the dearest tier: 0.6 / 6 at batch price.
-        let long = pricer.row_cost(&result(RowStatus::Ok, 300_000, 1_000)).unwrap();
+        let long = pricer
+            .row_cost(&result(RowStatus::Ok, 300_000, 1_000))
+            .unwrap();
         assert_eq!(long.batch.to_decimal_string(), "0.186");
-        assert!(pricer.row_cost(&result(RowStatus::Failed, 10, 10)).is_none());
-        assert!(pricer.row_cost(&result(RowStatus::Expired, 10, 10)).is_none());
-        assert!(pricer.row_cost(&result(RowStatus::InvalidOutput, 10, 10)).is_some());
+        assert!(
+            pricer
+                .row_cost(&result(RowStatus::Failed, 10, 10))
+                .is_none()
+        );
+        assert!(
+            pricer
+                .row_cost(&result(RowStatus::Expired, 10, 10))
+                .is_none()
+        );
+        assert!(
+            pricer
+                .row_cost(&result(RowStatus::InvalidOutput, 10, 10))
+                .is_some()
+        );
     }
 
     #[test]

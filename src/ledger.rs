@@ -101,7 +101,8 @@ CREATE TABLE IF NOT EXISTS shards (
     attempt INTEGER NOT NULL DEFAULT 1,
     retry_scanned INTEGER NOT NULL DEFAULT 0,
     results_ingested INTEGER NOT NULL DEFAULT 0,
-    results_unavailable TEXT
+    results_unavailable TEXT,
+    remote_files_deleted INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS shard_rows (
     shard_index INTEGER NOT NULL,
@@ -439,6 +440,31 @@ impl Ledger {
             )
             .map_err(|e| self.error(e))?;
         Ok(())
+    }
+
+    /// Shards whose remote input, output and error files are deleted.
+    pub fn set_remote_files_deleted(&self, shard_index: u64) -> Result<(), LedgerError> {
+        self.connection
+            .execute(
+                "UPDATE shards SET remote_files_deleted = 1 WHERE shard_index = ?1",
+                params![shard_index as i64],
+            )
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    pub fn shards_with_remote_files(&self) -> Result<Vec<u64>, LedgerError> {
+        let mut statement = self
+            .connection
+            .prepare(
+                "SELECT shard_index FROM shards WHERE results_downloaded = 1 AND remote_files_deleted = 0 ORDER BY shard_index",
+            )
+            .map_err(|e| self.error(e))?;
+        let rows = statement
+            .query_map([], |row| row.get::<_, i64>(0).map(|index| index as u64))
+            .map_err(|e| self.error(e))?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.error(e))
     }
 
     pub fn set_results_downloaded(&self, shard_index: u64) -> Result<(), LedgerError> {

@@ -644,7 +644,11 @@ mod tests {
         let headers = reader.headers().unwrap().clone();
         let column = |name: &str| headers.iter().position(|h| h == name).unwrap();
         let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
-        let values = |name: &str| rows.iter().map(|row| row[column(name)].to_owned()).collect::<Vec<_>>();
+        let values = |name: &str| {
+            rows.iter()
+                .map(|row| row[column(name)].to_owned())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(values("text"), ["a", "b", "c", "d"]);
         assert_eq!(values("custom_id"), ["1", "2", "3", "4"]);
         assert_eq!(values("status"), ["ok", "ok", "missing", "invalid_output"]);
@@ -653,7 +657,10 @@ mod tests {
         // qwen-plus at batch price: 0.4 CNY per 1M input, 1 CNY per 1M output. Three billed rows
         // (invalid output is still billed) of 1,000 + 500 tokens: 3 × (0.0004 + 0.0005).
         assert_eq!(summary.cost.total.unwrap().to_decimal_string(), "0.0027");
-        assert_eq!(summary.realtime_cost.total.unwrap().to_decimal_string(), "0.0054");
+        assert_eq!(
+            summary.realtime_cost.total.unwrap().to_decimal_string(),
+            "0.0054"
+        );
         assert_eq!(summary.rows_by_status["missing"], 1);
     }
 }

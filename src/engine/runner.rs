@@ -298,6 +298,48 @@ fn open_existing_ledger(run_directory: &Path) -> Result<Ledger, RunFailure> {
     Ledger::open(run_directory).map_err(RunFailure::input)
 }
 
+/// Deletes the remote files of every shard whose results are safely on disk. Each deletion is
+/// announced in the ledger first; a file already gone counts as deleted.
+async fn delete_remote_files(
+    client: &ApiClient,
+    ledger: &Ledger,
+    events: &EventSink,
+) -> anyhow::Result<()> {
+    let shards = ledger.shards()?;
+    let mut deleted = 0;
+    for shard_index in ledger.shards_with_remote_files()? {
+        let Some(shard) = shards.iter().find(|shard| shard.shard_index == shard_index) else {
+            continue;
+        };
+        for file_id in [&shard.file_id, &shard.output_file_id, &shard.error_file_id]
+            .into_iter()
+            .flatten()
+        {
+            let effect =
+                ledger.record_intent(Some(shard_index), EffectKind::DeleteFile, file_id)?;
+            match client.delete_file(file_id).await {
+                Ok(()) => {
+                    ledger.record_outcome(effect, "done", file_id)?;
+                    deleted += 1;
+                }
+                Err(error) => {
+                    ledger.record_outcome(effect, "failed", &error.to_string())?;
+                    return Err(error.into());
+                }
+            }
+        }
+        ledger.set_remote_files_deleted(shard_index)?;
+    }
+    if deleted > 0 {
+        events.emit("remote_files_deleted", json!({"files": deleted}), || {
+            Some(format!(
+                "deleted {deleted} file(s) at the provider; the results are in the run directory"
+            ))
+        });
+    }
+    Ok(())
+}
+
 /// The free test model and its endpoint (reference §4.2, §10 item 8).
 pub const REHEARSAL_MODEL: &str = "batch-test-model";
 pub const REHEARSAL_ENDPOINT: &str = "/v1/chat/ds-test";
@@ -643,6 +685,11 @@ async fn execute(
                 ))
             });
         }
+        if job.spec.batch.delete_remote_files.unwrap_or(true) {
+            delete_remote_files(client, &ledger, &events)
+                .await
+                .map_err(|error| saved(&error))?;
+        }
         events.finish_progress();
     }
 
@@ -870,8 +917,17 @@ fn cost_so_far(
 ) -> Option<(crate::pricing::Money, u64)> {
     let job_file = ledger.fact(fact::JOB_FILE).ok()??;
     let job = load_job(Path::new(&job_file)).ok()?;
-    let prices = PriceTable::load(std::env::var_os(crate::env::DASHBATCH_PRICES).map(PathBuf::from).as_deref()).ok()?;
-    let pricer = RunPricer::new(prices, &job.spec.request.model, job.spec.request.enable_thinking == Some(true));
+    let prices = PriceTable::load(
+        std::env::var_os(crate::env::DASHBATCH_PRICES)
+            .map(PathBuf::from)
+            .as_deref(),
+    )
+    .ok()?;
+    let pricer = RunPricer::new(
+        prices,
+        &job.spec.request.model,
+        job.spec.request.enable_thinking == Some(true),
+    );
     let mut total = crate::pricing::Money::zero(pricer.currency()?);
     let mut rows = 0;
     let directory = RunDirectory::new(run_directory.to_owned());

@@ -154,6 +154,10 @@ pub struct BatchSpec {
     /// server error, timeout, expiry). 1 turns retries off. Default 3.
     #[serde(default)]
     pub max_attempts: Option<u32>,
+    /// Delete each shard's input, output and error files at the provider once its results are
+    /// safely on disk (DashScope caps an account at 10,000 files). Default true.
+    #[serde(default)]
+    pub delete_remote_files: Option<bool>,
     /// Longest wait between two polls of one batch, in seconds.
     #[serde(default)]
     pub max_poll_interval_seconds: Option<u64>,
@@ -175,6 +179,7 @@ impl Default for BatchSpec {
             max_bytes_per_file: None,
             max_line_bytes: None,
             max_attempts: None,
+            delete_remote_files: None,
             max_poll_interval_seconds: None,
             metadata: BTreeMap::new(),
         }
