@@ -1008,6 +1008,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn openai_file_objects_say_status_details_null_and_dashscope_ones_omit_it() {
+        let openai = frozen_sim(SimFlavour::Openai).await;
+        let uploaded: Value = openai
+            .try_upload("in.jsonl", &chat_lines(1, "gpt-4o-mini"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            uploaded.get("status_details"),
+            Some(&Value::Null),
+            "{uploaded}"
+        );
+        let id = uploaded["id"].as_str().unwrap();
+        let (_, fetched) = openai.get_json(&format!("/files/{id}")).await;
+        assert_eq!(fetched, uploaded);
+        let done = openai.finish(&openai.create(id, CHAT).await.id).await;
+        let (_, listed) = openai.get_json("/files").await;
+        for file in listed["data"].as_array().unwrap() {
+            assert_eq!(file.get("status_details"), Some(&Value::Null), "{file}");
+        }
+        assert_eq!(listed["data"].as_array().unwrap().len(), 2);
+        assert!(done.output_file_id.is_some());
+
+        let dashscope = frozen_sim(SimFlavour::Dashscope).await;
+        let file = dashscope.upload(&chat_lines(1, "qwen-flash")).await;
+        let (_, fetched) = dashscope.get_json(&format!("/files/{}", file.id)).await;
+        assert!(fetched.get("status_details").is_none(), "{fetched}");
+    }
+
+    #[tokio::test]
     async fn embedding_batches_return_vectors_of_the_asked_dimension() {
         let sim = frozen_sim(SimFlavour::Dashscope).await;
         let content = [("e-1", "风急天高猿啸哀"), ("e-2", "The quick brown fox")]

@@ -535,11 +535,13 @@ impl Operation<'_> {
             bytes_removed: false,
         });
         self.world.changed = true;
-        Ok(object)
+        Ok(file_answer(&object, flavour))
     }
 
     pub(crate) fn get_file(&self, id: &str) -> Result<FileObject, ApiFailure> {
-        self.live_file(id).map(|file| file.object.clone())
+        let flavour = self.flavour();
+        self.live_file(id)
+            .map(|file| file_answer(&file.object, flavour))
     }
 
     pub(crate) fn list_files(&self, query: &FileListQuery) -> Value {
@@ -564,7 +566,7 @@ impl Operation<'_> {
                     .created_before
                     .is_none_or(|before| file.object.created_at <= before)
             })
-            .map(|file| file.object.clone())
+            .map(|file| file_answer(&file.object, self.flavour()))
             .collect();
         if !query.oldest_first {
             files.reverse();
@@ -821,6 +823,17 @@ impl Operation<'_> {
         }
         ledger
     }
+}
+
+/// A file object as the flavour shows it: OpenAI sends `"status_details": null` (reference §8.2,
+/// the SDK's `FileObject`); live DashScope omits the key (§2.1).
+fn file_answer(object: &FileObject, flavour: SimFlavour) -> FileObject {
+    let mut shown = object.clone();
+    shown.status_details = match flavour {
+        SimFlavour::Openai => Some(Value::Null),
+        SimFlavour::Dashscope => None,
+    };
+    shown
 }
 
 fn first_and_last_ids<T>(page: &[T], id_of: impl Fn(&T) -> &String) -> Option<(String, String)> {
