@@ -148,6 +148,10 @@ pub(crate) struct BatchRecord {
     pub(crate) completion_window: String,
     pub(crate) window_seconds: f64,
     pub(crate) metadata: Option<BTreeMap<String, String>>,
+    /// OpenAI's `output_expires_after.seconds`: result files expire this long after they are
+    /// created (30 days when absent).
+    #[serde(default)]
+    pub(crate) output_expires_after_seconds: Option<i64>,
     pub(crate) created_at: f64,
     pub(crate) behaviours: Vec<BatchBehaviour>,
     pub(crate) stage: BatchStage,
@@ -609,6 +613,7 @@ pub(crate) mod tests {
             completion_window: "24h".to_owned(),
             window_seconds: 86_400.0,
             metadata: None,
+            output_expires_after_seconds: None,
             created_at: 1000.0,
             behaviours,
             stage: BatchStage::Validating,
@@ -746,6 +751,18 @@ pub(crate) mod tests {
                 1000.0 + 86_400.0
             )]
         );
+    }
+
+    #[test]
+    fn a_batch_saved_before_output_expiry_policies_existed_still_loads() {
+        let mut saved = serde_json::to_value(fresh_batch(vec![])).unwrap();
+        saved
+            .as_object_mut()
+            .unwrap()
+            .remove("output_expires_after_seconds")
+            .expect("the field is saved");
+        let loaded: BatchRecord = serde_json::from_value(saved).unwrap();
+        assert_eq!(loaded, fresh_batch(vec![]));
     }
 
     #[test]

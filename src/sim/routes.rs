@@ -18,6 +18,8 @@ use serde_json::Value;
 use super::admin::admin_router;
 use super::api_error::ApiFailure;
 use super::call_gate::guard_api_call;
+use super::config::SimFlavour;
+use super::expiry;
 use super::listing::{parse_batch_list_query, parse_file_list_query};
 use super::persist::ReceivedUpload;
 use super::state::SharedSimState;
@@ -75,10 +77,19 @@ async fn upload_file(
         )
     };
     let mut purpose: Option<String> = None;
+    let mut expiry_anchor: Option<String> = None;
+    let mut expiry_seconds: Option<String> = None;
     let mut received: Option<(ReceivedUpload, String)> = None;
     while let Some(mut field) = multipart.next_field().await.map_err(bad_form)? {
         match field.name() {
             Some("purpose") => purpose = Some(field.text().await.map_err(bad_form)?),
+            // OpenAI's `expires_after`, as its SDKs encode a nested form field.
+            Some("expires_after[anchor]") => {
+                expiry_anchor = Some(field.text().await.map_err(bad_form)?);
+            }
+            Some("expires_after[seconds]") => {
+                expiry_seconds = Some(field.text().await.map_err(bad_form)?);
+            }
             Some("file") => {
                 let filename = field
                     .file_name()
@@ -121,8 +132,15 @@ async fn upload_file(
         )
         .with_param("file")
     })?;
+    let expires_after = match state.flavour() {
+        SimFlavour::Openai => {
+            expiry::upload_policy(expiry_anchor.as_deref(), expiry_seconds.as_deref())?
+        }
+        // Not documented by DashScope, whose files never expire (reference §2.1).
+        SimFlavour::Dashscope => None,
+    };
     state
-        .run(move |step| step.commit_upload(upload, filename))
+        .run(move |step| step.commit_upload(upload, filename, expires_after))
         .await
         .map(Json)
 }
@@ -216,15 +234,19 @@ async fn file_content(
 }
 
 async fn create_batch(State(state): State<SharedSimState>, body: Bytes) -> ApiResult<Batch> {
-    let request = parse_create_batch_request(&body)?;
+    let (request, output_expires_after) = parse_create_batch_request(&body, state.flavour())?;
     state
-        .run(move |step| step.create_batch(request))
+        .run(move |step| step.create_batch(request, output_expires_after))
         .await
         .map(Json)
 }
 
-/// Reads the create body field by field, so each problem names its parameter.
-fn parse_create_batch_request(body: &[u8]) -> Result<CreateBatchRequest, ApiFailure> {
+/// Reads the create body field by field, so each problem names its parameter. Returns the
+/// request and OpenAI's `output_expires_after.seconds` (DashScope has no such field, §9 #5).
+fn parse_create_batch_request(
+    body: &[u8],
+    flavour: SimFlavour,
+) -> Result<(CreateBatchRequest, Option<i64>), ApiFailure> {
     let value: Value = serde_json::from_slice(body).map_err(|error| {
         ApiFailure::bad_request(
             "invalid_request",
@@ -258,12 +280,17 @@ fn parse_create_batch_request(body: &[u8]) -> Result<CreateBatchRequest, ApiFail
             .with_param("metadata")
         })?),
     };
-    Ok(CreateBatchRequest {
+    let request = CreateBatchRequest {
         input_file_id: required("input_file_id")?,
         endpoint: required("endpoint")?,
         completion_window: required("completion_window")?,
         metadata,
-    })
+    };
+    let output_expires_after = match flavour {
+        SimFlavour::Openai => expiry::output_policy(object.get("output_expires_after"))?,
+        SimFlavour::Dashscope => None,
+    };
+    Ok((request, output_expires_after))
 }
 
 async fn get_batch(
@@ -301,7 +328,7 @@ mod tests {
 
     use serde_json::{Value, json};
 
-    use super::super::test_support::{CHAT, KEY, chat_lines, frozen_sim, start_sim};
+    use super::super::test_support::{CHAT, KEY, TestSim, chat_lines, frozen_sim, start_sim};
     use super::super::{
         CANCELLING_SECONDS, FINALIZING_SECONDS, SECONDS_PER_LINE, SimConfig, SimFlavour,
         VALIDATION_SECONDS, simulated_seconds_to_complete,
@@ -1037,6 +1064,105 @@ mod tests {
         let file = dashscope.upload(&chat_lines(1, "qwen-flash")).await;
         let (_, fetched) = dashscope.get_json(&format!("/files/{}", file.id)).await;
         assert!(fetched.get("status_details").is_none(), "{fetched}");
+    }
+
+    async fn upload_with_expiry(sim: &TestSim, anchor: &str, seconds: &str) -> reqwest::Response {
+        // As the OpenAI SDKs encode `expires_after={"anchor": ..., "seconds": ...}`.
+        let form = reqwest::multipart::Form::new()
+            .text("purpose", "batch")
+            .text("expires_after[anchor]", anchor.to_owned())
+            .text("expires_after[seconds]", seconds.to_owned())
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(chat_lines(2, "gpt-4o-mini").into_bytes())
+                    .file_name("in.jsonl"),
+            );
+        sim.client
+            .post(sim.url("/files"))
+            .bearer_auth(KEY)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn openai_uploads_and_result_files_follow_their_expiration_policies() {
+        let sim = frozen_sim(SimFlavour::Openai).await;
+        let response = upload_with_expiry(&sim, "created_at", "3600").await;
+        assert_eq!(response.status(), 200);
+        let file: FileObject = response.json().await.unwrap();
+        assert_eq!(file.expires_at, Some(file.created_at + 3600));
+        for (anchor, seconds) in [
+            ("created_at", "60"),
+            ("created_at", "2592001"),
+            ("now", "3600"),
+        ] {
+            let refused = upload_with_expiry(&sim, anchor, seconds).await;
+            assert_eq!(refused.status(), 400, "{anchor} {seconds}");
+            let body: Value = refused.json().await.unwrap();
+            assert!(
+                body["error"]["param"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("expires_after."),
+                "{body}"
+            );
+        }
+
+        let refused = sim
+            .try_create(
+                json!({"input_file_id": file.id, "endpoint": CHAT, "completion_window": "24h",
+                               "output_expires_after": {"anchor": "created_at", "seconds": 10}}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 400);
+        let created = sim
+            .try_create(
+                json!({"input_file_id": file.id, "endpoint": CHAT, "completion_window": "24h",
+                               "output_expires_after": {"anchor": "created_at", "seconds": 7200}}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(created.status(), 200);
+        let batch: Batch = created.json().await.unwrap();
+        let done = sim.finish(&batch.id).await;
+        let (_, output) = sim
+            .get_json(&format!("/files/{}", done.output_file_id.unwrap()))
+            .await;
+        // The anchor is the output file's creation, not the batch's.
+        assert_eq!(
+            output["expires_at"].as_i64(),
+            Some(output["created_at"].as_i64().unwrap() + 7200)
+        );
+        // Without a policy, batch files live 30 days.
+        let plain = sim.submit(&chat_lines(1, "gpt-4o-mini")).await;
+        let done = sim.finish(&plain.id).await;
+        let (_, output) = sim
+            .get_json(&format!("/files/{}", done.output_file_id.unwrap()))
+            .await;
+        assert_eq!(
+            output["expires_at"].as_i64(),
+            Some(output["created_at"].as_i64().unwrap() + 30 * 86_400)
+        );
+    }
+
+    #[tokio::test]
+    async fn dashscope_ignores_the_openai_expiration_policies() {
+        let sim = frozen_sim(SimFlavour::Dashscope).await;
+        let response = upload_with_expiry(&sim, "created_at", "60").await;
+        assert_eq!(response.status(), 200);
+        let file: Value = response.json().await.unwrap();
+        assert!(file.get("expires_at").is_none(), "{file}");
+        let created = sim
+            .try_create(
+                json!({"input_file_id": file["id"], "endpoint": CHAT, "completion_window": "24h",
+                               "output_expires_after": {"anchor": "created_at", "seconds": 10}}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(created.status(), 200);
     }
 
     #[tokio::test]

@@ -15,6 +15,7 @@ use serde_json::Value;
 use super::api_error::ApiFailure;
 use super::clock::{SimulatedClock, whole_seconds};
 use super::config::{SimConfig, SimFlavour};
+use super::expiry;
 use super::faults::{FaultPlan, RouteFaultKind, RouteName};
 use super::ids::{base62_text, digest_of_parts, hex_text, uuid_text};
 use super::input_lines::RequestLineReader;
@@ -29,9 +30,6 @@ use super::persist::{
 use super::results::write_results;
 use super::validation::{InputValidation, validate_input};
 use crate::wire::{Batch, CreateBatchRequest, FileDeleted, FileObject};
-
-/// What OpenAI's batch files live for by default (30 days).
-const OPENAI_FILE_LIFETIME_SECONDS: i64 = 30 * 86_400;
 
 /// The state behind a simulator; shared by its routes.
 pub type SharedSimState = Arc<SimState>;
@@ -365,7 +363,7 @@ impl WorldBatchEnvironment<'_> {
                 purpose: "batch_output".to_owned(),
                 status: Some("processed".to_owned()),
                 expires_at: (self.flavour == SimFlavour::Openai)
-                    .then_some(created_at + OPENAI_FILE_LIFETIME_SECONDS),
+                    .then(|| expiry::expires_at(created_at, batch.output_expires_after_seconds)),
                 status_details: None,
             },
             sha256: committed.sha256,
@@ -505,6 +503,7 @@ impl Operation<'_> {
         &mut self,
         upload: ReceivedUpload,
         filename: String,
+        expires_after_seconds: Option<i64>,
     ) -> Result<FileObject, ApiFailure> {
         let (seed, flavour) = (self.seed(), self.flavour());
         let id = self.world.ids.input_file_id(seed, flavour);
@@ -519,7 +518,7 @@ impl Operation<'_> {
             purpose: "batch".to_owned(),
             status: Some("processed".to_owned()),
             expires_at: (flavour == SimFlavour::Openai)
-                .then_some(created_at + OPENAI_FILE_LIFETIME_SECONDS),
+                .then(|| expiry::expires_at(created_at, expires_after_seconds)),
             status_details: None,
         };
         self.world.uploads += 1;
@@ -621,9 +620,11 @@ impl Operation<'_> {
         })
     }
 
+    /// Creates a batch; `output_expires_after_seconds` is OpenAI's `output_expires_after`.
     pub(crate) fn create_batch(
         &mut self,
         request: CreateBatchRequest,
+        output_expires_after_seconds: Option<i64>,
     ) -> Result<Batch, ApiFailure> {
         let flavour = self.flavour();
         if !flavour
@@ -679,6 +680,7 @@ impl Operation<'_> {
             completion_window: request.completion_window,
             window_seconds: window_seconds as f64,
             metadata: request.metadata,
+            output_expires_after_seconds,
             created_at: self.now,
             behaviours,
             stage: BatchStage::Validating,
