@@ -1166,6 +1166,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn openai_answers_carry_an_x_request_id_and_dashscope_ones_do_not() {
+        let sim = frozen_sim(SimFlavour::Openai).await;
+        let mut seen = BTreeSet::new();
+        for path in ["/batches", "/files", "/batches/batch_missing"] {
+            let response = sim
+                .client
+                .get(sim.url(path))
+                .bearer_auth(KEY)
+                .send()
+                .await
+                .unwrap();
+            let id = response.headers()["x-request-id"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            let hex = id.strip_prefix("req_").unwrap();
+            assert!(hex.len() == 32 && is_lower_hex(hex), "{id}");
+            seen.insert(id);
+        }
+        assert_eq!(seen.len(), 3);
+        let unauthorized = sim.client.get(sim.url("/batches")).send().await.unwrap();
+        assert_eq!(unauthorized.status(), 401);
+        assert!(unauthorized.headers().contains_key("x-request-id"));
+
+        let dashscope = frozen_sim(SimFlavour::Dashscope).await;
+        let response = dashscope
+            .client
+            .get(dashscope.url("/batches"))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap();
+        assert!(!response.headers().contains_key("x-request-id"));
+    }
+
+    #[tokio::test]
     async fn embedding_batches_return_vectors_of_the_asked_dimension() {
         let sim = frozen_sim(SimFlavour::Dashscope).await;
         let content = [("e-1", "风急天高猿啸哀"), ("e-2", "The quick brown fox")]

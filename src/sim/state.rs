@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde::{Deserialize, Serialize};
@@ -43,6 +44,10 @@ pub struct SimState {
     state_directory: Option<StateDirectory>,
     world: Mutex<World>,
     control: Mutex<Control>,
+    /// Counts HTTP answers, for OpenAI's `x-request-id` header.
+    http_requests: AtomicU64,
+    /// The simulated time this process started at, so request ids differ across restarts.
+    started_at: f64,
 }
 
 /// Files, batches and ids: saved to `world.json`.
@@ -155,6 +160,7 @@ impl SimState {
         };
         let resume_at = world.last_simulated_now.max(control.last_simulated_now);
         let clock = SimulatedClock::starting_at(resume_at, config.time_scale);
+        let started_at = clock.now();
         Ok(Arc::new(SimState {
             config,
             clock,
@@ -162,6 +168,8 @@ impl SimState {
             state_directory,
             world: Mutex::new(world),
             control: Mutex::new(control),
+            http_requests: AtomicU64::new(0),
+            started_at,
         }))
     }
 
@@ -241,6 +249,23 @@ impl SimState {
         let fault = control.plan.route_fault(route, nth).cloned();
         self.save_control(&mut control);
         fault
+    }
+
+    /// The `x-request-id` of the next API answer: `req_` and 32 hex digits on OpenAI (a function
+    /// of the seed, of when this process started and of the answer's order), none on DashScope,
+    /// whose headers the reference does not record.
+    pub(crate) fn next_http_request_id(&self) -> Option<String> {
+        if self.flavour() != SimFlavour::Openai {
+            return None;
+        }
+        let number = self.http_requests.fetch_add(1, Ordering::Relaxed) + 1;
+        let digest = digest_of_parts(&[
+            &self.config.seed.to_le_bytes(),
+            b"http-request",
+            &self.started_at.to_le_bytes(),
+            &number.to_le_bytes(),
+        ]);
+        Some(format!("req_{}", hex_text(&digest, 32)))
     }
 
     pub fn fault_plan(&self) -> FaultPlan {
