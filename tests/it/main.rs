@@ -6,3 +6,4 @@ mod formats;
 mod harness;
 mod interop;
 mod jobs;
+mod sdk_conformance;
