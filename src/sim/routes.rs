@@ -1201,6 +1201,135 @@ mod tests {
         assert!(!response.headers().contains_key("x-request-id"));
     }
 
+    /// The keys of a JSON object, and of the objects inside it, as dotted paths (arrays: their
+    /// first item).
+    fn key_paths(value: &Value, prefix: &str, paths: &mut BTreeSet<String>) {
+        match value {
+            Value::Object(fields) => {
+                for (key, inner) in fields {
+                    let path = format!("{prefix}{key}");
+                    paths.insert(path.clone());
+                    key_paths(inner, &format!("{path}."), paths);
+                }
+            }
+            Value::Array(items) => {
+                if let Some(first) = items.first() {
+                    key_paths(first, &format!("{prefix}[]."), paths);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn keys_of(value: &Value) -> BTreeSet<String> {
+        let mut paths = BTreeSet::new();
+        key_paths(value, "", &mut paths);
+        paths
+    }
+
+    /// A provider answer recorded in `fixtures/api` (the first line of a `.jsonl` file).
+    fn recorded(name: &str) -> Value {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/api")
+            .join(name);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let json = if name.ends_with(".jsonl") {
+            text.lines().next().unwrap()
+        } else {
+            text.as_str()
+        };
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[tokio::test]
+    async fn dashscope_answers_have_the_shape_of_the_recorded_ones() {
+        let sim = frozen_sim(SimFlavour::Dashscope).await;
+        let metadata = json!({"ds_name": "测试任务", "ds_description": "任务描述", "ds_batch_finish_callback": "https://www.cnblogs.com"});
+        let file = sim.upload(&chat_lines(2, "qwen-flash")).await;
+        let (_, file_value) = sim.get_json(&format!("/files/{}", file.id)).await;
+        assert_eq!(keys_of(&file_value), keys_of(&recorded("file_object.json")));
+        let (_, files) = sim.get_json("/files").await;
+        assert_eq!(keys_of(&files), keys_of(&recorded("file_list.json")));
+
+        let sim_ref = &sim;
+        let create =
+            |body: Value| async move { sim_json(sim_ref.try_create(body).await.unwrap()).await };
+        let created = create(json!({"input_file_id": file.id, "endpoint": CHAT, "completion_window": "24h", "metadata": metadata})).await;
+        assert_eq!(keys_of(&created), keys_of(&recorded("batch_created.json")));
+        let done = sim.finish(created["id"].as_str().unwrap()).await;
+        let (_, completed) = sim.get_json(&format!("/batches/{}", done.id)).await;
+        assert_eq!(
+            keys_of(&completed),
+            keys_of(&recorded("batch_completed.json"))
+        );
+        let (_, list) = sim.get_json("/batches").await;
+        assert_eq!(keys_of(&list), keys_of(&recorded("batch_list.json")));
+        let (_, empty) = sim.get_json("/batches?status=cancelled").await;
+        assert_eq!(empty, recorded("batch_list_empty.json"));
+
+        let output = sim.raw_lines(done.output_file_id.as_ref().unwrap()).await;
+        assert_eq!(
+            keys_of(&output[0]),
+            keys_of(&recorded("output_lines.jsonl"))
+        );
+
+        let to_cancel = create(json!({"input_file_id": file.id, "endpoint": CHAT, "completion_window": "24h", "metadata": metadata})).await;
+        let id = to_cancel["id"].as_str().unwrap();
+        let cancelling = sim_json(sim.cancel(id).await).await;
+        assert_eq!(
+            keys_of(&cancelling),
+            keys_of(&recorded("batch_cancelling.json"))
+        );
+        sim.finish(id).await;
+        let (_, cancelled) = sim.get_json(&format!("/batches/{id}")).await;
+        assert_eq!(
+            keys_of(&cancelled),
+            keys_of(&recorded("batch_cancelled.json"))
+        );
+
+        let bad = sim
+            .upload(&chat_lines(1, "qwen-flash").replace(CHAT, "/v1/chat/completion"))
+            .await;
+        let failing = create(json!({"input_file_id": bad.id, "endpoint": CHAT, "completion_window": "24h", "metadata": metadata})).await;
+        let id = failing["id"].as_str().unwrap();
+        sim.finish(id).await;
+        let (_, failed) = sim.get_json(&format!("/batches/{id}")).await;
+        assert_eq!(
+            keys_of(&failed),
+            keys_of(&recorded("batch_failed_validation.json"))
+        );
+        assert_eq!(failed["errors"]["data"][0]["code"], "url_not_found");
+    }
+
+    #[tokio::test]
+    async fn openai_answers_have_the_shape_of_the_recorded_ones() {
+        let sim = frozen_sim(SimFlavour::Openai).await;
+        let file = sim.upload(&chat_lines(2, "gpt-4o-mini")).await;
+        let recorded_batch = recorded("openai_batch_completed.json");
+        let created = sim_json(
+            sim.try_create(
+                json!({"input_file_id": file.id, "endpoint": CHAT, "completion_window": "24h",
+                                  "metadata": recorded_batch["metadata"]}),
+            )
+            .await
+            .unwrap(),
+        )
+        .await;
+        let done = sim.finish(created["id"].as_str().unwrap()).await;
+        let (_, completed) = sim.get_json(&format!("/batches/{}", done.id)).await;
+        assert_eq!(keys_of(&completed), keys_of(&recorded_batch));
+        let output = sim.raw_lines(done.output_file_id.as_ref().unwrap()).await;
+        assert_eq!(
+            keys_of(&output[0]),
+            keys_of(&recorded("openai_output_lines.jsonl"))
+        );
+    }
+
+    async fn sim_json(response: reqwest::Response) -> Value {
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+
     #[tokio::test]
     async fn embedding_batches_return_vectors_of_the_asked_dimension() {
         let sim = frozen_sim(SimFlavour::Dashscope).await;
