@@ -343,6 +343,149 @@ mod tests {
         assert!(!batch.status.is_terminal());
     }
 
+    /// A recorded provider answer from `fixtures/api` (copied from the reference; see its README).
+    fn fixture(name: &str) -> String {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/api")
+            .join(name);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    #[test]
+    fn recorded_dashscope_batches_decode() {
+        let created: Batch = serde_json::from_str(&fixture("batch_created.json")).unwrap();
+        assert_eq!(created.status, BatchStatus::Validating);
+        assert_eq!(created.endpoint, "/v1/chat/ds-test");
+        assert_eq!(created.request_counts, Some(RequestCounts::default()));
+        assert_eq!(created.metadata_value("ds_description"), Some("任务描述"));
+        assert_eq!(
+            (created.model.as_deref(), created.usage.as_ref()),
+            (None, None)
+        );
+
+        let completed: Batch = serde_json::from_str(&fixture("batch_completed.json")).unwrap();
+        assert_eq!(completed.status, BatchStatus::Completed);
+        assert_eq!(completed.expires_at, None);
+        assert_eq!(completed.in_progress_at, Some(completed.created_at));
+        assert_eq!(completed.finalizing_at, completed.completed_at);
+        assert!(
+            completed
+                .output_file_id
+                .as_deref()
+                .is_some_and(|id| id.starts_with("file-batch_output-"))
+        );
+
+        let cancelling: Batch = serde_json::from_str(&fixture("batch_cancelling.json")).unwrap();
+        assert_eq!(cancelling.status, BatchStatus::Cancelling);
+        assert_eq!(cancelling.cancelling_at, None);
+        let cancelled: Batch = serde_json::from_str(&fixture("batch_cancelled.json")).unwrap();
+        assert_eq!(cancelled.status, BatchStatus::Cancelled);
+        assert_eq!(cancelled.cancelling_at, cancelled.cancelled_at);
+        assert_eq!(cancelled.output_file_id, None);
+        // Live error files use the output prefix (reference §10 #3).
+        assert!(
+            cancelled
+                .error_file_id
+                .as_deref()
+                .is_some_and(|id| id.starts_with("file-batch_output-"))
+        );
+        assert_eq!(
+            cancelled.request_counts,
+            Some(RequestCounts {
+                total: 2,
+                completed: 0,
+                failed: 2
+            })
+        );
+
+        let failed: Batch = serde_json::from_str(&fixture("batch_failed_validation.json")).unwrap();
+        assert_eq!(failed.status, BatchStatus::Failed);
+        assert_eq!(
+            failed.error_list(),
+            [BatchError {
+                code: Some("url_not_found".to_owned()),
+                message: Some(
+                    "The provided url '/v1/chat/completion' is not supported by the Batch API."
+                        .to_owned()
+                ),
+                param: Some("url".to_owned()),
+                line: Some(1),
+            }]
+        );
+    }
+
+    #[test]
+    fn recorded_dashscope_lists_and_files_decode() {
+        let list: ListPage<Batch> = serde_json::from_str(&fixture("batch_list.json")).unwrap();
+        assert_eq!(
+            list.first_id,
+            list.data.as_ref().unwrap().first().map(|b| b.id.clone())
+        );
+        let statuses: Vec<BatchStatus> = list.into_items().iter().map(|b| b.status).collect();
+        assert_eq!(
+            statuses,
+            [
+                BatchStatus::Completed,
+                BatchStatus::Cancelled,
+                BatchStatus::Failed
+            ]
+        );
+        let empty: ListPage<Batch> =
+            serde_json::from_str(&fixture("batch_list_empty.json")).unwrap();
+        assert_eq!(empty.data, None);
+        assert!(empty.into_items().is_empty());
+
+        let file: FileObject = serde_json::from_str(&fixture("file_object.json")).unwrap();
+        assert_eq!(file.purpose, "file-extract");
+        assert_eq!((file.status_details, file.expires_at), (None, None));
+        let files: ListPage<FileObject> = serde_json::from_str(&fixture("file_list.json")).unwrap();
+        assert_eq!(
+            (files.first_id.as_deref(), files.last_id.as_deref()),
+            (None, None)
+        );
+        assert_eq!(files.into_items()[0].bytes, 1314);
+        let deleted: FileDeleted = serde_json::from_str(&fixture("file_deleted.json")).unwrap();
+        assert!(deleted.deleted);
+    }
+
+    #[test]
+    fn recorded_result_lines_decode() {
+        let lines: Vec<ResultLine> = fixture("output_lines.jsonl")
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 4);
+        let success = lines[0].response.as_ref().unwrap();
+        assert_eq!(success.status_code, 200);
+        assert_eq!(success.request_id, lines[0].id);
+        assert_eq!(lines[1].error.as_ref().unwrap().code(), Some("<code>"));
+        assert_eq!(lines[2].response.as_ref().unwrap().status_code, 400);
+        // The spelling of DashScope's CSV helper (reference §5.2, §10 #16).
+        assert_eq!(lines[3].error.as_ref().unwrap().code(), Some("<code>"));
+        assert_eq!(
+            lines[3].error.as_ref().unwrap().message(),
+            Some("<message>")
+        );
+
+        let openai: Vec<ResultLine> = fixture("openai_output_lines.jsonl")
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(openai[0].response.as_ref().unwrap().status_code, 200);
+        assert_eq!(
+            openai[1].error.as_ref().unwrap().code(),
+            Some("batch_expired")
+        );
+    }
+
+    #[test]
+    fn recorded_openai_batch_decodes_with_model_and_usage() {
+        let batch: Batch = serde_json::from_str(&fixture("openai_batch_completed.json")).unwrap();
+        assert_eq!(batch.model.as_deref(), Some("gpt-5-2025-08-07"));
+        assert_eq!(batch.usage.as_ref().unwrap()["total_tokens"], 2000);
+        assert_eq!(batch.expires_at, Some(batch.created_at + 86_400));
+    }
+
     #[test]
     fn line_error_accepts_both_spellings() {
         let spec: LineError = serde_json::from_str(r#"{"code":"a","message":"b"}"#).unwrap();

@@ -9,7 +9,7 @@ use std::io;
 use axum::body::Body;
 use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{Request, State};
-use axum::http::{Method, header};
+use axum::http::{HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -23,12 +23,24 @@ use super::state::SharedSimState;
 /// How long a cut download waits, after its last kept byte, before it breaks.
 const FLUSH_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
 
-/// Middleware over the API routes.
+/// Middleware over the API routes. On the OpenAI flavour every answer carries the
+/// `x-request-id` header OpenAI sends (the SDKs expose it as `_request_id`).
 pub(crate) async fn guard_api_call(
     State(state): State<SharedSimState>,
     request: Request,
     next: Next,
 ) -> Response {
+    let mut response = pass_gate(&state, request, next).await;
+    if let Some(request_id) = state.next_http_request_id() {
+        response.headers_mut().insert(
+            "x-request-id",
+            HeaderValue::from_str(&request_id).expect("an id is a valid header value"),
+        );
+    }
+    response
+}
+
+async fn pass_gate(state: &SharedSimState, request: Request, next: Next) -> Response {
     let Some(route) = route_of(request.method(), request.uri().path()) else {
         return next.run(request).await;
     };

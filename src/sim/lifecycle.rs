@@ -148,6 +148,10 @@ pub(crate) struct BatchRecord {
     pub(crate) completion_window: String,
     pub(crate) window_seconds: f64,
     pub(crate) metadata: Option<BTreeMap<String, String>>,
+    /// OpenAI's `output_expires_after.seconds`: result files expire this long after they are
+    /// created (30 days when absent).
+    #[serde(default)]
+    pub(crate) output_expires_after_seconds: Option<i64>,
     pub(crate) created_at: f64,
     pub(crate) behaviours: Vec<BatchBehaviour>,
     pub(crate) stage: BatchStage,
@@ -568,7 +572,13 @@ impl BatchRecord {
             expires_at: (!dashscope).then(|| whole_seconds(self.created_at + self.window_seconds)),
             finalizing_at,
             completed_at: ended_in(BatchStage::Completed),
-            failed_at: ended_in(BatchStage::Failed),
+            failed_at: if dashscope {
+                // The live failed-validation capture shows failed_at == created_at, like
+                // in_progress_at (reference §3.5).
+                (self.stage == BatchStage::Failed).then(|| whole_seconds(self.created_at))
+            } else {
+                ended_in(BatchStage::Failed)
+            },
             expired_at: ended_in(BatchStage::Expired),
             cancelling_at,
             cancelled_at: ended_in(BatchStage::Cancelled),
@@ -609,6 +619,7 @@ pub(crate) mod tests {
             completion_window: "24h".to_owned(),
             window_seconds: 86_400.0,
             metadata: None,
+            output_expires_after_seconds: None,
             created_at: 1000.0,
             behaviours,
             stage: BatchStage::Validating,
@@ -749,6 +760,18 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_batch_saved_before_output_expiry_policies_existed_still_loads() {
+        let mut saved = serde_json::to_value(fresh_batch(vec![])).unwrap();
+        saved
+            .as_object_mut()
+            .unwrap()
+            .remove("output_expires_after_seconds")
+            .expect("the field is saved");
+        let loaded: BatchRecord = serde_json::from_value(saved).unwrap();
+        assert_eq!(loaded, fresh_batch(vec![]));
+    }
+
+    #[test]
     fn bigger_batches_take_longer_but_less_per_line() {
         let mut previous = 0.0;
         for request_count in 1..=5000 {
@@ -760,6 +783,58 @@ pub(crate) mod tests {
         assert!((330.0..345.0).contains(&simulated_seconds_to_complete(300)));
         let largest = simulated_seconds_to_complete(50_000);
         assert!((3000.0..4000.0).contains(&largest), "{largest}");
+    }
+
+    /// An environment whose input file fails validation.
+    struct FailingEnvironment;
+
+    impl BatchEnvironment for FailingEnvironment {
+        fn seed(&self) -> u64 {
+            0
+        }
+
+        fn validate(&mut self, _batch: &BatchRecord) -> io::Result<Option<InputValidation>> {
+            Ok(Some(InputValidation {
+                request_count: 1,
+                errors: vec![BatchError {
+                    code: Some("url_not_found".to_owned()),
+                    message: Some("bad url".to_owned()),
+                    param: Some("url".to_owned()),
+                    line: Some(1),
+                }],
+                ..InputValidation::default()
+            }))
+        }
+
+        fn write_results(
+            &mut self,
+            _batch: &BatchRecord,
+            _processed: u64,
+            _unprocessed: UnprocessedLines,
+            _ended_at: f64,
+        ) -> io::Result<BatchResults> {
+            unreachable!("a failed batch writes no files")
+        }
+    }
+
+    #[test]
+    fn a_failed_validation_shows_failed_at_as_each_provider_does() {
+        let mut batch = fresh_batch(vec![]);
+        let later = 1000.0 + VALIDATION_SECONDS + 100.0;
+        advance_batch(&mut batch, later, &mut FailingEnvironment).unwrap();
+        assert_eq!(batch.stage, BatchStage::Failed);
+        let dashscope = batch.to_wire(later, SimFlavour::Dashscope, 0);
+        assert_eq!(dashscope.failed_at, Some(dashscope.created_at));
+        assert_eq!(dashscope.in_progress_at, None);
+        assert_eq!(dashscope.request_counts, Some(RequestCounts::default()));
+        let openai = batch.to_wire(later, SimFlavour::Openai, 0);
+        assert_eq!(
+            openai.failed_at,
+            Some(openai.created_at + VALIDATION_SECONDS as i64)
+        );
+        // Only a failed batch has failed_at.
+        let running = fresh_batch(vec![]).to_wire(1000.0, SimFlavour::Dashscope, 0);
+        assert_eq!(running.failed_at, None);
     }
 
     #[test]

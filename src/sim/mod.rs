@@ -33,6 +33,7 @@ mod call_gate;
 mod clock;
 mod config;
 mod connection;
+mod expiry;
 mod faults;
 mod ids;
 mod input_lines;

@@ -10,9 +10,10 @@
 //! DashScope bills thinking as output; the reasoning text itself is not returned.
 
 use serde::Serialize;
+use serde::ser::{SerializeStruct, Serializer};
 use serde_json::Value;
 
-use super::config::{TEST_MODEL, model_always_thinks, model_thinks_by_default};
+use super::config::{SimFlavour, TEST_MODEL, model_always_thinks, model_thinks_by_default};
 use super::ids::{DeterministicRandom, number_of_parts};
 use super::json_schema_answer::SchemaAnswerer;
 use super::token_estimate::{
@@ -33,6 +34,8 @@ pub(crate) struct AnswerContext<'context> {
     pub(crate) completion_id: &'context str,
     /// `created` of a chat completion body (when the line finished, simulated).
     pub(crate) created: i64,
+    /// Whose body layout to follow.
+    pub(crate) flavour: SimFlavour,
 }
 
 /// Token usage of one answered line, as the ledger bills it.
@@ -92,8 +95,13 @@ pub(crate) enum AnswerBody {
     Error(ApiErrorBody),
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// A chat completion body. Its fields follow the provider it imitates (see the `Serialize`
+/// impls): live DashScope sends `created, usage, model, id, choices, object` (reference §5.1);
+/// OpenAI sends `id, object, created, model, choices, usage, system_fingerprint` with
+/// `"system_fingerprint": null` (§8.4).
+#[derive(Debug, Clone)]
 pub(crate) struct ChatCompletion {
+    flavour: SimFlavour,
     created: i64,
     usage: ChatUsage,
     model: String,
@@ -102,12 +110,11 @@ pub(crate) struct ChatCompletion {
     object: &'static str,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 struct ChatUsage {
     completion_tokens: u64,
     prompt_tokens: u64,
     total_tokens: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
     completion_tokens_details: Option<CompletionTokensDetails>,
 }
 
@@ -116,11 +123,95 @@ struct CompletionTokensDetails {
     reasoning_tokens: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 struct ChatChoice {
     finish_reason: &'static str,
     index: u32,
     message: ChatMessage,
+}
+
+/// A part of a chat completion, serialized in the field order of `.1`.
+struct InFlavour<'part, T>(&'part T, SimFlavour);
+
+impl Serialize for ChatCompletion {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let usage = InFlavour(&self.usage, self.flavour);
+        let choices: Vec<InFlavour<'_, ChatChoice>> = self
+            .choices
+            .iter()
+            .map(|choice| InFlavour(choice, self.flavour))
+            .collect();
+        match self.flavour {
+            SimFlavour::Dashscope => {
+                let mut body = serializer.serialize_struct("ChatCompletion", 6)?;
+                body.serialize_field("created", &self.created)?;
+                body.serialize_field("usage", &usage)?;
+                body.serialize_field("model", &self.model)?;
+                body.serialize_field("id", &self.id)?;
+                body.serialize_field("choices", &choices)?;
+                body.serialize_field("object", self.object)?;
+                body.end()
+            }
+            SimFlavour::Openai => {
+                let mut body = serializer.serialize_struct("ChatCompletion", 7)?;
+                body.serialize_field("id", &self.id)?;
+                body.serialize_field("object", self.object)?;
+                body.serialize_field("created", &self.created)?;
+                body.serialize_field("model", &self.model)?;
+                body.serialize_field("choices", &choices)?;
+                body.serialize_field("usage", &usage)?;
+                body.serialize_field("system_fingerprint", &None::<String>)?;
+                body.end()
+            }
+        }
+    }
+}
+
+impl Serialize for InFlavour<'_, ChatUsage> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let InFlavour(usage, flavour) = self;
+        let fields = if usage.completion_tokens_details.is_some() {
+            4
+        } else {
+            3
+        };
+        let mut out = serializer.serialize_struct("ChatUsage", fields)?;
+        match flavour {
+            SimFlavour::Dashscope => {
+                out.serialize_field("completion_tokens", &usage.completion_tokens)?;
+                out.serialize_field("prompt_tokens", &usage.prompt_tokens)?;
+            }
+            SimFlavour::Openai => {
+                out.serialize_field("prompt_tokens", &usage.prompt_tokens)?;
+                out.serialize_field("completion_tokens", &usage.completion_tokens)?;
+            }
+        }
+        out.serialize_field("total_tokens", &usage.total_tokens)?;
+        if let Some(details) = &usage.completion_tokens_details {
+            out.serialize_field("completion_tokens_details", details)?;
+        }
+        out.end()
+    }
+}
+
+impl Serialize for InFlavour<'_, ChatChoice> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let InFlavour(choice, flavour) = self;
+        let mut out = serializer.serialize_struct("ChatChoice", 3)?;
+        match flavour {
+            SimFlavour::Dashscope => {
+                out.serialize_field("finish_reason", choice.finish_reason)?;
+                out.serialize_field("index", &choice.index)?;
+                out.serialize_field("message", &choice.message)?;
+            }
+            SimFlavour::Openai => {
+                out.serialize_field("index", &choice.index)?;
+                out.serialize_field("message", &choice.message)?;
+                out.serialize_field("finish_reason", choice.finish_reason)?;
+            }
+        }
+        out.end()
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -471,6 +562,7 @@ fn answer_chat(
         reasoning_tokens,
     };
     let completion = ChatCompletion {
+        flavour: context.flavour,
         created: context.created,
         usage: ChatUsage {
             completion_tokens: usage.completion_tokens,
@@ -772,6 +864,7 @@ mod tests {
             seed: 7,
             completion_id: "chatcmpl-test",
             created: 1_700_000_000,
+            flavour: SimFlavour::Dashscope,
         }
     }
 
@@ -782,6 +875,53 @@ mod tests {
 
     fn content_of(body: &Value) -> &str {
         body["choices"][0]["message"]["content"].as_str().unwrap()
+    }
+
+    #[test]
+    fn chat_bodies_follow_each_providers_layout() {
+        let body =
+            json!({"model": "qwen3.5-plus", "messages": [{"role": "user", "content": "hi"}]});
+        // Field order shows only in the text (serde_json::Value sorts its keys).
+        let dashscope = answer_request(context(), "/v1/chat/completions", &body).unwrap();
+        let text = serde_json::to_string(&dashscope.body).unwrap();
+        assert!(
+            text.starts_with(r#"{"created":1700000000,"usage":{"completion_tokens":"#),
+            "{text}"
+        );
+        assert!(text.contains(r#""choices":[{"finish_reason":"stop","index":0,"message":{"role":"assistant","content":"#), "{text}");
+        assert!(text.ends_with(r#""object":"chat.completion"}"#), "{text}");
+        assert!(!text.contains("system_fingerprint"), "{text}");
+
+        let openai_context = AnswerContext {
+            flavour: SimFlavour::Openai,
+            ..context()
+        };
+        let openai = answer_request(openai_context, "/v1/chat/completions", &body).unwrap();
+        let text = serde_json::to_string(&openai.body).unwrap();
+        assert!(
+            text.starts_with(
+                r#"{"id":"chatcmpl-test","object":"chat.completion","created":1700000000,"model":"qwen3.5-plus","choices":[{"index":0,"message":{"role":"assistant","content":"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#""finish_reason":"stop"}],"usage":{"prompt_tokens":"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#""completion_tokens_details":{"reasoning_tokens":"#),
+            "{text}"
+        );
+        assert!(text.ends_with(r#"},"system_fingerprint":null}"#), "{text}");
+        // The same answer either way, only laid out differently.
+        let as_value = |answer: &SimulatedAnswer| serde_json::to_value(&answer.body).unwrap();
+        let mut openai_value = as_value(&openai);
+        openai_value
+            .as_object_mut()
+            .unwrap()
+            .remove("system_fingerprint");
+        assert_eq!(openai_value, as_value(&dashscope));
+        assert_eq!(openai.usage, dashscope.usage);
     }
 
     #[test]

@@ -258,6 +258,7 @@ pub(crate) fn write_results(
                     seed,
                     completion_id: &ids.completion_id,
                     created: whole_seconds(finished_at),
+                    flavour,
                 };
                 let answer = match refusal {
                     Some(refusal) => Err(refusal),

@@ -18,6 +18,8 @@ use serde_json::Value;
 use super::admin::admin_router;
 use super::api_error::ApiFailure;
 use super::call_gate::guard_api_call;
+use super::config::SimFlavour;
+use super::expiry;
 use super::listing::{parse_batch_list_query, parse_file_list_query};
 use super::persist::ReceivedUpload;
 use super::state::SharedSimState;
@@ -75,10 +77,19 @@ async fn upload_file(
         )
     };
     let mut purpose: Option<String> = None;
+    let mut expiry_anchor: Option<String> = None;
+    let mut expiry_seconds: Option<String> = None;
     let mut received: Option<(ReceivedUpload, String)> = None;
     while let Some(mut field) = multipart.next_field().await.map_err(bad_form)? {
         match field.name() {
             Some("purpose") => purpose = Some(field.text().await.map_err(bad_form)?),
+            // OpenAI's `expires_after`, as its SDKs encode a nested form field.
+            Some("expires_after[anchor]") => {
+                expiry_anchor = Some(field.text().await.map_err(bad_form)?);
+            }
+            Some("expires_after[seconds]") => {
+                expiry_seconds = Some(field.text().await.map_err(bad_form)?);
+            }
             Some("file") => {
                 let filename = field
                     .file_name()
@@ -121,8 +132,15 @@ async fn upload_file(
         )
         .with_param("file")
     })?;
+    let expires_after = match state.flavour() {
+        SimFlavour::Openai => {
+            expiry::upload_policy(expiry_anchor.as_deref(), expiry_seconds.as_deref())?
+        }
+        // Not documented by DashScope, whose files never expire (reference §2.1).
+        SimFlavour::Dashscope => None,
+    };
     state
-        .run(move |step| step.commit_upload(upload, filename))
+        .run(move |step| step.commit_upload(upload, filename, expires_after))
         .await
         .map(Json)
 }
@@ -216,15 +234,19 @@ async fn file_content(
 }
 
 async fn create_batch(State(state): State<SharedSimState>, body: Bytes) -> ApiResult<Batch> {
-    let request = parse_create_batch_request(&body)?;
+    let (request, output_expires_after) = parse_create_batch_request(&body, state.flavour())?;
     state
-        .run(move |step| step.create_batch(request))
+        .run(move |step| step.create_batch(request, output_expires_after))
         .await
         .map(Json)
 }
 
-/// Reads the create body field by field, so each problem names its parameter.
-fn parse_create_batch_request(body: &[u8]) -> Result<CreateBatchRequest, ApiFailure> {
+/// Reads the create body field by field, so each problem names its parameter. Returns the
+/// request and OpenAI's `output_expires_after.seconds` (DashScope has no such field, §9 #5).
+fn parse_create_batch_request(
+    body: &[u8],
+    flavour: SimFlavour,
+) -> Result<(CreateBatchRequest, Option<i64>), ApiFailure> {
     let value: Value = serde_json::from_slice(body).map_err(|error| {
         ApiFailure::bad_request(
             "invalid_request",
@@ -258,12 +280,17 @@ fn parse_create_batch_request(body: &[u8]) -> Result<CreateBatchRequest, ApiFail
             .with_param("metadata")
         })?),
     };
-    Ok(CreateBatchRequest {
+    let request = CreateBatchRequest {
         input_file_id: required("input_file_id")?,
         endpoint: required("endpoint")?,
         completion_window: required("completion_window")?,
         metadata,
-    })
+    };
+    let output_expires_after = match flavour {
+        SimFlavour::Openai => expiry::output_policy(object.get("output_expires_after"))?,
+        SimFlavour::Dashscope => None,
+    };
+    Ok((request, output_expires_after))
 }
 
 async fn get_batch(
@@ -301,7 +328,7 @@ mod tests {
 
     use serde_json::{Value, json};
 
-    use super::super::test_support::{CHAT, KEY, chat_lines, frozen_sim, start_sim};
+    use super::super::test_support::{CHAT, KEY, TestSim, chat_lines, frozen_sim, start_sim};
     use super::super::{
         CANCELLING_SECONDS, FINALIZING_SECONDS, SECONDS_PER_LINE, SimConfig, SimFlavour,
         VALIDATION_SECONDS, simulated_seconds_to_complete,
@@ -1005,6 +1032,302 @@ mod tests {
         assert!(response.body.as_ref().unwrap()["error"]["message"].is_string());
         let (_, files) = sim.get_json("/files").await;
         assert_eq!(files["first_id"], files["data"][0]["id"]);
+    }
+
+    #[tokio::test]
+    async fn openai_file_objects_say_status_details_null_and_dashscope_ones_omit_it() {
+        let openai = frozen_sim(SimFlavour::Openai).await;
+        let uploaded: Value = openai
+            .try_upload("in.jsonl", &chat_lines(1, "gpt-4o-mini"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            uploaded.get("status_details"),
+            Some(&Value::Null),
+            "{uploaded}"
+        );
+        let id = uploaded["id"].as_str().unwrap();
+        let (_, fetched) = openai.get_json(&format!("/files/{id}")).await;
+        assert_eq!(fetched, uploaded);
+        let done = openai.finish(&openai.create(id, CHAT).await.id).await;
+        let (_, listed) = openai.get_json("/files").await;
+        for file in listed["data"].as_array().unwrap() {
+            assert_eq!(file.get("status_details"), Some(&Value::Null), "{file}");
+        }
+        assert_eq!(listed["data"].as_array().unwrap().len(), 2);
+        assert!(done.output_file_id.is_some());
+
+        let dashscope = frozen_sim(SimFlavour::Dashscope).await;
+        let file = dashscope.upload(&chat_lines(1, "qwen-flash")).await;
+        let (_, fetched) = dashscope.get_json(&format!("/files/{}", file.id)).await;
+        assert!(fetched.get("status_details").is_none(), "{fetched}");
+    }
+
+    async fn upload_with_expiry(sim: &TestSim, anchor: &str, seconds: &str) -> reqwest::Response {
+        // As the OpenAI SDKs encode `expires_after={"anchor": ..., "seconds": ...}`.
+        let form = reqwest::multipart::Form::new()
+            .text("purpose", "batch")
+            .text("expires_after[anchor]", anchor.to_owned())
+            .text("expires_after[seconds]", seconds.to_owned())
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(chat_lines(2, "gpt-4o-mini").into_bytes())
+                    .file_name("in.jsonl"),
+            );
+        sim.client
+            .post(sim.url("/files"))
+            .bearer_auth(KEY)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn openai_uploads_and_result_files_follow_their_expiration_policies() {
+        let sim = frozen_sim(SimFlavour::Openai).await;
+        let response = upload_with_expiry(&sim, "created_at", "3600").await;
+        assert_eq!(response.status(), 200);
+        let file: FileObject = response.json().await.unwrap();
+        assert_eq!(file.expires_at, Some(file.created_at + 3600));
+        for (anchor, seconds) in [
+            ("created_at", "60"),
+            ("created_at", "2592001"),
+            ("now", "3600"),
+        ] {
+            let refused = upload_with_expiry(&sim, anchor, seconds).await;
+            assert_eq!(refused.status(), 400, "{anchor} {seconds}");
+            let body: Value = refused.json().await.unwrap();
+            assert!(
+                body["error"]["param"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("expires_after."),
+                "{body}"
+            );
+        }
+
+        let refused = sim
+            .try_create(
+                json!({"input_file_id": file.id, "endpoint": CHAT, "completion_window": "24h",
+                               "output_expires_after": {"anchor": "created_at", "seconds": 10}}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 400);
+        let created = sim
+            .try_create(
+                json!({"input_file_id": file.id, "endpoint": CHAT, "completion_window": "24h",
+                               "output_expires_after": {"anchor": "created_at", "seconds": 7200}}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(created.status(), 200);
+        let batch: Batch = created.json().await.unwrap();
+        let done = sim.finish(&batch.id).await;
+        let (_, output) = sim
+            .get_json(&format!("/files/{}", done.output_file_id.unwrap()))
+            .await;
+        // The anchor is the output file's creation, not the batch's.
+        assert_eq!(
+            output["expires_at"].as_i64(),
+            Some(output["created_at"].as_i64().unwrap() + 7200)
+        );
+        // Without a policy, batch files live 30 days.
+        let plain = sim.submit(&chat_lines(1, "gpt-4o-mini")).await;
+        let done = sim.finish(&plain.id).await;
+        let (_, output) = sim
+            .get_json(&format!("/files/{}", done.output_file_id.unwrap()))
+            .await;
+        assert_eq!(
+            output["expires_at"].as_i64(),
+            Some(output["created_at"].as_i64().unwrap() + 30 * 86_400)
+        );
+    }
+
+    #[tokio::test]
+    async fn dashscope_ignores_the_openai_expiration_policies() {
+        let sim = frozen_sim(SimFlavour::Dashscope).await;
+        let response = upload_with_expiry(&sim, "created_at", "60").await;
+        assert_eq!(response.status(), 200);
+        let file: Value = response.json().await.unwrap();
+        assert!(file.get("expires_at").is_none(), "{file}");
+        let created = sim
+            .try_create(
+                json!({"input_file_id": file["id"], "endpoint": CHAT, "completion_window": "24h",
+                               "output_expires_after": {"anchor": "created_at", "seconds": 10}}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(created.status(), 200);
+    }
+
+    #[tokio::test]
+    async fn openai_answers_carry_an_x_request_id_and_dashscope_ones_do_not() {
+        let sim = frozen_sim(SimFlavour::Openai).await;
+        let mut seen = BTreeSet::new();
+        for path in ["/batches", "/files", "/batches/batch_missing"] {
+            let response = sim
+                .client
+                .get(sim.url(path))
+                .bearer_auth(KEY)
+                .send()
+                .await
+                .unwrap();
+            let id = response.headers()["x-request-id"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            let hex = id.strip_prefix("req_").unwrap();
+            assert!(hex.len() == 32 && is_lower_hex(hex), "{id}");
+            seen.insert(id);
+        }
+        assert_eq!(seen.len(), 3);
+        let unauthorized = sim.client.get(sim.url("/batches")).send().await.unwrap();
+        assert_eq!(unauthorized.status(), 401);
+        assert!(unauthorized.headers().contains_key("x-request-id"));
+
+        let dashscope = frozen_sim(SimFlavour::Dashscope).await;
+        let response = dashscope
+            .client
+            .get(dashscope.url("/batches"))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap();
+        assert!(!response.headers().contains_key("x-request-id"));
+    }
+
+    /// The keys of a JSON object, and of the objects inside it, as dotted paths (arrays: their
+    /// first item).
+    fn key_paths(value: &Value, prefix: &str, paths: &mut BTreeSet<String>) {
+        match value {
+            Value::Object(fields) => {
+                for (key, inner) in fields {
+                    let path = format!("{prefix}{key}");
+                    paths.insert(path.clone());
+                    key_paths(inner, &format!("{path}."), paths);
+                }
+            }
+            Value::Array(items) => {
+                if let Some(first) = items.first() {
+                    key_paths(first, &format!("{prefix}[]."), paths);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn keys_of(value: &Value) -> BTreeSet<String> {
+        let mut paths = BTreeSet::new();
+        key_paths(value, "", &mut paths);
+        paths
+    }
+
+    /// A provider answer recorded in `fixtures/api` (the first line of a `.jsonl` file).
+    fn recorded(name: &str) -> Value {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/api")
+            .join(name);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let json = if name.ends_with(".jsonl") {
+            text.lines().next().unwrap()
+        } else {
+            text.as_str()
+        };
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[tokio::test]
+    async fn dashscope_answers_have_the_shape_of_the_recorded_ones() {
+        let sim = frozen_sim(SimFlavour::Dashscope).await;
+        let metadata = json!({"ds_name": "测试任务", "ds_description": "任务描述", "ds_batch_finish_callback": "https://www.cnblogs.com"});
+        let file = sim.upload(&chat_lines(2, "qwen-flash")).await;
+        let (_, file_value) = sim.get_json(&format!("/files/{}", file.id)).await;
+        assert_eq!(keys_of(&file_value), keys_of(&recorded("file_object.json")));
+        let (_, files) = sim.get_json("/files").await;
+        assert_eq!(keys_of(&files), keys_of(&recorded("file_list.json")));
+
+        let sim_ref = &sim;
+        let create =
+            |body: Value| async move { sim_json(sim_ref.try_create(body).await.unwrap()).await };
+        let created = create(json!({"input_file_id": file.id, "endpoint": CHAT, "completion_window": "24h", "metadata": metadata})).await;
+        assert_eq!(keys_of(&created), keys_of(&recorded("batch_created.json")));
+        let done = sim.finish(created["id"].as_str().unwrap()).await;
+        let (_, completed) = sim.get_json(&format!("/batches/{}", done.id)).await;
+        assert_eq!(
+            keys_of(&completed),
+            keys_of(&recorded("batch_completed.json"))
+        );
+        let (_, list) = sim.get_json("/batches").await;
+        assert_eq!(keys_of(&list), keys_of(&recorded("batch_list.json")));
+        let (_, empty) = sim.get_json("/batches?status=cancelled").await;
+        assert_eq!(empty, recorded("batch_list_empty.json"));
+
+        let output = sim.raw_lines(done.output_file_id.as_ref().unwrap()).await;
+        assert_eq!(
+            keys_of(&output[0]),
+            keys_of(&recorded("output_lines.jsonl"))
+        );
+
+        let to_cancel = create(json!({"input_file_id": file.id, "endpoint": CHAT, "completion_window": "24h", "metadata": metadata})).await;
+        let id = to_cancel["id"].as_str().unwrap();
+        let cancelling = sim_json(sim.cancel(id).await).await;
+        assert_eq!(
+            keys_of(&cancelling),
+            keys_of(&recorded("batch_cancelling.json"))
+        );
+        sim.finish(id).await;
+        let (_, cancelled) = sim.get_json(&format!("/batches/{id}")).await;
+        assert_eq!(
+            keys_of(&cancelled),
+            keys_of(&recorded("batch_cancelled.json"))
+        );
+
+        let bad = sim
+            .upload(&chat_lines(1, "qwen-flash").replace(CHAT, "/v1/chat/completion"))
+            .await;
+        let failing = create(json!({"input_file_id": bad.id, "endpoint": CHAT, "completion_window": "24h", "metadata": metadata})).await;
+        let id = failing["id"].as_str().unwrap();
+        sim.finish(id).await;
+        let (_, failed) = sim.get_json(&format!("/batches/{id}")).await;
+        assert_eq!(
+            keys_of(&failed),
+            keys_of(&recorded("batch_failed_validation.json"))
+        );
+        assert_eq!(failed["errors"]["data"][0]["code"], "url_not_found");
+    }
+
+    #[tokio::test]
+    async fn openai_answers_have_the_shape_of_the_recorded_ones() {
+        let sim = frozen_sim(SimFlavour::Openai).await;
+        let file = sim.upload(&chat_lines(2, "gpt-4o-mini")).await;
+        let recorded_batch = recorded("openai_batch_completed.json");
+        let created = sim_json(
+            sim.try_create(
+                json!({"input_file_id": file.id, "endpoint": CHAT, "completion_window": "24h",
+                                  "metadata": recorded_batch["metadata"]}),
+            )
+            .await
+            .unwrap(),
+        )
+        .await;
+        let done = sim.finish(created["id"].as_str().unwrap()).await;
+        let (_, completed) = sim.get_json(&format!("/batches/{}", done.id)).await;
+        assert_eq!(keys_of(&completed), keys_of(&recorded_batch));
+        let output = sim.raw_lines(done.output_file_id.as_ref().unwrap()).await;
+        assert_eq!(
+            keys_of(&output[0]),
+            keys_of(&recorded("openai_output_lines.jsonl"))
+        );
+    }
+
+    async fn sim_json(response: reqwest::Response) -> Value {
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
     }
 
     #[tokio::test]

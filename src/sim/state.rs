@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde::{Deserialize, Serialize};
@@ -15,6 +16,7 @@ use serde_json::Value;
 use super::api_error::ApiFailure;
 use super::clock::{SimulatedClock, whole_seconds};
 use super::config::{SimConfig, SimFlavour};
+use super::expiry;
 use super::faults::{FaultPlan, RouteFaultKind, RouteName};
 use super::ids::{base62_text, digest_of_parts, hex_text, uuid_text};
 use super::input_lines::RequestLineReader;
@@ -30,9 +32,6 @@ use super::results::write_results;
 use super::validation::{InputValidation, validate_input};
 use crate::wire::{Batch, CreateBatchRequest, FileDeleted, FileObject};
 
-/// What OpenAI's batch files live for by default (30 days).
-const OPENAI_FILE_LIFETIME_SECONDS: i64 = 30 * 86_400;
-
 /// The state behind a simulator; shared by its routes.
 pub type SharedSimState = Arc<SimState>;
 
@@ -45,6 +44,10 @@ pub struct SimState {
     state_directory: Option<StateDirectory>,
     world: Mutex<World>,
     control: Mutex<Control>,
+    /// Counts HTTP answers, for OpenAI's `x-request-id` header.
+    http_requests: AtomicU64,
+    /// The simulated time this process started at, so request ids differ across restarts.
+    started_at: f64,
 }
 
 /// Files, batches and ids: saved to `world.json`.
@@ -157,6 +160,7 @@ impl SimState {
         };
         let resume_at = world.last_simulated_now.max(control.last_simulated_now);
         let clock = SimulatedClock::starting_at(resume_at, config.time_scale);
+        let started_at = clock.now();
         Ok(Arc::new(SimState {
             config,
             clock,
@@ -164,6 +168,8 @@ impl SimState {
             state_directory,
             world: Mutex::new(world),
             control: Mutex::new(control),
+            http_requests: AtomicU64::new(0),
+            started_at,
         }))
     }
 
@@ -243,6 +249,23 @@ impl SimState {
         let fault = control.plan.route_fault(route, nth).cloned();
         self.save_control(&mut control);
         fault
+    }
+
+    /// The `x-request-id` of the next API answer: `req_` and 32 hex digits on OpenAI (a function
+    /// of the seed, of when this process started and of the answer's order), none on DashScope,
+    /// whose headers the reference does not record.
+    pub(crate) fn next_http_request_id(&self) -> Option<String> {
+        if self.flavour() != SimFlavour::Openai {
+            return None;
+        }
+        let number = self.http_requests.fetch_add(1, Ordering::Relaxed) + 1;
+        let digest = digest_of_parts(&[
+            &self.config.seed.to_le_bytes(),
+            b"http-request",
+            &self.started_at.to_le_bytes(),
+            &number.to_le_bytes(),
+        ]);
+        Some(format!("req_{}", hex_text(&digest, 32)))
     }
 
     pub fn fault_plan(&self) -> FaultPlan {
@@ -365,7 +388,7 @@ impl WorldBatchEnvironment<'_> {
                 purpose: "batch_output".to_owned(),
                 status: Some("processed".to_owned()),
                 expires_at: (self.flavour == SimFlavour::Openai)
-                    .then_some(created_at + OPENAI_FILE_LIFETIME_SECONDS),
+                    .then(|| expiry::expires_at(created_at, batch.output_expires_after_seconds)),
                 status_details: None,
             },
             sha256: committed.sha256,
@@ -505,6 +528,7 @@ impl Operation<'_> {
         &mut self,
         upload: ReceivedUpload,
         filename: String,
+        expires_after_seconds: Option<i64>,
     ) -> Result<FileObject, ApiFailure> {
         let (seed, flavour) = (self.seed(), self.flavour());
         let id = self.world.ids.input_file_id(seed, flavour);
@@ -519,7 +543,7 @@ impl Operation<'_> {
             purpose: "batch".to_owned(),
             status: Some("processed".to_owned()),
             expires_at: (flavour == SimFlavour::Openai)
-                .then_some(created_at + OPENAI_FILE_LIFETIME_SECONDS),
+                .then(|| expiry::expires_at(created_at, expires_after_seconds)),
             status_details: None,
         };
         self.world.uploads += 1;
@@ -535,11 +559,13 @@ impl Operation<'_> {
             bytes_removed: false,
         });
         self.world.changed = true;
-        Ok(object)
+        Ok(file_answer(&object, flavour))
     }
 
     pub(crate) fn get_file(&self, id: &str) -> Result<FileObject, ApiFailure> {
-        self.live_file(id).map(|file| file.object.clone())
+        let flavour = self.flavour();
+        self.live_file(id)
+            .map(|file| file_answer(&file.object, flavour))
     }
 
     pub(crate) fn list_files(&self, query: &FileListQuery) -> Value {
@@ -564,7 +590,7 @@ impl Operation<'_> {
                     .created_before
                     .is_none_or(|before| file.object.created_at <= before)
             })
-            .map(|file| file.object.clone())
+            .map(|file| file_answer(&file.object, self.flavour()))
             .collect();
         if !query.oldest_first {
             files.reverse();
@@ -619,9 +645,11 @@ impl Operation<'_> {
         })
     }
 
+    /// Creates a batch; `output_expires_after_seconds` is OpenAI's `output_expires_after`.
     pub(crate) fn create_batch(
         &mut self,
         request: CreateBatchRequest,
+        output_expires_after_seconds: Option<i64>,
     ) -> Result<Batch, ApiFailure> {
         let flavour = self.flavour();
         if !flavour
@@ -677,6 +705,7 @@ impl Operation<'_> {
             completion_window: request.completion_window,
             window_seconds: window_seconds as f64,
             metadata: request.metadata,
+            output_expires_after_seconds,
             created_at: self.now,
             behaviours,
             stage: BatchStage::Validating,
@@ -821,6 +850,17 @@ impl Operation<'_> {
         }
         ledger
     }
+}
+
+/// A file object as the flavour shows it: OpenAI sends `"status_details": null` (reference §8.2,
+/// the SDK's `FileObject`); live DashScope omits the key (§2.1).
+fn file_answer(object: &FileObject, flavour: SimFlavour) -> FileObject {
+    let mut shown = object.clone();
+    shown.status_details = match flavour {
+        SimFlavour::Openai => Some(Value::Null),
+        SimFlavour::Dashscope => None,
+    };
+    shown
 }
 
 fn first_and_last_ids<T>(page: &[T], id_of: impl Fn(&T) -> &String) -> Option<(String, String)> {

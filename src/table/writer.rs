@@ -15,6 +15,9 @@ use parquet::file::properties::WriterProperties;
 use super::row_value::display_cell;
 use super::{TableError, TableFormat};
 
+const ROWS_PER_ROW_GROUP: usize = 65_536;
+const BYTES_PER_ROW_GROUP: usize = 64 * 1024 * 1024;
+
 enum FormatWriter {
     Parquet(Box<ArrowWriter<File>>),
     Csv(Box<arrow_csv::Writer<BufWriter<File>>>),
@@ -52,8 +55,12 @@ impl AtomicTableWriter {
         let mut csv_schema = None;
         let writer = match format {
             TableFormat::Parquet => {
+                // Row groups are buffered in memory until full: keep them small enough that memory
+                // stays flat however long the table is.
                 let properties = WriterProperties::builder()
                     .set_compression(Compression::SNAPPY)
+                    .set_max_row_group_row_count(Some(ROWS_PER_ROW_GROUP))
+                    .set_max_row_group_bytes(Some(BYTES_PER_ROW_GROUP))
                     .build();
                 FormatWriter::Parquet(Box::new(
                     ArrowWriter::try_new(file, schema, Some(properties))

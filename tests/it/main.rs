@@ -11,3 +11,4 @@ mod invariants;
 mod jobs;
 mod providers;
 mod resume;
+mod sdk_conformance;
