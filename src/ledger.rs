@@ -48,6 +48,41 @@ pub struct ShardRecord {
     pub results_unavailable: Option<String>,
 }
 
+impl ShardRecord {
+    /// A shard as planned: written to disk, nothing sent yet.
+    pub fn planned(
+        shard_index: u64,
+        first_row: u64,
+        file_name: String,
+        model: String,
+        attempt: u32,
+    ) -> ShardRecord {
+        ShardRecord {
+            shard_index,
+            first_row,
+            row_count: 0,
+            file_name,
+            byte_size: 0,
+            sha256: String::new(),
+            model,
+            file_id: None,
+            batch_id: None,
+            batch_status: None,
+            request_total: 0,
+            request_completed: 0,
+            request_failed: 0,
+            output_file_id: None,
+            error_file_id: None,
+            results_downloaded: false,
+            batch_errors: None,
+            attempt,
+            retry_scanned: false,
+            results_ingested: false,
+            results_unavailable: None,
+        }
+    }
+}
+
 /// Kinds of side effect recorded in `effects`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EffectKind {
@@ -681,27 +716,16 @@ mod tests {
 
     fn shard(index: u64) -> ShardRecord {
         ShardRecord {
-            shard_index: index,
-            first_row: index * 10 + 1,
             row_count: 10,
-            file_name: format!("shard-{index:05}.jsonl"),
             byte_size: 100,
             sha256: "ab".into(),
-            model: "qwen-plus".into(),
-            file_id: None,
-            batch_id: None,
-            batch_status: None,
-            request_total: 0,
-            request_completed: 0,
-            request_failed: 0,
-            output_file_id: None,
-            error_file_id: None,
-            results_downloaded: false,
-            batch_errors: None,
-            attempt: 1,
-            retry_scanned: false,
-            results_ingested: false,
-            results_unavailable: None,
+            ..ShardRecord::planned(
+                index,
+                index * 10 + 1,
+                format!("shard-{index:05}.jsonl"),
+                "qwen-plus".into(),
+                1,
+            )
         }
     }
 

@@ -603,27 +603,16 @@ mod tests {
         )
         .unwrap();
         let shard = ShardRecord {
-            shard_index: 0,
-            first_row: 1,
             row_count: 4,
-            file_name: "shard-00000.jsonl".into(),
-            byte_size: 1,
-            sha256: String::new(),
-            model: "qwen-plus".into(),
             file_id: Some("file-1".into()),
             batch_id: Some("batch-1".into()),
             batch_status: Some("completed".into()),
             request_total: 4,
             request_completed: 3,
-            request_failed: 0,
             output_file_id: Some("file-out".into()),
-            error_file_id: None,
             results_downloaded: true,
-            batch_errors: None,
-            attempt: 1,
             retry_scanned: true,
-            results_ingested: false,
-            results_unavailable: None,
+            ..ShardRecord::planned(0, 1, "shard-00000.jsonl".into(), "qwen-plus".into(), 1)
         };
         let ledger = Ledger::open(&run_directory.root).unwrap();
         let pricer = RunPricer::new(PriceTable::builtin(), "qwen-plus", false);

@@ -239,14 +239,8 @@ impl Iterator for JsonlBatchReader {
         if self.finished {
             return None;
         }
-        match self.read_batch() {
-            Ok(Some(batch)) => Some(Ok(batch)),
-            Ok(None) => None,
-            Err(error) => {
-                self.finished = true;
-                Some(Err(error))
-            }
-        }
+        let batch = self.read_batch();
+        super::reader::stop_after_error(&mut self.finished, batch)
     }
 }
 

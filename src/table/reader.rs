@@ -34,6 +34,21 @@ impl TableError {
     }
 }
 
+/// Turns one read into an iterator item; an error ends the stream (`finished` is set).
+pub(super) fn stop_after_error(
+    finished: &mut bool,
+    read: Result<Option<RecordBatch>, TableError>,
+) -> Option<Result<RecordBatch, TableError>> {
+    match read {
+        Ok(Some(batch)) => Some(Ok(batch)),
+        Ok(None) => None,
+        Err(error) => {
+            *finished = true;
+            Some(Err(error))
+        }
+    }
+}
+
 /// A stream of record batches with a fixed schema. Rows are numbered from 1 in input order.
 pub struct TableReader {
     schema: SchemaRef,
