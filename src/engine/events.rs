@@ -102,6 +102,13 @@ impl EventSink {
         }
         bar.set_position(done);
         bar.set_message(status.to_owned());
+        // Only live batches keep a bar, so a run of many shards stays readable.
+        if matches!(status, "completed" | "failed" | "expired" | "cancelled")
+            && let Some(bar) = bars.remove(&shard_index)
+        {
+            bar.finish_and_clear();
+            self.bars.remove(&bar);
+        }
     }
 
     pub fn overall_progress(&self, done: u64, message: &str) {
