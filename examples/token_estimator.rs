@@ -111,6 +111,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut by_language: BTreeMap<String, ErrorSample> = BTreeMap::new();
     let mut all_held_out = ErrorSample::default();
     let mut tokenizer_mismatches = Vec::new();
+    let mut above_upper_bound_anywhere = 0usize;
     let mut texts = 0usize;
     for line in BufReader::new(std::fs::File::open(&texts_path)?).lines() {
         let line = line?;
@@ -141,11 +142,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 counts.join(",")
             )?;
         }
+        let estimate = estimate_from_features(&features);
+        let upper_bound = heuristic.upper_bound(estimate);
+        if record.qwen_tokens > upper_bound {
+            above_upper_bound_anywhere += 1;
+        }
         if record.split != "held-out" {
             continue;
         }
-        let estimate = estimate_from_features(&features);
-        let upper_bound = heuristic.upper_bound(estimate);
         for sample in [
             by_category.entry(record.category.clone()).or_default(),
             by_language.entry(record.language.clone()).or_default(),
@@ -172,6 +176,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (category, sample) in &by_category {
         println!("{}", sample.row(category));
     }
+    println!(
+        "\nTexts of either half with more real tokens than the heuristic's upper bound ({}% of the estimate + {} tokens): {above_upper_bound_anywhere} of {texts}",
+        dashbatch::tokens::HEURISTIC_UPPER_BOUND_FACTOR_PERCENT,
+        dashbatch::tokens::HEURISTIC_UPPER_BOUND_EXTRA_TOKENS
+    );
     if tokenizer.is_some() {
         println!(
             "\ndashbatch's Qwen tokenizer against the SDK's: {} of {texts} texts counted differently{}",

