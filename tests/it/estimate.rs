@@ -120,11 +120,67 @@ fn an_unpriced_model_is_an_error_unless_a_price_file_gives_it() {
         "prices.toml",
         "[models.sim-unpriced]\ncurrency = \"USD\"\ninput = 0.3\noutput = 1.2\n",
     );
+    let capped = workspace.run(&["run", "job.toml", "--provider", "sim", "--max-cost", "1"]);
+    assert_eq!(capped.status.code(), Some(2));
+    assert!(
+        text(&capped.stderr).contains("a budget cap needs the model's price"),
+        "{}",
+        text(&capped.stderr)
+    );
     let priced = workspace.run(&["estimate", "job.toml", "--prices", "prices.toml", "--json"]);
     assert_success(&priced);
     let estimate: serde_json::Value = serde_json::from_slice(&priced.stdout).unwrap();
     assert_eq!(estimate["currency"], "USD");
     assert_eq!(estimate["rows"], 8);
+}
+
+#[test]
+fn a_vocabulary_that_is_not_qwen_tiktoken_is_refused_never_ignored() {
+    let workspace = Workspace::new();
+    copy_fixture(&workspace, "fixtures/edge/cjk_emoji.csv");
+    workspace.write(
+        "job.toml",
+        "[input]\npath = \"cjk_emoji.csv\"\n[request]\nmodel = \"qwen-plus\"\ntemplate = \"{{ text }}\"\nmax_tokens = 20\n\n[estimate]\ntokenizer = \"missing/qwen.tiktoken\"\n",
+    );
+    workspace.write("not-a-vocabulary.txt", "hello world\n");
+    for (arguments, words) in [
+        (
+            vec!["estimate", "job.toml"],
+            vec![
+                "the job file's `[estimate] tokenizer`",
+                "missing/qwen.tiktoken",
+                "pip install dashscope",
+            ],
+        ),
+        (
+            vec![
+                "estimate",
+                "job.toml",
+                "--tokenizer",
+                "not-a-vocabulary.txt",
+            ],
+            vec![
+                "`--tokenizer`",
+                "not-a-vocabulary.txt",
+                "line 1",
+                "not a `qwen.tiktoken` vocabulary",
+            ],
+        ),
+    ] {
+        let output = workspace.run(&arguments);
+        assert_eq!(output.status.code(), Some(2), "{arguments:?}");
+        let message = text(&output.stderr);
+        for word in words {
+            assert!(message.contains(word), "no `{word}` in {message}");
+        }
+    }
+    let from_environment = workspace
+        .command(&["estimate", "job.toml"])
+        .env("DASHBATCH_TOKENIZER", "not-a-vocabulary.txt")
+        .output()
+        .unwrap();
+    assert_eq!(from_environment.status.code(), Some(2));
+    assert!(text(&from_environment.stderr).contains("DASHBATCH_TOKENIZER"));
 }
 
 #[test]
