@@ -45,7 +45,8 @@ pub fn estimate_assumptions(
     }
     lines.push(format!(
         "Upper-bound input adds {PROVIDER_PROMPT_ALLOWANCE_TOKENS} tokens per request for what the provider may add \
-         around the messages (undocumented){}.",
+         around the {} (undocumented){}.",
+        if job.is_embeddings() { "input" } else { "messages" },
         if job.spec.output.fields.is_empty() {
             ""
         } else {
