@@ -81,8 +81,34 @@ pub enum Command {
         /// `batch-test-model` (100 lines and 1 MB per file, 2 batches at a time).
         #[arg(long)]
         rehearse: bool,
+        /// The most the run may cost at batch price, in the model's currency (wins over the job's
+        /// `[batch] max_cost`). Nothing is submitted past it.
+        #[arg(long, value_name = "AMOUNT")]
+        max_cost: Option<String>,
+        /// The Qwen tokenizer vocabulary (`qwen.tiktoken` from the `dashscope` Python package) for
+        /// the cost estimates the budget cap uses; a calibrated heuristic counts without it.
+        #[arg(long, value_name = "FILE")]
+        tokenizer: Option<PathBuf>,
         #[command(flatten)]
         output_flags: OutputFlags,
+    },
+    /// Estimate a job's tokens and cost (expected and upper bound, batch and realtime), per shard. No network.
+    Estimate {
+        /// The job file (TOML).
+        job: PathBuf,
+        /// The provider whose limits cut the shards.
+        #[arg(long, value_enum, default_value = "dashscope")]
+        provider: ProviderArgument,
+        /// A prices file (TOML) that overrides or adds model prices.
+        #[arg(long, env = crate::env::DASHBATCH_PRICES)]
+        prices: Option<PathBuf>,
+        /// The Qwen tokenizer vocabulary (`qwen.tiktoken` from the `dashscope` Python package) for
+        /// exact token counts; a calibrated heuristic counts without it.
+        #[arg(long, value_name = "FILE")]
+        tokenizer: Option<PathBuf>,
+        /// Print the estimate as JSON (exact decimal amounts) instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Continue a run from its ledger (after a crash, Ctrl-C or a network failure).
     Resume {

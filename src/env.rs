@@ -10,5 +10,8 @@ pub const DASHBATCH_LOG: &str = "DASHBATCH_LOG";
 pub const DASHBATCH_SIM_TIME_SCALE: &str = "DASHBATCH_SIM_TIME_SCALE";
 /// A prices file (TOML) that overrides or adds to the built-in price table.
 pub const DASHBATCH_PRICES: &str = "DASHBATCH_PRICES";
+/// The Qwen tokenizer vocabulary (`qwen.tiktoken` from the `dashscope` Python package) used to
+/// count tokens for cost estimates; `--tokenizer` wins over it, and it wins over the job file.
+pub const DASHBATCH_TOKENIZER: &str = "DASHBATCH_TOKENIZER";
 /// Test only: makes the process SIGKILL itself at a named step (see `kill_point`).
 pub const DASHBATCH_TEST_KILL_AT: &str = "DASHBATCH_TEST_KILL_AT";

@@ -15,6 +15,7 @@ pub mod client;
 pub mod cost;
 pub mod engine;
 pub mod env;
+pub mod estimate;
 pub mod exit;
 pub mod job;
 pub mod kill_point;
@@ -27,6 +28,7 @@ pub mod row_result;
 pub mod shard;
 pub mod sim;
 pub mod table;
+pub mod tokens;
 pub mod validate;
 pub mod wire;
 
@@ -119,6 +121,8 @@ async fn dispatch(cli: Cli) -> u8 {
             output,
             prices,
             rehearse,
+            max_cost,
+            tokenizer,
             output_flags,
         } => {
             let run_directory = match run_dir {
@@ -151,8 +155,42 @@ async fn dispatch(cli: Cli) -> u8 {
                 mode: output_mode(&output_flags),
                 prices_file: prices,
                 rehearse,
+                max_cost,
+                tokenizer,
             };
             finish_run(interruptible(engine::run_job(&job, options), Some(&run_directory)).await)
+        }
+        Command::Estimate {
+            job,
+            provider,
+            prices,
+            tokenizer,
+            json,
+        } => {
+            let options = estimate::EstimateOptions {
+                provider: provider.into(),
+                prices_file: prices,
+                tokenizer,
+            };
+            match estimate::estimate_job(&job, &options) {
+                Ok(estimate) => {
+                    let text = if json {
+                        let mut json_text = serde_json::to_string_pretty(&estimate)
+                            .expect("an estimate serialises");
+                        json_text.push('\n');
+                        json_text
+                    } else {
+                        estimate::render_estimate_text(&estimate)
+                    };
+                    // A closed pipe (`| head`) is not an error of the estimate.
+                    let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
+                    exit::SUCCESS
+                }
+                Err(error) => {
+                    print_error(&format!("{error:#}"));
+                    exit::INPUT_ERROR
+                }
+            }
         }
         Command::Resume {
             run_dir,

@@ -318,12 +318,15 @@ struct CurrentShard {
     first_error: Option<BatchError>,
     report: ShardReport,
     cost: MoneySum,
+    /// Left unsubmitted because it could have passed the run's budget cap.
+    skipped_by_budget: bool,
 }
 
 fn open_shard(
     run_directory: &RunDirectory,
     record: &ShardRecord,
     pricer: &RunPricer,
+    skipped_by_budget: bool,
 ) -> anyhow::Result<CurrentShard> {
     let batch_status = parse_status(record.batch_status.as_deref());
     let results = if record.results_downloaded {
@@ -355,6 +358,7 @@ fn open_shard(
             rows_by_status: BTreeMap::new(),
             tokens: TokenTotals::default(),
             cost: None,
+            estimate_vs_actual: None,
         },
         record: record.clone(),
         batch_status,
@@ -362,6 +366,7 @@ fn open_shard(
         line_errors,
         first_error,
         cost: MoneySum::new(pricer.currency()),
+        skipped_by_budget,
     })
 }
 
@@ -398,6 +403,18 @@ impl CurrentShard {
                 ..RowResult::default()
             };
         }
+        if self.record.batch_id.is_none() && self.skipped_by_budget {
+            return RowResult {
+                status: Some(RowStatus::Missing),
+                error_code: Some(super::budget::BUDGET_CAP_ERROR_CODE.into()),
+                error_message: Some(
+                    "not submitted: this row's shard could have taken the run past its budget cap (max_cost); \
+                     raise the cap with `--max-cost` and run the job again to submit it"
+                        .into(),
+                ),
+                ..RowResult::default()
+            };
+        }
         if self.record.batch_id.is_none() {
             return RowResult {
                 status: Some(RowStatus::Missing),
@@ -421,6 +438,7 @@ pub fn join_results(
     pricer: &RunPricer,
     output_path: &Path,
     output_format: TableFormat,
+    budget_skipped: &std::collections::BTreeSet<u64>,
 ) -> anyhow::Result<JoinSummary> {
     let reader = open_table(&job.input_path, job.input_format)?;
     let input_schema = reader.schema();
@@ -466,7 +484,12 @@ pub fn join_results(
                         job.input_path.display()
                     )
                 })?;
-                current = Some(open_shard(run_directory, record, pricer)?);
+                current = Some(open_shard(
+                    run_directory,
+                    record,
+                    pricer,
+                    budget_skipped.contains(&record.shard_index),
+                )?);
             }
             let shard = current.as_mut().expect("current shard set above");
             let custom_id = renderer.custom_id(&batch, row, row_number)?;

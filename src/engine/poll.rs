@@ -82,6 +82,7 @@ pub async fn poll_until_settled(
     schedule: PollSchedule,
     total_rows: u64,
     max_live_batches: usize,
+    shards_waiting_for_a_slot: bool,
 ) -> Result<(), ClientError> {
     let mut interval = schedule.first_interval;
     loop {
@@ -159,8 +160,7 @@ pub async fn poll_until_settled(
             return Ok(());
         }
         // Shards waiting for a free slot under the provider's concurrency cap go first.
-        let unsubmitted = shards.iter().any(|shard| shard.batch_id.is_none());
-        if unsubmitted && pending < max_live_batches {
+        if shards_waiting_for_a_slot && pending < max_live_batches {
             return Ok(());
         }
         tokio::time::sleep(interval).await;

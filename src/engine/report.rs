@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::budget::BudgetReport;
+use super::estimate_vs_actual::EstimateVersusActual;
 use crate::pricing::{Currency, Money};
 use crate::row_result::RowStatus;
 
@@ -27,6 +29,9 @@ pub struct ShardReport {
     pub tokens: TokenTotals,
     /// Exact decimal text in `currency`.
     pub cost: Option<String>,
+    /// The shard's estimate next to what it was billed (its rows once each, retries included).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimate_vs_actual: Option<EstimateVersusActual>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -51,6 +56,15 @@ pub struct RunReport {
     /// Result files the provider would no longer serve. Their completed requests were billed
     /// even though their answers are lost; the rows say `results_unavailable`.
     pub lost_results: Vec<LostResults>,
+    /// How the estimates counted tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens_counted_with: Option<String>,
+    /// The whole run's estimate next to what it was billed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimate_vs_actual: Option<EstimateVersusActual>,
+    /// The budget cap, when the run has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetReport>,
     pub shards: Vec<ShardReport>,
     #[serde(skip)]
     pub cost_money: Option<Money>,
@@ -92,14 +106,45 @@ impl RunReport {
                 self.model
             ),
         };
-        format!(
-            "{} rows: {statuses}\n  tokens: {} prompt, {} completion ({} reasoning)\n  {money}\n  output: {}",
+        let mut summary = format!(
+            "{} rows: {statuses}\n  tokens: {} prompt, {} completion ({} reasoning)\n  {money}",
             self.rows,
             self.tokens.prompt_tokens,
             self.tokens.completion_tokens,
             self.tokens.reasoning_tokens,
-            self.output
-        )
+        );
+        if let (Some(estimate), Some(currency)) = (&self.estimate_vs_actual, &self.currency) {
+            summary.push_str(&format!(
+                "\n  estimate: {}",
+                estimate.summary_line(currency)
+            ));
+            if self.shards.len() > 1 && self.shards.len() <= 20 {
+                for shard in &self.shards {
+                    if let Some(shard_estimate) = &shard.estimate_vs_actual {
+                        summary.push_str(&format!(
+                            "\n    shard {}: {}",
+                            shard.shard_index,
+                            shard_estimate.summary_line(currency)
+                        ));
+                    }
+                }
+            }
+        }
+        if let (Some(budget), Some(currency)) = (&self.budget, &self.currency) {
+            summary.push_str(&format!(
+                "\n  budget: max_cost {} {currency}, committed {} {currency}",
+                budget.max_cost, budget.committed
+            ));
+            if !budget.shards_not_submitted.is_empty() {
+                summary.push_str(&format!(
+                    "; {} shard(s) with {} row(s) were not submitted (status `missing`, error_code `budget_cap`)",
+                    budget.shards_not_submitted.len(),
+                    budget.rows_not_submitted
+                ));
+            }
+        }
+        summary.push_str(&format!("\n  output: {}", self.output));
+        summary
     }
 }
 

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use super::budget::{RunBudget, prepare_run_budget};
+use super::estimate_vs_actual::attach_estimates;
 use super::join_pass::join_results;
 use super::plan::{file_sha256, plan_shards};
 use super::poll::{PollSchedule, poll_until_settled, record_batch_state};
@@ -62,6 +64,10 @@ pub struct RunOptions {
     pub prices_file: Option<PathBuf>,
     /// Send the shards to DashScope's free `batch-test-model` instead of the job's model.
     pub rehearse: bool,
+    /// `--max-cost`: the budget cap, winning over the job's `[batch] max_cost`.
+    pub max_cost: Option<String>,
+    /// `--tokenizer`: the Qwen vocabulary for the run's cost estimates.
+    pub tokenizer: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -81,6 +87,7 @@ mod fact {
     pub const OUTPUT_PATH: &str = "output_path";
     pub const OUTPUT_FORMAT: &str = "output_format";
     pub const PLANNED_ROWS: &str = "planned_rows";
+    pub const PRICES_FILE: &str = "prices_file";
     pub const FINISHED: &str = "finished";
     pub const RUN_ID: &str = "run_id";
     pub const REHEARSAL: &str = "rehearsal";
@@ -177,10 +184,12 @@ fn poll_schedule(job: &Job, kind: ProviderKind, base_url: Option<&str>) -> PollS
     }
 }
 
-fn load_prices(options_prices: Option<&Path>) -> Result<PriceTable, RunFailure> {
+/// The price table with the run's price file on top, and that file's path (to record for resuming).
+fn load_prices(options_prices: Option<&Path>) -> Result<(PriceTable, Option<PathBuf>), RunFailure> {
     let from_environment = std::env::var_os(crate::env::DASHBATCH_PRICES).map(PathBuf::from);
     let path = options_prices.map(Path::to_owned).or(from_environment);
-    PriceTable::load(path.as_deref()).map_err(RunFailure::input)
+    let table = PriceTable::load(path.as_deref()).map_err(RunFailure::input)?;
+    Ok((table, path))
 }
 
 /// `dashbatch run JOB.toml`: a new run, or the continuation of the one in `--run-dir`.
@@ -254,6 +263,10 @@ pub async fn resume_run(run_directory: &Path, mode: OutputMode) -> Result<RunOut
         .fact(fact::OUTPUT_PATH)
         .map_err(RunFailure::input)?
         .map(PathBuf::from);
+    let prices_file = ledger
+        .fact(fact::PRICES_FILE)
+        .map_err(RunFailure::input)?
+        .map(PathBuf::from);
     drop(ledger);
     let job = load_job(Path::new(&job_file)).map_err(RunFailure::input)?;
     execute(
@@ -265,8 +278,10 @@ pub async fn resume_run(run_directory: &Path, mode: OutputMode) -> Result<RunOut
             run_directory: Some(run_directory.to_owned()),
             output,
             mode,
-            prices_file: None,
+            prices_file,
             rehearse,
+            max_cost: None,
+            tokenizer: None,
         },
     )
     .await
@@ -376,6 +391,7 @@ async fn submit_pending(
     job: &Job,
     profile: &ProviderProfile,
     events: &EventSink,
+    budget: &mut RunBudget,
 ) -> anyhow::Result<()> {
     let shards = ledger.shards()?;
     let mut submitter = Submitter {
@@ -440,6 +456,9 @@ async fn submit_pending(
             // The rest wait until running batches settle.
             break;
         }
+        if !budget.admits(&shard, ledger, run_directory, events)? {
+            continue;
+        }
         live += 1;
         let file_id = submitter.ensure_uploaded(&shard).await?;
         let batch_id = submitter.ensure_batch(&shard, &file_id).await?;
@@ -471,7 +490,7 @@ async fn execute(
                 job.job_file.display()
             ))
         })?;
-    let prices = load_prices(options.prices_file.as_deref())?;
+    let (prices, prices_file) = load_prices(options.prices_file.as_deref())?;
     if options.provider != ProviderKind::Sim {
         let variable = profile.api_key_variable;
         if std::env::var(variable).map_or(true, |key| key.trim().is_empty()) {
@@ -546,6 +565,10 @@ async fn execute(
         if let Some(url) = &options.base_url {
             founding.push((fact::BASE_URL, url.clone()));
         }
+        if let Some(path) = &prices_file {
+            let absolute = std::fs::canonicalize(path).unwrap_or(path.clone());
+            founding.push((fact::PRICES_FILE, absolute.display().to_string()));
+        }
         ledger.set_facts(&founding).map_err(RunFailure::input)?;
     }
     let run_id = ledger
@@ -553,6 +576,13 @@ async fn execute(
         .map_err(RunFailure::input)?
         .ok_or_else(|| RunFailure::input(anyhow::anyhow!("the ledger lost its run id")))?;
     run_directory.set_run_id(run_id);
+    let mut budget = prepare_run_budget(
+        &job,
+        &prices,
+        &ledger,
+        options.max_cost.as_deref(),
+        options.tokenizer.as_deref(),
+    )?;
 
     events.emit(
         "run_started",
@@ -627,6 +657,8 @@ async fn execute(
         }
     }
 
+    budget.refuse_if_over_before_first_upload(&ledger, &run_directory, &job)?;
+
     let finished = ledger
         .fact(fact::FINISHED)
         .map_err(RunFailure::input)?
@@ -651,9 +683,29 @@ async fn execute(
             ))
         };
         loop {
-            submit_pending(client, &ledger, &run_directory, &job, &profile, &events)
-                .await
-                .map_err(|error| saved(&error))?;
+            submit_pending(
+                client,
+                &ledger,
+                &run_directory,
+                &job,
+                &profile,
+                &events,
+                &mut budget,
+            )
+            .await
+            .map_err(|error| saved(&error))?;
+            // Shards held back by the budget cap are not waiting: they will not be sent.
+            let waiting_shards = |ledger: &Ledger| -> Result<bool, RunFailure> {
+                Ok(ledger
+                    .shards()
+                    .map_err(RunFailure::input)?
+                    .iter()
+                    .any(|shard| {
+                        shard.batch_id.is_none()
+                            && !budget.skipped_shards().contains(&shard.shard_index)
+                    }))
+            };
+            let waiting_before_poll = waiting_shards(&ledger)?;
             poll_until_settled(
                 client,
                 &ledger,
@@ -662,14 +714,11 @@ async fn execute(
                 schedule,
                 planned_rows,
                 profile.max_live_batches,
+                waiting_before_poll,
             )
             .await
             .map_err(|error| saved(&error))?;
-            let waiting = ledger
-                .shards()
-                .map_err(RunFailure::input)?
-                .iter()
-                .any(|shard| shard.batch_id.is_none());
+            let waiting = waiting_shards(&ledger)?;
             if waiting {
                 continue;
             }
@@ -703,11 +752,16 @@ async fn execute(
         &pricer,
         &output_path,
         output_format,
+        budget.skipped_shards(),
     )
     .map_err(RunFailure::input)?;
-    ledger
-        .set_fact(fact::FINISHED, "1")
-        .map_err(RunFailure::input)?;
+    // A run that stopped at its budget cap stays unfinished: run it again with a higher
+    // `--max-cost` to submit the rest.
+    if budget.skipped_shards().is_empty() {
+        ledger
+            .set_fact(fact::FINISHED, "1")
+            .map_err(RunFailure::input)?;
+    }
 
     let lost_results = shards
         .iter()
@@ -723,7 +777,7 @@ async fn execute(
                 })
         })
         .collect();
-    let report = build_report(
+    let mut report = build_report(
         &job,
         &run_directory,
         options.provider,
@@ -732,6 +786,8 @@ async fn execute(
         summary,
         lost_results,
     );
+    attach_estimates(&mut report, &mut budget, &shards, &run_directory, &ledger)
+        .map_err(RunFailure::input)?;
     let report_json = serde_json::to_vec_pretty(&report).expect("report serialises");
     write_atomically(&run_directory.report_path(), &report_json)
         .map_err(|error| RunFailure::input(anyhow::anyhow!("cannot write the report: {error}")))?;
@@ -740,6 +796,25 @@ async fn execute(
         serde_json::to_value(&report).expect("report serialises"),
         || Some(report.summary()),
     );
+    if let Some(budget_report) = report
+        .budget
+        .as_ref()
+        .filter(|budget| !budget.shards_not_submitted.is_empty())
+    {
+        events.emit(
+            "budget_stopped",
+            json!({"shards_not_submitted": budget_report.shards_not_submitted, "rows_not_submitted": budget_report.rows_not_submitted}),
+            || {
+                Some(format!(
+                    "the run stopped at its budget cap and is not finished: {} row(s) were not submitted. To submit them, \
+                     raise the cap: `dashbatch run {} --run-dir {} --max-cost AMOUNT`",
+                    budget_report.rows_not_submitted,
+                    job.job_file.display(),
+                    run_directory.root.display()
+                ))
+            },
+        );
+    }
     let exit_code = if report.all_rows_ok() {
         exit::SUCCESS
     } else {
@@ -790,6 +865,9 @@ fn build_report(
         saving,
         price_table_as_of: pricer.table().as_of().to_owned(),
         lost_results,
+        tokens_counted_with: None,
+        estimate_vs_actual: None,
+        budget: None,
         shards: summary.shards,
         cost_money: summary.cost.total,
     }

@@ -58,6 +58,8 @@ pub struct Job {
     pub input_format: TableFormat,
     pub output_path: Option<PathBuf>,
     pub output_format: Option<TableFormat>,
+    /// `[estimate] tokenizer`, resolved against the job file's directory.
+    pub estimate_tokenizer_path: Option<PathBuf>,
     pub spec: JobSpec,
 }
 
@@ -367,6 +369,14 @@ pub fn load_job(job_file: &Path) -> Result<Job, JobError> {
         }
     }
 
+    super::estimate_spec::check_estimate_keys(&spec)
+        .map_err(|(key, message)| invalid(key, message))?;
+    let estimate_tokenizer_path = spec
+        .estimate
+        .tokenizer
+        .as_ref()
+        .map(|path| normalize_path(&job_dir.join(path)));
+
     Ok(Job {
         name,
         job_file: job_file.to_owned(),
@@ -375,6 +385,7 @@ pub fn load_job(job_file: &Path) -> Result<Job, JobError> {
         input_format,
         output_path,
         output_format,
+        estimate_tokenizer_path,
         spec,
     })
 }
@@ -441,6 +452,62 @@ template = "Say hi to {{ name }}"
         let text = MINIMAL.replace("model =", "temperature = 3.5\nmodel =");
         let error = load_text(&text).unwrap_err();
         assert!(error.to_string().contains("request.temperature"), "{error}");
+    }
+
+    #[test]
+    fn cost_keys_are_checked_and_the_tokenizer_path_is_resolved() {
+        let job = load_text(&format!(
+            "{MINIMAL}\n[batch]\nmax_cost = 12.5\n[estimate]\ntokenizer = \"vocab/qwen.tiktoken\"\nexpected_output_tokens = 40\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            job.spec
+                .batch
+                .max_cost
+                .as_ref()
+                .map(|amount| amount.0.as_str()),
+            Some("12.5")
+        );
+        assert!(
+            job.estimate_tokenizer_path
+                .as_ref()
+                .is_some_and(|path| path.ends_with("vocab/qwen.tiktoken"))
+        );
+        for (extra, key, words) in [
+            (
+                "[batch]\nmax_cost = \"twelve\"\n",
+                "batch.max_cost",
+                "not an amount of money",
+            ),
+            (
+                "[batch]\nmax_cost = 0\n",
+                "batch.max_cost",
+                "must be more than 0",
+            ),
+            (
+                "[batch]\nmax_cost = -3\n",
+                "batch.max_cost",
+                "must be more than 0",
+            ),
+            (
+                "[estimate]\nexpected_output_tokens = 0\n",
+                "estimate.expected_output_tokens",
+                "at least 1",
+            ),
+            (
+                "[estimate]\ntokeniser = \"x\"\n",
+                "tokeniser",
+                "unknown field",
+            ),
+        ] {
+            let message = load_text(&format!("{MINIMAL}\n{extra}"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                message.contains(key) && message.contains(words),
+                "{extra}: {message}"
+            );
+        }
     }
 
     #[test]

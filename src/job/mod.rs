@@ -1,8 +1,10 @@
 //! The job file: its serde model and the checks that turn it into a trusted [`Job`].
 
+mod estimate_spec;
 mod load;
 mod spec;
 
+pub use estimate_spec::{DecimalAmountText, EstimateSpec, check_positive_amount};
 pub use load::{
     CHAT_ENDPOINT, EMBEDDINGS_ENDPOINT, Job, JobError, RESERVED_COLUMN_NAMES, load_job,
 };

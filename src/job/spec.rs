@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::estimate_spec::{DecimalAmountText, EstimateSpec};
 use crate::table::TableFormat;
 
 /// The whole job file as written by the user.
@@ -26,6 +27,9 @@ pub struct JobSpec {
     pub output: OutputSpec,
     #[serde(default)]
     pub batch: BatchSpec,
+    /// How cost estimates count tokens and guess answer lengths.
+    #[serde(default)]
+    pub estimate: EstimateSpec,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -165,6 +169,11 @@ pub struct BatchSpec {
     /// `dashbatch_*` keys dashbatch writes itself).
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
+    /// The most this job may cost at batch price, in the model's currency: `run` refuses to
+    /// submit when the estimate's upper bound is above it, and never submits past it.
+    /// `--max-cost` wins over it.
+    #[serde(default)]
+    pub max_cost: Option<DecimalAmountText>,
 }
 
 fn default_window() -> String {
@@ -182,6 +191,7 @@ impl Default for BatchSpec {
             delete_remote_files: None,
             max_poll_interval_seconds: None,
             metadata: BTreeMap::new(),
+            max_cost: None,
         }
     }
 }

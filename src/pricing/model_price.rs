@@ -43,6 +43,8 @@ pub struct ModelPrice {
     pub(crate) evidence: Option<String>,
     pub(crate) origin: PriceOrigin,
     pub(crate) as_of: Option<String>,
+    pub(crate) max_output_tokens: Option<u64>,
+    pub(crate) max_thinking_tokens: Option<u64>,
 }
 
 impl ModelPrice {
@@ -93,6 +95,21 @@ impl ModelPrice {
     #[must_use]
     pub fn as_of(&self) -> Option<&str> {
         self.as_of.as_deref()
+    }
+
+    /// The most output tokens one answer can have when a request sets no `max_tokens`, as the price
+    /// file's `max_output_tokens` says; `None` when it says nothing (then no upper bound can be
+    /// given for such requests).
+    #[must_use]
+    pub fn max_output_tokens(&self) -> Option<u64> {
+        self.max_output_tokens
+    }
+
+    /// The most thinking tokens one answer can have when thinking is on and a request sets no
+    /// `thinking_budget`, as the price file's `max_thinking_tokens` says.
+    #[must_use]
+    pub fn max_thinking_tokens(&self) -> Option<u64> {
+        self.max_thinking_tokens
     }
 
     /// The tiers, shortest prompts first; untiered models have exactly one.

@@ -92,6 +92,12 @@ struct RawModelPrice {
     source: Option<String>,
     evidence: Option<String>,
     aliases: Option<Spanned<Vec<Spanned<String>>>>,
+    /// The most output tokens one answer can have when a request sets no `max_tokens` (the
+    /// model's documented limit); what an upper-bound estimate assumes then.
+    max_output_tokens: Option<Spanned<i64>>,
+    /// The most thinking tokens one answer can have when thinking is on and a request sets no
+    /// `thinking_budget`.
+    max_thinking_tokens: Option<Spanned<i64>>,
 }
 
 /// `[[models.<name>.tiers]]`.
@@ -199,6 +205,17 @@ impl FileContext<'_> {
                 })?,
         };
 
+        let max_output_tokens = self.token_limit(
+            &model_key,
+            "max_output_tokens",
+            &raw_model.max_output_tokens,
+        )?;
+        let max_thinking_tokens = self.token_limit(
+            &model_key,
+            "max_thinking_tokens",
+            &raw_model.max_thinking_tokens,
+        )?;
+
         let realtime_tiers =
             self.realtime_tiers(&model_key, model_span.clone(), raw_model, currency)?;
         let mut tiers = Vec::with_capacity(realtime_tiers.len());
@@ -246,6 +263,8 @@ impl FileContext<'_> {
                 evidence: raw_model.evidence.clone(),
                 origin: self.origin.clone(),
                 as_of: as_of.map(str::to_owned),
+                max_output_tokens,
+                max_thinking_tokens,
             },
             aliases_were_given,
             aliases_line,
@@ -379,6 +398,33 @@ impl FileContext<'_> {
             });
         }
         Ok(tiers)
+    }
+
+    /// A per-answer token limit (`max_output_tokens`, `max_thinking_tokens`): a whole number of at least 1.
+    fn token_limit(
+        &self,
+        model_key: &str,
+        field_name: &str,
+        value: &Option<Spanned<i64>>,
+    ) -> Result<Option<u64>, PriceTableError> {
+        let Some(value) = value else {
+            return Ok(None);
+        };
+        u64::try_from(*value.get_ref())
+            .ok()
+            .filter(|limit| *limit >= 1)
+            .map(Some)
+            .ok_or_else(|| {
+                self.error(
+                    value.span(),
+                    &format!("{model_key}.{field_name}"),
+                    format!(
+                        "{} is not a token count; give the model's documented limit as a whole number of at least 1, \
+                         or remove the key",
+                        value.get_ref()
+                    ),
+                )
+            })
     }
 
     /// Reads one price exactly from its literal text.

@@ -1000,6 +1000,28 @@ mod tests {
     }
 
     #[test]
+    fn output_limits_are_read_and_checked() {
+        let table = with_overrides(
+            "[models.sim-limits]\ncurrency = \"CNY\"\ninput = 1\noutput = 1\nmax_output_tokens = 8192\nmax_thinking_tokens = 38912\n",
+        );
+        let model = table.lookup("sim-limits").expect("added");
+        assert_eq!(model.max_output_tokens(), Some(8192));
+        assert_eq!(model.max_thinking_tokens(), Some(38912));
+        assert_eq!(
+            table.lookup("qwen-plus").map(ModelPrice::max_output_tokens),
+            Some(None),
+            "the built-in table gives no limits"
+        );
+        let error = override_error(
+            "[models.sim-limits]\ncurrency = \"CNY\"\ninput = 1\noutput = 1\nmax_output_tokens = 0\n",
+        );
+        assert!(
+            error.contains("line 5, `models.sim-limits.max_output_tokens`: 0 is not a token count"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn quoted_model_names_appear_quoted_in_errors() {
         let error = override_error(
             "[models.\"qwen2.5-max\"]\ncurrency = \"CNY\"\ninput = 1\noutput = 1.0000000001\n",

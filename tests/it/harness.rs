@@ -55,6 +55,7 @@ impl Workspace {
             .env_remove("DASHSCOPE_API_KEY")
             .env_remove("OPENAI_API_KEY")
             .env_remove("DASHBATCH_PRICES")
+            .env_remove("DASHBATCH_TOKENIZER")
             .stdin(Stdio::null());
         command
     }

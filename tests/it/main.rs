@@ -1,8 +1,11 @@
 //! Integration tests: the real `dashbatch` binary against the simulator (embedded with
 //! `--provider sim`, or standalone through `dashbatch sim serve` and `--base-url`).
 
+mod accounting;
 mod bad_input;
+mod budget;
 mod crash;
+mod estimate;
 mod faults;
 mod formats;
 mod harness;
@@ -12,3 +15,4 @@ mod jobs;
 mod providers;
 mod resume;
 mod sdk_conformance;
+mod tokens;

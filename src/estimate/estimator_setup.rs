@@ -1,0 +1,91 @@
+//! Building a job's `RequestEstimator`: its model's price (an unknown model is an error, saying how to price it) and its token counter (the vocabulary from flag, environment or job file, else the heuristic).
+
+use std::path::{Path, PathBuf};
+
+use super::request_estimate::RequestEstimator;
+use crate::job::Job;
+use crate::pricing::{PriceOrigin, PriceTable, PriceTableError};
+use crate::tokens::{
+    TokenizerChoiceError, VocabularySource, choose_vocabulary, load_token_counter,
+};
+
+/// Why a job cannot be estimated.
+#[derive(Debug, thiserror::Error)]
+pub enum EstimateSetupError {
+    #[error(transparent)]
+    Prices(#[from] PriceTableError),
+    #[error(
+        "job file `{job_file}`, key `request.model`: there is no price for model `{model}` in {where_looked}; \
+         add `[models.{model}]` with `currency`, `input` and `output` (realtime prices per 1M tokens) to a price file \
+         and pass it with `--prices FILE` (or DASHBATCH_PRICES). The schema is at the top of \
+         src/pricing/builtin_prices.toml"
+    )]
+    UnknownModel {
+        job_file: PathBuf,
+        model: String,
+        where_looked: String,
+    },
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerChoiceError),
+}
+
+/// The built-in price table with the price file from `flag`, else from DASHBATCH_PRICES, on top.
+///
+/// # Errors
+/// When the price file cannot be read or is invalid (the error names file, line and key).
+pub fn load_price_table(flag: Option<&Path>) -> Result<PriceTable, PriceTableError> {
+    let from_environment = std::env::var_os(crate::env::DASHBATCH_PRICES)
+        .filter(|value| !value.is_empty())
+        .map(PathBuf::from);
+    PriceTable::load(flag.map(Path::to_owned).or(from_environment).as_deref())
+}
+
+/// The vocabulary path a job's estimates use: `flag`, else DASHBATCH_TOKENIZER, else the job's
+/// `[estimate] tokenizer`.
+#[must_use]
+pub fn vocabulary_for_job(flag: Option<&Path>, job: &Job) -> Option<(PathBuf, VocabularySource)> {
+    choose_vocabulary(flag, job.estimate_tokenizer_path.as_deref())
+}
+
+/// The estimator of `job`'s requests with `prices`, counting tokens with the chosen vocabulary.
+///
+/// # Errors
+/// When the model has no price, or a chosen vocabulary cannot be used.
+pub fn request_estimator_for_job(
+    job: &Job,
+    prices: &PriceTable,
+    vocabulary: Option<&(PathBuf, VocabularySource)>,
+) -> Result<RequestEstimator, EstimateSetupError> {
+    let model = &job.spec.request.model;
+    let price = prices.lookup(model).ok_or_else(|| {
+        let override_files: Vec<String> = prices
+            .models()
+            .filter_map(|price| match price.origin() {
+                PriceOrigin::OverrideFile(path) => Some(format!("`{}`", path.display())),
+                PriceOrigin::BuiltIn => None,
+            })
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let where_looked = if override_files.is_empty() {
+            format!("the built-in price table (as of {})", prices.as_of())
+        } else {
+            format!(
+                "the built-in price table (as of {}) or {}",
+                prices.as_of(),
+                override_files.join(", ")
+            )
+        };
+        EstimateSetupError::UnknownModel {
+            job_file: job.job_file.clone(),
+            model: model.clone(),
+            where_looked,
+        }
+    })?;
+    let counter = load_token_counter(vocabulary)?;
+    Ok(RequestEstimator::new(
+        counter,
+        price.clone(),
+        job.spec.estimate.expected_output_tokens,
+    ))
+}
