@@ -649,6 +649,7 @@ mod tests {
             &pricer,
             &output,
             TableFormat::Csv,
+            &std::collections::BTreeSet::new(),
         )
         .unwrap();
         assert_eq!(summary.rows, 4);

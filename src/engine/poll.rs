@@ -12,6 +12,13 @@ use crate::client::{ApiClient, ClientError};
 use crate::ledger::{Ledger, ShardRecord};
 use crate::wire::{Batch, BatchStatus};
 
+/// The provider's cap on batches running at once, and whether shards wait for a free slot.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchSlots {
+    pub max_live_batches: usize,
+    pub shards_waiting: bool,
+}
+
 /// How the wait between polls grows.
 #[derive(Debug, Clone, Copy)]
 pub struct PollSchedule {
@@ -81,8 +88,7 @@ pub async fn poll_until_settled(
     events: &EventSink,
     schedule: PollSchedule,
     total_rows: u64,
-    max_live_batches: usize,
-    shards_waiting_for_a_slot: bool,
+    slots: BatchSlots,
 ) -> Result<(), ClientError> {
     let mut interval = schedule.first_interval;
     loop {
@@ -160,7 +166,7 @@ pub async fn poll_until_settled(
             return Ok(());
         }
         // Shards waiting for a free slot under the provider's concurrency cap go first.
-        if shards_waiting_for_a_slot && pending < max_live_batches {
+        if slots.shards_waiting && pending < slots.max_live_batches {
             return Ok(());
         }
         tokio::time::sleep(interval).await;

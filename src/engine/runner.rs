@@ -11,7 +11,7 @@ use super::budget::{RunBudget, prepare_run_budget};
 use super::estimate_vs_actual::attach_estimates;
 use super::join_pass::join_results;
 use super::plan::{file_sha256, plan_shards};
-use super::poll::{PollSchedule, poll_until_settled, record_batch_state};
+use super::poll::{BatchSlots, PollSchedule, poll_until_settled, record_batch_state};
 use super::report::RunReport;
 use super::retry::{ingest_retry_results, plan_retries};
 use super::submit::Submitter;
@@ -713,8 +713,10 @@ async fn execute(
                 &events,
                 schedule,
                 planned_rows,
-                profile.max_live_batches,
-                waiting_before_poll,
+                BatchSlots {
+                    max_live_batches: profile.max_live_batches,
+                    shards_waiting: waiting_before_poll,
+                },
             )
             .await
             .map_err(|error| saved(&error))?;
