@@ -42,6 +42,27 @@ fn wait_for_batches(run_directory: &std::path::Path, count: i64) {
     }
 }
 
+/// Starts a run against a simulator whose clock is frozen, waits until it has created `batches`
+/// batches, and kills it there: a run with live batches, ready to be resumed or cancelled.
+fn run_killed_with_live_batches(
+    simulator: &StandaloneSimulator,
+    rows: usize,
+    per_shard: usize,
+    extra_batch: &str,
+    batches: i64,
+) -> (Workspace, std::path::PathBuf) {
+    simulator.put_json("/_sim/clock", &json!({"time_scale": 0.0}));
+    let workspace = review_workspace(rows, per_shard, extra_batch);
+    let run_directory = workspace.path().join("run");
+    let mut child = review_run_command(&workspace, simulator, &run_directory)
+        .spawn()
+        .unwrap();
+    wait_for_batches(&run_directory, batches);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    (workspace, run_directory)
+}
+
 #[test]
 fn a_finished_run_resumed_makes_no_changing_call() {
     let simulator = StandaloneSimulator::start(&[]);
@@ -74,15 +95,7 @@ fn a_finished_run_resumed_makes_no_changing_call() {
 #[test]
 fn status_reads_the_ledger_without_any_call() {
     let simulator = StandaloneSimulator::start(&[]);
-    simulator.put_json("/_sim/clock", &json!({"time_scale": 0.0}));
-    let workspace = review_workspace(12, 6, "");
-    let run_directory = workspace.path().join("run");
-    let mut child = review_run_command(&workspace, &simulator, &run_directory)
-        .spawn()
-        .unwrap();
-    wait_for_batches(&run_directory, 2);
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let (workspace, run_directory) = run_killed_with_live_batches(&simulator, 12, 6, "", 2);
     let before = calls(&simulator);
     let output = workspace.run(&["status", run_directory.to_str().unwrap(), "--json"]);
     assert_success(&output);
@@ -101,15 +114,8 @@ fn status_reads_the_ledger_without_any_call() {
 #[test]
 fn cancel_stops_live_batches_and_keeps_the_rows_that_finished() {
     let simulator = StandaloneSimulator::start(&[]);
-    simulator.put_json("/_sim/clock", &json!({"time_scale": 0.0}));
-    let workspace = review_workspace(40, 40, "max_attempts = 1\n");
-    let run_directory = workspace.path().join("run");
-    let mut child = review_run_command(&workspace, &simulator, &run_directory)
-        .spawn()
-        .unwrap();
-    wait_for_batches(&run_directory, 1);
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let (workspace, run_directory) =
+        run_killed_with_live_batches(&simulator, 40, 40, "max_attempts = 1\n", 1);
     // Let part of the batch run, then cancel it.
     super::harness::http_json(
         "POST",
@@ -201,15 +207,7 @@ fn ctrl_c_saves_the_state_cancels_nothing_and_resume_finishes() {
 #[test]
 fn results_the_provider_no_longer_serves_are_marked_and_their_spend_reported() {
     let simulator = StandaloneSimulator::start(&[]);
-    simulator.put_json("/_sim/clock", &json!({"time_scale": 0.0}));
-    let workspace = review_workspace(12, 6, "");
-    let run_directory = workspace.path().join("run");
-    let mut child = review_run_command(&workspace, &simulator, &run_directory)
-        .spawn()
-        .unwrap();
-    wait_for_batches(&run_directory, 2);
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let (workspace, run_directory) = run_killed_with_live_batches(&simulator, 12, 6, "", 2);
     // Both batches complete; then the first one's output file disappears at the provider.
     http_json(
         "POST",
@@ -260,15 +258,7 @@ fn a_restarted_simulator_keeps_its_batches_and_the_run_finishes() {
     let state = tempfile::tempdir().unwrap();
     let mut simulator =
         StandaloneSimulator::start(&["--state-dir", state.path().to_str().unwrap()]);
-    simulator.put_json("/_sim/clock", &json!({"time_scale": 0.0}));
-    let workspace = review_workspace(12, 6, "");
-    let run_directory = workspace.path().join("run");
-    let mut child = review_run_command(&workspace, &simulator, &run_directory)
-        .spawn()
-        .unwrap();
-    wait_for_batches(&run_directory, 2);
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let (workspace, run_directory) = run_killed_with_live_batches(&simulator, 12, 6, "", 2);
     simulator.restart(state.path());
     simulator.put_json("/_sim/clock", &json!({"time_scale": 1000.0}));
     assert_success(&resume_command(&workspace, &run_directory).output().unwrap());
