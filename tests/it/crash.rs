@@ -147,7 +147,7 @@ fn killing_a_run_anywhere_never_duplicates_loses_or_miscounts() {
             ));
         }
     }
-    println!(
+    let summary = format!(
         "crash cycles: {}, killed: {killed}, duplicate batches: {}, lost rows: {}, cost mismatches: {}, double billed: {}, key leaks: {}",
         kills.len(),
         totals.duplicate_batches,
@@ -156,6 +156,7 @@ fn killing_a_run_anywhere_never_duplicates_loses_or_miscounts() {
         totals.double_billed,
         totals.key_leaks
     );
+    record_summary("crash", &summary);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert!(
         killed as usize >= kills.len() / 2,

@@ -71,6 +71,14 @@ impl Workspace {
     }
 }
 
+/// Records a summary line for `.ci/run` to print (test output is captured when tests pass).
+pub fn record_summary(name: &str, line: &str) {
+    let directory = repository_root().join("target").join("test-summaries");
+    let _ = std::fs::create_dir_all(&directory);
+    let _ = std::fs::write(directory.join(format!("{name}.txt")), format!("{line}\n"));
+    println!("{line}");
+}
+
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }

@@ -43,7 +43,7 @@ fn assert_conformant(flavour: &str, output: &Output, simulator: &StandaloneSimul
         .find(|line| line.starts_with(&format!("sdk conformance ({flavour}):")))
         .unwrap_or_else(|| panic!("no summary line:\n{stdout}"));
     assert!(summary.ends_with(" 0 failed"), "{summary}\n{stdout}");
-    println!("{summary}");
+    record_summary(&format!("sdk-{flavour}"), summary);
 
     // The ledger saw every ending the script drove, and billed only the lines that ran.
     let ledger = simulator.ledger();
