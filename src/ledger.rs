@@ -167,6 +167,30 @@ CREATE TABLE IF NOT EXISTS row_ids (
 ) WITHOUT ROWID;
 ";
 
+const UPSERT_FACT: &str = "INSERT INTO run_facts (key, value) VALUES (?1, ?2)
+     ON CONFLICT(key) DO UPDATE SET value = excluded.value";
+
+/// Inserts shard rows (planned or retry shards) inside a caller's transaction.
+fn insert_shard_records(connection: &Connection, shards: &[ShardRecord]) -> rusqlite::Result<()> {
+    let mut statement = connection.prepare(
+        "INSERT INTO shards (shard_index, first_row, row_count, file_name, byte_size, sha256, model, attempt)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    for shard in shards {
+        statement.execute(params![
+            shard.shard_index as i64,
+            shard.first_row as i64,
+            shard.row_count as i64,
+            shard.file_name,
+            shard.byte_size as i64,
+            shard.sha256,
+            shard.model,
+            shard.attempt
+        ])?;
+    }
+    Ok(())
+}
+
 fn now_text() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
@@ -214,33 +238,35 @@ impl Ledger {
 
     pub fn set_fact(&self, key: &str, value: &str) -> Result<(), LedgerError> {
         self.connection
-            .execute(
-                "INSERT INTO run_facts (key, value) VALUES (?1, ?2)
-                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                params![key, value],
-            )
+            .execute(UPSERT_FACT, params![key, value])
             .map_err(|e| self.error(e))?;
         Ok(())
     }
 
     /// Records several facts in one transaction: all of them or none.
     pub fn set_facts(&mut self, facts: &[(&str, String)]) -> Result<(), LedgerError> {
+        self.in_transaction(|transaction| {
+            for (key, value) in facts {
+                transaction.execute(UPSERT_FACT, params![key, value])?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Runs `work` in one transaction, committed only when it succeeds.
+    fn in_transaction<T>(
+        &mut self,
+        work: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T, LedgerError> {
         let path = self.path.clone();
         let error = |e: rusqlite::Error| LedgerError {
             path: path.clone(),
             message: e.to_string(),
         };
         let transaction = self.connection.transaction().map_err(error)?;
-        for (key, value) in facts {
-            transaction
-                .execute(
-                    "INSERT INTO run_facts (key, value) VALUES (?1, ?2)
-                     ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                    params![key, value],
-                )
-                .map_err(error)?;
-        }
-        transaction.commit().map_err(error)
+        let value = work(&transaction).map_err(error)?;
+        transaction.commit().map_err(error)?;
+        Ok(value)
     }
 
     pub fn fact(&self, key: &str) -> Result<Option<String>, LedgerError> {
@@ -256,42 +282,7 @@ impl Ledger {
 
     /// Records the planned shards in one transaction (after their files are written and synced).
     pub fn insert_shards(&mut self, shards: &[ShardRecord]) -> Result<(), LedgerError> {
-        let transaction = self.connection.transaction().map_err(|e| LedgerError {
-            path: self.path.clone(),
-            message: e.to_string(),
-        })?;
-        {
-            let mut statement = transaction
-                .prepare(
-                    "INSERT INTO shards (shard_index, first_row, row_count, file_name, byte_size, sha256, model, attempt)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                )
-                .map_err(|e| LedgerError {
-                    path: self.path.clone(),
-                    message: e.to_string(),
-                })?;
-            for shard in shards {
-                statement
-                    .execute(params![
-                        shard.shard_index as i64,
-                        shard.first_row as i64,
-                        shard.row_count as i64,
-                        shard.file_name,
-                        shard.byte_size as i64,
-                        shard.sha256,
-                        shard.model,
-                        shard.attempt
-                    ])
-                    .map_err(|e| LedgerError {
-                        path: self.path.clone(),
-                        message: e.to_string(),
-                    })?;
-            }
-        }
-        transaction.commit().map_err(|e| LedgerError {
-            path: self.path.clone(),
-            message: e.to_string(),
-        })
+        self.in_transaction(|transaction| insert_shard_records(transaction, shards))
     }
 
     pub fn shards(&self) -> Result<Vec<ShardRecord>, LedgerError> {
@@ -543,56 +534,26 @@ impl Ledger {
         rows: &[(u64, u64, u64, String)],
         scanned_shards: &[u64],
     ) -> Result<(), LedgerError> {
-        let path = self.path.clone();
-        let error = |e: rusqlite::Error| LedgerError {
-            path: path.clone(),
-            message: e.to_string(),
-        };
-        let transaction = self.connection.transaction().map_err(error)?;
-        {
-            let mut insert_shard = transaction
-                .prepare(
-                    "INSERT INTO shards (shard_index, first_row, row_count, file_name, byte_size, sha256, model, attempt)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                )
-                .map_err(error)?;
-            for shard in shards {
-                insert_shard
-                    .execute(params![
-                        shard.shard_index as i64,
-                        shard.first_row as i64,
-                        shard.row_count as i64,
-                        shard.file_name,
-                        shard.byte_size as i64,
-                        shard.sha256,
-                        shard.model,
-                        shard.attempt
-                    ])
-                    .map_err(error)?;
-            }
-            let mut insert_row = transaction
-                .prepare(
-                    "INSERT INTO shard_rows (shard_index, line_number, row_number, custom_id) VALUES (?1, ?2, ?3, ?4)",
-                )
-                .map_err(error)?;
+        self.in_transaction(|transaction| {
+            insert_shard_records(transaction, shards)?;
+            let mut insert_row = transaction.prepare(
+                "INSERT INTO shard_rows (shard_index, line_number, row_number, custom_id) VALUES (?1, ?2, ?3, ?4)",
+            )?;
             for (shard_index, line_number, row_number, custom_id) in rows {
-                insert_row
-                    .execute(params![
-                        *shard_index as i64,
-                        *line_number as i64,
-                        *row_number as i64,
-                        custom_id
-                    ])
-                    .map_err(error)?;
+                insert_row.execute(params![
+                    *shard_index as i64,
+                    *line_number as i64,
+                    *row_number as i64,
+                    custom_id
+                ])?;
             }
-            let mut mark = transaction
-                .prepare("UPDATE shards SET retry_scanned = 1 WHERE shard_index = ?1")
-                .map_err(error)?;
+            let mut mark =
+                transaction.prepare("UPDATE shards SET retry_scanned = 1 WHERE shard_index = ?1")?;
             for shard_index in scanned_shards {
-                mark.execute(params![*shard_index as i64]).map_err(error)?;
+                mark.execute(params![*shard_index as i64])?;
             }
-        }
-        transaction.commit().map_err(error)
+            Ok(())
+        })
     }
 
     /// The rows a retry shard carries: (line number in the shard file, input row number, custom_id).
@@ -624,34 +585,22 @@ impl Ledger {
         batch_id: Option<&str>,
         results: &[(String, String)],
     ) -> Result<(), LedgerError> {
-        let path = self.path.clone();
-        let error = |e: rusqlite::Error| LedgerError {
-            path: path.clone(),
-            message: e.to_string(),
-        };
-        let transaction = self.connection.transaction().map_err(error)?;
-        {
-            let mut upsert = transaction
-                .prepare(
-                    "INSERT INTO row_overrides (custom_id, attempt, batch_id, result) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT(custom_id) DO UPDATE SET attempt = excluded.attempt,
-                        batch_id = excluded.batch_id, result = excluded.result
-                     WHERE excluded.attempt >= row_overrides.attempt",
-                )
-                .map_err(error)?;
+        self.in_transaction(|transaction| {
+            let mut upsert = transaction.prepare(
+                "INSERT INTO row_overrides (custom_id, attempt, batch_id, result) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(custom_id) DO UPDATE SET attempt = excluded.attempt,
+                    batch_id = excluded.batch_id, result = excluded.result
+                 WHERE excluded.attempt >= row_overrides.attempt",
+            )?;
             for (custom_id, result) in results {
-                upsert
-                    .execute(params![custom_id, attempt, batch_id, result])
-                    .map_err(error)?;
+                upsert.execute(params![custom_id, attempt, batch_id, result])?;
             }
-            transaction
-                .execute(
-                    "UPDATE shards SET results_ingested = 1 WHERE shard_index = ?1",
-                    params![shard_index as i64],
-                )
-                .map_err(error)?;
-        }
-        transaction.commit().map_err(error)
+            transaction.execute(
+                "UPDATE shards SET results_ingested = 1 WHERE shard_index = ?1",
+                params![shard_index as i64],
+            )?;
+            Ok(())
+        })
     }
 
     /// The latest retry result of a row, as (batch id, result JSON).
