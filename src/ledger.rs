@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::wire::BatchStatus;
+
 pub const LEDGER_FILE_NAME: &str = "ledger.sqlite";
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +51,18 @@ pub struct ShardRecord {
 }
 
 impl ShardRecord {
+    /// The batch's last recorded status; `Unknown` before it has one.
+    pub fn status(&self) -> BatchStatus {
+        self.batch_status
+            .as_deref()
+            .map_or(BatchStatus::Unknown, BatchStatus::parse)
+    }
+
+    /// Whether the shard's batch exists and has not settled yet.
+    pub fn has_live_batch(&self) -> bool {
+        self.batch_id.is_some() && !self.status().is_terminal()
+    }
+
     /// A shard as planned: written to disk, nothing sent yet.
     pub fn planned(
         shard_index: u64,

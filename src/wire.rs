@@ -103,6 +103,11 @@ impl BatchStatus {
         )
     }
 
+    /// The status named by `text` (as `as_str` writes it), `Unknown` for anything else.
+    pub fn parse(text: &str) -> BatchStatus {
+        serde_json::from_value(Value::String(text.to_owned())).unwrap_or(BatchStatus::Unknown)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             BatchStatus::Validating => "validating",

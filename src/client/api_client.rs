@@ -70,6 +70,11 @@ impl ApiClient {
         })
     }
 
+    /// The back-off this client uses, for callers that repeat a call themselves.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        self.retry_policy
+    }
+
     pub fn base_url(&self) -> &str {
         &self.base_url
     }

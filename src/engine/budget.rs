@@ -382,11 +382,7 @@ impl RunBudget {
             if shard.batch_id.is_none() {
                 continue;
             }
-            let status = shard
-                .batch_status
-                .as_deref()
-                .and_then(|text| serde_json::from_value(json!(text)).ok())
-                .unwrap_or(BatchStatus::Unknown);
+            let status = shard.status();
             if !shard.results_downloaded {
                 let estimate = cached_shard_estimate(estimates, estimator, run_directory, &shard)?;
                 let Some(upper) = estimate.totals.upper_bound_cost else {

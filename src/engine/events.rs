@@ -8,6 +8,8 @@ use std::sync::Mutex;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{Value, json};
 
+use crate::wire::BatchStatus;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutputMode {
     /// Progress bars and status lines on stderr.
@@ -103,7 +105,7 @@ impl EventSink {
         bar.set_position(done);
         bar.set_message(status.to_owned());
         // Only live batches keep a bar, so a run of many shards stays readable.
-        if matches!(status, "completed" | "failed" | "expired" | "cancelled")
+        if BatchStatus::parse(status).is_terminal()
             && let Some(bar) = bars.remove(&shard_index)
         {
             bar.finish_and_clear();

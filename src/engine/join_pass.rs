@@ -87,10 +87,6 @@ pub(super) fn load_shard_results(
     Ok(results)
 }
 
-fn parse_status(text: Option<&str>) -> Option<BatchStatus> {
-    text.and_then(|status| serde_json::from_value(serde_json::json!(status)).ok())
-}
-
 /// Builds the output schema: kept input columns, result columns, declared fields.
 pub fn output_schema(job: &Job, input_schema: &Schema) -> (SchemaRef, Vec<usize>) {
     let kept: Vec<usize> = match &job.spec.output.keep_columns {
@@ -328,7 +324,7 @@ fn open_shard(
     pricer: &RunPricer,
     skipped_by_budget: bool,
 ) -> anyhow::Result<CurrentShard> {
-    let batch_status = parse_status(record.batch_status.as_deref());
+    let batch_status = record.batch_status.as_ref().map(|_| record.status());
     let results = if record.results_downloaded {
         load_shard_results(
             run_directory,

@@ -9,8 +9,8 @@ use serde_json::json;
 use super::download::download_shard_results;
 use super::{EventSink, RunDirectory};
 use crate::client::{ApiClient, ClientError};
-use crate::ledger::{Ledger, ShardRecord};
-use crate::wire::{Batch, BatchStatus};
+use crate::ledger::Ledger;
+use crate::wire::Batch;
 
 /// The provider's cap on batches running at once, and whether shards wait for a free slot.
 #[derive(Debug, Clone, Copy)]
@@ -67,18 +67,6 @@ pub fn record_batch_state(
         .map_err(ledger_error)
 }
 
-fn is_settled_and_downloaded(shard: &ShardRecord) -> bool {
-    shard.results_downloaded
-}
-
-fn status_of(shard: &ShardRecord) -> BatchStatus {
-    shard
-        .batch_status
-        .as_deref()
-        .and_then(|status| serde_json::from_value(json!(status)).ok())
-        .unwrap_or(BatchStatus::Unknown)
-}
-
 /// Polls until every shard with a batch has settled and its results are on disk, or until a
 /// slot frees for a shard still waiting under `max_live_batches`.
 pub async fn poll_until_settled(
@@ -98,11 +86,11 @@ pub async fn poll_until_settled(
             let Some(batch_id) = &shard.batch_id else {
                 continue;
             };
-            if is_settled_and_downloaded(shard) {
+            if shard.results_downloaded {
                 continue;
             }
             let mut shard = shard.clone();
-            if !status_of(&shard).is_terminal() {
+            if !shard.status().is_terminal() {
                 let batch = client.get_batch(batch_id).await?;
                 crate::kill_point::reach("during_poll");
                 record_batch_state(ledger, shard.shard_index, &batch)?;
@@ -113,7 +101,7 @@ pub async fn poll_until_settled(
                     counts.completed + counts.failed,
                     batch.status.as_str(),
                 );
-                if status_of(&shard).as_str() != batch.status.as_str() {
+                if shard.status() != batch.status {
                     events.emit(
                         "batch_status",
                         json!({
@@ -141,7 +129,7 @@ pub async fn poll_until_settled(
                 shard.request_completed = counts.completed;
                 shard.request_failed = counts.failed;
             }
-            if status_of(&shard).is_terminal() {
+            if shard.status().is_terminal() {
                 download_shard_results(client, ledger, run_directory, events, &shard).await?;
             } else {
                 pending += 1;

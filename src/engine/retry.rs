@@ -30,14 +30,6 @@ struct LineIdentity {
     custom_id: String,
 }
 
-fn batch_status(shard: &ShardRecord) -> BatchStatus {
-    shard
-        .batch_status
-        .as_deref()
-        .and_then(|status| serde_json::from_value(serde_json::json!(status)).ok())
-        .unwrap_or(BatchStatus::Unknown)
-}
-
 /// The input row number of each line (1-based) of a shard.
 fn row_numbers(ledger: &Ledger, shard: &ShardRecord) -> anyhow::Result<HashMap<u64, u64>> {
     if shard.attempt <= 1 {
@@ -59,7 +51,7 @@ pub fn ingest_retry_results(
         if shard.attempt <= 1 || !shard.results_downloaded || shard.results_ingested {
             continue;
         }
-        let status = batch_status(&shard);
+        let status = shard.status();
         let mut results = load_shard_results(run_directory, &shard, status)?;
         let mut overrides = Vec::new();
         for (_, _, custom_id) in ledger.shard_rows(shard.shard_index)? {
@@ -116,7 +108,7 @@ pub fn plan_retries(
         if shard.attempt >= max_attempts {
             continue;
         }
-        let status = batch_status(shard);
+        let status = shard.status();
         if status == BatchStatus::Failed {
             // A batch that failed validation fails again the same way.
             continue;

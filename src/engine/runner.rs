@@ -438,16 +438,7 @@ async fn submit_pending(
         ledger.record_outcome(effect_id, "reconciled", &outcome)?;
     }
     let shards = ledger.shards()?;
-    let mut live = shards
-        .iter()
-        .filter(|shard| {
-            shard.batch_id.is_some()
-                && !matches!(
-                    shard.batch_status.as_deref(),
-                    Some("completed" | "failed" | "expired" | "cancelled")
-                )
-        })
-        .count();
+    let mut live = shards.iter().filter(|shard| shard.has_live_batch()).count();
     for shard in shards {
         if shard.batch_id.is_some() {
             continue;
@@ -1012,12 +1003,8 @@ fn cost_so_far(
     let mut rows = 0;
     let directory = RunDirectory::new(run_directory.to_owned());
     for shard in shards.iter().filter(|shard| shard.results_downloaded) {
-        let status = shard
-            .batch_status
-            .as_deref()
-            .and_then(|status| serde_json::from_value(json!(status)).ok())
-            .unwrap_or(crate::wire::BatchStatus::Unknown);
-        let results = super::join_pass::load_shard_results(&directory, shard, status).ok()?;
+        let results =
+            super::join_pass::load_shard_results(&directory, shard, shard.status()).ok()?;
         for result in results.values() {
             if let Some(cost) = pricer.row_cost(result) {
                 total = total.checked_add(cost.batch).ok()?;
@@ -1039,13 +1026,9 @@ pub async fn cancel_run(run_directory: &Path, mode: OutputMode) -> Result<u64, R
     let events = EventSink::new(mode);
     let mut cancelled = 0;
     for shard in ledger.shards().map_err(RunFailure::input)? {
-        let Some(batch_id) = &shard.batch_id else {
+        let Some(batch_id) = shard.batch_id.as_ref().filter(|_| shard.has_live_batch()) else {
             continue;
         };
-        let status = shard.batch_status.as_deref().unwrap_or("validating");
-        if matches!(status, "completed" | "failed" | "expired" | "cancelled") {
-            continue;
-        }
         let effect = ledger
             .record_intent(Some(shard.shard_index), EffectKind::CancelBatch, batch_id)
             .map_err(RunFailure::input)?;

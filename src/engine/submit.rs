@@ -119,7 +119,9 @@ impl Submitter<'_> {
     }
 
     fn retry_delay(&self, attempt: u32, error: &ClientError) -> Duration {
-        crate::client::RetryPolicy::default().delay_after(attempt, error.retry_after())
+        self.client
+            .retry_policy()
+            .delay_after(attempt, error.retry_after())
     }
 
     /// One upload. `Ok(Err(_))` means the upload surely did not happen (a definite refusal, or
