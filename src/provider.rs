@@ -48,11 +48,15 @@ pub struct ProviderProfile {
     /// DashScope rejects metadata longer than this in `ds_name`/`ds_description`.
     pub uses_dashscope_metadata: bool,
     pub max_metadata_keys: Option<usize>,
+    pub max_metadata_key_chars: Option<usize>,
     pub max_metadata_value_chars: Option<usize>,
     pub currency: &'static str,
     /// Batches that may run at once (DashScope: 1,000 per account; its test model: 2).
     pub max_live_batches: usize,
 }
+
+/// Metadata keys dashbatch writes on every batch: run, shard and job (see `engine::submit`).
+pub const DASHBATCH_METADATA_KEYS: usize = 3;
 
 /// 500 MB as DashScope counts it (reference §4.2); decimal megabytes to stay on the safe side.
 const DASHSCOPE_MAX_FILE_BYTES: u64 = 500 * 1000 * 1000;
@@ -74,6 +78,7 @@ impl ProviderProfile {
             max_uploads_per_second: 3,
             uses_dashscope_metadata: true,
             max_metadata_keys: None,
+            max_metadata_key_chars: None,
             max_metadata_value_chars: None,
             currency: "CNY",
             max_live_batches: 1000,
@@ -102,6 +107,7 @@ impl ProviderProfile {
                 max_uploads_per_second: 10,
                 uses_dashscope_metadata: false,
                 max_metadata_keys: Some(16),
+                max_metadata_key_chars: Some(64),
                 max_metadata_value_chars: Some(512),
                 currency: "USD",
                 max_live_batches: 1000,
@@ -131,6 +137,58 @@ impl ProviderProfile {
                 model.starts_with("qwen-plus") || model.starts_with("qwen3.7-plus")
             }
         }
+    }
+
+    /// Checks what of the job this provider constrains (window, metadata), before anything is
+    /// planned or sent.
+    pub fn check_job(&self, job: &crate::job::Job) -> Result<(), crate::job::JobError> {
+        let invalid = |key: &str, message: String| crate::job::JobError::Invalid {
+            path: job.job_file.clone(),
+            key: key.to_owned(),
+            message,
+        };
+        let batch = &job.spec.batch;
+        self.check_window(&batch.completion_window)
+            .map_err(|message| invalid("batch.completion_window", message))?;
+        let own_keys = DASHBATCH_METADATA_KEYS + if self.uses_dashscope_metadata { 2 } else { 0 };
+        if let Some(limit) = self.max_metadata_keys
+            && batch.metadata.len() + own_keys > limit
+        {
+            return Err(invalid(
+                "batch.metadata",
+                format!(
+                    "{} keys given; {} accepts {limit} in all and dashbatch needs {own_keys}, so at most {}",
+                    batch.metadata.len(),
+                    self.kind,
+                    limit - own_keys
+                ),
+            ));
+        }
+        for (key, value) in &batch.metadata {
+            if let Some(limit) = self.max_metadata_key_chars
+                && key.chars().count() > limit
+            {
+                return Err(invalid(
+                    "batch.metadata",
+                    format!(
+                        "key `{key}` is longer than the {limit} characters {} accepts",
+                        self.kind
+                    ),
+                ));
+            }
+            if let Some(limit) = self.max_metadata_value_chars
+                && value.chars().count() > limit
+            {
+                return Err(invalid(
+                    "batch.metadata",
+                    format!(
+                        "the value of `{key}` is longer than the {limit} characters {} accepts",
+                        self.kind
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Checks a completion window against this provider's range.
@@ -214,6 +272,33 @@ mod tests {
         assert!(openai.check_window("48h").is_err());
         let dashscope = ProviderProfile::for_kind(ProviderKind::Dashscope);
         assert!(dashscope.check_window("7d").is_ok());
+    }
+
+    #[test]
+    fn openai_metadata_limits_leave_room_for_dashbatch_keys() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("job.toml");
+        let keys: String = (0..14).map(|n| format!("k{n} = \"v\", ")).collect();
+        std::fs::write(
+            &path,
+            format!(
+                "[input]\npath = \"rows.csv\"\n[request]\nmodel = \"m\"\ntemplate = \"x\"\n[batch]\nmetadata = {{ {} }}\n",
+                keys.trim_end_matches(", ")
+            ),
+        )
+        .unwrap();
+        let job = crate::job::load_job(&path).unwrap();
+        let openai = ProviderProfile::for_kind(ProviderKind::Openai);
+        let error = openai.check_job(&job).unwrap_err().to_string();
+        assert!(
+            error.contains("14 keys given") && error.contains("at most 13"),
+            "{error}"
+        );
+        assert!(
+            ProviderProfile::for_kind(ProviderKind::Dashscope)
+                .check_job(&job)
+                .is_ok()
+        );
     }
 
     #[test]

@@ -16,14 +16,7 @@ pub fn validate_job(
 ) -> anyhow::Result<String> {
     let job = load_job(job_file)?;
     let profile = ProviderProfile::for_kind(provider);
-    profile
-        .check_window(&job.spec.batch.completion_window)
-        .map_err(|message| {
-            anyhow::anyhow!(
-                "job file `{}`, key `batch.completion_window`: {message}",
-                job.job_file.display()
-            )
-        })?;
+    profile.check_job(&job)?;
     let scratch = tempfile::tempdir()?;
     let ledger = Ledger::open_path(&scratch.path().join("validate.sqlite"))?;
     let plan = plan_shards(&job, &profile, scratch.path(), &ledger, show)?;

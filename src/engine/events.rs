@@ -25,7 +25,6 @@ pub struct EventSink {
     bars: MultiProgress,
     overall: Mutex<Option<ProgressBar>>,
     shard_bars: Mutex<BTreeMap<u64, ProgressBar>>,
-    stdout_lock: Mutex<()>,
 }
 
 impl EventSink {
@@ -39,7 +38,6 @@ impl EventSink {
             bars: MultiProgress::with_draw_target(target),
             overall: Mutex::new(None),
             shard_bars: Mutex::new(BTreeMap::new()),
-            stdout_lock: Mutex::new(()),
         }
     }
 
@@ -55,7 +53,7 @@ impl EventSink {
                 if let (Some(target), Value::Object(extra)) = (object.as_object_mut(), fields) {
                     target.extend(extra);
                 }
-                let _guard = self.stdout_lock.lock().expect("stdout lock");
+                // The stdout lock keeps each event one whole line.
                 let mut stdout = std::io::stdout().lock();
                 let _ = writeln!(stdout, "{object}");
                 let _ = stdout.flush();

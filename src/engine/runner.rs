@@ -186,8 +186,7 @@ fn poll_schedule(job: &Job, kind: ProviderKind, base_url: Option<&str>) -> PollS
 
 /// The price table with the run's price file on top, and that file's path (to record for resuming).
 fn load_prices(options_prices: Option<&Path>) -> Result<(PriceTable, Option<PathBuf>), RunFailure> {
-    let from_environment = std::env::var_os(crate::env::DASHBATCH_PRICES).map(PathBuf::from);
-    let path = options_prices.map(Path::to_owned).or(from_environment);
+    let path = crate::env::chosen_prices_file(options_prices);
     let table = PriceTable::load(path.as_deref()).map_err(RunFailure::input)?;
     Ok((table, path))
 }
@@ -473,14 +472,7 @@ async fn execute(
         make_rehearsal(&mut job, options.provider)?;
         profile = profile.for_rehearsal();
     }
-    profile
-        .check_window(&job.spec.batch.completion_window)
-        .map_err(|message| {
-            RunFailure::input(anyhow::anyhow!(
-                "job file `{}`, key `batch.completion_window`: {message}",
-                job.job_file.display()
-            ))
-        })?;
+    profile.check_job(&job).map_err(RunFailure::input)?;
     let (prices, prices_file) = load_prices(options.prices_file.as_deref())?;
     if options.provider != ProviderKind::Sim {
         let variable = profile.api_key_variable;
@@ -987,13 +979,14 @@ fn cost_so_far(
     shards: &[crate::ledger::ShardRecord],
 ) -> Option<(crate::pricing::Money, u64)> {
     let job_file = ledger.fact(fact::JOB_FILE).ok()??;
-    let job = load_job(Path::new(&job_file)).ok()?;
-    let prices = PriceTable::load(
-        std::env::var_os(crate::env::DASHBATCH_PRICES)
-            .map(PathBuf::from)
-            .as_deref(),
-    )
-    .ok()?;
+    let mut job = load_job(Path::new(&job_file)).ok()?;
+    // Price the way the run itself does: its recorded prices file, its (rehearsal) model.
+    let recorded_prices = ledger.fact(fact::PRICES_FILE).ok()?.map(PathBuf::from);
+    let (prices, _) = load_prices(recorded_prices.as_deref()).ok()?;
+    if ledger.fact(fact::REHEARSAL).ok()?.as_deref() == Some("1") {
+        let provider = recorded_provider(ledger, run_directory).ok()?;
+        make_rehearsal(&mut job, provider).ok()?;
+    }
     let pricer = RunPricer::new(
         prices,
         &job.spec.request.model,

@@ -76,13 +76,9 @@ impl Submitter<'_> {
         metadata.insert(METADATA_RUN.to_owned(), self.run_id());
         metadata.insert(METADATA_SHARD.to_owned(), shard.shard_index.to_string());
         metadata.insert(METADATA_JOB.to_owned(), truncate(&self.job.name, 64));
+        // The job's own keys were checked against the provider's limits before planning.
         for (key, value) in &self.job.spec.batch.metadata {
             metadata.insert(key.clone(), value.clone());
-        }
-        if let Some(limit) = self.profile.max_metadata_value_chars {
-            for value in metadata.values_mut() {
-                *value = truncate(value, limit);
-            }
         }
         metadata
     }

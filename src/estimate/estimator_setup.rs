@@ -34,10 +34,7 @@ pub enum EstimateSetupError {
 /// # Errors
 /// When the price file cannot be read or is invalid (the error names file, line and key).
 pub fn load_price_table(flag: Option<&Path>) -> Result<PriceTable, PriceTableError> {
-    let from_environment = std::env::var_os(crate::env::DASHBATCH_PRICES)
-        .filter(|value| !value.is_empty())
-        .map(PathBuf::from);
-    PriceTable::load(flag.map(Path::to_owned).or(from_environment).as_deref())
+    PriceTable::load(crate::env::chosen_prices_file(flag).as_deref())
 }
 
 /// The vocabulary path a job's estimates use: `flag`, else DASHBATCH_TOKENIZER, else the job's

@@ -84,14 +84,7 @@ pub struct JobEstimate {
 pub fn estimate_job(job_file: &Path, options: &EstimateOptions) -> anyhow::Result<JobEstimate> {
     let job = load_job(job_file)?;
     let profile = ProviderProfile::for_kind(options.provider);
-    profile
-        .check_window(&job.spec.batch.completion_window)
-        .map_err(|message| {
-            anyhow::anyhow!(
-                "job file `{}`, key `batch.completion_window`: {message}",
-                job.job_file.display()
-            )
-        })?;
+    profile.check_job(&job)?;
     let prices = load_price_table(options.prices_file.as_deref())?;
     let vocabulary = vocabulary_for_job(options.tokenizer.as_deref(), &job);
     let estimator = request_estimator_for_job(&job, &prices, vocabulary.as_ref())?;
