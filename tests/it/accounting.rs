@@ -52,18 +52,16 @@ fn the_report_total_is_the_sum_of_row_costs_and_equals_price_times_billed_usage(
     workspace.write("prices.toml", PRICES);
     workspace.write("job.toml", JOB);
     let run_directory = workspace.path().join("run");
-    let output = workspace.run(&[
-        "run",
-        "job.toml",
-        "--provider",
-        "sim",
-        "--base-url",
-        &simulator.base_url,
-        "--run-dir",
-        run_directory.to_str().unwrap(),
-        "--prices",
-        "prices.toml",
-    ]);
+    let output = workspace
+        .run_against(
+            &simulator,
+            "sim",
+            "job.toml",
+            &run_directory,
+            &["--prices", "prices.toml"],
+        )
+        .output()
+        .unwrap();
     assert_success(&output);
     let report = read_report(&run_directory);
 

@@ -51,20 +51,11 @@ fn run_with_cap(
     run_directory: &Path,
     cap: Option<&str>,
 ) -> std::process::Output {
-    let mut arguments = vec![
-        "run",
-        "job.toml",
-        "--provider",
-        "sim",
-        "--base-url",
-        &simulator.base_url,
-        "--run-dir",
-        run_directory.to_str().unwrap(),
-    ];
-    if let Some(cap) = cap {
-        arguments.extend(["--max-cost", cap]);
-    }
-    workspace.run(&arguments)
+    let cap_arguments = cap.map(|cap| vec!["--max-cost", cap]).unwrap_or_default();
+    workspace
+        .run_against(simulator, "sim", "job.toml", run_directory, &cap_arguments)
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -163,16 +154,7 @@ fn a_run_stops_submitting_at_the_cap_and_submits_the_rest_when_the_cap_is_raised
 
     // A first process submits shard 0 and dies before recording its batch.
     let killed = workspace
-        .command(&[
-            "run",
-            "job.toml",
-            "--provider",
-            "sim",
-            "--base-url",
-            &simulator.base_url,
-            "--run-dir",
-            run_directory.to_str().unwrap(),
-        ])
+        .run_against(&simulator, "sim", "job.toml", &run_directory, &[])
         .env("DASHBATCH_TEST_KILL_AT", "after_create_before_record")
         .output()
         .unwrap();

@@ -60,6 +60,29 @@ impl Workspace {
         command
     }
 
+    /// `dashbatch run JOB --provider PROVIDER --base-url <simulator> --run-dir DIR EXTRA...`.
+    pub fn run_against(
+        &self,
+        simulator: &StandaloneSimulator,
+        provider: &str,
+        job: &str,
+        run_directory: &Path,
+        extra_arguments: &[&str],
+    ) -> Command {
+        let mut arguments = vec![
+            "run",
+            job,
+            "--provider",
+            provider,
+            "--base-url",
+            &simulator.base_url,
+            "--run-dir",
+            run_directory.to_str().unwrap(),
+        ];
+        arguments.extend_from_slice(extra_arguments);
+        self.command(&arguments)
+    }
+
     /// The only run directory under `runs/`.
     pub fn single_run_directory(&self) -> PathBuf {
         let mut entries: Vec<PathBuf> = std::fs::read_dir(self.path().join("runs"))

@@ -212,17 +212,13 @@ pub fn review_run_command(
     simulator: &StandaloneSimulator,
     run_directory: &Path,
 ) -> std::process::Command {
-    let mut command = workspace.command(&[
-        "run",
-        "reviews.toml",
-        "--provider",
+    let mut command = workspace.run_against(
+        simulator,
         "dashscope",
-        "--base-url",
-        &simulator.base_url,
-        "--run-dir",
-        run_directory.to_str().unwrap(),
-        "--quiet",
-    ]);
+        "reviews.toml",
+        run_directory,
+        &["--quiet"],
+    );
     command.env("DASHSCOPE_API_KEY", SECRET_KEY);
     command
 }

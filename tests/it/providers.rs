@@ -13,17 +13,13 @@ fn openai_run(plan: serde_json::Value) -> (Workspace, StandaloneSimulator, std::
     let workspace = review_workspace(18, 6, "");
     let run_directory = workspace.path().join("run");
     let output = workspace
-        .command(&[
-            "run",
-            "reviews.toml",
-            "--provider",
+        .run_against(
+            &simulator,
             "openai",
-            "--base-url",
-            &simulator.base_url,
-            "--run-dir",
-            run_directory.to_str().unwrap(),
-            "--quiet",
-        ])
+            "reviews.toml",
+            &run_directory,
+            &["--quiet"],
+        )
         .env("OPENAI_API_KEY", SECRET_KEY)
         .output()
         .unwrap();
