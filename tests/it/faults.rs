@@ -28,6 +28,10 @@ fn run_with_faults(rows: usize, per_shard: usize, plan: Value) -> FaultRun {
         .unwrap();
     let stderr = text(&output.stderr);
     assert!(
+        !stderr.contains(SECRET_KEY),
+        "the key leaked into the log:\n{stderr}"
+    );
+    assert!(
         matches!(output.status.code(), Some(0 | 1)),
         "exit {:?}: {stderr}",
         output.status.code()

@@ -275,3 +275,108 @@ fn a_restarted_simulator_keeps_its_batches_and_the_run_finishes() {
     );
     assert!(violations.is_clean(), "{notes}");
 }
+
+#[test]
+fn run_without_a_run_directory_continues_the_unfinished_run_of_the_same_job() {
+    let simulator = StandaloneSimulator::start(&[]);
+    simulator.put_json("/_sim/clock", &json!({"time_scale": 0.0}));
+    let workspace = review_workspace(12, 6, "");
+    let run_in_default_directory = || {
+        let mut command = workspace.command(&[
+            "run",
+            "reviews.toml",
+            "--provider",
+            "dashscope",
+            "--base-url",
+            &simulator.base_url,
+        ]);
+        command.env("DASHSCOPE_API_KEY", SECRET_KEY);
+        command
+    };
+    let mut child = run_in_default_directory().spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let run_directory = loop {
+        if let Ok(mut entries) = std::fs::read_dir(workspace.path().join("runs"))
+            && let Some(Ok(entry)) = entries.next()
+        {
+            break entry.path();
+        }
+        assert!(Instant::now() < deadline, "no run directory appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    wait_for_batches(&run_directory, 2);
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    simulator.put_json("/_sim/clock", &json!({"time_scale": 1000.0}));
+    let output = run_in_default_directory().output().unwrap();
+    assert_success(&output);
+    assert!(
+        text(&output.stderr).contains("continuing the unfinished run"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert_eq!(
+        workspace.single_run_directory(),
+        run_directory,
+        "no second run was started"
+    );
+    assert_eq!(simulator.ledger()["batches"].as_array().unwrap().len(), 2);
+    let (violations, notes) = check_finished_run(
+        &simulator,
+        &run_directory,
+        &workspace.path().join("out.parquet"),
+        &review_ids(12),
+    );
+    assert!(violations.is_clean(), "{notes}");
+}
+
+#[test]
+fn uploads_are_spaced_and_run_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let simulator = StandaloneSimulator::start(&[]);
+    let workspace = review_workspace(16, 2, "delete_remote_files = false\n");
+    let run_directory = workspace.path().join("run");
+    assert_success(
+        &review_run_command(&workspace, &simulator, &run_directory)
+            .output()
+            .unwrap(),
+    );
+
+    // At most 3 uploads a second: at the simulator's 1,000× speed, a third of a real second
+    // between two uploads is over 300 simulated seconds.
+    let files = http_json("GET", &format!("{}/files", simulator.base_url), None);
+    let mut uploaded_at: Vec<i64> = files["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|file| file["purpose"] == "batch")
+        .map(|file| file["created_at"].as_i64().unwrap())
+        .collect();
+    uploaded_at.sort_unstable();
+    assert_eq!(uploaded_at.len(), 8, "{files}");
+    for pair in uploaded_at.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= 300,
+            "uploads too close: {uploaded_at:?}"
+        );
+    }
+
+    let mut pending = vec![run_directory.clone()];
+    while let Some(path) = pending.pop() {
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "{} is readable by others ({mode:o})",
+            path.display()
+        );
+        if path.is_dir() {
+            pending.extend(
+                std::fs::read_dir(&path)
+                    .unwrap()
+                    .map(|entry| entry.unwrap().path()),
+            );
+        }
+    }
+}
