@@ -89,6 +89,9 @@ pub struct RunBudget {
     pricer: RunPricer,
     cap: Option<BudgetCap>,
     estimates: BTreeMap<u64, ShardEstimate>,
+    /// What each settled shard committed, from its results; `None` when unbounded. Settled
+    /// results never change, so each shard's files are read (and estimated) once.
+    settled: BTreeMap<u64, Option<Money>>,
     skipped: BTreeSet<u64>,
     last_committed: Option<Money>,
 }
@@ -171,6 +174,7 @@ pub fn prepare_run_budget(
         pricer: RunPricer::new(prices.clone(), &job.spec.request.model, thinking),
         cap,
         estimates: BTreeMap::new(),
+        settled: BTreeMap::new(),
         skipped: BTreeSet::new(),
         last_committed: None,
     })
@@ -372,6 +376,7 @@ impl RunBudget {
             estimator,
             pricer,
             estimates,
+            settled,
             ..
         } = self;
         let Some(estimator) = estimator.as_ref() else {
@@ -389,6 +394,13 @@ impl RunBudget {
                     return Ok(None);
                 };
                 committed = committed.checked_add(upper.batch)?;
+                continue;
+            }
+            if let Some(known) = settled.get(&shard.shard_index) {
+                match known {
+                    Some(amount) => committed = committed.checked_add(*amount)?,
+                    None => return Ok(None),
+                }
                 continue;
             }
             let results = load_shard_results(run_directory, &shard, status)?;
@@ -419,8 +431,10 @@ impl RunBudget {
                 },
             )?;
             if unbounded {
+                settled.insert(shard.shard_index, None);
                 return Ok(None);
             }
+            settled.insert(shard.shard_index, Some(shard_committed));
             committed = committed.checked_add(shard_committed)?;
         }
         Ok(Some(committed))
