@@ -12,6 +12,8 @@ use super::estimate_vs_actual::attach_estimates;
 use super::join_pass::join_results;
 use super::plan::{file_sha256, plan_shards};
 use super::poll::{BatchSlots, PollSchedule, poll_until_settled, record_batch_state};
+use super::rehearsal::make_rehearsal;
+use super::remote_cleanup::delete_remote_files;
 use super::report::RunReport;
 use super::retry::{ingest_retry_results, plan_retries};
 use super::submit::Submitter;
@@ -78,7 +80,7 @@ pub struct RunOutcome {
 }
 
 /// Ledger fact keys.
-mod fact {
+pub(super) mod fact {
     pub const JOB_FILE: &str = "job_file";
     pub const JOB_SHA256: &str = "job_sha256";
     pub const INPUT_SHA256: &str = "input_sha256";
@@ -94,12 +96,12 @@ mod fact {
 }
 
 /// The provider a run talks to, with the embedded simulator kept alive while it is used.
-struct Connection {
-    client: ApiClient,
+pub(super) struct Connection {
+    pub(super) client: ApiClient,
     _simulator: Option<crate::sim::SimHandle>,
 }
 
-async fn connect(
+pub(super) async fn connect(
     kind: ProviderKind,
     base_url: Option<&str>,
     run_directory: &RunDirectory,
@@ -185,7 +187,9 @@ fn poll_schedule(job: &Job, kind: ProviderKind, base_url: Option<&str>) -> PollS
 }
 
 /// The price table with the run's price file on top, and that file's path (to record for resuming).
-fn load_prices(options_prices: Option<&Path>) -> Result<(PriceTable, Option<PathBuf>), RunFailure> {
+pub(super) fn load_prices(
+    options_prices: Option<&Path>,
+) -> Result<(PriceTable, Option<PathBuf>), RunFailure> {
     let path = crate::env::chosen_prices_file(options_prices);
     let table = PriceTable::load(path.as_deref()).map_err(RunFailure::input)?;
     Ok((table, path))
@@ -288,7 +292,10 @@ pub async fn resume_run(run_directory: &Path, mode: OutputMode) -> Result<RunOut
 
 /// The provider a run was started with. Never guessed: a wrong guess would talk to another
 /// service than the one holding the run's batches.
-fn recorded_provider(ledger: &Ledger, run_directory: &Path) -> Result<ProviderKind, RunFailure> {
+pub(super) fn recorded_provider(
+    ledger: &Ledger,
+    run_directory: &Path,
+) -> Result<ProviderKind, RunFailure> {
     ledger
         .fact(fact::PROVIDER)
         .map_err(RunFailure::input)?
@@ -301,7 +308,7 @@ fn recorded_provider(ledger: &Ledger, run_directory: &Path) -> Result<ProviderKi
         })
 }
 
-fn open_existing_ledger(run_directory: &Path) -> Result<Ledger, RunFailure> {
+pub(super) fn open_existing_ledger(run_directory: &Path) -> Result<Ledger, RunFailure> {
     if !Ledger::exists_in(run_directory) {
         return Err(RunFailure::input(anyhow::anyhow!(
             "`{}` is not a run directory (it has no {})",
@@ -310,75 +317,6 @@ fn open_existing_ledger(run_directory: &Path) -> Result<Ledger, RunFailure> {
         )));
     }
     Ledger::open(run_directory).map_err(RunFailure::input)
-}
-
-/// Deletes the remote files of every shard whose results are safely on disk. Each deletion is
-/// announced in the ledger first; a file already gone counts as deleted.
-async fn delete_remote_files(
-    client: &ApiClient,
-    ledger: &Ledger,
-    events: &EventSink,
-) -> anyhow::Result<()> {
-    let shards = ledger.shards()?;
-    let mut deleted = 0;
-    for shard_index in ledger.shards_with_remote_files()? {
-        let Some(shard) = shards.iter().find(|shard| shard.shard_index == shard_index) else {
-            continue;
-        };
-        for file_id in [&shard.file_id, &shard.output_file_id, &shard.error_file_id]
-            .into_iter()
-            .flatten()
-        {
-            let effect =
-                ledger.record_intent(Some(shard_index), EffectKind::DeleteFile, file_id)?;
-            match client.delete_file(file_id).await {
-                Ok(()) => {
-                    ledger.record_outcome(effect, "done", file_id)?;
-                    deleted += 1;
-                }
-                Err(error) => {
-                    ledger.record_outcome(effect, "failed", &error.to_string())?;
-                    return Err(error.into());
-                }
-            }
-        }
-        ledger.set_remote_files_deleted(shard_index)?;
-    }
-    if deleted > 0 {
-        events.emit("remote_files_deleted", json!({"files": deleted}), || {
-            Some(format!(
-                "deleted {deleted} file(s) at the provider; the results are in the run directory"
-            ))
-        });
-    }
-    Ok(())
-}
-
-/// The free test model and its endpoint (reference §4.2, §10 item 8).
-pub const REHEARSAL_MODEL: &str = "batch-test-model";
-pub const REHEARSAL_ENDPOINT: &str = "/v1/chat/ds-test";
-
-/// Turns the job into its rehearsal: the same rows and prompts, sent to the free test model.
-fn make_rehearsal(job: &mut Job, provider: ProviderKind) -> Result<(), RunFailure> {
-    if matches!(provider, ProviderKind::Openai) {
-        return Err(RunFailure::input(anyhow::anyhow!(
-            "`--rehearse` uses DashScope's free `{REHEARSAL_MODEL}`, which `{provider}` does not have"
-        )));
-    }
-    if job.is_embeddings() {
-        return Err(RunFailure::input(anyhow::anyhow!(
-            "`--rehearse` covers chat jobs only: `{REHEARSAL_MODEL}` answers on `{REHEARSAL_ENDPOINT}`, not on embeddings"
-        )));
-    }
-    let request = &mut job.spec.request;
-    request.model = REHEARSAL_MODEL.to_owned();
-    request.endpoint = REHEARSAL_ENDPOINT.to_owned();
-    request.enable_thinking = None;
-    request.thinking_budget = None;
-    request.response_format = None;
-    // The test model answers a fixed sentence, so typed fields would all be invalid.
-    job.spec.output.fields.clear();
-    Ok(())
 }
 
 /// Uploads and creates batches for every shard that has none yet, reconciling first any side
@@ -875,177 +813,4 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::File::open(&partial)?.sync_all()?;
     crate::ledger::restrict_permissions(&partial);
     std::fs::rename(partial, path)
-}
-
-/// `dashbatch status RUN_DIR`: what the ledger knows, without any network call.
-pub fn show_status(run_directory: &Path, as_json: bool) -> Result<String, RunFailure> {
-    let ledger = open_existing_ledger(run_directory)?;
-    let shards = ledger.shards().map_err(RunFailure::input)?;
-    let finished = ledger
-        .fact(fact::FINISHED)
-        .map_err(RunFailure::input)?
-        .is_some();
-    let planned_rows: u64 = ledger
-        .fact(fact::PLANNED_ROWS)
-        .map_err(RunFailure::input)?
-        .and_then(|rows| rows.parse().ok())
-        .unwrap_or(0);
-    let spent = cost_so_far(&ledger, run_directory, &shards);
-    let report: Option<serde_json::Value> = std::fs::read(run_directory.join("report.json"))
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok());
-    if as_json {
-        let shards_json: Vec<serde_json::Value> = shards
-            .iter()
-            .map(|shard| {
-                json!({
-                    "shard": shard.shard_index,
-                    "first_row": shard.first_row,
-                    "rows": shard.row_count,
-                    "file_id": shard.file_id,
-                    "batch_id": shard.batch_id,
-                    "batch_status": shard.batch_status,
-                    "request_counts": {"total": shard.request_total, "completed": shard.request_completed, "failed": shard.request_failed},
-                    "results_downloaded": shard.results_downloaded,
-                })
-            })
-            .collect();
-        return Ok(json!({
-            "run_directory": run_directory.display().to_string(),
-            "planned_rows": planned_rows,
-            "finished": finished,
-            "cost_so_far": spent.as_ref().map(|(money, _)| money.to_decimal_string()),
-            "currency": spent.as_ref().map(|(money, _)| money.currency().code()),
-            "ok_rows_so_far": spent.as_ref().map(|(_, rows)| *rows),
-            "shards": shards_json,
-            "report": report,
-        })
-        .to_string());
-    }
-    let mut text = format!(
-        "run `{}`: {planned_rows} rows in {} shard(s), {}\n",
-        run_directory.display(),
-        shards.len(),
-        if finished { "finished" } else { "not finished" }
-    );
-    text.push_str("shard  rows      batch                                      status       completed  failed  results\n");
-    for shard in &shards {
-        text.push_str(&format!(
-            "{:<6} {:<9} {:<42} {:<12} {:<10} {:<7} {}\n",
-            shard.shard_index,
-            shard.row_count,
-            shard.batch_id.as_deref().unwrap_or("-"),
-            shard
-                .batch_status
-                .as_deref()
-                .unwrap_or(if shard.file_id.is_some() {
-                    "uploaded"
-                } else {
-                    "planned"
-                }),
-            shard.request_completed,
-            shard.request_failed,
-            if shard.results_downloaded {
-                "downloaded"
-            } else {
-                "-"
-            }
-        ));
-    }
-    if let Some((money, rows)) = &spent {
-        text.push_str(&format!(
-            "so far: {rows} rows answered, costing {} {} at batch price\n",
-            money.to_decimal_string(),
-            money.currency().code()
-        ));
-    }
-    if let Some(report) = report {
-        text.push_str(&format!(
-            "cost: {} {} (realtime {}), output `{}`\n",
-            report["cost"].as_str().unwrap_or("unknown"),
-            report["currency"].as_str().unwrap_or(""),
-            report["realtime_cost"].as_str().unwrap_or("unknown"),
-            report["output"].as_str().unwrap_or("")
-        ));
-    }
-    Ok(text)
-}
-
-/// What the downloaded results cost so far, from their usage, and how many rows they answered.
-/// `None` when the job file or the model's price cannot be found.
-fn cost_so_far(
-    ledger: &Ledger,
-    run_directory: &Path,
-    shards: &[crate::ledger::ShardRecord],
-) -> Option<(crate::pricing::Money, u64)> {
-    let job_file = ledger.fact(fact::JOB_FILE).ok()??;
-    let mut job = load_job(Path::new(&job_file)).ok()?;
-    // Price the way the run itself does: its recorded prices file, its (rehearsal) model.
-    let recorded_prices = ledger.fact(fact::PRICES_FILE).ok()?.map(PathBuf::from);
-    let (prices, _) = load_prices(recorded_prices.as_deref()).ok()?;
-    if ledger.fact(fact::REHEARSAL).ok()?.as_deref() == Some("1") {
-        let provider = recorded_provider(ledger, run_directory).ok()?;
-        make_rehearsal(&mut job, provider).ok()?;
-    }
-    let pricer = RunPricer::new(
-        prices,
-        &job.spec.request.model,
-        job.spec.request.enable_thinking == Some(true),
-    );
-    let mut total = crate::pricing::Money::zero(pricer.currency()?);
-    let mut rows = 0;
-    let directory = RunDirectory::new(run_directory.to_owned());
-    for shard in shards.iter().filter(|shard| shard.results_downloaded) {
-        let results =
-            super::join_pass::load_shard_results(&directory, shard, shard.status()).ok()?;
-        for result in results.values() {
-            if let Some(cost) = pricer.row_cost(result) {
-                total = total.checked_add(cost.batch).ok()?;
-                rows += 1;
-            }
-        }
-    }
-    Some((total, rows))
-}
-
-/// `dashbatch cancel RUN_DIR`: asks the provider to cancel the run's live batches. Rows that
-/// already finished stay billed and are kept; `resume` then joins what came back.
-pub async fn cancel_run(run_directory: &Path, mode: OutputMode) -> Result<u64, RunFailure> {
-    let ledger = open_existing_ledger(run_directory)?;
-    let provider = recorded_provider(&ledger, run_directory)?;
-    let base_url = ledger.fact(fact::BASE_URL).map_err(RunFailure::input)?;
-    let directory = RunDirectory::new(run_directory.to_owned());
-    let connection = connect(provider, base_url.as_deref(), &directory).await?;
-    let events = EventSink::new(mode);
-    let mut cancelled = 0;
-    for shard in ledger.shards().map_err(RunFailure::input)? {
-        let Some(batch_id) = shard.batch_id.as_ref().filter(|_| shard.has_live_batch()) else {
-            continue;
-        };
-        let effect = ledger
-            .record_intent(Some(shard.shard_index), EffectKind::CancelBatch, batch_id)
-            .map_err(RunFailure::input)?;
-        match connection.client.cancel_batch(batch_id).await {
-            Ok(batch) => {
-                ledger
-                    .record_outcome(effect, "done", batch.status.as_str())
-                    .map_err(RunFailure::input)?;
-                record_batch_state(&ledger, shard.shard_index, &batch)
-                    .map_err(RunFailure::remote)?;
-                cancelled += 1;
-                events.emit(
-                    "batch_cancel_requested",
-                    json!({"shard": shard.shard_index, "batch_id": batch_id, "status": batch.status.as_str()}),
-                    || Some(format!("asked to cancel batch `{batch_id}` (shard {}): now {}", shard.shard_index, batch.status.as_str())),
-                );
-            }
-            Err(error) => {
-                ledger
-                    .record_outcome(effect, "failed", &error.to_string())
-                    .map_err(RunFailure::input)?;
-                return Err(RunFailure::remote(error));
-            }
-        }
-    }
-    Ok(cancelled)
 }

@@ -1,0 +1,33 @@
+//! Rehearsals: the same rows and prompts sent to DashScope's free test model, to prove the whole
+//! path with a real key at no inference cost.
+
+use super::runner::RunFailure;
+use crate::job::Job;
+use crate::provider::ProviderKind;
+
+/// The free test model and its endpoint (reference §4.2, §10 item 8).
+pub const REHEARSAL_MODEL: &str = "batch-test-model";
+pub const REHEARSAL_ENDPOINT: &str = "/v1/chat/ds-test";
+
+/// Turns the job into its rehearsal: the same rows and prompts, sent to the free test model.
+pub(super) fn make_rehearsal(job: &mut Job, provider: ProviderKind) -> Result<(), RunFailure> {
+    if matches!(provider, ProviderKind::Openai) {
+        return Err(RunFailure::input(anyhow::anyhow!(
+            "`--rehearse` uses DashScope's free `{REHEARSAL_MODEL}`, which `{provider}` does not have"
+        )));
+    }
+    if job.is_embeddings() {
+        return Err(RunFailure::input(anyhow::anyhow!(
+            "`--rehearse` covers chat jobs only: `{REHEARSAL_MODEL}` answers on `{REHEARSAL_ENDPOINT}`, not on embeddings"
+        )));
+    }
+    let request = &mut job.spec.request;
+    request.model = REHEARSAL_MODEL.to_owned();
+    request.endpoint = REHEARSAL_ENDPOINT.to_owned();
+    request.enable_thinking = None;
+    request.thinking_budget = None;
+    request.response_format = None;
+    // The test model answers a fixed sentence, so typed fields would all be invalid.
+    job.spec.output.fields.clear();
+    Ok(())
+}

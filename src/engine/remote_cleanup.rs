@@ -1,0 +1,50 @@
+//! Deleting a run's files at the provider once their results are safely on disk (DashScope caps
+//! an account at 10,000 files).
+
+use serde_json::json;
+
+use super::EventSink;
+use crate::client::ApiClient;
+use crate::ledger::{EffectKind, Ledger};
+
+/// Deletes the remote files of every shard whose results are safely on disk. Each deletion is
+/// announced in the ledger first; a file already gone counts as deleted.
+pub(super) async fn delete_remote_files(
+    client: &ApiClient,
+    ledger: &Ledger,
+    events: &EventSink,
+) -> anyhow::Result<()> {
+    let shards = ledger.shards()?;
+    let mut deleted = 0;
+    for shard_index in ledger.shards_with_remote_files()? {
+        let Some(shard) = shards.iter().find(|shard| shard.shard_index == shard_index) else {
+            continue;
+        };
+        for file_id in [&shard.file_id, &shard.output_file_id, &shard.error_file_id]
+            .into_iter()
+            .flatten()
+        {
+            let effect =
+                ledger.record_intent(Some(shard_index), EffectKind::DeleteFile, file_id)?;
+            match client.delete_file(file_id).await {
+                Ok(()) => {
+                    ledger.record_outcome(effect, "done", file_id)?;
+                    deleted += 1;
+                }
+                Err(error) => {
+                    ledger.record_outcome(effect, "failed", &error.to_string())?;
+                    return Err(error.into());
+                }
+            }
+        }
+        ledger.set_remote_files_deleted(shard_index)?;
+    }
+    if deleted > 0 {
+        events.emit("remote_files_deleted", json!({"files": deleted}), || {
+            Some(format!(
+                "deleted {deleted} file(s) at the provider; the results are in the run directory"
+            ))
+        });
+    }
+    Ok(())
+}

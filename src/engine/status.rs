@@ -1,0 +1,144 @@
+//! `dashbatch status RUN_DIR`: what a run's ledger and downloaded results say, with no network
+//! call.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use super::RunDirectory;
+use super::rehearsal::make_rehearsal;
+use super::runner::{RunFailure, fact, load_prices, open_existing_ledger, recorded_provider};
+use crate::cost::RunPricer;
+use crate::job::load_job;
+use crate::ledger::Ledger;
+
+/// `dashbatch status RUN_DIR`: what the ledger knows, without any network call.
+pub fn show_status(run_directory: &Path, as_json: bool) -> Result<String, RunFailure> {
+    let ledger = open_existing_ledger(run_directory)?;
+    let shards = ledger.shards().map_err(RunFailure::input)?;
+    let finished = ledger
+        .fact(fact::FINISHED)
+        .map_err(RunFailure::input)?
+        .is_some();
+    let planned_rows: u64 = ledger
+        .fact(fact::PLANNED_ROWS)
+        .map_err(RunFailure::input)?
+        .and_then(|rows| rows.parse().ok())
+        .unwrap_or(0);
+    let spent = cost_so_far(&ledger, run_directory, &shards);
+    let report: Option<serde_json::Value> = std::fs::read(run_directory.join("report.json"))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+    if as_json {
+        let shards_json: Vec<serde_json::Value> = shards
+            .iter()
+            .map(|shard| {
+                json!({
+                    "shard": shard.shard_index,
+                    "first_row": shard.first_row,
+                    "rows": shard.row_count,
+                    "file_id": shard.file_id,
+                    "batch_id": shard.batch_id,
+                    "batch_status": shard.batch_status,
+                    "request_counts": {"total": shard.request_total, "completed": shard.request_completed, "failed": shard.request_failed},
+                    "results_downloaded": shard.results_downloaded,
+                })
+            })
+            .collect();
+        return Ok(json!({
+            "run_directory": run_directory.display().to_string(),
+            "planned_rows": planned_rows,
+            "finished": finished,
+            "cost_so_far": spent.as_ref().map(|(money, _)| money.to_decimal_string()),
+            "currency": spent.as_ref().map(|(money, _)| money.currency().code()),
+            "ok_rows_so_far": spent.as_ref().map(|(_, rows)| *rows),
+            "shards": shards_json,
+            "report": report,
+        })
+        .to_string());
+    }
+    let mut text = format!(
+        "run `{}`: {planned_rows} rows in {} shard(s), {}\n",
+        run_directory.display(),
+        shards.len(),
+        if finished { "finished" } else { "not finished" }
+    );
+    text.push_str("shard  rows      batch                                      status       completed  failed  results\n");
+    for shard in &shards {
+        text.push_str(&format!(
+            "{:<6} {:<9} {:<42} {:<12} {:<10} {:<7} {}\n",
+            shard.shard_index,
+            shard.row_count,
+            shard.batch_id.as_deref().unwrap_or("-"),
+            shard
+                .batch_status
+                .as_deref()
+                .unwrap_or(if shard.file_id.is_some() {
+                    "uploaded"
+                } else {
+                    "planned"
+                }),
+            shard.request_completed,
+            shard.request_failed,
+            if shard.results_downloaded {
+                "downloaded"
+            } else {
+                "-"
+            }
+        ));
+    }
+    if let Some((money, rows)) = &spent {
+        text.push_str(&format!(
+            "so far: {rows} rows answered, costing {} {} at batch price\n",
+            money.to_decimal_string(),
+            money.currency().code()
+        ));
+    }
+    if let Some(report) = report {
+        text.push_str(&format!(
+            "cost: {} {} (realtime {}), output `{}`\n",
+            report["cost"].as_str().unwrap_or("unknown"),
+            report["currency"].as_str().unwrap_or(""),
+            report["realtime_cost"].as_str().unwrap_or("unknown"),
+            report["output"].as_str().unwrap_or("")
+        ));
+    }
+    Ok(text)
+}
+
+/// What the downloaded results cost so far, from their usage, and how many rows they answered.
+/// `None` when the job file or the model's price cannot be found.
+fn cost_so_far(
+    ledger: &Ledger,
+    run_directory: &Path,
+    shards: &[crate::ledger::ShardRecord],
+) -> Option<(crate::pricing::Money, u64)> {
+    let job_file = ledger.fact(fact::JOB_FILE).ok()??;
+    let mut job = load_job(Path::new(&job_file)).ok()?;
+    // Price the way the run itself does: its recorded prices file, its (rehearsal) model.
+    let recorded_prices = ledger.fact(fact::PRICES_FILE).ok()?.map(PathBuf::from);
+    let (prices, _) = load_prices(recorded_prices.as_deref()).ok()?;
+    if ledger.fact(fact::REHEARSAL).ok()?.as_deref() == Some("1") {
+        let provider = recorded_provider(ledger, run_directory).ok()?;
+        make_rehearsal(&mut job, provider).ok()?;
+    }
+    let pricer = RunPricer::new(
+        prices,
+        &job.spec.request.model,
+        job.spec.request.enable_thinking == Some(true),
+    );
+    let mut total = crate::pricing::Money::zero(pricer.currency()?);
+    let mut rows = 0;
+    let directory = RunDirectory::new(run_directory.to_owned());
+    for shard in shards.iter().filter(|shard| shard.results_downloaded) {
+        let results =
+            super::join_pass::load_shard_results(&directory, shard, shard.status()).ok()?;
+        for result in results.values() {
+            if let Some(cost) = pricer.row_cost(result) {
+                total = total.checked_add(cost.batch).ok()?;
+                rows += 1;
+            }
+        }
+    }
+    Some((total, rows))
+}
