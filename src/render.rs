@@ -35,6 +35,25 @@ pub enum RenderError {
     },
 }
 
+/// A request line as written: the per-row parts next to the borrowed fixed body.
+#[derive(serde::Serialize)]
+struct LineOut<'a> {
+    custom_id: &'a str,
+    method: &'static str,
+    url: &'a str,
+    body: BodyOut<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct BodyOut<'a> {
+    #[serde(flatten)]
+    fixed: &'a Map<String, Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    messages: Option<Vec<Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    input: Option<&'a str>,
+}
+
 /// One rendered request line, without its trailing newline.
 #[derive(Debug, Clone)]
 pub struct RenderedRequest {
@@ -358,7 +377,8 @@ impl RequestRenderer {
     ) -> Result<RenderedRequest, RenderError> {
         let custom_id = self.custom_id(batch, row, row_number)?;
         let user_text = self.render_slot(&self.user_slot, batch, row, row_number, &custom_id)?;
-        let mut body = self.base_body.clone();
+        let mut messages = Vec::new();
+        let mut input = None;
         if self.is_embeddings {
             if user_text.trim().is_empty() {
                 return Err(self.row_error(
@@ -367,9 +387,8 @@ impl RequestRenderer {
                     "the text to embed is empty; the embeddings endpoint rejects empty input",
                 ));
             }
-            body.insert("input".into(), Value::from(user_text));
+            input = Some(user_text.as_str());
         } else {
-            let mut messages = Vec::with_capacity(2);
             let system_text = match &self.system_slot {
                 Some(slot) => Some(self.render_slot(slot, batch, row, row_number, &custom_id)?),
                 None => None,
@@ -383,14 +402,18 @@ impl RequestRenderer {
                 messages.push(json!({"role": "system", "content": system_text}));
             }
             messages.push(json!({"role": "user", "content": user_text}));
-            body.insert("messages".into(), Value::Array(messages));
         }
-        let line = json!({
-            "custom_id": custom_id,
-            "method": "POST",
-            "url": self.endpoint,
-            "body": Value::Object(body),
-        });
+        // The body's fixed part is borrowed, not cloned per row (it can hold a whole JSON schema).
+        let line = LineOut {
+            custom_id: &custom_id,
+            method: "POST",
+            url: &self.endpoint,
+            body: BodyOut {
+                fixed: &self.base_body,
+                messages: (!self.is_embeddings).then_some(messages),
+                input,
+            },
+        };
         Ok(RenderedRequest {
             row_number,
             line: serde_json::to_vec(&line).expect("request line serialises"),
