@@ -11,7 +11,7 @@ use super::budget::{RunBudget, prepare_run_budget};
 use super::estimate_vs_actual::attach_estimates;
 use super::join_pass::join_results;
 use super::plan::{file_sha256, plan_shards};
-use super::poll::{BatchSlots, PollSchedule, poll_until_settled, record_batch_state};
+use super::poll::{BatchSlots, PollSchedule, poll_until_settled};
 use super::rehearsal::make_rehearsal;
 use super::remote_cleanup::delete_remote_files;
 use super::report::RunReport;
@@ -389,11 +389,7 @@ async fn submit_pending(
         }
         live += 1;
         let file_id = submitter.ensure_uploaded(&shard).await?;
-        let batch_id = submitter.ensure_batch(&shard, &file_id).await?;
-        // Record the fresh batch's first state so `status` can show it at once.
-        if let Ok(batch) = client.get_batch(&batch_id).await {
-            record_batch_state(ledger, shard.shard_index, &batch)?;
-        }
+        submitter.ensure_batch(&shard, &file_id).await?;
     }
     Ok(())
 }

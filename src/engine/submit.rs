@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use super::poll::record_batch_state;
 use super::{EventSink, RunDirectory};
 use crate::client::{ApiClient, BatchListQuery, ClientError};
 use crate::job::Job;
@@ -269,6 +270,8 @@ impl Submitter<'_> {
             Ok(batch) => {
                 crate::kill_point::reach("after_create_before_record");
                 self.ledger.set_batch_id(shard.shard_index, &batch.id)?;
+                // The create answer is the batch's first state: `status` shows it at once.
+                record_batch_state(self.ledger, shard.shard_index, &batch)?;
                 self.ledger.record_outcome(effect, "done", &batch.id)?;
                 self.events.emit(
                     "batch_created",
@@ -340,6 +343,7 @@ impl Submitter<'_> {
                     && batch.metadata_value(METADATA_SHARD) == Some(shard_text.as_str())
             }) {
                 self.ledger.set_batch_id(shard.shard_index, &found.id)?;
+                record_batch_state(self.ledger, shard.shard_index, &found)?;
                 self.events.emit(
                     "batch_adopted",
                     json!({"shard": shard.shard_index, "batch_id": found.id}),
