@@ -109,6 +109,17 @@ fn as_count(value: Option<&Value>) -> Option<u64> {
     value.and_then(Value::as_u64)
 }
 
+/// The vector as f32 values, or `None` when one is not a number or not finite as an f32.
+fn finite_f32_vector(vector: &[Value]) -> Option<Vec<f32>> {
+    vector
+        .iter()
+        .map(|number| {
+            let value = number.as_f64()? as f32;
+            value.is_finite().then_some(value)
+        })
+        .collect()
+}
+
 /// Classifies one result line of a batch that ended in `batch_status`.
 pub fn classify_result_line(line: &ResultLine, batch_status: BatchStatus) -> RowResult {
     let mut result = RowResult::default();
@@ -145,25 +156,33 @@ pub fn classify_result_line(line: &ResultLine, batch_status: BatchStatus) -> Row
             .and_then(|choice| choice.get("finish_reason"))
             .and_then(Value::as_str)
             .map(str::to_owned);
+        let mut status = RowStatus::Ok;
         if let Some(vector) = body
             .get("data")
             .and_then(|data| data.get(0))
             .and_then(|item| item.get("embedding"))
             .and_then(Value::as_array)
         {
-            result.embedding = Some(
-                vector
-                    .iter()
-                    .map(|number| number.as_f64().unwrap_or(f64::NAN) as f32)
-                    .collect(),
-            );
             result.completion_tokens.get_or_insert(0);
+            // Every value must be a number that is finite as an f32: anything else (a string, a
+            // number past f32's range) is not a usable vector, and NaN or infinity would be
+            // stored as JSON `null` in a retried row's override, which does not read back.
+            match finite_f32_vector(vector) {
+                Some(values) => result.embedding = Some(values),
+                None => {
+                    status = RowStatus::InvalidOutput;
+                    result.error_code = Some("invalid_output".to_owned());
+                    result.error_message = Some(
+                        "the embedding holds a value that is not a finite 32-bit number".to_owned(),
+                    );
+                }
+            }
         }
         if result.prompt_tokens.is_some() {
             // Usage without a reasoning count means no reasoning was billed.
             result.reasoning_tokens.get_or_insert(0);
         }
-        result.status = Some(RowStatus::Ok);
+        result.status = Some(status);
         return result;
     }
 
@@ -341,5 +360,24 @@ mod tests {
         );
         assert_eq!(result.embedding, Some(vec![0.5, -0.25]));
         assert_eq!(result.completion_tokens, Some(0));
+    }
+
+    /// Found by the `result_line` fuzz target: an embedding value past f32's range became
+    /// infinity, which a retried row's override stored as `null` and the join could not read
+    /// back, so the run could never finish its output.
+    #[test]
+    fn embedding_values_that_are_not_finite_f32_make_the_answer_invalid() {
+        let reproducer =
+            include_bytes!("../fuzz/regressions/result_line/embedding_out_of_f32_range.json");
+        let non_number = r#"{"custom_id":"e","response":{"status_code":200,"body":{"data":[{"embedding":[0.5,"x"]}],"usage":{"prompt_tokens":3}}},"error":null}"#;
+        for text in [std::str::from_utf8(reproducer).unwrap(), non_number] {
+            let result = classify_result_line(&line(text), BatchStatus::Completed);
+            assert_eq!(result.status(), RowStatus::InvalidOutput, "{text}");
+            assert_eq!(result.error_code.as_deref(), Some("invalid_output"));
+            assert_eq!(result.embedding, None);
+            // What a retry stores in the ledger reads back.
+            let stored = serde_json::to_string(&result).unwrap();
+            assert_eq!(serde_json::from_str::<RowResult>(&stored).unwrap(), result);
+        }
     }
 }
