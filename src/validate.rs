@@ -17,6 +17,8 @@ pub fn validate_job(
     let job = load_job(job_file)?;
     let profile = ProviderProfile::for_kind(provider);
     profile.check_job(&job)?;
+    let prices = crate::pricing::PriceTable::load(crate::env::chosen_prices_file(None).as_deref())?;
+    crate::model_check::check_model(&job, provider, false, &prices)?;
     let scratch = tempfile::tempdir()?;
     let ledger = Ledger::open_path(&scratch.path().join("validate.sqlite"))?;
     let plan = plan_shards(&job, &profile, scratch.path(), &ledger, show)?;

@@ -16,22 +16,23 @@ pub async fn cancel_run(run_directory: &Path, mode: OutputMode) -> Result<u64, R
     let ledger = open_existing_ledger(run_directory)?;
     let provider = recorded_provider(&ledger, run_directory)?;
     let base_url = ledger.fact(fact::BASE_URL).map_err(RunFailure::input)?;
+    // From here on the run may have spent money: a failure is never exit 2.
     let directory = RunDirectory::new(run_directory.to_owned());
     let connection = connect(provider, base_url.as_deref(), &directory).await?;
     let events = EventSink::new(mode);
     let mut cancelled = 0;
-    for shard in ledger.shards().map_err(RunFailure::input)? {
+    for shard in ledger.shards().map_err(RunFailure::remote)? {
         let Some(batch_id) = shard.batch_id.as_ref().filter(|_| shard.has_live_batch()) else {
             continue;
         };
         let effect = ledger
             .record_intent(Some(shard.shard_index), EffectKind::CancelBatch, batch_id)
-            .map_err(RunFailure::input)?;
+            .map_err(RunFailure::remote)?;
         match connection.client.cancel_batch(batch_id).await {
             Ok(batch) => {
                 ledger
                     .record_outcome(effect, "done", batch.status.as_str())
-                    .map_err(RunFailure::input)?;
+                    .map_err(RunFailure::remote)?;
                 record_batch_state(&ledger, shard.shard_index, &batch)
                     .map_err(RunFailure::remote)?;
                 cancelled += 1;
@@ -44,7 +45,7 @@ pub async fn cancel_run(run_directory: &Path, mode: OutputMode) -> Result<u64, R
             Err(error) => {
                 ledger
                     .record_outcome(effect, "failed", &error.to_string())
-                    .map_err(RunFailure::input)?;
+                    .map_err(RunFailure::remote)?;
                 return Err(RunFailure::remote(error));
             }
         }

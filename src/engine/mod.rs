@@ -6,6 +6,7 @@ mod download;
 mod estimate_vs_actual;
 mod events;
 mod join_pass;
+mod output_target;
 mod plan;
 mod poll;
 mod rehearsal;
@@ -13,6 +14,8 @@ mod remote_cleanup;
 mod report;
 mod retry;
 mod run_directory;
+mod run_lock;
+mod run_selection;
 mod runner;
 mod status;
 mod submit;
@@ -21,8 +24,15 @@ pub use budget::{BUDGET_CAP_ERROR_CODE, BudgetCap, BudgetReport, CapSource, RunB
 pub use cancel::cancel_run;
 pub use estimate_vs_actual::EstimateVersusActual;
 pub use events::{EventSink, OutputMode};
+pub use output_target::{OutputTarget, check_output_target, choose_output_target};
 pub use plan::{PlanOutcome, plan_shards, shard_limits};
 pub use report::RunReport;
 pub use run_directory::RunDirectory;
-pub use runner::{RunFailure, RunOptions, RunOutcome, find_unfinished_run, resume_run, run_job};
+pub use run_lock::{HeldLock, RUN_LOCK_FILE_NAME};
+pub use run_selection::{
+    ExistingRun, choose_and_lock_run_directory, find_existing_run, lock_existing, open_and_lock,
+};
+pub use runner::{
+    ProviderRefusal, RunFailure, RunOptions, RunOutcome, check_base_url, resume_run, run_job,
+};
 pub use status::show_status;

@@ -10,13 +10,14 @@ use serde_json::json;
 use super::budget::{RunBudget, prepare_run_budget};
 use super::estimate_vs_actual::attach_estimates;
 use super::join_pass::join_results;
+use super::output_target::{OutputTarget, check_output_target, choose_output_target};
 use super::plan::{file_sha256, plan_shards};
 use super::poll::{BatchSlots, PollSchedule, poll_until_settled};
 use super::rehearsal::make_rehearsal;
 use super::remote_cleanup::delete_remote_files;
 use super::report::RunReport;
 use super::retry::{ingest_retry_results, plan_retries};
-use super::submit::Submitter;
+use super::submit::{SubmitError, Submitter};
 use super::{EventSink, OutputMode, RunDirectory};
 use crate::client::{ApiClient, ApiKey, RetryPolicy};
 use crate::cost::RunPricer;
@@ -25,7 +26,6 @@ use crate::job::{Job, load_job};
 use crate::ledger::{EffectKind, Ledger};
 use crate::pricing::PriceTable;
 use crate::provider::{ProviderKind, ProviderProfile};
-use crate::table::TableFormat;
 
 /// A failure with the exit code it maps to.
 #[derive(Debug)]
@@ -48,6 +48,26 @@ impl RunFailure {
             error: error.into(),
         }
     }
+
+    /// Stopped by a signal: exit 130 (SIGINT) or 143 (SIGTERM).
+    pub fn interrupted(interrupted: crate::interrupt::Interrupted) -> RunFailure {
+        RunFailure {
+            exit_code: crate::interrupt::exit_code(interrupted),
+            error: interrupted.into(),
+        }
+    }
+}
+
+/// The provider refused a call for good (a 4xx other than 408, 409 and 429): repeating it, or
+/// resuming, would be refused again, so the message says what to change instead.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the provider refused shard {shard_index}: {error}\nThis is not a passing failure: resuming would be refused the same way. Change what the message names (model, endpoint, parameters, key or account) in the job or environment and run again. {cleanup}"
+)]
+pub struct ProviderRefusal {
+    pub shard_index: u64,
+    pub error: crate::client::ClientError,
+    pub cleanup: String,
 }
 
 impl std::fmt::Display for RunFailure {
@@ -186,6 +206,21 @@ fn poll_schedule(job: &Job, kind: ProviderKind, base_url: Option<&str>) -> PollS
     }
 }
 
+/// Refuses a `--base-url` that is not an http(s) URL before anything else happens.
+pub fn check_base_url(url: &str) -> Result<(), RunFailure> {
+    let parsed = reqwest::Url::parse(url).map_err(|error| {
+        RunFailure::input(anyhow::anyhow!(
+            "`--base-url {url}` is not a URL ({error}); give the API's base, for example `https://dashscope.aliyuncs.com/compatible-mode/v1`"
+        ))
+    })?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(RunFailure::input(anyhow::anyhow!(
+            "`--base-url {url}` must be an http:// or https:// URL with a host, for example `https://dashscope.aliyuncs.com/compatible-mode/v1`"
+        )));
+    }
+    Ok(())
+}
+
 /// The price table with the run's price file on top, and that file's path (to record for resuming).
 pub(super) fn load_prices(
     options_prices: Option<&Path>,
@@ -205,49 +240,12 @@ pub async fn run_job(job_file: &Path, options: RunOptions) -> Result<RunOutcome,
     execute(job, run_directory, options).await
 }
 
-/// The newest unfinished run of this very job (same job file contents) under `runs/`, which
-/// `dashbatch run` continues instead of starting (and paying for) the job again.
-pub fn find_unfinished_run(job: &Job, rehearse: bool) -> Option<PathBuf> {
-    let prefix = format!("{}-", job.name);
-    let mut candidates: Vec<PathBuf> = std::fs::read_dir("runs")
-        .ok()?
-        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-        .filter(|path| {
-            path.file_name()
-                .is_some_and(|name| name.to_string_lossy().starts_with(&prefix))
-        })
-        .filter(|path| Ledger::exists_in(path))
-        .collect();
-    candidates.sort();
-    candidates.into_iter().rev().find(|path| {
-        let Ok(ledger) = Ledger::open(path) else {
-            return false;
-        };
-        let same_job = ledger.fact(fact::JOB_SHA256).ok().flatten().as_deref()
-            == Some(job.job_file_sha256.as_str());
-        let finished = ledger.fact(fact::FINISHED).ok().flatten().is_some();
-        let same_kind = ledger
-            .fact(fact::REHEARSAL)
-            .ok()
-            .flatten()
-            .as_deref()
-            .unwrap_or("0")
-            == u8::from(rehearse).to_string();
-        let submitted = ledger
-            .shards()
-            .map(|shards| {
-                shards
-                    .iter()
-                    .any(|shard| shard.file_id.is_some() || shard.batch_id.is_some())
-            })
-            .unwrap_or(false);
-        let announced = ledger.count_effects(EffectKind::Upload).unwrap_or(0) > 0;
-        same_job && same_kind && !finished && (submitted || announced)
-    })
-}
-
 /// `dashbatch resume RUN_DIR`: continues a run from its ledger alone.
-pub async fn resume_run(run_directory: &Path, mode: OutputMode) -> Result<RunOutcome, RunFailure> {
+pub async fn resume_run(
+    run_directory: &Path,
+    mode: OutputMode,
+    output_override: Option<PathBuf>,
+) -> Result<RunOutcome, RunFailure> {
     let ledger = open_existing_ledger(run_directory)?;
     let job_file = ledger
         .fact(fact::JOB_FILE)
@@ -262,10 +260,13 @@ pub async fn resume_run(run_directory: &Path, mode: OutputMode) -> Result<RunOut
         .map_err(RunFailure::input)?
         .as_deref()
         == Some("1");
-    let output = ledger
-        .fact(fact::OUTPUT_PATH)
-        .map_err(RunFailure::input)?
-        .map(PathBuf::from);
+    let output = match output_override {
+        Some(path) => Some(path),
+        None => ledger
+            .fact(fact::OUTPUT_PATH)
+            .map_err(RunFailure::input)?
+            .map(PathBuf::from),
+    };
     let prices_file = ledger
         .fact(fact::PRICES_FILE)
         .map_err(RunFailure::input)?
@@ -388,13 +389,156 @@ async fn submit_pending(
             continue;
         }
         live += 1;
-        let file_id = submitter.ensure_uploaded(&shard).await?;
-        submitter.ensure_batch(&shard, &file_id).await?;
+        crate::interrupt::check()?;
+        let file_id = match submitter.ensure_uploaded(&shard).await {
+            Ok(file_id) => file_id,
+            Err(SubmitError::Client(error)) if is_refusal(&error) => {
+                return Err(ProviderRefusal {
+                    shard_index: shard.shard_index,
+                    error,
+                    cleanup: "Nothing was uploaded for this shard.".to_owned(),
+                }
+                .into());
+            }
+            Err(error) => return Err(error.into()),
+        };
+        crate::interrupt::check()?;
+        match submitter.ensure_batch(&shard, &file_id).await {
+            Ok(_) => {}
+            Err(SubmitError::Client(error)) if is_refusal(&error) => {
+                let cleanup =
+                    delete_refused_upload(client, ledger, shard.shard_index, &file_id).await?;
+                return Err(ProviderRefusal {
+                    shard_index: shard.shard_index,
+                    error,
+                    cleanup,
+                }
+                .into());
+            }
+            Err(error) => return Err(error.into()),
+        }
     }
     Ok(())
 }
 
+/// The failure of a run whose directory (with its ledger) was deleted under it: nothing can
+/// resume it, so say which batches exist at the provider (the ledger, still open though
+/// unlinked, can tell) instead of claiming the state is saved.
+fn lost_run_directory(
+    error: &anyhow::Error,
+    run_directory: &RunDirectory,
+    ledger: &Ledger,
+) -> anyhow::Error {
+    let batches: Vec<String> = ledger
+        .shards()
+        .map(|shards| {
+            shards
+                .into_iter()
+                .filter_map(|shard| shard.batch_id)
+                .collect()
+        })
+        .unwrap_or_default();
+    anyhow::anyhow!(
+        "{error:#}\nThe run directory `{}` and its ledger were deleted while the run was live, so this run cannot be resumed. Its batches at the provider ({}) keep running and are billed for what they answer; fetch their results with the provider's console or API, or cancel them there. Do not start the job again unless you mean to pay for it again.",
+        run_directory.root.display(),
+        if batches.is_empty() {
+            "none recorded".to_owned()
+        } else {
+            batches
+                .iter()
+                .map(|id| format!("`{id}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    )
+}
+
+/// A definite refusal: the provider answered with a 4xx that repeating cannot change.
+fn is_refusal(error: &crate::client::ClientError) -> bool {
+    matches!(error.status(), Some(status) if (400..500).contains(&status) && ![408, 409, 429].contains(&status))
+        && !error.is_transient()
+        && !error.outcome_unknown()
+}
+
+/// Deletes the file uploaded for a shard whose batch the provider refused (announced in the
+/// ledger first), and forgets its id so that a later run uploads the shard again.
+async fn delete_refused_upload(
+    client: &ApiClient,
+    ledger: &Ledger,
+    shard_index: u64,
+    file_id: &str,
+) -> anyhow::Result<String> {
+    let effect = ledger.record_intent(Some(shard_index), EffectKind::DeleteFile, file_id)?;
+    match client.delete_file(file_id).await {
+        Ok(()) => {
+            ledger.record_outcome(effect, "done", file_id)?;
+            ledger.set_file_id(shard_index, None)?;
+            Ok(format!(
+                "The file uploaded for it (`{file_id}`) was deleted; no batch was created for it."
+            ))
+        }
+        Err(error) => {
+            ledger.record_outcome(effect, "failed", &error.to_string())?;
+            Ok(format!(
+                "No batch was created for it; deleting its uploaded file `{file_id}` failed too ({error}), delete it at the provider if you wish."
+            ))
+        }
+    }
+}
+
+/// Runs the stages, then makes the exit code of a failure tell the truth: a stop by signal is
+/// 130/143, and once a batch of the run exists (money may be spent) a failure is never exit 2.
 async fn execute(
+    job: Job,
+    run_directory: RunDirectory,
+    options: RunOptions,
+) -> Result<RunOutcome, RunFailure> {
+    let root = run_directory.root.clone();
+    let job_file = job.job_file.clone();
+    execute_stages(job, run_directory, options)
+        .await
+        .map_err(|failure| settle_failure(failure, &root, &job_file))
+}
+
+fn settle_failure(mut failure: RunFailure, run_root: &Path, job_file: &Path) -> RunFailure {
+    if let Some(interrupted) = crate::interrupt::received()
+        && crate::interrupt::is_interruption(&failure.error)
+    {
+        return RunFailure::interrupted(interrupted);
+    }
+    if failure.error.downcast_ref::<ProviderRefusal>().is_some() {
+        failure.exit_code = exit::REMOTE_ERROR;
+        return failure;
+    }
+    if failure.exit_code == exit::INPUT_ERROR && batches_exist(run_root) {
+        failure.exit_code = exit::REMOTE_ERROR;
+        failure.error = anyhow::anyhow!(
+            "{:#}\nBatches of this run were already created, so results may be billed: nothing will be submitted again. Fix what the message says, then finish the run with `dashbatch resume {root}` (or `dashbatch run {job} --run-dir {root} --output OTHER_PATH` to write the table elsewhere); the results already downloaded are kept in `{root}/results`.",
+            failure.error,
+            root = run_root.display(),
+            job = job_file.display()
+        );
+    }
+    failure
+}
+
+/// True when the run in `run_root` created (or may have created) at least one batch.
+fn batches_exist(run_root: &Path) -> bool {
+    if !Ledger::exists_in(run_root) {
+        return false;
+    }
+    let Ok(ledger) = Ledger::open(run_root) else {
+        // Cannot tell: assume the worst, never claim nothing was spent.
+        return true;
+    };
+    let created = ledger
+        .shards()
+        .map(|shards| shards.iter().any(|shard| shard.batch_id.is_some()))
+        .unwrap_or(true);
+    created || ledger.count_effects(EffectKind::CreateBatch).unwrap_or(1) > 0
+}
+
+async fn execute_stages(
     job: Job,
     mut run_directory: RunDirectory,
     options: RunOptions,
@@ -408,7 +552,18 @@ async fn execute(
     }
     profile.check_job(&job).map_err(RunFailure::input)?;
     let (prices, prices_file) = load_prices(options.prices_file.as_deref())?;
-    if options.provider != ProviderKind::Sim {
+    if let Some(url) = &options.base_url {
+        check_base_url(url)?;
+    }
+    crate::model_check::check_model(&job, options.provider, options.base_url.is_some(), &prices)
+        .map_err(RunFailure::input)?;
+    // A finished run makes no call, so it needs no key.
+    let finished_before = Ledger::exists_in(&run_directory.root)
+        && Ledger::open(&run_directory.root)
+            .ok()
+            .and_then(|ledger| ledger.fact(fact::FINISHED).ok().flatten())
+            .is_some();
+    if options.provider != ProviderKind::Sim && !finished_before {
         let variable = profile.api_key_variable;
         if std::env::var(variable).map_or(true, |key| key.trim().is_empty()) {
             return Err(RunFailure::input(anyhow::anyhow!(
@@ -429,15 +584,12 @@ async fn execute(
         .fact(fact::JOB_SHA256)
         .map_err(RunFailure::input)?
         .is_some();
-    let output_format = job
-        .output_format
-        .or_else(|| options.output.as_deref().and_then(TableFormat::from_path))
-        .unwrap_or(TableFormat::Parquet);
-    let output_path = absolute(&match (&options.output, &job.output_path) {
-        (Some(path), _) => path.clone(),
-        (None, Some(path)) => path.clone(),
-        (None, None) => run_directory.default_output_path(output_format.extension()),
-    });
+    let output_target = choose_output_target(options.output.as_deref(), &job, &run_directory)?;
+    check_output_target(&output_target, &job, &run_directory)?;
+    let OutputTarget {
+        path: output_path,
+        format: output_format,
+    } = output_target;
     if resuming {
         if let Some(recorded) = ledger.fact(fact::JOB_SHA256).map_err(RunFailure::input)?
             && recorded != job.job_file_sha256
@@ -593,9 +745,18 @@ async fn execute(
         let client = &connection.client;
         events.start_progress(planned_rows);
         let schedule = poll_schedule(&job, options.provider, options.base_url.as_deref());
-        let saved = |error: &dyn std::fmt::Display| {
+        let saved = |error: anyhow::Error, ledger: &Ledger| {
+            // A refusal or a signal says itself what to do; anything else can be resumed.
+            if crate::interrupt::is_interruption(&error)
+                || error.downcast_ref::<ProviderRefusal>().is_some()
+            {
+                return RunFailure::remote(error);
+            }
+            if !Ledger::exists_in(&run_directory.root) {
+                return RunFailure::remote(lost_run_directory(&error, &run_directory, ledger));
+            }
             RunFailure::remote(anyhow::anyhow!(
-                "{error}\nThe run's state is saved; continue it with `dashbatch resume {}`",
+                "{error:#}\nThe run's state is saved; continue it with `dashbatch resume {}`",
                 run_directory.root.display()
             ))
         };
@@ -610,7 +771,7 @@ async fn execute(
                 &mut budget,
             )
             .await
-            .map_err(|error| saved(&error))?;
+            .map_err(|error| saved(error, &ledger))?;
             // Shards held back by the budget cap are not waiting: they will not be sent.
             let waiting_shards = |ledger: &Ledger| -> Result<bool, RunFailure> {
                 Ok(ledger
@@ -636,7 +797,7 @@ async fn execute(
                 },
             )
             .await
-            .map_err(|error| saved(&error))?;
+            .map_err(|error| saved(error.into(), &ledger))?;
             let waiting = waiting_shards(&ledger)?;
             if waiting {
                 continue;
@@ -656,7 +817,7 @@ async fn execute(
         if job.spec.batch.delete_remote_files.unwrap_or(true) {
             delete_remote_files(client, &ledger, &events)
                 .await
-                .map_err(|error| saved(&error))?;
+                .map_err(|error| saved(error, &ledger))?;
         }
         events.finish_progress();
     }
@@ -789,17 +950,6 @@ fn build_report(
         budget: None,
         shards: summary.shards,
         cost_money: summary.cost.total,
-    }
-}
-
-/// `path` made absolute against the current directory, so a resume from elsewhere finds it.
-fn absolute(path: &Path) -> PathBuf {
-    if path.is_absolute() {
-        path.to_owned()
-    } else {
-        std::env::current_dir()
-            .map(|directory| directory.join(path))
-            .unwrap_or_else(|_| path.to_owned())
     }
 }
 

@@ -58,6 +58,13 @@ async fn pass_gate(state: &SharedSimState, request: Request, next: Next) -> Resp
         }) => {
             return ApiFailure::throttled(*retry_after_seconds).into_response();
         }
+        Some(RouteFaultKind::Status400) => {
+            return ApiFailure::bad_request(
+                "InvalidParameter",
+                "The request was refused (simulated definite refusal).",
+            )
+            .into_response();
+        }
         Some(RouteFaultKind::Status500) => {
             return ApiFailure::internal(
                 "The server had an error while processing your request (simulated).",

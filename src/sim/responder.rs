@@ -93,6 +93,10 @@ pub(crate) enum AnswerBody {
     Chat(ChatCompletion),
     Embeddings(EmbeddingList),
     Error(ApiErrorBody),
+    /// A body reshaped by a fault behaviour, kept as plain JSON.
+    Value(serde_json::Value),
+    /// A body sent as a JSON string (llama-stack's shape), by a fault behaviour.
+    Text(String),
 }
 
 /// A chat completion body. Its fields follow the provider it imitates (see the `Serialize`

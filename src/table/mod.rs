@@ -1,5 +1,6 @@
 //! Columnar tables in and out: CSV, Parquet and JSON Lines as streams of Arrow record batches.
 
+mod csv_quote_tracker;
 mod csv_reader;
 mod format;
 mod jsonl_reader;
@@ -9,5 +10,5 @@ mod writer;
 
 pub use format::TableFormat;
 pub use reader::{TableError, TableReader, open_table};
-pub use row_value::{arrow_value_to_template_value, display_cell};
+pub use row_value::{CellError, cell_value, check_template_type, display_cell};
 pub use writer::{AtomicTableWriter, write_error};

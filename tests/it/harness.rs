@@ -9,8 +9,14 @@ use std::time::Duration;
 use arrow_array::RecordBatch;
 use serde_json::Value;
 
+/// The dashbatch binary under test: cargo's, or `DASHBATCH_TEST_BINARY` (the soak script runs a
+/// copied build so that rebuilding the tree does not change the binary under a long soak).
 pub fn binary() -> &'static str {
-    env!("CARGO_BIN_EXE_dashbatch")
+    static BINARY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BINARY.get_or_init(|| {
+        std::env::var("DASHBATCH_TEST_BINARY")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_dashbatch").to_owned())
+    })
 }
 
 pub fn repository_root() -> PathBuf {
@@ -88,6 +94,8 @@ impl Workspace {
         let mut entries: Vec<PathBuf> = std::fs::read_dir(self.path().join("runs"))
             .expect("runs directory")
             .map(|entry| entry.unwrap().path())
+            // `runs/.<job>.lock` is the per-job lock, not a run.
+            .filter(|path| !path.file_name().unwrap().to_string_lossy().starts_with('.'))
             .collect();
         assert_eq!(entries.len(), 1, "expected one run directory: {entries:?}");
         entries.pop().unwrap()
