@@ -22,16 +22,19 @@ pub enum RowStatus {
     Missing,
     /// The model answered, but not with JSON that fits the declared output fields.
     InvalidOutput,
+    /// Not sent, as the job asked (`[input] skip_empty`): its prompt was empty.
+    Skipped,
 }
 
 impl RowStatus {
-    pub const ALL: [RowStatus; 6] = [
+    pub const ALL: [RowStatus; 7] = [
         RowStatus::Ok,
         RowStatus::Failed,
         RowStatus::Expired,
         RowStatus::Cancelled,
         RowStatus::Missing,
         RowStatus::InvalidOutput,
+        RowStatus::Skipped,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -42,6 +45,7 @@ impl RowStatus {
             RowStatus::Cancelled => "cancelled",
             RowStatus::Missing => "missing",
             RowStatus::InvalidOutput => "invalid_output",
+            RowStatus::Skipped => "skipped",
         }
     }
 

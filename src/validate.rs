@@ -32,15 +32,18 @@ pub fn validate_job(
         plan.shards.len(),
         provider
     )?;
+    if plan.skipped_rows > 0 {
+        writeln!(
+            text,
+            "  {} more row(s) have an empty prompt and will not be sent (`[input] skip_empty`): status `skipped`",
+            plan.skipped_rows
+        )?;
+    }
     for shard in &plan.shards {
         writeln!(
             text,
-            "  shard {}: rows {}..={} ({} requests, {} bytes)",
-            shard.shard_index,
-            shard.first_row,
-            shard.first_row + shard.row_count - 1,
-            shard.row_count,
-            shard.byte_size
+            "  shard {}: from row {} ({} requests, {} bytes)",
+            shard.shard_index, shard.first_row, shard.row_count, shard.byte_size
         )?;
     }
     for rendered in &plan.preview {

@@ -34,6 +34,9 @@ use crate::wire::{BatchError, BatchStatus, ResultLine};
 pub struct JoinSummary {
     pub rows: u64,
     pub rows_by_status: BTreeMap<String, u64>,
+    /// Rows the provider answered (and so billed) without saying the usage: their cost is
+    /// unknown and missing from `cost`.
+    pub rows_without_usage: u64,
     pub tokens: TokenTotals,
     pub cost: MoneySum,
     pub realtime_cost: MoneySum,
@@ -93,6 +96,10 @@ pub(super) fn load_shard_results(
 
 /// The `status` of a row that was not sent because its prompt is empty (`[input] skip_empty`).
 pub const SKIPPED_STATUS: &str = "skipped";
+const _: () = assert!(
+    SKIPPED_STATUS.len() == 7,
+    "the same text as RowStatus::Skipped"
+);
 /// The `error_code` of such a row.
 pub const EMPTY_PROMPT_ERROR_CODE: &str = "empty_prompt";
 
@@ -517,6 +524,7 @@ pub fn join_results(
     let mut summary = JoinSummary {
         rows: 0,
         rows_by_status: BTreeMap::new(),
+        rows_without_usage: 0,
         tokens: TokenTotals::default(),
         cost: MoneySum::new(pricer.currency()),
         realtime_cost: MoneySum::new(pricer.currency()),
@@ -627,6 +635,9 @@ pub fn join_results(
             }
 
             let row_cost = pricer.row_cost(&result);
+            if result.status().was_billed() && RunPricer::billed_usage(&result).is_none() {
+                summary.rows_without_usage += 1;
+            }
             if let Some(cost) = row_cost {
                 summary.cost.add(cost.batch);
                 summary.realtime_cost.add(cost.realtime);

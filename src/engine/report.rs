@@ -44,6 +44,9 @@ pub struct RunReport {
     pub output: String,
     pub rows: u64,
     pub rows_by_status: BTreeMap<String, u64>,
+    /// Answered rows whose usage the provider did not give: billed, cost unknown, not in `cost`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rows_without_usage: u64,
     pub tokens: TokenTotals,
     /// `None` when the model has no known price.
     pub currency: Option<String>,
@@ -78,8 +81,10 @@ impl RunReport {
             .unwrap_or(0)
     }
 
+    /// Every row answered (or skipped, as the job asked), and every answer's cost known.
     pub fn all_rows_ok(&self) -> bool {
-        self.count(RowStatus::Ok) == self.rows
+        self.count(RowStatus::Ok) + self.count(RowStatus::Skipped) == self.rows
+            && self.rows_without_usage == 0
     }
 
     /// The human summary printed at the end of a run.
@@ -105,6 +110,14 @@ impl RunReport {
                 "cost unknown: no price for model `{}` (add it with a prices file)",
                 self.model
             ),
+        };
+        let money = if self.rows_without_usage > 0 {
+            format!(
+                "{money}\n  warning: {} answered row(s) came without token usage; their cost is unknown and not in this total (error_code `usage_missing`)",
+                self.rows_without_usage
+            )
+        } else {
+            money
         };
         let mut summary = format!(
             "{} rows: {statuses}\n  tokens: {} prompt, {} completion ({} reasoning)\n  {money}",
@@ -174,4 +187,8 @@ impl MoneySum {
             self.total = total.checked_add(amount).ok();
         }
     }
+}
+
+fn is_zero(count: &u64) -> bool {
+    *count == 0
 }

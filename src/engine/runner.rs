@@ -702,12 +702,20 @@ async fn execute_stages(
                 .map_err(RunFailure::input)?;
             events.emit(
                 "planned",
-                json!({"rows": plan.row_count, "shards": plan.shards.len()}),
+                json!({"rows": plan.row_count, "skipped_rows": plan.skipped_rows, "shards": plan.shards.len()}),
                 || {
                     Some(format!(
-                        "{} rows in {} shard(s)",
+                        "{} rows in {} shard(s){}",
                         plan.row_count,
-                        plan.shards.len()
+                        plan.shards.len(),
+                        if plan.skipped_rows > 0 {
+                            format!(
+                                "; {} row(s) with an empty prompt skipped",
+                                plan.skipped_rows
+                            )
+                        } else {
+                            String::new()
+                        }
                     ))
                 },
             );
@@ -935,6 +943,7 @@ fn build_report(
         output: output_path.display().to_string(),
         rows: summary.rows,
         rows_by_status: summary.rows_by_status,
+        rows_without_usage: summary.rows_without_usage,
         tokens: summary.tokens,
         currency: pricer.currency().map(|currency| currency.code().to_owned()),
         cost: summary.cost.total.map(|money| money.to_decimal_string()),

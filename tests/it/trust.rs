@@ -534,3 +534,57 @@ fn models_the_provider_cannot_serve_are_refused_by_validate() {
         text(&output.stderr)
     );
 }
+
+#[test]
+fn sigterm_while_batches_run_exits_143_and_resume_finishes_without_paying_twice() {
+    let simulator = StandaloneSimulator::start(&[]);
+    freeze_clock(&simulator);
+    let workspace = review_workspace(12, 6, "");
+    let run_directory = workspace.path().join("run");
+    let child = spawn(review_run_command(&workspace, &simulator, &run_directory));
+    wait_for_batches(&simulator, 2);
+    // SAFETY: sending a signal to our own child process.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let output = wait_with_limit(child, Duration::from_secs(30));
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(143), "{stderr}");
+    assert!(
+        stderr.contains("SIGTERM") && stderr.contains("dashbatch resume"),
+        "{stderr}"
+    );
+    assert_eq!(simulator.ledger()["batches"].as_array().unwrap().len(), 2);
+    release_clock(&simulator);
+    assert_success(&resume_command(&workspace, &run_directory).output().unwrap());
+    let (violations, notes) = check_finished_run(
+        &simulator,
+        &run_directory,
+        &workspace.path().join("out.parquet"),
+        &review_ids(12),
+    );
+    assert!(violations.is_clean(), "{violations:?}: {notes}");
+}
+
+#[test]
+fn a_definite_refusal_of_an_upload_says_what_to_change_and_spends_nothing() {
+    let simulator = StandaloneSimulator::start(&[]);
+    simulator.put_json(
+        "/_sim/faults",
+        &json!({"routes": {"upload": [{"nth": 1, "kind": "status_400"}]}}),
+    );
+    let workspace = review_workspace(6, 6, "");
+    let output = review_run_with(&workspace, &simulator, &workspace.path().join("run"), &[]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("refused shard 0") && stderr.contains("Nothing was uploaded"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("continue it with `dashbatch resume"),
+        "{stderr}"
+    );
+    assert_eq!(uploads(&simulator), 0);
+    assert!(simulator.ledger()["batches"].as_array().unwrap().is_empty());
+}
