@@ -302,3 +302,53 @@ pub fn copy_fixture(workspace: &Workspace, relative: &str) -> PathBuf {
     std::fs::copy(&source, &target).unwrap_or_else(|e| panic!("copy {}: {e}", source.display()));
     target
 }
+
+/// Stops the simulator's clock: batches stay where they are until [`release_clock`].
+pub fn freeze_clock(simulator: &StandaloneSimulator) {
+    simulator.put_json("/_sim/clock", &serde_json::json!({"time_scale": 0.0}));
+}
+
+/// Runs the simulator's clock fast again, so frozen batches finish.
+pub fn release_clock(simulator: &StandaloneSimulator) {
+    simulator.put_json("/_sim/clock", &serde_json::json!({"time_scale": 1000.0}));
+}
+
+/// Starts `command` with stdout and stderr captured.
+pub fn spawn_piped(mut command: Command) -> Child {
+    command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start dashbatch")
+}
+
+/// Waits until the simulator holds at least `count` batches (the run is live and has spent).
+pub fn wait_for_simulator_batches(simulator: &StandaloneSimulator, count: usize) {
+    let started = std::time::Instant::now();
+    while simulator.ledger()["batches"].as_array().map_or(0, Vec::len) < count {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the run never created its batches"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits for `child` at most `limit`; kills it and fails the test past that.
+pub fn wait_with_limit(mut child: Child, limit: Duration) -> Output {
+    let started = std::time::Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "the process did not end within {limit:?}\nstderr:\n{}",
+                text(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

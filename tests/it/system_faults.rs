@@ -13,9 +13,8 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use serde_json::json;
 
@@ -104,68 +103,6 @@ fn assert_failed_after_spending(output: &Output, says: &[&str]) {
         assert!(stderr.contains(phrase), "missing `{phrase}` in:\n{stderr}");
     }
     assert!(!stderr.contains("panicked"), "{stderr}");
-}
-
-fn assert_finished_cleanly(
-    simulator: &StandaloneSimulator,
-    workspace: &Workspace,
-    run_directory: &Path,
-    rows: usize,
-) {
-    let (violations, notes) = check_finished_run(
-        simulator,
-        run_directory,
-        &workspace.path().join("out.parquet"),
-        &review_ids(rows),
-    );
-    assert!(violations.is_clean(), "{violations:?}: {notes}");
-}
-
-fn freeze_clock(simulator: &StandaloneSimulator) {
-    simulator.put_json("/_sim/clock", &json!({"time_scale": 0.0}));
-}
-
-fn release_clock(simulator: &StandaloneSimulator) {
-    simulator.put_json("/_sim/clock", &json!({"time_scale": 1000.0}));
-}
-
-fn spawn_quietly(mut command: Command) -> Child {
-    command
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-/// Waits until the simulator holds at least `count` batches (the run is live and has spent).
-fn wait_for_batches(simulator: &StandaloneSimulator, count: usize) {
-    let started = Instant::now();
-    while batch_count(simulator) < count {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the run never created its batches"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Waits for `child` at most `limit`; kills it and fails the test past that.
-fn wait_with_limit(mut child: Child, limit: Duration) -> Output {
-    let started = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let output = child.wait_with_output().unwrap();
-            panic!(
-                "the process did not end within {limit:?}\nstderr:\n{}",
-                text(&output.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -324,8 +261,8 @@ fn run_whose_directory_is_deleted(simulator: &StandaloneSimulator) -> (Workspace
     freeze_clock(simulator);
     let workspace = review_workspace(12, 6, "");
     let run_directory = workspace.path().join("run");
-    let child = spawn_quietly(review_run_command(&workspace, simulator, &run_directory));
-    wait_for_batches(simulator, 2);
+    let child = spawn_piped(review_run_command(&workspace, simulator, &run_directory));
+    wait_for_simulator_batches(simulator, 2);
     std::fs::remove_dir_all(&run_directory).unwrap();
     release_clock(simulator);
     let output = wait_with_limit(child, Duration::from_secs(60));
@@ -394,8 +331,8 @@ fn run_across_a_clock_jump(
     freeze_clock(simulator);
     let workspace = review_workspace(12, 6, extra_batch);
     let run_directory = workspace.path().join("run");
-    let child = spawn_quietly(review_run_command(&workspace, simulator, &run_directory));
-    wait_for_batches(simulator, 2);
+    let child = spawn_piped(review_run_command(&workspace, simulator, &run_directory));
+    wait_for_simulator_batches(simulator, 2);
     let before = simulator.get_json("/_sim/clock")["now"].as_f64().unwrap();
     http_json(
         "POST",

@@ -5,60 +5,13 @@
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Child, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use super::harness::*;
 use super::invariants::*;
-
-fn freeze_clock(simulator: &StandaloneSimulator) {
-    simulator.put_json("/_sim/clock", &json!({"time_scale": 0.0}));
-}
-
-fn release_clock(simulator: &StandaloneSimulator) {
-    simulator.put_json("/_sim/clock", &json!({"time_scale": 1000.0}));
-}
-
-/// Waits for `child` at most `limit`; kills it and fails the test past that.
-fn wait_with_limit(mut child: Child, limit: Duration) -> Output {
-    let started = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let output = child.wait_with_output().unwrap();
-            panic!(
-                "the process did not end within {limit:?}\nstderr:\n{}",
-                text(&output.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn spawn(mut command: std::process::Command) -> Child {
-    command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-/// Waits until the simulator holds at least `count` batches (the run is live and has spent).
-fn wait_for_batches(simulator: &StandaloneSimulator, count: usize) {
-    let started = Instant::now();
-    while simulator.ledger()["batches"].as_array().unwrap().len() < count {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "no batch was created"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 fn uploads(simulator: &StandaloneSimulator) -> u64 {
     simulator.ledger()["uploads"].as_u64().unwrap()
@@ -82,24 +35,24 @@ fn processes_started_together_on_one_run_directory_bill_every_row_once() {
     let workspace = review_workspace(rows, 20, "");
     let run_directory = workspace.path().join("run");
     // Two runs started at the same moment: exactly one may work on the run.
-    let first = spawn(review_run_command(&workspace, &simulator, &run_directory));
-    let second = spawn(review_run_command(&workspace, &simulator, &run_directory));
-    wait_for_batches(&simulator, 1);
+    let first = spawn_piped(review_run_command(&workspace, &simulator, &run_directory));
+    let second = spawn_piped(review_run_command(&workspace, &simulator, &run_directory));
+    wait_for_simulator_batches(&simulator, 1);
     // A resume in a second terminal and a third run while the first is live: refused at once.
     let resume = wait_with_limit(
-        spawn(resume_command(&workspace, &run_directory)),
+        spawn_piped(resume_command(&workspace, &run_directory)),
         Duration::from_secs(30),
     );
     assert_busy(&resume, "run");
     let third = wait_with_limit(
-        spawn(review_run_command(&workspace, &simulator, &run_directory)),
+        spawn_piped(review_run_command(&workspace, &simulator, &run_directory)),
         Duration::from_secs(30),
     );
     assert_busy(&third, "run");
     // An orchestrator's retry with --wait waits for the first, then finishes the same run.
     let mut waiting = review_run_command(&workspace, &simulator, &run_directory);
     waiting.arg("--wait");
-    let waiting = spawn(waiting);
+    let waiting = spawn_piped(waiting);
     std::thread::sleep(Duration::from_millis(500));
     release_clock(&simulator);
     let outputs: Vec<Output> = [first, second, waiting]
@@ -118,13 +71,7 @@ fn processes_started_together_on_one_run_directory_bill_every_row_once() {
             .join("\n---\n")
     );
     assert_eq!(codes[2], Some(0), "{}", text(&outputs[2].stderr));
-    let (violations, notes) = check_finished_run(
-        &simulator,
-        &run_directory,
-        &workspace.path().join("out.parquet"),
-        &review_ids(rows),
-    );
-    assert!(violations.is_clean(), "{violations:?}: {notes}");
+    assert_finished_cleanly(&simulator, &workspace, &run_directory, rows);
     let billed = simulator.ledger()["billed_requests"]
         .as_array()
         .unwrap()
@@ -151,12 +98,12 @@ fn two_runs_of_one_job_without_run_dir_become_one_run() {
         command.env("DASHSCOPE_API_KEY", SECRET_KEY);
         command
     };
-    let first = spawn(command());
-    let second = spawn(command());
-    wait_for_batches(&simulator, 1);
+    let first = spawn_piped(command());
+    let second = spawn_piped(command());
+    wait_for_simulator_batches(&simulator, 1);
     let mut waiting = command();
     waiting.arg("--wait");
-    let waiting = spawn(waiting);
+    let waiting = spawn_piped(waiting);
     std::thread::sleep(Duration::from_millis(500));
     release_clock(&simulator);
     let outputs: Vec<Output> = [first, second, waiting]
@@ -170,13 +117,7 @@ fn two_runs_of_one_job_without_run_dir_become_one_run() {
     );
     assert_eq!(codes[2], Some(0), "{}", text(&outputs[2].stderr));
     let run_directory = workspace.single_run_directory();
-    let (violations, notes) = check_finished_run(
-        &simulator,
-        &run_directory,
-        &workspace.path().join("out.parquet"),
-        &review_ids(rows),
-    );
-    assert!(violations.is_clean(), "{violations:?}: {notes}");
+    assert_finished_cleanly(&simulator, &workspace, &run_directory, rows);
     assert_eq!(
         simulator.ledger()["billed_requests"]
             .as_array()
@@ -213,7 +154,7 @@ fn signal_while_planning(signal: i32, expected_code: i32) {
         &["--json"],
     );
     command.env("DASHSCOPE_API_KEY", SECRET_KEY);
-    let mut child = spawn(command);
+    let mut child = spawn_piped(command);
     let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
@@ -463,13 +404,7 @@ fn result_bodies_sent_as_json_strings_are_decoded_and_priced() {
         &run_directory,
         &[],
     ));
-    let (violations, notes) = check_finished_run(
-        &simulator,
-        &run_directory,
-        &workspace.path().join("out.parquet"),
-        &review_ids(6),
-    );
-    assert!(violations.is_clean(), "{violations:?}: {notes}");
+    assert_finished_cleanly(&simulator, &workspace, &run_directory, 6);
     let batches = read_parquet(&workspace.path().join("out.parquet"));
     assert!(
         string_column(&batches, "content")
@@ -541,8 +476,8 @@ fn sigterm_while_batches_run_exits_143_and_resume_finishes_without_paying_twice(
     freeze_clock(&simulator);
     let workspace = review_workspace(12, 6, "");
     let run_directory = workspace.path().join("run");
-    let child = spawn(review_run_command(&workspace, &simulator, &run_directory));
-    wait_for_batches(&simulator, 2);
+    let child = spawn_piped(review_run_command(&workspace, &simulator, &run_directory));
+    wait_for_simulator_batches(&simulator, 2);
     // SAFETY: sending a signal to our own child process.
     unsafe {
         libc::kill(child.id() as i32, libc::SIGTERM);
@@ -557,13 +492,7 @@ fn sigterm_while_batches_run_exits_143_and_resume_finishes_without_paying_twice(
     assert_eq!(simulator.ledger()["batches"].as_array().unwrap().len(), 2);
     release_clock(&simulator);
     assert_success(&resume_command(&workspace, &run_directory).output().unwrap());
-    let (violations, notes) = check_finished_run(
-        &simulator,
-        &run_directory,
-        &workspace.path().join("out.parquet"),
-        &review_ids(12),
-    );
-    assert!(violations.is_clean(), "{violations:?}: {notes}");
+    assert_finished_cleanly(&simulator, &workspace, &run_directory, 12);
 }
 
 #[test]
