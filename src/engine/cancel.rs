@@ -5,8 +5,10 @@ use std::path::Path;
 
 use serde_json::json;
 
+use super::connection::connect;
 use super::poll::record_batch_state;
-use super::runner::{RunFailure, connect, fact, open_existing_ledger, recorded_provider};
+use super::run_failure::RunFailure;
+use super::run_record::{open_existing_ledger, read_run_record};
 use super::{EventSink, OutputMode, RunDirectory};
 use crate::ledger::EffectKind;
 
@@ -14,8 +16,9 @@ use crate::ledger::EffectKind;
 /// already finished stay billed and are kept; `resume` then joins what came back.
 pub async fn cancel_run(run_directory: &Path, mode: OutputMode) -> Result<u64, RunFailure> {
     let ledger = open_existing_ledger(run_directory)?;
-    let provider = recorded_provider(&ledger, run_directory)?;
-    let base_url = ledger.fact(fact::BASE_URL).map_err(RunFailure::input)?;
+    let record = read_run_record(&ledger)?;
+    let founding = record.founded(run_directory)?;
+    let (provider, base_url) = (founding.provider, founding.base_url.clone());
     // From here on the run may have spent money: a failure is never exit 2.
     let directory = RunDirectory::new(run_directory.to_owned());
     let connection = connect(provider, base_url.as_deref(), &directory).await?;

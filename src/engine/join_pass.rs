@@ -7,7 +7,7 @@
 //! sent, in order.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader};
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -19,16 +19,18 @@ use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
 use super::RunDirectory;
-use super::report::{MoneySum, ShardReport, TokenTotals};
+use super::report::ShardReport;
+use super::shard_results::load_shard_results;
+use super::totals::{MoneySum, TokenTotals};
 use crate::cost::RunPricer;
 use crate::job::{Job, OutputFieldType};
 use crate::ledger::ShardRecord;
 use crate::output_fields::{FieldValue, ResultColumn, parse_answer};
 use crate::provider::ProviderProfile;
 use crate::render::RequestRenderer;
-use crate::row_result::{RowResult, RowStatus, classify_result_line};
+use crate::row_result::{RowResult, RowStatus};
 use crate::table::{AtomicTableWriter, TableError, TableFormat, open_table};
-use crate::wire::{BatchError, BatchStatus, ResultLine};
+use crate::wire::{BatchError, BatchStatus};
 
 /// What the join produced, for the report.
 pub struct JoinSummary {
@@ -52,46 +54,6 @@ pub fn embedding_dimensions(job: &Job) -> i32 {
         "text-embedding-v1" | "text-embedding-v2" => 1536,
         _ => 1024,
     }
-}
-
-/// Reads one shard's result files into a map from custom_id to result.
-pub(super) fn load_shard_results(
-    run_directory: &RunDirectory,
-    shard: &ShardRecord,
-    batch_status: BatchStatus,
-) -> anyhow::Result<HashMap<String, RowResult>> {
-    let mut results: HashMap<String, RowResult> = HashMap::new();
-    for path in [
-        run_directory.output_results_path(shard.shard_index),
-        run_directory.error_results_path(shard.shard_index),
-    ] {
-        if !path.exists() {
-            continue;
-        }
-        let file = std::fs::File::open(&path)?;
-        for (index, line) in BufReader::new(file).lines().enumerate() {
-            let line = line?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            let parsed: ResultLine = serde_json::from_str(&line).map_err(|error| {
-                anyhow::anyhow!(
-                    "{}, line {}: not a result line: {error}",
-                    path.display(),
-                    index + 1
-                )
-            })?;
-            let result = classify_result_line(&parsed, batch_status);
-            // A line reported twice keeps its success, never a failure over it.
-            match results.get(&parsed.custom_id) {
-                Some(existing) if existing.status() == RowStatus::Ok => {}
-                _ => {
-                    results.insert(parsed.custom_id, result);
-                }
-            }
-        }
-    }
-    Ok(results)
 }
 
 /// The `status` of a row that was not sent because its prompt is empty (`[input] skip_empty`).

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use super::RunDirectory;
-use super::runner::RunFailure;
+use super::run_failure::RunFailure;
 use crate::job::Job;
 use crate::table::TableFormat;
 

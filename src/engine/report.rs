@@ -7,16 +7,9 @@ use serde::Serialize;
 
 use super::budget::BudgetReport;
 use super::estimate_vs_actual::EstimateVersusActual;
-use crate::pricing::{Currency, Money};
+use super::totals::TokenTotals;
+use crate::pricing::Money;
 use crate::row_result::RowStatus;
-
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-pub struct TokenTotals {
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-    pub reasoning_tokens: u64,
-    pub total_tokens: u64,
-}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ShardReport {
@@ -167,26 +160,6 @@ pub struct LostResults {
     pub batch_id: Option<String>,
     pub completed_requests: u64,
     pub reason: String,
-}
-
-/// Sums money without drift; `None` stays `None` once any part is unknown.
-#[derive(Debug, Clone, Copy)]
-pub struct MoneySum {
-    pub total: Option<Money>,
-}
-
-impl MoneySum {
-    pub fn new(currency: Option<Currency>) -> MoneySum {
-        MoneySum {
-            total: currency.map(Money::zero),
-        }
-    }
-
-    pub fn add(&mut self, amount: Money) {
-        if let Some(total) = self.total {
-            self.total = total.checked_add(amount).ok();
-        }
-    }
 }
 
 fn is_zero(count: &u64) -> bool {

@@ -6,11 +6,12 @@
 use std::path::{Path, PathBuf};
 
 use super::RunDirectory;
+use super::run_failure::RunFailure;
 use super::run_lock::{
     HeldLock, LockError, RUN_LOCK_FILE_NAME, is_locked_by_another_process, lock_file,
     lock_run_directory,
 };
-use super::runner::{RunFailure, fact};
+use super::run_record::RunRecord;
 use crate::job::Job;
 use crate::ledger::{EffectKind, LEDGER_FILE_NAME, Ledger};
 
@@ -56,8 +57,11 @@ pub fn find_existing_run(job: &Job, rehearse: bool) -> Option<ExistingRun> {
                 .then(|| Ledger::open(&path).ok())
                 .flatten()
             {
-                Some(ledger) => match ledger.fact(fact::JOB_SHA256).ok().flatten() {
-                    Some(recorded) => recorded == job.job_file_sha256,
+                Some(ledger) => match RunRecord::read(&ledger)
+                    .ok()
+                    .and_then(|record| record.founding)
+                {
+                    Some(founding) => founding.job_sha256 == job.job_file_sha256,
                     None => true,
                 },
                 None => true,
@@ -81,9 +85,14 @@ fn is_unfinished_submitted_run(path: &Path, job: &Job) -> bool {
     let Ok(ledger) = Ledger::open(path) else {
         return false;
     };
-    let same_job = ledger.fact(fact::JOB_SHA256).ok().flatten().as_deref()
-        == Some(job.job_file_sha256.as_str());
-    let finished = ledger.fact(fact::FINISHED).ok().flatten().is_some();
+    let Ok(record) = RunRecord::read(&ledger) else {
+        return false;
+    };
+    let same_job = record
+        .founding
+        .as_ref()
+        .is_some_and(|founding| founding.job_sha256 == job.job_file_sha256);
+    let finished = record.finished;
     let submitted = ledger
         .shards()
         .map(|shards| {
