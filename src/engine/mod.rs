@@ -18,6 +18,7 @@ mod run_context;
 mod run_directory;
 mod run_failure;
 mod run_lock;
+mod run_options;
 mod run_record;
 mod run_selection;
 mod runner;
@@ -38,8 +39,9 @@ pub use report::RunReport;
 pub use run_directory::RunDirectory;
 pub use run_failure::{ProviderRefusal, RunFailure};
 pub use run_lock::{HeldLock, RUN_LOCK_FILE_NAME};
+pub use run_options::{RunOptions, RunOutcome};
 pub use run_selection::{
     ExistingRun, choose_and_lock_run_directory, find_existing_run, lock_existing, open_and_lock,
 };
-pub use runner::{RunOptions, RunOutcome, resume_run, run_job};
+pub use runner::{resume_run, run_job};
 pub use status::show_status;

@@ -6,38 +6,14 @@
 
 use std::path::{Path, PathBuf};
 
-use super::report::RunReport;
 use super::run_context::Run;
 use super::run_failure::{ProviderRefusal, RunFailure};
+use super::run_options::{RunOptions, RunOutcome};
 use super::run_record::{open_existing_ledger, read_run_record};
 use super::{OutputMode, RunDirectory};
 use crate::exit;
 use crate::job::{Job, load_job};
 use crate::ledger::{EffectKind, Ledger};
-use crate::provider::ProviderKind;
-
-#[derive(Debug, Clone)]
-pub struct RunOptions {
-    pub provider: ProviderKind,
-    pub base_url: Option<String>,
-    pub run_directory: Option<PathBuf>,
-    pub output: Option<PathBuf>,
-    pub mode: OutputMode,
-    pub prices_file: Option<PathBuf>,
-    /// Send the shards to DashScope's free `batch-test-model` instead of the job's model.
-    pub rehearse: bool,
-    /// `--max-cost`: the budget cap, winning over the job's `[batch] max_cost`.
-    pub max_cost: Option<String>,
-    /// `--tokenizer`: the Qwen vocabulary for the run's cost estimates.
-    pub tokenizer: Option<PathBuf>,
-}
-
-#[derive(Debug)]
-pub struct RunOutcome {
-    pub report: RunReport,
-    pub exit_code: u8,
-    pub run_directory: PathBuf,
-}
 
 /// `dashbatch run JOB.toml`: a new run, or the continuation of the one in `--run-dir`.
 pub async fn run_job(job_file: &Path, options: RunOptions) -> Result<RunOutcome, RunFailure> {

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::faults::FaultPlan;
-use super::lifecycle::DEFAULT_TIME_SCALE;
+
+/// The default [`SimConfig::time_scale`]: simulated seconds per real second.
+pub const DEFAULT_TIME_SCALE: f64 = 1000.0;
 
 /// Which provider the simulator imitates.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,8 +12,8 @@ use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
 use super::TableError;
+use super::batch_stream::BatchWithLines;
 use super::csv_quote_tracker::{QuoteProblem, QuoteTrackingReader, quote_problem_of};
-use super::reader::BatchWithLines;
 
 pub struct CsvBatchReader {
     path: PathBuf,
@@ -151,7 +151,7 @@ impl Iterator for CsvBatchReader {
             return None;
         }
         let batch = self.read_batch();
-        super::reader::stop_after_error(&mut self.finished, batch)
+        super::batch_stream::stop_after_error(&mut self.finished, batch)
     }
 }
 

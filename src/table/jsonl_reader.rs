@@ -18,7 +18,7 @@ use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
 use super::TableError;
-use super::reader::BatchWithLines;
+use super::batch_stream::BatchWithLines;
 
 /// One top-level value of a line, as written.
 #[derive(Debug, Clone, PartialEq)]
@@ -496,7 +496,7 @@ impl Iterator for JsonlBatchReader {
             return None;
         }
         let batch = self.read_batch();
-        super::reader::stop_after_error(&mut self.finished, batch)
+        super::batch_stream::stop_after_error(&mut self.finished, batch)
     }
 }
 
