@@ -22,6 +22,7 @@ pub mod job;
 pub mod kill_point;
 pub mod ledger;
 pub mod model_check;
+pub mod model_facts;
 pub mod output_fields;
 pub mod pricing;
 pub mod provider;
@@ -180,7 +181,7 @@ async fn dispatch(cli: Cli) -> u8 {
                 drop(held_lock);
                 outcome
             };
-            let outcome = interruptible(work).await;
+            let outcome = Box::pin(interruptible(work)).await;
             let directory = chosen_directory.lock().expect("not poisoned").clone();
             finish_run(outcome, mode, directory.as_deref())
         }
@@ -232,7 +233,7 @@ async fn dispatch(cli: Cli) -> u8 {
                 drop(held_lock);
                 outcome
             };
-            finish_run(interruptible(work).await, mode, Some(&run_dir))
+            finish_run(Box::pin(interruptible(work)).await, mode, Some(&run_dir))
         }
         Command::Status { run_dir, json } => match engine::show_status(&run_dir, json) {
             Ok(text) => {

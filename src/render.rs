@@ -13,8 +13,9 @@ use minijinja::{Environment, UndefinedBehavior, Value as TemplateValue};
 use serde_json::{Map, Value, json};
 
 use crate::job::{Job, ResponseFormat};
+use crate::model_facts::thinks_unless_told_not_to;
 use crate::output_fields::{answer_json_schema, schema_instruction};
-use crate::provider::{ProviderProfile, model_thinks_by_default};
+use crate::provider::ProviderProfile;
 use crate::table::{cell_value, check_template_type, display_cell};
 
 /// A variable every template may use besides the columns: the 1-based row number.
@@ -349,7 +350,7 @@ impl RequestRenderer {
             }
             let thinking = match request.enable_thinking {
                 Some(explicit) => Some(explicit),
-                None if model_thinks_by_default(&request.model) => Some(false),
+                None if thinks_unless_told_not_to(&request.model) => Some(false),
                 None => None,
             };
             if let Some(thinking) = thinking

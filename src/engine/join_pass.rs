@@ -50,10 +50,7 @@ pub fn embedding_dimensions(job: &Job) -> i32 {
     if let Some(dimensions) = job.spec.request.dimensions {
         return dimensions as i32;
     }
-    match job.spec.request.model.as_str() {
-        "text-embedding-v1" | "text-embedding-v2" => 1536,
-        _ => 1024,
-    }
+    crate::model_facts::default_embedding_dimensions(&job.spec.request.model) as i32
 }
 
 /// The `status` of a row that was not sent because its prompt is empty (`[input] skip_empty`).
