@@ -24,6 +24,7 @@ for line in sys.stdin:
     message = json.loads(line)
     if message.get("reason") == "compiler-artifact" and message["target"]["name"] == "it" and message.get("executable"):
         print(message["executable"])')
+built_from=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src tests Cargo.toml Cargo.lock || echo "+uncommitted")
 mkdir -p target/soak
 cp target/debug/dashbatch target/soak/dashbatch
 cp "$test_binary" target/soak/it
@@ -35,5 +36,5 @@ DASHBATCH_CRASH_CONCURRENT_CYCLES="$concurrent_cycles" \
     target/soak/it crash::killing_a_run_anywhere_never_duplicates_loses_or_miscounts --exact --nocapture
 ended=$(date +%s)
 
-echo "== soak summary ($(date -u +%Y-%m-%dT%H:%MZ), $((ended - started)) s, commit $(git rev-parse --short HEAD))"
+echo "== soak summary ($(date -u +%Y-%m-%dT%H:%MZ), $((ended - started)) s, binaries built from $built_from)"
 cat target/test-summaries/crash.txt
