@@ -154,17 +154,23 @@ async fn dispatch(cli: Cli) -> u8 {
                 if let Some(url) = &base_url {
                     engine::check_base_url(url)?;
                 }
-                let (run_directory, held_lock) = match run_dir {
+                let chosen = match run_dir {
                     Some(directory) => {
                         let command = format!("run {}", job.display());
+                        let created = !directory.exists();
                         let held = engine::open_and_lock(&directory, &command, lock.wait).await?;
-                        (directory, held)
+                        engine::ChosenRunDirectory {
+                            path: directory,
+                            lock: held,
+                            created,
+                        }
                     }
                     None => {
                         let loaded = job::load_job(&job).map_err(engine::RunFailure::input)?;
                         engine::choose_and_lock_run_directory(&loaded, rehearse, lock.wait).await?
                     }
                 };
+                let run_directory = chosen.path.clone();
                 *chosen_directory.lock().expect("not poisoned") = Some(run_directory.clone());
                 let options = RunOptions {
                     provider: provider.into(),
@@ -178,7 +184,14 @@ async fn dispatch(cli: Cli) -> u8 {
                     tokenizer,
                 };
                 let outcome = engine::run_job(&job, options).await;
-                drop(held_lock);
+                // A run refused before it uploaded anything leaves no directory behind (still
+                // under its lock, so no other process is working in it).
+                if chosen.created
+                    && matches!(&outcome, Err(failure) if failure.exit_code == exit::INPUT_ERROR)
+                {
+                    engine::discard_unspent_run_directory(&run_directory);
+                }
+                drop(chosen.lock);
                 outcome
             };
             let outcome = Box::pin(interruptible(work)).await;

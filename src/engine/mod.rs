@@ -41,7 +41,8 @@ pub use run_failure::{ProviderRefusal, RunFailure};
 pub use run_lock::{HeldLock, RUN_LOCK_FILE_NAME};
 pub use run_options::{RunOptions, RunOutcome};
 pub use run_selection::{
-    ExistingRun, choose_and_lock_run_directory, find_existing_run, lock_existing, open_and_lock,
+    ChosenRunDirectory, ExistingRun, choose_and_lock_run_directory, discard_unspent_run_directory,
+    find_existing_run, lock_existing, open_and_lock,
 };
 pub use runner::{resume_run, run_job};
 pub use status::show_status;

@@ -132,9 +132,30 @@ pub async fn lock_run_directory(
         &directory.join(RUN_LOCK_FILE_NAME),
         directory,
         command,
-        wait,
+        LockWait::from_flag(wait),
     )
     .await
+}
+
+/// Whether and how a process waits for a lock held elsewhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockWait {
+    /// Give up at once with [`LockError::Busy`].
+    No,
+    /// Wait, saying once on stderr who is waited for (`--wait`).
+    Announced,
+    /// Wait without a word: for locks held only for a moment (the per-job choice of a run).
+    Quietly,
+}
+
+impl LockWait {
+    pub fn from_flag(wait: bool) -> LockWait {
+        if wait {
+            LockWait::Announced
+        } else {
+            LockWait::No
+        }
+    }
 }
 
 /// Takes the lock at `path`, waiting for it when `wait` is set. `directory` names what the lock
@@ -143,15 +164,15 @@ pub async fn lock_file(
     path: &Path,
     directory: &Path,
     command: &str,
-    wait: bool,
+    wait: LockWait,
 ) -> Result<HeldLock, LockError> {
-    let mut announced = false;
+    let mut announced = wait != LockWait::Announced;
     loop {
         crate::interrupt::check()?;
         if let Some(held) = try_lock_file(path, command)? {
             return Ok(held);
         }
-        if !wait {
+        if wait == LockWait::No {
             return Err(LockError::Busy {
                 directory: directory.display().to_string(),
                 holder: describe_holder(path),

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use super::RunDirectory;
 use super::run_failure::RunFailure;
 use super::run_lock::{
-    HeldLock, LockError, RUN_LOCK_FILE_NAME, is_locked_by_another_process, lock_file,
+    HeldLock, LockError, LockWait, RUN_LOCK_FILE_NAME, is_locked_by_another_process, lock_file,
     lock_run_directory,
 };
 use super::run_record::RunRecord;
@@ -185,24 +185,67 @@ pub async fn lock_existing(
         .map_err(lock_failure)
 }
 
+/// Removes a run directory this process created for a run that failed before anything was
+/// uploaded (a refused output, a bad input row, a budget refusal), so that a refused `run`
+/// leaves nothing that a later `run --run-dir` would mistake for a run to continue. A directory
+/// whose ledger announced an upload or holds a batch is kept: it may be needed to reconcile.
+pub fn discard_unspent_run_directory(directory: &Path) {
+    if Ledger::exists_in(directory) {
+        let Ok(ledger) = Ledger::open(directory) else {
+            return;
+        };
+        let announced = ledger.count_effects(EffectKind::Upload).unwrap_or(1) > 0
+            || ledger.count_effects(EffectKind::CreateBatch).unwrap_or(1) > 0;
+        let batches = ledger
+            .shards()
+            .map(|shards| {
+                shards
+                    .iter()
+                    .any(|shard| shard.file_id.is_some() || shard.batch_id.is_some())
+            })
+            .unwrap_or(true);
+        if announced || batches {
+            return;
+        }
+    }
+    let _ = std::fs::remove_dir_all(directory);
+}
+
+/// A run directory chosen and locked for `run`, and whether this process created it.
+pub struct ChosenRunDirectory {
+    pub path: PathBuf,
+    pub lock: HeldLock,
+    pub created: bool,
+}
+
 /// For `dashbatch run JOB.toml` without `--run-dir`: under the job's lock, the live or
 /// unfinished run of this job, else a new run directory; returned locked.
 pub async fn choose_and_lock_run_directory(
     job: &Job,
     rehearse: bool,
     wait: bool,
-) -> Result<(PathBuf, HeldLock), RunFailure> {
+) -> Result<ChosenRunDirectory, RunFailure> {
+    if Path::new(RUNS_DIRECTORY).exists() && !Path::new(RUNS_DIRECTORY).is_dir() {
+        return Err(RunFailure::input(anyhow::anyhow!(
+            "`{RUNS_DIRECTORY}` is a file, but dashbatch keeps its run directories in a directory of that name; move the file away, or choose a run directory with `--run-dir`"
+        )));
+    }
     std::fs::create_dir_all(RUNS_DIRECTORY).map_err(|error| {
         RunFailure::input(anyhow::anyhow!(
-            "cannot create the `{RUNS_DIRECTORY}` directory for the run: {error}"
+            "cannot create the `{RUNS_DIRECTORY}` directory for the run: {error}; choose a run directory with `--run-dir`"
         ))
     })?;
     let job_lock_path =
         Path::new(RUNS_DIRECTORY).join(format!(".{}.lock", job.name.replace('/', "_")));
     // Held only while choosing, never while waiting for a run: always safe to wait for.
-    let job_lock = lock_file(&job_lock_path, Path::new(RUNS_DIRECTORY), "run", true)
-        .await
-        .map_err(lock_failure)?;
+    let job_lock = lock_file(
+        &job_lock_path,
+        Path::new(RUNS_DIRECTORY),
+        "run",
+        LockWait::Quietly,
+    )
+    .await
+    .map_err(lock_failure)?;
     let command = format!("run {}", job.job_file.display());
     let directory = match find_existing_run(job, rehearse) {
         Some(ExistingRun::Live(path)) => {
@@ -220,7 +263,11 @@ pub async fn choose_and_lock_run_directory(
                 "dashbatch: continuing the run `{}` of this job that another process was working on",
                 path.display()
             );
-            return Ok((path, held));
+            return Ok(ChosenRunDirectory {
+                path,
+                lock: held,
+                created: false,
+            });
         }
         Some(ExistingRun::Unfinished(path)) => {
             eprintln!(
@@ -232,7 +279,12 @@ pub async fn choose_and_lock_run_directory(
         None if rehearse => RunDirectory::default_for(&format!("{}-rehearsal", job.name)).root,
         None => RunDirectory::default_for(&job.name).root,
     };
+    let created = !directory.exists();
     let held = open_and_lock(&directory, &command, wait).await?;
     drop(job_lock);
-    Ok((directory, held))
+    Ok(ChosenRunDirectory {
+        path: directory,
+        lock: held,
+        created,
+    })
 }

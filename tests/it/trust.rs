@@ -115,6 +115,14 @@ fn two_runs_of_one_job_without_run_dir_become_one_run() {
         codes[..2].contains(&Some(0)) && codes[..2].contains(&Some(2)),
         "{codes:?}"
     );
+    // The refused one never said it was waiting: it was not asked to.
+    for output in &outputs[..2] {
+        assert!(
+            !text(&output.stderr).contains("waiting"),
+            "{}",
+            text(&output.stderr)
+        );
+    }
     assert_eq!(codes[2], Some(0), "{}", text(&outputs[2].stderr));
     let run_directory = workspace.single_run_directory();
     assert_finished_cleanly(&simulator, &workspace, &run_directory, rows);
@@ -247,6 +255,8 @@ fn outputs_that_would_be_wrong_are_refused_before_anything_is_uploaded() {
         std::fs::read(workspace.path().join("reviews.csv")).unwrap(),
         input_before
     );
+    // A refused run leaves no run directory that a later run would take for one to continue.
+    assert!(!workspace.path().join("run-a").exists());
     // Formats dashbatch does not write, under names that promise them.
     for name in ["out.xlsx", "out.csv.gz"] {
         let output = run("run-b", &["--output", name]);
@@ -516,4 +526,17 @@ fn a_definite_refusal_of_an_upload_says_what_to_change_and_spends_nothing() {
     );
     assert_eq!(uploads(&simulator), 0);
     assert!(simulator.ledger()["batches"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn a_runs_path_that_is_a_file_is_named_with_a_way_forward() {
+    let workspace = review_workspace(2, 2, "");
+    workspace.write("runs", "not a directory");
+    let output = workspace.run(&["run", "reviews.toml", "--provider", "sim"]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("`runs` is a file") && stderr.contains("--run-dir"),
+        "{stderr}"
+    );
 }
