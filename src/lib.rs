@@ -356,7 +356,7 @@ fn finish_run(
             _ => {
                 print_error(&failure);
                 events.emit(
-                    "run_failed",
+                    engine::EventKind::RunFailed,
                     serde_json::json!({"exit_code": failure.exit_code, "error": format!("{failure}")}),
                     || None,
                 );
@@ -368,7 +368,7 @@ fn finish_run(
     say_interrupted(interrupted, run_directory);
     let code = interrupt::exit_code(interrupted);
     events.emit(
-        "run_interrupted",
+        engine::EventKind::RunInterrupted,
         serde_json::json!({"exit_code": code, "signal": interrupted.signal}),
         || None,
     );

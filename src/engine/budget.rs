@@ -15,7 +15,7 @@ use serde_json::json;
 use super::run_failure::RunFailure;
 use super::run_record::RunRecord;
 use super::shard_results::load_shard_results;
-use super::{EventSink, RunDirectory};
+use super::{EventKind, EventSink, RunDirectory};
 use crate::cost::RunPricer;
 use crate::estimate::{
     EstimateTotals, RequestEstimator, ShardEstimate, estimate_shard_file,
@@ -472,7 +472,7 @@ impl RunBudget {
             amount.map_or_else(|| "an unknown amount".to_owned(), |money| money.to_string())
         };
         events.emit(
-            "budget_cap_reached",
+            EventKind::BudgetCapReached,
             json!({
                 "shard": shard.shard_index,
                 "rows": shard.row_count,

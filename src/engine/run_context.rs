@@ -27,7 +27,7 @@ use super::run_failure::{ProviderRefusal, RunFailure};
 use super::run_options::{RunOptions, RunOutcome};
 use super::run_record::{RunFounding, RunRecord};
 use super::submission::submit_pending;
-use super::{EventSink, RunDirectory};
+use super::{EventKind, EventSink, RunDirectory};
 use crate::cost::RunPricer;
 use crate::exit;
 use crate::job::Job;
@@ -125,7 +125,7 @@ impl Run {
             options.tokenizer.as_deref(),
         )?;
         events.emit(
-            "run_started",
+            EventKind::RunStarted,
             json!({
                 "job": job.name,
                 "run_directory": run_directory.root.display().to_string(),
@@ -196,7 +196,7 @@ impl Run {
                     String::new()
                 };
                 self.events.emit(
-                    "planned",
+                    EventKind::Planned,
                     json!({"rows": plan.row_count, "skipped_rows": plan.skipped_rows, "shards": plan.shards.len()}),
                     || {
                         Some(format!(
@@ -285,12 +285,15 @@ impl Run {
             if retry_shards == 0 {
                 break;
             }
-            self.events
-                .emit("retry_planned", json!({"shards": retry_shards}), || {
+            self.events.emit(
+                EventKind::RetryPlanned,
+                json!({"shards": retry_shards}),
+                || {
                     Some(format!(
                         "resending transiently failed requests in {retry_shards} retry shard(s)"
                     ))
-                });
+                },
+            );
         }
         if self.job.spec.batch.delete_remote_files.unwrap_or(true) {
             delete_remote_files(client, &self.ledger, &self.events)
@@ -387,7 +390,7 @@ impl Run {
             RunFailure::input(anyhow::anyhow!("cannot write the report: {error}"))
         })?;
         self.events.emit(
-            "run_finished",
+            EventKind::RunFinished,
             serde_json::to_value(&report).expect("report serialises"),
             || Some(report.summary()),
         );
@@ -413,7 +416,7 @@ impl Run {
             return;
         };
         self.events.emit(
-            "budget_stopped",
+            EventKind::BudgetStopped,
             json!({"shards_not_submitted": budget_report.shards_not_submitted, "rows_not_submitted": budget_report.rows_not_submitted}),
             || {
                 Some(format!(
