@@ -57,6 +57,14 @@ pub struct OutputFlags {
     pub quiet: bool,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct LockFlags {
+    /// When another dashbatch process is working on the same run, wait for it to end and then
+    /// continue the run, instead of exiting with code 2 at once.
+    #[arg(long)]
+    pub wait: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a job end to end and wait for it: plan, upload, create batches, poll, download, join.
@@ -90,6 +98,8 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         tokenizer: Option<PathBuf>,
         #[command(flatten)]
+        lock: LockFlags,
+        #[command(flatten)]
         output_flags: OutputFlags,
     },
     /// Estimate a job's tokens and cost (expected and upper bound, batch and realtime), per shard. No network.
@@ -113,6 +123,12 @@ pub enum Command {
     /// Continue a run from its ledger (after a crash, Ctrl-C or a network failure).
     Resume {
         run_dir: PathBuf,
+        /// Write the joined table here instead of where the run was started to write it
+        /// (.parquet, .csv or .jsonl).
+        #[arg(long)]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        lock: LockFlags,
         #[command(flatten)]
         output_flags: OutputFlags,
     },
@@ -125,6 +141,8 @@ pub enum Command {
     /// Cancel the run's live batches. Finished rows stay billed and are kept.
     Cancel {
         run_dir: PathBuf,
+        #[command(flatten)]
+        lock: LockFlags,
         #[command(flatten)]
         output_flags: OutputFlags,
     },

@@ -47,8 +47,9 @@ impl RunPricer {
         if !result.status().was_billed() {
             return None;
         }
+        // Without the provider's usage the cost is unknown: never priced as zero tokens.
         Some(Usage {
-            prompt_tokens: result.prompt_tokens.unwrap_or(0),
+            prompt_tokens: result.prompt_tokens?,
             completion_tokens: result.completion_tokens.unwrap_or(0),
             reasoning_tokens: result.reasoning_tokens.unwrap_or(0),
         })

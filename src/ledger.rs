@@ -243,6 +243,14 @@ impl Ledger {
         run_directory.join(LEDGER_FILE_NAME).exists()
     }
 
+    /// An error about what the ledger holds (a value dashbatch never writes), naming the ledger.
+    pub fn corrupt(&self, message: String) -> LedgerError {
+        LedgerError {
+            path: self.path.clone(),
+            message,
+        }
+    }
+
     fn error(&self, error: rusqlite::Error) -> LedgerError {
         LedgerError {
             path: self.path.clone(),

@@ -17,9 +17,12 @@ pub mod engine;
 pub mod env;
 pub mod estimate;
 pub mod exit;
+pub mod interrupt;
 pub mod job;
 pub mod kill_point;
 pub mod ledger;
+pub mod model_check;
+pub mod model_facts;
 pub mod output_fields;
 pub mod pricing;
 pub mod provider;
@@ -37,7 +40,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use cli::{Cli, Command, FlavourArgument, OutputFlags, SimCommand};
-use engine::{OutputMode, RunDirectory, RunOptions};
+use engine::{OutputMode, RunOptions};
 
 fn output_mode(flags: &OutputFlags) -> OutputMode {
     if flags.json {
@@ -89,26 +92,41 @@ where
     ExitCode::from(runtime.block_on(dispatch(cli)))
 }
 
-/// Runs `work` until it ends or the first Ctrl-C. Remote batches are never cancelled here: the
-/// ledger already holds every step, so `resume` continues the run.
-async fn interruptible<F>(work: F, run_directory: Option<&std::path::Path>) -> Option<F::Output>
+/// Runs `work` until it ends or the first SIGINT/SIGTERM (whose handlers were installed before
+/// the command started). Remote batches are never cancelled here: the ledger already holds
+/// every step, so `resume` continues the run. A signal that arrives while `work` is in a
+/// synchronous stage is seen by that stage's own check.
+async fn interruptible<F>(work: F) -> Result<F::Output, interrupt::Interrupted>
 where
     F: std::future::Future,
 {
     tokio::select! {
-        output = work => Some(output),
-        _ = tokio::signal::ctrl_c() => {
-            match run_directory {
-                Some(directory) => eprintln!(
-                    "dashbatch: interrupted; the run's state is saved and its batches keep running. Continue with `dashbatch resume {}` (or stop them with `dashbatch cancel {}`)",
-                    directory.display(),
-                    directory.display()
-                ),
-                None => eprintln!("dashbatch: interrupted"),
-            }
-            None
-        }
+        output = work => match interrupt::received() {
+            // The work ended, but a signal came first: never report success after a signal.
+            Some(interrupted) => Err(interrupted),
+            None => Ok(output),
+        },
+        interrupted = interrupt::wait_for_signal() => Err(interrupted),
     }
+}
+
+fn say_interrupted(interrupted: interrupt::Interrupted, run_directory: Option<&std::path::Path>) {
+    match run_directory {
+        Some(directory) => eprintln!(
+            "dashbatch: {interrupted}; the run's state is saved and its batches keep running. Continue with `dashbatch resume {}` (or stop them with `dashbatch cancel {}`)",
+            directory.display(),
+            directory.display()
+        ),
+        None => eprintln!("dashbatch: {interrupted}; nothing more was done"),
+    }
+}
+
+/// The signal handlers for the commands that spend money, installed before they start.
+fn install_signal_handlers() -> Result<(), u8> {
+    interrupt::install_handlers().map_err(|error| {
+        print_error(&format!("cannot install the signal handlers: {error}"));
+        exit::INPUT_ERROR
+    })
 }
 
 async fn dispatch(cli: Cli) -> u8 {
@@ -123,42 +141,62 @@ async fn dispatch(cli: Cli) -> u8 {
             rehearse,
             max_cost,
             tokenizer,
+            lock,
             output_flags,
         } => {
-            let run_directory = match run_dir {
-                Some(directory) => directory,
-                None => match job::load_job(&job) {
-                    Ok(loaded) => match engine::find_unfinished_run(&loaded, rehearse) {
-                        Some(unfinished) => {
-                            eprintln!(
-                                "dashbatch: continuing the unfinished run `{}` of this job (pass `--run-dir` to choose another)",
-                                unfinished.display()
-                            );
-                            unfinished
+            if let Err(code) = install_signal_handlers() {
+                return code;
+            }
+            let mode = output_mode(&output_flags);
+            let chosen_directory = std::sync::Mutex::new(run_dir.clone());
+            let work = async {
+                // Usage errors are found before a run directory is chosen or created.
+                if let Some(url) = &base_url {
+                    engine::check_base_url(url)?;
+                }
+                let chosen = match run_dir {
+                    Some(directory) => {
+                        let command = format!("run {}", job.display());
+                        let created = !directory.exists();
+                        let held = engine::open_and_lock(&directory, &command, lock.wait).await?;
+                        engine::ChosenRunDirectory {
+                            path: directory,
+                            lock: held,
+                            created,
                         }
-                        None if rehearse => {
-                            RunDirectory::default_for(&format!("{}-rehearsal", loaded.name)).root
-                        }
-                        None => RunDirectory::default_for(&loaded.name).root,
-                    },
-                    Err(error) => {
-                        print_error(&error);
-                        return exit::INPUT_ERROR;
                     }
-                },
+                    None => {
+                        let loaded = job::load_job(&job).map_err(engine::RunFailure::input)?;
+                        engine::choose_and_lock_run_directory(&loaded, rehearse, lock.wait).await?
+                    }
+                };
+                let run_directory = chosen.path.clone();
+                *chosen_directory.lock().expect("not poisoned") = Some(run_directory.clone());
+                let options = RunOptions {
+                    provider: provider.into(),
+                    base_url,
+                    run_directory: Some(run_directory.clone()),
+                    output,
+                    mode,
+                    prices_file: prices,
+                    rehearse,
+                    max_cost,
+                    tokenizer,
+                };
+                let outcome = engine::run_job(&job, options).await;
+                // A run refused before it uploaded anything leaves no directory behind (still
+                // under its lock, so no other process is working in it).
+                if chosen.created
+                    && matches!(&outcome, Err(failure) if failure.exit_code == exit::INPUT_ERROR)
+                {
+                    engine::discard_unspent_run_directory(&run_directory);
+                }
+                drop(chosen.lock);
+                outcome
             };
-            let options = RunOptions {
-                provider: provider.into(),
-                base_url,
-                run_directory: Some(run_directory.clone()),
-                output,
-                mode: output_mode(&output_flags),
-                prices_file: prices,
-                rehearse,
-                max_cost,
-                tokenizer,
-            };
-            finish_run(interruptible(engine::run_job(&job, options), Some(&run_directory)).await)
+            let outcome = Box::pin(interruptible(work)).await;
+            let directory = chosen_directory.lock().expect("not poisoned").clone();
+            finish_run(outcome, mode, directory.as_deref())
         }
         Command::Estimate {
             job,
@@ -194,14 +232,22 @@ async fn dispatch(cli: Cli) -> u8 {
         }
         Command::Resume {
             run_dir,
+            output,
+            lock,
             output_flags,
-        } => finish_run(
-            interruptible(
-                engine::resume_run(&run_dir, output_mode(&output_flags)),
-                Some(&run_dir),
-            )
-            .await,
-        ),
+        } => {
+            if let Err(code) = install_signal_handlers() {
+                return code;
+            }
+            let mode = output_mode(&output_flags);
+            let work = async {
+                let held_lock = engine::lock_existing(&run_dir, "resume", lock.wait).await?;
+                let outcome = engine::resume_run(&run_dir, mode, output).await;
+                drop(held_lock);
+                outcome
+            };
+            finish_run(Box::pin(interruptible(work)).await, mode, Some(&run_dir))
+        }
         Command::Status { run_dir, json } => match engine::show_status(&run_dir, json) {
             Ok(text) => {
                 print!("{text}");
@@ -217,20 +263,39 @@ async fn dispatch(cli: Cli) -> u8 {
         },
         Command::Cancel {
             run_dir,
+            lock,
             output_flags,
-        } => match engine::cancel_run(&run_dir, output_mode(&output_flags)).await {
-            Ok(count) => {
-                eprintln!(
-                    "dashbatch: asked the provider to cancel {count} batch(es); finished rows stay billed and are kept. Collect them with `dashbatch resume {}`",
-                    run_dir.display()
-                );
-                exit::SUCCESS
+        } => {
+            if let Err(code) = install_signal_handlers() {
+                return code;
             }
-            Err(failure) => {
-                print_error(&failure);
-                failure.exit_code
+            let work = async {
+                let held_lock = engine::lock_existing(&run_dir, "cancel", lock.wait).await?;
+                let cancelled = engine::cancel_run(&run_dir, output_mode(&output_flags)).await;
+                drop(held_lock);
+                cancelled
+            };
+            let outcome = match interruptible(work).await {
+                Ok(outcome) => outcome,
+                Err(interrupted) => {
+                    say_interrupted(interrupted, Some(&run_dir));
+                    return interrupt::exit_code(interrupted);
+                }
+            };
+            match outcome {
+                Ok(count) => {
+                    eprintln!(
+                        "dashbatch: asked the provider to cancel {count} batch(es); finished rows stay billed and are kept. Collect them with `dashbatch resume {}`",
+                        run_dir.display()
+                    );
+                    exit::SUCCESS
+                }
+                Err(failure) => {
+                    print_error(&failure);
+                    failure.exit_code
+                }
             }
-        },
+        }
         Command::Validate {
             job,
             provider,
@@ -275,15 +340,39 @@ async fn dispatch(cli: Cli) -> u8 {
     }
 }
 
-fn finish_run(outcome: Option<Result<engine::RunOutcome, engine::RunFailure>>) -> u8 {
-    match outcome {
-        None => exit::INTERRUPTED,
-        Some(Ok(outcome)) => outcome.exit_code,
-        Some(Err(failure)) => {
-            print_error(&failure);
-            failure.exit_code
-        }
-    }
+/// The exit code of `run` or `resume`, after saying how it ended. With `--json` the last line on
+/// stdout is always a final event: `run_finished` (printed by the run), `run_failed` or
+/// `run_interrupted`.
+fn finish_run(
+    outcome: Result<Result<engine::RunOutcome, engine::RunFailure>, interrupt::Interrupted>,
+    mode: OutputMode,
+    run_directory: Option<&std::path::Path>,
+) -> u8 {
+    let events = engine::EventSink::new(mode);
+    let interrupted = match outcome {
+        Ok(Ok(outcome)) => return outcome.exit_code,
+        Ok(Err(failure)) => match interrupt::received() {
+            Some(interrupted) if interrupt::is_interruption(&failure.error) => interrupted,
+            _ => {
+                print_error(&failure);
+                events.emit(
+                    engine::EventKind::RunFailed,
+                    serde_json::json!({"exit_code": failure.exit_code, "error": format!("{failure}")}),
+                    || None,
+                );
+                return failure.exit_code;
+            }
+        },
+        Err(interrupted) => interrupted,
+    };
+    say_interrupted(interrupted, run_directory);
+    let code = interrupt::exit_code(interrupted);
+    events.emit(
+        engine::EventKind::RunInterrupted,
+        serde_json::json!({"exit_code": code, "signal": interrupted.signal}),
+        || None,
+    );
+    code
 }
 
 #[cfg(test)]

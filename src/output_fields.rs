@@ -1,9 +1,81 @@
-//! Declared output fields: the JSON schema they give the model, and the parsing of a JSON answer
-//! into typed values (or a reason why the answer does not fit).
+//! Output columns: the result columns dashbatch adds to every row (the one list of their names),
+//! and declared output fields: the JSON schema they give the model, and the parsing of a JSON
+//! answer into typed values (or a reason why the answer does not fit).
 
 use serde_json::{Map, Value, json};
 
 use crate::job::{OutputFieldSpec, OutputFieldType};
+
+/// A column the join adds after the kept input columns. [`ResultColumn::ALL`] is their order
+/// (the declared fields follow); `embedding` is written by embeddings jobs only, which have no
+/// declared fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResultColumn {
+    CustomId,
+    Status,
+    Content,
+    FinishReason,
+    PromptTokens,
+    CompletionTokens,
+    ReasoningTokens,
+    TotalTokens,
+    Cost,
+    ErrorCode,
+    ErrorMessage,
+    BatchId,
+    RequestId,
+    Embedding,
+}
+
+impl ResultColumn {
+    pub const ALL: [ResultColumn; 14] = [
+        ResultColumn::CustomId,
+        ResultColumn::Status,
+        ResultColumn::Content,
+        ResultColumn::FinishReason,
+        ResultColumn::PromptTokens,
+        ResultColumn::CompletionTokens,
+        ResultColumn::ReasoningTokens,
+        ResultColumn::TotalTokens,
+        ResultColumn::Cost,
+        ResultColumn::ErrorCode,
+        ResultColumn::ErrorMessage,
+        ResultColumn::BatchId,
+        ResultColumn::RequestId,
+        ResultColumn::Embedding,
+    ];
+
+    /// The column's name before `[output] result_prefix`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            ResultColumn::CustomId => "custom_id",
+            ResultColumn::Status => "status",
+            ResultColumn::Content => "content",
+            ResultColumn::FinishReason => "finish_reason",
+            ResultColumn::PromptTokens => "prompt_tokens",
+            ResultColumn::CompletionTokens => "completion_tokens",
+            ResultColumn::ReasoningTokens => "reasoning_tokens",
+            ResultColumn::TotalTokens => "total_tokens",
+            ResultColumn::Cost => "cost",
+            ResultColumn::ErrorCode => "error_code",
+            ResultColumn::ErrorMessage => "error_message",
+            ResultColumn::BatchId => "batch_id",
+            ResultColumn::RequestId => "request_id",
+            ResultColumn::Embedding => "embedding",
+        }
+    }
+}
+
+/// The names of [`ResultColumn::ALL`], in order.
+pub const RESULT_COLUMN_NAMES: [&str; ResultColumn::ALL.len()] = {
+    let mut names = [""; ResultColumn::ALL.len()];
+    let mut index = 0;
+    while index < names.len() {
+        names[index] = ResultColumn::ALL[index].name();
+        index += 1;
+    }
+    names
+};
 
 /// The JSON schema of an answer object holding the declared fields.
 pub fn answer_json_schema(fields: &[OutputFieldSpec]) -> Value {
@@ -144,6 +216,15 @@ fn strip_code_fence(text: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn result_column_names_are_unique_and_in_order() {
+        let unique: std::collections::BTreeSet<&str> =
+            RESULT_COLUMN_NAMES.iter().copied().collect();
+        assert_eq!(unique.len(), ResultColumn::ALL.len());
+        assert_eq!(RESULT_COLUMN_NAMES[0], "custom_id");
+        assert_eq!(RESULT_COLUMN_NAMES[1], "status");
+    }
 
     fn fields() -> Vec<OutputFieldSpec> {
         vec![

@@ -234,22 +234,6 @@ pub fn parse_completion_window_hours(window: &str) -> Result<u64, String> {
     Ok(hours)
 }
 
-/// Models that think by default (qwen3.5 and later) get `enable_thinking` explicitly
-/// (reference §4.3 and §10 item 9).
-pub fn model_thinks_by_default(model: &str) -> bool {
-    let Some(rest) = model.strip_prefix("qwen") else {
-        return false;
-    };
-    let version: String = rest
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == '.')
-        .collect();
-    let mut parts = version.split('.');
-    let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    major > 3 || (major == 3 && minor >= 5)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,14 +283,5 @@ mod tests {
                 .check_job(&job)
                 .is_ok()
         );
-    }
-
-    #[test]
-    fn thinking_default_follows_the_model_generation() {
-        assert!(model_thinks_by_default("qwen3.5-plus"));
-        assert!(model_thinks_by_default("qwen3.7-max"));
-        assert!(!model_thinks_by_default("qwen3-max"));
-        assert!(!model_thinks_by_default("qwen-plus"));
-        assert!(!model_thinks_by_default("text-embedding-v4"));
     }
 }

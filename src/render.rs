@@ -1,7 +1,9 @@
 //! Rendering: one input row → one request line `{custom_id, method, url, body}`. Pure: no I/O.
 //!
 //! Templates are minijinja with strict undefined behaviour, checked against the input's columns
-//! before any row is rendered, so a misspelt column fails the job up front.
+//! (their names and their types) before any row is rendered, so a misspelt column or one a
+//! template cannot show fails the job up front. A row whose prompt renders to nothing but
+//! whitespace is an error, or with `[input] skip_empty` a row that is not sent.
 
 use std::collections::BTreeSet;
 
@@ -11,9 +13,10 @@ use minijinja::{Environment, UndefinedBehavior, Value as TemplateValue};
 use serde_json::{Map, Value, json};
 
 use crate::job::{Job, ResponseFormat};
+use crate::model_facts::thinks_unless_told_not_to;
 use crate::output_fields::{answer_json_schema, schema_instruction};
-use crate::provider::{ProviderProfile, model_thinks_by_default};
-use crate::table::{arrow_value_to_template_value, display_cell};
+use crate::provider::ProviderProfile;
+use crate::table::{cell_value, check_template_type, display_cell};
 
 /// A variable every template may use besides the columns: the 1-based row number.
 pub const ROW_NUMBER_VARIABLE: &str = "row_number";
@@ -26,13 +29,83 @@ pub enum RenderError {
         key: &'static str,
         message: String,
     },
-    #[error("{input}, row {row}{custom_id}: {message}", custom_id = custom_id.as_deref().map(|id| format!(" (custom_id `{id}`)")).unwrap_or_default())]
+    #[error("{input}, column `{column}`: {message}")]
+    Column {
+        input: String,
+        column: String,
+        message: String,
+    },
+    #[error(
+        "{input}, row {row}{line}{columns}{custom_id}: {message}",
+        line = line.map(|line| format!(" (line {line})")).unwrap_or_default(),
+        columns = column_list(columns),
+        custom_id = custom_id.as_deref().map(|id| format!(" (custom_id `{id}`)")).unwrap_or_default()
+    )]
     Row {
         input: String,
         row: u64,
+        /// The line of the file the row starts on, for formats with lines.
+        line: Option<u64>,
+        /// The columns the problem is in, when it is in some.
+        columns: Vec<String>,
         custom_id: Option<String>,
         message: String,
     },
+}
+
+/// `, column `a`` or `, columns `a`, `b`` (or nothing).
+fn column_list(columns: &[String]) -> String {
+    let names = columns
+        .iter()
+        .map(|name| format!("`{name}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    match columns.len() {
+        0 => String::new(),
+        1 => format!(", column {names}"),
+        _ => format!(", columns {names}"),
+    }
+}
+
+impl RenderError {
+    /// The same error, naming the line its row starts on.
+    pub fn with_line(self, line: Option<u64>) -> RenderError {
+        match self {
+            RenderError::Row {
+                input,
+                row,
+                columns,
+                custom_id,
+                message,
+                ..
+            } => RenderError::Row {
+                input,
+                row,
+                line,
+                columns,
+                custom_id,
+                message,
+            },
+            other => other,
+        }
+    }
+}
+
+/// What a row becomes: a request line, or (with `[input] skip_empty`) nothing to send because
+/// its prompt is empty.
+#[derive(Debug, Clone)]
+pub enum RenderedRow {
+    Request(RenderedRequest),
+    Skipped(SkippedRow),
+}
+
+/// A row that is not sent; its output row says why.
+#[derive(Debug, Clone)]
+pub struct SkippedRow {
+    pub row_number: u64,
+    pub custom_id: String,
+    /// Why, e.g. "the prompt is empty: column `text` is empty".
+    pub reason: String,
 }
 
 /// A request line as written: the per-row parts next to the borrowed fixed body.
@@ -82,6 +155,7 @@ pub struct RequestRenderer {
     id_column_index: Option<usize>,
     max_custom_id_chars: usize,
     input_label: String,
+    skip_empty: bool,
 }
 
 impl RequestRenderer {
@@ -175,6 +249,22 @@ impl RequestRenderer {
             Some(system) => Some(add_template("request.system", system)?),
             None => None,
         };
+        let input_label = job.input_path.display().to_string();
+        let check_type = |index: usize| -> Result<(), RenderError> {
+            let field = schema.field(index);
+            check_template_type(field.data_type()).map_err(|message| RenderError::Column {
+                input: input_label.clone(),
+                column: field.name().clone(),
+                message,
+            })
+        };
+        for (index, _) in user_slot
+            .columns
+            .iter()
+            .chain(system_slot.iter().flat_map(|slot| slot.columns.iter()))
+        {
+            check_type(*index)?;
+        }
 
         let id_column_index = match &job.spec.input.id_column {
             Some(id_column) => Some(
@@ -193,6 +283,9 @@ impl RequestRenderer {
             ),
             None => None,
         };
+        if let Some(index) = id_column_index {
+            check_type(index)?;
+        }
         if let Some(keep) = &job.spec.output.keep_columns {
             for column in keep {
                 if !column_names.contains(column) {
@@ -257,7 +350,7 @@ impl RequestRenderer {
             }
             let thinking = match request.enable_thinking {
                 Some(explicit) => Some(explicit),
-                None if model_thinks_by_default(&request.model) => Some(false),
+                None if thinks_unless_told_not_to(&request.model) => Some(false),
                 None => None,
             };
             if let Some(thinking) = thinking
@@ -280,7 +373,8 @@ impl RequestRenderer {
             is_embeddings,
             id_column_index,
             max_custom_id_chars: profile.max_custom_id_chars,
-            input_label: job.input_path.display().to_string(),
+            input_label,
+            skip_empty: job.spec.input.skip_empty,
         })
     }
 
@@ -295,17 +389,21 @@ impl RequestRenderer {
             return Ok(row_number.to_string());
         };
         let column = batch.column(index);
+        let id_columns = || vec![batch.schema().field(index).name().clone()];
         if column.is_null(row) {
             return Err(self.row_error(
                 row_number,
+                id_columns(),
                 None,
                 "the id column is empty; every row needs an id",
             ));
         }
-        let id = display_cell(column, row);
+        let id = display_cell(column.as_ref(), row)
+            .map_err(|error| self.row_error(row_number, id_columns(), None, &error.to_string()))?;
         if id.is_empty() {
             return Err(self.row_error(
                 row_number,
+                id_columns(),
                 None,
                 "the id column is empty; every row needs an id",
             ));
@@ -315,6 +413,7 @@ impl RequestRenderer {
             let shown: String = id.chars().take(40).collect();
             return Err(self.row_error(
                 row_number,
+                id_columns(),
                 Some(format!("{shown}…")),
                 &format!(
                     "the id is {characters} characters long; the provider accepts at most {}",
@@ -325,10 +424,18 @@ impl RequestRenderer {
         Ok(id)
     }
 
-    fn row_error(&self, row: u64, custom_id: Option<String>, message: &str) -> RenderError {
+    fn row_error(
+        &self,
+        row: u64,
+        columns: Vec<String>,
+        custom_id: Option<String>,
+        message: &str,
+    ) -> RenderError {
         RenderError::Row {
             input: self.input_label.clone(),
             row,
+            line: None,
+            columns,
             custom_id,
             message: message.to_owned(),
         }
@@ -349,7 +456,15 @@ impl RequestRenderer {
             std::collections::BTreeMap::new();
         for (index, name) in &slot.columns {
             let column: &ArrayRef = batch.column(*index);
-            pairs.insert(name.as_str(), arrow_value_to_template_value(column, row));
+            let value = cell_value(column.as_ref(), row).map_err(|error| {
+                self.row_error(
+                    row_number,
+                    vec![name.clone()],
+                    Some(custom_id.to_owned()),
+                    &error.to_string(),
+                )
+            })?;
+            pairs.insert(name.as_str(), value);
         }
         if slot.uses_row_number {
             pairs.insert(ROW_NUMBER_VARIABLE, TemplateValue::from(row_number));
@@ -362,31 +477,103 @@ impl RequestRenderer {
         template.render(context).map_err(|error| {
             self.row_error(
                 row_number,
+                Vec::new(),
                 Some(custom_id.to_owned()),
                 &format!("`{}` failed to render: {error}", slot.name),
             )
         })
     }
 
-    /// Renders one row into a request line.
+    /// Why the prompt `user_text` of `row` counts as empty, or `None` when it does not: it
+    /// renders to nothing but whitespace. The reason names the template's columns that are
+    /// empty.
+    fn empty_prompt_reason(
+        &self,
+        batch: &RecordBatch,
+        row: usize,
+        user_text: &str,
+    ) -> Option<String> {
+        if !user_text.trim().is_empty() {
+            return None;
+        }
+        let blank: Vec<String> = self
+            .user_slot
+            .columns
+            .iter()
+            .filter(|(index, _)| {
+                let column = batch.column(*index);
+                column.is_null(row)
+                    || display_cell(column.as_ref(), row)
+                        .map(|text| text.trim().is_empty())
+                        .unwrap_or(false)
+            })
+            .map(|(_, name)| format!("`{name}`"))
+            .collect();
+        let why = match blank.len() {
+            0 => "the template renders nothing for this row".to_owned(),
+            1 => format!("column {} is empty or only whitespace", blank[0]),
+            _ => format!("columns {} are empty or only whitespace", blank.join(", ")),
+        };
+        Some(format!(
+            "the prompt is empty: `request.template` renders to nothing but whitespace ({why})"
+        ))
+    }
+
+    /// The columns the prompt template reads.
+    fn prompt_columns(&self) -> Vec<String> {
+        self.user_slot
+            .columns
+            .iter()
+            .map(|(_, name)| name.clone())
+            .collect()
+    }
+
+    /// Why `row` is not sent under `[input] skip_empty`, or `None` when it is sent (always `None`
+    /// without `skip_empty`). The join asks this to find the rows the plan skipped.
+    pub fn skipped_reason(
+        &self,
+        batch: &RecordBatch,
+        row: usize,
+        row_number: u64,
+        custom_id: &str,
+    ) -> Result<Option<String>, RenderError> {
+        if !self.skip_empty {
+            return Ok(None);
+        }
+        let user_text = self.render_slot(&self.user_slot, batch, row, row_number, custom_id)?;
+        Ok(self.empty_prompt_reason(batch, row, &user_text))
+    }
+
+    /// Renders one row into a request line, or (with `[input] skip_empty`) a row not to send
+    /// because its prompt is empty. Without `skip_empty` an empty prompt is an error.
     pub fn render_row(
         &self,
         batch: &RecordBatch,
         row: usize,
         row_number: u64,
-    ) -> Result<RenderedRequest, RenderError> {
+    ) -> Result<RenderedRow, RenderError> {
         let custom_id = self.custom_id(batch, row, row_number)?;
         let user_text = self.render_slot(&self.user_slot, batch, row, row_number, &custom_id)?;
+        if let Some(reason) = self.empty_prompt_reason(batch, row, &user_text) {
+            if self.skip_empty {
+                return Ok(RenderedRow::Skipped(SkippedRow {
+                    row_number,
+                    custom_id,
+                    reason,
+                }));
+            }
+            return Err(self.row_error(
+                row_number,
+                self.prompt_columns(),
+                Some(custom_id),
+                &format!(
+                    "{reason}; an empty prompt would still be sent and billed. Fill the cell, remove the row, or set `[input] skip_empty = true` to send no request for such rows (each gets an output row with status `skipped`)"
+                ),
+            ));
+        }
         let mut messages = Vec::new();
         let mut input = None;
         if self.is_embeddings {
-            if user_text.trim().is_empty() {
-                return Err(self.row_error(
-                    row_number,
-                    Some(custom_id),
-                    "the text to embed is empty; the embeddings endpoint rejects empty input",
-                ));
-            }
             input = Some(user_text.as_str());
         } else {
             let system_text = match &self.system_slot {
@@ -414,11 +601,11 @@ impl RequestRenderer {
                 input,
             },
         };
-        Ok(RenderedRequest {
+        Ok(RenderedRow::Request(RenderedRequest {
             row_number,
             line: serde_json::to_vec(&line).expect("request line serialises"),
             custom_id,
-        })
+        }))
     }
 }
 
@@ -461,6 +648,13 @@ mod tests {
         .unwrap()
     }
 
+    fn request(rendered: RenderedRow) -> RenderedRequest {
+        match rendered {
+            RenderedRow::Request(request) => request,
+            RenderedRow::Skipped(skipped) => panic!("skipped: {}", skipped.reason),
+        }
+    }
+
     fn profile() -> ProviderProfile {
         ProviderProfile::for_kind(ProviderKind::Dashscope)
     }
@@ -470,7 +664,7 @@ mod tests {
         let job = job("system = \"Be brief.\"\nmax_tokens = 20", "");
         let batch = batch(vec!["a-1"], vec!["好吃 \"yes\""]);
         let renderer = RequestRenderer::new(&job, &profile(), &batch.schema()).unwrap();
-        let rendered = renderer.render_row(&batch, 0, 1).unwrap();
+        let rendered = request(renderer.render_row(&batch, 0, 1).unwrap());
         let line: Value = serde_json::from_slice(&rendered.line).unwrap();
         assert_eq!(line["custom_id"], "a-1");
         assert_eq!(line["method"], "POST");
@@ -506,7 +700,8 @@ mod tests {
         let batch = batch(vec!["a"], vec!["b"]);
         let renderer = RequestRenderer::new(&job, &profile(), &batch.schema()).unwrap();
         let line: Value =
-            serde_json::from_slice(&renderer.render_row(&batch, 0, 1).unwrap().line).unwrap();
+            serde_json::from_slice(&request(renderer.render_row(&batch, 0, 1).unwrap()).line)
+                .unwrap();
         assert_eq!(line["body"]["enable_thinking"], false);
     }
 
@@ -519,7 +714,8 @@ mod tests {
         let batch = batch(vec!["a"], vec!["b"]);
         let renderer = RequestRenderer::new(&job, &profile(), &batch.schema()).unwrap();
         let line: Value =
-            serde_json::from_slice(&renderer.render_row(&batch, 0, 1).unwrap().line).unwrap();
+            serde_json::from_slice(&request(renderer.render_row(&batch, 0, 1).unwrap()).line)
+                .unwrap();
         assert_eq!(line["body"]["response_format"]["type"], "json_object");
         let system = line["body"]["messages"][0]["content"].as_str().unwrap();
         assert!(system.contains("JSON Schema"), "{system}");
@@ -528,7 +724,8 @@ mod tests {
         let sim = ProviderProfile::for_kind(ProviderKind::Sim);
         let renderer = RequestRenderer::new(&job, &sim, &batch.schema()).unwrap();
         let line: Value =
-            serde_json::from_slice(&renderer.render_row(&batch, 0, 1).unwrap().line).unwrap();
+            serde_json::from_slice(&request(renderer.render_row(&batch, 0, 1).unwrap()).line)
+                .unwrap();
         assert_eq!(line["body"]["response_format"]["type"], "json_schema");
         assert_eq!(
             line["body"]["response_format"]["json_schema"]["schema"]["properties"]["sentiment"]["enum"]
@@ -549,6 +746,64 @@ mod tests {
         let exactly_at_limit = "y".repeat(256);
         let batch = batch_with(&exactly_at_limit);
         assert!(renderer.render_row(&batch, 0, 1).is_ok());
+    }
+
+    #[test]
+    fn an_empty_prompt_is_an_error_or_with_skip_empty_a_skipped_row() {
+        let mut job = job("", "");
+        job.spec.request.template = "{{ text }}".into();
+        let batch = batch(vec!["a", "b"], vec!["fine", " \n "]);
+        let renderer = RequestRenderer::new(&job, &profile(), &batch.schema()).unwrap();
+        assert!(renderer.render_row(&batch, 0, 1).is_ok());
+        let error = renderer
+            .render_row(&batch, 1, 2)
+            .unwrap_err()
+            .with_line(Some(3))
+            .to_string();
+        assert!(error.contains("row 2 (line 3), column `text`"), "{error}");
+        assert!(error.contains("skip_empty = true"), "{error}");
+        assert_eq!(renderer.skipped_reason(&batch, 1, 2, "b").unwrap(), None);
+
+        job.spec.input.skip_empty = true;
+        let renderer = RequestRenderer::new(&job, &profile(), &batch.schema()).unwrap();
+        match renderer.render_row(&batch, 1, 2).unwrap() {
+            RenderedRow::Skipped(skipped) => {
+                assert_eq!(skipped.custom_id, "b");
+                assert!(
+                    skipped.reason.contains("column `text` is empty"),
+                    "{}",
+                    skipped.reason
+                );
+            }
+            RenderedRow::Request(_) => panic!("an empty prompt was rendered"),
+        }
+        assert!(
+            renderer
+                .skipped_reason(&batch, 1, 2, "b")
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            renderer
+                .skipped_reason(&batch, 0, 1, "a")
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_column_a_template_cannot_show_is_refused_up_front() {
+        let job = job("", "");
+        let schema = Schema::new(vec![
+            Field::new("id", DataType::Utf8, false),
+            Field::new("text", DataType::Binary, false),
+        ]);
+        let error = RequestRenderer::new(&job, &profile(), &schema)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.contains("column `text`"), "{error}");
+        assert!(error.contains("Binary"), "{error}");
     }
 
     fn batch_with(id: &str) -> RecordBatch {

@@ -22,16 +22,19 @@ pub enum RowStatus {
     Missing,
     /// The model answered, but not with JSON that fits the declared output fields.
     InvalidOutput,
+    /// Not sent, as the job asked (`[input] skip_empty`): its prompt was empty.
+    Skipped,
 }
 
 impl RowStatus {
-    pub const ALL: [RowStatus; 6] = [
+    pub const ALL: [RowStatus; 7] = [
         RowStatus::Ok,
         RowStatus::Failed,
         RowStatus::Expired,
         RowStatus::Cancelled,
         RowStatus::Missing,
         RowStatus::InvalidOutput,
+        RowStatus::Skipped,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -42,6 +45,7 @@ impl RowStatus {
             RowStatus::Cancelled => "cancelled",
             RowStatus::Missing => "missing",
             RowStatus::InvalidOutput => "invalid_output",
+            RowStatus::Skipped => "skipped",
         }
     }
 
@@ -120,6 +124,44 @@ fn finite_f32_vector(vector: &[Value]) -> Option<Vec<f32>> {
         .collect()
 }
 
+/// The error code of a 200 line whose body is neither a JSON object nor a string holding one.
+pub const UNDECODABLE_BODY_ERROR_CODE: &str = "undecodable_response_body";
+/// The error code of a 200 line that carries an answer but no token usage: billed, cost unknown.
+pub const USAGE_MISSING_ERROR_CODE: &str = "usage_missing";
+
+/// A response body as a JSON object. Some Batch APIs (llama-stack's) send the body as a JSON
+/// *string* holding the object; that is decoded too. `Err` carries why it cannot be read.
+fn decode_body(body: &Value) -> Result<std::borrow::Cow<'_, Value>, String> {
+    match body {
+        Value::Object(_) => Ok(std::borrow::Cow::Borrowed(body)),
+        Value::String(text) => match serde_json::from_str::<Value>(text) {
+            Ok(decoded @ Value::Object(_)) => Ok(std::borrow::Cow::Owned(decoded)),
+            Ok(other) => Err(format!(
+                "the response body is a string holding JSON {}, not an object",
+                json_kind(&other)
+            )),
+            Err(error) => Err(format!(
+                "the response body is a string that is not JSON ({error})"
+            )),
+        },
+        other => Err(format!(
+            "the response body is JSON {}, not an object",
+            json_kind(other)
+        )),
+    }
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "true/false",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 /// Classifies one result line of a batch that ended in `batch_status`.
 pub fn classify_result_line(line: &ResultLine, batch_status: BatchStatus) -> RowResult {
     let mut result = RowResult::default();
@@ -127,7 +169,34 @@ pub fn classify_result_line(line: &ResultLine, batch_status: BatchStatus) -> Row
     result.request_id = response
         .and_then(|response| response.request_id.clone())
         .or_else(|| line.id.clone());
-    let body = response.and_then(|response| response.body.as_ref());
+    let decoded = response
+        .and_then(|response| response.body.as_ref())
+        .map(decode_body);
+    let status_code = response.map(|response| response.status_code);
+    let line_has_error = line
+        .error
+        .as_ref()
+        .is_some_and(|error| error.code().is_some() || error.message().is_some());
+    let unreadable = match &decoded {
+        Some(Ok(_)) => None,
+        Some(Err(reason)) => Some(reason.clone()),
+        None => Some("the response has no body".to_owned()),
+    };
+    if status_code == Some(200)
+        && !line_has_error
+        && let Some(reason) = unreadable
+    {
+        // Liberal in what is decoded, strict in what is counted: an answer that cannot be read
+        // is a failed row with its reason, never an empty `ok`.
+        result.status = Some(RowStatus::Failed);
+        result.error_code = Some(UNDECODABLE_BODY_ERROR_CODE.to_owned());
+        result.error_message = Some(format!(
+            "{reason}; the provider may have billed this request, see its request id"
+        ));
+        return result;
+    }
+    let body = decoded.as_ref().and_then(|decoded| decoded.as_ref().ok());
+    let body = body.map(|body| body.as_ref());
     if let Some(usage) = body.and_then(|body| body.get("usage")) {
         result.prompt_tokens = as_count(usage.get("prompt_tokens"));
         result.completion_tokens = as_count(usage.get("completion_tokens"));
@@ -145,7 +214,7 @@ pub fn classify_result_line(line: &ResultLine, batch_status: BatchStatus) -> Row
             .as_ref()
             .is_none_or(|error| error.code().is_none() && error.message().is_none());
     if succeeded {
-        let body = body.cloned().unwrap_or(Value::Null);
+        let body = body.unwrap_or(&Value::Null);
         let choice = body.get("choices").and_then(|choices| choices.get(0));
         result.content = choice
             .and_then(|choice| choice.get("message"))
@@ -169,18 +238,25 @@ pub fn classify_result_line(line: &ResultLine, batch_status: BatchStatus) -> Row
             // stored as JSON `null` in a retried row's override, which does not read back.
             match finite_f32_vector(vector) {
                 Some(values) => result.embedding = Some(values),
-                None => {
-                    status = RowStatus::InvalidOutput;
-                    result.error_code = Some("invalid_output".to_owned());
-                    result.error_message = Some(
-                        "the embedding holds a value that is not a finite 32-bit number".to_owned(),
-                    );
-                }
+                None => status = RowStatus::InvalidOutput,
             }
         }
         if result.prompt_tokens.is_some() {
             // Usage without a reasoning count means no reasoning was billed.
             result.reasoning_tokens.get_or_insert(0);
+        } else {
+            // Billed, but by how much is unknown: said on the row, never counted as zero.
+            result.error_code = Some(USAGE_MISSING_ERROR_CODE.to_owned());
+            result.error_message = Some(
+                "the provider answered without token usage, so this row's cost is unknown (left empty, not 0)"
+                    .to_owned(),
+            );
+        }
+        if status == RowStatus::InvalidOutput {
+            // Like the join's own output checks, an unusable answer's code wins.
+            result.error_code = Some("invalid_output".to_owned());
+            result.error_message =
+                Some("the embedding holds a value that is not a finite 32-bit number".to_owned());
         }
         result.status = Some(status);
         return result;
@@ -348,6 +424,50 @@ mod tests {
             BatchStatus::Completed,
         );
         assert_eq!(flat.reasoning_tokens, Some(4));
+    }
+
+    #[test]
+    fn a_body_sent_as_a_json_string_is_decoded() {
+        let result = classify_result_line(
+            &line(
+                r#"{"custom_id":"1","response":{"status_code":200,"body":"{\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2,\"total_tokens\":7},\"choices\":[{\"message\":{\"content\":\"hi\"},\"finish_reason\":\"stop\"}]}"},"error":null}"#,
+            ),
+            BatchStatus::Completed,
+        );
+        assert_eq!(result.status(), RowStatus::Ok);
+        assert_eq!(result.content.as_deref(), Some("hi"));
+        assert_eq!(result.prompt_tokens, Some(5));
+        assert_eq!(result.error_code, None);
+    }
+
+    #[test]
+    fn an_undecodable_body_fails_its_row_with_a_code() {
+        for body in [r#""not json""#, "[1,2]", "42", r#""[1]""#] {
+            let text = format!(
+                r#"{{"custom_id":"1","response":{{"status_code":200,"body":{body}}},"error":null}}"#
+            );
+            let result = classify_result_line(&line(&text), BatchStatus::Completed);
+            assert_eq!(result.status(), RowStatus::Failed, "{body}");
+            assert_eq!(
+                result.error_code.as_deref(),
+                Some(UNDECODABLE_BODY_ERROR_CODE),
+                "{body}"
+            );
+            assert!(!is_transient_failure(&result));
+        }
+    }
+
+    #[test]
+    fn an_answer_without_usage_says_so_and_has_no_cost() {
+        let result = classify_result_line(
+            &line(
+                r#"{"custom_id":"1","response":{"status_code":200,"body":{"choices":[{"message":{"content":"x"}}]}},"error":null}"#,
+            ),
+            BatchStatus::Completed,
+        );
+        assert_eq!(result.status(), RowStatus::Ok);
+        assert_eq!(result.error_code.as_deref(), Some(USAGE_MISSING_ERROR_CODE));
+        assert_eq!(crate::cost::RunPricer::billed_usage(&result), None);
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub fn validate_job(
     let job = load_job(job_file)?;
     let profile = ProviderProfile::for_kind(provider);
     profile.check_job(&job)?;
+    let prices = crate::pricing::PriceTable::load(crate::env::chosen_prices_file(None).as_deref())?;
+    crate::model_check::check_model(&job, provider, false, &prices)?;
     let scratch = tempfile::tempdir()?;
     let ledger = Ledger::open_path(&scratch.path().join("validate.sqlite"))?;
     let plan = plan_shards(&job, &profile, scratch.path(), &ledger, show)?;
@@ -30,15 +32,18 @@ pub fn validate_job(
         plan.shards.len(),
         provider
     )?;
+    if plan.skipped_rows > 0 {
+        writeln!(
+            text,
+            "  {} more row(s) have an empty prompt and will not be sent (`[input] skip_empty`): status `skipped`",
+            plan.skipped_rows
+        )?;
+    }
     for shard in &plan.shards {
         writeln!(
             text,
-            "  shard {}: rows {}..={} ({} requests, {} bytes)",
-            shard.shard_index,
-            shard.first_row,
-            shard.first_row + shard.row_count - 1,
-            shard.row_count,
-            shard.byte_size
+            "  shard {}: from row {} ({} requests, {} bytes)",
+            shard.shard_index, shard.first_row, shard.row_count, shard.byte_size
         )?;
     }
     for rendered in &plan.preview {

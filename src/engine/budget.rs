@@ -8,14 +8,14 @@
 //! stays within the cap.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 
 use serde::Serialize;
 use serde_json::json;
 
-use super::join_pass::load_shard_results;
-use super::runner::RunFailure;
-use super::{EventSink, RunDirectory};
+use super::run_failure::RunFailure;
+use super::run_record::RunRecord;
+use super::shard_results::load_shard_results;
+use super::{EventKind, EventSink, RunDirectory};
 use crate::cost::RunPricer;
 use crate::estimate::{
     EstimateTotals, RequestEstimator, ShardEstimate, estimate_shard_file,
@@ -26,14 +26,6 @@ use crate::ledger::{EffectKind, Ledger, ShardRecord};
 use crate::pricing::{Money, PriceTable};
 use crate::tokens::VocabularySource;
 use crate::wire::BatchStatus;
-
-/// Ledger facts that keep a resumed run estimating, and capping, the way it started.
-mod fact {
-    /// The `--max-cost` the run was given (the job file's `max_cost` is read from the job file).
-    pub const MAX_COST: &str = "max_cost";
-    /// The tokenizer vocabulary the run's estimates used, if any.
-    pub const TOKENIZER: &str = "tokenizer";
-}
 
 /// The `error_code` of rows whose shard was not submitted because of the budget cap.
 pub const BUDGET_CAP_ERROR_CODE: &str = "budget_cap";
@@ -110,32 +102,28 @@ pub fn prepare_run_budget(
     job: &Job,
     prices: &PriceTable,
     ledger: &Ledger,
+    record: &RunRecord,
     max_cost_flag: Option<&str>,
     tokenizer_flag: Option<&std::path::Path>,
 ) -> Result<RunBudget, RunFailure> {
-    let recorded_tokenizer = ledger
-        .fact(fact::TOKENIZER)
-        .map_err(RunFailure::input)?
-        .map(PathBuf::from);
-    let vocabulary = match (tokenizer_flag, recorded_tokenizer) {
+    let vocabulary = match (tokenizer_flag, record.tokenizer.clone()) {
         (Some(flag), _) => Some((flag.to_owned(), VocabularySource::Flag)),
         (None, Some(recorded)) => Some((recorded, VocabularySource::RunLedger)),
         (None, None) => vocabulary_for_job(None, job),
     };
     if let Some((path, _)) = &vocabulary {
-        ledger
-            .set_fact(fact::TOKENIZER, &path.display().to_string())
-            .map_err(RunFailure::input)?;
+        RunRecord::record_tokenizer(ledger, path).map_err(RunFailure::input)?;
     }
 
-    let recorded_cap = ledger.fact(fact::MAX_COST).map_err(RunFailure::input)?;
-    let cap_text = match (max_cost_flag, recorded_cap, &job.spec.batch.max_cost) {
+    let cap_text = match (
+        max_cost_flag,
+        record.max_cost.clone(),
+        &job.spec.batch.max_cost,
+    ) {
         (Some(flag), _, _) => {
             crate::job::check_positive_amount(flag)
                 .map_err(|problem| RunFailure::input(anyhow::anyhow!("`--max-cost`: {problem}")))?;
-            ledger
-                .set_fact(fact::MAX_COST, flag.trim())
-                .map_err(RunFailure::input)?;
+            RunRecord::record_max_cost(ledger, flag.trim()).map_err(RunFailure::input)?;
             Some((flag.trim().to_owned(), CapSource::Flag))
         }
         (None, Some(recorded), _) => Some((recorded, CapSource::RunLedger)),
@@ -484,7 +472,7 @@ impl RunBudget {
             amount.map_or_else(|| "an unknown amount".to_owned(), |money| money.to_string())
         };
         events.emit(
-            "budget_cap_reached",
+            EventKind::BudgetCapReached,
             json!({
                 "shard": shard.shard_index,
                 "rows": shard.row_count,

@@ -5,38 +5,42 @@ use std::path::Path;
 
 use serde_json::json;
 
+use super::connection::connect;
 use super::poll::record_batch_state;
-use super::runner::{RunFailure, connect, fact, open_existing_ledger, recorded_provider};
-use super::{EventSink, OutputMode, RunDirectory};
+use super::run_failure::RunFailure;
+use super::run_record::{open_existing_ledger, read_run_record};
+use super::{EventKind, EventSink, OutputMode, RunDirectory};
 use crate::ledger::EffectKind;
 
 /// `dashbatch cancel RUN_DIR`: asks the provider to cancel the run's live batches. Rows that
 /// already finished stay billed and are kept; `resume` then joins what came back.
 pub async fn cancel_run(run_directory: &Path, mode: OutputMode) -> Result<u64, RunFailure> {
     let ledger = open_existing_ledger(run_directory)?;
-    let provider = recorded_provider(&ledger, run_directory)?;
-    let base_url = ledger.fact(fact::BASE_URL).map_err(RunFailure::input)?;
+    let record = read_run_record(&ledger)?;
+    let founding = record.founded(run_directory)?;
+    let (provider, base_url) = (founding.provider, founding.base_url.clone());
+    // From here on the run may have spent money: a failure is never exit 2.
     let directory = RunDirectory::new(run_directory.to_owned());
     let connection = connect(provider, base_url.as_deref(), &directory).await?;
     let events = EventSink::new(mode);
     let mut cancelled = 0;
-    for shard in ledger.shards().map_err(RunFailure::input)? {
+    for shard in ledger.shards().map_err(RunFailure::remote)? {
         let Some(batch_id) = shard.batch_id.as_ref().filter(|_| shard.has_live_batch()) else {
             continue;
         };
         let effect = ledger
             .record_intent(Some(shard.shard_index), EffectKind::CancelBatch, batch_id)
-            .map_err(RunFailure::input)?;
+            .map_err(RunFailure::remote)?;
         match connection.client.cancel_batch(batch_id).await {
             Ok(batch) => {
                 ledger
                     .record_outcome(effect, "done", batch.status.as_str())
-                    .map_err(RunFailure::input)?;
+                    .map_err(RunFailure::remote)?;
                 record_batch_state(&ledger, shard.shard_index, &batch)
                     .map_err(RunFailure::remote)?;
                 cancelled += 1;
                 events.emit(
-                    "batch_cancel_requested",
+                    EventKind::BatchCancelRequested,
                     json!({"shard": shard.shard_index, "batch_id": batch_id, "status": batch.status.as_str()}),
                     || Some(format!("asked to cancel batch `{batch_id}` (shard {}): now {}", shard.shard_index, batch.status.as_str())),
                 );
@@ -44,7 +48,7 @@ pub async fn cancel_run(run_directory: &Path, mode: OutputMode) -> Result<u64, R
             Err(error) => {
                 ledger
                     .record_outcome(effect, "failed", &error.to_string())
-                    .map_err(RunFailure::input)?;
+                    .map_err(RunFailure::remote)?;
                 return Err(RunFailure::remote(error));
             }
         }

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::json;
 
-use super::{EventSink, RunDirectory};
+use super::{EventKind, EventSink, RunDirectory};
 use crate::client::{ApiClient, ClientError};
 use crate::ledger::{EffectKind, Ledger, ShardRecord};
 use crate::wire::ResultLine;
@@ -123,7 +123,7 @@ pub async fn download_shard_results(
                         message: error.to_string(),
                     })?;
                 events.emit(
-                    "results_unavailable",
+                    EventKind::ResultsUnavailable,
                     json!({"shard": shard.shard_index, "file_id": file_id, "reason": reason}),
                     || Some(format!("shard {}: {reason}", shard.shard_index)),
                 );
@@ -138,7 +138,7 @@ pub async fn download_shard_results(
             message: error.to_string(),
         })?;
     events.emit(
-        "results_downloaded",
+        EventKind::ResultsDownloaded,
         json!({"shard": shard.shard_index, "lines": lines}),
         || {
             Some(format!(

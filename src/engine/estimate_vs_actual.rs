@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::report::TokenTotals;
+use super::totals::TokenTotals;
 use crate::estimate::EstimateTotals;
 use crate::pricing::Money;
 

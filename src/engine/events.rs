@@ -20,6 +20,91 @@ pub enum OutputMode {
     Json,
 }
 
+/// Every kind of `--json` event, in the order a run can emit them. The NDJSON `type` field is
+/// [`EventKind::as_str`]; nothing else names an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// The run began (or resumed): job, run directory, provider.
+    RunStarted,
+    /// The input was planned: rows to send, rows skipped, shards.
+    Planned,
+    /// A shard file was uploaded.
+    FileUploaded,
+    /// An upload whose answer was lost was found at the provider and adopted.
+    FileAdopted,
+    /// A batch was created for a shard.
+    BatchCreated,
+    /// A create whose answer was lost was found at the provider and adopted.
+    BatchAdopted,
+    /// A batch's status and request counts changed.
+    BatchStatus,
+    /// A shard's result files are on disk.
+    ResultsDownloaded,
+    /// A shard's result file can no longer be fetched.
+    ResultsUnavailable,
+    /// Transiently failed requests were put into retry shards.
+    RetryPlanned,
+    /// The run's files at the provider were deleted.
+    RemoteFilesDeleted,
+    /// A shard was held back by the budget cap.
+    BudgetCapReached,
+    /// The run ended at its budget cap with rows not submitted.
+    BudgetStopped,
+    /// `dashbatch cancel` asked the provider to cancel a batch.
+    BatchCancelRequested,
+    /// The run ended; the event carries the report.
+    RunFinished,
+    /// The command failed; the event carries the exit code and the error.
+    RunFailed,
+    /// A signal stopped the command; the event carries the exit code and signal.
+    RunInterrupted,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 17] = [
+        EventKind::RunStarted,
+        EventKind::Planned,
+        EventKind::FileUploaded,
+        EventKind::FileAdopted,
+        EventKind::BatchCreated,
+        EventKind::BatchAdopted,
+        EventKind::BatchStatus,
+        EventKind::ResultsDownloaded,
+        EventKind::ResultsUnavailable,
+        EventKind::RetryPlanned,
+        EventKind::RemoteFilesDeleted,
+        EventKind::BudgetCapReached,
+        EventKind::BudgetStopped,
+        EventKind::BatchCancelRequested,
+        EventKind::RunFinished,
+        EventKind::RunFailed,
+        EventKind::RunInterrupted,
+    ];
+
+    /// The `type` of the NDJSON line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::RunStarted => "run_started",
+            EventKind::Planned => "planned",
+            EventKind::FileUploaded => "file_uploaded",
+            EventKind::FileAdopted => "file_adopted",
+            EventKind::BatchCreated => "batch_created",
+            EventKind::BatchAdopted => "batch_adopted",
+            EventKind::BatchStatus => "batch_status",
+            EventKind::ResultsDownloaded => "results_downloaded",
+            EventKind::ResultsUnavailable => "results_unavailable",
+            EventKind::RetryPlanned => "retry_planned",
+            EventKind::RemoteFilesDeleted => "remote_files_deleted",
+            EventKind::BudgetCapReached => "budget_cap_reached",
+            EventKind::BudgetStopped => "budget_stopped",
+            EventKind::BatchCancelRequested => "batch_cancel_requested",
+            EventKind::RunFinished => "run_finished",
+            EventKind::RunFailed => "run_failed",
+            EventKind::RunInterrupted => "run_interrupted",
+        }
+    }
+}
+
 pub struct EventSink {
     mode: OutputMode,
     bars: MultiProgress,
@@ -46,10 +131,10 @@ impl EventSink {
     }
 
     /// An event: a JSON line on stdout in JSON mode, a line on stderr in human mode.
-    pub fn emit(&self, kind: &str, fields: Value, human: impl FnOnce() -> Option<String>) {
+    pub fn emit(&self, kind: EventKind, fields: Value, human: impl FnOnce() -> Option<String>) {
         match self.mode {
             OutputMode::Json => {
-                let mut object = json!({ "type": kind });
+                let mut object = json!({ "type": kind.as_str() });
                 if let (Some(target), Value::Object(extra)) = (object.as_object_mut(), fields) {
                     target.extend(extra);
                 }
@@ -126,5 +211,27 @@ impl EventSink {
             bar.finish();
         }
         let _ = self.bars.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_event_kind_is_named_once_and_documented_in_the_readme() {
+        let readme = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"),
+        )
+        .unwrap();
+        let mut seen = std::collections::BTreeSet::new();
+        for kind in EventKind::ALL {
+            assert!(seen.insert(kind.as_str()), "{} twice", kind.as_str());
+            assert!(
+                readme.contains(&format!("`{}`", kind.as_str())),
+                "README.md does not list the event `{}`",
+                kind.as_str()
+            );
+        }
     }
 }

@@ -1,9 +1,13 @@
 //! The join pass: read the input again in order and give every row exactly one output row,
 //! with the answer of its request (found by custom_id in its shard's result files), its status,
 //! tokens and cost. Memory holds one shard's results at a time, never the whole output.
+//!
+//! Rows the plan did not send because their prompt is empty (`[input] skip_empty`) are found
+//! again by rendering them, and get status `skipped`; shards are matched to the rows that were
+//! sent, in order.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader};
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -15,21 +19,26 @@ use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
 use super::RunDirectory;
-use super::report::{MoneySum, ShardReport, TokenTotals};
+use super::report::ShardReport;
+use super::shard_results::load_shard_results;
+use super::totals::{MoneySum, TokenTotals};
 use crate::cost::RunPricer;
 use crate::job::{Job, OutputFieldType};
 use crate::ledger::ShardRecord;
-use crate::output_fields::{FieldValue, parse_answer};
+use crate::output_fields::{FieldValue, ResultColumn, parse_answer};
 use crate::provider::ProviderProfile;
 use crate::render::RequestRenderer;
-use crate::row_result::{RowResult, RowStatus, classify_result_line};
-use crate::table::{AtomicTableWriter, TableFormat, open_table};
-use crate::wire::{BatchError, BatchStatus, ResultLine};
+use crate::row_result::{RowResult, RowStatus};
+use crate::table::{AtomicTableWriter, TableError, TableFormat, open_table};
+use crate::wire::{BatchError, BatchStatus};
 
 /// What the join produced, for the report.
 pub struct JoinSummary {
     pub rows: u64,
     pub rows_by_status: BTreeMap<String, u64>,
+    /// Rows the provider answered (and so billed) without saying the usage: their cost is
+    /// unknown and missing from `cost`.
+    pub rows_without_usage: u64,
     pub tokens: TokenTotals,
     pub cost: MoneySum,
     pub realtime_cost: MoneySum,
@@ -41,97 +50,92 @@ pub fn embedding_dimensions(job: &Job) -> i32 {
     if let Some(dimensions) = job.spec.request.dimensions {
         return dimensions as i32;
     }
-    match job.spec.request.model.as_str() {
-        "text-embedding-v1" | "text-embedding-v2" => 1536,
-        _ => 1024,
-    }
+    crate::model_facts::default_embedding_dimensions(&job.spec.request.model) as i32
 }
 
-/// Reads one shard's result files into a map from custom_id to result.
-pub(super) fn load_shard_results(
-    run_directory: &RunDirectory,
-    shard: &ShardRecord,
-    batch_status: BatchStatus,
-) -> anyhow::Result<HashMap<String, RowResult>> {
-    let mut results: HashMap<String, RowResult> = HashMap::new();
-    for path in [
-        run_directory.output_results_path(shard.shard_index),
-        run_directory.error_results_path(shard.shard_index),
-    ] {
-        if !path.exists() {
-            continue;
-        }
-        let file = std::fs::File::open(&path)?;
-        for (index, line) in BufReader::new(file).lines().enumerate() {
-            let line = line?;
-            if line.trim().is_empty() {
-                continue;
+/// The `status` of a row that was not sent because its prompt is empty (`[input] skip_empty`).
+pub const SKIPPED_STATUS: &str = "skipped";
+const _: () = assert!(
+    SKIPPED_STATUS.len() == 7,
+    "the same text as RowStatus::Skipped"
+);
+/// The `error_code` of such a row.
+pub const EMPTY_PROMPT_ERROR_CODE: &str = "empty_prompt";
+
+/// The field of result column `column` in the output, named with `[output] result_prefix`;
+/// `None` for a column this job does not write (`embedding` outside embeddings jobs).
+fn result_field(job: &Job, column: ResultColumn) -> Option<Field> {
+    let name = format!("{}{}", job.spec.output.result_prefix, column.name());
+    let field = match column {
+        ResultColumn::CustomId | ResultColumn::Status => Field::new(name, DataType::Utf8, false),
+        ResultColumn::Content
+        | ResultColumn::FinishReason
+        | ResultColumn::ErrorCode
+        | ResultColumn::ErrorMessage
+        | ResultColumn::BatchId
+        | ResultColumn::RequestId => Field::new(name, DataType::Utf8, true),
+        ResultColumn::PromptTokens
+        | ResultColumn::CompletionTokens
+        | ResultColumn::ReasoningTokens
+        | ResultColumn::TotalTokens => Field::new(name, DataType::Int64, true),
+        ResultColumn::Cost => Field::new(name, DataType::Float64, true),
+        ResultColumn::Embedding => {
+            if !job.is_embeddings() {
+                return None;
             }
-            let parsed: ResultLine = serde_json::from_str(&line).map_err(|error| {
-                anyhow::anyhow!(
-                    "{}, line {}: not a result line: {error}",
-                    path.display(),
-                    index + 1
-                )
-            })?;
-            let result = classify_result_line(&parsed, batch_status);
-            // A line reported twice keeps its success, never a failure over it.
-            match results.get(&parsed.custom_id) {
-                Some(existing) if existing.status() == RowStatus::Ok => {}
-                _ => {
-                    results.insert(parsed.custom_id, result);
-                }
-            }
+            Field::new(
+                name,
+                DataType::FixedSizeList(
+                    Arc::new(Field::new("item", DataType::Float32, true)),
+                    embedding_dimensions(job),
+                ),
+                true,
+            )
         }
-    }
-    Ok(results)
+    };
+    Some(field)
 }
 
-/// Builds the output schema: kept input columns, result columns, declared fields.
-pub fn output_schema(job: &Job, input_schema: &Schema) -> (SchemaRef, Vec<usize>) {
+/// Where an output column comes from, to say what two columns of one name are.
+enum ColumnOrigin<'a> {
+    Input,
+    Result(&'static str),
+    Declared(&'a str),
+}
+
+/// Builds the output schema: kept input columns, result columns, declared fields. Two output
+/// columns of one name (an input column named like a column dashbatch adds, or a column kept
+/// twice) are an error naming the input column: pandas cannot read such a table, and one of the
+/// two would be lost.
+pub fn output_schema(
+    job: &Job,
+    input_schema: &Schema,
+) -> Result<(SchemaRef, Vec<usize>), TableError> {
     let kept: Vec<usize> = match &job.spec.output.keep_columns {
         Some(keep) => keep
             .iter()
             .filter_map(|name| input_schema.index_of(name).ok())
             .collect(),
-        None => (0..input_schema.fields().len())
-            .filter(|index| {
-                let name = input_schema.field(*index).name();
-                !crate::job::RESERVED_COLUMN_NAMES.contains(&name.as_str())
-                    && !job
-                        .spec
-                        .output
-                        .fields
-                        .iter()
-                        .any(|field| &field.name == name)
-            })
-            .collect(),
+        None => (0..input_schema.fields().len()).collect(),
     };
-    let mut fields: Vec<Field> = kept
-        .iter()
-        .map(|index| {
+    let mut fields: Vec<Field> = Vec::new();
+    let mut origins: Vec<ColumnOrigin<'_>> = Vec::new();
+    for index in &kept {
+        fields.push(
             input_schema
                 .field(*index)
                 .as_ref()
                 .clone()
-                .with_nullable(true)
-        })
-        .collect();
-    let text = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
-    let count = |name: &str| Field::new(name, DataType::Int64, true);
-    fields.push(text("custom_id", false));
-    fields.push(text("status", false));
-    fields.push(text("content", true));
-    fields.push(text("finish_reason", true));
-    fields.push(count("prompt_tokens"));
-    fields.push(count("completion_tokens"));
-    fields.push(count("reasoning_tokens"));
-    fields.push(count("total_tokens"));
-    fields.push(Field::new("cost", DataType::Float64, true));
-    fields.push(text("error_code", true));
-    fields.push(text("error_message", true));
-    fields.push(text("batch_id", true));
-    fields.push(text("request_id", true));
+                .with_nullable(true),
+        );
+        origins.push(ColumnOrigin::Input);
+    }
+    for column in ResultColumn::ALL {
+        if let Some(field) = result_field(job, column) {
+            fields.push(field);
+            origins.push(ColumnOrigin::Result(column.name()));
+        }
+    }
     for field in &job.spec.output.fields {
         let data_type = match field.field_type {
             OutputFieldType::String | OutputFieldType::Label => DataType::Utf8,
@@ -139,19 +143,41 @@ pub fn output_schema(job: &Job, input_schema: &Schema) -> (SchemaRef, Vec<usize>
             OutputFieldType::Float => DataType::Float64,
             OutputFieldType::Boolean => DataType::Boolean,
         };
-        fields.push(Field::new(&field.name, data_type, true));
-    }
-    if job.is_embeddings() {
         fields.push(Field::new(
-            "embedding",
-            DataType::FixedSizeList(
-                Arc::new(Field::new("item", DataType::Float32, true)),
-                embedding_dimensions(job),
-            ),
+            format!("{}{}", job.spec.output.result_prefix, field.name),
+            data_type,
             true,
         ));
+        origins.push(ColumnOrigin::Declared(&field.name));
     }
-    (Arc::new(Schema::new(fields)), kept)
+    let mut first_of_name: HashMap<&str, usize> = HashMap::new();
+    for (index, field) in fields.iter().enumerate() {
+        let Some(first) = first_of_name.insert(field.name().as_str(), index) else {
+            continue;
+        };
+        let name = field.name();
+        let way_out = "rename it in the input, or set `[output] result_prefix = \"result_\"` in the job file to put a prefix before every column dashbatch adds";
+        let message = match (&origins[first], &origins[index]) {
+            (ColumnOrigin::Input, ColumnOrigin::Result(result)) => format!(
+                "input column `{name}` collides with the result column `{result}` that dashbatch adds to the output (one of the two would be lost); {way_out}"
+            ),
+            (ColumnOrigin::Input, ColumnOrigin::Declared(declared)) => format!(
+                "input column `{name}` collides with the declared output field `{declared}` (`[[output.fields]]`) (one of the two would be lost); {way_out}"
+            ),
+            (ColumnOrigin::Input, ColumnOrigin::Input) => {
+                format!("column `{name}` is listed twice in `[output] keep_columns`; list it once")
+            }
+            _ => format!(
+                "the output would have two columns named `{name}`; rename the declared field or change `[output] result_prefix`"
+            ),
+        };
+        return Err(TableError::new(
+            &job.input_path,
+            Some(format!("column `{name}`")),
+            message,
+        ));
+    }
+    Ok((Arc::new(Schema::new(fields)), kept))
 }
 
 enum DeclaredBuilder {
@@ -217,16 +243,18 @@ impl ResultBuilders {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn append(
         &mut self,
         custom_id: &str,
+        status: &str,
         result: &RowResult,
         cost: Option<f64>,
         batch_id: Option<&str>,
         declared_values: Option<&[FieldValue]>,
     ) {
         self.custom_id.append_value(custom_id);
-        self.status.append_value(result.status().as_str());
+        self.status.append_value(status);
         self.content.append_option(result.content.as_deref());
         self.finish_reason
             .append_option(result.finish_reason.as_deref());
@@ -273,22 +301,32 @@ impl ResultBuilders {
         }
     }
 
+    /// The result columns in the order of [`ResultColumn::ALL`] (as `output_schema` lists
+    /// them), then the declared fields.
     fn finish(&mut self) -> Vec<ArrayRef> {
-        let mut columns: Vec<ArrayRef> = vec![
-            Arc::new(self.custom_id.finish()),
-            Arc::new(self.status.finish()),
-            Arc::new(self.content.finish()),
-            Arc::new(self.finish_reason.finish()),
-            Arc::new(self.prompt_tokens.finish()),
-            Arc::new(self.completion_tokens.finish()),
-            Arc::new(self.reasoning_tokens.finish()),
-            Arc::new(self.total_tokens.finish()),
-            Arc::new(self.cost.finish()),
-            Arc::new(self.error_code.finish()),
-            Arc::new(self.error_message.finish()),
-            Arc::new(self.batch_id.finish()),
-            Arc::new(self.request_id.finish()),
-        ];
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(ResultColumn::ALL.len());
+        for column in ResultColumn::ALL {
+            let array: ArrayRef = match column {
+                ResultColumn::CustomId => Arc::new(self.custom_id.finish()),
+                ResultColumn::Status => Arc::new(self.status.finish()),
+                ResultColumn::Content => Arc::new(self.content.finish()),
+                ResultColumn::FinishReason => Arc::new(self.finish_reason.finish()),
+                ResultColumn::PromptTokens => Arc::new(self.prompt_tokens.finish()),
+                ResultColumn::CompletionTokens => Arc::new(self.completion_tokens.finish()),
+                ResultColumn::ReasoningTokens => Arc::new(self.reasoning_tokens.finish()),
+                ResultColumn::TotalTokens => Arc::new(self.total_tokens.finish()),
+                ResultColumn::Cost => Arc::new(self.cost.finish()),
+                ResultColumn::ErrorCode => Arc::new(self.error_code.finish()),
+                ResultColumn::ErrorMessage => Arc::new(self.error_message.finish()),
+                ResultColumn::BatchId => Arc::new(self.batch_id.finish()),
+                ResultColumn::RequestId => Arc::new(self.request_id.finish()),
+                ResultColumn::Embedding => match self.embedding.as_mut() {
+                    Some(builder) => Arc::new(builder.finish()),
+                    None => continue,
+                },
+            };
+            columns.push(array);
+        }
         for builder in &mut self.declared {
             columns.push(match builder {
                 DeclaredBuilder::Text(b) => Arc::new(b.finish()),
@@ -296,9 +334,6 @@ impl ResultBuilders {
                 DeclaredBuilder::Float(b) => Arc::new(b.finish()),
                 DeclaredBuilder::Boolean(b) => Arc::new(b.finish()),
             });
-        }
-        if let Some(builder) = self.embedding.as_mut() {
-            columns.push(Arc::new(builder.finish()));
         }
         columns
     }
@@ -316,6 +351,8 @@ struct CurrentShard {
     cost: MoneySum,
     /// Left unsubmitted because it could have passed the run's budget cap.
     skipped_by_budget: bool,
+    /// Rows of this shard joined so far: the next row is on line `rows_joined + 1` of its file.
+    rows_joined: u64,
 }
 
 fn open_shard(
@@ -363,16 +400,17 @@ fn open_shard(
         first_error,
         cost: MoneySum::new(pricer.currency()),
         skipped_by_budget,
+        rows_joined: 0,
     })
 }
 
 impl CurrentShard {
-    fn result_for(&mut self, custom_id: &str, row_number: u64) -> RowResult {
+    /// The result of the request on `line` (from 1) of this shard's file.
+    fn result_for(&mut self, custom_id: &str, line: u64) -> RowResult {
         if let Some(result) = self.results.remove(custom_id) {
             return result;
         }
         if self.batch_status == Some(BatchStatus::Failed) {
-            let line = row_number - self.record.first_row + 1;
             let error = self.line_errors.get(&line).or(self.first_error.as_ref());
             let mut result = RowResult::unanswered(Some(BatchStatus::Failed));
             if let Some(error) = error {
@@ -439,12 +477,13 @@ pub fn join_results(
     let reader = open_table(&job.input_path, job.input_format)?;
     let input_schema = reader.schema();
     let renderer = RequestRenderer::new(job, profile, &input_schema)?;
-    let (schema, kept) = output_schema(job, &input_schema);
+    let (schema, kept) = output_schema(job, &input_schema)?;
     let mut writer = AtomicTableWriter::create(output_path, output_format, schema.clone())?;
 
     let mut summary = JoinSummary {
         rows: 0,
         rows_by_status: BTreeMap::new(),
+        rows_without_usage: 0,
         tokens: TokenTotals::default(),
         cost: MoneySum::new(pricer.currency()),
         realtime_cost: MoneySum::new(pricer.currency()),
@@ -455,6 +494,7 @@ pub fn join_results(
     let has_overrides = ledger.has_overrides()?;
     let mut current: Option<CurrentShard> = None;
     let mut row_number: u64 = 0;
+    let mut rows_sent: u64 = 0;
 
     let finish_shard = |shard: CurrentShard, summary: &mut JoinSummary| {
         let mut report = shard.report;
@@ -464,12 +504,29 @@ pub fn join_results(
 
     for batch in reader {
         let batch = batch?;
+        // A signal stops the local stage between record batches, never silently later.
+        crate::interrupt::check()?;
         let mut builders = ResultBuilders::new(job);
         for row in 0..batch.num_rows() {
             row_number += 1;
+            let custom_id = renderer.custom_id(&batch, row, row_number)?;
+            if let Some(reason) = renderer.skipped_reason(&batch, row, row_number, &custom_id)? {
+                let result = RowResult {
+                    error_code: Some(EMPTY_PROMPT_ERROR_CODE.into()),
+                    error_message: Some(format!("not sent: {reason}")),
+                    ..RowResult::default()
+                };
+                *summary
+                    .rows_by_status
+                    .entry(SKIPPED_STATUS.to_owned())
+                    .or_default() += 1;
+                builders.append(&custom_id, SKIPPED_STATUS, &result, Some(0.0), None, None);
+                continue;
+            }
+            rows_sent += 1;
             while current
                 .as_ref()
-                .is_none_or(|shard| row_number >= shard.record.first_row + shard.record.row_count)
+                .is_none_or(|shard| shard.rows_joined >= shard.record.row_count)
             {
                 if let Some(done) = current.take() {
                     finish_shard(done, &mut summary);
@@ -480,6 +537,14 @@ pub fn join_results(
                         job.input_path.display()
                     )
                 })?;
+                if record.first_row != row_number {
+                    anyhow::bail!(
+                        "shard {} starts at row {} but row {row_number} of `{}` comes next: the input changed since the run was planned; start a new run",
+                        record.shard_index,
+                        record.first_row,
+                        job.input_path.display()
+                    );
+                }
                 current = Some(open_shard(
                     run_directory,
                     record,
@@ -488,8 +553,9 @@ pub fn join_results(
                 )?);
             }
             let shard = current.as_mut().expect("current shard set above");
-            let custom_id = renderer.custom_id(&batch, row, row_number)?;
-            let mut result = shard.result_for(&custom_id, row_number);
+            shard.rows_joined += 1;
+            let line = shard.rows_joined;
+            let mut result = shard.result_for(&custom_id, line);
             let mut answering_batch = shard.record.batch_id.clone();
             if has_overrides
                 && result.status() != RowStatus::Ok
@@ -528,6 +594,9 @@ pub fn join_results(
             }
 
             let row_cost = pricer.row_cost(&result);
+            if result.status().was_billed() && RunPricer::billed_usage(&result).is_none() {
+                summary.rows_without_usage += 1;
+            }
             if let Some(cost) = row_cost {
                 summary.cost.add(cost.batch);
                 summary.realtime_cost.add(cost.realtime);
@@ -548,6 +617,7 @@ pub fn join_results(
             *shard.report.rows_by_status.entry(status).or_default() += 1;
             builders.append(
                 &custom_id,
+                result.status().as_str(),
                 &result,
                 row_cost.map(|cost| cost.batch.to_f64()),
                 answering_batch.as_deref(),
@@ -572,11 +642,10 @@ pub fn join_results(
         .filter(|shard| shard.attempt <= 1)
         .map(|shard| shard.row_count)
         .sum();
-    if summary.rows != planned_rows {
+    if rows_sent != planned_rows {
         anyhow::bail!(
-            "`{}` has {} rows but the run planned {planned_rows}: the input changed since the run was planned; start a new run",
+            "`{}` has {rows_sent} rows to send but the run planned {planned_rows}: the input changed since the run was planned; start a new run",
             job.input_path.display(),
-            summary.rows
         );
     }
     crate::kill_point::reach("during_output_write");
@@ -591,6 +660,45 @@ mod tests {
     use crate::ledger::Ledger;
     use crate::pricing::PriceTable;
     use crate::provider::ProviderKind;
+
+    #[test]
+    fn output_columns_of_one_name_are_refused_and_result_prefix_avoids_them() {
+        let directory = tempfile::tempdir().unwrap();
+        std::fs::write(
+            directory.path().join("job.toml"),
+            "[input]\npath = \"rows.csv\"\n[request]\nmodel = \"qwen-plus\"\ntemplate = \"{{ text }}\"\n[[output.fields]]\nname = \"mood\"\ntype = \"string\"\n",
+        )
+        .unwrap();
+        let mut job = load_job(&directory.path().join("job.toml")).unwrap();
+        let input = Schema::new(vec![
+            Field::new("text", DataType::Utf8, false),
+            Field::new("status", DataType::Utf8, false),
+        ]);
+        let message = output_schema(&job, &input).unwrap_err().to_string();
+        assert!(
+            message.contains("rows.csv, column `status`: input column `status` collides with the result column `status`"),
+            "{message}"
+        );
+        assert!(message.contains("result_prefix"), "{message}");
+        let moody = Schema::new(vec![Field::new("mood", DataType::Utf8, false)]);
+        let message = output_schema(&job, &moody).unwrap_err().to_string();
+        assert!(
+            message.contains("collides with the declared output field `mood`"),
+            "{message}"
+        );
+
+        job.spec.output.result_prefix = "r_".into();
+        let (schema, kept) = output_schema(&job, &input).unwrap();
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(kept, [0, 1]);
+        assert_eq!(&names[..4], ["text", "status", "r_custom_id", "r_status"]);
+        assert_eq!(names.last(), Some(&"r_mood"));
+        assert_eq!(names.len(), 2 + ResultColumn::ALL.len() - 1 + 1);
+
+        job.spec.output.keep_columns = Some(vec!["text".into(), "text".into()]);
+        let message = output_schema(&job, &input).unwrap_err().to_string();
+        assert!(message.contains("listed twice"), "{message}");
+    }
 
     fn success_line(custom_id: &str, content: &str) -> String {
         format!(

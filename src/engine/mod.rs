@@ -2,27 +2,47 @@
 
 mod budget;
 mod cancel;
+mod connection;
 mod download;
 mod estimate_vs_actual;
 mod events;
 mod join_pass;
+mod output_target;
 mod plan;
 mod poll;
 mod rehearsal;
 mod remote_cleanup;
 mod report;
 mod retry;
+mod run_context;
 mod run_directory;
+mod run_failure;
+mod run_lock;
+mod run_options;
+mod run_record;
+mod run_selection;
 mod runner;
+mod shard_results;
 mod status;
+mod submission;
 mod submit;
+mod totals;
 
 pub use budget::{BUDGET_CAP_ERROR_CODE, BudgetCap, BudgetReport, CapSource, RunBudget};
 pub use cancel::cancel_run;
+pub use connection::check_base_url;
 pub use estimate_vs_actual::EstimateVersusActual;
-pub use events::{EventSink, OutputMode};
+pub use events::{EventKind, EventSink, OutputMode};
+pub use output_target::{OutputTarget, check_output_target, choose_output_target};
 pub use plan::{PlanOutcome, plan_shards, shard_limits};
 pub use report::RunReport;
 pub use run_directory::RunDirectory;
-pub use runner::{RunFailure, RunOptions, RunOutcome, find_unfinished_run, resume_run, run_job};
+pub use run_failure::{ProviderRefusal, RunFailure};
+pub use run_lock::{HeldLock, RUN_LOCK_FILE_NAME};
+pub use run_options::{RunOptions, RunOutcome};
+pub use run_selection::{
+    ChosenRunDirectory, ExistingRun, choose_and_lock_run_directory, discard_unspent_run_directory,
+    find_existing_run, lock_existing, open_and_lock,
+};
+pub use runner::{resume_run, run_job};
 pub use status::show_status;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::download::download_shard_results;
-use super::{EventSink, RunDirectory};
+use super::{EventKind, EventSink, RunDirectory};
 use crate::client::{ApiClient, ClientError};
 use crate::ledger::Ledger;
 use crate::wire::Batch;
@@ -103,7 +103,7 @@ pub async fn poll_until_settled(
                 );
                 if shard.status() != batch.status {
                     events.emit(
-                        "batch_status",
+                        EventKind::BatchStatus,
                         json!({
                             "shard": shard.shard_index,
                             "batch_id": batch_id,

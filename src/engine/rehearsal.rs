@@ -1,7 +1,7 @@
 //! Rehearsals: the same rows and prompts sent to DashScope's free test model, to prove the whole
 //! path with a real key at no inference cost.
 
-use super::runner::RunFailure;
+use super::run_failure::RunFailure;
 use crate::job::Job;
 use crate::provider::ProviderKind;
 

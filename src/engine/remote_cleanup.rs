@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use super::EventSink;
+use super::{EventKind, EventSink};
 use crate::client::ApiClient;
 use crate::ledger::{EffectKind, Ledger};
 
@@ -40,7 +40,7 @@ pub(super) async fn delete_remote_files(
         ledger.set_remote_files_deleted(shard_index)?;
     }
     if deleted > 0 {
-        events.emit("remote_files_deleted", json!({"files": deleted}), || {
+        events.emit(EventKind::RemoteFilesDeleted, json!({"files": deleted}), || {
             Some(format!(
                 "deleted {deleted} file(s) at the provider; the results are in the run directory"
             ))

@@ -7,16 +7,9 @@ use serde::Serialize;
 
 use super::budget::BudgetReport;
 use super::estimate_vs_actual::EstimateVersusActual;
-use crate::pricing::{Currency, Money};
+use super::totals::TokenTotals;
+use crate::pricing::Money;
 use crate::row_result::RowStatus;
-
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-pub struct TokenTotals {
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-    pub reasoning_tokens: u64,
-    pub total_tokens: u64,
-}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ShardReport {
@@ -44,6 +37,9 @@ pub struct RunReport {
     pub output: String,
     pub rows: u64,
     pub rows_by_status: BTreeMap<String, u64>,
+    /// Answered rows whose usage the provider did not give: billed, cost unknown, not in `cost`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rows_without_usage: u64,
     pub tokens: TokenTotals,
     /// `None` when the model has no known price.
     pub currency: Option<String>,
@@ -78,8 +74,10 @@ impl RunReport {
             .unwrap_or(0)
     }
 
+    /// Every row answered (or skipped, as the job asked), and every answer's cost known.
     pub fn all_rows_ok(&self) -> bool {
-        self.count(RowStatus::Ok) == self.rows
+        self.count(RowStatus::Ok) + self.count(RowStatus::Skipped) == self.rows
+            && self.rows_without_usage == 0
     }
 
     /// The human summary printed at the end of a run.
@@ -105,6 +103,14 @@ impl RunReport {
                 "cost unknown: no price for model `{}` (add it with a prices file)",
                 self.model
             ),
+        };
+        let money = if self.rows_without_usage > 0 {
+            format!(
+                "{money}\n  warning: {} answered row(s) came without token usage; their cost is unknown and not in this total (error_code `usage_missing`)",
+                self.rows_without_usage
+            )
+        } else {
+            money
         };
         let mut summary = format!(
             "{} rows: {statuses}\n  tokens: {} prompt, {} completion ({} reasoning)\n  {money}",
@@ -156,22 +162,6 @@ pub struct LostResults {
     pub reason: String,
 }
 
-/// Sums money without drift; `None` stays `None` once any part is unknown.
-#[derive(Debug, Clone, Copy)]
-pub struct MoneySum {
-    pub total: Option<Money>,
-}
-
-impl MoneySum {
-    pub fn new(currency: Option<Currency>) -> MoneySum {
-        MoneySum {
-            total: currency.map(Money::zero),
-        }
-    }
-
-    pub fn add(&mut self, amount: Money) {
-        if let Some(total) = self.total {
-            self.total = total.checked_add(amount).ok();
-        }
-    }
+fn is_zero(count: &u64) -> bool {
+    *count == 0
 }

@@ -14,8 +14,8 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::RunDirectory;
-use super::join_pass::load_shard_results;
 use super::plan::shard_limits;
+use super::shard_results::load_shard_results;
 use crate::job::Job;
 use crate::ledger::{Ledger, ShardRecord, restrict_permissions};
 use crate::provider::ProviderProfile;

@@ -1,31 +1,26 @@
 //! `dashbatch status RUN_DIR`: what a run's ledger and downloaded results say, with no network
 //! call.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::json;
 
 use super::RunDirectory;
+use super::connection::load_prices;
 use super::rehearsal::make_rehearsal;
-use super::runner::{RunFailure, fact, load_prices, open_existing_ledger, recorded_provider};
+use super::run_failure::RunFailure;
+use super::run_record::{RunRecord, open_existing_ledger, read_run_record};
 use crate::cost::RunPricer;
 use crate::job::load_job;
-use crate::ledger::Ledger;
 
 /// `dashbatch status RUN_DIR`: what the ledger knows, without any network call.
 pub fn show_status(run_directory: &Path, as_json: bool) -> Result<String, RunFailure> {
     let ledger = open_existing_ledger(run_directory)?;
     let shards = ledger.shards().map_err(RunFailure::input)?;
-    let finished = ledger
-        .fact(fact::FINISHED)
-        .map_err(RunFailure::input)?
-        .is_some();
-    let planned_rows: u64 = ledger
-        .fact(fact::PLANNED_ROWS)
-        .map_err(RunFailure::input)?
-        .and_then(|rows| rows.parse().ok())
-        .unwrap_or(0);
-    let spent = cost_so_far(&ledger, run_directory, &shards);
+    let record = read_run_record(&ledger)?;
+    let finished = record.finished;
+    let planned_rows: u64 = record.planned_rows.unwrap_or(0);
+    let spent = cost_so_far(&record, run_directory, &shards);
     let report: Option<serde_json::Value> = std::fs::read(run_directory.join("report.json"))
         .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok());
@@ -109,18 +104,16 @@ pub fn show_status(run_directory: &Path, as_json: bool) -> Result<String, RunFai
 /// What the downloaded results cost so far, from their usage, and how many rows they answered.
 /// `None` when the job file or the model's price cannot be found.
 fn cost_so_far(
-    ledger: &Ledger,
+    record: &RunRecord,
     run_directory: &Path,
     shards: &[crate::ledger::ShardRecord],
 ) -> Option<(crate::pricing::Money, u64)> {
-    let job_file = ledger.fact(fact::JOB_FILE).ok()??;
-    let mut job = load_job(Path::new(&job_file)).ok()?;
+    let founding = record.founding.as_ref()?;
+    let mut job = load_job(&founding.job_file).ok()?;
     // Price the way the run itself does: its recorded prices file, its (rehearsal) model.
-    let recorded_prices = ledger.fact(fact::PRICES_FILE).ok()?.map(PathBuf::from);
-    let (prices, _) = load_prices(recorded_prices.as_deref()).ok()?;
-    if ledger.fact(fact::REHEARSAL).ok()?.as_deref() == Some("1") {
-        let provider = recorded_provider(ledger, run_directory).ok()?;
-        make_rehearsal(&mut job, provider).ok()?;
+    let (prices, _) = load_prices(founding.prices_file.as_deref()).ok()?;
+    if founding.rehearsal {
+        make_rehearsal(&mut job, founding.provider).ok()?;
     }
     let pricer = RunPricer::new(
         prices,
@@ -132,7 +125,7 @@ fn cost_so_far(
     let directory = RunDirectory::new(run_directory.to_owned());
     for shard in shards.iter().filter(|shard| shard.results_downloaded) {
         let results =
-            super::join_pass::load_shard_results(&directory, shard, shard.status()).ok()?;
+            super::shard_results::load_shard_results(&directory, shard, shard.status()).ok()?;
         for result in results.values() {
             if let Some(cost) = pricer.row_cost(result) {
                 total = total.checked_add(cost.batch).ok()?;

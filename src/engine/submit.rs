@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::poll::record_batch_state;
-use super::{EventSink, RunDirectory};
+use super::{EventKind, EventSink, RunDirectory};
 use crate::client::{ApiClient, BatchListQuery, ClientError};
 use crate::job::Job;
 use crate::ledger::{EffectKind, Ledger, ShardRecord};
@@ -139,7 +139,7 @@ impl Submitter<'_> {
                 self.ledger.set_file_id(shard.shard_index, Some(&file.id))?;
                 self.ledger.record_outcome(effect, "done", &file.id)?;
                 self.events.emit(
-                    "file_uploaded",
+                    EventKind::FileUploaded,
                     json!({"shard": shard.shard_index, "file_id": file.id, "bytes": file.bytes}),
                     || {
                         Some(format!(
@@ -202,7 +202,7 @@ impl Submitter<'_> {
         };
         self.ledger.set_file_id(shard.shard_index, Some(&adopted))?;
         self.events.emit(
-            "file_adopted",
+            EventKind::FileAdopted,
             json!({"shard": shard.shard_index, "file_id": adopted}),
             || {
                 Some(format!(
@@ -274,7 +274,7 @@ impl Submitter<'_> {
                 record_batch_state(self.ledger, shard.shard_index, &batch)?;
                 self.ledger.record_outcome(effect, "done", &batch.id)?;
                 self.events.emit(
-                    "batch_created",
+                    EventKind::BatchCreated,
                     json!({"shard": shard.shard_index, "batch_id": batch.id, "input_file_id": file_id}),
                     || {
                         Some(format!(
@@ -345,7 +345,7 @@ impl Submitter<'_> {
                 self.ledger.set_batch_id(shard.shard_index, &found.id)?;
                 record_batch_state(self.ledger, shard.shard_index, &found)?;
                 self.events.emit(
-                    "batch_adopted",
+                    EventKind::BatchAdopted,
                     json!({"shard": shard.shard_index, "batch_id": found.id}),
                     || {
                         Some(format!(

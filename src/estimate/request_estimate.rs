@@ -243,9 +243,7 @@ fn request_thinks(body: &Value) -> bool {
         .get("model")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    crate::provider::model_thinks_by_default(model)
-        || model.starts_with("qwq")
-        || model.starts_with("deepseek-r1")
+    crate::model_facts::thinks_by_default(model)
 }
 
 /// The role and text of every message; content given as parts contributes its text parts.

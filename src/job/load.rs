@@ -8,23 +8,9 @@ use sha2::{Digest, Sha256};
 use super::spec::{JobSpec, OutputFieldType, ResponseFormat};
 use crate::table::TableFormat;
 
-/// Result columns that declared output fields must not shadow.
-pub const RESERVED_COLUMN_NAMES: &[&str] = &[
-    "custom_id",
-    "status",
-    "content",
-    "finish_reason",
-    "prompt_tokens",
-    "completion_tokens",
-    "reasoning_tokens",
-    "total_tokens",
-    "cost",
-    "error_code",
-    "error_message",
-    "batch_id",
-    "request_id",
-    "embedding",
-];
+/// Result columns that declared output fields must not shadow (the one list lives in
+/// `output_fields::ResultColumn`).
+pub const RESERVED_COLUMN_NAMES: &[&str] = &crate::output_fields::RESULT_COLUMN_NAMES;
 
 /// Endpoints a job may name. `/v1/chat/ds-test` is used only by rehearsals.
 pub const CHAT_ENDPOINT: &str = "/v1/chat/completions";
@@ -191,6 +177,20 @@ pub fn load_job(job_file: &Path) -> Result<Job, JobError> {
     if request.model.trim().is_empty() {
         return Err(invalid("request.model", "must not be empty".to_owned()));
     }
+    if request.template.trim().is_empty() {
+        return Err(invalid(
+            "request.template",
+            "is empty; every request would be sent (and billed) with an empty prompt. Write the prompt, e.g. `template = \"Classify: {{ text }}\"`".to_owned(),
+        ));
+    }
+    if let Some(system) = &request.system
+        && system.trim().is_empty()
+    {
+        return Err(invalid(
+            "request.system",
+            "is empty; write the system message or remove the key".to_owned(),
+        ));
+    }
     if let Some(temperature) = request.temperature
         && !(0.0..=2.0).contains(&temperature)
     {
@@ -256,6 +256,20 @@ pub fn load_job(job_file: &Path) -> Result<Job, JobError> {
         ));
     }
 
+    let prefix = &spec.output.result_prefix;
+    if prefix.len() > 64
+        || !prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    {
+        return Err(invalid(
+            "output.result_prefix",
+            format!(
+                "`{prefix}` must be at most 64 letters, digits, `_`, `-` or `.` (it starts column names), e.g. `result_`"
+            ),
+        ));
+    }
+
     let mut seen_field_names = std::collections::BTreeSet::new();
     for (index, field) in spec.output.fields.iter().enumerate() {
         let key = format!("output.fields[{index}]");
@@ -314,12 +328,14 @@ pub fn load_job(job_file: &Path) -> Result<Job, JobError> {
     }
     if let Some(keep) = &spec.output.keep_columns {
         for column in keep {
-            if RESERVED_COLUMN_NAMES.contains(&column.as_str()) || seen_field_names.contains(column)
+            let unprefixed = column.strip_prefix(prefix.as_str());
+            if let Some(name) = unprefixed
+                && (RESERVED_COLUMN_NAMES.contains(&name) || seen_field_names.contains(name))
             {
                 return Err(invalid(
                     "output.keep_columns",
                     format!(
-                        "input column `{column}` would clash with a result column of the same name; drop it from `keep_columns` or rename it in the input"
+                        "input column `{column}` would clash with a result column of the same name; drop it from `keep_columns`, rename it in the input, or set `[output] result_prefix = \"result_\"`"
                     ),
                 ));
             }
@@ -508,6 +524,51 @@ template = "Say hi to {{ name }}"
                 "{extra}: {message}"
             );
         }
+    }
+
+    #[test]
+    fn an_empty_template_or_system_message_is_rejected() {
+        for (text, key) in [
+            (
+                MINIMAL.replace("Say hi to {{ name }}", ""),
+                "request.template",
+            ),
+            (
+                MINIMAL.replace("Say hi to {{ name }}", " \\n "),
+                "request.template",
+            ),
+            (
+                MINIMAL.replace("template =", "system = \"  \"\ntemplate ="),
+                "request.system",
+            ),
+        ] {
+            let message = load_text(&text).unwrap_err().to_string();
+            assert!(
+                message.contains(key) && message.contains("empty"),
+                "{text}: {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn result_prefix_is_checked_and_moves_the_keep_columns_clash() {
+        let error =
+            load_text(&format!("{MINIMAL}\n[output]\nresult_prefix = \"a b\"\n")).unwrap_err();
+        assert!(
+            error.to_string().contains("output.result_prefix"),
+            "{error}"
+        );
+        let job = load_text(&format!(
+            "{MINIMAL}\n[output]\nresult_prefix = \"r_\"\nkeep_columns = [\"status\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(job.spec.output.result_prefix, "r_");
+        let error = load_text(&format!(
+            "{MINIMAL}\n[output]\nresult_prefix = \"r_\"\nkeep_columns = [\"r_status\"]\n"
+        ))
+        .unwrap_err();
+        assert!(error.to_string().contains("`r_status`"), "{error}");
+        assert!(!load_text(MINIMAL).unwrap().spec.input.skip_empty);
     }
 
     #[test]

@@ -43,6 +43,11 @@ pub struct InputSpec {
     /// A column whose values become each request's `custom_id`. Row numbers (from 1) otherwise.
     #[serde(default)]
     pub id_column: Option<String>,
+    /// A row whose prompt renders to nothing but whitespace is not sent: its output row gets
+    /// status `skipped` and error code `empty_prompt`. When false (the default) such a row is an
+    /// error before anything is uploaded.
+    #[serde(default)]
+    pub skip_empty: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -106,6 +111,10 @@ pub struct OutputSpec {
     /// Typed fields parsed out of a JSON answer into columns of their own.
     #[serde(default)]
     pub fields: Vec<OutputFieldSpec>,
+    /// Put before the name of every column dashbatch adds (result columns and declared fields),
+    /// so input columns named `status`, `cost`, ... can be kept. Empty by default.
+    #[serde(default)]
+    pub result_prefix: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -58,6 +58,16 @@ async fn pass_gate(state: &SharedSimState, request: Request, next: Next) -> Resp
         }) => {
             return ApiFailure::throttled(*retry_after_seconds).into_response();
         }
+        Some(RouteFaultKind::Status400) => {
+            // A real server reads the whole request (a multipart upload) before refusing it;
+            // answering first would let the client see a reset instead of the refusal.
+            let _ = axum::body::to_bytes(request.into_body(), usize::MAX).await;
+            return ApiFailure::bad_request(
+                "InvalidParameter",
+                "The request was refused (simulated definite refusal).",
+            )
+            .into_response();
+        }
         Some(RouteFaultKind::Status500) => {
             return ApiFailure::internal(
                 "The server had an error while processing your request (simulated).",

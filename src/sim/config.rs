@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::faults::FaultPlan;
-use super::lifecycle::DEFAULT_TIME_SCALE;
+
+/// The default [`SimConfig::time_scale`]: simulated seconds per real second.
+pub const DEFAULT_TIME_SCALE: f64 = 1000.0;
 
 /// Which provider the simulator imitates.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,18 +181,6 @@ impl SimFlavour {
     }
 }
 
-/// Whether a DashScope model thinks unless told not to (Qwen 3.5 and later), or always thinks.
-pub(crate) fn model_thinks_by_default(model: &str) -> bool {
-    ["qwen3.5-", "qwen3.6-", "qwen3.7-", "qwen3.8-"]
-        .iter()
-        .any(|prefix| model.starts_with(prefix))
-        || model_always_thinks(model)
-}
-
-pub(crate) fn model_always_thinks(model: &str) -> bool {
-    model == "deepseek-r1"
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,7 +223,5 @@ mod tests {
         assert!(SimFlavour::Dashscope.accepts_model("sim-anything"));
         assert!(!SimFlavour::Dashscope.accepts_model("gpt-4o"));
         assert!(SimFlavour::Openai.accepts_model("gpt-4o"));
-        assert!(model_thinks_by_default("qwen3.7-max"));
-        assert!(!model_thinks_by_default("qwen-plus"));
     }
 }

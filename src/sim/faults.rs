@@ -73,6 +73,9 @@ pub enum RouteFaultKind {
     /// Answer 500 with an error body; nothing is done.
     #[serde(rename = "status_500")]
     Status500,
+    /// Answer 400 `InvalidParameter` with an error body, a definite refusal; nothing is done.
+    #[serde(rename = "status_400")]
+    Status400,
     /// Do the call (store the file, create the batch, ...), then close the connection without
     /// any HTTP response.
     DropAfterActing,
@@ -127,6 +130,11 @@ pub enum BatchBehaviour {
     /// Error-file lines spell their fields `error_code`/`error_message`, as DashScope's own CSV
     /// helper expects.
     ErrorCodeSpellingHelper,
+    /// Successful lines carry `response.body` as a JSON *string* holding the object, as
+    /// llama-stack's Batch API writes it.
+    BodyAsJsonString,
+    /// Successful chat lines carry no `usage` object (billed all the same).
+    OmitUsage,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

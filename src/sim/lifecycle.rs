@@ -39,8 +39,6 @@ pub const PARALLEL_LINES_PER_SQUARE_ROOT_OF_LINES: f64 = 0.25;
 pub const FINALIZING_SECONDS: f64 = 20.0;
 /// Simulated seconds a batch stays `cancelling`.
 pub const CANCELLING_SECONDS: f64 = 30.0;
-/// The default [`super::SimConfig::time_scale`]: simulated seconds per real second.
-pub const DEFAULT_TIME_SCALE: f64 = 1000.0;
 
 /// How many lines a batch of `request_count` lines runs at once (fractional: a throughput).
 pub(crate) fn lines_at_once(request_count: u64) -> f64 {

@@ -60,16 +60,15 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use config::{SimConfig, SimFlavour};
+pub use config::{DEFAULT_TIME_SCALE, SimConfig, SimFlavour};
 pub use faults::{
     BatchBehaviour, BatchFaultRule, BatchSelector, FaultPlan, RouteFaultKind, RouteFaultRule,
     RouteName,
 };
 pub use ledger::{BilledRequest, LedgerBatch, SimLedger, SimRequestCounts};
 pub use lifecycle::{
-    CANCELLING_SECONDS, DEFAULT_TIME_SCALE, FINALIZING_SECONDS,
-    PARALLEL_LINES_PER_SQUARE_ROOT_OF_LINES, SECONDS_PER_LINE, VALIDATION_SECONDS,
-    simulated_seconds_to_complete,
+    CANCELLING_SECONDS, FINALIZING_SECONDS, PARALLEL_LINES_PER_SQUARE_ROOT_OF_LINES,
+    SECONDS_PER_LINE, VALIDATION_SECONDS, simulated_seconds_to_complete,
 };
 pub use routes::router;
 pub use state::{SharedSimState, SimState};

@@ -13,12 +13,13 @@ use serde::Serialize;
 use serde::ser::{SerializeStruct, Serializer};
 use serde_json::Value;
 
-use super::config::{SimFlavour, TEST_MODEL, model_always_thinks, model_thinks_by_default};
+use super::config::{SimFlavour, TEST_MODEL};
 use super::ids::{DeterministicRandom, number_of_parts};
 use super::json_schema_answer::SchemaAnswerer;
 use super::token_estimate::{
     TOKENS_PER_MESSAGE, TOKENS_PER_REQUEST, estimate_text_tokens, is_cjk, is_mostly_cjk,
 };
+use crate::model_facts::{always_thinks, thinks_by_default};
 use crate::wire::{ApiError, ApiErrorBody};
 
 /// What `batch-test-model` always answers.
@@ -93,6 +94,10 @@ pub(crate) enum AnswerBody {
     Chat(ChatCompletion),
     Embeddings(EmbeddingList),
     Error(ApiErrorBody),
+    /// A body reshaped by a fault behaviour, kept as plain JSON.
+    Value(serde_json::Value),
+    /// A body sent as a JSON string (llama-stack's shape), by a fault behaviour.
+    Text(String),
 }
 
 /// A chat completion body. Its fields follow the provider it imitates (see the `Serialize`
@@ -417,10 +422,10 @@ fn parse_chat<'body>(
             }
         },
     };
-    let thinking = model_always_thinks(model)
+    let thinking = always_thinks(model)
         || match object.get("enable_thinking") {
             Some(Value::Bool(enabled)) => *enabled,
-            _ => model_thinks_by_default(model),
+            _ => thinks_by_default(model),
         };
     let thinking_budget = object.get("thinking_budget").and_then(Value::as_u64);
     Ok(ChatRequest {
@@ -456,29 +461,18 @@ fn parse_embeddings<'body>(
     if inputs.is_empty() || inputs.iter().any(|text| text.trim().is_empty()) {
         return Err(RequestRejection::new("'input' must not be empty."));
     }
-    let allowed_dimensions: &[usize] = match model {
-        "text-embedding-v1" | "text-embedding-v2" => &[1536],
-        "text-embedding-v3" => &[1024, 768, 512, 256, 128, 64],
-        "text-embedding-v4" => &[2048, 1536, 1024, 768, 512, 256, 128, 64],
-        _ => &[],
-    };
-    let default_dimensions = match model {
-        "text-embedding-v1"
-        | "text-embedding-v2"
-        | "text-embedding-3-small"
-        | "text-embedding-ada-002" => 1536,
-        "text-embedding-3-large" => 3072,
-        _ => 1024,
-    };
+    let allowed_dimensions = crate::model_facts::embedding_dimension_choices(model);
     let dimensions = match object.get("dimensions") {
-        None | Some(Value::Null) => default_dimensions,
+        None | Some(Value::Null) => {
+            crate::model_facts::default_embedding_dimensions(model) as usize
+        }
         Some(value) => {
             let wanted = value
                 .as_u64()
                 .map(|wanted| wanted as usize)
                 .filter(|wanted| (1..=4096).contains(wanted))
                 .ok_or_else(|| RequestRejection::new("'dimensions' must be a positive integer."))?;
-            if !allowed_dimensions.is_empty() && !allowed_dimensions.contains(&wanted) {
+            if !allowed_dimensions.is_empty() && !allowed_dimensions.contains(&(wanted as u32)) {
                 return Err(RequestRejection::new(format!(
                     "'dimensions' {wanted} is not supported by {model}; use one of {allowed_dimensions:?}."
                 )));

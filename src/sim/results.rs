@@ -151,6 +151,27 @@ fn status_error_code(status_code: u16) -> (&'static str, &'static str, &'static 
     }
 }
 
+/// A success body as other Batch APIs send it: without `usage`, and/or as a JSON string holding
+/// the object. `None` when neither behaviour is on (the body goes out as it is).
+fn reshape_body(
+    body: &AnswerBody,
+    as_string: bool,
+    omit_usage: bool,
+) -> io::Result<Option<AnswerBody>> {
+    if !as_string && !omit_usage {
+        return Ok(None);
+    }
+    let mut value = serde_json::to_value(body).map_err(io::Error::other)?;
+    if omit_usage && let Some(object) = value.as_object_mut() {
+        object.remove("usage");
+    }
+    Ok(Some(if as_string {
+        AnswerBody::Text(value.to_string())
+    } else {
+        AnswerBody::Value(value)
+    }))
+}
+
 /// Writes the result files of `batch`, which ends at `ended_at` after `processed` lines ran.
 pub(crate) fn write_results(
     store: &FileStore,
@@ -181,6 +202,8 @@ pub(crate) fn write_results(
         let helper_spelling = batch
             .behaviours
             .contains(&BatchBehaviour::ErrorCodeSpellingHelper);
+        let body_as_string = batch.behaviours.contains(&BatchBehaviour::BodyAsJsonString);
+        let omit_usage = batch.behaviours.contains(&BatchBehaviour::OmitUsage);
         let (unprocessed_code, unprocessed_message) = unprocessed.code_and_message();
         for (first_index, length) in order.blocks() {
             let mut reader = RequestLineReader::starting_at(
@@ -281,6 +304,7 @@ pub(crate) fn write_results(
                             reasoning_tokens: answer.usage.reasoning_tokens,
                             free: model == TEST_MODEL,
                         });
+                        let reshaped = reshape_body(&answer.body, body_as_string, omit_usage)?;
                         sinks.write(
                             true,
                             &ResultLineOut {
@@ -289,7 +313,7 @@ pub(crate) fn write_results(
                                 response: Some(ResponseOut {
                                     status_code: 200,
                                     request_id: &ids.request_id,
-                                    body: &answer.body,
+                                    body: reshaped.as_ref().unwrap_or(&answer.body),
                                 }),
                                 error: None,
                             },

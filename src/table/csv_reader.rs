@@ -1,5 +1,6 @@
 //! CSV input: a header row, RFC 4180 quoting (embedded commas, quotes and newlines), every column
-//! read as text. Invalid UTF-8 and ragged rows are reported with their row and line.
+//! read as text. Invalid UTF-8, ragged rows, a quote left open at the end of the file and text
+//! after a closing quote are reported with their row, line and column.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -11,10 +12,12 @@ use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
 use super::TableError;
+use super::batch_stream::BatchWithLines;
+use super::csv_quote_tracker::{QuoteProblem, QuoteTrackingReader, quote_problem_of};
 
 pub struct CsvBatchReader {
     path: PathBuf,
-    reader: csv::Reader<File>,
+    reader: csv::Reader<QuoteTrackingReader<File>>,
     schema: SchemaRef,
     rows_per_batch: usize,
     rows_read: u64,
@@ -29,11 +32,13 @@ impl CsvBatchReader {
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(true)
             .flexible(false)
-            .from_reader(file);
+            .from_reader(QuoteTrackingReader::new(file));
         let headers = reader
             .byte_headers()
-            .map_err(|error| csv_error(path, error))?
+            .map_err(|error| csv_error(path, error, None))?
             .clone();
+        // The header's start line; each data record takes its own in `read_batch`.
+        reader.get_mut().next_record_line();
         if headers.is_empty() {
             return Err(TableError::new(
                 path,
@@ -82,25 +87,32 @@ impl CsvBatchReader {
         self.schema.clone()
     }
 
-    fn read_batch(&mut self) -> Result<Option<RecordBatch>, TableError> {
+    fn read_batch(&mut self) -> Result<Option<BatchWithLines>, TableError> {
         let column_count = self.schema.fields().len();
         let mut builders: Vec<StringBuilder> =
             (0..column_count).map(|_| StringBuilder::new()).collect();
         let mut record = csv::ByteRecord::new();
         let mut rows_in_batch = 0;
+        let mut lines = Vec::with_capacity(self.rows_per_batch.min(4096));
         while rows_in_batch < self.rows_per_batch {
             let has_record = self
                 .reader
                 .read_byte_record(&mut record)
-                .map_err(|error| csv_error(&self.path, error))?;
+                .map_err(|error| csv_error(&self.path, error, Some(&self.schema)))?;
             if !has_record {
                 self.finished = true;
                 break;
             }
             self.rows_read += 1;
+            let line = self
+                .reader
+                .get_mut()
+                .next_record_line()
+                .or_else(|| record.position().map(|position| position.line()))
+                .unwrap_or(0);
+            lines.push(line);
             for (column_index, raw_value) in record.iter().enumerate() {
                 let value = std::str::from_utf8(raw_value).map_err(|error| {
-                    let line = record.position().map(|p| p.line()).unwrap_or(0);
                     TableError::new(
                         &self.path,
                         Some(format!(
@@ -126,24 +138,44 @@ impl CsvBatchReader {
             .map(|mut builder| Arc::new(builder.finish()) as ArrayRef)
             .collect();
         RecordBatch::try_new(self.schema.clone(), columns)
-            .map(Some)
+            .map(|batch| Some((batch, Some(lines))))
             .map_err(|error| TableError::new(&self.path, None, error.to_string()))
     }
 }
 
 impl Iterator for CsvBatchReader {
-    type Item = Result<RecordBatch, TableError>;
+    type Item = Result<BatchWithLines, TableError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.finished {
             return None;
         }
         let batch = self.read_batch();
-        super::reader::stop_after_error(&mut self.finished, batch)
+        super::batch_stream::stop_after_error(&mut self.finished, batch)
     }
 }
 
-fn csv_error(path: &Path, error: csv::Error) -> TableError {
+/// Where a quoting problem is, in the words of the other errors: the header, or a row and line,
+/// and the column (named once the header is known).
+fn quote_problem_error(path: &Path, problem: &QuoteProblem, schema: Option<&Schema>) -> TableError {
+    let column = match schema.and_then(|schema| schema.fields().get(problem.field)) {
+        Some(field) => format!("column `{}`", field.name()),
+        None => format!("column {}", problem.field + 1),
+    };
+    let location = if problem.record == 0 {
+        format!("header (line {}), {column}", problem.line)
+    } else {
+        format!("row {} (line {}), {column}", problem.record, problem.line)
+    };
+    TableError::new(path, Some(location), problem.advice())
+}
+
+fn csv_error(path: &Path, error: csv::Error, schema: Option<&Schema>) -> TableError {
+    if let csv::ErrorKind::Io(io_error) = error.kind()
+        && let Some(problem) = quote_problem_of(io_error)
+    {
+        return quote_problem_error(path, problem, schema);
+    }
     match error.kind() {
         csv::ErrorKind::UnequalLengths {
             pos,
@@ -185,7 +217,9 @@ mod tests {
         let path = directory.path().join("input.csv");
         std::fs::write(&path, bytes).unwrap();
         let reader = CsvBatchReader::open(&path, 2)?;
-        reader.collect()
+        reader
+            .map(|batch| batch.map(|(batch, _lines)| batch))
+            .collect()
     }
 
     #[test]
@@ -223,6 +257,44 @@ mod tests {
         let message = error.to_string();
         assert!(message.contains("row 2"), "{message}");
         assert!(message.contains("3 fields"), "{message}");
+    }
+
+    #[test]
+    fn a_quote_left_open_names_the_row_line_and_column_where_it_opened() {
+        let error = read_all(b"id,text\n1,a\n2,\"b\nc\"\n3,\"open\n4,d\n5,e\n").unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains("row 3 (line 5), column `text`"),
+            "{message}"
+        );
+        assert!(message.contains("never closed"), "{message}");
+        let error = read_all(b"id,\"text\n1,a\n").unwrap_err();
+        assert!(
+            error.to_string().contains("header (line 1), column 2"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn text_after_a_closing_quote_is_an_error() {
+        let error = read_all(b"id,text\n1,\"He said \"hi\" here\"\n").unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains("row 1 (line 2), column `text`"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn rows_carry_the_line_they_start_on() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("input.csv");
+        std::fs::write(&path, b"id,text\n1,\"a\nb\"\n\n2,c\n").unwrap();
+        let lines: Vec<Vec<u64>> = CsvBatchReader::open(&path, 10)
+            .unwrap()
+            .map(|batch| batch.unwrap().1.unwrap())
+            .collect();
+        assert_eq!(lines, [vec![2, 5]]);
     }
 
     #[test]

@@ -1,8 +1,13 @@
 //! JSON Lines input: one object per line. A first pass over the whole file settles each key's
 //! column type (so a key that first appears late is not lost); a second pass builds the batches.
-//! Nested values (objects, arrays) become columns of JSON text.
+//!
+//! Values are taken from the line's own text, never re-printed through a float: columns keep the
+//! order of the file, nested values (objects, arrays) become columns of their JSON text exactly as
+//! written, and numbers a 64-bit integer or float cannot hold exactly (`12345678901234567890123`,
+//! `3.14159265358979323846`) make their column text with the digits as written. A key given twice
+//! in one object, or an empty key, is an error naming the line.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -11,47 +16,280 @@ use std::sync::Arc;
 use arrow_array::builder::{BooleanBuilder, Float64Builder, Int64Builder, StringBuilder};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use serde_json::{Map, Value};
 
 use super::TableError;
+use super::batch_stream::BatchWithLines;
 
+/// One top-level value of a line, as written.
+#[derive(Debug, Clone, PartialEq)]
+enum RawCell<'line> {
+    Null,
+    Boolean(bool),
+    /// The number's text, e.g. `-1.5e3`.
+    Number(&'line str),
+    Text(String),
+    /// An object or array, as written.
+    Nested(&'line str),
+}
+
+/// What a number's text can be held as without changing its digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NumberFit {
+    /// An integer within i64 that a float64 also holds exactly (|n| ≤ 2^53).
+    SmallInteger,
+    /// An integer within i64 that a float64 would round.
+    Integer,
+    /// A float64 prints back the same decimal value.
+    Float,
+    /// Only text keeps it: an integer beyond i64, or more digits than a float64 keeps.
+    TextOnly,
+}
+
+fn number_fit(text: &str) -> NumberFit {
+    let is_integer_literal = !text.contains(['.', 'e', 'E']);
+    if is_integer_literal {
+        return match text.parse::<i64>() {
+            Ok(value) if value.unsigned_abs() <= 1 << 53 => NumberFit::SmallInteger,
+            Ok(_) => NumberFit::Integer,
+            Err(_) => NumberFit::TextOnly,
+        };
+    }
+    match text.parse::<f64>() {
+        Ok(value) if value.is_finite() && float_keeps_digits(text, value) => NumberFit::Float,
+        _ => NumberFit::TextOnly,
+    }
+}
+
+/// Whether the shortest text that reads back as `value` is the same decimal number as `text`.
+fn float_keeps_digits(text: &str, value: f64) -> bool {
+    let shortest = format!("{value:e}");
+    match (canonical_decimal(text), canonical_decimal(&shortest)) {
+        (Some(written), Some(kept)) => written == kept,
+        _ => false,
+    }
+}
+
+/// A decimal number as (negative, significant digits, exponent) with the value
+/// `0.DIGITS × 10^exponent`; zero is `(false, "", 0)` whatever its sign.
+fn canonical_decimal(text: &str) -> Option<(bool, String, i64)> {
+    let (negative, unsigned) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
+        Some(index) => (
+            &unsigned[..index],
+            unsigned[index + 1..].parse::<i64>().ok()?,
+        ),
+        None => (unsigned, 0),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if !whole
+        .bytes()
+        .chain(fraction.bytes())
+        .all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let digits = format!("{whole}{fraction}");
+    let significant = digits.trim_start_matches('0');
+    let leading_zeros = (digits.len() - significant.len()) as i64;
+    let significant = significant.trim_end_matches('0');
+    if significant.is_empty() {
+        return Some((false, String::new(), 0));
+    }
+    let point = (whole.len() as i64).checked_add(exponent)? - leading_zeros;
+    Some((negative, significant.to_owned(), point))
+}
+
+/// The end (exclusive) of the JSON string starting with the quote at `start`.
+fn string_end(bytes: &[u8], start: usize) -> usize {
+    let mut index = start + 1;
+    while index < bytes.len() {
+        match bytes[index] {
+            b'\\' => index += 2,
+            b'"' => return index + 1,
+            _ => index += 1,
+        }
+    }
+    bytes.len()
+}
+
+/// The end (exclusive) of the JSON value starting at `start` (the line is valid JSON).
+fn value_end(bytes: &[u8], start: usize) -> usize {
+    match bytes[start] {
+        b'"' => string_end(bytes, start),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut index = start;
+            while index < bytes.len() {
+                match bytes[index] {
+                    b'"' => {
+                        index = string_end(bytes, index);
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return index + 1;
+                        }
+                    }
+                    _ => {}
+                }
+                index += 1;
+            }
+            bytes.len()
+        }
+        _ => {
+            let mut index = start;
+            while index < bytes.len()
+                && !matches!(bytes[index], b',' | b'}' | b']')
+                && !bytes[index].is_ascii_whitespace()
+            {
+                index += 1;
+            }
+            index
+        }
+    }
+}
+
+fn skip_whitespace(bytes: &[u8], mut index: usize) -> usize {
+    while index < bytes.len() && bytes[index].is_ascii_whitespace() {
+        index += 1;
+    }
+    index
+}
+
+/// The keys and raw values of a line holding one JSON object, in the order written.
+fn parse_line<'line>(
+    path: &Path,
+    line_number: u64,
+    line: &'line str,
+) -> Result<Vec<(String, RawCell<'line>)>, TableError> {
+    let located =
+        |message: String| TableError::new(path, Some(format!("line {line_number}")), message);
+    serde_json::from_str::<serde::de::IgnoredAny>(line).map_err(|error| {
+        let hint = if ["NaN", "Infinity"].iter().any(|word| line.contains(word)) {
+            " (NaN and Infinity are not JSON: write null, or a number; Python writes them unless told `allow_nan=False`)"
+        } else {
+            ""
+        };
+        located(format!("invalid JSON: {error}{hint}"))
+    })?;
+    let bytes = line.as_bytes();
+    let mut index = skip_whitespace(bytes, 0);
+    if bytes.get(index) != Some(&b'{') {
+        return Err(located(
+            "each line must be a JSON object like {\"text\": \"...\"}".to_owned(),
+        ));
+    }
+    index = skip_whitespace(bytes, index + 1);
+    let mut entries = Vec::new();
+    let mut keys_seen: HashSet<String> = HashSet::new();
+    while bytes.get(index) == Some(&b'"') {
+        let key_end = string_end(bytes, index);
+        let key: String = serde_json::from_str(&line[index..key_end])
+            .map_err(|error| located(format!("invalid JSON key: {error}")))?;
+        if key.trim().is_empty() {
+            return Err(located(format!(
+                "key {} has no name; every key names a column, so give it one",
+                &line[index..key_end]
+            )));
+        }
+        if !keys_seen.insert(key.clone()) {
+            return Err(located(format!(
+                "key `{key}` appears twice in this object; a JSON reader keeps only one of the two values, so remove or rename one"
+            )));
+        }
+        index = skip_whitespace(bytes, key_end);
+        // The colon.
+        index = skip_whitespace(bytes, index + 1);
+        let end = value_end(bytes, index);
+        let raw = &line[index..end];
+        let cell = match bytes[index] {
+            b'"' => RawCell::Text(
+                serde_json::from_str(raw)
+                    .map_err(|error| located(format!("invalid JSON string: {error}")))?,
+            ),
+            b'{' | b'[' => RawCell::Nested(raw),
+            b't' => RawCell::Boolean(true),
+            b'f' => RawCell::Boolean(false),
+            b'n' => RawCell::Null,
+            _ => RawCell::Number(raw),
+        };
+        entries.push((key, cell));
+        index = skip_whitespace(bytes, end);
+        if bytes.get(index) == Some(&b',') {
+            index = skip_whitespace(bytes, index + 1);
+        }
+    }
+    Ok(entries)
+}
+
+/// What the values of one column were, over the whole file.
+#[derive(Debug, Clone, Copy, Default)]
+struct ColumnEvidence {
+    boolean: bool,
+    text: bool,
+    small_integer: bool,
+    integer: bool,
+    float: bool,
+    text_only_number: bool,
+}
+
+/// How a column is built, once the whole file has been seen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ColumnKind {
-    /// Only nulls seen so far.
-    Unknown,
     Boolean,
     Integer,
     Float,
+    /// Strings, nested JSON, and numbers or booleans as written.
     Text,
 }
 
+impl ColumnEvidence {
+    fn add(&mut self, cell: &RawCell<'_>) {
+        match cell {
+            RawCell::Null => {}
+            RawCell::Boolean(_) => self.boolean = true,
+            RawCell::Text(_) | RawCell::Nested(_) => self.text = true,
+            RawCell::Number(text) => match number_fit(text) {
+                NumberFit::SmallInteger => self.small_integer = true,
+                NumberFit::Integer => self.integer = true,
+                NumberFit::Float => self.float = true,
+                NumberFit::TextOnly => self.text_only_number = true,
+            },
+        }
+    }
+
+    fn kind(self) -> ColumnKind {
+        let any_number = self.small_integer || self.integer || self.float || self.text_only_number;
+        if self.text || (self.boolean && any_number) {
+            ColumnKind::Text
+        } else if self.boolean {
+            ColumnKind::Boolean
+        } else if self.text_only_number || (self.float && self.integer) {
+            // A float64 column would round these integers or digits.
+            ColumnKind::Text
+        } else if self.float {
+            ColumnKind::Float
+        } else if self.small_integer || self.integer {
+            ColumnKind::Integer
+        } else {
+            // Only nulls.
+            ColumnKind::Text
+        }
+    }
+}
+
 impl ColumnKind {
-    fn of(value: &Value) -> ColumnKind {
-        match value {
-            Value::Null => ColumnKind::Unknown,
-            Value::Bool(_) => ColumnKind::Boolean,
-            Value::Number(number) if number.is_i64() => ColumnKind::Integer,
-            Value::Number(_) => ColumnKind::Float,
-            _ => ColumnKind::Text,
-        }
-    }
-
-    fn widen(self, other: ColumnKind) -> ColumnKind {
-        use ColumnKind::*;
-        match (self, other) {
-            (Unknown, kind) | (kind, Unknown) => kind,
-            (a, b) if a == b => a,
-            (Integer, Float) | (Float, Integer) => Float,
-            _ => Text,
-        }
-    }
-
     fn data_type(self) -> DataType {
         match self {
             ColumnKind::Boolean => DataType::Boolean,
             ColumnKind::Integer => DataType::Int64,
             ColumnKind::Float => DataType::Float64,
-            ColumnKind::Unknown | ColumnKind::Text => DataType::Utf8,
+            ColumnKind::Text => DataType::Utf8,
         }
     }
 }
@@ -64,31 +302,42 @@ enum ColumnBuilder {
 }
 
 impl ColumnBuilder {
-    fn new(data_type: &DataType) -> ColumnBuilder {
-        match data_type {
-            DataType::Boolean => ColumnBuilder::Boolean(BooleanBuilder::new()),
-            DataType::Int64 => ColumnBuilder::Integer(Int64Builder::new()),
-            DataType::Float64 => ColumnBuilder::Float(Float64Builder::new()),
-            _ => ColumnBuilder::Text(StringBuilder::new()),
+    fn new(kind: ColumnKind) -> ColumnBuilder {
+        match kind {
+            ColumnKind::Boolean => ColumnBuilder::Boolean(BooleanBuilder::new()),
+            ColumnKind::Integer => ColumnBuilder::Integer(Int64Builder::new()),
+            ColumnKind::Float => ColumnBuilder::Float(Float64Builder::new()),
+            ColumnKind::Text => ColumnBuilder::Text(StringBuilder::new()),
         }
     }
 
-    fn append(&mut self, value: Option<&Value>) {
-        let value = value.filter(|value| !value.is_null());
-        match (self, value) {
-            (ColumnBuilder::Boolean(builder), value) => {
-                builder.append_option(value.and_then(Value::as_bool))
-            }
-            (ColumnBuilder::Integer(builder), value) => {
-                builder.append_option(value.and_then(Value::as_i64))
-            }
-            (ColumnBuilder::Float(builder), value) => {
-                builder.append_option(value.and_then(Value::as_f64))
-            }
+    /// Appends one cell; `Err` names what no longer fits the type settled by the first pass
+    /// (the file changed between the two passes).
+    fn append(&mut self, cell: Option<&RawCell<'_>>) -> Result<(), String> {
+        let cell = cell.filter(|cell| **cell != RawCell::Null);
+        match (self, cell) {
+            (ColumnBuilder::Boolean(builder), None) => builder.append_null(),
+            (ColumnBuilder::Integer(builder), None) => builder.append_null(),
+            (ColumnBuilder::Float(builder), None) => builder.append_null(),
             (ColumnBuilder::Text(builder), None) => builder.append_null(),
-            (ColumnBuilder::Text(builder), Some(Value::String(text))) => builder.append_value(text),
-            (ColumnBuilder::Text(builder), Some(other)) => builder.append_value(other.to_string()),
+            (ColumnBuilder::Boolean(builder), Some(RawCell::Boolean(value))) => {
+                builder.append_value(*value)
+            }
+            (ColumnBuilder::Integer(builder), Some(RawCell::Number(text))) => {
+                builder.append_value(text.parse().map_err(|_| text.to_string())?)
+            }
+            (ColumnBuilder::Float(builder), Some(RawCell::Number(text))) => {
+                builder.append_value(text.parse().map_err(|_| text.to_string())?)
+            }
+            (ColumnBuilder::Text(builder), Some(cell)) => match cell {
+                RawCell::Text(text) => builder.append_value(text),
+                RawCell::Number(text) | RawCell::Nested(text) => builder.append_value(text),
+                RawCell::Boolean(value) => builder.append_value(value.to_string()),
+                RawCell::Null => builder.append_null(),
+            },
+            (_, Some(other)) => return Err(format!("{other:?}")),
         }
+        Ok(())
     }
 
     fn finish(self) -> ArrayRef {
@@ -105,29 +354,11 @@ pub struct JsonlBatchReader {
     path: PathBuf,
     lines: std::io::Lines<BufReader<File>>,
     schema: SchemaRef,
+    kinds: Vec<ColumnKind>,
+    column_index: HashMap<String, usize>,
     rows_per_batch: usize,
     line_number: u64,
     finished: bool,
-}
-
-fn parse_object(
-    path: &Path,
-    line_number: u64,
-    line: &str,
-) -> Result<Map<String, Value>, TableError> {
-    match serde_json::from_str::<Value>(line) {
-        Ok(Value::Object(object)) => Ok(object),
-        Ok(_) => Err(TableError::new(
-            path,
-            Some(format!("line {line_number}")),
-            "each line must be a JSON object like {\"text\": \"...\"}",
-        )),
-        Err(error) => Err(TableError::new(
-            path,
-            Some(format!("line {line_number}")),
-            format!("invalid JSON: {error}"),
-        )),
-    }
 }
 
 fn open_lines(path: &Path) -> Result<std::io::Lines<BufReader<File>>, TableError> {
@@ -153,41 +384,48 @@ fn read_line(
 
 impl JsonlBatchReader {
     pub fn open(path: &Path, rows_per_batch: usize) -> Result<JsonlBatchReader, TableError> {
-        let mut column_order: Vec<String> = Vec::new();
-        let mut kinds: HashMap<String, ColumnKind> = HashMap::new();
+        let mut column_index: HashMap<String, usize> = HashMap::new();
+        let mut columns: Vec<(String, ColumnEvidence)> = Vec::new();
         for (index, line) in open_lines(path)?.enumerate() {
             let line_number = index as u64 + 1;
             let line = read_line(path, line_number, line)?;
             if line.trim().is_empty() {
                 continue;
             }
-            let object = parse_object(path, line_number, &line)?;
-            for (key, value) in &object {
-                let kind = ColumnKind::of(value);
-                match kinds.get_mut(key) {
-                    Some(existing) => *existing = existing.widen(kind),
+            for (key, cell) in parse_line(path, line_number, &line)? {
+                let position = match column_index.get(&key) {
+                    Some(position) => *position,
                     None => {
-                        column_order.push(key.clone());
-                        kinds.insert(key.clone(), kind);
+                        column_index.insert(key.clone(), columns.len());
+                        columns.push((key, ColumnEvidence::default()));
+                        columns.len() - 1
                     }
-                }
+                };
+                columns[position].1.add(&cell);
             }
         }
-        if column_order.is_empty() {
+        if columns.is_empty() {
             return Err(TableError::new(
                 path,
                 None,
-                "the file has no JSON objects; a JSON Lines input needs one object per line",
+                "the file has no JSON objects with keys; a JSON Lines input needs one object per line",
             ));
         }
-        let fields: Vec<Field> = column_order
+        let kinds: Vec<ColumnKind> = columns
             .iter()
-            .map(|name| Field::new(name, kinds[name].data_type(), true))
+            .map(|(_, evidence)| evidence.kind())
+            .collect();
+        let fields: Vec<Field> = columns
+            .iter()
+            .zip(&kinds)
+            .map(|((name, _), kind)| Field::new(name, kind.data_type(), true))
             .collect();
         Ok(JsonlBatchReader {
             path: path.to_owned(),
             lines: open_lines(path)?,
             schema: Arc::new(Schema::new(fields)),
+            kinds,
+            column_index,
             rows_per_batch,
             line_number: 0,
             finished: false,
@@ -198,15 +436,14 @@ impl JsonlBatchReader {
         self.schema.clone()
     }
 
-    fn read_batch(&mut self) -> Result<Option<RecordBatch>, TableError> {
+    fn read_batch(&mut self) -> Result<Option<BatchWithLines>, TableError> {
         let mut builders: Vec<ColumnBuilder> = self
-            .schema
-            .fields()
+            .kinds
             .iter()
-            .map(|field| ColumnBuilder::new(field.data_type()))
+            .map(|kind| ColumnBuilder::new(*kind))
             .collect();
-        let mut rows = 0;
-        while rows < self.rows_per_batch {
+        let mut lines = Vec::new();
+        while lines.len() < self.rows_per_batch {
             let Some(line) = self.lines.next() else {
                 self.finished = true;
                 break;
@@ -216,31 +453,50 @@ impl JsonlBatchReader {
             if line.trim().is_empty() {
                 continue;
             }
-            let object = parse_object(&self.path, self.line_number, &line)?;
-            for (field, builder) in self.schema.fields().iter().zip(builders.iter_mut()) {
-                builder.append(object.get(field.name()));
+            let changed = |what: &str| {
+                TableError::new(
+                    &self.path,
+                    Some(format!("line {}", self.line_number)),
+                    format!("{what}: the file changed while it was being read; run again"),
+                )
+            };
+            let mut cells: Vec<Option<RawCell<'_>>> = vec![None; builders.len()];
+            for (key, cell) in parse_line(&self.path, self.line_number, &line)? {
+                let index = *self
+                    .column_index
+                    .get(&key)
+                    .ok_or_else(|| changed(&format!("key `{key}` is new")))?;
+                cells[index] = Some(cell);
             }
-            rows += 1;
+            for (index, builder) in builders.iter_mut().enumerate() {
+                builder.append(cells[index].as_ref()).map_err(|value| {
+                    changed(&format!(
+                        "`{}` no longer fits its column ({value})",
+                        self.schema.field(index).name()
+                    ))
+                })?;
+            }
+            lines.push(self.line_number);
         }
-        if rows == 0 {
+        if lines.is_empty() {
             return Ok(None);
         }
         let columns: Vec<ArrayRef> = builders.into_iter().map(ColumnBuilder::finish).collect();
         RecordBatch::try_new(self.schema.clone(), columns)
-            .map(Some)
+            .map(|batch| Some((batch, Some(lines))))
             .map_err(|error| TableError::new(&self.path, None, error.to_string()))
     }
 }
 
 impl Iterator for JsonlBatchReader {
-    type Item = Result<RecordBatch, TableError>;
+    type Item = Result<BatchWithLines, TableError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.finished {
             return None;
         }
         let batch = self.read_batch();
-        super::reader::stop_after_error(&mut self.finished, batch)
+        super::batch_stream::stop_after_error(&mut self.finished, batch)
     }
 }
 
@@ -249,12 +505,15 @@ mod tests {
     use super::*;
     use arrow_array::Array;
     use arrow_array::cast::AsArray;
+    use arrow_array::types::{Float64Type, Int64Type};
 
     fn read_all(text: &str) -> Result<Vec<RecordBatch>, TableError> {
         let directory = tempfile::tempdir().unwrap();
         let path = directory.path().join("input.jsonl");
         std::fs::write(&path, text).unwrap();
-        JsonlBatchReader::open(&path, 100)?.collect()
+        JsonlBatchReader::open(&path, 100)?
+            .map(|batch| batch.map(|(batch, _lines)| batch))
+            .collect()
     }
 
     #[test]
@@ -291,5 +550,89 @@ mod tests {
         assert!(error.to_string().contains("line 2"), "{error}");
         let error = read_all("{\"id\": 1}\n[1, 2]\n").unwrap_err();
         assert!(error.to_string().contains("JSON object"), "{error}");
+        let error = read_all("{\"id\": 1}\n\"text\"\n").unwrap_err();
+        assert!(error.to_string().contains("line 2"), "{error}");
+        let error = read_all("{\"score\": NaN}\n").unwrap_err();
+        assert!(error.to_string().contains("NaN and Infinity"), "{error}");
+    }
+
+    #[test]
+    fn columns_keep_the_order_of_the_file_and_nested_values_their_text() {
+        let batches = read_all(
+            "{\"zeta\": 1, \"alpha\": {\"b\": 1, \"a\": [1.50, \"x,}\\\"]\"]}}\n{\"mid\": null, \"zeta\": 2}\n",
+        )
+        .unwrap();
+        let schema = batches[0].schema();
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, ["zeta", "alpha", "mid"]);
+        let alpha = batches[0].column(1).as_string::<i32>();
+        assert_eq!(alpha.value(0), "{\"b\": 1, \"a\": [1.50, \"x,}\\\"]\"]}");
+    }
+
+    #[test]
+    fn numbers_keep_their_digits_or_their_column_becomes_text() {
+        let batches = read_all(concat!(
+            "{\"big\": 12345678901234567890123, \"wide\": 9007199254740993, \"pi\": 3.14159265358979323846, \"plain\": 0.1, \"mix\": 1}\n",
+            "{\"big\": -5, \"wide\": 1.5, \"pi\": 2, \"plain\": 1e300, \"mix\": 2.25}\n",
+        ))
+        .unwrap();
+        let batch = &batches[0];
+        let text = |name: &str| {
+            let column = batch.column_by_name(name).unwrap().as_string::<i32>();
+            (column.value(0).to_owned(), column.value(1).to_owned())
+        };
+        assert_eq!(
+            text("big"),
+            ("12345678901234567890123".to_owned(), "-5".to_owned())
+        );
+        // 9007199254740993 is an i64 a float64 would round, next to a float.
+        assert_eq!(
+            text("wide"),
+            ("9007199254740993".to_owned(), "1.5".to_owned())
+        );
+        assert_eq!(
+            text("pi"),
+            ("3.14159265358979323846".to_owned(), "2".to_owned())
+        );
+        let plain = batch
+            .column_by_name("plain")
+            .unwrap()
+            .as_primitive::<Float64Type>();
+        assert_eq!((plain.value(0), plain.value(1)), (0.1, 1e300));
+        let mix = batch
+            .column_by_name("mix")
+            .unwrap()
+            .as_primitive::<Float64Type>();
+        assert_eq!((mix.value(0), mix.value(1)), (1.0, 2.25));
+        let batches = read_all("{\"n\": 9223372036854775807}\n{\"n\": -1}\n").unwrap();
+        let n = batches[0].column(0).as_primitive::<Int64Type>();
+        assert_eq!(n.value(0), i64::MAX);
+    }
+
+    #[test]
+    fn a_key_twice_or_without_a_name_is_an_error_naming_the_line() {
+        let error = read_all("{\"id\": 1}\n\n{\"id\": 2, \"id\": 3}\n").unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("line 3"), "{message}");
+        assert!(message.contains("`id` appears twice"), "{message}");
+        let error = read_all("{\"\": 1}\n").unwrap_err();
+        assert!(error.to_string().contains("no name"), "{error}");
+    }
+
+    #[test]
+    fn decimals_compare_by_value_not_by_spelling() {
+        for (a, b) in [
+            ("1e300", "1e+300"),
+            ("0.10", "1e-1"),
+            ("-0.0015", "-1.5e-3"),
+            ("100", "1e2"),
+            ("0", "-0.0"),
+        ] {
+            assert_eq!(canonical_decimal(a), canonical_decimal(b), "{a} {b}");
+        }
+        assert_ne!(canonical_decimal("0.1"), canonical_decimal("0.01"));
+        assert_eq!(number_fit("3.14159265358979323846"), NumberFit::TextOnly);
+        assert_eq!(number_fit("0.1"), NumberFit::Float);
+        assert_eq!(number_fit("18446744073709551615"), NumberFit::TextOnly);
     }
 }

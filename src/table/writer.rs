@@ -12,7 +12,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
-use super::row_value::display_cell;
+use super::row_value::zoned_timestamp_text;
 use super::{TableError, TableFormat};
 
 const ROWS_PER_ROW_GROUP: usize = 65_536;
@@ -28,7 +28,9 @@ pub struct AtomicTableWriter {
     final_path: PathBuf,
     temporary_path: PathBuf,
     writer: Option<FormatWriter>,
-    csv_schema: Option<SchemaRef>,
+    format: TableFormat,
+    /// The schema as written by the CSV and JSON Lines writers (some columns as text).
+    text_schema: SchemaRef,
 }
 
 pub fn write_error(path: &Path, error: impl std::fmt::Display) -> TableError {
@@ -52,7 +54,7 @@ impl AtomicTableWriter {
             .unwrap_or_else(|| "output".to_owned());
         let temporary_path = directory.join(format!(".{file_name}.partial-{}", std::process::id()));
         let file = File::create(&temporary_path).map_err(|error| write_error(path, error))?;
-        let mut csv_schema = None;
+        let text_schema = text_compatible_schema(format, &schema);
         let writer = match format {
             TableFormat::Parquet => {
                 // Row groups are buffered in memory until full: keep them small enough that memory
@@ -67,14 +69,11 @@ impl AtomicTableWriter {
                         .map_err(|error| write_error(path, error))?,
                 ))
             }
-            TableFormat::Csv => {
-                csv_schema = Some(csv_compatible_schema(&schema));
-                FormatWriter::Csv(Box::new(
-                    arrow_csv::WriterBuilder::new()
-                        .with_header(true)
-                        .build(BufWriter::with_capacity(1 << 16, file)),
-                ))
-            }
+            TableFormat::Csv => FormatWriter::Csv(Box::new(
+                arrow_csv::WriterBuilder::new()
+                    .with_header(true)
+                    .build(BufWriter::with_capacity(1 << 16, file)),
+            )),
             TableFormat::Jsonl => FormatWriter::Jsonl(arrow_json::LineDelimitedWriter::new(
                 BufWriter::with_capacity(1 << 16, file),
             )),
@@ -83,25 +82,28 @@ impl AtomicTableWriter {
             final_path: path.to_owned(),
             temporary_path,
             writer: Some(writer),
-            csv_schema,
+            format,
+            text_schema,
         })
     }
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), TableError> {
         let path = self.final_path.clone();
+        let format = self.format;
+        let text_schema = self.text_schema.clone();
+        let text_batch = || {
+            to_text_compatible(format, batch, text_schema.clone())
+                .map_err(|error| write_error(&path, error))
+        };
         match self.writer.as_mut().expect("writer used after finish") {
             FormatWriter::Parquet(writer) => writer
                 .write(batch)
                 .map_err(|error| write_error(&path, error)),
-            FormatWriter::Csv(writer) => {
-                let schema = self.csv_schema.clone().expect("csv schema");
-                let batch = to_csv_compatible(batch, schema);
-                writer
-                    .write(&batch)
-                    .map_err(|error| write_error(&path, error))
-            }
+            FormatWriter::Csv(writer) => writer
+                .write(&text_batch()?)
+                .map_err(|error| write_error(&path, error)),
             FormatWriter::Jsonl(writer) => writer
-                .write(batch)
+                .write(&text_batch()?)
                 .map_err(|error| write_error(&path, error)),
         }
     }
@@ -144,60 +146,93 @@ impl Drop for AtomicTableWriter {
     }
 }
 
-/// CSV has no nested types: lists and structs are written as their displayed text.
-fn csv_is_native(data_type: &DataType) -> bool {
-    !matches!(
-        data_type,
-        DataType::List(_)
-            | DataType::LargeList(_)
-            | DataType::FixedSizeList(_, _)
-            | DataType::Struct(_)
-            | DataType::Map(_, _)
-            | DataType::Binary
-            | DataType::LargeBinary
-            | DataType::FixedSizeBinary(_)
-    )
+/// Whether a column of `data_type` is written as text in `format`: CSV has no nested or binary
+/// types, and timestamps with a time zone are written by dashbatch itself as RFC 3339 with their
+/// offset (Arrow's writers fail on named zones such as `UTC` without a zone database).
+fn written_as_text(format: TableFormat, data_type: &DataType) -> bool {
+    let zoned_timestamp = matches!(data_type, DataType::Timestamp(_, Some(_)));
+    match format {
+        TableFormat::Parquet => false,
+        TableFormat::Jsonl => zoned_timestamp,
+        TableFormat::Csv => {
+            zoned_timestamp
+                || matches!(
+                    data_type,
+                    DataType::List(_)
+                        | DataType::LargeList(_)
+                        | DataType::FixedSizeList(_, _)
+                        | DataType::Struct(_)
+                        | DataType::Map(_, _)
+                        | DataType::Binary
+                        | DataType::LargeBinary
+                        | DataType::FixedSizeBinary(_)
+                )
+        }
+    }
 }
 
-fn csv_compatible_schema(schema: &Schema) -> SchemaRef {
+fn text_compatible_schema(format: TableFormat, schema: &Schema) -> SchemaRef {
     let fields: Vec<Field> = schema
         .fields()
         .iter()
         .map(|field| {
-            if csv_is_native(field.data_type()) {
-                field.as_ref().clone()
-            } else {
+            if written_as_text(format, field.data_type()) {
                 Field::new(field.name(), DataType::Utf8, true)
+            } else {
+                field.as_ref().clone()
             }
         })
         .collect();
     Arc::new(Schema::new(fields))
 }
 
-fn to_csv_compatible(batch: &RecordBatch, schema: SchemaRef) -> RecordBatch {
-    if batch
+/// The cell as text in a text-only column; an error (never an empty string) when it cannot be.
+fn cell_text(column: &dyn Array, row: usize) -> Result<String, String> {
+    match column.data_type() {
+        DataType::Timestamp(unit, Some(time_zone)) => {
+            zoned_timestamp_text(column, row, *unit, time_zone).map_err(|error| error.to_string())
+        }
+        _ => arrow_cast::display::ArrayFormatter::try_new(
+            column,
+            &arrow_cast::display::FormatOptions::default(),
+        )
+        .and_then(|formatter| formatter.value(row).try_to_string())
+        .map_err(|error| error.to_string()),
+    }
+}
+
+fn to_text_compatible(
+    format: TableFormat,
+    batch: &RecordBatch,
+    schema: SchemaRef,
+) -> Result<RecordBatch, String> {
+    if !batch
         .schema()
         .fields()
         .iter()
-        .all(|field| csv_is_native(field.data_type()))
+        .any(|field| written_as_text(format, field.data_type()))
     {
-        return batch.clone();
+        return Ok(batch.clone());
     }
-    let columns: Vec<ArrayRef> = batch
-        .columns()
-        .iter()
-        .map(|column| {
-            if csv_is_native(column.data_type()) {
-                column.clone()
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns());
+    for (column, field) in batch.columns().iter().zip(batch.schema().fields()) {
+        if !written_as_text(format, column.data_type()) {
+            columns.push(column.clone());
+            continue;
+        }
+        let mut values: Vec<Option<String>> = Vec::with_capacity(column.len());
+        for row in 0..column.len() {
+            if column.is_null(row) {
+                values.push(None);
             } else {
-                let values: Vec<Option<String>> = (0..column.len())
-                    .map(|row| (!column.is_null(row)).then(|| display_cell(column, row)))
-                    .collect();
-                Arc::new(StringArray::from(values)) as ArrayRef
+                let text = cell_text(column.as_ref(), row)
+                    .map_err(|error| format!("column `{}`: {error}", field.name()))?;
+                values.push(Some(text));
             }
-        })
-        .collect();
-    RecordBatch::try_new(schema, columns).expect("csv-compatible batch")
+        }
+        columns.push(Arc::new(StringArray::from(values)) as ArrayRef);
+    }
+    RecordBatch::try_new(schema, columns).map_err(|error| error.to_string())
 }
 
 use arrow_array::Array;
@@ -221,6 +256,46 @@ mod tests {
         writer.finish().unwrap();
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "n\n1\n2\n");
         assert_eq!(std::fs::read_dir(directory.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn zoned_timestamps_are_written_as_rfc3339_text_in_csv_and_json_lines() {
+        use arrow_array::TimestampMicrosecondArray;
+        let directory = tempfile::tempdir().unwrap();
+        let data_type =
+            DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, Some("UTC".into()));
+        let schema = Arc::new(Schema::new(vec![Field::new("at", data_type, true)]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(
+                TimestampMicrosecondArray::from(vec![Some(1_714_557_600_000_000), None])
+                    .with_timezone("UTC"),
+            )],
+        )
+        .unwrap();
+        for (name, format, expected) in [
+            // A one-column CSV quotes an empty (null) cell so the line is not blank.
+            (
+                "out.csv",
+                TableFormat::Csv,
+                "at\n2024-05-01T10:00:00+00:00\n\"\"\n",
+            ),
+            (
+                "out.jsonl",
+                TableFormat::Jsonl,
+                "{\"at\":\"2024-05-01T10:00:00+00:00\"}\n{}\n",
+            ),
+        ] {
+            let target = directory.path().join(name);
+            let mut writer = AtomicTableWriter::create(&target, format, schema.clone()).unwrap();
+            writer.write(&batch).unwrap();
+            writer.finish().unwrap();
+            assert_eq!(
+                std::fs::read_to_string(&target).unwrap(),
+                expected,
+                "{name}"
+            );
+        }
     }
 
     #[test]

@@ -1,7 +1,12 @@
 //! The crash harness: a run is killed with SIGKILL at every named step (and at random moments),
-//! then resumed until it finishes; after every cycle the run must keep every invariant (see
-//! `invariants.rs`). Prints a totals line such as
-//! `crash cycles: 30, duplicate batches: 0, lost rows: 0, cost mismatches: 0`.
+//! and several processes are started together on one run directory (one of them killed at a
+//! random moment); then the run is resumed until it finishes, and after every cycle it must keep
+//! every invariant (see `invariants.rs`), checked against the simulator's billing ledger. Prints
+//! a totals line such as `crash cycles: 30, duplicate batches: 0, lost rows: 0, ...`.
+//!
+//! `DASHBATCH_CRASH_RANDOM_CYCLES` and `DASHBATCH_CRASH_CONCURRENT_CYCLES` set how many random
+//! kills and concurrent starts are added to the named steps (30 and 12 by default);
+//! `scripts/soak/run.sh` raises them for long soaks.
 
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
@@ -19,6 +24,12 @@ enum Kill {
     AtStep(&'static str, u32),
     /// The harness sends SIGKILL after this long.
     After(Duration),
+    /// `processes` processes (`run`, and `resume` once the run exists) start together on one
+    /// run directory; one of them is SIGKILLed after `kill_after` when given.
+    Concurrent {
+        processes: usize,
+        kill_after: Option<Duration>,
+    },
 }
 
 struct CycleOutcome {
@@ -40,6 +51,16 @@ fn cycle(simulator: &StandaloneSimulator, kill: &Kill) -> CycleOutcome {
                 .unwrap();
             status.signal() == Some(libc::SIGKILL)
         }
+        Kill::Concurrent {
+            processes,
+            kill_after,
+        } => concurrent_start(
+            &workspace,
+            simulator,
+            &run_directory,
+            *processes,
+            *kill_after,
+        ),
         Kill::After(delay) => {
             let mut child = command.spawn().unwrap();
             let started = Instant::now();
@@ -91,6 +112,60 @@ fn cycle(simulator: &StandaloneSimulator, kill: &Kill) -> CycleOutcome {
     }
 }
 
+/// Starts `processes` processes on one run directory at once: the odd ones `run`, the even ones
+/// `resume` (refused while the run has no ledger, like a user's second terminal). Each must end
+/// with 0 or 1 (it did the run), 2 (another process held the run, or no run existed yet), or by
+/// the harness's SIGKILL. Returns whether one was killed.
+fn concurrent_start(
+    workspace: &Workspace,
+    simulator: &StandaloneSimulator,
+    run_directory: &std::path::Path,
+    processes: usize,
+    kill_after: Option<Duration>,
+) -> bool {
+    let mut children: Vec<std::process::Child> = (0..processes)
+        .map(|index| {
+            let mut command = if index % 2 == 0 {
+                review_run_command(workspace, simulator, run_directory)
+            } else {
+                resume_command(workspace, run_directory)
+            };
+            command
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut killed = false;
+    if let Some(delay) = kill_after {
+        std::thread::sleep(delay);
+        let victim = &mut children[delay.as_millis() as usize % processes];
+        if victim.try_wait().unwrap().is_none() {
+            victim.kill().unwrap();
+            killed = true;
+        }
+    }
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        let by_harness = output.status.signal() == Some(libc::SIGKILL);
+        assert!(
+            by_harness || matches!(output.status.code(), Some(0..=2)),
+            "a concurrent process ended with {:?}: {}",
+            output.status,
+            text(&output.stderr)
+        );
+    }
+    killed
+}
+
+fn cycles_from_environment(variable: &str, default: usize) -> usize {
+    std::env::var(variable)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Whether the killed process got as far as recording the run (else `run` starts it again,
 /// exactly as a user would after `resume` says so).
 fn run_was_recorded(run_directory: &std::path::Path) -> bool {
@@ -130,8 +205,15 @@ fn killing_a_run_anywhere_never_duplicates_loses_or_miscounts() {
         }
     }
     let mut random = Lcg(0x5eed_2026);
-    for _ in 0..30 {
+    for _ in 0..cycles_from_environment("DASHBATCH_CRASH_RANDOM_CYCLES", 30) {
         kills.push(Kill::After(Duration::from_millis(random.next_millis(900))));
+    }
+    let concurrent = cycles_from_environment("DASHBATCH_CRASH_CONCURRENT_CYCLES", 12);
+    for index in 0..concurrent {
+        kills.push(Kill::Concurrent {
+            processes: 2 + index % 3,
+            kill_after: (index % 2 == 1).then(|| Duration::from_millis(random.next_millis(700))),
+        });
     }
     let mut totals = Violations::default();
     let mut killed = 0;
@@ -148,7 +230,7 @@ fn killing_a_run_anywhere_never_duplicates_loses_or_miscounts() {
         }
     }
     let summary = format!(
-        "crash cycles: {}, killed: {killed}, duplicate batches: {}, lost rows: {}, cost mismatches: {}, double billed: {}, key leaks: {}",
+        "crash cycles: {} ({concurrent} with concurrent starts), killed: {killed}, duplicate batches: {}, lost rows: {}, cost mismatches: {}, double billed: {}, key leaks: {}",
         kills.len(),
         totals.duplicate_batches,
         totals.lost_rows,

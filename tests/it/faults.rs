@@ -256,3 +256,19 @@ fn error_lines_in_the_helper_spelling_are_read() {
         }
     }
 }
+
+#[test]
+fn server_errors_on_upload_and_create_are_reconciled_then_sent_once() {
+    let plan = json!({ "routes": {
+        "upload": [{ "nth": 1, "kind": "status_500" }],
+        "create_batch": [{ "nth": 1, "kind": "status_500" }, { "nth": 2, "kind": "status_500" }],
+    }, "batches": [] });
+    let run = run_with_faults(12, 6, plan);
+    assert_eq!(run.exit_code, Some(0), "{}", run.stderr);
+    let ledger = run.simulator.ledger();
+    assert_eq!(ledger["batches"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        ledger["uploads"], 2,
+        "a 500 stores nothing, so each shard is stored once"
+    );
+}

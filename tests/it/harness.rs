@@ -9,8 +9,14 @@ use std::time::Duration;
 use arrow_array::RecordBatch;
 use serde_json::Value;
 
+/// The dashbatch binary under test: cargo's, or `DASHBATCH_TEST_BINARY` (the soak script runs a
+/// copied build so that rebuilding the tree does not change the binary under a long soak).
 pub fn binary() -> &'static str {
-    env!("CARGO_BIN_EXE_dashbatch")
+    static BINARY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BINARY.get_or_init(|| {
+        std::env::var("DASHBATCH_TEST_BINARY")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_dashbatch").to_owned())
+    })
 }
 
 pub fn repository_root() -> PathBuf {
@@ -88,6 +94,8 @@ impl Workspace {
         let mut entries: Vec<PathBuf> = std::fs::read_dir(self.path().join("runs"))
             .expect("runs directory")
             .map(|entry| entry.unwrap().path())
+            // `runs/.<job>.lock` is the per-job lock, not a run.
+            .filter(|path| !path.file_name().unwrap().to_string_lossy().starts_with('.'))
             .collect();
         assert_eq!(entries.len(), 1, "expected one run directory: {entries:?}");
         entries.pop().unwrap()
@@ -293,4 +301,54 @@ pub fn copy_fixture(workspace: &Workspace, relative: &str) -> PathBuf {
         .join(Path::new(relative).file_name().unwrap());
     std::fs::copy(&source, &target).unwrap_or_else(|e| panic!("copy {}: {e}", source.display()));
     target
+}
+
+/// Stops the simulator's clock: batches stay where they are until [`release_clock`].
+pub fn freeze_clock(simulator: &StandaloneSimulator) {
+    simulator.put_json("/_sim/clock", &serde_json::json!({"time_scale": 0.0}));
+}
+
+/// Runs the simulator's clock fast again, so frozen batches finish.
+pub fn release_clock(simulator: &StandaloneSimulator) {
+    simulator.put_json("/_sim/clock", &serde_json::json!({"time_scale": 1000.0}));
+}
+
+/// Starts `command` with stdout and stderr captured.
+pub fn spawn_piped(mut command: Command) -> Child {
+    command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start dashbatch")
+}
+
+/// Waits until the simulator holds at least `count` batches (the run is live and has spent).
+pub fn wait_for_simulator_batches(simulator: &StandaloneSimulator, count: usize) {
+    let started = std::time::Instant::now();
+    while simulator.ledger()["batches"].as_array().map_or(0, Vec::len) < count {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the run never created its batches"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits for `child` at most `limit`; kills it and fails the test past that.
+pub fn wait_with_limit(mut child: Child, limit: Duration) -> Output {
+    let started = std::time::Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "the process did not end within {limit:?}\nstderr:\n{}",
+                text(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -228,3 +228,20 @@ pub fn resume_command(workspace: &Workspace, run_directory: &Path) -> std::proce
     command.env("DASHSCOPE_API_KEY", SECRET_KEY);
     command
 }
+
+/// Asserts that the review job's run in `run_directory` (output `out.parquet`, `rows` rows)
+/// finished with every invariant held.
+pub fn assert_finished_cleanly(
+    simulator: &StandaloneSimulator,
+    workspace: &Workspace,
+    run_directory: &Path,
+    rows: usize,
+) {
+    let (violations, notes) = check_finished_run(
+        simulator,
+        run_directory,
+        &workspace.path().join("out.parquet"),
+        &review_ids(rows),
+    );
+    assert!(violations.is_clean(), "{violations:?}: {notes}");
+}

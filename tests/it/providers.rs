@@ -140,3 +140,47 @@ fn a_rehearsal_sends_every_row_to_the_free_test_model() {
     let report = read_report(&workspace.single_run_directory());
     assert_eq!(report["cost"], "0.00", "{report:#}");
 }
+
+#[test]
+fn openai_embeddings_without_dimensions_fill_the_model_s_own_vector_size() {
+    let simulator = StandaloneSimulator::start(&["--flavour", "openai"]);
+    let workspace = review_workspace(4, 4, "");
+    workspace.write(
+        "embed.toml",
+        "name = \"embed\"\n[input]\npath = \"reviews.csv\"\nid_column = \"review_id\"\n[request]\nendpoint = \"/v1/embeddings\"\nmodel = \"text-embedding-3-small\"\ntemplate = \"{{ text }}\"\n[output]\npath = \"vectors.parquet\"\n",
+    );
+    let output = workspace
+        .run_against(
+            &simulator,
+            "openai",
+            "embed.toml",
+            &workspace.path().join("run"),
+            &["--quiet"],
+        )
+        .env("OPENAI_API_KEY", SECRET_KEY)
+        .output()
+        .unwrap();
+    assert_success(&output);
+    let batches = read_parquet(&workspace.path().join("vectors.parquet"));
+    assert_eq!(
+        string_column(&batches, "status"),
+        vec![Some("ok".to_owned()); 4]
+    );
+    let field = batches[0]
+        .schema()
+        .field_with_name("embedding")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        field.data_type(),
+        &arrow_schema::DataType::FixedSizeList(
+            std::sync::Arc::new(arrow_schema::Field::new(
+                "item",
+                arrow_schema::DataType::Float32,
+                true
+            )),
+            1536
+        ),
+        "text-embedding-3-small returns 1536 values"
+    );
+}

@@ -296,8 +296,10 @@ fn run_without_a_run_directory_continues_the_unfinished_run_of_the_same_job() {
     let mut child = run_in_default_directory().spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let run_directory = loop {
-        if let Ok(mut entries) = std::fs::read_dir(workspace.path().join("runs"))
-            && let Some(Ok(entry)) = entries.next()
+        if let Ok(entries) = std::fs::read_dir(workspace.path().join("runs"))
+            && let Some(entry) = entries
+                .flatten()
+                .find(|entry| !entry.file_name().to_string_lossy().starts_with('.'))
         {
             break entry.path();
         }

@@ -1,0 +1,557 @@
+//! One run and its stages. [`Run`] holds what every stage needs (job, provider profile, run
+//! directory, ledger, record, events, prices, budget, output target), so each stage is a method
+//! and `runner::execute` reads as the pipeline of ARCHITECTURE.md:
+//!
+//! prepare (checks, found or verify the run) → plan → submit and wait (upload, create, poll,
+//! download, retry, clean up) → join and report.
+//!
+//! Every stage up to `plan` runs before anything is spent; `runner::settle_failure` keeps the
+//! exit code of a failure after that from ever saying "nothing was spent".
+
+use std::path::Path;
+
+use serde_json::json;
+
+use super::budget::{RunBudget, prepare_run_budget};
+use super::connection::{check_base_url, connect, load_prices, poll_schedule};
+use super::estimate_vs_actual::attach_estimates;
+use super::join_pass::{JoinSummary, join_results};
+use super::output_target::{OutputTarget, check_output_target, choose_output_target};
+use super::plan::{file_sha256, plan_shards};
+use super::poll::{BatchSlots, poll_until_settled};
+use super::rehearsal::make_rehearsal;
+use super::remote_cleanup::delete_remote_files;
+use super::report::{LostResults, RunReport};
+use super::retry::{ingest_retry_results, plan_retries};
+use super::run_failure::{ProviderRefusal, RunFailure};
+use super::run_options::{RunOptions, RunOutcome};
+use super::run_record::{RunFounding, RunRecord};
+use super::submission::submit_pending;
+use super::{EventKind, EventSink, RunDirectory};
+use crate::cost::RunPricer;
+use crate::exit;
+use crate::job::Job;
+use crate::ledger::Ledger;
+use crate::pricing::PriceTable;
+use crate::provider::{ProviderKind, ProviderProfile};
+
+/// A run being carried out.
+pub(super) struct Run {
+    job: Job,
+    options: RunOptions,
+    profile: ProviderProfile,
+    run_directory: RunDirectory,
+    ledger: Ledger,
+    record: RunRecord,
+    resuming: bool,
+    events: EventSink,
+    prices: PriceTable,
+    budget: RunBudget,
+    output: OutputTarget,
+    /// Rows the plan sends (the progress bar's total).
+    planned_rows: u64,
+}
+
+impl Run {
+    /// Everything checked, the run founded (or its founding verified against this job), its
+    /// budget set up: all before anything is planned, uploaded or spent.
+    pub(super) fn prepare(
+        mut job: Job,
+        mut run_directory: RunDirectory,
+        options: RunOptions,
+    ) -> Result<Run, RunFailure> {
+        let events = EventSink::new(options.mode);
+        let mut profile = ProviderProfile::for_kind(options.provider);
+        if options.rehearse {
+            make_rehearsal(&mut job, options.provider)?;
+            profile = profile.for_rehearsal();
+        }
+        profile.check_job(&job).map_err(RunFailure::input)?;
+        let (prices, prices_file) = load_prices(options.prices_file.as_deref())?;
+        if let Some(url) = &options.base_url {
+            check_base_url(url)?;
+        }
+        crate::model_check::check_model(
+            &job,
+            options.provider,
+            options.base_url.is_some(),
+            &prices,
+        )
+        .map_err(RunFailure::input)?;
+
+        run_directory.create().map_err(|error| {
+            RunFailure::input(anyhow::anyhow!(
+                "cannot create the run directory `{}`: {error}",
+                run_directory.root.display()
+            ))
+        })?;
+        let mut ledger = Ledger::open(&run_directory.root).map_err(RunFailure::input)?;
+        let mut record = RunRecord::read(&ledger).map_err(RunFailure::input)?;
+        // A finished run makes no call, so it needs no key.
+        if options.provider != ProviderKind::Sim && !record.finished {
+            require_api_key(&profile)?;
+        }
+        let output = choose_output_target(options.output.as_deref(), &job, &run_directory)?;
+        check_output_target(&output, &job, &run_directory)?;
+        let resuming = record.founding.is_some();
+        match &record.founding {
+            Some(founding) => verify_same_run(founding, &job, &options, &run_directory)?,
+            None => {
+                let founding = RunFounding {
+                    run_id: run_directory.new_run_id(),
+                    job_file: std::fs::canonicalize(&job.job_file).unwrap_or(job.job_file.clone()),
+                    job_sha256: job.job_file_sha256.clone(),
+                    provider: options.provider,
+                    base_url: options.base_url.clone(),
+                    output_path: output.path.clone(),
+                    output_format: output.format.extension().to_owned(),
+                    rehearsal: options.rehearse,
+                    prices_file: prices_file
+                        .as_ref()
+                        .map(|path| std::fs::canonicalize(path).unwrap_or(path.clone())),
+                };
+                RunRecord::found(&mut ledger, &founding).map_err(RunFailure::input)?;
+                record.founding = Some(founding);
+            }
+        }
+        let run_id = record.founded(&run_directory.root)?.run_id.clone();
+        run_directory.set_run_id(run_id);
+        let budget = prepare_run_budget(
+            &job,
+            &prices,
+            &ledger,
+            &record,
+            options.max_cost.as_deref(),
+            options.tokenizer.as_deref(),
+        )?;
+        events.emit(
+            EventKind::RunStarted,
+            json!({
+                "job": job.name,
+                "run_directory": run_directory.root.display().to_string(),
+                "provider": options.provider.to_string(),
+                "resumed": resuming,
+            }),
+            || {
+                Some(format!(
+                    "{} job `{}` in `{}` on provider `{}`",
+                    if resuming { "resuming" } else { "running" },
+                    job.name,
+                    run_directory.root.display(),
+                    options.provider
+                ))
+            },
+        );
+        Ok(Run {
+            job,
+            options,
+            profile,
+            run_directory,
+            ledger,
+            record,
+            resuming,
+            events,
+            prices,
+            budget,
+            output,
+            planned_rows: 0,
+        })
+    }
+
+    /// Reads, renders and shards the whole input (local, free), unless an earlier process did;
+    /// a crash while planning leaves no `planned_rows`, so planning restarts. A resumed run's
+    /// input must be the one it planned. Ends with the budget's refusal, if any.
+    pub(super) fn plan(&mut self) -> Result<(), RunFailure> {
+        self.planned_rows = match self.record.planned_rows {
+            Some(rows) => rows,
+            None => {
+                self.ledger.clear_plan().map_err(RunFailure::input)?;
+                let input_sha256 = file_sha256(&self.job.input_path).map_err(|error| {
+                    RunFailure::input(anyhow::anyhow!(
+                        "cannot read input `{}`: {error}",
+                        self.job.input_path.display()
+                    ))
+                })?;
+                let plan = plan_shards(
+                    &self.job,
+                    &self.profile,
+                    &self.run_directory.shards_directory(),
+                    &self.ledger,
+                    0,
+                )
+                .map_err(RunFailure::input)?;
+                self.ledger
+                    .insert_shards(&plan.shards)
+                    .map_err(RunFailure::input)?;
+                RunRecord::record_plan(&mut self.ledger, &input_sha256, plan.row_count)
+                    .map_err(RunFailure::input)?;
+                self.record.input_sha256 = Some(input_sha256);
+                self.record.planned_rows = Some(plan.row_count);
+                let skipped = if plan.skipped_rows > 0 {
+                    format!(
+                        "; {} row(s) with an empty prompt skipped",
+                        plan.skipped_rows
+                    )
+                } else {
+                    String::new()
+                };
+                self.events.emit(
+                    EventKind::Planned,
+                    json!({"rows": plan.row_count, "skipped_rows": plan.skipped_rows, "shards": plan.shards.len()}),
+                    || {
+                        Some(format!(
+                            "{} rows in {} shard(s){skipped}",
+                            plan.row_count,
+                            plan.shards.len()
+                        ))
+                    },
+                );
+                plan.row_count
+            }
+        };
+        if self.resuming
+            && let Some(recorded) = &self.record.input_sha256
+            && file_sha256(&self.job.input_path).ok().as_ref() != Some(recorded)
+        {
+            return Err(RunFailure::input(anyhow::anyhow!(
+                "input `{}` changed since run `{}` was planned; joining would mismatch rows. Restore the input, or start a new run",
+                self.job.input_path.display(),
+                self.run_directory.root.display()
+            )));
+        }
+        self.budget
+            .refuse_if_over_before_first_upload(&self.ledger, &self.run_directory, &self.job)
+    }
+
+    /// Submits every shard (within the live-batch limit and the budget), polls until each
+    /// settles, downloads, resends transient failures, and deletes the remote files. A finished
+    /// run skips it all and makes no call.
+    pub(super) async fn submit_and_wait(&mut self) -> Result<(), RunFailure> {
+        if self.record.finished {
+            return Ok(());
+        }
+        let connection = connect(
+            self.options.provider,
+            self.options.base_url.as_deref(),
+            &self.run_directory,
+        )
+        .await?;
+        let client = &connection.client;
+        self.events.start_progress(self.planned_rows);
+        let schedule = poll_schedule(
+            &self.job,
+            self.options.provider,
+            self.options.base_url.as_deref(),
+        );
+        loop {
+            submit_pending(
+                client,
+                &self.ledger,
+                &self.run_directory,
+                &self.job,
+                &self.profile,
+                &self.events,
+                &mut self.budget,
+            )
+            .await
+            .map_err(|error| self.saved(error))?;
+            let shards_waiting = self.shards_waiting()?;
+            poll_until_settled(
+                client,
+                &self.ledger,
+                &self.run_directory,
+                &self.events,
+                schedule,
+                self.planned_rows,
+                BatchSlots {
+                    max_live_batches: self.profile.max_live_batches,
+                    shards_waiting,
+                },
+            )
+            .await
+            .map_err(|error| self.saved(error.into()))?;
+            if self.shards_waiting()? {
+                continue;
+            }
+            ingest_retry_results(&mut self.ledger, &self.run_directory)
+                .map_err(RunFailure::input)?;
+            let retry_shards = plan_retries(
+                &self.job,
+                &self.profile,
+                &mut self.ledger,
+                &self.run_directory,
+            )
+            .map_err(RunFailure::input)?;
+            if retry_shards == 0 {
+                break;
+            }
+            self.events.emit(
+                EventKind::RetryPlanned,
+                json!({"shards": retry_shards}),
+                || {
+                    Some(format!(
+                        "resending transiently failed requests in {retry_shards} retry shard(s)"
+                    ))
+                },
+            );
+        }
+        if self.job.spec.batch.delete_remote_files.unwrap_or(true) {
+            delete_remote_files(client, &self.ledger, &self.events)
+                .await
+                .map_err(|error| self.saved(error))?;
+        }
+        self.events.finish_progress();
+        Ok(())
+    }
+
+    /// Whether some shard still waits for submission (shards held back by the budget cap are
+    /// not waiting: they will not be sent).
+    fn shards_waiting(&self) -> Result<bool, RunFailure> {
+        Ok(self
+            .ledger
+            .shards()
+            .map_err(RunFailure::input)?
+            .iter()
+            .any(|shard| {
+                shard.batch_id.is_none()
+                    && !self.budget.skipped_shards().contains(&shard.shard_index)
+            }))
+    }
+
+    /// A failure while batches are out: a refusal or a signal says itself what to do; a run
+    /// whose directory was deleted cannot be resumed; anything else can be.
+    fn saved(&self, error: anyhow::Error) -> RunFailure {
+        if crate::interrupt::is_interruption(&error)
+            || error.downcast_ref::<ProviderRefusal>().is_some()
+        {
+            return RunFailure::remote(error);
+        }
+        if !Ledger::exists_in(&self.run_directory.root) {
+            return RunFailure::remote(lost_run_directory(
+                &error,
+                &self.run_directory,
+                &self.ledger,
+            ));
+        }
+        RunFailure::remote(anyhow::anyhow!(
+            "{error:#}\nThe run's state is saved; continue it with `dashbatch resume {}`",
+            self.run_directory.root.display()
+        ))
+    }
+
+    /// Joins every input row to its result, writes the output table and `report.json`, and
+    /// marks the run finished (unless the budget cap held shards back).
+    pub(super) fn join_and_report(mut self) -> Result<RunOutcome, RunFailure> {
+        let thinking = self.job.spec.request.enable_thinking == Some(true);
+        let pricer = RunPricer::new(self.prices.clone(), &self.job.spec.request.model, thinking);
+        let shards = self.ledger.shards().map_err(RunFailure::input)?;
+        let summary = join_results(
+            &self.job,
+            &self.profile,
+            &self.run_directory,
+            &self.ledger,
+            &shards,
+            &pricer,
+            &self.output.path,
+            self.output.format,
+            self.budget.skipped_shards(),
+        )
+        .map_err(RunFailure::input)?;
+        // A run that stopped at its budget cap stays unfinished: run it again with a higher
+        // `--max-cost` to submit the rest.
+        if self.budget.skipped_shards().is_empty() {
+            RunRecord::mark_finished(&self.ledger).map_err(RunFailure::input)?;
+        }
+        let lost_results = shards
+            .iter()
+            .filter_map(|shard| {
+                shard
+                    .results_unavailable
+                    .as_ref()
+                    .map(|reason| LostResults {
+                        shard_index: shard.shard_index,
+                        batch_id: shard.batch_id.clone(),
+                        completed_requests: shard.request_completed,
+                        reason: reason.clone(),
+                    })
+            })
+            .collect();
+        let mut report = self.build_report(&pricer, summary, lost_results);
+        attach_estimates(
+            &mut report,
+            &mut self.budget,
+            &shards,
+            &self.run_directory,
+            &self.ledger,
+        )
+        .map_err(RunFailure::input)?;
+        let report_json = serde_json::to_vec_pretty(&report).expect("report serialises");
+        write_atomically(&self.run_directory.report_path(), &report_json).map_err(|error| {
+            RunFailure::input(anyhow::anyhow!("cannot write the report: {error}"))
+        })?;
+        self.events.emit(
+            EventKind::RunFinished,
+            serde_json::to_value(&report).expect("report serialises"),
+            || Some(report.summary()),
+        );
+        self.say_if_stopped_by_budget(&report);
+        let exit_code = if report.all_rows_ok() {
+            exit::SUCCESS
+        } else {
+            exit::SOME_ROWS_FAILED
+        };
+        Ok(RunOutcome {
+            report,
+            exit_code,
+            run_directory: self.run_directory.root.clone(),
+        })
+    }
+
+    fn say_if_stopped_by_budget(&self, report: &RunReport) {
+        let Some(budget_report) = report
+            .budget
+            .as_ref()
+            .filter(|budget| !budget.shards_not_submitted.is_empty())
+        else {
+            return;
+        };
+        self.events.emit(
+            EventKind::BudgetStopped,
+            json!({"shards_not_submitted": budget_report.shards_not_submitted, "rows_not_submitted": budget_report.rows_not_submitted}),
+            || {
+                Some(format!(
+                    "the run stopped at its budget cap and is not finished: {} row(s) were not submitted. To submit them, \
+                     raise the cap: `dashbatch run {} --run-dir {} --max-cost AMOUNT`",
+                    budget_report.rows_not_submitted,
+                    self.job.job_file.display(),
+                    self.run_directory.root.display()
+                ))
+            },
+        );
+    }
+
+    fn build_report(
+        &self,
+        pricer: &RunPricer,
+        summary: JoinSummary,
+        lost_results: Vec<LostResults>,
+    ) -> RunReport {
+        let saving = match (summary.cost.total, summary.realtime_cost.total) {
+            (Some(batch), Some(realtime)) => Some(
+                crate::pricing::Money::from_femto_units(
+                    realtime.femto_units() - batch.femto_units(),
+                    batch.currency(),
+                )
+                .to_decimal_string(),
+            ),
+            _ => None,
+        };
+        RunReport {
+            job: self.job.name.clone(),
+            run_id: self.run_directory.run_id(),
+            provider: self.options.provider.to_string(),
+            model: self.job.spec.request.model.clone(),
+            input: self.job.input_path.display().to_string(),
+            output: self.output.path.display().to_string(),
+            rows: summary.rows,
+            rows_by_status: summary.rows_by_status,
+            rows_without_usage: summary.rows_without_usage,
+            tokens: summary.tokens,
+            currency: pricer.currency().map(|currency| currency.code().to_owned()),
+            cost: summary.cost.total.map(|money| money.to_decimal_string()),
+            realtime_cost: summary
+                .realtime_cost
+                .total
+                .map(|money| money.to_decimal_string()),
+            saving,
+            price_table_as_of: pricer.table().as_of().to_owned(),
+            lost_results,
+            tokens_counted_with: None,
+            estimate_vs_actual: None,
+            budget: None,
+            shards: summary.shards,
+            cost_money: summary.cost.total,
+        }
+    }
+}
+
+fn require_api_key(profile: &ProviderProfile) -> Result<(), RunFailure> {
+    let variable = profile.api_key_variable;
+    if std::env::var(variable).map_or(true, |key| key.trim().is_empty()) {
+        return Err(RunFailure::input(anyhow::anyhow!(
+            "`{variable}` is not set; export your API key in it (dashbatch reads the key only from the environment), or use `--provider sim` to try a job without a key"
+        )));
+    }
+    Ok(())
+}
+
+/// A resumed run must be continued with the job, kind and provider it was started with.
+fn verify_same_run(
+    founding: &RunFounding,
+    job: &Job,
+    options: &RunOptions,
+    run_directory: &RunDirectory,
+) -> Result<(), RunFailure> {
+    let root = run_directory.root.display();
+    if founding.job_sha256 != job.job_file_sha256 {
+        return Err(RunFailure::input(anyhow::anyhow!(
+            "job file `{}` changed since run `{root}` started; resuming would mix two jobs. Restore the job file, or start a new run with another `--run-dir`",
+            job.job_file.display()
+        )));
+    }
+    if founding.rehearsal != options.rehearse {
+        return Err(RunFailure::input(anyhow::anyhow!(
+            "run `{root}` is {} rehearsal; resume it {} `--rehearse`, or start a new run",
+            if options.rehearse { "not a" } else { "a" },
+            if options.rehearse { "without" } else { "with" }
+        )));
+    }
+    if founding.provider != options.provider {
+        return Err(RunFailure::input(anyhow::anyhow!(
+            "run `{root}` was started with provider `{}`, not `{}`; resume it with the same provider",
+            founding.provider,
+            options.provider
+        )));
+    }
+    Ok(())
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let partial = path.with_extension("partial");
+    std::fs::write(&partial, bytes)?;
+    std::fs::File::open(&partial)?.sync_all()?;
+    crate::ledger::restrict_permissions(&partial);
+    std::fs::rename(partial, path)
+}
+
+/// The failure of a run whose directory (with its ledger) was deleted under it: nothing can
+/// resume it, so say which batches exist at the provider (the ledger, still open though
+/// unlinked, can tell) instead of claiming the state is saved.
+fn lost_run_directory(
+    error: &anyhow::Error,
+    run_directory: &RunDirectory,
+    ledger: &Ledger,
+) -> anyhow::Error {
+    let batches: Vec<String> = ledger
+        .shards()
+        .map(|shards| {
+            shards
+                .into_iter()
+                .filter_map(|shard| shard.batch_id)
+                .collect()
+        })
+        .unwrap_or_default();
+    anyhow::anyhow!(
+        "{error:#}\nThe run directory `{}` and its ledger were deleted while the run was live, so this run cannot be resumed. Its batches at the provider ({}) keep running and are billed for what they answer; fetch their results with the provider's console or API, or cancel them there. Do not start the job again unless you mean to pay for it again.",
+        run_directory.root.display(),
+        if batches.is_empty() {
+            "none recorded".to_owned()
+        } else {
+            batches
+                .iter()
+                .map(|id| format!("`{id}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    )
+}

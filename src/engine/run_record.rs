@@ -1,0 +1,233 @@
+//! The run's record in its ledger, typed: what the run was founded with (written once, in one
+//! transaction), what planning settled, whether it finished, and the budget settings a resumed
+//! run must keep. One struct, one read, one write per change; the keys live only here.
+
+use std::path::{Path, PathBuf};
+
+use super::run_failure::RunFailure;
+use crate::ledger::{LEDGER_FILE_NAME, Ledger, LedgerError};
+use crate::provider::ProviderKind;
+
+/// The ledger keys of the record (`run_facts` rows).
+mod key {
+    pub const RUN_ID: &str = "run_id";
+    pub const JOB_FILE: &str = "job_file";
+    pub const JOB_SHA256: &str = "job_sha256";
+    pub const PROVIDER: &str = "provider";
+    pub const BASE_URL: &str = "base_url";
+    pub const OUTPUT_PATH: &str = "output_path";
+    pub const OUTPUT_FORMAT: &str = "output_format";
+    pub const REHEARSAL: &str = "rehearsal";
+    pub const PRICES_FILE: &str = "prices_file";
+    pub const INPUT_SHA256: &str = "input_sha256";
+    pub const PLANNED_ROWS: &str = "planned_rows";
+    pub const FINISHED: &str = "finished";
+    pub const MAX_COST: &str = "max_cost";
+    pub const TOKENIZER: &str = "tokenizer";
+}
+
+/// What a run is, fixed when it is founded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunFounding {
+    pub run_id: String,
+    /// Absolute.
+    pub job_file: PathBuf,
+    pub job_sha256: String,
+    pub provider: ProviderKind,
+    pub base_url: Option<String>,
+    /// Absolute.
+    pub output_path: PathBuf,
+    /// The output format's extension (`parquet`, `csv`, `jsonl`).
+    pub output_format: String,
+    pub rehearsal: bool,
+    pub prices_file: Option<PathBuf>,
+}
+
+/// Everything the ledger records about the run as a whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRecord {
+    /// `None` until the run is founded (a crash before that leaves nothing to resume).
+    pub founding: Option<RunFounding>,
+    /// Set by the plan, with `planned_rows`, once every shard is in the ledger.
+    pub input_sha256: Option<String>,
+    pub planned_rows: Option<u64>,
+    pub finished: bool,
+    /// The `--max-cost` the run was given.
+    pub max_cost: Option<String>,
+    /// The tokenizer vocabulary the run's estimates used.
+    pub tokenizer: Option<PathBuf>,
+}
+
+fn corrupt(ledger: &Ledger, key: &str, value: &str) -> LedgerError {
+    ledger.corrupt(format!(
+        "the run record's `{key}` is `{value}`, which dashbatch never writes"
+    ))
+}
+
+impl RunRecord {
+    /// Reads the whole record.
+    pub fn read(ledger: &Ledger) -> Result<RunRecord, LedgerError> {
+        let text = |name: &str| ledger.fact(name);
+        let founding = match text(key::JOB_SHA256)? {
+            None => None,
+            Some(job_sha256) => {
+                let required = |name: &str| -> Result<String, LedgerError> {
+                    text(name)?
+                        .ok_or_else(|| ledger.corrupt(format!("the run record has no `{name}`")))
+                };
+                let provider_text = required(key::PROVIDER)?;
+                let provider = serde_json::from_value(serde_json::json!(provider_text))
+                    .map_err(|_| corrupt(ledger, key::PROVIDER, &provider_text))?;
+                let rehearsal = match text(key::REHEARSAL)?.as_deref() {
+                    None | Some("0") => false,
+                    Some("1") => true,
+                    Some(other) => return Err(corrupt(ledger, key::REHEARSAL, other)),
+                };
+                Some(RunFounding {
+                    run_id: required(key::RUN_ID)?,
+                    job_file: PathBuf::from(required(key::JOB_FILE)?),
+                    job_sha256,
+                    provider,
+                    base_url: text(key::BASE_URL)?,
+                    output_path: PathBuf::from(required(key::OUTPUT_PATH)?),
+                    output_format: required(key::OUTPUT_FORMAT)?,
+                    rehearsal,
+                    prices_file: text(key::PRICES_FILE)?.map(PathBuf::from),
+                })
+            }
+        };
+        let planned_rows = match text(key::PLANNED_ROWS)? {
+            None => None,
+            Some(rows) => Some(
+                rows.parse::<u64>()
+                    .map_err(|_| corrupt(ledger, key::PLANNED_ROWS, &rows))?,
+            ),
+        };
+        Ok(RunRecord {
+            founding,
+            input_sha256: text(key::INPUT_SHA256)?,
+            planned_rows,
+            finished: text(key::FINISHED)?.is_some(),
+            max_cost: text(key::MAX_COST)?,
+            tokenizer: text(key::TOKENIZER)?.map(PathBuf::from),
+        })
+    }
+
+    /// Writes the founding in one transaction: the run exists once `job_sha256` is there.
+    pub fn found(ledger: &mut Ledger, founding: &RunFounding) -> Result<(), LedgerError> {
+        let mut facts = vec![
+            (key::RUN_ID, founding.run_id.clone()),
+            (key::JOB_FILE, founding.job_file.display().to_string()),
+            (key::PROVIDER, founding.provider.to_string()),
+            (key::OUTPUT_PATH, founding.output_path.display().to_string()),
+            (key::OUTPUT_FORMAT, founding.output_format.clone()),
+            (key::REHEARSAL, u8::from(founding.rehearsal).to_string()),
+            (key::JOB_SHA256, founding.job_sha256.clone()),
+        ];
+        if let Some(url) = &founding.base_url {
+            facts.push((key::BASE_URL, url.clone()));
+        }
+        if let Some(path) = &founding.prices_file {
+            facts.push((key::PRICES_FILE, path.display().to_string()));
+        }
+        ledger.set_facts(&facts)
+    }
+
+    /// Records a finished plan: the input's hash and how many rows it sends.
+    pub fn record_plan(
+        ledger: &mut Ledger,
+        input_sha256: &str,
+        planned_rows: u64,
+    ) -> Result<(), LedgerError> {
+        ledger.set_facts(&[
+            (key::INPUT_SHA256, input_sha256.to_owned()),
+            (key::PLANNED_ROWS, planned_rows.to_string()),
+        ])
+    }
+
+    pub fn mark_finished(ledger: &Ledger) -> Result<(), LedgerError> {
+        ledger.set_fact(key::FINISHED, "1")
+    }
+
+    pub fn record_max_cost(ledger: &Ledger, cap: &str) -> Result<(), LedgerError> {
+        ledger.set_fact(key::MAX_COST, cap)
+    }
+
+    pub fn record_tokenizer(ledger: &Ledger, path: &Path) -> Result<(), LedgerError> {
+        ledger.set_fact(key::TOKENIZER, &path.display().to_string())
+    }
+
+    /// The founding, or the error a command on an unfounded run directory gives.
+    pub fn founded(&self, run_directory: &Path) -> Result<&RunFounding, RunFailure> {
+        self.founding.as_ref().ok_or_else(|| {
+            RunFailure::input(anyhow::anyhow!(
+                "run `{}` was interrupted before it started, so there is nothing to continue; start it again with `dashbatch run`",
+                run_directory.display()
+            ))
+        })
+    }
+}
+
+/// Opens the ledger of an existing run directory.
+pub fn open_existing_ledger(run_directory: &Path) -> Result<Ledger, RunFailure> {
+    if !Ledger::exists_in(run_directory) {
+        return Err(RunFailure::input(anyhow::anyhow!(
+            "`{}` is not a run directory (it has no {LEDGER_FILE_NAME})",
+            run_directory.display()
+        )));
+    }
+    Ledger::open(run_directory).map_err(RunFailure::input)
+}
+
+/// Reads the record of an existing run directory.
+pub fn read_run_record(ledger: &Ledger) -> Result<RunRecord, RunFailure> {
+    RunRecord::read(ledger).map_err(RunFailure::input)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn founding() -> RunFounding {
+        RunFounding {
+            run_id: "run-1234abcd".into(),
+            job_file: PathBuf::from("/jobs/job.toml"),
+            job_sha256: "ab".repeat(32),
+            provider: ProviderKind::Dashscope,
+            base_url: Some("http://127.0.0.1:1/v1".into()),
+            output_path: PathBuf::from("/out/x.parquet"),
+            output_format: "parquet".into(),
+            rehearsal: true,
+            prices_file: None,
+        }
+    }
+
+    #[test]
+    fn a_record_reads_back_what_was_written() {
+        let directory = tempfile::tempdir().unwrap();
+        let mut ledger = Ledger::open(directory.path()).unwrap();
+        let empty = RunRecord::read(&ledger).unwrap();
+        assert_eq!(empty.founding, None);
+        assert!(!empty.finished);
+        RunRecord::found(&mut ledger, &founding()).unwrap();
+        RunRecord::record_plan(&mut ledger, "cd", 42).unwrap();
+        RunRecord::mark_finished(&ledger).unwrap();
+        RunRecord::record_max_cost(&ledger, "5.00").unwrap();
+        let record = RunRecord::read(&ledger).unwrap();
+        assert_eq!(record.founding, Some(founding()));
+        assert_eq!(record.planned_rows, Some(42));
+        assert_eq!(record.input_sha256.as_deref(), Some("cd"));
+        assert!(record.finished);
+        assert_eq!(record.max_cost.as_deref(), Some("5.00"));
+    }
+
+    #[test]
+    fn a_value_dashbatch_never_writes_is_an_error_not_a_default() {
+        let directory = tempfile::tempdir().unwrap();
+        let mut ledger = Ledger::open(directory.path()).unwrap();
+        RunRecord::found(&mut ledger, &founding()).unwrap();
+        ledger.set_fact("planned_rows", "many").unwrap();
+        let error = RunRecord::read(&ledger).unwrap_err().to_string();
+        assert!(error.contains("planned_rows"), "{error}");
+    }
+}

@@ -1,0 +1,290 @@
+//! Which run directory a command works on, and taking its lock: `--run-dir` as given (refusing a
+//! directory that is not a run directory), or for `dashbatch run JOB.toml` without it, the
+//! unfinished or live run of the same job, else a new one. The choice is made under the job's
+//! lock so that two processes started together agree on one run.
+
+use std::path::{Path, PathBuf};
+
+use super::RunDirectory;
+use super::run_failure::RunFailure;
+use super::run_lock::{
+    HeldLock, LockError, LockWait, RUN_LOCK_FILE_NAME, is_locked_by_another_process, lock_file,
+    lock_run_directory,
+};
+use super::run_record::RunRecord;
+use crate::job::Job;
+use crate::ledger::{EffectKind, LEDGER_FILE_NAME, Ledger};
+
+/// The directory below the current one where runs without `--run-dir` live.
+const RUNS_DIRECTORY: &str = "runs";
+
+/// An existing run of a job that `dashbatch run` should continue rather than start anew.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExistingRun {
+    /// Another process is working on it now.
+    Live(PathBuf),
+    /// Nobody is working on it; it was submitted (or started submitting) and did not finish.
+    Unfinished(PathBuf),
+}
+
+fn rehearsal_prefix(job: &Job) -> String {
+    format!("{}-rehearsal-", job.name)
+}
+
+/// The newest live or unfinished run of this very job (same job file contents) under `runs/`.
+/// A live run counts even before its ledger exists (it may be planning); an idle one only once
+/// it has submitted or announced an upload, so a run that never spent anything is not revived.
+pub fn find_existing_run(job: &Job, rehearse: bool) -> Option<ExistingRun> {
+    let prefix = format!("{}-", job.name);
+    let rehearsal = rehearsal_prefix(job);
+    let mut candidates: Vec<PathBuf> = std::fs::read_dir(RUNS_DIRECTORY)
+        .ok()?
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| {
+            path.file_name().is_some_and(|name| {
+                let name = name.to_string_lossy();
+                name.starts_with(&prefix) && name.starts_with(&rehearsal) == rehearse
+            })
+        })
+        .filter(|path| path.is_dir())
+        .collect();
+    candidates.sort();
+    for path in candidates.into_iter().rev() {
+        if is_locked_by_another_process(&path) {
+            // Live: its ledger may not exist yet, and then it is this job's only if it is
+            // planning this job; a founded ledger says which job it runs.
+            let same_job = match Ledger::exists_in(&path)
+                .then(|| Ledger::open(&path).ok())
+                .flatten()
+            {
+                Some(ledger) => match RunRecord::read(&ledger)
+                    .ok()
+                    .and_then(|record| record.founding)
+                {
+                    Some(founding) => founding.job_sha256 == job.job_file_sha256,
+                    None => true,
+                },
+                None => true,
+            };
+            if same_job {
+                return Some(ExistingRun::Live(path));
+            }
+            continue;
+        }
+        if is_unfinished_submitted_run(&path, job) {
+            return Some(ExistingRun::Unfinished(path));
+        }
+    }
+    None
+}
+
+fn is_unfinished_submitted_run(path: &Path, job: &Job) -> bool {
+    if !Ledger::exists_in(path) {
+        return false;
+    }
+    let Ok(ledger) = Ledger::open(path) else {
+        return false;
+    };
+    let Ok(record) = RunRecord::read(&ledger) else {
+        return false;
+    };
+    let same_job = record
+        .founding
+        .as_ref()
+        .is_some_and(|founding| founding.job_sha256 == job.job_file_sha256);
+    let finished = record.finished;
+    let submitted = ledger
+        .shards()
+        .map(|shards| {
+            shards
+                .iter()
+                .any(|shard| shard.file_id.is_some() || shard.batch_id.is_some())
+        })
+        .unwrap_or(false);
+    let announced = ledger.count_effects(EffectKind::Upload).unwrap_or(0) > 0;
+    same_job && !finished && (submitted || announced)
+}
+
+fn lock_failure(error: LockError) -> RunFailure {
+    match error {
+        LockError::Interrupted(interrupted) => RunFailure::interrupted(interrupted),
+        other => RunFailure::input(other),
+    }
+}
+
+/// Refuses a `--run-dir` that exists with other content and is no dashbatch run directory, so
+/// a run never writes its ledger and output among a user's own files.
+pub fn refuse_foreign_directory(directory: &Path) -> Result<(), RunFailure> {
+    let Ok(entries) = std::fs::read_dir(directory) else {
+        if directory.exists() && !directory.is_dir() {
+            return Err(RunFailure::input(anyhow::anyhow!(
+                "`--run-dir {}` is a file, not a directory; choose a new directory for the run",
+                directory.display()
+            )));
+        }
+        return Ok(());
+    };
+    let names: Vec<String> = entries
+        .filter_map(|entry| entry.ok())
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    let is_run_directory = names
+        .iter()
+        .any(|name| name == LEDGER_FILE_NAME || name == RUN_LOCK_FILE_NAME);
+    if names.is_empty() || is_run_directory {
+        return Ok(());
+    }
+    let mut shown: Vec<&str> = names.iter().map(String::as_str).take(3).collect();
+    shown.sort();
+    Err(RunFailure::input(anyhow::anyhow!(
+        "`--run-dir {}` is not empty and is not a dashbatch run directory (it holds {}{}); dashbatch would write its ledger and output among these files. Choose a new or empty directory",
+        directory.display(),
+        shown
+            .iter()
+            .map(|name| format!("`{name}`"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        if names.len() > 3 { ", ..." } else { "" }
+    )))
+}
+
+/// Creates (if needed) and locks the run directory `directory` for `command`.
+pub async fn open_and_lock(
+    directory: &Path,
+    command: &str,
+    wait: bool,
+) -> Result<HeldLock, RunFailure> {
+    refuse_foreign_directory(directory)?;
+    RunDirectory::new(directory.to_owned())
+        .create()
+        .map_err(|error| {
+            RunFailure::input(anyhow::anyhow!(
+                "cannot create the run directory `{}`: {error}",
+                directory.display()
+            ))
+        })?;
+    lock_run_directory(directory, command, wait)
+        .await
+        .map_err(lock_failure)
+}
+
+/// Locks an existing run directory (`resume`, `cancel`): it must hold a ledger.
+pub async fn lock_existing(
+    directory: &Path,
+    command: &str,
+    wait: bool,
+) -> Result<HeldLock, RunFailure> {
+    if !Ledger::exists_in(directory) {
+        return Err(RunFailure::input(anyhow::anyhow!(
+            "`{}` is not a run directory (it has no {LEDGER_FILE_NAME})",
+            directory.display()
+        )));
+    }
+    lock_run_directory(directory, command, wait)
+        .await
+        .map_err(lock_failure)
+}
+
+/// Removes a run directory this process created for a run that failed before anything was
+/// uploaded (a refused output, a bad input row, a budget refusal), so that a refused `run`
+/// leaves nothing that a later `run --run-dir` would mistake for a run to continue. A directory
+/// whose ledger announced an upload or holds a batch is kept: it may be needed to reconcile.
+pub fn discard_unspent_run_directory(directory: &Path) {
+    if Ledger::exists_in(directory) {
+        let Ok(ledger) = Ledger::open(directory) else {
+            return;
+        };
+        let announced = ledger.count_effects(EffectKind::Upload).unwrap_or(1) > 0
+            || ledger.count_effects(EffectKind::CreateBatch).unwrap_or(1) > 0;
+        let batches = ledger
+            .shards()
+            .map(|shards| {
+                shards
+                    .iter()
+                    .any(|shard| shard.file_id.is_some() || shard.batch_id.is_some())
+            })
+            .unwrap_or(true);
+        if announced || batches {
+            return;
+        }
+    }
+    let _ = std::fs::remove_dir_all(directory);
+}
+
+/// A run directory chosen and locked for `run`, and whether this process created it.
+pub struct ChosenRunDirectory {
+    pub path: PathBuf,
+    pub lock: HeldLock,
+    pub created: bool,
+}
+
+/// For `dashbatch run JOB.toml` without `--run-dir`: under the job's lock, the live or
+/// unfinished run of this job, else a new run directory; returned locked.
+pub async fn choose_and_lock_run_directory(
+    job: &Job,
+    rehearse: bool,
+    wait: bool,
+) -> Result<ChosenRunDirectory, RunFailure> {
+    if Path::new(RUNS_DIRECTORY).exists() && !Path::new(RUNS_DIRECTORY).is_dir() {
+        return Err(RunFailure::input(anyhow::anyhow!(
+            "`{RUNS_DIRECTORY}` is a file, but dashbatch keeps its run directories in a directory of that name; move the file away, or choose a run directory with `--run-dir`"
+        )));
+    }
+    std::fs::create_dir_all(RUNS_DIRECTORY).map_err(|error| {
+        RunFailure::input(anyhow::anyhow!(
+            "cannot create the `{RUNS_DIRECTORY}` directory for the run: {error}; choose a run directory with `--run-dir`"
+        ))
+    })?;
+    let job_lock_path =
+        Path::new(RUNS_DIRECTORY).join(format!(".{}.lock", job.name.replace('/', "_")));
+    // Held only while choosing, never while waiting for a run: always safe to wait for.
+    let job_lock = lock_file(
+        &job_lock_path,
+        Path::new(RUNS_DIRECTORY),
+        "run",
+        LockWait::Quietly,
+    )
+    .await
+    .map_err(lock_failure)?;
+    let command = format!("run {}", job.job_file.display());
+    let directory = match find_existing_run(job, rehearse) {
+        Some(ExistingRun::Live(path)) => {
+            drop(job_lock);
+            if !wait {
+                return Err(lock_failure(LockError::Busy {
+                    directory: path.display().to_string(),
+                    holder: super::run_lock::describe_holder(&path.join(RUN_LOCK_FILE_NAME)),
+                }));
+            }
+            let held = lock_run_directory(&path, &command, true)
+                .await
+                .map_err(lock_failure)?;
+            eprintln!(
+                "dashbatch: continuing the run `{}` of this job that another process was working on",
+                path.display()
+            );
+            return Ok(ChosenRunDirectory {
+                path,
+                lock: held,
+                created: false,
+            });
+        }
+        Some(ExistingRun::Unfinished(path)) => {
+            eprintln!(
+                "dashbatch: continuing the unfinished run `{}` of this job (pass `--run-dir` to choose another)",
+                path.display()
+            );
+            path
+        }
+        None if rehearse => RunDirectory::default_for(&format!("{}-rehearsal", job.name)).root,
+        None => RunDirectory::default_for(&job.name).root,
+    };
+    let created = !directory.exists();
+    let held = open_and_lock(&directory, &command, wait).await?;
+    drop(job_lock);
+    Ok(ChosenRunDirectory {
+        path: directory,
+        lock: held,
+        created,
+    })
+}

@@ -1,0 +1,50 @@
+//! One shard's downloaded result files (output and error lines) read into a map from custom_id
+//! to the row's result. Used by the join, the retry planner, the budget and `status`.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+
+use super::RunDirectory;
+use crate::ledger::ShardRecord;
+use crate::row_result::{RowResult, RowStatus, classify_result_line};
+use crate::wire::{BatchStatus, ResultLine};
+
+/// Reads one shard's result files into a map from custom_id to result.
+pub(super) fn load_shard_results(
+    run_directory: &RunDirectory,
+    shard: &ShardRecord,
+    batch_status: BatchStatus,
+) -> anyhow::Result<HashMap<String, RowResult>> {
+    let mut results: HashMap<String, RowResult> = HashMap::new();
+    for path in [
+        run_directory.output_results_path(shard.shard_index),
+        run_directory.error_results_path(shard.shard_index),
+    ] {
+        if !path.exists() {
+            continue;
+        }
+        let file = std::fs::File::open(&path)?;
+        for (index, line) in BufReader::new(file).lines().enumerate() {
+            let line = line?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let parsed: ResultLine = serde_json::from_str(&line).map_err(|error| {
+                anyhow::anyhow!(
+                    "{}, line {}: not a result line: {error}",
+                    path.display(),
+                    index + 1
+                )
+            })?;
+            let result = classify_result_line(&parsed, batch_status);
+            // A line reported twice keeps its success, never a failure over it.
+            match results.get(&parsed.custom_id) {
+                Some(existing) if existing.status() == RowStatus::Ok => {}
+                _ => {
+                    results.insert(parsed.custom_id, result);
+                }
+            }
+        }
+    }
+    Ok(results)
+}

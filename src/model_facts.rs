@@ -1,0 +1,90 @@
+//! What dashbatch knows about models, in one place, for render, estimate, the join and the
+//! simulator: which think by default or always, and the vectors embeddings models return.
+//! Pure: no I/O.
+//!
+//! Sources: the DashScope Batch API reference (`dashscope-batch-api.md` §4.3 and §10 item 9:
+//! Qwen 3.5 and later think unless `enable_thinking` is false); QwQ and DeepSeek-R1 are
+//! reasoning-only models (Model Studio's model pages); embeddings sizes are the providers'
+//! documented defaults (Model Studio's text-embedding pages; OpenAI's embeddings guide:
+//! `text-embedding-3-small` 1536, `-3-large` 3072). These are the facts the simulator, the
+//! renderer, the estimator and the join each kept a copy of before.
+
+/// Qwen 3.5 and later think unless the request sets `enable_thinking = false`; dashbatch sends
+/// it explicitly for them so that the job says what is billed.
+pub fn thinks_unless_told_not_to(model: &str) -> bool {
+    let Some(rest) = model.strip_prefix("qwen") else {
+        return false;
+    };
+    let version: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    let mut parts = version.split('.');
+    let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    major > 3 || (major == 3 && minor >= 5)
+}
+
+/// Models that think whatever the request says (reasoning-only models).
+pub fn always_thinks(model: &str) -> bool {
+    model.starts_with("qwq") || model.starts_with("deepseek-r1")
+}
+
+/// Whether a request for `model` thinks when it does not set `enable_thinking`.
+pub fn thinks_by_default(model: &str) -> bool {
+    thinks_unless_told_not_to(model) || always_thinks(model)
+}
+
+/// The vector size an embeddings model returns when the request sets no `dimensions`.
+pub fn default_embedding_dimensions(model: &str) -> u32 {
+    match model {
+        "text-embedding-v1"
+        | "text-embedding-v2"
+        | "text-embedding-3-small"
+        | "text-embedding-ada-002" => 1536,
+        "text-embedding-3-large" => 3072,
+        _ => 1024,
+    }
+}
+
+/// The `dimensions` an embeddings model accepts; empty when any (or none) is known.
+pub fn embedding_dimension_choices(model: &str) -> &'static [u32] {
+    match model {
+        "text-embedding-v1" | "text-embedding-v2" => &[1536],
+        "text-embedding-v3" => &[1024, 768, 512, 256, 128, 64],
+        "text-embedding-v4" => &[2048, 1536, 1024, 768, 512, 256, 128, 64],
+        _ => &[],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thinking_follows_the_model_generation() {
+        for (model, unless_told, always) in [
+            ("qwen3.5-plus", true, false),
+            ("qwen3.7-max", true, false),
+            ("qwen4-plus", true, false),
+            ("qwen3-max", false, false),
+            ("qwen-plus", false, false),
+            ("qwq-plus", false, true),
+            ("deepseek-r1", false, true),
+            ("text-embedding-v4", false, false),
+        ] {
+            assert_eq!(thinks_unless_told_not_to(model), unless_told, "{model}");
+            assert_eq!(always_thinks(model), always, "{model}");
+            assert_eq!(thinks_by_default(model), unless_told || always, "{model}");
+        }
+    }
+
+    #[test]
+    fn embedding_sizes_follow_the_model() {
+        assert_eq!(default_embedding_dimensions("text-embedding-v4"), 1024);
+        assert_eq!(default_embedding_dimensions("text-embedding-3-small"), 1536);
+        assert_eq!(default_embedding_dimensions("text-embedding-3-large"), 3072);
+        assert!(embedding_dimension_choices("text-embedding-v4").contains(&2048));
+        assert!(embedding_dimension_choices("bge-m3").is_empty());
+    }
+}

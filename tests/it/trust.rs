@@ -1,0 +1,542 @@
+//! Trust under real use, through the real binary: one live process per run directory (several
+//! processes started together bill every row once), signals at any moment, exit codes that mean
+//! what they say, outputs that never land in the wrong place or format, and result lines of
+//! other shapes decoded or failed explicitly.
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::harness::*;
+use super::invariants::*;
+
+fn uploads(simulator: &StandaloneSimulator) -> u64 {
+    simulator.ledger()["uploads"].as_u64().unwrap()
+}
+
+fn assert_busy(output: &Output, run_directory: &str) {
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("in use by another dashbatch process") && stderr.contains(run_directory),
+        "{stderr}"
+    );
+    assert!(stderr.contains("pid "), "the holder is named: {stderr}");
+}
+
+#[test]
+fn processes_started_together_on_one_run_directory_bill_every_row_once() {
+    let rows = 60;
+    let simulator = StandaloneSimulator::start(&[]);
+    freeze_clock(&simulator);
+    let workspace = review_workspace(rows, 20, "");
+    let run_directory = workspace.path().join("run");
+    // Two runs started at the same moment: exactly one may work on the run.
+    let first = spawn_piped(review_run_command(&workspace, &simulator, &run_directory));
+    let second = spawn_piped(review_run_command(&workspace, &simulator, &run_directory));
+    wait_for_simulator_batches(&simulator, 1);
+    // A resume in a second terminal and a third run while the first is live: refused at once.
+    let resume = wait_with_limit(
+        spawn_piped(resume_command(&workspace, &run_directory)),
+        Duration::from_secs(30),
+    );
+    assert_busy(&resume, "run");
+    let third = wait_with_limit(
+        spawn_piped(review_run_command(&workspace, &simulator, &run_directory)),
+        Duration::from_secs(30),
+    );
+    assert_busy(&third, "run");
+    // An orchestrator's retry with --wait waits for the first, then finishes the same run.
+    let mut waiting = review_run_command(&workspace, &simulator, &run_directory);
+    waiting.arg("--wait");
+    let waiting = spawn_piped(waiting);
+    std::thread::sleep(Duration::from_millis(500));
+    release_clock(&simulator);
+    let outputs: Vec<Output> = [first, second, waiting]
+        .into_iter()
+        .map(|child| wait_with_limit(child, Duration::from_secs(120)))
+        .collect();
+    let codes: Vec<Option<i32>> = outputs.iter().map(|output| output.status.code()).collect();
+    assert_eq!(
+        codes.iter().filter(|code| **code == Some(2)).count(),
+        1,
+        "exactly one of the two simultaneous runs is refused: {codes:?}\n{}",
+        outputs
+            .iter()
+            .map(|output| text(&output.stderr))
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    );
+    assert_eq!(codes[2], Some(0), "{}", text(&outputs[2].stderr));
+    assert_finished_cleanly(&simulator, &workspace, &run_directory, rows);
+    let billed = simulator.ledger()["billed_requests"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(billed, rows, "every row billed exactly once");
+}
+
+#[test]
+fn two_runs_of_one_job_without_run_dir_become_one_run() {
+    let rows = 40;
+    let simulator = StandaloneSimulator::start(&[]);
+    freeze_clock(&simulator);
+    let workspace = review_workspace(rows, 20, "");
+    let command = || {
+        let mut command = workspace.command(&[
+            "run",
+            "reviews.toml",
+            "--provider",
+            "dashscope",
+            "--base-url",
+            &simulator.base_url,
+            "--quiet",
+        ]);
+        command.env("DASHSCOPE_API_KEY", SECRET_KEY);
+        command
+    };
+    let first = spawn_piped(command());
+    let second = spawn_piped(command());
+    wait_for_simulator_batches(&simulator, 1);
+    let mut waiting = command();
+    waiting.arg("--wait");
+    let waiting = spawn_piped(waiting);
+    std::thread::sleep(Duration::from_millis(500));
+    release_clock(&simulator);
+    let outputs: Vec<Output> = [first, second, waiting]
+        .into_iter()
+        .map(|child| wait_with_limit(child, Duration::from_secs(120)))
+        .collect();
+    let codes: Vec<Option<i32>> = outputs.iter().map(|output| output.status.code()).collect();
+    assert!(
+        codes[..2].contains(&Some(0)) && codes[..2].contains(&Some(2)),
+        "{codes:?}"
+    );
+    // The refused one never said it was waiting: it was not asked to.
+    for output in &outputs[..2] {
+        assert!(
+            !text(&output.stderr).contains("waiting"),
+            "{}",
+            text(&output.stderr)
+        );
+    }
+    assert_eq!(codes[2], Some(0), "{}", text(&outputs[2].stderr));
+    let run_directory = workspace.single_run_directory();
+    assert_finished_cleanly(&simulator, &workspace, &run_directory, rows);
+    assert_eq!(
+        simulator.ledger()["billed_requests"]
+            .as_array()
+            .unwrap()
+            .len(),
+        rows
+    );
+}
+
+/// A job over `rows` generated rows: long enough to plan that a signal lands while planning.
+fn large_workspace(rows: usize) -> Workspace {
+    let workspace = Workspace::new();
+    let mut csv = String::from("id,text\n");
+    for row in 0..rows {
+        csv.push_str(&format!("r{row},这是第{row}条评论，质量不错，物流很快\n"));
+    }
+    workspace.write("big.csv", csv);
+    workspace.write(
+        "big.toml",
+        "name = \"big\"\n[input]\npath = \"big.csv\"\nid_column = \"id\"\n[request]\nmodel = \"qwen-flash\"\ntemplate = \"Topic of: {{ text }}\"\nmax_tokens = 10\n[output]\npath = \"out.parquet\"\n",
+    );
+    workspace
+}
+
+fn signal_while_planning(signal: i32, expected_code: i32) {
+    let simulator = StandaloneSimulator::start(&[]);
+    let workspace = large_workspace(300_000);
+    let run_directory = workspace.path().join("run");
+    let mut command = workspace.run_against(
+        &simulator,
+        "dashscope",
+        "big.toml",
+        &run_directory,
+        &["--json"],
+    );
+    command.env("DASHSCOPE_API_KEY", SECRET_KEY);
+    let mut child = spawn_piped(command);
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    assert!(line.contains("run_started"), "{line}");
+    // SAFETY: sending a signal to our own child process.
+    unsafe {
+        libc::kill(child.id() as i32, signal);
+    }
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let output = wait_with_limit(child, Duration::from_secs(60));
+    let stderr = text(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(expected_code),
+        "{:?}\n{stderr}",
+        output.status.signal()
+    );
+    assert!(!rest.contains("\"planned\""), "planning went on: {rest}");
+    assert!(
+        rest.trim_end()
+            .lines()
+            .last()
+            .is_some_and(|last| last.contains("run_interrupted")),
+        "{rest}"
+    );
+    assert_eq!(
+        uploads(&simulator),
+        0,
+        "nothing may be uploaded after a signal"
+    );
+    // The ledger is consistent: the same run finishes normally afterwards.
+    let output = workspace
+        .run_against(
+            &simulator,
+            "dashscope",
+            "big.toml",
+            &run_directory,
+            &["--quiet"],
+        )
+        .env("DASHSCOPE_API_KEY", SECRET_KEY)
+        .output()
+        .unwrap();
+    assert_success(&output);
+}
+
+#[test]
+fn sigterm_while_planning_exits_143_before_anything_is_uploaded() {
+    signal_while_planning(libc::SIGTERM, 143);
+}
+
+#[test]
+fn ctrl_c_while_planning_exits_130_before_anything_is_uploaded() {
+    signal_while_planning(libc::SIGINT, 130);
+}
+
+/// Runs the review job with `extra` arguments against a fresh simulator; returns the output.
+fn review_run_with(
+    workspace: &Workspace,
+    simulator: &StandaloneSimulator,
+    run_directory: &Path,
+    extra: &[&str],
+) -> Output {
+    let mut command = review_run_command(workspace, simulator, run_directory);
+    command.args(extra);
+    command.output().unwrap()
+}
+
+fn assert_refused_before_upload(output: &Output, simulator: &StandaloneSimulator, says: &[&str]) {
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    for phrase in says {
+        assert!(stderr.contains(phrase), "missing `{phrase}` in:\n{stderr}");
+    }
+    assert_eq!(uploads(simulator), 0, "nothing may be uploaded: {stderr}");
+}
+
+#[test]
+fn outputs_that_would_be_wrong_are_refused_before_anything_is_uploaded() {
+    let simulator = StandaloneSimulator::start(&[]);
+    let workspace = review_workspace(6, 6, "");
+    let input_before = std::fs::read(workspace.path().join("reviews.csv")).unwrap();
+    let run = |name: &str, extra: &[&str]| {
+        review_run_with(&workspace, &simulator, &workspace.path().join(name), extra)
+    };
+    // The input itself.
+    let output = run("run-a", &["--output", "reviews.csv"]);
+    assert_refused_before_upload(&output, &simulator, &["is the job's input"]);
+    assert_eq!(
+        std::fs::read(workspace.path().join("reviews.csv")).unwrap(),
+        input_before
+    );
+    // A refused run leaves no run directory that a later run would take for one to continue.
+    assert!(!workspace.path().join("run-a").exists());
+    // Formats dashbatch does not write, under names that promise them.
+    for name in ["out.xlsx", "out.csv.gz"] {
+        let output = run("run-b", &["--output", name]);
+        assert_refused_before_upload(&output, &simulator, &["cannot write", name]);
+        assert!(!workspace.path().join(name).exists());
+    }
+    // A directory that cannot be created (its parent is a file).
+    workspace.write("not-a-directory", "x");
+    let output = run("run-c", &["--output", "not-a-directory/out.parquet"]);
+    assert_refused_before_upload(&output, &simulator, &["cannot be written"]);
+    // An unrelated directory as --run-dir: its files are left alone.
+    workspace.write("mine/output.parquet", "my own file");
+    let output = run("mine", &[]);
+    assert_refused_before_upload(
+        &output,
+        &simulator,
+        &["not a dashbatch run directory", "output.parquet"],
+    );
+    assert_eq!(
+        std::fs::read_to_string(workspace.path().join("mine/output.parquet")).unwrap(),
+        "my own file"
+    );
+}
+
+#[test]
+fn an_output_extension_that_disagrees_with_the_declared_format_is_refused() {
+    let simulator = StandaloneSimulator::start(&[]);
+    let workspace = review_workspace(6, 6, "");
+    let job = std::fs::read_to_string(workspace.path().join("reviews.toml")).unwrap();
+    workspace.write(
+        "reviews.toml",
+        job.replace("path = \"out.parquet\"", "format = \"csv\""),
+    );
+    let output = review_run_with(
+        &workspace,
+        &simulator,
+        &workspace.path().join("run"),
+        &["--output", "x.parquet"],
+    );
+    assert_refused_before_upload(&output, &simulator, &["names a Parquet file", "`csv`"]);
+    assert!(!workspace.path().join("x.parquet").exists());
+}
+
+#[test]
+fn a_bad_base_url_is_a_usage_error_before_any_run_directory_exists() {
+    let workspace = review_workspace(6, 6, "");
+    let output = workspace
+        .command(&[
+            "run",
+            "reviews.toml",
+            "--provider",
+            "dashscope",
+            "--base-url",
+            "not a url",
+        ])
+        .env("DASHSCOPE_API_KEY", SECRET_KEY)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    assert!(text(&output.stderr).contains("is not a URL"));
+    assert!(!workspace.path().join("runs").exists());
+}
+
+#[test]
+fn a_failure_after_batches_were_created_never_exits_2() {
+    let simulator = StandaloneSimulator::start(&[]);
+    let workspace = review_workspace(12, 6, "");
+    let run_directory = workspace.path().join("run");
+    let killed = review_run_command(&workspace, &simulator, &run_directory)
+        .env("DASHBATCH_TEST_KILL_AT", "during_poll")
+        .status()
+        .unwrap();
+    assert_eq!(killed.signal(), Some(libc::SIGKILL));
+    // The input changes under the live run: resuming must refuse, but money was spent.
+    let input = std::fs::read_to_string(workspace.path().join("reviews.csv")).unwrap();
+    workspace.write("reviews.csv", input.replace("zh-0001", "zh-9999"));
+    let output = resume_command(&workspace, &run_directory).output().unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("changed since"), "{stderr}");
+    assert!(stderr.contains("already created"), "{stderr}");
+}
+
+#[test]
+fn a_definite_refusal_of_batch_creation_cleans_up_and_does_not_say_resume() {
+    let simulator = StandaloneSimulator::start(&[]);
+    simulator.put_json(
+        "/_sim/faults",
+        &json!({"routes": {"create_batch": [{"nth": 1, "kind": "status_400"}]}}),
+    );
+    let workspace = review_workspace(6, 6, "");
+    let run_directory = workspace.path().join("run");
+    let output = workspace
+        .run_against(
+            &simulator,
+            "dashscope",
+            "reviews.toml",
+            &run_directory,
+            &["--json"],
+        )
+        .env("DASHSCOPE_API_KEY", SECRET_KEY)
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("refused shard 0"), "{stderr}");
+    assert!(stderr.contains("resuming would be refused"), "{stderr}");
+    assert!(
+        !stderr.contains("continue it with `dashbatch resume"),
+        "{stderr}"
+    );
+    let ledger = simulator.ledger();
+    assert_eq!(ledger["batches"].as_array().unwrap().len(), 0);
+    assert_eq!(ledger["uploads"], 1);
+    assert_eq!(ledger["files_deleted"], 1, "the uploaded file is deleted");
+    // --json always ends with a final event.
+    let stdout = text(&output.stdout);
+    let last: Value = serde_json::from_str(stdout.trim_end().lines().last().unwrap()).unwrap();
+    assert_eq!(last["type"], "run_failed", "{stdout}");
+    assert_eq!(last["exit_code"], 3);
+}
+
+#[test]
+fn resuming_a_finished_run_needs_no_key_and_makes_no_call() {
+    let simulator = StandaloneSimulator::start(&[]);
+    let workspace = review_workspace(6, 6, "");
+    let run_directory = workspace.path().join("run");
+    assert_success(&review_run_with(
+        &workspace,
+        &simulator,
+        &run_directory,
+        &[],
+    ));
+    let calls_before = simulator.get_json("/_sim/requests");
+    let output = workspace
+        .command(&["resume", run_directory.to_str().unwrap(), "--quiet"])
+        .output()
+        .unwrap();
+    assert_success(&output);
+    assert_eq!(simulator.get_json("/_sim/requests"), calls_before);
+}
+
+#[test]
+fn result_bodies_sent_as_json_strings_are_decoded_and_priced() {
+    let simulator = StandaloneSimulator::start(&[]);
+    simulator.put_json(
+        "/_sim/faults",
+        &json!({"batches": [{"batches": "all", "behaviour": "body_as_json_string"}]}),
+    );
+    let workspace = review_workspace(6, 6, "");
+    let run_directory = workspace.path().join("run");
+    assert_success(&review_run_with(
+        &workspace,
+        &simulator,
+        &run_directory,
+        &[],
+    ));
+    assert_finished_cleanly(&simulator, &workspace, &run_directory, 6);
+    let batches = read_parquet(&workspace.path().join("out.parquet"));
+    assert!(
+        string_column(&batches, "content")
+            .iter()
+            .all(|content| content.as_deref().is_some_and(|text| !text.is_empty()))
+    );
+}
+
+#[test]
+fn answers_without_usage_say_so_and_are_not_priced_as_free() {
+    let simulator = StandaloneSimulator::start(&[]);
+    simulator.put_json(
+        "/_sim/faults",
+        &json!({"batches": [{"batches": "all", "behaviour": "omit_usage"}]}),
+    );
+    let workspace = review_workspace(6, 6, "");
+    let run_directory = workspace.path().join("run");
+    let output = review_run_with(&workspace, &simulator, &run_directory, &[]);
+    let batches = read_parquet(&workspace.path().join("out.parquet"));
+    assert!(
+        string_column(&batches, "error_code")
+            .iter()
+            .all(|code| code.as_deref() == Some("usage_missing")),
+        "{}",
+        text(&output.stderr)
+    );
+    use arrow_array::Array;
+    let cost = batches[0].column_by_name("cost").expect("cost column");
+    assert_eq!(
+        cost.null_count(),
+        cost.len(),
+        "unknown cost is empty, not 0"
+    );
+}
+
+#[test]
+fn models_the_provider_cannot_serve_are_refused_by_validate() {
+    let workspace = review_workspace(6, 6, "");
+    let job = std::fs::read_to_string(workspace.path().join("reviews.toml")).unwrap();
+    workspace.write(
+        "typo.toml",
+        job.replace("qwen-flash", "qwen-flsah")
+            .replace("name = \"reviews\"", "name = \"typo\""),
+    );
+    let output = workspace.run(&["validate", "typo.toml", "--provider", "dashscope"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr).contains("did you mean `qwen-flash`"),
+        "{}",
+        text(&output.stderr)
+    );
+    workspace.write(
+        "embed.toml",
+        job.replace("max_tokens = 30", "endpoint = \"/v1/embeddings\"")
+            .replace("name = \"reviews\"", "name = \"embed\""),
+    );
+    let output = workspace.run(&["validate", "embed.toml", "--provider", "dashscope"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr).contains("not an embeddings model"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+#[test]
+fn sigterm_while_batches_run_exits_143_and_resume_finishes_without_paying_twice() {
+    let simulator = StandaloneSimulator::start(&[]);
+    freeze_clock(&simulator);
+    let workspace = review_workspace(12, 6, "");
+    let run_directory = workspace.path().join("run");
+    let child = spawn_piped(review_run_command(&workspace, &simulator, &run_directory));
+    wait_for_simulator_batches(&simulator, 2);
+    // SAFETY: sending a signal to our own child process.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let output = wait_with_limit(child, Duration::from_secs(30));
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(143), "{stderr}");
+    assert!(
+        stderr.contains("SIGTERM") && stderr.contains("dashbatch resume"),
+        "{stderr}"
+    );
+    assert_eq!(simulator.ledger()["batches"].as_array().unwrap().len(), 2);
+    release_clock(&simulator);
+    assert_success(&resume_command(&workspace, &run_directory).output().unwrap());
+    assert_finished_cleanly(&simulator, &workspace, &run_directory, 12);
+}
+
+#[test]
+fn a_definite_refusal_of_an_upload_says_what_to_change_and_spends_nothing() {
+    let simulator = StandaloneSimulator::start(&[]);
+    simulator.put_json(
+        "/_sim/faults",
+        &json!({"routes": {"upload": [{"nth": 1, "kind": "status_400"}]}}),
+    );
+    let workspace = review_workspace(6, 6, "");
+    let output = review_run_with(&workspace, &simulator, &workspace.path().join("run"), &[]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("refused shard 0") && stderr.contains("Nothing was uploaded"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("continue it with `dashbatch resume"),
+        "{stderr}"
+    );
+    assert_eq!(uploads(&simulator), 0);
+    assert!(simulator.ledger()["batches"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn a_runs_path_that_is_a_file_is_named_with_a_way_forward() {
+    let workspace = review_workspace(2, 2, "");
+    workspace.write("runs", "not a directory");
+    let output = workspace.run(&["run", "reviews.toml", "--provider", "sim"]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("`runs` is a file") && stderr.contains("--run-dir"),
+        "{stderr}"
+    );
+}
