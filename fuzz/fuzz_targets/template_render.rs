@@ -1,6 +1,7 @@
 //! Rendering (src/render.rs): an arbitrary user template (and system template) compiled by
 //! `RequestRenderer::new` against a small table, then one row rendered with `render_row`. It
-//! must return Ok or Err, never panic or hang, and an Ok line must be a valid request line.
+//! must return Ok or Err, never panic or hang, and a rendered request must be a valid request
+//! line (a row may also be skipped, e.g. for an empty prompt).
 //!
 //! Input layout (hand-writable, so seeds are plain text):
 //!   byte 0   flags: bit 0 embeddings endpoint, bit 1 a system template, bit 2 `id_column = "a"`,
@@ -17,7 +18,7 @@ use arrow_array::{ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch,
 use arrow_schema::{DataType, Field, Schema};
 use dashbatch::job::{Job, load_job};
 use dashbatch::provider::{ProviderKind, ProviderProfile};
-use dashbatch::render::RequestRenderer;
+use dashbatch::render::{RenderedRow, RequestRenderer};
 use dashbatch::wire::RequestLine;
 use libfuzzer_sys::fuzz_target;
 
@@ -125,12 +126,16 @@ fuzz_target!(|data: &[u8]| {
     };
     let row_number = if flags & 0x80 != 0 { u64::MAX } else { 1 };
     match renderer.render_row(&batch, 0, row_number) {
-        Ok(rendered) => {
+        Ok(RenderedRow::Request(rendered)) => {
             let line: RequestLine = serde_json::from_slice(&rendered.line)
                 .unwrap_or_else(|error| panic!("the rendered line is not a request line: {error}"));
             assert_eq!(line.custom_id, rendered.custom_id);
             assert_eq!(line.url, job.spec.request.endpoint);
             assert_eq!(rendered.row_number, row_number);
+        }
+        Ok(RenderedRow::Skipped(skipped)) => {
+            assert_eq!(skipped.row_number, row_number);
+            assert!(!skipped.reason.is_empty());
         }
         Err(error) => {
             let _ = error.to_string();

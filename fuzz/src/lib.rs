@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use arrow_array::RecordBatch;
-use dashbatch::table::{TableError, arrow_value_to_template_value, display_cell};
+use dashbatch::table::{TableError, cell_value, display_cell};
 
 /// The process's scratch directory, created once and removed when the process exits normally.
 pub fn scratch_dir() -> &'static Path {
@@ -49,10 +49,17 @@ pub fn drain_table(
                 return (rows, Some(error));
             }
         };
-        for column in batch.columns() {
+        for (index, column) in batch.columns().iter().enumerate() {
             for row in 0..batch.num_rows() {
-                let _ = arrow_value_to_template_value(column, row);
-                let _ = display_cell(column, row);
+                // The readers make text, integer, float and boolean columns only: every cell
+                // of those can be shown, as a template value and as text.
+                let field = batch.schema_ref().field(index).clone();
+                if let Err(error) = cell_value(column.as_ref(), row) {
+                    panic!("column {field:?}, row {row}: not a template value: {error}");
+                }
+                if let Err(error) = display_cell(column.as_ref(), row) {
+                    panic!("column {field:?}, row {row}: not displayable: {error}");
+                }
             }
         }
         rows += batch.num_rows();
