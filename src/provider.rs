@@ -225,7 +225,8 @@ pub fn parse_completion_window_hours(window: &str) -> Result<u64, String> {
     let value: u64 = number.parse().map_err(|_| {
         format!("`{window}` must be a whole number of hours or days, like `24h` or `7d`")
     })?;
-    let hours = value * unit_hours;
+    // Saturating: a number too large to multiply is simply out of range, not a panic.
+    let hours = value.saturating_mul(unit_hours);
     if !(24..=336).contains(&hours) {
         return Err(format!(
             "`{window}` is outside 24h to 336h, the widest range any provider accepts"

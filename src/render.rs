@@ -21,6 +21,11 @@ use crate::table::{cell_value, check_template_type, display_cell};
 /// A variable every template may use besides the columns: the 1-based row number.
 pub const ROW_NUMBER_VARIABLE: &str = "row_number";
 
+/// Template instructions one render may run. A prompt template runs a few hundred; a runaway
+/// loop (`{% for a in s %}{% for b in s %}...`) stops with an error within a fraction of a second
+/// instead of hanging `validate`, `estimate` and `run`.
+pub const TEMPLATE_FUEL: u64 = 10_000_000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
     #[error("job file `{job_file}`, key `{key}`: {message}")]
@@ -169,6 +174,7 @@ impl RequestRenderer {
         let job_file = job.job_file.display().to_string();
         let mut environment = Environment::new();
         environment.set_undefined_behavior(UndefinedBehavior::Strict);
+        environment.set_fuel(Some(TEMPLATE_FUEL));
         // An empty cell (null) renders as nothing, not as the word `none`.
         environment.set_formatter(|output, state, value| {
             if value.is_none() {
@@ -808,5 +814,35 @@ mod tests {
 
     fn batch_with(id: &str) -> RecordBatch {
         batch(vec![id], vec!["t"])
+    }
+
+    /// Found with the `template_render` fuzz target: nested loops over a long string rendered
+    /// for minutes, hanging `validate` and `run`. Out of fuel, the template is an error instead.
+    #[test]
+    fn runaway_template_runs_out_of_fuel() {
+        let reproducer =
+            include_bytes!("../fuzz/regressions/template_render/nested_loops_hang.bin");
+        // Byte 0 picks the fuzz target's job variant; the user template runs to the first NUL.
+        let template = std::str::from_utf8(&reproducer[1..])
+            .unwrap()
+            .split('\0')
+            .next()
+            .unwrap();
+        let mut job = job("", "");
+        job.spec.request.template = template.to_owned();
+        let short = batch(vec!["1"], vec!["t"]);
+        match RequestRenderer::new(&job, &profile(), &short.schema()) {
+            Ok(_) => panic!("the runaway template rendered"),
+            Err(error) => assert!(error.to_string().contains("fuel"), "{error}"),
+        }
+        // The same loops over a column value fail when the row is rendered.
+        job.spec.request.template =
+            "{% for a in text %}{% for b in text %}{% for c in text %}{% endfor %}{% endfor %}{% endfor %}"
+                .to_owned();
+        let long_text = "x".repeat(1000);
+        let long = batch(vec!["1"], vec![long_text.as_str()]);
+        let renderer = RequestRenderer::new(&job, &profile(), &long.schema()).unwrap();
+        let error = renderer.render_row(&long, 0, 1).unwrap_err().to_string();
+        assert!(error.contains("row 1") && error.contains("fuel"), "{error}");
     }
 }

@@ -579,4 +579,19 @@ template = "Say hi to {{ name }}"
         .unwrap_err();
         assert!(error.to_string().contains("result column"), "{error}");
     }
+
+    /// Found with the `job_file` fuzz target: a window too large to count in hours overflowed,
+    /// a panic in debug builds; release builds wrapped around and could accept it.
+    #[test]
+    fn completion_window_too_large_to_count_is_rejected() {
+        let reproducer =
+            include_str!("../../fuzz/regressions/job_file/completion_window_overflow.toml");
+        // 768614336404564652 days wrap around to exactly 32 hours.
+        let wraps_to_32_hours =
+            format!("{MINIMAL}\n[batch]\ncompletion_window = \"768614336404564652d\"\n");
+        for text in [reproducer, wraps_to_32_hours.as_str()] {
+            let error = load_text(text).unwrap_err().to_string();
+            assert!(error.contains("batch.completion_window"), "{error}");
+        }
+    }
 }
