@@ -31,6 +31,7 @@ pub mod row_result;
 pub mod shard;
 pub mod sim;
 pub mod table;
+pub mod template_budget;
 pub mod tokens;
 pub mod validate;
 pub mod wire;

@@ -10,6 +10,8 @@ use std::collections::BTreeSet;
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::Schema;
 use minijinja::{Environment, UndefinedBehavior, Value as TemplateValue};
+
+use crate::template_budget::{BudgetedTemplate, budgeted_environment};
 use serde_json::{Map, Value, json};
 
 use crate::job::{Job, ResponseFormat};
@@ -147,6 +149,8 @@ struct TemplateSlot {
     uses_row_number: bool,
     /// Rendered once when the template reads no variable.
     constant: Option<String>,
+    /// The template as run per row: within the render memory budget.
+    program: BudgetedTemplate,
 }
 
 pub struct RequestRenderer {
@@ -172,17 +176,10 @@ impl RequestRenderer {
     ) -> Result<RequestRenderer, RenderError> {
         let request = &job.spec.request;
         let job_file = job.job_file.display().to_string();
-        let mut environment = Environment::new();
+        // Renders within a memory budget; an empty cell (null) renders as nothing, not `none`.
+        let mut environment = budgeted_environment();
         environment.set_undefined_behavior(UndefinedBehavior::Strict);
         environment.set_fuel(Some(TEMPLATE_FUEL));
-        // An empty cell (null) renders as nothing, not as the word `none`.
-        environment.set_formatter(|output, state, value| {
-            if value.is_none() {
-                Ok(())
-            } else {
-                minijinja::escape_formatter(output, state, value)
-            }
-        });
         let column_names: Vec<String> = schema
             .fields()
             .iter()
@@ -192,8 +189,16 @@ impl RequestRenderer {
         let mut add_template = |name: &'static str,
                                 source: &str|
          -> Result<TemplateSlot, RenderError> {
+            // Compiled for rendering first: that refuses what would exhaust memory even to compile.
+            let program = BudgetedTemplate::compile(name, source).map_err(|message| {
+                RenderError::Template {
+                    job_file: job_file.clone(),
+                    key: name,
+                    message,
+                }
+            })?;
             environment
-                .add_template_owned(name, source.to_owned())
+                .add_template_owned(name, program.source().to_owned())
                 .map_err(|error| RenderError::Template {
                     job_file: job_file.clone(),
                     key: name,
@@ -235,11 +240,15 @@ impl RequestRenderer {
                 });
             }
             let constant = if variables.is_empty() {
-                Some(template.render(()).map_err(|error| RenderError::Template {
-                    job_file: job_file.clone(),
-                    key: name,
-                    message: error.to_string(),
-                })?)
+                Some(
+                    program
+                        .render(&environment, TemplateValue::from(()))
+                        .map_err(|error| RenderError::Template {
+                            job_file: job_file.clone(),
+                            key: name,
+                            message: error.to_string(),
+                        })?,
+                )
             } else {
                 None
             };
@@ -248,6 +257,7 @@ impl RequestRenderer {
                 columns,
                 uses_row_number,
                 constant,
+                program,
             })
         };
         let user_slot = add_template("request.template", &request.template)?;
@@ -476,18 +486,16 @@ impl RequestRenderer {
             pairs.insert(ROW_NUMBER_VARIABLE, TemplateValue::from(row_number));
         }
         let context = TemplateValue::from(pairs);
-        let template = self
-            .environment
-            .get_template(slot.name)
-            .expect("template registered");
-        template.render(context).map_err(|error| {
-            self.row_error(
-                row_number,
-                Vec::new(),
-                Some(custom_id.to_owned()),
-                &format!("`{}` failed to render: {error}", slot.name),
-            )
-        })
+        slot.program
+            .render(&self.environment, context)
+            .map_err(|error| {
+                self.row_error(
+                    row_number,
+                    Vec::new(),
+                    Some(custom_id.to_owned()),
+                    &format!("`{}` failed to render: {error}", slot.name),
+                )
+            })
     }
 
     /// Why the prompt `user_text` of `row` counts as empty, or `None` when it does not: it
@@ -844,5 +852,42 @@ mod tests {
         let renderer = RequestRenderer::new(&job, &profile(), &long.schema()).unwrap();
         let error = renderer.render_row(&long, 0, 1).unwrap_err().to_string();
         assert!(error.contains("row 1") && error.contains("fuel"), "{error}");
+    }
+
+    /// Found with the `template_render` fuzz target: `{% set s = "x" * 99999999 %}` then
+    /// `{{ s ~ s ~ ... }}` built gigabytes of text and took the process down. Rendered within
+    /// the template memory budget, it is a located error instead, and costs no more memory
+    /// than the budget.
+    #[test]
+    fn a_template_that_builds_gigabytes_stops_at_the_memory_budget() {
+        let reproducer =
+            include_bytes!("../fuzz/regressions/template_render/string_concat_oom.bin");
+        let template = std::str::from_utf8(&reproducer[1..])
+            .unwrap()
+            .split('\0')
+            .next()
+            .unwrap();
+        let mut job = job("", "");
+        job.spec.request.template = template.to_owned();
+        let short = batch(vec!["1"], vec!["t"]);
+        let error = match RequestRenderer::new(&job, &profile(), &short.schema()) {
+            Ok(renderer) => match renderer.render_row(&short, 0, 1) {
+                Ok(_) => panic!("the template rendered"),
+                Err(error) => error.to_string(),
+            },
+            Err(error) => error.to_string(),
+        };
+        assert!(
+            error.contains("MiB") && error.contains("simplify the template"),
+            "{error}"
+        );
+        // A column's value doubled until it is too big fails at its row, naming it.
+        job.spec.request.template = format!(
+            "{{% set s = text %}}{}{{{{ s }}}}",
+            "{% set s = s ~ s %}".repeat(30)
+        );
+        let renderer = RequestRenderer::new(&job, &profile(), &short.schema()).unwrap();
+        let error = renderer.render_row(&short, 0, 1).unwrap_err().to_string();
+        assert!(error.contains("row 1") && error.contains("`~`"), "{error}");
     }
 }

@@ -571,3 +571,21 @@ fn jsonl_columns_keep_the_order_of_the_file() {
     let input_columns: Vec<&str> = headers.iter().take(4).collect();
     assert_eq!(input_columns, ["zeta", "text", "alpha", "middle"]);
 }
+
+/// A template that would build gigabytes (a cell doubled by `~` thirty times) stops at the
+/// render memory budget with an error naming the row, before anything is uploaded, instead of
+/// taking the machine's memory.
+#[test]
+fn a_template_that_would_build_gigabytes_is_refused_at_its_row_before_upload() {
+    let workspace = Workspace::new();
+    workspace.write("rows.csv", "id,text\n1,a\n2,a much longer review text\n");
+    let doubling = "{% set s = s ~ s %}".repeat(30);
+    workspace.write(
+        "job.toml",
+        &format!(
+            "[input]\npath = \"rows.csv\"\n[request]\nmodel = \"qwen-flash\"\ntemplate = \"{{% set s = text %}}{doubling}{{{{ s | length }}}}\"\n"
+        ),
+    );
+    let stderr = refused_before_upload(&workspace, "job.toml");
+    assert_mentions(&stderr, &["rows.csv", "row 1", "`~`", "64 MiB", "simplify the template"]);
+}
