@@ -118,11 +118,11 @@ impl BudgetedTemplate {
     }
 }
 
-/// `source` with each integer literal written `(N|int)`, which renders the same.
+/// `source` with each number literal written `(N|int)` or `(N|float)`, which render the same.
 ///
 /// minijinja works out expressions of literals once, while compiling (`[1] * 99999999` is a
 /// list of a hundred million items before any row is rendered), outside any budget. Without
-/// integer literals, what it can work out is no longer than the template itself; the filter
+/// number literals, what it can work out is no longer than the template itself; the filter
 /// runs per render, where it is counted. A number right after `.` (`items.0`) is an item name,
 /// not an expression, and stays as written.
 pub fn numbers_unfolded(source: &str) -> Result<String, String> {
@@ -133,14 +133,20 @@ pub fn numbers_unfolded(source: &str) -> Result<String, String> {
     for token in tokenize(source, false, SyntaxConfig::default()) {
         let (token, span) =
             token.map_err(|error| format!("the template does not parse: {error}"))?;
-        let is_integer = matches!(token, Token::Int(_) | Token::Int128(_));
-        if is_integer && !after_dot {
+        let filter = match token {
+            Token::Int(_) | Token::Int128(_) => Some("int"),
+            Token::Float(_) => Some("float"),
+            _ => None,
+        };
+        if let Some(filter) = filter.filter(|_| !after_dot) {
             let start = span.start_offset as usize;
             let end = span.end_offset as usize;
             unfolded.push_str(&source[copied_up_to..start]);
             unfolded.push('(');
             unfolded.push_str(&source[start..end]);
-            unfolded.push_str("|int)");
+            unfolded.push('|');
+            unfolded.push_str(filter);
+            unfolded.push(')');
             copied_up_to = end;
         }
         after_dot = matches!(token, Token::Dot);
@@ -158,7 +164,7 @@ fn instrumented_length(instruction: &Instruction<'_>) -> u32 {
     }
 }
 
-/// Instructions whose result is counted by a call right after them. (`~` and `*` are replaced by
+/// Instructions whose result is counted by a call right after them (a slice copies its text). (`~` and `*` are replaced by
 /// checked calls instead; captured output was counted as it was emitted.)
 fn builds_value(instruction: &Instruction<'_>) -> bool {
     matches!(
@@ -168,6 +174,7 @@ fn builds_value(instruction: &Instruction<'_>) -> bool {
             | Instruction::CallFunction(..)
             | Instruction::CallMethod(..)
             | Instruction::CallObject(..)
+            | Instruction::Slice
             | Instruction::BuildList(..)
             | Instruction::BuildTuple(..)
             | Instruction::BuildMap(..)
@@ -352,7 +359,8 @@ fn plain_environment() -> &'static Environment<'static> {
 /// product itself is minijinja's.
 fn checked_multiply(left: Value, right: Value) -> Result<Value, Error> {
     let repeated_size = |value: &Value, times: &Value| -> Option<usize> {
-        let times = usize::try_from(i64::try_from(times.clone()).ok()?.max(0)).ok()?;
+        // The count as minijinja reads it for a repetition.
+        let times = times.as_usize()?;
         let unit = if let Some(text) = value.as_str() {
             text.len()
         } else if matches!(value.kind(), ValueKind::Seq | ValueKind::Iterable) {
@@ -669,6 +677,11 @@ mod tests {
             ("{{ '%99999999s' | format('a') }}", "format"),
             ("{{ [1] | batch(99999999, 'x') }}", "batch"),
             ("{{ [1] * 99999999 }}", "`*`"),
+            ("{{ 'x' * 99999999.0 }}", "`*`"),
+            (
+                "{% set s = 'x' * 30000000 %}{% set a = s[1:] %}{% set b = s[2:] %}{% set c = s[3:] %}",
+                "a value",
+            ),
             (
                 "{% set l = [1, 2] %}{% set l = l + l %}{% set l = l + l %}{{ (l * 9999999) | length }}",
                 "`*`",
@@ -707,10 +720,11 @@ mod tests {
     }
 
     #[test]
-    fn integer_literals_are_unfolded_except_item_names() {
+    fn number_literals_are_unfolded_except_item_names() {
         assert_eq!(
-            numbers_unfolded("a 1 {{ x.0 + 12 }}{% for i in range(3) %}{% endfor %}").unwrap(),
-            "a 1 {{ x.0 + (12|int) }}{% for i in range((3|int)) %}{% endfor %}"
+            numbers_unfolded("a 1 {{ x.0 + 12 * 1.5 }}{% for i in range(3) %}{% endfor %}")
+                .unwrap(),
+            "a 1 {{ x.0 + (12|int) * (1.5|float) }}{% for i in range((3|int)) %}{% endfor %}"
         );
     }
 

@@ -587,5 +587,14 @@ fn a_template_that_would_build_gigabytes_is_refused_at_its_row_before_upload() {
         ),
     );
     let stderr = refused_before_upload(&workspace, "job.toml");
-    assert_mentions(&stderr, &["rows.csv", "row 1", "`~`", "64 MiB", "simplify the template"]);
+    assert_mentions(
+        &stderr,
+        &[
+            "rows.csv",
+            "row 1",
+            "`~`",
+            "64 MiB",
+            "simplify the template",
+        ],
+    );
 }
