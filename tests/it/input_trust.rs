@@ -582,7 +582,7 @@ fn a_template_that_would_build_gigabytes_is_refused_at_its_row_before_upload() {
     let doubling = "{% set s = s ~ s %}".repeat(30);
     workspace.write(
         "job.toml",
-        &format!(
+        format!(
             "[input]\npath = \"rows.csv\"\n[request]\nmodel = \"qwen-flash\"\ntemplate = \"{{% set s = text %}}{doubling}{{{{ s | length }}}}\"\n"
         ),
     );
