@@ -516,6 +516,39 @@ fn filter_output_bound(filter: &str, arguments: &[Value], limit: usize) -> Optio
     }
 }
 
+/// Refuses a `format` pattern whose `%(key)` holds a character outside ASCII: minijinja 3.0.5
+/// reads such a key byte by byte and panics inside the character (found by the
+/// `template_render` fuzz target with a cell as the pattern; a Chinese key such as `%(名字)s`
+/// does it too).
+fn check_format_pattern(arguments: &[Value]) -> Result<(), Error> {
+    let Some(pattern) = arguments.first().and_then(Value::as_str) else {
+        return Ok(());
+    };
+    let mut rest = pattern;
+    while let Some(percent) = rest.find('%') {
+        let after = &rest[percent + 1..];
+        if let Some(escaped) = after.strip_prefix('%') {
+            rest = escaped;
+            continue;
+        }
+        if let Some(key_and_more) = after.strip_prefix('(') {
+            let key = key_and_more
+                .split_once(')')
+                .map_or(key_and_more, |(key, _)| key);
+            if !key.is_ascii() {
+                return Err(Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!(
+                        "the filter `format` cannot read the key `%({key})`: keys in `%(key)s` must be ASCII; pass the value by position (`%s`) instead"
+                    ),
+                ));
+            }
+        }
+        rest = after;
+    }
+    Ok(())
+}
+
 /// The built-in filters that check their output's size before they run, by name.
 fn checked_filters() -> Vec<(&'static str, Value)> {
     use minijinja::filters;
@@ -562,6 +595,9 @@ pub fn budgeted_environment() -> Environment<'static> {
                     .into_iter()
                     .map(ValueOrKwargs::into_value)
                     .collect();
+                if name == "format" {
+                    check_format_pattern(&arguments)?;
+                }
                 let limit = remaining_budget();
                 if filter_output_bound(name, &arguments, limit).is_none() {
                     return Err(over_budget(&format!("the filter `{name}`")));
@@ -726,6 +762,36 @@ mod tests {
                 .unwrap(),
             "a 1 {{ x.0 + (12|int) * (1.5|float) }}{% for i in range((3|int)) %}{% endfor %}"
         );
+    }
+
+    /// Found with the `template_render` fuzz target: a `format` pattern (here a cell's value)
+    /// with a character outside ASCII inside `%( )` made minijinja panic; it is an error instead.
+    #[test]
+    fn a_format_key_outside_ascii_is_an_error_not_a_panic() {
+        let reproducer =
+            include_bytes!("../fuzz/regressions/template_render/format_key_not_ascii.bin");
+        let cells = String::from_utf8_lossy(&reproducer[1..]).into_owned();
+        let pattern = cells.split('\0').nth(2).expect("the cell `a`").to_owned();
+        let error = render("{{ a | format }}", minijinja::context! { a => pattern })
+            .expect_err("refused")
+            .to_string();
+        assert!(error.contains("must be ASCII"), "{error}");
+        let error = render("{{ '%(名字)s' | format({'名字': 'x'}) }}", Value::from(()))
+            .expect_err("refused")
+            .to_string();
+        assert!(error.contains("`%(名字)`"), "{error}");
+        assert_eq!(
+            render("{{ '100%% %(n)s, %s' | format('x') }}", Value::from(())).is_ok(),
+            plain_renders("{{ '100%% %(n)s, %s' | format('x') }}")
+        );
+        assert_eq!(
+            render("{{ '%s%%(名)' | format('x') }}", Value::from(())).unwrap(),
+            plain("{{ '%s%%(名)' | format('x') }}", Value::from(()))
+        );
+    }
+
+    fn plain_renders(source: &str) -> bool {
+        Environment::new().render_str(source, ()).is_ok()
     }
 
     #[test]

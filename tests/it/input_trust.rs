@@ -598,3 +598,21 @@ fn a_template_that_would_build_gigabytes_is_refused_at_its_row_before_upload() {
         ],
     );
 }
+
+/// minijinja's `format` panicked on a `%(key)` holding a character outside ASCII (found by
+/// fuzzing; a Chinese key does it): now an error at the row, before anything is uploaded.
+#[test]
+fn a_format_key_outside_ascii_is_an_error_at_its_row_not_a_crash() {
+    let workspace = Workspace::new();
+    workspace.write("rows.csv", "id,text\n1,好评\n");
+    workspace.write(
+        "job.toml",
+        "[input]\npath = \"rows.csv\"\n[request]\nmodel = \"qwen-flash\"\ntemplate = \"{{ '评论: %(名字)s' | format({'名字': text}) }}\"\n",
+    );
+    let stderr = refused_before_upload(&workspace, "job.toml");
+    assert_mentions(
+        &stderr,
+        &["rows.csv", "row 1", "`%(名字)`", "must be ASCII"],
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
