@@ -112,7 +112,7 @@ pub fn prepare_run_budget(
         (None, None) => vocabulary_for_job(None, job),
     };
     if let Some((path, _)) = &vocabulary {
-        RunRecord::record_tokenizer(ledger, path).map_err(RunFailure::input)?;
+        RunRecord::record_tokenizer(ledger, path).map_err(RunFailure::local)?;
     }
 
     let cap_text = match (
@@ -122,8 +122,8 @@ pub fn prepare_run_budget(
     ) {
         (Some(flag), _, _) => {
             crate::job::check_positive_amount(flag)
-                .map_err(|problem| RunFailure::input(anyhow::anyhow!("`--max-cost`: {problem}")))?;
-            RunRecord::record_max_cost(ledger, flag.trim()).map_err(RunFailure::input)?;
+                .map_err(|problem| RunFailure::local(anyhow::anyhow!("`--max-cost`: {problem}")))?;
+            RunRecord::record_max_cost(ledger, flag.trim()).map_err(RunFailure::local)?;
             Some((flag.trim().to_owned(), CapSource::Flag))
         }
         (None, Some(recorded), _) => Some((recorded, CapSource::RunLedger)),
@@ -140,14 +140,14 @@ pub fn prepare_run_budget(
             } else {
                 ""
             };
-            return Err(RunFailure::input(anyhow::anyhow!("{error}{hint}")));
+            return Err(RunFailure::local(anyhow::anyhow!("{error}{hint}")));
         }
     };
     let cap = match (&cap_text, &estimator) {
         (Some((text, source)), Some(estimator)) => {
             let limit =
                 Money::parse_decimal(text, estimator.price().currency()).map_err(|error| {
-                    RunFailure::input(anyhow::anyhow!("max_cost from {source}: {error}"))
+                    RunFailure::local(anyhow::anyhow!("max_cost from {source}: {error}"))
                 })?;
             Some(BudgetCap {
                 limit,
@@ -244,13 +244,13 @@ impl RunBudget {
         let Some(cap) = self.cap else {
             return Ok(());
         };
-        let shards = ledger.shards().map_err(RunFailure::input)?;
+        let shards = ledger.shards().map_err(RunFailure::local)?;
         let anything_sent = shards
             .iter()
             .any(|shard| shard.file_id.is_some() || shard.batch_id.is_some())
             || ledger
                 .count_effects(EffectKind::Upload)
-                .map_err(RunFailure::input)?
+                .map_err(RunFailure::local)?
                 > 0;
         if anything_sent {
             return Ok(());
@@ -259,7 +259,7 @@ impl RunBudget {
         for shard in &shards {
             let estimate = self
                 .shard_estimate(run_directory, shard)
-                .map_err(RunFailure::input)?
+                .map_err(RunFailure::local)?
                 .expect("a cap is only set with an estimator");
             match total.as_mut() {
                 Some(total) => total.add_totals(&estimate.totals),
@@ -270,7 +270,7 @@ impl RunBudget {
             .and_then(|total| total.upper_bound_cost)
             .map(|cost| cost.batch)
         else {
-            return Err(RunFailure::input(anyhow::anyhow!(
+            return Err(RunFailure::local(anyhow::anyhow!(
                 "max_cost {} (from {}) cannot be enforced: the run has no upper bound, because the job sets no \
                  `request.max_tokens`{} and the price table gives no limit for `{}`. Set `request.max_tokens`{} in \
                  `{}`; nothing was uploaded or spent",
@@ -300,7 +300,7 @@ impl RunBudget {
         let (rows_that_fit, shards_that_fit) =
             self.rows_within(run_directory, &shards, cap.limit)?;
         let planned_rows: u64 = shards.iter().map(|shard| shard.row_count).sum();
-        Err(RunFailure::input(anyhow::anyhow!(
+        Err(RunFailure::local(anyhow::anyhow!(
             "the upper bound of this run is {upper_bound} at batch price (every answer as long as `max_tokens` \
              allows), {over_by} over max_cost {} (from {}). Within the cap fit the first {} of {} rows ({} of {} \
              whole shard(s)). Nothing was uploaded or spent. Raise the cap (`--max-cost`), lower \
@@ -344,7 +344,7 @@ impl RunBudget {
                     }
                 },
             )
-            .map_err(RunFailure::input)?;
+            .map_err(RunFailure::local)?;
             if full {
                 break;
             }

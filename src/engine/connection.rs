@@ -57,7 +57,7 @@ pub(super) async fn connect(
         (Some(url), _) => url.to_owned(),
         (None, Some(url)) => url.to_owned(),
         (None, None) => {
-            return Err(RunFailure::input(anyhow::anyhow!(
+            return Err(RunFailure::local(anyhow::anyhow!(
                 "no base URL for provider `{kind}`; pass `--base-url`"
             )));
         }
@@ -66,7 +66,7 @@ pub(super) async fn connect(
         Ok(key) if !key.trim().is_empty() => key,
         _ if kind == ProviderKind::Sim => "sim-key".to_owned(),
         _ => {
-            return Err(RunFailure::input(anyhow::anyhow!(
+            return Err(RunFailure::local(anyhow::anyhow!(
                 "`{}` is not set; export your API key in it (dashbatch reads the key only from the environment), or use `--provider sim` to try a job without a key",
                 profile.api_key_variable
             )));
@@ -107,12 +107,12 @@ pub(super) fn poll_schedule(job: &Job, kind: ProviderKind, base_url: Option<&str
 /// Refuses a `--base-url` that is not an http(s) URL before anything else happens.
 pub fn check_base_url(url: &str) -> Result<(), RunFailure> {
     let parsed = reqwest::Url::parse(url).map_err(|error| {
-        RunFailure::input(anyhow::anyhow!(
+        RunFailure::local(anyhow::anyhow!(
             "`--base-url {url}` is not a URL ({error}); give the API's base, for example `https://dashscope.aliyuncs.com/compatible-mode/v1`"
         ))
     })?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-        return Err(RunFailure::input(anyhow::anyhow!(
+        return Err(RunFailure::local(anyhow::anyhow!(
             "`--base-url {url}` must be an http:// or https:// URL with a host, for example `https://dashscope.aliyuncs.com/compatible-mode/v1`"
         )));
     }
@@ -124,6 +124,6 @@ pub(super) fn load_prices(
     options_prices: Option<&Path>,
 ) -> Result<(PriceTable, Option<PathBuf>), RunFailure> {
     let path = crate::env::chosen_prices_file(options_prices);
-    let table = PriceTable::load(path.as_deref()).map_err(RunFailure::input)?;
+    let table = PriceTable::load(path.as_deref()).map_err(RunFailure::local)?;
     Ok((table, path))
 }

@@ -37,7 +37,9 @@ pub use output_target::{OutputTarget, check_output_target, choose_output_target}
 pub use plan::{PlanOutcome, plan_shards, shard_limits};
 pub use report::RunReport;
 pub use run_directory::RunDirectory;
-pub use run_failure::{ProviderRefusal, RunFailure};
+pub use run_failure::{
+    FailureKind, ProviderRefusal, RunFailure, SettledFailure, Spending, exit_code_for, spending_of,
+};
 pub use run_lock::{HeldLock, RUN_LOCK_FILE_NAME};
 pub use run_options::{RunOptions, RunOutcome};
 pub use run_selection::{

@@ -50,7 +50,7 @@ pub fn choose_output_target(
     let named = match path.extension() {
         None => None,
         Some(extension) => Some(TableFormat::from_path(&path).ok_or_else(|| {
-            RunFailure::input(anyhow::anyhow!(
+            RunFailure::local(anyhow::anyhow!(
                 "{where_from} `{}`: dashbatch cannot write `.{}` files; it writes .parquet, .csv or .jsonl (compressed or Excel output is not supported). Choose one of those extensions",
                 path.display(),
                 extension.to_string_lossy()
@@ -59,7 +59,7 @@ pub fn choose_output_target(
     };
     let format = match (declared, named) {
         (Some(declared), Some(named)) if declared != named => {
-            return Err(RunFailure::input(anyhow::anyhow!(
+            return Err(RunFailure::local(anyhow::anyhow!(
                 "{where_from} `{}` names a {} file, but the job's `[output] format` is `{}`; a {} table under that name would not open. Make the extension and `[output] format` agree",
                 path.display(),
                 format_name(named),
@@ -70,7 +70,7 @@ pub fn choose_output_target(
         (Some(declared), _) => declared,
         (None, Some(named)) => named,
         (None, None) => {
-            return Err(RunFailure::input(anyhow::anyhow!(
+            return Err(RunFailure::local(anyhow::anyhow!(
                 "{where_from} `{}` has no extension, so its format is unknown; add .parquet, .csv or .jsonl, or set `[output] format`",
                 path.display()
             )));
@@ -92,13 +92,13 @@ pub fn check_output_target(
 ) -> Result<(), RunFailure> {
     let path = &target.path;
     if same_file(path, &job.input_path) {
-        return Err(RunFailure::input(anyhow::anyhow!(
+        return Err(RunFailure::local(anyhow::anyhow!(
             "the output `{}` is the job's input; writing the results there would destroy the input. Choose another `--output` or `[output] path`",
             path.display()
         )));
     }
     if path.is_dir() {
-        return Err(RunFailure::input(anyhow::anyhow!(
+        return Err(RunFailure::local(anyhow::anyhow!(
             "the output `{}` is a directory; name a file inside it, for example `{}`",
             path.display(),
             path.join(format!("output.{}", target.format.extension()))
@@ -121,7 +121,7 @@ pub fn check_output_target(
             || name == "results"
             || name == "simulator";
         if reserved {
-            return Err(RunFailure::input(anyhow::anyhow!(
+            return Err(RunFailure::local(anyhow::anyhow!(
                 "the output `{}` would overwrite the run's own `{name}`; choose another name",
                 path.display()
             )));
@@ -137,7 +137,7 @@ fn probe_writable(path: &Path) -> Result<(), RunFailure> {
         _ => PathBuf::from("."),
     };
     let cannot = |error: std::io::Error| {
-        RunFailure::input(anyhow::anyhow!(
+        RunFailure::local(anyhow::anyhow!(
             "the output `{}` cannot be written ({error}); nothing was uploaded. Choose a writable place with `--output`",
             path.display()
         ))
@@ -151,7 +151,7 @@ fn probe_writable(path: &Path) -> Result<(), RunFailure> {
         // in a way rename would not notice, which is the directory's permission checked above.
         let metadata = std::fs::metadata(path).map_err(cannot)?;
         if !metadata.is_file() {
-            return Err(RunFailure::input(anyhow::anyhow!(
+            return Err(RunFailure::local(anyhow::anyhow!(
                 "the output `{}` exists and is not a regular file; choose another `--output`",
                 path.display()
             )));

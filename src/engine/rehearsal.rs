@@ -12,12 +12,12 @@ pub const REHEARSAL_ENDPOINT: &str = "/v1/chat/ds-test";
 /// Turns the job into its rehearsal: the same rows and prompts, sent to the free test model.
 pub(super) fn make_rehearsal(job: &mut Job, provider: ProviderKind) -> Result<(), RunFailure> {
     if matches!(provider, ProviderKind::Openai) {
-        return Err(RunFailure::input(anyhow::anyhow!(
+        return Err(RunFailure::local(anyhow::anyhow!(
             "`--rehearse` uses DashScope's free `{REHEARSAL_MODEL}`, which `{provider}` does not have"
         )));
     }
     if job.is_embeddings() {
-        return Err(RunFailure::input(anyhow::anyhow!(
+        return Err(RunFailure::local(anyhow::anyhow!(
             "`--rehearse` covers chat jobs only: `{REHEARSAL_MODEL}` answers on `{REHEARSAL_ENDPOINT}`, not on embeddings"
         )));
     }

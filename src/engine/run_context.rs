@@ -66,7 +66,7 @@ impl Run {
             make_rehearsal(&mut job, options.provider)?;
             profile = profile.for_rehearsal();
         }
-        profile.check_job(&job).map_err(RunFailure::input)?;
+        profile.check_job(&job).map_err(RunFailure::local)?;
         let (prices, prices_file) = load_prices(options.prices_file.as_deref())?;
         if let Some(url) = &options.base_url {
             check_base_url(url)?;
@@ -77,16 +77,16 @@ impl Run {
             options.base_url.is_some(),
             &prices,
         )
-        .map_err(RunFailure::input)?;
+        .map_err(RunFailure::local)?;
 
         run_directory.create().map_err(|error| {
-            RunFailure::input(anyhow::anyhow!(
+            RunFailure::local(anyhow::anyhow!(
                 "cannot create the run directory `{}`: {error}",
                 run_directory.root.display()
             ))
         })?;
-        let mut ledger = Ledger::open(&run_directory.root).map_err(RunFailure::input)?;
-        let mut record = RunRecord::read(&ledger).map_err(RunFailure::input)?;
+        let mut ledger = Ledger::open(&run_directory.root).map_err(RunFailure::local)?;
+        let mut record = RunRecord::read(&ledger).map_err(RunFailure::local)?;
         // A finished run makes no call, so it needs no key.
         if options.provider != ProviderKind::Sim && !record.finished {
             require_api_key(&profile)?;
@@ -110,7 +110,7 @@ impl Run {
                         .as_ref()
                         .map(|path| std::fs::canonicalize(path).unwrap_or(path.clone())),
                 };
-                RunRecord::found(&mut ledger, &founding).map_err(RunFailure::input)?;
+                RunRecord::found(&mut ledger, &founding).map_err(RunFailure::local)?;
                 record.founding = Some(founding);
             }
         }
@@ -165,9 +165,9 @@ impl Run {
         self.planned_rows = match self.record.planned_rows {
             Some(rows) => rows,
             None => {
-                self.ledger.clear_plan().map_err(RunFailure::input)?;
+                self.ledger.clear_plan().map_err(RunFailure::local)?;
                 let input_sha256 = file_sha256(&self.job.input_path).map_err(|error| {
-                    RunFailure::input(anyhow::anyhow!(
+                    RunFailure::local(anyhow::anyhow!(
                         "cannot read input `{}`: {error}",
                         self.job.input_path.display()
                     ))
@@ -179,12 +179,12 @@ impl Run {
                     &self.ledger,
                     0,
                 )
-                .map_err(RunFailure::input)?;
+                .map_err(RunFailure::local)?;
                 self.ledger
                     .insert_shards(&plan.shards)
-                    .map_err(RunFailure::input)?;
+                    .map_err(RunFailure::local)?;
                 RunRecord::record_plan(&mut self.ledger, &input_sha256, plan.row_count)
-                    .map_err(RunFailure::input)?;
+                    .map_err(RunFailure::local)?;
                 self.record.input_sha256 = Some(input_sha256);
                 self.record.planned_rows = Some(plan.row_count);
                 let skipped = if plan.skipped_rows > 0 {
@@ -213,7 +213,7 @@ impl Run {
             && let Some(recorded) = &self.record.input_sha256
             && file_sha256(&self.job.input_path).ok().as_ref() != Some(recorded)
         {
-            return Err(RunFailure::input(anyhow::anyhow!(
+            return Err(RunFailure::local(anyhow::anyhow!(
                 "input `{}` changed since run `{}` was planned; joining would mismatch rows. Restore the input, or start a new run",
                 self.job.input_path.display(),
                 self.run_directory.root.display()
@@ -274,14 +274,14 @@ impl Run {
                 continue;
             }
             ingest_retry_results(&mut self.ledger, &self.run_directory)
-                .map_err(RunFailure::input)?;
+                .map_err(RunFailure::local)?;
             let retry_shards = plan_retries(
                 &self.job,
                 &self.profile,
                 &mut self.ledger,
                 &self.run_directory,
             )
-            .map_err(RunFailure::input)?;
+            .map_err(RunFailure::local)?;
             if retry_shards == 0 {
                 break;
             }
@@ -310,7 +310,7 @@ impl Run {
         Ok(self
             .ledger
             .shards()
-            .map_err(RunFailure::input)?
+            .map_err(RunFailure::local)?
             .iter()
             .any(|shard| {
                 shard.batch_id.is_none()
@@ -344,7 +344,7 @@ impl Run {
     pub(super) fn join_and_report(mut self) -> Result<RunOutcome, RunFailure> {
         let thinking = self.job.spec.request.enable_thinking == Some(true);
         let pricer = RunPricer::new(self.prices.clone(), &self.job.spec.request.model, thinking);
-        let shards = self.ledger.shards().map_err(RunFailure::input)?;
+        let shards = self.ledger.shards().map_err(RunFailure::local)?;
         let summary = join_results(
             &self.job,
             &self.profile,
@@ -356,11 +356,11 @@ impl Run {
             self.output.format,
             self.budget.skipped_shards(),
         )
-        .map_err(RunFailure::input)?;
+        .map_err(RunFailure::local)?;
         // A run that stopped at its budget cap stays unfinished: run it again with a higher
         // `--max-cost` to submit the rest.
         if self.budget.skipped_shards().is_empty() {
-            RunRecord::mark_finished(&self.ledger).map_err(RunFailure::input)?;
+            RunRecord::mark_finished(&self.ledger).map_err(RunFailure::local)?;
         }
         let lost_results = shards
             .iter()
@@ -384,10 +384,10 @@ impl Run {
             &self.run_directory,
             &self.ledger,
         )
-        .map_err(RunFailure::input)?;
+        .map_err(RunFailure::local)?;
         let report_json = serde_json::to_vec_pretty(&report).expect("report serialises");
         write_atomically(&self.run_directory.report_path(), &report_json).map_err(|error| {
-            RunFailure::input(anyhow::anyhow!("cannot write the report: {error}"))
+            RunFailure::local(anyhow::anyhow!("cannot write the report: {error}"))
         })?;
         self.events.emit(
             EventKind::RunFinished,
@@ -478,7 +478,7 @@ impl Run {
 fn require_api_key(profile: &ProviderProfile) -> Result<(), RunFailure> {
     let variable = profile.api_key_variable;
     if std::env::var(variable).map_or(true, |key| key.trim().is_empty()) {
-        return Err(RunFailure::input(anyhow::anyhow!(
+        return Err(RunFailure::local(anyhow::anyhow!(
             "`{variable}` is not set; export your API key in it (dashbatch reads the key only from the environment), or use `--provider sim` to try a job without a key"
         )));
     }
@@ -494,20 +494,20 @@ fn verify_same_run(
 ) -> Result<(), RunFailure> {
     let root = run_directory.root.display();
     if founding.job_sha256 != job.job_file_sha256 {
-        return Err(RunFailure::input(anyhow::anyhow!(
+        return Err(RunFailure::local(anyhow::anyhow!(
             "job file `{}` changed since run `{root}` started; resuming would mix two jobs. Restore the job file, or start a new run with another `--run-dir`",
             job.job_file.display()
         )));
     }
     if founding.rehearsal != options.rehearse {
-        return Err(RunFailure::input(anyhow::anyhow!(
+        return Err(RunFailure::local(anyhow::anyhow!(
             "run `{root}` is {} rehearsal; resume it {} `--rehearse`, or start a new run",
             if options.rehearse { "not a" } else { "a" },
             if options.rehearse { "without" } else { "with" }
         )));
     }
     if founding.provider != options.provider {
-        return Err(RunFailure::input(anyhow::anyhow!(
+        return Err(RunFailure::local(anyhow::anyhow!(
             "run `{root}` was started with provider `{}`, not `{}`; resume it with the same provider",
             founding.provider,
             options.provider

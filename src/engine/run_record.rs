@@ -160,7 +160,7 @@ impl RunRecord {
     /// The founding, or the error a command on an unfounded run directory gives.
     pub fn founded(&self, run_directory: &Path) -> Result<&RunFounding, RunFailure> {
         self.founding.as_ref().ok_or_else(|| {
-            RunFailure::input(anyhow::anyhow!(
+            RunFailure::local(anyhow::anyhow!(
                 "run `{}` was interrupted before it started, so there is nothing to continue; start it again with `dashbatch run`",
                 run_directory.display()
             ))
@@ -171,17 +171,17 @@ impl RunRecord {
 /// Opens the ledger of an existing run directory.
 pub fn open_existing_ledger(run_directory: &Path) -> Result<Ledger, RunFailure> {
     if !Ledger::exists_in(run_directory) {
-        return Err(RunFailure::input(anyhow::anyhow!(
+        return Err(RunFailure::local(anyhow::anyhow!(
             "`{}` is not a run directory (it has no {LEDGER_FILE_NAME})",
             run_directory.display()
         )));
     }
-    Ledger::open(run_directory).map_err(RunFailure::input)
+    Ledger::open(run_directory).map_err(RunFailure::local)
 }
 
 /// Reads the record of an existing run directory.
 pub fn read_run_record(ledger: &Ledger) -> Result<RunRecord, RunFailure> {
-    RunRecord::read(ledger).map_err(RunFailure::input)
+    RunRecord::read(ledger).map_err(RunFailure::local)
 }
 
 #[cfg(test)]

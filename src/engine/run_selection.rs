@@ -108,7 +108,8 @@ fn is_unfinished_submitted_run(path: &Path, job: &Job) -> bool {
 fn lock_failure(error: LockError) -> RunFailure {
     match error {
         LockError::Interrupted(interrupted) => RunFailure::interrupted(interrupted),
-        other => RunFailure::input(other),
+        busy @ LockError::Busy { .. } => RunFailure::busy(busy),
+        other => RunFailure::local(other),
     }
 }
 
@@ -117,7 +118,7 @@ fn lock_failure(error: LockError) -> RunFailure {
 pub fn refuse_foreign_directory(directory: &Path) -> Result<(), RunFailure> {
     let Ok(entries) = std::fs::read_dir(directory) else {
         if directory.exists() && !directory.is_dir() {
-            return Err(RunFailure::input(anyhow::anyhow!(
+            return Err(RunFailure::local(anyhow::anyhow!(
                 "`--run-dir {}` is a file, not a directory; choose a new directory for the run",
                 directory.display()
             )));
@@ -136,7 +137,7 @@ pub fn refuse_foreign_directory(directory: &Path) -> Result<(), RunFailure> {
     }
     let mut shown: Vec<&str> = names.iter().map(String::as_str).take(3).collect();
     shown.sort();
-    Err(RunFailure::input(anyhow::anyhow!(
+    Err(RunFailure::local(anyhow::anyhow!(
         "`--run-dir {}` is not empty and is not a dashbatch run directory (it holds {}{}); dashbatch would write its ledger and output among these files. Choose a new or empty directory",
         directory.display(),
         shown
@@ -158,7 +159,7 @@ pub async fn open_and_lock(
     RunDirectory::new(directory.to_owned())
         .create()
         .map_err(|error| {
-            RunFailure::input(anyhow::anyhow!(
+            RunFailure::local(anyhow::anyhow!(
                 "cannot create the run directory `{}`: {error}",
                 directory.display()
             ))
@@ -175,7 +176,7 @@ pub async fn lock_existing(
     wait: bool,
 ) -> Result<HeldLock, RunFailure> {
     if !Ledger::exists_in(directory) {
-        return Err(RunFailure::input(anyhow::anyhow!(
+        return Err(RunFailure::local(anyhow::anyhow!(
             "`{}` is not a run directory (it has no {LEDGER_FILE_NAME})",
             directory.display()
         )));
@@ -226,12 +227,12 @@ pub async fn choose_and_lock_run_directory(
     wait: bool,
 ) -> Result<ChosenRunDirectory, RunFailure> {
     if Path::new(RUNS_DIRECTORY).exists() && !Path::new(RUNS_DIRECTORY).is_dir() {
-        return Err(RunFailure::input(anyhow::anyhow!(
+        return Err(RunFailure::local(anyhow::anyhow!(
             "`{RUNS_DIRECTORY}` is a file, but dashbatch keeps its run directories in a directory of that name; move the file away, or choose a run directory with `--run-dir`"
         )));
     }
     std::fs::create_dir_all(RUNS_DIRECTORY).map_err(|error| {
-        RunFailure::input(anyhow::anyhow!(
+        RunFailure::local(anyhow::anyhow!(
             "cannot create the `{RUNS_DIRECTORY}` directory for the run: {error}; choose a run directory with `--run-dir`"
         ))
     })?;

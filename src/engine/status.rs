@@ -16,7 +16,7 @@ use crate::job::load_job;
 /// `dashbatch status RUN_DIR`: what the ledger knows, without any network call.
 pub fn show_status(run_directory: &Path, as_json: bool) -> Result<String, RunFailure> {
     let ledger = open_existing_ledger(run_directory)?;
-    let shards = ledger.shards().map_err(RunFailure::input)?;
+    let shards = ledger.shards().map_err(RunFailure::local)?;
     let record = read_run_record(&ledger)?;
     let finished = record.finished;
     let planned_rows: u64 = record.planned_rows.unwrap_or(0);

@@ -382,3 +382,25 @@ fn uploads_are_spaced_and_run_files_are_private() {
         }
     }
 }
+
+/// A run that created batches never exits 2 ("nothing was spent"), even when what fails is
+/// local and happens before the run starts again: here `resume` cannot read the job file that
+/// was edited after the run. Exit 3, and the message says how to finish.
+#[test]
+fn resume_after_spending_never_claims_nothing_was_spent() {
+    let simulator = StandaloneSimulator::start(&[]);
+    let workspace = review_workspace(6, 6, "");
+    let run_directory = workspace.path().join("run");
+    assert_success(
+        &review_run_command(&workspace, &simulator, &run_directory)
+            .output()
+            .unwrap(),
+    );
+    workspace.write("reviews.toml", "[input\nbroken = ");
+    let output = resume_command(&workspace, &run_directory).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    for piece in ["reviews.toml", "already created", "dashbatch resume"] {
+        assert!(stderr.contains(piece), "expected `{piece}` in:\n{stderr}");
+    }
+}

@@ -1,0 +1,41 @@
+//! `dashbatch estimate JOB.toml`: what a job would cost, as text or JSON, without spending.
+
+use std::path::{Path, PathBuf};
+
+use super::terminal::print_error;
+use crate::cli::ProviderArgument;
+use crate::estimate;
+use crate::exit;
+
+pub fn estimate_command(
+    job: &Path,
+    provider: ProviderArgument,
+    prices: Option<PathBuf>,
+    tokenizer: Option<PathBuf>,
+    json: bool,
+) -> u8 {
+    let options = estimate::EstimateOptions {
+        provider: provider.into(),
+        prices_file: prices,
+        tokenizer,
+    };
+    match estimate::estimate_job(job, &options) {
+        Ok(estimate) => {
+            let text = if json {
+                let mut json_text =
+                    serde_json::to_string_pretty(&estimate).expect("an estimate serialises");
+                json_text.push('\n');
+                json_text
+            } else {
+                estimate::render_estimate_text(&estimate)
+            };
+            // A closed pipe (`| head`) is not an error of the estimate.
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
+            exit::SUCCESS
+        }
+        Err(error) => {
+            print_error(&format!("{error:#}"));
+            exit::INPUT_ERROR
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! The commands, one file each: what `dashbatch run`, `resume`, `status`, `cancel`,
+//! `validate`, `estimate` and `sim serve` do with their parsed arguments, and the exit code
+//! each returns. Failures become exit codes in one place, `RunFailure::settle`.
+
+mod cancel;
+mod estimate;
+mod resume;
+mod run;
+mod sim_serve;
+mod status;
+mod terminal;
+mod validate;
+
+use crate::cli::{Cli, Command, SimCommand};
+
+/// Runs the parsed command line and returns its exit code.
+pub async fn dispatch(cli: Cli) -> u8 {
+    match cli.command {
+        Command::Run {
+            job,
+            provider,
+            base_url,
+            run_dir,
+            output,
+            prices,
+            rehearse,
+            max_cost,
+            tokenizer,
+            lock,
+            output_flags,
+        } => {
+            run::run_command(run::RunArguments {
+                job,
+                provider,
+                base_url,
+                run_dir,
+                output,
+                prices,
+                rehearse,
+                max_cost,
+                tokenizer,
+                wait_for_lock: lock.wait,
+                output_flags,
+            })
+            .await
+        }
+        Command::Estimate {
+            job,
+            provider,
+            prices,
+            tokenizer,
+            json,
+        } => estimate::estimate_command(&job, provider, prices, tokenizer, json),
+        Command::Resume {
+            run_dir,
+            output,
+            lock,
+            output_flags,
+        } => resume::resume_command(&run_dir, output, lock.wait, &output_flags).await,
+        Command::Status { run_dir, json } => status::status_command(&run_dir, json),
+        Command::Cancel {
+            run_dir,
+            lock,
+            output_flags,
+        } => cancel::cancel_command(&run_dir, lock.wait, &output_flags).await,
+        Command::Validate {
+            job,
+            provider,
+            show,
+        } => validate::validate_command(&job, provider, show),
+        Command::Sim { command } => match command {
+            SimCommand::Serve {
+                addr,
+                state_dir,
+                time_scale,
+                flavour,
+            } => sim_serve::sim_serve_command(&addr, state_dir, time_scale, flavour).await,
+        },
+    }
+}

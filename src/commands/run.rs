@@ -1,0 +1,95 @@
+//! `dashbatch run JOB.toml`: chooses and locks the run directory, runs the job, and removes a
+//! directory it created for a run that was refused before anything was spent.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use super::terminal::{finish_run, install_signal_handlers, interruptible, output_mode};
+use crate::cli::{OutputFlags, ProviderArgument};
+use crate::engine::{self, RunFailure, RunOptions, Spending};
+use crate::job;
+
+/// The arguments of `run`, as parsed.
+pub struct RunArguments {
+    pub job: PathBuf,
+    pub provider: ProviderArgument,
+    pub base_url: Option<String>,
+    pub run_dir: Option<PathBuf>,
+    pub output: Option<PathBuf>,
+    pub prices: Option<PathBuf>,
+    pub rehearse: bool,
+    pub max_cost: Option<String>,
+    pub tokenizer: Option<PathBuf>,
+    pub wait_for_lock: bool,
+    pub output_flags: OutputFlags,
+}
+
+pub async fn run_command(arguments: RunArguments) -> u8 {
+    if let Err(code) = install_signal_handlers() {
+        return code;
+    }
+    let RunArguments {
+        job,
+        provider,
+        base_url,
+        run_dir,
+        output,
+        prices,
+        rehearse,
+        max_cost,
+        tokenizer,
+        wait_for_lock,
+        output_flags,
+    } = arguments;
+    let mode = output_mode(&output_flags);
+    let chosen_directory = Mutex::new(run_dir.clone());
+    let work = async {
+        // Usage errors are found before a run directory is chosen or created.
+        if let Some(url) = &base_url {
+            engine::check_base_url(url)?;
+        }
+        let chosen = match run_dir {
+            Some(directory) => {
+                let command = format!("run {}", job.display());
+                let created = !directory.exists();
+                let held = engine::open_and_lock(&directory, &command, wait_for_lock).await?;
+                engine::ChosenRunDirectory {
+                    path: directory,
+                    lock: held,
+                    created,
+                }
+            }
+            None => {
+                let loaded = job::load_job(&job).map_err(RunFailure::local)?;
+                engine::choose_and_lock_run_directory(&loaded, rehearse, wait_for_lock).await?
+            }
+        };
+        let run_directory = chosen.path.clone();
+        *chosen_directory.lock().expect("not poisoned") = Some(run_directory.clone());
+        let options = RunOptions {
+            provider: provider.into(),
+            base_url,
+            run_directory: Some(run_directory.clone()),
+            output,
+            mode,
+            prices_file: prices,
+            rehearse,
+            max_cost,
+            tokenizer,
+        };
+        let outcome = engine::run_job(&job, options).await;
+        // A run refused before it spent anything leaves no directory behind (still under its
+        // lock, so no other process is working in it).
+        if chosen.created
+            && matches!(&outcome, Err(failure) if failure.kind == engine::FailureKind::Local)
+            && engine::spending_of(&run_directory) == Spending::Nothing
+        {
+            engine::discard_unspent_run_directory(&run_directory);
+        }
+        drop(chosen.lock);
+        outcome
+    };
+    let outcome = Box::pin(interruptible(work)).await;
+    let directory = chosen_directory.lock().expect("not poisoned").clone();
+    finish_run(outcome, mode, directory.as_deref(), Some(&job))
+}

@@ -1,0 +1,95 @@
+//! What the money-spending commands share at the terminal: the output mode, error printing,
+//! signals, and how a run's end (finished, failed or interrupted) is said and turned into an
+//! exit code.
+
+use std::path::Path;
+
+use crate::cli::OutputFlags;
+use crate::engine::{self, OutputMode, RunFailure, RunOutcome};
+use crate::exit;
+use crate::interrupt::{self, Interrupted};
+
+pub fn output_mode(flags: &OutputFlags) -> OutputMode {
+    if flags.json {
+        OutputMode::Json
+    } else if flags.quiet {
+        OutputMode::Quiet
+    } else {
+        OutputMode::Human
+    }
+}
+
+pub fn print_error(error: &dyn std::fmt::Display) {
+    eprintln!("error: {error}");
+}
+
+/// Runs `work` until it ends or the first SIGINT/SIGTERM (whose handlers were installed before
+/// the command started). Remote batches are never cancelled here: the ledger already holds
+/// every step, so `resume` continues the run. A signal that arrives while `work` is in a
+/// synchronous stage is seen by that stage's own check.
+pub async fn interruptible<F>(work: F) -> Result<F::Output, Interrupted>
+where
+    F: std::future::Future,
+{
+    tokio::select! {
+        output = work => match interrupt::received() {
+            // The work ended, but a signal came first: never report success after a signal.
+            Some(interrupted) => Err(interrupted),
+            None => Ok(output),
+        },
+        interrupted = interrupt::wait_for_signal() => Err(interrupted),
+    }
+}
+
+pub fn say_interrupted(interrupted: Interrupted, run_directory: Option<&Path>) {
+    match run_directory {
+        Some(directory) => eprintln!(
+            "dashbatch: {interrupted}; the run's state is saved and its batches keep running. Continue with `dashbatch resume {}` (or stop them with `dashbatch cancel {}`)",
+            directory.display(),
+            directory.display()
+        ),
+        None => eprintln!("dashbatch: {interrupted}; nothing more was done"),
+    }
+}
+
+/// The signal handlers for the commands that spend money, installed before they start.
+pub fn install_signal_handlers() -> Result<(), u8> {
+    interrupt::install_handlers().map_err(|error| {
+        print_error(&format!("cannot install the signal handlers: {error}"));
+        exit::INPUT_ERROR
+    })
+}
+
+/// The exit code of `run` or `resume`, after saying how it ended. A failure is settled against
+/// what the run in `run_directory` had spent. With `--json` the last line on stdout is always a
+/// final event: `run_finished` (printed by the run), `run_failed` or `run_interrupted`.
+pub fn finish_run(
+    outcome: Result<Result<RunOutcome, RunFailure>, Interrupted>,
+    mode: OutputMode,
+    run_directory: Option<&Path>,
+    job_file: Option<&Path>,
+) -> u8 {
+    let events = engine::EventSink::new(mode);
+    let failure = match outcome {
+        Ok(Ok(outcome)) => return outcome.exit_code,
+        Ok(Err(failure)) => failure,
+        Err(interrupted) => RunFailure::interrupted(interrupted),
+    };
+    let settled = failure.settle(run_directory, job_file);
+    if let engine::FailureKind::Interrupted(interrupted) = settled.kind {
+        say_interrupted(interrupted, run_directory);
+        events.emit(
+            engine::EventKind::RunInterrupted,
+            serde_json::json!({"exit_code": settled.exit_code, "signal": interrupted.signal}),
+            || None,
+        );
+    } else {
+        print_error(&settled);
+        events.emit(
+            engine::EventKind::RunFailed,
+            serde_json::json!({"exit_code": settled.exit_code, "error": format!("{settled}")}),
+            || None,
+        );
+    }
+    settled.exit_code
+}

@@ -1,0 +1,22 @@
+//! `dashbatch validate JOB.toml`: checks the job and its input, and shows rendered requests,
+//! without spending anything.
+
+use std::path::Path;
+
+use super::terminal::print_error;
+use crate::cli::ProviderArgument;
+use crate::exit;
+use crate::validate;
+
+pub fn validate_command(job: &Path, provider: ProviderArgument, show: usize) -> u8 {
+    match validate::validate_job(job, provider.into(), show) {
+        Ok(text) => {
+            print!("{text}");
+            exit::SUCCESS
+        }
+        Err(error) => {
+            print_error(&format!("{error:#}"));
+            exit::INPUT_ERROR
+        }
+    }
+}
