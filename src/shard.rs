@@ -84,59 +84,210 @@ impl ShardPlanner {
 mod tests {
     use super::*;
 
-    fn planner(requests: u64, bytes: u64, line: u64) -> ShardPlanner {
-        ShardPlanner::new(ShardLimits {
-            max_requests_per_file: requests,
-            max_bytes_per_file: bytes,
-            max_line_bytes: line,
-        })
+    /// A line that opens shard number `index`.
+    const fn starts_shard(index: u64) -> Result<Placement, LineTooLong> {
+        Ok(Placement::NewShard { index })
     }
+
+    /// A line appended to the shard being filled.
+    const JOINS_CURRENT_SHARD: Result<Placement, LineTooLong> = Ok(Placement::CurrentShard);
+
+    /// A line refused because no shard could ever hold it.
+    const fn refused_as_too_long(line_bytes: u64, limit: u64) -> Result<Placement, LineTooLong> {
+        Err(LineTooLong { line_bytes, limit })
+    }
+
+    struct ShardPlannerCase {
+        name: &'static str,
+        max_requests_per_file: u64,
+        max_bytes_per_file: u64,
+        max_line_bytes: u64,
+        /// Byte length of each line offered, in order, without its newline.
+        line_sizes: &'static [u64],
+        /// What `place` answers for each line, in the same order.
+        expected_placements: &'static [Result<Placement, LineTooLong>],
+        expected_shards_started: u64,
+    }
+
+    const SHARD_PLANNER_CASES: &[ShardPlannerCase] = &[
+        ShardPlannerCase {
+            name: "no lines at all start no shard",
+            max_requests_per_file: 3,
+            max_bytes_per_file: 1_000,
+            max_line_bytes: 100,
+            line_sizes: &[],
+            expected_placements: &[],
+            expected_shards_started: 0,
+        },
+        ShardPlannerCase {
+            name: "a zero-byte line is accepted and its newline opens the first shard",
+            max_requests_per_file: 3,
+            max_bytes_per_file: 1_000,
+            max_line_bytes: 100,
+            line_sizes: &[0, 0],
+            expected_placements: &[starts_shard(0), JOINS_CURRENT_SHARD],
+            expected_shards_started: 1,
+        },
+        ShardPlannerCase {
+            name: "exactly at the request limit stays in one shard and one past starts another",
+            max_requests_per_file: 3,
+            max_bytes_per_file: 1_000,
+            max_line_bytes: 100,
+            line_sizes: &[10, 10, 10, 10],
+            expected_placements: &[
+                starts_shard(0),
+                JOINS_CURRENT_SHARD,
+                JOINS_CURRENT_SHARD,
+                starts_shard(1),
+            ],
+            expected_shards_started: 2,
+        },
+        ShardPlannerCase {
+            name: "a request limit of one puts every line in a shard of its own",
+            max_requests_per_file: 1,
+            max_bytes_per_file: 1_000,
+            max_line_bytes: 100,
+            line_sizes: &[5, 5, 5],
+            expected_placements: &[starts_shard(0), starts_shard(1), starts_shard(2)],
+            expected_shards_started: 3,
+        },
+        ShardPlannerCase {
+            name: "two 9-byte lines with newlines are exactly the 20-byte limit and even an empty line is one byte past",
+            max_requests_per_file: 100,
+            max_bytes_per_file: 20,
+            max_line_bytes: 100,
+            line_sizes: &[9, 9, 0],
+            expected_placements: &[starts_shard(0), JOINS_CURRENT_SHARD, starts_shard(1)],
+            expected_shards_started: 2,
+        },
+        ShardPlannerCase {
+            name: "a second line one byte over the byte limit starts another shard",
+            max_requests_per_file: 100,
+            max_bytes_per_file: 20,
+            max_line_bytes: 100,
+            line_sizes: &[9, 10],
+            expected_placements: &[starts_shard(0), starts_shard(1)],
+            expected_shards_started: 2,
+        },
+        ShardPlannerCase {
+            name: "a line exactly at the line limit is accepted and one byte past is refused",
+            max_requests_per_file: 100,
+            max_bytes_per_file: 1_000,
+            max_line_bytes: 50,
+            line_sizes: &[50, 51],
+            expected_placements: &[starts_shard(0), refused_as_too_long(51, 50)],
+            expected_shards_started: 1,
+        },
+        ShardPlannerCase {
+            name: "a refused line leaves the open shard as it was",
+            max_requests_per_file: 3,
+            max_bytes_per_file: 1_000,
+            max_line_bytes: 50,
+            line_sizes: &[10, 51, 10, 10, 10],
+            expected_placements: &[
+                starts_shard(0),
+                refused_as_too_long(51, 50),
+                JOINS_CURRENT_SHARD,
+                JOINS_CURRENT_SHARD,
+                starts_shard(1),
+            ],
+            expected_shards_started: 2,
+        },
+        ShardPlannerCase {
+            name: "a line that with its newline would be larger than a whole file is refused even under the line limit",
+            max_requests_per_file: 100,
+            max_bytes_per_file: 10,
+            max_line_bytes: 100,
+            line_sizes: &[9, 10],
+            expected_placements: &[starts_shard(0), refused_as_too_long(10, 9)],
+            expected_shards_started: 1,
+        },
+        ShardPlannerCase {
+            name: "a one-byte file holds exactly one empty line and refuses any longer one",
+            max_requests_per_file: 100,
+            max_bytes_per_file: 1,
+            max_line_bytes: 100,
+            line_sizes: &[0, 0, 1],
+            expected_placements: &[starts_shard(0), starts_shard(1), refused_as_too_long(1, 0)],
+            expected_shards_started: 2,
+        },
+        ShardPlannerCase {
+            name: "one huge line that fills a whole file gets a shard of its own between small ones",
+            max_requests_per_file: 100,
+            max_bytes_per_file: 1_000,
+            max_line_bytes: 1_000,
+            line_sizes: &[10, 999, 10],
+            expected_placements: &[starts_shard(0), starts_shard(1), starts_shard(2)],
+            expected_shards_started: 3,
+        },
+        ShardPlannerCase {
+            name: "many small lines fill shards to the byte limit before the request limit",
+            max_requests_per_file: 100,
+            max_bytes_per_file: 6,
+            max_line_bytes: 100,
+            line_sizes: &[1, 1, 1, 1, 1, 1, 1],
+            expected_placements: &[
+                starts_shard(0),
+                JOINS_CURRENT_SHARD,
+                JOINS_CURRENT_SHARD,
+                starts_shard(1),
+                JOINS_CURRENT_SHARD,
+                JOINS_CURRENT_SHARD,
+                starts_shard(2),
+            ],
+            expected_shards_started: 3,
+        },
+        ShardPlannerCase {
+            name: "when both limits are reached by the same line the shard closes once, not twice",
+            max_requests_per_file: 2,
+            max_bytes_per_file: 4,
+            max_line_bytes: 100,
+            line_sizes: &[1, 1, 1, 1],
+            expected_placements: &[
+                starts_shard(0),
+                JOINS_CURRENT_SHARD,
+                starts_shard(1),
+                JOINS_CURRENT_SHARD,
+            ],
+            expected_shards_started: 2,
+        },
+    ];
 
     #[test]
-    fn exactly_at_the_request_limit_stays_in_one_shard_and_one_past_starts_another() {
-        let mut planner = planner(3, 1_000, 100);
-        assert_eq!(planner.place(10), Ok(Placement::NewShard { index: 0 }));
-        assert_eq!(planner.place(10), Ok(Placement::CurrentShard));
-        assert_eq!(planner.place(10), Ok(Placement::CurrentShard));
-        assert_eq!(planner.place(10), Ok(Placement::NewShard { index: 1 }));
-        assert_eq!(planner.shards_started(), 2);
-    }
-
-    #[test]
-    fn exactly_at_the_byte_limit_stays_and_one_byte_past_starts_another() {
-        // Two lines of 9 bytes plus newlines are exactly 20 bytes.
-        let mut planner = planner(100, 20, 100);
-        assert_eq!(planner.place(9), Ok(Placement::NewShard { index: 0 }));
-        assert_eq!(planner.place(9), Ok(Placement::CurrentShard));
-        assert_eq!(planner.place(0), Ok(Placement::NewShard { index: 1 }));
-
-        let mut planner = planner_with_bytes(20);
-        assert_eq!(planner.place(9), Ok(Placement::NewShard { index: 0 }));
-        assert_eq!(planner.place(10), Ok(Placement::NewShard { index: 1 }));
-    }
-
-    fn planner_with_bytes(bytes: u64) -> ShardPlanner {
-        planner(100, bytes, 100)
-    }
-
-    #[test]
-    fn exactly_at_the_line_limit_is_accepted_and_one_past_is_an_error() {
-        let mut planner = planner(100, 1_000, 50);
-        assert!(planner.place(50).is_ok());
-        assert_eq!(
-            planner.place(51),
-            Err(LineTooLong {
-                line_bytes: 51,
-                limit: 50
-            })
-        );
-    }
-
-    #[test]
-    fn a_line_larger_than_a_whole_file_is_an_error() {
-        let mut planner = planner(100, 10, 100);
-        assert!(planner.place(9).is_ok());
-        assert!(planner.place(10).is_err());
+    fn shard_planner_cases() {
+        for case in SHARD_PLANNER_CASES {
+            assert_eq!(
+                case.line_sizes.len(),
+                case.expected_placements.len(),
+                "case `{}`: one expected placement per line",
+                case.name
+            );
+            let mut planner = ShardPlanner::new(ShardLimits {
+                max_requests_per_file: case.max_requests_per_file,
+                max_bytes_per_file: case.max_bytes_per_file,
+                max_line_bytes: case.max_line_bytes,
+            });
+            for (position, (&line_bytes, expected)) in case
+                .line_sizes
+                .iter()
+                .zip(case.expected_placements)
+                .enumerate()
+            {
+                assert_eq!(
+                    &planner.place(line_bytes),
+                    expected,
+                    "case `{}`: line {} of {line_bytes} bytes",
+                    case.name,
+                    position + 1
+                );
+            }
+            assert_eq!(
+                planner.shards_started(),
+                case.expected_shards_started,
+                "case `{}`: shards started",
+                case.name
+            );
+        }
     }
 
     #[test]

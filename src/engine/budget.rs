@@ -2,7 +2,8 @@
 //!
 //! Money committed is what the run could be billed for at worst: for every shard with a batch, the
 //! actual cost of its billed rows once its results are in, plus the upper bound of every row
-//! without a result yet (rows that came back failed are not billed, reference §7.1). A shard is
+//! without a result yet, or billed at a cost its result does not give (rows that came back failed
+//! are not billed, reference §7.1). A shard is
 //! submitted only if committed money plus the shard's own upper bound stays within the cap, so as
 //! long as each answer stays within its upper bound (`max_tokens`, the thinking budget), the bill
 //! stays within the cap.
@@ -24,6 +25,7 @@ use crate::estimate::{
 use crate::job::Job;
 use crate::ledger::{EffectKind, Ledger, ShardRecord};
 use crate::pricing::{Money, PriceTable};
+use crate::row_result::{RowResult, UNDECODABLE_BODY_ERROR_CODE};
 use crate::tokens::VocabularySource;
 use crate::wire::BatchStatus;
 
@@ -193,6 +195,13 @@ fn cached_shard_estimate<'cache>(
     }
 }
 
+/// Whether a row's result says it was, or may have been, billed: an answer (its usage may be
+/// missing), or a 200 answer whose body could not be read.
+fn may_have_been_billed(result: &RowResult) -> bool {
+    result.status().was_billed()
+        || result.error_code.as_deref() == Some(UNDECODABLE_BODY_ERROR_CODE)
+}
+
 impl RunBudget {
     /// The cap in force, if any.
     #[must_use]
@@ -255,21 +264,20 @@ impl RunBudget {
         if anything_sent {
             return Ok(());
         }
-        let mut total: Option<EstimateTotals> = None;
+        // Starts at zero: a plan without shards (every row skipped) costs nothing.
+        let mut total = EstimateTotals::empty(
+            self.estimator
+                .as_ref()
+                .expect("a cap is only set with an estimator"),
+        );
         for shard in &shards {
             let estimate = self
                 .shard_estimate(run_directory, shard)
                 .map_err(RunFailure::local)?
                 .expect("a cap is only set with an estimator");
-            match total.as_mut() {
-                Some(total) => total.add_totals(&estimate.totals),
-                None => total = Some(estimate.totals.clone()),
-            }
+            total.add_totals(&estimate.totals);
         }
-        let Some(upper_bound) = total
-            .and_then(|total| total.upper_bound_cost)
-            .map(|cost| cost.batch)
-        else {
+        let Some(upper_bound) = total.upper_bound_cost.map(|cost| cost.batch) else {
             return Err(RunFailure::local(anyhow::anyhow!(
                 "max_cost {} (from {}) cannot be enforced: the run has no upper bound, because the job sets no \
                  `request.max_tokens`{} and the price table gives no limit for `{}`. Set `request.max_tokens`{} in \
@@ -398,18 +406,25 @@ impl RunBudget {
                 &run_directory.shard_path(&shard.file_name),
                 estimator,
                 |custom_id, request| {
+                    let mut at_most_its_upper_bound = || match request.upper_bound_cost {
+                        Some(cost) => Some(cost.batch),
+                        None => {
+                            unbounded = true;
+                            None
+                        }
+                    };
                     let row = match results.get(custom_id) {
-                        Some(result) => pricer.row_cost(result).map(|cost| cost.batch),
+                        Some(result) => match pricer.row_cost(result) {
+                            Some(cost) => Some(cost.batch),
+                            // Billed (or perhaps billed) by an amount the line does not give:
+                            // never counted as free.
+                            None if may_have_been_billed(result) => at_most_its_upper_bound(),
+                            None => None,
+                        },
                         // A batch that failed validation bills nothing; a line missing from any
                         // other settled batch may still have been billed.
                         None if status == BatchStatus::Failed => None,
-                        None => match request.upper_bound_cost {
-                            Some(cost) => Some(cost.batch),
-                            None => {
-                                unbounded = true;
-                                None
-                            }
-                        },
+                        None => at_most_its_upper_bound(),
                     };
                     if let Some(row) = row
                         && let Ok(sum) = shard_committed.checked_add(row)
@@ -525,5 +540,690 @@ impl RunBudget {
             shards_not_submitted: self.skipped.iter().copied().collect(),
             rows_not_submitted,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::OutputMode;
+    use crate::job::load_job;
+
+    /// Test prices. `sim-budget`: prompts are free and output is 2 per 1M tokens realtime, so at
+    /// batch price (half) every token a row's `max_tokens` allows is exactly 0.000001 CNY.
+    /// `sim-budget-fraction`: output 0.000003 per 1M realtime, 1.5e-12 CNY per token at batch,
+    /// far below the 9 decimal places messages show.
+    const TEST_PRICES: &str = "[models.sim-budget]\ncurrency = \"CNY\"\ninput = 0\noutput = 2\n\
+        [models.sim-budget-fraction]\ncurrency = \"CNY\"\ninput = 0\noutput = \"0.000003\"\n";
+
+    /// What one row's result says, once its shard settled.
+    #[derive(Debug, Clone, Copy)]
+    enum SettledRow {
+        /// A 200 answer that used this many output tokens.
+        AnsweredUsingTokens(u64),
+        /// A 200 answer without token usage: billed, amount unknown.
+        AnsweredWithoutUsage,
+        /// A 200 answer whose body is not JSON: the provider may have billed it.
+        AnsweredWithUnreadableBody,
+        /// A failure with this error code: not billed.
+        FailedWithCode(&'static str),
+        /// No result line for the row.
+        NoResultLine,
+    }
+
+    #[derive(Debug, Clone, Copy)]
+    enum ShardState {
+        /// Written to disk, nothing sent.
+        Planned,
+        /// Its batch exists and has not settled.
+        BatchOut,
+        /// Its batch settled with this status and its results are on disk, one per row.
+        Settled {
+            batch_status: &'static str,
+            results: &'static [SettledRow],
+        },
+    }
+
+    struct BudgetShard {
+        /// 1 for planned shards, more for retry shards.
+        attempt: u32,
+        /// Each row's `max_tokens`; `None` leaves it out (no upper bound).
+        max_tokens: &'static [Option<u64>],
+        state: ShardState,
+    }
+
+    const fn planned(max_tokens: &'static [Option<u64>]) -> BudgetShard {
+        BudgetShard {
+            attempt: 1,
+            max_tokens,
+            state: ShardState::Planned,
+        }
+    }
+
+    const fn batch_out(max_tokens: &'static [Option<u64>]) -> BudgetShard {
+        BudgetShard {
+            attempt: 1,
+            max_tokens,
+            state: ShardState::BatchOut,
+        }
+    }
+
+    const fn settled(
+        batch_status: &'static str,
+        max_tokens: &'static [Option<u64>],
+        results: &'static [SettledRow],
+    ) -> BudgetShard {
+        BudgetShard {
+            attempt: 1,
+            max_tokens,
+            state: ShardState::Settled {
+                batch_status,
+                results,
+            },
+        }
+    }
+
+    const fn planned_retry(max_tokens: &'static [Option<u64>]) -> BudgetShard {
+        BudgetShard {
+            attempt: 2,
+            max_tokens,
+            state: ShardState::Planned,
+        }
+    }
+
+    fn request_line(custom_id: &str, model: &str, max_tokens: Option<u64>) -> String {
+        let mut body = json!({
+            "model": model,
+            "messages": [{"role": "user", "content": format!("row {custom_id}")}],
+        });
+        if let Some(max_tokens) = max_tokens {
+            body["max_tokens"] = json!(max_tokens);
+        }
+        json!({"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions", "body": body})
+            .to_string()
+    }
+
+    /// The result line of a settled row, and whether it belongs in the error file.
+    fn result_line(custom_id: &str, row: SettledRow) -> Option<(String, bool)> {
+        let answer = |body: serde_json::Value| {
+            json!({"id": format!("r-{custom_id}"), "custom_id": custom_id, "error": null,
+                   "response": {"status_code": 200, "request_id": format!("q-{custom_id}"), "body": body}})
+            .to_string()
+        };
+        let choices = json!([{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "fine"}}]);
+        match row {
+            SettledRow::AnsweredUsingTokens(tokens) => Some((
+                answer(json!({"choices": choices,
+                              "usage": {"prompt_tokens": 7, "completion_tokens": tokens, "total_tokens": 7 + tokens}})),
+                false,
+            )),
+            SettledRow::AnsweredWithoutUsage => Some((answer(json!({"choices": choices})), false)),
+            SettledRow::AnsweredWithUnreadableBody => {
+                Some((answer(json!("this is not a JSON object")), false))
+            }
+            SettledRow::FailedWithCode(code) => Some((
+                json!({"id": format!("e-{custom_id}"), "custom_id": custom_id, "response": null,
+                       "error": {"code": code, "message": "it failed"}})
+                .to_string(),
+                true,
+            )),
+            SettledRow::NoResultLine => None,
+        }
+    }
+
+    struct BudgetSetup {
+        _directory: tempfile::TempDir,
+        job: Job,
+        run_directory: RunDirectory,
+        ledger: Ledger,
+        budget: Result<RunBudget, RunFailure>,
+    }
+
+    /// A job on `model` with `cap` given as `--max-cost`, and `shards` in its ledger and on disk.
+    fn budget_setup(model: &str, cap: &str, shards: &[BudgetShard]) -> BudgetSetup {
+        let directory = tempfile::tempdir().unwrap();
+        std::fs::write(
+            directory.path().join("job.toml"),
+            format!(
+                "[input]\npath = \"rows.csv\"\n[request]\nmodel = \"{model}\"\ntemplate = \"{{{{ text }}}}\"\n"
+            ),
+        )
+        .unwrap();
+        let job = load_job(&directory.path().join("job.toml")).unwrap();
+        let prices = PriceTable::builtin()
+            .with_override_toml(TEST_PRICES, std::path::Path::new("test-prices.toml"))
+            .unwrap();
+        let run_directory = RunDirectory::new(directory.path().join("run"));
+        run_directory.create().unwrap();
+        let mut ledger = Ledger::open(&run_directory.root).unwrap();
+
+        let mut records = Vec::new();
+        let mut first_row = 1;
+        for (index, shard) in shards.iter().enumerate() {
+            let index = index as u64;
+            let file_name = format!("shard-{index:05}.jsonl");
+            let custom_ids: Vec<String> = (0..shard.max_tokens.len())
+                .map(|row| format!("s{index}-r{row}"))
+                .collect();
+            let lines: String = custom_ids
+                .iter()
+                .zip(shard.max_tokens)
+                .map(|(custom_id, max_tokens)| request_line(custom_id, model, *max_tokens) + "\n")
+                .collect();
+            std::fs::write(run_directory.shard_path(&file_name), lines).unwrap();
+            if let ShardState::Settled { results, .. } = shard.state {
+                assert_eq!(results.len(), shard.max_tokens.len(), "one result per row");
+                let (mut output, mut errors) = (String::new(), String::new());
+                for (custom_id, row) in custom_ids.iter().zip(results) {
+                    if let Some((line, in_error_file)) = result_line(custom_id, *row) {
+                        let file = if in_error_file {
+                            &mut errors
+                        } else {
+                            &mut output
+                        };
+                        file.push_str(&line);
+                        file.push('\n');
+                    }
+                }
+                std::fs::write(run_directory.output_results_path(index), output).unwrap();
+                std::fs::write(run_directory.error_results_path(index), errors).unwrap();
+            }
+            records.push(ShardRecord {
+                row_count: shard.max_tokens.len() as u64,
+                ..ShardRecord::planned(index, first_row, file_name, model.into(), shard.attempt)
+            });
+            first_row += shard.max_tokens.len() as u64;
+        }
+        ledger.insert_shards(&records).unwrap();
+        for (index, shard) in shards.iter().enumerate() {
+            let index = index as u64;
+            if matches!(shard.state, ShardState::Planned) {
+                continue;
+            }
+            ledger
+                .set_file_id(index, Some(&format!("file-{index}")))
+                .unwrap();
+            ledger
+                .set_batch_id(index, &format!("batch-{index}"))
+                .unwrap();
+            if let ShardState::Settled { batch_status, .. } = shard.state {
+                let rows = shard.max_tokens.len() as u64;
+                ledger
+                    .update_batch_state(index, batch_status, rows, rows, 0, None, None, None)
+                    .unwrap();
+                ledger.set_results_downloaded(index).unwrap();
+            }
+        }
+
+        let record = RunRecord::read(&ledger).unwrap();
+        let budget = prepare_run_budget(&job, &prices, &ledger, &record, Some(cap), None);
+        BudgetSetup {
+            _directory: directory,
+            job,
+            run_directory,
+            ledger,
+            budget,
+        }
+    }
+
+    struct BeforeFirstUploadCase {
+        name: &'static str,
+        model: &'static str,
+        cap: &'static str,
+        shards: &'static [BudgetShard],
+        /// `Ok` when the run may go on; else words the refusal must contain.
+        expected: Result<(), &'static [&'static str]>,
+    }
+
+    const BEFORE_FIRST_UPLOAD: BeforeFirstUploadCase = BeforeFirstUploadCase {
+        name: "",
+        model: "sim-budget",
+        cap: "1",
+        shards: &[],
+        // Words no message has: a case that forgets its expectation fails.
+        expected: Err(&["(every case states what it expects)"]),
+    };
+
+    const BEFORE_FIRST_UPLOAD_CASES: &[BeforeFirstUploadCase] = &[
+        BeforeFirstUploadCase {
+            name: "an upper bound exactly equal to the cap is allowed",
+            cap: "0.0003",
+            shards: &[planned(&[Some(100), Some(200)])],
+            expected: Ok(()),
+            ..BEFORE_FIRST_UPLOAD
+        },
+        BeforeFirstUploadCase {
+            name: "a cap with trailing zeros is the same amount",
+            cap: "0.000300000",
+            shards: &[planned(&[Some(100), Some(200)])],
+            expected: Ok(()),
+            ..BEFORE_FIRST_UPLOAD
+        },
+        BeforeFirstUploadCase {
+            name: "a cap one femto-unit below the upper bound is refused, and the first row still fits",
+            cap: "0.000299999999999",
+            shards: &[planned(&[Some(100), Some(200)])],
+            expected: Err(&[
+                "the upper bound of this run is 0.0003 CNY",
+                "first 1 of 2 rows (0 of 1 whole shard(s))",
+                "Nothing was uploaded or spent",
+                "from `--max-cost`",
+            ]),
+            ..BEFORE_FIRST_UPLOAD
+        },
+        BeforeFirstUploadCase {
+            name: "one huge row over the cap on its own leaves nothing that fits",
+            cap: "0.5",
+            shards: &[planned(&[Some(1_000_000)])],
+            expected: Err(&[
+                "0.50 CNY over max_cost 0.50 CNY",
+                "first 0 of 1 rows (0 of 1 whole shard(s))",
+            ]),
+            ..BEFORE_FIRST_UPLOAD
+        },
+        BeforeFirstUploadCase {
+            name: "many small rows fit up to the first one past the cap, and whole shards are counted",
+            cap: "0.000045",
+            shards: &[
+                planned(&[Some(10), Some(10)]),
+                planned(&[Some(10), Some(10)]),
+                planned(&[Some(10), Some(10)]),
+            ],
+            expected: Err(&["first 4 of 6 rows (2 of 3 whole shard(s))"]),
+            ..BEFORE_FIRST_UPLOAD
+        },
+        BeforeFirstUploadCase {
+            name: "only leading rows count as fitting: a cheap row after one that does not fit is left out",
+            cap: "0.00015",
+            shards: &[planned(&[Some(100), Some(500), Some(10)])],
+            expected: Err(&["first 1 of 3 rows (0 of 1 whole shard(s))"]),
+            ..BEFORE_FIRST_UPLOAD
+        },
+        BeforeFirstUploadCase {
+            name: "a row without max_tokens leaves no upper bound, so the cap cannot be enforced",
+            shards: &[planned(&[Some(10), None])],
+            expected: Err(&[
+                "cannot be enforced",
+                "request.max_tokens",
+                "nothing was uploaded or spent",
+            ]),
+            ..BEFORE_FIRST_UPLOAD
+        },
+        BeforeFirstUploadCase {
+            name: "a plan with no shard (every row skipped as empty) costs nothing and is allowed",
+            shards: &[],
+            expected: Ok(()),
+            ..BEFORE_FIRST_UPLOAD
+        },
+        BeforeFirstUploadCase {
+            name: "rows of zero max_tokens on free prompts cost nothing and fit the smallest cap",
+            cap: "0.000000000000001",
+            shards: &[planned(&[Some(0), Some(0)])],
+            expected: Ok(()),
+            ..BEFORE_FIRST_UPLOAD
+        },
+        BeforeFirstUploadCase {
+            name: "a cap of zero is refused",
+            cap: "0",
+            shards: &[planned(&[Some(0)])],
+            expected: Err(&["`--max-cost`", "must be more than 0"]),
+            ..BEFORE_FIRST_UPLOAD
+        },
+        BeforeFirstUploadCase {
+            name: "a cap with more decimals than a femto-unit is refused, never rounded",
+            cap: "0.0003000000000000001",
+            shards: &[planned(&[Some(300)])],
+            expected: Err(&["`--max-cost`", "is not an amount of money"]),
+            ..BEFORE_FIRST_UPLOAD
+        },
+        BeforeFirstUploadCase {
+            name: "amounts below what messages show are compared exactly: two tokens equal to the cap fit",
+            model: "sim-budget-fraction",
+            cap: "0.000000000003",
+            shards: &[planned(&[Some(1), Some(1)])],
+            expected: Ok(()),
+        },
+        BeforeFirstUploadCase {
+            name: "amounts below what messages show are compared exactly: a cap a femto-unit short is refused",
+            model: "sim-budget-fraction",
+            cap: "0.000000000002999",
+            shards: &[planned(&[Some(1), Some(1)])],
+            expected: Err(&["first 1 of 2 rows"]),
+        },
+        BeforeFirstUploadCase {
+            name: "once a batch exists the refusal no longer applies; the per-shard check takes over",
+            cap: "0.0001",
+            shards: &[batch_out(&[Some(300)]), planned(&[Some(300)])],
+            expected: Ok(()),
+            ..BEFORE_FIRST_UPLOAD
+        },
+    ];
+
+    #[test]
+    fn before_first_upload_cases() {
+        for case in BEFORE_FIRST_UPLOAD_CASES {
+            let BudgetSetup {
+                job,
+                run_directory,
+                ledger,
+                budget,
+                _directory,
+            } = budget_setup(case.model, case.cap, case.shards);
+            let outcome = budget.and_then(|mut budget| {
+                budget.refuse_if_over_before_first_upload(&ledger, &run_directory, &job)
+            });
+            match (outcome, case.expected) {
+                (Ok(()), Ok(())) => {}
+                (Err(failure), Err(words)) => {
+                    assert_eq!(
+                        failure.exit_code,
+                        crate::exit::INPUT_ERROR,
+                        "case `{}`",
+                        case.name
+                    );
+                    let message = failure.to_string();
+                    for word in words {
+                        assert!(
+                            message.contains(word),
+                            "case `{}`: no `{word}` in: {message}",
+                            case.name
+                        );
+                    }
+                }
+                (Ok(()), Err(_)) => panic!("case `{}`: allowed, expected a refusal", case.name),
+                (Err(failure), Ok(())) => {
+                    panic!(
+                        "case `{}`: refused, expected to go on: {failure}",
+                        case.name
+                    )
+                }
+            }
+        }
+    }
+
+    struct AdmissionCase {
+        name: &'static str,
+        cap: &'static str,
+        shards: &'static [BudgetShard],
+        /// Shards submitted, in order (each admitted shard gets a batch before the next check).
+        expected_submitted: &'static [u64],
+        /// The report's `shards_not_submitted`, `rows_not_submitted` and `committed`.
+        expected_not_submitted: &'static [u64],
+        expected_rows_not_submitted: u64,
+        expected_committed: &'static str,
+    }
+
+    use SettledRow::{
+        AnsweredUsingTokens, AnsweredWithUnreadableBody, AnsweredWithoutUsage, FailedWithCode,
+        NoResultLine,
+    };
+
+    const ADMISSION_CASES: &[AdmissionCase] = &[
+        AdmissionCase {
+            name: "a shard whose upper bound equals the cap is submitted",
+            cap: "0.0003",
+            shards: &[planned(&[Some(100), Some(200)])],
+            expected_submitted: &[0],
+            expected_not_submitted: &[],
+            expected_rows_not_submitted: 0,
+            expected_committed: "0.0003",
+        },
+        AdmissionCase {
+            name: "a cap one femto-unit below the shard's upper bound submits nothing, and later shards wait too",
+            cap: "0.000299999999999",
+            shards: &[planned(&[Some(100), Some(200)]), planned(&[Some(1)])],
+            expected_submitted: &[],
+            expected_not_submitted: &[0, 1],
+            expected_rows_not_submitted: 3,
+            expected_committed: "0.00",
+        },
+        AdmissionCase {
+            name: "shards that together fill the cap exactly are submitted, and a one-token shard after them is not",
+            cap: "0.0003",
+            shards: &[
+                planned(&[Some(100)]),
+                planned(&[Some(200)]),
+                planned(&[Some(1)]),
+            ],
+            expected_submitted: &[0, 1],
+            expected_not_submitted: &[2],
+            expected_rows_not_submitted: 1,
+            expected_committed: "0.0003",
+        },
+        AdmissionCase {
+            name: "a batch still out counts at its upper bound and the next shard fills the cap exactly",
+            cap: "0.0004",
+            shards: &[batch_out(&[Some(300)]), planned(&[Some(100)])],
+            expected_submitted: &[1],
+            expected_not_submitted: &[],
+            expected_rows_not_submitted: 0,
+            expected_committed: "0.0004",
+        },
+        AdmissionCase {
+            name: "a batch still out counts at its upper bound and the next shard one femto-unit over waits",
+            cap: "0.000399999999999",
+            shards: &[batch_out(&[Some(300)]), planned(&[Some(100)])],
+            expected_submitted: &[],
+            expected_not_submitted: &[1],
+            expected_rows_not_submitted: 1,
+            expected_committed: "0.0003",
+        },
+        AdmissionCase {
+            name: "a settled shard counts what its answers cost, not their upper bound",
+            cap: "0.00035",
+            shards: &[
+                settled("completed", &[Some(300)], &[AnsweredUsingTokens(50)]),
+                planned(&[Some(300)]),
+            ],
+            expected_submitted: &[1],
+            expected_not_submitted: &[],
+            expected_rows_not_submitted: 0,
+            expected_committed: "0.00035",
+        },
+        AdmissionCase {
+            name: "a mixed settled shard: answered rows at cost, failed rows free, lost rows at their upper bound",
+            cap: "0.0002",
+            shards: &[
+                settled(
+                    "completed",
+                    &[Some(100), Some(100), Some(100)],
+                    &[
+                        AnsweredUsingTokens(40),
+                        FailedWithCode("InvalidParameter"),
+                        NoResultLine,
+                    ],
+                ),
+                planned(&[Some(60)]),
+            ],
+            expected_submitted: &[1],
+            expected_not_submitted: &[],
+            expected_rows_not_submitted: 0,
+            expected_committed: "0.0002",
+        },
+        AdmissionCase {
+            name: "a line a completed batch lost may have been billed, so the next shard one femto-unit over waits",
+            cap: "0.000399999999999",
+            shards: &[
+                settled("completed", &[Some(300)], &[NoResultLine]),
+                planned(&[Some(100)]),
+            ],
+            expected_submitted: &[],
+            expected_not_submitted: &[1],
+            expected_rows_not_submitted: 1,
+            expected_committed: "0.0003",
+        },
+        AdmissionCase {
+            name: "a batch that failed validation billed nothing",
+            cap: "0.0003",
+            shards: &[
+                settled("failed", &[Some(300)], &[NoResultLine]),
+                planned(&[Some(300)]),
+            ],
+            expected_submitted: &[1],
+            expected_not_submitted: &[],
+            expected_rows_not_submitted: 0,
+            expected_committed: "0.0003",
+        },
+        AdmissionCase {
+            name: "rows an expired batch reported as expired billed nothing",
+            cap: "0.0003",
+            shards: &[
+                settled("expired", &[Some(300)], &[FailedWithCode("batch_expired")]),
+                planned_retry(&[Some(300)]),
+            ],
+            expected_submitted: &[1],
+            expected_not_submitted: &[],
+            expected_rows_not_submitted: 0,
+            expected_committed: "0.0003",
+        },
+        AdmissionCase {
+            name: "a rate-limited row is free and its retry shard's upper bound fills the cap exactly",
+            cap: "0.0003",
+            shards: &[
+                settled(
+                    "completed",
+                    &[Some(300)],
+                    &[FailedWithCode("rate_limit_exceeded")],
+                ),
+                planned_retry(&[Some(300)]),
+            ],
+            expected_submitted: &[1],
+            expected_not_submitted: &[],
+            expected_rows_not_submitted: 0,
+            expected_committed: "0.0003",
+        },
+        AdmissionCase {
+            name: "a retry shard left out keeps its rows' earlier failure, so no row counts as never submitted",
+            cap: "0.0001",
+            shards: &[
+                settled(
+                    "completed",
+                    &[Some(300)],
+                    &[FailedWithCode("rate_limit_exceeded")],
+                ),
+                planned_retry(&[Some(300)]),
+            ],
+            expected_submitted: &[],
+            expected_not_submitted: &[1],
+            expected_rows_not_submitted: 0,
+            expected_committed: "0.00",
+        },
+        AdmissionCase {
+            name: "an answer without token usage was billed an unknown amount and counts at its upper bound, never as free",
+            cap: "0.000399999999999",
+            shards: &[
+                settled("completed", &[Some(300)], &[AnsweredWithoutUsage]),
+                planned(&[Some(100)]),
+            ],
+            expected_submitted: &[],
+            expected_not_submitted: &[1],
+            expected_rows_not_submitted: 1,
+            expected_committed: "0.0003",
+        },
+        AdmissionCase {
+            name: "a 200 answer whose body cannot be read may have been billed and counts at its upper bound",
+            cap: "0.000399999999999",
+            shards: &[
+                settled("completed", &[Some(300)], &[AnsweredWithUnreadableBody]),
+                planned(&[Some(100)]),
+            ],
+            expected_submitted: &[],
+            expected_not_submitted: &[1],
+            expected_rows_not_submitted: 1,
+            expected_committed: "0.0003",
+        },
+        AdmissionCase {
+            name: "a planned shard without max_tokens has no upper bound and is never submitted",
+            cap: "1",
+            shards: &[planned(&[Some(1), None])],
+            expected_submitted: &[],
+            expected_not_submitted: &[0],
+            expected_rows_not_submitted: 2,
+            expected_committed: "0.00",
+        },
+        AdmissionCase {
+            name: "a batch out without an upper bound leaves the money committed unknown, so nothing more is submitted",
+            cap: "1",
+            shards: &[batch_out(&[None]), planned(&[Some(1)])],
+            expected_submitted: &[],
+            expected_not_submitted: &[1],
+            expected_rows_not_submitted: 1,
+            expected_committed: "unknown",
+        },
+        AdmissionCase {
+            name: "rows of zero max_tokens on free prompts cost nothing and fit the smallest cap",
+            cap: "0.000000000000001",
+            shards: &[planned(&[Some(0), Some(0)])],
+            expected_submitted: &[0],
+            expected_not_submitted: &[],
+            expected_rows_not_submitted: 0,
+            expected_committed: "0.00",
+        },
+        AdmissionCase {
+            name: "with no shard at all nothing is submitted or committed",
+            cap: "1",
+            shards: &[],
+            expected_submitted: &[],
+            expected_not_submitted: &[],
+            expected_rows_not_submitted: 0,
+            expected_committed: "0.00",
+        },
+    ];
+
+    #[test]
+    fn admission_cases() {
+        let events = EventSink::new(OutputMode::Quiet);
+        for case in ADMISSION_CASES {
+            let BudgetSetup {
+                run_directory,
+                ledger,
+                budget,
+                _directory,
+                job: _,
+            } = budget_setup("sim-budget", case.cap, case.shards);
+            let mut budget =
+                budget.unwrap_or_else(|failure| panic!("case `{}`: {failure}", case.name));
+            // The submission loop: every shard without a batch is asked about in order, and an
+            // admitted one gets its batch before the next is asked about.
+            let mut submitted = Vec::new();
+            for shard in ledger.shards().unwrap() {
+                if shard.batch_id.is_some() {
+                    continue;
+                }
+                let admitted = budget
+                    .admits(&shard, &ledger, &run_directory, &events)
+                    .unwrap_or_else(|error| panic!("case `{}`: {error:#}", case.name));
+                if admitted {
+                    ledger
+                        .set_batch_id(shard.shard_index, &format!("batch-{}", shard.shard_index))
+                        .unwrap();
+                    submitted.push(shard.shard_index);
+                }
+            }
+            assert_eq!(
+                submitted, case.expected_submitted,
+                "case `{}`: shards submitted",
+                case.name
+            );
+            let report = budget
+                .report(&ledger, &run_directory)
+                .unwrap()
+                .expect("a cap is set");
+            assert_eq!(
+                report.shards_not_submitted, case.expected_not_submitted,
+                "case `{}`: shards not submitted",
+                case.name
+            );
+            assert_eq!(
+                report.rows_not_submitted, case.expected_rows_not_submitted,
+                "case `{}`: rows not submitted",
+                case.name
+            );
+            assert_eq!(
+                report.committed, case.expected_committed,
+                "case `{}`: money committed",
+                case.name
+            );
+        }
     }
 }

@@ -271,3 +271,378 @@ pub fn file_sha256(path: &Path) -> std::io::Result<String> {
     }
     Ok(hex::encode(hasher.finalize()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::load_job;
+    use crate::provider::ProviderKind;
+
+    /// Every row of these cases renders to a line of one length (same-length texts and ids), so
+    /// byte limits are given in lines of that length and measured once from a one-row plan.
+    const ROW_TEXT: &str = "abcd";
+
+    /// The first row and row count of each planned shard.
+    struct PlannedShards {
+        rows_to_send: u64,
+        skipped_rows: u64,
+        shards: &'static [(u64, u64)],
+    }
+
+    struct PlanCase {
+        name: &'static str,
+        /// The CSV input, header included.
+        csv: &'static str,
+        /// Extra keys of `[input]`.
+        input_keys: &'static str,
+        max_requests_per_file: Option<u64>,
+        /// `max_bytes_per_file` as (whole lines with their newlines, bytes added to that).
+        max_bytes_per_file_in_lines: Option<(u64, i64)>,
+        /// `max_line_bytes` as bytes added to the length of one line.
+        max_line_bytes_beyond_one_line: Option<i64>,
+        /// The plan, or words the refusal must contain.
+        expected: Result<PlannedShards, &'static [&'static str]>,
+    }
+
+    const PLAN: PlanCase = PlanCase {
+        name: "",
+        csv: "text\nabcd\n",
+        input_keys: "",
+        max_requests_per_file: None,
+        max_bytes_per_file_in_lines: None,
+        max_line_bytes_beyond_one_line: None,
+        // Words no message has: a case that forgets its expectation fails.
+        expected: Err(&["(every case states what it expects)"]),
+    };
+
+    const PLAN_CASES: &[PlanCase] = &[
+        PlanCase {
+            name: "a header without rows is refused: there is nothing to do",
+            csv: "text\n",
+            expected: Err(&["has no rows; nothing to do"]),
+            ..PLAN
+        },
+        PlanCase {
+            name: "one row makes one shard starting at row 1",
+            expected: Ok(PlannedShards {
+                rows_to_send: 1,
+                skipped_rows: 0,
+                shards: &[(1, 1)],
+            }),
+            ..PLAN
+        },
+        PlanCase {
+            name: "rows exactly at the request limit fill one shard",
+            csv: "text\nabcd\nabcd\nabcd\n",
+            max_requests_per_file: Some(3),
+            expected: Ok(PlannedShards {
+                rows_to_send: 3,
+                skipped_rows: 0,
+                shards: &[(1, 3)],
+            }),
+            ..PLAN
+        },
+        PlanCase {
+            name: "one row past the request limit starts a second shard at that row",
+            csv: "text\nabcd\nabcd\nabcd\nabcd\n",
+            max_requests_per_file: Some(3),
+            expected: Ok(PlannedShards {
+                rows_to_send: 4,
+                skipped_rows: 0,
+                shards: &[(1, 3), (4, 1)],
+            }),
+            ..PLAN
+        },
+        PlanCase {
+            name: "many small rows under a request limit of two",
+            csv: "text\nabcd\nabcd\nabcd\nabcd\nabcd\nabcd\nabcd\n",
+            max_requests_per_file: Some(2),
+            expected: Ok(PlannedShards {
+                rows_to_send: 7,
+                skipped_rows: 0,
+                shards: &[(1, 2), (3, 2), (5, 2), (7, 1)],
+            }),
+            ..PLAN
+        },
+        PlanCase {
+            name: "a byte limit of exactly two lines with their newlines holds two rows per shard",
+            csv: "text\nabcd\nabcd\nabcd\nabcd\nabcd\n",
+            max_bytes_per_file_in_lines: Some((2, 0)),
+            expected: Ok(PlannedShards {
+                rows_to_send: 5,
+                skipped_rows: 0,
+                shards: &[(1, 2), (3, 2), (5, 1)],
+            }),
+            ..PLAN
+        },
+        PlanCase {
+            name: "a byte limit one byte short of two lines puts every row in a shard of its own",
+            csv: "text\nabcd\nabcd\nabcd\n",
+            max_bytes_per_file_in_lines: Some((2, -1)),
+            expected: Ok(PlannedShards {
+                rows_to_send: 3,
+                skipped_rows: 0,
+                shards: &[(1, 1), (2, 1), (3, 1)],
+            }),
+            ..PLAN
+        },
+        PlanCase {
+            name: "a line exactly at the line limit is sent",
+            csv: "text\nabcd\nabcd\n",
+            max_line_bytes_beyond_one_line: Some(0),
+            expected: Ok(PlannedShards {
+                rows_to_send: 2,
+                skipped_rows: 0,
+                shards: &[(1, 2)],
+            }),
+            ..PLAN
+        },
+        PlanCase {
+            name: "lines one byte over the line limit are refused by row and nothing is planned",
+            csv: "text\nabcd\nabcd\n",
+            max_line_bytes_beyond_one_line: Some(-1),
+            expected: Err(&[
+                "the input has 2 bad rows; nothing was uploaded",
+                "rows.csv, row 1 (line 2)",
+                "rows.csv, row 2 (line 3)",
+                "at most",
+            ]),
+            ..PLAN
+        },
+        PlanCase {
+            name: "one huge row among small ones is refused by its row number alone",
+            csv: "text\nabcd\nabcdabcdabcdabcdabcdabcdabcdabcdabcdabcdabcdabcdabcdabcdabcdabcd\nabcd\n",
+            max_line_bytes_beyond_one_line: Some(10),
+            expected: Err(&["the input has 1 bad row;", "row 2 (line 3)"]),
+            ..PLAN
+        },
+        PlanCase {
+            name: "rows skipped as empty are in no shard and the next shard starts at the next sent row",
+            csv: "text\nabcd\n\"  \"\nabcd\nabcd\n",
+            input_keys: "skip_empty = true\n",
+            max_requests_per_file: Some(2),
+            expected: Ok(PlannedShards {
+                rows_to_send: 3,
+                skipped_rows: 1,
+                shards: &[(1, 2), (4, 1)],
+            }),
+            ..PLAN
+        },
+        PlanCase {
+            name: "every row skipped as empty makes no shard and counts every row as skipped",
+            csv: "text\n\"  \"\n\" \"\n",
+            input_keys: "skip_empty = true\n",
+            expected: Ok(PlannedShards {
+                rows_to_send: 0,
+                skipped_rows: 2,
+                shards: &[],
+            }),
+            ..PLAN
+        },
+        PlanCase {
+            name: "an empty prompt without skip_empty is refused naming its row",
+            csv: "text\nabcd\n\"  \"\n",
+            expected: Err(&["row 2 (line 3)", "empty", "skip_empty = true"]),
+            ..PLAN
+        },
+        PlanCase {
+            name: "a repeated id is refused naming the row that used it first",
+            csv: "id,text\nx1,abcd\nx2,abcd\nx1,abcd\n",
+            input_keys: "id_column = \"id\"\n",
+            expected: Err(&["row 3 (line 4)", "already used by row 1"]),
+            ..PLAN
+        },
+    ];
+
+    fn plan_in(
+        directory: &Path,
+        csv: &str,
+        input_keys: &str,
+        batch_keys: &str,
+    ) -> anyhow::Result<PlanOutcome> {
+        std::fs::write(directory.join("rows.csv"), csv).unwrap();
+        std::fs::write(
+            directory.join("job.toml"),
+            format!(
+                "[input]\npath = \"rows.csv\"\n{input_keys}[request]\nmodel = \"qwen-plus\"\ntemplate = \"{{{{ text }}}}\"\n[batch]\n{batch_keys}"
+            ),
+        )
+        .unwrap();
+        let job = load_job(&directory.join("job.toml")).unwrap();
+        let shards_directory = directory.join("shards");
+        std::fs::create_dir_all(&shards_directory).unwrap();
+        let ledger = Ledger::open(directory).unwrap();
+        plan_shards(
+            &job,
+            &ProviderProfile::for_kind(ProviderKind::Sim),
+            &shards_directory,
+            &ledger,
+            0,
+        )
+    }
+
+    /// The length of the one line every case's rows render to, newline not counted.
+    fn common_line_bytes() -> u64 {
+        let directory = tempfile::tempdir().unwrap();
+        let outcome = plan_in(directory.path(), &format!("text\n{ROW_TEXT}\n"), "", "").unwrap();
+        outcome.shards[0].byte_size - 1
+    }
+
+    #[test]
+    fn plan_cases() {
+        let line_bytes = common_line_bytes();
+        for case in PLAN_CASES {
+            let mut batch_keys = String::new();
+            if let Some(requests) = case.max_requests_per_file {
+                batch_keys.push_str(&format!("max_requests_per_file = {requests}\n"));
+            }
+            if let Some((lines, added)) = case.max_bytes_per_file_in_lines {
+                let bytes = (lines * (line_bytes + 1))
+                    .checked_add_signed(added)
+                    .unwrap();
+                batch_keys.push_str(&format!("max_bytes_per_file = {bytes}\n"));
+            }
+            if let Some(added) = case.max_line_bytes_beyond_one_line {
+                let bytes = line_bytes.checked_add_signed(added).unwrap();
+                batch_keys.push_str(&format!("max_line_bytes = {bytes}\n"));
+            }
+            let directory = tempfile::tempdir().unwrap();
+            let outcome = plan_in(directory.path(), case.csv, case.input_keys, &batch_keys);
+            let expected = match (&case.expected, outcome) {
+                (Ok(expected), Ok(outcome)) => (expected, outcome),
+                (Err(words), Err(error)) => {
+                    let message = format!("{error:#}");
+                    for word in *words {
+                        assert!(
+                            message.contains(word),
+                            "case `{}`: no `{word}` in: {message}",
+                            case.name
+                        );
+                    }
+                    continue;
+                }
+                (Ok(_), Err(error)) => {
+                    panic!("case `{}`: refused, expected a plan: {error:#}", case.name)
+                }
+                (Err(_), Ok(outcome)) => {
+                    panic!(
+                        "case `{}`: planned {outcome:?}, expected a refusal",
+                        case.name
+                    )
+                }
+            };
+            let (expected, outcome) = expected;
+            assert_eq!(
+                (outcome.row_count, outcome.skipped_rows),
+                (expected.rows_to_send, expected.skipped_rows),
+                "case `{}`: rows to send and rows skipped",
+                case.name
+            );
+            let shards: Vec<(u64, u64)> = outcome
+                .shards
+                .iter()
+                .map(|shard| (shard.first_row, shard.row_count))
+                .collect();
+            assert_eq!(
+                shards, expected.shards,
+                "case `{}`: (first row, rows) of each shard",
+                case.name
+            );
+            for (position, shard) in outcome.shards.iter().enumerate() {
+                assert_eq!(
+                    shard.shard_index, position as u64,
+                    "case `{}`: shards are numbered in order",
+                    case.name
+                );
+                let path = directory.path().join("shards").join(&shard.file_name);
+                let text = std::fs::read_to_string(&path).unwrap();
+                assert_eq!(
+                    (text.lines().count() as u64, text.len() as u64),
+                    (shard.row_count, shard.byte_size),
+                    "case `{}`: shard {} file matches its record",
+                    case.name,
+                    shard.shard_index
+                );
+                assert_eq!(
+                    file_sha256(&path).unwrap(),
+                    shard.sha256,
+                    "case `{}`: shard {} hash",
+                    case.name,
+                    shard.shard_index
+                );
+            }
+        }
+    }
+
+    struct ShardLimitCase {
+        name: &'static str,
+        /// The job's (max_requests_per_file, max_bytes_per_file, max_line_bytes).
+        job_limits: (Option<u64>, Option<u64>, Option<u64>),
+        expected: ShardLimits,
+    }
+
+    const SIM_LIMITS: ShardLimits = ShardLimits {
+        max_requests_per_file: 50_000,
+        max_bytes_per_file: 500_000_000,
+        max_line_bytes: 1_000_000,
+    };
+
+    const SHARD_LIMIT_CASES: &[ShardLimitCase] = &[
+        ShardLimitCase {
+            name: "a job that sets no limit gets the provider's",
+            job_limits: (None, None, None),
+            expected: SIM_LIMITS,
+        },
+        ShardLimitCase {
+            name: "a job may lower every limit, down to one",
+            job_limits: (Some(1), Some(1), Some(1)),
+            expected: ShardLimits {
+                max_requests_per_file: 1,
+                max_bytes_per_file: 1,
+                max_line_bytes: 1,
+            },
+        },
+        ShardLimitCase {
+            name: "a job limit exactly at the provider's is kept",
+            job_limits: (Some(50_000), Some(500_000_000), Some(1_000_000)),
+            expected: SIM_LIMITS,
+        },
+        ShardLimitCase {
+            name: "a job limit one over the provider's is lowered to the provider's",
+            job_limits: (Some(50_001), Some(500_000_001), Some(1_000_001)),
+            expected: SIM_LIMITS,
+        },
+        ShardLimitCase {
+            name: "each limit is lowered on its own",
+            job_limits: (Some(10), None, Some(2_000_000)),
+            expected: ShardLimits {
+                max_requests_per_file: 10,
+                ..SIM_LIMITS
+            },
+        },
+    ];
+
+    #[test]
+    fn shard_limit_cases() {
+        let directory = tempfile::tempdir().unwrap();
+        std::fs::write(
+            directory.path().join("job.toml"),
+            "[input]\npath = \"rows.csv\"\n[request]\nmodel = \"qwen-plus\"\ntemplate = \"{{ text }}\"\n",
+        )
+        .unwrap();
+        let mut job = load_job(&directory.path().join("job.toml")).unwrap();
+        let profile = ProviderProfile::for_kind(ProviderKind::Sim);
+        for case in SHARD_LIMIT_CASES {
+            let (requests, bytes, line) = case.job_limits;
+            job.spec.batch.max_requests_per_file = requests;
+            job.spec.batch.max_bytes_per_file = bytes;
+            job.spec.batch.max_line_bytes = line;
+            assert_eq!(
+                shard_limits(&job, &profile),
+                case.expected,
+                "case `{}`",
+                case.name
+            );
+        }
+    }
+}
