@@ -387,3 +387,67 @@ mod fault_tests {
         assert_eq!(sim.handle.request_counts().mutating_calls(), 3);
     }
 }
+
+/// The headers the gate checks and adds: the bearer key, and OpenAI's `x-request-id`.
+#[cfg(test)]
+mod header_tests {
+    use std::collections::BTreeSet;
+
+    use serde_json::Value;
+
+    use super::super::SimFlavour;
+    use super::super::test_support::{KEY, frozen_sim, is_lower_hex};
+
+    #[tokio::test]
+    async fn requests_without_a_bearer_key_are_refused() {
+        let sim = frozen_sim(SimFlavour::Dashscope).await;
+        for authorization in [None, Some("Bearer "), Some("Basic abc")] {
+            let mut request = sim.client.get(sim.url("/batches"));
+            if let Some(value) = authorization {
+                request = request.header("authorization", value);
+            }
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 401, "{authorization:?}");
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "invalid_api_key");
+        }
+        let (status, _) = sim.get_json("/batches").await;
+        assert_eq!(status, 200);
+    }
+
+    #[tokio::test]
+    async fn openai_answers_carry_an_x_request_id_and_dashscope_ones_do_not() {
+        let sim = frozen_sim(SimFlavour::Openai).await;
+        let mut seen = BTreeSet::new();
+        for path in ["/batches", "/files", "/batches/batch_missing"] {
+            let response = sim
+                .client
+                .get(sim.url(path))
+                .bearer_auth(KEY)
+                .send()
+                .await
+                .unwrap();
+            let id = response.headers()["x-request-id"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            let hex = id.strip_prefix("req_").unwrap();
+            assert!(hex.len() == 32 && is_lower_hex(hex), "{id}");
+            seen.insert(id);
+        }
+        assert_eq!(seen.len(), 3);
+        let unauthorized = sim.client.get(sim.url("/batches")).send().await.unwrap();
+        assert_eq!(unauthorized.status(), 401);
+        assert!(unauthorized.headers().contains_key("x-request-id"));
+
+        let dashscope = frozen_sim(SimFlavour::Dashscope).await;
+        let response = dashscope
+            .client
+            .get(dashscope.url("/batches"))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap();
+        assert!(!response.headers().contains_key("x-request-id"));
+    }
+}

@@ -85,6 +85,12 @@ pub(crate) fn whole_seconds(seconds: f64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
+    use std::time::Duration;
+
+    use super::super::SimConfig;
+    use super::super::test_support::{chat_lines, start_sim};
+    use crate::wire::BatchStatus;
 
     #[test]
     fn a_frozen_clock_moves_only_when_advanced() {
@@ -115,5 +121,62 @@ mod tests {
         let future = wall_clock_seconds() + 1_000_000.0;
         let clock = SimulatedClock::starting_at(future, 0.0);
         assert_eq!(clock.now(), future);
+    }
+
+    #[tokio::test]
+    async fn the_default_time_scale_finishes_a_few_hundred_lines_within_seconds() {
+        let sim = start_sim(SimConfig::default()).await;
+        let batch = sim.submit(&chat_lines(300, "qwen-flash")).await;
+        let started = Instant::now();
+        let finished = loop {
+            let batch = sim.batch(&batch.id).await;
+            if batch.status.is_terminal() {
+                break batch;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "still {:?}",
+                batch.status
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(finished.status, BatchStatus::Completed);
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_slower_clock_lets_a_poller_watch_progress() {
+        let sim = start_sim(SimConfig {
+            time_scale: 100.0,
+            ..SimConfig::default()
+        })
+        .await;
+        let batch = sim.submit(&chat_lines(20, "qwen-flash")).await;
+        let started = Instant::now();
+        let mut progress_seen = BTreeSet::new();
+        loop {
+            let batch = sim.batch(&batch.id).await;
+            if batch.status == BatchStatus::InProgress {
+                progress_seen.insert(batch.request_counts.unwrap().completed);
+            }
+            if batch.status.is_terminal() {
+                assert_eq!(batch.status, BatchStatus::Completed);
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(3));
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+        assert!(
+            progress_seen
+                .iter()
+                .filter(|completed| (1..20).contains(*completed))
+                .count()
+                >= 2,
+            "{progress_seen:?}"
+        );
     }
 }

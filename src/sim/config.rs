@@ -184,6 +184,11 @@ impl SimFlavour {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Value, json};
+
+    use super::super::VALIDATION_SECONDS;
+    use super::super::test_support::{CHAT, chat_lines, frozen_sim, is_lower_hex};
+    use crate::wire::{BatchStatus, RequestCounts};
 
     #[test]
     fn dashscope_windows_accept_hours_and_days_between_one_and_fourteen_days() {
@@ -223,5 +228,104 @@ mod tests {
         assert!(SimFlavour::Dashscope.accepts_model("sim-anything"));
         assert!(!SimFlavour::Dashscope.accepts_model("gpt-4o"));
         assert!(SimFlavour::Openai.accepts_model("gpt-4o"));
+    }
+
+    #[tokio::test]
+    async fn the_openai_flavour_differs_where_openai_does() {
+        let sim = frozen_sim(SimFlavour::Openai).await;
+        assert!(
+            sim.handle
+                .base_url()
+                .ends_with(&format!("{}/v1", sim.handle.addr.port()))
+        );
+        let good = chat_lines(3, "gpt-4o-mini");
+        let refused = json!({"custom_id": "bad", "method": "POST", "url": CHAT, "body": {"model": "gpt-4o-mini", "messages": []}}).to_string();
+        let file = sim.upload(&(good + &refused)).await;
+        let suffix = file.id.strip_prefix("file-").unwrap();
+        assert!(
+            suffix.len() == 22
+                && suffix
+                    .chars()
+                    .all(|character| character.is_ascii_alphanumeric()),
+            "{}",
+            file.id
+        );
+        assert_eq!(file.expires_at, Some(file.created_at + 30 * 86_400));
+        // Input files can be read back on OpenAI.
+        assert!(sim.download(&file.id).await.contains("row-0"));
+
+        let sim_ref = &sim;
+        let refuse =
+            |body: Value| async move { sim_ref.try_create(body).await.unwrap().status().as_u16() };
+        assert_eq!(
+            refuse(json!({"input_file_id": file.id, "endpoint": CHAT, "completion_window": "48h"}))
+                .await,
+            400
+        );
+        let many: serde_json::Map<String, Value> = (0..17)
+            .map(|index| (format!("k{index}"), json!("v")))
+            .collect();
+        assert_eq!(refuse(json!({"input_file_id": file.id, "endpoint": CHAT, "completion_window": "24h", "metadata": many})).await, 400);
+        assert_eq!(refuse(json!({"input_file_id": file.id, "endpoint": CHAT, "completion_window": "24h", "metadata": {"k".repeat(65): "v"}})).await, 400);
+        assert_eq!(refuse(json!({"input_file_id": file.id, "endpoint": CHAT, "completion_window": "24h", "metadata": {"k": "v".repeat(513)}})).await, 400);
+
+        let created: Value = sim
+            .try_create(json!({"input_file_id": file.id, "endpoint": CHAT, "completion_window": "24h", "metadata": {"job": "nightly"}}))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = created["id"].as_str().unwrap();
+        let hex = id.strip_prefix("batch_").unwrap();
+        assert!(hex.len() == 32 && is_lower_hex(hex), "{id}");
+        assert_eq!(created["model"], "gpt-4o-mini");
+        assert_eq!(created["usage"]["input_tokens"], 0);
+        assert_eq!(
+            created["expires_at"].as_i64(),
+            Some(created["created_at"].as_i64().unwrap() + 86_400)
+        );
+        assert_eq!(created["in_progress_at"], Value::Null);
+
+        let done = sim.finish(id).await;
+        assert_eq!(done.status, BatchStatus::Completed);
+        assert_eq!(
+            done.in_progress_at,
+            Some(done.created_at + VALIDATION_SECONDS as i64)
+        );
+        assert!(done.finalizing_at.unwrap() < done.completed_at.unwrap());
+        assert_eq!(
+            done.request_counts,
+            Some(RequestCounts {
+                total: 4,
+                completed: 3,
+                failed: 1
+            })
+        );
+        let usage = done.usage.as_ref().unwrap();
+        assert!(usage["input_tokens"].as_u64().unwrap() > 0);
+        assert_eq!(usage["input_tokens_details"]["cached_tokens"], 0);
+        assert_eq!(
+            usage["total_tokens"].as_u64(),
+            Some(
+                usage["input_tokens"].as_u64().unwrap() + usage["output_tokens"].as_u64().unwrap()
+            )
+        );
+        let output = sim
+            .result_lines(done.output_file_id.as_ref().unwrap())
+            .await;
+        assert_eq!(output.len(), 3);
+        let line_id = output[0].id.as_deref().unwrap();
+        assert!(
+            line_id.starts_with("batch_req_") && line_id.len() == "batch_req_".len() + 32,
+            "{line_id}"
+        );
+        let errors = sim.result_lines(done.error_file_id.as_ref().unwrap()).await;
+        assert_eq!(errors.len(), 1);
+        let response = errors[0].response.as_ref().unwrap();
+        assert_eq!(response.status_code, 400);
+        assert!(response.body.as_ref().unwrap()["error"]["message"].is_string());
+        let (_, files) = sim.get_json("/files").await;
+        assert_eq!(files["first_id"], files["data"][0]["id"]);
     }
 }

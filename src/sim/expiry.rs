@@ -99,6 +99,10 @@ pub(crate) fn output_policy(value: Option<&Value>) -> Result<Option<i64>, ApiFai
 mod tests {
     use serde_json::json;
 
+    use super::super::SimFlavour;
+    use super::super::test_support::{CHAT, KEY, TestSim, chat_lines, frozen_sim};
+    use crate::wire::{Batch, FileObject};
+
     use super::*;
 
     #[test]
@@ -163,5 +167,104 @@ mod tests {
     fn files_expire_thirty_days_after_creation_without_a_policy() {
         assert_eq!(expires_at(1000, None), 1000 + 30 * 86_400);
         assert_eq!(expires_at(1000, Some(3600)), 4600);
+    }
+
+    async fn upload_with_expiry(sim: &TestSim, anchor: &str, seconds: &str) -> reqwest::Response {
+        // As the OpenAI SDKs encode `expires_after={"anchor": ..., "seconds": ...}`.
+        let form = reqwest::multipart::Form::new()
+            .text("purpose", "batch")
+            .text("expires_after[anchor]", anchor.to_owned())
+            .text("expires_after[seconds]", seconds.to_owned())
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(chat_lines(2, "gpt-4o-mini").into_bytes())
+                    .file_name("in.jsonl"),
+            );
+        sim.client
+            .post(sim.url("/files"))
+            .bearer_auth(KEY)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn openai_uploads_and_result_files_follow_their_expiration_policies() {
+        let sim = frozen_sim(SimFlavour::Openai).await;
+        let response = upload_with_expiry(&sim, "created_at", "3600").await;
+        assert_eq!(response.status(), 200);
+        let file: FileObject = response.json().await.unwrap();
+        assert_eq!(file.expires_at, Some(file.created_at + 3600));
+        for (anchor, seconds) in [
+            ("created_at", "60"),
+            ("created_at", "2592001"),
+            ("now", "3600"),
+        ] {
+            let refused = upload_with_expiry(&sim, anchor, seconds).await;
+            assert_eq!(refused.status(), 400, "{anchor} {seconds}");
+            let body: Value = refused.json().await.unwrap();
+            assert!(
+                body["error"]["param"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("expires_after."),
+                "{body}"
+            );
+        }
+
+        let refused = sim
+            .try_create(
+                json!({"input_file_id": file.id, "endpoint": CHAT, "completion_window": "24h",
+                               "output_expires_after": {"anchor": "created_at", "seconds": 10}}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 400);
+        let created = sim
+            .try_create(
+                json!({"input_file_id": file.id, "endpoint": CHAT, "completion_window": "24h",
+                               "output_expires_after": {"anchor": "created_at", "seconds": 7200}}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(created.status(), 200);
+        let batch: Batch = created.json().await.unwrap();
+        let done = sim.finish(&batch.id).await;
+        let (_, output) = sim
+            .get_json(&format!("/files/{}", done.output_file_id.unwrap()))
+            .await;
+        // The anchor is the output file's creation, not the batch's.
+        assert_eq!(
+            output["expires_at"].as_i64(),
+            Some(output["created_at"].as_i64().unwrap() + 7200)
+        );
+        // Without a policy, batch files live 30 days.
+        let plain = sim.submit(&chat_lines(1, "gpt-4o-mini")).await;
+        let done = sim.finish(&plain.id).await;
+        let (_, output) = sim
+            .get_json(&format!("/files/{}", done.output_file_id.unwrap()))
+            .await;
+        assert_eq!(
+            output["expires_at"].as_i64(),
+            Some(output["created_at"].as_i64().unwrap() + 30 * 86_400)
+        );
+    }
+
+    #[tokio::test]
+    async fn dashscope_ignores_the_openai_expiration_policies() {
+        let sim = frozen_sim(SimFlavour::Dashscope).await;
+        let response = upload_with_expiry(&sim, "created_at", "60").await;
+        assert_eq!(response.status(), 200);
+        let file: Value = response.json().await.unwrap();
+        assert!(file.get("expires_at").is_none(), "{file}");
+        let created = sim
+            .try_create(
+                json!({"input_file_id": file["id"], "endpoint": CHAT, "completion_window": "24h",
+                               "output_expires_after": {"anchor": "created_at", "seconds": 10}}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(created.status(), 200);
     }
 }

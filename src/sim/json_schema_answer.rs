@@ -371,12 +371,13 @@ fn numeric_bounds(object: &Map<String, Value>) -> (NumericBound, NumericBound) {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
+    use super::super::test_support::{answer_value, content_of};
     use super::*;
     use serde_json::json;
 
-    /// A small validator for the keywords the answerer supports; used by the responder tests too.
-    pub(crate) fn fits_schema(value: &Value, schema: &Value, root: &Value) -> Result<(), String> {
+    /// A small validator for the keywords the answerer supports.
+    fn fits_schema(value: &Value, schema: &Value, root: &Value) -> Result<(), String> {
         let Some(object) = schema.as_object() else {
             return Ok(());
         };
@@ -568,5 +569,48 @@ pub(crate) mod tests {
         });
         let value = answer_for(&schema, 1);
         assert!(value.is_object());
+    }
+
+    #[test]
+    fn json_schema_answers_fit_their_schema() {
+        let schema = json!({
+            "type": "object",
+            "properties": {
+                "sentiment": {"type": "string", "enum": ["positive", "negative", "neutral"]},
+                "stars": {"type": "integer", "minimum": 1, "maximum": 5},
+                "topics": {"type": "array", "items": {"type": "string"}, "maxItems": 3},
+                "spam": {"type": "boolean"},
+                "score": {"type": "number", "minimum": 0, "maximum": 1}
+            },
+            "required": ["sentiment", "stars", "topics", "spam", "score"],
+            "additionalProperties": false
+        });
+        let mut sentiments = std::collections::BTreeSet::new();
+        for review in [
+            "Great phone, fast delivery",
+            "Broke after a week",
+            "It is a phone",
+            "Love the colour",
+            "Too expensive",
+            "Works as described",
+        ] {
+            let (body, _) = answer_value(
+                "/v1/chat/completions",
+                json!({"model": "qwen-flash", "messages": [{"role": "user", "content": review}],
+                       "response_format": {"type": "json_schema", "json_schema": {"name": "review", "schema": schema}}}),
+            );
+            let parsed: Value = serde_json::from_str(content_of(&body)).unwrap();
+            fits_schema(&parsed, &schema, &schema).unwrap();
+            sentiments.insert(parsed["sentiment"].as_str().unwrap().to_owned());
+            // The same review gets the same label even when other parameters change.
+            let (again, _) = answer_value(
+                "/v1/chat/completions",
+                json!({"model": "qwen-flash", "temperature": 0.2, "messages": [{"role": "user", "content": review}],
+                       "response_format": {"type": "json_schema", "json_schema": {"name": "review", "schema": schema}}}),
+            );
+            let reparsed: Value = serde_json::from_str(content_of(&again)).unwrap();
+            assert_eq!(reparsed["sentiment"], parsed["sentiment"]);
+        }
+        assert!(sentiments.len() >= 2);
     }
 }

@@ -267,9 +267,21 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     era * 146_097 + day_of_era - 719_468
 }
 
+/// The ids of the first and last items of a page, for `first_id` and `last_id`.
+pub(crate) fn first_and_last_ids<T>(
+    page: &[T],
+    id_of: impl Fn(&T) -> &String,
+) -> Option<(String, String)> {
+    Some((id_of(page.first()?).clone(), id_of(page.last()?).clone()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    use super::super::test_support::frozen_sim;
+    use crate::wire::Batch;
 
     fn parameters(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs
@@ -365,5 +377,31 @@ mod tests {
             list_answer(empty, false, None, SimFlavour::Openai, true).to_string(),
             r#"{"data":[],"first_id":null,"has_more":false,"last_id":null,"object":"list"}"#
         );
+    }
+
+    #[tokio::test]
+    async fn empty_lists_have_null_data_on_dashscope_and_empty_arrays_on_openai() {
+        let dashscope = frozen_sim(SimFlavour::Dashscope).await;
+        let (_, files) = dashscope.get_json("/files").await;
+        assert_eq!(
+            files,
+            json!({"object": "list", "data": null, "has_more": false})
+        );
+        let (_, batches) = dashscope.get_json("/batches").await;
+        assert_eq!(
+            batches,
+            json!({"object": "list", "data": null, "first_id": null, "last_id": null, "has_more": false})
+        );
+        let page: ListPage<Batch> = serde_json::from_value(batches).unwrap();
+        assert!(page.into_items().is_empty());
+
+        let openai = frozen_sim(SimFlavour::Openai).await;
+        let (_, files) = openai.get_json("/files").await;
+        assert_eq!(
+            files,
+            json!({"object": "list", "data": [], "first_id": null, "last_id": null, "has_more": false})
+        );
+        let (_, batches) = openai.get_json("/batches").await;
+        assert_eq!(batches["data"], json!([]));
     }
 }

@@ -8,11 +8,20 @@
 //!
 //! Layout, one concept per file:
 //! - `config`: [`SimConfig`], [`SimFlavour`] and what differs between the flavours;
-//! - `state`: files, batches, bills, ids, counters, and the operations on them;
+//! - `state`: [`SimState`], the one lock every operation runs under (`SimState::run`), loading
+//!   and saving;
+//! - `world`, `id_sequence`, `call_counters`: what `world.json` holds (file records, batches,
+//!   upload counts), the id counter and `x-request-id`s, and `control.json`'s fault plan and call
+//!   counters;
+//! - `stored_files`, `batches`: the Files and Batches operations on the locked world (batches with
+//!   their bills and the ledger); `advancing_batches`: moving batches on before each operation;
 //! - `lifecycle`: a batch's life in simulated time, with its duration constants;
 //! - `validation`, `input_lines`: checking an input file as the provider does after create;
 //! - `results`, `processing_order`: writing output and error files, out of input order;
-//! - `responder`, `json_schema_answer`, `token_estimate`: the deterministic fake model;
+//! - `responder`: the deterministic fake model, reading a line's body and answering it, with
+//!   `free_text_answer`, `json_schema_answer`, `embedding_answer`, `token_usage` (usage, thinking,
+//!   `max_tokens`), `chat_completion_body` (each flavour's field order), `request_rejection` and
+//!   `token_estimate`;
 //! - `faults`, `call_gate`, `connection`: scripted faults and how calls are dropped or cut;
 //! - `ledger`: the ground truth the engine's invariant tests read;
 //! - `persist`, `clock`, `ids`: storage, simulated time, deterministic ids;
@@ -28,13 +37,20 @@
 //! [`SimHandle::advance_clock`] / `POST /_sim/clock/advance`.
 
 mod admin;
+mod advancing_batches;
 mod api_error;
+mod batches;
+mod call_counters;
 mod call_gate;
+mod chat_completion_body;
 mod clock;
 mod config;
 mod connection;
+mod embedding_answer;
 mod expiry;
 mod faults;
+mod free_text_answer;
+mod id_sequence;
 mod ids;
 mod input_lines;
 mod json_schema_answer;
@@ -43,14 +59,18 @@ mod lifecycle;
 mod listing;
 mod persist;
 mod processing_order;
+mod request_rejection;
 mod responder;
 mod results;
 mod routes;
 mod state;
+mod stored_files;
 #[cfg(test)]
 mod test_support;
 mod token_estimate;
+mod token_usage;
 mod validation;
+mod world;
 
 use std::io;
 use std::net::SocketAddr;

@@ -21,7 +21,8 @@ use super::ledger::BilledRequest;
 use super::lifecycle::{BatchRecord, LineFate, UnprocessedLines};
 use super::persist::{FileSink, FileStore};
 use super::processing_order::ProcessingOrder;
-use super::responder::{AnswerBody, AnswerContext, RequestRejection, answer_request, error_body};
+use super::request_rejection::{RequestRejection, error_body};
+use super::responder::{AnswerBody, AnswerContext, answer_request};
 use crate::wire::{LineError, RequestCounts, RequestLine};
 
 /// The files (not yet stored under ids) and the tallies of a finished batch.

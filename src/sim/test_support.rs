@@ -1,8 +1,12 @@
 //! Helpers for the simulator's own tests: a simulator on 127.0.0.1:0 with a reqwest client, and
 //! input files.
 
+use std::path::PathBuf;
+
 use serde_json::{Value, json};
 
+use super::responder::{AnswerContext, answer_request};
+use super::token_usage::TokenUsage;
 use super::{SimConfig, SimFlavour, SimHandle, spawn};
 use crate::wire::{Batch, FileObject, ResultLine};
 
@@ -197,4 +201,43 @@ impl TestSim {
             .await
             .expect("json")
     }
+}
+
+pub(crate) fn is_lower_hex(text: &str) -> bool {
+    text.chars()
+        .all(|character| character.is_ascii_digit() || ('a'..='f').contains(&character))
+}
+
+pub(crate) fn scratch_directory(name: &str) -> PathBuf {
+    let path =
+        std::env::temp_dir().join(format!("dashbatch-sim-state-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&path);
+    path
+}
+
+pub(crate) fn persistent_config(state_dir: &std::path::Path) -> SimConfig {
+    SimConfig {
+        time_scale: 0.0,
+        seed: 5,
+        state_dir: Some(state_dir.to_path_buf()),
+        ..SimConfig::default()
+    }
+}
+
+pub(crate) fn context() -> AnswerContext<'static> {
+    AnswerContext {
+        seed: 7,
+        completion_id: "chatcmpl-test",
+        created: 1_700_000_000,
+        flavour: SimFlavour::Dashscope,
+    }
+}
+
+pub(crate) fn answer_value(endpoint: &str, body: Value) -> (Value, TokenUsage) {
+    let answer = answer_request(context(), endpoint, &body).unwrap();
+    (serde_json::to_value(&answer.body).unwrap(), answer.usage)
+}
+
+pub(crate) fn content_of(body: &Value) -> &str {
+    body["choices"][0]["message"]["content"].as_str().unwrap()
 }

@@ -8,6 +8,8 @@
 pub(crate) const TOKENS_PER_MESSAGE: u64 = 4;
 /// Tokens that prime the assistant's answer once per request.
 pub(crate) const TOKENS_PER_REQUEST: u64 = 3;
+/// Tokens an image, audio or video part of a message costs.
+pub(crate) const TOKENS_PER_MEDIA_PART: u64 = 258;
 
 /// Estimated tokens of a text: CJK characters count three quarters of a token each (one token per
 /// 1.33 characters), everything else a quarter.
@@ -54,6 +56,9 @@ pub(crate) fn is_mostly_cjk(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    use super::super::test_support::answer_value;
 
     #[test]
     fn cjk_text_costs_more_tokens_per_character_than_english() {
@@ -68,5 +73,22 @@ mod tests {
         assert_eq!(estimate_text_tokens(""), 0);
         assert!(is_mostly_cjk(chinese));
         assert!(!is_mostly_cjk(english));
+    }
+
+    #[test]
+    fn cjk_prompts_cost_more_tokens_per_character() {
+        let (_, chinese) = answer_value(
+            "/v1/chat/completions",
+            json!({"model": "qwen-plus", "messages": [{"role": "user", "content": "请用一句话总结这篇关于城市交通拥堵治理的长篇报告的主要观点和建议"}]}),
+        );
+        let (_, english) = answer_value(
+            "/v1/chat/completions",
+            json!({"model": "qwen-plus", "messages": [{"role": "user", "content": "Please summarise, in one sentence, the main points of this report on city traffic."}]}),
+        );
+        // 31 CJK characters against 83 English characters.
+        assert!(
+            chinese.prompt_tokens > english.prompt_tokens,
+            "{chinese:?} {english:?}"
+        );
     }
 }

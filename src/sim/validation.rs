@@ -269,7 +269,11 @@ fn check_line(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use std::io::Cursor;
+
+    use super::super::test_support::{chat_lines, frozen_sim};
+    use crate::wire::{BatchStatus, RequestCounts};
 
     fn chat_line(custom_id: &str, model: &str, url: &str) -> String {
         serde_json::json!({"custom_id": custom_id, "method": "POST", "url": url,
@@ -402,5 +406,32 @@ mod tests {
             SimFlavour::Openai,
         );
         assert!(validation.errors.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_file_with_a_bad_line_fails_validation_without_files_or_bills() {
+        let sim = frozen_sim(SimFlavour::Dashscope).await;
+        let content = chat_lines(1, "qwen-flash")
+            + &json!({"custom_id": "b", "method": "POST", "url": "/v1/chat/completion",
+                      "body": {"model": "qwen-flash", "messages": [{"role": "user", "content": "x"}]}}).to_string();
+        let batch = sim.submit(&content).await;
+        let failed = sim.finish(&batch.id).await;
+        assert_eq!(failed.status, BatchStatus::Failed);
+        let errors = failed.error_list();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].code.as_deref(), Some("url_not_found"));
+        assert_eq!(errors[0].line, Some(2));
+        assert_eq!(errors[0].param.as_deref(), Some("url"));
+        assert_eq!(failed.errors.as_ref().unwrap().object, "list");
+        assert_eq!(
+            (
+                failed.output_file_id.as_ref(),
+                failed.error_file_id.as_ref()
+            ),
+            (None, None)
+        );
+        assert!(failed.failed_at.is_some() && failed.in_progress_at.is_none());
+        assert_eq!(failed.request_counts, Some(RequestCounts::default()));
+        assert!(sim.handle.ledger().await.billed_requests.is_empty());
     }
 }
