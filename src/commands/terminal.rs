@@ -79,15 +79,19 @@ pub fn finish_run(
     if let engine::FailureKind::Interrupted(interrupted) = settled.kind {
         say_interrupted(interrupted, run_directory);
         events.emit(
-            engine::EventKind::RunInterrupted,
-            serde_json::json!({"exit_code": settled.exit_code, "signal": interrupted.signal}),
+            engine::Event::RunInterrupted {
+                exit_code: settled.exit_code,
+                signal: interrupted.signal,
+            },
             || None,
         );
     } else {
         print_error(&settled);
         events.emit(
-            engine::EventKind::RunFailed,
-            serde_json::json!({"exit_code": settled.exit_code, "error": format!("{settled}")}),
+            engine::Event::RunFailed {
+                exit_code: settled.exit_code,
+                error: settled.to_string(),
+            },
             || None,
         );
     }

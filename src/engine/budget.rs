@@ -11,12 +11,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
-use serde_json::json;
 
 use super::run_failure::RunFailure;
 use super::run_record::RunRecord;
 use super::shard_results::load_shard_results;
-use super::{EventKind, EventSink, RunDirectory};
+use super::{Event, EventSink, RunDirectory};
 use crate::cost::RunPricer;
 use crate::estimate::{
     EstimateTotals, RequestEstimator, ShardEstimate, estimate_shard_file,
@@ -487,14 +486,13 @@ impl RunBudget {
             amount.map_or_else(|| "an unknown amount".to_owned(), |money| money.to_string())
         };
         events.emit(
-            EventKind::BudgetCapReached,
-            json!({
-                "shard": shard.shard_index,
-                "rows": shard.row_count,
-                "shard_upper_bound": shard_upper.map(|money| money.to_decimal_string()),
-                "committed": committed.map(|money| money.to_decimal_string()),
-                "max_cost": cap.limit.to_decimal_string(),
-            }),
+            Event::BudgetCapReached {
+                shard: shard.shard_index,
+                rows: shard.row_count,
+                shard_upper_bound: shard_upper.map(|money| money.to_decimal_string()),
+                committed: committed.map(|money| money.to_decimal_string()),
+                max_cost: cap.limit.to_decimal_string(),
+            },
             || {
                 Some(format!(
                     "not submitting shard {} or any later shard: its {} request(s) could cost up to {}, and with {} \
@@ -548,6 +546,7 @@ mod tests {
     use super::*;
     use crate::engine::OutputMode;
     use crate::job::load_job;
+    use serde_json::json;
 
     /// Test prices. `sim-budget`: prompts are free and output is 2 per 1M tokens realtime, so at
     /// batch price (half) every token a row's `max_tokens` allows is exactly 0.000001 CNY.
@@ -915,9 +914,16 @@ mod tests {
             match (outcome, case.expected) {
                 (Ok(()), Ok(())) => {}
                 (Err(failure), Err(words)) => {
+                    // Refused before the first upload: local, and nothing was spent, so exit 2.
                     assert_eq!(
-                        failure.exit_code,
-                        crate::exit::INPUT_ERROR,
+                        failure.kind,
+                        crate::engine::FailureKind::Local,
+                        "case `{}`",
+                        case.name
+                    );
+                    assert_eq!(
+                        crate::engine::spending_of(&run_directory.root),
+                        crate::engine::Spending::Nothing,
                         "case `{}`",
                         case.name
                     );

@@ -3,13 +3,11 @@
 
 use std::path::Path;
 
-use serde_json::json;
-
 use super::connection::connect;
 use super::poll::record_batch_state;
 use super::run_failure::RunFailure;
 use super::run_record::{open_existing_ledger, read_run_record};
-use super::{EventKind, EventSink, OutputMode, RunDirectory};
+use super::{Event, EventSink, OutputMode, RunDirectory};
 use crate::ledger::EffectKind;
 
 /// `dashbatch cancel RUN_DIR`: asks the provider to cancel the run's live batches. Rows that
@@ -40,9 +38,18 @@ pub async fn cancel_run(run_directory: &Path, mode: OutputMode) -> Result<u64, R
                     .map_err(RunFailure::remote)?;
                 cancelled += 1;
                 events.emit(
-                    EventKind::BatchCancelRequested,
-                    json!({"shard": shard.shard_index, "batch_id": batch_id, "status": batch.status.as_str()}),
-                    || Some(format!("asked to cancel batch `{batch_id}` (shard {}): now {}", shard.shard_index, batch.status.as_str())),
+                    Event::BatchCancelRequested {
+                        shard: shard.shard_index,
+                        batch_id,
+                        status: batch.status.as_str(),
+                    },
+                    || {
+                        Some(format!(
+                            "asked to cancel batch `{batch_id}` (shard {}): now {}",
+                            shard.shard_index,
+                            batch.status.as_str()
+                        ))
+                    },
                 );
             }
             Err(error) => {

@@ -4,9 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 
-use serde_json::json;
-
-use super::{EventKind, EventSink, RunDirectory};
+use super::{Event, EventSink, RunDirectory};
 use crate::client::{ApiClient, ClientError};
 use crate::ledger::{EffectKind, Ledger, ShardRecord};
 use crate::wire::ResultLine;
@@ -123,8 +121,11 @@ pub async fn download_shard_results(
                         message: error.to_string(),
                     })?;
                 events.emit(
-                    EventKind::ResultsUnavailable,
-                    json!({"shard": shard.shard_index, "file_id": file_id, "reason": reason}),
+                    Event::ResultsUnavailable {
+                        shard: shard.shard_index,
+                        file_id,
+                        reason: &reason,
+                    },
                     || Some(format!("shard {}: {reason}", shard.shard_index)),
                 );
             }
@@ -138,8 +139,10 @@ pub async fn download_shard_results(
             message: error.to_string(),
         })?;
     events.emit(
-        EventKind::ResultsDownloaded,
-        json!({"shard": shard.shard_index, "lines": lines}),
+        Event::ResultsDownloaded {
+            shard: shard.shard_index,
+            lines,
+        },
         || {
             Some(format!(
                 "downloaded {lines} result lines of shard {}",

@@ -6,9 +6,10 @@ use std::io::Write;
 use std::sync::Mutex;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde_json::{Value, json};
+use serde::Serialize;
 
-use crate::wire::BatchStatus;
+use super::report::RunReport;
+use crate::wire::{BatchStatus, RequestCounts};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutputMode {
@@ -105,6 +106,114 @@ impl EventKind {
     }
 }
 
+/// One `--json` event with its fields, typed: the NDJSON line is this, serialised with its
+/// `type` first. Field names are part of the documented output (README, "Machine output").
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event<'a> {
+    RunStarted {
+        job: &'a str,
+        run_directory: String,
+        provider: String,
+        resumed: bool,
+    },
+    Planned {
+        rows: u64,
+        skipped_rows: u64,
+        shards: usize,
+    },
+    FileUploaded {
+        shard: u64,
+        file_id: &'a str,
+        bytes: u64,
+    },
+    FileAdopted {
+        shard: u64,
+        file_id: &'a str,
+    },
+    BatchCreated {
+        shard: u64,
+        batch_id: &'a str,
+        input_file_id: &'a str,
+    },
+    BatchAdopted {
+        shard: u64,
+        batch_id: &'a str,
+    },
+    BatchStatus {
+        shard: u64,
+        batch_id: &'a str,
+        status: &'a str,
+        request_counts: &'a RequestCounts,
+    },
+    ResultsDownloaded {
+        shard: u64,
+        lines: u64,
+    },
+    ResultsUnavailable {
+        shard: u64,
+        file_id: &'a str,
+        reason: &'a str,
+    },
+    RetryPlanned {
+        shards: usize,
+    },
+    RemoteFilesDeleted {
+        files: u64,
+    },
+    BudgetCapReached {
+        shard: u64,
+        rows: u64,
+        /// Decimal text; absent when unknown.
+        shard_upper_bound: Option<String>,
+        committed: Option<String>,
+        max_cost: String,
+    },
+    BudgetStopped {
+        shards_not_submitted: &'a [u64],
+        rows_not_submitted: u64,
+    },
+    BatchCancelRequested {
+        shard: u64,
+        batch_id: &'a str,
+        status: &'a str,
+    },
+    /// The whole report, its fields beside `type`.
+    RunFinished(&'a RunReport),
+    RunFailed {
+        exit_code: u8,
+        error: String,
+    },
+    RunInterrupted {
+        exit_code: u8,
+        signal: i32,
+    },
+}
+
+impl Event<'_> {
+    pub fn kind(&self) -> EventKind {
+        match self {
+            Event::RunStarted { .. } => EventKind::RunStarted,
+            Event::Planned { .. } => EventKind::Planned,
+            Event::FileUploaded { .. } => EventKind::FileUploaded,
+            Event::FileAdopted { .. } => EventKind::FileAdopted,
+            Event::BatchCreated { .. } => EventKind::BatchCreated,
+            Event::BatchAdopted { .. } => EventKind::BatchAdopted,
+            Event::BatchStatus { .. } => EventKind::BatchStatus,
+            Event::ResultsDownloaded { .. } => EventKind::ResultsDownloaded,
+            Event::ResultsUnavailable { .. } => EventKind::ResultsUnavailable,
+            Event::RetryPlanned { .. } => EventKind::RetryPlanned,
+            Event::RemoteFilesDeleted { .. } => EventKind::RemoteFilesDeleted,
+            Event::BudgetCapReached { .. } => EventKind::BudgetCapReached,
+            Event::BudgetStopped { .. } => EventKind::BudgetStopped,
+            Event::BatchCancelRequested { .. } => EventKind::BatchCancelRequested,
+            Event::RunFinished(_) => EventKind::RunFinished,
+            Event::RunFailed { .. } => EventKind::RunFailed,
+            Event::RunInterrupted { .. } => EventKind::RunInterrupted,
+        }
+    }
+}
+
 pub struct EventSink {
     mode: OutputMode,
     bars: MultiProgress,
@@ -131,16 +240,13 @@ impl EventSink {
     }
 
     /// An event: a JSON line on stdout in JSON mode, a line on stderr in human mode.
-    pub fn emit(&self, kind: EventKind, fields: Value, human: impl FnOnce() -> Option<String>) {
+    pub fn emit(&self, event: Event<'_>, human: impl FnOnce() -> Option<String>) {
         match self.mode {
             OutputMode::Json => {
-                let mut object = json!({ "type": kind.as_str() });
-                if let (Some(target), Value::Object(extra)) = (object.as_object_mut(), fields) {
-                    target.extend(extra);
-                }
+                let line = serde_json::to_string(&event).expect("an event serialises");
                 // The stdout lock keeps each event one whole line.
                 let mut stdout = std::io::stdout().lock();
-                let _ = writeln!(stdout, "{object}");
+                let _ = writeln!(stdout, "{line}");
                 let _ = stdout.flush();
             }
             OutputMode::Human => {
@@ -217,6 +323,50 @@ impl EventSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The serialised `type` of each event is its kind's name, first on the line.
+    #[test]
+    fn an_event_line_starts_with_its_kind() {
+        let counts = RequestCounts::default();
+        let events = [
+            Event::FileUploaded {
+                shard: 3,
+                file_id: "file-1",
+                bytes: 10,
+            },
+            Event::BatchStatus {
+                shard: 3,
+                batch_id: "batch-1",
+                status: "completed",
+                request_counts: &counts,
+            },
+            Event::BudgetStopped {
+                shards_not_submitted: &[4, 5],
+                rows_not_submitted: 9,
+            },
+            Event::RunInterrupted {
+                exit_code: 130,
+                signal: 2,
+            },
+        ];
+        for event in events {
+            let line = serde_json::to_string(&event).unwrap();
+            assert!(
+                line.starts_with(&format!("{{\"type\":\"{}\"", event.kind().as_str())),
+                "{line}"
+            );
+        }
+        let line = serde_json::to_string(&Event::FileUploaded {
+            shard: 3,
+            file_id: "file-1",
+            bytes: 10,
+        })
+        .unwrap();
+        assert_eq!(
+            line,
+            r#"{"type":"file_uploaded","shard":3,"file_id":"file-1","bytes":10}"#
+        );
+    }
 
     #[test]
     fn every_event_kind_is_named_once_and_documented_in_the_readme() {

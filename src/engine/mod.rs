@@ -32,7 +32,7 @@ pub use budget::{BUDGET_CAP_ERROR_CODE, BudgetCap, BudgetReport, CapSource, RunB
 pub use cancel::cancel_run;
 pub use connection::check_base_url;
 pub use estimate_vs_actual::EstimateVersusActual;
-pub use events::{EventKind, EventSink, OutputMode};
+pub use events::{Event, EventKind, EventSink, OutputMode};
 pub use output_target::{OutputTarget, check_output_target, choose_output_target};
 pub use plan::{PlanOutcome, plan_shards, shard_limits};
 pub use report::RunReport;

@@ -4,10 +4,8 @@
 
 use std::time::Duration;
 
-use serde_json::json;
-
 use super::download::download_shard_results;
-use super::{EventKind, EventSink, RunDirectory};
+use super::{Event, EventSink, RunDirectory};
 use crate::client::{ApiClient, ClientError};
 use crate::ledger::Ledger;
 use crate::wire::Batch;
@@ -103,13 +101,12 @@ pub async fn poll_until_settled(
                 );
                 if shard.status() != batch.status {
                     events.emit(
-                        EventKind::BatchStatus,
-                        json!({
-                            "shard": shard.shard_index,
-                            "batch_id": batch_id,
-                            "status": batch.status.as_str(),
-                            "request_counts": counts,
-                        }),
+                        Event::BatchStatus {
+                            shard: shard.shard_index,
+                            batch_id,
+                            status: batch.status.as_str(),
+                            request_counts: &counts,
+                        },
                         || {
                             batch.status.is_terminal().then(|| {
                                 format!(

@@ -1,9 +1,7 @@
 //! Deleting a run's files at the provider once their results are safely on disk (DashScope caps
 //! an account at 10,000 files).
 
-use serde_json::json;
-
-use super::{EventKind, EventSink};
+use super::{Event, EventSink};
 use crate::client::ApiClient;
 use crate::ledger::{EffectKind, Ledger};
 
@@ -40,7 +38,7 @@ pub(super) async fn delete_remote_files(
         ledger.set_remote_files_deleted(shard_index)?;
     }
     if deleted > 0 {
-        events.emit(EventKind::RemoteFilesDeleted, json!({"files": deleted}), || {
+        events.emit(Event::RemoteFilesDeleted { files: deleted }, || {
             Some(format!(
                 "deleted {deleted} file(s) at the provider; the results are in the run directory"
             ))

@@ -10,8 +10,6 @@
 
 use std::path::Path;
 
-use serde_json::json;
-
 use super::budget::{RunBudget, prepare_run_budget};
 use super::connection::{check_base_url, connect, load_prices, poll_schedule};
 use super::estimate_vs_actual::attach_estimates;
@@ -27,7 +25,7 @@ use super::run_failure::{ProviderRefusal, RunFailure};
 use super::run_options::{RunOptions, RunOutcome};
 use super::run_record::{RunFounding, RunRecord};
 use super::submission::submit_pending;
-use super::{EventKind, EventSink, RunDirectory};
+use super::{Event, EventSink, RunDirectory};
 use crate::cost::RunPricer;
 use crate::exit;
 use crate::job::Job;
@@ -125,13 +123,12 @@ impl Run {
             options.tokenizer.as_deref(),
         )?;
         events.emit(
-            EventKind::RunStarted,
-            json!({
-                "job": job.name,
-                "run_directory": run_directory.root.display().to_string(),
-                "provider": options.provider.to_string(),
-                "resumed": resuming,
-            }),
+            Event::RunStarted {
+                job: &job.name,
+                run_directory: run_directory.root.display().to_string(),
+                provider: options.provider.to_string(),
+                resumed: resuming,
+            },
             || {
                 Some(format!(
                     "{} job `{}` in `{}` on provider `{}`",
@@ -196,8 +193,11 @@ impl Run {
                     String::new()
                 };
                 self.events.emit(
-                    EventKind::Planned,
-                    json!({"rows": plan.row_count, "skipped_rows": plan.skipped_rows, "shards": plan.shards.len()}),
+                    Event::Planned {
+                        rows: plan.row_count,
+                        skipped_rows: plan.skipped_rows,
+                        shards: plan.shards.len(),
+                    },
                     || {
                         Some(format!(
                             "{} rows in {} shard(s){skipped}",
@@ -286,8 +286,9 @@ impl Run {
                 break;
             }
             self.events.emit(
-                EventKind::RetryPlanned,
-                json!({"shards": retry_shards}),
+                Event::RetryPlanned {
+                    shards: retry_shards,
+                },
                 || {
                     Some(format!(
                         "resending transiently failed requests in {retry_shards} retry shard(s)"
@@ -389,11 +390,8 @@ impl Run {
         write_atomically(&self.run_directory.report_path(), &report_json).map_err(|error| {
             RunFailure::local(anyhow::anyhow!("cannot write the report: {error}"))
         })?;
-        self.events.emit(
-            EventKind::RunFinished,
-            serde_json::to_value(&report).expect("report serialises"),
-            || Some(report.summary()),
-        );
+        self.events
+            .emit(Event::RunFinished(&report), || Some(report.summary()));
         self.say_if_stopped_by_budget(&report);
         let exit_code = if report.all_rows_ok() {
             exit::SUCCESS
@@ -416,8 +414,10 @@ impl Run {
             return;
         };
         self.events.emit(
-            EventKind::BudgetStopped,
-            json!({"shards_not_submitted": budget_report.shards_not_submitted, "rows_not_submitted": budget_report.rows_not_submitted}),
+            Event::BudgetStopped {
+                shards_not_submitted: &budget_report.shards_not_submitted,
+                rows_not_submitted: budget_report.rows_not_submitted,
+            },
             || {
                 Some(format!(
                     "the run stopped at its budget cap and is not finished: {} row(s) were not submitted. To submit them, \

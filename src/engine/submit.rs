@@ -6,10 +6,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-
 use super::poll::record_batch_state;
-use super::{EventKind, EventSink, RunDirectory};
+use super::{Event, EventSink, RunDirectory};
 use crate::client::{ApiClient, BatchListQuery, ClientError};
 use crate::job::Job;
 use crate::ledger::{EffectKind, Ledger, ShardRecord};
@@ -139,8 +137,11 @@ impl Submitter<'_> {
                 self.ledger.set_file_id(shard.shard_index, Some(&file.id))?;
                 self.ledger.record_outcome(effect, "done", &file.id)?;
                 self.events.emit(
-                    EventKind::FileUploaded,
-                    json!({"shard": shard.shard_index, "file_id": file.id, "bytes": file.bytes}),
+                    Event::FileUploaded {
+                        shard: shard.shard_index,
+                        file_id: &file.id,
+                        bytes: file.bytes,
+                    },
                     || {
                         Some(format!(
                             "uploaded shard {} as `{}`",
@@ -202,8 +203,10 @@ impl Submitter<'_> {
         };
         self.ledger.set_file_id(shard.shard_index, Some(&adopted))?;
         self.events.emit(
-            EventKind::FileAdopted,
-            json!({"shard": shard.shard_index, "file_id": adopted}),
+            Event::FileAdopted {
+                shard: shard.shard_index,
+                file_id: &adopted,
+            },
             || {
                 Some(format!(
                     "found the upload of shard {} already made (`{adopted}`); not uploading again",
@@ -274,8 +277,11 @@ impl Submitter<'_> {
                 record_batch_state(self.ledger, shard.shard_index, &batch)?;
                 self.ledger.record_outcome(effect, "done", &batch.id)?;
                 self.events.emit(
-                    EventKind::BatchCreated,
-                    json!({"shard": shard.shard_index, "batch_id": batch.id, "input_file_id": file_id}),
+                    Event::BatchCreated {
+                        shard: shard.shard_index,
+                        batch_id: &batch.id,
+                        input_file_id: file_id,
+                    },
                     || {
                         Some(format!(
                             "created batch `{}` for shard {}",
@@ -345,8 +351,10 @@ impl Submitter<'_> {
                 self.ledger.set_batch_id(shard.shard_index, &found.id)?;
                 record_batch_state(self.ledger, shard.shard_index, &found)?;
                 self.events.emit(
-                    EventKind::BatchAdopted,
-                    json!({"shard": shard.shard_index, "batch_id": found.id}),
+                    Event::BatchAdopted {
+                        shard: shard.shard_index,
+                        batch_id: &found.id,
+                    },
                     || {
                         Some(format!(
                             "found batch `{}` already created for shard {}; not creating another",
