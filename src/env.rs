@@ -16,12 +16,15 @@ pub const DASHBATCH_TOKENIZER: &str = "DASHBATCH_TOKENIZER";
 /// Test only: makes the process SIGKILL itself at a named step (see `kill_point`).
 pub const DASHBATCH_TEST_KILL_AT: &str = "DASHBATCH_TEST_KILL_AT";
 
-/// The prices file a command uses: the one given by flag, else the one named by
-/// [`DASHBATCH_PRICES`] (an empty value names none).
-pub fn chosen_prices_file(flag: Option<&std::path::Path>) -> Option<std::path::PathBuf> {
-    flag.map(std::path::Path::to_owned).or_else(|| {
-        std::env::var_os(DASHBATCH_PRICES)
-            .filter(|value| !value.is_empty())
-            .map(std::path::PathBuf::from)
-    })
+/// The prices file a command uses: the one given by `--prices`, else the one named by
+/// [`DASHBATCH_PRICES`] (an empty value names none), with where it came from.
+pub fn chosen_prices_file(
+    flag: Option<&std::path::Path>,
+) -> Option<crate::settings::Setting<std::path::PathBuf>> {
+    crate::settings::SettingPlaces {
+        flag: crate::settings::flag_path(flag, "--prices"),
+        environment: crate::settings::environment_path(DASHBATCH_PRICES),
+        ..crate::settings::SettingPlaces::default()
+    }
+    .resolve()
 }

@@ -30,6 +30,7 @@ pub mod pricing;
 pub mod provider;
 pub mod render;
 pub mod row_result;
+pub mod settings;
 pub mod shard;
 pub mod sim;
 pub mod table;

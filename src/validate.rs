@@ -8,6 +8,7 @@ use crate::engine::plan_shards;
 use crate::job::load_job;
 use crate::ledger::Ledger;
 use crate::provider::{ProviderKind, ProviderProfile};
+use crate::settings::{Setting, SettingSource};
 
 pub fn validate_job(
     job_file: &Path,
@@ -17,7 +18,10 @@ pub fn validate_job(
     let job = load_job(job_file)?;
     let profile = ProviderProfile::for_kind(provider);
     profile.check_job(&job)?;
-    let prices = crate::pricing::PriceTable::load(crate::env::chosen_prices_file(None).as_deref())?;
+    let prices_file = crate::env::chosen_prices_file(None);
+    let prices = crate::pricing::PriceTable::load(
+        prices_file.as_ref().map(|setting| setting.value.as_path()),
+    )?;
     crate::model_check::check_model(&job, provider, false, &prices)?;
     let scratch = tempfile::tempdir()?;
     let ledger = Ledger::open_path(&scratch.path().join("validate.sqlite"))?;
@@ -46,6 +50,7 @@ pub fn validate_job(
             shard.shard_index, shard.first_row, shard.row_count, shard.byte_size
         )?;
     }
+    write_settings_in_force(&mut text, &job, prices_file.as_ref())?;
     for rendered in &plan.preview {
         let value: serde_json::Value = serde_json::from_slice(&rendered.line)?;
         writeln!(
@@ -56,4 +61,58 @@ pub fn validate_job(
         )?;
     }
     Ok(text)
+}
+
+/// The settings a `run` of this job would use with no flag, and where each comes from.
+fn write_settings_in_force(
+    text: &mut String,
+    job: &crate::job::Job,
+    prices_file: Option<&Setting<std::path::PathBuf>>,
+) -> std::fmt::Result {
+    let shown = |setting: Option<&Setting<String>>, otherwise: &str| match setting {
+        Some(setting) => format!("{} (from {})", setting.value, setting.source),
+        None => format!("{otherwise} ({})", SettingSource::Default),
+    };
+    let path_text = |setting: Setting<std::path::PathBuf>| Setting {
+        value: format!("`{}`", setting.value.display()),
+        source: setting.source,
+    };
+    let output = job
+        .output_path
+        .clone()
+        .map(|path| Setting {
+            value: path,
+            source: SettingSource::JobFile("[output] path"),
+        })
+        .map(path_text);
+    let tokenizer =
+        crate::tokens::choose_vocabulary(None, None, job.estimate_tokenizer_path.as_deref())
+            .map(path_text);
+    let max_cost = job.spec.batch.max_cost.as_ref().map(|amount| Setting {
+        value: amount.0.clone(),
+        source: SettingSource::JobFile("[batch] max_cost"),
+    });
+    writeln!(
+        text,
+        "  settings (a flag wins over the environment, which wins over the job file):"
+    )?;
+    writeln!(
+        text,
+        "    output: {}",
+        shown(output.as_ref(), "RUN_DIR/output.<format>")
+    )?;
+    writeln!(
+        text,
+        "    prices file: {}",
+        shown(
+            prices_file.cloned().map(path_text).as_ref(),
+            "none, the built-in table"
+        )
+    )?;
+    writeln!(
+        text,
+        "    tokenizer vocabulary: {}",
+        shown(tokenizer.as_ref(), "none, the heuristic count")
+    )?;
+    writeln!(text, "    max_cost: {}", shown(max_cost.as_ref(), "none"))
 }

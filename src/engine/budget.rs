@@ -25,39 +25,18 @@ use crate::job::Job;
 use crate::ledger::{EffectKind, Ledger, ShardRecord};
 use crate::pricing::{Money, PriceTable};
 use crate::row_result::{RowResult, UNDECODABLE_BODY_ERROR_CODE};
-use crate::tokens::VocabularySource;
+use crate::settings::{SettingPlaces, SettingSource};
 use crate::wire::BatchStatus;
 
 /// The `error_code` of rows whose shard was not submitted because of the budget cap.
 pub const BUDGET_CAP_ERROR_CODE: &str = "budget_cap";
 
 /// Where a run's cap comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CapSource {
-    /// `--max-cost` on this command line.
-    Flag,
-    /// `--max-cost` given when the run started, kept in its ledger.
-    RunLedger,
-    /// `[batch] max_cost` in the job file.
-    JobFile,
-}
-
-impl std::fmt::Display for CapSource {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.write_str(match self {
-            CapSource::Flag => "`--max-cost`",
-            CapSource::RunLedger => "the `--max-cost` this run was started with",
-            CapSource::JobFile => "`[batch] max_cost` in the job file",
-        })
-    }
-}
-
 /// The cap in force.
 #[derive(Debug, Clone, Copy)]
 pub struct BudgetCap {
     pub limit: Money,
-    pub source: CapSource,
+    pub source: SettingSource,
 }
 
 /// The budget section of `report.json`.
@@ -65,7 +44,7 @@ pub struct BudgetCap {
 pub struct BudgetReport {
     /// Exact decimal text in the report's currency.
     pub max_cost: String,
-    pub source: CapSource,
+    pub source: SettingSource,
     /// Money committed when the run last submitted or stopped (actual cost of billed rows plus the
     /// upper bound of rows without a result).
     pub committed: String,
@@ -107,30 +86,29 @@ pub fn prepare_run_budget(
     max_cost_flag: Option<&str>,
     tokenizer_flag: Option<&std::path::Path>,
 ) -> Result<RunBudget, RunFailure> {
-    let vocabulary = match (tokenizer_flag, record.tokenizer.clone()) {
-        (Some(flag), _) => Some((flag.to_owned(), VocabularySource::Flag)),
-        (None, Some(recorded)) => Some((recorded, VocabularySource::RunLedger)),
-        (None, None) => vocabulary_for_job(None, job),
-    };
-    if let Some((path, _)) = &vocabulary {
-        RunRecord::record_tokenizer(ledger, path).map_err(RunFailure::local)?;
+    let vocabulary = vocabulary_for_job(tokenizer_flag, record.tokenizer.clone(), job);
+    if let Some(setting) = &vocabulary {
+        RunRecord::record_tokenizer(ledger, &setting.value).map_err(RunFailure::local)?;
     }
 
-    let cap_text = match (
-        max_cost_flag,
-        record.max_cost.clone(),
-        &job.spec.batch.max_cost,
-    ) {
-        (Some(flag), _, _) => {
-            crate::job::check_positive_amount(flag)
-                .map_err(|problem| RunFailure::local(anyhow::anyhow!("`--max-cost`: {problem}")))?;
-            RunRecord::record_max_cost(ledger, flag.trim()).map_err(RunFailure::local)?;
-            Some((flag.trim().to_owned(), CapSource::Flag))
-        }
-        (None, Some(recorded), _) => Some((recorded, CapSource::RunLedger)),
-        (None, None, Some(job_value)) => Some((job_value.0.clone(), CapSource::JobFile)),
-        (None, None, None) => None,
-    };
+    if let Some(flag) = max_cost_flag {
+        crate::job::check_positive_amount(flag)
+            .map_err(|problem| RunFailure::local(anyhow::anyhow!("`--max-cost`: {problem}")))?;
+        RunRecord::record_max_cost(ledger, flag.trim()).map_err(RunFailure::local)?;
+    }
+    let cap_text = SettingPlaces {
+        flag: max_cost_flag.map(|flag| (flag.trim().to_owned(), "--max-cost")),
+        run_ledger: record.max_cost.clone(),
+        environment: None,
+        job_file: job
+            .spec
+            .batch
+            .max_cost
+            .as_ref()
+            .map(|amount| (amount.0.clone(), "[batch] max_cost")),
+        default: None,
+    }
+    .resolve();
 
     let estimator = match request_estimator_for_job(job, prices, vocabulary.as_ref()) {
         Ok(estimator) => Some(estimator),
@@ -145,14 +123,14 @@ pub fn prepare_run_budget(
         }
     };
     let cap = match (&cap_text, &estimator) {
-        (Some((text, source)), Some(estimator)) => {
-            let limit =
-                Money::parse_decimal(text, estimator.price().currency()).map_err(|error| {
-                    RunFailure::local(anyhow::anyhow!("max_cost from {source}: {error}"))
+        (Some(setting), Some(estimator)) => {
+            let limit = Money::parse_decimal(&setting.value, estimator.price().currency())
+                .map_err(|error| {
+                    RunFailure::local(anyhow::anyhow!("max_cost from {}: {error}", setting.source))
                 })?;
             Some(BudgetCap {
                 limit,
-                source: *source,
+                source: setting.source,
             })
         }
         _ => None,

@@ -123,7 +123,7 @@ pub fn check_base_url(url: &str) -> Result<(), RunFailure> {
 pub(super) fn load_prices(
     options_prices: Option<&Path>,
 ) -> Result<(PriceTable, Option<PathBuf>), RunFailure> {
-    let path = crate::env::chosen_prices_file(options_prices);
+    let path = crate::env::chosen_prices_file(options_prices).map(|setting| setting.value);
     let table = PriceTable::load(path.as_deref()).map_err(RunFailure::local)?;
     Ok((table, path))
 }

@@ -28,7 +28,7 @@ mod submission;
 mod submit;
 mod totals;
 
-pub use budget::{BUDGET_CAP_ERROR_CODE, BudgetCap, BudgetReport, CapSource, RunBudget};
+pub use budget::{BUDGET_CAP_ERROR_CODE, BudgetCap, BudgetReport, RunBudget};
 pub use cancel::cancel_run;
 pub use connection::check_base_url;
 pub use estimate_vs_actual::EstimateVersusActual;

@@ -34,18 +34,29 @@ pub fn choose_output_target(
     job: &Job,
     run_directory: &RunDirectory,
 ) -> Result<OutputTarget, RunFailure> {
-    let (chosen_path, where_from) = match (flag, &job.output_path) {
-        (Some(path), _) => (Some(path.to_owned()), "--output"),
-        (None, Some(path)) => (Some(path.clone()), "[output] path"),
-        (None, None) => (None, ""),
-    };
+    let chosen = crate::settings::SettingPlaces {
+        flag: crate::settings::flag_path(flag, "--output"),
+        job_file: job.output_path.clone().map(|path| (path, "[output] path")),
+        ..crate::settings::SettingPlaces::default()
+    }
+    .resolve();
     let declared = job.spec.output.format;
-    let Some(path) = chosen_path else {
+    let Some(crate::settings::Setting {
+        value: path,
+        source,
+    }) = chosen
+    else {
         let format = declared.unwrap_or(TableFormat::Parquet);
         return Ok(OutputTarget {
             path: absolute(&run_directory.default_output_path(format.extension())),
             format,
         });
+    };
+    // Messages name the flag or key as the user wrote it.
+    let where_from = match source {
+        crate::settings::SettingSource::Flag(name)
+        | crate::settings::SettingSource::JobFile(name) => name,
+        _ => "the output path",
     };
     let named = match path.extension() {
         None => None,

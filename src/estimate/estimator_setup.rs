@@ -5,9 +5,8 @@ use std::path::{Path, PathBuf};
 use super::request_estimate::RequestEstimator;
 use crate::job::Job;
 use crate::pricing::{PriceOrigin, PriceTable, PriceTableError};
-use crate::tokens::{
-    TokenizerChoiceError, VocabularySource, choose_vocabulary, load_token_counter,
-};
+use crate::settings::Setting;
+use crate::tokens::{TokenizerChoiceError, choose_vocabulary, load_token_counter};
 
 /// Why a job cannot be estimated.
 #[derive(Debug, thiserror::Error)]
@@ -34,14 +33,22 @@ pub enum EstimateSetupError {
 /// # Errors
 /// When the price file cannot be read or is invalid (the error names file, line and key).
 pub fn load_price_table(flag: Option<&Path>) -> Result<PriceTable, PriceTableError> {
-    PriceTable::load(crate::env::chosen_prices_file(flag).as_deref())
+    PriceTable::load(
+        crate::env::chosen_prices_file(flag)
+            .map(|setting| setting.value)
+            .as_deref(),
+    )
 }
 
 /// The vocabulary path a job's estimates use: `flag`, else DASHBATCH_TOKENIZER, else the job's
 /// `[estimate] tokenizer`.
 #[must_use]
-pub fn vocabulary_for_job(flag: Option<&Path>, job: &Job) -> Option<(PathBuf, VocabularySource)> {
-    choose_vocabulary(flag, job.estimate_tokenizer_path.as_deref())
+pub fn vocabulary_for_job(
+    flag: Option<&Path>,
+    run_ledger: Option<PathBuf>,
+    job: &Job,
+) -> Option<Setting<PathBuf>> {
+    choose_vocabulary(flag, run_ledger, job.estimate_tokenizer_path.as_deref())
 }
 
 /// The estimator of `job`'s requests with `prices`, counting tokens with the chosen vocabulary.
@@ -51,7 +58,7 @@ pub fn vocabulary_for_job(flag: Option<&Path>, job: &Job) -> Option<(PathBuf, Vo
 pub fn request_estimator_for_job(
     job: &Job,
     prices: &PriceTable,
-    vocabulary: Option<&(PathBuf, VocabularySource)>,
+    vocabulary: Option<&Setting<PathBuf>>,
 ) -> Result<RequestEstimator, EstimateSetupError> {
     let model = &job.spec.request.model;
     let price = prices.lookup(model).ok_or_else(|| {

@@ -21,6 +21,4 @@ pub use token_counter::{
     CHAT_FORMAT_TOKENS_PER_MESSAGE, CHAT_FORMAT_TOKENS_PER_REQUEST, ChatMessageText,
     PromptTokenCount, TokenCounter,
 };
-pub use tokenizer_choice::{
-    TokenizerChoiceError, VocabularySource, choose_vocabulary, load_token_counter,
-};
+pub use tokenizer_choice::{TokenizerChoiceError, choose_vocabulary, load_token_counter};

@@ -151,7 +151,7 @@ fn a_vocabulary_that_is_not_qwen_tiktoken_is_refused_never_ignored() {
         (
             vec!["estimate", "job.toml"],
             vec![
-                "the job file's `[estimate] tokenizer`",
+                "`[estimate] tokenizer` in the job file",
                 "missing/qwen.tiktoken",
                 "pip install dashscope",
             ],

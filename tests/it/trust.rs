@@ -540,3 +540,39 @@ fn a_runs_path_that_is_a_file_is_named_with_a_way_forward() {
         "{stderr}"
     );
 }
+
+/// `validate` says which settings a run would use and where each comes from: the environment's
+/// prices file, the job's output and cap, the default tokenizer.
+#[test]
+fn validate_names_each_setting_and_where_it_comes_from() {
+    let workspace = Workspace::new();
+    workspace.write("rows.csv", "id,text\n1,hello\n");
+    workspace.write(
+        "prices.toml",
+        "[models.qwen-flash]\ncurrency = \"CNY\"\nbatch_discount_percent = 50\n[[models.qwen-flash.tiers]]\ninput = 0.15\noutput = 1.5\n",
+    );
+    workspace.write(
+        "job.toml",
+        "[input]\npath = \"rows.csv\"\n[request]\nmodel = \"qwen-flash\"\ntemplate = \"{{ text }}\"\nmax_tokens = 10\n[output]\npath = \"answers.csv\"\n[batch]\nmax_cost = \"0.5\"\n",
+    );
+    let output = workspace
+        .command(&["validate", "job.toml", "--provider", "sim"])
+        .env("DASHBATCH_PRICES", "prices.toml")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for piece in [
+        "answers.csv` (from `[output] path` in the job file)",
+        "prices file: `prices.toml` (from DASHBATCH_PRICES)",
+        "tokenizer vocabulary: none, the heuristic count (the default)",
+        "max_cost: 0.5 (from `[batch] max_cost` in the job file)",
+    ] {
+        assert!(stdout.contains(piece), "expected `{piece}` in:\n{stdout}");
+    }
+}
