@@ -119,6 +119,31 @@ impl EffectKind {
     }
 }
 
+/// How a side effect ended, as written in `effects.state` (an effect without one is still an
+/// `intent`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EffectOutcome {
+    /// It happened; the detail holds what it made (a file or batch id).
+    Done,
+    /// It surely did not happen.
+    Failed,
+    /// The call's answer was lost: it may have happened; reconciled later.
+    Unknown,
+    /// An intent left by a crash was matched against the provider and settled.
+    Reconciled,
+}
+
+impl EffectOutcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            EffectOutcome::Done => "done",
+            EffectOutcome::Failed => "failed",
+            EffectOutcome::Unknown => "unknown",
+            EffectOutcome::Reconciled => "reconciled",
+        }
+    }
+}
+
 pub struct Ledger {
     connection: Connection,
     path: PathBuf,
@@ -371,17 +396,17 @@ impl Ledger {
         Ok(self.connection.last_insert_rowid())
     }
 
-    /// Records how a side effect ended: `done`, `failed` (it surely did not happen) or `unknown`.
+    /// Records how a side effect ended.
     pub fn record_outcome(
         &self,
         effect_id: i64,
-        state: &str,
+        outcome: EffectOutcome,
         detail: &str,
     ) -> Result<(), LedgerError> {
         self.connection
             .execute(
                 "UPDATE effects SET state = ?2, detail = ?3, finished_at = ?4 WHERE effect_id = ?1",
-                params![effect_id, state, detail, now_text()],
+                params![effect_id, outcome.as_str(), detail, now_text()],
             )
             .map_err(|e| self.error(e))?;
         Ok(())
@@ -710,7 +735,9 @@ mod tests {
             let effect = ledger
                 .record_intent(Some(0), EffectKind::Upload, "shard-00000.jsonl")
                 .unwrap();
-            ledger.record_outcome(effect, "done", "file-1").unwrap();
+            ledger
+                .record_outcome(effect, EffectOutcome::Done, "file-1")
+                .unwrap();
             ledger.set_file_id(0, Some("file-1")).unwrap();
             ledger
                 .record_intent(Some(1), EffectKind::Upload, "shard-00001.jsonl")

@@ -18,10 +18,7 @@ pub fn validate_job(
     let job = load_job(job_file)?;
     let profile = ProviderProfile::for_kind(provider);
     profile.check_job(&job)?;
-    let prices_file = crate::env::chosen_prices_file(None);
-    let prices = crate::pricing::PriceTable::load(
-        prices_file.as_ref().map(|setting| setting.value.as_path()),
-    )?;
+    let (prices, prices_file) = crate::pricing::PriceTable::load_chosen(None)?;
     crate::model_check::check_model(&job, provider, false, &prices)?;
     let scratch = tempfile::tempdir()?;
     let ledger = Ledger::open_path(&scratch.path().join("validate.sqlite"))?;

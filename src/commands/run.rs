@@ -48,6 +48,8 @@ pub async fn run_command(arguments: RunArguments) -> u8 {
         if let Some(url) = &base_url {
             engine::check_base_url(url)?;
         }
+        // The job file is read once, before any directory is made for it.
+        let loaded = job::load_job(&job).map_err(RunFailure::local)?;
         let chosen = match run_dir {
             Some(directory) => {
                 let command = format!("run {}", job.display());
@@ -59,10 +61,7 @@ pub async fn run_command(arguments: RunArguments) -> u8 {
                     created,
                 }
             }
-            None => {
-                let loaded = job::load_job(&job).map_err(RunFailure::local)?;
-                engine::choose_and_lock_run_directory(&loaded, rehearse, wait_for_lock).await?
-            }
+            None => engine::choose_and_lock_run_directory(&loaded, rehearse, wait_for_lock).await?,
         };
         let run_directory = chosen.path.clone();
         *chosen_directory.lock().expect("not poisoned") = Some(run_directory.clone());
@@ -77,7 +76,7 @@ pub async fn run_command(arguments: RunArguments) -> u8 {
             max_cost,
             tokenizer,
         };
-        let outcome = engine::run_job(&job, options).await;
+        let outcome = engine::run_job(loaded, options).await;
         // A run refused before it spent anything leaves no directory behind (still under its
         // lock, so no other process is working in it).
         if chosen.created

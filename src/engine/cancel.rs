@@ -8,7 +8,7 @@ use super::poll::record_batch_state;
 use super::run_failure::RunFailure;
 use super::run_record::{open_existing_ledger, read_run_record};
 use super::{Event, EventSink, OutputMode, RunDirectory};
-use crate::ledger::EffectKind;
+use crate::ledger::{EffectKind, EffectOutcome};
 
 /// `dashbatch cancel RUN_DIR`: asks the provider to cancel the run's live batches. Rows that
 /// already finished stay billed and are kept; `resume` then joins what came back.
@@ -32,7 +32,7 @@ pub async fn cancel_run(run_directory: &Path, mode: OutputMode) -> Result<u64, R
         match connection.client.cancel_batch(batch_id).await {
             Ok(batch) => {
                 ledger
-                    .record_outcome(effect, "done", batch.status.as_str())
+                    .record_outcome(effect, EffectOutcome::Done, batch.status.as_str())
                     .map_err(RunFailure::remote)?;
                 record_batch_state(&ledger, shard.shard_index, &batch)
                     .map_err(RunFailure::remote)?;
@@ -54,7 +54,7 @@ pub async fn cancel_run(run_directory: &Path, mode: OutputMode) -> Result<u64, R
             }
             Err(error) => {
                 ledger
-                    .record_outcome(effect, "failed", &error.to_string())
+                    .record_outcome(effect, EffectOutcome::Failed, &error.to_string())
                     .map_err(RunFailure::remote)?;
                 return Err(RunFailure::remote(error));
             }

@@ -123,7 +123,6 @@ pub fn check_base_url(url: &str) -> Result<(), RunFailure> {
 pub(super) fn load_prices(
     options_prices: Option<&Path>,
 ) -> Result<(PriceTable, Option<PathBuf>), RunFailure> {
-    let path = crate::env::chosen_prices_file(options_prices).map(|setting| setting.value);
-    let table = PriceTable::load(path.as_deref()).map_err(RunFailure::local)?;
-    Ok((table, path))
+    let (table, chosen) = PriceTable::load_chosen(options_prices).map_err(RunFailure::local)?;
+    Ok((table, chosen.map(|setting| setting.value)))
 }

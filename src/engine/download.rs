@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::{Event, EventSink, RunDirectory};
 use crate::client::{ApiClient, ClientError};
-use crate::ledger::{EffectKind, Ledger, ShardRecord};
+use crate::ledger::{EffectKind, EffectOutcome, Ledger, ShardRecord};
 use crate::wire::ResultLine;
 
 const MAX_DOWNLOAD_ATTEMPTS: u32 = 3;
@@ -50,18 +50,22 @@ async fn download_verified(
                 let verified = verify_result_file(destination);
                 match verified {
                     Ok(lines) => {
-                        let _ = ledger.record_outcome(effect, "done", &format!("{lines} lines"));
+                        let _ = ledger.record_outcome(
+                            effect,
+                            EffectOutcome::Done,
+                            &format!("{lines} lines"),
+                        );
                         crate::ledger::restrict_permissions(destination);
                         return Ok(lines);
                     }
                     Err(problem) => {
-                        let _ = ledger.record_outcome(effect, "failed", &problem);
+                        let _ = ledger.record_outcome(effect, EffectOutcome::Failed, &problem);
                         last_problem = problem;
                     }
                 }
             }
             Err(error) => {
-                let _ = ledger.record_outcome(effect, "failed", &error.to_string());
+                let _ = ledger.record_outcome(effect, EffectOutcome::Failed, &error.to_string());
                 return Err(error);
             }
         }

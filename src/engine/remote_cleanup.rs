@@ -3,7 +3,7 @@
 
 use super::{Event, EventSink};
 use crate::client::ApiClient;
-use crate::ledger::{EffectKind, Ledger};
+use crate::ledger::{EffectKind, EffectOutcome, Ledger};
 
 /// Deletes the remote files of every shard whose results are safely on disk. Each deletion is
 /// announced in the ledger first; a file already gone counts as deleted.
@@ -26,11 +26,11 @@ pub(super) async fn delete_remote_files(
                 ledger.record_intent(Some(shard_index), EffectKind::DeleteFile, file_id)?;
             match client.delete_file(file_id).await {
                 Ok(()) => {
-                    ledger.record_outcome(effect, "done", file_id)?;
+                    ledger.record_outcome(effect, EffectOutcome::Done, file_id)?;
                     deleted += 1;
                 }
                 Err(error) => {
-                    ledger.record_outcome(effect, "failed", &error.to_string())?;
+                    ledger.record_outcome(effect, EffectOutcome::Failed, &error.to_string())?;
                     return Err(error.into());
                 }
             }

@@ -12,9 +12,9 @@ use super::run_record::{open_existing_ledger, read_run_record};
 use super::{OutputMode, RunDirectory};
 use crate::job::{Job, load_job};
 
-/// `dashbatch run JOB.toml`: a new run, or the continuation of the one in `--run-dir`.
-pub async fn run_job(job_file: &Path, options: RunOptions) -> Result<RunOutcome, RunFailure> {
-    let job = load_job(job_file).map_err(RunFailure::local)?;
+/// `dashbatch run JOB.toml` of the loaded `job`: a new run, or the continuation of the one in
+/// `--run-dir`.
+pub async fn run_job(job: Job, options: RunOptions) -> Result<RunOutcome, RunFailure> {
     let run_directory = match &options.run_directory {
         Some(path) => RunDirectory::new(path.clone()),
         None => RunDirectory::default_for(&job.name),

@@ -9,7 +9,7 @@ use super::submit::{SubmitError, Submitter};
 use super::{EventSink, RunDirectory};
 use crate::client::ApiClient;
 use crate::job::Job;
-use crate::ledger::{EffectKind, Ledger};
+use crate::ledger::{EffectKind, EffectOutcome, Ledger};
 use crate::provider::ProviderProfile;
 
 /// Uploads and creates batches for every shard that has none yet, reconciling first any side
@@ -48,7 +48,7 @@ pub(super) async fn submit_pending(
         } else {
             "file id already recorded".to_owned()
         };
-        ledger.record_outcome(effect_id, "reconciled", &outcome)?;
+        ledger.record_outcome(effect_id, EffectOutcome::Reconciled, &outcome)?;
     }
     let shards = ledger.shards()?;
     for (effect_id, shard_index, file_id) in ledger.open_intents(EffectKind::CreateBatch)? {
@@ -65,7 +65,7 @@ pub(super) async fn submit_pending(
         } else {
             "batch id already recorded".to_owned()
         };
-        ledger.record_outcome(effect_id, "reconciled", &outcome)?;
+        ledger.record_outcome(effect_id, EffectOutcome::Reconciled, &outcome)?;
     }
     let shards = ledger.shards()?;
     let mut live = shards.iter().filter(|shard| shard.has_live_batch()).count();
@@ -131,14 +131,14 @@ async fn delete_refused_upload(
     let effect = ledger.record_intent(Some(shard_index), EffectKind::DeleteFile, file_id)?;
     match client.delete_file(file_id).await {
         Ok(()) => {
-            ledger.record_outcome(effect, "done", file_id)?;
+            ledger.record_outcome(effect, EffectOutcome::Done, file_id)?;
             ledger.set_file_id(shard_index, None)?;
             Ok(format!(
                 "The file uploaded for it (`{file_id}`) was deleted; no batch was created for it."
             ))
         }
         Err(error) => {
-            ledger.record_outcome(effect, "failed", &error.to_string())?;
+            ledger.record_outcome(effect, EffectOutcome::Failed, &error.to_string())?;
             Ok(format!(
                 "No batch was created for it; deleting its uploaded file `{file_id}` failed too ({error}), delete it at the provider if you wish."
             ))

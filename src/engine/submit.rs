@@ -10,7 +10,7 @@ use super::poll::record_batch_state;
 use super::{Event, EventSink, RunDirectory};
 use crate::client::{ApiClient, BatchListQuery, ClientError};
 use crate::job::Job;
-use crate::ledger::{EffectKind, Ledger, ShardRecord};
+use crate::ledger::{EffectKind, EffectOutcome, Ledger, ShardRecord};
 use crate::provider::ProviderProfile;
 use crate::wire::{Batch, CreateBatchRequest};
 
@@ -135,7 +135,8 @@ impl Submitter<'_> {
             Ok(file) => {
                 crate::kill_point::reach("after_upload_before_record");
                 self.ledger.set_file_id(shard.shard_index, Some(&file.id))?;
-                self.ledger.record_outcome(effect, "done", &file.id)?;
+                self.ledger
+                    .record_outcome(effect, EffectOutcome::Done, &file.id)?;
                 self.events.emit(
                     Event::FileUploaded {
                         shard: shard.shard_index,
@@ -153,23 +154,26 @@ impl Submitter<'_> {
             }
             Err(error) if error.outcome_unknown() => {
                 self.ledger
-                    .record_outcome(effect, "unknown", &error.to_string())?;
+                    .record_outcome(effect, EffectOutcome::Unknown, &error.to_string())?;
                 // The file may exist; look before uploading again.
                 if let Some(file_id) = self.reconcile_upload(shard).await? {
-                    self.ledger
-                        .record_outcome(effect, "done", &format!("adopted {file_id}"))?;
+                    self.ledger.record_outcome(
+                        effect,
+                        EffectOutcome::Done,
+                        &format!("adopted {file_id}"),
+                    )?;
                     return Ok(Ok(file_id));
                 }
                 self.ledger.record_outcome(
                     effect,
-                    "failed",
+                    EffectOutcome::Failed,
                     &format!("not found after an unknown outcome: {error}"),
                 )?;
                 Ok(Err(error))
             }
             Err(error) => {
                 self.ledger
-                    .record_outcome(effect, "failed", &error.to_string())?;
+                    .record_outcome(effect, EffectOutcome::Failed, &error.to_string())?;
                 Ok(Err(error))
             }
         }
@@ -221,10 +225,13 @@ impl Submitter<'_> {
                 orphan,
             )?;
             match self.client.delete_file(orphan).await {
-                Ok(()) => self.ledger.record_outcome(effect, "done", orphan)?,
-                Err(error) => self
+                Ok(()) => self
                     .ledger
-                    .record_outcome(effect, "failed", &error.to_string())?,
+                    .record_outcome(effect, EffectOutcome::Done, orphan)?,
+                Err(error) => {
+                    self.ledger
+                        .record_outcome(effect, EffectOutcome::Failed, &error.to_string())?
+                }
             }
         }
         Ok(Some(adopted))
@@ -275,7 +282,8 @@ impl Submitter<'_> {
                 self.ledger.set_batch_id(shard.shard_index, &batch.id)?;
                 // The create answer is the batch's first state: `status` shows it at once.
                 record_batch_state(self.ledger, shard.shard_index, &batch)?;
-                self.ledger.record_outcome(effect, "done", &batch.id)?;
+                self.ledger
+                    .record_outcome(effect, EffectOutcome::Done, &batch.id)?;
                 self.events.emit(
                     Event::BatchCreated {
                         shard: shard.shard_index,
@@ -293,14 +301,14 @@ impl Submitter<'_> {
             }
             Err(error) if error.outcome_unknown() => {
                 self.ledger
-                    .record_outcome(effect, "unknown", &error.to_string())?;
+                    .record_outcome(effect, EffectOutcome::Unknown, &error.to_string())?;
                 // Never create again before looking: the first create may have happened.
                 for wait in [Duration::from_millis(0), Duration::from_secs(2)] {
                     tokio::time::sleep(wait).await;
                     if let Some(batch) = self.reconcile_batch(shard, file_id).await? {
                         self.ledger.record_outcome(
                             effect,
-                            "done",
+                            EffectOutcome::Done,
                             &format!("adopted {}", batch.id),
                         )?;
                         return Ok(Ok(batch.id));
@@ -308,14 +316,14 @@ impl Submitter<'_> {
                 }
                 self.ledger.record_outcome(
                     effect,
-                    "failed",
+                    EffectOutcome::Failed,
                     &format!("not found after an unknown outcome: {error}"),
                 )?;
                 Ok(Err(error))
             }
             Err(error) => {
                 self.ledger
-                    .record_outcome(effect, "failed", &error.to_string())?;
+                    .record_outcome(effect, EffectOutcome::Failed, &error.to_string())?;
                 Ok(Err(error))
             }
         }

@@ -33,11 +33,7 @@ pub enum EstimateSetupError {
 /// # Errors
 /// When the price file cannot be read or is invalid (the error names file, line and key).
 pub fn load_price_table(flag: Option<&Path>) -> Result<PriceTable, PriceTableError> {
-    PriceTable::load(
-        crate::env::chosen_prices_file(flag)
-            .map(|setting| setting.value)
-            .as_deref(),
-    )
+    PriceTable::load_chosen(flag).map(|(table, _)| table)
 }
 
 /// The vocabulary path a job's estimates use: `flag`, else DASHBATCH_TOKENIZER, else the job's

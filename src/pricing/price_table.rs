@@ -46,6 +46,26 @@ impl PriceTable {
     /// # Errors
     /// When the override file cannot be read or is not a valid price table; the error names the
     /// file, line and key.
+    /// The built-in table with the prices file chosen by `--prices` (`flag`), else by
+    /// `DASHBATCH_PRICES`, on top; and that choice, to record for resuming and to name in
+    /// messages. The one loader every command uses.
+    ///
+    /// # Errors
+    /// When the chosen file cannot be read or is invalid.
+    pub fn load_chosen(
+        flag: Option<&Path>,
+    ) -> Result<
+        (
+            PriceTable,
+            Option<crate::settings::Setting<std::path::PathBuf>>,
+        ),
+        PriceTableError,
+    > {
+        let chosen = crate::env::chosen_prices_file(flag);
+        let table = PriceTable::load(chosen.as_ref().map(|setting| setting.value.as_path()))?;
+        Ok((table, chosen))
+    }
+
     pub fn load(override_file: Option<&Path>) -> Result<PriceTable, PriceTableError> {
         let builtin = PriceTable::builtin();
         match override_file {
