@@ -65,43 +65,47 @@ pub struct LockFlags {
     pub wait: bool,
 }
 
+/// The arguments of `dashbatch run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArguments {
+    /// The job file (TOML).
+    pub job: PathBuf,
+    #[arg(long, value_enum, default_value = "dashscope")]
+    pub provider: ProviderArgument,
+    /// Any OpenAI-compatible Files + Batches base URL (ending in /v1).
+    #[arg(long)]
+    pub base_url: Option<String>,
+    /// The run directory (default: runs/<job>-<timestamp>). An existing one is resumed.
+    #[arg(long)]
+    pub run_dir: Option<PathBuf>,
+    /// Where to write the joined table (.parquet, .csv or .jsonl).
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// A prices file (TOML) that overrides or adds model prices (else DASHBATCH_PRICES).
+    #[arg(long)]
+    pub prices: Option<PathBuf>,
+    /// Prove the whole path at no inference cost: send the same rows to DashScope's free
+    /// `batch-test-model` (100 lines and 1 MB per file, 2 batches at a time).
+    #[arg(long)]
+    pub rehearse: bool,
+    /// The most the run may cost at batch price, in the model's currency (wins over the job's
+    /// `[batch] max_cost`). Nothing is submitted past it.
+    #[arg(long, value_name = "AMOUNT")]
+    pub max_cost: Option<String>,
+    /// The Qwen tokenizer vocabulary (`qwen.tiktoken` from the `dashscope` Python package) for
+    /// the cost estimates the budget cap uses; a calibrated heuristic counts without it.
+    #[arg(long, value_name = "FILE")]
+    pub tokenizer: Option<PathBuf>,
+    #[command(flatten)]
+    pub lock: LockFlags,
+    #[command(flatten)]
+    pub output_flags: OutputFlags,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a job end to end and wait for it: plan, upload, create batches, poll, download, join.
-    Run {
-        /// The job file (TOML).
-        job: PathBuf,
-        #[arg(long, value_enum, default_value = "dashscope")]
-        provider: ProviderArgument,
-        /// Any OpenAI-compatible Files + Batches base URL (ending in /v1).
-        #[arg(long)]
-        base_url: Option<String>,
-        /// The run directory (default: runs/<job>-<timestamp>). An existing one is resumed.
-        #[arg(long)]
-        run_dir: Option<PathBuf>,
-        /// Where to write the joined table (.parquet, .csv or .jsonl).
-        #[arg(long)]
-        output: Option<PathBuf>,
-        /// A prices file (TOML) that overrides or adds model prices.
-        #[arg(long, env = crate::env::DASHBATCH_PRICES)]
-        prices: Option<PathBuf>,
-        /// Prove the whole path at no inference cost: send the same rows to DashScope's free
-        /// `batch-test-model` (100 lines and 1 MB per file, 2 batches at a time).
-        #[arg(long)]
-        rehearse: bool,
-        /// The most the run may cost at batch price, in the model's currency (wins over the job's
-        /// `[batch] max_cost`). Nothing is submitted past it.
-        #[arg(long, value_name = "AMOUNT")]
-        max_cost: Option<String>,
-        /// The Qwen tokenizer vocabulary (`qwen.tiktoken` from the `dashscope` Python package) for
-        /// the cost estimates the budget cap uses; a calibrated heuristic counts without it.
-        #[arg(long, value_name = "FILE")]
-        tokenizer: Option<PathBuf>,
-        #[command(flatten)]
-        lock: LockFlags,
-        #[command(flatten)]
-        output_flags: OutputFlags,
-    },
+    Run(RunArguments),
     /// Estimate a job's tokens and cost (expected and upper bound, batch and realtime), per shard. No network.
     Estimate {
         /// The job file (TOML).
@@ -109,8 +113,8 @@ pub enum Command {
         /// The provider whose limits cut the shards.
         #[arg(long, value_enum, default_value = "dashscope")]
         provider: ProviderArgument,
-        /// A prices file (TOML) that overrides or adds model prices.
-        #[arg(long, env = crate::env::DASHBATCH_PRICES)]
+        /// A prices file (TOML) that overrides or adds model prices (else DASHBATCH_PRICES).
+        #[arg(long)]
         prices: Option<PathBuf>,
         /// The Qwen tokenizer vocabulary (`qwen.tiktoken` from the `dashscope` Python package) for
         /// exact token counts; a calibrated heuristic counts without it.

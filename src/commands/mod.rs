@@ -16,34 +16,7 @@ use crate::cli::{Cli, Command, SimCommand};
 /// Runs the parsed command line and returns its exit code.
 pub async fn dispatch(cli: Cli) -> u8 {
     match cli.command {
-        Command::Run {
-            job,
-            provider,
-            base_url,
-            run_dir,
-            output,
-            prices,
-            rehearse,
-            max_cost,
-            tokenizer,
-            lock,
-            output_flags,
-        } => {
-            run::run_command(run::RunArguments {
-                job,
-                provider,
-                base_url,
-                run_dir,
-                output,
-                prices,
-                rehearse,
-                max_cost,
-                tokenizer,
-                wait_for_lock: lock.wait,
-                output_flags,
-            })
-            .await
-        }
+        Command::Run(arguments) => run::run_command(arguments).await,
         Command::Estimate {
             job,
             provider,

@@ -1,28 +1,12 @@
 //! `dashbatch run JOB.toml`: chooses and locks the run directory, runs the job, and removes a
 //! directory it created for a run that was refused before anything was spent.
 
-use std::path::PathBuf;
 use std::sync::Mutex;
 
 use super::terminal::{finish_run, install_signal_handlers, interruptible, output_mode};
-use crate::cli::{OutputFlags, ProviderArgument};
+use crate::cli::RunArguments;
 use crate::engine::{self, RunFailure, RunOptions, Spending};
 use crate::job;
-
-/// The arguments of `run`, as parsed.
-pub struct RunArguments {
-    pub job: PathBuf,
-    pub provider: ProviderArgument,
-    pub base_url: Option<String>,
-    pub run_dir: Option<PathBuf>,
-    pub output: Option<PathBuf>,
-    pub prices: Option<PathBuf>,
-    pub rehearse: bool,
-    pub max_cost: Option<String>,
-    pub tokenizer: Option<PathBuf>,
-    pub wait_for_lock: bool,
-    pub output_flags: OutputFlags,
-}
 
 pub async fn run_command(arguments: RunArguments) -> u8 {
     if let Err(code) = install_signal_handlers() {
@@ -38,9 +22,10 @@ pub async fn run_command(arguments: RunArguments) -> u8 {
         rehearse,
         max_cost,
         tokenizer,
-        wait_for_lock,
+        lock,
         output_flags,
     } = arguments;
+    let wait_for_lock = lock.wait;
     let mode = output_mode(&output_flags);
     let chosen_directory = Mutex::new(run_dir.clone());
     let work = async {
