@@ -11,7 +11,7 @@ use super::clock::whole_seconds;
 use super::config::SimFlavour;
 use super::input_lines::RequestLineReader;
 use super::ledger::{LedgerBatch, SimLedger};
-use super::lifecycle::{BatchRecord, BatchStage};
+use super::lifecycle::{BatchRecord, BatchStage, NewBatch};
 use super::listing::{BatchListQuery, first_and_last_ids, list_answer, page_of};
 use super::state::Operation;
 use crate::wire::{Batch, CreateBatchRequest};
@@ -76,7 +76,7 @@ impl Operation<'_> {
         let behaviours =
             plan.behaviours_for_batch(creation_order.saturating_sub(batches_before_plan));
         let id = self.world.ids.batch_id(self.seed(), flavour);
-        let batch = BatchRecord {
+        let batch = BatchRecord::validating(NewBatch {
             id,
             creation_order,
             input_file_id: request.input_file_id,
@@ -88,20 +88,8 @@ impl Operation<'_> {
             output_expires_after_seconds,
             created_at: self.now,
             behaviours,
-            stage: BatchStage::Validating,
             model,
-            request_count: 0,
-            processing_started_at: None,
-            line_fates: BTreeMap::new(),
-            cancel_requested_at: None,
-            finalizing_started_at: None,
-            ended_at: None,
-            errors: Vec::new(),
-            output_file_id: None,
-            error_file_id: None,
-            final_counts: None,
-            billed: Vec::new(),
-        };
+        });
         let answer = batch.to_wire(self.now, flavour, self.seed());
         self.world.batches.push(batch);
         self.world.changed = true;

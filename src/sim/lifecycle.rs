@@ -416,7 +416,53 @@ fn line_fates(
     fates
 }
 
+/// What a batch is created with; everything else starts empty.
+pub(crate) struct NewBatch {
+    pub(crate) id: String,
+    pub(crate) creation_order: u64,
+    pub(crate) input_file_id: String,
+    pub(crate) input_sha256: String,
+    pub(crate) endpoint: String,
+    pub(crate) completion_window: String,
+    pub(crate) window_seconds: f64,
+    pub(crate) metadata: Option<BTreeMap<String, String>>,
+    pub(crate) output_expires_after_seconds: Option<i64>,
+    pub(crate) created_at: f64,
+    pub(crate) behaviours: Vec<BatchBehaviour>,
+    pub(crate) model: Option<String>,
+}
+
 impl BatchRecord {
+    /// A batch just created: validating, nothing run, counted or billed yet.
+    pub(crate) fn validating(new: NewBatch) -> BatchRecord {
+        BatchRecord {
+            id: new.id,
+            creation_order: new.creation_order,
+            input_file_id: new.input_file_id,
+            input_sha256: new.input_sha256,
+            endpoint: new.endpoint,
+            completion_window: new.completion_window,
+            window_seconds: new.window_seconds,
+            metadata: new.metadata,
+            output_expires_after_seconds: new.output_expires_after_seconds,
+            created_at: new.created_at,
+            behaviours: new.behaviours,
+            stage: BatchStage::Validating,
+            model: new.model,
+            request_count: 0,
+            processing_started_at: None,
+            line_fates: BTreeMap::new(),
+            cancel_requested_at: None,
+            finalizing_started_at: None,
+            ended_at: None,
+            errors: Vec::new(),
+            output_file_id: None,
+            error_file_id: None,
+            final_counts: None,
+            billed: Vec::new(),
+        }
+    }
+
     /// Simulated seconds between two lines finishing.
     fn seconds_between_lines(&self) -> f64 {
         SECONDS_PER_LINE / lines_at_once(self.request_count)
@@ -608,7 +654,7 @@ pub(crate) mod tests {
 
     /// A batch record with every optional field empty.
     pub(crate) fn fresh_batch(behaviours: Vec<BatchBehaviour>) -> BatchRecord {
-        BatchRecord {
+        BatchRecord::validating(NewBatch {
             id: "batch_test".to_owned(),
             creation_order: 1,
             input_file_id: "file-batch-x".to_owned(),
@@ -620,20 +666,8 @@ pub(crate) mod tests {
             output_expires_after_seconds: None,
             created_at: 1000.0,
             behaviours,
-            stage: BatchStage::Validating,
             model: None,
-            request_count: 0,
-            processing_started_at: None,
-            line_fates: BTreeMap::new(),
-            cancel_requested_at: None,
-            finalizing_started_at: None,
-            ended_at: None,
-            errors: Vec::new(),
-            output_file_id: None,
-            error_file_id: None,
-            final_counts: None,
-            billed: Vec::new(),
-        }
+        })
     }
 
     /// An environment whose input has `request_count` good lines and whose results are just
