@@ -164,9 +164,43 @@ pub fn load_job(job_file: &Path) -> Result<Job, JobError> {
         (None, None) => None,
     };
 
+    check_request(&spec).map_err(|(key, message)| invalid(&key, message))?;
+    check_output_columns(&spec).map_err(|(key, message)| invalid(&key, message))?;
+    check_response_format(&spec).map_err(|(key, message)| invalid(&key, message))?;
+    check_batch(&spec).map_err(|(key, message)| invalid(&key, message))?;
+    super::estimate_spec::check_estimate_keys(&spec)
+        .map_err(|(key, message)| invalid(key, message))?;
+    let estimate_tokenizer_path = spec
+        .estimate
+        .tokenizer
+        .as_ref()
+        .map(|path| normalize_path(&job_dir.join(path)));
+
+    Ok(Job {
+        name,
+        job_file: job_file.to_owned(),
+        job_file_sha256: hex::encode(Sha256::digest(&bytes)),
+        input_path,
+        input_format,
+        output_path,
+        output_format,
+        estimate_tokenizer_path,
+        spec,
+    })
+}
+
+/// A job key and what is wrong with it.
+type KeyProblem = (String, String);
+
+fn problem(key: &str, message: String) -> KeyProblem {
+    (key.to_owned(), message)
+}
+
+/// The `[request]` keys: endpoint, prompt, sampling, limits, and what applies to embeddings.
+fn check_request(spec: &JobSpec) -> Result<(), KeyProblem> {
     let request = &spec.request;
     if request.endpoint != CHAT_ENDPOINT && request.endpoint != EMBEDDINGS_ENDPOINT {
-        return Err(invalid(
+        return Err(problem(
             "request.endpoint",
             format!(
                 "`{}` is not supported; use `{CHAT_ENDPOINT}` or `{EMBEDDINGS_ENDPOINT}`",
@@ -175,10 +209,10 @@ pub fn load_job(job_file: &Path) -> Result<Job, JobError> {
         ));
     }
     if request.model.trim().is_empty() {
-        return Err(invalid("request.model", "must not be empty".to_owned()));
+        return Err(problem("request.model", "must not be empty".to_owned()));
     }
     if request.template.trim().is_empty() {
-        return Err(invalid(
+        return Err(problem(
             "request.template",
             "is empty; every request would be sent (and billed) with an empty prompt. Write the prompt, e.g. `template = \"Classify: {{ text }}\"`".to_owned(),
         ));
@@ -186,7 +220,7 @@ pub fn load_job(job_file: &Path) -> Result<Job, JobError> {
     if let Some(system) = &request.system
         && system.trim().is_empty()
     {
-        return Err(invalid(
+        return Err(problem(
             "request.system",
             "is empty; write the system message or remove the key".to_owned(),
         ));
@@ -194,7 +228,7 @@ pub fn load_job(job_file: &Path) -> Result<Job, JobError> {
     if let Some(temperature) = request.temperature
         && !(0.0..=2.0).contains(&temperature)
     {
-        return Err(invalid(
+        return Err(problem(
             "request.temperature",
             format!("{temperature} is outside 0 to 2"),
         ));
@@ -202,19 +236,19 @@ pub fn load_job(job_file: &Path) -> Result<Job, JobError> {
     if let Some(top_p) = request.top_p
         && !(top_p > 0.0 && top_p <= 1.0)
     {
-        return Err(invalid(
+        return Err(problem(
             "request.top_p",
             format!("{top_p} is outside (0, 1]"),
         ));
     }
     if request.max_tokens == Some(0) {
-        return Err(invalid(
+        return Err(problem(
             "request.max_tokens",
             "must be at least 1".to_owned(),
         ));
     }
     if request.thinking_budget.is_some() && request.enable_thinking != Some(true) {
-        return Err(invalid(
+        return Err(problem(
             "request.thinking_budget",
             "only applies when `enable_thinking = true`; set it or remove the budget".to_owned(),
         ));
@@ -222,7 +256,7 @@ pub fn load_job(job_file: &Path) -> Result<Job, JobError> {
     if let Some(stop) = &request.stop
         && stop.len() > 4
     {
-        return Err(invalid(
+        return Err(problem(
             "request.stop",
             format!(
                 "{} stop sequences given; at most 4 are accepted",
@@ -243,26 +277,30 @@ pub fn load_job(job_file: &Path) -> Result<Job, JobError> {
             (!spec.output.fields.is_empty(), "output.fields"),
         ] {
             if present {
-                return Err(invalid(
+                return Err(problem(
                     key,
                     format!("does not apply to the `{EMBEDDINGS_ENDPOINT}` endpoint; remove it"),
                 ));
             }
         }
     } else if request.dimensions.is_some() {
-        return Err(invalid(
+        return Err(problem(
             "request.dimensions",
             format!("applies only to the `{EMBEDDINGS_ENDPOINT}` endpoint; remove it"),
         ));
     }
+    Ok(())
+}
 
+/// The `[output]` keys that name columns: the result prefix, declared fields, kept columns.
+fn check_output_columns(spec: &JobSpec) -> Result<(), KeyProblem> {
     let prefix = &spec.output.result_prefix;
     if prefix.len() > 64
         || !prefix
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
     {
-        return Err(invalid(
+        return Err(problem(
             "output.result_prefix",
             format!(
                 "`{prefix}` must be at most 64 letters, digits, `_`, `-` or `.` (it starts column names), e.g. `result_`"
@@ -280,7 +318,7 @@ pub fn load_job(job_file: &Path) -> Result<Job, JobError> {
                 .all(|c| c.is_ascii_alphanumeric() || c == '_')
             && !field.name.starts_with(|c: char| c.is_ascii_digit());
         if !valid_name {
-            return Err(invalid(
+            return Err(problem(
                 &format!("{key}.name"),
                 format!(
                     "`{}` must be letters, digits and `_`, not starting with a digit",
@@ -289,7 +327,7 @@ pub fn load_job(job_file: &Path) -> Result<Job, JobError> {
             ));
         }
         if RESERVED_COLUMN_NAMES.contains(&field.name.as_str()) {
-            return Err(invalid(
+            return Err(problem(
                 &format!("{key}.name"),
                 format!(
                     "`{}` is a result column dashbatch writes itself; choose another name",
@@ -298,27 +336,27 @@ pub fn load_job(job_file: &Path) -> Result<Job, JobError> {
             ));
         }
         if !seen_field_names.insert(field.name.clone()) {
-            return Err(invalid(
+            return Err(problem(
                 &format!("{key}.name"),
                 format!("`{}` is declared twice", field.name),
             ));
         }
         match (field.field_type, &field.labels) {
             (OutputFieldType::Label, None) => {
-                return Err(invalid(
+                return Err(problem(
                     &format!("{key}.labels"),
                     "a `label` field needs `labels = [\"...\", ...]`".to_owned(),
                 ));
             }
             (OutputFieldType::Label, Some(labels)) if labels.is_empty() => {
-                return Err(invalid(
+                return Err(problem(
                     &format!("{key}.labels"),
                     "must list at least one label".to_owned(),
                 ));
             }
             (OutputFieldType::Label, Some(_)) => {}
             (_, Some(_)) => {
-                return Err(invalid(
+                return Err(problem(
                     &format!("{key}.labels"),
                     "only a field of type `label` takes labels".to_owned(),
                 ));
@@ -332,7 +370,7 @@ pub fn load_job(job_file: &Path) -> Result<Job, JobError> {
             if let Some(name) = unprefixed
                 && (RESERVED_COLUMN_NAMES.contains(&name) || seen_field_names.contains(name))
             {
-                return Err(invalid(
+                return Err(problem(
                     "output.keep_columns",
                     format!(
                         "input column `{column}` would clash with a result column of the same name; drop it from `keep_columns`, rename it in the input, or set `[output] result_prefix = \"result_\"`"
@@ -341,7 +379,12 @@ pub fn load_job(job_file: &Path) -> Result<Job, JobError> {
             }
         }
     }
+    Ok(())
+}
 
+/// `json_object` answers need the word JSON in a prompt unless fields are declared.
+fn check_response_format(spec: &JobSpec) -> Result<(), KeyProblem> {
+    let request = &spec.request;
     if request.response_format == Some(ResponseFormat::JsonObject) && spec.output.fields.is_empty()
     {
         let mentions_json = request
@@ -350,15 +393,19 @@ pub fn load_job(job_file: &Path) -> Result<Job, JobError> {
             .chain(std::iter::once(&request.template))
             .any(|text| text.to_ascii_lowercase().contains("json"));
         if !mentions_json {
-            return Err(invalid(
+            return Err(problem(
                 "request.response_format",
                 "`json_object` needs the word JSON in the system or user prompt (DashScope rejects the request otherwise); mention it, or declare `[[output.fields]]`".to_owned(),
             ));
         }
     }
+    Ok(())
+}
 
+/// The `[batch]` keys: completion window, limits of at least 1, metadata dashbatch keeps for itself.
+fn check_batch(spec: &JobSpec) -> Result<(), KeyProblem> {
     crate::provider::parse_completion_window_hours(&spec.batch.completion_window)
-        .map_err(|message| invalid("batch.completion_window", message))?;
+        .map_err(|message| problem("batch.completion_window", message))?;
     for (key, value) in [
         (
             "batch.max_requests_per_file",
@@ -373,37 +420,18 @@ pub fn load_job(job_file: &Path) -> Result<Job, JobError> {
         ("batch.max_attempts", spec.batch.max_attempts.map(u64::from)),
     ] {
         if value == Some(0) {
-            return Err(invalid(key, "must be at least 1".to_owned()));
+            return Err(problem(key, "must be at least 1".to_owned()));
         }
     }
     for key in spec.batch.metadata.keys() {
         if key.starts_with("dashbatch_") || key == "ds_name" || key == "ds_description" {
-            return Err(invalid(
+            return Err(problem(
                 "batch.metadata",
                 format!("`{key}` is written by dashbatch itself; use another key"),
             ));
         }
     }
-
-    super::estimate_spec::check_estimate_keys(&spec)
-        .map_err(|(key, message)| invalid(key, message))?;
-    let estimate_tokenizer_path = spec
-        .estimate
-        .tokenizer
-        .as_ref()
-        .map(|path| normalize_path(&job_dir.join(path)));
-
-    Ok(Job {
-        name,
-        job_file: job_file.to_owned(),
-        job_file_sha256: hex::encode(Sha256::digest(&bytes)),
-        input_path,
-        input_format,
-        output_path,
-        output_format,
-        estimate_tokenizer_path,
-        spec,
-    })
+    Ok(())
 }
 
 #[cfg(test)]
