@@ -215,6 +215,8 @@ impl RequestRenderer {
                     columns.push((index, variable.clone()));
                 } else if variable == ROW_NUMBER_VARIABLE {
                     uses_row_number = true;
+                } else if environment.globals().any(|(global, _)| global == variable) {
+                    // `range`, `namespace`, `dict`: minijinja's own functions, not columns.
                 } else {
                     missing.push(variable.clone());
                 }

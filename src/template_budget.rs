@@ -38,15 +38,28 @@ pub const TEMPLATE_MEMORY_BUDGET_BYTES: usize = 64 << 20;
 /// What one item of a list or map costs in the budget (a value handle and its share of the list).
 pub const BYTES_PER_ITEM: usize = 32;
 
+/// What one row's render may take in time. A prompt renders in microseconds; a template that
+/// loops over long text for longer stops with an error naming the row.
+pub const TEMPLATE_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The work filters may do for one row, in bytes of input touched (`length` of a long text in a
+/// loop, sorting long texts), so that a single step cannot run for minutes.
+pub const WORK_BUDGET_BYTES: usize = 4 << 30;
+
 /// Names the instrumented program calls; templates may not use names with this prefix.
 pub const RESERVED_NAME_PREFIX: &str = "__dashbatch";
 const COUNT_FUNCTION: &str = "__dashbatch_count";
 const CONCAT_FUNCTION: &str = "__dashbatch_concat";
 const MULTIPLY_FUNCTION: &str = "__dashbatch_multiply";
+const TICK_FUNCTION: &str = "__dashbatch_tick";
 
 thread_local! {
     /// Bytes built so far by the render running on this thread.
     static BUILT_BYTES: Cell<usize> = const { Cell::new(0) };
+    /// Bytes of input filters have touched in the render running on this thread.
+    static WORK_BYTES: Cell<usize> = const { Cell::new(0) };
+    /// When the render running on this thread started.
+    static RENDER_STARTED: Cell<Option<std::time::Instant>> = const { Cell::new(None) };
 }
 
 /// A template compiled into its instrumented program, owning its source text.
@@ -101,6 +114,8 @@ impl BudgetedTemplate {
     /// counting from zero.
     pub fn render(&self, environment: &Environment<'_>, context: Value) -> Result<String, Error> {
         BUILT_BYTES.with(|built| built.set(0));
+        WORK_BYTES.with(|work| work.set(0));
+        RENDER_STARTED.with(|started| started.set(Some(std::time::Instant::now())));
         let mut rendered = String::new();
         self.0.with_dependent(|_, program| {
             let mut output = minijinja::machinery::make_string_output(&mut rendered);
@@ -159,6 +174,7 @@ pub fn numbers_unfolded(source: &str) -> Result<String, String> {
 fn instrumented_length(instruction: &Instruction<'_>) -> u32 {
     match instruction {
         Instruction::EmitRaw(_) => 2,
+        Instruction::Iterate(_) => 3,
         instruction if builds_value(instruction) => 2,
         _ => 1,
     }
@@ -232,6 +248,9 @@ fn instrument<'source>(original: &Instructions<'source>) -> Instructions<'source
                 add(Instruction::JumpIfTrueOrPop(target(*old)));
             }
             Instruction::Iterate(old) => {
+                // Every loop turn checks the time limit and signals (jumps back land on the tick).
+                add(Instruction::CallFunction(TICK_FUNCTION, Some(0)));
+                add(Instruction::DiscardTop);
                 add(Instruction::Iterate(target(*old)));
             }
             Instruction::BuildMacro(name, old, flags) => {
@@ -269,6 +288,46 @@ fn count_bytes(bytes: usize, what: &str) -> Result<(), Error> {
             return Err(over_budget(what));
         }
         built.set(total);
+        Ok(())
+    })
+}
+
+/// The check every loop turn, filter call and counted step makes: the render has not run past
+/// [`TEMPLATE_TIME_LIMIT`], and no signal asked the process to stop.
+fn tick() -> Result<(), Error> {
+    if let Some(interrupted) = crate::interrupt::received() {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!("{interrupted} while rendering"),
+        ));
+    }
+    let started = RENDER_STARTED.with(Cell::get);
+    if started.is_some_and(|started| started.elapsed() > TEMPLATE_TIME_LIMIT) {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!(
+                "rendering this row took longer than {} s; a prompt template renders in microseconds, so simplify it (a loop over long text, or sorting long texts)",
+                TEMPLATE_TIME_LIMIT.as_secs()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Adds `bytes` of input touched by the filter `filter` to this render's work, or fails.
+fn count_work(bytes: usize, filter: &str) -> Result<(), Error> {
+    WORK_BYTES.with(|work| {
+        let total = work.get().saturating_add(bytes);
+        if total > WORK_BUDGET_BYTES {
+            return Err(Error::new(
+                ErrorKind::InvalidOperation,
+                format!(
+                    "the filter `{filter}` would take the work this row's template does past {} GiB of text; simplify the template (a loop over long text, or sorting long texts)",
+                    WORK_BUDGET_BYTES >> 30
+                ),
+            ));
+        }
+        work.set(total);
         Ok(())
     })
 }
@@ -319,6 +378,34 @@ fn item_count(value: &Value, limit: usize) -> usize {
     }
 }
 
+/// How many items `value` holds at every level, and how deep it nests; `None` past `limit` items.
+fn items_and_depth(value: &Value, limit: usize) -> Option<(usize, usize)> {
+    if value.as_str().is_some()
+        || !matches!(
+            value.kind(),
+            ValueKind::Seq | ValueKind::Map | ValueKind::Iterable
+        )
+    {
+        return Some((1, 0));
+    }
+    let mut items = 0usize;
+    let mut deepest = 0usize;
+    for item in value.try_iter().ok()? {
+        let member = if value.kind() == ValueKind::Map {
+            value.get_item(&item).ok()?
+        } else {
+            item
+        };
+        let (inner_items, inner_depth) = items_and_depth(&member, limit.checked_sub(items)?)?;
+        items = items.saturating_add(inner_items).saturating_add(1);
+        deepest = deepest.max(inner_depth);
+        if items > limit {
+            return None;
+        }
+    }
+    Some((items, deepest + 1))
+}
+
 /// The bytes `value` counts for in the budget: its text, or its items.
 fn budget_size(value: &Value) -> usize {
     if let Some(text) = value.as_str() {
@@ -335,6 +422,7 @@ fn budget_size(value: &Value) -> usize {
 
 /// The counting call after each value-building instruction: counts `value` and returns it.
 fn count_built_value(value: Value) -> Result<Value, Error> {
+    tick()?;
     count_bytes(budget_size(&value), "a value")?;
     Ok(value)
 }
@@ -382,6 +470,7 @@ fn checked_multiply(left: Value, right: Value) -> Result<Value, Error> {
 /// The formatter of a budgeted environment: counts every byte written (output, captured blocks
 /// and macro output), writes an empty cell (none) as nothing, and otherwise writes as minijinja.
 fn counting_formatter(output: &mut Output, state: &mut State, value: &Value) -> Result<(), Error> {
+    tick()?;
     if value.is_none() {
         return Ok(());
     }
@@ -449,17 +538,23 @@ fn filter_output_bound(filter: &str, arguments: &[Value], limit: usize) -> Optio
         }
         "format" => {
             let pattern = shown(0)?;
-            let mut total = pattern;
+            // Each `%` field shows one argument (a `%(key)s` may show the same one many times),
+            // padded to any width in the pattern (`%99999s`).
+            let mut largest_argument = 0usize;
             for index in 1..arguments.len() {
-                total = total.saturating_add(shown(index)?);
+                largest_argument = largest_argument.max(shown(index)?);
             }
-            // A width in the pattern (`%99999s`) pads each argument to it.
             let widest = text_argument(0)
                 .split(|character: char| !character.is_ascii_digit())
                 .filter_map(|digits| digits.parse::<usize>().ok())
                 .max()
                 .unwrap_or(0);
-            within(total.saturating_add(widest.saturating_mul(arguments.len())))
+            let fields = text_argument(0).matches('%').count();
+            within(
+                fields
+                    .saturating_mul(largest_argument.max(widest))
+                    .saturating_add(pattern),
+            )
         }
         "list" | "unique" | "sort" | "reverse" | "dictsort" | "items" => {
             let value = argument(0)?;
@@ -505,7 +600,14 @@ fn filter_output_bound(filter: &str, arguments: &[Value], limit: usize) -> Optio
                 .and_then(|indent| usize::try_from(indent.max(0)).ok())
                 .unwrap_or(0)
                 .max(2);
-            within(shown(0)?.saturating_mul(6usize.saturating_add(indent)))
+            let (items, depth) = items_and_depth(argument(0)?, limit)?;
+            within(
+                shown(0)?.saturating_mul(6).saturating_add(
+                    items
+                        .saturating_add(2)
+                        .saturating_mul(indent.saturating_mul(depth).saturating_add(2)),
+                ),
+            )
         }
         "pprint" => {
             let mut counter = CountingWriter { count: 0, limit };
@@ -549,34 +651,90 @@ fn check_format_pattern(arguments: &[Value]) -> Result<(), Error> {
     Ok(())
 }
 
-/// The built-in filters that check their output's size before they run, by name.
-fn checked_filters() -> Vec<(&'static str, Value)> {
+/// Every built-in filter, by name: each runs through the budget's wrapper.
+fn builtin_filters() -> Vec<(&'static str, Value)> {
     use minijinja::filters;
     vec![
-        ("replace", Value::from_function(filters::replace)),
-        ("join", Value::from_function(filters::join)),
-        ("indent", Value::from_function(filters::indent)),
-        ("format", Value::from_function(filters::format)),
-        ("list", Value::from_function(filters::list)),
-        ("unique", Value::from_function(filters::unique)),
-        ("sort", Value::from_function(filters::sort)),
-        ("reverse", Value::from_function(filters::reverse)),
-        ("dictsort", Value::from_function(filters::dictsort)),
-        ("items", Value::from_function(filters::items)),
-        ("batch", Value::from_function(filters::batch)),
-        ("slice", Value::from_function(filters::slice)),
-        ("split", Value::from_function(filters::split)),
-        ("lines", Value::from_function(filters::lines)),
-        ("string", Value::from_function(filters::string)),
-        ("title", Value::from_function(filters::title)),
-        ("upper", Value::from_function(filters::upper)),
-        ("lower", Value::from_function(filters::lower)),
-        ("capitalize", Value::from_function(filters::capitalize)),
+        ("safe", Value::from_function(filters::safe)),
         ("escape", Value::from_function(filters::escape)),
         ("e", Value::from_function(filters::escape)),
-        ("tojson", Value::from_function(filters::tojson)),
+        ("lower", Value::from_function(filters::lower)),
+        ("upper", Value::from_function(filters::upper)),
+        ("title", Value::from_function(filters::title)),
+        ("capitalize", Value::from_function(filters::capitalize)),
+        ("replace", Value::from_function(filters::replace)),
+        ("length", Value::from_function(filters::length)),
+        ("count", Value::from_function(filters::length)),
+        ("dictsort", Value::from_function(filters::dictsort)),
+        ("items", Value::from_function(filters::items)),
+        ("reverse", Value::from_function(filters::reverse)),
+        ("trim", Value::from_function(filters::trim)),
+        ("join", Value::from_function(filters::join)),
+        ("split", Value::from_function(filters::split)),
+        ("lines", Value::from_function(filters::lines)),
+        ("default", Value::from_function(filters::default)),
+        ("d", Value::from_function(filters::default)),
+        ("round", Value::from_function(filters::round)),
+        ("abs", Value::from_function(filters::abs)),
+        ("int", Value::from_function(filters::int)),
+        ("float", Value::from_function(filters::float)),
+        ("attr", Value::from_function(filters::attr)),
+        ("first", Value::from_function(filters::first)),
+        ("last", Value::from_function(filters::last)),
+        ("min", Value::from_function(filters::min)),
+        ("max", Value::from_function(filters::max)),
+        ("sort", Value::from_function(filters::sort)),
+        ("list", Value::from_function(filters::list)),
+        ("string", Value::from_function(filters::string)),
+        ("bool", Value::from_function(filters::bool)),
+        ("batch", Value::from_function(filters::batch)),
+        ("slice", Value::from_function(filters::slice)),
+        ("sum", Value::from_function(filters::sum)),
+        ("indent", Value::from_function(filters::indent)),
+        ("select", Value::from_function(filters::select)),
+        ("reject", Value::from_function(filters::reject)),
+        ("selectattr", Value::from_function(filters::selectattr)),
+        ("rejectattr", Value::from_function(filters::rejectattr)),
+        ("map", Value::from_function(filters::map)),
+        ("groupby", Value::from_function(filters::groupby)),
+        ("unique", Value::from_function(filters::unique)),
+        ("chain", Value::from_function(filters::chain)),
+        ("zip", Value::from_function(filters::zip)),
         ("pprint", Value::from_function(filters::pprint)),
+        ("format", Value::from_function(filters::format)),
+        ("tojson", Value::from_function(filters::tojson)),
     ]
+}
+
+/// The work a filter call does on its input, in bytes touched: its text, or its items' text;
+/// sorting and deduplicating compare each item about log2(n) times.
+fn filter_work(filter: &str, arguments: &[Value]) -> usize {
+    let Some(input) = arguments.first() else {
+        return 0;
+    };
+    if let Some(text) = input.as_str() {
+        return text.len();
+    }
+    let limit = WORK_BUDGET_BYTES;
+    let Ok(items) = input.try_iter() else {
+        return 0;
+    };
+    let mut count = 0usize;
+    let mut bytes = 0usize;
+    for item in items.take(limit) {
+        count += 1;
+        bytes = bytes.saturating_add(item.as_str().map_or(BYTES_PER_ITEM, str::len));
+        if bytes > limit {
+            break;
+        }
+    }
+    match filter {
+        "sort" | "unique" | "dictsort" | "groupby" | "min" | "max" => {
+            let comparisons = usize::BITS - count.leading_zeros();
+            bytes.saturating_mul(comparisons.max(1) as usize)
+        }
+        _ => bytes,
+    }
 }
 
 /// A minijinja environment whose templates, rendered through [`BudgetedTemplate`], stay within
@@ -586,7 +744,7 @@ pub fn budgeted_environment() -> Environment<'static> {
     let mut environment = Environment::new();
     environment.set_formatter(counting_formatter);
     environment.remove_global("debug");
-    for (name, original) in checked_filters() {
+    for (name, original) in builtin_filters() {
         environment.add_filter(
             name,
             move |state: &mut State, arguments: Rest<ValueOrKwargs>| -> Result<Value, Error> {
@@ -595,6 +753,8 @@ pub fn budgeted_environment() -> Environment<'static> {
                     .into_iter()
                     .map(ValueOrKwargs::into_value)
                     .collect();
+                tick()?;
+                count_work(filter_work(name, &arguments), name)?;
                 if name == "format" {
                     check_format_pattern(&arguments)?;
                 }
@@ -602,10 +762,14 @@ pub fn budgeted_environment() -> Environment<'static> {
                 if filter_output_bound(name, &arguments, limit).is_none() {
                     return Err(over_budget(&format!("the filter `{name}`")));
                 }
-                original.call(state, &arguments)
+                let output = original.call(state, &arguments)?;
+                // Counted here too, so a filter called item by item (`map`) is counted per item.
+                count_bytes(budget_size(&output), &format!("the filter `{name}`"))?;
+                Ok(output)
             },
         );
     }
+    environment.add_function(TICK_FUNCTION, tick);
     environment.add_function(COUNT_FUNCTION, count_built_value);
     environment.add_function(CONCAT_FUNCTION, checked_concat);
     environment.add_function(MULTIPLY_FUNCTION, checked_multiply);
@@ -739,8 +903,30 @@ mod tests {
                 "output",
             ),
             (
-                "{{ (('x' * 1000000) ~ '') | tojson(indent=99999) }}",
+                "{{ ([('x' * 1000000) ~ ''] * 30) | tojson(indent=99999) }}",
                 "tojson",
+            ),
+            // Found by a hostile pass: one key shown many times, deep nesting with a wide
+            // indent, and filters applied item by item through `map`.
+            (
+                "{% set s = 'y' * 2000000 %}{{ ('%(a)s' * 3000) | format({'a': s}) | length }}",
+                "format",
+            ),
+            (
+                "{% set l = [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]] %}{{ l | tojson(500000) | length }}",
+                "tojson",
+            ),
+            (
+                "{% set s = 'x\\ny' %}{{ ([s] * 40) | map('indent', 20000000) | map('length') | list }}",
+                "indent",
+            ),
+            (
+                "{% set s = 'y' * 10000000 %}{{ ([s] * 40) | map('upper') | list | length }}",
+                "upper",
+            ),
+            (
+                "{% set s = 'y' * 10000000 %}{{ ([s] * 40) | map('replace', 'y', 'zz') | list | length }}",
+                "replace",
             ),
         ];
         for (source, what) in cases {
@@ -792,6 +978,26 @@ mod tests {
 
     fn plain_renders(source: &str) -> bool {
         Environment::new().render_str(source, ()).is_ok()
+    }
+
+    /// Found by a hostile pass: a single step over long text in a loop (`length` of 60 MB a
+    /// thousand times) or sorting long texts ran for minutes; the work budget stops it quickly.
+    #[test]
+    fn long_work_in_one_step_stops_at_the_work_budget() {
+        let started = std::time::Instant::now();
+        for source in [
+            "{% set s = 'x' * 60000000 %}{% for c in 'x' * 1000 %}{% if s | length > 0 %}{% endif %}{% endfor %}",
+            "{% set s = 'y' * 10000000 %}{{ ([s ~ 'z'] * 20000) | sort | length }}",
+        ] {
+            let error = render(source, Value::from(()))
+                .expect_err(source)
+                .to_string();
+            assert!(
+                error.contains("GiB") && error.contains("work"),
+                "{source}: {error}"
+            );
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(60));
     }
 
     #[test]

@@ -19,6 +19,10 @@ pub fn validate_job(
     let profile = ProviderProfile::for_kind(provider);
     profile.check_job(&job)?;
     let (prices, prices_file) = crate::pricing::PriceTable::load_chosen(None)?;
+    // A chosen vocabulary that cannot be used fails here, as it would fail `run` and `estimate`.
+    let vocabulary =
+        crate::tokens::choose_vocabulary(None, None, job.estimate_tokenizer_path.as_deref());
+    crate::tokens::load_token_counter(vocabulary.as_ref())?;
     crate::model_check::check_model(&job, provider, false, &prices)?;
     let scratch = tempfile::tempdir()?;
     let ledger = Ledger::open_path(&scratch.path().join("validate.sqlite"))?;
@@ -91,7 +95,7 @@ fn write_settings_in_force(
     });
     writeln!(
         text,
-        "  settings (a flag wins over the environment, which wins over the job file):"
+        "  settings of a new run without flags (a flag wins over the run's ledger, then the environment, then the job file, then the default):"
     )?;
     writeln!(
         text,

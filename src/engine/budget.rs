@@ -114,7 +114,11 @@ pub fn prepare_run_budget(
         Ok(estimator) => Some(estimator),
         Err(crate::estimate::EstimateSetupError::UnknownModel { .. }) if cap_text.is_none() => None,
         Err(error) => {
-            let hint = if cap_text.is_some() {
+            let needs_price = matches!(
+                error,
+                crate::estimate::EstimateSetupError::UnknownModel { .. }
+            );
+            let hint = if cap_text.is_some() && needs_price {
                 " (a budget cap needs the model's price)"
             } else {
                 ""

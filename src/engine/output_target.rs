@@ -149,7 +149,7 @@ fn probe_writable(path: &Path) -> Result<(), RunFailure> {
     };
     let cannot = |error: std::io::Error| {
         RunFailure::local(anyhow::anyhow!(
-            "the output `{}` cannot be written ({error}); nothing was uploaded. Choose a writable place with `--output`",
+            "the output `{}` cannot be written ({error}). Choose a writable place with `--output`",
             path.display()
         ))
     };

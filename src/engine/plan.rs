@@ -121,6 +121,8 @@ pub fn plan_shards(
             let rendered = match renderer.render_row(&batch, row, row_number) {
                 Ok(rendered) => rendered,
                 Err(error) => {
+                    // A render stopped by a signal is the signal's, not the row's.
+                    crate::interrupt::check()?;
                     row_errors.push(error.with_line(line).to_string());
                     if row_errors.len() >= MAX_REPORTED_ROW_ERRORS {
                         break;

@@ -576,3 +576,93 @@ fn validate_names_each_setting_and_where_it_comes_from() {
         assert!(stdout.contains(piece), "expected `{piece}` in:\n{stdout}");
     }
 }
+
+/// A row whose template compares two 30 MB texts a hundred thousand times: each loop turn is
+/// one cheap instruction, so fuel does not stop it for minutes.
+const SLOW_TEMPLATE_JOB: &str = "[input]\npath = \"rows.csv\"\n[request]\nmodel = \"qwen-flash\"\ntemplate = \"{% set s = text * 30000000 %}{% set t = text * 30000000 %}{% for i in range(100000) %}{% if s == t %}{% endif %}{% endfor %}{{ text }}\"\n";
+
+/// Found by a hostile pass: SIGTERM while one slow row was rendering was ignored for minutes.
+/// Every loop turn now checks for a signal: exit 143 at once, with the final event.
+#[test]
+fn sigterm_while_a_slow_row_renders_exits_143_at_once() {
+    let workspace = Workspace::new();
+    workspace.write("rows.csv", "id,text\n1,x\n");
+    workspace.write("job.toml", SLOW_TEMPLATE_JOB);
+    let mut command = workspace.command(&["run", "job.toml", "--provider", "sim", "--json"]);
+    command.env("DASHBATCH_SIM_TIME_SCALE", "100000");
+    let mut child = spawn_piped(command);
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    assert!(line.contains("run_started"), "{line}");
+    std::thread::sleep(Duration::from_millis(1500));
+    let signalled = std::time::Instant::now();
+    // SAFETY: sending a signal to our own child process.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let output = wait_with_limit(child, Duration::from_secs(60));
+    assert_eq!(output.status.code(), Some(143), "{}", text(&output.stderr));
+    assert!(
+        signalled.elapsed() < Duration::from_secs(5),
+        "took {:?} to stop",
+        signalled.elapsed()
+    );
+    assert!(
+        rest.trim_end().ends_with('}') && rest.contains("run_interrupted"),
+        "{rest}"
+    );
+}
+
+/// The same row left alone stops at the ten-second render limit with an error naming the row,
+/// before anything is uploaded.
+#[test]
+fn a_row_that_renders_for_longer_than_the_time_limit_is_refused_at_its_row() {
+    let workspace = Workspace::new();
+    workspace.write("rows.csv", "id,text\n1,x\n");
+    workspace.write("job.toml", SLOW_TEMPLATE_JOB);
+    let output = workspace.run(&["validate", "job.toml"]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("row 1") && stderr.contains("longer than 10 s"),
+        "{stderr}"
+    );
+}
+
+/// minijinja's own functions (`range`, `namespace`, `dict`) are not mistaken for missing
+/// columns.
+#[test]
+fn templates_may_use_range_namespace_and_dict() {
+    let workspace = Workspace::new();
+    workspace.write("rows.csv", "id,text\n1,hello\n");
+    workspace.write(
+        "job.toml",
+        "[input]\npath = \"rows.csv\"\n[request]\nmodel = \"qwen-flash\"\ntemplate = \"{% set ns = namespace(n=0) %}{% for i in range(3) %}{% set ns.n = ns.n + i %}{% endfor %}{{ dict(a=text).a }} {{ ns.n }}\"\n",
+    );
+    let output = workspace.run(&["validate", "job.toml"]);
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(stdout.contains("hello 3"), "{stdout}");
+}
+
+/// `validate` refuses a tokenizer vocabulary that `run` would refuse.
+#[test]
+fn validate_refuses_a_tokenizer_vocabulary_run_would_refuse() {
+    let workspace = Workspace::new();
+    workspace.write("rows.csv", "id,text\n1,hello\n");
+    workspace.write(
+        "job.toml",
+        "[input]\npath = \"rows.csv\"\n[request]\nmodel = \"qwen-flash\"\ntemplate = \"{{ text }}\"\n[estimate]\ntokenizer = \"missing.tiktoken\"\n",
+    );
+    let output = workspace.run(&["validate", "job.toml"]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("`[estimate] tokenizer` in the job file")
+            && stderr.contains("missing.tiktoken"),
+        "{stderr}"
+    );
+}
