@@ -42,6 +42,19 @@ pub const BYTES_PER_ITEM: usize = 32;
 /// loops over long text for longer stops with an error naming the row.
 pub const TEMPLATE_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// The time limit in force, in milliseconds: [`TEMPLATE_TIME_LIMIT`] unless
+/// [`set_render_time_limit`] lowered it (the fuzz target does, to keep its executions short).
+static RENDER_TIME_LIMIT_MILLIS: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(TEMPLATE_TIME_LIMIT.as_millis() as u64);
+
+/// Sets the time limit of every later render in this process.
+pub fn set_render_time_limit(limit: std::time::Duration) {
+    RENDER_TIME_LIMIT_MILLIS.store(
+        u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+}
+
 /// The work filters may do for one row, in bytes of input touched (`length` of a long text in a
 /// loop, sorting long texts), so that a single step cannot run for minutes.
 pub const WORK_BUDGET_BYTES: usize = 4 << 30;
@@ -301,13 +314,16 @@ fn tick() -> Result<(), Error> {
             format!("{interrupted} while rendering"),
         ));
     }
+    let limit = std::time::Duration::from_millis(
+        RENDER_TIME_LIMIT_MILLIS.load(std::sync::atomic::Ordering::Relaxed),
+    );
     let started = RENDER_STARTED.with(Cell::get);
-    if started.is_some_and(|started| started.elapsed() > TEMPLATE_TIME_LIMIT) {
+    if started.is_some_and(|started| started.elapsed() > limit) {
         return Err(Error::new(
             ErrorKind::InvalidOperation,
             format!(
                 "rendering this row took longer than {} s; a prompt template renders in microseconds, so simplify it (a loop over long text, or sorting long texts)",
-                TEMPLATE_TIME_LIMIT.as_secs()
+                limit.as_secs_f64()
             ),
         ));
     }

@@ -104,6 +104,9 @@ fuzz_target!(|data: &[u8]| {
     let Some((&flags, rest)) = data.split_first() else {
         return;
     };
+    // A render stops at its time limit; one second keeps a slow input well under libFuzzer's
+    // ten-second timeout (the product's limit is ten seconds).
+    dashbatch::template_budget::set_render_time_limit(std::time::Duration::from_secs(1));
     let text = String::from_utf8_lossy(rest);
     let mut parts = text.split('\0');
     let template = parts.next().unwrap_or_default();
