@@ -826,13 +826,9 @@ mod tests {
         batch(vec![id], vec!["t"])
     }
 
-    /// Found with the `template_render` fuzz target: nested loops over a long string rendered
-    /// for minutes, hanging `validate` and `run`. Out of fuel, the template is an error instead.
-    #[test]
-    fn runaway_template_runs_out_of_fuel() {
-        let reproducer =
-            include_bytes!("../fuzz/regressions/template_render/nested_loops_hang.bin");
-        // Byte 0 picks the fuzz target's job variant; the user template runs to the first NUL.
+    /// The test job with the user template of a `template_render` fuzz input: byte 0 picks the
+    /// fuzz target's job variant; the template runs to the first NUL.
+    fn job_with_fuzz_template(reproducer: &[u8]) -> Job {
         let template = std::str::from_utf8(&reproducer[1..])
             .unwrap()
             .split('\0')
@@ -840,6 +836,16 @@ mod tests {
             .unwrap();
         let mut job = job("", "");
         job.spec.request.template = template.to_owned();
+        job
+    }
+
+    /// Found with the `template_render` fuzz target: nested loops over a long string rendered
+    /// for minutes, hanging `validate` and `run`. Out of fuel, the template is an error instead.
+    #[test]
+    fn runaway_template_runs_out_of_fuel() {
+        let mut job = job_with_fuzz_template(include_bytes!(
+            "../fuzz/regressions/template_render/nested_loops_hang.bin"
+        ));
         let short = batch(vec!["1"], vec!["t"]);
         match RequestRenderer::new(&job, &profile(), &short.schema()) {
             Ok(_) => panic!("the runaway template rendered"),
@@ -862,15 +868,9 @@ mod tests {
     /// than the budget.
     #[test]
     fn a_template_that_builds_gigabytes_stops_at_the_memory_budget() {
-        let reproducer =
-            include_bytes!("../fuzz/regressions/template_render/string_concat_oom.bin");
-        let template = std::str::from_utf8(&reproducer[1..])
-            .unwrap()
-            .split('\0')
-            .next()
-            .unwrap();
-        let mut job = job("", "");
-        job.spec.request.template = template.to_owned();
+        let mut job = job_with_fuzz_template(include_bytes!(
+            "../fuzz/regressions/template_render/string_concat_oom.bin"
+        ));
         let short = batch(vec!["1"], vec!["t"]);
         let error = match RequestRenderer::new(&job, &profile(), &short.schema()) {
             Ok(renderer) => match renderer.render_row(&short, 0, 1) {
