@@ -22,6 +22,7 @@ mod run_options;
 mod run_record;
 mod run_selection;
 mod runner;
+mod shard_file;
 mod shard_results;
 mod status;
 mod submission;

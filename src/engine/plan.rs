@@ -5,13 +5,13 @@
 //! whose prompt is empty. Skipped rows are in no shard; shards hold the sent rows in order.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+use super::shard_file::ShardFileWriter;
 use crate::job::Job;
-use crate::ledger::{Ledger, ShardRecord, restrict_permissions};
+use crate::ledger::{Ledger, ShardRecord};
 use crate::provider::ProviderProfile;
 use crate::render::{RenderError, RenderedRequest, RenderedRow, RequestRenderer};
 use crate::shard::{Placement, ShardLimits, ShardPlanner};
@@ -51,38 +51,6 @@ pub fn shard_limits(job: &Job, profile: &ProviderProfile) -> ShardLimits {
     }
 }
 
-/// A shard file that could not be written, named (a full disk or a file-size limit says only
-/// "File too large" or "No space left on device" on its own).
-fn shard_write_error(path: &std::path::Path, error: std::io::Error) -> anyhow::Error {
-    anyhow::anyhow!(
-        "cannot write the shard file `{}`: {error}; nothing was uploaded. Free space on that disk (or raise the file-size limit) and run again",
-        path.display()
-    )
-}
-
-struct OpenShard {
-    record: ShardRecord,
-    path: PathBuf,
-    writer: BufWriter<File>,
-    hasher: Sha256,
-}
-
-impl OpenShard {
-    fn close(mut self) -> anyhow::Result<ShardRecord> {
-        let path = self.path.clone();
-        let cannot_write = move |error: std::io::Error| shard_write_error(&path, error);
-        self.writer.flush().map_err(&cannot_write)?;
-        let file = self
-            .writer
-            .into_inner()
-            .map_err(|error| cannot_write(error.into_error()))?;
-        file.sync_all().map_err(&cannot_write)?;
-        self.record.sha256 = hex::encode(self.hasher.finalize());
-        restrict_permissions(&self.path);
-        Ok(self.record)
-    }
-}
-
 /// Reads, renders and shards the whole input into `shards_directory`. Custom ids are claimed in
 /// `ledger` (which must not have them yet) so duplicates are found with flat memory.
 pub fn plan_shards(
@@ -102,7 +70,7 @@ pub fn plan_shards(
     let checks_ids = job.spec.input.id_column.is_some();
 
     let mut shards = Vec::new();
-    let mut open_shard: Option<OpenShard> = None;
+    let mut open_shard: Option<ShardFileWriter> = None;
     let mut row_errors: Vec<String> = Vec::new();
     let mut preview = Vec::new();
     let mut row_number: u64 = 0;
@@ -195,32 +163,21 @@ pub fn plan_shards(
                 }
                 let file_name = format!("shard-{index:05}.jsonl");
                 let path = shards_directory.join(&file_name);
-                let file = File::create(&path).map_err(|error| shard_write_error(&path, error))?;
-                open_shard = Some(OpenShard {
-                    record: ShardRecord::planned(
+                open_shard = Some(ShardFileWriter::create(
+                    path,
+                    ShardRecord::planned(
                         index,
                         row_number,
                         file_name,
                         job.spec.request.model.clone(),
                         1,
                     ),
-                    path,
-                    writer: BufWriter::with_capacity(1 << 20, file),
-                    hasher: Sha256::new(),
-                });
+                )?);
             }
             let shard = open_shard
                 .as_mut()
                 .expect("a shard is open after placement");
-            shard
-                .writer
-                .write_all(&rendered.line)
-                .and_then(|()| shard.writer.write_all(b"\n"))
-                .map_err(|error| shard_write_error(&shard.path, error))?;
-            shard.hasher.update(&rendered.line);
-            shard.hasher.update(b"\n");
-            shard.record.row_count += 1;
-            shard.record.byte_size += rendered.line.len() as u64 + 1;
+            shard.write_line(&rendered.line)?;
             if preview.len() < preview_count {
                 preview.push(rendered);
             }

@@ -8,16 +8,16 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader};
 
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 use super::RunDirectory;
 use super::plan::shard_limits;
+use super::shard_file::ShardFileWriter;
 use super::shard_results::load_shard_results;
 use crate::job::Job;
-use crate::ledger::{Ledger, ShardRecord, restrict_permissions};
+use crate::ledger::{Ledger, ShardRecord};
 use crate::provider::ProviderProfile;
 use crate::row_result::{RowResult, is_transient_failure};
 use crate::shard::{Placement, ShardPlanner};
@@ -70,13 +70,6 @@ pub fn ingest_retry_results(
     Ok(())
 }
 
-struct RetryShardWriter {
-    record: ShardRecord,
-    path: std::path::PathBuf,
-    writer: BufWriter<File>,
-    hasher: Sha256,
-}
-
 /// Collects transient failures of settled shards into new retry shards. Returns how many were made.
 pub fn plan_retries(
     job: &Job,
@@ -116,7 +109,7 @@ pub fn plan_retries(
         let results = load_shard_results(run_directory, shard, status)?;
         let rows = row_numbers(ledger, shard)?;
         let mut planner = ShardPlanner::new(limits);
-        let mut open: Option<RetryShardWriter> = None;
+        let mut open: Option<ShardFileWriter> = None;
         let file = File::open(run_directory.shard_path(&shard.file_name))?;
         for (index, line) in BufReader::new(file).lines().enumerate() {
             let line = line?;
@@ -150,57 +143,38 @@ pub fn plan_retries(
                 })?
             {
                 if let Some(done) = open.take() {
-                    new_shards.push(close(done)?);
+                    new_shards.push(done.close()?);
                 }
                 let index = next_index;
                 next_index += 1;
                 let file_name = format!("shard-{index:05}.jsonl");
                 let path = run_directory.shard_path(&file_name);
-                open = Some(RetryShardWriter {
-                    record: ShardRecord::planned(
+                open = Some(ShardFileWriter::create(
+                    path,
+                    ShardRecord::planned(
                         index,
                         row_number,
                         file_name,
                         shard.model.clone(),
                         shard.attempt + 1,
                     ),
-                    writer: BufWriter::new(File::create(&path)?),
-                    path,
-                    hasher: Sha256::new(),
-                });
+                )?);
             }
             let writer = open.as_mut().expect("a retry shard is open");
-            writer.writer.write_all(line.as_bytes())?;
-            writer.writer.write_all(b"\n")?;
-            writer.hasher.update(line.as_bytes());
-            writer.hasher.update(b"\n");
-            writer.record.row_count += 1;
-            writer.record.byte_size += line.len() as u64 + 1;
+            writer.write_line(line.as_bytes())?;
             new_rows.push((
-                writer.record.shard_index,
-                writer.record.row_count,
+                writer.record().shard_index,
+                writer.record().row_count,
                 row_number,
                 identity.custom_id,
             ));
         }
         if let Some(done) = open.take() {
-            new_shards.push(close(done)?);
+            new_shards.push(done.close()?);
         }
     }
     ledger.insert_retry_plan(&new_shards, &new_rows, &scanned)?;
     Ok(new_shards.len())
-}
-
-fn close(mut shard: RetryShardWriter) -> anyhow::Result<ShardRecord> {
-    shard.writer.flush()?;
-    let file = shard
-        .writer
-        .into_inner()
-        .map_err(|error| error.into_error())?;
-    file.sync_all()?;
-    restrict_permissions(&shard.path);
-    shard.record.sha256 = hex::encode(shard.hasher.finalize());
-    Ok(shard.record)
 }
 
 #[cfg(test)]
