@@ -477,10 +477,16 @@ fn checked_multiply(left: Value, right: Value) -> Result<Value, Error> {
     if let Some(size) = repeated_size(&left, &right).or_else(|| repeated_size(&right, &left)) {
         count_bytes(size, "`*`")?;
     }
-    let product = plain_environment()
-        .compile_expression("left * right")
-        .expect("the product expression compiles");
-    product.eval(minijinja::context! { left => left, right => right })
+    // Compiled once: `*` is on the path of every row whose template multiplies.
+    static PRODUCT: std::sync::OnceLock<minijinja::Expression<'static, 'static>> =
+        std::sync::OnceLock::new();
+    PRODUCT
+        .get_or_init(|| {
+            plain_environment()
+                .compile_expression("left * right")
+                .expect("the product expression compiles")
+        })
+        .eval(minijinja::context! { left => left, right => right })
 }
 
 /// The formatter of a budgeted environment: counts every byte written (output, captured blocks

@@ -78,21 +78,11 @@ fn write_settings_in_force(
         value: format!("`{}`", setting.value.display()),
         source: setting.source,
     };
-    let output = job
-        .output_path
-        .clone()
-        .map(|path| Setting {
-            value: path,
-            source: SettingSource::JobFile("[output] path"),
-        })
-        .map(path_text);
+    let output = crate::engine::output_path_setting(None, job).map(path_text);
     let tokenizer =
         crate::tokens::choose_vocabulary(None, None, job.estimate_tokenizer_path.as_deref())
             .map(path_text);
-    let max_cost = job.spec.batch.max_cost.as_ref().map(|amount| Setting {
-        value: amount.0.clone(),
-        source: SettingSource::JobFile("[batch] max_cost"),
-    });
+    let max_cost = crate::engine::max_cost_setting(None, None, job);
     writeln!(
         text,
         "  settings of a new run without flags (a flag wins over the run's ledger, then the environment, then the job file, then the default):"

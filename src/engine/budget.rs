@@ -96,19 +96,7 @@ pub fn prepare_run_budget(
             .map_err(|problem| RunFailure::local(anyhow::anyhow!("`--max-cost`: {problem}")))?;
         RunRecord::record_max_cost(ledger, flag.trim()).map_err(RunFailure::local)?;
     }
-    let cap_text = SettingPlaces {
-        flag: max_cost_flag.map(|flag| (flag.trim().to_owned(), "--max-cost")),
-        run_ledger: record.max_cost.clone(),
-        environment: None,
-        job_file: job
-            .spec
-            .batch
-            .max_cost
-            .as_ref()
-            .map(|amount| (amount.0.clone(), "[batch] max_cost")),
-        default: None,
-    }
-    .resolve();
+    let cap_text = max_cost_setting(max_cost_flag, record.max_cost.clone(), job);
 
     let estimator = match request_estimator_for_job(job, prices, vocabulary.as_ref()) {
         Ok(estimator) => Some(estimator),
@@ -149,6 +137,28 @@ pub fn prepare_run_budget(
         skipped: BTreeSet::new(),
         last_committed: None,
     })
+}
+
+/// The `max_cost` in force, as written, and where it came from: `--max-cost`, else the one the
+/// run was started with (`run_ledger`), else the job's `[batch] max_cost`.
+pub fn max_cost_setting(
+    flag: Option<&str>,
+    run_ledger: Option<String>,
+    job: &Job,
+) -> Option<crate::settings::Setting<String>> {
+    SettingPlaces {
+        flag: flag.map(|flag| (flag.trim().to_owned(), "--max-cost")),
+        run_ledger,
+        environment: None,
+        job_file: job
+            .spec
+            .batch
+            .max_cost
+            .as_ref()
+            .map(|amount| (amount.0.clone(), "[batch] max_cost")),
+        default: None,
+    }
+    .resolve()
 }
 
 /// The estimate of `shard` from `cache`, computed from its shard file the first time.

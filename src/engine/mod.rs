@@ -29,12 +29,14 @@ mod submission;
 mod submit;
 mod totals;
 
-pub use budget::{BUDGET_CAP_ERROR_CODE, BudgetCap, BudgetReport, RunBudget};
+pub use budget::{BUDGET_CAP_ERROR_CODE, BudgetCap, BudgetReport, RunBudget, max_cost_setting};
 pub use cancel::cancel_run;
 pub use connection::check_base_url;
 pub use estimate_vs_actual::EstimateVersusActual;
 pub use events::{Event, EventKind, EventSink, OutputMode};
-pub use output_target::{OutputTarget, check_output_target, choose_output_target};
+pub use output_target::{
+    OutputTarget, check_output_target, choose_output_target, output_path_setting,
+};
 pub use plan::{PlanOutcome, plan_shards, shard_limits};
 pub use report::RunReport;
 pub use run_directory::RunDirectory;

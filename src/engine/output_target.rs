@@ -25,6 +25,20 @@ fn format_name(format: TableFormat) -> &'static str {
     }
 }
 
+/// The output path the user chose, and where: `--output` (`flag`), else the job's `[output] path`;
+/// `None` means the run directory's default.
+pub fn output_path_setting(
+    flag: Option<&Path>,
+    job: &Job,
+) -> Option<crate::settings::Setting<PathBuf>> {
+    crate::settings::SettingPlaces {
+        flag: crate::settings::flag_path(flag, "--output"),
+        job_file: job.output_path.clone().map(|path| (path, "[output] path")),
+        ..crate::settings::SettingPlaces::default()
+    }
+    .resolve()
+}
+
 /// The output path and format of a run: `--output` (`flag`) over the job's `[output] path`, over
 /// `RUN_DIR/output.<format>`; the format from the job's `[output] format`, else the path's
 /// extension, else Parquet. An extension that names another format, or none dashbatch writes,
@@ -34,12 +48,7 @@ pub fn choose_output_target(
     job: &Job,
     run_directory: &RunDirectory,
 ) -> Result<OutputTarget, RunFailure> {
-    let chosen = crate::settings::SettingPlaces {
-        flag: crate::settings::flag_path(flag, "--output"),
-        job_file: job.output_path.clone().map(|path| (path, "[output] path")),
-        ..crate::settings::SettingPlaces::default()
-    }
-    .resolve();
+    let chosen = output_path_setting(flag, job);
     let declared = job.spec.output.format;
     let Some(crate::settings::Setting {
         value: path,
