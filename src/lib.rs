@@ -36,6 +36,7 @@ pub mod sim;
 pub mod table;
 pub mod template_budget;
 pub mod tokens;
+pub mod user_cache;
 pub mod validate;
 pub mod wire;
 

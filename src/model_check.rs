@@ -74,6 +74,10 @@ pub fn check_model(
         key: key.to_owned(),
         message,
     };
+    // A price in another currency than the provider bills in is wrong whatever the base URL.
+    let price = prices
+        .price_in_provider_currency(model)
+        .map_err(|error| invalid("request.model", error.to_string()))?;
     if custom_base_url {
         return Ok(());
     }
@@ -95,7 +99,6 @@ pub fn check_model(
             ),
         ));
     }
-    let price = prices.lookup(model);
     if matches!(
         provider,
         ProviderKind::Dashscope | ProviderKind::DashscopeIntl
@@ -187,34 +190,56 @@ mod tests {
     #[test]
     fn a_misspelt_model_is_refused_with_a_suggestion() {
         let (_directory, job) = job("qwen-plsu", "/v1/chat/completions", None);
-        let error = check_model(&job, ProviderKind::Dashscope, false, &PriceTable::builtin())
-            .unwrap_err()
-            .to_string();
+        let error = check_model(
+            &job,
+            ProviderKind::Dashscope,
+            false,
+            &PriceTable::for_provider(ProviderKind::Dashscope),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(error.contains("`qwen-plsu`"), "{error}");
         assert!(error.contains("did you mean `qwen-plus`"), "{error}");
         // A custom base URL serves its own models.
-        check_model(&job, ProviderKind::Dashscope, true, &PriceTable::builtin()).unwrap();
+        check_model(
+            &job,
+            ProviderKind::Dashscope,
+            true,
+            &PriceTable::for_provider(ProviderKind::Dashscope),
+        )
+        .unwrap();
     }
 
     #[test]
     fn a_listed_batch_model_without_a_price_is_accepted() {
         let (_directory, job) = job("qwen3.5-flash", "/v1/chat/completions", None);
-        check_model(&job, ProviderKind::Dashscope, false, &PriceTable::builtin()).unwrap();
+        check_model(
+            &job,
+            ProviderKind::Dashscope,
+            false,
+            &PriceTable::for_provider(ProviderKind::Dashscope),
+        )
+        .unwrap();
     }
 
     #[test]
     fn a_chat_model_on_the_embeddings_endpoint_is_refused() {
         let (_directory, job) = job("qwen-plus", "/v1/embeddings", None);
-        let error = check_model(&job, ProviderKind::Sim, false, &PriceTable::builtin())
-            .unwrap_err()
-            .to_string();
+        let error = check_model(
+            &job,
+            ProviderKind::Sim,
+            false,
+            &PriceTable::for_provider(ProviderKind::Dashscope),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(error.contains("not an embeddings model"), "{error}");
     }
 
     #[test]
     fn max_tokens_above_a_known_limit_is_refused() {
         let (_directory, job) = job("sim-limits", "/v1/chat/completions", Some(100_000));
-        let prices = PriceTable::builtin()
+        let prices = PriceTable::for_provider(ProviderKind::Dashscope)
             .with_override_toml(
                 "[models.sim-limits]\ncurrency = \"CNY\"\ninput = 1\noutput = 1\nmax_output_tokens = 8192\n",
                 std::path::Path::new("prices.toml"),

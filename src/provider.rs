@@ -50,7 +50,6 @@ pub struct ProviderProfile {
     pub max_metadata_keys: Option<usize>,
     pub max_metadata_key_chars: Option<usize>,
     pub max_metadata_value_chars: Option<usize>,
-    pub currency: &'static str,
     /// Batches that may run at once (DashScope: 1,000 per account; its test model: 2).
     pub max_live_batches: usize,
 }
@@ -80,7 +79,6 @@ impl ProviderProfile {
             max_metadata_keys: None,
             max_metadata_key_chars: None,
             max_metadata_value_chars: None,
-            currency: "CNY",
             max_live_batches: 1000,
         };
         match kind {
@@ -91,7 +89,6 @@ impl ProviderProfile {
             },
             ProviderKind::DashscopeIntl => ProviderProfile {
                 default_base_url: Some("https://dashscope-intl.aliyuncs.com/compatible-mode/v1"),
-                currency: "USD",
                 ..dashscope
             },
             ProviderKind::Openai => ProviderProfile {
@@ -109,7 +106,6 @@ impl ProviderProfile {
                 max_metadata_keys: Some(16),
                 max_metadata_key_chars: Some(64),
                 max_metadata_value_chars: Some(512),
-                currency: "USD",
                 max_live_batches: 1000,
             },
         }

@@ -18,11 +18,12 @@ pub fn validate_job(
     let job = load_job(job_file)?;
     let profile = ProviderProfile::for_kind(provider);
     profile.check_job(&job)?;
-    let (prices, prices_file) = crate::pricing::PriceTable::load_chosen(None)?;
+    let (prices, prices_file) = crate::pricing::PriceTable::load_chosen(None, provider)?;
     // A chosen vocabulary that cannot be used fails here, as it would fail `run` and `estimate`.
     let vocabulary =
         crate::tokens::choose_vocabulary(None, None, job.estimate_tokenizer_path.as_deref());
-    crate::tokens::load_token_counter(vocabulary.as_ref())?;
+    let token_counter =
+        crate::tokens::load_token_counter(&job.spec.request.model, vocabulary.as_ref())?;
     crate::model_check::check_model(&job, provider, false, &prices)?;
     let scratch = tempfile::tempdir()?;
     let ledger = Ledger::open_path(&scratch.path().join("validate.sqlite"))?;
@@ -52,6 +53,38 @@ pub fn validate_job(
         )?;
     }
     write_settings_in_force(&mut text, &job, prices_file.as_ref())?;
+    writeln!(
+        text,
+        "  tokens are counted with {}",
+        token_counter.description()
+    )?;
+    match prices.price_in_provider_currency(&job.spec.request.model)? {
+        Some(price) => writeln!(
+            text,
+            "  priced by {} from {}{}{}",
+            price.name(),
+            price.origin(),
+            price
+                .as_of()
+                .map(|date| format!(", checked {date}"))
+                .unwrap_or_default(),
+            if price.batch_listed() == Some(false) {
+                format!(
+                    "; warning: the provider's batch page does not list `{}` for {}",
+                    price.name(),
+                    price.region().unwrap_or("this region")
+                )
+            } else {
+                String::new()
+            }
+        )?,
+        None => writeln!(
+            text,
+            "  `{}` has no price in the {} table: costs will be unknown (see `dashbatch prices`)",
+            job.spec.request.model,
+            prices.builtin_table()
+        )?,
+    }
     for rendered in &plan.preview {
         let value: serde_json::Value = serde_json::from_slice(&rendered.line)?;
         writeln!(

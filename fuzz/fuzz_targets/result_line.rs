@@ -46,9 +46,9 @@ fn fixed() -> &'static Fixed {
         Fixed {
             pricers: vec![
                 // Tiered by prompt length, and thinking-priced output.
-                RunPricer::new(PriceTable::builtin(), "qwen-flash", false),
-                RunPricer::new(PriceTable::builtin(), "qwen3-max", true),
-                RunPricer::new(PriceTable::builtin(), "unknown-model", false),
+                RunPricer::new(PriceTable::for_provider(dashbatch::provider::ProviderKind::Dashscope), "qwen-flash", false),
+                RunPricer::new(PriceTable::for_provider(dashbatch::provider::ProviderKind::Dashscope), "qwen3-max", true),
+                RunPricer::new(PriceTable::for_provider(dashbatch::provider::ProviderKind::Dashscope), "unknown-model", false),
             ],
             fields: vec![
                 field(

@@ -1,17 +1,19 @@
 //! The commands, one file each: what `dashbatch run`, `resume`, `status`, `cancel`,
-//! `validate`, `estimate` and `sim serve` do with their parsed arguments, and the exit code
+//! `validate`, `estimate`, `prices`, `tokenizer` and `sim serve` do with their parsed arguments, and the exit code
 //! each returns. Failures become exit codes in one place, `RunFailure::settle`.
 
 mod cancel;
 mod estimate;
+mod prices;
 mod resume;
 mod run;
 mod sim_serve;
 mod status;
 mod terminal;
+mod tokenizer;
 mod validate;
 
-use crate::cli::{Cli, Command, SimCommand};
+use crate::cli::{Cli, Command, SimCommand, TokenizerCommand};
 
 /// Runs the parsed command line and returns its exit code.
 pub async fn dispatch(cli: Cli) -> u8 {
@@ -36,6 +38,20 @@ pub async fn dispatch(cli: Cli) -> u8 {
             lock,
             output_flags,
         } => cancel::cancel_command(&run_dir, lock.wait, &output_flags).await,
+        Command::Prices {
+            model,
+            provider,
+            prices,
+            json,
+        } => prices::prices_command(model.as_deref(), provider, prices.as_deref(), json),
+        Command::Tokenizer { command } => match command {
+            TokenizerCommand::Install {
+                from,
+                python,
+                no_download,
+            } => tokenizer::install_command(from, python, !no_download),
+            TokenizerCommand::List => tokenizer::list_command(),
+        },
         Command::Validate {
             job,
             provider,

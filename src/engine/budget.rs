@@ -681,7 +681,7 @@ mod tests {
         )
         .unwrap();
         let job = load_job(&directory.path().join("job.toml")).unwrap();
-        let prices = PriceTable::builtin()
+        let prices = PriceTable::for_provider(crate::provider::ProviderKind::Dashscope)
             .with_override_toml(TEST_PRICES, std::path::Path::new("test-prices.toml"))
             .unwrap();
         let run_directory = RunDirectory::new(directory.path().join("run"));

@@ -122,7 +122,9 @@ pub fn check_base_url(url: &str) -> Result<(), RunFailure> {
 /// The price table with the run's price file on top, and that file's path (to record for resuming).
 pub(super) fn load_prices(
     options_prices: Option<&Path>,
+    provider: crate::provider::ProviderKind,
 ) -> Result<(PriceTable, Option<PathBuf>), RunFailure> {
-    let (table, chosen) = PriceTable::load_chosen(options_prices).map_err(RunFailure::local)?;
+    let (table, chosen) =
+        PriceTable::load_chosen(options_prices, provider).map_err(RunFailure::local)?;
     Ok((table, chosen.map(|setting| setting.value)))
 }

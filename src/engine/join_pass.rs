@@ -349,6 +349,8 @@ struct CurrentShard {
     first_error: Option<BatchError>,
     report: ShardReport,
     cost: MoneySum,
+    /// Billed requests by the index of the price tier they were billed at.
+    billed_requests_by_tier_index: Vec<u64>,
     /// Left unsubmitted because it could have passed the run's budget cap.
     skipped_by_budget: bool,
     /// Rows of this shard joined so far: the next row is on line `rows_joined + 1` of its file.
@@ -391,6 +393,7 @@ fn open_shard(
             rows_by_status: BTreeMap::new(),
             tokens: TokenTotals::default(),
             cost: None,
+            billed_requests_by_price_tier: BTreeMap::new(),
             estimate_vs_actual: None,
         },
         record: record.clone(),
@@ -399,6 +402,7 @@ fn open_shard(
         line_errors,
         first_error,
         cost: MoneySum::new(pricer.currency()),
+        billed_requests_by_tier_index: Vec::new(),
         skipped_by_budget,
         rows_joined: 0,
     })
@@ -499,6 +503,13 @@ pub fn join_results(
     let finish_shard = |shard: CurrentShard, summary: &mut JoinSummary| {
         let mut report = shard.report;
         report.cost = shard.cost.total.map(|money| money.to_decimal_string());
+        report.billed_requests_by_price_tier = shard
+            .billed_requests_by_tier_index
+            .iter()
+            .enumerate()
+            .filter(|(_, count)| **count > 0)
+            .map(|(tier_index, count)| (pricer.tier_label(tier_index), *count))
+            .collect();
         summary.shards.push(report);
     };
 
@@ -601,6 +612,11 @@ pub fn join_results(
                 summary.cost.add(cost.batch);
                 summary.realtime_cost.add(cost.realtime);
                 shard.cost.add(cost.batch);
+                let counts = &mut shard.billed_requests_by_tier_index;
+                if counts.len() <= cost.tier_index {
+                    counts.resize(cost.tier_index + 1, 0);
+                }
+                counts[cost.tier_index] += 1;
             }
             if let Some(usage) = RunPricer::billed_usage(&result) {
                 for tokens in [&mut summary.tokens, &mut shard.report.tokens] {
@@ -742,7 +758,11 @@ mod tests {
             ..ShardRecord::planned(0, 1, "shard-00000.jsonl".into(), "qwen-plus".into(), 1)
         };
         let ledger = Ledger::open(&run_directory.root).unwrap();
-        let pricer = RunPricer::new(PriceTable::builtin(), "qwen-plus", false);
+        let pricer = RunPricer::new(
+            PriceTable::for_provider(crate::provider::ProviderKind::Dashscope),
+            "qwen-plus",
+            false,
+        );
         let output = directory.path().join("out.csv");
         let summary = join_results(
             &job,

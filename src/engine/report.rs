@@ -22,9 +22,47 @@ pub struct ShardReport {
     pub tokens: TokenTotals,
     /// Exact decimal text in `currency`.
     pub cost: Option<String>,
+    /// Billed requests by the price tier they were billed at (prompt lengths of the tier).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub billed_requests_by_price_tier: BTreeMap<String, u64>,
     /// The shard's estimate next to what it was billed (its rows once each, retries included).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub estimate_vs_actual: Option<EstimateVersusActual>,
+}
+
+/// Which price entry a run was priced with, and where its figures come from.
+#[derive(Debug, Clone, Serialize)]
+pub struct PriceEntryReport {
+    /// The entry's model name (the job's model may be one of its aliases).
+    pub model: String,
+    /// The provider's built-in table, such as `DashScope Beijing (CNY)`.
+    pub table: String,
+    /// The region the entry's file names.
+    pub region: Option<String>,
+    pub currency: String,
+    /// When the entry's file was checked.
+    pub as_of: Option<String>,
+    /// The file the entry was read from.
+    pub from: String,
+    pub source: Option<String>,
+    pub evidence: Option<String>,
+    pub batch_discount_percent: u8,
+}
+
+impl PriceEntryReport {
+    pub fn new(table: &crate::pricing::PriceTable, price: &crate::pricing::ModelPrice) -> Self {
+        PriceEntryReport {
+            model: price.name().to_owned(),
+            table: table.builtin_table().to_string(),
+            region: price.region().map(str::to_owned),
+            currency: price.currency().code().to_owned(),
+            as_of: price.as_of().map(str::to_owned),
+            from: price.origin().to_string(),
+            source: price.source().map(str::to_owned),
+            evidence: price.evidence().map(str::to_owned),
+            batch_discount_percent: price.batch_discount_percent(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -49,6 +87,8 @@ pub struct RunReport {
     pub realtime_cost: Option<String>,
     pub saving: Option<String>,
     pub price_table_as_of: String,
+    /// The price entry every shard was priced with; `None` when the model has no known price.
+    pub price: Option<PriceEntryReport>,
     /// Result files the provider would no longer serve. Their completed requests were billed
     /// even though their answers are lost; the rows say `results_unavailable`.
     pub lost_results: Vec<LostResults>,

@@ -65,7 +65,7 @@ impl Run {
             profile = profile.for_rehearsal();
         }
         profile.check_job(&job).map_err(RunFailure::local)?;
-        let (prices, prices_file) = load_prices(options.prices_file.as_deref())?;
+        let (prices, prices_file) = load_prices(options.prices_file.as_deref(), options.provider)?;
         if let Some(url) = &options.base_url {
             check_base_url(url)?;
         }
@@ -465,6 +465,9 @@ impl Run {
                 .map(|money| money.to_decimal_string()),
             saving,
             price_table_as_of: pricer.table().as_of().to_owned(),
+            price: pricer
+                .model_price()
+                .map(|price| super::report::PriceEntryReport::new(pricer.table(), price)),
             lost_results,
             tokens_counted_with: None,
             estimate_vs_actual: None,

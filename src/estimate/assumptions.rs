@@ -4,11 +4,11 @@ use super::request_estimate::{
     DEFAULT_EXPECTED_OUTPUT_PERCENT, PROVIDER_PROMPT_ALLOWANCE_TOKENS, RequestEstimator,
 };
 use crate::job::Job;
-use crate::pricing::Currency;
 use crate::provider::ProviderKind;
 use crate::tokens::{
     CHAT_FORMAT_TOKENS_PER_MESSAGE, CHAT_FORMAT_TOKENS_PER_REQUEST,
     HEURISTIC_UPPER_BOUND_EXTRA_TOKENS, HEURISTIC_UPPER_BOUND_FACTOR_PERCENT,
+    OPENAI_TOKENS_PER_MESSAGE, OPENAI_TOKENS_PER_REQUEST, TokenCounter,
 };
 
 /// One sentence per assumption, in the order a reader needs them.
@@ -26,6 +26,12 @@ pub fn estimate_assumptions(
     if job.is_embeddings() {
         lines.push(format!(
             "Input tokens: every rendered text, counted with {}. Embeddings have no output tokens.",
+            estimator.counter().description()
+        ));
+    } else if matches!(estimator.counter(), TokenCounter::Openai(_)) {
+        lines.push(format!(
+            "Input tokens: every rendered request in OpenAI's chat format ({OPENAI_TOKENS_PER_MESSAGE} tokens around \
+             each message, {OPENAI_TOKENS_PER_REQUEST} to open the answer), counted with {}.",
             estimator.counter().description()
         ));
     } else {
@@ -150,28 +156,22 @@ pub fn estimate_assumptions(
     if let Some(evidence) = price.evidence() {
         provenance.push_str(&format!(
             "; evidence: {evidence}{}",
-            if evidence == "3P" {
-                " (third party, unconfirmed: check the provider's price page)"
-            } else {
-                ""
+            match evidence {
+                "3P" => " (third party, unconfirmed: check the provider's price page)",
+                "INF" => " (worked out from an official page, not quoted by it: check the provider's price page)",
+                _ => "",
             }
         ));
     }
     provenance.push('.');
     lines.push(provenance);
-    let provider_currency = match provider {
-        ProviderKind::Openai | ProviderKind::DashscopeIntl => Some(Currency::Usd),
-        ProviderKind::Dashscope => Some(Currency::Cny),
-        ProviderKind::Sim => None,
-    };
-    if let Some(bills_in) = provider_currency
-        && bills_in != price.currency()
-    {
+    if price.batch_listed() == Some(false) {
         lines.push(format!(
-            "Warning: provider `{provider}` bills in {bills_in}, but the price of `{}` is in {}; give the provider's \
-             own prices in a price file (`--prices`).",
+            "Warning: the provider's batch page does not list `{}` for {}; DashScope accepts an unlisted model's \
+             batch and then fails every line with `model_not_found` (failed lines are not billed). Try a small \
+             run first, or choose a listed model (`dashbatch prices --provider {provider}`).",
             price.name(),
-            price.currency()
+            price.region().unwrap_or("this region")
         ));
     }
     lines

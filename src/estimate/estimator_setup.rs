@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use super::request_estimate::RequestEstimator;
 use crate::job::Job;
 use crate::pricing::{PriceOrigin, PriceTable, PriceTableError};
+use crate::provider::ProviderKind;
 use crate::settings::Setting;
 use crate::tokens::{TokenizerChoiceError, choose_vocabulary, load_token_counter};
 
@@ -16,8 +17,8 @@ pub enum EstimateSetupError {
     #[error(
         "job file `{job_file}`, key `request.model`: there is no price for model `{model}` in {where_looked}; \
          add `[models.{model}]` with `currency`, `input` and `output` (realtime prices per 1M tokens) to a price file \
-         and pass it with `--prices FILE` (or DASHBATCH_PRICES). The schema is at the top of \
-         src/pricing/builtin_prices.toml"
+         and pass it with `--prices FILE` (or DASHBATCH_PRICES). The schema is in docs/PRICES.md; \
+         `dashbatch prices` lists the models priced for each provider"
     )]
     UnknownModel {
         job_file: PathBuf,
@@ -28,12 +29,16 @@ pub enum EstimateSetupError {
     Tokenizer(#[from] TokenizerChoiceError),
 }
 
-/// The built-in price table with the price file from `flag`, else from DASHBATCH_PRICES, on top.
+/// The built-in price table of `provider` with the price file from `flag`, else from
+/// DASHBATCH_PRICES, on top.
 ///
 /// # Errors
 /// When the price file cannot be read or is invalid (the error names file, line and key).
-pub fn load_price_table(flag: Option<&Path>) -> Result<PriceTable, PriceTableError> {
-    PriceTable::load_chosen(flag).map(|(table, _)| table)
+pub fn load_price_table(
+    flag: Option<&Path>,
+    provider: ProviderKind,
+) -> Result<PriceTable, PriceTableError> {
+    PriceTable::load_chosen(flag, provider).map(|(table, _)| table)
 }
 
 /// The vocabulary path a job's estimates use: `flag`, else DASHBATCH_TOKENIZER, else the job's
@@ -57,21 +62,26 @@ pub fn request_estimator_for_job(
     vocabulary: Option<&Setting<PathBuf>>,
 ) -> Result<RequestEstimator, EstimateSetupError> {
     let model = &job.spec.request.model;
-    let price = prices.lookup(model).ok_or_else(|| {
+    let price = prices.price_in_provider_currency(model)?.ok_or_else(|| {
         let override_files: Vec<String> = prices
             .models()
             .filter_map(|price| match price.origin() {
                 PriceOrigin::OverrideFile(path) => Some(format!("`{}`", path.display())),
-                PriceOrigin::BuiltIn => None,
+                PriceOrigin::BuiltIn(_) => None,
             })
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect();
         let where_looked = if override_files.is_empty() {
-            format!("the built-in price table (as of {})", prices.as_of())
+            format!(
+                "the built-in {} price table (as of {})",
+                prices.builtin_table(),
+                prices.as_of()
+            )
         } else {
             format!(
-                "the built-in price table (as of {}) or {}",
+                "the built-in {} price table (as of {}) or {}",
+                prices.builtin_table(),
                 prices.as_of(),
                 override_files.join(", ")
             )
@@ -82,7 +92,7 @@ pub fn request_estimator_for_job(
             where_looked,
         }
     })?;
-    let counter = load_token_counter(vocabulary)?;
+    let counter = load_token_counter(model, vocabulary)?;
     Ok(RequestEstimator::new(
         counter,
         price.clone(),

@@ -85,7 +85,7 @@ pub fn estimate_job(job_file: &Path, options: &EstimateOptions) -> anyhow::Resul
     let job = load_job(job_file)?;
     let profile = ProviderProfile::for_kind(options.provider);
     profile.check_job(&job)?;
-    let prices = load_price_table(options.prices_file.as_deref())?;
+    let prices = load_price_table(options.prices_file.as_deref(), options.provider)?;
     let vocabulary = vocabulary_for_job(options.tokenizer.as_deref(), None, &job);
     let estimator = request_estimator_for_job(&job, &prices, vocabulary.as_ref())?;
 

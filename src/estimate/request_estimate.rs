@@ -290,7 +290,7 @@ mod tests {
     use serde_json::json;
 
     fn table() -> PriceTable {
-        PriceTable::builtin()
+        PriceTable::for_provider(crate::provider::ProviderKind::Dashscope)
             .with_override_toml(
                 "[models.sim-tiered]\ncurrency = \"CNY\"\n\
                  [[models.sim-tiered.tiers]]\nup_to_input_tokens = 100\ninput = 1\noutput = 10\nthinking_output = 20\n\
@@ -303,7 +303,10 @@ mod tests {
 
     fn estimator(model: &str, expected_output_tokens: Option<u64>) -> RequestEstimator {
         RequestEstimator::new(
-            TokenCounter::Heuristic(HeuristicTokenCounter),
+            TokenCounter::Heuristic(
+                HeuristicTokenCounter,
+                crate::tokens::HeuristicReason::UnknownModel(model.to_owned()),
+            ),
             table().lookup(model).expect("priced").clone(),
             expected_output_tokens,
         )

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use super::builtin_table::BuiltInTable;
 use super::currency::Currency;
 use super::money::Money;
 use super::price_mode::PriceMode;
@@ -12,8 +13,8 @@ use super::usage::Usage;
 /// Where a model's price was read from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum PriceOrigin {
-    /// The table compiled into dashbatch (`src/pricing/builtin_prices.toml`).
-    BuiltIn,
+    /// One of the tables compiled into dashbatch (`src/pricing/tables/`).
+    BuiltIn(BuiltInTable),
     /// A user's price override file.
     OverrideFile(PathBuf),
 }
@@ -22,9 +23,11 @@ impl fmt::Display for PriceOrigin {
     /// `the built-in price table` or the file path in backticks, so it reads inside a sentence.
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PriceOrigin::BuiltIn => {
-                formatter.write_str("the built-in price table (src/pricing/builtin_prices.toml)")
-            }
+            PriceOrigin::BuiltIn(table) => write!(
+                formatter,
+                "the built-in {table} price table ({})",
+                table.file()
+            ),
             PriceOrigin::OverrideFile(path) => write!(formatter, "`{}`", path.display()),
         }
     }
@@ -45,6 +48,11 @@ pub struct ModelPrice {
     pub(crate) as_of: Option<String>,
     pub(crate) max_output_tokens: Option<u64>,
     pub(crate) max_thinking_tokens: Option<u64>,
+    /// Whether the provider's batch page lists the model for the table's region; `None` when the
+    /// price file does not say.
+    pub(crate) batch_listed: Option<bool>,
+    /// The region of the file the price was read from (its `region`), if it names one.
+    pub(crate) region: Option<String>,
 }
 
 impl ModelPrice {
@@ -110,6 +118,19 @@ impl ModelPrice {
     #[must_use]
     pub fn max_thinking_tokens(&self) -> Option<u64> {
         self.max_thinking_tokens
+    }
+
+    /// Whether the provider's batch page lists this model for the region (`batch_listed`); `None`
+    /// when the price file does not say.
+    #[must_use]
+    pub fn batch_listed(&self) -> Option<bool> {
+        self.batch_listed
+    }
+
+    /// The region named by the price file (`region`), such as `DashScope Beijing (Chinese mainland)`.
+    #[must_use]
+    pub fn region(&self) -> Option<&str> {
+        self.region.as_deref()
     }
 
     /// The tiers, shortest prompts first; untiered models have exactly one.

@@ -55,9 +55,14 @@ pub(crate) fn parse_price_file(
         Some(as_of) => Some(context.as_of_date(as_of)?),
         None => None,
     };
+    let file_facts = FileFacts {
+        as_of: as_of.as_deref(),
+        region: raw_file.region.as_deref(),
+        currency: raw_file.currency,
+    };
     let mut models = Vec::with_capacity(raw_file.models.len());
     for (model_name, raw_model) in &raw_file.models {
-        models.push(context.model(model_name, raw_model, as_of.as_deref())?);
+        models.push(context.model(model_name, raw_model, &file_facts)?);
     }
     context.check_aliases_within_file(&models)?;
     Ok(ParsedPriceFile {
@@ -75,6 +80,10 @@ struct RawPriceFile {
     as_of: Option<Spanned<Value>>,
     /// Free text shown with the table, such as how far the prices are confirmed.
     note: Option<String>,
+    /// The region the prices are for, shown with every price read from the file.
+    region: Option<String>,
+    /// The currency of every model in the file, when they share one (each model still says it).
+    currency: Option<Currency>,
     #[serde(default)]
     models: BTreeMap<String, Spanned<RawModelPrice>>,
 }
@@ -98,6 +107,8 @@ struct RawModelPrice {
     /// The most thinking tokens one answer can have when thinking is on and a request sets no
     /// `thinking_budget`.
     max_thinking_tokens: Option<Spanned<i64>>,
+    /// Whether the provider's batch page lists the model for the file's region.
+    batch_listed: Option<bool>,
 }
 
 /// `[[models.<name>.tiers]]`.
@@ -123,6 +134,13 @@ struct PriceAt<'raw> {
     price: PricePerMillionTokens,
     value: &'raw Spanned<Value>,
     key: String,
+}
+
+/// What the top of a file says about each of its models.
+struct FileFacts<'file> {
+    as_of: Option<&'file str>,
+    region: Option<&'file str>,
+    currency: Option<Currency>,
 }
 
 /// The file being read, for error messages with file, line and key.
@@ -173,7 +191,7 @@ impl FileContext<'_> {
         &self,
         model_name: &str,
         raw_model: &Spanned<RawModelPrice>,
-        as_of: Option<&str>,
+        file_facts: &FileFacts<'_>,
     ) -> Result<ParsedModel, PriceTableError> {
         let model_key = format!("models.{}", toml_key(model_name));
         let model_span = raw_model.span();
@@ -186,6 +204,18 @@ impl FileContext<'_> {
         }
         let raw_model = raw_model.get_ref();
         let currency = raw_model.currency;
+        if let Some(file_currency) = file_facts.currency
+            && file_currency != currency
+        {
+            return Err(self.error(
+                model_span.clone(),
+                &format!("{model_key}.currency"),
+                format!(
+                    "the file says every price is in {file_currency} (`currency` at the top), but this model is priced in {currency}; \
+                     keep models of another currency in a price file of their own"
+                ),
+            ));
+        }
 
         let batch_discount_percent = match &raw_model.batch_discount_percent {
             None => DEFAULT_BATCH_DISCOUNT_PERCENT,
@@ -262,9 +292,11 @@ impl FileContext<'_> {
                 source: raw_model.source.clone(),
                 evidence: raw_model.evidence.clone(),
                 origin: self.origin.clone(),
-                as_of: as_of.map(str::to_owned),
+                as_of: file_facts.as_of.map(str::to_owned),
                 max_output_tokens,
                 max_thinking_tokens,
+                batch_listed: raw_model.batch_listed,
+                region: file_facts.region.map(str::to_owned),
             },
             aliases_were_given,
             aliases_line,

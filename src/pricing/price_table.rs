@@ -3,17 +3,17 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use super::builtin_table::BuiltInTable;
+use super::currency::Currency;
 use super::model_price::{ModelPrice, PriceOrigin};
 use super::money::Money;
 use super::price_file::{ParsedPriceFile, parse_price_file, toml_key};
 use super::price_mode::PriceMode;
 use super::price_table_error::PriceTableError;
 use super::usage::Usage;
+use crate::provider::ProviderKind;
 
-/// The built-in price table, compiled in. The file's own comments explain the schema.
-const BUILTIN_PRICES_TOML: &str = include_str!("builtin_prices.toml");
-
-/// Model prices by model name.
+/// Model prices by model name, for one provider's region and currency.
 ///
 /// Start from [`PriceTable::builtin`] (or [`PriceTable::load`]) and layer a user's override file on
 /// top: an override entry replaces the built-in entry of the same name as a whole, and new names add
@@ -24,6 +24,7 @@ const BUILTIN_PRICES_TOML: &str = include_str!("builtin_prices.toml");
 /// is unknown unless a price file lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PriceTable {
+    builtin_table: BuiltInTable,
     as_of: String,
     note: Option<String>,
     models: BTreeMap<String, ModelPrice>,
@@ -31,29 +32,31 @@ pub struct PriceTable {
 }
 
 impl PriceTable {
-    /// The built-in table alone.
+    /// One built-in table alone.
     ///
     /// # Panics
-    /// Only if `builtin_prices.toml` is invalid, which the tests of this module rule out.
+    /// Only if a table in `src/pricing/tables/` is invalid, which the tests of this module rule out.
     #[must_use]
-    pub fn builtin() -> PriceTable {
-        PriceTable::from_builtin_toml(BUILTIN_PRICES_TOML)
-            .expect("the built-in price table is valid (checked by the pricing tests)")
+    pub fn builtin(builtin_table: BuiltInTable) -> PriceTable {
+        PriceTable::from_builtin_toml(builtin_table)
+            .expect("the built-in price tables are valid (checked by the pricing tests)")
     }
 
-    /// The built-in table, with the user's override file on top when one is given.
-    ///
-    /// # Errors
-    /// When the override file cannot be read or is not a valid price table; the error names the
-    /// file, line and key.
-    /// The built-in table with the prices file chosen by `--prices` (`flag`), else by
-    /// `DASHBATCH_PRICES`, on top; and that choice, to record for resuming and to name in
+    /// The built-in table `provider` bills by, alone.
+    #[must_use]
+    pub fn for_provider(provider: ProviderKind) -> PriceTable {
+        PriceTable::builtin(BuiltInTable::for_provider(provider))
+    }
+
+    /// The built-in table of `provider` with the prices file chosen by `--prices` (`flag`), else
+    /// by `DASHBATCH_PRICES`, on top; and that choice, to record for resuming and to name in
     /// messages. The one loader every command uses.
     ///
     /// # Errors
     /// When the chosen file cannot be read or is invalid.
     pub fn load_chosen(
         flag: Option<&Path>,
+        provider: ProviderKind,
     ) -> Result<
         (
             PriceTable,
@@ -62,12 +65,23 @@ impl PriceTable {
         PriceTableError,
     > {
         let chosen = crate::env::chosen_prices_file(flag);
-        let table = PriceTable::load(chosen.as_ref().map(|setting| setting.value.as_path()))?;
+        let table = PriceTable::load(
+            chosen.as_ref().map(|setting| setting.value.as_path()),
+            provider,
+        )?;
         Ok((table, chosen))
     }
 
-    pub fn load(override_file: Option<&Path>) -> Result<PriceTable, PriceTableError> {
-        let builtin = PriceTable::builtin();
+    /// The built-in table of `provider`, with the user's override file on top when one is given.
+    ///
+    /// # Errors
+    /// When the override file cannot be read or is not a valid price table; the error names the
+    /// file, line and key.
+    pub fn load(
+        override_file: Option<&Path>,
+        provider: ProviderKind,
+    ) -> Result<PriceTable, PriceTableError> {
+        let builtin = PriceTable::for_provider(provider);
         match override_file {
             Some(path) => builtin.with_override_file(path),
             None => Ok(builtin),
@@ -101,6 +115,42 @@ impl PriceTable {
         let parsed_file = parse_price_file(toml_text, &origin)?;
         self.merge(parsed_file, &origin)?;
         Ok(self)
+    }
+
+    /// The built-in table this one starts from, which says the region and the currency.
+    #[must_use]
+    pub fn builtin_table(&self) -> BuiltInTable {
+        self.builtin_table
+    }
+
+    /// The currency the provider bills in: every price used for a job must be in it.
+    #[must_use]
+    pub fn currency(&self) -> Currency {
+        self.builtin_table.currency()
+    }
+
+    /// The price of the job's `model`, checked to be in the provider's currency: `Ok(None)` for an
+    /// unknown model (the caller decides whether that is an error).
+    ///
+    /// # Errors
+    /// When a price file prices the model in another currency than the provider bills in: a cost
+    /// or a budget in the wrong currency would be silently wrong by the exchange rate.
+    pub fn price_in_provider_currency(
+        &self,
+        model: &str,
+    ) -> Result<Option<&ModelPrice>, PriceTableError> {
+        let Some(price) = self.lookup(model) else {
+            return Ok(None);
+        };
+        if price.currency() == self.currency() {
+            return Ok(Some(price));
+        }
+        Err(PriceTableError::WrongCurrency {
+            model: model.to_owned(),
+            origin: price.origin().clone(),
+            price_currency: price.currency(),
+            provider_table: self.builtin_table,
+        })
     }
 
     /// The date the built-in prices were checked, `YYYY-MM-DD`.
@@ -146,8 +196,15 @@ impl PriceTable {
             .map(|model_price| model_price.cost(usage, thinking, mode))
     }
 
-    fn from_builtin_toml(toml_text: &str) -> Result<PriceTable, PriceTableError> {
-        let origin = PriceOrigin::BuiltIn;
+    fn from_builtin_toml(builtin_table: BuiltInTable) -> Result<PriceTable, PriceTableError> {
+        PriceTable::from_table_text(builtin_table, builtin_table.toml_text())
+    }
+
+    fn from_table_text(
+        builtin_table: BuiltInTable,
+        toml_text: &str,
+    ) -> Result<PriceTable, PriceTableError> {
+        let origin = PriceOrigin::BuiltIn(builtin_table);
         let parsed_file = parse_price_file(toml_text, &origin)?;
         let Some(as_of) = parsed_file.as_of.clone() else {
             return Err(PriceTableError::InvalidValue {
@@ -159,6 +216,7 @@ impl PriceTable {
             });
         };
         let mut table = PriceTable {
+            builtin_table,
             as_of,
             note: parsed_file.note.clone(),
             models: BTreeMap::new(),
@@ -243,13 +301,13 @@ mod tests {
     }
 
     fn with_overrides(toml_text: &str) -> PriceTable {
-        PriceTable::builtin()
+        PriceTable::for_provider(crate::provider::ProviderKind::Dashscope)
             .with_override_toml(toml_text, &override_path())
             .expect("override file is valid")
     }
 
     fn override_error(toml_text: &str) -> String {
-        PriceTable::builtin()
+        PriceTable::for_provider(crate::provider::ProviderKind::Dashscope)
             .with_override_toml(toml_text, &override_path())
             .expect_err("override file is invalid")
             .to_string()
@@ -287,84 +345,235 @@ mod tests {
     // ---- The built-in table -------------------------------------------------------------------
 
     #[test]
-    fn builtin_table_loads_with_date_note_and_sources() {
-        let table = PriceTable::builtin();
-        assert_eq!(table.as_of(), "2026-11-22");
-        assert!(table.note().is_some_and(|note| note.contains("embedding")));
-        for model in table.models() {
-            assert!(
-                model.source().is_some_and(|source| !source.is_empty()),
-                "{} has no source",
-                model.name()
-            );
-            assert_eq!(model.origin(), &PriceOrigin::BuiltIn);
-            assert_eq!(model.as_of(), Some("2026-11-22"));
-            assert_eq!(model.currency(), Currency::Cny);
-            assert_eq!(model.batch_discount_percent(), 50);
+    fn every_builtin_table_is_dated_sourced_labelled_and_in_its_currency() {
+        for builtin_table in BuiltInTable::ALL {
+            let table = PriceTable::builtin(builtin_table);
+            assert_eq!(table.as_of(), "2026-12-01");
+            assert!(table.note().is_some(), "{builtin_table}");
+            assert!(table.models().count() >= 10, "{builtin_table}");
+            for model in table.models() {
+                let name = model.name();
+                assert!(
+                    model.source().is_some_and(|source| !source.is_empty()),
+                    "{builtin_table}: {name} has no source"
+                );
+                assert!(
+                    matches!(model.evidence(), Some("DOC" | "INF" | "3P")),
+                    "{builtin_table}: {name} has no evidence label"
+                );
+                assert!(model.batch_listed().is_some(), "{builtin_table}: {name}");
+                assert!(model.region().is_some(), "{builtin_table}: {name}");
+                assert_eq!(model.origin(), &PriceOrigin::BuiltIn(builtin_table));
+                assert_eq!(model.as_of(), Some("2026-12-01"));
+                assert_eq!(model.currency(), builtin_table.currency(), "{name}");
+                assert_eq!(model.batch_discount_percent(), 50);
+                assert_eq!(table.price_in_provider_currency(name).unwrap(), Some(model));
+            }
+        }
+    }
+
+    /// The figures of `shared/reference/prices-and-vision.md` (§1a Beijing CNY, §1b Singapore
+    /// USD, §2 OpenAI USD), written out again here so that a wrong table entry cannot hide: (model,
+    /// prompt tokens selecting the tier, realtime input, output, thinking output).
+    /// (model, prompt tokens selecting the tier, realtime input, output, thinking output).
+    type ReferenceRow = (&'static str, u64, &'static str, &'static str, &'static str);
+
+    const REFERENCE_FIGURES: [(BuiltInTable, &[ReferenceRow]); 3] = [
+        (
+            BuiltInTable::DashscopeBeijing,
+            &[
+                ("qwen-plus", 131_072, "0.80", "2.00", "8.00"),
+                ("qwen-plus", 131_073, "2.40", "20.00", "24.00"),
+                ("qwen-plus", 262_145, "4.80", "48.00", "64.00"),
+                ("qwen-flash", 131_072, "0.15", "1.50", "1.50"),
+                ("qwen-flash", 131_073, "0.60", "6.00", "6.00"),
+                ("qwen-flash", 262_145, "1.20", "12.00", "12.00"),
+                ("qwen-turbo", 0, "0.30", "0.60", "3.00"),
+                ("qwen-max", 0, "2.40", "9.60", "9.60"),
+                ("qwen3-max", 32_768, "2.50", "10.00", "10.00"),
+                ("qwen3-max", 32_769, "4.00", "16.00", "16.00"),
+                ("qwen3-max", 131_073, "7.00", "28.00", "28.00"),
+                ("qwen3.5-plus", 0, "0.80", "4.80", "4.80"),
+                ("qwen3.5-plus", 131_073, "2.00", "12.00", "12.00"),
+                ("qwen3.5-plus", 262_145, "4.00", "24.00", "24.00"),
+                ("qwen3.6-plus", 262_144, "2.00", "12.00", "12.00"),
+                ("qwen3.6-plus", 262_145, "8.00", "48.00", "48.00"),
+                ("qwen3.7-plus", 0, "2.00", "8.00", "8.00"),
+                ("qwen3.7-plus", 262_145, "6.00", "24.00", "24.00"),
+                ("qwen3.5-flash", 0, "0.20", "2.00", "2.00"),
+                ("qwen3.5-flash", 131_073, "0.80", "8.00", "8.00"),
+                ("qwen3.5-flash", 262_145, "1.20", "12.00", "12.00"),
+                ("qwen3.6-flash", 0, "1.20", "7.20", "7.20"),
+                ("qwen3.6-flash", 262_145, "4.80", "28.80", "28.80"),
+                ("qwen3.7-max", 900_000, "12.00", "36.00", "36.00"),
+                ("qwen-long", 0, "0.50", "2.00", "2.00"),
+                ("qwen3-vl-plus", 0, "1.00", "10.00", "10.00"),
+                ("qwen3-vl-plus", 32_769, "1.50", "15.00", "15.00"),
+                ("qwen3-vl-plus", 131_073, "3.00", "30.00", "30.00"),
+                ("qwen3-vl-flash", 0, "0.15", "1.50", "1.50"),
+                ("qwen3-vl-flash", 32_769, "0.30", "3.00", "3.00"),
+                ("qwen3-vl-flash", 131_073, "0.60", "6.00", "6.00"),
+                ("qwen-vl-max", 0, "1.60", "4.00", "4.00"),
+                ("qwen-vl-plus", 0, "0.80", "2.00", "2.00"),
+                ("text-embedding-v4", 0, "0.50", "0.00", "0.00"),
+                ("text-embedding-v3", 0, "0.50", "0.00", "0.00"),
+                ("text-embedding-v2", 0, "0.70", "0.00", "0.00"),
+                ("text-embedding-v1", 0, "0.70", "0.00", "0.00"),
+                ("batch-test-model", 0, "0.00", "0.00", "0.00"),
+            ],
+        ),
+        (
+            BuiltInTable::DashscopeSingapore,
+            &[
+                ("qwen-plus", 262_144, "0.40", "1.20", "4.00"),
+                ("qwen-plus", 262_145, "1.20", "3.60", "12.00"),
+                ("qwen-flash", 0, "0.05", "0.40", "0.40"),
+                ("qwen-flash", 262_145, "0.25", "2.00", "2.00"),
+                ("qwen-turbo", 0, "0.05", "0.20", "0.50"),
+                ("qwen-max", 0, "1.60", "6.40", "6.40"),
+                ("qwen3-max", 0, "1.20", "6.00", "6.00"),
+                ("qwen3-max", 32_769, "2.40", "12.00", "12.00"),
+                ("qwen3-max", 131_073, "3.00", "15.00", "15.00"),
+                ("qwen3.5-plus", 0, "0.40", "2.40", "2.40"),
+                ("qwen3.5-plus", 262_145, "0.50", "3.00", "3.00"),
+                ("qwen3.6-plus", 0, "0.50", "3.00", "3.00"),
+                ("qwen3.6-plus", 262_145, "2.00", "6.00", "6.00"),
+                ("qwen3.7-plus", 0, "0.40", "1.60", "1.60"),
+                ("qwen3.7-plus", 262_145, "1.20", "4.80", "4.80"),
+                ("qwen3.5-flash", 0, "0.10", "0.40", "0.40"),
+                ("qwen3.6-flash", 0, "0.25", "1.50", "1.50"),
+                ("qwen3.6-flash", 262_145, "1.00", "4.00", "4.00"),
+                ("qwen3.7-max", 0, "2.50", "7.50", "7.50"),
+                ("qwen3-vl-plus", 0, "0.20", "1.60", "1.60"),
+                ("qwen3-vl-plus", 32_769, "0.30", "2.40", "2.40"),
+                ("qwen3-vl-plus", 131_073, "0.60", "4.80", "4.80"),
+                ("qwen3-vl-flash", 0, "0.05", "0.40", "0.40"),
+                ("qwen3-vl-flash", 32_769, "0.075", "0.60", "0.60"),
+                ("qwen3-vl-flash", 131_073, "0.12", "0.96", "0.96"),
+                ("qwen-vl-max", 0, "0.80", "3.20", "3.20"),
+                ("qwen-vl-plus", 0, "0.21", "0.63", "0.63"),
+                ("text-embedding-v4", 0, "0.07", "0.00", "0.00"),
+                ("text-embedding-v3", 0, "0.07", "0.00", "0.00"),
+            ],
+        ),
+        (
+            BuiltInTable::Openai,
+            &[
+                ("gpt-4o-mini", 0, "0.15", "0.60", "0.60"),
+                ("gpt-4o", 0, "2.50", "10.00", "10.00"),
+                ("gpt-4.1", 0, "2.00", "8.00", "8.00"),
+                ("gpt-4.1-mini", 0, "0.40", "1.60", "1.60"),
+                ("gpt-4.1-nano", 0, "0.10", "0.40", "0.40"),
+                ("gpt-5", 0, "1.25", "10.00", "10.00"),
+                ("gpt-5-mini", 0, "0.25", "2.00", "2.00"),
+                ("gpt-5-nano", 0, "0.05", "0.40", "0.40"),
+                ("o4-mini", 0, "1.10", "4.40", "4.40"),
+                ("text-embedding-3-small", 0, "0.02", "0.00", "0.00"),
+                ("text-embedding-3-large", 0, "0.13", "0.00", "0.00"),
+            ],
+        ),
+    ];
+
+    #[test]
+    fn builtin_tables_have_the_reference_figures_and_nothing_else() {
+        for (builtin_table, expected) in REFERENCE_FIGURES {
+            let table = PriceTable::builtin(builtin_table);
+            for &(model_name, prompt_tokens, input, output, thinking_output) in expected {
+                let model = table
+                    .lookup(model_name)
+                    .unwrap_or_else(|| panic!("{builtin_table}: {model_name} is built in"));
+                let tier_index = model.tier_index_for_prompt(prompt_tokens);
+                let prices = model
+                    .per_million(PriceMode::Realtime, tier_index)
+                    .expect("tier exists");
+                let actual = (
+                    prices.input.to_decimal_string(),
+                    prices.output.to_decimal_string(),
+                    prices.thinking_output.to_decimal_string(),
+                );
+                assert_eq!(
+                    actual,
+                    (
+                        input.to_owned(),
+                        output.to_owned(),
+                        thinking_output.to_owned()
+                    ),
+                    "{builtin_table}: {model_name} at {prompt_tokens} prompt tokens"
+                );
+            }
+            let listed: std::collections::BTreeSet<&str> =
+                expected.iter().map(|row| row.0).collect();
+            let built_in: std::collections::BTreeSet<&str> =
+                table.models().map(ModelPrice::name).collect();
+            assert_eq!(built_in, listed, "{builtin_table}");
         }
     }
 
     #[test]
-    fn builtin_table_has_the_documented_prices() {
-        let table = PriceTable::builtin();
-        // (model, prompt tokens selecting the tier, realtime input, output, thinking output)
-        let expected = [
-            ("qwen-plus", 0, "0.80", "2.00", "16.00"),
-            ("qwen-turbo", 0, "0.30", "0.60", "6.00"),
-            ("qwen-max", 0, "2.40", "9.60", "9.60"),
-            ("qwen3-max", 32_768, "2.50", "10.00", "10.00"),
-            ("qwen3-max", 32_769, "4.00", "16.00", "16.00"),
-            ("qwen3-max", 131_072, "4.00", "16.00", "16.00"),
-            ("qwen3-max", 131_073, "7.00", "28.00", "28.00"),
-            ("qwen-flash", 131_072, "0.15", "1.50", "1.50"),
-            ("qwen-flash", 131_073, "0.60", "6.00", "6.00"),
-            ("qwen-flash", 262_145, "1.20", "12.00", "12.00"),
-            ("qwen-long", 0, "0.50", "2.00", "2.00"),
-            ("text-embedding-v4", 0, "0.50", "0.00", "0.00"),
-            ("text-embedding-v3", 0, "0.50", "0.00", "0.00"),
-            ("text-embedding-v2", 0, "0.70", "0.00", "0.00"),
-            ("text-embedding-v1", 0, "0.70", "0.00", "0.00"),
-            ("qwen-vl-max", 0, "1.60", "4.00", "4.00"),
-            ("qwen-vl-plus", 0, "0.80", "2.00", "2.00"),
-            ("batch-test-model", 0, "0.00", "0.00", "0.00"),
-        ];
-        for (model_name, prompt_tokens, input, output, thinking_output) in expected {
-            let model = table
-                .lookup(model_name)
-                .unwrap_or_else(|| panic!("{model_name} is built in"));
-            let tier_idx = model.tier_index_for_prompt(prompt_tokens);
-            let prices = model
-                .per_million(PriceMode::Realtime, tier_idx)
-                .expect("tier exists");
-            let actual = (
-                prices.input.to_decimal_string(),
-                prices.output.to_decimal_string(),
-                prices.thinking_output.to_decimal_string(),
-            );
-            assert_eq!(
-                actual,
-                (
-                    input.to_owned(),
-                    output.to_owned(),
-                    thinking_output.to_owned()
-                ),
-                "{model_name} at {prompt_tokens} prompt tokens"
-            );
+    fn batch_listing_follows_the_newest_batch_pages_of_each_region() {
+        let beijing = PriceTable::builtin(BuiltInTable::DashscopeBeijing);
+        let singapore = PriceTable::builtin(BuiltInTable::DashscopeSingapore);
+        let listed = |table: &PriceTable, model: &str| table.lookup(model).unwrap().batch_listed();
+        assert_eq!(listed(&beijing, "qwen-plus"), Some(true));
+        assert_eq!(listed(&beijing, "qwen-turbo"), Some(false));
+        assert_eq!(listed(&beijing, "qwen3.6-plus"), Some(true));
+        for model in [
+            "qwen-max",
+            "qwen-plus",
+            "qwen-turbo",
+            "qwen-flash",
+            "qwen3.7-plus",
+        ] {
+            assert_eq!(listed(&singapore, model), Some(true), "{model}");
         }
-        assert_eq!(
-            table.models().count(),
-            expected
-                .iter()
-                .map(|row| row.0)
-                .collect::<std::collections::BTreeSet<_>>()
-                .len()
+        for model in ["qwen3-vl-plus", "text-embedding-v4", "qwen3.5-flash"] {
+            assert_eq!(listed(&singapore, model), Some(false), "{model}");
+        }
+    }
+
+    #[test]
+    fn a_price_in_another_currency_than_the_provider_bills_in_is_refused() {
+        let table = PriceTable::for_provider(crate::provider::ProviderKind::DashscopeIntl)
+            .with_override_toml(
+                "[models.my-model]\ncurrency = \"CNY\"\ninput = 1\noutput = 1\n",
+                &override_path(),
+            )
+            .unwrap();
+        let error = table
+            .price_in_provider_currency("my-model")
+            .expect_err("CNY price for a USD provider")
+            .to_string();
+        for words in [
+            "my-model",
+            "my-prices.toml",
+            "in CNY",
+            "bills in USD",
+            "Singapore",
+        ] {
+            assert!(error.contains(words), "no `{words}` in {error}");
+        }
+        assert_eq!(table.price_in_provider_currency("unknown").unwrap(), None);
+        assert!(
+            table
+                .price_in_provider_currency("qwen-plus")
+                .unwrap()
+                .is_some()
         );
+    }
+
+    #[test]
+    fn a_file_level_currency_binds_every_model_of_the_file() {
+        let error = override_error(
+            "currency = \"USD\"\n[models.a]\ncurrency = \"CNY\"\ninput = 1\noutput = 1\n",
+        );
+        assert!(error.contains("models.a.currency"), "{error}");
+        assert!(error.contains("in USD"), "{error}");
     }
 
     #[test]
     fn embedding_batch_price_matches_the_official_per_thousand_quote() {
         // A11: "0.0005元/千Token, Batch 0.00025元" — per thousand tokens.
-        let table = PriceTable::builtin();
+        let table = PriceTable::for_provider(crate::provider::ProviderKind::Dashscope);
         let thousand_tokens = usage(1_000, 0);
         assert_eq!(
             table.cost(
@@ -388,7 +597,7 @@ mod tests {
 
     #[test]
     fn aliases_resolve_after_exact_names_and_nothing_else_is_guessed() {
-        let table = PriceTable::builtin();
+        let table = PriceTable::for_provider(crate::provider::ProviderKind::Dashscope);
         for (alias, model_name) in [
             ("qwen-plus-latest", "qwen-plus"),
             ("qwen-max-latest", "qwen-max"),
@@ -425,7 +634,7 @@ mod tests {
     #[test]
     fn builtin_toml_reads_prices_exactly_from_their_text() {
         // 0.075 and 0.0005 × 1000 are not exact in binary floating point; the table must be.
-        let table = PriceTable::builtin();
+        let table = PriceTable::for_provider(crate::provider::ProviderKind::Dashscope);
         let flash = table.lookup("qwen-flash").expect("built in");
         assert_eq!(
             flash
@@ -448,32 +657,33 @@ mod tests {
 
     #[test]
     fn cost_bills_prompt_at_input_and_completion_at_output_or_thinking_price() {
-        let table = PriceTable::builtin();
-        let one_million_each = usage(1_000_000, 1_000_000);
-        let cost = |thinking, mode| table.cost("qwen-plus", &one_million_each, thinking, mode);
-        assert_eq!(cost(false, PriceMode::Realtime), Some(cny("2.8")));
-        assert_eq!(cost(true, PriceMode::Realtime), Some(cny("16.8")));
-        assert_eq!(cost(false, PriceMode::Batch), Some(cny("1.4")));
-        assert_eq!(cost(true, PriceMode::Batch), Some(cny("8.4")));
+        let table = PriceTable::for_provider(crate::provider::ProviderKind::Dashscope);
+        // 100,000 prompt tokens stay in qwen-plus's first tier (0.8 in, 2 out, 8 thinking out).
+        let first_tier_usage = usage(100_000, 1_000_000);
+        let cost = |thinking, mode| table.cost("qwen-plus", &first_tier_usage, thinking, mode);
+        assert_eq!(cost(false, PriceMode::Realtime), Some(cny("2.08")));
+        assert_eq!(cost(true, PriceMode::Realtime), Some(cny("8.08")));
+        assert_eq!(cost(false, PriceMode::Batch), Some(cny("1.04")));
+        assert_eq!(cost(true, PriceMode::Batch), Some(cny("4.04")));
         // Reasoning tokens are part of completion_tokens and never billed on top.
         let with_reasoning = Usage {
             reasoning_tokens: 900_000,
-            ..one_million_each
+            ..first_tier_usage
         };
         assert_eq!(
             table.cost("qwen-plus", &with_reasoning, true, PriceMode::Batch),
-            Some(cny("8.4"))
+            Some(cny("4.04"))
         );
         // Thinking off falls back to the output price for models without a thinking price.
         assert_eq!(
-            table.cost("qwen-max", &one_million_each, true, PriceMode::Realtime),
-            table.cost("qwen-max", &one_million_each, false, PriceMode::Realtime)
+            table.cost("qwen-max", &first_tier_usage, true, PriceMode::Realtime),
+            table.cost("qwen-max", &first_tier_usage, false, PriceMode::Realtime)
         );
     }
 
     #[test]
     fn small_requests_cost_exact_fractions() {
-        let table = PriceTable::builtin();
+        let table = PriceTable::for_provider(crate::provider::ProviderKind::Dashscope);
         // 26 prompt + 49 completion tokens on qwen-flash in batch: 26 × 0.075 + 49 × 0.75 per 1M.
         let cost = table
             .cost("qwen-flash", &usage(26, 49), false, PriceMode::Batch)
@@ -493,7 +703,7 @@ mod tests {
 
     #[test]
     fn tier_is_chosen_by_prompt_tokens_at_and_one_past_each_boundary() {
-        let table = PriceTable::builtin();
+        let table = PriceTable::for_provider(crate::provider::ProviderKind::Dashscope);
         let qwen3_max = table.lookup("qwen3-max").expect("built in");
         assert_eq!(qwen3_max.tier_index_for_prompt(0), 0);
         assert_eq!(qwen3_max.tier_index_for_prompt(32_768), 0);
@@ -525,7 +735,7 @@ mod tests {
 
     #[test]
     fn batch_costs_exactly_half_of_realtime_for_every_model_and_usage() {
-        let table = PriceTable::builtin();
+        let table = PriceTable::for_provider(crate::provider::ProviderKind::Dashscope);
         let mut random = TestRandom(7);
         for model in table.models() {
             for _ in 0..200 {
@@ -549,10 +759,10 @@ mod tests {
 
     #[test]
     fn sum_of_row_costs_equals_cost_of_summed_usage_within_one_tier() {
-        let table = PriceTable::builtin();
+        let table = PriceTable::for_provider(crate::provider::ProviderKind::Dashscope);
         let mut random = TestRandom(42);
         for (model_name, max_prompt_tokens_in_first_tier) in [
-            ("qwen-plus", u64::MAX),
+            ("qwen-plus", 131_072),
             ("qwen3-max", 32_768),
             ("qwen-flash", 131_072),
             ("text-embedding-v4", u64::MAX),
@@ -590,7 +800,7 @@ mod tests {
     #[test]
     fn per_row_f64_display_values_may_drift_but_the_exact_total_does_not() {
         // 0.1 + 0.2 style drift: ten thousand 1-token rows at 0.3 per 1M.
-        let table = PriceTable::builtin();
+        let table = PriceTable::for_provider(crate::provider::ProviderKind::Dashscope);
         let row_cost = table
             .cost("qwen-turbo", &usage(1, 0), false, PriceMode::Realtime)
             .expect("known");
@@ -653,9 +863,9 @@ mod tests {
         // Untouched built-in models and the table date stay.
         assert_eq!(
             table.lookup("qwen-max").map(ModelPrice::origin),
-            Some(&PriceOrigin::BuiltIn)
+            Some(&PriceOrigin::BuiltIn(BuiltInTable::DashscopeBeijing))
         );
-        assert_eq!(table.as_of(), "2026-11-22");
+        assert_eq!(table.as_of(), "2026-12-01");
     }
 
     #[test]
@@ -817,17 +1027,19 @@ mod tests {
             "[models.sim-disk]\ncurrency = \"CNY\"\ninput = 1\noutput = 1\n",
         )
         .expect("write");
-        let table = PriceTable::load(Some(&path)).expect("loads");
+        let table =
+            PriceTable::load(Some(&path), crate::provider::ProviderKind::Dashscope).expect("loads");
         assert!(table.lookup("sim-disk").is_some());
         assert!(
-            PriceTable::load(None)
+            PriceTable::load(None, crate::provider::ProviderKind::Dashscope)
                 .expect("built in")
                 .lookup("sim-disk")
                 .is_none()
         );
         std::fs::remove_dir_all(&directory).expect("clean up");
 
-        let error = PriceTable::load(Some(&path)).expect_err("file is gone");
+        let error = PriceTable::load(Some(&path), crate::provider::ProviderKind::Dashscope)
+            .expect_err("file is gone");
         assert!(matches!(error, PriceTableError::ReadFile { .. }));
         assert!(
             error.to_string().contains(&format!("`{}`", path.display())),
@@ -997,7 +1209,7 @@ mod tests {
         assert_eq!(
             stolen,
             "`my-prices.toml`, line 5, `models.sim-plus.aliases`: alias `qwen-plus-latest` already belongs to model \
-             `qwen-plus` in the built-in price table (src/pricing/builtin_prices.toml); remove it here, or override \
+             `qwen-plus` in the built-in DashScope Beijing (CNY) price table (src/pricing/tables/dashscope-beijing.toml); remove it here, or override \
              `[models.qwen-plus]` with the `aliases` it should keep (for example `aliases = []`)"
         );
         let shadowing = override_error(
@@ -1051,7 +1263,8 @@ mod tests {
 
     #[test]
     fn builtin_without_a_date_is_refused() {
-        let error = PriceTable::from_builtin_toml(
+        let error = PriceTable::from_table_text(
+            BuiltInTable::DashscopeBeijing,
             "[models.a]\ncurrency = \"CNY\"\ninput = 1\noutput = 1\n",
         )
         .expect_err("no as_of");

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use super::builtin_table::BuiltInTable;
+use super::currency::Currency;
 use super::model_price::PriceOrigin;
 
 /// A price file could not be read or contains something that cannot be priced exactly.
@@ -40,5 +42,23 @@ pub enum PriceTableError {
         key: String,
         /// What is wrong and what to do about it.
         problem: String,
+    },
+    /// The job's model is priced in another currency than the provider bills in.
+    #[error(
+        "the price of `{model}` in {origin} is in {price_currency}, but this provider bills in {}: the {provider_table} \
+         table applies. Give the model's {} price in a price file (`--prices FILE`), or choose the provider \
+         (`--provider`) whose region the prices are for",
+        provider_table.currency(),
+        provider_table.currency()
+    )]
+    WrongCurrency {
+        /// The job's model.
+        model: String,
+        /// The file the mismatched price was read from.
+        origin: PriceOrigin,
+        /// The currency of that price.
+        price_currency: Currency,
+        /// The provider's table, which says its currency.
+        provider_table: BuiltInTable,
     },
 }

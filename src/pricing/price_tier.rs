@@ -66,6 +66,15 @@ impl PriceTier {
         self.up_to_input_tokens
     }
 
+    /// The prompt lengths of this tier in words: `0–131,072`, `262,145 and more`.
+    #[must_use]
+    pub fn prompt_range_label(&self) -> String {
+        match self.up_to_input_tokens {
+            Some(up_to) => format!("{}–{}", thousands(self.from_input_tokens), thousands(up_to)),
+            None => format!("{} and more", thousands(self.from_input_tokens)),
+        }
+    }
+
     /// Whether a request with `prompt_tokens` input tokens is billed at this tier.
     #[must_use]
     pub fn contains_prompt_tokens(&self, prompt_tokens: u64) -> bool {
@@ -82,5 +91,32 @@ impl PriceTier {
             PriceMode::Batch => self.batch,
             PriceMode::Realtime => self.realtime,
         }
+    }
+}
+
+/// `1,048,576`.
+fn thousands(number: u64) -> String {
+    let digits = number.to_string();
+    let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index).is_multiple_of(3) {
+            grouped.push(',');
+        }
+        grouped.push(digit);
+    }
+    grouped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::thousands;
+
+    #[test]
+    fn numbers_are_grouped_by_thousands() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_000), "1,000");
+        assert_eq!(thousands(262_145), "262,145");
+        assert_eq!(thousands(1_048_576), "1,048,576");
     }
 }

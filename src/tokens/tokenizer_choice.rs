@@ -1,16 +1,19 @@
-//! Finding the Qwen tokenizer vocabulary: the `--tokenizer` flag, then the `DASHBATCH_TOKENIZER` environment variable, then the job file's `[estimate] tokenizer`; without any, the heuristic counts.
+//! Choosing a model's token counter: a Qwen vocabulary file the user named (the `--tokenizer` flag, then the run's record, then `DASHBATCH_TOKENIZER`, then the job file's `[estimate] tokenizer`), else the model's own tokenizer (OpenAI's built in, Qwen's when `dashbatch tokenizer install` put it in the cache directory), else the heuristic.
 
 use std::path::{Path, PathBuf};
 
 use crate::settings::{Setting, SettingPlaces, SettingSource, environment_path, flag_path};
 
 use super::heuristic::HeuristicTokenCounter;
+use super::installed_vocabulary::{InstalledVocabulary, find_installed};
+use super::openai_tokenizer::OpenaiTokenizer;
 use super::qwen_tokenizer::{QwenTokenizer, VocabularyError};
-use super::token_counter::TokenCounter;
+use super::token_counter::{HeuristicReason, TokenCounter};
+use super::vocabulary::Vocabulary;
 
-/// The vocabulary path to use, if any, by the settings precedence: `flag`, then the path the run
-/// recorded when it started (`run_ledger`), then the environment variable, then `job_file_path`
-/// (already resolved against the job file's directory).
+/// The vocabulary path the user named, if any, by the settings precedence: `flag`, then the path
+/// the run recorded when it started (`run_ledger`), then the environment variable, then
+/// `job_file_path` (already resolved against the job file's directory).
 #[must_use]
 pub fn choose_vocabulary(
     flag: Option<&Path>,
@@ -27,31 +30,108 @@ pub fn choose_vocabulary(
     .resolve()
 }
 
-/// Loads the token counter: the Qwen tokenizer when a vocabulary was chosen (a chosen file that
-/// cannot be used is an error, never a silent fall-back), the heuristic otherwise.
+/// Loads the token counter for `model`. A named file that cannot be used, or is the other Qwen
+/// vocabulary than the model's, is an error, never a silent fall-back; so is an installed file
+/// whose SHA-256 is wrong.
 ///
 /// # Errors
-/// When the chosen vocabulary file cannot be read or is not `qwen.tiktoken`; the message says
-/// where the path came from.
+/// See [`TokenizerChoiceError`].
 pub fn load_token_counter(
+    model: &str,
     chosen: Option<&Setting<PathBuf>>,
 ) -> Result<TokenCounter, TokenizerChoiceError> {
-    match chosen {
-        None => Ok(TokenCounter::Heuristic(HeuristicTokenCounter)),
-        Some(setting) => QwenTokenizer::from_vocabulary_file(&setting.value)
-            .map(|tokenizer| TokenCounter::Qwen(Box::new(tokenizer)))
-            .map_err(|error| TokenizerChoiceError {
+    let models_vocabulary = crate::model_facts::vocabulary_of(model);
+    if let Some(setting) = chosen {
+        let tokenizer = QwenTokenizer::from_vocabulary_file(&setting.value).map_err(|error| {
+            TokenizerChoiceError::Unusable {
                 source_of_path: setting.source,
                 error,
-            }),
+            }
+        })?;
+        if let Some(needed) = models_vocabulary
+            && needed != tokenizer.vocabulary()
+        {
+            return Err(TokenizerChoiceError::WrongVocabulary {
+                model: model.to_owned(),
+                needed,
+                found: tokenizer.vocabulary(),
+                path: setting.value.clone(),
+                source_of_path: setting.source,
+            });
+        }
+        return Ok(TokenCounter::Qwen {
+            tokenizer: Box::new(tokenizer),
+            chosen_by: format!("given by {}", setting.source),
+        });
+    }
+    let Some(vocabulary) = models_vocabulary else {
+        return Ok(TokenCounter::Heuristic(
+            HeuristicTokenCounter,
+            HeuristicReason::UnknownModel(model.to_owned()),
+        ));
+    };
+    if let Some(tokenizer) = OpenaiTokenizer::new(vocabulary) {
+        return Ok(TokenCounter::Openai(tokenizer));
+    }
+    match find_installed(vocabulary) {
+        InstalledVocabulary::Installed { path, bytes } => {
+            let tokenizer =
+                QwenTokenizer::from_vocabulary_bytes(&bytes, &path).map_err(|error| {
+                    TokenizerChoiceError::Unusable {
+                        source_of_path: SettingSource::Default,
+                        error,
+                    }
+                })?;
+            Ok(TokenCounter::Qwen {
+                tokenizer: Box::new(tokenizer),
+                chosen_by: "installed by `dashbatch tokenizer install`".to_owned(),
+            })
+        }
+        InstalledVocabulary::Damaged { path, sha256 } => Err(TokenizerChoiceError::Damaged {
+            vocabulary,
+            path,
+            sha256,
+        }),
+        InstalledVocabulary::Missing { .. }
+        | InstalledVocabulary::NoCacheDirectory
+        | InstalledVocabulary::BuiltIn => Ok(TokenCounter::Heuristic(
+            HeuristicTokenCounter,
+            HeuristicReason::VocabularyNotInstalled(vocabulary),
+        )),
     }
 }
 
-/// A vocabulary file that was asked for but cannot be used.
+/// A vocabulary that was asked for, or installed, but cannot be used.
 #[derive(Debug, thiserror::Error)]
-#[error("the tokenizer vocabulary given by {source_of_path} cannot be used: {error}")]
-pub struct TokenizerChoiceError {
-    pub source_of_path: SettingSource,
-    #[source]
-    pub error: VocabularyError,
+pub enum TokenizerChoiceError {
+    #[error("the tokenizer vocabulary given by {source_of_path} cannot be used: {error}")]
+    Unusable {
+        source_of_path: SettingSource,
+        // Not a `#[source]`: the message already says it, and a chain would say it again.
+        error: VocabularyError,
+    },
+    #[error(
+        "the tokenizer vocabulary given by {source_of_path} (`{}`) is `{found}`, but `{model}` counts with `{needed}` ({}); \
+         give the `{needed}` file instead, or drop the setting: `dashbatch tokenizer install` installs both Qwen \
+         vocabularies and each model then uses its own",
+        path.display(),
+        needed.used_by()
+    )]
+    WrongVocabulary {
+        model: String,
+        needed: Vocabulary,
+        found: Vocabulary,
+        path: PathBuf,
+        source_of_path: SettingSource,
+    },
+    #[error(
+        "the installed tokenizer vocabulary `{}` is not the real `{vocabulary}` (its SHA-256 is {sha256}); run \
+         `dashbatch tokenizer install` again to replace it",
+        path.display()
+    )]
+    Damaged {
+        vocabulary: Vocabulary,
+        path: PathBuf,
+        sha256: String,
+    },
 }

@@ -131,7 +131,23 @@ fn an_unpriced_model_is_an_error_unless_a_price_file_gives_it() {
         "{}",
         text(&capped.stderr)
     );
-    let priced = workspace.run(&["estimate", "job.toml", "--prices", "prices.toml", "--json"]);
+    // A USD price is for a provider that bills in USD.
+    let wrong_currency = workspace.run(&["estimate", "job.toml", "--prices", "prices.toml"]);
+    assert_eq!(wrong_currency.status.code(), Some(2));
+    assert!(
+        text(&wrong_currency.stderr).contains("is in USD, but this provider bills in CNY"),
+        "{}",
+        text(&wrong_currency.stderr)
+    );
+    let priced = workspace.run(&[
+        "estimate",
+        "job.toml",
+        "--prices",
+        "prices.toml",
+        "--provider",
+        "openai",
+        "--json",
+    ]);
     assert_success(&priced);
     let estimate: serde_json::Value = serde_json::from_slice(&priced.stdout).unwrap();
     assert_eq!(estimate["currency"], "USD");
@@ -153,7 +169,7 @@ fn a_vocabulary_that_is_not_qwen_tiktoken_is_refused_never_ignored() {
             vec![
                 "`[estimate] tokenizer` in the job file",
                 "missing/qwen.tiktoken",
-                "pip install dashscope",
+                "dashbatch tokenizer install",
             ],
         ),
         (
@@ -167,7 +183,7 @@ fn a_vocabulary_that_is_not_qwen_tiktoken_is_refused_never_ignored() {
                 "`--tokenizer`",
                 "not-a-vocabulary.txt",
                 "line 1",
-                "not a `qwen.tiktoken` vocabulary",
+                "not a Qwen tokenizer vocabulary",
             ],
         ),
     ] {

@@ -62,6 +62,8 @@ impl Workspace {
             .env_remove("OPENAI_API_KEY")
             .env_remove("DASHBATCH_PRICES")
             .env_remove("DASHBATCH_TOKENIZER")
+            // The workspace's own cache directory: no vocabulary is installed unless a test does it.
+            .env("XDG_CACHE_HOME", self.path().join(".cache"))
             .stdin(Stdio::null());
         command
     }
@@ -351,4 +353,10 @@ pub fn wait_with_limit(mut child: Child, limit: Duration) -> Output {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Lets the file at `path` be run as a program.
+pub fn make_executable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }

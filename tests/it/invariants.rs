@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use dashbatch::pricing::{Currency, Money, PriceMode, PriceTable, Usage};
+use dashbatch::pricing::{Money, PriceMode, PriceTable, Usage};
 
 use super::harness::*;
 
@@ -94,8 +94,11 @@ pub fn check_finished_run(
 
     // Billing: each custom_id at most once, and the report's cost equals what was billed.
     let mut bills: BTreeMap<String, u64> = BTreeMap::new();
-    let prices = PriceTable::builtin();
-    let mut billed_total = Money::zero(Currency::Cny);
+    // Priced by the table of the provider the run used, as the provider would bill it.
+    let provider: dashbatch::provider::ProviderKind =
+        serde_json::from_value(report["provider"].clone()).expect("report names its provider");
+    let prices = PriceTable::for_provider(provider);
+    let mut billed_total = Money::zero(prices.currency());
     for bill in ledger["billed_requests"].as_array().unwrap() {
         if !run_batches.contains(bill["batch_id"].as_str().unwrap()) || bill["free"] == true {
             continue;

@@ -13,6 +13,7 @@ mod input_trust;
 mod interop;
 mod invariants;
 mod jobs;
+mod prices;
 mod providers;
 mod resume;
 mod sdk_conformance;

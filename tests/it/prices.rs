@@ -1,0 +1,283 @@
+//! Cost truth through the real binary: every job in `jobs/` is estimated and run against the
+//! simulator as each provider (DashScope Beijing in CNY, Singapore in USD, OpenAI in USD), and the
+//! report's total is recomputed here, independently of dashbatch's price tables, from the figures
+//! of `shared/reference/prices-and-vision.md` and the simulator's own billing record. Also
+//! `dashbatch prices`, and a price in the wrong currency refused before anything is spent.
+
+use serde_json::Value;
+
+use super::harness::*;
+use super::invariants::SECRET_KEY;
+
+/// Realtime prices per 1M tokens from the reference, in units of 1/10,000 of the currency:
+/// (provider, model, input, output). Every job's prompts are far inside the first tier.
+const REFERENCE_FIRST_TIER_PRICES: &[(&str, &str, u128, u128)] = &[
+    // §1a Beijing, CNY
+    ("dashscope", "qwen-flash", 1_500, 15_000),
+    ("dashscope", "qwen-plus", 8_000, 20_000),
+    ("dashscope", "qwen-turbo", 3_000, 6_000),
+    ("dashscope", "text-embedding-v4", 5_000, 0),
+    // §1b Singapore, USD
+    ("dashscope-intl", "qwen-flash", 500, 4_000),
+    ("dashscope-intl", "qwen-plus", 4_000, 12_000),
+    ("dashscope-intl", "qwen-turbo", 500, 2_000),
+    ("dashscope-intl", "text-embedding-v4", 700, 0),
+    // §2 OpenAI, USD
+    ("openai", "gpt-4.1-mini", 4_000, 16_000),
+    ("openai", "text-embedding-3-small", 200, 0),
+];
+
+/// The job file as run for `provider`: inputs found from anywhere, and for OpenAI an OpenAI
+/// model (and the only window OpenAI accepts).
+fn job_for_provider(workspace: &Workspace, job: &str, provider: &str) -> std::path::PathBuf {
+    let fixtures = repository_root().join("fixtures");
+    let mut text = std::fs::read_to_string(repository_root().join("jobs").join(job))
+        .unwrap()
+        .replace("\"../fixtures/", &format!("\"{}/", fixtures.display()));
+    if provider == "openai" {
+        for (qwen, openai) in [
+            ("\"qwen-flash\"", "\"gpt-4.1-mini\""),
+            ("\"qwen-plus\"", "\"gpt-4.1-mini\""),
+            ("\"qwen-turbo\"", "\"gpt-4.1-mini\""),
+            ("\"text-embedding-v4\"", "\"text-embedding-3-small\""),
+        ] {
+            text = text.replace(&format!("model = {qwen}"), &format!("model = {openai}"));
+        }
+        text = text
+            .replace("enable_thinking = false\n", "")
+            .replace("completion_window = \"48h\"", "completion_window = \"24h\"");
+    }
+    workspace.write(&format!("{provider}-{job}"), text)
+}
+
+/// What the simulator billed for the run, priced from the reference figures at batch price
+/// (half), in units of 1e-10 of the currency, which holds every such cost exactly.
+fn reference_cost(simulator: &StandaloneSimulator, provider: &str, run_id: &str) -> (u128, u64) {
+    let ledger = simulator.ledger();
+    let run_batches: Vec<&str> = ledger["batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|batch| batch["metadata"]["dashbatch_run"] == run_id)
+        .map(|batch| batch["id"].as_str().unwrap())
+        .collect();
+    let mut total = 0u128;
+    let mut requests = 0u64;
+    for bill in ledger["billed_requests"].as_array().unwrap() {
+        if !run_batches.contains(&bill["batch_id"].as_str().unwrap()) {
+            continue;
+        }
+        let model = bill["model"].as_str().unwrap();
+        let &(_, _, input, output) = REFERENCE_FIRST_TIER_PRICES
+            .iter()
+            .find(|(for_provider, priced, ..)| *for_provider == provider && *priced == model)
+            .unwrap_or_else(|| panic!("no reference price for {model} with {provider}"));
+        let prompt = u128::from(bill["prompt_tokens"].as_u64().unwrap());
+        let completion = u128::from(bill["completion_tokens"].as_u64().unwrap());
+        assert!(prompt < 32_768, "the first tier holds every prompt");
+        // tokens × (price per 1M in 1e-4) = cost in 1e-10; batch is half: ×5 then ÷10 keeps it whole.
+        let realtime_1e10 = prompt * input + completion * output;
+        assert_eq!(realtime_1e10 % 2, 0, "half of it stays whole in 1e-10");
+        total += realtime_1e10 / 2;
+        requests += 1;
+    }
+    (total, requests)
+}
+
+/// A decimal amount as a whole number of 1e-10 units (it must have no finer digits).
+fn in_ten_billionths(decimal: &str) -> u128 {
+    let (whole, fraction) = decimal.split_once('.').unwrap_or((decimal, ""));
+    assert!(fraction.len() <= 10 || fraction[10..].chars().all(|digit| digit == '0'));
+    let fraction: String = fraction
+        .chars()
+        .chain(std::iter::repeat('0'))
+        .take(10)
+        .collect();
+    whole.parse::<u128>().unwrap() * 10_000_000_000 + fraction.parse::<u128>().unwrap()
+}
+
+fn run_as(provider: &str, job: &str) -> (Value, Value, u128, u64) {
+    let flavour = if provider == "openai" {
+        "openai"
+    } else {
+        "dashscope"
+    };
+    let simulator = StandaloneSimulator::start(&["--flavour", flavour]);
+    let workspace = Workspace::new();
+    let job_file = job_for_provider(&workspace, job, provider);
+    let key_variable = if provider == "openai" {
+        "OPENAI_API_KEY"
+    } else {
+        "DASHSCOPE_API_KEY"
+    };
+    let estimated = workspace.run(&[
+        "estimate",
+        job_file.to_str().unwrap(),
+        "--provider",
+        provider,
+        "--json",
+    ]);
+    assert_success(&estimated);
+    let estimate: Value = serde_json::from_slice(&estimated.stdout).unwrap();
+    let run_directory = workspace.path().join("run");
+    let output = workspace
+        .run_against(
+            &simulator,
+            provider,
+            job_file.to_str().unwrap(),
+            &run_directory,
+            &["--quiet"],
+        )
+        .env(key_variable, SECRET_KEY)
+        .output()
+        .unwrap();
+    assert_success(&output);
+    let report = read_report(&run_directory);
+    let (reference, requests) =
+        reference_cost(&simulator, provider, report["run_id"].as_str().unwrap());
+    (estimate, report, reference, requests)
+}
+
+#[test]
+fn every_job_is_estimated_and_billed_in_each_provider_s_currency_at_the_reference_prices() {
+    let mut jobs: Vec<String> = std::fs::read_dir(repository_root().join("jobs"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".toml"))
+        .collect();
+    jobs.sort();
+    assert!(jobs.len() >= 4);
+    for (provider, currency, table) in [
+        ("dashscope", "CNY", "DashScope Beijing (CNY)"),
+        ("dashscope-intl", "USD", "DashScope Singapore (USD)"),
+        ("openai", "USD", "OpenAI (USD)"),
+    ] {
+        for job in &jobs {
+            let (estimate, report, reference, requests) = run_as(provider, job);
+            let context = format!("{job} with {provider}");
+            assert_eq!(estimate["currency"], currency, "{context}");
+            assert_eq!(report["currency"], currency, "{context}");
+            assert_eq!(report["price"]["table"], table, "{context}");
+            assert!(report["price"]["source"].as_str().is_some(), "{context}");
+            assert!(report["price"]["as_of"].as_str().is_some(), "{context}");
+            assert!(requests > 0, "{context}");
+            assert_eq!(
+                in_ten_billionths(report["cost"].as_str().unwrap()),
+                reference,
+                "{context}: the report's total against the reference figures"
+            );
+            let priced_requests: u64 = report["shards"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|shard| {
+                    shard["billed_requests_by_price_tier"]
+                        .as_object()
+                        .unwrap()
+                        .values()
+                        .map(|count| count.as_u64().unwrap())
+                        .collect::<Vec<_>>()
+                })
+                .sum();
+            assert_eq!(
+                priced_requests, requests,
+                "{context}: every billed request names its tier"
+            );
+        }
+    }
+}
+
+#[test]
+fn prices_shows_each_provider_s_table_and_one_model_in_full() {
+    let workspace = Workspace::new();
+    let beijing = workspace.run(&["prices"]);
+    assert_success(&beijing);
+    let listing = text(&beijing.stdout);
+    assert!(
+        listing.starts_with("DashScope Beijing (CNY) prices"),
+        "{listing}"
+    );
+    assert!(listing.contains("qwen3.6-plus"), "{listing}");
+
+    let plus = workspace.run(&["prices", "qwen-plus"]);
+    assert_success(&plus);
+    let plus_text = text(&plus.stdout);
+    for words in [
+        "DashScope Beijing (CNY)",
+        "evidence: DOC",
+        "0–131,072",
+        "8.00",
+        "source: P1",
+    ] {
+        assert!(plus_text.contains(words), "no `{words}` in {plus_text}");
+    }
+
+    let singapore = workspace.run(&[
+        "prices",
+        "--provider",
+        "dashscope-intl",
+        "qwen-plus",
+        "--json",
+    ]);
+    assert_success(&singapore);
+    let json: Value = serde_json::from_slice(&singapore.stdout).unwrap();
+    assert_eq!(json["currency"], "USD");
+    assert_eq!(json["tiers"][0]["batch"]["input"], "0.20");
+    assert_eq!(json["evidence"], "INF");
+
+    let elsewhere = workspace.run(&["prices", "gpt-4o"]);
+    assert_eq!(elsewhere.status.code(), Some(2));
+    assert!(
+        text(&elsewhere.stderr).contains("priced in the built-in OpenAI (USD) table"),
+        "{}",
+        text(&elsewhere.stderr)
+    );
+}
+
+#[test]
+fn a_price_file_in_the_wrong_currency_is_refused_before_anything_is_spent() {
+    let simulator = StandaloneSimulator::start(&[]);
+    let workspace = Workspace::new();
+    copy_fixture(&workspace, "fixtures/edge/cjk_emoji.csv");
+    workspace.write(
+        "job.toml",
+        "[input]\npath = \"cjk_emoji.csv\"\n[request]\nmodel = \"qwen-plus\"\ntemplate = \"{{ text }}\"\nmax_tokens = 20\n",
+    );
+    // Beijing prices (CNY) given for a Singapore run (USD).
+    workspace.write(
+        "prices.toml",
+        "[models.qwen-plus]\ncurrency = \"CNY\"\ninput = 0.8\noutput = 2\n",
+    );
+    let run_directory = workspace.path().join("run");
+    let output = workspace
+        .run_against(
+            &simulator,
+            "dashscope-intl",
+            "job.toml",
+            &run_directory,
+            &["--prices", "prices.toml"],
+        )
+        .env("DASHSCOPE_API_KEY", SECRET_KEY)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let message = text(&output.stderr);
+    for words in [
+        "`prices.toml`",
+        "is in CNY",
+        "bills in USD",
+        "DashScope Singapore",
+    ] {
+        assert!(message.contains(words), "no `{words}` in {message}");
+    }
+    assert_eq!(simulator.ledger()["batches"].as_array().unwrap().len(), 0);
+    let listing = workspace.run(&[
+        "prices",
+        "--provider",
+        "dashscope-intl",
+        "--prices",
+        "prices.toml",
+        "qwen-plus",
+    ]);
+    assert_eq!(listing.status.code(), Some(2));
+}
