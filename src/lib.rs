@@ -28,6 +28,7 @@ pub mod model_facts;
 pub mod output_fields;
 pub mod pricing;
 pub mod provider;
+pub mod readable_number;
 pub mod render;
 pub mod row_result;
 pub mod settings;

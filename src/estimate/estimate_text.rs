@@ -6,19 +6,7 @@ use super::cost_at_both_prices::CostAtBothPrices;
 use super::job_estimate::JobEstimate;
 use super::shard_estimate::EstimateTotals;
 
-/// `1234567` → `1,234,567`.
-#[must_use]
-pub fn with_thousands(number: u64) -> String {
-    let digits = number.to_string();
-    let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
-    for (index, digit) in digits.chars().enumerate() {
-        if index > 0 && (digits.len() - index).is_multiple_of(3) {
-            grouped.push(',');
-        }
-        grouped.push(digit);
-    }
-    grouped
-}
+pub use crate::readable_number::with_thousands;
 
 fn tokens(count: Option<u64>) -> String {
     count.map_or_else(|| "unbounded".to_owned(), with_thousands)
@@ -136,17 +124,4 @@ pub fn render_estimate_text(estimate: &JobEstimate) -> String {
         let _ = writeln!(text, "  - {assumption}");
     }
     text
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn numbers_are_grouped_by_thousands() {
-        assert_eq!(with_thousands(0), "0");
-        assert_eq!(with_thousands(999), "999");
-        assert_eq!(with_thousands(1_000), "1,000");
-        assert_eq!(with_thousands(1_234_567), "1,234,567");
-    }
 }

