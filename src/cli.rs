@@ -180,6 +180,9 @@ pub enum Command {
         /// How many rendered requests to show.
         #[arg(long, default_value_t = 3)]
         show: usize,
+        /// A prices file (TOML) that overrides or adds model prices (else DASHBATCH_PRICES).
+        #[arg(long)]
+        prices: Option<PathBuf>,
     },
     /// The embedded DashScope simulator.
     Sim {

@@ -11,6 +11,7 @@
 //! - `commands`: what each command does with its arguments, and its exit code.
 //! - `sim`: the embedded simulator of the provider's Files and Batches API.
 
+pub mod bounded_read;
 pub mod cli;
 pub mod client;
 pub mod commands;

@@ -148,7 +148,7 @@ fn nearest_known_model(model: &str, prices: &PriceTable) -> Option<String> {
 }
 
 /// Levenshtein distance over characters.
-fn edit_distance(first: &str, second: &str) -> usize {
+pub(crate) fn edit_distance(first: &str, second: &str) -> usize {
     let second: Vec<char> = second.chars().collect();
     let mut previous: Vec<usize> = (0..=second.len()).collect();
     for (row, first_char) in first.chars().enumerate() {

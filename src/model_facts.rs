@@ -40,6 +40,15 @@ pub fn vocabulary_of(model: &str) -> Option<crate::tokens::Vocabulary> {
     }
 }
 
+/// Whether `model` is known to count with a vocabulary that is not Qwen's, though dashbatch has
+/// none for it (DeepSeek, GLM, Kimi, Llama, Mistral): a Qwen vocabulary would count it wrongly.
+pub fn counts_with_a_foreign_vocabulary(model: &str) -> bool {
+    let lowercase = model.to_ascii_lowercase();
+    ["deepseek", "glm", "kimi", "moonshot", "llama", "mistral"]
+        .iter()
+        .any(|prefix| lowercase.starts_with(prefix))
+}
+
 /// Whether `model` is Qwen 3.5 or later (`qwen3.5-plus`, `qwen3.7-max`, `qwen4-...`).
 fn is_qwen_3_5_or_later(model: &str) -> bool {
     let Some(rest) = model.strip_prefix("qwen") else {
@@ -116,6 +125,10 @@ mod tests {
         ] {
             assert_eq!(vocabulary_of(model), vocabulary, "{model}");
         }
+        assert!(counts_with_a_foreign_vocabulary("deepseek-v3.2"));
+        assert!(counts_with_a_foreign_vocabulary("glm-4.5"));
+        assert!(!counts_with_a_foreign_vocabulary("qwen-plus"));
+        assert!(!counts_with_a_foreign_vocabulary("sim-model"));
     }
 
     #[test]

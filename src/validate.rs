@@ -14,11 +14,12 @@ pub fn validate_job(
     job_file: &Path,
     provider: ProviderKind,
     show: usize,
+    prices_flag: Option<&Path>,
 ) -> anyhow::Result<String> {
     let job = load_job(job_file)?;
     let profile = ProviderProfile::for_kind(provider);
     profile.check_job(&job)?;
-    let (prices, prices_file) = crate::pricing::PriceTable::load_chosen(None, provider)?;
+    let (prices, prices_file) = crate::pricing::PriceTable::load_chosen(prices_flag, provider)?;
     // A chosen vocabulary that cannot be used fails here, as it would fail `run` and `estimate`.
     let vocabulary =
         crate::tokens::choose_vocabulary(None, None, job.estimate_tokenizer_path.as_deref());
@@ -136,7 +137,10 @@ fn write_settings_in_force(
     writeln!(
         text,
         "    tokenizer vocabulary: {}",
-        shown(tokenizer.as_ref(), "none, the heuristic count")
+        shown(
+            tokenizer.as_ref(),
+            "none named: the model's own vocabulary when installed or built in, else the heuristic"
+        )
     )?;
     writeln!(text, "    max_cost: {}", shown(max_cost.as_ref(), "none"))
 }

@@ -56,7 +56,8 @@ pub async fn dispatch(cli: Cli) -> u8 {
             job,
             provider,
             show,
-        } => validate::validate_command(&job, provider, show),
+            prices,
+        } => validate::validate_command(&job, provider, show, prices.as_deref()),
         Command::Sim { command } => match command {
             SimCommand::Serve {
                 addr,

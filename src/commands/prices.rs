@@ -52,6 +52,25 @@ fn pretty(value: &serde_json::Value) -> String {
     text
 }
 
+/// The priced name (or alias) closest to `model`, ignoring case, when close enough to be a typo.
+fn nearest_priced_name(model: &str, table: &PriceTable) -> Option<String> {
+    let asked = model.to_lowercase();
+    table
+        .models()
+        .flat_map(|price| {
+            std::iter::once(price.name()).chain(price.aliases().iter().map(String::as_str))
+        })
+        .map(|name| {
+            (
+                crate::model_check::edit_distance(&asked, &name.to_lowercase()),
+                name,
+            )
+        })
+        .filter(|(distance, name)| *distance <= 3.max(name.len() / 4))
+        .min()
+        .map(|(_, name)| name.to_owned())
+}
+
 /// Says which other provider prices the model, or that no table does.
 fn unknown_model_message(model: &str, provider: ProviderKind, table: &PriceTable) -> String {
     let elsewhere: Vec<String> = BuiltInTable::ALL
@@ -60,14 +79,19 @@ fn unknown_model_message(model: &str, provider: ProviderKind, table: &PriceTable
         .filter(|other| PriceTable::builtin(*other).lookup(model).is_some())
         .map(|other| format!("{other}"))
         .collect();
-    let hint = if elsewhere.is_empty() {
+    let hint = if let Some(nearest) = nearest_priced_name(model, table) {
+        format!(
+            "did you mean `{nearest}`? (`dashbatch prices --provider {provider}` lists every model it prices)"
+        )
+    } else if elsewhere.is_empty() {
         format!(
             "run `dashbatch prices --provider {provider}` for the models it prices, or give the model's price in a price file (`--prices FILE`, schema in docs/PRICES.md)"
         )
     } else {
         format!(
-            "it is priced in the built-in {} table; choose that provider with `--provider`, or give its {} price in a price file (`--prices FILE`)",
+            "it is priced in the built-in {} table{}; choose that provider with `--provider`, or give its {} price in a price file (`--prices FILE`)",
             elsewhere.join(" and "),
+            if elsewhere.len() > 1 { "s" } else { "" },
             table.currency()
         )
     };

@@ -23,6 +23,11 @@ pub fn print_error(error: &dyn std::fmt::Display) {
     eprintln!("error: {error}");
 }
 
+/// Writes `text` to stdout; a closed pipe (`| head`) is not an error of the command.
+pub fn print_text(text: &str) {
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
+}
+
 /// Runs `work` until it ends or the first SIGINT/SIGTERM (whose handlers were installed before
 /// the command started). Remote batches are never cancelled here: the ledger already holds
 /// every step, so `resume` continues the run. A signal that arrives while `work` is in a

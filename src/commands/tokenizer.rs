@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
-use super::terminal::print_error;
+use std::fmt::Write;
+
+use super::terminal::{print_error, print_text};
 use crate::exit;
 use crate::tokens::{
     InstallOutcome, InstallRequest, InstalledVocabulary, Vocabulary, find_installed,
@@ -23,17 +25,24 @@ pub fn install_command(from: Vec<PathBuf>, python: Option<PathBuf>, download: bo
         }
     };
     let mut all_installed = true;
+    let mut said = String::new();
     for (vocabulary, outcome) in outcomes {
         match outcome {
-            InstallOutcome::AlreadyInstalled { path } => println!(
-                "{vocabulary}: already installed at `{}` (SHA-256 checked)",
-                path.display()
-            ),
-            InstallOutcome::Installed { path, from } => println!(
-                "{vocabulary}: installed at `{}`, {from} (SHA-256 {})",
-                path.display(),
-                vocabulary.file_sha256().unwrap_or_default()
-            ),
+            InstallOutcome::AlreadyInstalled { path } => {
+                _ = writeln!(
+                    said,
+                    "{vocabulary}: already installed at `{}` (SHA-256 checked)",
+                    path.display()
+                )
+            }
+            InstallOutcome::Installed { path, from } => {
+                _ = writeln!(
+                    said,
+                    "{vocabulary}: installed at `{}`, {from} (SHA-256 {})",
+                    path.display(),
+                    vocabulary.file_sha256().unwrap_or_default()
+                )
+            }
             InstallOutcome::NotFound { tried } => {
                 all_installed = false;
                 print_error(&format!(
@@ -46,16 +55,22 @@ pub fn install_command(from: Vec<PathBuf>, python: Option<PathBuf>, download: bo
             }
         }
     }
-    println!("o200k_base, cl100k_base: built in (OpenAI models)");
+    _ = writeln!(said, "o200k_base, cl100k_base: built in (OpenAI models)");
     if all_installed {
-        println!("estimates of Qwen and OpenAI models now count tokens exactly");
+        _ = writeln!(
+            said,
+            "estimates of Qwen and OpenAI models now count tokens exactly"
+        );
+        print_text(&said);
         exit::SUCCESS
     } else {
+        print_text(&said);
         exit::INPUT_ERROR
     }
 }
 
 pub fn list_command() -> u8 {
+    let mut said = String::new();
     for vocabulary in Vocabulary::ALL {
         let state = match find_installed(vocabulary) {
             InstalledVocabulary::BuiltIn => "built in".to_owned(),
@@ -66,6 +81,10 @@ pub fn list_command() -> u8 {
                 "not installed (would be `{}`): run `dashbatch tokenizer install`",
                 path.display()
             ),
+            InstalledVocabulary::Unreadable { path, problem } => format!(
+                "CANNOT BE READ at `{}` ({problem}): remove it and run `dashbatch tokenizer install`",
+                path.display()
+            ),
             InstalledVocabulary::Damaged { path, .. } => format!(
                 "DAMAGED at `{}` (wrong SHA-256): run `dashbatch tokenizer install`",
                 path.display()
@@ -74,8 +93,15 @@ pub fn list_command() -> u8 {
                 "not installed: no cache directory (set XDG_CACHE_HOME or HOME)".to_owned()
             }
         };
-        println!("{vocabulary}: {state}\n  used by {}", vocabulary.used_by());
+        _ = writeln!(
+            said,
+            "{vocabulary}: {state}\n  used by {}",
+            vocabulary.used_by()
+        );
     }
-    println!("Other models are estimated with a heuristic calibrated against the Qwen tokenizer.");
+    said.push_str(
+        "Other models are estimated with a heuristic calibrated against the Qwen tokenizer.\n",
+    );
+    print_text(&said);
     exit::SUCCESS
 }

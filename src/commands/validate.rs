@@ -3,15 +3,20 @@
 
 use std::path::Path;
 
-use super::terminal::print_error;
+use super::terminal::{print_error, print_text};
 use crate::cli::ProviderArgument;
 use crate::exit;
 use crate::validate;
 
-pub fn validate_command(job: &Path, provider: ProviderArgument, show: usize) -> u8 {
-    match validate::validate_job(job, provider.into(), show) {
+pub fn validate_command(
+    job: &Path,
+    provider: ProviderArgument,
+    show: usize,
+    prices: Option<&Path>,
+) -> u8 {
+    match validate::validate_job(job, provider.into(), show, prices) {
         Ok(text) => {
-            print!("{text}");
+            print_text(&text);
             exit::SUCCESS
         }
         Err(error) => {

@@ -86,7 +86,21 @@ pub fn prepare_run_budget(
     max_cost_flag: Option<&str>,
     tokenizer_flag: Option<&std::path::Path>,
 ) -> Result<RunBudget, RunFailure> {
-    let vocabulary = vocabulary_for_job(tokenizer_flag, record.tokenizer.clone(), job);
+    // The vocabulary a run recorded may be gone by the time it resumes (a copied file deleted):
+    // the run must still finish what it paid for, so it counts as if none had been recorded
+    // (the model's installed vocabulary, or the heuristic with its wider bound), and says so.
+    let recorded_vocabulary = record.tokenizer.clone().filter(|path| {
+        let readable = crate::tokens::read_vocabulary_file(path).is_ok();
+        if !readable && tokenizer_flag.is_none() {
+            eprintln!(
+                "note: the tokenizer vocabulary this run started with, `{}`, cannot be read any more; its estimates now \
+                 count without it (give `--tokenizer FILE` to `dashbatch run JOB --run-dir RUN_DIR` to name another)",
+                path.display()
+            );
+        }
+        readable
+    });
+    let vocabulary = vocabulary_for_job(tokenizer_flag, recorded_vocabulary, job);
     if let Some(setting) = &vocabulary {
         RunRecord::record_tokenizer(ledger, &setting.value).map_err(RunFailure::local)?;
     }
@@ -116,10 +130,28 @@ pub fn prepare_run_budget(
     };
     let cap = match (&cap_text, &estimator) {
         (Some(setting), Some(estimator)) => {
-            let limit = Money::parse_decimal(&setting.value, estimator.price().currency())
-                .map_err(|error| {
-                    RunFailure::local(anyhow::anyhow!("max_cost from {}: {error}", setting.source))
+            let bills_in = estimator.price().currency();
+            let (number, written_currency) = crate::job::split_amount_and_currency(&setting.value)
+                .map_err(|problem| {
+                    RunFailure::local(anyhow::anyhow!(
+                        "max_cost from {}: {problem}",
+                        setting.source
+                    ))
                 })?;
+            if let Some(written) = written_currency
+                && written != bills_in
+            {
+                return Err(RunFailure::local(anyhow::anyhow!(
+                    "max_cost from {} is `{}`, in {written}, but this provider bills `{}` in {bills_in}; write the cap in \
+                     {bills_in}, or run with the provider whose currency it is",
+                    setting.source,
+                    setting.value,
+                    job.spec.request.model
+                )));
+            }
+            let limit = Money::parse_decimal(number, bills_in).map_err(|error| {
+                RunFailure::local(anyhow::anyhow!("max_cost from {}: {error}", setting.source))
+            })?;
             Some(BudgetCap {
                 limit,
                 source: setting.source,

@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::RunDirectory;
 use super::poll::PollSchedule;
 use super::run_failure::RunFailure;
+use super::run_record::RunFounding;
 use crate::client::{ApiClient, ApiKey, RetryPolicy};
 use crate::job::Job;
 use crate::pricing::PriceTable;
@@ -119,12 +120,53 @@ pub fn check_base_url(url: &str) -> Result<(), RunFailure> {
     Ok(())
 }
 
-/// The price table with the run's price file on top, and that file's path (to record for resuming).
+/// The prices a run uses, and the price file they came from with its text (to record when the
+/// run is founded).
+pub(super) struct RunPrices {
+    pub table: PriceTable,
+    pub file: Option<PathBuf>,
+    pub text: Option<String>,
+}
+
+/// The run's prices, by the settings precedence: the `--prices` flag; else what the run recorded
+/// when it was founded (the file's text, so that editing or deleting the file later never
+/// reprices a run; runs founded before texts were recorded read the recorded path); else
+/// DASHBATCH_PRICES; else the built-in table alone. Always on top of `provider`'s table.
 pub(super) fn load_prices(
-    options_prices: Option<&Path>,
+    flag: Option<&Path>,
+    recorded: Option<&RunFounding>,
     provider: crate::provider::ProviderKind,
-) -> Result<(PriceTable, Option<PathBuf>), RunFailure> {
-    let (table, chosen) =
-        PriceTable::load_chosen(options_prices, provider).map_err(RunFailure::local)?;
-    Ok((table, chosen.map(|setting| setting.value)))
+) -> Result<RunPrices, RunFailure> {
+    let builtin = PriceTable::for_provider(provider);
+    let (file, text) = match (flag, recorded) {
+        (Some(path), _) => (Some(path.to_owned()), None),
+        (None, Some(founding)) => match (&founding.prices_file, &founding.prices_text) {
+            (Some(path), Some(text)) => (Some(path.clone()), Some(text.clone())),
+            (path, None) => (path.clone(), None),
+            (None, Some(_)) => (None, None),
+        },
+        (None, None) => (
+            crate::env::chosen_prices_file(None).map(|setting| setting.value),
+            None,
+        ),
+    };
+    let Some(path) = file else {
+        return Ok(RunPrices {
+            table: builtin,
+            file: None,
+            text: None,
+        });
+    };
+    let text = match text {
+        Some(text) => text,
+        None => crate::pricing::read_price_file(&path).map_err(RunFailure::local)?,
+    };
+    let table = builtin
+        .with_override_toml(&text, &path)
+        .map_err(RunFailure::local)?;
+    Ok(RunPrices {
+        table,
+        file: Some(path),
+        text: Some(text),
+    })
 }

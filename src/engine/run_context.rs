@@ -65,7 +65,22 @@ impl Run {
             profile = profile.for_rehearsal();
         }
         profile.check_job(&job).map_err(RunFailure::local)?;
-        let (prices, prices_file) = load_prices(options.prices_file.as_deref(), options.provider)?;
+        // A run that already exists keeps the prices it was founded with (read before anything
+        // is created; nothing exists yet for a new run).
+        let existing_founding = if Ledger::exists_in(&run_directory.root) {
+            let existing = Ledger::open(&run_directory.root).map_err(RunFailure::local)?;
+            RunRecord::read(&existing)
+                .map_err(RunFailure::local)?
+                .founding
+        } else {
+            None
+        };
+        let run_prices = load_prices(
+            options.prices_file.as_deref(),
+            existing_founding.as_ref(),
+            options.provider,
+        )?;
+        let prices = run_prices.table;
         if let Some(url) = &options.base_url {
             check_base_url(url)?;
         }
@@ -93,7 +108,16 @@ impl Run {
         check_output_target(&output, &job, &run_directory)?;
         let resuming = record.founding.is_some();
         match &record.founding {
-            Some(founding) => verify_same_run(founding, &job, &options, &run_directory)?,
+            Some(founding) => {
+                verify_same_run(founding, &job, &options, &run_directory)?;
+                if options.prices_file.is_some()
+                    && let (Some(path), Some(text)) = (&run_prices.file, &run_prices.text)
+                {
+                    let path = std::fs::canonicalize(path).unwrap_or(path.clone());
+                    RunRecord::record_prices(&mut ledger, &path, text)
+                        .map_err(RunFailure::local)?;
+                }
+            }
             None => {
                 let founding = RunFounding {
                     run_id: run_directory.new_run_id(),
@@ -104,9 +128,11 @@ impl Run {
                     output_path: output.path.clone(),
                     output_format: output.format.extension().to_owned(),
                     rehearsal: options.rehearse,
-                    prices_file: prices_file
+                    prices_file: run_prices
+                        .file
                         .as_ref()
                         .map(|path| std::fs::canonicalize(path).unwrap_or(path.clone())),
+                    prices_text: run_prices.text.clone(),
                 };
                 RunRecord::found(&mut ledger, &founding).map_err(RunFailure::local)?;
                 record.founding = Some(founding);
@@ -480,9 +506,20 @@ impl Run {
 
 fn require_api_key(profile: &ProviderProfile) -> Result<(), RunFailure> {
     let variable = profile.api_key_variable;
-    if std::env::var(variable).map_or(true, |key| key.trim().is_empty()) {
+    let key = std::env::var(variable).unwrap_or_default();
+    if key.trim().is_empty() {
         return Err(RunFailure::local(anyhow::anyhow!(
             "`{variable}` is not set; export your API key in it (dashbatch reads the key only from the environment), or use `--provider sim` to try a job without a key"
+        )));
+    }
+    // An HTTP header cannot carry a line break or other control character, and no provider's key
+    // has spaces: a key pasted with one would fail every call. Said without showing the key.
+    if key
+        .chars()
+        .any(|character| character.is_control() || character == ' ')
+    {
+        return Err(RunFailure::local(anyhow::anyhow!(
+            "`{variable}` holds a space, line break or other control character, which no API key has; export the key alone (for example `export {variable}=sk-...`, without quotes around a pasted line)"
         )));
     }
     Ok(())

@@ -19,6 +19,7 @@ mod key {
     pub const OUTPUT_FORMAT: &str = "output_format";
     pub const REHEARSAL: &str = "rehearsal";
     pub const PRICES_FILE: &str = "prices_file";
+    pub const PRICES_TEXT: &str = "prices_text";
     pub const INPUT_SHA256: &str = "input_sha256";
     pub const PLANNED_ROWS: &str = "planned_rows";
     pub const FINISHED: &str = "finished";
@@ -41,6 +42,9 @@ pub struct RunFounding {
     pub output_format: String,
     pub rehearsal: bool,
     pub prices_file: Option<PathBuf>,
+    /// The price file's text when the run was founded: a resumed run prices with it, whatever
+    /// became of the file since. `None` in runs founded before it was recorded.
+    pub prices_text: Option<String>,
 }
 
 /// Everything the ledger records about the run as a whole.
@@ -93,6 +97,7 @@ impl RunRecord {
                     output_format: required(key::OUTPUT_FORMAT)?,
                     rehearsal,
                     prices_file: text(key::PRICES_FILE)?.map(PathBuf::from),
+                    prices_text: text(key::PRICES_TEXT)?,
                 })
             }
         };
@@ -130,6 +135,9 @@ impl RunRecord {
         if let Some(path) = &founding.prices_file {
             facts.push((key::PRICES_FILE, path.display().to_string()));
         }
+        if let Some(text) = &founding.prices_text {
+            facts.push((key::PRICES_TEXT, text.clone()));
+        }
         ledger.set_facts(&facts)
     }
 
@@ -155,6 +163,15 @@ impl RunRecord {
 
     pub fn record_tokenizer(ledger: &Ledger, path: &Path) -> Result<(), LedgerError> {
         ledger.set_fact(key::TOKENIZER, &path.display().to_string())
+    }
+
+    /// Records prices given with `--prices` to a run that already exists: from now on the run
+    /// (and its resumes) prices with them.
+    pub fn record_prices(ledger: &mut Ledger, path: &Path, text: &str) -> Result<(), LedgerError> {
+        ledger.set_facts(&[
+            (key::PRICES_FILE, path.display().to_string()),
+            (key::PRICES_TEXT, text.to_owned()),
+        ])
     }
 
     /// The founding, or the error a command on an unfounded run directory gives.
@@ -199,6 +216,7 @@ mod tests {
             output_format: "parquet".into(),
             rehearsal: true,
             prices_file: None,
+            prices_text: None,
         }
     }
 

@@ -43,7 +43,8 @@ pub async fn resume_run(
             run_directory: Some(run_directory.to_owned()),
             output: Some(output_override.unwrap_or(founding.output_path)),
             mode,
-            prices_file: founding.prices_file,
+            // The ledger's recorded prices apply (see `connection::load_prices`).
+            prices_file: None,
             rehearse: founding.rehearsal,
             max_cost: None,
             tokenizer: None,

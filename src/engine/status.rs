@@ -111,7 +111,9 @@ fn cost_so_far(
     let founding = record.founding.as_ref()?;
     let mut job = load_job(&founding.job_file).ok()?;
     // Price the way the run itself does: its recorded prices file, its (rehearsal) model.
-    let (prices, _) = load_prices(founding.prices_file.as_deref(), founding.provider).ok()?;
+    let prices = load_prices(None, Some(founding), founding.provider)
+        .ok()?
+        .table;
     if founding.rehearsal {
         make_rehearsal(&mut job, founding.provider).ok()?;
     }

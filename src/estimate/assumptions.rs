@@ -8,7 +8,8 @@ use crate::provider::ProviderKind;
 use crate::tokens::{
     CHAT_FORMAT_TOKENS_PER_MESSAGE, CHAT_FORMAT_TOKENS_PER_REQUEST,
     HEURISTIC_UPPER_BOUND_EXTRA_TOKENS, HEURISTIC_UPPER_BOUND_FACTOR_PERCENT,
-    OPENAI_TOKENS_PER_MESSAGE, OPENAI_TOKENS_PER_REQUEST, TokenCounter,
+    OPENAI_TOKENS_PER_MESSAGE, OPENAI_TOKENS_PER_REQUEST, SYMBOL_CODE_POINT_UPPER_BOUND_TOKENS,
+    TokenCounter,
 };
 
 /// One sentence per assumption, in the order a reader needs them.
@@ -46,7 +47,8 @@ pub fn estimate_assumptions(
     if !estimator.counter().is_exact() {
         lines.push(format!(
             "Heuristic counts are estimates (measured error in BENCHMARKS.md, \"Token estimator\"); the upper bound \
-             takes {HEURISTIC_UPPER_BOUND_FACTOR_PERCENT}% of each text's count plus {HEURISTIC_UPPER_BOUND_EXTRA_TOKENS} tokens."
+             takes {HEURISTIC_UPPER_BOUND_FACTOR_PERCENT}% of each text's count plus {HEURISTIC_UPPER_BOUND_EXTRA_TOKENS} tokens, and \
+             {SYMBOL_CODE_POINT_UPPER_BOUND_TOKENS} more per emoji or other symbol."
         ));
     }
     lines.push(format!(

@@ -16,9 +16,10 @@ pub enum EstimateSetupError {
     Prices(#[from] PriceTableError),
     #[error(
         "job file `{job_file}`, key `request.model`: there is no price for model `{model}` in {where_looked}; \
-         add `[models.{model}]` with `currency`, `input` and `output` (realtime prices per 1M tokens) to a price file \
+         add `[models.{}]` with `currency`, `input` and `output` (realtime prices per 1M tokens) to a price file \
          and pass it with `--prices FILE` (or DASHBATCH_PRICES). The schema is in docs/PRICES.md; \
-         `dashbatch prices` lists the models priced for each provider"
+         `dashbatch prices` lists the models priced for each provider",
+        crate::pricing::toml_key(model)
     )]
     UnknownModel {
         job_file: PathBuf,

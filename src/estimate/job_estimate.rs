@@ -88,6 +88,8 @@ pub fn estimate_job(job_file: &Path, options: &EstimateOptions) -> anyhow::Resul
     let prices = load_price_table(options.prices_file.as_deref(), options.provider)?;
     let vocabulary = vocabulary_for_job(options.tokenizer.as_deref(), None, &job);
     let estimator = request_estimator_for_job(&job, &prices, vocabulary.as_ref())?;
+    // The same checks of the model as `validate` and `run` (endpoint, output limit).
+    crate::model_check::check_model(&job, options.provider, false, &prices)?;
 
     let scratch = tempfile::tempdir()?;
     let ledger = Ledger::open_path(&scratch.path().join("estimate.sqlite"))?;

@@ -94,12 +94,36 @@ pub(crate) fn check_estimate_keys(spec: &super::JobSpec) -> Result<(), (&'static
     }
 }
 
-/// Whether `text` is a decimal amount above zero (the currency does not matter for the syntax).
+/// An amount as written, `12.50` or `12.50 USD`: the number's text and the currency, if named.
+///
+/// # Errors
+/// When a word follows the number that is not a currency dashbatch bills in.
+pub fn split_amount_and_currency(
+    text: &str,
+) -> Result<(&str, Option<crate::pricing::Currency>), String> {
+    let text = text.trim();
+    let Some((number, code)) = text.rsplit_once(char::is_whitespace) else {
+        return Ok((text, None));
+    };
+    let currency = match code.to_ascii_uppercase().as_str() {
+        "CNY" | "RMB" => crate::pricing::Currency::Cny,
+        "USD" => crate::pricing::Currency::Usd,
+        _ => {
+            return Err(format!(
+                "`{text}` is not an amount of money; write a decimal number, optionally with its currency: \"12.50\", \"12.50 CNY\" or \"12.50 USD\""
+            ));
+        }
+    };
+    Ok((number.trim_end(), Some(currency)))
+}
+
+/// Whether `text` is a decimal amount above zero, optionally followed by `CNY` or `USD`.
 pub fn check_positive_amount(text: &str) -> Result<(), String> {
-    let amount = crate::pricing::Money::parse_decimal(text, crate::pricing::Currency::Cny)
+    let (number, _) = split_amount_and_currency(text)?;
+    let amount = crate::pricing::Money::parse_decimal(number, crate::pricing::Currency::Cny)
         .map_err(|_| {
             format!(
-                "`{text}` is not an amount of money; write a decimal number such as \"12.50\" or 12.5 (in the currency of the model's price)"
+                "`{text}` is not an amount of money; write a decimal number such as \"12.50\" or 12.5, optionally with its currency (\"12.50 USD\"); without one it is in the currency the provider bills in"
             )
         })?;
     if amount.femto_units() <= 0 {

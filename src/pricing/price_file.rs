@@ -92,7 +92,7 @@ struct RawPriceFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawModelPrice {
-    currency: Currency,
+    currency: Spanned<Currency>,
     input: Option<Spanned<Value>>,
     output: Option<Spanned<Value>>,
     thinking_output: Option<Spanned<Value>>,
@@ -203,12 +203,12 @@ impl FileContext<'_> {
             ));
         }
         let raw_model = raw_model.get_ref();
-        let currency = raw_model.currency;
+        let currency = *raw_model.currency.get_ref();
         if let Some(file_currency) = file_facts.currency
             && file_currency != currency
         {
             return Err(self.error(
-                model_span.clone(),
+                raw_model.currency.span(),
                 &format!("{model_key}.currency"),
                 format!(
                     "the file says every price is in {file_currency} (`currency` at the top), but this model is priced in {currency}; \
@@ -621,7 +621,7 @@ impl FileContext<'_> {
 }
 
 /// `name` as a TOML key: bare if it can be, quoted otherwise (`qwen-plus`, `"qwen2.5-max"`).
-pub(crate) fn toml_key(name: &str) -> String {
+pub fn toml_key(name: &str) -> String {
     let is_bare = !name.is_empty()
         && name
             .bytes()

@@ -122,7 +122,7 @@ pub fn price_table_text(table: &PriceTable) -> String {
     let mut text = String::new();
     let _ = writeln!(
         text,
-        "{} prices, {} per 1M tokens at batch price (realtime is twice as much), as of {}",
+        "{} prices, {} per 1M tokens at batch price (the realtime price less each model's batch discount), as of {}",
         table.builtin_table(),
         table.currency(),
         table.as_of()
@@ -132,7 +132,8 @@ pub fn price_table_text(table: &PriceTable) -> String {
     }
     let mut rows = vec![
         [
-            "model", "tiers", "input", "output", "thinking", "batch", "evidence", "from",
+            "model", "currency", "tiers", "input", "output", "thinking", "batch", "evidence",
+            "from",
         ]
         .map(str::to_owned)
         .to_vec(),
@@ -142,6 +143,11 @@ pub fn price_table_text(table: &PriceTable) -> String {
         let [input, output, thinking] = prices_cells(&first_tier);
         rows.push(vec![
             price.name().to_owned(),
+            if price.currency() == table.currency() {
+                price.currency().code().to_owned()
+            } else {
+                format!("{} (NOT what this provider bills in)", price.currency())
+            },
             price.tiers().len().to_string(),
             input,
             output,

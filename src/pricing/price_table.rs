@@ -93,11 +93,7 @@ impl PriceTable {
     /// # Errors
     /// As [`PriceTable::load`].
     pub fn with_override_file(self, path: &Path) -> Result<PriceTable, PriceTableError> {
-        let toml_text =
-            std::fs::read_to_string(path).map_err(|source| PriceTableError::ReadFile {
-                path: path.to_owned(),
-                source,
-            })?;
+        let toml_text = read_price_file(path)?;
         self.with_override_toml(&toml_text, path)
     }
 
@@ -288,6 +284,24 @@ impl PriceTable {
         self.model_name_by_alias = model_name_by_alias;
         Ok(())
     }
+}
+
+/// No price file is larger than this; a bigger one (or an endless device) is refused unread.
+const LARGEST_PRICE_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The text of a price file: a regular UTF-8 file of at most [`LARGEST_PRICE_FILE_BYTES`].
+///
+/// # Errors
+/// When it cannot be read, is not a regular file, is too large or is not UTF-8.
+pub fn read_price_file(path: &Path) -> Result<String, PriceTableError> {
+    let read_error = |problem: String| PriceTableError::ReadFile {
+        path: path.to_owned(),
+        problem,
+    };
+    let bytes = crate::bounded_read::read_regular_file_at_most(path, LARGEST_PRICE_FILE_BYTES)
+        .map_err(|error| read_error(error.to_string()))?;
+    String::from_utf8(bytes)
+        .map_err(|_| read_error("it is not UTF-8 text; a price file is TOML".to_owned()))
 }
 
 #[cfg(test)]

@@ -14,13 +14,12 @@ use super::model_price::PriceOrigin;
 #[non_exhaustive]
 pub enum PriceTableError {
     /// The override file could not be read from disk.
-    #[error("could not read the price file `{}`; check the path given for the price override file", path.display())]
+    #[error("could not read the price file `{}`: {problem}; check the path given with `--prices` or DASHBATCH_PRICES", path.display())]
     ReadFile {
         /// The path as given.
         path: PathBuf,
-        /// The underlying I/O error.
-        #[source]
-        source: std::io::Error,
+        /// What went wrong, in words.
+        problem: String,
     },
     /// The file is not TOML, or not shaped like a price table (unknown key, wrong type, missing field).
     /// The message comes from the TOML parser and shows the line and the offending key.

@@ -460,7 +460,8 @@ mod tests {
         let (estimate, upper_bound) = counter.count_with_upper_bound(plain);
         assert_eq!(upper_bound, counter.upper_bound(estimate));
         // The flag sequence that `qwen3_6.tiktoken` counts as 48 tokens (BENCHMARKS.md).
-        let flags = "flags 🇨🇳🇯🇵🇺🇸 scotland 🏴\u{e0067}\u{e0062}\u{e0073}\u{e0063}\u{e0074}\u{e007f}";
+        let flags =
+            "flags 🇨🇳🇯🇵🇺🇸 scotland 🏴\u{e0067}\u{e0062}\u{e0073}\u{e0063}\u{e0074}\u{e007f}";
         let (estimate, upper_bound) = counter.count_with_upper_bound(flags);
         let symbols = text_features(flags).count(Feature::SymbolCodePoints);
         assert_eq!(symbols, 13);

@@ -16,18 +16,7 @@ pub const LARGEST_VOCABULARY_FILE_BYTES: u64 = 16 * 1024 * 1024;
 /// # Errors
 /// When the file cannot be read, or is larger than any vocabulary.
 pub fn read_vocabulary_file(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let file = std::fs::File::open(path)?;
-    let mut bytes = Vec::new();
-    file.take(LARGEST_VOCABULARY_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > LARGEST_VOCABULARY_FILE_BYTES {
-        return Err(std::io::Error::other(format!(
-            "it is larger than any tokenizer vocabulary ({} MiB at most)",
-            LARGEST_VOCABULARY_FILE_BYTES / 1024 / 1024
-        )));
-    }
-    Ok(bytes)
+    crate::bounded_read::read_regular_file_at_most(path, LARGEST_VOCABULARY_FILE_BYTES)
 }
 
 /// The SHA-256 of `bytes`, lowercase hex.
@@ -63,6 +52,9 @@ pub enum InstalledVocabulary {
     Installed { path: PathBuf, bytes: Vec<u8> },
     /// Nothing is installed at `path`.
     Missing { path: PathBuf },
+    /// Something is there that cannot be read as a file (a directory, an oversized file, a
+    /// parent that is not a directory, no permission).
+    Unreadable { path: PathBuf, problem: String },
     /// A file is there but is not the vocabulary (damaged, or replaced).
     Damaged { path: PathBuf, sha256: String },
     /// Neither `XDG_CACHE_HOME` nor `HOME` is set, so there is no place to look.
@@ -80,7 +72,13 @@ pub fn find_installed(vocabulary: Vocabulary) -> InstalledVocabulary {
     };
     let path = directory.join(vocabulary.name());
     match read_vocabulary_file(&path) {
-        Err(_) => InstalledVocabulary::Missing { path },
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            InstalledVocabulary::Missing { path }
+        }
+        Err(error) => InstalledVocabulary::Unreadable {
+            path,
+            problem: error.to_string(),
+        },
         Ok(bytes) => {
             let sha256 = sha256_hex(&bytes);
             if vocabulary.file_sha256() == Some(sha256.as_str()) {

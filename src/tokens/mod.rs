@@ -7,6 +7,7 @@ mod heuristic;
 mod installed_vocabulary;
 mod openai_tokenizer;
 mod qwen_tokenizer;
+mod timed_command;
 mod token_counter;
 mod tokenizer_choice;
 mod vocabulary;
@@ -18,7 +19,8 @@ pub use heuristic::{
     SYMBOL_CODE_POINT_UPPER_BOUND_TOKENS, TextFeatures, estimate_from_features, text_features,
 };
 pub use installed_vocabulary::{
-    InstalledVocabulary, find_installed, installed_vocabularies_directory, sha256_hex,
+    InstalledVocabulary, find_installed, installed_vocabularies_directory, read_vocabulary_file,
+    sha256_hex,
 };
 pub use openai_tokenizer::{OPENAI_TOKENS_PER_MESSAGE, OPENAI_TOKENS_PER_REQUEST, OpenaiTokenizer};
 pub use qwen_tokenizer::{QwenTokenizer, VocabularyError};

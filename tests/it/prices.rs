@@ -281,3 +281,243 @@ fn a_price_file_in_the_wrong_currency_is_refused_before_anything_is_spent() {
     ]);
     assert_eq!(listing.status.code(), Some(2));
 }
+
+/// What the simulator billed for the run in `run_directory`, at a flat `per_million` realtime
+/// price for input and output alike, at batch price, as decimal text.
+fn billed_at_flat_price(
+    simulator: &StandaloneSimulator,
+    run_directory: &std::path::Path,
+    per_million: u128,
+) -> u128 {
+    let run_id = read_report(run_directory)["run_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ledger = simulator.ledger();
+    let run_batches: Vec<String> = ledger["batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|batch| batch["metadata"]["dashbatch_run"] == run_id.as_str())
+        .map(|batch| batch["id"].as_str().unwrap().to_owned())
+        .collect();
+    let tokens: u128 = ledger["billed_requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|bill| run_batches.iter().any(|id| bill["batch_id"] == id.as_str()))
+        .map(|bill| {
+            u128::from(bill["prompt_tokens"].as_u64().unwrap())
+                + u128::from(bill["completion_tokens"].as_u64().unwrap())
+        })
+        .sum();
+    // tokens × price / 1M / 2, in 1e-10 units: tokens × price × 10,000 / 2.
+    tokens * per_million * 10_000 / 2
+}
+
+#[test]
+fn a_run_keeps_the_prices_it_started_with_until_given_others() {
+    let simulator = StandaloneSimulator::start(&[]);
+    let workspace = super::invariants::review_workspace(12, 6, "");
+    workspace.write(
+        "prices.toml",
+        "[models.qwen-flash]\ncurrency = \"CNY\"\ninput = 1\noutput = 1\n",
+    );
+    let run_directory = workspace.path().join("run");
+    let killed = super::invariants::review_run_command(&workspace, &simulator, &run_directory)
+        .args(["--prices", "prices.toml"])
+        .env("DASHBATCH_TEST_KILL_AT", "during_poll")
+        .status()
+        .unwrap();
+    assert!(!killed.success());
+    // The file is edited while the run is out: the run still pays what it started with.
+    workspace.write(
+        "prices.toml",
+        "[models.qwen-flash]\ncurrency = \"CNY\"\ninput = 100\noutput = 100\n",
+    );
+    let resumed = super::invariants::resume_command(&workspace, &run_directory)
+        .output()
+        .unwrap();
+    assert_success(&resumed);
+    let cost = |directory: &std::path::Path| {
+        in_ten_billionths(read_report(directory)["cost"].as_str().unwrap())
+    };
+    assert_eq!(
+        cost(&run_directory),
+        billed_at_flat_price(&simulator, &run_directory, 1)
+    );
+    // Given again on the command line, the new prices apply, and stay the run's prices.
+    let repriced = super::invariants::review_run_command(&workspace, &simulator, &run_directory)
+        .args(["--prices", "prices.toml"])
+        .output()
+        .unwrap();
+    assert_success(&repriced);
+    assert_eq!(
+        cost(&run_directory),
+        billed_at_flat_price(&simulator, &run_directory, 100)
+    );
+    std::fs::remove_file(workspace.path().join("prices.toml")).unwrap();
+    let without_file = super::invariants::resume_command(&workspace, &run_directory)
+        .output()
+        .unwrap();
+    assert_success(&without_file);
+    assert_eq!(
+        cost(&run_directory),
+        billed_at_flat_price(&simulator, &run_directory, 100)
+    );
+    let status = workspace.run(&["status", run_directory.to_str().unwrap(), "--json"]);
+    assert_success(&status);
+}
+
+#[test]
+fn a_resumed_run_whose_tokenizer_file_is_gone_still_finishes() {
+    let simulator = StandaloneSimulator::start(&[]);
+    let workspace = super::invariants::review_workspace(12, 6, "");
+    std::fs::copy(
+        super::tokens::qwen_vocabulary(),
+        workspace.path().join("copied.tiktoken"),
+    )
+    .unwrap();
+    let run_directory = workspace.path().join("run");
+    let killed = super::invariants::review_run_command(&workspace, &simulator, &run_directory)
+        .args(["--tokenizer", "copied.tiktoken"])
+        .env("DASHBATCH_TEST_KILL_AT", "during_poll")
+        .status()
+        .unwrap();
+    assert!(!killed.success());
+    std::fs::remove_file(workspace.path().join("copied.tiktoken")).unwrap();
+    let resumed = super::invariants::resume_command(&workspace, &run_directory)
+        .output()
+        .unwrap();
+    assert_success(&resumed);
+    assert!(
+        text(&resumed.stderr).contains("cannot be read any more"),
+        "{}",
+        text(&resumed.stderr)
+    );
+    super::invariants::assert_finished_cleanly(&simulator, &workspace, &run_directory, 12);
+}
+
+#[test]
+fn a_budget_cap_may_name_its_currency_and_a_wrong_one_is_refused() {
+    let simulator = StandaloneSimulator::start(&[]);
+    let workspace = super::invariants::review_workspace(6, 6, "max_cost = \"1 CNY\"\n");
+    let run_directory = workspace.path().join("run");
+    let refused = workspace
+        .run_against(
+            &simulator,
+            "dashscope-intl",
+            "reviews.toml",
+            &run_directory,
+            &[],
+        )
+        .env("DASHSCOPE_API_KEY", SECRET_KEY)
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    let message = text(&refused.stderr);
+    assert!(
+        message.contains("in CNY, but this provider bills `qwen-flash` in USD"),
+        "{message}"
+    );
+    assert_eq!(simulator.ledger()["batches"].as_array().unwrap().len(), 0);
+    let in_dollars = workspace
+        .run_against(
+            &simulator,
+            "dashscope-intl",
+            "reviews.toml",
+            &run_directory,
+            &["--max-cost", "1 USD", "--quiet"],
+        )
+        .env("DASHSCOPE_API_KEY", SECRET_KEY)
+        .output()
+        .unwrap();
+    assert_success(&in_dollars);
+    let euros = workspace.run(&["estimate", "reviews.toml"]);
+    assert_success(&euros);
+    workspace.write(
+        "euro.toml",
+        std::fs::read_to_string(workspace.path().join("reviews.toml"))
+            .unwrap()
+            .replace("1 CNY", "1 EUR"),
+    );
+    let unknown_currency = workspace.run(&["validate", "euro.toml"]);
+    assert_eq!(unknown_currency.status.code(), Some(2));
+    assert!(text(&unknown_currency.stderr).contains("\"12.50 USD\""));
+}
+
+#[test]
+fn a_key_with_a_line_break_is_refused_before_anything_starts_and_never_shown() {
+    let simulator = StandaloneSimulator::start(&[]);
+    let workspace = super::invariants::review_workspace(6, 6, "");
+    let run_directory = workspace.path().join("run");
+    let output = workspace
+        .run_against(&simulator, "dashscope", "reviews.toml", &run_directory, &[])
+        .env("DASHSCOPE_API_KEY", "sk-secret-part\nsecond-line")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let message = text(&output.stderr);
+    assert!(
+        message.contains("line break or other control character"),
+        "{message}"
+    );
+    assert!(!message.contains("sk-secret-part") && !message.contains("second-line"));
+    assert_eq!(
+        simulator.ledger()["files"].as_array().map_or(0, Vec::len),
+        0
+    );
+    assert!(!run_directory.exists());
+}
+
+#[test]
+fn a_qwen_vocabulary_is_never_taken_for_another_family_s() {
+    let workspace = Workspace::new();
+    copy_fixture(&workspace, "fixtures/edge/cjk_emoji.csv");
+    workspace.write(
+        "job.toml",
+        "[input]\npath = \"cjk_emoji.csv\"\n[request]\nmodel = \"deepseek-v3.2\"\ntemplate = \"{{ text }}\"\nmax_tokens = 20\n",
+    );
+    workspace.write(
+        "prices.toml",
+        "[models.\"deepseek-v3.2\"]\ncurrency = \"CNY\"\ninput = 2\noutput = 3\n",
+    );
+    let vocabulary = super::tokens::qwen_vocabulary();
+    let named = workspace.run(&[
+        "estimate",
+        "job.toml",
+        "--prices",
+        "prices.toml",
+        "--tokenizer",
+        vocabulary.to_str().unwrap(),
+    ]);
+    assert_eq!(named.status.code(), Some(2));
+    assert!(
+        text(&named.stderr).contains("is not a Qwen model"),
+        "{}",
+        text(&named.stderr)
+    );
+    // Set once for every job in the environment, it is simply not for this one.
+    let from_environment = workspace
+        .command(&["estimate", "job.toml", "--prices", "prices.toml", "--json"])
+        .env("DASHBATCH_TOKENIZER", &vocabulary)
+        .output()
+        .unwrap();
+    assert_success(&from_environment);
+    let estimate: Value = serde_json::from_slice(&from_environment.stdout).unwrap();
+    assert_eq!(estimate["exact_token_counts"], false);
+}
+
+#[test]
+fn a_price_file_that_never_ends_is_refused_unread() {
+    let workspace = Workspace::new();
+    let started = std::time::Instant::now();
+    let output = workspace.run(&["prices", "--prices", "/dev/zero"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr).contains("not a regular file"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}

@@ -394,7 +394,7 @@ fn tokenizer_install_takes_only_known_files_and_says_where_it_looked() {
     // Endless or oversized input is refused unread, here and where estimates read a vocabulary.
     let endless = workspace.run(&["tokenizer", "install", "--from", "/dev/zero"]);
     assert_eq!(endless.status.code(), Some(2));
-    assert!(text(&endless.stderr).contains("larger than any tokenizer vocabulary"));
+    assert!(text(&endless.stderr).contains("not a regular file"));
     copy_fixture(&workspace, "fixtures/edge/cjk_emoji.csv");
     workspace.write(
         "job.toml",
@@ -402,7 +402,7 @@ fn tokenizer_install_takes_only_known_files_and_says_where_it_looked() {
     );
     let endless_tokenizer = workspace.run(&["estimate", "job.toml", "--tokenizer", "/dev/zero"]);
     assert_eq!(endless_tokenizer.status.code(), Some(2));
-    assert!(text(&endless_tokenizer.stderr).contains("larger than any tokenizer vocabulary"));
+    assert!(text(&endless_tokenizer.stderr).contains("not a regular file"));
     // A cache directory that cannot be written is named.
     let not_a_directory = workspace.write("cache-is-a-file", "");
     let unwritable = workspace
@@ -419,10 +419,15 @@ fn tokenizer_install_takes_only_known_files_and_says_where_it_looked() {
     );
     let missing_python = workspace.run(&["tokenizer", "install", "--python", "no-such-python"]);
     assert_eq!(missing_python.status.code(), Some(2));
+    let said = text(&missing_python.stderr);
     assert!(
-        text(&missing_python.stderr)
-            .contains("`no-such-python` did not run; name one with --python")
+        said.contains("`no-such-python` did not run") && said.contains("name one with --python"),
+        "{said}"
     );
+    // A program that is not Python is not taken for one.
+    let not_python = workspace.run(&["tokenizer", "install", "--python", "/bin/echo"]);
+    assert_eq!(not_python.status.code(), Some(2));
+    assert!(text(&not_python.stderr).contains("`/bin/echo` is not Python 3"));
 }
 
 #[test]
