@@ -33,6 +33,10 @@ pub async fn run_command(arguments: RunArguments) -> u8 {
         if let Some(url) = &base_url {
             engine::check_base_url(url)?;
         }
+        if let Some(amount) = &max_cost {
+            job::check_positive_amount(amount)
+                .map_err(|problem| RunFailure::local(anyhow::anyhow!("`--max-cost`: {problem}")))?;
+        }
         // The job file is read once, before any directory is made for it.
         let loaded = job::load_job(&job).map_err(RunFailure::local)?;
         let chosen = match run_dir {

@@ -163,6 +163,13 @@ impl QwenTokenizer {
                 ));
             }
         }
+        if encoder.is_empty() {
+            return Err(VocabularyError::Invalid {
+                path: path.to_owned(),
+                line: 1,
+                problem: "the file is empty".to_owned(),
+            });
+        }
         let vocabulary = Vocabulary::qwen_with_token_count(encoder.len())
             .filter(|_| largest_rank + 1 == encoder.len() as u64)
             .ok_or_else(|| VocabularyError::NotQwen {

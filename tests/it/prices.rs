@@ -433,6 +433,25 @@ fn a_budget_cap_may_name_its_currency_and_a_wrong_one_is_refused() {
         .output()
         .unwrap();
     assert_success(&in_dollars);
+    // A cap that is no amount is said to be one, even on a run that has spent (whose exit code is
+    // never 2, since money was spent in that run directory).
+    let not_an_amount = workspace
+        .run_against(
+            &simulator,
+            "dashscope-intl",
+            "reviews.toml",
+            &run_directory,
+            &["--max-cost", "abc"],
+        )
+        .env("DASHSCOPE_API_KEY", SECRET_KEY)
+        .output()
+        .unwrap();
+    assert!(!not_an_amount.status.success());
+    assert!(
+        text(&not_an_amount.stderr).contains("`--max-cost`: `abc` is not an amount of money"),
+        "{}",
+        text(&not_an_amount.stderr)
+    );
     let euros = workspace.run(&["estimate", "reviews.toml"]);
     assert_success(&euros);
     workspace.write(

@@ -570,7 +570,7 @@ fn validate_names_each_setting_and_where_it_comes_from() {
     for piece in [
         "answers.csv` (from `[output] path` in the job file)",
         "prices file: `prices.toml` (from DASHBATCH_PRICES)",
-        "tokenizer vocabulary: none, the heuristic count (the default)",
+        "tokenizer vocabulary: none named: the model's own vocabulary when installed or built in, else the heuristic (the default)",
         "max_cost: 0.5 (from `[batch] max_cost` in the job file)",
     ] {
         assert!(stdout.contains(piece), "expected `{piece}` in:\n{stdout}");
