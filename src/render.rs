@@ -22,6 +22,49 @@ use crate::table::{cell_value, check_template_type, display_cell};
 
 /// A variable every template may use besides the columns: the 1-based row number.
 pub const ROW_NUMBER_VARIABLE: &str = "row_number";
+/// How a template names `column`: `{{ 评论 }}` when it is a template identifier (Unicode letters,
+/// digits and `_`, as minijinja's lexer reads them, and not one of its reserved words), else
+/// `{{ row["user name"] }}`.
+#[must_use]
+pub fn template_spelling(column: &str) -> String {
+    const RESERVED_WORDS: [&str; 17] = [
+        "true",
+        "True",
+        "false",
+        "False",
+        "none",
+        "None",
+        "loop",
+        "self",
+        "and",
+        "or",
+        "not",
+        "in",
+        "is",
+        "if",
+        "else",
+        "row",
+        "row_number",
+    ];
+    let mut characters = column.chars();
+    let identifier = characters
+        .next()
+        .is_some_and(|first| first == '_' || unicode_ident::is_xid_start(first))
+        && characters.all(|next| next == '_' || unicode_ident::is_xid_continue(next))
+        && !RESERVED_WORDS.contains(&column);
+    if identifier {
+        format!("{{{{ {column} }}}}")
+    } else {
+        format!(
+            "{{{{ row[{}] }}}}",
+            serde_json::to_string(column).expect("a string serialises")
+        )
+    }
+}
+
+/// The variable holding every column of the row by name, for names that are not identifiers:
+/// `{{ row["user name"] }}`. A column of this name wins over it.
+pub const ROW_VARIABLE: &str = "row";
 
 /// Template instructions one render may run. A prompt template runs a few hundred; a runaway
 /// loop (`{% for a in s %}{% for b in s %}...`) stops with an error within a fraction of a second
@@ -147,6 +190,8 @@ struct TemplateSlot {
     /// Column indexes the template reads, with their names.
     columns: Vec<(usize, String)>,
     uses_row_number: bool,
+    /// The columns `row` holds when the template reads it: every column a template can show.
+    row_columns: Option<Vec<(usize, String)>>,
     /// Rendered once when the template reads no variable.
     constant: Option<String>,
     /// The template as run per row: within the render memory budget.
@@ -209,18 +254,30 @@ impl RequestRenderer {
                 template.undeclared_variables(false).into_iter().collect();
             let mut columns = Vec::new();
             let mut uses_row_number = false;
+            let mut uses_row = false;
             let mut missing = Vec::new();
             for variable in &variables {
                 if let Some(index) = column_names.iter().position(|column| column == variable) {
                     columns.push((index, variable.clone()));
                 } else if variable == ROW_NUMBER_VARIABLE {
                     uses_row_number = true;
+                } else if variable == ROW_VARIABLE {
+                    uses_row = true;
                 } else if environment.globals().any(|(global, _)| global == variable) {
                     // `range`, `namespace`, `dict`: minijinja's own functions, not columns.
                 } else {
                     missing.push(variable.clone());
                 }
             }
+            let row_columns = uses_row.then(|| {
+                schema
+                    .fields()
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, field)| check_template_type(field.data_type()).is_ok())
+                    .map(|(index, field)| (index, field.name().clone()))
+                    .collect()
+            });
             if !missing.is_empty() {
                 return Err(RenderError::Template {
                     job_file: job_file.clone(),
@@ -258,6 +315,7 @@ impl RequestRenderer {
                 name,
                 columns,
                 uses_row_number,
+                row_columns,
                 constant,
                 program,
             })
@@ -487,6 +545,22 @@ impl RequestRenderer {
         if slot.uses_row_number {
             pairs.insert(ROW_NUMBER_VARIABLE, TemplateValue::from(row_number));
         }
+        if let Some(row_columns) = &slot.row_columns {
+            let mut row_values: std::collections::BTreeMap<&str, TemplateValue> =
+                std::collections::BTreeMap::new();
+            for (index, name) in row_columns {
+                let value = cell_value(batch.column(*index).as_ref(), row).map_err(|error| {
+                    self.row_error(
+                        row_number,
+                        vec![name.clone()],
+                        Some(custom_id.to_owned()),
+                        &error.to_string(),
+                    )
+                })?;
+                row_values.insert(name.as_str(), value);
+            }
+            pairs.insert(ROW_VARIABLE, TemplateValue::from(row_values));
+        }
         let context = TemplateValue::from(pairs);
         slot.program
             .render(&self.environment, context)
@@ -673,6 +747,22 @@ mod tests {
 
     fn profile() -> ProviderProfile {
         ProviderProfile::for_kind(ProviderKind::Dashscope)
+    }
+
+    #[test]
+    fn every_column_has_a_spelling_a_template_reads() {
+        for (column, spelling) in [
+            ("text", "{{ text }}"),
+            ("评论", "{{ 评论 }}"),
+            ("_private", "{{ _private }}"),
+            ("user name", "{{ row[\"user name\"] }}"),
+            ("2nd", "{{ row[\"2nd\"] }}"),
+            ("in", "{{ row[\"in\"] }}"),
+            ("a\"b", "{{ row[\"a\\\"b\"] }}"),
+            ("user-id", "{{ row[\"user-id\"] }}"),
+        ] {
+            assert_eq!(template_spelling(column), spelling, "{column}");
+        }
     }
 
     #[test]

@@ -54,6 +54,23 @@ pub fn validate_job(
         )?;
     }
     write_settings_in_force(&mut text, &job, prices_file.as_ref())?;
+    let spellings: Vec<String> = crate::table::open_table(&job.input_path, job.input_format)?
+        .schema()
+        .fields()
+        .iter()
+        .map(|field| {
+            format!(
+                "`{}` as {}",
+                field.name(),
+                crate::render::template_spelling(field.name())
+            )
+        })
+        .collect();
+    writeln!(
+        text,
+        "  the input's columns, as a template names them: {}",
+        spellings.join(", ")
+    )?;
     writeln!(
         text,
         "  tokens are counted with {}",

@@ -154,3 +154,51 @@ fn json_events_on_stdout_are_one_object_per_line() {
     }
     assert_eq!(events.last().unwrap()["rows"], 8);
 }
+
+#[test]
+fn any_column_name_reaches_a_template_and_comes_back_intact() {
+    let workspace = Workspace::new();
+    copy_fixture(&workspace, "fixtures/edge/chinese_columns.csv");
+    workspace.write(
+        "job.toml",
+        "[input]\npath = \"chinese_columns.csv\"\nid_column = \"编号\"\n\n[request]\nmodel = \"qwen-flash\"\n\
+         template = '评论：{{ 评论 }}（{{ row[\"user name\"] }}，{{ row[\"in\"] }}）'\nmax_tokens = 30\n\
+         [output]\npath = \"out.csv\"\n",
+    );
+    let validated = workspace.run(&["validate", "job.toml", "--show", "1"]);
+    assert_success(&validated);
+    let said = text(&validated.stdout);
+    for words in [
+        "`评论` as {{ 评论 }}",
+        "`user name` as {{ row[\"user name\"] }}",
+        "`in` as {{ row[\"in\"] }}",
+        "评论：质量很好，物流很快（张三，北京）",
+    ] {
+        assert!(said.contains(words), "no `{words}` in {said}");
+    }
+    assert_success(&workspace.run(&["run", "job.toml", "--provider", "sim", "--quiet"]));
+    let mut input = csv::Reader::from_path(workspace.path().join("chinese_columns.csv")).unwrap();
+    let mut output = csv::Reader::from_path(workspace.path().join("out.csv")).unwrap();
+    let output_headers = output.headers().unwrap().clone();
+    for column in ["编号", "评论", "user name", "in"] {
+        assert!(
+            output_headers.iter().any(|name| name == column),
+            "{output_headers:?}"
+        );
+    }
+    let comment_index = output_headers
+        .iter()
+        .position(|name| name == "评论")
+        .unwrap();
+    let status_index = output_headers
+        .iter()
+        .position(|name| name == "status")
+        .unwrap();
+    let inputs: Vec<csv::StringRecord> = input.records().map(Result::unwrap).collect();
+    let outputs: Vec<csv::StringRecord> = output.records().map(Result::unwrap).collect();
+    assert_eq!(outputs.len(), inputs.len());
+    for (input_row, output_row) in inputs.iter().zip(&outputs) {
+        assert_eq!(&output_row[comment_index], &input_row[1]);
+        assert_eq!(&output_row[status_index], "ok");
+    }
+}
