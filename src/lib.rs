@@ -15,6 +15,7 @@ pub mod bounded_read;
 pub mod cli;
 pub mod client;
 pub mod commands;
+pub mod console;
 pub mod cost;
 pub mod engine;
 pub mod env;
@@ -77,7 +78,7 @@ where
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
+            crate::console::say(&format!("error: cannot start the async runtime: {error}"));
             return ExitCode::from(exit::REMOTE_ERROR);
         }
     };

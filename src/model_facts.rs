@@ -23,7 +23,7 @@ pub fn thinks_unless_told_not_to(model: &str) -> bool {
 /// vocabulary here, as the issue that added them asks). OpenAI models as `tiktoken-rs` maps them.
 pub fn vocabulary_of(model: &str) -> Option<crate::tokens::Vocabulary> {
     use crate::tokens::Vocabulary;
-    let lowercase = model.to_ascii_lowercase();
+    let lowercase = model_name_without_owner(model).to_ascii_lowercase();
     if is_qwen_3_5_or_later(&lowercase) {
         return Some(Vocabulary::Qwen35);
     }
@@ -43,10 +43,16 @@ pub fn vocabulary_of(model: &str) -> Option<crate::tokens::Vocabulary> {
 /// Whether `model` is known to count with a vocabulary that is not Qwen's, though dashbatch has
 /// none for it (DeepSeek, GLM, Kimi, Llama, Mistral): a Qwen vocabulary would count it wrongly.
 pub fn counts_with_a_foreign_vocabulary(model: &str) -> bool {
-    let lowercase = model.to_ascii_lowercase();
+    let lowercase = model_name_without_owner(model).to_ascii_lowercase();
     ["deepseek", "glm", "kimi", "moonshot", "llama", "mistral"]
         .iter()
         .any(|prefix| lowercase.starts_with(prefix))
+}
+
+/// A model name without an owner in front (`Qwen/Qwen3.6-35B-A3B` → `Qwen3.6-35B-A3B`), as
+/// servers of open models spell them.
+fn model_name_without_owner(model: &str) -> &str {
+    model.rsplit('/').next().unwrap_or(model)
 }
 
 /// Whether `model` is Qwen 3.5 or later (`qwen3.5-plus`, `qwen3.7-max`, `qwen4-...`).
@@ -114,6 +120,8 @@ mod tests {
             ("qwen3.6-flash", Some(Vocabulary::Qwen35)),
             ("qwen3.7-max", Some(Vocabulary::Qwen35)),
             ("Qwen3.6-27B", Some(Vocabulary::Qwen35)),
+            ("Qwen/Qwen3.6-35B-A3B", Some(Vocabulary::Qwen35)),
+            ("Qwen/Qwen2.5-7B-Instruct", Some(Vocabulary::Qwen)),
             ("gpt-4o-mini", Some(Vocabulary::O200kBase)),
             ("gpt-4.1-nano", Some(Vocabulary::O200kBase)),
             ("gpt-5-mini", Some(Vocabulary::O200kBase)),
@@ -127,6 +135,7 @@ mod tests {
         }
         assert!(counts_with_a_foreign_vocabulary("deepseek-v3.2"));
         assert!(counts_with_a_foreign_vocabulary("glm-4.5"));
+        assert!(counts_with_a_foreign_vocabulary("meta-llama/Llama-3.1-8B"));
         assert!(!counts_with_a_foreign_vocabulary("qwen-plus"));
         assert!(!counts_with_a_foreign_vocabulary("sim-model"));
     }

@@ -26,6 +26,20 @@ pub fn validate_job(
     let token_counter =
         crate::tokens::load_token_counter(&job.spec.request.model, vocabulary.as_ref())?;
     crate::model_check::check_model(&job, provider, false, &prices)?;
+    // A cap written in another currency than the provider bills in would be refused by `run`.
+    if let Some(max_cost) = &job.spec.batch.max_cost
+        && let (_, Some(written)) =
+            crate::job::split_amount_and_currency(&max_cost.0).map_err(anyhow::Error::msg)?
+        && written != prices.currency()
+    {
+        anyhow::bail!(
+            "job file `{}`, key `batch.max_cost`: `{}` is in {written}, but provider `{provider}` bills in {}; write the cap in {}, or choose the provider whose currency it is",
+            job.job_file.display(),
+            max_cost.0,
+            prices.currency(),
+            prices.currency()
+        );
+    }
     let scratch = tempfile::tempdir()?;
     let ledger = Ledger::open_path(&scratch.path().join("validate.sqlite"))?;
     let plan = plan_shards(&job, &profile, scratch.path(), &ledger, show)?;

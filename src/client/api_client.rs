@@ -398,6 +398,6 @@ async fn status_error(operation: &str, response: Response) -> ClientError {
 /// Retry chatter goes to stderr only when `DASHBATCH_LOG` asks for it.
 fn eprintln_debug(message: &str) {
     if std::env::var_os(crate::env::DASHBATCH_LOG).is_some() {
-        eprintln!("dashbatch: {message}");
+        crate::console::say(&format!("dashbatch: {message}"));
     }
 }

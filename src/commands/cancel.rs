@@ -22,10 +22,10 @@ pub async fn cancel_command(run_dir: &Path, wait_for_lock: bool, output_flags: &
     };
     let failure = match interruptible(work).await {
         Ok(Ok(count)) => {
-            eprintln!(
+            crate::console::say(&format!(
                 "dashbatch: asked the provider to cancel {count} batch(es); finished rows stay billed and are kept. Collect them with `dashbatch resume {}`",
                 run_dir.display()
-            );
+            ));
             return exit::SUCCESS;
         }
         Ok(Err(failure)) => failure,

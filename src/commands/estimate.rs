@@ -30,7 +30,7 @@ pub fn estimate_command(
                 estimate::render_estimate_text(&estimate)
             };
             // A closed pipe (`| head`) is not an error of the estimate.
-            let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
+            crate::console::print_text(&text);
             exit::SUCCESS
         }
         Err(error) => {

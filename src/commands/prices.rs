@@ -42,7 +42,7 @@ pub fn prices_command(
         },
     };
     // A closed pipe (`| head`) is not an error.
-    let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
+    crate::console::print_text(&text);
     exit::SUCCESS
 }
 

@@ -9,9 +9,9 @@ use crate::exit;
 pub fn status_command(run_dir: &Path, json: bool) -> u8 {
     match engine::show_status(run_dir, json) {
         Ok(text) => {
-            print!("{text}");
+            crate::console::print_text(&text);
             if json {
-                println!();
+                crate::console::print_text("\n");
             }
             exit::SUCCESS
         }

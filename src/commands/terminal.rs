@@ -20,13 +20,10 @@ pub fn output_mode(flags: &OutputFlags) -> OutputMode {
 }
 
 pub fn print_error(error: &dyn std::fmt::Display) {
-    eprintln!("error: {error}");
+    crate::console::say(&format!("error: {error}"));
 }
 
-/// Writes `text` to stdout; a closed pipe (`| head`) is not an error of the command.
-pub fn print_text(text: &str) {
-    let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
-}
+pub use crate::console::print_text;
 
 /// Runs `work` until it ends or the first SIGINT/SIGTERM (whose handlers were installed before
 /// the command started). Remote batches are never cancelled here: the ledger already holds
@@ -48,12 +45,12 @@ where
 
 pub fn say_interrupted(interrupted: Interrupted, run_directory: Option<&Path>) {
     match run_directory {
-        Some(directory) => eprintln!(
+        Some(directory) => crate::console::say(&format!(
             "dashbatch: {interrupted}; the run's state is saved and its batches keep running. Continue with `dashbatch resume {}` (or stop them with `dashbatch cancel {}`)",
             directory.display(),
             directory.display()
-        ),
-        None => eprintln!("dashbatch: {interrupted}; nothing more was done"),
+        )),
+        None => crate::console::say(&format!("dashbatch: {interrupted}; nothing more was done")),
     }
 }
 

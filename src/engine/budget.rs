@@ -87,28 +87,30 @@ pub fn prepare_run_budget(
     tokenizer_flag: Option<&std::path::Path>,
 ) -> Result<RunBudget, RunFailure> {
     // The vocabulary a run recorded may be gone by the time it resumes (a copied file deleted):
-    // the run must still finish what it paid for, so it counts as if none had been recorded
+    // the run must still finish what it paid for, so it counts as if no file were named at all
     // (the model's installed vocabulary, or the heuristic with its wider bound), and says so.
-    let recorded_vocabulary = record.tokenizer.clone().filter(|path| {
-        let readable = crate::tokens::read_vocabulary_file(path).is_ok();
-        if !readable && tokenizer_flag.is_none() {
-            eprintln!(
-                "note: the tokenizer vocabulary this run started with, `{}`, cannot be read any more; its estimates now \
-                 count without it (give `--tokenizer FILE` to `dashbatch run JOB --run-dir RUN_DIR` to name another)",
-                path.display()
-            );
-        }
-        readable
-    });
-    let vocabulary = vocabulary_for_job(tokenizer_flag, recorded_vocabulary, job);
-    if let Some(setting) = &vocabulary {
-        RunRecord::record_tokenizer(ledger, &setting.value).map_err(RunFailure::local)?;
-    }
-
+    let recorded_file_gone = tokenizer_flag.is_none()
+        && record
+            .tokenizer
+            .as_ref()
+            .is_some_and(|path| crate::tokens::read_vocabulary_file(path).is_err());
+    let vocabulary = if recorded_file_gone {
+        crate::console::say(&format!(
+            "note: the tokenizer vocabulary this run started with, `{}`, cannot be read any more; its estimates now \
+             count without it (give `--tokenizer FILE` to `dashbatch run JOB --run-dir RUN_DIR` to name another)",
+            record
+                .tokenizer
+                .as_deref()
+                .unwrap_or_else(|| std::path::Path::new(""))
+                .display()
+        ));
+        None
+    } else {
+        vocabulary_for_job(tokenizer_flag, record.tokenizer.clone(), job)
+    };
     if let Some(flag) = max_cost_flag {
         crate::job::check_positive_amount(flag)
             .map_err(|problem| RunFailure::local(anyhow::anyhow!("`--max-cost`: {problem}")))?;
-        RunRecord::record_max_cost(ledger, flag.trim()).map_err(RunFailure::local)?;
     }
     let cap_text = max_cost_setting(max_cost_flag, record.max_cost.clone(), job);
 
@@ -159,7 +161,20 @@ pub fn prepare_run_budget(
         }
         _ => None,
     };
-    let thinking = job.spec.request.enable_thinking == Some(true);
+    // Recorded only once accepted: a refused setting must never bind the run's resumes. The
+    // vocabulary only when it was the one counting (not one the model ignores), as an absolute
+    // path, so that a resume from another directory finds the same file.
+    if let Some(flag) = max_cost_flag {
+        RunRecord::record_max_cost(ledger, flag.trim()).map_err(RunFailure::local)?;
+    }
+    if let (Some(setting), Some(estimator)) = (&vocabulary, &estimator)
+        && let crate::tokens::TokenCounter::Qwen { tokenizer, .. } = estimator.counter()
+        && tokenizer.vocabulary_path() == setting.value
+    {
+        let absolute = std::fs::canonicalize(&setting.value).unwrap_or(setting.value.clone());
+        RunRecord::record_tokenizer(ledger, &absolute).map_err(RunFailure::local)?;
+    }
+    let thinking = job.bills_thinking();
     Ok(RunBudget {
         estimator,
         pricer: RunPricer::new(prices.clone(), &job.spec.request.model, thinking),

@@ -22,6 +22,9 @@ pub async fn cancel_run(run_directory: &Path, mode: OutputMode) -> Result<u64, R
     let connection = connect(provider, base_url.as_deref(), &directory).await?;
     let events = EventSink::new(mode);
     let mut cancelled = 0;
+    // Every live batch is asked, whatever happened to the one before: a batch that ended in the
+    // meantime refuses (409) and is recorded as it now is; the rest are still cancelled.
+    let mut not_cancelled: Vec<String> = Vec::new();
     for shard in ledger.shards().map_err(RunFailure::remote)? {
         let Some(batch_id) = shard.batch_id.as_ref().filter(|_| shard.has_live_batch()) else {
             continue;
@@ -56,9 +59,48 @@ pub async fn cancel_run(run_directory: &Path, mode: OutputMode) -> Result<u64, R
                 ledger
                     .record_outcome(effect, EffectOutcome::Failed, &error.to_string())
                     .map_err(RunFailure::remote)?;
-                return Err(RunFailure::remote(error));
+                // Refused because the batch already ended: learn its state, so the ledger no
+                // longer holds it live and a later `cancel` or `resume` sees the truth.
+                let ended = error
+                    .status()
+                    .is_some_and(|status| (400..500).contains(&status))
+                    && match connection.client.get_batch(batch_id).await {
+                        Ok(batch) if batch.status.is_terminal() => {
+                            record_batch_state(&ledger, shard.shard_index, &batch)
+                                .map_err(RunFailure::remote)?;
+                            events.emit(
+                                Event::BatchCancelRequested {
+                                    shard: shard.shard_index,
+                                    batch_id,
+                                    status: batch.status.as_str(),
+                                },
+                                || {
+                                    Some(format!(
+                                        "batch `{batch_id}` (shard {}) had already ended: {}",
+                                        shard.shard_index,
+                                        batch.status.as_str()
+                                    ))
+                                },
+                            );
+                            true
+                        }
+                        _ => false,
+                    };
+                if !ended {
+                    not_cancelled.push(format!(
+                        "batch `{batch_id}` (shard {}): {error}",
+                        shard.shard_index
+                    ));
+                }
             }
         }
+    }
+    if !not_cancelled.is_empty() {
+        return Err(RunFailure::remote(anyhow::anyhow!(
+            "{} of the run's live batches could not be cancelled (the others were): {}; run `dashbatch cancel` again",
+            not_cancelled.len(),
+            not_cancelled.join("; ")
+        )));
     }
     Ok(cancelled)
 }

@@ -64,7 +64,7 @@ pub(super) async fn connect(
         }
     };
     let key = match std::env::var(profile.api_key_variable) {
-        Ok(key) if !key.trim().is_empty() => key,
+        Ok(key) if !key.trim().is_empty() => check_api_key(profile.api_key_variable, key)?,
         _ if kind == ProviderKind::Sim => "sim-key".to_owned(),
         _ => {
             return Err(RunFailure::local(anyhow::anyhow!(
@@ -79,6 +79,18 @@ pub(super) async fn connect(
         client,
         _simulator: None,
     })
+}
+
+/// The key as read from `variable`, refused when it could not be a key: an HTTP header cannot
+/// carry a control character, and no provider's key has whitespace or characters beyond ASCII
+/// (a pasted line, a non-breaking space). Said without ever showing the key.
+pub(super) fn check_api_key(variable: &str, key: String) -> Result<String, RunFailure> {
+    if key.chars().any(|character| !character.is_ascii_graphic()) {
+        return Err(RunFailure::local(anyhow::anyhow!(
+            "`{variable}` holds a space, line break, control or non-ASCII character, which no API key has; export the key alone (for example `export {variable}=sk-...`, without quotes around a pasted line)"
+        )));
+    }
+    Ok(key)
 }
 
 pub(super) fn poll_schedule(job: &Job, kind: ProviderKind, base_url: Option<&str>) -> PollSchedule {

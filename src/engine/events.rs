@@ -253,7 +253,7 @@ impl EventSink {
                 if let Some(line) = human() {
                     let _ = self.bars.println(format!("dashbatch: {line}"));
                     if self.bars.is_hidden() {
-                        eprintln!("dashbatch: {line}");
+                        crate::console::say(&format!("dashbatch: {line}"));
                     }
                 }
             }

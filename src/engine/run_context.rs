@@ -369,7 +369,7 @@ impl Run {
     /// Joins every input row to its result, writes the output table and `report.json`, and
     /// marks the run finished (unless the budget cap held shards back).
     pub(super) fn join_and_report(mut self) -> Result<RunOutcome, RunFailure> {
-        let thinking = self.job.spec.request.enable_thinking == Some(true);
+        let thinking = self.job.bills_thinking();
         let pricer = RunPricer::new(self.prices.clone(), &self.job.spec.request.model, thinking);
         let shards = self.ledger.shards().map_err(RunFailure::local)?;
         let summary = join_results(
@@ -512,16 +512,7 @@ fn require_api_key(profile: &ProviderProfile) -> Result<(), RunFailure> {
             "`{variable}` is not set; export your API key in it (dashbatch reads the key only from the environment), or use `--provider sim` to try a job without a key"
         )));
     }
-    // An HTTP header cannot carry a line break or other control character, and no provider's key
-    // has spaces: a key pasted with one would fail every call. Said without showing the key.
-    if key
-        .chars()
-        .any(|character| character.is_control() || character == ' ')
-    {
-        return Err(RunFailure::local(anyhow::anyhow!(
-            "`{variable}` holds a space, line break or other control character, which no API key has; export the key alone (for example `export {variable}=sk-...`, without quotes around a pasted line)"
-        )));
-    }
+    super::connection::check_api_key(variable, key)?;
     Ok(())
 }
 

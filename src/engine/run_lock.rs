@@ -179,11 +179,11 @@ pub async fn lock_file(
             });
         }
         if !announced {
-            eprintln!(
+            crate::console::say(&format!(
                 "dashbatch: waiting for the other process on `{}` to finish ({})",
                 directory.display(),
                 describe_holder(path)
-            );
+            ));
             announced = true;
         }
         tokio::time::sleep(WAIT_RETRY_INTERVAL).await;

@@ -260,10 +260,10 @@ pub async fn choose_and_lock_run_directory(
             let held = lock_run_directory(&path, &command, true)
                 .await
                 .map_err(lock_failure)?;
-            eprintln!(
+            crate::console::say(&format!(
                 "dashbatch: continuing the run `{}` of this job that another process was working on",
                 path.display()
-            );
+            ));
             return Ok(ChosenRunDirectory {
                 path,
                 lock: held,
@@ -271,10 +271,10 @@ pub async fn choose_and_lock_run_directory(
             });
         }
         Some(ExistingRun::Unfinished(path)) => {
-            eprintln!(
+            crate::console::say(&format!(
                 "dashbatch: continuing the unfinished run `{}` of this job (pass `--run-dir` to choose another)",
                 path.display()
-            );
+            ));
             path
         }
         None if rehearse => RunDirectory::default_for(&format!("{}-rehearsal", job.name)).root,

@@ -117,11 +117,7 @@ fn cost_so_far(
     if founding.rehearsal {
         make_rehearsal(&mut job, founding.provider).ok()?;
     }
-    let pricer = RunPricer::new(
-        prices,
-        &job.spec.request.model,
-        job.spec.request.enable_thinking == Some(true),
-    );
+    let pricer = RunPricer::new(prices, &job.spec.request.model, job.bills_thinking());
     let mut total = crate::pricing::Money::zero(pricer.currency()?);
     let mut rows = 0;
     let directory = RunDirectory::new(run_directory.to_owned());

@@ -236,13 +236,17 @@ impl RequestEstimator {
 /// Whether a request's output is thinking output: `enable_thinking` when the body says, else
 /// whether the model thinks unless told not to (qwen3.5 and later, QwQ, DeepSeek-R1).
 fn request_thinks(body: &Value) -> bool {
-    if let Some(explicit) = body.get("enable_thinking").and_then(Value::as_bool) {
-        return explicit;
-    }
     let model = body
         .get("model")
         .and_then(Value::as_str)
         .unwrap_or_default();
+    // A model that always thinks bills thinking whatever the body says.
+    if crate::model_facts::always_thinks(model) {
+        return true;
+    }
+    if let Some(explicit) = body.get("enable_thinking").and_then(Value::as_bool) {
+        return explicit;
+    }
     crate::model_facts::thinks_by_default(model)
 }
 

@@ -53,6 +53,14 @@ impl Job {
     pub fn is_embeddings(&self) -> bool {
         self.spec.request.endpoint == EMBEDDINGS_ENDPOINT
     }
+
+    /// Whether the job's answers are billed as thinking output: a model that always thinks
+    /// (QwQ, DeepSeek-R1) whatever the job says, else only with `enable_thinking = true` (a model
+    /// that thinks by default is sent `enable_thinking: false` when the job does not say).
+    pub fn bills_thinking(&self) -> bool {
+        crate::model_facts::always_thinks(&self.spec.request.model)
+            || self.spec.request.enable_thinking == Some(true)
+    }
 }
 
 /// Removes `.` and `name/..` pairs so paths in messages read the way a person would write them.

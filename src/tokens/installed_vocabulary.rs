@@ -22,10 +22,7 @@ pub fn read_vocabulary_file(path: &std::path::Path) -> std::io::Result<Vec<u8>> 
 /// The SHA-256 of `bytes`, lowercase hex.
 #[must_use]
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// The installable vocabulary whose file has these bytes, if any.

