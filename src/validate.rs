@@ -68,7 +68,11 @@ pub fn validate_job(
         )?;
     }
     write_settings_in_force(&mut text, &job, prices_file.as_ref())?;
-    let spellings: Vec<String> = crate::table::open_table(&job.input_path, job.input_format)?
+    let input = crate::table::open_table_with(&job.input_path, job.input_format, &job.input_text)?;
+    if let Some(how) = input.text_description() {
+        writeln!(text, "  the input is read as: {how}")?;
+    }
+    let spellings: Vec<String> = input
         .schema()
         .fields()
         .iter()

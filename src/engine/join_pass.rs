@@ -29,7 +29,7 @@ use crate::output_fields::{FieldValue, ResultColumn, parse_answer};
 use crate::provider::ProviderProfile;
 use crate::render::RequestRenderer;
 use crate::row_result::{RowResult, RowStatus};
-use crate::table::{AtomicTableWriter, TableError, TableFormat, open_table};
+use crate::table::{AtomicTableWriter, TableError, TableFormat, open_table_with};
 use crate::wire::{BatchError, BatchStatus};
 
 /// What the join produced, for the report.
@@ -478,11 +478,16 @@ pub fn join_results(
     output_format: TableFormat,
     budget_skipped: &std::collections::BTreeSet<u64>,
 ) -> anyhow::Result<JoinSummary> {
-    let reader = open_table(&job.input_path, job.input_format)?;
+    let reader = open_table_with(&job.input_path, job.input_format, &job.input_text)?;
     let input_schema = reader.schema();
     let renderer = RequestRenderer::new(job, profile, &input_schema)?;
     let (schema, kept) = output_schema(job, &input_schema)?;
-    let mut writer = AtomicTableWriter::create(output_path, output_format, schema.clone())?;
+    let mut writer = AtomicTableWriter::create_with_bom(
+        output_path,
+        output_format,
+        schema.clone(),
+        job.spec.output.bom,
+    )?;
 
     let mut summary = JoinSummary {
         rows: 0,

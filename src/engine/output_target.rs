@@ -69,7 +69,7 @@ pub fn choose_output_target(
     };
     let named = match path.extension() {
         None => None,
-        Some(extension) => Some(TableFormat::from_path(&path).ok_or_else(|| {
+        Some(extension) => Some(TableFormat::output_from_path(&path).ok_or_else(|| {
             RunFailure::local(anyhow::anyhow!(
                 "{where_from} `{}`: dashbatch cannot write `.{}` files; it writes .parquet, .csv or .jsonl (compressed or Excel output is not supported). Choose one of those extensions",
                 path.display(),

@@ -15,7 +15,7 @@ use crate::ledger::{Ledger, ShardRecord};
 use crate::provider::ProviderProfile;
 use crate::render::{RenderError, RenderedRequest, RenderedRow, RequestRenderer};
 use crate::shard::{Placement, ShardLimits, ShardPlanner};
-use crate::table::open_table;
+use crate::table::open_table_with;
 
 /// At most this many row problems are listed before planning stops.
 const MAX_REPORTED_ROW_ERRORS: usize = 20;
@@ -60,7 +60,7 @@ pub fn plan_shards(
     ledger: &Ledger,
     preview_count: usize,
 ) -> anyhow::Result<PlanOutcome> {
-    let mut reader = open_table(&job.input_path, job.input_format)?;
+    let mut reader = open_table_with(&job.input_path, job.input_format, &job.input_text)?;
     let schema = reader.schema();
     let renderer = RequestRenderer::new(job, profile, &schema)?;
     // The output must be able to hold the input's columns next to the ones dashbatch adds.

@@ -42,6 +42,8 @@ pub struct Job {
     pub job_file_sha256: String,
     pub input_path: PathBuf,
     pub input_format: TableFormat,
+    /// How a text input is read: `[input] encoding`, `delimiter`, `header`.
+    pub input_text: crate::table::TextOptions,
     pub output_path: Option<PathBuf>,
     pub output_format: Option<TableFormat>,
     /// `[estimate] tokenizer`, resolved against the job file's directory.
@@ -61,6 +63,59 @@ impl Job {
         crate::model_facts::always_thinks(&self.spec.request.model)
             || self.spec.request.enable_thinking == Some(true)
     }
+}
+
+/// `[input] encoding`, `delimiter` and `header`, checked: a known encoding label, one ASCII
+/// delimiter character that is not a quote or line break, and CSV-only keys only on CSV.
+fn text_options(
+    input: &super::spec::InputSpec,
+    format: TableFormat,
+) -> Result<crate::table::TextOptions, (&'static str, String)> {
+    let mut options = crate::table::TextOptions::default();
+    if let Some(label) = &input.encoding {
+        if format == TableFormat::Parquet {
+            return Err((
+                "input.encoding",
+                "a Parquet input has no text encoding to name; remove the key".to_owned(),
+            ));
+        }
+        options.encoding = Some(crate::table::encoding_for_label(label).ok_or_else(|| {
+            (
+                "input.encoding",
+                format!(
+                    "`{label}` is not an encoding name; use a WHATWG label such as \"utf-8\", \"gb18030\", \"gbk\", \"utf-16le\", \"big5\" or \"shift_jis\""
+                ),
+            )
+        })?);
+    }
+    if (input.delimiter.is_some() || input.header.is_some()) && format != TableFormat::Csv {
+        return Err((
+            if input.delimiter.is_some() {
+                "input.delimiter"
+            } else {
+                "input.header"
+            },
+            "only a CSV or TSV input has a delimiter and a header row; remove the key".to_owned(),
+        ));
+    }
+    if let Some(text) = &input.delimiter {
+        let delimiter = match text.as_str() {
+            "tab" | "\\t" => b'\t',
+            single if single.len() == 1 && single.is_ascii() => single.as_bytes()[0],
+            _ => 0,
+        };
+        if delimiter == 0 || matches!(delimiter, b'"' | b'\n' | b'\r') {
+            return Err((
+                "input.delimiter",
+                format!(
+                    "`{text}` cannot separate fields; give one ASCII character other than a quote or line break, such as \";\", \"|\" or \"tab\""
+                ),
+            ));
+        }
+        options.delimiter = Some(delimiter);
+    }
+    options.header = input.header.unwrap_or(true);
+    Ok(options)
 }
 
 /// Removes `.` and `name/..` pairs so paths in messages read the way a person would write them.
@@ -147,7 +202,7 @@ pub fn load_job(job_file: &Path) -> Result<Job, JobError> {
             invalid(
                 "input.path",
                 format!(
-                    "cannot tell the format of `{}` from its extension; use .csv, .parquet or .jsonl, or set `input.format`",
+                    "cannot tell the format of `{}` from its extension; use .csv, .tsv, .parquet or .jsonl (.csv, .tsv and .jsonl may end in .gz), or set `input.format`",
                     spec.input.path.display()
                 ),
             )
@@ -160,7 +215,7 @@ pub fn load_job(job_file: &Path) -> Result<Job, JobError> {
         .map(|path| normalize_path(&job_dir.join(path)));
     let output_format = match (&spec.output.format, &output_path) {
         (Some(format), _) => Some(*format),
-        (None, Some(path)) => Some(TableFormat::from_path(path).ok_or_else(|| {
+        (None, Some(path)) => Some(TableFormat::output_from_path(path).ok_or_else(|| {
             invalid(
                 "output.path",
                 format!(
@@ -171,6 +226,12 @@ pub fn load_job(job_file: &Path) -> Result<Job, JobError> {
         })?),
         (None, None) => None,
     };
+    if spec.output.bom && output_format != Some(TableFormat::Csv) {
+        return Err(invalid(
+            "output.bom",
+            "a byte-order mark is for a CSV output; set `[output] path` to a .csv file (or `format = \"csv\"`), or remove `bom`".to_owned(),
+        ));
+    }
 
     check_request(&spec).map_err(|(key, message)| invalid(&key, message))?;
     check_output_columns(&spec).map_err(|(key, message)| invalid(&key, message))?;
@@ -184,12 +245,16 @@ pub fn load_job(job_file: &Path) -> Result<Job, JobError> {
         .as_ref()
         .map(|path| normalize_path(&job_dir.join(path)));
 
+    let input_text =
+        text_options(&spec.input, input_format).map_err(|(key, message)| invalid(key, message))?;
+
     Ok(Job {
         name,
         job_file: job_file.to_owned(),
         job_file_sha256: hex::encode(Sha256::digest(&bytes)),
         input_path,
         input_format,
+        input_text,
         output_path,
         output_format,
         estimate_tokenizer_path,

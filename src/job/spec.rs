@@ -48,6 +48,18 @@ pub struct InputSpec {
     /// error before anything is uploaded.
     #[serde(default)]
     pub skip_empty: bool,
+    /// The text encoding of a CSV or JSON Lines input (a WHATWG label such as `gb18030`,
+    /// `utf-16le`, `big5`); found from the file when absent.
+    #[serde(default)]
+    pub encoding: Option<String>,
+    /// The field delimiter of a CSV input: one character (`";"`, `"\t"`, `"|"`) or `"tab"`;
+    /// `.tsv` means tab; sniffed from the first lines when absent.
+    #[serde(default)]
+    pub delimiter: Option<String>,
+    /// Whether a CSV input's first row names its columns (default true); false names them
+    /// `column_1`, `column_2`, ...
+    #[serde(default)]
+    pub header: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -115,6 +127,10 @@ pub struct OutputSpec {
     /// so input columns named `status`, `cost`, ... can be kept. Empty by default.
     #[serde(default)]
     pub result_prefix: String,
+    /// Start a CSV output with a UTF-8 byte-order mark, so that Excel opens Chinese text
+    /// correctly instead of showing mojibake. CSV only.
+    #[serde(default)]
+    pub bom: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -64,6 +64,8 @@ const BYTE_ORDER_MARK: [u8; 3] = [0xEF, 0xBB, 0xBF];
 /// as the record's).
 pub struct QuoteTrackingReader<R> {
     inner: R,
+    /// The byte between fields (`,` unless the input says otherwise).
+    delimiter: u8,
     state: State,
     /// The line of the next byte, from 1.
     line: u64,
@@ -80,9 +82,11 @@ pub struct QuoteTrackingReader<R> {
 }
 
 impl<R: Read> QuoteTrackingReader<R> {
-    pub fn new(inner: R) -> QuoteTrackingReader<R> {
+    /// A tracker of fields separated by `delimiter`.
+    pub fn with_delimiter(inner: R, delimiter: u8) -> QuoteTrackingReader<R> {
         QuoteTrackingReader {
             inner,
+            delimiter,
             state: State::StartRecord,
             line: 1,
             records_started: 0,
@@ -107,7 +111,7 @@ impl<R: Read> QuoteTrackingReader<R> {
                 self.opened_at = (self.record, self.line, self.field);
                 State::InQuotedField
             }
-            b',' => {
+            delimiter if delimiter == self.delimiter => {
                 self.field += 1;
                 State::StartField
             }
@@ -140,7 +144,7 @@ impl<R: Read> QuoteTrackingReader<R> {
                 }
                 State::StartField => self.start_field(byte),
                 State::InField => match byte {
-                    b',' => {
+                    delimiter if delimiter == self.delimiter => {
                         self.field += 1;
                         self.state = State::StartField;
                     }
@@ -154,7 +158,7 @@ impl<R: Read> QuoteTrackingReader<R> {
                 }
                 State::QuoteInQuotedField => match byte {
                     b'"' => self.state = State::InQuotedField,
-                    b',' => {
+                    delimiter if delimiter == self.delimiter => {
                         self.field += 1;
                         self.state = State::StartField;
                     }
@@ -246,7 +250,7 @@ mod tests {
     fn check(bytes: &[u8]) -> Result<(), QuoteProblem> {
         let mut outcomes = Vec::new();
         for chunk in [1, 2, 3, 7, 4096] {
-            let mut reader = QuoteTrackingReader::new(Trickle { bytes, chunk });
+            let mut reader = QuoteTrackingReader::with_delimiter(Trickle { bytes, chunk }, b',');
             let mut sink = Vec::new();
             let outcome = match reader.read_to_end(&mut sink) {
                 Ok(_) => Ok(()),
@@ -291,8 +295,10 @@ mod tests {
 
     #[test]
     fn record_start_lines_skip_blank_lines() {
-        let mut reader =
-            QuoteTrackingReader::new(&b"\xef\xbb\xbfid,text\n1,\"a\nb\"\n\n\r\n2,c\r\n3,d"[..]);
+        let mut reader = QuoteTrackingReader::with_delimiter(
+            &b"\xef\xbb\xbfid,text\n1,\"a\nb\"\n\n\r\n2,c\r\n3,d"[..],
+            b',',
+        );
         std::io::copy(&mut reader, &mut std::io::sink()).unwrap();
         let lines: Vec<u64> = std::iter::from_fn(|| reader.next_record_line()).collect();
         assert_eq!(lines, [1, 2, 6, 7]);

@@ -1,9 +1,11 @@
-//! CSV input: a header row, RFC 4180 quoting (embedded commas, quotes and newlines), every column
-//! read as text. Invalid UTF-8, ragged rows, a quote left open at the end of the file and text
-//! after a closing quote are reported with their row, line and column.
+//! CSV (and TSV) input: a header row (or columns named `column_1`, ...), RFC 4180 quoting
+//! (embedded delimiters, quotes and newlines), every column read as text, the delimiter sniffed
+//! or named, the text decoded from its encoding (`text_source`). Invalid text, ragged rows, a
+//! quote left open at the end of the file and text after a closing quote are reported with
+//! their row, line and column.
 
 use std::collections::HashSet;
-use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -14,31 +16,80 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use super::TableError;
 use super::batch_stream::BatchWithLines;
 use super::csv_quote_tracker::{QuoteProblem, QuoteTrackingReader, quote_problem_of};
+use super::text_options::TextOptions;
+use super::text_source::{OpenedText, TextEncoding, open_text, sniff_delimiter};
 
 pub struct CsvBatchReader {
     path: PathBuf,
-    reader: csv::Reader<QuoteTrackingReader<File>>,
+    reader: csv::Reader<QuoteTrackingReader<Box<dyn Read + Send>>>,
     schema: SchemaRef,
     rows_per_batch: usize,
     rows_read: u64,
     finished: bool,
+    /// Without a header row, the first record is data, read while naming the columns.
+    first_record: Option<(csv::ByteRecord, u64)>,
+    encoding: TextEncoding,
+    delimiter: u8,
+    has_header: bool,
 }
 
 impl CsvBatchReader {
-    pub fn open(path: &Path, rows_per_batch: usize) -> Result<CsvBatchReader, TableError> {
-        let file = File::open(path).map_err(|error| {
-            TableError::new(path, None, format!("cannot open the file: {error}"))
-        })?;
+    pub fn open(
+        path: &Path,
+        rows_per_batch: usize,
+        options: &TextOptions,
+    ) -> Result<CsvBatchReader, TableError> {
+        let OpenedText {
+            stream: text,
+            encoding,
+            sample,
+        } = open_text(path, options.encoding)?;
+        let is_tsv = super::TableFormat::from_path(path).is_some()
+            && path
+                .to_string_lossy()
+                .to_ascii_lowercase()
+                .trim_end_matches(".gz")
+                .ends_with(".tsv");
+        let delimiter = options.delimiter.unwrap_or_else(|| {
+            if is_tsv {
+                b'\t'
+            } else {
+                sniff_delimiter(&sample)
+            }
+        });
         let mut reader = csv::ReaderBuilder::new()
-            .has_headers(true)
+            .has_headers(options.header)
             .flexible(false)
-            .from_reader(QuoteTrackingReader::new(file));
-        let headers = reader
-            .byte_headers()
-            .map_err(|error| csv_error(path, error, None))?
-            .clone();
-        // The header's start line; each data record takes its own in `read_batch`.
-        reader.get_mut().next_record_line();
+            .delimiter(delimiter)
+            .from_reader(QuoteTrackingReader::with_delimiter(text, delimiter));
+        let mut first_record = None;
+        let headers = if options.header {
+            let headers = reader
+                .byte_headers()
+                .map_err(|error| csv_error(path, error, None))?
+                .clone();
+            // The header's start line; each data record takes its own in `read_batch`.
+            reader.get_mut().next_record_line();
+            headers
+        } else {
+            let mut record = csv::ByteRecord::new();
+            let has_record = reader
+                .read_byte_record(&mut record)
+                .map_err(|error| csv_error(path, error, None))?;
+            if !has_record {
+                return Err(TableError::new(
+                    path,
+                    None,
+                    "the file is empty; there is no row to send",
+                ));
+            }
+            let line = reader.get_mut().next_record_line().unwrap_or(1);
+            let names: Vec<String> = (1..=record.len())
+                .map(|number| format!("column_{number}"))
+                .collect();
+            first_record = Some((record, line));
+            csv::ByteRecord::from(names)
+        };
         if headers.is_empty() {
             return Err(TableError::new(
                 path,
@@ -53,7 +104,7 @@ impl CsvBatchReader {
                 TableError::new(
                     path,
                     Some(format!("header, column {}", index + 1)),
-                    "the column name is not valid UTF-8; save the file as UTF-8",
+                    "the column name is not valid UTF-8; save the file as UTF-8, or name its encoding with `[input] encoding` (for example \"gb18030\")",
                 )
             })?;
             let name = name.trim_start_matches('\u{feff}').trim().to_owned();
@@ -80,11 +131,32 @@ impl CsvBatchReader {
             rows_per_batch,
             rows_read: 0,
             finished: false,
+            first_record,
+            encoding,
+            delimiter,
+            has_header: options.header,
         })
     }
 
     pub fn schema(&self) -> SchemaRef {
         self.schema.clone()
+    }
+
+    /// How the file is read, in words: its encoding, delimiter and header.
+    pub fn description(&self) -> String {
+        let delimiter = match self.delimiter {
+            b'\t' => "tab".to_owned(),
+            other => format!("`{}`", other as char),
+        };
+        format!(
+            "encoding {}, fields separated by {delimiter}, {}",
+            self.encoding,
+            if self.has_header {
+                "the first row names the columns"
+            } else {
+                "no header row (columns `column_1`, `column_2`, ...)"
+            }
+        )
     }
 
     fn read_batch(&mut self) -> Result<Option<BatchWithLines>, TableError> {
@@ -95,21 +167,43 @@ impl CsvBatchReader {
         let mut rows_in_batch = 0;
         let mut lines = Vec::with_capacity(self.rows_per_batch.min(4096));
         while rows_in_batch < self.rows_per_batch {
-            let has_record = self
-                .reader
-                .read_byte_record(&mut record)
-                .map_err(|error| csv_error(&self.path, error, Some(&self.schema)))?;
-            if !has_record {
-                self.finished = true;
-                break;
-            }
+            let line = if let Some((first, line)) = self.first_record.take() {
+                record = first;
+                line
+            } else {
+                let has_record = self
+                    .reader
+                    .read_byte_record(&mut record)
+                    .map_err(|error| csv_error(&self.path, error, Some(&self.schema)))?;
+                if !has_record {
+                    self.finished = true;
+                    break;
+                }
+                self.reader
+                    .get_mut()
+                    .next_record_line()
+                    .or_else(|| record.position().map(|position| position.line()))
+                    .unwrap_or(0)
+            };
             self.rows_read += 1;
-            let line = self
-                .reader
-                .get_mut()
-                .next_record_line()
-                .or_else(|| record.position().map(|position| position.line()))
-                .unwrap_or(0);
+            if record.len() != self.schema.fields().len() {
+                // Without a header, csv checks lengths against the first record only from the
+                // second on; the message is the same either way.
+                return Err(TableError::new(
+                    &self.path,
+                    Some(format!("row {} (line {line})", self.rows_read)),
+                    format!(
+                        "the row has {} fields but the {} has {}; quote values that contain the delimiter",
+                        record.len(),
+                        if self.has_header {
+                            "header"
+                        } else {
+                            "first row"
+                        },
+                        self.schema.fields().len()
+                    ),
+                ));
+            }
             lines.push(line);
             for (column_index, raw_value) in record.iter().enumerate() {
                 let value = std::str::from_utf8(raw_value).map_err(|error| {
@@ -121,7 +215,7 @@ impl CsvBatchReader {
                             self.schema.field(column_index).name()
                         )),
                         format!(
-                            "invalid UTF-8 at byte {} of the value; save the file as UTF-8 or fix that cell",
+                            "invalid UTF-8 at byte {} of the value; save the file as UTF-8, fix that cell, or name the file's encoding with `[input] encoding`",
                             error.valid_up_to()
                         ),
                     )
@@ -216,7 +310,7 @@ mod tests {
         let directory = tempfile::tempdir().unwrap();
         let path = directory.path().join("input.csv");
         std::fs::write(&path, bytes).unwrap();
-        let reader = CsvBatchReader::open(&path, 2)?;
+        let reader = CsvBatchReader::open(&path, 2, &TextOptions::default())?;
         reader
             .map(|batch| batch.map(|(batch, _lines)| batch))
             .collect()
@@ -290,7 +384,7 @@ mod tests {
         let directory = tempfile::tempdir().unwrap();
         let path = directory.path().join("input.csv");
         std::fs::write(&path, b"id,text\n1,\"a\nb\"\n\n2,c\n").unwrap();
-        let lines: Vec<Vec<u64>> = CsvBatchReader::open(&path, 10)
+        let lines: Vec<Vec<u64>> = CsvBatchReader::open(&path, 10, &TextOptions::default())
             .unwrap()
             .map(|batch| batch.unwrap().1.unwrap())
             .collect();

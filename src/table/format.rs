@@ -13,15 +13,31 @@ pub enum TableFormat {
 }
 
 impl TableFormat {
-    /// `.csv`, `.parquet`/`.pq`, `.jsonl`/`.ndjson` (case-insensitive).
+    /// `.csv`/`.tsv`, `.parquet`/`.pq`, `.jsonl`/`.ndjson` (case-insensitive), each also with
+    /// `.gz` after it for the text formats (`reviews.csv.gz`).
     pub fn from_path(path: &Path) -> Option<TableFormat> {
+        let path = if super::text_source::is_gzip(path) {
+            Path::new(path.file_stem()?)
+        } else {
+            path
+        };
         let extension = path.extension()?.to_string_lossy().to_ascii_lowercase();
         match extension.as_str() {
-            "csv" => Some(TableFormat::Csv),
+            "csv" | "tsv" => Some(TableFormat::Csv),
             "parquet" | "pq" => Some(TableFormat::Parquet),
             "jsonl" | "ndjson" => Some(TableFormat::Jsonl),
             _ => None,
         }
+    }
+
+    /// The format an output at `path` is written in: `.csv`, `.parquet`/`.pq`, `.jsonl`/`.ndjson`
+    /// only (dashbatch writes neither TSV nor compressed tables).
+    pub fn output_from_path(path: &Path) -> Option<TableFormat> {
+        let extension = path.extension()?.to_string_lossy().to_ascii_lowercase();
+        if matches!(extension.as_str(), "gz" | "tsv") {
+            return None;
+        }
+        TableFormat::from_path(path)
     }
 
     pub fn extension(self) -> &'static str {
@@ -52,5 +68,18 @@ mod tests {
             Some(TableFormat::Jsonl)
         );
         assert_eq!(TableFormat::from_path(Path::new("x.txt")), None);
+        assert_eq!(
+            TableFormat::from_path(Path::new("d/x.tsv")),
+            Some(TableFormat::Csv)
+        );
+        assert_eq!(
+            TableFormat::from_path(Path::new("x.jsonl.GZ")),
+            Some(TableFormat::Jsonl)
+        );
+        assert_eq!(
+            TableFormat::from_path(Path::new("x.csv.gz")),
+            Some(TableFormat::Csv)
+        );
+        assert_eq!(TableFormat::from_path(Path::new("x.gz")), None);
     }
 }

@@ -8,7 +8,6 @@
 //! in one object, or an empty key, is an error naming the line.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,6 +18,7 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
 use super::TableError;
 use super::batch_stream::BatchWithLines;
+use super::text_options::TextOptions;
 
 /// One top-level value of a line, as written.
 #[derive(Debug, Clone, PartialEq)]
@@ -352,7 +352,8 @@ impl ColumnBuilder {
 
 pub struct JsonlBatchReader {
     path: PathBuf,
-    lines: std::io::Lines<BufReader<File>>,
+    lines: TextLines,
+    encoding: super::text_source::TextEncoding,
     schema: SchemaRef,
     kinds: Vec<ColumnKind>,
     column_index: HashMap<String, usize>,
@@ -361,10 +362,18 @@ pub struct JsonlBatchReader {
     finished: bool,
 }
 
-fn open_lines(path: &Path) -> Result<std::io::Lines<BufReader<File>>, TableError> {
-    let file = File::open(path)
-        .map_err(|error| TableError::new(path, None, format!("cannot open the file: {error}")))?;
-    Ok(BufReader::with_capacity(1 << 16, file).lines())
+/// The lines of a JSON Lines input, decoded to UTF-8.
+type TextLines = std::io::Lines<BufReader<Box<dyn std::io::Read + Send>>>;
+
+fn open_lines(
+    path: &Path,
+    options: &TextOptions,
+) -> Result<(TextLines, super::text_source::TextEncoding), TableError> {
+    let opened = super::text_source::open_text(path, options.encoding)?;
+    Ok((
+        BufReader::with_capacity(1 << 16, opened.stream).lines(),
+        opened.encoding,
+    ))
 }
 
 fn read_line(
@@ -372,21 +381,36 @@ fn read_line(
     line_number: u64,
     line: std::io::Result<String>,
 ) -> Result<String, TableError> {
-    line.map_err(|error| {
+    let line = line.map_err(|error| {
+        // The decoder of a non-UTF-8 input says where itself; std's UTF-8 check does not.
+        if let Some(decoding) = error.get_ref().filter(|_| error.kind() == std::io::ErrorKind::InvalidData)
+            && !decoding.to_string().contains("did not contain valid UTF-8")
+        {
+            return TableError::new(path, None, decoding.to_string());
+        }
         let message = if error.kind() == std::io::ErrorKind::InvalidData {
-            "the line is not valid UTF-8; save the file as UTF-8".to_owned()
+            "the line is not valid UTF-8; save the file as UTF-8, or name its encoding with `[input] encoding`".to_owned()
         } else {
             format!("cannot read the file: {error}")
         };
         TableError::new(path, Some(format!("line {line_number}")), message)
+    })?;
+    // A UTF-8 byte-order mark before the first line is not part of the JSON.
+    Ok(match (line_number, line.strip_prefix('\u{feff}')) {
+        (1, Some(rest)) => rest.to_owned(),
+        _ => line,
     })
 }
 
 impl JsonlBatchReader {
-    pub fn open(path: &Path, rows_per_batch: usize) -> Result<JsonlBatchReader, TableError> {
+    pub fn open(
+        path: &Path,
+        rows_per_batch: usize,
+        options: &TextOptions,
+    ) -> Result<JsonlBatchReader, TableError> {
         let mut column_index: HashMap<String, usize> = HashMap::new();
         let mut columns: Vec<(String, ColumnEvidence)> = Vec::new();
-        for (index, line) in open_lines(path)?.enumerate() {
+        for (index, line) in open_lines(path, options)?.0.enumerate() {
             let line_number = index as u64 + 1;
             let line = read_line(path, line_number, line)?;
             if line.trim().is_empty() {
@@ -420,9 +444,11 @@ impl JsonlBatchReader {
             .zip(&kinds)
             .map(|((name, _), kind)| Field::new(name, kind.data_type(), true))
             .collect();
+        let (lines, encoding) = open_lines(path, options)?;
         Ok(JsonlBatchReader {
             path: path.to_owned(),
-            lines: open_lines(path)?,
+            lines,
+            encoding,
             schema: Arc::new(Schema::new(fields)),
             kinds,
             column_index,
@@ -434,6 +460,11 @@ impl JsonlBatchReader {
 
     pub fn schema(&self) -> SchemaRef {
         self.schema.clone()
+    }
+
+    /// How the file is read, in words: its encoding.
+    pub fn description(&self) -> String {
+        format!("encoding {}", self.encoding)
     }
 
     fn read_batch(&mut self) -> Result<Option<BatchWithLines>, TableError> {
@@ -511,7 +542,7 @@ mod tests {
         let directory = tempfile::tempdir().unwrap();
         let path = directory.path().join("input.jsonl");
         std::fs::write(&path, text).unwrap();
-        JsonlBatchReader::open(&path, 100)?
+        JsonlBatchReader::open(&path, 100, &TextOptions::default())?
             .map(|batch| batch.map(|(batch, _lines)| batch))
             .collect()
     }

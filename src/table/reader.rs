@@ -12,6 +12,7 @@ use super::TableFormat;
 use super::batch_stream::{BatchWithLines, TableError};
 use super::csv_reader::CsvBatchReader;
 use super::jsonl_reader::JsonlBatchReader;
+use super::text_options::TextOptions;
 
 /// Rows per record batch: small enough to keep memory flat, large enough to be fast.
 pub const ROWS_PER_BATCH: usize = 4096;
@@ -22,6 +23,8 @@ pub struct TableReader {
     batches: Box<dyn Iterator<Item = Result<BatchWithLines, TableError>> + Send>,
     /// The line each row of the batch last returned starts on (CSV and JSON Lines).
     last_batch_lines: Option<Vec<u64>>,
+    /// How a text input is read (encoding, delimiter), in words, for `validate`.
+    text_description: Option<String>,
 }
 
 impl TableReader {
@@ -33,7 +36,14 @@ impl TableReader {
             schema,
             batches,
             last_batch_lines: None,
+            text_description: None,
         }
+    }
+
+    /// How a text input is read (its encoding, and a CSV's delimiter and header), in words;
+    /// `None` for Parquet.
+    pub fn text_description(&self) -> Option<&str> {
+        self.text_description.as_deref()
     }
 
     pub fn schema(&self) -> SchemaRef {
@@ -91,17 +101,38 @@ fn check_column_names(path: &Path, schema: &Schema) -> Result<(), TableError> {
     Ok(())
 }
 
-/// Opens `path` in `format`. Nothing but the schema (and, for JSON Lines, the first lines used
-/// to infer it) is read until the batches are pulled.
+/// Opens `path` in `format`, finding a text input's encoding and delimiter from the file.
+///
+/// # Errors
+/// As [`open_table_with`].
 pub fn open_table(path: &Path, format: TableFormat) -> Result<TableReader, TableError> {
+    open_table_with(path, format, &TextOptions::default())
+}
+
+/// Opens `path` in `format`, a text input read as `options` say. Nothing but the schema (and,
+/// for JSON Lines, the first lines used to infer it) is read until the batches are pulled.
+///
+/// # Errors
+/// When the file cannot be opened, or its start (header, schema) cannot be read.
+pub fn open_table_with(
+    path: &Path,
+    format: TableFormat,
+    options: &TextOptions,
+) -> Result<TableReader, TableError> {
     match format {
         TableFormat::Csv => {
-            let reader = CsvBatchReader::open(path, ROWS_PER_BATCH)?;
-            Ok(TableReader::new(reader.schema(), Box::new(reader)))
+            let reader = CsvBatchReader::open(path, ROWS_PER_BATCH, options)?;
+            let description = reader.description();
+            let mut table = TableReader::new(reader.schema(), Box::new(reader));
+            table.text_description = Some(description);
+            Ok(table)
         }
         TableFormat::Jsonl => {
-            let reader = JsonlBatchReader::open(path, ROWS_PER_BATCH)?;
-            Ok(TableReader::new(reader.schema(), Box::new(reader)))
+            let reader = JsonlBatchReader::open(path, ROWS_PER_BATCH, options)?;
+            let description = reader.description();
+            let mut table = TableReader::new(reader.schema(), Box::new(reader));
+            table.text_description = Some(description);
+            Ok(table)
         }
         TableFormat::Parquet => {
             let file = File::open(path).map_err(|error| {

@@ -43,6 +43,17 @@ impl AtomicTableWriter {
         format: TableFormat,
         schema: SchemaRef,
     ) -> Result<AtomicTableWriter, TableError> {
+        AtomicTableWriter::create_with_bom(path, format, schema, false)
+    }
+
+    /// As [`AtomicTableWriter::create`]; a CSV starts with a UTF-8 byte-order mark when
+    /// `byte_order_mark` (what Excel needs to read UTF-8).
+    pub fn create_with_bom(
+        path: &Path,
+        format: TableFormat,
+        schema: SchemaRef,
+        byte_order_mark: bool,
+    ) -> Result<AtomicTableWriter, TableError> {
         let directory = match path.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
             _ => PathBuf::from("."),
@@ -69,11 +80,18 @@ impl AtomicTableWriter {
                         .map_err(|error| write_error(path, error))?,
                 ))
             }
-            TableFormat::Csv => FormatWriter::Csv(Box::new(
-                arrow_csv::WriterBuilder::new()
-                    .with_header(true)
-                    .build(BufWriter::with_capacity(1 << 16, file)),
-            )),
+            TableFormat::Csv => {
+                let mut buffered = BufWriter::with_capacity(1 << 16, file);
+                if byte_order_mark {
+                    std::io::Write::write_all(&mut buffered, "\u{feff}".as_bytes())
+                        .map_err(|error| write_error(path, error))?;
+                }
+                FormatWriter::Csv(Box::new(
+                    arrow_csv::WriterBuilder::new()
+                        .with_header(true)
+                        .build(buffered),
+                ))
+            }
             TableFormat::Jsonl => FormatWriter::Jsonl(arrow_json::LineDelimitedWriter::new(
                 BufWriter::with_capacity(1 << 16, file),
             )),

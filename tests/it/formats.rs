@@ -202,3 +202,184 @@ fn any_column_name_reaches_a_template_and_comes_back_intact() {
         assert_eq!(&output_row[status_index], "ok");
     }
 }
+
+/// The 20 reviews of `fixtures/formats/` as `(编号, 评论)`, read from the plain UTF-8 TSV.
+fn format_fixture_rows() -> Vec<(String, String)> {
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(b'\t')
+        .from_path(repository_root().join("fixtures/formats/reviews.tsv"))
+        .unwrap();
+    reader
+        .records()
+        .map(|record| {
+            let record = record.unwrap();
+            (record[0].to_owned(), record[1].to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn every_text_table_our_users_have_is_read_with_its_text_intact() {
+    let expected = format_fixture_rows();
+    assert_eq!(expected.len(), 20);
+    for (fixture, input_keys, id_column, text_column, how) in [
+        ("reviews_gb18030.csv", "", "编号", "评论", "gb18030"),
+        ("reviews.csv.gz", "", "编号", "评论", "gb18030"),
+        ("reviews.tsv", "", "编号", "评论", "tab"),
+        ("reviews_semicolon.csv", "", "编号", "评论", "`;`"),
+        (
+            "reviews_utf16.tsv",
+            "",
+            "编号",
+            "评论",
+            "UTF-16LE (from its byte-order mark)",
+        ),
+        ("reviews.jsonl.gz", "", "编号", "评论", "UTF-8"),
+        (
+            "reviews_no_header.csv",
+            "header = false\n",
+            "column_1",
+            "column_2",
+            "no header row",
+        ),
+    ] {
+        let workspace = Workspace::new();
+        copy_fixture(&workspace, &format!("fixtures/formats/{fixture}"));
+        let template = if text_column == "评论" {
+            "{{ 评论 }}"
+        } else {
+            "{{ column_2 }}"
+        };
+        workspace.write(
+            "job.toml",
+            format!(
+                "[input]\npath = \"{fixture}\"\nid_column = \"{id_column}\"\n{input_keys}\n[request]\nmodel = \"qwen-flash\"\ntemplate = \"{template}\"\nmax_tokens = 20\n[output]\npath = \"out.csv\"\n"
+            ),
+        );
+        let validated = workspace.run(&["validate", "job.toml", "--show", "0"]);
+        assert_success(&validated);
+        let said = text(&validated.stdout);
+        assert!(said.contains("20 rows"), "{fixture}: {said}");
+        let described = said
+            .lines()
+            .find(|line| line.contains("the input is read as"))
+            .unwrap_or_else(|| panic!("{fixture}: no encoding line in {said}"));
+        assert!(
+            described.to_lowercase().contains(&how.to_lowercase()),
+            "{fixture}: `{how}` not in {described}"
+        );
+        assert_success(&workspace.run(&["run", "job.toml", "--provider", "sim", "--quiet"]));
+        let mut output = csv::Reader::from_path(workspace.path().join("out.csv")).unwrap();
+        let headers = output.headers().unwrap().clone();
+        let id_index = headers.iter().position(|name| name == id_column).unwrap();
+        let text_index = headers.iter().position(|name| name == text_column).unwrap();
+        let status_index = headers.iter().position(|name| name == "status").unwrap();
+        let rows: Vec<csv::StringRecord> = output.records().map(Result::unwrap).collect();
+        assert_eq!(rows.len(), expected.len(), "{fixture}");
+        for (row, (id, text)) in rows.iter().zip(&expected) {
+            assert_eq!(&row[id_index], id, "{fixture}");
+            assert_eq!(
+                &row[text_index], text,
+                "{fixture}: text must come back byte for byte"
+            );
+            assert_eq!(&row[status_index], "ok", "{fixture}");
+        }
+    }
+}
+
+#[test]
+fn a_wrong_encoding_a_bad_delimiter_or_a_false_gzip_is_refused_before_upload() {
+    let workspace = Workspace::new();
+    copy_fixture(&workspace, "fixtures/formats/reviews_gb18030.csv");
+    workspace.write("not-gzip.csv.gz", "编号,评论\n1,好\n");
+    for (input_keys, path, words) in [
+        (
+            "encoding = \"utf-8\"\n",
+            "reviews_gb18030.csv",
+            vec![
+                "reviews_gb18030.csv",
+                "header, column 1",
+                "not valid UTF-8",
+                "`[input] encoding`",
+            ],
+        ),
+        (
+            "encoding = \"klingon\"\n",
+            "reviews_gb18030.csv",
+            vec!["input.encoding", "`klingon` is not an encoding name"],
+        ),
+        (
+            "delimiter = \"ab\"\n",
+            "reviews_gb18030.csv",
+            vec!["input.delimiter", "cannot separate fields"],
+        ),
+        (
+            "",
+            "not-gzip.csv.gz",
+            vec!["not-gzip.csv.gz", "must be gzip-compressed"],
+        ),
+    ] {
+        workspace.write(
+            "job.toml",
+            format!(
+                "[input]\npath = \"{path}\"\n{input_keys}\n[request]\nmodel = \"qwen-flash\"\ntemplate = \"{{{{ 评论 }}}}\"\nmax_tokens = 20\n"
+            ),
+        );
+        let output = workspace.run(&["run", "job.toml", "--provider", "sim"]);
+        assert_eq!(output.status.code(), Some(2), "{input_keys}");
+        let message = text(&output.stderr);
+        for word in words {
+            assert!(message.contains(word), "no `{word}` in {message}");
+        }
+        assert!(
+            !workspace.path().join("runs").exists()
+                || std::fs::read_dir(workspace.path().join("runs"))
+                    .unwrap()
+                    .all(|entry| entry
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .starts_with('.'))
+        );
+    }
+}
+
+#[test]
+fn a_csv_output_for_excel_starts_with_a_byte_order_mark() {
+    let workspace = Workspace::new();
+    copy_fixture(&workspace, "fixtures/formats/reviews_gb18030.csv");
+    workspace.write(
+        "job.toml",
+        "[input]\npath = \"reviews_gb18030.csv\"\nid_column = \"编号\"\n[request]\nmodel = \"qwen-flash\"\ntemplate = \"{{ 评论 }}\"\nmax_tokens = 20\n[output]\npath = \"for-excel.csv\"\nbom = true\n",
+    );
+    assert_success(&workspace.run(&["run", "job.toml", "--provider", "sim", "--quiet"]));
+    let bytes = std::fs::read(workspace.path().join("for-excel.csv")).unwrap();
+    assert!(
+        bytes.starts_with("\u{feff}编号,评论,".as_bytes()),
+        "{:?}",
+        &bytes[..20]
+    );
+    // pandas reads it with the mark taken off the first column's name.
+    let python = std::process::Command::new("bash")
+        .arg(repository_root().join("scripts/python-env.sh"))
+        .output()
+        .unwrap();
+    assert!(python.status.success(), "{}", text(&python.stderr));
+    let seen = std::process::Command::new(text(&python.stdout).trim())
+        .args([
+            "-c",
+            "import sys, pandas; frame = pandas.read_csv(sys.argv[1]); print(frame.columns[0], len(frame))",
+            workspace.path().join("for-excel.csv").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(seen.status.success(), "{}", text(&seen.stderr));
+    assert_eq!(text(&seen.stdout).trim(), "编号 20");
+    workspace.write(
+        "parquet.toml",
+        "[input]\npath = \"reviews_gb18030.csv\"\n[request]\nmodel = \"qwen-flash\"\ntemplate = \"{{ 评论 }}\"\nmax_tokens = 20\n[output]\npath = \"out.parquet\"\nbom = true\n",
+    );
+    let refused = workspace.run(&["validate", "parquet.toml"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(text(&refused.stderr).contains("output.bom"));
+}
