@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The "Text inputs" figures of BENCHMARKS.md: planning (`dashbatch validate`: read, decode,
+# render, check ids, write shards) of 1,000,000 rows from a gzip'd GB18030 CSV, next to the same
+# rows as a plain UTF-8 CSV, timed in turn by farm-bench (or /usr/bin/time -v without it).
+#
+#   cargo build --release && bash scripts/bench/text-inputs.sh
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+out="$root/target/bench-text"
+mkdir -p "$out"
+if [ ! -f "$out/big.csv" ]; then
+  python3 "$root/scripts/bench/generate_rows.py" 1000000 "$out/big.csv"
+fi
+if [ ! -f "$out/big-gb18030.csv.gz" ]; then
+  python3 - "$out/big.csv" "$out/big-gb18030.csv.gz" <<'PY'
+import gzip, sys
+with open(sys.argv[1], encoding="utf-8") as source, gzip.open(sys.argv[2], "wb", compresslevel=6) as target:
+    for line in source:
+        target.write(line.encode("gb18030"))
+PY
+fi
+for name in big.csv big-gb18030.csv.gz; do
+  sed "s|^path = \"big.csv\"|path = \"$name\"|" "$root/scripts/bench/big.toml" > "$out/job-$name.toml"
+done
+binary="$root/target/release/dashbatch"
+export XDG_CACHE_HOME="$out/cache"
+if command -v farm-bench >/dev/null; then
+  farm-bench -n 5 --timeout 600 \
+    --vs "$binary validate $out/job-big.csv.toml --show 0" \
+    -- "$binary" validate "$out/job-big-gb18030.csv.gz.toml" --show 0
+else
+  for name in big-gb18030.csv.gz big.csv; do
+    /usr/bin/time -v "$binary" validate "$out/job-$name.toml" --show 0
+  done
+fi
