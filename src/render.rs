@@ -517,9 +517,9 @@ impl RequestRenderer {
         }
     }
 
-    fn render_slot(
+    fn render_slot<'a>(
         &self,
-        slot: &TemplateSlot,
+        slot: &'a TemplateSlot,
         batch: &RecordBatch,
         row: usize,
         row_number: u64,
@@ -528,28 +528,11 @@ impl RequestRenderer {
         if let Some(constant) = &slot.constant {
             return Ok(constant.clone());
         }
-        let mut pairs: std::collections::BTreeMap<&str, TemplateValue> =
-            std::collections::BTreeMap::new();
-        for (index, name) in &slot.columns {
-            let column: &ArrayRef = batch.column(*index);
-            let value = cell_value(column.as_ref(), row).map_err(|error| {
-                self.row_error(
-                    row_number,
-                    vec![name.clone()],
-                    Some(custom_id.to_owned()),
-                    &error.to_string(),
-                )
-            })?;
-            pairs.insert(name.as_str(), value);
-        }
-        if slot.uses_row_number {
-            pairs.insert(ROW_NUMBER_VARIABLE, TemplateValue::from(row_number));
-        }
-        if let Some(row_columns) = &slot.row_columns {
-            let mut row_values: std::collections::BTreeMap<&str, TemplateValue> =
-                std::collections::BTreeMap::new();
-            for (index, name) in row_columns {
-                let value = cell_value(batch.column(*index).as_ref(), row).map_err(|error| {
+        let cells = |columns: &'a [(usize, String)]| {
+            let mut values = std::collections::BTreeMap::new();
+            for (index, name) in columns {
+                let column: &ArrayRef = batch.column(*index);
+                let value = cell_value(column.as_ref(), row).map_err(|error| {
                     self.row_error(
                         row_number,
                         vec![name.clone()],
@@ -557,9 +540,16 @@ impl RequestRenderer {
                         &error.to_string(),
                     )
                 })?;
-                row_values.insert(name.as_str(), value);
+                values.insert(name.as_str(), value);
             }
-            pairs.insert(ROW_VARIABLE, TemplateValue::from(row_values));
+            Ok::<_, RenderError>(values)
+        };
+        let mut pairs: std::collections::BTreeMap<&str, TemplateValue> = cells(&slot.columns)?;
+        if slot.uses_row_number {
+            pairs.insert(ROW_NUMBER_VARIABLE, TemplateValue::from(row_number));
+        }
+        if let Some(row_columns) = &slot.row_columns {
+            pairs.insert(ROW_VARIABLE, TemplateValue::from(cells(row_columns)?));
         }
         let context = TemplateValue::from(pairs);
         slot.program

@@ -70,13 +70,7 @@ pub fn check_finished_run(
     let ledger = simulator.ledger();
 
     // One batch per input file, for every file this run created batches from.
-    let run_batches: BTreeSet<String> = ledger["batches"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|batch| batch["metadata"]["dashbatch_run"] == run_id.as_str())
-        .map(|batch| batch["id"].as_str().unwrap().to_owned())
-        .collect();
+    let run_batches: BTreeSet<String> = batch_ids_of_run(&ledger, &run_id).into_iter().collect();
     let mut batches_per_file: BTreeMap<String, u64> = BTreeMap::new();
     for batch in ledger["batches"].as_array().unwrap() {
         if batch["metadata"]["dashbatch_run"] == run_id.as_str() {
@@ -207,6 +201,26 @@ pub fn review_workspace(rows: usize, per_shard: usize, extra_batch: &str) -> Wor
         ),
     );
     workspace
+}
+
+/// The ids of the batches the run `run_id` created, from the simulator's ledger.
+pub fn batch_ids_of_run(ledger: &serde_json::Value, run_id: &str) -> Vec<String> {
+    ledger["batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|batch| batch["metadata"]["dashbatch_run"] == run_id)
+        .map(|batch| batch["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Makes the review job of `workspace` ask for `model` instead of qwen-flash.
+pub fn set_review_model(workspace: &Workspace, model: &str) {
+    let job = std::fs::read_to_string(workspace.path().join("reviews.toml")).unwrap();
+    workspace.write(
+        "reviews.toml",
+        job.replace("model = \"qwen-flash\"", &format!("model = \"{model}\"")),
+    );
 }
 
 /// `dashbatch run` of the review job against `simulator`, as a real provider with a key.

@@ -54,17 +54,11 @@ fn job_for_provider(workspace: &Workspace, job: &str, provider: &str) -> std::pa
 /// (half), in units of 1e-10 of the currency, which holds every such cost exactly.
 fn reference_cost(simulator: &StandaloneSimulator, provider: &str, run_id: &str) -> (u128, u64) {
     let ledger = simulator.ledger();
-    let run_batches: Vec<&str> = ledger["batches"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|batch| batch["metadata"]["dashbatch_run"] == run_id)
-        .map(|batch| batch["id"].as_str().unwrap())
-        .collect();
+    let run_batches = super::invariants::batch_ids_of_run(&ledger, run_id);
     let mut total = 0u128;
     let mut requests = 0u64;
     for bill in ledger["billed_requests"].as_array().unwrap() {
-        if !run_batches.contains(&bill["batch_id"].as_str().unwrap()) {
+        if !run_batches.iter().any(|id| bill["batch_id"] == id.as_str()) {
             continue;
         }
         let model = bill["model"].as_str().unwrap();
@@ -294,13 +288,7 @@ fn billed_at_flat_price(
         .unwrap()
         .to_owned();
     let ledger = simulator.ledger();
-    let run_batches: Vec<String> = ledger["batches"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|batch| batch["metadata"]["dashbatch_run"] == run_id.as_str())
-        .map(|batch| batch["id"].as_str().unwrap().to_owned())
-        .collect();
+    let run_batches = super::invariants::batch_ids_of_run(&ledger, &run_id);
     let tokens: u128 = ledger["billed_requests"]
         .as_array()
         .unwrap()
@@ -545,11 +533,7 @@ fn a_price_file_that_never_ends_is_refused_unread() {
 fn a_model_that_always_thinks_is_billed_at_the_thinking_price_it_was_estimated_at() {
     let simulator = StandaloneSimulator::start(&[]);
     let workspace = super::invariants::review_workspace(6, 6, "");
-    let job = std::fs::read_to_string(workspace.path().join("reviews.toml")).unwrap();
-    workspace.write(
-        "reviews.toml",
-        job.replace("model = \"qwen-flash\"", "model = \"deepseek-r1\""),
-    );
+    super::invariants::set_review_model(&workspace, "deepseek-r1");
     workspace.write(
         "prices.toml",
         "[models.deepseek-r1]\ncurrency = \"CNY\"\ninput = 1\noutput = 1\nthinking_output = 100\n",
@@ -583,14 +567,10 @@ fn a_model_that_always_thinks_is_billed_at_the_thinking_price_it_was_estimated_a
 fn settings_a_resume_cannot_use_never_bind_it() {
     let simulator = StandaloneSimulator::start(&["--flavour", "openai"]);
     let workspace = super::invariants::review_workspace(12, 6, "");
-    let job = std::fs::read_to_string(workspace.path().join("reviews.toml")).unwrap();
     let vocabulary = super::tokens::qwen_vocabulary();
     std::fs::copy(&vocabulary, workspace.path().join("named.tiktoken")).unwrap();
     // An OpenAI job whose shell exports a Qwen vocabulary for other jobs.
-    workspace.write(
-        "reviews.toml",
-        job.replace("model = \"qwen-flash\"", "model = \"gpt-4.1-mini\""),
-    );
+    super::invariants::set_review_model(&workspace, "gpt-4.1-mini");
     let run_directory = workspace.path().join("run");
     let killed = workspace
         .run_against(

@@ -12,11 +12,7 @@ fn openai_run(plan: serde_json::Value) -> (Workspace, StandaloneSimulator, std::
     simulator.put_json("/_sim/faults", &plan);
     let workspace = review_workspace(18, 6, "");
     // An OpenAI-shaped API serves OpenAI's models, priced in USD by OpenAI's table.
-    let job = std::fs::read_to_string(workspace.path().join("reviews.toml")).unwrap();
-    workspace.write(
-        "reviews.toml",
-        job.replace("model = \"qwen-flash\"", "model = \"gpt-4.1-mini\""),
-    );
+    set_review_model(&workspace, "gpt-4.1-mini");
     let run_directory = workspace.path().join("run");
     let output = workspace
         .run_against(
