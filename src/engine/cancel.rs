@@ -40,19 +40,12 @@ pub async fn cancel_run(run_directory: &Path, mode: OutputMode) -> Result<u64, R
                 record_batch_state(&ledger, shard.shard_index, &batch)
                     .map_err(RunFailure::remote)?;
                 cancelled += 1;
-                events.emit(
-                    Event::BatchCancelRequested {
-                        shard: shard.shard_index,
-                        batch_id,
-                        status: batch.status.as_str(),
-                    },
-                    || {
-                        Some(format!(
-                            "asked to cancel batch `{batch_id}` (shard {}): now {}",
-                            shard.shard_index,
-                            batch.status.as_str()
-                        ))
-                    },
+                say_cancel(
+                    &events,
+                    shard.shard_index,
+                    batch_id,
+                    &batch,
+                    "asked to cancel",
                 );
             }
             Err(error) => {
@@ -68,19 +61,12 @@ pub async fn cancel_run(run_directory: &Path, mode: OutputMode) -> Result<u64, R
                         Ok(batch) if batch.status.is_terminal() => {
                             record_batch_state(&ledger, shard.shard_index, &batch)
                                 .map_err(RunFailure::remote)?;
-                            events.emit(
-                                Event::BatchCancelRequested {
-                                    shard: shard.shard_index,
-                                    batch_id,
-                                    status: batch.status.as_str(),
-                                },
-                                || {
-                                    Some(format!(
-                                        "batch `{batch_id}` (shard {}) had already ended: {}",
-                                        shard.shard_index,
-                                        batch.status.as_str()
-                                    ))
-                                },
+                            say_cancel(
+                                &events,
+                                shard.shard_index,
+                                batch_id,
+                                &batch,
+                                "had already ended",
                             );
                             true
                         }
@@ -103,4 +89,28 @@ pub async fn cancel_run(run_directory: &Path, mode: OutputMode) -> Result<u64, R
         )));
     }
     Ok(cancelled)
+}
+
+/// Says what became of a batch `cancel` asked about: `what` is `asked to cancel` or `had
+/// already ended`, and the batch's status follows.
+fn say_cancel(
+    events: &EventSink,
+    shard_index: u64,
+    batch_id: &str,
+    batch: &crate::wire::Batch,
+    what: &str,
+) {
+    events.emit(
+        Event::BatchCancelRequested {
+            shard: shard_index,
+            batch_id,
+            status: batch.status.as_str(),
+        },
+        || {
+            Some(format!(
+                "batch `{batch_id}` (shard {shard_index}): {what}, now {}",
+                batch.status.as_str()
+            ))
+        },
+    );
 }

@@ -425,7 +425,7 @@ fn cancel_goes_on_past_a_batch_that_already_ended() {
     let output = resume_free_cancel(&workspace, &run_directory);
     assert_success(&output);
     let said = text(&output.stderr);
-    assert!(said.contains("had already ended: failed"), "{said}");
+    assert!(said.contains("had already ended, now failed"), "{said}");
     assert_eq!(calls(&simulator)["cancel_batch"], 3);
     let statuses: Vec<String> = simulator.ledger()["batches"]
         .as_array()
