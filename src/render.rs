@@ -22,29 +22,25 @@ use crate::table::{cell_value, check_template_type, display_cell};
 
 /// A variable every template may use besides the columns: the 1-based row number.
 pub const ROW_NUMBER_VARIABLE: &str = "row_number";
+/// The name of the variable holding every column of the row: `row`, or `input_row` when the
+/// input has a column named `row` (a column's own name wins).
+#[must_use]
+pub fn row_variable_name<'a>(columns: impl IntoIterator<Item = &'a str>) -> &'static str {
+    if columns.into_iter().any(|column| column == ROW_VARIABLE) {
+        ROW_VARIABLE_WHEN_A_COLUMN_IS_ROW
+    } else {
+        ROW_VARIABLE
+    }
+}
+
 /// How a template names `column`: `{{ 评论 }}` when it is a template identifier (Unicode letters,
 /// digits and `_`, as minijinja's lexer reads them, and not one of its reserved words), else
-/// `{{ row["user name"] }}`.
+/// `{{ row["user name"] }}` (through `row_variable`, see [`row_variable_name`]).
 #[must_use]
-pub fn template_spelling(column: &str) -> String {
-    const RESERVED_WORDS: [&str; 17] = [
-        "true",
-        "True",
-        "false",
-        "False",
-        "none",
-        "None",
-        "loop",
-        "self",
-        "and",
-        "or",
-        "not",
-        "in",
-        "is",
-        "if",
-        "else",
-        "row",
-        "row_number",
+pub fn template_spelling(column: &str, row_variable: &str) -> String {
+    const RESERVED_WORDS: [&str; 15] = [
+        "true", "True", "false", "False", "none", "None", "loop", "self", "and", "or", "not", "in",
+        "is", "if", "else",
     ];
     let mut characters = column.chars();
     let identifier = characters
@@ -52,11 +48,11 @@ pub fn template_spelling(column: &str) -> String {
         .is_some_and(|first| first == '_' || unicode_ident::is_xid_start(first))
         && characters.all(|next| next == '_' || unicode_ident::is_xid_continue(next))
         && !RESERVED_WORDS.contains(&column);
-    if identifier {
+    if identifier && !column.starts_with("__dashbatch") {
         format!("{{{{ {column} }}}}")
     } else {
         format!(
-            "{{{{ row[{}] }}}}",
+            "{{{{ {row_variable}[{}] }}}}",
             serde_json::to_string(column).expect("a string serialises")
         )
     }
@@ -65,6 +61,8 @@ pub fn template_spelling(column: &str) -> String {
 /// The variable holding every column of the row by name, for names that are not identifiers:
 /// `{{ row["user name"] }}`. A column of this name wins over it.
 pub const ROW_VARIABLE: &str = "row";
+/// The name of that variable when a column is named `row`.
+pub const ROW_VARIABLE_WHEN_A_COLUMN_IS_ROW: &str = "input_row";
 
 /// Template instructions one render may run. A prompt template runs a few hundred; a runaway
 /// loop (`{% for a in s %}{% for b in s %}...`) stops with an error within a fraction of a second
@@ -210,6 +208,8 @@ pub struct RequestRenderer {
     max_custom_id_chars: usize,
     input_label: String,
     skip_empty: bool,
+    /// The name of the variable holding every column (see [`row_variable_name`]).
+    row_variable: &'static str,
 }
 
 impl RequestRenderer {
@@ -230,6 +230,7 @@ impl RequestRenderer {
             .iter()
             .map(|field| field.name().clone())
             .collect();
+        let row_variable = row_variable_name(column_names.iter().map(String::as_str));
 
         let mut add_template = |name: &'static str,
                                 source: &str|
@@ -261,7 +262,7 @@ impl RequestRenderer {
                     columns.push((index, variable.clone()));
                 } else if variable == ROW_NUMBER_VARIABLE {
                     uses_row_number = true;
-                } else if variable == ROW_VARIABLE {
+                } else if variable == row_variable {
                     uses_row = true;
                 } else if environment.globals().any(|(global, _)| global == variable) {
                     // `range`, `namespace`, `dict`: minijinja's own functions, not columns.
@@ -451,6 +452,7 @@ impl RequestRenderer {
             max_custom_id_chars: profile.max_custom_id_chars,
             input_label,
             skip_empty: job.spec.input.skip_empty,
+            row_variable,
         })
     }
 
@@ -549,17 +551,32 @@ impl RequestRenderer {
             pairs.insert(ROW_NUMBER_VARIABLE, TemplateValue::from(row_number));
         }
         if let Some(row_columns) = &slot.row_columns {
-            pairs.insert(ROW_VARIABLE, TemplateValue::from(cells(row_columns)?));
+            pairs.insert(self.row_variable, TemplateValue::from(cells(row_columns)?));
         }
         let context = TemplateValue::from(pairs);
         slot.program
             .render(&self.environment, context)
             .map_err(|error| {
+                // A key of the row map that is no column is the likely cause: say the keys.
+                let hint = match &slot.row_columns {
+                    Some(columns) if error.kind() == minijinja::ErrorKind::UndefinedError => {
+                        format!(
+                            "; `{}[...]` takes a column name, one of {}",
+                            self.row_variable,
+                            columns
+                                .iter()
+                                .map(|(_, name)| format!("`{name}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    }
+                    _ => String::new(),
+                };
                 self.row_error(
                     row_number,
                     Vec::new(),
                     Some(custom_id.to_owned()),
-                    &format!("`{}` failed to render: {error}", slot.name),
+                    &format!("`{}` failed to render: {error}{hint}", slot.name),
                 )
             })
     }
@@ -751,7 +768,7 @@ mod tests {
             ("a\"b", "{{ row[\"a\\\"b\"] }}"),
             ("user-id", "{{ row[\"user-id\"] }}"),
         ] {
-            assert_eq!(template_spelling(column), spelling, "{column}");
+            assert_eq!(template_spelling(column, "row"), spelling, "{column}");
         }
     }
 

@@ -72,15 +72,17 @@ pub fn validate_job(
     if let Some(how) = input.text_description() {
         writeln!(text, "  the input is read as: {how}")?;
     }
-    let spellings: Vec<String> = input
-        .schema()
+    let schema = input.schema();
+    let row_variable =
+        crate::render::row_variable_name(schema.fields().iter().map(|field| field.name().as_str()));
+    let spellings: Vec<String> = schema
         .fields()
         .iter()
         .map(|field| {
             format!(
                 "`{}` as {}",
                 field.name(),
-                crate::render::template_spelling(field.name())
+                crate::render::template_spelling(field.name(), row_variable)
             )
         })
         .collect();

@@ -111,6 +111,13 @@ pub fn check_output_target(
     run_directory: &RunDirectory,
 ) -> Result<(), RunFailure> {
     let path = &target.path;
+    if job.spec.output.bom && target.format != TableFormat::Csv {
+        return Err(RunFailure::local(anyhow::anyhow!(
+            "the job asks for a byte-order mark (`[output] bom`), which is for a CSV output, but the output `{}` is {}; write to a .csv file, or remove `bom`",
+            path.display(),
+            target.format.extension()
+        )));
+    }
     if same_file(path, &job.input_path) {
         return Err(RunFailure::local(anyhow::anyhow!(
             "the output `{}` is the job's input; writing the results there would destroy the input. Choose another `--output` or `[output] path`",

@@ -226,7 +226,7 @@ pub fn load_job(job_file: &Path) -> Result<Job, JobError> {
         })?),
         (None, None) => None,
     };
-    if spec.output.bom && output_format != Some(TableFormat::Csv) {
+    if spec.output.bom && output_format.is_some_and(|format| format != TableFormat::Csv) {
         return Err(invalid(
             "output.bom",
             "a byte-order mark is for a CSV output; set `[output] path` to a .csv file (or `format = \"csv\"`), or remove `bom`".to_owned(),

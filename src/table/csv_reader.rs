@@ -57,6 +57,11 @@ impl CsvBatchReader {
                 sniff_delimiter(&sample)
             }
         });
+        let shape = CsvShape {
+            has_header: options.header,
+            delimiter,
+            gzip: super::text_source::is_gzip(path),
+        };
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(options.header)
             .flexible(false)
@@ -66,7 +71,7 @@ impl CsvBatchReader {
         let headers = if options.header {
             let headers = reader
                 .byte_headers()
-                .map_err(|error| csv_error(path, error, None))?
+                .map_err(|error| csv_error(path, error, None, shape))?
                 .clone();
             // The header's start line; each data record takes its own in `read_batch`.
             reader.get_mut().next_record_line();
@@ -75,7 +80,7 @@ impl CsvBatchReader {
             let mut record = csv::ByteRecord::new();
             let has_record = reader
                 .read_byte_record(&mut record)
-                .map_err(|error| csv_error(path, error, None))?;
+                .map_err(|error| csv_error(path, error, None, shape))?;
             if !has_record {
                 return Err(TableError::new(
                     path,
@@ -142,6 +147,14 @@ impl CsvBatchReader {
         self.schema.clone()
     }
 
+    fn shape(&self) -> CsvShape {
+        CsvShape {
+            has_header: self.has_header,
+            delimiter: self.delimiter,
+            gzip: super::text_source::is_gzip(&self.path),
+        }
+    }
+
     /// How the file is read, in words: its encoding, delimiter and header.
     pub fn description(&self) -> String {
         let delimiter = match self.delimiter {
@@ -171,10 +184,9 @@ impl CsvBatchReader {
                 record = first;
                 line
             } else {
-                let has_record = self
-                    .reader
-                    .read_byte_record(&mut record)
-                    .map_err(|error| csv_error(&self.path, error, Some(&self.schema)))?;
+                let has_record = self.reader.read_byte_record(&mut record).map_err(|error| {
+                    csv_error(&self.path, error, Some(&self.schema), self.shape())
+                })?;
                 if !has_record {
                     self.finished = true;
                     break;
@@ -193,7 +205,7 @@ impl CsvBatchReader {
                     &self.path,
                     Some(format!("row {} (line {line})", self.rows_read)),
                     format!(
-                        "the row has {} fields but the {} has {}; quote values that contain the delimiter",
+                        "the row has {} fields but the {} has {}; quote values that contain the delimiter, or name it with `[input] delimiter`",
                         record.len(),
                         if self.has_header {
                             "header"
@@ -251,24 +263,61 @@ impl Iterator for CsvBatchReader {
 
 /// Where a quoting problem is, in the words of the other errors: the header, or a row and line,
 /// and the column (named once the header is known).
-fn quote_problem_error(path: &Path, problem: &QuoteProblem, schema: Option<&Schema>) -> TableError {
+/// What errors need to know of how the file is read: whether record 0 is a header, the
+/// delimiter, and whether the file is gzip'd.
+#[derive(Clone, Copy)]
+struct CsvShape {
+    has_header: bool,
+    delimiter: u8,
+    gzip: bool,
+}
+
+impl CsvShape {
+    /// The row number of the csv crate's record `record` (0 is the header when there is one).
+    fn row_of_record(self, record: u64) -> u64 {
+        if self.has_header { record } else { record + 1 }
+    }
+
+    fn delimiter_words(self) -> String {
+        match self.delimiter {
+            b'\t' => "tab".to_owned(),
+            other => format!("`{}`", other as char),
+        }
+    }
+}
+
+fn quote_problem_error(
+    path: &Path,
+    problem: &QuoteProblem,
+    schema: Option<&Schema>,
+    shape: CsvShape,
+) -> TableError {
     let column = match schema.and_then(|schema| schema.fields().get(problem.field)) {
         Some(field) => format!("column `{}`", field.name()),
         None => format!("column {}", problem.field + 1),
     };
-    let location = if problem.record == 0 {
+    let location = if problem.record == 0 && shape.has_header {
         format!("header (line {}), {column}", problem.line)
     } else {
-        format!("row {} (line {}), {column}", problem.record, problem.line)
+        format!(
+            "row {} (line {}), {column}",
+            shape.row_of_record(problem.record),
+            problem.line
+        )
     };
     TableError::new(path, Some(location), problem.advice())
 }
 
-fn csv_error(path: &Path, error: csv::Error, schema: Option<&Schema>) -> TableError {
+fn csv_error(
+    path: &Path,
+    error: csv::Error,
+    schema: Option<&Schema>,
+    shape: CsvShape,
+) -> TableError {
     if let csv::ErrorKind::Io(io_error) = error.kind()
         && let Some(problem) = quote_problem_of(io_error)
     {
-        return quote_problem_error(path, problem, schema);
+        return quote_problem_error(path, problem, schema, shape);
     }
     match error.kind() {
         csv::ErrorKind::UnequalLengths {
@@ -277,24 +326,46 @@ fn csv_error(path: &Path, error: csv::Error, schema: Option<&Schema>) -> TableEr
             len,
         } => {
             let location = pos.as_ref().map(|pos| {
-                // The header is record 0, so the record number is the data row number.
-                format!("row {} (line {})", pos.record(), pos.line())
+                format!(
+                    "row {} (line {})",
+                    shape.row_of_record(pos.record()),
+                    pos.line()
+                )
             });
             TableError::new(
                 path,
                 location,
                 format!(
-                    "the row has {len} fields but the header has {expected_len}; quote values that contain commas"
+                    "the row has {len} fields but the {} has {expected_len}; quote values that contain the delimiter ({}), or name the delimiter with `[input] delimiter` if it is not that one",
+                    if shape.has_header {
+                        "header"
+                    } else {
+                        "first row"
+                    },
+                    shape.delimiter_words()
                 ),
             )
         }
-        csv::ErrorKind::Io(io_error) => {
-            TableError::new(path, None, format!("cannot read the file: {io_error}"))
-        }
+        csv::ErrorKind::Io(io_error) => TableError::new(
+            path,
+            None,
+            format!(
+                "cannot read the file: {io_error}{}",
+                if shape.gzip {
+                    "; the gzip'd file may be cut short (copy it again)"
+                } else {
+                    ""
+                }
+            ),
+        ),
         _ => {
-            let location = error
-                .position()
-                .map(|pos| format!("row {} (line {})", pos.record(), pos.line()));
+            let location = error.position().map(|pos| {
+                format!(
+                    "row {} (line {})",
+                    shape.row_of_record(pos.record()),
+                    pos.line()
+                )
+            });
             TableError::new(path, location, error.to_string())
         }
     }

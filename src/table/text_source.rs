@@ -59,7 +59,11 @@ impl std::fmt::Display for TextEncoding {
 /// `shift_jis`, ...), or `None` for an unknown label.
 #[must_use]
 pub fn encoding_for_label(label: &str) -> Option<&'static Encoding> {
-    Encoding::for_label(label.trim().as_bytes())
+    // `replacement` (the label of hz-gb-2312, iso-2022-kr, ...) decodes nothing, and
+    // `x-user-defined` turns bytes into private-use characters: neither reads a table.
+    Encoding::for_label(label.trim().as_bytes()).filter(|encoding| {
+        *encoding != encoding_rs::REPLACEMENT && *encoding != encoding_rs::X_USER_DEFINED
+    })
 }
 
 /// Whether `path` is gzip-compressed by its name (`.gz`, any case).
@@ -104,7 +108,8 @@ pub fn open_text(path: &Path, named: Option<&'static Encoding>) -> Result<Opened
             ),
         )
     })?;
-    let encoding = choose_encoding(&sample, named);
+    let encoding =
+        choose_encoding(&sample, named).map_err(|problem| TableError::new(path, None, problem))?;
     let whole: Box<dyn Read + Send> = Box::new(Cursor::new(sample).chain(raw));
     let mut decoded: Box<dyn Read + Send> = if encoding.encoding == UTF_8 {
         // UTF-8 is read as it is: the readers check it and name a bad byte's row and column.
@@ -129,21 +134,28 @@ fn read_up_to(reader: &mut dyn Read, limit: usize) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// The encoding of a file that starts with `sample`: the named one, else its byte-order mark,
-/// else UTF-8 when the sample is valid UTF-8 (a sequence cut at the sample's end allowed), else
-/// `chardetng`'s guess.
-fn choose_encoding(sample: &[u8], named: Option<&'static Encoding>) -> TextEncoding {
-    if let Some(encoding) = named {
-        return TextEncoding {
-            encoding,
-            found: EncodingFound::Named,
-        };
-    }
+/// The encoding of a file that starts with `sample`: its byte-order mark (which wins even over a
+/// named encoding, as the WHATWG decoding algorithm says), else the named one, else UTF-16 when
+/// every other byte is NUL, else UTF-8 when the sample is valid UTF-8 (a sequence cut at the
+/// sample's end allowed), else `chardetng`'s guess when it is GB18030, or another CJK encoding the
+/// bytes cannot be GB18030 in; a guess that reads as GB18030 too (short Chinese text often passes
+/// for EUC-KR or EUC-JP) is refused rather than taken.
+///
+/// # Errors
+/// When the guess is not certain enough to bet the text on; the message says what to name.
+fn choose_encoding(
+    sample: &[u8],
+    named: Option<&'static Encoding>,
+) -> Result<TextEncoding, String> {
+    let found = |encoding, found| Ok(TextEncoding { encoding, found });
     if let Some((encoding, _)) = Encoding::for_bom(sample) {
-        return TextEncoding {
-            encoding,
-            found: EncodingFound::ByteOrderMark,
-        };
+        return found(encoding, EncodingFound::ByteOrderMark);
+    }
+    if let Some(encoding) = named {
+        return found(encoding, EncodingFound::Named);
+    }
+    if let Some(encoding) = utf16_by_its_nul_bytes(sample) {
+        return found(encoding, EncodingFound::Guessed);
     }
     let valid_utf8 = match std::str::from_utf8(sample) {
         Ok(_) => true,
@@ -151,40 +163,67 @@ fn choose_encoding(sample: &[u8], named: Option<&'static Encoding>) -> TextEncod
         Err(error) => error.error_len().is_none(),
     };
     if valid_utf8 {
-        return TextEncoding {
-            encoding: UTF_8,
-            found: EncodingFound::ValidUtf8,
-        };
+        return found(UTF_8, EncodingFound::ValidUtf8);
     }
     let mut detector = chardetng::EncodingDetector::new();
     detector.feed(sample, sample.len() < SAMPLE_BYTES);
     let guess = detector.guess(None, false);
-    let multi_byte_cjk = [
-        encoding_rs::GBK,
-        encoding_rs::GB18030,
+    if guess == encoding_rs::GBK || guess == encoding_rs::GB18030 {
+        // GBK files are read as GB18030, its superset (WHATWG decodes both the same way).
+        return found(encoding_rs::GB18030, EncodingFound::Guessed);
+    }
+    let other_cjk = [
         encoding_rs::BIG5,
         encoding_rs::SHIFT_JIS,
         encoding_rs::EUC_JP,
         encoding_rs::EUC_KR,
         encoding_rs::ISO_2022_JP,
     ];
-    if multi_byte_cjk.contains(&guess) {
-        TextEncoding {
-            // GBK files are read as GB18030, its superset (WHATWG decodes both the same way),
-            // and said so.
-            encoding: if guess == encoding_rs::GBK {
-                encoding_rs::GB18030
-            } else {
-                guess
-            },
-            found: EncodingFound::Guessed,
+    if other_cjk.contains(&guess) {
+        if reads_as_gb18030(sample) {
+            return Err(format!(
+                "cannot tell the file's encoding for certain: its start reads as {} and as GB18030 alike; name it with `[input] encoding` (\"gb18030\" for Chinese text from Windows or Excel, or \"{}\")",
+                guess.name(),
+                guess.name().to_ascii_lowercase()
+            ));
         }
-    } else {
-        TextEncoding {
-            encoding: UTF_8,
-            found: EncodingFound::AssumedUtf8,
-        }
+        return found(guess, EncodingFound::Guessed);
     }
+    found(UTF_8, EncodingFound::AssumedUtf8)
+}
+
+/// UTF-16 without a byte-order mark, told by its NUL bytes: text that is mostly ASCII has a NUL
+/// in every other byte (odd bytes for little-endian, even for big-endian).
+fn utf16_by_its_nul_bytes(sample: &[u8]) -> Option<&'static Encoding> {
+    let pairs = sample.len() / 2;
+    if pairs < 2 {
+        return None;
+    }
+    let nul_at = |parity: usize| {
+        sample
+            .iter()
+            .skip(parity)
+            .step_by(2)
+            .filter(|byte| **byte == 0)
+            .count()
+    };
+    let (even, odd) = (nul_at(0), nul_at(1));
+    if odd * 10 >= pairs * 4 && even * 20 < pairs {
+        Some(encoding_rs::UTF_16LE)
+    } else if even * 10 >= pairs * 4 && odd * 20 < pairs {
+        Some(encoding_rs::UTF_16BE)
+    } else {
+        None
+    }
+}
+
+/// Whether `sample` decodes as GB18030 without a malformed sequence (one cut by the end of the
+/// sample allowed).
+fn reads_as_gb18030(sample: &[u8]) -> bool {
+    let mut decoder = encoding_rs::GB18030.new_decoder_without_bom_handling();
+    let mut output = vec![0; sample.len() * 3 + 16];
+    let (result, _, _) = decoder.decode_to_utf8_without_replacement(sample, &mut output, false);
+    !matches!(result, DecoderResult::Malformed(..))
 }
 
 /// Decodes a stream into UTF-8, failing at the first byte sequence the encoding does not allow
@@ -284,61 +323,76 @@ impl<R: Read> Read for StrictDecoder<R> {
     }
 }
 
-/// The field delimiter of a CSV whose decoded start is `sample`: the one of `,` `;` tab `|` that
-/// splits the first lines (at most 50, outside quotes) into the same number of fields, the most
-/// fields winning; `,` when none does.
+/// The field delimiter of a CSV whose decoded start is `sample`: the first of `,` tab `;` `|`
+/// that splits every whole record of the sample (at most 50, quotes respected) into the same
+/// number of fields, more than one; `,` when none does. Preferring the first keeps a
+/// comma-separated file whose text holds semicolons (`红;绿;蓝`) comma-separated.
 #[must_use]
 pub fn sniff_delimiter(sample: &[u8]) -> u8 {
-    const CANDIDATES: [u8; 4] = [b',', b';', b'\t', b'|'];
-    // Only whole lines: the sample may end in the middle of one.
-    let whole = match sample.iter().rposition(|byte| *byte == b'\n') {
-        Some(last) if sample.len() == SAMPLE_BYTES => &sample[..last],
-        _ => sample,
-    };
-    let mut best: Option<(u8, usize)> = None;
-    for candidate in CANDIDATES {
-        let counts = counts_per_line(whole, candidate, 50);
-        let Some(first) = counts.first().copied() else {
-            continue;
-        };
-        if first == 0 || counts.iter().any(|count| *count != first) {
-            continue;
-        }
-        if best.is_none_or(|(_, most)| first > most) {
-            best = Some((candidate, first));
-        }
-    }
-    best.map_or(b',', |(delimiter, _)| delimiter)
+    const CANDIDATES: [u8; 4] = [b',', b'\t', b';', b'|'];
+    let cut = sample.len() >= SAMPLE_BYTES;
+    CANDIDATES
+        .into_iter()
+        .find(|candidate| {
+            let counts = delimiters_per_record(sample, *candidate, 50, cut);
+            counts
+                .first()
+                .is_some_and(|first| *first > 0 && counts.iter().all(|count| count == first))
+        })
+        .unwrap_or(b',')
 }
 
-/// How many times `delimiter` occurs outside double quotes on each of the first `lines` records.
-fn counts_per_line(text: &[u8], delimiter: u8, lines: usize) -> Vec<usize> {
+/// How many times `delimiter` separates fields in each of the first `records` records, quotes
+/// read as CSV reads them (a quote opens a field only at its start; `""` inside is a quote). A
+/// last record without its line break is left out when the sample was `cut` from a longer file.
+fn delimiters_per_record(text: &[u8], delimiter: u8, records: usize, cut: bool) -> Vec<usize> {
     let mut counts = Vec::new();
-    let mut in_quotes = false;
     let mut count = 0;
-    let mut line_has_content = false;
-    for byte in text {
+    let mut in_quotes = false;
+    let mut at_field_start = true;
+    let mut record_has_content = false;
+    let mut bytes = text.iter().peekable();
+    while let Some(&byte) = bytes.next() {
+        if in_quotes {
+            if byte == b'"' {
+                if bytes.peek() == Some(&&b'"') {
+                    bytes.next();
+                } else {
+                    in_quotes = false;
+                }
+            }
+            continue;
+        }
         match byte {
-            b'"' => in_quotes = !in_quotes,
-            b'\n' if !in_quotes => {
-                if line_has_content {
+            b'"' if at_field_start => {
+                in_quotes = true;
+                at_field_start = false;
+                record_has_content = true;
+            }
+            b'\n' => {
+                if record_has_content {
                     counts.push(count);
-                    if counts.len() == lines {
+                    if counts.len() == records {
                         return counts;
                     }
                 }
                 count = 0;
-                line_has_content = false;
-                continue;
+                at_field_start = true;
+                record_has_content = false;
             }
-            byte if *byte == delimiter && !in_quotes => count += 1,
-            _ => {}
-        }
-        if *byte != b'\r' {
-            line_has_content = true;
+            b'\r' => {}
+            byte if byte == delimiter => {
+                count += 1;
+                at_field_start = true;
+                record_has_content = true;
+            }
+            _ => {
+                at_field_start = false;
+                record_has_content = true;
+            }
         }
     }
-    if line_has_content {
+    if record_has_content && !cut && !in_quotes {
         counts.push(count);
     }
     counts
@@ -359,10 +413,10 @@ mod tests {
         let chinese = "编号,评论\n1,质量很好，物流很快\n2,包装破损，不太满意\n".repeat(20);
         let (gbk, _, _) = encoding_rs::GBK.encode(&chinese);
         assert_eq!(
-            choose_encoding(chinese.as_bytes(), None).found,
+            choose_encoding(chinese.as_bytes(), None).unwrap().found,
             EncodingFound::ValidUtf8
         );
-        let guessed = choose_encoding(&gbk, None);
+        let guessed = choose_encoding(&gbk, None).unwrap();
         assert_eq!(guessed.found, EncodingFound::Guessed);
         assert_eq!(
             guessed.encoding,
@@ -374,27 +428,58 @@ mod tests {
         for unit in "id,text\n".encode_utf16() {
             utf16.extend_from_slice(&unit.to_le_bytes());
         }
-        let marked = choose_encoding(&utf16, None);
+        let marked = choose_encoding(&utf16, None).unwrap();
         assert_eq!(marked.encoding, encoding_rs::UTF_16LE);
         assert_eq!(
             decode_all(&utf16, encoding_rs::UTF_16LE).unwrap(),
             "id,text\n"
         );
         assert_eq!(
-            choose_encoding(b"abc", encoding_for_label("GB18030")).encoding,
+            choose_encoding(b"abc", encoding_for_label("GB18030"))
+                .unwrap()
+                .encoding,
             encoding_rs::GB18030
         );
         assert!(encoding_for_label("no-such-encoding").is_none());
+        assert!(encoding_for_label("hz-gb-2312").is_none());
+        assert!(encoding_for_label("x-user-defined").is_none());
         // Damaged UTF-8 is not taken for a single-byte encoding.
         let damaged = b"id,text\n1,caf\xc3\xa9 ok\n2,bad \xff byte\n";
         assert_eq!(
-            choose_encoding(damaged, None).found,
+            choose_encoding(damaged, None).unwrap().found,
             EncodingFound::AssumedUtf8
         );
-        assert_eq!(choose_encoding(damaged, None).encoding, UTF_8);
+        // A byte-order mark wins over a named encoding.
+        let marked_utf8 = "\u{feff}编号,评论\n1,好\n";
+        assert_eq!(
+            choose_encoding(marked_utf8.as_bytes(), encoding_for_label("gbk"))
+                .unwrap()
+                .encoding,
+            UTF_8
+        );
+        // UTF-16 without a mark is told by its NUL bytes.
+        let mut bare_utf16 = Vec::new();
+        for unit in "id,text\n1,hello\n".encode_utf16() {
+            bare_utf16.extend_from_slice(&unit.to_le_bytes());
+        }
+        assert_eq!(
+            choose_encoding(&bare_utf16, None).unwrap().encoding,
+            encoding_rs::UTF_16LE
+        );
+        // Short GBK text that chardetng may take for Korean or Japanese is never read so.
+        for text in ["编号,城市\n1,陈晨\n2,陈晨\n", "1,李四\n2,厦门\n3,济南\n"] {
+            let (short_gbk, _, _) = encoding_rs::GBK.encode(text);
+            match choose_encoding(&short_gbk, None) {
+                Ok(encoding) => assert_eq!(encoding.encoding, encoding_rs::GB18030, "{text}"),
+                Err(problem) => assert!(problem.contains("`[input] encoding`"), "{problem}"),
+            }
+        }
         // A multi-byte sequence cut by the end of the sample is still UTF-8.
         let cut = &"好".as_bytes()[..2];
-        assert_eq!(choose_encoding(cut, None).found, EncodingFound::ValidUtf8);
+        assert_eq!(
+            choose_encoding(cut, None).unwrap().found,
+            EncodingFound::ValidUtf8
+        );
     }
 
     #[test]
@@ -427,5 +512,20 @@ mod tests {
         assert_eq!(sniff_delimiter(b"text\nhello, world\n"), b',');
         assert_eq!(sniff_delimiter(b"a;b\n\"x;y\";z\n"), b';');
         assert_eq!(sniff_delimiter(b""), b',');
+        // Commas win when they split every line the same way, whatever else the text holds.
+        assert_eq!(sniff_delimiter("1,红;绿;蓝\n2,大;中;小\n".as_bytes()), b',');
+        // A stray inch mark inside a field opens no quote.
+        assert_eq!(
+            sniff_delimiter(b"id;product;price\n1;Monitor 27\" Dell;1999\n2;Cable;5\n"),
+            b';'
+        );
+        // A record cut by the end of a full sample does not count.
+        let mut long = b"id;text;label\n".to_vec();
+        while long.len() < SAMPLE_BYTES - 100 {
+            long.extend_from_slice(b"1;\"a long; quoted\ntext\";x\n");
+        }
+        long.extend_from_slice(b"2;\"cut off, here");
+        long.resize(SAMPLE_BYTES, b'z');
+        assert_eq!(sniff_delimiter(&long), b';');
     }
 }

@@ -383,3 +383,167 @@ fn a_csv_output_for_excel_starts_with_a_byte_order_mark() {
     assert_eq!(refused.status.code(), Some(2));
     assert!(text(&refused.stderr).contains("output.bom"));
 }
+
+/// Writes `bytes` as `name` and a job reading it with `template` (and `input_keys`) into `out.csv`.
+fn text_job(workspace: &Workspace, name: &str, bytes: &[u8], input_keys: &str, template: &str) {
+    workspace.write(name, bytes);
+    workspace.write(
+        "job.toml",
+        format!(
+            "[input]\npath = \"{name}\"\n{input_keys}\n[request]\nmodel = \"qwen-flash\"\ntemplate = '{template}'\nmax_tokens = 20\n[output]\npath = \"out.csv\"\n"
+        ),
+    );
+}
+
+/// The rendered user message of the first request, as `validate --show 1` prints it.
+fn first_prompt(workspace: &Workspace) -> String {
+    let output = workspace.run(&["validate", "job.toml", "--show", "1"]);
+    assert_success(&output);
+    text(&output.stdout)
+}
+
+#[test]
+fn hard_to_read_tables_are_read_right_or_refused_with_what_to_name() {
+    let workspace = Workspace::new();
+    // Short GBK text that a guess may take for Korean or Japanese: read as GB18030 or refused.
+    let gbk = encoding_rs::GBK
+        .encode("编号,城市\n1,李四\n2,厦门\n3,济南\n")
+        .0
+        .to_vec();
+    text_job(&workspace, "cities.csv", &gbk, "", "{{ 城市 }}");
+    let output = workspace.run(&["validate", "job.toml", "--show", "1"]);
+    if output.status.success() {
+        assert!(
+            text(&output.stdout).contains("\"content\": \"李四\""),
+            "{}",
+            text(&output.stdout)
+        );
+    } else {
+        assert_eq!(output.status.code(), Some(2));
+        assert!(text(&output.stderr).contains("name it with `[input] encoding`"));
+    }
+    // A byte-order mark wins over a named encoding (Excel's "CSV UTF-8" with `encoding = "gbk"`).
+    text_job(
+        &workspace,
+        "excel.csv",
+        "\u{feff}编号,评论\n1,质量很好\n".as_bytes(),
+        "encoding = \"gbk\"",
+        "{{ 评论 }}",
+    );
+    assert!(first_prompt(&workspace).contains("\"content\": \"质量很好\""));
+    // Commas that split every line the same way win over semicolons in the text.
+    text_job(
+        &workspace,
+        "tags.csv",
+        "1,红;绿;蓝\n2,大;中;小\n3,甲;乙;丙\n".as_bytes(),
+        "header = false",
+        "{{ column_2 }}",
+    );
+    assert!(first_prompt(&workspace).contains("\"content\": \"红;绿;蓝\""));
+    // A stray inch mark opens no quote when the delimiter is sniffed.
+    text_job(
+        &workspace,
+        "inch.csv",
+        b"id;product;price\n1;Monitor 27\" Dell;1999\n2;Cable;5\n",
+        "",
+        "{{ product }}",
+    );
+    assert!(first_prompt(&workspace).contains("Monitor 27\\\" Dell"));
+    // UTF-16 without a byte-order mark.
+    let utf16: Vec<u8> = "id,text\n1,hello\n"
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    text_job(&workspace, "bare16.csv", &utf16, "", "{{ text }}");
+    assert!(first_prompt(&workspace).contains("\"content\": \"hello\""));
+    // Without a header, rows are counted from the first line.
+    text_job(
+        &workspace,
+        "ragged.csv",
+        b"1,a\n2,b\n3,c,d\n4,e\n",
+        "header = false",
+        "{{ column_2 }}",
+    );
+    let ragged = workspace.run(&["validate", "job.toml"]);
+    assert_eq!(ragged.status.code(), Some(2));
+    assert!(
+        text(&ragged.stderr).contains("row 3 (line 3)")
+            && text(&ragged.stderr).contains("the first row has 2"),
+        "{}",
+        text(&ragged.stderr)
+    );
+    // An encoding label that reads no table is refused when the job loads.
+    text_job(
+        &workspace,
+        "plain.csv",
+        b"id,text\n1,a\n",
+        "encoding = \"hz-gb-2312\"",
+        "{{ text }}",
+    );
+    let unusable = workspace.run(&["validate", "job.toml"]);
+    assert_eq!(unusable.status.code(), Some(2));
+    assert!(text(&unusable.stderr).contains("input.encoding"));
+}
+
+#[test]
+fn a_column_named_row_moves_the_map_of_every_column_to_input_row() {
+    let workspace = Workspace::new();
+    text_job(
+        &workspace,
+        "rows.csv",
+        "row,user name\nr1,张三\n".as_bytes(),
+        "",
+        "{{ row }} {{ input_row[\"user name\"] }}",
+    );
+    let said = first_prompt(&workspace);
+    assert!(said.contains("`row` as {{ row }}"), "{said}");
+    assert!(
+        said.contains("`user name` as {{ input_row[\"user name\"] }}"),
+        "{said}"
+    );
+    assert!(said.contains("\"content\": \"r1 张三\""), "{said}");
+    // A key that is no column is named with the columns there are.
+    text_job(
+        &workspace,
+        "names.csv",
+        "id,user name\n1,张三\n".as_bytes(),
+        "",
+        "{{ row[\"user_name\"] }}",
+    );
+    let typo = workspace.run(&["validate", "job.toml"]);
+    assert_eq!(typo.status.code(), Some(2));
+    assert!(
+        text(&typo.stderr).contains("`row[...]` takes a column name, one of `id`, `user name`"),
+        "{}",
+        text(&typo.stderr)
+    );
+    // A byte-order mark is refused for an output that is not CSV, whichever way it is chosen.
+    workspace.write(
+        "job.toml",
+        "[input]\npath = \"names.csv\"\n[request]\nmodel = \"qwen-flash\"\ntemplate = \"{{ id }}\"\nmax_tokens = 5\n[output]\nbom = true\n",
+    );
+    let parquet = workspace.run(&[
+        "run",
+        "job.toml",
+        "--provider",
+        "sim",
+        "--output",
+        "o.parquet",
+    ]);
+    assert_eq!(parquet.status.code(), Some(2));
+    assert!(text(&parquet.stderr).contains("`[output] bom`"));
+    assert_success(&workspace.run(&[
+        "run",
+        "job.toml",
+        "--provider",
+        "sim",
+        "--output",
+        "o.csv",
+        "--quiet",
+    ]));
+    assert!(
+        std::fs::read(workspace.path().join("o.csv"))
+            .unwrap()
+            .starts_with(b"\xef\xbb\xbf")
+    );
+}
