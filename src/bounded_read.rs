@@ -3,6 +3,14 @@
 use std::io::Read;
 use std::path::Path;
 
+/// Whether [`read_regular_file_at_most`] could read `path`, found without reading it: a regular
+/// file of at most `max_bytes` that opens.
+#[must_use]
+pub fn is_readable_regular_file_at_most(path: &Path, max_bytes: u64) -> bool {
+    std::fs::metadata(path).is_ok_and(|metadata| metadata.is_file() && metadata.len() <= max_bytes)
+        && std::fs::File::open(path).is_ok()
+}
+
 /// The whole file at `path`, refused when it is not a regular file or is larger than `max_bytes`.
 ///
 /// # Errors
@@ -40,6 +48,13 @@ mod tests {
         let small = directory.path().join("small");
         std::fs::write(&small, b"abc").unwrap();
         assert_eq!(read_regular_file_at_most(&small, 3).unwrap(), b"abc");
+        assert!(is_readable_regular_file_at_most(&small, 3));
+        assert!(!is_readable_regular_file_at_most(&small, 2));
+        assert!(!is_readable_regular_file_at_most(directory.path(), 10));
+        assert!(!is_readable_regular_file_at_most(
+            Path::new("/dev/zero"),
+            10
+        ));
         let too_big = read_regular_file_at_most(&small, 2)
             .unwrap_err()
             .to_string();

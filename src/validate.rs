@@ -28,16 +28,12 @@ pub fn validate_job(
     crate::model_check::check_model(&job, provider, false, &prices)?;
     // A cap written in another currency than the provider bills in would be refused by `run`.
     if let Some(max_cost) = &job.spec.batch.max_cost
-        && let (_, Some(written)) =
-            crate::job::split_amount_and_currency(&max_cost.0).map_err(anyhow::Error::msg)?
-        && written != prices.currency()
+        && let Err(problem) =
+            crate::job::amount_in_currency(&max_cost.0, prices.currency(), &job.spec.request.model)
     {
         anyhow::bail!(
-            "job file `{}`, key `batch.max_cost`: `{}` is in {written}, but provider `{provider}` bills in {}; write the cap in {}, or choose the provider whose currency it is",
-            job.job_file.display(),
-            max_cost.0,
-            prices.currency(),
-            prices.currency()
+            "job file `{}`, key `batch.max_cost`: {problem}",
+            job.job_file.display()
         );
     }
     let scratch = tempfile::tempdir()?;

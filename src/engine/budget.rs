@@ -93,7 +93,7 @@ pub fn prepare_run_budget(
         && record
             .tokenizer
             .as_ref()
-            .is_some_and(|path| crate::tokens::read_vocabulary_file(path).is_err());
+            .is_some_and(|path| !crate::tokens::vocabulary_file_is_readable(path));
     let vocabulary = if recorded_file_gone {
         crate::console::say(&format!(
             "note: the tokenizer vocabulary this run started with, `{}`, cannot be read any more; its estimates now \
@@ -132,27 +132,16 @@ pub fn prepare_run_budget(
     };
     let cap = match (&cap_text, &estimator) {
         (Some(setting), Some(estimator)) => {
-            let bills_in = estimator.price().currency();
-            let (number, written_currency) = crate::job::split_amount_and_currency(&setting.value)
-                .map_err(|problem| {
-                    RunFailure::local(anyhow::anyhow!(
-                        "max_cost from {}: {problem}",
-                        setting.source
-                    ))
-                })?;
-            if let Some(written) = written_currency
-                && written != bills_in
-            {
-                return Err(RunFailure::local(anyhow::anyhow!(
-                    "max_cost from {} is `{}`, in {written}, but this provider bills `{}` in {bills_in}; write the cap in \
-                     {bills_in}, or run with the provider whose currency it is",
-                    setting.source,
-                    setting.value,
-                    job.spec.request.model
-                )));
-            }
-            let limit = Money::parse_decimal(number, bills_in).map_err(|error| {
-                RunFailure::local(anyhow::anyhow!("max_cost from {}: {error}", setting.source))
+            let limit = crate::job::amount_in_currency(
+                &setting.value,
+                estimator.price().currency(),
+                &job.spec.request.model,
+            )
+            .map_err(|problem| {
+                RunFailure::local(anyhow::anyhow!(
+                    "max_cost from {}: {problem}",
+                    setting.source
+                ))
             })?;
             Some(BudgetCap {
                 limit,

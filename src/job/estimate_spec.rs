@@ -117,6 +117,28 @@ pub fn split_amount_and_currency(
     Ok((number.trim_end(), Some(currency)))
 }
 
+/// The cap `text` as money in `bills_in`, the currency the provider bills `model` in; a
+/// currency written after the number must be that one.
+///
+/// # Errors
+/// When `text` is no amount, or names another currency (a cap in the wrong currency would be
+/// wrong by the exchange rate).
+pub fn amount_in_currency(
+    text: &str,
+    bills_in: crate::pricing::Currency,
+    model: &str,
+) -> Result<crate::pricing::Money, String> {
+    let (number, written) = split_amount_and_currency(text)?;
+    if let Some(written) = written
+        && written != bills_in
+    {
+        return Err(format!(
+            "`{text}` is in {written}, but this provider bills `{model}` in {bills_in}; write the cap in {bills_in}, or run with the provider whose currency it is"
+        ));
+    }
+    crate::pricing::Money::parse_decimal(number, bills_in).map_err(|error| error.to_string())
+}
+
 /// Whether `text` is a decimal amount above zero, optionally followed by `CNY` or `USD`.
 pub fn check_positive_amount(text: &str) -> Result<(), String> {
     let (number, _) = split_amount_and_currency(text)?;

@@ -5,7 +5,8 @@ mod load;
 mod spec;
 
 pub use estimate_spec::{
-    DecimalAmountText, EstimateSpec, check_positive_amount, split_amount_and_currency,
+    DecimalAmountText, EstimateSpec, amount_in_currency, check_positive_amount,
+    split_amount_and_currency,
 };
 pub use load::{
     CHAT_ENDPOINT, EMBEDDINGS_ENDPOINT, Job, JobError, RESERVED_COLUMN_NAMES, load_job,

@@ -29,8 +29,7 @@ pub struct CsvBatchReader {
     /// Without a header row, the first record is data, read while naming the columns.
     first_record: Option<(csv::ByteRecord, u64)>,
     encoding: TextEncoding,
-    delimiter: u8,
-    has_header: bool,
+    shape: CsvShape,
 }
 
 impl CsvBatchReader {
@@ -44,14 +43,8 @@ impl CsvBatchReader {
             encoding,
             sample,
         } = open_text(path, options.encoding)?;
-        let is_tsv = super::TableFormat::from_path(path).is_some()
-            && path
-                .to_string_lossy()
-                .to_ascii_lowercase()
-                .trim_end_matches(".gz")
-                .ends_with(".tsv");
         let delimiter = options.delimiter.unwrap_or_else(|| {
-            if is_tsv {
+            if super::TableFormat::is_tsv(path) {
                 b'\t'
             } else {
                 sniff_delimiter(&sample)
@@ -138,8 +131,7 @@ impl CsvBatchReader {
             finished: false,
             first_record,
             encoding,
-            delimiter,
-            has_header: options.header,
+            shape,
         })
     }
 
@@ -147,24 +139,13 @@ impl CsvBatchReader {
         self.schema.clone()
     }
 
-    fn shape(&self) -> CsvShape {
-        CsvShape {
-            has_header: self.has_header,
-            delimiter: self.delimiter,
-            gzip: super::text_source::is_gzip(&self.path),
-        }
-    }
-
     /// How the file is read, in words: its encoding, delimiter and header.
     pub fn description(&self) -> String {
-        let delimiter = match self.delimiter {
-            b'\t' => "tab".to_owned(),
-            other => format!("`{}`", other as char),
-        };
         format!(
-            "encoding {}, fields separated by {delimiter}, {}",
+            "encoding {}, fields separated by {}, {}",
             self.encoding,
-            if self.has_header {
+            self.shape.delimiter_words(),
+            if self.shape.has_header {
                 "the first row names the columns"
             } else {
                 "no header row (columns `column_1`, `column_2`, ...)"
@@ -185,7 +166,7 @@ impl CsvBatchReader {
                 line
             } else {
                 let has_record = self.reader.read_byte_record(&mut record).map_err(|error| {
-                    csv_error(&self.path, error, Some(&self.schema), self.shape())
+                    csv_error(&self.path, error, Some(&self.schema), self.shape)
                 })?;
                 if !has_record {
                     self.finished = true;
@@ -197,25 +178,9 @@ impl CsvBatchReader {
                     .or_else(|| record.position().map(|position| position.line()))
                     .unwrap_or(0)
             };
+            // Lengths need no check here: the csv crate (not flexible) refuses a record unlike
+            // the header, or without one unlike the first record.
             self.rows_read += 1;
-            if record.len() != self.schema.fields().len() {
-                // Without a header, csv checks lengths against the first record only from the
-                // second on; the message is the same either way.
-                return Err(TableError::new(
-                    &self.path,
-                    Some(format!("row {} (line {line})", self.rows_read)),
-                    format!(
-                        "the row has {} fields but the {} has {}; quote values that contain the delimiter, or name it with `[input] delimiter`",
-                        record.len(),
-                        if self.has_header {
-                            "header"
-                        } else {
-                            "first row"
-                        },
-                        self.schema.fields().len()
-                    ),
-                ));
-            }
             lines.push(line);
             for (column_index, raw_value) in record.iter().enumerate() {
                 let value = std::str::from_utf8(raw_value).map_err(|error| {

@@ -16,13 +16,7 @@ impl TableFormat {
     /// `.csv`/`.tsv`, `.parquet`/`.pq`, `.jsonl`/`.ndjson` (case-insensitive), each also with
     /// `.gz` after it for the text formats (`reviews.csv.gz`).
     pub fn from_path(path: &Path) -> Option<TableFormat> {
-        let path = if super::text_source::is_gzip(path) {
-            Path::new(path.file_stem()?)
-        } else {
-            path
-        };
-        let extension = path.extension()?.to_string_lossy().to_ascii_lowercase();
-        match extension.as_str() {
+        match extension_under_gzip(path)?.as_str() {
             "csv" | "tsv" => Some(TableFormat::Csv),
             "parquet" | "pq" => Some(TableFormat::Parquet),
             "jsonl" | "ndjson" => Some(TableFormat::Jsonl),
@@ -40,6 +34,11 @@ impl TableFormat {
         TableFormat::from_path(path)
     }
 
+    /// Whether `path` names a tab-separated table (`.tsv`, or `.tsv.gz`).
+    pub fn is_tsv(path: &Path) -> bool {
+        extension_under_gzip(path).is_some_and(|extension| extension == "tsv")
+    }
+
     pub fn extension(self) -> &'static str {
         match self {
             TableFormat::Csv => "csv",
@@ -47,6 +46,16 @@ impl TableFormat {
             TableFormat::Jsonl => "jsonl",
         }
     }
+}
+
+/// The lower-case extension of `path`, or of its name without `.gz` when it is gzip'd.
+fn extension_under_gzip(path: &Path) -> Option<String> {
+    let path = if super::text_source::is_gzip(path) {
+        Path::new(path.file_stem()?)
+    } else {
+        path
+    };
+    Some(path.extension()?.to_string_lossy().to_ascii_lowercase())
 }
 
 #[cfg(test)]
@@ -81,5 +90,7 @@ mod tests {
             Some(TableFormat::Csv)
         );
         assert_eq!(TableFormat::from_path(Path::new("x.gz")), None);
+        assert!(TableFormat::is_tsv(Path::new("a/x.TSV.gz")));
+        assert!(!TableFormat::is_tsv(Path::new("x.csv")));
     }
 }

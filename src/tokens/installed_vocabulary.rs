@@ -19,6 +19,12 @@ pub fn read_vocabulary_file(path: &std::path::Path) -> std::io::Result<Vec<u8>> 
     crate::bounded_read::read_regular_file_at_most(path, LARGEST_VOCABULARY_FILE_BYTES)
 }
 
+/// Whether [`read_vocabulary_file`] could read `path`, found without reading it.
+#[must_use]
+pub fn vocabulary_file_is_readable(path: &std::path::Path) -> bool {
+    crate::bounded_read::is_readable_regular_file_at_most(path, LARGEST_VOCABULARY_FILE_BYTES)
+}
+
 /// The SHA-256 of `bytes`, lowercase hex.
 #[must_use]
 pub fn sha256_hex(bytes: &[u8]) -> String {

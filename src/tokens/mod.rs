@@ -20,7 +20,7 @@ pub use heuristic::{
 };
 pub use installed_vocabulary::{
     InstalledVocabulary, find_installed, installed_vocabularies_directory, read_vocabulary_file,
-    sha256_hex,
+    sha256_hex, vocabulary_file_is_readable,
 };
 pub use openai_tokenizer::{OPENAI_TOKENS_PER_MESSAGE, OPENAI_TOKENS_PER_REQUEST, OpenaiTokenizer};
 pub use qwen_tokenizer::{QwenTokenizer, VocabularyError};
