@@ -78,7 +78,7 @@ pub struct RunArguments {
     /// The run directory (default: runs/<job>-<timestamp>). An existing one is resumed.
     #[arg(long)]
     pub run_dir: Option<PathBuf>,
-    /// Where to write the joined table (.parquet, .csv or .jsonl).
+    /// Where to write the joined table (.parquet, .csv, .jsonl or .xlsx).
     #[arg(long)]
     pub output: Option<PathBuf>,
     /// A prices file (TOML) that overrides or adds model prices (else DASHBATCH_PRICES).
@@ -129,7 +129,7 @@ pub enum Command {
     Resume {
         run_dir: PathBuf,
         /// Write the joined table here instead of where the run was started to write it
-        /// (.parquet, .csv or .jsonl).
+        /// (.parquet, .csv, .jsonl or .xlsx).
         #[arg(long)]
         output: Option<PathBuf>,
         #[command(flatten)]

@@ -39,6 +39,16 @@ pub fn validate_job(
     let scratch = tempfile::tempdir()?;
     let ledger = Ledger::open_path(&scratch.path().join("validate.sqlite"))?;
     let plan = plan_shards(&job, &profile, scratch.path(), &ledger, show)?;
+    if job.output_format == Some(crate::table::TableFormat::Excel)
+        && plan.row_count > crate::table::EXCEL_DATA_ROWS
+    {
+        anyhow::bail!(
+            "job file `{}`, key `output.path`: the input has {} rows but an Excel sheet holds {} under its header; write Parquet or CSV instead",
+            job.job_file.display(),
+            plan.row_count,
+            crate::table::EXCEL_DATA_ROWS
+        );
+    }
     let mut text = String::new();
     writeln!(
         text,
@@ -64,7 +74,8 @@ pub fn validate_job(
         )?;
     }
     write_settings_in_force(&mut text, &job, prices_file.as_ref())?;
-    let input = crate::table::open_table_with(&job.input_path, job.input_format, &job.input_text)?;
+    let input =
+        crate::table::open_table_with(&job.input_path, job.input_format, &job.input_options)?;
     if let Some(how) = input.text_description() {
         writeln!(text, "  the input is read as: {how}")?;
     }

@@ -39,6 +39,8 @@ pub struct JoinSummary {
     /// Rows the provider answered (and so billed) without saying the usage: their cost is
     /// unknown and missing from `cost`.
     pub rows_without_usage: u64,
+    /// Texts cut to fit an Excel cell (32,767 characters); 0 for the other formats.
+    pub output_texts_cut: u64,
     pub tokens: TokenTotals,
     pub cost: MoneySum,
     pub realtime_cost: MoneySum,
@@ -478,7 +480,7 @@ pub fn join_results(
     output_format: TableFormat,
     budget_skipped: &std::collections::BTreeSet<u64>,
 ) -> anyhow::Result<JoinSummary> {
-    let reader = open_table_with(&job.input_path, job.input_format, &job.input_text)?;
+    let reader = open_table_with(&job.input_path, job.input_format, &job.input_options)?;
     let input_schema = reader.schema();
     let renderer = RequestRenderer::new(job, profile, &input_schema)?;
     let (schema, kept) = output_schema(job, &input_schema)?;
@@ -493,6 +495,7 @@ pub fn join_results(
         rows: 0,
         rows_by_status: BTreeMap::new(),
         rows_without_usage: 0,
+        output_texts_cut: 0,
         tokens: TokenTotals::default(),
         cost: MoneySum::new(pricer.currency()),
         realtime_cost: MoneySum::new(pricer.currency()),
@@ -670,7 +673,7 @@ pub fn join_results(
         );
     }
     crate::kill_point::reach("during_output_write");
-    writer.finish()?;
+    summary.output_texts_cut = writer.finish()?;
     Ok(summary)
 }
 

@@ -17,14 +17,6 @@ pub struct OutputTarget {
     pub format: TableFormat,
 }
 
-fn format_name(format: TableFormat) -> &'static str {
-    match format {
-        TableFormat::Csv => "CSV",
-        TableFormat::Parquet => "Parquet",
-        TableFormat::Jsonl => "JSON Lines",
-    }
-}
-
 /// The output path the user chose, and where: `--output` (`flag`), else the job's `[output] path`;
 /// `None` means the run directory's default.
 pub fn output_path_setting(
@@ -71,7 +63,7 @@ pub fn choose_output_target(
         None => None,
         Some(extension) => Some(TableFormat::output_from_path(&path).ok_or_else(|| {
             RunFailure::local(anyhow::anyhow!(
-                "{where_from} `{}`: dashbatch cannot write `.{}` files; it writes .parquet, .csv or .jsonl (compressed or Excel output is not supported). Choose one of those extensions",
+                "{where_from} `{}`: dashbatch cannot write `.{}` files; it writes .parquet, .csv, .jsonl or .xlsx (compressed tables, .xls and .ods are not written). Choose one of those extensions",
                 path.display(),
                 extension.to_string_lossy()
             ))
@@ -82,9 +74,9 @@ pub fn choose_output_target(
             return Err(RunFailure::local(anyhow::anyhow!(
                 "{where_from} `{}` names a {} file, but the job's `[output] format` is `{}`; a {} table under that name would not open. Make the extension and `[output] format` agree",
                 path.display(),
-                format_name(named),
+                named.display_name(),
                 declared.extension(),
-                format_name(declared)
+                declared.display_name()
             )));
         }
         (Some(declared), _) => declared,
@@ -122,6 +114,13 @@ pub fn check_output_target(
         return Err(RunFailure::local(anyhow::anyhow!(
             "the output `{}` is the job's input; writing the results there would destroy the input. Choose another `--output` or `[output] path`",
             path.display()
+        )));
+    }
+    if crate::table::is_within_input(path, &job.input_path) {
+        return Err(RunFailure::local(anyhow::anyhow!(
+            "the output `{}` is inside the job's partitioned input `{}`; the next run would read it as one more part. Write it elsewhere with `--output` or `[output] path`",
+            path.display(),
+            job.input_path.display()
         )));
     }
     if path.is_dir() {
@@ -243,7 +242,7 @@ mod tests {
     fn unknown_and_compressed_extensions_are_refused() {
         let (directory, job) = job_with("");
         let run = RunDirectory::new(directory.path().join("run"));
-        for name in ["x.xlsx", "x.csv.gz"] {
+        for name in ["x.xls", "x.ods", "x.csv.gz", "x.csv.zst"] {
             let error = choose_output_target(Some(Path::new(name)), &job, &run)
                 .unwrap_err()
                 .to_string();

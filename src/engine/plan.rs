@@ -60,7 +60,7 @@ pub fn plan_shards(
     ledger: &Ledger,
     preview_count: usize,
 ) -> anyhow::Result<PlanOutcome> {
-    let mut reader = open_table_with(&job.input_path, job.input_format, &job.input_text)?;
+    let mut reader = open_table_with(&job.input_path, job.input_format, &job.input_options)?;
     let schema = reader.schema();
     let renderer = RequestRenderer::new(job, profile, &schema)?;
     // The output must be able to hold the input's columns next to the ones dashbatch adds.
@@ -86,12 +86,24 @@ pub fn plan_shards(
         for row in 0..batch.num_rows() {
             row_number += 1;
             let line = reader.line_of_row(row);
+            let input_label = || {
+                reader
+                    .current_part()
+                    .unwrap_or(&job.input_path)
+                    .display()
+                    .to_string()
+            };
             let rendered = match renderer.render_row(&batch, row, row_number) {
                 Ok(rendered) => rendered,
                 Err(error) => {
                     // A render stopped by a signal is the signal's, not the row's.
                     crate::interrupt::check()?;
-                    row_errors.push(error.with_line(line).to_string());
+                    row_errors.push(
+                        error
+                            .with_line(line)
+                            .in_part(reader.current_part())
+                            .to_string(),
+                    );
                     if row_errors.len() >= MAX_REPORTED_ROW_ERRORS {
                         break;
                     }
@@ -105,7 +117,7 @@ pub fn plan_shards(
             if checks_ids && let Some(first_row) = ledger.claim_custom_id(custom_id, row_number)? {
                 row_errors.push(
                     RenderError::Row {
-                        input: job.input_path.display().to_string(),
+                        input: input_label(),
                         row: row_number,
                         line,
                         columns: job.spec.input.id_column.iter().cloned().collect(),
@@ -135,7 +147,7 @@ pub fn plan_shards(
                 Err(too_long) => {
                     row_errors.push(
                         RenderError::Row {
-                            input: job.input_path.display().to_string(),
+                            input: input_label(),
                             row: row_number,
                             line,
                             columns: Vec::new(),
@@ -216,7 +228,28 @@ pub fn plan_shards(
 }
 
 /// SHA-256 of a file, read in chunks.
-pub fn file_sha256(path: &Path) -> std::io::Result<String> {
+/// The identity of an input: its file's SHA-256, or for a partitioned input the SHA-256 of its
+/// parts' paths and contents, so that an added, removed, renamed or edited part changes it.
+///
+/// # Errors
+/// When a part cannot be read, or a directory listed.
+pub fn input_sha256(path: &Path) -> std::io::Result<String> {
+    let files = crate::table::find_input_files(path).map_err(std::io::Error::other)?;
+    if !files.partitioned {
+        return file_sha256(path);
+    }
+    let mut hasher = Sha256::new();
+    for part in &files.parts {
+        let name = part.strip_prefix(path).unwrap_or(part);
+        hasher.update(name.to_string_lossy().as_bytes());
+        hasher.update(b"\t");
+        hasher.update(file_sha256(part)?.as_bytes());
+        hasher.update(b"\n");
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+fn file_sha256(path: &Path) -> std::io::Result<String> {
     use std::io::Read;
     let mut file = File::open(path)?;
     let mut hasher = Sha256::new();

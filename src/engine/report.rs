@@ -78,6 +78,10 @@ pub struct RunReport {
     /// Answered rows whose usage the provider did not give: billed, cost unknown, not in `cost`.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub rows_without_usage: u64,
+    /// Texts cut to what an Excel cell holds (32,767 characters) in an `.xlsx` output; the run
+    /// directory's results keep them whole (`dashbatch resume --output other.parquet`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub output_texts_cut: u64,
     pub tokens: TokenTotals,
     /// `None` when the model has no known price.
     pub currency: Option<String>,
@@ -159,6 +163,12 @@ impl RunReport {
             self.tokens.completion_tokens,
             self.tokens.reasoning_tokens,
         );
+        if self.output_texts_cut > 0 {
+            summary.push_str(&format!(
+                "\n  warning: {} text(s) were longer than an Excel cell holds (32,767 characters) and were cut in `{}`; write the results whole with `dashbatch resume RUN_DIR --output results.parquet` (or .csv)",
+                self.output_texts_cut, self.output
+            ));
+        }
         if let (Some(estimate), Some(currency)) = (&self.estimate_vs_actual, &self.currency) {
             summary.push_str(&format!(
                 "\n  estimate: {}",

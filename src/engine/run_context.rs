@@ -15,7 +15,7 @@ use super::connection::{check_base_url, connect, load_prices, poll_schedule};
 use super::estimate_vs_actual::attach_estimates;
 use super::join_pass::{JoinSummary, join_results};
 use super::output_target::{OutputTarget, check_output_target, choose_output_target};
-use super::plan::{file_sha256, plan_shards};
+use super::plan::{input_sha256, plan_shards};
 use super::poll::{BatchSlots, poll_until_settled};
 use super::rehearsal::make_rehearsal;
 use super::remote_cleanup::delete_remote_files;
@@ -32,6 +32,7 @@ use crate::job::Job;
 use crate::ledger::Ledger;
 use crate::pricing::PriceTable;
 use crate::provider::{ProviderKind, ProviderProfile};
+use crate::table::TableFormat;
 
 /// A run being carried out.
 pub(super) struct Run {
@@ -189,7 +190,7 @@ impl Run {
             Some(rows) => rows,
             None => {
                 self.ledger.clear_plan().map_err(RunFailure::local)?;
-                let input_sha256 = file_sha256(&self.job.input_path).map_err(|error| {
+                let input_sha256 = input_sha256(&self.job.input_path).map_err(|error| {
                     RunFailure::local(anyhow::anyhow!(
                         "cannot read input `{}`: {error}",
                         self.job.input_path.display()
@@ -237,12 +238,22 @@ impl Run {
         };
         if self.resuming
             && let Some(recorded) = &self.record.input_sha256
-            && file_sha256(&self.job.input_path).ok().as_ref() != Some(recorded)
+            && input_sha256(&self.job.input_path).ok().as_ref() != Some(recorded)
         {
             return Err(RunFailure::local(anyhow::anyhow!(
                 "input `{}` changed since run `{}` was planned; joining would mismatch rows. Restore the input, or start a new run",
                 self.job.input_path.display(),
                 self.run_directory.root.display()
+            )));
+        }
+        if self.output.format == TableFormat::Excel
+            && self.planned_rows > crate::table::EXCEL_DATA_ROWS
+        {
+            return Err(RunFailure::local(anyhow::anyhow!(
+                "the input has {} rows but an Excel sheet holds {} under its header, so the output `{}` could not hold them; write Parquet or CSV instead (`--output results.parquet`)",
+                self.planned_rows,
+                crate::table::EXCEL_DATA_ROWS,
+                self.output.path.display()
             )));
         }
         self.budget
@@ -482,6 +493,7 @@ impl Run {
             rows: summary.rows,
             rows_by_status: summary.rows_by_status,
             rows_without_usage: summary.rows_without_usage,
+            output_texts_cut: summary.output_texts_cut,
             tokens: summary.tokens,
             currency: pricer.currency().map(|currency| currency.code().to_owned()),
             cost: summary.cost.total.map(|money| money.to_decimal_string()),

@@ -43,7 +43,7 @@ pub struct Job {
     pub input_path: PathBuf,
     pub input_format: TableFormat,
     /// How a text input is read: `[input] encoding`, `delimiter`, `header`.
-    pub input_text: crate::table::TextOptions,
+    pub input_options: crate::table::InputOptions,
     pub output_path: Option<PathBuf>,
     pub output_format: Option<TableFormat>,
     /// `[estimate] tokenizer`, resolved against the job file's directory.
@@ -67,16 +67,19 @@ impl Job {
 
 /// `[input] encoding`, `delimiter` and `header`, checked: a known encoding label, one ASCII
 /// delimiter character that is not a quote or line break, and CSV-only keys only on CSV.
-fn text_options(
+fn input_options(
     input: &super::spec::InputSpec,
     format: TableFormat,
-) -> Result<crate::table::TextOptions, (&'static str, String)> {
-    let mut options = crate::table::TextOptions::default();
+) -> Result<crate::table::InputOptions, (&'static str, String)> {
+    let mut options = crate::table::InputOptions::default();
     if let Some(label) = &input.encoding {
-        if format == TableFormat::Parquet {
+        if matches!(format, TableFormat::Parquet | TableFormat::Excel) {
             return Err((
                 "input.encoding",
-                "a Parquet input has no text encoding to name; remove the key".to_owned(),
+                format!(
+                    "a {} input has no text encoding to name; remove the key",
+                    format.display_name()
+                ),
             ));
         }
         options.encoding = Some(crate::table::encoding_for_label(label).ok_or_else(|| {
@@ -88,15 +91,64 @@ fn text_options(
             )
         })?);
     }
-    if (input.delimiter.is_some() || input.header.is_some()) && format != TableFormat::Csv {
+    if (input.delimiter.is_some() || input.quote.is_some()) && format != TableFormat::Csv {
         return Err((
             if input.delimiter.is_some() {
                 "input.delimiter"
             } else {
-                "input.header"
+                "input.quote"
             },
-            "only a CSV or TSV input has a delimiter and a header row; remove the key".to_owned(),
+            "only a CSV or TSV input has a delimiter and quotes; remove the key".to_owned(),
         ));
+    }
+    if input.header.is_some() && !matches!(format, TableFormat::Csv | TableFormat::Excel) {
+        return Err((
+            "input.header",
+            "only a CSV, TSV or workbook input has a header row; remove the key".to_owned(),
+        ));
+    }
+    if let Some(sheet) = &input.sheet {
+        if format != TableFormat::Excel {
+            return Err((
+                "input.sheet",
+                "only a workbook input (.xlsx, .xls, .ods, ...) has sheets; remove the key"
+                    .to_owned(),
+            ));
+        }
+        if let crate::table::SheetChoice::Number(number) = sheet
+            && *number < 1
+        {
+            return Err((
+                "input.sheet",
+                format!(
+                    "sheets are numbered from 1 (the first tab); `{number}` names none. Give a number from 1 or the sheet's name"
+                ),
+            ));
+        }
+        options.sheet = Some(sheet.clone());
+    }
+    if let Some(text) = &input.quote {
+        options.quote = match text.as_str() {
+            "" => None,
+            single if single.len() == 1 && single.is_ascii() => Some(single.as_bytes()[0]),
+            _ => {
+                return Err((
+                    "input.quote",
+                    format!(
+                        "`{text}` cannot quote fields; give one ASCII character (\"\\\"\" or \"'\"), or \"\" when fields are never quoted"
+                    ),
+                ));
+            }
+        };
+        if options
+            .quote
+            .is_some_and(|quote| matches!(quote, b'\n' | b'\r'))
+        {
+            return Err((
+                "input.quote",
+                "a line break cannot quote fields; give one ASCII character such as \"'\", or \"\" when fields are never quoted".to_owned(),
+            ));
+        }
     }
     if let Some(text) = &input.delimiter {
         let delimiter = match text.as_str() {
@@ -113,6 +165,12 @@ fn text_options(
             ));
         }
         options.delimiter = Some(delimiter);
+    }
+    if options.delimiter.is_some() && options.delimiter == options.quote {
+        return Err((
+            "input.quote",
+            "the quote and the delimiter are the same character; name different ones".to_owned(),
+        ));
     }
     options.header = input.header.unwrap_or(true);
     Ok(options)
@@ -198,16 +256,23 @@ pub fn load_job(job_file: &Path) -> Result<Job, JobError> {
     let input_path = normalize_path(&job_dir.join(&spec.input.path));
     let input_format = match spec.input.format {
         Some(format) => format,
-        None => TableFormat::from_path(&input_path).ok_or_else(|| {
-            invalid(
-                "input.path",
-                format!(
-                    "cannot tell the format of `{}` from its extension; use .csv, .tsv, .parquet or .jsonl (.csv, .tsv and .jsonl may end in .gz), or set `input.format`",
-                    spec.input.path.display()
-                ),
-            )
-        })?,
+        None => {
+            input_format_from_path(&input_path).map_err(|message| invalid("input.path", message))?
+        }
     };
+    if !input_format.is_text()
+        && crate::table::Compression::of_path(&input_path) != crate::table::Compression::None
+    {
+        return Err(invalid(
+            "input.path",
+            format!(
+                "`{}` is a compressed {} file; {} files compress themselves, so decompress it first",
+                spec.input.path.display(),
+                input_format.display_name(),
+                input_format.display_name()
+            ),
+        ));
+    }
     let output_path = spec
         .output
         .path
@@ -245,8 +310,8 @@ pub fn load_job(job_file: &Path) -> Result<Job, JobError> {
         .as_ref()
         .map(|path| normalize_path(&job_dir.join(path)));
 
-    let input_text =
-        text_options(&spec.input, input_format).map_err(|(key, message)| invalid(key, message))?;
+    let input_options =
+        input_options(&spec.input, input_format).map_err(|(key, message)| invalid(key, message))?;
 
     Ok(Job {
         name,
@@ -254,12 +319,31 @@ pub fn load_job(job_file: &Path) -> Result<Job, JobError> {
         job_file_sha256: hex::encode(Sha256::digest(&bytes)),
         input_path,
         input_format,
-        input_text,
+        input_options,
         output_path,
         output_format,
         estimate_tokenizer_path,
         spec,
     })
+}
+
+/// The format of the input at `path`, from its extension, or for a directory or glob without
+/// one, from its parts' extensions.
+fn input_format_from_path(path: &Path) -> Result<TableFormat, String> {
+    if let Some(format) = TableFormat::from_path(path) {
+        return Ok(format);
+    }
+    let cannot_tell = || {
+        format!(
+            "cannot tell the format of `{}` from its extension; use .csv, .tsv, .jsonl (each may end in .gz, .zst, .bz2 or .xz), .parquet, .xlsx, .xls or .ods, or set `input.format`",
+            path.display()
+        )
+    };
+    if path.is_dir() || (!path.exists() && crate::table::is_glob(path)) {
+        let files = crate::table::find_input_files(path)?;
+        return crate::table::format_of_parts(&files.parts);
+    }
+    Err(cannot_tell())
 }
 
 /// A job key and what is wrong with it.

@@ -60,6 +60,14 @@ pub struct InputSpec {
     /// `column_1`, `column_2`, ...
     #[serde(default)]
     pub header: Option<bool>,
+    /// The character that quotes a CSV field (`"` by default), or `""` when fields are never
+    /// quoted (exports whose text holds stray quotes).
+    #[serde(default)]
+    pub quote: Option<String>,
+    /// The sheet of a workbook input (`.xlsx`, `.xls`, `.ods`, ...): its name, or its number from
+    /// 1 in tab order; the first visible sheet when absent.
+    #[serde(default)]
+    pub sheet: Option<crate::table::SheetChoice>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

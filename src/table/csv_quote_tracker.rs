@@ -66,6 +66,9 @@ pub struct QuoteTrackingReader<R> {
     inner: R,
     /// The byte between fields (`,` unless the input says otherwise).
     delimiter: u8,
+    /// The byte that quotes a field (`"` unless the input says otherwise); `None`: fields are
+    /// never quoted.
+    quote: Option<u8>,
     state: State,
     /// The line of the next byte, from 1.
     line: u64,
@@ -82,11 +85,12 @@ pub struct QuoteTrackingReader<R> {
 }
 
 impl<R: Read> QuoteTrackingReader<R> {
-    /// A tracker of fields separated by `delimiter`.
-    pub fn with_delimiter(inner: R, delimiter: u8) -> QuoteTrackingReader<R> {
+    /// A tracker of fields separated by `delimiter` and quoted by `quote`.
+    pub fn new(inner: R, delimiter: u8, quote: Option<u8>) -> QuoteTrackingReader<R> {
         QuoteTrackingReader {
             inner,
             delimiter,
+            quote,
             state: State::StartRecord,
             line: 1,
             records_started: 0,
@@ -107,7 +111,7 @@ impl<R: Read> QuoteTrackingReader<R> {
 
     fn start_field(&mut self, byte: u8) {
         self.state = match byte {
-            b'"' => {
+            quote if Some(quote) == self.quote => {
                 self.opened_at = (self.record, self.line, self.field);
                 State::InQuotedField
             }
@@ -152,12 +156,12 @@ impl<R: Read> QuoteTrackingReader<R> {
                     _ => {}
                 },
                 State::InQuotedField => {
-                    if byte == b'"' {
+                    if Some(byte) == self.quote {
                         self.state = State::QuoteInQuotedField;
                     }
                 }
                 State::QuoteInQuotedField => match byte {
-                    b'"' => self.state = State::InQuotedField,
+                    quote if Some(quote) == self.quote => self.state = State::InQuotedField,
                     delimiter if delimiter == self.delimiter => {
                         self.field += 1;
                         self.state = State::StartField;
@@ -250,7 +254,7 @@ mod tests {
     fn check(bytes: &[u8]) -> Result<(), QuoteProblem> {
         let mut outcomes = Vec::new();
         for chunk in [1, 2, 3, 7, 4096] {
-            let mut reader = QuoteTrackingReader::with_delimiter(Trickle { bytes, chunk }, b',');
+            let mut reader = QuoteTrackingReader::new(Trickle { bytes, chunk }, b',', Some(b'"'));
             let mut sink = Vec::new();
             let outcome = match reader.read_to_end(&mut sink) {
                 Ok(_) => Ok(()),
@@ -294,10 +298,23 @@ mod tests {
     }
 
     #[test]
+    fn without_quoting_a_quote_is_text_and_opens_nothing() {
+        let mut reader = QuoteTrackingReader::new(&b"id\ttext\n1\t\"a\n2\tb\"c\n"[..], b'\t', None);
+        std::io::copy(&mut reader, &mut std::io::sink()).unwrap();
+        let lines: Vec<u64> = std::iter::from_fn(|| reader.next_record_line()).collect();
+        assert_eq!(lines, [1, 2, 3]);
+        let mut quoted = QuoteTrackingReader::new(&b"id,text\n1,'a\n2'\n"[..], b',', Some(b'\''));
+        std::io::copy(&mut quoted, &mut std::io::sink()).unwrap();
+        let lines: Vec<u64> = std::iter::from_fn(|| quoted.next_record_line()).collect();
+        assert_eq!(lines, [1, 2]);
+    }
+
+    #[test]
     fn record_start_lines_skip_blank_lines() {
-        let mut reader = QuoteTrackingReader::with_delimiter(
+        let mut reader = QuoteTrackingReader::new(
             &b"\xef\xbb\xbfid,text\n1,\"a\nb\"\n\n\r\n2,c\r\n3,d"[..],
             b',',
+            Some(b'"'),
         );
         std::io::copy(&mut reader, &mut std::io::sink()).unwrap();
         let lines: Vec<u64> = std::iter::from_fn(|| reader.next_record_line()).collect();

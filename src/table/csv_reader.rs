@@ -16,7 +16,7 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use super::TableError;
 use super::batch_stream::BatchWithLines;
 use super::csv_quote_tracker::{QuoteProblem, QuoteTrackingReader, quote_problem_of};
-use super::text_options::TextOptions;
+use super::input_options::InputOptions;
 use super::text_source::{OpenedText, TextEncoding, open_text, sniff_delimiter};
 
 pub struct CsvBatchReader {
@@ -36,7 +36,7 @@ impl CsvBatchReader {
     pub fn open(
         path: &Path,
         rows_per_batch: usize,
-        options: &TextOptions,
+        options: &InputOptions,
     ) -> Result<CsvBatchReader, TableError> {
         let OpenedText {
             stream: text,
@@ -53,13 +53,20 @@ impl CsvBatchReader {
         let shape = CsvShape {
             has_header: options.header,
             delimiter,
-            gzip: super::text_source::is_gzip(path),
+            quote: options.quote,
+            compression: super::compression::Compression::of_path(path),
         };
-        let mut reader = csv::ReaderBuilder::new()
+        let mut builder = csv::ReaderBuilder::new();
+        builder
             .has_headers(options.header)
             .flexible(false)
-            .delimiter(delimiter)
-            .from_reader(QuoteTrackingReader::with_delimiter(text, delimiter));
+            .delimiter(delimiter);
+        match options.quote {
+            Some(quote) => builder.quote(quote),
+            None => builder.quoting(false),
+        };
+        let mut reader =
+            builder.from_reader(QuoteTrackingReader::new(text, delimiter, options.quote));
         let mut first_record = None;
         let headers = if options.header {
             let headers = reader
@@ -142,9 +149,14 @@ impl CsvBatchReader {
     /// How the file is read, in words: its encoding, delimiter and header.
     pub fn description(&self) -> String {
         format!(
-            "encoding {}, fields separated by {}, {}",
+            "encoding {}, fields separated by {}{}, {}",
             self.encoding,
             self.shape.delimiter_words(),
+            match self.shape.quote {
+                Some(b'"') => String::new(),
+                Some(quote) => format!(" and quoted by `{}`", quote as char),
+                None => " and never quoted".to_owned(),
+            },
             if self.shape.has_header {
                 "the first row names the columns"
             } else {
@@ -226,15 +238,14 @@ impl Iterator for CsvBatchReader {
     }
 }
 
-/// Where a quoting problem is, in the words of the other errors: the header, or a row and line,
-/// and the column (named once the header is known).
 /// What errors need to know of how the file is read: whether record 0 is a header, the
-/// delimiter, and whether the file is gzip'd.
+/// delimiter, and how the file is compressed.
 #[derive(Clone, Copy)]
 struct CsvShape {
     has_header: bool,
     delimiter: u8,
-    gzip: bool,
+    quote: Option<u8>,
+    compression: super::compression::Compression,
 }
 
 impl CsvShape {
@@ -251,6 +262,8 @@ impl CsvShape {
     }
 }
 
+/// Where a quoting problem is, in the words of the other errors: the header, or a row and line,
+/// and the column (named once the header is known).
 fn quote_problem_error(
     path: &Path,
     problem: &QuoteProblem,
@@ -316,10 +329,10 @@ fn csv_error(
             None,
             format!(
                 "cannot read the file: {io_error}{}",
-                if shape.gzip {
-                    "; the gzip'd file may be cut short (copy it again)"
-                } else {
-                    ""
+                match shape.compression.name() {
+                    Some(name) =>
+                        format!("; the {name} file may be damaged or cut short (copy it again)"),
+                    None => String::new(),
                 }
             ),
         ),
@@ -346,7 +359,7 @@ mod tests {
         let directory = tempfile::tempdir().unwrap();
         let path = directory.path().join("input.csv");
         std::fs::write(&path, bytes).unwrap();
-        let reader = CsvBatchReader::open(&path, 2, &TextOptions::default())?;
+        let reader = CsvBatchReader::open(&path, 2, &InputOptions::default())?;
         reader
             .map(|batch| batch.map(|(batch, _lines)| batch))
             .collect()
@@ -420,7 +433,7 @@ mod tests {
         let directory = tempfile::tempdir().unwrap();
         let path = directory.path().join("input.csv");
         std::fs::write(&path, b"id,text\n1,\"a\nb\"\n\n2,c\n").unwrap();
-        let lines: Vec<Vec<u64>> = CsvBatchReader::open(&path, 10, &TextOptions::default())
+        let lines: Vec<Vec<u64>> = CsvBatchReader::open(&path, 10, &InputOptions::default())
             .unwrap()
             .map(|batch| batch.unwrap().1.unwrap())
             .collect();

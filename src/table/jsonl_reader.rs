@@ -18,7 +18,7 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
 use super::TableError;
 use super::batch_stream::BatchWithLines;
-use super::text_options::TextOptions;
+use super::input_options::InputOptions;
 
 /// One top-level value of a line, as written.
 #[derive(Debug, Clone, PartialEq)]
@@ -367,7 +367,7 @@ type TextLines = std::io::Lines<BufReader<Box<dyn std::io::Read + Send>>>;
 
 fn open_lines(
     path: &Path,
-    options: &TextOptions,
+    options: &InputOptions,
 ) -> Result<(TextLines, super::text_source::TextEncoding), TableError> {
     let opened = super::text_source::open_text(path, options.encoding)?;
     Ok((
@@ -406,7 +406,7 @@ impl JsonlBatchReader {
     pub fn open(
         path: &Path,
         rows_per_batch: usize,
-        options: &TextOptions,
+        options: &InputOptions,
     ) -> Result<JsonlBatchReader, TableError> {
         let mut column_index: HashMap<String, usize> = HashMap::new();
         let mut columns: Vec<(String, ColumnEvidence)> = Vec::new();
@@ -542,7 +542,7 @@ mod tests {
         let directory = tempfile::tempdir().unwrap();
         let path = directory.path().join("input.jsonl");
         std::fs::write(&path, text).unwrap();
-        JsonlBatchReader::open(&path, 100, &TextOptions::default())?
+        JsonlBatchReader::open(&path, 100, &InputOptions::default())?
             .map(|batch| batch.map(|(batch, _lines)| batch))
             .collect()
     }

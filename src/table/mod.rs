@@ -1,20 +1,27 @@
-//! Columnar tables in and out: CSV (and TSV), Parquet and JSON Lines as streams of Arrow record batches; text inputs in any encoding, gzip'd or not.
+//! Columnar tables in and out: CSV (and TSV), Parquet, JSON Lines and workbooks as streams of Arrow record batches; text inputs in any encoding, compressed or not; partitioned inputs read part by part.
 
 mod batch_stream;
+mod compression;
 mod csv_quote_tracker;
 mod csv_reader;
+mod excel_reader;
+mod excel_writer;
 mod format;
+mod input_options;
+mod input_parts;
 mod jsonl_reader;
 mod reader;
 mod row_value;
-mod text_options;
 mod text_source;
 mod writer;
 
 pub use batch_stream::TableError;
+pub use compression::Compression;
+pub use excel_writer::EXCEL_DATA_ROWS;
 pub use format::TableFormat;
+pub use input_options::{InputOptions, SheetChoice};
+pub use input_parts::{InputFiles, find_input_files, format_of_parts, is_glob, is_within_input};
 pub use reader::{TableReader, open_table, open_table_with};
 pub use row_value::{CellError, cell_value, check_template_type, display_cell};
-pub use text_options::TextOptions;
-pub use text_source::{TextEncoding, encoding_for_label, is_gzip, sniff_delimiter};
+pub use text_source::{TextEncoding, encoding_for_label, sniff_delimiter};
 pub use writer::{AtomicTableWriter, write_error};

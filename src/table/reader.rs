@@ -1,8 +1,8 @@
-//! Opening an input table as a stream of Arrow record batches of bounded size.
+//! Opening an input table (one file, or the parts of a partitioned one, read in turn) as a stream of Arrow record batches of bounded size.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use arrow_array::RecordBatch;
 use arrow_schema::{Schema, SchemaRef};
@@ -11,8 +11,10 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use super::TableFormat;
 use super::batch_stream::{BatchWithLines, TableError};
 use super::csv_reader::CsvBatchReader;
+use super::excel_reader::ExcelBatchReader;
+use super::input_options::InputOptions;
+use super::input_parts::find_input_files;
 use super::jsonl_reader::JsonlBatchReader;
-use super::text_options::TextOptions;
 
 /// Rows per record batch: small enough to keep memory flat, large enough to be fast.
 pub const ROWS_PER_BATCH: usize = 4096;
@@ -23,8 +25,14 @@ pub struct TableReader {
     batches: Box<dyn Iterator<Item = Result<BatchWithLines, TableError>> + Send>,
     /// The line each row of the batch last returned starts on (CSV and JSON Lines).
     last_batch_lines: Option<Vec<u64>>,
-    /// How a text input is read (encoding, delimiter), in words, for `validate`.
+    /// How a text input or workbook is read (encoding, delimiter, sheet), in words, for
+    /// `validate`.
     text_description: Option<String>,
+    /// A partitioned input's part now being read.
+    current_part: Option<PathBuf>,
+    /// A partitioned input's parts still to read, and how to read them.
+    remaining_parts: VecDeque<PathBuf>,
+    part_reading: Option<(TableFormat, InputOptions)>,
 }
 
 impl TableReader {
@@ -37,7 +45,34 @@ impl TableReader {
             batches,
             last_batch_lines: None,
             text_description: None,
+            current_part: None,
+            remaining_parts: VecDeque::new(),
+            part_reading: None,
         }
+    }
+
+    /// The part file the batch last returned comes from, for a partitioned input.
+    pub fn current_part(&self) -> Option<&Path> {
+        self.current_part.as_deref()
+    }
+
+    /// Moves on to the next part of a partitioned input; false when there is none.
+    fn open_next_part(&mut self) -> Result<bool, TableError> {
+        let (Some(part), Some((format, options))) =
+            (self.remaining_parts.pop_front(), self.part_reading.as_ref())
+        else {
+            return Ok(false);
+        };
+        let next = open_one_file(&part, *format, options)?;
+        check_same_schema(
+            self.current_part.as_deref(),
+            &self.schema,
+            &part,
+            &next.schema,
+        )?;
+        self.batches = next.batches;
+        self.current_part = Some(part);
+        Ok(true)
     }
 
     /// How a text input is read (its encoding, and a CSV's delimiter and header), in words;
@@ -64,13 +99,76 @@ impl Iterator for TableReader {
     type Item = Result<RecordBatch, TableError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let (batch, lines) = match self.batches.next()? {
-            Ok(batch_with_lines) => batch_with_lines,
-            Err(error) => return Some(Err(error)),
-        };
-        self.last_batch_lines = lines;
-        Some(Ok(batch))
+        loop {
+            match self.batches.next() {
+                Some(Ok((batch, lines))) => {
+                    self.last_batch_lines = lines;
+                    return Some(Ok(batch));
+                }
+                Some(Err(error)) => {
+                    self.remaining_parts.clear();
+                    return Some(Err(error));
+                }
+                None => match self.open_next_part() {
+                    Ok(true) => {}
+                    Ok(false) => return None,
+                    Err(error) => {
+                        self.remaining_parts.clear();
+                        return Some(Err(error));
+                    }
+                },
+            }
+        }
     }
+}
+
+/// Parts of one table must agree on their columns: names, order and types (nullability aside).
+fn check_same_schema(
+    first_part: Option<&Path>,
+    first: &Schema,
+    part: &Path,
+    schema: &Schema,
+) -> Result<(), TableError> {
+    let first_name = first_part
+        .map(|path| format!("`{}`", path.display()))
+        .unwrap_or_else(|| "the first part".to_owned());
+    let describe = |schema: &Schema| {
+        schema
+            .fields()
+            .iter()
+            .map(|field| format!("{} ({})", field.name(), field.data_type()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if first.fields().len() != schema.fields().len() {
+        return Err(TableError::new(
+            part,
+            None,
+            format!(
+                "the part has {} columns [{}] but {first_name} has {} [{}]; every part of a partitioned input must have the same columns",
+                schema.fields().len(),
+                describe(schema),
+                first.fields().len(),
+                describe(first)
+            ),
+        ));
+    }
+    for (index, (expected, found)) in first.fields().iter().zip(schema.fields()).enumerate() {
+        if expected.name() != found.name() || expected.data_type() != found.data_type() {
+            return Err(TableError::new(
+                part,
+                Some(format!("column {}", index + 1)),
+                format!(
+                    "the part's column is `{}` ({}) but {first_name}'s is `{}` ({}); every part of a partitioned input must have the same columns in the same order with the same types",
+                    found.name(),
+                    found.data_type(),
+                    expected.name(),
+                    expected.data_type()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Column names must be unique and not empty: the output repeats them, and pandas cannot read a
@@ -106,30 +204,79 @@ fn check_column_names(path: &Path, schema: &Schema) -> Result<(), TableError> {
 /// # Errors
 /// As [`open_table_with`].
 pub fn open_table(path: &Path, format: TableFormat) -> Result<TableReader, TableError> {
-    open_table_with(path, format, &TextOptions::default())
+    open_table_with(path, format, &InputOptions::default())
 }
 
-/// Opens `path` in `format`, a text input read as `options` say. Nothing but the schema (and,
-/// for JSON Lines, the first lines used to infer it) is read until the batches are pulled.
+/// Opens `path` in `format`, read as `options` say: one file, or every part of a directory or
+/// glob in turn (see `input_parts`). Nothing but the schema (and, for JSON Lines, the first lines
+/// used to infer it; for a workbook, a first pass over the sheet) is read until the batches are
+/// pulled; every part's schema is checked against the first's before any row is read.
 ///
 /// # Errors
-/// When the file cannot be opened, or its start (header, schema) cannot be read.
+/// When a file cannot be opened, its start (header, schema) cannot be read, or parts differ.
 pub fn open_table_with(
     path: &Path,
     format: TableFormat,
-    options: &TextOptions,
+    options: &InputOptions,
+) -> Result<TableReader, TableError> {
+    let files = find_input_files(path).map_err(|message| TableError::new(path, None, message))?;
+    if !files.partitioned {
+        return open_one_file(path, format, options);
+    }
+    let mut parts: VecDeque<PathBuf> = files.parts.into();
+    let first_part = parts.pop_front().unwrap_or_else(|| path.to_owned());
+    let mut table = open_one_file(&first_part, format, options)?;
+    for part in &parts {
+        let other = open_one_file(part, format, options)?;
+        check_same_schema(Some(&first_part), &table.schema, part, &other.schema)?;
+    }
+    table.text_description = Some(format!(
+        "{} parts, the first `{}`{}",
+        parts.len() + 1,
+        first_part.display(),
+        table
+            .text_description
+            .as_deref()
+            .map(|how| format!(" read as: {how}"))
+            .unwrap_or_default()
+    ));
+    table.current_part = Some(first_part);
+    table.remaining_parts = parts;
+    table.part_reading = Some((format, options.clone()));
+    Ok(table)
+}
+
+/// `zstd-compressed, ` for a compressed text input; nothing otherwise.
+fn compressed_words(path: &Path) -> String {
+    super::Compression::of_path(path)
+        .name()
+        .map(|name| format!("{name}-compressed, "))
+        .unwrap_or_default()
+}
+
+fn open_one_file(
+    path: &Path,
+    format: TableFormat,
+    options: &InputOptions,
 ) -> Result<TableReader, TableError> {
     match format {
+        TableFormat::Excel => {
+            let reader = ExcelBatchReader::open(path, ROWS_PER_BATCH, options)?;
+            let description = reader.description();
+            let mut table = TableReader::new(reader.schema(), Box::new(reader));
+            table.text_description = Some(description);
+            Ok(table)
+        }
         TableFormat::Csv => {
             let reader = CsvBatchReader::open(path, ROWS_PER_BATCH, options)?;
-            let description = reader.description();
+            let description = compressed_words(path) + &reader.description();
             let mut table = TableReader::new(reader.schema(), Box::new(reader));
             table.text_description = Some(description);
             Ok(table)
         }
         TableFormat::Jsonl => {
             let reader = JsonlBatchReader::open(path, ROWS_PER_BATCH, options)?;
-            let description = reader.description();
+            let description = compressed_words(path) + &reader.description();
             let mut table = TableReader::new(reader.schema(), Box::new(reader));
             table.text_description = Some(description);
             Ok(table)

@@ -1,15 +1,16 @@
-//! The text of a CSV or JSON Lines input as UTF-8, streamed, whatever it was written in: gzip'd or not (by the `.gz` extension), in UTF-8, UTF-16 or a legacy encoding such as GBK/GB18030, Big5 or Shift_JIS, found from a byte-order mark, from being valid UTF-8, or by `chardetng`'s guess, unless the job names it (`[input] encoding`, any WHATWG label).
+//! The text of a CSV or JSON Lines input as UTF-8, streamed, whatever it was written in: compressed or not (`.gz`, `.zst`, `.bz2`, `.xz`), in UTF-8, UTF-16 or a legacy encoding such as GBK/GB18030, Big5 or Shift_JIS, found from a byte-order mark, from being valid UTF-8, or by `chardetng`'s guess, unless the job names it (`[input] encoding`, any WHATWG label).
 //!
 //! Decoding is strict: a byte sequence the encoding does not allow is an error naming its line
 //! and byte, never a silent U+FFFD in a prompt that is then paid for.
 
 use std::fs::File;
-use std::io::{BufReader, Cursor, Read};
+use std::io::{Cursor, Read};
 use std::path::Path;
 
 use encoding_rs::{Decoder, DecoderResult, Encoding, UTF_8};
 
 use super::TableError;
+use super::compression::Compression;
 
 /// How many bytes the start of a file is looked at to find its encoding and delimiter.
 const SAMPLE_BYTES: usize = 64 * 1024;
@@ -66,13 +67,6 @@ pub fn encoding_for_label(label: &str) -> Option<&'static Encoding> {
     })
 }
 
-/// Whether `path` is gzip-compressed by its name (`.gz`, any case).
-#[must_use]
-pub fn is_gzip(path: &Path) -> bool {
-    path.extension()
-        .is_some_and(|extension| extension.eq_ignore_ascii_case("gz"))
-}
-
 /// An input opened as text: a stream of UTF-8, the encoding it was decoded from, and its first
 /// decoded bytes, which the stream starts with again (for sniffing a delimiter).
 pub struct OpenedText {
@@ -84,30 +78,26 @@ pub struct OpenedText {
 /// The input at `path` as text (see [`OpenedText`]).
 ///
 /// # Errors
-/// When the file cannot be opened or its start cannot be read (not gzip when named `.gz`, or
+/// When the file cannot be opened or its start cannot be read (not gzip when named `.gz`, ..., or
 /// invalid in the named encoding).
 pub fn open_text(path: &Path, named: Option<&'static Encoding>) -> Result<OpenedText, TableError> {
     let file = File::open(path)
         .map_err(|error| TableError::new(path, None, format!("cannot open the file: {error}")))?;
-    let mut raw: Box<dyn Read + Send> = if is_gzip(path) {
-        Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(file)))
-    } else {
-        Box::new(file)
-    };
-    let sample = read_up_to(&mut raw, SAMPLE_BYTES).map_err(|error| {
-        TableError::new(
-            path,
-            None,
-            format!(
-                "cannot read the file: {error}{}",
-                if is_gzip(path) {
-                    "; a `.gz` input must be gzip-compressed"
-                } else {
-                    ""
-                }
+    let compression = Compression::of_path(path);
+    let not_compressed_as_named = |error: std::io::Error| {
+        let hint = match (compression.name(), path.extension()) {
+            (Some(name), Some(extension)) => format!(
+                "; a `.{}` input must be {name}-compressed",
+                extension.to_string_lossy()
             ),
-        )
-    })?;
+            _ => String::new(),
+        };
+        TableError::new(path, None, format!("cannot read the file: {error}{hint}"))
+    };
+    let mut raw = compression
+        .decompressed(file)
+        .map_err(not_compressed_as_named)?;
+    let sample = read_up_to(&mut raw, SAMPLE_BYTES).map_err(not_compressed_as_named)?;
     let encoding =
         choose_encoding(&sample, named).map_err(|problem| TableError::new(path, None, problem))?;
     if encoding.encoding == UTF_8 {

@@ -12,6 +12,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
+use super::excel_writer::ExcelSheetWriter;
 use super::row_value::zoned_timestamp_text;
 use super::{TableError, TableFormat};
 
@@ -22,6 +23,7 @@ enum FormatWriter {
     Parquet(Box<ArrowWriter<File>>),
     Csv(Box<arrow_csv::Writer<BufWriter<File>>>),
     Jsonl(arrow_json::LineDelimitedWriter<BufWriter<File>>),
+    Excel(Box<ExcelSheetWriter>),
 }
 
 pub struct AtomicTableWriter {
@@ -95,6 +97,10 @@ impl AtomicTableWriter {
             TableFormat::Jsonl => FormatWriter::Jsonl(arrow_json::LineDelimitedWriter::new(
                 BufWriter::with_capacity(1 << 16, file),
             )),
+            TableFormat::Excel => FormatWriter::Excel(Box::new(
+                ExcelSheetWriter::create(&directory, &schema)
+                    .map_err(|error| write_error(path, error))?,
+            )),
         };
         Ok(AtomicTableWriter {
             final_path: path.to_owned(),
@@ -123,12 +129,17 @@ impl AtomicTableWriter {
             FormatWriter::Jsonl(writer) => writer
                 .write(&text_batch()?)
                 .map_err(|error| write_error(&path, error)),
+            FormatWriter::Excel(writer) => writer
+                .write(batch)
+                .map_err(|error| write_error(&path, error)),
         }
     }
 
-    /// Flushes, syncs and renames the temporary file over the target.
-    pub fn finish(mut self) -> Result<(), TableError> {
+    /// Flushes, syncs and renames the temporary file over the target. Returns how many texts
+    /// were cut to fit a cell (an Excel output's; 0 for the other formats).
+    pub fn finish(mut self) -> Result<u64, TableError> {
         let path = self.final_path.clone();
+        let mut cut_texts = 0;
         let file = match self.writer.take().expect("writer finished twice") {
             FormatWriter::Parquet(writer) => writer
                 .into_inner()
@@ -147,12 +158,18 @@ impl AtomicTableWriter {
                     .into_inner()
                     .map_err(|error| write_error(&path, error.error().to_string()))?
             }
+            FormatWriter::Excel(writer) => {
+                cut_texts = writer
+                    .save(&self.temporary_path)
+                    .map_err(|error| write_error(&path, error))?;
+                File::open(&self.temporary_path).map_err(|error| write_error(&path, error))?
+            }
         };
         file.sync_all().map_err(|error| write_error(&path, error))?;
         drop(file);
         std::fs::rename(&self.temporary_path, &self.final_path)
             .map_err(|error| write_error(&path, error))?;
-        Ok(())
+        Ok(cut_texts)
     }
 }
 
@@ -170,7 +187,7 @@ impl Drop for AtomicTableWriter {
 fn written_as_text(format: TableFormat, data_type: &DataType) -> bool {
     let zoned_timestamp = matches!(data_type, DataType::Timestamp(_, Some(_)));
     match format {
-        TableFormat::Parquet => false,
+        TableFormat::Parquet | TableFormat::Excel => false,
         TableFormat::Jsonl => zoned_timestamp,
         TableFormat::Csv => {
             zoned_timestamp
@@ -205,7 +222,7 @@ fn text_compatible_schema(format: TableFormat, schema: &Schema) -> SchemaRef {
 }
 
 /// The cell as text in a text-only column; an error (never an empty string) when it cannot be.
-fn cell_text(column: &dyn Array, row: usize) -> Result<String, String> {
+pub(super) fn cell_text(column: &dyn Array, row: usize) -> Result<String, String> {
     match column.data_type() {
         DataType::Timestamp(unit, Some(time_zone)) => {
             zoned_timestamp_text(column, row, *unit, time_zone).map_err(|error| error.to_string())

@@ -203,6 +203,226 @@ fn any_column_name_reaches_a_template_and_comes_back_intact() {
     }
 }
 
+/// Copies a fixture file, or a directory with everything in it (hidden files too), into the
+/// workspace under its own name.
+fn copy_fixture_tree(workspace: &Workspace, relative: &str) {
+    fn copy_tree(source: &std::path::Path, target: &std::path::Path) {
+        if source.is_dir() {
+            std::fs::create_dir_all(target).unwrap();
+            for entry in std::fs::read_dir(source).unwrap() {
+                let entry = entry.unwrap();
+                copy_tree(&entry.path(), &target.join(entry.file_name()));
+            }
+        } else {
+            std::fs::copy(source, target).unwrap();
+        }
+    }
+    let source = repository_root().join(relative);
+    copy_tree(&source, &workspace.path().join(source.file_name().unwrap()));
+}
+
+/// Runs `code` in the tests' Python (pandas, openpyxl) with `arguments`; returns what it printed.
+fn python_prints(code: &str, arguments: &[&str]) -> String {
+    let python = std::process::Command::new("bash")
+        .arg(repository_root().join("scripts/python-env.sh"))
+        .output()
+        .unwrap();
+    assert!(python.status.success(), "{}", text(&python.stderr));
+    let seen = std::process::Command::new(text(&python.stdout).trim())
+        .arg("-c")
+        .arg(code)
+        .args(arguments)
+        .output()
+        .unwrap();
+    assert!(seen.status.success(), "{}", text(&seen.stderr));
+    text(&seen.stdout)
+}
+
+/// Whether the workspace has no run directory: nothing was planned to be sent.
+fn nothing_was_started(workspace: &Workspace) -> bool {
+    !workspace.path().join("runs").exists()
+        || std::fs::read_dir(workspace.path().join("runs"))
+            .unwrap()
+            .all(|entry| {
+                entry
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with('.')
+            })
+}
+
+#[test]
+fn a_workbook_s_typed_cells_reach_the_template_and_an_xlsx_output_opens_in_pandas_with_its_types() {
+    let expected = format_fixture_rows();
+    let workspace = Workspace::new();
+    copy_fixture(&workspace, "fixtures/formats/reviews.xlsx");
+    workspace.write(
+        "job.toml",
+        "[input]\npath = \"reviews.xlsx\"\nid_column = \"编号\"\n[request]\nmodel = \"qwen-flash\"\ntemplate = \"{{ 评论 }} | 评分 {{ 评分 }} | 日期 {{ 日期 }} | 推荐 {{ 推荐 }} | 备注 {{ 备注 }}\"\nmax_tokens = 20\n[output]\npath = \"out.xlsx\"\n",
+    );
+    let validated = workspace.run(&["validate", "job.toml", "--show", "2"]);
+    assert_success(&validated);
+    let said = text(&validated.stdout);
+    // A date is a date, a yes/no a boolean, a column mixing a number and text is text.
+    assert!(
+        said.contains("| 评分 5.0 | 日期 2024-05-01 | 推荐 False | 备注 42"),
+        "{said}"
+    );
+    assert!(
+        said.contains("| 评分 4.5 | 日期 2024-05-02 | 推荐 True | 备注 第1条"),
+        "{said}"
+    );
+    assert_success(&workspace.run(&["run", "job.toml", "--provider", "sim", "--quiet"]));
+    let output = workspace.path().join("out.xlsx");
+    let seen = python_prints(
+        "import sys, json, pandas\n\
+frame = pandas.read_excel(sys.argv[1], engine='openpyxl')\n\
+print(json.dumps({'rows': len(frame), 'kinds': {c: t.kind for c, t in frame.dtypes.items()}, 'ids': list(frame['编号']), 'texts': list(frame['评论']), 'status': sorted(set(frame['status'])), 'first_day': str(frame['日期'][0]), 'cost_sum': float(frame['cost'].sum())}, ensure_ascii=False))",
+        &[output.to_str().unwrap()],
+    );
+    let seen: serde_json::Value = serde_json::from_str(seen.trim()).unwrap();
+    assert_eq!(seen["rows"], 20, "{seen}");
+    // NumPy's kinds: O object or text, f float, M datetime, b boolean, i integer.
+    let kinds = &seen["kinds"];
+    for (column, kind) in [
+        ("编号", "O"),
+        ("评论", "O"),
+        ("评分", "f"),
+        ("日期", "M"),
+        ("推荐", "b"),
+        ("备注", "O"),
+        ("status", "O"),
+        ("prompt_tokens", "i"),
+        ("cost", "f"),
+    ] {
+        assert_eq!(kinds[column], kind, "{column}: {seen}");
+    }
+    assert_eq!(seen["first_day"], "2024-05-01 00:00:00");
+    assert_eq!(seen["status"], serde_json::json!(["ok"]));
+    assert!(seen["cost_sum"].as_f64().unwrap() > 0.0);
+    for (index, (id, text)) in expected.iter().enumerate() {
+        assert_eq!(seen["ids"][index], id.as_str());
+        assert_eq!(
+            seen["texts"][index],
+            text.as_str(),
+            "the text must come back byte for byte"
+        );
+    }
+}
+
+#[test]
+fn a_missing_sheet_mixed_parts_or_a_compressed_parquet_is_refused_before_upload() {
+    let workspace = Workspace::new();
+    copy_fixture(&workspace, "fixtures/formats/reviews.xlsx");
+    copy_fixture_tree(&workspace, "fixtures/formats/reviews_parts");
+    workspace.write("mixed/part-0.csv", "编号,评论\n1,好\n");
+    workspace.write("mixed/part-1.csv", "编号,评论,评分\n2,差,1\n");
+    workspace.write("kinds/part-0.csv", "编号,评论\n1,好\n");
+    workspace.write(
+        "kinds/part-1.jsonl",
+        "{\"编号\": \"2\", \"评论\": \"差\"}\n",
+    );
+    workspace.write("reviews.parquet.gz", "not really");
+    workspace.write("stray.tsv", "编号\t评论\n1\t\"好\n2\t差\n");
+    for (input_keys, path, output_keys, words) in [
+        (
+            "sheet = \"不存在\"\n",
+            "reviews.xlsx",
+            "",
+            vec![
+                "reviews.xlsx",
+                "no sheet `不存在`",
+                "`评论`, `说明`",
+                "`[input] sheet`",
+            ],
+        ),
+        (
+            "sheet = 3\n",
+            "reviews.xlsx",
+            "",
+            vec!["no sheet 3", "a number from 1 to 2"],
+        ),
+        (
+            "sheet = 0\n",
+            "reviews.xlsx",
+            "",
+            vec!["input.sheet", "numbered from 1"],
+        ),
+        (
+            "sheet = \"评论\"\n",
+            "reviews_parts",
+            "",
+            vec!["input.sheet", "only a workbook input"],
+        ),
+        (
+            "",
+            "mixed",
+            "",
+            vec!["mixed/part-1.csv", "3 columns", "same columns"],
+        ),
+        ("", "kinds", "", vec!["not all one format", "part-1.jsonl"]),
+        ("", "nothing/*.csv", "", vec!["matches no file"]),
+        (
+            "",
+            "reviews.parquet.gz",
+            "",
+            vec!["compressed Parquet", "decompress"],
+        ),
+        (
+            "",
+            "reviews_parts",
+            "[output]\npath = \"reviews_parts/out.parquet\"\n",
+            vec!["inside the job's partitioned input", "reviews_parts"],
+        ),
+        (
+            "quote = \"ab\"\n",
+            "stray.tsv",
+            "",
+            vec!["input.quote", "cannot quote fields"],
+        ),
+        // A stray quote opens a quoted value that is never closed.
+        ("", "stray.tsv", "", vec!["stray.tsv", "never closed"]),
+    ] {
+        workspace.write(
+            "job.toml",
+            format!(
+                "[input]\npath = \"{path}\"\n{input_keys}\n[request]\nmodel = \"qwen-flash\"\ntemplate = \"{{{{ 评论 }}}}\"\nmax_tokens = 20\n{output_keys}"
+            ),
+        );
+        let output = workspace.run(&["run", "job.toml", "--provider", "sim"]);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{path} {input_keys}: {}",
+            text(&output.stderr)
+        );
+        let message = text(&output.stderr);
+        for word in words {
+            assert!(
+                message.contains(word),
+                "{path} {input_keys}: no `{word}` in {message}"
+            );
+        }
+        assert!(nothing_was_started(&workspace), "{path} {input_keys}");
+    }
+    // Told that fields are never quoted, the same file reads as two rows with their quotes.
+    workspace.write(
+        "job.toml",
+        "[input]\npath = \"stray.tsv\"\nquote = \"\"\n[request]\nmodel = \"qwen-flash\"\ntemplate = \"{{ 评论 }}\"\nmax_tokens = 20\n[output]\npath = \"out.csv\"\n",
+    );
+    let validated = workspace.run(&["validate", "job.toml"]);
+    assert_success(&validated);
+    assert!(text(&validated.stdout).contains("never quoted"));
+    assert_success(&workspace.run(&["run", "job.toml", "--provider", "sim", "--quiet"]));
+    let mut output = csv::Reader::from_path(workspace.path().join("out.csv")).unwrap();
+    let texts: Vec<String> = output
+        .records()
+        .map(|record| record.unwrap()[1].to_owned())
+        .collect();
+    assert_eq!(texts, ["\"好", "差"]);
+}
+
 /// The 20 reviews of `fixtures/formats/` as `(编号, 评论)`, read from the plain UTF-8 TSV.
 fn format_fixture_rows() -> Vec<(String, String)> {
     let mut reader = csv::ReaderBuilder::new()
@@ -242,9 +462,16 @@ fn every_text_table_our_users_have_is_read_with_its_text_intact() {
             "column_2",
             "no header row",
         ),
+        ("reviews.csv.zst", "", "编号", "评论", "zstd-compressed"),
+        ("reviews.tsv.xz", "", "编号", "评论", "xz-compressed"),
+        ("reviews.jsonl.bz2", "", "编号", "评论", "bzip2-compressed"),
+        ("reviews.xlsx", "", "编号", "评论", "sheet `评论` (1 of 2)"),
+        ("reviews.xls", "", "编号", "评论", "sheet `评论` (1 of 1)"),
+        ("reviews.ods", "", "编号", "评论", "sheet `评论` (1 of 1)"),
+        ("reviews_parts", "", "编号", "评论", "11 parts"),
     ] {
         let workspace = Workspace::new();
-        copy_fixture(&workspace, &format!("fixtures/formats/{fixture}"));
+        copy_fixture_tree(&workspace, &format!("fixtures/formats/{fixture}"));
         let template = if text_column == "评论" {
             "{{ 评论 }}"
         } else {

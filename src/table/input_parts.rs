@@ -1,0 +1,289 @@
+//! What `[input] path` names: one file, or the parts of a partitioned table (a directory of part files as Spark, DuckDB or Hive write them, or a glob), found and ordered the same way every time.
+//!
+//! A directory's files are its parts, searched through its subdirectories (`year=2024/...`);
+//! names starting with `_` or `.` are skipped (`_SUCCESS`, `_temporary/`, `.part-0.crc`). Parts
+//! are ordered by path with runs of digits compared as numbers (`data_2` before `data_10`), so
+//! rows keep one order: by part, then by row.
+
+use std::cmp::Ordering;
+use std::path::{Path, PathBuf};
+
+use super::TableFormat;
+
+/// The files an input path names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputFiles {
+    /// The files, in the order their rows are read.
+    pub parts: Vec<PathBuf>,
+    /// Whether the path named a directory or a glob rather than one file.
+    pub partitioned: bool,
+}
+
+/// Whether `path` is a glob pattern rather than a file name (it has `*`, `?` or `[`).
+#[must_use]
+pub fn is_glob(path: &Path) -> bool {
+    path.to_string_lossy()
+        .chars()
+        .any(|character| matches!(character, '*' | '?' | '['))
+}
+
+/// Whether a directory entry named `name` is bookkeeping rather than data.
+fn is_hidden_part(name: &std::ffi::OsStr) -> bool {
+    let name = name.to_string_lossy();
+    name.starts_with('_') || name.starts_with('.')
+}
+
+/// Compares two paths with runs of ASCII digits taken as numbers.
+fn natural_order(left: &Path, right: &Path) -> Ordering {
+    let left = left.to_string_lossy();
+    let right = right.to_string_lossy();
+    let (mut left, mut right) = (left.as_bytes(), right.as_bytes());
+    loop {
+        match (left.first(), right.first()) {
+            (None, None) => return Ordering::Equal,
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(a), Some(b)) if a.is_ascii_digit() && b.is_ascii_digit() => {
+                let digits = |bytes: &[u8]| bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+                let (left_digits, right_digits) = (digits(left), digits(right));
+                let trim = |run: &[u8]| {
+                    let zeros = run.iter().take_while(|b| **b == b'0').count();
+                    run[zeros..].to_vec()
+                };
+                let (a_run, b_run) = (trim(&left[..left_digits]), trim(&right[..right_digits]));
+                let order = a_run
+                    .len()
+                    .cmp(&b_run.len())
+                    .then_with(|| a_run.cmp(&b_run))
+                    .then_with(|| left_digits.cmp(&right_digits));
+                if order != Ordering::Equal {
+                    return order;
+                }
+                left = &left[left_digits..];
+                right = &right[right_digits..];
+            }
+            (Some(a), Some(b)) => {
+                if a != b {
+                    return a.cmp(b);
+                }
+                left = &left[1..];
+                right = &right[1..];
+            }
+        }
+    }
+}
+
+fn collect_directory(directory: &Path, parts: &mut Vec<PathBuf>) -> Result<(), String> {
+    let entries = std::fs::read_dir(directory)
+        .map_err(|error| format!("cannot list directory `{}`: {error}", directory.display()))?;
+    for entry in entries {
+        let entry = entry
+            .map_err(|error| format!("cannot list directory `{}`: {error}", directory.display()))?;
+        if is_hidden_part(&entry.file_name()) {
+            continue;
+        }
+        let path = entry.path();
+        if path.is_dir() {
+            collect_directory(&path, parts)?;
+        } else {
+            parts.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// The files `path` names: itself when it is a file (or names nothing, so that opening it
+/// reports the missing file), the parts of a directory, or the files a glob matches.
+///
+/// # Errors
+/// When a directory cannot be listed, holds no part, or a glob is malformed or matches nothing.
+pub fn find_input_files(path: &Path) -> Result<InputFiles, String> {
+    let mut parts = Vec::new();
+    if path.is_dir() {
+        collect_directory(path, &mut parts)?;
+        if parts.is_empty() {
+            return Err(format!(
+                "the input directory `{}` holds no part file (names starting with `_` or `.` are skipped)",
+                path.display()
+            ));
+        }
+    } else if !path.exists() && is_glob(path) {
+        let pattern = path.to_string_lossy();
+        let matches = glob::glob(&pattern)
+            .map_err(|error| format!("`{pattern}` is not a usable glob pattern: {error}"))?;
+        for found in matches {
+            let found = found
+                .map_err(|error| format!("cannot read `{}`: {error}", error.path().display()))?;
+            if found.is_file() {
+                parts.push(found);
+            }
+        }
+        if parts.is_empty() {
+            return Err(format!(
+                "the input pattern `{pattern}` matches no file; check the path, or name the file or directory itself"
+            ));
+        }
+    } else {
+        return Ok(InputFiles {
+            parts: vec![path.to_owned()],
+            partitioned: false,
+        });
+    }
+    parts.sort_by(|left, right| natural_order(left, right));
+    Ok(InputFiles {
+        parts,
+        partitioned: true,
+    })
+}
+
+/// The one format of a partitioned input's parts, from their extensions.
+///
+/// # Errors
+/// When a part's extension names no table format, or two parts differ in format.
+pub fn format_of_parts(parts: &[PathBuf]) -> Result<TableFormat, String> {
+    let mut found: Option<(TableFormat, &Path)> = None;
+    for part in parts {
+        let format = TableFormat::from_path(part).ok_or_else(|| {
+            format!(
+                "cannot tell the format of part `{}` from its extension; remove the file from the input directory, or set `input.format` to read every part as that format",
+                part.display()
+            )
+        })?;
+        match found {
+            None => found = Some((format, part)),
+            Some((first, first_part)) if first != format => {
+                return Err(format!(
+                    "the parts are not all one format: `{}` is {} but `{}` is {}; keep one format in the input",
+                    first_part.display(),
+                    first.display_name(),
+                    part.display(),
+                    format.display_name()
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    found
+        .map(|(format, _)| format)
+        .ok_or_else(|| "the input has no part".to_owned())
+}
+
+/// Whether `candidate` would be read as part of the input `input` names (it is the input file,
+/// inside the input directory, or matched by the input glob).
+#[must_use]
+pub fn is_within_input(candidate: &Path, input: &Path) -> bool {
+    if input.is_dir() {
+        let (Ok(directory), Some(parent)) = (input.canonicalize(), candidate.parent()) else {
+            return false;
+        };
+        let parent = if parent.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            parent
+        };
+        return parent
+            .canonicalize()
+            .is_ok_and(|parent| parent.starts_with(&directory));
+    }
+    if !input.exists() && is_glob(input) {
+        return glob::Pattern::new(&input.to_string_lossy())
+            .is_ok_and(|pattern| pattern.matches_path(candidate));
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_are_ordered_with_numbers_as_numbers() {
+        let mut paths: Vec<PathBuf> = [
+            "d/data_10.parquet",
+            "d/data_2.parquet",
+            "d/data_1.parquet",
+            "d/a/x.parquet",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+        paths.sort_by(|a, b| natural_order(a, b));
+        assert_eq!(
+            paths,
+            [
+                "d/a/x.parquet",
+                "d/data_1.parquet",
+                "d/data_2.parquet",
+                "d/data_10.parquet"
+            ]
+            .iter()
+            .map(PathBuf::from)
+            .collect::<Vec<_>>()
+        );
+        assert_eq!(
+            natural_order(Path::new("part-00002"), Path::new("part-2")),
+            Ordering::Greater
+        );
+    }
+
+    #[test]
+    fn a_directory_s_parts_skip_bookkeeping_files() {
+        let directory = tempfile::tempdir().unwrap();
+        let root = directory.path();
+        std::fs::create_dir_all(root.join("year=2024")).unwrap();
+        std::fs::create_dir_all(root.join("_temporary")).unwrap();
+        for name in [
+            "part-1.csv",
+            "part-0.csv",
+            "_SUCCESS",
+            ".part-0.csv.crc",
+            "year=2024/part-0.csv",
+            "_temporary/part-9.csv",
+        ] {
+            std::fs::write(root.join(name), "id\n1\n").unwrap();
+        }
+        let found = find_input_files(root).unwrap();
+        assert!(found.partitioned);
+        assert_eq!(
+            found.parts,
+            vec![
+                root.join("part-0.csv"),
+                root.join("part-1.csv"),
+                root.join("year=2024/part-0.csv")
+            ]
+        );
+        assert_eq!(format_of_parts(&found.parts).unwrap(), TableFormat::Csv);
+        let globbed = find_input_files(&root.join("part-*.csv")).unwrap();
+        assert_eq!(
+            globbed.parts,
+            vec![root.join("part-0.csv"), root.join("part-1.csv")]
+        );
+        assert!(
+            find_input_files(&root.join("nothing-*.csv"))
+                .unwrap_err()
+                .contains("matches no file")
+        );
+        assert!(is_within_input(&root.join("out.xlsx"), root));
+        assert!(is_within_input(
+            &root.join("part-7.csv"),
+            &root.join("part-*.csv")
+        ));
+        assert!(!is_within_input(
+            &root.join("out.csv"),
+            &root.join("part-*.csv")
+        ));
+        std::fs::write(root.join("notes.txt"), "x").unwrap();
+        let found = find_input_files(root).unwrap();
+        assert!(
+            format_of_parts(&found.parts)
+                .unwrap_err()
+                .contains("notes.txt")
+        );
+        let empty = tempfile::tempdir().unwrap();
+        assert!(
+            find_input_files(empty.path())
+                .unwrap_err()
+                .contains("no part file")
+        );
+    }
+}
