@@ -40,13 +40,12 @@ pub fn validate_job(
     let ledger = Ledger::open_path(&scratch.path().join("validate.sqlite"))?;
     let plan = plan_shards(&job, &profile, scratch.path(), &ledger, show)?;
     if job.output_format == Some(crate::table::TableFormat::Excel)
-        && plan.row_count > crate::table::EXCEL_DATA_ROWS
+        && let Err(problem) =
+            crate::table::check_fits_a_sheet(plan.input_rows(), plan.output_columns)
     {
         anyhow::bail!(
-            "job file `{}`, key `output.path`: the input has {} rows but an Excel sheet holds {} under its header; write Parquet or CSV instead",
-            job.job_file.display(),
-            plan.row_count,
-            crate::table::EXCEL_DATA_ROWS
+            "job file `{}`, key `output.path`: the output cannot hold the table: {problem}",
+            job.job_file.display()
         );
     }
     let mut text = String::new();

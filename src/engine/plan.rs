@@ -29,6 +29,33 @@ pub struct PlanOutcome {
     pub shards: Vec<ShardRecord>,
     /// The first few rendered lines, for `validate` to show.
     pub preview: Vec<RenderedRequest>,
+    /// Columns of the output table: the kept input columns and those dashbatch adds.
+    pub output_columns: usize,
+}
+
+impl PlanOutcome {
+    /// Every input row (each has an output row, sent or skipped).
+    pub fn input_rows(&self) -> u64 {
+        self.row_count + self.skipped_rows
+    }
+}
+
+/// The rows and the output's columns of the job's input, counted by reading it (for a resumed
+/// run whose plan did not record them).
+///
+/// # Errors
+/// When the input cannot be read.
+pub fn output_table_shape(job: &Job) -> anyhow::Result<(u64, usize)> {
+    let reader = open_table_with(&job.input_path, job.input_format, &job.input_options)?;
+    let columns = super::join_pass::output_schema(job, &reader.schema())?
+        .0
+        .fields()
+        .len();
+    let mut rows = 0u64;
+    for batch in reader {
+        rows += batch?.num_rows() as u64;
+    }
+    Ok((rows, columns))
 }
 
 /// The limits of one shard: the provider's, lowered by the job where it asks.
@@ -64,7 +91,10 @@ pub fn plan_shards(
     let schema = reader.schema();
     let renderer = RequestRenderer::new(job, profile, &schema)?;
     // The output must be able to hold the input's columns next to the ones dashbatch adds.
-    super::join_pass::output_schema(job, &schema)?;
+    let output_columns = super::join_pass::output_schema(job, &schema)?
+        .0
+        .fields()
+        .len();
     let limits = shard_limits(job, profile);
     let mut planner = ShardPlanner::new(limits);
     let checks_ids = job.spec.input.id_column.is_some();
@@ -224,6 +254,7 @@ pub fn plan_shards(
         skipped_rows,
         shards,
         preview,
+        output_columns,
     })
 }
 
@@ -238,9 +269,16 @@ pub fn input_sha256(path: &Path) -> std::io::Result<String> {
     if !files.partitioned {
         return file_sha256(path);
     }
+    // Parts are named from the directory, or the pattern's fixed leading directories, so that the
+    // identity is the same whether the job file was named by a relative or an absolute path.
+    let base = if crate::table::is_glob(path) && !path.exists() {
+        crate::table::glob_base(path)
+    } else {
+        path.to_owned()
+    };
     let mut hasher = Sha256::new();
     for part in &files.parts {
-        let name = part.strip_prefix(path).unwrap_or(part);
+        let name = part.strip_prefix(&base).unwrap_or(part);
         hasher.update(name.to_string_lossy().as_bytes());
         hasher.update(b"\t");
         hasher.update(file_sha256(part)?.as_bytes());

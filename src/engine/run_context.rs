@@ -15,7 +15,7 @@ use super::connection::{check_base_url, connect, load_prices, poll_schedule};
 use super::estimate_vs_actual::attach_estimates;
 use super::join_pass::{JoinSummary, join_results};
 use super::output_target::{OutputTarget, check_output_target, choose_output_target};
-use super::plan::{input_sha256, plan_shards};
+use super::plan::{input_sha256, output_table_shape, plan_shards};
 use super::poll::{BatchSlots, poll_until_settled};
 use super::rehearsal::make_rehearsal;
 use super::remote_cleanup::delete_remote_files;
@@ -186,6 +186,8 @@ impl Run {
     /// a crash while planning leaves no `planned_rows`, so planning restarts. A resumed run's
     /// input must be the one it planned. Ends with the budget's refusal, if any.
     pub(super) fn plan(&mut self) -> Result<(), RunFailure> {
+        // Input rows and output columns, known here when this process plans.
+        let mut planned_shape: Option<(u64, usize)> = None;
         self.planned_rows = match self.record.planned_rows {
             Some(rows) => rows,
             None => {
@@ -211,6 +213,7 @@ impl Run {
                     .map_err(RunFailure::local)?;
                 self.record.input_sha256 = Some(input_sha256);
                 self.record.planned_rows = Some(plan.row_count);
+                planned_shape = Some((plan.input_rows(), plan.output_columns));
                 let skipped = if plan.skipped_rows > 0 {
                     format!(
                         "; {} row(s) with an empty prompt skipped",
@@ -246,15 +249,17 @@ impl Run {
                 self.run_directory.root.display()
             )));
         }
-        if self.output.format == TableFormat::Excel
-            && self.planned_rows > crate::table::EXCEL_DATA_ROWS
-        {
-            return Err(RunFailure::local(anyhow::anyhow!(
-                "the input has {} rows but an Excel sheet holds {} under its header, so the output `{}` could not hold them; write Parquet or CSV instead (`--output results.parquet`)",
-                self.planned_rows,
-                crate::table::EXCEL_DATA_ROWS,
-                self.output.path.display()
-            )));
+        if self.output.format == TableFormat::Excel {
+            let (rows, columns) = match planned_shape {
+                Some(shape) => shape,
+                None => output_table_shape(&self.job).map_err(RunFailure::local)?,
+            };
+            crate::table::check_fits_a_sheet(rows, columns).map_err(|problem| {
+                RunFailure::local(anyhow::anyhow!(
+                    "the output `{}` cannot hold the table: {problem}",
+                    self.output.path.display()
+                ))
+            })?;
         }
         self.budget
             .refuse_if_over_before_first_upload(&self.ledger, &self.run_directory, &self.job)
@@ -383,6 +388,18 @@ impl Run {
         let thinking = self.job.bills_thinking();
         let pricer = RunPricer::new(self.prices.clone(), &self.job.spec.request.model, thinking);
         let shards = self.ledger.shards().map_err(RunFailure::local)?;
+        // The input is read again to join: it must still be the one planned (a part rewritten
+        // with as many rows would otherwise be joined to another row's answer).
+        if let Some(recorded) = &self.record.input_sha256
+            && input_sha256(&self.job.input_path).ok().as_ref() != Some(recorded)
+        {
+            return Err(RunFailure::local(anyhow::anyhow!(
+                "input `{}` changed since run `{}` was planned, so its rows cannot be matched to their answers. The answers are paid for and kept in the run directory: restore the input as it was planned and run `dashbatch resume {}`",
+                self.job.input_path.display(),
+                self.run_directory.root.display(),
+                self.run_directory.root.display()
+            )));
+        }
         let summary = join_results(
             &self.job,
             &self.profile,

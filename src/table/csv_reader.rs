@@ -47,9 +47,19 @@ impl CsvBatchReader {
             if super::TableFormat::is_tsv(path) {
                 b'\t'
             } else {
-                sniff_delimiter(&sample)
+                sniff_delimiter(&sample, options.quote)
             }
         });
+        if Some(delimiter) == options.quote {
+            return Err(TableError::new(
+                path,
+                None,
+                format!(
+                    "the quote `{}` is also the field delimiter; name another quote with `[input] quote`, or the delimiter with `[input] delimiter`",
+                    delimiter as char
+                ),
+            ));
+        }
         let shape = CsvShape {
             has_header: options.header,
             delimiter,

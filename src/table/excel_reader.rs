@@ -47,12 +47,14 @@ enum CellValue<'a> {
     Text(Cow<'a, str>),
 }
 
-/// The largest magnitude a float holds every whole number up to (2^53).
-const LARGEST_EXACT_WHOLE_FLOAT: f64 = 9_007_199_254_740_992.0;
+/// Whole numbers below this magnitude (2^63) are integers. Excel keeps 15 significant digits
+/// and a workbook stores numbers as floats, so an 18-digit id was rounded when it was saved as a
+/// number (keep ids as text in a workbook); it is still read as an integer, like its column.
+const LARGEST_WHOLE_NUMBER: f64 = 9_223_372_036_854_775_808.0;
 
 impl CellValue<'_> {
     fn from_float(value: f64) -> CellValue<'static> {
-        if value.fract() == 0.0 && value.abs() <= LARGEST_EXACT_WHOLE_FLOAT {
+        if value.fract() == 0.0 && value.abs() < LARGEST_WHOLE_NUMBER {
             CellValue::Integer(value as i64)
         } else {
             CellValue::Float(value)
@@ -67,8 +69,11 @@ impl CellValue<'_> {
             u32::from(second),
             u32::from(milli),
         );
-        if value.is_duration() || value.as_f64() < 1.0 {
-            // A duration, or a time of day without a date: text, as Excel shows it.
+        if value.as_f64() < 1.0 && !value.is_duration() {
+            // A time of day without a date: text, as Excel shows it.
+            return CellValue::Text(Cow::Owned(format!("{hour}:{minute:02}:{second:02}")));
+        }
+        if value.is_duration() {
             let total_seconds = (value.as_f64() * 86_400.0).round() as i64;
             return CellValue::Text(Cow::Owned(format!(
                 "{}:{:02}:{:02}",
@@ -111,7 +116,28 @@ impl CellValue<'_> {
             DataRef::SharedString(text) => CellValue::Text(Cow::Borrowed(text)),
             DataRef::DateTime(value) => CellValue::from_excel_date_time(value),
             DataRef::DateTimeIso(text) => CellValue::from_iso_text(text),
-            DataRef::DurationIso(text) => CellValue::Text(Cow::Borrowed(text)),
+            DataRef::DurationIso(text) => CellValue::from_iso_duration(text),
+        }
+    }
+
+    /// An OpenDocument duration (`PT12H30M00S`) as Excel shows a time (`12:30:00`); anything
+    /// else as it is written.
+    fn from_iso_duration(text: &str) -> CellValue<'_> {
+        let parsed = (|| {
+            let rest = text.strip_prefix("PT")?;
+            let (hours, rest) = rest.split_once('H')?;
+            let (minutes, rest) = rest.split_once('M')?;
+            let seconds: f64 = rest.strip_suffix('S')?.parse().ok()?;
+            Some(format!(
+                "{}:{:02}:{:02}",
+                hours.parse::<u64>().ok()?,
+                minutes.parse::<u64>().ok()?,
+                seconds.round() as u64
+            ))
+        })();
+        match parsed {
+            Some(time) => CellValue::Text(Cow::Owned(time)),
+            None => CellValue::Text(Cow::Borrowed(text)),
         }
     }
 
@@ -124,7 +150,7 @@ impl CellValue<'_> {
             Data::String(text) => CellValue::Text(Cow::Borrowed(text)),
             Data::DateTime(value) => CellValue::from_excel_date_time(value),
             Data::DateTimeIso(text) => CellValue::from_iso_text(text),
-            Data::DurationIso(text) => CellValue::Text(Cow::Borrowed(text)),
+            Data::DurationIso(text) => CellValue::from_iso_duration(text),
         }
     }
 
@@ -259,10 +285,56 @@ fn open_workbook(path: &Path) -> Result<Sheets<BufReader<File>>, TableError> {
         "ods" => calamine::open_workbook_from_rs(reader)
             .map(Sheets::Ods)
             .map_err(|error: calamine::OdsError| failed(&error)),
-        _ => calamine::open_workbook_from_rs(reader)
+        "xlsx" | "xlsm" => calamine::open_workbook_from_rs(reader)
             .map(Sheets::Xlsx)
             .map_err(|error: calamine::XlsxError| failed(&error)),
+        // Named otherwise (`input.format = "excel"`): told by its first bytes.
+        _ => open_workbook_by_content(path, reader),
     }
+}
+
+/// A workbook whose extension does not say its kind: an OLE file is `.xls`; a zip is tried as
+/// `.xlsx`, `.ods`, then `.xlsb`.
+fn open_workbook_by_content(
+    path: &Path,
+    mut reader: BufReader<File>,
+) -> Result<Sheets<BufReader<File>>, TableError> {
+    use std::io::{Read, Seek};
+    let mut magic = [0u8; 4];
+    let read = reader.read(&mut magic).unwrap_or(0);
+    let rewound = |mut reader: BufReader<File>| {
+        reader
+            .rewind()
+            .map(|()| reader)
+            .map_err(|error| TableError::new(path, None, format!("cannot read the file: {error}")))
+    };
+    let reader = rewound(reader)?;
+    if read == 4 && magic == [0xD0, 0xCF, 0x11, 0xE0] {
+        return calamine::open_workbook_from_rs(reader)
+            .map(Sheets::Xls)
+            .map_err(|error: calamine::XlsError| workbook_error(path, None, error));
+    }
+    let not_a_workbook = || {
+        TableError::new(
+            path,
+            None,
+            "not a readable workbook: it is none of .xlsx, .xlsm, .xlsb, .xls or .ods",
+        )
+    };
+    if !(read >= 2 && magic[..2] == *b"PK") {
+        return Err(not_a_workbook());
+    }
+    if let Ok(workbook) = calamine::open_workbook_from_rs(reader) {
+        return Ok(Sheets::Xlsx(workbook));
+    }
+    let reader = BufReader::new(File::open(path).map_err(|_| not_a_workbook())?);
+    if let Ok(workbook) = calamine::open_workbook_from_rs(reader) {
+        return Ok(Sheets::Ods(workbook));
+    }
+    let reader = BufReader::new(File::open(path).map_err(|_| not_a_workbook())?);
+    calamine::open_workbook_from_rs(reader)
+        .map(Sheets::Xlsb)
+        .map_err(|_: calamine::XlsbError| not_a_workbook())
 }
 
 /// The sheet the job reads: the one it names (by name, or number from 1), else the first
@@ -280,11 +352,15 @@ fn choose_sheet(
             .collect::<Vec<_>>()
             .join(", ")
     };
+    let is_worksheet = |sheet: &&calamine::Sheet| sheet.typ == calamine::SheetType::WorkSheet;
     let index = match choice {
+        // The first visible worksheet (not a chart sheet), else the first worksheet.
         None => sheets
             .iter()
-            .position(|sheet| sheet.visible == calamine::SheetVisible::Visible)
-            .or(if sheets.is_empty() { None } else { Some(0) }),
+            .position(|sheet| {
+                is_worksheet(&sheet) && sheet.visible == calamine::SheetVisible::Visible
+            })
+            .or_else(|| sheets.iter().position(|sheet| is_worksheet(&sheet))),
         Some(SheetChoice::Name(name)) => sheets
             .iter()
             .position(|sheet| sheet.name == *name)
@@ -329,9 +405,25 @@ fn visit_cells(
             let mut cells = workbook
                 .worksheet_cells_reader(sheet)
                 .map_err(|error| failed(&error))?;
-            while let Some(cell) = cells.next_cell().map_err(|error| failed(&error))? {
-                let (row, column) = cell.get_position();
-                if !visit(row, column, CellValue::of_data_ref(cell.get_value())) {
+            while let Some(cell) = cells
+                .next_cell_with_formula_metadata()
+                .map_err(|error| failed(&error))?
+            {
+                let (row, column) = cell.pos;
+                // A workbook written by a program (openpyxl, a script) and never opened in a
+                // spreadsheet holds formulas without their values: never send them as empty.
+                if cell.formula.is_some() && cell.value == DataRef::Empty {
+                    return Err(TableError::new(
+                        path,
+                        Some(format!(
+                            "sheet `{sheet}`, cell {}{}",
+                            column_letters(column),
+                            row + 1
+                        )),
+                        "the cell holds a formula whose value was never computed (the workbook was written by a program and not saved by a spreadsheet since); open it in Excel or LibreOffice and save it, or write the values instead of formulas",
+                    ));
+                }
+                if !visit(row, column, CellValue::of_data_ref(&cell.value)) {
                     break;
                 }
             }

@@ -33,6 +33,24 @@ const EXCEL_DAYS_TO_UNIX_EPOCH: f64 = 25_569.0;
 const FIRST_EXACT_EXCEL_DAY: i64 = -25_508;
 const TRUNCATION_NOTE: &str = " …[cut: longer than an Excel cell holds]";
 
+/// Whether a table of `rows` rows (under the header) and `columns` columns fits one sheet.
+///
+/// # Errors
+/// What does not fit, and what to write instead.
+pub fn check_fits_a_sheet(rows: u64, columns: usize) -> Result<(), String> {
+    if rows > EXCEL_DATA_ROWS {
+        return Err(format!(
+            "the input has {rows} rows but an Excel sheet holds {EXCEL_DATA_ROWS} under its header; write Parquet or CSV instead (`--output results.parquet`)"
+        ));
+    }
+    if columns > SHEET_COLUMNS {
+        return Err(format!(
+            "the output has {columns} columns but an Excel sheet holds {SHEET_COLUMNS}; keep fewer input columns (`[output] keep_columns`) or write Parquet or CSV instead"
+        ));
+    }
+    Ok(())
+}
+
 pub struct ExcelSheetWriter {
     workbook: Workbook,
     next_row: u32,
@@ -129,20 +147,26 @@ struct SheetCells<'a> {
 
 impl SheetCells<'_> {
     fn text(&mut self, row: u32, column: u16, text: &str) -> Result<(), String> {
+        // Excel counts a cell's characters in UTF-16 units (an emoji is two).
         let cut;
-        let text = match text.char_indices().nth(CELL_CHARACTERS) {
-            None => text,
-            Some(_) => {
-                let keep = CELL_CHARACTERS - TRUNCATION_NOTE.chars().count();
-                let end = text
-                    .char_indices()
-                    .nth(keep)
-                    .map_or(text.len(), |(at, _)| at);
+        let text =
+            if text.len() <= CELL_CHARACTERS || text.encode_utf16().count() <= CELL_CHARACTERS {
+                text
+            } else {
+                let keep = CELL_CHARACTERS - TRUNCATION_NOTE.encode_utf16().count();
+                let mut units = 0;
+                let mut end = 0;
+                for (at, character) in text.char_indices() {
+                    units += character.len_utf16();
+                    if units > keep {
+                        break;
+                    }
+                    end = at + character.len_utf8();
+                }
                 *self.truncated_cells += 1;
                 cut = format!("{}{TRUNCATION_NOTE}", &text[..end]);
                 &cut
-            }
-        };
+            };
         self.worksheet
             .write_string(row, column, text)
             .map_err(excel_error)?;
@@ -306,10 +330,16 @@ impl SheetCells<'_> {
             | DataType::Decimal64(_, _)
             | DataType::Decimal128(_, _)
             | DataType::Decimal256(_, _) => {
+                // Excel keeps 15 significant digits: a decimal with more is written as text.
                 let text = super::writer::cell_text(values, index)?;
+                let digits = text
+                    .trim_start_matches(['-', '0', '.'])
+                    .chars()
+                    .filter(char::is_ascii_digit)
+                    .count();
                 match text.parse::<f64>() {
-                    Ok(number) => self.number(row, column, number)?,
-                    Err(_) => self.text(row, column, &text)?,
+                    Ok(number) if digits <= 15 => self.number(row, column, number)?,
+                    _ => self.text(row, column, &text)?,
                 }
             }
             _ => {
@@ -336,7 +366,8 @@ mod tests {
             Field::new("text", DataType::Utf8, true),
         ]));
         let mut writer = ExcelSheetWriter::create(directory.path(), &schema).unwrap();
-        let long = "好".repeat(CELL_CHARACTERS + 1);
+        // 2 UTF-16 units per emoji: 16,384 emoji are 32,768 units, one more than a cell holds.
+        let long = "😀".repeat(CELL_CHARACTERS / 2 + 1);
         let batch = RecordBatch::try_new(
             schema.clone(),
             vec![

@@ -73,7 +73,18 @@ fn natural_order(left: &Path, right: &Path) -> Ordering {
     }
 }
 
-fn collect_directory(directory: &Path, parts: &mut Vec<PathBuf>) -> Result<(), String> {
+/// Adds the parts under `directory` to `parts`; `visited` holds the directories already searched
+/// (by their real path), so that a symbolic link back up the tree is not followed round.
+fn collect_directory(
+    directory: &Path,
+    parts: &mut Vec<PathBuf>,
+    visited: &mut std::collections::HashSet<PathBuf>,
+) -> Result<(), String> {
+    if let Ok(real) = directory.canonicalize()
+        && !visited.insert(real)
+    {
+        return Ok(());
+    }
     let entries = std::fs::read_dir(directory)
         .map_err(|error| format!("cannot list directory `{}`: {error}", directory.display()))?;
     for entry in entries {
@@ -84,12 +95,31 @@ fn collect_directory(directory: &Path, parts: &mut Vec<PathBuf>) -> Result<(), S
         }
         let path = entry.path();
         if path.is_dir() {
-            collect_directory(&path, parts)?;
-        } else {
+            collect_directory(&path, parts, visited)?;
+        } else if !is_empty_file(&path) {
             parts.push(path);
         }
     }
     Ok(())
+}
+
+/// A part of 0 bytes holds no row (Spark writes one for an empty partition).
+fn is_empty_file(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|metadata| metadata.len() == 0)
+}
+
+/// The leading directories of a glob pattern, before its first component with a wildcard
+/// (`exports/2024` for `exports/2024/*/part-*.csv`): the parts' names are taken from there.
+#[must_use]
+pub fn glob_base(pattern: &Path) -> PathBuf {
+    let mut base = PathBuf::new();
+    for component in pattern.components() {
+        if is_glob(Path::new(component.as_os_str())) {
+            break;
+        }
+        base.push(component);
+    }
+    base
 }
 
 /// The files `path` names: itself when it is a file (or names nothing, so that opening it
@@ -99,11 +129,12 @@ fn collect_directory(directory: &Path, parts: &mut Vec<PathBuf>) -> Result<(), S
 /// When a directory cannot be listed, holds no part, or a glob is malformed or matches nothing.
 pub fn find_input_files(path: &Path) -> Result<InputFiles, String> {
     let mut parts = Vec::new();
+    let mut visited = std::collections::HashSet::new();
     if path.is_dir() {
-        collect_directory(path, &mut parts)?;
+        collect_directory(path, &mut parts, &mut visited)?;
         if parts.is_empty() {
             return Err(format!(
-                "the input directory `{}` holds no part file (names starting with `_` or `.` are skipped)",
+                "the input directory `{}` holds no part file (names starting with `_` or `.`, and empty files, are skipped)",
                 path.display()
             ));
         }
@@ -114,13 +145,16 @@ pub fn find_input_files(path: &Path) -> Result<InputFiles, String> {
         for found in matches {
             let found = found
                 .map_err(|error| format!("cannot read `{}`: {error}", error.path().display()))?;
-            if found.is_file() {
+            // A directory the pattern matches (`hive/*` matching `year=2024/`) gives its parts.
+            if found.is_dir() {
+                collect_directory(&found, &mut parts, &mut visited)?;
+            } else if !is_empty_file(&found) {
                 parts.push(found);
             }
         }
         if parts.is_empty() {
             return Err(format!(
-                "the input pattern `{pattern}` matches no file; check the path, or name the file or directory itself"
+                "the input pattern `{pattern}` matches no file with rows; check the path, or name the file or directory itself"
             ));
         }
     } else {
@@ -130,6 +164,7 @@ pub fn find_input_files(path: &Path) -> Result<InputFiles, String> {
         });
     }
     parts.sort_by(|left, right| natural_order(left, right));
+    parts.dedup();
     Ok(InputFiles {
         parts,
         partitioned: true,
@@ -186,8 +221,12 @@ pub fn is_within_input(candidate: &Path, input: &Path) -> bool {
             .is_ok_and(|parent| parent.starts_with(&directory));
     }
     if !input.exists() && is_glob(input) {
-        return glob::Pattern::new(&input.to_string_lossy())
-            .is_ok_and(|pattern| pattern.matches_path(candidate));
+        let absolute = |path: &Path| match std::env::current_dir() {
+            Ok(directory) if path.is_relative() => directory.join(path),
+            _ => path.to_owned(),
+        };
+        return glob::Pattern::new(&absolute(input).to_string_lossy())
+            .is_ok_and(|pattern| pattern.matches_path(&absolute(candidate)));
     }
     false
 }
@@ -285,5 +324,36 @@ mod tests {
                 .unwrap_err()
                 .contains("no part file")
         );
+    }
+
+    #[test]
+    fn globs_take_the_parts_of_directories_they_match_and_links_are_not_followed_round() {
+        let directory = tempfile::tempdir().unwrap();
+        let root = directory.path();
+        std::fs::create_dir_all(root.join("hive/year=2024")).unwrap();
+        std::fs::create_dir_all(root.join("hive/year=2025")).unwrap();
+        std::fs::write(root.join("hive/year=2024/part-0.csv"), "id\n1\n").unwrap();
+        std::fs::write(root.join("hive/year=2025/part-0.csv"), "id\n2\n").unwrap();
+        // Spark's file for an empty partition: no bytes, no rows, skipped.
+        std::fs::write(root.join("hive/year=2025/part-1.csv"), "").unwrap();
+        let found = find_input_files(&root.join("hive/*")).unwrap();
+        assert_eq!(
+            found.parts,
+            vec![
+                root.join("hive/year=2024/part-0.csv"),
+                root.join("hive/year=2025/part-0.csv")
+            ]
+        );
+        assert_eq!(
+            glob_base(&root.join("hive/*/part-*.csv")),
+            root.join("hive")
+        );
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(root.join("hive"), root.join("hive/year=2024/up")).unwrap();
+            std::os::unix::fs::symlink(root.join("hive"), root.join("hive/year=2025/up")).unwrap();
+            let found = find_input_files(&root.join("hive")).unwrap();
+            assert_eq!(found.parts.len(), 2, "{:?}", found.parts);
+        }
     }
 }

@@ -3,9 +3,10 @@
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use arrow_array::RecordBatch;
-use arrow_schema::{Schema, SchemaRef};
+use arrow_schema::{DataType, Schema, SchemaRef};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::TableFormat;
@@ -33,6 +34,8 @@ pub struct TableReader {
     /// A partitioned input's parts still to read, and how to read them.
     remaining_parts: VecDeque<PathBuf>,
     part_reading: Option<(TableFormat, InputOptions)>,
+    /// A partitioned input's first part, which messages about the others name.
+    first_part: Option<PathBuf>,
 }
 
 impl TableReader {
@@ -48,6 +51,7 @@ impl TableReader {
             current_part: None,
             remaining_parts: VecDeque::new(),
             part_reading: None,
+            first_part: None,
         }
     }
 
@@ -64,12 +68,9 @@ impl TableReader {
             return Ok(false);
         };
         let next = open_one_file(&part, *format, options)?;
-        check_same_schema(
-            self.current_part.as_deref(),
-            &self.schema,
-            &part,
-            &next.schema,
-        )?;
+        if let Some(first_part) = &self.first_part {
+            widened_schema(first_part, &self.schema, &part, &next.schema)?;
+        }
         self.batches = next.batches;
         self.current_part = Some(part);
         Ok(true)
@@ -103,7 +104,20 @@ impl Iterator for TableReader {
             match self.batches.next() {
                 Some(Ok((batch, lines))) => {
                     self.last_batch_lines = lines;
-                    return Some(Ok(batch));
+                    if self.first_part.is_none() {
+                        return Some(Ok(batch));
+                    }
+                    return Some(conform_batch(batch, &self.schema).map_err(|error| {
+                        self.remaining_parts.clear();
+                        let part = self.current_part.clone().unwrap_or_default();
+                        TableError::new(
+                            &part,
+                            None,
+                            format!(
+                                "cannot read the part's rows as the other parts' types: {error}"
+                            ),
+                        )
+                    }));
                 }
                 Some(Err(error)) => {
                     self.remaining_parts.clear();
@@ -122,16 +136,47 @@ impl Iterator for TableReader {
     }
 }
 
-/// Parts of one table must agree on their columns: names, order and types (nullability aside).
-fn check_same_schema(
-    first_part: Option<&Path>,
+/// The type two parts' columns are read as: the same type, or for numbers of different widths
+/// or kinds the one that holds both (integers and floats: float64), or the other part's type when
+/// one part's column holds nothing but nulls.
+fn widened_type(first: &DataType, other: &DataType) -> Option<DataType> {
+    if first == other {
+        return Some(first.clone());
+    }
+    match (first, other) {
+        (DataType::Null, other) => Some(other.clone()),
+        (first, DataType::Null) => Some(first.clone()),
+        (first, other) if first.is_integer() && other.is_integer() => {
+            let unsigned = |data_type: &DataType| data_type.is_unsigned_integer();
+            if unsigned(first) == unsigned(other) {
+                Some(if unsigned(first) {
+                    DataType::UInt64
+                } else {
+                    DataType::Int64
+                })
+            } else {
+                Some(DataType::Int64)
+            }
+        }
+        (first, other)
+            if (first.is_integer() || first.is_floating())
+                && (other.is_integer() || other.is_floating()) =>
+        {
+            Some(DataType::Float64)
+        }
+        _ => None,
+    }
+}
+
+/// The schema that holds both `first` (the parts read so far, the first named `first_part`)
+/// and `part`'s: the same columns in the same order, each of a type that holds both
+/// ([`widened_type`]), all nullable.
+fn widened_schema(
+    first_part: &Path,
     first: &Schema,
     part: &Path,
     schema: &Schema,
-) -> Result<(), TableError> {
-    let first_name = first_part
-        .map(|path| format!("`{}`", path.display()))
-        .unwrap_or_else(|| "the first part".to_owned());
+) -> Result<Schema, TableError> {
     let describe = |schema: &Schema| {
         schema
             .fields()
@@ -145,30 +190,58 @@ fn check_same_schema(
             part,
             None,
             format!(
-                "the part has {} columns [{}] but {first_name} has {} [{}]; every part of a partitioned input must have the same columns",
+                "the part has {} columns [{}] but `{}` has {} [{}]; every part of a partitioned input must have the same columns",
                 schema.fields().len(),
                 describe(schema),
+                first_part.display(),
                 first.fields().len(),
                 describe(first)
             ),
         ));
     }
+    let mut fields = Vec::with_capacity(first.fields().len());
     for (index, (expected, found)) in first.fields().iter().zip(schema.fields()).enumerate() {
-        if expected.name() != found.name() || expected.data_type() != found.data_type() {
-            return Err(TableError::new(
-                part,
-                Some(format!("column {}", index + 1)),
-                format!(
-                    "the part's column is `{}` ({}) but {first_name}'s is `{}` ({}); every part of a partitioned input must have the same columns in the same order with the same types",
-                    found.name(),
-                    found.data_type(),
-                    expected.name(),
-                    expected.data_type()
-                ),
-            ));
-        }
+        let data_type = (expected.name() == found.name())
+            .then(|| widened_type(expected.data_type(), found.data_type()))
+            .flatten()
+            .ok_or_else(|| {
+                TableError::new(
+                    part,
+                    Some(format!("column {}", index + 1)),
+                    format!(
+                        "the part's column is `{}` ({}) but `{}`'s is `{}` ({}); every part of a partitioned input must have the same columns in the same order, with types that agree",
+                        found.name(),
+                        found.data_type(),
+                        first_part.display(),
+                        expected.name(),
+                        expected.data_type()
+                    ),
+                )
+            })?;
+        fields.push(arrow_schema::Field::new(expected.name(), data_type, true));
     }
-    Ok(())
+    Ok(Schema::new(fields))
+}
+
+/// `batch` in the partitioned input's `schema`: its columns cast where the part's types differ.
+fn conform_batch(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, String> {
+    if batch.schema() == *schema {
+        return Ok(batch);
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(column, field)| {
+            if column.data_type() == field.data_type() {
+                Ok(column.clone())
+            } else {
+                arrow_cast::cast(column, field.data_type())
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| error.to_string())?;
+    RecordBatch::try_new(schema.clone(), columns).map_err(|error| error.to_string())
 }
 
 /// Column names must be unique and not empty: the output repeats them, and pandas cannot read a
@@ -226,10 +299,13 @@ pub fn open_table_with(
     let mut parts: VecDeque<PathBuf> = files.parts.into();
     let first_part = parts.pop_front().unwrap_or_else(|| path.to_owned());
     let mut table = open_one_file(&first_part, format, options)?;
+    let mut schema = table.schema.as_ref().clone();
     for part in &parts {
         let other = open_one_file(part, format, options)?;
-        check_same_schema(Some(&first_part), &table.schema, part, &other.schema)?;
+        schema = widened_schema(&first_part, &schema, part, &other.schema)?;
     }
+    table.schema = Arc::new(schema);
+    table.first_part = Some(first_part.clone());
     table.text_description = Some(format!(
         "{} parts, the first `{}`{}",
         parts.len() + 1,

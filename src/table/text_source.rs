@@ -321,26 +321,37 @@ impl<R: Read> Read for StrictDecoder<R> {
 /// The field delimiter of a CSV whose decoded start is `sample`: the first of `,` tab `;` `|`
 /// that splits every whole record of the sample (at most 50, quotes respected) into the same
 /// number of fields, more than one; `,` when none does. Preferring the first keeps a
-/// comma-separated file whose text holds semicolons (`红;绿;蓝`) comma-separated.
+/// comma-separated file whose text holds semicolons (`红;绿;蓝`) comma-separated. Fields are
+/// quoted by `quote` (`None`: never), which is never taken for the delimiter.
 #[must_use]
-pub fn sniff_delimiter(sample: &[u8]) -> u8 {
+pub fn sniff_delimiter(sample: &[u8], quote: Option<u8>) -> u8 {
     const CANDIDATES: [u8; 4] = [b',', b'\t', b';', b'|'];
     let cut = sample.len() >= SAMPLE_BYTES;
-    CANDIDATES
+    let usable = CANDIDATES
+        .into_iter()
+        .filter(|candidate| Some(*candidate) != quote);
+    let fallback = usable.clone().next().unwrap_or(b',');
+    usable
         .into_iter()
         .find(|candidate| {
-            let counts = delimiters_per_record(sample, *candidate, 50, cut);
+            let counts = delimiters_per_record(sample, *candidate, quote, 50, cut);
             counts
                 .first()
                 .is_some_and(|first| *first > 0 && counts.iter().all(|count| count == first))
         })
-        .unwrap_or(b',')
+        .unwrap_or(fallback)
 }
 
 /// How many times `delimiter` separates fields in each of the first `records` records, quotes
 /// read as CSV reads them (a quote opens a field only at its start; `""` inside is a quote). A
 /// last record without its line break is left out when the sample was `cut` from a longer file.
-fn delimiters_per_record(text: &[u8], delimiter: u8, records: usize, cut: bool) -> Vec<usize> {
+fn delimiters_per_record(
+    text: &[u8],
+    delimiter: u8,
+    quote: Option<u8>,
+    records: usize,
+    cut: bool,
+) -> Vec<usize> {
     let mut counts = Vec::new();
     let mut count = 0;
     let mut in_quotes = false;
@@ -349,8 +360,8 @@ fn delimiters_per_record(text: &[u8], delimiter: u8, records: usize, cut: bool) 
     let mut bytes = text.iter().peekable();
     while let Some(&byte) = bytes.next() {
         if in_quotes {
-            if byte == b'"' {
-                if bytes.peek() == Some(&&b'"') {
+            if Some(byte) == quote {
+                if bytes.peek().copied().copied() == quote {
                     bytes.next();
                 } else {
                     in_quotes = false;
@@ -359,7 +370,7 @@ fn delimiters_per_record(text: &[u8], delimiter: u8, records: usize, cut: bool) 
             continue;
         }
         match byte {
-            b'"' if at_field_start => {
+            byte if at_field_start && Some(byte) == quote => {
                 in_quotes = true;
                 at_field_start = false;
                 record_has_content = true;
@@ -500,18 +511,24 @@ mod tests {
 
     #[test]
     fn delimiters_are_sniffed_from_consistent_lines() {
-        assert_eq!(sniff_delimiter(b"a,b,c\n1,2,3\n"), b',');
-        assert_eq!(sniff_delimiter(b"a;b;c\n1;2,5;3\n"), b';');
-        assert_eq!(sniff_delimiter(b"a\tb\n1\t\"x,y\"\n"), b'\t');
-        assert_eq!(sniff_delimiter(b"a|b\n1|2\n"), b'|');
-        assert_eq!(sniff_delimiter(b"text\nhello, world\n"), b',');
-        assert_eq!(sniff_delimiter(b"a;b\n\"x;y\";z\n"), b';');
-        assert_eq!(sniff_delimiter(b""), b',');
+        assert_eq!(sniff_delimiter(b"a,b,c\n1,2,3\n", Some(b'"')), b',');
+        assert_eq!(sniff_delimiter(b"a;b;c\n1;2,5;3\n", Some(b'"')), b';');
+        assert_eq!(sniff_delimiter(b"a\tb\n1\t\"x,y\"\n", Some(b'"')), b'\t');
+        assert_eq!(sniff_delimiter(b"a|b\n1|2\n", Some(b'"')), b'|');
+        assert_eq!(sniff_delimiter(b"text\nhello, world\n", Some(b'"')), b',');
+        assert_eq!(sniff_delimiter(b"a;b\n\"x;y\";z\n", Some(b'"')), b';');
+        assert_eq!(sniff_delimiter(b"", Some(b'"')), b',');
         // Commas win when they split every line the same way, whatever else the text holds.
-        assert_eq!(sniff_delimiter("1,红;绿;蓝\n2,大;中;小\n".as_bytes()), b',');
+        assert_eq!(
+            sniff_delimiter("1,红;绿;蓝\n2,大;中;小\n".as_bytes(), Some(b'"')),
+            b','
+        );
         // A stray inch mark inside a field opens no quote.
         assert_eq!(
-            sniff_delimiter(b"id;product;price\n1;Monitor 27\" Dell;1999\n2;Cable;5\n"),
+            sniff_delimiter(
+                b"id;product;price\n1;Monitor 27\" Dell;1999\n2;Cable;5\n",
+                Some(b'"')
+            ),
             b';'
         );
         // A record cut by the end of a full sample does not count.
@@ -521,6 +538,6 @@ mod tests {
         }
         long.extend_from_slice(b"2;\"cut off, here");
         long.resize(SAMPLE_BYTES, b'z');
-        assert_eq!(sniff_delimiter(&long), b';');
+        assert_eq!(sniff_delimiter(&long, Some(b'"')), b';');
     }
 }

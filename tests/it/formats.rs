@@ -774,3 +774,91 @@ fn a_column_named_row_moves_the_map_of_every_column_to_input_row() {
             .starts_with(b"\xef\xbb\xbf")
     );
 }
+
+#[test]
+fn an_xlsx_output_is_refused_before_upload_when_the_input_has_more_rows_than_a_sheet_holds() {
+    let workspace = Workspace::new();
+    // 1,048,576 rows, one more than a sheet holds under its header; one of them is skipped (its
+    // prompt is empty) but still has its output row.
+    let mut rows = String::with_capacity(2 * 1_048_577 + 2);
+    rows.push_str("t\n\"\"\n");
+    rows.push_str(&"a\n".repeat(1_048_575));
+    workspace.write("big.csv", rows);
+    workspace.write(
+        "job.toml",
+        "[input]\npath = \"big.csv\"\nskip_empty = true\n[request]\nmodel = \"qwen-flash\"\ntemplate = \"{{ t }}\"\nmax_tokens = 5\n[output]\npath = \"out.xlsx\"\n",
+    );
+    let refused = workspace.run(&["run", "job.toml", "--provider", "sim", "--quiet"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stderr));
+    let message = text(&refused.stderr);
+    for words in [
+        "1048576 rows",
+        "an Excel sheet holds 1048575",
+        "out.xlsx",
+        "write Parquet or CSV instead",
+    ] {
+        assert!(message.contains(words), "no `{words}` in {message}");
+    }
+    assert!(!workspace.path().join("out.xlsx").exists());
+}
+
+#[test]
+fn a_glob_input_resumes_as_planned_and_its_output_may_not_land_among_its_parts() {
+    let workspace = Workspace::new();
+    workspace.write("parts/a.csv", "id,text\n1,好\n");
+    workspace.write("parts/b.csv", "id,text\n2,差\n");
+    let job = |output: &str| {
+        format!(
+            "[input]\npath = \"parts/*.csv\"\nid_column = \"id\"\n[request]\nmodel = \"qwen-flash\"\ntemplate = \"{{{{ text }}}}\"\nmax_tokens = 20\n[output]\npath = \"{output}\"\n"
+        )
+    };
+    // Written among the parts, the output would be read as a part by the next run.
+    workspace.write("job.toml", job("parts/out.csv"));
+    let refused = workspace.run(&["run", "job.toml", "--provider", "sim"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stderr));
+    assert!(text(&refused.stderr).contains("inside the job's partitioned input"));
+    assert!(!workspace.path().join("parts/out.csv").exists());
+
+    workspace.write("job.toml", job("out.csv"));
+    assert_success(&workspace.run(&["run", "job.toml", "--provider", "sim", "--quiet"]));
+    let runs: Vec<std::path::PathBuf> = std::fs::read_dir(workspace.path().join("runs"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| !path.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    // Resumed by its run directory (the job then named by an absolute path), the unchanged
+    // input is the one planned: the results are written again, nothing is sent.
+    let again = workspace.run(&[
+        "resume",
+        runs[0].to_str().unwrap(),
+        "--output",
+        "again.csv",
+        "--quiet",
+    ]);
+    assert_success(&again);
+    let mut output = csv::Reader::from_path(workspace.path().join("again.csv")).unwrap();
+    let rows: Vec<(String, String)> = output
+        .records()
+        .map(|record| {
+            let record = record.unwrap();
+            (record[0].to_owned(), record[1].to_owned())
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("1".to_owned(), "好".to_owned()),
+            ("2".to_owned(), "差".to_owned())
+        ]
+    );
+    // A part edited since the run was planned is refused, even with as many rows.
+    workspace.write("parts/b.csv", "id,text\n2,改\n");
+    let changed = workspace.run(&["resume", runs[0].to_str().unwrap(), "--output", "third.csv"]);
+    assert_ne!(changed.status.code(), Some(0));
+    assert!(
+        text(&changed.stderr).contains("changed since run"),
+        "{}",
+        text(&changed.stderr)
+    );
+}

@@ -258,7 +258,7 @@ fn outputs_that_would_be_wrong_are_refused_before_anything_is_uploaded() {
     // A refused run leaves no run directory that a later run would take for one to continue.
     assert!(!workspace.path().join("run-a").exists());
     // Formats dashbatch does not write, under names that promise them.
-    for name in ["out.xlsx", "out.csv.gz"] {
+    for name in ["out.xls", "out.csv.gz"] {
         let output = run("run-b", &["--output", name]);
         assert_refused_before_upload(&output, &simulator, &["cannot write", name]);
         assert!(!workspace.path().join(name).exists());
