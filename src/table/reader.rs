@@ -400,6 +400,48 @@ mod tests {
     }
 
     #[test]
+    fn parts_widen_numbers_and_refuse_other_differences() {
+        use arrow_schema::Field;
+        let part = |fields: Vec<Field>| Schema::new(fields);
+        let first = part(vec![
+            Field::new("id", DataType::Utf8, false),
+            Field::new("score", DataType::Int64, false),
+        ]);
+        let other = part(vec![
+            Field::new("id", DataType::Utf8, true),
+            Field::new("score", DataType::Float64, true),
+        ]);
+        let (a, b) = (Path::new("d/a.parquet"), Path::new("d/b.parquet"));
+        let widened = widened_schema(a, &first, b, &other).unwrap();
+        assert_eq!(widened.field(1).data_type(), &DataType::Float64);
+        assert!(widened.field(0).is_nullable());
+        let batch = RecordBatch::try_new(
+            Arc::new(first.clone()),
+            vec![
+                Arc::new(arrow_array::StringArray::from(vec!["x"])),
+                Arc::new(arrow_array::Int64Array::from(vec![3])),
+            ],
+        )
+        .unwrap();
+        let conformed = conform_batch(batch, &Arc::new(widened)).unwrap();
+        assert_eq!(conformed.column(1).data_type(), &DataType::Float64);
+        let renamed = part(vec![
+            Field::new("id", DataType::Utf8, true),
+            Field::new("rating", DataType::Int64, true),
+        ]);
+        let message = widened_schema(a, &first, b, &renamed)
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("d/b.parquet, column 2"), "{message}");
+        assert!(message.contains("`rating`"), "{message}");
+        let texts = part(vec![
+            Field::new("id", DataType::Utf8, true),
+            Field::new("score", DataType::Utf8, true),
+        ]);
+        assert!(widened_schema(a, &first, b, &texts).is_err());
+    }
+
+    #[test]
     fn column_names_must_be_unique_and_named() {
         let path = Path::new("input.parquet");
         assert!(check_column_names(path, &schema(&["id", "text"])).is_ok());
