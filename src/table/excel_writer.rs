@@ -331,7 +331,7 @@ impl SheetCells<'_> {
             | DataType::Decimal128(_, _)
             | DataType::Decimal256(_, _) => {
                 // Excel keeps 15 significant digits: a decimal with more is written as text.
-                let text = super::writer::cell_text(values, index)?;
+                let text = super::row_value::cell_text(values, index)?;
                 let digits = text
                     .trim_start_matches(['-', '0', '.'])
                     .chars()
@@ -343,7 +343,7 @@ impl SheetCells<'_> {
                 }
             }
             _ => {
-                let text = super::writer::cell_text(values, index)?;
+                let text = super::row_value::cell_text(values, index)?;
                 self.text(row, column, &text)?;
             }
         }

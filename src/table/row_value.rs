@@ -243,6 +243,21 @@ pub fn display_cell(array: &dyn Array, row: usize) -> Result<String, CellError> 
     }
 }
 
+/// The cell as text in a text-only column; an error (never an empty string) when it cannot be.
+pub(super) fn cell_text(column: &dyn Array, row: usize) -> Result<String, String> {
+    match column.data_type() {
+        DataType::Timestamp(unit, Some(time_zone)) => {
+            zoned_timestamp_text(column, row, *unit, time_zone).map_err(|error| error.to_string())
+        }
+        _ => arrow_cast::display::ArrayFormatter::try_new(
+            column,
+            &arrow_cast::display::FormatOptions::default(),
+        )
+        .and_then(|formatter| formatter.value(row).try_to_string())
+        .map_err(|error| error.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

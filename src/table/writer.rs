@@ -13,7 +13,7 @@ use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
 use super::excel_writer::ExcelSheetWriter;
-use super::row_value::zoned_timestamp_text;
+use super::row_value::cell_text;
 use super::{TableError, TableFormat};
 
 const ROWS_PER_ROW_GROUP: usize = 65_536;
@@ -219,21 +219,6 @@ fn text_compatible_schema(format: TableFormat, schema: &Schema) -> SchemaRef {
         })
         .collect();
     Arc::new(Schema::new(fields))
-}
-
-/// The cell as text in a text-only column; an error (never an empty string) when it cannot be.
-pub(super) fn cell_text(column: &dyn Array, row: usize) -> Result<String, String> {
-    match column.data_type() {
-        DataType::Timestamp(unit, Some(time_zone)) => {
-            zoned_timestamp_text(column, row, *unit, time_zone).map_err(|error| error.to_string())
-        }
-        _ => arrow_cast::display::ArrayFormatter::try_new(
-            column,
-            &arrow_cast::display::FormatOptions::default(),
-        )
-        .and_then(|formatter| formatter.value(row).try_to_string())
-        .map_err(|error| error.to_string()),
-    }
 }
 
 fn to_text_compatible(
