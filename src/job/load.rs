@@ -254,6 +254,16 @@ pub fn load_job(job_file: &Path) -> Result<Job, JobError> {
     }
 
     let input_path = normalize_path(&job_dir.join(&spec.input.path));
+    // A glob is the job's: wildcard characters in the job file's own directory are literal.
+    let input_path = if crate::table::is_glob(&spec.input.path)
+        && !input_path.exists()
+        && crate::table::is_glob(&job_dir)
+    {
+        let directory = normalize_path(&job_dir);
+        PathBuf::from(glob::Pattern::escape(&directory.to_string_lossy())).join(&spec.input.path)
+    } else {
+        input_path
+    };
     let input_format = match spec.input.format {
         Some(format) => format,
         None => {

@@ -128,11 +128,14 @@ impl CellValue<'_> {
             let (hours, rest) = rest.split_once('H')?;
             let (minutes, rest) = rest.split_once('M')?;
             let seconds: f64 = rest.strip_suffix('S')?.parse().ok()?;
+            let total = hours.parse::<u64>().ok()? * 3600
+                + minutes.parse::<u64>().ok()? * 60
+                + seconds.round() as u64;
             Some(format!(
                 "{}:{:02}:{:02}",
-                hours.parse::<u64>().ok()?,
-                minutes.parse::<u64>().ok()?,
-                seconds.round() as u64
+                total / 3600,
+                total / 60 % 60,
+                total % 60
             ))
         })();
         match parsed {
@@ -274,20 +277,27 @@ fn open_workbook(path: &Path) -> Result<Sheets<BufReader<File>>, TableError> {
     let file = File::open(path)
         .map_err(|error| TableError::new(path, None, format!("cannot open the file: {error}")))?;
     let reader = BufReader::new(file);
-    let failed = |error: &dyn std::fmt::Display| workbook_error(path, None, error);
+    let failed = |error: &dyn std::fmt::Display| {
+        // Mislabelled (an .xlsx named .xls): read by its content when that tells.
+        let reopened = File::open(path).map(BufReader::new).ok();
+        match reopened.map(|reader| open_workbook_by_content(path, reader)) {
+            Some(Ok(workbook)) => Ok(workbook),
+            _ => Err(workbook_error(path, None, error)),
+        }
+    };
     match extension.as_str() {
         "xls" => calamine::open_workbook_from_rs(reader)
             .map(Sheets::Xls)
-            .map_err(|error: calamine::XlsError| failed(&error)),
+            .or_else(|error: calamine::XlsError| failed(&error)),
         "xlsb" => calamine::open_workbook_from_rs(reader)
             .map(Sheets::Xlsb)
-            .map_err(|error: calamine::XlsbError| failed(&error)),
+            .or_else(|error: calamine::XlsbError| failed(&error)),
         "ods" => calamine::open_workbook_from_rs(reader)
             .map(Sheets::Ods)
-            .map_err(|error: calamine::OdsError| failed(&error)),
+            .or_else(|error: calamine::OdsError| failed(&error)),
         "xlsx" | "xlsm" => calamine::open_workbook_from_rs(reader)
             .map(Sheets::Xlsx)
-            .map_err(|error: calamine::XlsxError| failed(&error)),
+            .or_else(|error: calamine::XlsxError| failed(&error)),
         // Named otherwise (`input.format = "excel"`): told by its first bytes.
         _ => open_workbook_by_content(path, reader),
     }
@@ -405,14 +415,21 @@ fn visit_cells(
             let mut cells = workbook
                 .worksheet_cells_reader(sheet)
                 .map_err(|error| failed(&error))?;
+            // Whether the workbook asks to be recalculated when opened, learnt at its first
+            // formula: its saved formula values are then placeholders (xlsxwriter saves 0).
+            let mut placeholders: Option<bool> = None;
             while let Some(cell) = cells
                 .next_cell_with_formula_metadata()
                 .map_err(|error| failed(&error))?
             {
                 let (row, column) = cell.pos;
-                // A workbook written by a program (openpyxl, a script) and never opened in a
-                // spreadsheet holds formulas without their values: never send them as empty.
-                if cell.formula.is_some() && cell.value == DataRef::Empty {
+                // A workbook written by a program (openpyxl, xlsxwriter, a script) and never
+                // opened in a spreadsheet holds formulas without their values: never send them
+                // as empty, or as the placeholder its writer saved.
+                let unknown_value = cell.formula.is_some()
+                    && (cell.value == DataRef::Empty
+                        || *placeholders.get_or_insert_with(|| recalculates_on_load(path)));
+                if unknown_value {
                     return Err(TableError::new(
                         path,
                         Some(format!(
@@ -456,6 +473,26 @@ fn visit_cells(
         }
     }
     Ok(())
+}
+
+/// Whether an `.xlsx` workbook asks to have its formulas recalculated when it is opened
+/// (`fullCalcOnLoad` in `xl/workbook.xml`), as programs that cannot compute them do.
+fn recalculates_on_load(path: &Path) -> bool {
+    use std::io::Read;
+    let Ok(file) = File::open(path) else {
+        return false;
+    };
+    let Ok(mut archive) = zip::ZipArchive::new(BufReader::new(file)) else {
+        return false;
+    };
+    let Ok(entry) = archive.by_name("xl/workbook.xml") else {
+        return false;
+    };
+    let mut text = String::new();
+    if entry.take(4 << 20).read_to_string(&mut text).is_err() {
+        return false;
+    }
+    text.contains("fullCalcOnLoad=\"1\"") || text.contains("fullCalcOnLoad=\"true\"")
 }
 
 /// A column of the table: where it is in the sheet, its name and type.

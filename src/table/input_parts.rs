@@ -103,6 +103,50 @@ fn collect_directory(
     Ok(())
 }
 
+/// The files a pattern with `**` matches, found by walking from its fixed leading directories
+/// (the glob crate's own walk follows a link back up the tree round and round): `*` stays
+/// within one directory, `**` crosses any number.
+fn collect_recursive_matches(
+    pattern: &Path,
+    parts: &mut Vec<PathBuf>,
+    visited: &mut std::collections::HashSet<PathBuf>,
+) -> Result<(), String> {
+    let matcher = glob::Pattern::new(&pattern.to_string_lossy()).map_err(|error| {
+        format!(
+            "`{}` is not a usable glob pattern: {error}",
+            pattern.display()
+        )
+    })?;
+    let options = glob::MatchOptions {
+        require_literal_separator: true,
+        require_literal_leading_dot: true,
+        ..glob::MatchOptions::new()
+    };
+    let base = glob_base(pattern);
+    let walked_from_here = base.as_os_str().is_empty();
+    let start = if walked_from_here {
+        PathBuf::from(".")
+    } else {
+        base
+    };
+    if !start.is_dir() {
+        return Ok(());
+    }
+    let mut files = Vec::new();
+    collect_directory(&start, &mut files, visited)?;
+    for file in files {
+        let file = if walked_from_here {
+            file.strip_prefix(".").map(Path::to_owned).unwrap_or(file)
+        } else {
+            file
+        };
+        if matcher.matches_path_with(&file, options) {
+            parts.push(file);
+        }
+    }
+    Ok(())
+}
+
 /// A part of 0 bytes holds no row (Spark writes one for an empty partition).
 fn is_empty_file(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|metadata| metadata.len() == 0)
@@ -140,16 +184,29 @@ pub fn find_input_files(path: &Path) -> Result<InputFiles, String> {
         }
     } else if !path.exists() && is_glob(path) {
         let pattern = path.to_string_lossy();
-        let matches = glob::glob(&pattern)
-            .map_err(|error| format!("`{pattern}` is not a usable glob pattern: {error}"))?;
-        for found in matches {
-            let found = found
-                .map_err(|error| format!("cannot read `{}`: {error}", error.path().display()))?;
-            // A directory the pattern matches (`hive/*` matching `year=2024/`) gives its parts.
-            if found.is_dir() {
-                collect_directory(&found, &mut parts, &mut visited)?;
-            } else if !is_empty_file(&found) {
-                parts.push(found);
+        let options = glob::MatchOptions {
+            require_literal_leading_dot: true,
+            ..glob::MatchOptions::new()
+        };
+        if pattern.contains("**") {
+            collect_recursive_matches(path, &mut parts, &mut visited)?;
+        } else {
+            let matches = glob::glob_with(&pattern, options)
+                .map_err(|error| format!("`{pattern}` is not a usable glob pattern: {error}"))?;
+            for found in matches {
+                let found = found.map_err(|error| {
+                    format!("cannot read `{}`: {error}", error.path().display())
+                })?;
+                // Bookkeeping is skipped as in a directory (`_SUCCESS`, `.part-0.crc`).
+                if found.file_name().is_some_and(is_hidden_part) {
+                    continue;
+                }
+                // A directory the pattern matches (`hive/*` matching `year=2024/`) gives its parts.
+                if found.is_dir() {
+                    collect_directory(&found, &mut parts, &mut visited)?;
+                } else if !is_empty_file(&found) {
+                    parts.push(found);
+                }
             }
         }
         if parts.is_empty() {
@@ -164,7 +221,10 @@ pub fn find_input_files(path: &Path) -> Result<InputFiles, String> {
         });
     }
     parts.sort_by(|left, right| natural_order(left, right));
-    parts.dedup();
+    // One file reached twice (through a symbolic link, or `**` and a linked directory) is one
+    // part: its rows are sent once.
+    let mut real_paths = std::collections::HashSet::new();
+    parts.retain(|part| real_paths.insert(part.canonicalize().unwrap_or_else(|_| part.clone())));
     Ok(InputFiles {
         parts,
         partitioned: true,
@@ -225,8 +285,31 @@ pub fn is_within_input(candidate: &Path, input: &Path) -> bool {
             Ok(directory) if path.is_relative() => directory.join(path),
             _ => path.to_owned(),
         };
-        return glob::Pattern::new(&absolute(input).to_string_lossy())
-            .is_ok_and(|pattern| pattern.matches_path(&absolute(candidate)));
+        if glob::Pattern::new(&absolute(input).to_string_lossy())
+            .is_ok_and(|pattern| pattern.matches_path(&absolute(candidate)))
+        {
+            return true;
+        }
+        // Inside a directory the pattern matches (`data/p[12]` matching `data/p1/`); a `**`
+        // pattern already matched every file below it.
+        if input.to_string_lossy().contains("**") {
+            return false;
+        }
+        let Some(parent) = candidate
+            .parent()
+            .map(absolute)
+            .and_then(|parent| parent.canonicalize().ok())
+        else {
+            return false;
+        };
+        return glob::glob(&input.to_string_lossy()).is_ok_and(|matches| {
+            matches.flatten().any(|found| {
+                found.is_dir()
+                    && found
+                        .canonicalize()
+                        .is_ok_and(|directory| parent.starts_with(directory))
+            })
+        });
     }
     false
 }
@@ -348,11 +431,19 @@ mod tests {
             glob_base(&root.join("hive/*/part-*.csv")),
             root.join("hive")
         );
+        // A glob skips bookkeeping as a directory does.
+        std::fs::write(root.join("hive/year=2024/.old.csv"), "id\n9\n").unwrap();
+        std::fs::write(root.join("hive/year=2024/_tmp.csv"), "id\n9\n").unwrap();
+        let found = find_input_files(&root.join("hive/year=2024/*.csv")).unwrap();
+        assert_eq!(found.parts, vec![root.join("hive/year=2024/part-0.csv")]);
         #[cfg(unix)]
         {
             std::os::unix::fs::symlink(root.join("hive"), root.join("hive/year=2024/up")).unwrap();
             std::os::unix::fs::symlink(root.join("hive"), root.join("hive/year=2025/up")).unwrap();
             let found = find_input_files(&root.join("hive")).unwrap();
+            assert_eq!(found.parts.len(), 2, "{:?}", found.parts);
+            // `**` through the links reaches the same files again: each is one part.
+            let found = find_input_files(&root.join("hive/**/*.csv")).unwrap();
             assert_eq!(found.parts.len(), 2, "{:?}", found.parts);
         }
     }

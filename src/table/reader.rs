@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
+use arrow_array::cast::AsArray;
 use arrow_schema::{DataType, Schema, SchemaRef};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -224,23 +225,43 @@ fn widened_schema(
 }
 
 /// `batch` in the partitioned input's `schema`: its columns cast where the part's types differ.
+/// A value the wider type cannot hold exactly (an unsigned integer past 2^63 as int64, an
+/// integer past 2^53 as float64) is an error, never a null or a rounded number.
 fn conform_batch(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, String> {
     if batch.schema() == *schema {
         return Ok(batch);
     }
-    let columns = batch
-        .columns()
-        .iter()
-        .zip(schema.fields())
-        .map(|(column, field)| {
-            if column.data_type() == field.data_type() {
-                Ok(column.clone())
-            } else {
-                arrow_cast::cast(column, field.data_type())
+    let strict = arrow_cast::CastOptions {
+        safe: false,
+        ..arrow_cast::CastOptions::default()
+    };
+    let mut columns = Vec::with_capacity(batch.num_columns());
+    for (column, field) in batch.columns().iter().zip(schema.fields()) {
+        if column.data_type() == field.data_type() {
+            columns.push(column.clone());
+            continue;
+        }
+        let failed =
+            |error: arrow_schema::ArrowError| format!("column `{}`: {error}", field.name());
+        if column.data_type().is_integer() && field.data_type().is_floating() {
+            let integers =
+                arrow_cast::cast_with_options(column, &DataType::Int64, &strict).map_err(failed)?;
+            let integers = integers.as_primitive::<arrow_array::types::Int64Type>();
+            if let Some(value) = integers
+                .iter()
+                .flatten()
+                .find(|value| value.unsigned_abs() > 1 << 53)
+            {
+                return Err(format!(
+                    "column `{}`: {value} is an integer too large for the float64 the other parts' values need; make the column one type in every part",
+                    field.name()
+                ));
             }
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| error.to_string())?;
+        }
+        columns.push(
+            arrow_cast::cast_with_options(column, field.data_type(), &strict).map_err(failed)?,
+        );
+    }
     RecordBatch::try_new(schema.clone(), columns).map_err(|error| error.to_string())
 }
 
@@ -439,6 +460,26 @@ mod tests {
             Field::new("score", DataType::Utf8, true),
         ]);
         assert!(widened_schema(a, &first, b, &texts).is_err());
+        // Widening never blanks or rounds a value: it is an error instead.
+        let wide = Arc::new(part(vec![Field::new("v", DataType::Int64, true)]));
+        let unsigned = RecordBatch::try_new(
+            Arc::new(part(vec![Field::new("v", DataType::UInt64, true)])),
+            vec![Arc::new(arrow_array::UInt64Array::from(vec![
+                (1u64 << 63) + 5,
+            ]))],
+        )
+        .unwrap();
+        assert!(conform_batch(unsigned, &wide).is_err());
+        let float = Arc::new(part(vec![Field::new("v", DataType::Float64, true)]));
+        let big = RecordBatch::try_new(
+            Arc::new(part(vec![Field::new("v", DataType::Int64, true)])),
+            vec![Arc::new(arrow_array::Int64Array::from(vec![
+                (1i64 << 53) + 1,
+            ]))],
+        )
+        .unwrap();
+        let message = conform_batch(big, &float).unwrap_err();
+        assert!(message.contains("9007199254740993"), "{message}");
     }
 
     #[test]

@@ -862,3 +862,32 @@ fn a_glob_input_resumes_as_planned_and_its_output_may_not_land_among_its_parts()
         text(&changed.stderr)
     );
 }
+
+#[test]
+fn formulas_whose_values_were_never_computed_are_refused_naming_the_cell() {
+    let workspace = Workspace::new();
+    // As xlsxwriter (and rust_xlsxwriter) write them: the formula, a placeholder value 0, and
+    // the workbook asking to be recalculated when opened.
+    let mut workbook = rust_xlsxwriter::Workbook::new();
+    let sheet = workbook.add_worksheet();
+    for (column, name) in ["first", "last", "full"].iter().enumerate() {
+        sheet.write_string(0, column as u16, *name).unwrap();
+    }
+    sheet.write_string(1, 0, "小").unwrap();
+    sheet.write_string(1, 1, "明").unwrap();
+    sheet
+        .write_formula(1, 2, rust_xlsxwriter::Formula::new("=A2&B2"))
+        .unwrap();
+    workbook.save(workspace.path().join("names.xlsx")).unwrap();
+    workspace.write(
+        "job.toml",
+        "[input]\npath = \"names.xlsx\"\n[request]\nmodel = \"qwen-flash\"\ntemplate = \"Greet {{ full }}\"\nmax_tokens = 20\n",
+    );
+    let refused = workspace.run(&["run", "job.toml", "--provider", "sim"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stderr));
+    let message = text(&refused.stderr);
+    for words in ["names.xlsx", "cell C2", "formula", "never computed"] {
+        assert!(message.contains(words), "no `{words}` in {message}");
+    }
+    assert!(nothing_was_started(&workspace));
+}
