@@ -512,6 +512,26 @@ fn every_text_table_our_users_have_is_read_with_its_text_intact() {
             assert_eq!(&row[status_index], "ok", "{fixture}");
         }
     }
+    // Into Parquet too: the GB18030 text and the parts' text come back byte for byte.
+    for fixture in ["reviews_gb18030.csv", "reviews_parts"] {
+        let workspace = Workspace::new();
+        copy_fixture_tree(&workspace, &format!("fixtures/formats/{fixture}"));
+        workspace.write(
+            "job.toml",
+            format!(
+                "[input]\npath = \"{fixture}\"\nid_column = \"编号\"\n[request]\nmodel = \"qwen-flash\"\ntemplate = \"{{{{ 评论 }}}}\"\nmax_tokens = 20\n[output]\npath = \"out.parquet\"\n"
+            ),
+        );
+        assert_success(&workspace.run(&["run", "job.toml", "--provider", "sim", "--quiet"]));
+        let batches = read_parquet(&workspace.path().join("out.parquet"));
+        let ids = string_column(&batches, "编号");
+        let texts = string_column(&batches, "评论");
+        assert_eq!(texts.len(), expected.len(), "{fixture}");
+        for ((id, text), (expected_id, expected_text)) in ids.iter().zip(&texts).zip(&expected) {
+            assert_eq!(id.as_deref(), Some(expected_id.as_str()), "{fixture}");
+            assert_eq!(text.as_deref(), Some(expected_text.as_str()), "{fixture}");
+        }
+    }
 }
 
 #[test]
