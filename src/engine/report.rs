@@ -108,6 +108,9 @@ pub struct RunReport {
     pub shards: Vec<ShardReport>,
     #[serde(skip)]
     pub cost_money: Option<Money>,
+    /// The run directory, for the commands the summary suggests.
+    #[serde(skip)]
+    pub run_directory: String,
 }
 
 impl RunReport {
@@ -165,8 +168,8 @@ impl RunReport {
         );
         if self.output_texts_cut > 0 {
             summary.push_str(&format!(
-                "\n  warning: {} text(s) were longer than an Excel cell holds (32,767 characters) and were cut in `{}`; write the results whole with `dashbatch resume RUN_DIR --output results.parquet` (or .csv)",
-                self.output_texts_cut, self.output
+                "\n  warning: {} text(s) were longer than an Excel cell holds (32,767 characters) and were cut in `{}`; write the results whole with `dashbatch resume {} --output results.parquet` (or .csv)",
+                self.output_texts_cut, self.output, self.run_directory
             ));
         }
         if let (Some(estimate), Some(currency)) = (&self.estimate_vs_actual, &self.currency) {

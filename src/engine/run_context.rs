@@ -529,6 +529,7 @@ impl Run {
             budget: None,
             shards: summary.shards,
             cost_money: summary.cost.total,
+            run_directory: self.run_directory.root.display().to_string(),
         }
     }
 }

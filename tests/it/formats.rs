@@ -911,3 +911,50 @@ fn formulas_whose_values_were_never_computed_are_refused_naming_the_cell() {
     }
     assert!(nothing_was_started(&workspace));
 }
+
+#[test]
+fn a_text_longer_than_an_excel_cell_is_cut_counted_and_kept_whole_in_the_run() {
+    let workspace = Workspace::new();
+    // 20,000 emoji are 40,000 UTF-16 units, which is what Excel counts.
+    let long = "😀".repeat(20_000);
+    workspace.write("in.csv", format!("id,text\n1,{long}\n2,short\n"));
+    workspace.write(
+        "job.toml",
+        "[input]\npath = \"in.csv\"\nid_column = \"id\"\n[request]\nmodel = \"qwen-flash\"\ntemplate = \"Count: {{ id }}\"\nmax_tokens = 20\n[output]\npath = \"out.xlsx\"\n",
+    );
+    let output = workspace.run(&["run", "job.toml", "--provider", "sim"]);
+    assert_success(&output);
+    let said = format!("{}{}", text(&output.stdout), text(&output.stderr));
+    assert!(
+        said.contains("1 text(s) were longer than an Excel cell holds"),
+        "{said}"
+    );
+    assert!(said.contains("dashbatch resume runs/"), "{said}");
+    let runs: Vec<std::path::PathBuf> = std::fs::read_dir(workspace.path().join("runs"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| !path.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .collect();
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(runs[0].join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["output_texts_cut"], 1, "{report}");
+    let seen = python_prints(
+        "import sys, openpyxl\nsheet = openpyxl.load_workbook(sys.argv[1]).active\ntext = sheet['B2'].value\nunits = len(text.encode('utf-16-le')) // 2\nprint(32766 <= units <= 32767, text.endswith('longer than an Excel cell holds]'), sheet['B3'].value)",
+        &[workspace.path().join("out.xlsx").to_str().unwrap()],
+    );
+    // Cut at a whole emoji: 32,766 or 32,767 units, never more.
+    assert_eq!(seen.trim(), "True True short");
+    // The run keeps the whole text: written again as Parquet, it is all there.
+    assert_success(&workspace.run(&[
+        "resume",
+        runs[0].to_str().unwrap(),
+        "--output",
+        "whole.parquet",
+        "--quiet",
+    ]));
+    let texts = string_column(
+        &read_parquet(&workspace.path().join("whole.parquet")),
+        "text",
+    );
+    assert_eq!(texts[0].as_deref(), Some(long.as_str()));
+}
