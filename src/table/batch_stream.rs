@@ -25,6 +25,27 @@ impl TableError {
     }
 }
 
+/// Field metadata a reader puts on a column that held no value at all (typed text for want of
+/// any evidence): a partitioned input then takes the column's type from the other parts.
+pub(super) const ONLY_NULLS: &str = "dashbatch:only_nulls";
+
+/// A column of `name` and `data_type`, marked [`ONLY_NULLS`] when `only_nulls`.
+pub(super) fn column_field(
+    name: &str,
+    data_type: arrow_schema::DataType,
+    only_nulls: bool,
+) -> arrow_schema::Field {
+    let field = arrow_schema::Field::new(name, data_type, true);
+    if only_nulls {
+        field.with_metadata(std::collections::HashMap::from([(
+            ONLY_NULLS.to_owned(),
+            "true".to_owned(),
+        )]))
+    } else {
+        field
+    }
+}
+
 /// A record batch and, for formats with lines (CSV, JSON Lines), the line each of its rows
 /// starts on.
 pub(super) type BatchWithLines = (RecordBatch, Option<Vec<u64>>);

@@ -26,7 +26,7 @@ use arrow_array::builder::{
     TimestampMillisecondBuilder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
-use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow_schema::{DataType, Schema, SchemaRef, TimeUnit};
 use calamine::{Data, DataRef, ExcelDateTime, Reader, Sheets};
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 
@@ -892,7 +892,13 @@ impl ExcelBatchReader {
             layout
                 .columns
                 .iter()
-                .map(|column| Field::new(&column.name, column.kind.data_type(), true))
+                .map(|column| {
+                    super::batch_stream::column_field(
+                        &column.name,
+                        column.kind.data_type(),
+                        column.kind == ColumnKind::Nothing,
+                    )
+                })
                 .collect::<Vec<_>>(),
         ));
         let description = format!(

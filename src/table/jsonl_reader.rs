@@ -263,6 +263,16 @@ impl ColumnEvidence {
         }
     }
 
+    /// No value in the whole file was anything but null.
+    fn only_nulls(self) -> bool {
+        !(self.boolean
+            || self.text
+            || self.small_integer
+            || self.integer
+            || self.float
+            || self.text_only_number)
+    }
+
     fn kind(self) -> ColumnKind {
         let any_number = self.small_integer || self.integer || self.float || self.text_only_number;
         if self.text || (self.boolean && any_number) {
@@ -442,7 +452,9 @@ impl JsonlBatchReader {
         let fields: Vec<Field> = columns
             .iter()
             .zip(&kinds)
-            .map(|((name, _), kind)| Field::new(name, kind.data_type(), true))
+            .map(|((name, evidence), kind)| {
+                super::batch_stream::column_field(name, kind.data_type(), evidence.only_nulls())
+            })
             .collect();
         let (lines, encoding) = open_lines(path, options)?;
         Ok(JsonlBatchReader {

@@ -202,8 +202,18 @@ fn widened_schema(
     }
     let mut fields = Vec::with_capacity(first.fields().len());
     for (index, (expected, found)) in first.fields().iter().zip(schema.fields()).enumerate() {
+        let only_nulls = |field: &arrow_schema::Field| {
+            field
+                .metadata()
+                .contains_key(super::batch_stream::ONLY_NULLS)
+        };
+        // A column with no value in one part takes the other part's type.
         let data_type = (expected.name() == found.name())
-            .then(|| widened_type(expected.data_type(), found.data_type()))
+            .then(|| match (only_nulls(expected), only_nulls(found)) {
+                (true, false) => Some(found.data_type().clone()),
+                (false, true) => Some(expected.data_type().clone()),
+                _ => widened_type(expected.data_type(), found.data_type()),
+            })
             .flatten()
             .ok_or_else(|| {
                 TableError::new(
@@ -219,7 +229,11 @@ fn widened_schema(
                     ),
                 )
             })?;
-        fields.push(arrow_schema::Field::new(expected.name(), data_type, true));
+        fields.push(super::batch_stream::column_field(
+            expected.name(),
+            data_type,
+            only_nulls(expected) && only_nulls(found),
+        ));
     }
     Ok(Schema::new(fields))
 }
@@ -460,6 +474,15 @@ mod tests {
             Field::new("score", DataType::Utf8, true),
         ]);
         assert!(widened_schema(a, &first, b, &texts).is_err());
+        // A part whose column held no value at all takes the other parts' type.
+        let empty = part(vec![
+            Field::new("id", DataType::Utf8, true),
+            super::super::batch_stream::column_field("score", DataType::Utf8, true),
+        ]);
+        let widened = widened_schema(a, &empty, b, &other).unwrap();
+        assert_eq!(widened.field(1).data_type(), &DataType::Float64);
+        let widened = widened_schema(a, &first, b, &empty).unwrap();
+        assert_eq!(widened.field(1).data_type(), &DataType::Int64);
         // Widening never blanks or rounds a value: it is an error instead.
         let wide = Arc::new(part(vec![Field::new("v", DataType::Int64, true)]));
         let unsigned = RecordBatch::try_new(

@@ -958,3 +958,37 @@ fn a_text_longer_than_an_excel_cell_is_cut_counted_and_kept_whole_in_the_run() {
     );
     assert_eq!(texts[0].as_deref(), Some(long.as_str()));
 }
+
+#[test]
+fn a_part_whose_column_holds_no_value_takes_the_other_parts_type() {
+    let workspace = Workspace::new();
+    workspace.write("parts/p0.jsonl", "{\"id\": \"1\", \"v\": null}\n");
+    workspace.write(
+        "parts/p1.jsonl",
+        "{\"id\": \"2\", \"v\": 2}\n{\"id\": \"3\", \"v\": 0.5}\n",
+    );
+    workspace.write(
+        "job.toml",
+        "[input]\npath = \"parts\"\nid_column = \"id\"\n[request]\nmodel = \"qwen-flash\"\ntemplate = \"Row {{ id }}\"\nmax_tokens = 20\n[output]\npath = \"out.parquet\"\n",
+    );
+    assert_success(&workspace.run(&["run", "job.toml", "--provider", "sim", "--quiet"]));
+    let batches = read_parquet(&workspace.path().join("out.parquet"));
+    let schema = batches[0].schema();
+    assert_eq!(
+        schema.field_with_name("v").unwrap().data_type(),
+        &DataType::Float64
+    );
+    let values: Vec<Option<f64>> = batches
+        .iter()
+        .flat_map(|batch| {
+            use arrow_array::cast::AsArray;
+            batch
+                .column_by_name("v")
+                .unwrap()
+                .as_primitive::<arrow_array::types::Float64Type>()
+                .iter()
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(values, [None, Some(2.0), Some(0.5)]);
+}
