@@ -238,6 +238,15 @@ fn python_prints(code: &str, arguments: &[&str]) -> String {
     text(&seen.stdout)
 }
 
+/// The run directories under the workspace's `runs/`.
+fn run_directories(workspace: &Workspace) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(workspace.path().join("runs"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| !path.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .collect()
+}
+
 /// Whether the workspace has no run directory: nothing was planned to be sent.
 fn nothing_was_started(workspace: &Workspace) -> bool {
     !workspace.path().join("runs").exists()
@@ -841,11 +850,7 @@ fn a_glob_input_resumes_as_planned_and_its_output_may_not_land_among_its_parts()
 
     workspace.write("job.toml", job("out.csv"));
     assert_success(&workspace.run(&["run", "job.toml", "--provider", "sim", "--quiet"]));
-    let runs: Vec<std::path::PathBuf> = std::fs::read_dir(workspace.path().join("runs"))
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| !path.file_name().unwrap().to_string_lossy().starts_with('.'))
-        .collect();
+    let runs = run_directories(&workspace);
     assert_eq!(runs.len(), 1, "{runs:?}");
     // Resumed by its run directory (the job then named by an absolute path), the unchanged
     // input is the one planned: the results are written again, nothing is sent.
@@ -930,11 +935,7 @@ fn a_text_longer_than_an_excel_cell_is_cut_counted_and_kept_whole_in_the_run() {
         "{said}"
     );
     assert!(said.contains("dashbatch resume runs/"), "{said}");
-    let runs: Vec<std::path::PathBuf> = std::fs::read_dir(workspace.path().join("runs"))
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| !path.file_name().unwrap().to_string_lossy().starts_with('.'))
-        .collect();
+    let runs = run_directories(&workspace);
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(runs[0].join("report.json")).unwrap()).unwrap();
     assert_eq!(report["output_texts_cut"], 1, "{report}");
