@@ -169,12 +169,45 @@ pub async fn open_and_lock(
         .map_err(lock_failure)
 }
 
-/// Locks an existing run directory (`resume`, `cancel`): it must hold a ledger.
+/// Locks an existing run directory (`resume`, `cancel`): it must hold a ledger. One without a
+/// ledger yet whose lock another process holds is being founded by it (`run --run-dir` started
+/// together with this command): busy, not a stranger's directory.
 pub async fn lock_existing(
     directory: &Path,
     command: &str,
     wait: bool,
 ) -> Result<HeldLock, RunFailure> {
+    // A directory holding nothing but (at most) a lock file may be one `run --run-dir` has just
+    // made and is about to lock and found: give it a moment to show which.
+    let fresh = |directory: &Path| {
+        std::fs::read_dir(directory).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .all(|entry| entry.file_name() == RUN_LOCK_FILE_NAME)
+        })
+    };
+    if !Ledger::exists_in(directory) && fresh(directory) {
+        for _ in 0..20 {
+            if Ledger::exists_in(directory) || is_locked_by_another_process(directory) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+    if !Ledger::exists_in(directory) && is_locked_by_another_process(directory) {
+        if !wait {
+            return Err(lock_failure(LockError::Busy {
+                directory: directory.display().to_string(),
+                holder: super::run_lock::describe_holder(&directory.join(RUN_LOCK_FILE_NAME)),
+            }));
+        }
+        let held = lock_run_directory(directory, command, true)
+            .await
+            .map_err(lock_failure)?;
+        if Ledger::exists_in(directory) {
+            return Ok(held);
+        }
+    }
     if !Ledger::exists_in(directory) {
         return Err(RunFailure::local(anyhow::anyhow!(
             "`{}` is not a run directory (it has no {LEDGER_FILE_NAME})",

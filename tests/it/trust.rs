@@ -666,3 +666,27 @@ fn validate_refuses_a_tokenizer_vocabulary_run_would_refuse() {
         "{stderr}"
     );
 }
+
+/// A `resume` started while another process is founding the run (its lock is held, its ledger
+/// not yet written) is told the run is busy, not that the directory is no run: it changes
+/// nothing and exits 2, whatever the founder goes on to spend.
+#[test]
+fn resuming_a_run_being_founded_by_another_process_says_it_is_busy() {
+    let workspace = Workspace::new();
+    let run_directory = workspace.path().join("run");
+    std::fs::create_dir_all(&run_directory).unwrap();
+    let lock = std::fs::File::create(run_directory.join("dashbatch.lock")).unwrap();
+    lock.try_lock().unwrap();
+    let output = workspace.run(&["resume", run_directory.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    let message = text(&output.stderr);
+    assert!(
+        message.contains("in use by another dashbatch process"),
+        "{message}"
+    );
+    assert!(!message.contains("not a run directory"), "{message}");
+    drop(lock);
+    let output = workspace.run(&["resume", run_directory.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("not a run directory"));
+}
