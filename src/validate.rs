@@ -73,12 +73,10 @@ pub fn validate_job(
         )?;
     }
     write_settings_in_force(&mut text, &job, prices_file.as_ref())?;
-    let input =
-        crate::table::open_table_with(&job.input_path, job.input_format, &job.input_options)?;
-    if let Some(how) = input.text_description() {
+    if let Some(how) = &plan.input_description {
         writeln!(text, "  the input is read as: {how}")?;
     }
-    let schema = input.schema();
+    let schema = &plan.input_schema;
     let row_variable =
         crate::render::row_variable_name(schema.fields().iter().map(|field| field.name().as_str()));
     let spellings: Vec<String> = schema

@@ -31,6 +31,10 @@ pub struct PlanOutcome {
     pub preview: Vec<RenderedRequest>,
     /// Columns of the output table: the kept input columns and those dashbatch adds.
     pub output_columns: usize,
+    /// The input's columns, and how it was read (encoding, delimiter, sheet, parts), for
+    /// `validate` to show without opening the input again.
+    pub input_schema: arrow_schema::SchemaRef,
+    pub input_description: Option<String>,
 }
 
 impl PlanOutcome {
@@ -89,6 +93,7 @@ pub fn plan_shards(
 ) -> anyhow::Result<PlanOutcome> {
     let mut reader = open_table_with(&job.input_path, job.input_format, &job.input_options)?;
     let schema = reader.schema();
+    let input_description = reader.text_description().map(str::to_owned);
     let renderer = RequestRenderer::new(job, profile, &schema)?;
     // The output must be able to hold the input's columns next to the ones dashbatch adds.
     let output_columns = super::join_pass::output_schema(job, &schema)?
@@ -255,6 +260,8 @@ pub fn plan_shards(
         shards,
         preview,
         output_columns,
+        input_schema: schema,
+        input_description,
     })
 }
 
