@@ -842,15 +842,49 @@ fn send_rows(
 /// The batches of a sheet, read on their own thread.
 struct SheetBatches {
     path: PathBuf,
-    receiver: Receiver<Result<BatchWithLines, TableError>>,
+    /// What the reading thread needs; taken when it starts, at the first batch asked for (an
+    /// input opened only for its schema, as a part checked against the others, reads no row).
+    unstarted: Option<(SheetLayout, SchemaRef, usize)>,
+    receiver: Option<Receiver<Result<BatchWithLines, TableError>>>,
     reading: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SheetBatches {
+    /// Starts the thread that reads the rows and sends them as batches.
+    fn start(&mut self) -> Result<(), TableError> {
+        let Some((layout, schema, rows_per_batch)) = self.unstarted.take() else {
+            return Ok(());
+        };
+        let (sender, receiver) = sync_channel(2);
+        let path = self.path.clone();
+        let reading = std::thread::Builder::new()
+            .name("workbook-reader".to_owned())
+            .spawn(move || {
+                if let Err(error) = send_rows(&path, &layout, schema, rows_per_batch, &sender) {
+                    let _ = sender.send(Err(error));
+                }
+            })
+            .map_err(|error| {
+                TableError::new(
+                    &self.path,
+                    None,
+                    format!("cannot start reading the workbook: {error}"),
+                )
+            })?;
+        self.receiver = Some(receiver);
+        self.reading = Some(reading);
+        Ok(())
+    }
 }
 
 impl Iterator for SheetBatches {
     type Item = Result<BatchWithLines, TableError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        match self.receiver.recv() {
+        if let Err(error) = self.start() {
+            return Some(Err(error));
+        }
+        match self.receiver.as_ref()?.recv() {
             Ok(item) => Some(item),
             Err(_) => {
                 // The reading thread ended; a panic there must not pass for the end of the sheet.
@@ -876,8 +910,8 @@ pub struct ExcelBatchReader {
 }
 
 impl ExcelBatchReader {
-    /// Reads the sheet's header and learns its columns' types (one pass over the sheet), then
-    /// starts reading its rows.
+    /// Reads the sheet's header and learns its columns' types (one pass over the sheet); its rows
+    /// are read from the first batch asked for.
     ///
     /// # Errors
     /// When the file is not a readable workbook, the sheet does not exist or is empty, or the
@@ -912,36 +946,14 @@ impl ExcelBatchReader {
                     "no header row (columns `column_1`, `column_2`, ... by sheet column)".to_owned(),
             }
         );
-        let (sender, receiver) = sync_channel(2);
-        let thread_path = path.to_owned();
-        let thread_schema = schema.clone();
-        let reading = std::thread::Builder::new()
-            .name("workbook-reader".to_owned())
-            .spawn(move || {
-                if let Err(error) = send_rows(
-                    &thread_path,
-                    &layout,
-                    thread_schema,
-                    rows_per_batch,
-                    &sender,
-                ) {
-                    let _ = sender.send(Err(error));
-                }
-            })
-            .map_err(|error| {
-                TableError::new(
-                    path,
-                    None,
-                    format!("cannot start reading the workbook: {error}"),
-                )
-            })?;
         Ok(ExcelBatchReader {
-            schema,
+            schema: schema.clone(),
             description,
             batches: SheetBatches {
                 path: path.to_owned(),
-                receiver,
-                reading: Some(reading),
+                unstarted: Some((layout, schema, rows_per_batch)),
+                receiver: None,
+                reading: None,
             },
         })
     }
