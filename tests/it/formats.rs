@@ -993,3 +993,30 @@ fn a_part_whose_column_holds_no_value_takes_the_other_parts_type() {
         .collect();
     assert_eq!(values, [None, Some(2.0), Some(0.5)]);
 }
+
+#[test]
+fn a_workbook_without_a_header_row_names_its_columns_by_sheet_column() {
+    let workspace = Workspace::new();
+    copy_fixture(&workspace, "fixtures/formats/reviews.ods");
+    workspace.write(
+        "job.toml",
+        "[input]\npath = \"reviews.ods\"\nheader = false\nsheet = \"评论\"\n[request]\nmodel = \"qwen-flash\"\ntemplate = \"{{ column_2 }}\"\nmax_tokens = 20\n[output]\npath = \"out.csv\"\n",
+    );
+    assert_success(&workspace.run(&["run", "job.toml", "--provider", "sim", "--quiet"]));
+    let mut output = csv::Reader::from_path(workspace.path().join("out.csv")).unwrap();
+    let texts: Vec<String> = output
+        .records()
+        .map(|record| record.unwrap()[1].to_owned())
+        .collect();
+    // The header row is data now: 21 rows, the first holding the names.
+    let expected = format_fixture_rows();
+    assert_eq!(texts.len(), expected.len() + 1);
+    assert_eq!(texts[0], "评论");
+    assert_eq!(
+        texts[1..],
+        expected
+            .iter()
+            .map(|(_, text)| text.clone())
+            .collect::<Vec<_>>()[..]
+    );
+}
