@@ -30,13 +30,20 @@ pub struct TableReader {
     /// How a text input or workbook is read (encoding, delimiter, sheet), in words, for
     /// `validate`.
     text_description: Option<String>,
-    /// A partitioned input's part now being read.
-    current_part: Option<PathBuf>,
-    /// A partitioned input's parts still to read, and how to read them.
-    remaining_parts: VecDeque<PathBuf>,
-    part_reading: Option<(TableFormat, InputOptions)>,
-    /// A partitioned input's first part, which messages about the others name.
-    first_part: Option<PathBuf>,
+    /// For a partitioned input, where the reading is among its parts.
+    parts: Option<PartsReading>,
+}
+
+/// A partitioned input's parts, read one after another.
+struct PartsReading {
+    /// The first part, which messages about the others name.
+    first: PathBuf,
+    /// The part now being read.
+    current: PathBuf,
+    /// The parts still to read, and how to read them.
+    remaining: VecDeque<PathBuf>,
+    format: TableFormat,
+    options: InputOptions,
 }
 
 impl TableReader {
@@ -49,32 +56,35 @@ impl TableReader {
             batches,
             last_batch_lines: None,
             text_description: None,
-            current_part: None,
-            remaining_parts: VecDeque::new(),
-            part_reading: None,
-            first_part: None,
+            parts: None,
         }
     }
 
     /// The part file the batch last returned comes from, for a partitioned input.
     pub fn current_part(&self) -> Option<&Path> {
-        self.current_part.as_deref()
+        self.parts.as_ref().map(|parts| parts.current.as_path())
     }
 
     /// Moves on to the next part of a partitioned input; false when there is none.
     fn open_next_part(&mut self) -> Result<bool, TableError> {
-        let (Some(part), Some((format, options))) =
-            (self.remaining_parts.pop_front(), self.part_reading.as_ref())
-        else {
+        let Some(parts) = self.parts.as_mut() else {
             return Ok(false);
         };
-        let next = open_one_file(&part, *format, options)?;
-        if let Some(first_part) = &self.first_part {
-            widened_schema(first_part, &self.schema, &part, &next.schema)?;
-        }
+        let Some(part) = parts.remaining.pop_front() else {
+            return Ok(false);
+        };
+        let next = open_one_file(&part, parts.format, &parts.options)?;
+        widened_schema(&parts.first, &self.schema, &part, &next.schema)?;
         self.batches = next.batches;
-        self.current_part = Some(part);
+        parts.current = part;
         Ok(true)
+    }
+
+    /// After an error, no further part is read.
+    fn stop_reading_parts(&mut self) {
+        if let Some(parts) = self.parts.as_mut() {
+            parts.remaining.clear();
+        }
     }
 
     /// How a text input is read (its encoding, and a CSV's delimiter and header), in words;
@@ -105,12 +115,12 @@ impl Iterator for TableReader {
             match self.batches.next() {
                 Some(Ok((batch, lines))) => {
                     self.last_batch_lines = lines;
-                    if self.first_part.is_none() {
+                    let Some(parts) = &self.parts else {
                         return Some(Ok(batch));
-                    }
+                    };
+                    let part = parts.current.clone();
                     return Some(conform_batch(batch, &self.schema).map_err(|error| {
-                        self.remaining_parts.clear();
-                        let part = self.current_part.clone().unwrap_or_default();
+                        self.stop_reading_parts();
                         TableError::new(
                             &part,
                             None,
@@ -121,14 +131,14 @@ impl Iterator for TableReader {
                     }));
                 }
                 Some(Err(error)) => {
-                    self.remaining_parts.clear();
+                    self.stop_reading_parts();
                     return Some(Err(error));
                 }
                 None => match self.open_next_part() {
                     Ok(true) => {}
                     Ok(false) => return None,
                     Err(error) => {
-                        self.remaining_parts.clear();
+                        self.stop_reading_parts();
                         return Some(Err(error));
                     }
                 },
@@ -340,7 +350,6 @@ pub fn open_table_with(
         schema = widened_schema(&first_part, &schema, part, &other.schema)?;
     }
     table.schema = Arc::new(schema);
-    table.first_part = Some(first_part.clone());
     table.text_description = Some(format!(
         "{} parts, the first `{}`{}",
         parts.len() + 1,
@@ -351,9 +360,13 @@ pub fn open_table_with(
             .map(|how| format!(" read as: {how}"))
             .unwrap_or_default()
     ));
-    table.current_part = Some(first_part);
-    table.remaining_parts = parts;
-    table.part_reading = Some((format, options.clone()));
+    table.parts = Some(PartsReading {
+        current: first_part.clone(),
+        first: first_part,
+        remaining: parts,
+        format,
+        options: options.clone(),
+    });
     Ok(table)
 }
 
