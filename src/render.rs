@@ -117,28 +117,11 @@ fn column_list(columns: &[String]) -> String {
 
 impl RenderError {
     /// The same error, naming the part file of a partitioned input that its row is in.
-    pub fn in_part(self, part: Option<&std::path::Path>) -> RenderError {
-        match (self, part) {
-            (
-                RenderError::Row {
-                    row,
-                    line,
-                    columns,
-                    custom_id,
-                    message,
-                    ..
-                },
-                Some(part),
-            ) => RenderError::Row {
-                input: part.display().to_string(),
-                row,
-                line,
-                columns,
-                custom_id,
-                message,
-            },
-            (other, _) => other,
+    pub fn in_part(mut self, part: Option<&std::path::Path>) -> RenderError {
+        if let (RenderError::Row { input, .. }, Some(part)) = (&mut self, part) {
+            *input = part.display().to_string();
         }
+        self
     }
 
     /// The same error, naming the line its row starts on.
