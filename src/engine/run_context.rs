@@ -239,10 +239,7 @@ impl Run {
                 plan.row_count
             }
         };
-        if self.resuming
-            && let Some(recorded) = &self.record.input_sha256
-            && input_sha256(&self.job.input_path).ok().as_ref() != Some(recorded)
-        {
+        if self.resuming && !self.input_is_as_planned() {
             return Err(RunFailure::local(anyhow::anyhow!(
                 "input `{}` changed since run `{}` was planned; joining would mismatch rows. Restore the input, or start a new run",
                 self.job.input_path.display(),
@@ -263,6 +260,13 @@ impl Run {
         }
         self.budget
             .refuse_if_over_before_first_upload(&self.ledger, &self.run_directory, &self.job)
+    }
+
+    /// Whether the input is still the one the run planned (true when no plan recorded one).
+    fn input_is_as_planned(&self) -> bool {
+        self.record.input_sha256.as_ref().is_none_or(|recorded| {
+            input_sha256(&self.job.input_path).ok().as_ref() == Some(recorded)
+        })
     }
 
     /// Submits every shard (within the live-batch limit and the budget), polls until each
@@ -390,9 +394,7 @@ impl Run {
         let shards = self.ledger.shards().map_err(RunFailure::local)?;
         // The input is read again to join: it must still be the one planned (a part rewritten
         // with as many rows would otherwise be joined to another row's answer).
-        if let Some(recorded) = &self.record.input_sha256
-            && input_sha256(&self.job.input_path).ok().as_ref() != Some(recorded)
-        {
+        if !self.input_is_as_planned() {
             return Err(RunFailure::local(anyhow::anyhow!(
                 "input `{}` changed since run `{}` was planned, so its rows cannot be matched to their answers. The answers are paid for and kept in the run directory: restore the input as it was planned and run `dashbatch resume {}`",
                 self.job.input_path.display(),
