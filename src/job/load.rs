@@ -130,15 +130,14 @@ fn input_options(
     if let Some(text) = &input.quote {
         options.quote = match text.as_str() {
             "" => None,
-            single if single.len() == 1 && single.is_ascii() => Some(single.as_bytes()[0]),
-            _ => {
-                return Err((
+            single => Some(one_ascii_byte(single).ok_or_else(|| {
+                (
                     "input.quote",
                     format!(
                         "`{text}` cannot quote fields; give one ASCII character (\"\\\"\" or \"'\"), or \"\" when fields are never quoted"
                     ),
-                ));
-            }
+                )
+            })?),
         };
         if options
             .quote
@@ -153,8 +152,7 @@ fn input_options(
     if let Some(text) = &input.delimiter {
         let delimiter = match text.as_str() {
             "tab" | "\\t" => b'\t',
-            single if single.len() == 1 && single.is_ascii() => single.as_bytes()[0],
-            _ => 0,
+            single => one_ascii_byte(single).unwrap_or(0),
         };
         if delimiter == 0 || matches!(delimiter, b'"' | b'\n' | b'\r') {
             return Err((
@@ -174,6 +172,14 @@ fn input_options(
     }
     options.header = input.header.unwrap_or(true);
     Ok(options)
+}
+
+/// The byte of a one-character ASCII text (a delimiter or quote), `None` otherwise.
+fn one_ascii_byte(text: &str) -> Option<u8> {
+    match text.as_bytes() {
+        [byte] if byte.is_ascii() => Some(*byte),
+        _ => None,
+    }
 }
 
 /// Removes `.` and `name/..` pairs so paths in messages read the way a person would write them.
