@@ -195,13 +195,8 @@ pub async fn lock_existing(
         }
     }
     if !Ledger::exists_in(directory) && is_locked_by_another_process(directory) {
-        if !wait {
-            return Err(lock_failure(LockError::Busy {
-                directory: directory.display().to_string(),
-                holder: super::run_lock::describe_holder(&directory.join(RUN_LOCK_FILE_NAME)),
-            }));
-        }
-        let held = lock_run_directory(directory, command, true)
+        // Busy at once, or (`--wait`) once the founder is done.
+        let held = lock_run_directory(directory, command, wait)
             .await
             .map_err(lock_failure)?;
         if Ledger::exists_in(directory) {
