@@ -96,6 +96,14 @@ pub struct RunArguments {
     /// vocabulary `dashbatch tokenizer install` installed is used, else a calibrated heuristic.
     #[arg(long, value_name = "FILE")]
     pub tokenizer: Option<PathBuf>,
+    /// Use no answer store for this run: send every row (repeated rows still once) and record
+    /// no answer.
+    #[arg(long)]
+    pub no_store: bool,
+    /// Take no answer from the answer store: send every row again, and let the new answers
+    /// replace the stored ones.
+    #[arg(long, conflicts_with = "no_store")]
+    pub refresh: bool,
     #[command(flatten)]
     pub lock: LockFlags,
     #[command(flatten)]
@@ -121,6 +129,10 @@ pub enum Command {
         /// calibrated heuristic. OpenAI models always count exactly.
         #[arg(long, value_name = "FILE")]
         tokenizer: Option<PathBuf>,
+        /// The base URL the run will use, when not the provider's own: answers in the answer
+        /// store are the provider's (keyed by its host), so this says which ones count.
+        #[arg(long)]
+        base_url: Option<String>,
         /// Print the estimate as JSON (exact decimal amounts) instead of a table.
         #[arg(long)]
         json: bool,
@@ -180,9 +192,18 @@ pub enum Command {
         /// How many rendered requests to show.
         #[arg(long, default_value_t = 3)]
         show: usize,
+        /// The base URL the run will use, when not the provider's own (which stored answers
+        /// count: they are keyed by the provider's host).
+        #[arg(long)]
+        base_url: Option<String>,
         /// A prices file (TOML) that overrides or adds model prices (else DASHBATCH_PRICES).
         #[arg(long)]
         prices: Option<PathBuf>,
+    },
+    /// The answer store: what it holds, removing old answers, writing a job's answers out.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
     },
     /// The embedded DashScope simulator.
     Sim {
@@ -209,6 +230,44 @@ pub enum TokenizerCommand {
     },
     /// Show each tokenizer, the models that use it, and whether it is installed.
     List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// How many answers the store holds, its size, and its answers by job and model.
+    Stats {
+        /// The store file (default: `DASHBATCH_STORE`, else your store in the cache directory).
+        #[arg(long, value_name = "FILE")]
+        store: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove answers answered before an age ago, or not reused for an age (30d, 12h, 45m).
+    Prune {
+        #[arg(long, value_name = "FILE")]
+        store: Option<PathBuf>,
+        /// Remove answers given more than AGE ago.
+        #[arg(long, value_name = "AGE")]
+        older_than: Option<String>,
+        /// Remove answers no run has reused for AGE.
+        #[arg(long, value_name = "AGE")]
+        unused_for: Option<String>,
+        /// Only the answers recorded by this job (its `name`).
+        #[arg(long, value_name = "NAME")]
+        job: Option<String>,
+    },
+    /// Write the answers (of one job, or all) as JSON Lines: key, model, usage, cost, batch,
+    /// times and the provider's result line.
+    Export {
+        #[arg(long, value_name = "FILE")]
+        store: Option<PathBuf>,
+        /// Only the answers recorded by this job (its `name`).
+        #[arg(long, value_name = "NAME")]
+        job: Option<String>,
+        /// Write here instead of to stdout.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -14,6 +14,9 @@ pub const DASHBATCH_PRICES: &str = "DASHBATCH_PRICES";
 /// for cost estimates; `--tokenizer` wins over it, and it wins over the job file and over the
 /// vocabularies `dashbatch tokenizer install` installed.
 pub const DASHBATCH_TOKENIZER: &str = "DASHBATCH_TOKENIZER";
+/// The answer store file (`off` for none); `--no-store` wins over it, and it wins over the job's
+/// `[reuse] store` and the user's store in the cache directory.
+pub const DASHBATCH_STORE: &str = "DASHBATCH_STORE";
 /// The user's cache directory (XDG Base Directory): dashbatch keeps its own under it, in
 /// `dashbatch/` (installed tokenizer vocabularies). Without it, `$HOME/.cache` is used.
 pub const XDG_CACHE_HOME: &str = "XDG_CACHE_HOME";

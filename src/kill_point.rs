@@ -11,6 +11,7 @@ pub const STEPS: &[&str] = &[
     "after_create_before_record",
     "during_poll",
     "during_download",
+    "after_answers_stored",
     "during_join",
     "during_output_write",
 ];

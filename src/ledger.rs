@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::request_key::RequestKey;
 use crate::wire::BatchStatus;
 
 pub const LEDGER_FILE_NAME: &str = "ledger.sqlite";
@@ -48,6 +49,8 @@ pub struct ShardRecord {
     pub results_ingested: bool,
     /// Why a result file of this shard could not be fetched, when it could not.
     pub results_unavailable: Option<String>,
+    /// Whether this shard's `ok` answers were recorded in the answer store (or the run has none).
+    pub answers_stored: bool,
 }
 
 impl ShardRecord {
@@ -93,8 +96,46 @@ impl ShardRecord {
             retry_scanned: false,
             results_ingested: false,
             results_unavailable: None,
+            answers_stored: false,
         }
     }
+}
+
+/// Where a row's answer comes from when it is not its own request in a shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowSource {
+    /// An answer in the answer store, pinned in the ledger when the run was planned.
+    Store,
+    /// The answer of an earlier row of this run with the same request.
+    Dedup,
+    /// A row that is sent and whose answer later rows copy.
+    SharedWithCopies,
+}
+
+impl RowSource {
+    fn as_str(self) -> &'static str {
+        match self {
+            RowSource::Store => "store",
+            RowSource::Dedup => "dedup",
+            RowSource::SharedWithCopies => "shares",
+        }
+    }
+
+    fn parse(text: &str) -> Option<RowSource> {
+        match text {
+            "store" => Some(RowSource::Store),
+            "dedup" => Some(RowSource::Dedup),
+            "shares" => Some(RowSource::SharedWithCopies),
+            _ => None,
+        }
+    }
+}
+
+/// The first row of a run with a request key, and whether it was answered from the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FirstRowOfKey {
+    pub row_number: u64,
+    pub from_store: bool,
 }
 
 /// Kinds of side effect recorded in `effects`.
@@ -176,7 +217,8 @@ CREATE TABLE IF NOT EXISTS shards (
     retry_scanned INTEGER NOT NULL DEFAULT 0,
     results_ingested INTEGER NOT NULL DEFAULT 0,
     results_unavailable TEXT,
-    remote_files_deleted INTEGER NOT NULL DEFAULT 0
+    remote_files_deleted INTEGER NOT NULL DEFAULT 0,
+    answers_stored INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS shard_rows (
     shard_index INTEGER NOT NULL,
@@ -204,6 +246,26 @@ CREATE TABLE IF NOT EXISTS row_ids (
     custom_id TEXT PRIMARY KEY,
     row_number INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS request_keys (
+    key BLOB PRIMARY KEY,
+    row_number INTEGER NOT NULL,
+    from_store INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS row_sources (
+    row_number INTEGER PRIMARY KEY,
+    source TEXT NOT NULL,
+    key BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pinned_answers (
+    key BLOB PRIMARY KEY,
+    result_line TEXT NOT NULL,
+    batch_id TEXT
+);
+CREATE TABLE IF NOT EXISTS shared_results (
+    key BLOB PRIMARY KEY,
+    result TEXT NOT NULL,
+    batch_id TEXT
+);
 ";
 
 const UPSERT_FACT: &str = "INSERT INTO run_facts (key, value) VALUES (?1, ?2)
@@ -258,6 +320,7 @@ impl Ledger {
         connection
             .execute_batch(SCHEMA)
             .map_err(|e| error(e.to_string()))?;
+        add_missing_columns(&connection).map_err(|e| error(e.to_string()))?;
         Ok(Ledger {
             connection,
             path: path.to_owned(),
@@ -339,7 +402,7 @@ impl Ledger {
                 "SELECT shard_index, first_row, row_count, file_name, byte_size, sha256, model,
                         file_id, batch_id, batch_status, request_total, request_completed,
                         request_failed, output_file_id, error_file_id, results_downloaded, batch_errors,
-                        attempt, retry_scanned, results_ingested, results_unavailable
+                        attempt, retry_scanned, results_ingested, results_unavailable, answers_stored
                  FROM shards ORDER BY shard_index",
             )
             .map_err(|e| self.error(e))?;
@@ -367,6 +430,7 @@ impl Ledger {
                     retry_scanned: row.get::<_, i64>(18)? != 0,
                     results_ingested: row.get::<_, i64>(19)? != 0,
                     results_unavailable: row.get(20)?,
+                    answers_stored: row.get::<_, i64>(21)? != 0,
                 })
             })
             .map_err(|e| self.error(e))?;
@@ -678,9 +742,222 @@ impl Ledger {
     pub fn clear_plan(&self) -> Result<(), LedgerError> {
         self.connection
             .execute_batch(
-                "DELETE FROM shards; DELETE FROM row_ids; DELETE FROM shard_rows; DELETE FROM row_overrides;",
+                "DELETE FROM shards; DELETE FROM row_ids; DELETE FROM shard_rows; DELETE FROM row_overrides;
+                 DELETE FROM request_keys; DELETE FROM row_sources; DELETE FROM pinned_answers; DELETE FROM shared_results;",
             )
             .map_err(|e| self.error(e))
+    }
+
+    /// Remembers the first row of the run with request `key`; returns that earlier row when the
+    /// key was already claimed.
+    pub fn claim_request_key(
+        &self,
+        key: &RequestKey,
+        row_number: u64,
+        from_store: bool,
+    ) -> Result<Option<FirstRowOfKey>, LedgerError> {
+        let inserted = self
+            .connection
+            .prepare_cached(
+                "INSERT OR IGNORE INTO request_keys (key, row_number, from_store) VALUES (?1, ?2, ?3)",
+            )
+            .and_then(|mut statement| {
+                statement.execute(params![&key.0[..], row_number as i64, from_store])
+            })
+            .map_err(|e| self.error(e))?;
+        if inserted == 1 {
+            return Ok(None);
+        }
+        self.connection
+            .prepare_cached("SELECT row_number, from_store FROM request_keys WHERE key = ?1")
+            .and_then(|mut statement| {
+                statement.query_row(params![&key.0[..]], |row| {
+                    Ok(FirstRowOfKey {
+                        row_number: row.get::<_, i64>(0)? as u64,
+                        from_store: row.get(1)?,
+                    })
+                })
+            })
+            .map(Some)
+            .map_err(|e| self.error(e))
+    }
+
+    /// Marks a claimed key as answered from the store, so later rows with it take the store's
+    /// answer too.
+    pub fn mark_request_key_from_store(&self, key: &RequestKey) -> Result<(), LedgerError> {
+        self.connection
+            .prepare_cached("UPDATE request_keys SET from_store = 1 WHERE key = ?1")
+            .and_then(|mut statement| statement.execute(params![&key.0[..]]))
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    /// Says where row `row_number`'s answer comes from (a row already marked keeps its mark).
+    pub fn set_row_source(
+        &self,
+        row_number: u64,
+        source: RowSource,
+        key: &RequestKey,
+    ) -> Result<(), LedgerError> {
+        self.connection
+            .prepare_cached(
+                "INSERT OR IGNORE INTO row_sources (row_number, source, key) VALUES (?1, ?2, ?3)",
+            )
+            .and_then(|mut statement| {
+                statement.execute(params![row_number as i64, source.as_str(), &key.0[..]])
+            })
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    /// The rows after `after_row` whose answers come from elsewhere, in row order, at most `limit`.
+    pub fn row_sources_after(
+        &self,
+        after_row: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, RowSource, RequestKey)>, LedgerError> {
+        let mut statement = self
+            .connection
+            .prepare_cached(
+                "SELECT row_number, source, key FROM row_sources WHERE row_number > ?1 ORDER BY row_number LIMIT ?2",
+            )
+            .map_err(|e| self.error(e))?;
+        let rows = statement
+            .query_map(params![after_row as i64, limit as i64], |row| {
+                let source: String = row.get(1)?;
+                let key: Vec<u8> = row.get(2)?;
+                Ok((row.get::<_, i64>(0)? as u64, source, key))
+            })
+            .map_err(|e| self.error(e))?;
+        let mut sources = Vec::new();
+        for row in rows {
+            let (row_number, source, key) = row.map_err(|e| self.error(e))?;
+            let source = RowSource::parse(&source).ok_or_else(|| {
+                self.corrupt(format!(
+                    "row {row_number} has source `{source}`, which dashbatch never writes"
+                ))
+            })?;
+            let key: [u8; 32] = key.try_into().map_err(|_| {
+                self.corrupt(format!(
+                    "row {row_number} has a request key that is not 32 bytes"
+                ))
+            })?;
+            sources.push((row_number, source, RequestKey(key)));
+        }
+        Ok(sources)
+    }
+
+    /// Keeps a stored answer in the run, so a resumed run joins the answer it planned with.
+    pub fn pin_answer(
+        &self,
+        key: &RequestKey,
+        result_line: &str,
+        batch_id: Option<&str>,
+    ) -> Result<(), LedgerError> {
+        self.connection
+            .prepare_cached(
+                "INSERT OR IGNORE INTO pinned_answers (key, result_line, batch_id) VALUES (?1, ?2, ?3)",
+            )
+            .and_then(|mut statement| statement.execute(params![&key.0[..], result_line, batch_id]))
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    /// A pinned answer: (result line, batch id).
+    pub fn pinned_answer(
+        &self,
+        key: &RequestKey,
+    ) -> Result<Option<(String, Option<String>)>, LedgerError> {
+        self.connection
+            .prepare_cached("SELECT result_line, batch_id FROM pinned_answers WHERE key = ?1")
+            .and_then(|mut statement| {
+                statement
+                    .query_row(params![&key.0[..]], |row| Ok((row.get(0)?, row.get(1)?)))
+                    .optional()
+            })
+            .map_err(|e| self.error(e))
+    }
+
+    /// The keys of the pinned answers after `after` (in key order), at most `limit`.
+    pub fn pinned_keys_after(
+        &self,
+        after: Option<&RequestKey>,
+        limit: usize,
+    ) -> Result<Vec<RequestKey>, LedgerError> {
+        let mut statement = self
+            .connection
+            .prepare_cached(
+                "SELECT key FROM pinned_answers WHERE ?1 IS NULL OR key > ?1 ORDER BY key LIMIT ?2",
+            )
+            .map_err(|e| self.error(e))?;
+        let rows = statement
+            .query_map(
+                params![after.map(|key| key.0.to_vec()), limit as i64],
+                |row| row.get::<_, Vec<u8>>(0),
+            )
+            .map_err(|e| self.error(e))?;
+        let mut keys = Vec::new();
+        for key in rows {
+            let key = key.map_err(|e| self.error(e))?;
+            let key: [u8; 32] = key
+                .try_into()
+                .map_err(|_| self.corrupt("a pinned answer's key is not 32 bytes".to_owned()))?;
+            keys.push(RequestKey(key));
+        }
+        Ok(keys)
+    }
+
+    /// Keeps the final result of a sent row whose answer later rows copy.
+    pub fn set_shared_result(
+        &self,
+        key: &RequestKey,
+        result: &str,
+        batch_id: Option<&str>,
+    ) -> Result<(), LedgerError> {
+        self.connection
+            .prepare_cached(
+                "INSERT INTO shared_results (key, result, batch_id) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(key) DO UPDATE SET result = excluded.result, batch_id = excluded.batch_id",
+            )
+            .and_then(|mut statement| statement.execute(params![&key.0[..], result, batch_id]))
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    /// The final result (JSON of a `RowResult`) and batch of the row whose answer copies share.
+    pub fn shared_result(
+        &self,
+        key: &RequestKey,
+    ) -> Result<Option<(String, Option<String>)>, LedgerError> {
+        self.connection
+            .prepare_cached("SELECT result, batch_id FROM shared_results WHERE key = ?1")
+            .and_then(|mut statement| {
+                statement
+                    .query_row(params![&key.0[..]], |row| Ok((row.get(0)?, row.get(1)?)))
+                    .optional()
+            })
+            .map_err(|e| self.error(e))
+    }
+
+    /// Whether any row of the run takes its answer from elsewhere.
+    pub fn has_row_sources(&self) -> Result<bool, LedgerError> {
+        self.connection
+            .query_row("SELECT EXISTS (SELECT 1 FROM row_sources)", [], |row| {
+                row.get::<_, i64>(0)
+            })
+            .map(|exists| exists != 0)
+            .map_err(|e| self.error(e))
+    }
+
+    /// Records that a shard's answers are in the answer store.
+    pub fn set_answers_stored(&self, shard_index: u64) -> Result<(), LedgerError> {
+        self.connection
+            .execute(
+                "UPDATE shards SET answers_stored = 1 WHERE shard_index = ?1",
+                params![shard_index as i64],
+            )
+            .map_err(|e| self.error(e))?;
+        Ok(())
     }
 
     /// Groups many writes into one transaction (used while planning millions of rows).
@@ -695,6 +972,22 @@ impl Ledger {
             .execute_batch("COMMIT")
             .map_err(|e| self.error(e))
     }
+}
+
+/// Adds the columns later versions of dashbatch added to a ledger an earlier version created, so
+/// a run started before an upgrade can be resumed after it.
+fn add_missing_columns(connection: &Connection) -> rusqlite::Result<()> {
+    let has_column: bool = connection.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('shards') WHERE name = 'answers_stored')",
+        [],
+        |row| row.get(0),
+    )?;
+    if !has_column {
+        connection.execute_batch(
+            "ALTER TABLE shards ADD COLUMN answers_stored INTEGER NOT NULL DEFAULT 0",
+        )?;
+    }
+    Ok(())
 }
 
 /// Run files hold prompts and answers: only the owner may read them.

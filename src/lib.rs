@@ -11,7 +11,9 @@
 //! - `commands`: what each command does with its arguments, and its exit code.
 //! - `sim`: the embedded simulator of the provider's Files and Batches API.
 
+pub mod answer_store;
 pub mod bounded_read;
+pub mod canonical_json;
 pub mod cli;
 pub mod client;
 pub mod commands;
@@ -32,10 +34,12 @@ pub mod pricing;
 pub mod provider;
 pub mod readable_number;
 pub mod render;
+pub mod request_key;
 pub mod row_result;
 pub mod settings;
 pub mod shard;
 pub mod sim;
+pub mod store_location;
 pub mod table;
 pub mod template_budget;
 pub mod tokens;

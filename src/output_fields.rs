@@ -24,11 +24,12 @@ pub enum ResultColumn {
     ErrorMessage,
     BatchId,
     RequestId,
+    AnswerSource,
     Embedding,
 }
 
 impl ResultColumn {
-    pub const ALL: [ResultColumn; 14] = [
+    pub const ALL: [ResultColumn; 15] = [
         ResultColumn::CustomId,
         ResultColumn::Status,
         ResultColumn::Content,
@@ -42,6 +43,7 @@ impl ResultColumn {
         ResultColumn::ErrorMessage,
         ResultColumn::BatchId,
         ResultColumn::RequestId,
+        ResultColumn::AnswerSource,
         ResultColumn::Embedding,
     ];
 
@@ -61,6 +63,7 @@ impl ResultColumn {
             ResultColumn::ErrorMessage => "error_message",
             ResultColumn::BatchId => "batch_id",
             ResultColumn::RequestId => "request_id",
+            ResultColumn::AnswerSource => "answer_source",
             ResultColumn::Embedding => "embedding",
         }
     }

@@ -189,6 +189,9 @@ pub struct RenderedRequest {
     pub row_number: u64,
     pub custom_id: String,
     pub line: Vec<u8>,
+    /// The SHA-256 of the body in canonical JSON, from which the request's key is made
+    /// ([`crate::request_key::RequestKey`]).
+    pub body_digest: crate::request_key::BodyDigest,
 }
 
 struct TemplateSlot {
@@ -210,6 +213,8 @@ pub struct RequestRenderer {
     system_slot: Option<TemplateSlot>,
     system_suffix: Option<String>,
     base_body: Map<String, Value>,
+    /// `base_body` in canonical JSON, written once: each row only adds its messages or input.
+    canonical_body: crate::canonical_json::CanonicalObject,
     endpoint: String,
     is_embeddings: bool,
     id_column_index: Option<usize>,
@@ -453,6 +458,7 @@ impl RequestRenderer {
             user_slot,
             system_slot,
             system_suffix,
+            canonical_body: crate::canonical_json::CanonicalObject::new(&base_body),
             base_body,
             endpoint: request.endpoint.clone(),
             is_embeddings,
@@ -462,6 +468,11 @@ impl RequestRenderer {
             skip_empty: job.spec.input.skip_empty,
             row_variable,
         })
+    }
+
+    /// The endpoint every request line names (`url`).
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
     }
 
     /// The custom_id of `row` in `batch` whose first row has number `first_row_number`.
@@ -677,7 +688,7 @@ impl RequestRenderer {
             ));
         }
         let mut messages = Vec::new();
-        let mut input = None;
+        let mut input: Option<&str> = None;
         if self.is_embeddings {
             input = Some(user_text.as_str());
         } else {
@@ -695,6 +706,18 @@ impl RequestRenderer {
             }
             messages.push(json!({"role": "user", "content": user_text}));
         }
+        let mut canonical = Vec::with_capacity(256 + user_text.len());
+        let per_row_entry = match input {
+            Some(text) => ("input", Value::from(text)),
+            None => ("messages", Value::Array(messages)),
+        };
+        self.canonical_body
+            .with_entries(&[(per_row_entry.0, &per_row_entry.1)], &mut canonical);
+        let body_digest = crate::request_key::body_digest(&canonical);
+        let messages = match per_row_entry.1 {
+            Value::Array(messages) => messages,
+            _ => Vec::new(),
+        };
         // The body's fixed part is borrowed, not cloned per row (it can hold a whole JSON schema).
         let line = LineOut {
             custom_id: &custom_id,
@@ -710,6 +733,7 @@ impl RequestRenderer {
             row_number,
             line: serde_json::to_vec(&line).expect("request line serialises"),
             custom_id,
+            body_digest,
         }))
     }
 }
@@ -798,6 +822,13 @@ mod tests {
             "Review: 好吃 \"yes\""
         );
         assert!(line["body"].get("enable_thinking").is_none());
+        // The digest the renderer made from its parts is the one the line's body has.
+        assert_eq!(
+            crate::request_key::RequestKey::of_request_line("h", &rendered.line)
+                .unwrap()
+                .1,
+            crate::request_key::RequestKey::new("h", "/v1/chat/completions", &rendered.body_digest)
+        );
     }
 
     #[test]

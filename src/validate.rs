@@ -15,6 +15,7 @@ pub fn validate_job(
     provider: ProviderKind,
     show: usize,
     prices_flag: Option<&Path>,
+    base_url: Option<&str>,
 ) -> anyhow::Result<String> {
     let job = load_job(job_file)?;
     let profile = ProviderProfile::for_kind(provider);
@@ -38,7 +39,8 @@ pub fn validate_job(
     }
     let scratch = tempfile::tempdir()?;
     let ledger = Ledger::open_path(&scratch.path().join("validate.sqlite"))?;
-    let plan = plan_shards(&job, &profile, scratch.path(), &ledger, show)?;
+    let (reuse, store_path) = crate::engine::previewed_reuse(&job, provider, base_url)?;
+    let plan = plan_shards(&job, &profile, scratch.path(), &ledger, &reuse, show)?;
     if job.output_format == Some(crate::table::TableFormat::Excel)
         && let Err(problem) =
             crate::table::check_fits_a_sheet(plan.input_rows(), plan.output_columns)
@@ -65,6 +67,18 @@ pub fn validate_job(
             plan.skipped_rows
         )?;
     }
+    if plan.rows_from_store + plan.rows_deduplicated > 0 {
+        writeln!(
+            text,
+            "  {} more row(s) would be answered from the answer store and {} more repeat another row's request: not sent, cost 0 (`answer_source` `store` / `dedup`)",
+            plan.rows_from_store, plan.rows_deduplicated
+        )?;
+    }
+    writeln!(
+        text,
+        "  answer store: {}",
+        store_path.map_or("none".to_owned(), |path| format!("`{}`", path.display()))
+    )?;
     for shard in &plan.shards {
         writeln!(
             text,

@@ -12,12 +12,14 @@ pub fn estimate_command(
     provider: ProviderArgument,
     prices: Option<PathBuf>,
     tokenizer: Option<PathBuf>,
+    base_url: Option<String>,
     json: bool,
 ) -> u8 {
     let options = estimate::EstimateOptions {
         provider: provider.into(),
         prices_file: prices,
         tokenizer,
+        base_url,
     };
     match estimate::estimate_job(job, &options) {
         Ok(estimate) => {

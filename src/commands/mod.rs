@@ -9,11 +9,12 @@ mod resume;
 mod run;
 mod sim_serve;
 mod status;
+mod store;
 mod terminal;
 mod tokenizer;
 mod validate;
 
-use crate::cli::{Cli, Command, SimCommand, TokenizerCommand};
+use crate::cli::{Cli, Command, SimCommand, StoreCommand, TokenizerCommand};
 
 /// Runs the parsed command line and returns its exit code.
 pub async fn dispatch(cli: Cli) -> u8 {
@@ -24,8 +25,9 @@ pub async fn dispatch(cli: Cli) -> u8 {
             provider,
             prices,
             tokenizer,
+            base_url,
             json,
-        } => estimate::estimate_command(&job, provider, prices, tokenizer, json),
+        } => estimate::estimate_command(&job, provider, prices, tokenizer, base_url, json),
         Command::Resume {
             run_dir,
             output,
@@ -57,7 +59,22 @@ pub async fn dispatch(cli: Cli) -> u8 {
             provider,
             show,
             prices,
-        } => validate::validate_command(&job, provider, show, prices.as_deref()),
+            base_url,
+        } => {
+            validate::validate_command(&job, provider, show, prices.as_deref(), base_url.as_deref())
+        }
+        Command::Store { command } => match command {
+            StoreCommand::Stats { store, json } => store::stats_command(store, json),
+            StoreCommand::Prune {
+                store,
+                older_than,
+                unused_for,
+                job,
+            } => store::prune_command(store, older_than, unused_for, job),
+            StoreCommand::Export { store, job, output } => {
+                store::export_command(store, job, output)
+            }
+        },
         Command::Sim { command } => match command {
             SimCommand::Serve {
                 addr,

@@ -22,6 +22,8 @@ pub async fn run_command(arguments: RunArguments) -> u8 {
         rehearse,
         max_cost,
         tokenizer,
+        no_store,
+        refresh,
         lock,
         output_flags,
     } = arguments;
@@ -64,6 +66,8 @@ pub async fn run_command(arguments: RunArguments) -> u8 {
             rehearse,
             max_cost,
             tokenizer,
+            no_store,
+            refresh,
         };
         let outcome = engine::run_job(loaded, options).await;
         // A run refused before it spent anything leaves no directory behind (still under its

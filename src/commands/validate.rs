@@ -13,8 +13,9 @@ pub fn validate_command(
     provider: ProviderArgument,
     show: usize,
     prices: Option<&Path>,
+    base_url: Option<&str>,
 ) -> u8 {
-    match validate::validate_job(job, provider.into(), show, prices) {
+    match validate::validate_job(job, provider.into(), show, prices, base_url) {
         Ok(text) => {
             print_text(&text);
             exit::SUCCESS

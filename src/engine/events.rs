@@ -27,7 +27,8 @@ pub enum OutputMode {
 pub enum EventKind {
     /// The run began (or resumed): job, run directory, provider.
     RunStarted,
-    /// The input was planned: rows to send, rows skipped, shards.
+    /// The input was planned: rows to send, rows skipped, rows answered from the answer store
+    /// or by an earlier row with the same request, shards.
     Planned,
     /// A shard file was uploaded.
     FileUploaded,
@@ -43,6 +44,10 @@ pub enum EventKind {
     ResultsDownloaded,
     /// A shard's result file can no longer be fetched.
     ResultsUnavailable,
+    /// A shard's `ok` answers were recorded in the answer store.
+    AnswersStored,
+    /// The answer store could not be used; the run goes on without it.
+    StoreWarning,
     /// Transiently failed requests were put into retry shards.
     RetryPlanned,
     /// The run's files at the provider were deleted.
@@ -62,7 +67,7 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 17] = [
+    pub const ALL: [EventKind; 19] = [
         EventKind::RunStarted,
         EventKind::Planned,
         EventKind::FileUploaded,
@@ -72,6 +77,8 @@ impl EventKind {
         EventKind::BatchStatus,
         EventKind::ResultsDownloaded,
         EventKind::ResultsUnavailable,
+        EventKind::AnswersStored,
+        EventKind::StoreWarning,
         EventKind::RetryPlanned,
         EventKind::RemoteFilesDeleted,
         EventKind::BudgetCapReached,
@@ -94,6 +101,8 @@ impl EventKind {
             EventKind::BatchStatus => "batch_status",
             EventKind::ResultsDownloaded => "results_downloaded",
             EventKind::ResultsUnavailable => "results_unavailable",
+            EventKind::AnswersStored => "answers_stored",
+            EventKind::StoreWarning => "store_warning",
             EventKind::RetryPlanned => "retry_planned",
             EventKind::RemoteFilesDeleted => "remote_files_deleted",
             EventKind::BudgetCapReached => "budget_cap_reached",
@@ -120,6 +129,8 @@ pub enum Event<'a> {
     Planned {
         rows: u64,
         skipped_rows: u64,
+        rows_from_store: u64,
+        rows_deduplicated: u64,
         shards: usize,
     },
     FileUploaded {
@@ -154,6 +165,13 @@ pub enum Event<'a> {
         shard: u64,
         file_id: &'a str,
         reason: &'a str,
+    },
+    AnswersStored {
+        shard: u64,
+        answers: u64,
+    },
+    StoreWarning {
+        message: String,
     },
     RetryPlanned {
         shards: usize,
@@ -202,6 +220,8 @@ impl Event<'_> {
             Event::BatchStatus { .. } => EventKind::BatchStatus,
             Event::ResultsDownloaded { .. } => EventKind::ResultsDownloaded,
             Event::ResultsUnavailable { .. } => EventKind::ResultsUnavailable,
+            Event::AnswersStored { .. } => EventKind::AnswersStored,
+            Event::StoreWarning { .. } => EventKind::StoreWarning,
             Event::RetryPlanned { .. } => EventKind::RetryPlanned,
             Event::RemoteFilesDeleted { .. } => EventKind::RemoteFilesDeleted,
             Event::BudgetCapReached { .. } => EventKind::BudgetCapReached,

@@ -24,12 +24,15 @@ use super::shard_results::load_shard_results;
 use super::totals::{MoneySum, TokenTotals};
 use crate::cost::RunPricer;
 use crate::job::{Job, OutputFieldType};
-use crate::ledger::ShardRecord;
+use crate::ledger::{RowSource, ShardRecord};
 use crate::output_fields::{FieldValue, ResultColumn, parse_answer};
 use crate::provider::ProviderProfile;
 use crate::render::RequestRenderer;
+use crate::request_key::RequestKey;
+use crate::row_result::classify_result_line;
 use crate::row_result::{RowResult, RowStatus};
 use crate::table::{AtomicTableWriter, TableError, TableFormat, open_table_with};
+use crate::wire::ResultLine;
 use crate::wire::{BatchError, BatchStatus};
 
 /// What the join produced, for the report.
@@ -45,6 +48,13 @@ pub struct JoinSummary {
     pub cost: MoneySum,
     pub realtime_cost: MoneySum,
     pub shards: Vec<ShardReport>,
+    /// Rows with a request of their own in this run's batches.
+    pub rows_sent: u64,
+    /// Rows answered from the answer store, and rows that copied an earlier row's answer.
+    pub rows_from_store: u64,
+    pub rows_deduplicated: u64,
+    /// What those rows would have cost sent again, at batch price.
+    pub reuse_saved: MoneySum,
 }
 
 /// The vector size of an embeddings job's output column.
@@ -75,7 +85,8 @@ fn result_field(job: &Job, column: ResultColumn) -> Option<Field> {
         | ResultColumn::ErrorCode
         | ResultColumn::ErrorMessage
         | ResultColumn::BatchId
-        | ResultColumn::RequestId => Field::new(name, DataType::Utf8, true),
+        | ResultColumn::RequestId
+        | ResultColumn::AnswerSource => Field::new(name, DataType::Utf8, true),
         ResultColumn::PromptTokens
         | ResultColumn::CompletionTokens
         | ResultColumn::ReasoningTokens
@@ -203,6 +214,7 @@ struct ResultBuilders {
     error_message: StringBuilder,
     batch_id: StringBuilder,
     request_id: StringBuilder,
+    answer_source: StringBuilder,
     declared: Vec<DeclaredBuilder>,
     embedding: Option<FixedSizeListBuilder<Float32Builder>>,
     embedding_dimensions: i32,
@@ -224,6 +236,7 @@ impl ResultBuilders {
             error_message: StringBuilder::new(),
             batch_id: StringBuilder::new(),
             request_id: StringBuilder::new(),
+            answer_source: StringBuilder::new(),
             declared: job
                 .spec
                 .output
@@ -253,6 +266,7 @@ impl ResultBuilders {
         result: &RowResult,
         cost: Option<f64>,
         batch_id: Option<&str>,
+        answer_source: Option<AnswerSource>,
         declared_values: Option<&[FieldValue]>,
     ) {
         self.custom_id.append_value(custom_id);
@@ -274,6 +288,8 @@ impl ResultBuilders {
             .append_option(result.error_message.as_deref());
         self.batch_id.append_option(batch_id);
         self.request_id.append_option(result.request_id.as_deref());
+        self.answer_source
+            .append_option(answer_source.map(AnswerSource::as_str));
         for (index, builder) in self.declared.iter_mut().enumerate() {
             let value = declared_values.and_then(|values| values.get(index));
             match (builder, value) {
@@ -322,6 +338,7 @@ impl ResultBuilders {
                 ResultColumn::ErrorMessage => Arc::new(self.error_message.finish()),
                 ResultColumn::BatchId => Arc::new(self.batch_id.finish()),
                 ResultColumn::RequestId => Arc::new(self.request_id.finish()),
+                ResultColumn::AnswerSource => Arc::new(self.answer_source.finish()),
                 ResultColumn::Embedding => match self.embedding.as_mut() {
                     Some(builder) => Arc::new(builder.finish()),
                     None => continue,
@@ -467,6 +484,39 @@ impl CurrentShard {
     }
 }
 
+/// Checks an `ok` answer against what the job asked for: declared fields parsed from its JSON,
+/// an embedding of the right size. An answer that does not fit becomes `invalid_output`
+/// (billed, but not an answer; never stored for reuse). Returns the declared fields' values.
+pub(super) fn judge_answer(job: &Job, result: &mut RowResult) -> Option<Vec<FieldValue>> {
+    let mut declared_values = None;
+    if result.status() == RowStatus::Ok && !job.spec.output.fields.is_empty() {
+        match parse_answer(
+            &job.spec.output.fields,
+            result.content.as_deref().unwrap_or(""),
+        ) {
+            Ok(values) => declared_values = Some(values),
+            Err(reason) => {
+                result.status = Some(RowStatus::InvalidOutput);
+                result.error_code = Some("invalid_output".into());
+                result.error_message = Some(reason);
+            }
+        }
+    }
+    if job.is_embeddings()
+        && result.status() == RowStatus::Ok
+        && result.embedding.as_ref().map(Vec::len) != Some(embedding_dimensions(job) as usize)
+    {
+        result.status = Some(RowStatus::InvalidOutput);
+        result.error_code = Some("invalid_output".into());
+        result.error_message = Some(format!(
+            "the embedding has {} values, expected {}",
+            result.embedding.as_ref().map_or(0, Vec::len),
+            embedding_dimensions(job)
+        ));
+    }
+    declared_values
+}
+
 /// Joins results to the input and writes the output table atomically.
 #[allow(clippy::too_many_arguments)]
 pub fn join_results(
@@ -500,10 +550,20 @@ pub fn join_results(
         cost: MoneySum::new(pricer.currency()),
         realtime_cost: MoneySum::new(pricer.currency()),
         shards: Vec::new(),
+        rows_sent: 0,
+        rows_from_store: 0,
+        rows_deduplicated: 0,
+        reuse_saved: MoneySum::new(pricer.currency()),
     };
     // Retry shards carry rows of earlier shards; their results arrive as row overrides.
     let mut shard_iter = shards.iter().filter(|shard| shard.attempt <= 1);
     let has_overrides = ledger.has_overrides()?;
+    let mut row_sources = RowSourceCursor::new(ledger);
+    // Shared results are written while joining: one transaction, not one per row.
+    let writes_shared_results = ledger.has_row_sources()?;
+    if writes_shared_results {
+        ledger.begin_bulk()?;
+    }
     let mut current: Option<CurrentShard> = None;
     let mut row_number: u64 = 0;
     let mut rows_sent: u64 = 0;
@@ -539,7 +599,42 @@ pub fn join_results(
                     .rows_by_status
                     .entry(SKIPPED_STATUS.to_owned())
                     .or_default() += 1;
-                builders.append(&custom_id, SKIPPED_STATUS, &result, Some(0.0), None, None);
+                builders.append(
+                    &custom_id,
+                    SKIPPED_STATUS,
+                    &result,
+                    Some(0.0),
+                    None,
+                    None,
+                    None,
+                );
+                continue;
+            }
+            let row_source = row_sources.source_of(row_number)?;
+            if let Some((source, key)) = row_source
+                && source != RowSource::SharedWithCopies
+            {
+                let (mut result, answering_batch, answer_source) =
+                    reused_result(ledger, source, &key, row_number)?;
+                let declared_values = judge_answer(job, &mut result);
+                if let Some(cost) = pricer.row_cost(&result) {
+                    summary.reuse_saved.add(cost.batch);
+                }
+                match answer_source {
+                    AnswerSource::Store => summary.rows_from_store += 1,
+                    _ => summary.rows_deduplicated += 1,
+                }
+                let status = result.status().as_str().to_owned();
+                *summary.rows_by_status.entry(status).or_default() += 1;
+                builders.append(
+                    &custom_id,
+                    result.status().as_str(),
+                    &result,
+                    Some(0.0),
+                    answering_batch.as_deref(),
+                    Some(answer_source),
+                    declared_values.as_deref(),
+                );
                 continue;
             }
             rows_sent += 1;
@@ -584,32 +679,13 @@ pub fn join_results(
                 answering_batch = batch_id;
             }
 
-            let mut declared_values = None;
-            if result.status() == RowStatus::Ok && !job.spec.output.fields.is_empty() {
-                match parse_answer(
-                    &job.spec.output.fields,
-                    result.content.as_deref().unwrap_or(""),
-                ) {
-                    Ok(values) => declared_values = Some(values),
-                    Err(reason) => {
-                        result.status = Some(RowStatus::InvalidOutput);
-                        result.error_code = Some("invalid_output".into());
-                        result.error_message = Some(reason);
-                    }
-                }
-            }
-            if job.is_embeddings()
-                && result.status() == RowStatus::Ok
-                && result.embedding.as_ref().map(Vec::len)
-                    != Some(embedding_dimensions(job) as usize)
-            {
-                result.status = Some(RowStatus::InvalidOutput);
-                result.error_code = Some("invalid_output".into());
-                result.error_message = Some(format!(
-                    "the embedding has {} values, expected {}",
-                    result.embedding.as_ref().map_or(0, Vec::len),
-                    embedding_dimensions(job)
-                ));
+            let declared_values = judge_answer(job, &mut result);
+            if let Some((RowSource::SharedWithCopies, key)) = row_source {
+                ledger.set_shared_result(
+                    &key,
+                    &serde_json::to_string(&result)?,
+                    answering_batch.as_deref(),
+                )?;
             }
 
             let row_cost = pricer.row_cost(&result);
@@ -645,6 +721,7 @@ pub fn join_results(
                 &result,
                 row_cost.map(|cost| cost.batch.to_f64()),
                 answering_batch.as_deref(),
+                Some(AnswerSource::Batch),
                 declared_values.as_deref(),
             );
         }
@@ -672,9 +749,119 @@ pub fn join_results(
             job.input_path.display(),
         );
     }
+    if writes_shared_results {
+        ledger.commit_bulk()?;
+    }
+    summary.rows_sent = rows_sent;
     crate::kill_point::reach("during_output_write");
     summary.output_texts_cut = writer.finish()?;
     Ok(summary)
+}
+
+/// Where a row's answer came from (`answer_source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnswerSource {
+    /// Its own request in one of this run's batches.
+    Batch,
+    /// The answer store.
+    Store,
+    /// An earlier row of this run with the same request.
+    Dedup,
+}
+
+impl AnswerSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnswerSource::Batch => "batch",
+            AnswerSource::Store => "store",
+            AnswerSource::Dedup => "dedup",
+        }
+    }
+}
+
+/// The result of a row answered without a request of its own: the store's answer pinned in the
+/// ledger, or the final result of the earlier row with the same request; with its batch.
+fn reused_result(
+    ledger: &crate::ledger::Ledger,
+    source: RowSource,
+    key: &RequestKey,
+    row_number: u64,
+) -> anyhow::Result<(RowResult, Option<String>, AnswerSource)> {
+    let missing = |what: &str| {
+        ledger.corrupt(format!(
+            "row {row_number} takes its answer from {what} (request key {}), which the ledger does not hold",
+            key.to_hex()
+        ))
+    };
+    match source {
+        RowSource::Store => {
+            let (line, batch_id) = ledger
+                .pinned_answer(key)?
+                .ok_or_else(|| missing("the answer store"))?;
+            let parsed: ResultLine = serde_json::from_str(&line).map_err(|error| {
+                ledger.corrupt(format!(
+                    "row {row_number}'s stored answer is not a result line: {error}"
+                ))
+            })?;
+            Ok((
+                classify_result_line(&parsed, BatchStatus::Completed),
+                batch_id,
+                AnswerSource::Store,
+            ))
+        }
+        RowSource::Dedup | RowSource::SharedWithCopies => {
+            let (text, batch_id) = ledger
+                .shared_result(key)?
+                .ok_or_else(|| missing("an earlier row"))?;
+            Ok((serde_json::from_str(&text)?, batch_id, AnswerSource::Dedup))
+        }
+    }
+}
+
+/// The rows of the run whose answers come from elsewhere, read from the ledger in row order a
+/// few thousand at a time, as the join walks the input.
+struct RowSourceCursor<'a> {
+    ledger: &'a crate::ledger::Ledger,
+    buffered: std::collections::VecDeque<(u64, RowSource, RequestKey)>,
+    read_after: u64,
+    exhausted: bool,
+}
+
+impl<'a> RowSourceCursor<'a> {
+    fn new(ledger: &'a crate::ledger::Ledger) -> RowSourceCursor<'a> {
+        RowSourceCursor {
+            ledger,
+            buffered: std::collections::VecDeque::new(),
+            read_after: 0,
+            exhausted: false,
+        }
+    }
+
+    /// The source of row `row_number` (rows are asked in increasing order).
+    fn source_of(&mut self, row_number: u64) -> anyhow::Result<Option<(RowSource, RequestKey)>> {
+        loop {
+            if let Some((row, _, _)) = self.buffered.front() {
+                if *row < row_number {
+                    self.buffered.pop_front();
+                    continue;
+                }
+                if *row > row_number {
+                    return Ok(None);
+                }
+                let (_, source, key) = self.buffered.pop_front().expect("front exists");
+                return Ok(Some((source, key)));
+            }
+            if self.exhausted {
+                return Ok(None);
+            }
+            let next = self.ledger.row_sources_after(self.read_after, 4096)?;
+            match next.last() {
+                Some((row, _, _)) => self.read_after = *row,
+                None => self.exhausted = true,
+            }
+            self.buffered.extend(next);
+        }
+    }
 }
 
 #[cfg(test)]

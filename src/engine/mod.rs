@@ -1,5 +1,7 @@
 //! The engine: one run from input table to joined output, resumable from its ledger.
 
+mod answer_recording;
+mod answer_reuse;
 mod budget;
 mod cancel;
 mod connection;
@@ -29,6 +31,7 @@ mod submission;
 mod submit;
 mod totals;
 
+pub use answer_reuse::{AnswerReuse, RowDecision, previewed_reuse};
 pub use budget::{BUDGET_CAP_ERROR_CODE, BudgetCap, BudgetReport, RunBudget, max_cost_setting};
 pub use cancel::cancel_run;
 pub use connection::check_base_url;

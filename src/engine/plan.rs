@@ -9,11 +9,13 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+use super::answer_reuse::{AnswerReuse, RowDecision};
 use super::shard_file::ShardFileWriter;
 use crate::job::Job;
 use crate::ledger::{Ledger, ShardRecord};
 use crate::provider::ProviderProfile;
 use crate::render::{RenderError, RenderedRequest, RenderedRow, RequestRenderer};
+use crate::request_key::RequestKey;
 use crate::shard::{Placement, ShardLimits, ShardPlanner};
 use crate::table::open_table_with;
 
@@ -26,6 +28,10 @@ pub struct PlanOutcome {
     pub row_count: u64,
     /// Rows not sent because their prompt is empty (`[input] skip_empty`).
     pub skipped_rows: u64,
+    /// Rows not sent because the answer store has their request's answer.
+    pub rows_from_store: u64,
+    /// Rows not sent because an earlier row of the run sends the same request.
+    pub rows_deduplicated: u64,
     pub shards: Vec<ShardRecord>,
     /// The first few rendered lines, for `validate` to show.
     pub preview: Vec<RenderedRequest>,
@@ -38,9 +44,9 @@ pub struct PlanOutcome {
 }
 
 impl PlanOutcome {
-    /// Every input row (each has an output row, sent or skipped).
+    /// Every input row (each has an output row, sent, skipped or answered without a request).
     pub fn input_rows(&self) -> u64 {
-        self.row_count + self.skipped_rows
+        self.row_count + self.skipped_rows + self.rows_from_store + self.rows_deduplicated
     }
 }
 
@@ -82,13 +88,15 @@ pub fn shard_limits(job: &Job, profile: &ProviderProfile) -> ShardLimits {
     }
 }
 
-/// Reads, renders and shards the whole input into `shards_directory`. Custom ids are claimed in
-/// `ledger` (which must not have them yet) so duplicates are found with flat memory.
+/// Reads, renders and shards the whole input into `shards_directory`. Custom ids and request
+/// keys are claimed in `ledger` (which must not have them yet) so duplicates are found with flat
+/// memory; rows `reuse` answers without a request are in no shard.
 pub fn plan_shards(
     job: &Job,
     profile: &ProviderProfile,
     shards_directory: &Path,
     ledger: &Ledger,
+    reuse: &AnswerReuse,
     preview_count: usize,
 ) -> anyhow::Result<PlanOutcome> {
     let mut reader = open_table_with(&job.input_path, job.input_format, &job.input_options)?;
@@ -111,6 +119,8 @@ pub fn plan_shards(
     let mut row_number: u64 = 0;
     let mut rows_to_send: u64 = 0;
     let mut skipped_rows: u64 = 0;
+    let mut rows_from_store: u64 = 0;
+    let mut rows_deduplicated: u64 = 0;
 
     ledger.begin_bulk()?;
     // `while let`, not `for`: the reader is asked for each row's line inside the loop.
@@ -176,6 +186,22 @@ pub fn plan_shards(
                     continue;
                 }
             };
+            let key = RequestKey::new(
+                &reuse.provider_identity,
+                renderer.endpoint(),
+                &rendered.body_digest,
+            );
+            match reuse.decide(ledger, &key, row_number)? {
+                RowDecision::Send => {}
+                RowDecision::FromStore => {
+                    rows_from_store += 1;
+                    continue;
+                }
+                RowDecision::Copy => {
+                    rows_deduplicated += 1;
+                    continue;
+                }
+            }
             rows_to_send += 1;
             let placement = match planner.place(rendered.line.len() as u64) {
                 Ok(placement) => placement,
@@ -253,10 +279,15 @@ pub fn plan_shards(
     if row_number == 0 {
         anyhow::bail!("`{}` has no rows; nothing to do", job.input_path.display());
     }
-    debug_assert_eq!(rows_to_send + skipped_rows, row_number);
+    debug_assert_eq!(
+        rows_to_send + skipped_rows + rows_from_store + rows_deduplicated,
+        row_number
+    );
     Ok(PlanOutcome {
         row_count: rows_to_send,
         skipped_rows,
+        rows_from_store,
+        rows_deduplicated,
         shards,
         preview,
         output_columns,
@@ -337,6 +368,9 @@ mod tests {
         max_bytes_per_file_in_lines: Option<(u64, i64)>,
         /// `max_line_bytes` as bytes added to the length of one line.
         max_line_bytes_beyond_one_line: Option<i64>,
+        /// Whether rows with the same request are sent once (`[reuse] deduplicate`); off in the
+        /// cases about shard limits, whose rows are all alike.
+        deduplicate: bool,
         /// The plan, or words the refusal must contain.
         expected: Result<PlannedShards, &'static [&'static str]>,
     }
@@ -348,6 +382,7 @@ mod tests {
         max_requests_per_file: None,
         max_bytes_per_file_in_lines: None,
         max_line_bytes_beyond_one_line: None,
+        deduplicate: false,
         // Words no message has: a case that forgets its expectation fails.
         expected: Err(&["(every case states what it expects)"]),
     };
@@ -483,6 +518,26 @@ mod tests {
             ..PLAN
         },
         PlanCase {
+            name: "rows repeating an earlier row's request are in no shard and the shards hold the rest in order",
+            csv: "text\nabcd\nwxyz\nabcd\nabcd\nefgh\nwxyz\n",
+            max_requests_per_file: Some(2),
+            deduplicate: true,
+            expected: Ok(PlannedShards {
+                rows_to_send: 3,
+                skipped_rows: 0,
+                shards: &[(1, 2), (5, 1)],
+            }),
+            ..PLAN
+        },
+        PlanCase {
+            name: "rows alike but for their ids are still sent once, and repeated ids are still refused",
+            csv: "id,text\nx1,abcd\nx2,abcd\nx1,abcd\n",
+            input_keys: "id_column = \"id\"\n",
+            deduplicate: true,
+            expected: Err(&["row 3 (line 4)", "already used by row 1"]),
+            ..PLAN
+        },
+        PlanCase {
             name: "a repeated id is refused naming the row that used it first",
             csv: "id,text\nx1,abcd\nx2,abcd\nx1,abcd\n",
             input_keys: "id_column = \"id\"\n",
@@ -496,6 +551,7 @@ mod tests {
         csv: &str,
         input_keys: &str,
         batch_keys: &str,
+        deduplicate: bool,
     ) -> anyhow::Result<PlanOutcome> {
         std::fs::write(directory.join("rows.csv"), csv).unwrap();
         std::fs::write(
@@ -514,6 +570,10 @@ mod tests {
             &ProviderProfile::for_kind(ProviderKind::Sim),
             &shards_directory,
             &ledger,
+            &AnswerReuse {
+                deduplicate,
+                ..AnswerReuse::nothing("sim")
+            },
             0,
         )
     }
@@ -521,7 +581,14 @@ mod tests {
     /// The length of the one line every case's rows render to, newline not counted.
     fn common_line_bytes() -> u64 {
         let directory = tempfile::tempdir().unwrap();
-        let outcome = plan_in(directory.path(), &format!("text\n{ROW_TEXT}\n"), "", "").unwrap();
+        let outcome = plan_in(
+            directory.path(),
+            &format!("text\n{ROW_TEXT}\n"),
+            "",
+            "",
+            false,
+        )
+        .unwrap();
         outcome.shards[0].byte_size - 1
     }
 
@@ -544,7 +611,13 @@ mod tests {
                 batch_keys.push_str(&format!("max_line_bytes = {bytes}\n"));
             }
             let directory = tempfile::tempdir().unwrap();
-            let outcome = plan_in(directory.path(), case.csv, case.input_keys, &batch_keys);
+            let outcome = plan_in(
+                directory.path(),
+                case.csv,
+                case.input_keys,
+                &batch_keys,
+                case.deduplicate,
+            );
             let expected = match (&case.expected, outcome) {
                 (Ok(expected), Ok(outcome)) => (expected, outcome),
                 (Err(words), Err(error)) => {

@@ -105,12 +105,49 @@ pub struct RunReport {
     /// The budget cap, when the run has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub budget: Option<BudgetReport>,
+    /// Answers reused instead of paid for again.
+    pub reuse: ReuseReport,
     pub shards: Vec<ShardReport>,
     #[serde(skip)]
     pub cost_money: Option<Money>,
     /// The run directory, for the commands the summary suggests.
     #[serde(skip)]
     pub run_directory: String,
+}
+
+/// What the answer store and deduplication did for a run.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ReuseReport {
+    /// The answer store the run used; `None` without one.
+    pub answer_store: Option<String>,
+    /// Rows with a request of their own in the run's batches.
+    pub requests_sent: u64,
+    /// Rows answered from the store: not sent, cost 0 in this run.
+    pub rows_from_store: u64,
+    /// Rows whose request an earlier row of the run made: not sent, cost 0.
+    pub rows_deduplicated: u64,
+    /// What those rows would have cost sent again, at batch price (exact decimal text); `None`
+    /// when the model has no known price.
+    pub saved: Option<String>,
+}
+
+impl ReuseReport {
+    /// The summary's line, when anything was reused.
+    pub fn summary_line(&self, currency: Option<&str>) -> Option<String> {
+        if self.rows_from_store + self.rows_deduplicated == 0 {
+            return None;
+        }
+        let saved = match (&self.saved, currency) {
+            (Some(saved), Some(currency)) => {
+                format!("; reuse saved {saved} {currency} at batch price")
+            }
+            _ => String::new(),
+        };
+        Some(format!(
+            "reused: {} row(s) from the answer store, {} row(s) repeating another row's request; {} request(s) sent{saved}",
+            self.rows_from_store, self.rows_deduplicated, self.requests_sent
+        ))
+    }
 }
 
 impl RunReport {
@@ -166,6 +203,9 @@ impl RunReport {
             self.tokens.completion_tokens,
             self.tokens.reasoning_tokens,
         );
+        if let Some(line) = self.reuse.summary_line(self.currency.as_deref()) {
+            summary.push_str(&format!("\n  {line}"));
+        }
         if self.output_texts_cut > 0 {
             summary.push_str(&format!(
                 "\n  warning: {} text(s) were longer than an Excel cell holds (32,767 characters) and were cut in `{}`; write the results whole with `dashbatch resume {} --output results.parquet` (or .csv)",

@@ -10,6 +10,8 @@
 
 use std::path::Path;
 
+use super::answer_recording::AnswerRecording;
+use super::answer_reuse::{AnswerReuse, mark_pinned_answers_used};
 use super::budget::{RunBudget, prepare_run_budget};
 use super::connection::{check_base_url, connect, load_prices, poll_schedule};
 use super::estimate_vs_actual::attach_estimates;
@@ -26,6 +28,7 @@ use super::run_options::{RunOptions, RunOutcome};
 use super::run_record::{RunFounding, RunRecord};
 use super::submission::submit_pending;
 use super::{Event, EventSink, RunDirectory};
+use crate::answer_store::AnswerStore;
 use crate::cost::RunPricer;
 use crate::exit;
 use crate::job::Job;
@@ -49,6 +52,11 @@ pub(super) struct Run {
     output: OutputTarget,
     /// Rows the plan sends (the progress bar's total).
     planned_rows: u64,
+    /// The answer store (none with `--no-store`, `[reuse] store = false`, for a rehearsal, or
+    /// when the user's default store cannot be opened).
+    store: Option<AnswerStore>,
+    /// The provider part of request keys.
+    provider_identity: String,
 }
 
 impl Run {
@@ -108,6 +116,16 @@ impl Run {
         let output = choose_output_target(options.output.as_deref(), &job, &run_directory)?;
         check_output_target(&output, &job, &run_directory)?;
         let resuming = record.founding.is_some();
+        let (store, store_path) = open_answer_store(
+            &job,
+            &options,
+            record
+                .founding
+                .as_ref()
+                .and_then(|founding| founding.answer_store.clone()),
+            resuming,
+            &events,
+        )?;
         match &record.founding {
             Some(founding) => {
                 verify_same_run(founding, &job, &options, &run_directory)?;
@@ -134,6 +152,8 @@ impl Run {
                         .as_ref()
                         .map(|path| std::fs::canonicalize(path).unwrap_or(path.clone())),
                     prices_text: run_prices.text.clone(),
+                    answer_store: Some(store_path),
+                    refresh: options.refresh,
                 };
                 RunRecord::found(&mut ledger, &founding).map_err(RunFailure::local)?;
                 record.founding = Some(founding);
@@ -166,7 +186,11 @@ impl Run {
                 ))
             },
         );
+        let provider_identity =
+            crate::request_key::provider_identity(options.provider, options.base_url.as_deref());
         Ok(Run {
+            store,
+            provider_identity,
             job,
             options,
             profile,
@@ -198,14 +222,34 @@ impl Run {
                         self.job.input_path.display()
                     ))
                 })?;
-                let plan = plan_shards(
+                let reuse = AnswerReuse {
+                    provider_identity: self.provider_identity.clone(),
+                    store: self.store.take(),
+                    deduplicate: self.job.spec.reuse.deduplicate,
+                };
+                let reads_store = !self.options.refresh;
+                let reuse = if reads_store {
+                    reuse
+                } else {
+                    // `--refresh`: nothing is taken from the store; it is still written to.
+                    self.store = reuse.store;
+                    AnswerReuse {
+                        store: None,
+                        ..reuse
+                    }
+                };
+                let planned = plan_shards(
                     &self.job,
                     &self.profile,
                     &self.run_directory.shards_directory(),
                     &self.ledger,
+                    &reuse,
                     0,
-                )
-                .map_err(RunFailure::local)?;
+                );
+                if reads_store {
+                    self.store = reuse.store;
+                }
+                let plan = planned.map_err(RunFailure::local)?;
                 self.ledger
                     .insert_shards(&plan.shards)
                     .map_err(RunFailure::local)?;
@@ -214,6 +258,12 @@ impl Run {
                 self.record.input_sha256 = Some(input_sha256);
                 self.record.planned_rows = Some(plan.row_count);
                 planned_shape = Some((plan.input_rows(), plan.output_columns));
+                if plan.rows_from_store > 0
+                    && let Some(store) = self.store.as_mut()
+                    && let Err(error) = mark_pinned_answers_used(&self.ledger, store)
+                {
+                    self.store_warning(&error);
+                }
                 let skipped = if plan.skipped_rows > 0 {
                     format!(
                         "; {} row(s) with an empty prompt skipped",
@@ -226,11 +276,19 @@ impl Run {
                     Event::Planned {
                         rows: plan.row_count,
                         skipped_rows: plan.skipped_rows,
+                        rows_from_store: plan.rows_from_store,
+                        rows_deduplicated: plan.rows_deduplicated,
                         shards: plan.shards.len(),
                     },
                     || {
+                        let reused = match (plan.rows_from_store, plan.rows_deduplicated) {
+                            (0, 0) => String::new(),
+                            (store, repeated) => format!(
+                                "; {store} row(s) answered from the answer store, {repeated} row(s) repeating another row's request (not sent)"
+                            ),
+                        };
                         Some(format!(
-                            "{} rows in {} shard(s){skipped}",
+                            "{} rows to send in {} shard(s){skipped}{reused}",
                             plan.row_count,
                             plan.shards.len()
                         ))
@@ -316,6 +374,7 @@ impl Run {
             )
             .await
             .map_err(|error| self.saved(error.into()))?;
+            self.record_answers();
             if self.shards_waiting()? {
                 continue;
             }
@@ -349,6 +408,51 @@ impl Run {
         }
         self.events.finish_progress();
         Ok(())
+    }
+
+    /// Records the answers of every shard downloaded since the last call in the answer store.
+    /// The store only saves money later: a failure to write it is a warning, never the run's
+    /// failure (the shards stay unmarked, so a resumed run records them).
+    fn record_answers(&mut self) {
+        let Some(store) = self.store.as_mut() else {
+            return;
+        };
+        if self.options.rehearse {
+            return;
+        }
+        let pricer = RunPricer::new(
+            self.prices.clone(),
+            &self.job.spec.request.model,
+            self.job.bills_thinking(),
+        );
+        let recording = AnswerRecording {
+            job: &self.job,
+            run_id: &self.run_directory.run_id(),
+            provider_identity: &self.provider_identity,
+            pricer: &pricer,
+        };
+        match recording.record_downloaded_shards(&self.ledger, &self.run_directory, store) {
+            Ok(stored) => {
+                for (shard, answers) in stored {
+                    self.events
+                        .emit(Event::AnswersStored { shard, answers }, || None);
+                }
+            }
+            Err(error) => self.store_warning(&error),
+        }
+    }
+
+    fn store_warning(&self, error: &anyhow::Error) {
+        let message = format!(
+            "the answer store could not be used ({error:#}); the run goes on, and its answers stay in `{}`",
+            self.run_directory.root.display()
+        );
+        self.events.emit(
+            Event::StoreWarning {
+                message: message.clone(),
+            },
+            || Some(format!("warning: {message}")),
+        );
     }
 
     /// Whether some shard still waits for submission (shards held back by the budget cap are
@@ -389,6 +493,8 @@ impl Run {
     /// Joins every input row to its result, writes the output table and `report.json`, and
     /// marks the run finished (unless the budget cap held shards back).
     pub(super) fn join_and_report(mut self) -> Result<RunOutcome, RunFailure> {
+        // Answers downloaded by an earlier process that stopped before storing them.
+        self.record_answers();
         let thinking = self.job.bills_thinking();
         let pricer = RunPricer::new(self.prices.clone(), &self.job.spec.request.model, thinking);
         let shards = self.ledger.shards().map_err(RunFailure::local)?;
@@ -502,7 +608,21 @@ impl Run {
             ),
             _ => None,
         };
+        let reuse = super::report::ReuseReport {
+            answer_store: self
+                .store
+                .as_ref()
+                .map(|store| store.path().display().to_string()),
+            requests_sent: summary.rows_sent,
+            rows_from_store: summary.rows_from_store,
+            rows_deduplicated: summary.rows_deduplicated,
+            saved: summary
+                .reuse_saved
+                .total
+                .map(|money| money.to_decimal_string()),
+        };
         RunReport {
+            reuse,
             job: self.job.name.clone(),
             run_id: self.run_directory.run_id(),
             provider: self.options.provider.to_string(),
@@ -533,6 +653,47 @@ impl Run {
             cost_money: summary.cost.total,
             run_directory: self.run_directory.root.display().to_string(),
         }
+    }
+}
+
+/// The run's answer store, opened (created when missing) before anything is spent, and the
+/// choice to record in a new run's founding. A store the user named (flag, environment or job
+/// file) that cannot be opened stops a new run before anything is spent; the default store, or
+/// the store of a run being resumed, that cannot be opened is a warning, and the run goes on
+/// without one. A rehearsal has none: its answers are not the model's.
+fn open_answer_store(
+    job: &Job,
+    options: &RunOptions,
+    recorded: Option<Option<std::path::PathBuf>>,
+    resuming: bool,
+    events: &EventSink,
+) -> Result<(Option<AnswerStore>, Option<std::path::PathBuf>), RunFailure> {
+    if options.rehearse {
+        return Ok((None, None));
+    }
+    let choice = crate::store_location::choose_store(options.no_store, recorded, &job.answer_store);
+    let Some(path) = choice.path else {
+        return Ok((None, None));
+    };
+    let path = std::path::absolute(&path).unwrap_or(path);
+    match AnswerStore::open(&path) {
+        Ok(store) => Ok((Some(store), Some(path))),
+        Err(error) if resuming || choice.source == crate::settings::SettingSource::Default => {
+            let message = format!(
+                "{error}; the run goes on without an answer store (name one with `DASHBATCH_STORE` or `[reuse] store`)"
+            );
+            events.emit(
+                Event::StoreWarning {
+                    message: message.clone(),
+                },
+                || Some(format!("warning: {message}")),
+            );
+            Ok((None, None))
+        }
+        Err(error) => Err(RunFailure::local(anyhow::anyhow!(
+            "{error} (chosen by {})",
+            choice.source
+        ))),
     }
 }
 

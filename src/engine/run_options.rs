@@ -21,6 +21,10 @@ pub struct RunOptions {
     pub max_cost: Option<String>,
     /// `--tokenizer`: the Qwen vocabulary for the run's cost estimates.
     pub tokenizer: Option<PathBuf>,
+    /// `--no-store`: no answer store for this run (nothing reused from it, nothing recorded).
+    pub no_store: bool,
+    /// `--refresh`: take no answer from the store; the run's answers replace the stored ones.
+    pub refresh: bool,
 }
 
 #[derive(Debug)]

@@ -25,7 +25,12 @@ mod key {
     pub const FINISHED: &str = "finished";
     pub const MAX_COST: &str = "max_cost";
     pub const TOKENIZER: &str = "tokenizer";
+    pub const ANSWER_STORE: &str = "answer_store";
+    pub const REFRESH: &str = "refresh";
 }
+
+/// How the answer store key records a run founded without a store.
+const NO_ANSWER_STORE: &str = "off";
 
 /// What a run is, fixed when it is founded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +50,11 @@ pub struct RunFounding {
     /// The price file's text when the run was founded: a resumed run prices with it, whatever
     /// became of the file since. `None` in runs founded before it was recorded.
     pub prices_text: Option<String>,
+    /// The answer store the run uses: `Some(None)` for none; `None` in runs founded before the
+    /// store existed (they use the one in force).
+    pub answer_store: Option<Option<PathBuf>>,
+    /// `--refresh`: the run takes no answer from the store (and replaces them).
+    pub refresh: bool,
 }
 
 /// Everything the ledger records about the run as a whole.
@@ -98,6 +108,9 @@ impl RunRecord {
                     rehearsal,
                     prices_file: text(key::PRICES_FILE)?.map(PathBuf::from),
                     prices_text: text(key::PRICES_TEXT)?,
+                    answer_store: text(key::ANSWER_STORE)?
+                        .map(|text| (text != NO_ANSWER_STORE).then(|| PathBuf::from(text))),
+                    refresh: text(key::REFRESH)?.as_deref() == Some("1"),
                 })
             }
         };
@@ -137,6 +150,17 @@ impl RunRecord {
         }
         if let Some(text) = &founding.prices_text {
             facts.push((key::PRICES_TEXT, text.clone()));
+        }
+        if let Some(store) = &founding.answer_store {
+            facts.push((
+                key::ANSWER_STORE,
+                store.as_ref().map_or(NO_ANSWER_STORE.to_owned(), |path| {
+                    path.display().to_string()
+                }),
+            ));
+        }
+        if founding.refresh {
+            facts.push((key::REFRESH, "1".to_owned()));
         }
         ledger.set_facts(&facts)
     }
@@ -217,6 +241,8 @@ mod tests {
             rehearsal: true,
             prices_file: None,
             prices_text: None,
+            answer_store: Some(Some(PathBuf::from("/cache/dashbatch/answers.sqlite"))),
+            refresh: true,
         }
     }
 

@@ -48,6 +48,9 @@ pub async fn resume_run(
             rehearse: founding.rehearsal,
             max_cost: None,
             tokenizer: None,
+            // The store the run was founded with applies (see `store_location::choose_store`).
+            no_store: false,
+            refresh: founding.refresh,
         },
     )
     .await

@@ -16,6 +16,54 @@ pub(super) fn load_shard_results(
     batch_status: BatchStatus,
 ) -> anyhow::Result<HashMap<String, RowResult>> {
     let mut results: HashMap<String, RowResult> = HashMap::new();
+    for_each_result_line(
+        run_directory,
+        shard,
+        batch_status,
+        |custom_id, _, result| {
+            // A line reported twice keeps its success, never a failure over it.
+            match results.get(&custom_id) {
+                Some(existing) if existing.status() == RowStatus::Ok => {}
+                _ => {
+                    results.insert(custom_id, result);
+                }
+            }
+        },
+    )?;
+    Ok(results)
+}
+
+/// One shard's `ok` results with the result lines as the provider wrote them, by custom_id
+/// (what the answer store keeps).
+pub(super) fn load_ok_result_lines(
+    run_directory: &RunDirectory,
+    shard: &ShardRecord,
+    batch_status: BatchStatus,
+) -> anyhow::Result<HashMap<String, (String, RowResult)>> {
+    let mut results: HashMap<String, (String, RowResult)> = HashMap::new();
+    for_each_result_line(
+        run_directory,
+        shard,
+        batch_status,
+        |custom_id, line, result| {
+            if result.status() == RowStatus::Ok {
+                results
+                    .entry(custom_id)
+                    .or_insert((line.to_owned(), result));
+            }
+        },
+    )?;
+    Ok(results)
+}
+
+/// Calls `each` with (custom_id, the line, its result) for every line of a shard's output and
+/// error files, in that order.
+fn for_each_result_line(
+    run_directory: &RunDirectory,
+    shard: &ShardRecord,
+    batch_status: BatchStatus,
+    mut each: impl FnMut(String, &str, RowResult),
+) -> anyhow::Result<()> {
     for path in [
         run_directory.output_results_path(shard.shard_index),
         run_directory.error_results_path(shard.shard_index),
@@ -37,14 +85,8 @@ pub(super) fn load_shard_results(
                 )
             })?;
             let result = classify_result_line(&parsed, batch_status);
-            // A line reported twice keeps its success, never a failure over it.
-            match results.get(&parsed.custom_id) {
-                Some(existing) if existing.status() == RowStatus::Ok => {}
-                _ => {
-                    results.insert(parsed.custom_id, result);
-                }
-            }
+            each(parsed.custom_id, &line, result);
         }
     }
-    Ok(results)
+    Ok(())
 }

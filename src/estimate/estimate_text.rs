@@ -48,6 +48,14 @@ pub fn render_estimate_text(estimate: &JobEstimate) -> String {
         estimate.shards.len(),
         estimate.provider
     );
+    if estimate.rows_from_store + estimate.rows_deduplicated > 0 {
+        let _ = writeln!(
+            text,
+            "Not counted: {} row(s) the answer store answers and {} row(s) repeating another row's request; they are not sent.",
+            with_thousands(estimate.rows_from_store),
+            with_thousands(estimate.rows_deduplicated)
+        );
+    }
     let _ = writeln!(
         text,
         "Prices in {} per 1M tokens (batch / realtime), price table as of {}:",

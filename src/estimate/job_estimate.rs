@@ -22,6 +22,8 @@ pub struct EstimateOptions {
     pub prices_file: Option<PathBuf>,
     /// `--tokenizer FILE` (DASHBATCH_TOKENIZER, then `[estimate] tokenizer` otherwise).
     pub tokenizer: Option<PathBuf>,
+    /// `--base-url`: whose answers in the answer store count.
+    pub base_url: Option<String>,
 }
 
 /// One tier's prices as shown with an estimate, exact decimal text per 1M tokens.
@@ -64,7 +66,12 @@ pub struct JobEstimate {
     pub model: String,
     /// The model's currency; every amount is in it.
     pub currency: String,
+    /// Requests that would be sent (what the estimate counts).
     pub rows: u64,
+    /// Rows the answer store would answer, and rows repeating another row's request: not sent,
+    /// not counted.
+    pub rows_from_store: u64,
+    pub rows_deduplicated: u64,
     pub tokens_counted_with: String,
     pub exact_token_counts: bool,
     pub thinking_requests: u64,
@@ -93,7 +100,9 @@ pub fn estimate_job(job_file: &Path, options: &EstimateOptions) -> anyhow::Resul
 
     let scratch = tempfile::tempdir()?;
     let ledger = Ledger::open_path(&scratch.path().join("estimate.sqlite"))?;
-    let plan = plan_shards(&job, &profile, scratch.path(), &ledger, 0)?;
+    let (reuse, _) =
+        crate::engine::previewed_reuse(&job, options.provider, options.base_url.as_deref())?;
+    let plan = plan_shards(&job, &profile, scratch.path(), &ledger, &reuse, 0)?;
 
     let mut total = EstimateTotals::empty(&estimator);
     let mut shards = Vec::with_capacity(plan.shards.len());
@@ -121,6 +130,8 @@ pub fn estimate_job(job_file: &Path, options: &EstimateOptions) -> anyhow::Resul
         model: job.spec.request.model.clone(),
         currency: price.currency().code().to_owned(),
         rows: plan.row_count,
+        rows_from_store: plan.rows_from_store,
+        rows_deduplicated: plan.rows_deduplicated,
         tokens_counted_with: estimator.counter().description(),
         exact_token_counts: estimator.counter().is_exact(),
         thinking_requests,

@@ -48,6 +48,8 @@ pub struct Job {
     pub output_format: Option<TableFormat>,
     /// `[estimate] tokenizer`, resolved against the job file's directory.
     pub estimate_tokenizer_path: Option<PathBuf>,
+    /// `[reuse] store`, a path resolved against the job file's directory.
+    pub answer_store: crate::store_location::JobStoreSetting,
     pub spec: JobSpec,
 }
 
@@ -328,6 +330,22 @@ pub fn load_job(job_file: &Path) -> Result<Job, JobError> {
 
     let input_options =
         input_options(&spec.input, input_format).map_err(|(key, message)| invalid(key, message))?;
+    let answer_store = match &spec.reuse.store {
+        None | Some(super::spec::StoreSpec::Enabled(true)) => {
+            crate::store_location::JobStoreSetting::UserStore
+        }
+        Some(super::spec::StoreSpec::Enabled(false)) => crate::store_location::JobStoreSetting::Off,
+        Some(super::spec::StoreSpec::Path(path)) => {
+            if path.as_os_str().is_empty() {
+                return Err(invalid(
+                    "reuse.store",
+                    "is empty; give a file path, `true` for your answer store or `false` for none"
+                        .to_owned(),
+                ));
+            }
+            crate::store_location::JobStoreSetting::File(normalize_path(&job_dir.join(path)))
+        }
+    };
 
     Ok(Job {
         name,
@@ -339,6 +357,7 @@ pub fn load_job(job_file: &Path) -> Result<Job, JobError> {
         output_path,
         output_format,
         estimate_tokenizer_path,
+        answer_store,
         spec,
     })
 }

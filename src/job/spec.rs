@@ -30,6 +30,40 @@ pub struct JobSpec {
     /// How cost estimates count tokens and guess answer lengths.
     #[serde(default)]
     pub estimate: EstimateSpec,
+    /// Reusing answers: the answer store, and sending repeated requests once.
+    #[serde(default)]
+    pub reuse: ReuseSpec,
+}
+
+/// `[reuse]`: answers already paid for are not paid for again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReuseSpec {
+    /// `true` (the default): the user's answer store; `false`: none; a path (relative to the job
+    /// file): that store file.
+    #[serde(default)]
+    pub store: Option<StoreSpec>,
+    /// Rows whose requests are identical are sent once and share the answer. Default true;
+    /// `false` sends every row (for sampling several answers to one prompt).
+    #[serde(default = "default_true")]
+    pub deduplicate: bool,
+}
+
+impl Default for ReuseSpec {
+    fn default() -> Self {
+        ReuseSpec {
+            store: None,
+            deduplicate: true,
+        }
+    }
+}
+
+/// `[reuse] store`: on, off, or a file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum StoreSpec {
+    Enabled(bool),
+    Path(PathBuf),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

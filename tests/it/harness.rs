@@ -62,6 +62,7 @@ impl Workspace {
             .env_remove("OPENAI_API_KEY")
             .env_remove("DASHBATCH_PRICES")
             .env_remove("DASHBATCH_TOKENIZER")
+            .env_remove("DASHBATCH_STORE")
             // The workspace's own cache directory: no vocabulary is installed unless a test does it.
             .env("XDG_CACHE_HOME", self.path().join(".cache"))
             .stdin(Stdio::null());

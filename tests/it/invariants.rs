@@ -148,14 +148,19 @@ pub fn check_finished_run(
             expected_ids.len()
         ));
     }
+    // Rows answered by the answer store or by an earlier row of the run were not billed here.
     let statuses = string_column(&batches, "status");
+    let sources = string_column(&batches, "answer_source");
     let ok_rows = statuses
         .iter()
-        .filter(|status| status.as_deref() == Some("ok"))
+        .zip(&sources)
+        .filter(|(status, source)| {
+            status.as_deref() == Some("ok") && source.as_deref() == Some("batch")
+        })
         .count() as u64;
     if bills.len() as u64 != ok_rows {
         notes.push(format!(
-            "{} billed requests but {ok_rows} ok rows",
+            "{} billed requests but {ok_rows} ok rows answered by this run's batches",
             bills.len()
         ));
         violations.cost_mismatches += 1;

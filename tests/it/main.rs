@@ -16,6 +16,8 @@ mod jobs;
 mod prices;
 mod providers;
 mod resume;
+mod reuse;
+mod reuse_crash;
 mod sdk_conformance;
 mod system_faults;
 mod tokens;
