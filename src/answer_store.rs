@@ -36,7 +36,21 @@ CREATE TABLE IF NOT EXISTS answers (
     last_used_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS answers_by_job ON answers (job);
+CREATE TABLE IF NOT EXISTS in_flight (
+    key BLOB PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    run_directory TEXT NOT NULL,
+    since TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS in_flight_by_run ON in_flight (run_id);
 ";
+
+/// A request another run has in flight.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InFlight {
+    pub run_id: String,
+    pub run_directory: String,
+}
 
 #[derive(Debug, thiserror::Error)]
 #[error("answer store `{path}`: {message}", path = path.display())]
@@ -122,16 +136,45 @@ impl AnswerStore {
                 ))
             })?;
         }
-        if !path.exists() {
-            create_private_file(path).map_err(|e| error(format!("cannot create it: {e}")))?;
+        match std::fs::metadata(path) {
+            Ok(metadata) if !metadata.is_file() => {
+                return Err(error(
+                    "is not a regular file (a directory, device or pipe); name a file for the store"
+                        .to_owned(),
+                ));
+            }
+            Ok(_) => {}
+            Err(_) => {
+                create_private_file(path).map_err(|e| error(format!("cannot create it: {e}")))?;
+            }
         }
         let connection = Connection::open(path).map_err(|e| error(e.to_string()))?;
         let store = AnswerStore {
             connection,
             path: path.to_owned(),
         };
+        store
+            .refuse_other_databases()
+            .map_err(|e| store.explained(e))?;
         store.prepare().map_err(|e| store.explained(e))?;
         Ok(store)
+    }
+
+    /// An SQLite database with tables but no `answers` table belongs to something else (another
+    /// program, a run's ledger): dashbatch never adds its tables to it.
+    fn refuse_other_databases(&self) -> rusqlite::Result<()> {
+        let (tables, has_answers): (i64, bool) = self.connection.query_row(
+            "SELECT COUNT(*), COALESCE(MAX(name = 'answers'), 0) FROM sqlite_master WHERE type = 'table'",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
+        if tables > 0 && !has_answers {
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_NOTADB),
+                Some("an SQLite database of something else".to_owned()),
+            ));
+        }
+        Ok(())
     }
 
     /// Opens an existing store only to read it (`estimate`, `validate`, `store stats`); `None`
@@ -140,8 +183,15 @@ impl AnswerStore {
     /// # Errors
     /// When the file exists but is not a store.
     pub fn open_to_read(path: &Path) -> Result<Option<AnswerStore>, StoreError> {
-        if !path.exists() {
-            return Ok(None);
+        match std::fs::metadata(path) {
+            Err(_) => return Ok(None),
+            Ok(metadata) if !metadata.is_file() => {
+                return Err(StoreError {
+                    path: path.to_owned(),
+                    message: "is not a regular file (a directory, device or pipe); name a file for the store".to_owned(),
+                });
+            }
+            Ok(_) => {}
         }
         let connection = Connection::open_with_flags(
             path,
@@ -158,6 +208,9 @@ impl AnswerStore {
         store
             .connection
             .busy_timeout(BUSY_WAIT)
+            .map_err(|e| store.explained(e))?;
+        store
+            .refuse_other_databases()
             .map_err(|e| store.explained(e))?;
         let has_table: bool = store
             .connection
@@ -184,7 +237,7 @@ impl AnswerStore {
     fn explained(&self, error: rusqlite::Error) -> StoreError {
         let message = match error.sqlite_error_code() {
             Some(rusqlite::ErrorCode::NotADatabase) => format!(
-                "{error}: the file is not an answer store; point `DASHBATCH_STORE` or `[reuse] store` at another file, move this one away, or run with `--no-store`"
+                "{error}: the file is not an answer store; point `DASHBATCH_STORE` or `[reuse] store` at another file, move this one away, or use no store (`DASHBATCH_STORE=off`, or `dashbatch run --no-store`)"
             ),
             Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
                 format!(
@@ -248,7 +301,10 @@ impl AnswerStore {
                      WHERE answers.batch_id IS NOT excluded.batch_id OR answers.result_line <> excluded.result_line",
                 )?;
                 let count = |value: Option<u64>| value.map(|v| v as i64);
+                let mut landed = transaction
+                    .prepare_cached("DELETE FROM in_flight WHERE key = ?1 AND run_id = ?2")?;
                 for answer in answers {
+                    landed.execute(params![&answer.key.0[..], answer.run_id])?;
                     insert.execute(params![
                         &answer.key.0[..],
                         answer.provider,
@@ -268,6 +324,85 @@ impl AnswerStore {
                 }
             }
             transaction.commit()
+        })();
+        result.map_err(|e| self.explained(e))
+    }
+
+    /// Announces that run `run_id` (in `run_directory`) sends these requests, so that another
+    /// run asking the same waits for its answers instead of paying for them again. A newer
+    /// announcement of a key replaces an older one.
+    ///
+    /// # Errors
+    /// When the store cannot be written.
+    pub fn announce_in_flight(
+        &mut self,
+        keys: &[RequestKey],
+        run_id: &str,
+        run_directory: &str,
+    ) -> Result<(), StoreError> {
+        let now = now_text();
+        let result = (|| -> rusqlite::Result<()> {
+            let transaction = self
+                .connection
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            {
+                let mut insert = transaction.prepare_cached(
+                    "INSERT INTO in_flight (key, run_id, run_directory, since) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT(key) DO UPDATE SET run_id = excluded.run_id,
+                        run_directory = excluded.run_directory, since = excluded.since",
+                )?;
+                for key in keys {
+                    insert.execute(params![&key.0[..], run_id, run_directory, now])?;
+                }
+            }
+            transaction.commit()
+        })();
+        result.map_err(|e| self.explained(e))
+    }
+
+    /// Withdraws every announcement of run `run_id` (it finished, answered or not).
+    ///
+    /// # Errors
+    /// When the store cannot be written.
+    pub fn withdraw_in_flight(&mut self, run_id: &str) -> Result<(), StoreError> {
+        self.connection
+            .execute("DELETE FROM in_flight WHERE run_id = ?1", params![run_id])
+            .map(drop)
+            .map_err(|e| self.explained(e))
+    }
+
+    /// The run that has request `key` in flight, when one announced it.
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    pub fn in_flight(&self, key: &RequestKey) -> Result<Option<InFlight>, StoreError> {
+        self.connection
+            .prepare_cached("SELECT run_id, run_directory FROM in_flight WHERE key = ?1")
+            .and_then(|mut statement| {
+                statement
+                    .query_row(params![&key.0[..]], |row| {
+                        Ok(InFlight {
+                            run_id: row.get(0)?,
+                            run_directory: row.get(1)?,
+                        })
+                    })
+                    .optional()
+            })
+            .map_err(|e| self.explained(e))
+    }
+
+    /// The run directories of other runs than `run_id` with requests in flight.
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    pub fn other_runs_in_flight(&self, run_id: &str) -> Result<Vec<String>, StoreError> {
+        let result = (|| -> rusqlite::Result<Vec<String>> {
+            let mut statement = self.connection.prepare(
+                "SELECT DISTINCT run_directory FROM in_flight WHERE run_id <> ?1 ORDER BY run_directory",
+            )?;
+            statement
+                .query_map(params![run_id], |row| row.get(0))?
+                .collect()
         })();
         result.map_err(|e| self.explained(e))
     }

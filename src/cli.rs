@@ -104,6 +104,10 @@ pub struct RunArguments {
     /// replace the stored ones.
     #[arg(long, conflicts_with = "no_store")]
     pub refresh: bool,
+    /// Send the requests another running dashbatch run already has in flight, instead of
+    /// waiting for its answers.
+    #[arg(long)]
+    pub no_adopt: bool,
     #[command(flatten)]
     pub lock: LockFlags,
     #[command(flatten)]

@@ -110,6 +110,9 @@ pub enum RowSource {
     Dedup,
     /// A row that is sent and whose answer later rows copy.
     SharedWithCopies,
+    /// A request another live run has in flight: this run waits for that run's answer (or,
+    /// should that run end without one, sends it itself).
+    Adopted,
 }
 
 impl RowSource {
@@ -118,6 +121,7 @@ impl RowSource {
             RowSource::Store => "store",
             RowSource::Dedup => "dedup",
             RowSource::SharedWithCopies => "shares",
+            RowSource::Adopted => "adopted",
         }
     }
 
@@ -126,16 +130,90 @@ impl RowSource {
             "store" => Some(RowSource::Store),
             "dedup" => Some(RowSource::Dedup),
             "shares" => Some(RowSource::SharedWithCopies),
+            "adopted" => Some(RowSource::Adopted),
             _ => None,
         }
     }
 }
 
-/// The first row of a run with a request key, and whether it was answered from the store.
+/// Where the first row of a run with a request key gets its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyOrigin {
+    /// Sent in this run's batches.
+    Batch,
+    /// The answer store.
+    Store,
+    /// Another live run's request in flight.
+    Adopted,
+}
+
+impl KeyOrigin {
+    fn code(self) -> i64 {
+        match self {
+            KeyOrigin::Batch => 0,
+            KeyOrigin::Store => 1,
+            KeyOrigin::Adopted => 2,
+        }
+    }
+
+    fn from_code(code: i64) -> Option<KeyOrigin> {
+        match code {
+            0 => Some(KeyOrigin::Batch),
+            1 => Some(KeyOrigin::Store),
+            2 => Some(KeyOrigin::Adopted),
+            _ => None,
+        }
+    }
+}
+
+/// The first row of a run with a request key, and where its answer comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FirstRowOfKey {
     pub row_number: u64,
-    pub from_store: bool,
+    pub origin: KeyOrigin,
+}
+
+/// Where an adopted request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdoptionState {
+    /// The other run has it in flight; no answer yet.
+    Waiting,
+    /// The other run's answer is in the store and pinned in this run.
+    Answered,
+    /// The other run ended without an answer: this run sent it in a shard of its own.
+    Sent,
+}
+
+impl AdoptionState {
+    fn as_str(self) -> &'static str {
+        match self {
+            AdoptionState::Waiting => "waiting",
+            AdoptionState::Answered => "answered",
+            AdoptionState::Sent => "sent",
+        }
+    }
+
+    fn parse(text: &str) -> Option<AdoptionState> {
+        match text {
+            "waiting" => Some(AdoptionState::Waiting),
+            "answered" => Some(AdoptionState::Answered),
+            "sent" => Some(AdoptionState::Sent),
+            _ => None,
+        }
+    }
+}
+
+/// A request of this run that another run has in flight.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Adoption {
+    pub key: RequestKey,
+    /// The first row of this run with the request, and its custom_id (what this run sends
+    /// should the other run end without an answer).
+    pub row_number: u64,
+    pub custom_id: String,
+    /// The run directory of the run that has it in flight.
+    pub other_run_directory: String,
+    pub state: AdoptionState,
 }
 
 /// Kinds of side effect recorded in `effects`.
@@ -249,8 +327,15 @@ CREATE TABLE IF NOT EXISTS row_ids (
 CREATE TABLE IF NOT EXISTS request_keys (
     key BLOB PRIMARY KEY,
     row_number INTEGER NOT NULL,
-    from_store INTEGER NOT NULL
+    origin INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS adoptions (
+    key BLOB PRIMARY KEY,
+    row_number INTEGER NOT NULL,
+    custom_id TEXT NOT NULL,
+    other_run_directory TEXT NOT NULL,
+    state TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS row_sources (
     row_number INTEGER PRIMARY KEY,
     source TEXT NOT NULL,
@@ -743,7 +828,8 @@ impl Ledger {
         self.connection
             .execute_batch(
                 "DELETE FROM shards; DELETE FROM row_ids; DELETE FROM shard_rows; DELETE FROM row_overrides;
-                 DELETE FROM request_keys; DELETE FROM row_sources; DELETE FROM pinned_answers; DELETE FROM shared_results;",
+                 DELETE FROM request_keys; DELETE FROM row_sources; DELETE FROM pinned_answers; DELETE FROM shared_results;
+                 DELETE FROM adoptions;",
             )
             .map_err(|e| self.error(e))
     }
@@ -754,42 +840,213 @@ impl Ledger {
         &self,
         key: &RequestKey,
         row_number: u64,
-        from_store: bool,
     ) -> Result<Option<FirstRowOfKey>, LedgerError> {
         let inserted = self
             .connection
             .prepare_cached(
-                "INSERT OR IGNORE INTO request_keys (key, row_number, from_store) VALUES (?1, ?2, ?3)",
+                "INSERT OR IGNORE INTO request_keys (key, row_number, origin) VALUES (?1, ?2, ?3)",
             )
             .and_then(|mut statement| {
-                statement.execute(params![&key.0[..], row_number as i64, from_store])
+                statement.execute(params![
+                    &key.0[..],
+                    row_number as i64,
+                    KeyOrigin::Batch.code()
+                ])
             })
             .map_err(|e| self.error(e))?;
         if inserted == 1 {
             return Ok(None);
         }
-        self.connection
-            .prepare_cached("SELECT row_number, from_store FROM request_keys WHERE key = ?1")
+        let (row_number, code) = self
+            .connection
+            .prepare_cached("SELECT row_number, origin FROM request_keys WHERE key = ?1")
             .and_then(|mut statement| {
                 statement.query_row(params![&key.0[..]], |row| {
-                    Ok(FirstRowOfKey {
-                        row_number: row.get::<_, i64>(0)? as u64,
-                        from_store: row.get(1)?,
-                    })
+                    Ok((row.get::<_, i64>(0)? as u64, row.get::<_, i64>(1)?))
                 })
             })
-            .map(Some)
+            .map_err(|e| self.error(e))?;
+        let origin = KeyOrigin::from_code(code).ok_or_else(|| {
+            self.corrupt(format!(
+                "a request key has origin {code}, which dashbatch never writes"
+            ))
+        })?;
+        Ok(Some(FirstRowOfKey { row_number, origin }))
+    }
+
+    /// Says where the answer of a claimed key comes from, so later rows with it take the same.
+    pub fn set_request_key_origin(
+        &self,
+        key: &RequestKey,
+        origin: KeyOrigin,
+    ) -> Result<(), LedgerError> {
+        self.connection
+            .prepare_cached("UPDATE request_keys SET origin = ?2 WHERE key = ?1")
+            .and_then(|mut statement| statement.execute(params![&key.0[..], origin.code()]))
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    /// The keys this run sends itself, after `after` (in key order), at most `limit`.
+    pub fn sent_keys_after(
+        &self,
+        after: Option<&RequestKey>,
+        limit: usize,
+    ) -> Result<Vec<RequestKey>, LedgerError> {
+        let mut statement = self
+            .connection
+            .prepare_cached(
+                "SELECT key FROM request_keys WHERE origin = 0 AND (?1 IS NULL OR key > ?1) ORDER BY key LIMIT ?2",
+            )
+            .map_err(|e| self.error(e))?;
+        let rows = statement
+            .query_map(
+                params![after.map(|key| key.0.to_vec()), limit as i64],
+                |row| row.get::<_, Vec<u8>>(0),
+            )
+            .map_err(|e| self.error(e))?;
+        let mut keys = Vec::new();
+        for key in rows {
+            let key = key.map_err(|e| self.error(e))?;
+            let key: [u8; 32] = key
+                .try_into()
+                .map_err(|_| self.corrupt("a request key is not 32 bytes".to_owned()))?;
+            keys.push(RequestKey(key));
+        }
+        Ok(keys)
+    }
+
+    /// Records that this run adopts another run's request in flight; false when the key was
+    /// adopted already (by an earlier row).
+    pub fn adopt(
+        &self,
+        key: &RequestKey,
+        row_number: u64,
+        custom_id: &str,
+        other_run_directory: &str,
+    ) -> Result<bool, LedgerError> {
+        self.connection
+            .prepare_cached(
+                "INSERT OR IGNORE INTO adoptions (key, row_number, custom_id, other_run_directory, state)
+                 VALUES (?1, ?2, ?3, ?4, 'waiting')",
+            )
+            .and_then(|mut statement| {
+                statement.execute(params![
+                    &key.0[..],
+                    row_number as i64,
+                    custom_id,
+                    other_run_directory
+                ])
+            })
+            .map(|inserted| inserted == 1)
             .map_err(|e| self.error(e))
     }
 
-    /// Marks a claimed key as answered from the store, so later rows with it take the store's
-    /// answer too.
-    pub fn mark_request_key_from_store(&self, key: &RequestKey) -> Result<(), LedgerError> {
-        self.connection
-            .prepare_cached("UPDATE request_keys SET from_store = 1 WHERE key = ?1")
-            .and_then(|mut statement| statement.execute(params![&key.0[..]]))
+    fn adoption_of_row(&self, row: &rusqlite::Row<'_>) -> rusqlite::Result<(Vec<u8>, Adoption)> {
+        let key: Vec<u8> = row.get(0)?;
+        let state: String = row.get(4)?;
+        Ok((
+            key,
+            Adoption {
+                key: RequestKey([0; 32]),
+                row_number: row.get::<_, i64>(1)? as u64,
+                custom_id: row.get(2)?,
+                other_run_directory: row.get(3)?,
+                state: AdoptionState::parse(&state).unwrap_or(AdoptionState::Waiting),
+            },
+        ))
+    }
+
+    /// Every adoption of the run in `state`.
+    pub fn adoptions_in(&self, state: AdoptionState) -> Result<Vec<Adoption>, LedgerError> {
+        let mut statement = self
+            .connection
+            .prepare_cached(
+                "SELECT key, row_number, custom_id, other_run_directory, state FROM adoptions WHERE state = ?1 ORDER BY row_number",
+            )
             .map_err(|e| self.error(e))?;
-        Ok(())
+        let rows = statement
+            .query_map(params![state.as_str()], |row| self.adoption_of_row(row))
+            .map_err(|e| self.error(e))?;
+        let mut adoptions = Vec::new();
+        for row in rows {
+            let (key, mut adoption) = row.map_err(|e| self.error(e))?;
+            adoption.key = RequestKey(
+                key.try_into()
+                    .map_err(|_| self.corrupt("an adopted key is not 32 bytes".to_owned()))?,
+            );
+            adoptions.push(adoption);
+        }
+        Ok(adoptions)
+    }
+
+    /// The adoption of request `key`.
+    pub fn adoption(&self, key: &RequestKey) -> Result<Option<Adoption>, LedgerError> {
+        let found = self
+            .connection
+            .prepare_cached(
+                "SELECT key, row_number, custom_id, other_run_directory, state FROM adoptions WHERE key = ?1",
+            )
+            .and_then(|mut statement| {
+                statement
+                    .query_row(params![&key.0[..]], |row| self.adoption_of_row(row))
+                    .optional()
+            })
+            .map_err(|e| self.error(e))?;
+        Ok(found.map(|(_, adoption)| Adoption {
+            key: *key,
+            ..adoption
+        }))
+    }
+
+    /// The other run's answer arrived: pinned, and the adoption answered, in one transaction.
+    pub fn answer_adoption(
+        &mut self,
+        key: &RequestKey,
+        result_line: &str,
+        batch_id: Option<&str>,
+    ) -> Result<(), LedgerError> {
+        self.in_transaction(|transaction| {
+            transaction.execute(
+                "INSERT OR IGNORE INTO pinned_answers (key, result_line, batch_id) VALUES (?1, ?2, ?3)",
+                params![&key.0[..], result_line, batch_id],
+            )?;
+            transaction.execute(
+                "UPDATE adoptions SET state = 'answered' WHERE key = ?1",
+                params![&key.0[..]],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Records shards that send adopted requests the other run ended without answering, the
+    /// rows they carry, and that those adoptions are now sent: all or nothing.
+    pub fn insert_adoption_sends(
+        &mut self,
+        shards: &[ShardRecord],
+        rows: &[(u64, u64, u64, String)],
+        keys: &[RequestKey],
+    ) -> Result<(), LedgerError> {
+        self.in_transaction(|transaction| {
+            insert_shard_records(transaction, shards)?;
+            let mut insert_row = transaction.prepare(
+                "INSERT INTO shard_rows (shard_index, line_number, row_number, custom_id) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for (shard_index, line_number, row_number, custom_id) in rows {
+                insert_row.execute(params![
+                    *shard_index as i64,
+                    *line_number as i64,
+                    *row_number as i64,
+                    custom_id
+                ])?;
+            }
+            let mut sent =
+                transaction.prepare("UPDATE adoptions SET state = 'sent' WHERE key = ?1")?;
+            for key in keys {
+                sent.execute(params![&key.0[..]])?;
+            }
+            Ok(())
+        })
     }
 
     /// Says where row `row_number`'s answer comes from (a row already marked keeps its mark).

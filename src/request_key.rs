@@ -1,5 +1,5 @@
 //! The key of a request in the answer store and in a run's deduplication: SHA-256 over the
-//! provider's identity (the base URL's host, never the API key), the endpoint, and the SHA-256 of
+//! provider's identity (the base URL's host and path, never the API key), the endpoint, and the SHA-256 of
 //! the request body in canonical JSON (`canonical_json`: keys sorted at every depth). The row's
 //! custom_id and position are not part of it, so the same request from another row, another
 //! table or another night has the same key; any change to the body (model, messages, a
@@ -65,19 +65,23 @@ impl RequestKey {
 }
 
 /// Who answers a run's requests, as far as the key is concerned: the host (and port, when one
-/// is written) of the base URL in force; `sim` for the embedded simulator, whose answers are
-/// never mixed with a real provider's.
+/// is written) and path of the base URL in force (a gateway may route paths to different
+/// backends); `sim` for the embedded simulator, whose answers are never mixed with a real
+/// provider's.
 pub fn provider_identity(kind: ProviderKind, base_url: Option<&str>) -> String {
     let url = match base_url.or(ProviderProfile::for_kind(kind).default_base_url) {
         Some(url) => url,
         None => return "sim".to_owned(),
     };
     match reqwest::Url::parse(url) {
-        Ok(parsed) => match (parsed.host_str(), parsed.port()) {
-            (Some(host), Some(port)) => format!("{host}:{port}"),
-            (Some(host), None) => host.to_owned(),
-            (None, _) => url.to_owned(),
-        },
+        Ok(parsed) => {
+            let path = parsed.path().trim_end_matches('/');
+            match (parsed.host_str(), parsed.port()) {
+                (Some(host), Some(port)) => format!("{host}:{port}{path}"),
+                (Some(host), None) => format!("{host}{path}"),
+                (None, _) => url.to_owned(),
+            }
+        }
         Err(_) => url.to_owned(),
     }
 }
@@ -131,26 +135,27 @@ mod tests {
     }
 
     #[test]
-    fn the_provider_identity_is_the_base_url_host_and_sim_for_the_embedded_simulator() {
+    fn the_provider_identity_is_the_base_url_host_and_path_and_sim_for_the_embedded_simulator() {
         assert_eq!(provider_identity(ProviderKind::Sim, None), "sim");
         assert_eq!(
             provider_identity(ProviderKind::Dashscope, None),
-            "dashscope.aliyuncs.com"
+            "dashscope.aliyuncs.com/compatible-mode/v1"
         );
         assert_eq!(
             provider_identity(ProviderKind::DashscopeIntl, None),
-            "dashscope-intl.aliyuncs.com"
+            "dashscope-intl.aliyuncs.com/compatible-mode/v1"
         );
         assert_eq!(
-            provider_identity(ProviderKind::Sim, Some("http://127.0.0.1:8765/v1")),
-            "127.0.0.1:8765"
+            provider_identity(ProviderKind::Sim, Some("http://127.0.0.1:8765/v1/")),
+            "127.0.0.1:8765/v1"
         );
-        assert_eq!(
+        let gateway = |path: &str| {
             provider_identity(
                 ProviderKind::Openai,
-                Some("https://gateway.example.com/openai/v1")
-            ),
-            "gateway.example.com"
-        );
+                Some(&format!("https://gateway.example.com{path}")),
+            )
+        };
+        assert_eq!(gateway("/openai/v1"), "gateway.example.com/openai/v1");
+        assert_ne!(gateway("/qwen/v1"), gateway("/openai/v1"));
     }
 }

@@ -39,7 +39,7 @@ pub fn validate_job(
     }
     let scratch = tempfile::tempdir()?;
     let ledger = Ledger::open_path(&scratch.path().join("validate.sqlite"))?;
-    let (reuse, store_path) = crate::engine::previewed_reuse(&job, provider, base_url)?;
+    let (reuse, store_preview) = crate::engine::previewed_reuse(&job, provider, base_url)?;
     let plan = plan_shards(&job, &profile, scratch.path(), &ledger, &reuse, show)?;
     if job.output_format == Some(crate::table::TableFormat::Excel)
         && let Err(problem) =
@@ -77,7 +77,13 @@ pub fn validate_job(
     writeln!(
         text,
         "  answer store: {}",
-        store_path.map_or("none".to_owned(), |path| format!("`{}`", path.display()))
+        match (&store_preview.path, &store_preview.warning) {
+            (_, Some(warning)) => format!("none (warning: {warning})"),
+            (Some(path), None) => format!("`{}`", path.display()),
+            (None, None) if !job.spec.reuse.deduplicate =>
+                "none (`[reuse] deduplicate = false`: every row is sent)".to_owned(),
+            (None, None) => "none".to_owned(),
+        }
     )?;
     for shard in &plan.shards {
         writeln!(

@@ -24,6 +24,7 @@ pub async fn run_command(arguments: RunArguments) -> u8 {
         tokenizer,
         no_store,
         refresh,
+        no_adopt,
         lock,
         output_flags,
     } = arguments;
@@ -68,6 +69,7 @@ pub async fn run_command(arguments: RunArguments) -> u8 {
             tokenizer,
             no_store,
             refresh,
+            no_adopt,
         };
         let outcome = engine::run_job(loaded, options).await;
         // A run refused before it spent anything leaves no directory behind (still under its

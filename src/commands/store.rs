@@ -33,7 +33,14 @@ pub fn stats_command(store: Option<PathBuf>, json: bool) -> u8 {
         let path = chosen_store_path(store)?;
         let Some(store) = open_existing(&path)? else {
             return Ok(if json {
-                serde_json::json!({"path": path.display().to_string(), "answers": 0}).to_string()
+                serde_json::to_string_pretty(&crate::answer_store::StoreStats {
+                    path: path.display().to_string(),
+                    answers: 0,
+                    file_bytes: 0,
+                    oldest_answer: None,
+                    newest_answer: None,
+                    jobs: Vec::new(),
+                })?
             } else {
                 format!("answer store `{}`: empty (no file yet)", path.display())
             });
@@ -90,16 +97,23 @@ fn parse_age(text: &str) -> anyhow::Result<chrono::Duration> {
         .ok()
         .filter(|amount| *amount >= 0)
         .ok_or_else(|| anyhow::anyhow!("`{text}` is not an age; write it as 30d, 12h or 45m"))?;
-    match unit {
-        'd' => Ok(chrono::Duration::days(amount)),
-        'h' => Ok(chrono::Duration::hours(amount)),
-        'm' => Ok(chrono::Duration::minutes(amount)),
+    let age = match unit {
+        'd' => chrono::Duration::try_days(amount),
+        'h' => chrono::Duration::try_hours(amount),
+        'm' => chrono::Duration::try_minutes(amount),
         _ => anyhow::bail!("`{text}` is not an age; write it as 30d, 12h or 45m"),
-    }
+    };
+    age.ok_or_else(|| {
+        anyhow::anyhow!("`{text}` is too long an age; write at most some thousands of days")
+    })
 }
 
+/// The moment `age` ago, as the store writes times; the start of time for an age past it.
 fn moment_ago(age: chrono::Duration) -> String {
-    (chrono::Utc::now() - age).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    chrono::Utc::now()
+        .checked_sub_signed(age)
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 pub fn prune_command(
@@ -166,7 +180,24 @@ pub fn export_command(store: Option<PathBuf>, job: Option<String>, output: Optio
         };
         match output {
             Some(output) => {
-                let partial = output.with_extension("partial");
+                if output.exists()
+                    && std::fs::canonicalize(&output)? == std::fs::canonicalize(&path)?
+                {
+                    anyhow::bail!(
+                        "`--output {}` is the answer store itself; writing it would destroy the store. Name another file",
+                        output.display()
+                    );
+                }
+                if output.is_dir() {
+                    anyhow::bail!(
+                        "`--output {}` is a directory; name a file inside it, for example `{}`",
+                        output.display(),
+                        output.join("answers.jsonl").display()
+                    );
+                }
+                let mut partial_name = output.file_name().unwrap_or_default().to_owned();
+                partial_name.push(".partial");
+                let partial = output.with_file_name(partial_name);
                 let file = std::fs::File::create(&partial).map_err(|error| {
                     anyhow::anyhow!("cannot write `{}`: {error}", partial.display())
                 })?;
@@ -185,8 +216,12 @@ pub fn export_command(store: Option<PathBuf>, job: Option<String>, output: Optio
             None => {
                 let stdout = std::io::stdout();
                 let mut lock = stdout.lock();
-                store.export(job.as_deref(), &mut lock)?;
-                Ok(None)
+                match store.export(job.as_deref(), &mut lock) {
+                    // A reader that stopped early (`| head`) wanted no more.
+                    Err(error) if is_broken_pipe(&error) => Ok(None),
+                    Err(error) => Err(error),
+                    Ok(_) => Ok(None),
+                }
             }
         }
     })();
@@ -204,6 +239,21 @@ pub fn export_command(store: Option<PathBuf>, job: Option<String>, output: Optio
     }
 }
 
+/// Whether writing failed because the reader of stdout went away.
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .map(std::io::Error::kind)
+            .or_else(|| {
+                cause
+                    .downcast_ref::<serde_json::Error>()
+                    .and_then(serde_json::Error::io_error_kind)
+            })
+            == Some(std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,7 +264,15 @@ mod tests {
         assert_eq!(parse_age("7").unwrap(), chrono::Duration::days(7));
         assert_eq!(parse_age("12h").unwrap(), chrono::Duration::hours(12));
         assert_eq!(parse_age("45m").unwrap(), chrono::Duration::minutes(45));
-        for bad in ["", "d", "-3d", "3w", "x"] {
+        for bad in [
+            "",
+            "d",
+            "-3d",
+            "3w",
+            "x",
+            "9999999999999999d",
+            "100000000000000h",
+        ] {
             assert!(parse_age(bad).is_err(), "{bad}");
         }
     }

@@ -1,10 +1,17 @@
 //! Deciding, while planning, which rows need a request of their own: a row whose request an
-//! earlier row of the run already makes copies that row's answer (deduplication), and a row
-//! whose request has an answer in the answer store takes it from there, pinned in the run's
-//! ledger so a resumed run joins what it planned with. Only the other rows are sent.
+//! earlier row of the run already makes copies that row's answer (deduplication); a row whose
+//! request has an answer in the answer store takes it from there, pinned in the run's ledger so
+//! a resumed run joins what it planned with; a row whose request another live run has in flight
+//! (announced in the store) is adopted: this run waits for that answer, and sends the request
+//! itself only if that run ends without one. Only the other rows are sent.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use crate::answer_store::AnswerStore;
-use crate::ledger::{Ledger, RowSource};
+use crate::ledger::{KeyOrigin, Ledger, RowSource};
 use crate::request_key::RequestKey;
 
 /// How a run reuses answers while it plans.
@@ -16,6 +23,79 @@ pub struct AnswerReuse {
     pub store: Option<AnswerStore>,
     /// `[reuse] deduplicate`.
     pub deduplicate: bool,
+    /// Adopting other runs' requests in flight; `None` with `--no-adopt`, without a store, or
+    /// when no other run has announced any.
+    pub adoption: Option<AdoptionPlanning>,
+}
+
+/// What adopting needs while planning.
+pub struct AdoptionPlanning {
+    /// This run's id: its own announcements (from an earlier plan) are not adopted.
+    pub run_id: String,
+    /// Whether each other run directory is live (its lock held), asked once per plan.
+    live_runs: RefCell<HashMap<String, bool>>,
+    /// The request lines of adopted rows, kept in case this run has to send them itself.
+    lines: RefCell<std::io::BufWriter<std::fs::File>>,
+    lines_path: PathBuf,
+}
+
+/// The file of a run's adopted request lines.
+pub fn adopted_lines_path(shards_directory: &Path) -> PathBuf {
+    shards_directory.join("adopted-requests.jsonl")
+}
+
+impl AdoptionPlanning {
+    /// Adoption for run `run_id` planning into `shards_directory`, when the store has another
+    /// run's announcements; `None` otherwise.
+    ///
+    /// # Errors
+    /// When the store cannot be read or the lines file created.
+    pub fn start(
+        store: &AnswerStore,
+        run_id: &str,
+        shards_directory: &Path,
+    ) -> anyhow::Result<Option<AdoptionPlanning>> {
+        if store.other_runs_in_flight(run_id)?.is_empty() {
+            return Ok(None);
+        }
+        let lines_path = adopted_lines_path(shards_directory);
+        let file = std::fs::File::create(&lines_path)?;
+        crate::ledger::restrict_permissions(&lines_path);
+        Ok(Some(AdoptionPlanning {
+            run_id: run_id.to_owned(),
+            live_runs: RefCell::new(HashMap::new()),
+            lines: RefCell::new(std::io::BufWriter::new(file)),
+            lines_path,
+        }))
+    }
+
+    fn is_live(&self, run_directory: &str) -> bool {
+        *self
+            .live_runs
+            .borrow_mut()
+            .entry(run_directory.to_owned())
+            .or_insert_with(|| run_is_live(Path::new(run_directory)))
+    }
+
+    /// Writes the adopted lines to disk (before the plan is recorded).
+    ///
+    /// # Errors
+    /// When the file cannot be written.
+    pub fn finish(self) -> anyhow::Result<()> {
+        let file = self
+            .lines
+            .into_inner()
+            .into_inner()
+            .map_err(|error| error.into_error())?;
+        file.sync_all()?;
+        drop(self.lines_path);
+        Ok(())
+    }
+}
+
+/// A run is live while a process holds its lock: only then will its answers arrive.
+pub fn run_is_live(run_directory: &Path) -> bool {
+    super::run_lock::is_locked_by_another_process(run_directory)
 }
 
 /// What becomes of one row's request.
@@ -27,6 +107,17 @@ pub enum RowDecision {
     FromStore,
     /// Answered by an earlier row of this run with the same request.
     Copy,
+    /// Answered by another live run's request in flight.
+    Adopted,
+}
+
+/// The row being decided.
+pub struct RowRequest<'a> {
+    pub key: RequestKey,
+    pub row_number: u64,
+    pub custom_id: &'a str,
+    /// The request line, kept when the row is adopted.
+    pub line: &'a [u8],
 }
 
 impl AnswerReuse {
@@ -36,69 +127,140 @@ impl AnswerReuse {
             provider_identity: provider_identity.to_owned(),
             store: None,
             deduplicate: false,
+            adoption: None,
         }
     }
 
-    /// Decides row `row_number`'s fate and records it in `ledger` (inside the plan's bulk
-    /// transaction).
+    /// Decides a row's fate and records it in `ledger` (inside the plan's bulk transaction).
     ///
     /// # Errors
     /// When the ledger or the store cannot be read or written.
-    pub fn decide(
-        &self,
-        ledger: &Ledger,
-        key: &RequestKey,
-        row_number: u64,
-    ) -> anyhow::Result<RowDecision> {
+    pub fn decide(&self, ledger: &Ledger, row: &RowRequest<'_>) -> anyhow::Result<RowDecision> {
+        let key = &row.key;
         if self.deduplicate
-            && let Some(first) = ledger.claim_request_key(key, row_number, false)?
+            && let Some(first) = ledger.claim_request_key(key, row.row_number)?
         {
-            if first.from_store {
-                ledger.set_row_source(row_number, RowSource::Store, key)?;
-                return Ok(RowDecision::FromStore);
-            }
-            ledger.set_row_source(first.row_number, RowSource::SharedWithCopies, key)?;
-            ledger.set_row_source(row_number, RowSource::Dedup, key)?;
-            return Ok(RowDecision::Copy);
+            return Ok(match first.origin {
+                KeyOrigin::Store => {
+                    ledger.set_row_source(row.row_number, RowSource::Store, key)?;
+                    RowDecision::FromStore
+                }
+                KeyOrigin::Adopted => {
+                    ledger.set_row_source(row.row_number, RowSource::Adopted, key)?;
+                    RowDecision::Adopted
+                }
+                KeyOrigin::Batch => {
+                    ledger.set_row_source(first.row_number, RowSource::SharedWithCopies, key)?;
+                    ledger.set_row_source(row.row_number, RowSource::Dedup, key)?;
+                    RowDecision::Copy
+                }
+            });
         }
         let Some(store) = &self.store else {
             return Ok(RowDecision::Send);
         };
-        let Some(answer) = store.lookup(key)? else {
-            return Ok(RowDecision::Send);
-        };
-        if self.deduplicate {
-            ledger.mark_request_key_from_store(key)?;
+        if let Some(answer) = store.lookup(key)? {
+            if self.deduplicate {
+                ledger.set_request_key_origin(key, KeyOrigin::Store)?;
+            }
+            ledger.pin_answer(key, &answer.result_line, answer.batch_id.as_deref())?;
+            ledger.set_row_source(row.row_number, RowSource::Store, key)?;
+            return Ok(RowDecision::FromStore);
         }
-        ledger.pin_answer(key, &answer.result_line, answer.batch_id.as_deref())?;
-        ledger.set_row_source(row_number, RowSource::Store, key)?;
-        Ok(RowDecision::FromStore)
+        if let Some(adoption) = &self.adoption
+            && let Some(in_flight) = store.in_flight(key)?
+            && in_flight.run_id != adoption.run_id
+            && adoption.is_live(&in_flight.run_directory)
+        {
+            if self.deduplicate {
+                ledger.set_request_key_origin(key, KeyOrigin::Adopted)?;
+            }
+            if ledger.adopt(key, row.row_number, row.custom_id, &in_flight.run_directory)? {
+                let mut lines = adoption.lines.borrow_mut();
+                lines.write_all(row.line)?;
+                lines.write_all(b"\n")?;
+            }
+            ledger.set_row_source(row.row_number, RowSource::Adopted, key)?;
+            return Ok(RowDecision::Adopted);
+        }
+        Ok(RowDecision::Send)
     }
 }
 
-/// The reuse `estimate` and `validate` plan with: the store a run would use (`DASHBATCH_STORE`,
-/// the job file, the user's), only read, and the same deduplication; with the store's path.
+/// Announces every request this run sends itself in the store, in chunks so that no other
+/// process waits long for the store.
 ///
 /// # Errors
-/// When the store in force exists but is not a store.
+/// When the ledger cannot be read or the store written.
+pub fn announce_sent_requests(
+    ledger: &Ledger,
+    store: &mut AnswerStore,
+    run_id: &str,
+    run_directory: &Path,
+) -> anyhow::Result<()> {
+    const CHUNK: usize = 10_000;
+    let directory = std::path::absolute(run_directory)?.display().to_string();
+    let mut after: Option<RequestKey> = None;
+    loop {
+        let keys = ledger.sent_keys_after(after.as_ref(), CHUNK)?;
+        let Some(last) = keys.last().copied() else {
+            return Ok(());
+        };
+        store.announce_in_flight(&keys, run_id, &directory)?;
+        after = Some(last);
+    }
+}
+
+/// The store `estimate` and `validate` read, as they report it.
+pub struct StorePreview {
+    /// The store a run would use; `None` for none.
+    pub path: Option<PathBuf>,
+    /// Why the user's default store is not read (it cannot be), when it is not: a run would go
+    /// on without it too.
+    pub warning: Option<String>,
+}
+
+/// The reuse `estimate` and `validate` plan with: the store a run would use (`DASHBATCH_STORE`,
+/// the job file, the user's), only read, and the same deduplication. Requests other runs have
+/// in flight are counted as sent.
+///
+/// # Errors
+/// When a store the user named exists but is not a store (a run would refuse it too).
 pub fn previewed_reuse(
     job: &crate::job::Job,
     provider: crate::provider::ProviderKind,
     base_url: Option<&str>,
-) -> anyhow::Result<(AnswerReuse, Option<std::path::PathBuf>)> {
-    let choice = crate::store_location::choose_store(false, None, &job.answer_store);
-    let store = match &choice.path {
-        Some(path) => AnswerStore::open_to_read(path)
-            .map_err(|error| anyhow::anyhow!("{error} (chosen by {})", choice.source))?,
-        None => None,
+) -> anyhow::Result<(AnswerReuse, StorePreview)> {
+    let mut preview = StorePreview {
+        path: None,
+        warning: None,
     };
+    let mut store = None;
+    if job.spec.reuse.deduplicate {
+        let choice = crate::store_location::choose_store(false, None, &job.answer_store);
+        if let Some(path) = &choice.path {
+            match AnswerStore::open_to_read(path) {
+                Ok(opened) => store = opened,
+                Err(error) if choice.source == crate::settings::SettingSource::Default => {
+                    preview.warning = Some(format!(
+                        "{error}; a run would go on without it, so nothing is counted as reused"
+                    ));
+                }
+                Err(error) => anyhow::bail!("{error} (chosen by {})", choice.source),
+            }
+            if preview.warning.is_none() {
+                preview.path = Some(path.clone());
+            }
+        }
+    }
     Ok((
         AnswerReuse {
             provider_identity: crate::request_key::provider_identity(provider, base_url),
             store,
             deduplicate: job.spec.reuse.deduplicate,
+            adoption: None,
         },
-        choice.path,
+        preview,
     ))
 }
 

@@ -48,6 +48,10 @@ pub enum EventKind {
     AnswersStored,
     /// The answer store could not be used; the run goes on without it.
     StoreWarning,
+    /// The run waits for answers to requests other running runs have in flight.
+    AdoptionWaiting,
+    /// Requests another run had in flight and ended without answering are sent by this run.
+    AdoptionSent,
     /// Transiently failed requests were put into retry shards.
     RetryPlanned,
     /// The run's files at the provider were deleted.
@@ -67,7 +71,7 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 19] = [
+    pub const ALL: [EventKind; 21] = [
         EventKind::RunStarted,
         EventKind::Planned,
         EventKind::FileUploaded,
@@ -79,6 +83,8 @@ impl EventKind {
         EventKind::ResultsUnavailable,
         EventKind::AnswersStored,
         EventKind::StoreWarning,
+        EventKind::AdoptionWaiting,
+        EventKind::AdoptionSent,
         EventKind::RetryPlanned,
         EventKind::RemoteFilesDeleted,
         EventKind::BudgetCapReached,
@@ -103,6 +109,8 @@ impl EventKind {
             EventKind::ResultsUnavailable => "results_unavailable",
             EventKind::AnswersStored => "answers_stored",
             EventKind::StoreWarning => "store_warning",
+            EventKind::AdoptionWaiting => "adoption_waiting",
+            EventKind::AdoptionSent => "adoption_sent",
             EventKind::RetryPlanned => "retry_planned",
             EventKind::RemoteFilesDeleted => "remote_files_deleted",
             EventKind::BudgetCapReached => "budget_cap_reached",
@@ -131,6 +139,7 @@ pub enum Event<'a> {
         skipped_rows: u64,
         rows_from_store: u64,
         rows_deduplicated: u64,
+        rows_adopted: u64,
         shards: usize,
     },
     FileUploaded {
@@ -172,6 +181,14 @@ pub enum Event<'a> {
     },
     StoreWarning {
         message: String,
+    },
+    AdoptionWaiting {
+        requests: u64,
+        runs: Vec<String>,
+    },
+    AdoptionSent {
+        requests: u64,
+        shards: usize,
     },
     RetryPlanned {
         shards: usize,
@@ -222,6 +239,8 @@ impl Event<'_> {
             Event::ResultsUnavailable { .. } => EventKind::ResultsUnavailable,
             Event::AnswersStored { .. } => EventKind::AnswersStored,
             Event::StoreWarning { .. } => EventKind::StoreWarning,
+            Event::AdoptionWaiting { .. } => EventKind::AdoptionWaiting,
+            Event::AdoptionSent { .. } => EventKind::AdoptionSent,
             Event::RetryPlanned { .. } => EventKind::RetryPlanned,
             Event::RemoteFilesDeleted { .. } => EventKind::RemoteFilesDeleted,
             Event::BudgetCapReached { .. } => EventKind::BudgetCapReached,

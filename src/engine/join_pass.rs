@@ -24,7 +24,7 @@ use super::shard_results::load_shard_results;
 use super::totals::{MoneySum, TokenTotals};
 use crate::cost::RunPricer;
 use crate::job::{Job, OutputFieldType};
-use crate::ledger::{RowSource, ShardRecord};
+use crate::ledger::{AdoptionState, RowSource, ShardRecord};
 use crate::output_fields::{FieldValue, ResultColumn, parse_answer};
 use crate::provider::ProviderProfile;
 use crate::render::RequestRenderer;
@@ -50,6 +50,10 @@ pub struct JoinSummary {
     pub shards: Vec<ShardReport>,
     /// Rows with a request of their own in this run's batches.
     pub rows_sent: u64,
+    /// Of those, rows whose request another run had in flight and ended without answering.
+    pub rows_sent_for_adoptions: u64,
+    /// Rows answered by another run's request that was in flight when this run planned.
+    pub rows_adopted: u64,
     /// Rows answered from the answer store, and rows that copied an earlier row's answer.
     pub rows_from_store: u64,
     pub rows_deduplicated: u64,
@@ -551,6 +555,8 @@ pub fn join_results(
         realtime_cost: MoneySum::new(pricer.currency()),
         shards: Vec::new(),
         rows_sent: 0,
+        rows_sent_for_adoptions: 0,
+        rows_adopted: 0,
         rows_from_store: 0,
         rows_deduplicated: 0,
         reuse_saved: MoneySum::new(pricer.currency()),
@@ -617,20 +623,29 @@ pub fn join_results(
                 let (mut result, answering_batch, answer_source) =
                     reused_result(ledger, source, &key, row_number)?;
                 let declared_values = judge_answer(job, &mut result);
-                if let Some(cost) = pricer.row_cost(&result) {
-                    summary.reuse_saved.add(cost.batch);
-                }
-                match answer_source {
-                    AnswerSource::Store => summary.rows_from_store += 1,
-                    _ => summary.rows_deduplicated += 1,
-                }
-                let status = result.status().as_str().to_owned();
-                *summary.rows_by_status.entry(status).or_default() += 1;
+                let row_cost = if answer_source == AnswerSource::Batch {
+                    // An adopted request this run sent itself: its own, billed here.
+                    summary.rows_sent_for_adoptions += 1;
+                    account_billed_row(&mut summary, None, pricer, &result)
+                        .map(|cost| cost.batch.to_f64())
+                } else {
+                    if let Some(cost) = pricer.row_cost(&result) {
+                        summary.reuse_saved.add(cost.batch);
+                    }
+                    match answer_source {
+                        AnswerSource::Store => summary.rows_from_store += 1,
+                        AnswerSource::Adopted => summary.rows_adopted += 1,
+                        _ => summary.rows_deduplicated += 1,
+                    }
+                    let status = result.status().as_str().to_owned();
+                    *summary.rows_by_status.entry(status).or_default() += 1;
+                    Some(0.0)
+                };
                 builders.append(
                     &custom_id,
                     result.status().as_str(),
                     &result,
-                    Some(0.0),
+                    row_cost,
                     answering_batch.as_deref(),
                     Some(answer_source),
                     declared_values.as_deref(),
@@ -688,33 +703,7 @@ pub fn join_results(
                 )?;
             }
 
-            let row_cost = pricer.row_cost(&result);
-            if result.status().was_billed() && RunPricer::billed_usage(&result).is_none() {
-                summary.rows_without_usage += 1;
-            }
-            if let Some(cost) = row_cost {
-                summary.cost.add(cost.batch);
-                summary.realtime_cost.add(cost.realtime);
-                shard.cost.add(cost.batch);
-                let counts = &mut shard.billed_requests_by_tier_index;
-                if counts.len() <= cost.tier_index {
-                    counts.resize(cost.tier_index + 1, 0);
-                }
-                counts[cost.tier_index] += 1;
-            }
-            if let Some(usage) = RunPricer::billed_usage(&result) {
-                for tokens in [&mut summary.tokens, &mut shard.report.tokens] {
-                    tokens.prompt_tokens += usage.prompt_tokens;
-                    tokens.completion_tokens += usage.completion_tokens;
-                    tokens.reasoning_tokens += usage.reasoning_tokens;
-                    tokens.total_tokens += result
-                        .total_tokens
-                        .unwrap_or(usage.prompt_tokens + usage.completion_tokens);
-                }
-            }
-            let status = result.status().as_str().to_owned();
-            *summary.rows_by_status.entry(status.clone()).or_default() += 1;
-            *shard.report.rows_by_status.entry(status).or_default() += 1;
+            let row_cost = account_billed_row(&mut summary, Some(shard), pricer, &result);
             builders.append(
                 &custom_id,
                 result.status().as_str(),
@@ -752,10 +741,57 @@ pub fn join_results(
     if writes_shared_results {
         ledger.commit_bulk()?;
     }
-    summary.rows_sent = rows_sent;
+    summary.rows_sent = rows_sent + summary.rows_sent_for_adoptions;
     crate::kill_point::reach("during_output_write");
     summary.output_texts_cut = writer.finish()?;
     Ok(summary)
+}
+
+/// Adds a row answered by this run's own request to the run's totals (and its shard's, when it
+/// has one): status, billed cost at batch and realtime price, price tier, tokens. Returns its cost.
+fn account_billed_row(
+    summary: &mut JoinSummary,
+    mut shard: Option<&mut CurrentShard>,
+    pricer: &RunPricer,
+    result: &RowResult,
+) -> Option<crate::cost::RowCost> {
+    let row_cost = pricer.row_cost(result);
+    if result.status().was_billed() && RunPricer::billed_usage(result).is_none() {
+        summary.rows_without_usage += 1;
+    }
+    if let Some(cost) = row_cost {
+        summary.cost.add(cost.batch);
+        summary.realtime_cost.add(cost.realtime);
+        if let Some(shard) = shard.as_deref_mut() {
+            shard.cost.add(cost.batch);
+            let counts = &mut shard.billed_requests_by_tier_index;
+            if counts.len() <= cost.tier_index {
+                counts.resize(cost.tier_index + 1, 0);
+            }
+            counts[cost.tier_index] += 1;
+        }
+    }
+    if let Some(usage) = RunPricer::billed_usage(result) {
+        let total = result
+            .total_tokens
+            .unwrap_or(usage.prompt_tokens + usage.completion_tokens);
+        let add = |tokens: &mut TokenTotals| {
+            tokens.prompt_tokens += usage.prompt_tokens;
+            tokens.completion_tokens += usage.completion_tokens;
+            tokens.reasoning_tokens += usage.reasoning_tokens;
+            tokens.total_tokens += total;
+        };
+        add(&mut summary.tokens);
+        if let Some(shard) = shard.as_deref_mut() {
+            add(&mut shard.report.tokens);
+        }
+    }
+    let status = result.status().as_str().to_owned();
+    *summary.rows_by_status.entry(status.clone()).or_default() += 1;
+    if let Some(shard) = shard {
+        *shard.report.rows_by_status.entry(status).or_default() += 1;
+    }
+    row_cost
 }
 
 /// Where a row's answer came from (`answer_source`).
@@ -767,6 +803,8 @@ pub enum AnswerSource {
     Store,
     /// An earlier row of this run with the same request.
     Dedup,
+    /// Another run's request, in flight when this run planned.
+    Adopted,
 }
 
 impl AnswerSource {
@@ -775,6 +813,7 @@ impl AnswerSource {
             AnswerSource::Batch => "batch",
             AnswerSource::Store => "store",
             AnswerSource::Dedup => "dedup",
+            AnswerSource::Adopted => "adopted",
         }
     }
 }
@@ -808,6 +847,64 @@ fn reused_result(
                 batch_id,
                 AnswerSource::Store,
             ))
+        }
+        RowSource::Adopted => {
+            let adoption = ledger
+                .adoption(key)?
+                .ok_or_else(|| missing("another run's request in flight"))?;
+            match adoption.state {
+                AdoptionState::Answered => {
+                    let (line, batch_id) = ledger
+                        .pinned_answer(key)?
+                        .ok_or_else(|| missing("another run's answer"))?;
+                    let parsed: ResultLine = serde_json::from_str(&line).map_err(|error| {
+                        ledger.corrupt(format!(
+                            "row {row_number}'s adopted answer is not a result line: {error}"
+                        ))
+                    })?;
+                    Ok((
+                        classify_result_line(&parsed, BatchStatus::Completed),
+                        batch_id,
+                        AnswerSource::Adopted,
+                    ))
+                }
+                AdoptionState::Sent => {
+                    let (batch_id, result) = match ledger.row_override(&adoption.custom_id)? {
+                        Some((batch_id, text)) => (batch_id, serde_json::from_str(&text)?),
+                        None => (
+                            None,
+                            RowResult {
+                                status: Some(RowStatus::Missing),
+                                error_code: Some("not_submitted".into()),
+                                error_message: Some(
+                                    "this run was to send the request another run had in flight, and has not yet; run `dashbatch resume`"
+                                        .into(),
+                                ),
+                                ..RowResult::default()
+                            },
+                        ),
+                    };
+                    let source = if adoption.row_number == row_number {
+                        AnswerSource::Batch
+                    } else {
+                        AnswerSource::Dedup
+                    };
+                    Ok((result, batch_id, source))
+                }
+                AdoptionState::Waiting => Ok((
+                    RowResult {
+                        status: Some(RowStatus::Missing),
+                        error_code: Some("not_answered".into()),
+                        error_message: Some(format!(
+                            "run `{}` had this request in flight and its answer has not arrived; run `dashbatch resume` on this run to wait for it",
+                            adoption.other_run_directory
+                        )),
+                        ..RowResult::default()
+                    },
+                    None,
+                    AnswerSource::Adopted,
+                )),
+            }
         }
         RowSource::Dedup | RowSource::SharedWithCopies => {
             let (text, batch_id) = ledger

@@ -1,5 +1,6 @@
 //! The engine: one run from input table to joined output, resumable from its ledger.
 
+mod adoption;
 mod answer_recording;
 mod answer_reuse;
 mod budget;

@@ -188,7 +188,7 @@ fn probe_writable(path: &Path) -> Result<(), RunFailure> {
 
 /// True when both paths name the same existing file or directory (links and `..` resolved), or
 /// the same path when neither exists yet.
-fn same_file(first: &Path, second: &Path) -> bool {
+pub(super) fn same_file(first: &Path, second: &Path) -> bool {
     match (std::fs::canonicalize(first), std::fs::canonicalize(second)) {
         (Ok(first), Ok(second)) => first == second,
         _ => absolute(first) == absolute(second),

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use super::answer_reuse::{AnswerReuse, RowDecision};
+use super::answer_reuse::{AnswerReuse, RowDecision, RowRequest};
 use super::shard_file::ShardFileWriter;
 use crate::job::Job;
 use crate::ledger::{Ledger, ShardRecord};
@@ -32,6 +32,8 @@ pub struct PlanOutcome {
     pub rows_from_store: u64,
     /// Rows not sent because an earlier row of the run sends the same request.
     pub rows_deduplicated: u64,
+    /// Rows not sent (yet) because another live run has their request in flight.
+    pub rows_adopted: u64,
     pub shards: Vec<ShardRecord>,
     /// The first few rendered lines, for `validate` to show.
     pub preview: Vec<RenderedRequest>,
@@ -46,7 +48,11 @@ pub struct PlanOutcome {
 impl PlanOutcome {
     /// Every input row (each has an output row, sent, skipped or answered without a request).
     pub fn input_rows(&self) -> u64 {
-        self.row_count + self.skipped_rows + self.rows_from_store + self.rows_deduplicated
+        self.row_count
+            + self.skipped_rows
+            + self.rows_from_store
+            + self.rows_deduplicated
+            + self.rows_adopted
     }
 }
 
@@ -121,6 +127,7 @@ pub fn plan_shards(
     let mut skipped_rows: u64 = 0;
     let mut rows_from_store: u64 = 0;
     let mut rows_deduplicated: u64 = 0;
+    let mut rows_adopted: u64 = 0;
 
     ledger.begin_bulk()?;
     // `while let`, not `for`: the reader is asked for each row's line inside the loop.
@@ -191,7 +198,16 @@ pub fn plan_shards(
                 renderer.endpoint(),
                 &rendered.body_digest,
             );
-            match reuse.decide(ledger, &key, row_number)? {
+            let decision = reuse.decide(
+                ledger,
+                &RowRequest {
+                    key,
+                    row_number,
+                    custom_id: &rendered.custom_id,
+                    line: &rendered.line,
+                },
+            )?;
+            match decision {
                 RowDecision::Send => {}
                 RowDecision::FromStore => {
                     rows_from_store += 1;
@@ -199,6 +215,10 @@ pub fn plan_shards(
                 }
                 RowDecision::Copy => {
                     rows_deduplicated += 1;
+                    continue;
+                }
+                RowDecision::Adopted => {
+                    rows_adopted += 1;
                     continue;
                 }
             }
@@ -280,7 +300,7 @@ pub fn plan_shards(
         anyhow::bail!("`{}` has no rows; nothing to do", job.input_path.display());
     }
     debug_assert_eq!(
-        rows_to_send + skipped_rows + rows_from_store + rows_deduplicated,
+        rows_to_send + skipped_rows + rows_from_store + rows_deduplicated + rows_adopted,
         row_number
     );
     Ok(PlanOutcome {
@@ -288,6 +308,7 @@ pub fn plan_shards(
         skipped_rows,
         rows_from_store,
         rows_deduplicated,
+        rows_adopted,
         shards,
         preview,
         output_columns,

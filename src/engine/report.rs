@@ -126,6 +126,8 @@ pub struct ReuseReport {
     pub rows_from_store: u64,
     /// Rows whose request an earlier row of the run made: not sent, cost 0.
     pub rows_deduplicated: u64,
+    /// Rows whose request another running run had in flight: its answer, cost 0 here.
+    pub rows_adopted: u64,
     /// What those rows would have cost sent again, at batch price (exact decimal text); `None`
     /// when the model has no known price.
     pub saved: Option<String>,
@@ -134,7 +136,7 @@ pub struct ReuseReport {
 impl ReuseReport {
     /// The summary's line, when anything was reused.
     pub fn summary_line(&self, currency: Option<&str>) -> Option<String> {
-        if self.rows_from_store + self.rows_deduplicated == 0 {
+        if self.rows_from_store + self.rows_deduplicated + self.rows_adopted == 0 {
             return None;
         }
         let saved = match (&self.saved, currency) {
@@ -143,8 +145,16 @@ impl ReuseReport {
             }
             _ => String::new(),
         };
+        let adopted = if self.rows_adopted > 0 {
+            format!(
+                ", {} row(s) answered by another run's request in flight",
+                self.rows_adopted
+            )
+        } else {
+            String::new()
+        };
         Some(format!(
-            "reused: {} row(s) from the answer store, {} row(s) repeating another row's request; {} request(s) sent{saved}",
+            "reused: {} row(s) from the answer store, {} row(s) repeating another row's request{adopted}; {} request(s) sent{saved}",
             self.rows_from_store, self.rows_deduplicated, self.requests_sent
         ))
     }

@@ -10,13 +10,16 @@
 
 use std::path::Path;
 
+use super::adoption::settle_adoptions;
 use super::answer_recording::AnswerRecording;
-use super::answer_reuse::{AnswerReuse, mark_pinned_answers_used};
+use super::answer_reuse::{
+    AdoptionPlanning, AnswerReuse, announce_sent_requests, mark_pinned_answers_used,
+};
 use super::budget::{RunBudget, prepare_run_budget};
 use super::connection::{check_base_url, connect, load_prices, poll_schedule};
 use super::estimate_vs_actual::attach_estimates;
 use super::join_pass::{JoinSummary, join_results};
-use super::output_target::{OutputTarget, check_output_target, choose_output_target};
+use super::output_target::{OutputTarget, check_output_target, choose_output_target, same_file};
 use super::plan::{input_sha256, output_table_shape, plan_shards};
 use super::poll::{BatchSlots, poll_until_settled};
 use super::rehearsal::make_rehearsal;
@@ -119,6 +122,7 @@ impl Run {
         let (store, store_path) = open_answer_store(
             &job,
             &options,
+            &output.path,
             record
                 .founding
                 .as_ref()
@@ -222,34 +226,41 @@ impl Run {
                         self.job.input_path.display()
                     ))
                 })?;
-                let reuse = AnswerReuse {
-                    provider_identity: self.provider_identity.clone(),
-                    store: self.store.take(),
-                    deduplicate: self.job.spec.reuse.deduplicate,
-                };
+                // `--refresh`: nothing is taken from the store (nor adopted); it is still written.
                 let reads_store = !self.options.refresh;
-                let reuse = if reads_store {
-                    reuse
-                } else {
-                    // `--refresh`: nothing is taken from the store; it is still written to.
-                    self.store = reuse.store;
-                    AnswerReuse {
-                        store: None,
-                        ..reuse
+                let shards_directory = self.run_directory.shards_directory();
+                let adoption = match &self.store {
+                    Some(store) if reads_store && !self.options.no_adopt => {
+                        AdoptionPlanning::start(
+                            store,
+                            &self.run_directory.run_id(),
+                            &shards_directory,
+                        )
+                        .map_err(RunFailure::local)?
                     }
+                    _ => None,
+                };
+                let mut reuse = AnswerReuse {
+                    provider_identity: self.provider_identity.clone(),
+                    store: if reads_store { self.store.take() } else { None },
+                    deduplicate: self.job.spec.reuse.deduplicate,
+                    adoption,
                 };
                 let planned = plan_shards(
                     &self.job,
                     &self.profile,
-                    &self.run_directory.shards_directory(),
+                    &shards_directory,
                     &self.ledger,
                     &reuse,
                     0,
                 );
                 if reads_store {
-                    self.store = reuse.store;
+                    self.store = reuse.store.take();
                 }
                 let plan = planned.map_err(RunFailure::local)?;
+                if let Some(adoption) = reuse.adoption.take() {
+                    adoption.finish().map_err(RunFailure::local)?;
+                }
                 self.ledger
                     .insert_shards(&plan.shards)
                     .map_err(RunFailure::local)?;
@@ -278,6 +289,7 @@ impl Run {
                         skipped_rows: plan.skipped_rows,
                         rows_from_store: plan.rows_from_store,
                         rows_deduplicated: plan.rows_deduplicated,
+                        rows_adopted: plan.rows_adopted,
                         shards: plan.shards.len(),
                     },
                     || {
@@ -286,6 +298,14 @@ impl Run {
                             (store, repeated) => format!(
                                 "; {store} row(s) answered from the answer store, {repeated} row(s) repeating another row's request (not sent)"
                             ),
+                        };
+                        let reused = if plan.rows_adopted > 0 {
+                            format!(
+                                "{reused}; {} row(s) another running run already sends: waiting for its answers (`--no-adopt` sends them instead)",
+                                plan.rows_adopted
+                            )
+                        } else {
+                            reused
                         };
                         Some(format!(
                             "{} rows to send in {} shard(s){skipped}{reused}",
@@ -297,6 +317,24 @@ impl Run {
                 plan.row_count
             }
         };
+        // Other runs asking the same requests wait for this run's answers instead of paying.
+        if let Some(store) = self.store.as_mut()
+            && !RunRecord::requests_announced(&self.ledger).map_err(RunFailure::local)?
+            && !self.record.finished
+        {
+            let announced = announce_sent_requests(
+                &self.ledger,
+                store,
+                &self.run_directory.run_id(),
+                &self.run_directory.root,
+            );
+            match announced {
+                Ok(()) => {
+                    RunRecord::record_requests_announced(&self.ledger).map_err(RunFailure::local)?
+                }
+                Err(error) => self.store_warning(&error),
+            }
+        }
         if self.resuming && !self.input_is_as_planned() {
             return Err(RunFailure::local(anyhow::anyhow!(
                 "input `{}` changed since run `{}` was planned; joining would mismatch rows. Restore the input, or start a new run",
@@ -342,6 +380,7 @@ impl Run {
         .await?;
         let client = &connection.client;
         self.events.start_progress(self.planned_rows);
+        let mut last_waiting: Option<u64> = None;
         let schedule = poll_schedule(
             &self.job,
             self.options.provider,
@@ -388,7 +427,46 @@ impl Run {
             )
             .map_err(RunFailure::local)?;
             if retry_shards == 0 {
-                break;
+                let progress = settle_adoptions(
+                    &self.job,
+                    &self.profile,
+                    &mut self.ledger,
+                    &self.run_directory,
+                    self.store.as_ref(),
+                    &self.run_directory.run_id(),
+                )
+                .map_err(|error| self.saved(error))?;
+                if progress.shards_created > 0 {
+                    let (requests, shards) = (progress.sent, progress.shards_created);
+                    self.events.emit(Event::AdoptionSent { requests, shards }, || {
+                        Some(format!(
+                            "sending {requests} request(s) another run had in flight and stopped without answering, in {shards} shard(s)"
+                        ))
+                    });
+                    continue;
+                }
+                if progress.waiting == 0 {
+                    break;
+                }
+                if last_waiting != Some(progress.waiting) {
+                    last_waiting = Some(progress.waiting);
+                    let runs: Vec<String> = progress.waiting_for.iter().cloned().collect();
+                    let waiting = progress.waiting;
+                    self.events.emit(
+                        Event::AdoptionWaiting {
+                            requests: waiting,
+                            runs: runs.clone(),
+                        },
+                        || {
+                            Some(format!(
+                                "waiting for {waiting} answer(s) that another running run ({}) already pays for; stopping this run is safe (`dashbatch resume` picks up), and `--no-adopt` sends them instead next time",
+                                runs.join(", ")
+                            ))
+                        },
+                    );
+                }
+                tokio::time::sleep(schedule.max_interval).await;
+                continue;
             }
             self.events.emit(
                 Event::RetryPlanned {
@@ -524,6 +602,14 @@ impl Run {
         // `--max-cost` to submit the rest.
         if self.budget.skipped_shards().is_empty() {
             RunRecord::mark_finished(&self.ledger).map_err(RunFailure::local)?;
+            // Nothing of this run is in flight any more: runs waiting for its answers stop
+            // waiting (and send what it did not answer).
+            if let Some(store) = self.store.as_mut()
+                && let Err(error) = store.withdraw_in_flight(&self.run_directory.run_id())
+            {
+                let error = anyhow::Error::new(error);
+                self.store_warning(&error);
+            }
         }
         let lost_results = shards
             .iter()
@@ -616,6 +702,7 @@ impl Run {
             requests_sent: summary.rows_sent,
             rows_from_store: summary.rows_from_store,
             rows_deduplicated: summary.rows_deduplicated,
+            rows_adopted: summary.rows_adopted,
             saved: summary
                 .reuse_saved
                 .total
@@ -664,11 +751,14 @@ impl Run {
 fn open_answer_store(
     job: &Job,
     options: &RunOptions,
+    output: &std::path::Path,
     recorded: Option<Option<std::path::PathBuf>>,
     resuming: bool,
     events: &EventSink,
 ) -> Result<(Option<AnswerStore>, Option<std::path::PathBuf>), RunFailure> {
-    if options.rehearse {
+    // Without deduplication every row is its own sample: none is taken from the store, and
+    // the store keeps one answer per request, so it is not used at all.
+    if options.rehearse || !job.spec.reuse.deduplicate {
         return Ok((None, None));
     }
     let choice = crate::store_location::choose_store(options.no_store, recorded, &job.answer_store);
@@ -676,12 +766,36 @@ fn open_answer_store(
         return Ok((None, None));
     };
     let path = std::path::absolute(&path).unwrap_or(path);
+    let clash = if same_file(&path, output) {
+        Some("the run's output")
+    } else if same_file(&path, &job.input_path)
+        || crate::table::is_within_input(&path, &job.input_path)
+    {
+        Some("the job's input")
+    } else if same_file(&path, &job.job_file) {
+        Some("the job file")
+    } else {
+        None
+    };
+    if let Some(what) = clash {
+        return Err(RunFailure::local(anyhow::anyhow!(
+            "the answer store `{}` (chosen by {}) is {what}; writing either would destroy the other. Point `DASHBATCH_STORE` or `[reuse] store` at a file of its own",
+            path.display(),
+            choice.source
+        )));
+    }
     match AnswerStore::open(&path) {
         Ok(store) => Ok((Some(store), Some(path))),
         Err(error) if resuming || choice.source == crate::settings::SettingSource::Default => {
-            let message = format!(
-                "{error}; the run goes on without an answer store (name one with `DASHBATCH_STORE` or `[reuse] store`)"
-            );
+            let message = if resuming {
+                format!(
+                    "{error}; the run goes on without its answer store (its answers are kept in the run directory)"
+                )
+            } else {
+                format!(
+                    "{error}; the run goes on without an answer store (name one with `DASHBATCH_STORE` or `[reuse] store`)"
+                )
+            };
             events.emit(
                 Event::StoreWarning {
                     message: message.clone(),

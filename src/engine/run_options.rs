@@ -25,6 +25,9 @@ pub struct RunOptions {
     pub no_store: bool,
     /// `--refresh`: take no answer from the store; the run's answers replace the stored ones.
     pub refresh: bool,
+    /// `--no-adopt`: send requests another running run has in flight instead of waiting for
+    /// its answers.
+    pub no_adopt: bool,
 }
 
 #[derive(Debug)]

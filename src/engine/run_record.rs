@@ -27,6 +27,7 @@ mod key {
     pub const TOKENIZER: &str = "tokenizer";
     pub const ANSWER_STORE: &str = "answer_store";
     pub const REFRESH: &str = "refresh";
+    pub const REQUESTS_ANNOUNCED: &str = "requests_announced";
 }
 
 /// How the answer store key records a run founded without a store.
@@ -175,6 +176,15 @@ impl RunRecord {
             (key::INPUT_SHA256, input_sha256.to_owned()),
             (key::PLANNED_ROWS, planned_rows.to_string()),
         ])
+    }
+
+    /// Whether the requests this run sends are announced in the answer store.
+    pub fn requests_announced(ledger: &Ledger) -> Result<bool, LedgerError> {
+        Ok(ledger.fact(key::REQUESTS_ANNOUNCED)?.is_some())
+    }
+
+    pub fn record_requests_announced(ledger: &Ledger) -> Result<(), LedgerError> {
+        ledger.set_fact(key::REQUESTS_ANNOUNCED, "1")
     }
 
     pub fn mark_finished(ledger: &Ledger) -> Result<(), LedgerError> {

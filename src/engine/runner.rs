@@ -51,6 +51,7 @@ pub async fn resume_run(
             // The store the run was founded with applies (see `store_location::choose_store`).
             no_store: false,
             refresh: founding.refresh,
+            no_adopt: false,
         },
     )
     .await

@@ -48,6 +48,9 @@ pub fn render_estimate_text(estimate: &JobEstimate) -> String {
         estimate.shards.len(),
         estimate.provider
     );
+    if let Some(warning) = &estimate.store_warning {
+        let _ = writeln!(text, "warning: {warning}");
+    }
     if estimate.rows_from_store + estimate.rows_deduplicated > 0 {
         let _ = writeln!(
             text,

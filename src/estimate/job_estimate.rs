@@ -72,6 +72,9 @@ pub struct JobEstimate {
     /// not counted.
     pub rows_from_store: u64,
     pub rows_deduplicated: u64,
+    /// Why the user's answer store could not be read, when it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store_warning: Option<String>,
     pub tokens_counted_with: String,
     pub exact_token_counts: bool,
     pub thinking_requests: u64,
@@ -100,7 +103,7 @@ pub fn estimate_job(job_file: &Path, options: &EstimateOptions) -> anyhow::Resul
 
     let scratch = tempfile::tempdir()?;
     let ledger = Ledger::open_path(&scratch.path().join("estimate.sqlite"))?;
-    let (reuse, _) =
+    let (reuse, store_preview) =
         crate::engine::previewed_reuse(&job, options.provider, options.base_url.as_deref())?;
     let plan = plan_shards(&job, &profile, scratch.path(), &ledger, &reuse, 0)?;
 
@@ -132,6 +135,7 @@ pub fn estimate_job(job_file: &Path, options: &EstimateOptions) -> anyhow::Resul
         rows: plan.row_count,
         rows_from_store: plan.rows_from_store,
         rows_deduplicated: plan.rows_deduplicated,
+        store_warning: store_preview.warning,
         tokens_counted_with: estimator.counter().description(),
         exact_token_counts: estimator.counter().is_exact(),
         thinking_requests,

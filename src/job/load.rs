@@ -336,13 +336,29 @@ pub fn load_job(job_file: &Path) -> Result<Job, JobError> {
         }
         Some(super::spec::StoreSpec::Enabled(false)) => crate::store_location::JobStoreSetting::Off,
         Some(super::spec::StoreSpec::Path(path)) => {
-            if path.as_os_str().is_empty() {
+            let text = path.to_string_lossy();
+            if text.trim().is_empty() {
                 return Err(invalid(
                     "reuse.store",
                     "is empty; give a file path, `true` for your answer store or `false` for none"
                         .to_owned(),
                 ));
             }
+            if ["off", "none", "false", "no", "true", "on", "yes"]
+                .contains(&text.trim().to_ascii_lowercase().as_str())
+            {
+                return Err(invalid(
+                    "reuse.store",
+                    format!(
+                        "is the text \"{text}\"; write `store = false` for no store or `store = true` for your own (without quotes), or a file path"
+                    ),
+                ));
+            }
+            // `~/` is the home directory, as in a shell.
+            let path = match (text.strip_prefix("~/"), std::env::var_os(crate::env::HOME)) {
+                (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+                _ => path.clone(),
+            };
             crate::store_location::JobStoreSetting::File(normalize_path(&job_dir.join(path)))
         }
     };

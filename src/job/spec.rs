@@ -59,11 +59,32 @@ impl Default for ReuseSpec {
 }
 
 /// `[reuse] store`: on, off, or a file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum StoreSpec {
     Enabled(bool),
     Path(PathBuf),
+}
+
+impl<'de> Deserialize<'de> for StoreSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct StoreVisitor;
+        impl serde::de::Visitor<'_> for StoreVisitor {
+            type Value = StoreSpec;
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str(
+                    "`true` (your answer store), `false` (none) or a file path in quotes",
+                )
+            }
+            fn visit_bool<E: serde::de::Error>(self, value: bool) -> Result<StoreSpec, E> {
+                Ok(StoreSpec::Enabled(value))
+            }
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<StoreSpec, E> {
+                Ok(StoreSpec::Path(PathBuf::from(value)))
+            }
+        }
+        deserializer.deserialize_any(StoreVisitor)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

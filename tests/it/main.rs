@@ -2,6 +2,7 @@
 //! `--provider sim`, or standalone through `dashbatch sim serve` and `--base-url`).
 
 mod accounting;
+mod adoption;
 mod bad_input;
 mod budget;
 mod crash;

@@ -344,8 +344,23 @@ fn with_deduplicate_off_every_row_is_sent_and_a_store_that_is_not_one_is_refused
         ("c".to_owned(), "同一句话".to_owned()),
     ];
     write_rows(&workspace, &rows);
-    let night = run_night(&workspace, &simulator, "samples", &["--no-store"]);
-    assert_eq!(night.billed.len(), 3);
+    // Every row is its own sample, tonight and tomorrow: the store is not used at all.
+    for name in ["samples", "samples-again"] {
+        let night = run_night(&workspace, &simulator, name, &[]);
+        assert_eq!(night.billed.len(), 3, "{name}");
+        assert!(
+            night
+                .rows
+                .values()
+                .all(|row| row.1.as_deref() == Some("batch"))
+        );
+        assert_eq!(
+            night.report["reuse"]["answer_store"],
+            serde_json::Value::Null
+        );
+    }
+    assert!(!workspace.path().join("answers.sqlite").exists());
+    workspace.write("nightly.toml", job.clone());
 
     // A store file that is not a store: exit 2, nothing uploaded, says what to do.
     workspace.write(
@@ -371,5 +386,162 @@ fn with_deduplicate_off_every_row_is_sent_and_a_store_that_is_not_one_is_refused
     assert_eq!(
         simulator.ledger()["batches"].as_array().unwrap().len(),
         before
+    );
+}
+
+/// Runs `run` with `DASHBATCH_STORE` set to `store` and expects exit 2 with `words`, nothing
+/// uploaded and no run directory left behind.
+fn refused_with_store(
+    workspace: &Workspace,
+    simulator: &StandaloneSimulator,
+    store: &str,
+    extra: &[&str],
+    words: &str,
+) {
+    let before = simulator.ledger()["batches"].as_array().unwrap().len();
+    let run_directory = workspace.path().join("refused-run");
+    let mut arguments = vec!["--quiet"];
+    arguments.extend_from_slice(extra);
+    let output = workspace
+        .run_against(
+            simulator,
+            "dashscope",
+            "nightly.toml",
+            &run_directory,
+            &arguments,
+        )
+        .env("DASHSCOPE_API_KEY", SECRET_KEY)
+        .env("DASHBATCH_STORE", store)
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "store `{store}`: {stderr}");
+    assert!(stderr.contains(words), "store `{store}`: {stderr}");
+    assert_eq!(
+        simulator.ledger()["batches"].as_array().unwrap().len(),
+        before,
+        "store `{store}`"
+    );
+    assert!(
+        !run_directory.exists(),
+        "store `{store}` left a run directory"
+    );
+}
+
+#[test]
+fn a_store_that_is_the_output_the_input_or_another_database_is_refused_before_upload() {
+    let simulator = StandaloneSimulator::start(&[]);
+    let workspace = nightly_workspace("answers.sqlite");
+    write_rows(&workspace, &texts("h", 4));
+    let first = run_night(&workspace, &simulator, "first", &[]);
+    assert_eq!(first.billed.len(), 4);
+    let output = workspace.path().join("same.parquet");
+    let output = output.to_str().unwrap();
+    refused_with_store(
+        &workspace,
+        &simulator,
+        output,
+        &["--output", output],
+        "is the run's output",
+    );
+    refused_with_store(
+        &workspace,
+        &simulator,
+        "rows.csv",
+        &[],
+        "is the job's input",
+    );
+    // A run's ledger is an SQLite database of something else: never written into.
+    let ledger = workspace.path().join("first/ledger.sqlite");
+    refused_with_store(
+        &workspace,
+        &simulator,
+        ledger.to_str().unwrap(),
+        &[],
+        "not an answer store",
+    );
+    refused_with_store(
+        &workspace,
+        &simulator,
+        workspace.path().to_str().unwrap(),
+        &[],
+        "not a regular file",
+    );
+
+    // `[reuse] store = "off"` is a word, not a file name.
+    let job = std::fs::read_to_string(workspace.path().join("nightly.toml")).unwrap();
+    workspace.write("nightly.toml", job.replace("\"answers.sqlite\"", "\"off\""));
+    let output = workspace.run(&["validate", "nightly.toml", "--provider", "sim"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr).contains("store = false"),
+        "{}",
+        text(&output.stderr)
+    );
+    workspace.write("nightly.toml", &job);
+
+    // `store export` never writes over the store; ages too long are refused, not a crash.
+    let export = workspace.run(&[
+        "store",
+        "export",
+        "--store",
+        "answers.sqlite",
+        "--output",
+        "answers.sqlite",
+    ]);
+    assert_eq!(export.status.code(), Some(2), "{}", text(&export.stderr));
+    let stats = workspace.run(&["store", "stats", "--store", "answers.sqlite", "--json"]);
+    assert_success(&stats);
+    let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
+    assert_eq!(stats["answers"], 4);
+    let prune = workspace.run(&[
+        "store",
+        "prune",
+        "--store",
+        "answers.sqlite",
+        "--older-than",
+        "9999999999999999d",
+    ]);
+    assert_eq!(prune.status.code(), Some(2), "{}", text(&prune.stderr));
+    let prune = workspace.run(&[
+        "store",
+        "prune",
+        "--store",
+        "answers.sqlite",
+        "--older-than",
+        "100000000d",
+    ]);
+    assert_success(&prune);
+    assert!(
+        text(&prune.stdout).contains("removed 0 answer(s)"),
+        "{}",
+        text(&prune.stdout)
+    );
+    let missing = workspace.run(&["store", "stats", "--store", "nowhere.sqlite", "--json"]);
+    assert_success(&missing);
+    let missing: serde_json::Value = serde_json::from_slice(&missing.stdout).unwrap();
+    assert_eq!(
+        (&missing["answers"], &missing["jobs"]),
+        (&0.into(), &serde_json::json!([]))
+    );
+
+    // The user's default store unreadable: `estimate` goes on without it and says so.
+    let cache = workspace.path().join(".cache/dashbatch");
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::write(
+        cache.join("answers.sqlite"),
+        "text, not a database, long enough to be read as one",
+    )
+    .unwrap();
+    workspace.write(
+        "nightly.toml",
+        job.replace("store = \"answers.sqlite\"", "store = true"),
+    );
+    let estimate = workspace.run(&["estimate", "nightly.toml", "--provider", "sim"]);
+    assert_success(&estimate);
+    assert!(
+        text(&estimate.stdout).contains("warning:"),
+        "{}",
+        text(&estimate.stdout)
     );
 }

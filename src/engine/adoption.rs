@@ -1,0 +1,184 @@
+//! Waiting for the requests this run adopted: another live run has them in flight, so this run
+//! takes that run's answers from the answer store as they land. An adopted request whose run
+//! stops (its lock released) or finishes without an answer is sent by this run itself, in a
+//! shard of its own (attempt 2, its rows in `shard_rows`, like a retry shard), so no row is left
+//! without an answer and none is paid for twice by this run.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+
+use super::RunDirectory;
+use super::answer_reuse::{adopted_lines_path, run_is_live};
+use super::plan::shard_limits;
+use super::shard_file::ShardFileWriter;
+use crate::answer_store::AnswerStore;
+use crate::job::Job;
+use crate::ledger::{Adoption, AdoptionState, Ledger, ShardRecord};
+use crate::provider::ProviderProfile;
+use crate::shard::{Placement, ShardPlanner};
+
+/// Where the run's adoptions stand after one look.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct AdoptionProgress {
+    /// Requests still in flight in other live runs.
+    pub waiting: u64,
+    /// The run directories of those runs.
+    pub waiting_for: BTreeSet<String>,
+    /// Answers that arrived in this look.
+    pub answered: u64,
+    /// Requests this run now sends itself, and in how many shards.
+    pub sent: u64,
+    pub shards_created: usize,
+}
+
+/// Takes every adopted answer that has landed, and plans shards for the adopted requests whose
+/// run ended without one.
+///
+/// # Errors
+/// When the ledger, the store or the adopted lines cannot be read or written.
+pub(super) fn settle_adoptions(
+    job: &Job,
+    profile: &ProviderProfile,
+    ledger: &mut Ledger,
+    run_directory: &RunDirectory,
+    store: Option<&AnswerStore>,
+    own_run_id: &str,
+) -> anyhow::Result<AdoptionProgress> {
+    let mut progress = AdoptionProgress::default();
+    let waiting = ledger.adoptions_in(AdoptionState::Waiting)?;
+    if waiting.is_empty() {
+        return Ok(progress);
+    }
+    let mut live: HashMap<String, bool> = HashMap::new();
+    let mut to_send = Vec::new();
+    for adoption in waiting {
+        let Some(store) = store else {
+            to_send.push(adoption);
+            continue;
+        };
+        // In flight first, then the answer: a run stores an answer and withdraws its
+        // announcement in one transaction, so this order never misses an answer that landed.
+        let still_in_flight = match store.in_flight(&adoption.key)? {
+            Some(in_flight) if in_flight.run_id != own_run_id => *live
+                .entry(in_flight.run_directory.clone())
+                .or_insert_with(|| run_is_live(Path::new(&in_flight.run_directory))),
+            _ => false,
+        };
+        if still_in_flight {
+            progress.waiting += 1;
+            progress
+                .waiting_for
+                .insert(adoption.other_run_directory.clone());
+            continue;
+        }
+        match store.lookup(&adoption.key)? {
+            Some(answer) => {
+                ledger.answer_adoption(
+                    &adoption.key,
+                    &answer.result_line,
+                    answer.batch_id.as_deref(),
+                )?;
+                progress.answered += 1;
+            }
+            None => to_send.push(adoption),
+        }
+    }
+    if !to_send.is_empty() {
+        progress.sent = to_send.len() as u64;
+        progress.shards_created =
+            plan_adoption_sends(job, profile, ledger, run_directory, &to_send)?;
+    }
+    Ok(progress)
+}
+
+/// Writes the adopted requests in `to_send` into new shards and records them with their rows.
+fn plan_adoption_sends(
+    job: &Job,
+    profile: &ProviderProfile,
+    ledger: &mut Ledger,
+    run_directory: &RunDirectory,
+    to_send: &[Adoption],
+) -> anyhow::Result<usize> {
+    #[derive(serde::Deserialize)]
+    struct LineIdentity {
+        custom_id: String,
+    }
+    let by_custom_id: HashMap<&str, &Adoption> = to_send
+        .iter()
+        .map(|adoption| (adoption.custom_id.as_str(), adoption))
+        .collect();
+    let mut next_index = ledger
+        .shards()?
+        .iter()
+        .map(|shard| shard.shard_index + 1)
+        .max()
+        .unwrap_or(0);
+    let path = adopted_lines_path(&run_directory.shards_directory());
+    let file = std::fs::File::open(&path).map_err(|error| {
+        anyhow::anyhow!(
+            "cannot read the adopted requests `{}`: {error}",
+            path.display()
+        )
+    })?;
+    let mut planner = ShardPlanner::new(shard_limits(job, profile));
+    let mut open: Option<ShardFileWriter> = None;
+    let mut shards: Vec<ShardRecord> = Vec::new();
+    let mut rows: Vec<(u64, u64, u64, String)> = Vec::new();
+    let mut keys = Vec::new();
+    for line in BufReader::new(file).lines() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let identity: LineIdentity = serde_json::from_str(&line)?;
+        let Some(adoption) = by_custom_id.get(identity.custom_id.as_str()) else {
+            continue;
+        };
+        let placement = planner.place(line.len() as u64).map_err(|too_long| {
+            anyhow::anyhow!(
+                "an adopted line is {} bytes, over the limit",
+                too_long.line_bytes
+            )
+        })?;
+        if let Placement::NewShard { .. } = placement {
+            if let Some(done) = open.take() {
+                shards.push(done.close()?);
+            }
+            let index = next_index;
+            next_index += 1;
+            let file_name = format!("shard-{index:05}.jsonl");
+            open = Some(ShardFileWriter::create(
+                run_directory.shard_path(&file_name),
+                ShardRecord::planned(
+                    index,
+                    adoption.row_number,
+                    file_name,
+                    job.spec.request.model.clone(),
+                    2,
+                ),
+            )?);
+        }
+        let writer = open.as_mut().expect("a shard is open after placement");
+        writer.write_line(line.as_bytes())?;
+        rows.push((
+            writer.record().shard_index,
+            writer.record().row_count,
+            adoption.row_number,
+            adoption.custom_id.clone(),
+        ));
+        keys.push(adoption.key);
+    }
+    if let Some(done) = open.take() {
+        shards.push(done.close()?);
+    }
+    if keys.len() != to_send.len() {
+        anyhow::bail!(
+            "{} adopted request(s) are missing from `{}`; the run directory was changed",
+            to_send.len() - keys.len(),
+            path.display()
+        );
+    }
+    ledger.insert_adoption_sends(&shards, &rows, &keys)?;
+    Ok(shards.len())
+}
