@@ -407,21 +407,27 @@ impl AnswerStore {
         result.map_err(|e| self.explained(e))
     }
 
-    /// Notes that these answers were used now (what `store prune --unused-for` goes by).
+    /// Notes that these answers were used now (what `store prune --unused-for` goes by). An
+    /// answer already marked within the last hour is left as it is: a nightly re-run of a
+    /// million rows rewrites nothing it rewrote an hour ago, and prune ages are hours or days.
     ///
     /// # Errors
     /// When the store cannot be written.
     pub fn mark_used(&mut self, keys: &[RequestKey]) -> Result<(), StoreError> {
-        let now = now_text();
+        let now = chrono::Utc::now();
+        let recent = (now - chrono::Duration::hours(1))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let now = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let result = (|| -> rusqlite::Result<()> {
             let transaction = self
                 .connection
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             {
-                let mut update = transaction
-                    .prepare_cached("UPDATE answers SET last_used_at = ?2 WHERE key = ?1")?;
+                let mut update = transaction.prepare_cached(
+                    "UPDATE answers SET last_used_at = ?2 WHERE key = ?1 AND last_used_at < ?3",
+                )?;
                 for key in keys {
-                    update.execute(params![&key.0[..], now])?;
+                    update.execute(params![&key.0[..], now, recent])?;
                 }
             }
             transaction.commit()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The "Text inputs" figures of BENCHMARKS.md: planning (`dashbatch validate`: read, decode,
 # render, check ids, write shards) of 1,000,000 rows from a gzip'd GB18030 CSV, next to the same
-# rows as a plain UTF-8 CSV, timed in turn by farm-bench (or /usr/bin/time -v without it).
+# rows as a plain UTF-8 CSV, timed in turn (A B A B ...) by /usr/bin/time -v, RUNS times each
+# (default 5); quote the medians.
 #
 #   cargo build --release && bash scripts/bench/text-inputs.sh
 set -euo pipefail
@@ -24,12 +25,10 @@ for name in big.csv big-gb18030.csv.gz; do
 done
 binary="$root/target/release/dashbatch"
 export XDG_CACHE_HOME="$out/cache"
-if command -v farm-bench >/dev/null; then
-  farm-bench -n 5 --timeout 600 \
-    --vs "$binary validate $out/job-big.csv.toml --show 0" \
-    -- "$binary" validate "$out/job-big-gb18030.csv.gz.toml" --show 0
-else
+for run in $(seq "${RUNS:-5}"); do
   for name in big-gb18030.csv.gz big.csv; do
-    /usr/bin/time -v "$binary" validate "$out/job-$name.toml" --show 0
+    echo "== run $run: $name"
+    /usr/bin/time -f "%e s wall, %U s user, %S s system, %M KB peak" \
+      "$binary" validate "$out/job-$name.toml" --show 0 >/dev/null
   done
-fi
+done

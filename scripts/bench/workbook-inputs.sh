@@ -4,7 +4,8 @@
 #     next to a pandas script doing the same (read_excel with openpyxl, render, write the JSONL);
 #  2. planning the 1,000,000-row CSV of text-inputs.sh zstd-, xz- and bzip2-compressed, next to
 #     it plain.
-# Each pair timed in turn by farm-bench (or /usr/bin/time -v without it).
+# Each pair timed in turn (A B A B ...) by /usr/bin/time, RUNS times each (default 3); quote the
+# medians.
 #
 #   cargo build --release && bash scripts/bench/workbook-inputs.sh
 set -euo pipefail
@@ -39,17 +40,14 @@ for name in workbook.xlsx big.csv big.csv.zst big.csv.xz big.csv.bz2; do
   sed "s|^path = \"big.csv\"|path = \"$name\"|" "$root/scripts/bench/big.toml" > "$out/job-$name.toml"
 done
 pandas_command="$python $root/scripts/bench/pandas_workbook_prepare.py $out/workbook.xlsx $out/pandas-requests.jsonl"
-if command -v farm-bench >/dev/null; then
-  farm-bench -n 3 --timeout 900 --vs "$pandas_command" -- "$binary" validate "$out/job-workbook.xlsx.toml" --show 0
-  for name in big.csv.zst big.csv.xz big.csv.bz2; do
-    farm-bench -n 3 --timeout 600 \
-      --vs "$binary validate $out/job-big.csv.toml --show 0" \
-      -- "$binary" validate "$out/job-$name.toml" --show 0
-  done
-else
-  /usr/bin/time -v "$binary" validate "$out/job-workbook.xlsx.toml" --show 0
-  /usr/bin/time -v $pandas_command
+timed() {
+  echo "== $*"
+  /usr/bin/time -f "%e s wall, %U s user, %S s system, %M KB peak" "$@" >/dev/null
+}
+for run in $(seq "${RUNS:-3}"); do
+  timed "$binary" validate "$out/job-workbook.xlsx.toml" --show 0
+  timed $pandas_command
   for name in big.csv big.csv.zst big.csv.xz big.csv.bz2; do
-    /usr/bin/time -v "$binary" validate "$out/job-$name.toml" --show 0
+    timed "$binary" validate "$out/job-$name.toml" --show 0
   done
-fi
+done
