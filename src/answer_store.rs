@@ -106,6 +106,17 @@ pub struct JobStats {
     pub last_used_at: Option<String>,
 }
 
+/// An open read transaction on the store, ended when dropped.
+pub struct ReadSnapshot<'a> {
+    store: &'a AnswerStore,
+}
+
+impl Drop for ReadSnapshot<'_> {
+    fn drop(&mut self) {
+        let _ = self.store.connection.execute_batch("COMMIT");
+    }
+}
+
 pub struct AnswerStore {
     connection: Connection,
     path: PathBuf,
@@ -255,6 +266,19 @@ impl AnswerStore {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Reads everything from one snapshot until the guard is dropped (a run's plan: one read
+    /// transaction instead of one per lookup; writers are not held up, WAL readers never block
+    /// them).
+    ///
+    /// # Errors
+    /// When the read transaction cannot start.
+    pub fn read_snapshot(&self) -> Result<ReadSnapshot<'_>, StoreError> {
+        self.connection
+            .execute_batch("BEGIN DEFERRED")
+            .map_err(|e| self.explained(e))?;
+        Ok(ReadSnapshot { store: self })
     }
 
     /// The answer stored for `key`.
@@ -415,8 +439,8 @@ impl AnswerStore {
     /// When the store cannot be written.
     pub fn mark_used(&mut self, keys: &[RequestKey]) -> Result<(), StoreError> {
         let now = chrono::Utc::now();
-        let recent = (now - chrono::Duration::hours(1))
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let recent =
+            (now - chrono::Duration::hours(1)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let now = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let result = (|| -> rusqlite::Result<()> {
             let transaction = self

@@ -377,6 +377,26 @@ fn insert_shard_records(connection: &Connection, shards: &[ShardRecord]) -> rusq
     Ok(())
 }
 
+/// Inserts the rows shards carry, as (shard, line, input row, custom_id), inside a caller's
+/// transaction.
+fn insert_shard_rows(
+    connection: &Connection,
+    rows: &[(u64, u64, u64, String)],
+) -> rusqlite::Result<()> {
+    let mut insert_row = connection.prepare(
+        "INSERT INTO shard_rows (shard_index, line_number, row_number, custom_id) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for (shard_index, line_number, row_number, custom_id) in rows {
+        insert_row.execute(params![
+            *shard_index as i64,
+            *line_number as i64,
+            *row_number as i64,
+            custom_id
+        ])?;
+    }
+    Ok(())
+}
+
 fn now_text() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
@@ -396,10 +416,13 @@ impl Ledger {
         };
         let connection = Connection::open(path).map_err(|e| error(e.to_string()))?;
         restrict_permissions(path);
-        // WAL with FULL sync: an intent is on disk before the call it announces is made.
+        // WAL with FULL sync: an intent is on disk before the call it announces is made. A page
+        // cache of up to 16 MiB holds the indexes planning writes across (request keys),
+        // instead of spilling and re-reading them through the operating system.
         connection
             .execute_batch(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;
+                 PRAGMA cache_size = -16384;",
             )
             .map_err(|e| error(e.to_string()))?;
         connection
@@ -732,19 +755,9 @@ impl Ledger {
     ) -> Result<(), LedgerError> {
         self.in_transaction(|transaction| {
             insert_shard_records(transaction, shards)?;
-            let mut insert_row = transaction.prepare(
-                "INSERT INTO shard_rows (shard_index, line_number, row_number, custom_id) VALUES (?1, ?2, ?3, ?4)",
-            )?;
-            for (shard_index, line_number, row_number, custom_id) in rows {
-                insert_row.execute(params![
-                    *shard_index as i64,
-                    *line_number as i64,
-                    *row_number as i64,
-                    custom_id
-                ])?;
-            }
-            let mut mark =
-                transaction.prepare("UPDATE shards SET retry_scanned = 1 WHERE shard_index = ?1")?;
+            insert_shard_rows(transaction, rows)?;
+            let mut mark = transaction
+                .prepare("UPDATE shards SET retry_scanned = 1 WHERE shard_index = ?1")?;
             for shard_index in scanned_shards {
                 mark.execute(params![*shard_index as i64])?;
             }
@@ -834,44 +847,51 @@ impl Ledger {
             .map_err(|e| self.error(e))
     }
 
-    /// Remembers the first row of the run with request `key`; returns that earlier row when the
-    /// key was already claimed.
-    pub fn claim_request_key(
-        &self,
-        key: &RequestKey,
-        row_number: u64,
-    ) -> Result<Option<FirstRowOfKey>, LedgerError> {
-        let inserted = self
-            .connection
-            .prepare_cached(
-                "INSERT OR IGNORE INTO request_keys (key, row_number, origin) VALUES (?1, ?2, ?3)",
-            )
-            .and_then(|mut statement| {
-                statement.execute(params![
-                    &key.0[..],
-                    row_number as i64,
-                    KeyOrigin::Batch.code()
-                ])
-            })
-            .map_err(|e| self.error(e))?;
-        if inserted == 1 {
-            return Ok(None);
-        }
-        let (row_number, code) = self
+    /// The first row of the run with request `key`, when one was recorded.
+    pub fn request_key(&self, key: &RequestKey) -> Result<Option<FirstRowOfKey>, LedgerError> {
+        let found = self
             .connection
             .prepare_cached("SELECT row_number, origin FROM request_keys WHERE key = ?1")
             .and_then(|mut statement| {
-                statement.query_row(params![&key.0[..]], |row| {
-                    Ok((row.get::<_, i64>(0)? as u64, row.get::<_, i64>(1)?))
-                })
+                statement
+                    .query_row(params![&key.0[..]], |row| {
+                        Ok((row.get::<_, i64>(0)? as u64, row.get::<_, i64>(1)?))
+                    })
+                    .optional()
             })
             .map_err(|e| self.error(e))?;
+        let Some((row_number, code)) = found else {
+            return Ok(None);
+        };
         let origin = KeyOrigin::from_code(code).ok_or_else(|| {
             self.corrupt(format!(
                 "a request key has origin {code}, which dashbatch never writes"
             ))
         })?;
         Ok(Some(FirstRowOfKey { row_number, origin }))
+    }
+
+    /// Records request keys with their first rows (keys in order fill the index fastest).
+    pub fn insert_request_keys(
+        &self,
+        keys: &[(RequestKey, FirstRowOfKey)],
+    ) -> Result<(), LedgerError> {
+        let mut statement = self
+            .connection
+            .prepare_cached(
+                "INSERT OR IGNORE INTO request_keys (key, row_number, origin) VALUES (?1, ?2, ?3)",
+            )
+            .map_err(|e| self.error(e))?;
+        for (key, first) in keys {
+            statement
+                .execute(params![
+                    &key.0[..],
+                    first.row_number as i64,
+                    first.origin.code()
+                ])
+                .map_err(|e| self.error(e))?;
+        }
+        Ok(())
     }
 
     /// Says where the answer of a claimed key comes from, so later rows with it take the same.
@@ -893,11 +913,23 @@ impl Ledger {
         after: Option<&RequestKey>,
         limit: usize,
     ) -> Result<Vec<RequestKey>, LedgerError> {
+        self.keys_after(
+            "SELECT key FROM request_keys WHERE origin = 0 AND (?1 IS NULL OR key > ?1) ORDER BY key LIMIT ?2",
+            after,
+            limit,
+        )
+    }
+
+    /// The request keys `query` selects (`?1` the key to start after, `?2` the limit).
+    fn keys_after(
+        &self,
+        query: &str,
+        after: Option<&RequestKey>,
+        limit: usize,
+    ) -> Result<Vec<RequestKey>, LedgerError> {
         let mut statement = self
             .connection
-            .prepare_cached(
-                "SELECT key FROM request_keys WHERE origin = 0 AND (?1 IS NULL OR key > ?1) ORDER BY key LIMIT ?2",
-            )
+            .prepare_cached(query)
             .map_err(|e| self.error(e))?;
         let rows = statement
             .query_map(
@@ -1029,17 +1061,7 @@ impl Ledger {
     ) -> Result<(), LedgerError> {
         self.in_transaction(|transaction| {
             insert_shard_records(transaction, shards)?;
-            let mut insert_row = transaction.prepare(
-                "INSERT INTO shard_rows (shard_index, line_number, row_number, custom_id) VALUES (?1, ?2, ?3, ?4)",
-            )?;
-            for (shard_index, line_number, row_number, custom_id) in rows {
-                insert_row.execute(params![
-                    *shard_index as i64,
-                    *line_number as i64,
-                    *row_number as i64,
-                    custom_id
-                ])?;
-            }
+            insert_shard_rows(transaction, rows)?;
             let mut sent =
                 transaction.prepare("UPDATE adoptions SET state = 'sent' WHERE key = ?1")?;
             for key in keys {
@@ -1141,27 +1163,11 @@ impl Ledger {
         after: Option<&RequestKey>,
         limit: usize,
     ) -> Result<Vec<RequestKey>, LedgerError> {
-        let mut statement = self
-            .connection
-            .prepare_cached(
-                "SELECT key FROM pinned_answers WHERE ?1 IS NULL OR key > ?1 ORDER BY key LIMIT ?2",
-            )
-            .map_err(|e| self.error(e))?;
-        let rows = statement
-            .query_map(
-                params![after.map(|key| key.0.to_vec()), limit as i64],
-                |row| row.get::<_, Vec<u8>>(0),
-            )
-            .map_err(|e| self.error(e))?;
-        let mut keys = Vec::new();
-        for key in rows {
-            let key = key.map_err(|e| self.error(e))?;
-            let key: [u8; 32] = key
-                .try_into()
-                .map_err(|_| self.corrupt("a pinned answer's key is not 32 bytes".to_owned()))?;
-            keys.push(RequestKey(key));
-        }
-        Ok(keys)
+        self.keys_after(
+            "SELECT key FROM pinned_answers WHERE ?1 IS NULL OR key > ?1 ORDER BY key LIMIT ?2",
+            after,
+            limit,
+        )
     }
 
     /// Keeps the final result of a sent row whose answer later rows copy.

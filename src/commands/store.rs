@@ -73,16 +73,7 @@ pub fn stats_command(store: Option<PathBuf>, json: bool) -> u8 {
         }
         Ok(text)
     })();
-    match outcome {
-        Ok(text) => {
-            print_text(&format!("{text}\n"));
-            exit::SUCCESS
-        }
-        Err(error) => {
-            print_error(&error);
-            exit::INPUT_ERROR
-        }
-    }
+    said(outcome.map(Some))
 }
 
 /// `30d`, `12h`, `45m`, or a number of days.
@@ -157,16 +148,7 @@ pub fn prune_command(
             crate::readable_number::with_thousands(removed)
         ))
     })();
-    match outcome {
-        Ok(text) => {
-            print_text(&format!("{text}\n"));
-            exit::SUCCESS
-        }
-        Err(error) => {
-            print_error(&error);
-            exit::INPUT_ERROR
-        }
-    }
+    said(outcome.map(Some))
 }
 
 pub fn export_command(store: Option<PathBuf>, job: Option<String>, output: Option<PathBuf>) -> u8 {
@@ -225,6 +207,11 @@ pub fn export_command(store: Option<PathBuf>, job: Option<String>, output: Optio
             }
         }
     })();
+    said(outcome)
+}
+
+/// Prints a command's text (if any) and gives its exit code, or prints its error.
+fn said(outcome: anyhow::Result<Option<String>>) -> u8 {
     match outcome {
         Ok(text) => {
             if let Some(text) = text {

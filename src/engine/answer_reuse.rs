@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use super::request_key_claims::RequestKeyClaims;
 use crate::answer_store::AnswerStore;
 use crate::ledger::{KeyOrigin, Ledger, RowSource};
 use crate::request_key::RequestKey;
@@ -26,6 +27,8 @@ pub struct AnswerReuse {
     /// Adopting other runs' requests in flight; `None` with `--no-adopt`, without a store, or
     /// when no other run has announced any.
     pub adoption: Option<AdoptionPlanning>,
+    /// The request keys rows have claimed so far (for deduplication).
+    pub claims: RefCell<RequestKeyClaims>,
 }
 
 /// What adopting needs while planning.
@@ -128,7 +131,17 @@ impl AnswerReuse {
             store: None,
             deduplicate: false,
             adoption: None,
+            claims: RefCell::default(),
         }
+    }
+
+    /// Writes what deciding keeps in memory to the ledger (at the end of the plan, inside its
+    /// transaction).
+    ///
+    /// # Errors
+    /// When the ledger cannot be written.
+    pub fn finish(&self, ledger: &Ledger) -> anyhow::Result<()> {
+        self.claims.borrow_mut().flush(ledger)
     }
 
     /// Decides a row's fate and records it in `ledger` (inside the plan's bulk transaction).
@@ -137,8 +150,9 @@ impl AnswerReuse {
     /// When the ledger or the store cannot be read or written.
     pub fn decide(&self, ledger: &Ledger, row: &RowRequest<'_>) -> anyhow::Result<RowDecision> {
         let key = &row.key;
+        let mut claims = self.claims.borrow_mut();
         if self.deduplicate
-            && let Some(first) = ledger.claim_request_key(key, row.row_number)?
+            && let Some(first) = claims.claim(ledger, key, row.row_number)?
         {
             return Ok(match first.origin {
                 KeyOrigin::Store => {
@@ -161,7 +175,7 @@ impl AnswerReuse {
         };
         if let Some(answer) = store.lookup(key)? {
             if self.deduplicate {
-                ledger.set_request_key_origin(key, KeyOrigin::Store)?;
+                claims.set_origin(ledger, key, KeyOrigin::Store)?;
             }
             ledger.pin_answer(key, &answer.result_line, answer.batch_id.as_deref())?;
             ledger.set_row_source(row.row_number, RowSource::Store, key)?;
@@ -173,7 +187,7 @@ impl AnswerReuse {
             && adoption.is_live(&in_flight.run_directory)
         {
             if self.deduplicate {
-                ledger.set_request_key_origin(key, KeyOrigin::Adopted)?;
+                claims.set_origin(ledger, key, KeyOrigin::Adopted)?;
             }
             if ledger.adopt(key, row.row_number, row.custom_id, &in_flight.run_directory)? {
                 let mut lines = adoption.lines.borrow_mut();
@@ -259,6 +273,7 @@ pub fn previewed_reuse(
             store,
             deduplicate: job.spec.reuse.deduplicate,
             adoption: None,
+            claims: RefCell::default(),
         },
         preview,
     ))

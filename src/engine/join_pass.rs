@@ -832,21 +832,23 @@ fn reused_result(
             key.to_hex()
         ))
     };
+    // A pinned answer: the result line the store (or the other run) gave, as the provider wrote it.
+    let pinned = |what: &str| -> anyhow::Result<(RowResult, Option<String>)> {
+        let (line, batch_id) = ledger.pinned_answer(key)?.ok_or_else(|| missing(what))?;
+        let parsed: ResultLine = serde_json::from_str(&line).map_err(|error| {
+            ledger.corrupt(format!(
+                "row {row_number}'s answer from {what} is not a result line: {error}"
+            ))
+        })?;
+        Ok((
+            classify_result_line(&parsed, BatchStatus::Completed),
+            batch_id,
+        ))
+    };
     match source {
         RowSource::Store => {
-            let (line, batch_id) = ledger
-                .pinned_answer(key)?
-                .ok_or_else(|| missing("the answer store"))?;
-            let parsed: ResultLine = serde_json::from_str(&line).map_err(|error| {
-                ledger.corrupt(format!(
-                    "row {row_number}'s stored answer is not a result line: {error}"
-                ))
-            })?;
-            Ok((
-                classify_result_line(&parsed, BatchStatus::Completed),
-                batch_id,
-                AnswerSource::Store,
-            ))
+            let (result, batch_id) = pinned("the answer store")?;
+            Ok((result, batch_id, AnswerSource::Store))
         }
         RowSource::Adopted => {
             let adoption = ledger
@@ -854,19 +856,8 @@ fn reused_result(
                 .ok_or_else(|| missing("another run's request in flight"))?;
             match adoption.state {
                 AdoptionState::Answered => {
-                    let (line, batch_id) = ledger
-                        .pinned_answer(key)?
-                        .ok_or_else(|| missing("another run's answer"))?;
-                    let parsed: ResultLine = serde_json::from_str(&line).map_err(|error| {
-                        ledger.corrupt(format!(
-                            "row {row_number}'s adopted answer is not a result line: {error}"
-                        ))
-                    })?;
-                    Ok((
-                        classify_result_line(&parsed, BatchStatus::Completed),
-                        batch_id,
-                        AnswerSource::Adopted,
-                    ))
+                    let (result, batch_id) = pinned("another run's answer")?;
+                    Ok((result, batch_id, AnswerSource::Adopted))
                 }
                 AdoptionState::Sent => {
                     let (batch_id, result) = match ledger.row_override(&adoption.custom_id)? {

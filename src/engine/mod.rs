@@ -16,6 +16,7 @@ mod poll;
 mod rehearsal;
 mod remote_cleanup;
 mod report;
+mod request_key_claims;
 mod retry;
 mod run_context;
 mod run_directory;

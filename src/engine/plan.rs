@@ -130,6 +130,12 @@ pub fn plan_shards(
     let mut rows_adopted: u64 = 0;
 
     ledger.begin_bulk()?;
+    // One read snapshot of the store for the whole plan, not a lock taken per row.
+    let _store_snapshot = reuse
+        .store
+        .as_ref()
+        .map(crate::answer_store::AnswerStore::read_snapshot)
+        .transpose()?;
     // `while let`, not `for`: the reader is asked for each row's line inside the loop.
     while let Some(batch) = reader.next() {
         let batch = batch?;
@@ -279,6 +285,7 @@ pub fn plan_shards(
             break;
         }
     }
+    reuse.finish(ledger)?;
     ledger.commit_bulk()?;
     if let Some(shard) = open_shard.take() {
         shards.push(shard.close()?);

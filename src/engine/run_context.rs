@@ -245,6 +245,7 @@ impl Run {
                     store: if reads_store { self.store.take() } else { None },
                     deduplicate: self.job.spec.reuse.deduplicate,
                     adoption,
+                    claims: std::cell::RefCell::default(),
                 };
                 let planned = plan_shards(
                     &self.job,

@@ -90,16 +90,7 @@ fn outcome(
         );
     }
     let report = read_report(&workspace.path().join(format!("run-{name}")));
-    let ledger = simulator.ledger();
-    let run_batches = batch_ids_of_run(&ledger, report["run_id"].as_str().unwrap());
-    let mut billed = BTreeMap::new();
-    for bill in ledger["billed_requests"].as_array().unwrap() {
-        if run_batches.iter().any(|id| bill["batch_id"] == id.as_str()) {
-            *billed
-                .entry(bill["custom_id"].as_str().unwrap().to_owned())
-                .or_default() += 1;
-        }
-    }
+    let billed = billed_custom_ids(simulator, report["run_id"].as_str().unwrap());
     let (violations, notes) = check_finished_run(
         simulator,
         &workspace.path().join(format!("run-{name}")),

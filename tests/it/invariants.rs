@@ -208,6 +208,24 @@ pub fn review_workspace(rows: usize, per_shard: usize, extra_batch: &str) -> Wor
     workspace
 }
 
+/// How many times the simulator billed each custom_id in the batches of run `run_id`.
+pub fn billed_custom_ids(
+    simulator: &StandaloneSimulator,
+    run_id: &str,
+) -> std::collections::BTreeMap<String, u64> {
+    let ledger = simulator.ledger();
+    let run_batches = batch_ids_of_run(&ledger, run_id);
+    let mut billed = std::collections::BTreeMap::new();
+    for bill in ledger["billed_requests"].as_array().unwrap() {
+        if run_batches.iter().any(|id| bill["batch_id"] == id.as_str()) {
+            *billed
+                .entry(bill["custom_id"].as_str().unwrap().to_owned())
+                .or_default() += 1;
+        }
+    }
+    billed
+}
+
 /// The ids of the batches the run `run_id` created, from the simulator's ledger.
 pub fn batch_ids_of_run(ledger: &serde_json::Value, run_id: &str) -> Vec<String> {
     ledger["batches"]
