@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 use super::RunDirectory;
-use super::answer_reuse::{adopted_lines_path, run_is_live};
+use super::answer_reuse::{adopted_lines_path, is_ok_result_line, run_is_live};
 use super::plan::shard_limits;
 use super::shard_file::ShardFileWriter;
 use crate::answer_store::AnswerStore;
@@ -73,7 +73,7 @@ pub(super) fn settle_adoptions(
             continue;
         }
         match store.lookup(&adoption.key)? {
-            Some(answer) => {
+            Some(answer) if is_ok_result_line(&answer.result_line) => {
                 ledger.answer_adoption(
                     &adoption.key,
                     &answer.result_line,
@@ -81,7 +81,7 @@ pub(super) fn settle_adoptions(
                 )?;
                 progress.answered += 1;
             }
-            None => to_send.push(adoption),
+            _ => to_send.push(adoption),
         }
     }
     if !to_send.is_empty() {

@@ -173,7 +173,11 @@ impl AnswerReuse {
         let Some(store) = &self.store else {
             return Ok(RowDecision::Send);
         };
-        if let Some(answer) = store.lookup(key)? {
+        // A stored line that is not an `ok` result line (a store written by hand, or damaged) is
+        // no answer: the row is sent.
+        if let Some(answer) = store.lookup(key)?
+            && is_ok_result_line(&answer.result_line)
+        {
             if self.deduplicate {
                 claims.set_origin(ledger, key, KeyOrigin::Store)?;
             }
@@ -199,6 +203,15 @@ impl AnswerReuse {
         }
         Ok(RowDecision::Send)
     }
+}
+
+/// Whether `line` is a result line that succeeded.
+pub(super) fn is_ok_result_line(line: &str) -> bool {
+    serde_json::from_str::<crate::wire::ResultLine>(line).is_ok_and(|parsed| {
+        crate::row_result::classify_result_line(&parsed, crate::wire::BatchStatus::Completed)
+            .status()
+            == crate::row_result::RowStatus::Ok
+    })
 }
 
 /// Announces every request this run sends itself in the store, in chunks so that no other

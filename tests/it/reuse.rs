@@ -426,6 +426,17 @@ fn a_store_that_is_the_output_the_input_or_another_database_is_refused_before_up
     write_rows(&workspace, &texts("h", 4));
     let first = run_night(&workspace, &simulator, "first", &[]);
     assert_eq!(first.billed.len(), 4);
+    // A damaged stored answer is no answer: that one row is sent again, the others reused.
+    rusqlite::Connection::open(workspace.path().join("answers.sqlite"))
+        .unwrap()
+        .execute(
+            "UPDATE answers SET result_line = '{\"not\": \"a result line\"}' WHERE rowid = (SELECT MIN(rowid) FROM answers)",
+            [],
+        )
+        .unwrap();
+    let second = run_night(&workspace, &simulator, "second", &[]);
+    assert_eq!(second.billed.len(), 1, "{}", second.stderr);
+    assert_eq!(second.report["reuse"]["rows_from_store"], 3);
     let output = workspace.path().join("same.parquet");
     let output = output.to_str().unwrap();
     refused_with_store(
