@@ -286,18 +286,28 @@ impl AnswerStore {
     /// # Errors
     /// When the store cannot be read.
     pub fn lookup(&self, key: &RequestKey) -> Result<Option<StoredAnswer>, StoreError> {
+        self.row_of_key(
+            "SELECT result_line, batch_id FROM answers WHERE key = ?1",
+            key,
+            |row| {
+                Ok(StoredAnswer {
+                    result_line: row.get(0)?,
+                    batch_id: row.get(1)?,
+                })
+            },
+        )
+    }
+
+    /// The one row `query` selects for `key` (`?1`), read by `read`.
+    fn row_of_key<T>(
+        &self,
+        query: &str,
+        key: &RequestKey,
+        read: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Option<T>, StoreError> {
         self.connection
-            .prepare_cached("SELECT result_line, batch_id FROM answers WHERE key = ?1")
-            .and_then(|mut statement| {
-                statement
-                    .query_row(params![&key.0[..]], |row| {
-                        Ok(StoredAnswer {
-                            result_line: row.get(0)?,
-                            batch_id: row.get(1)?,
-                        })
-                    })
-                    .optional()
-            })
+            .prepare_cached(query)
+            .and_then(|mut statement| statement.query_row(params![&key.0[..]], read).optional())
             .map_err(|e| self.explained(e))
     }
 
@@ -400,19 +410,16 @@ impl AnswerStore {
     /// # Errors
     /// When the store cannot be read.
     pub fn in_flight(&self, key: &RequestKey) -> Result<Option<InFlight>, StoreError> {
-        self.connection
-            .prepare_cached("SELECT run_id, run_directory FROM in_flight WHERE key = ?1")
-            .and_then(|mut statement| {
-                statement
-                    .query_row(params![&key.0[..]], |row| {
-                        Ok(InFlight {
-                            run_id: row.get(0)?,
-                            run_directory: row.get(1)?,
-                        })
-                    })
-                    .optional()
-            })
-            .map_err(|e| self.explained(e))
+        self.row_of_key(
+            "SELECT run_id, run_directory FROM in_flight WHERE key = ?1",
+            key,
+            |row| {
+                Ok(InFlight {
+                    run_id: row.get(0)?,
+                    run_directory: row.get(1)?,
+                })
+            },
+        )
     }
 
     /// The run directories of other runs than `run_id` with requests in flight.
