@@ -37,10 +37,11 @@ CREATE TABLE IF NOT EXISTS answers (
 );
 CREATE INDEX IF NOT EXISTS answers_by_job ON answers (job);
 CREATE TABLE IF NOT EXISTS in_flight (
-    key BLOB PRIMARY KEY,
+    key BLOB NOT NULL,
     run_id TEXT NOT NULL,
     run_directory TEXT NOT NULL,
-    since TEXT NOT NULL
+    since TEXT NOT NULL,
+    PRIMARY KEY (key, run_id)
 );
 CREATE INDEX IF NOT EXISTS in_flight_by_run ON in_flight (run_id);
 ";
@@ -335,10 +336,11 @@ impl AnswerStore {
                      WHERE answers.batch_id IS NOT excluded.batch_id OR answers.result_line <> excluded.result_line",
                 )?;
                 let count = |value: Option<u64>| value.map(|v| v as i64);
-                let mut landed = transaction
-                    .prepare_cached("DELETE FROM in_flight WHERE key = ?1 AND run_id = ?2")?;
+                // An answer landed: no run needs to be waited for with it any more.
+                let mut landed =
+                    transaction.prepare_cached("DELETE FROM in_flight WHERE key = ?1")?;
                 for answer in answers {
-                    landed.execute(params![&answer.key.0[..], answer.run_id])?;
+                    landed.execute(params![&answer.key.0[..]])?;
                     insert.execute(params![
                         &answer.key.0[..],
                         answer.provider,
@@ -363,8 +365,8 @@ impl AnswerStore {
     }
 
     /// Announces that run `run_id` (in `run_directory`) sends these requests, so that another
-    /// run asking the same waits for its answers instead of paying for them again. A newer
-    /// announcement of a key replaces an older one.
+    /// run asking the same waits for its answers instead of paying for them again. Several runs
+    /// may announce one key.
     ///
     /// # Errors
     /// When the store cannot be written.
@@ -382,8 +384,8 @@ impl AnswerStore {
             {
                 let mut insert = transaction.prepare_cached(
                     "INSERT INTO in_flight (key, run_id, run_directory, since) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT(key) DO UPDATE SET run_id = excluded.run_id,
-                        run_directory = excluded.run_directory, since = excluded.since",
+                     ON CONFLICT(key, run_id) DO UPDATE SET run_directory = excluded.run_directory,
+                        since = excluded.since",
                 )?;
                 for key in keys {
                     insert.execute(params![&key.0[..], run_id, run_directory, now])?;
@@ -405,34 +407,43 @@ impl AnswerStore {
             .map_err(|e| self.explained(e))
     }
 
-    /// The run that has request `key` in flight, when one announced it.
+    /// The runs that announced request `key`.
     ///
     /// # Errors
     /// When the store cannot be read.
-    pub fn in_flight(&self, key: &RequestKey) -> Result<Option<InFlight>, StoreError> {
-        self.row_of_key(
-            "SELECT run_id, run_directory FROM in_flight WHERE key = ?1",
-            key,
-            |row| {
-                Ok(InFlight {
-                    run_id: row.get(0)?,
-                    run_directory: row.get(1)?,
-                })
-            },
-        )
+    pub fn in_flight(&self, key: &RequestKey) -> Result<Vec<InFlight>, StoreError> {
+        let result = (|| -> rusqlite::Result<Vec<InFlight>> {
+            let mut statement = self
+                .connection
+                .prepare_cached("SELECT run_id, run_directory FROM in_flight WHERE key = ?1")?;
+            statement
+                .query_map(params![&key.0[..]], |row| {
+                    Ok(InFlight {
+                        run_id: row.get(0)?,
+                        run_directory: row.get(1)?,
+                    })
+                })?
+                .collect()
+        })();
+        result.map_err(|e| self.explained(e))
     }
 
-    /// The run directories of other runs than `run_id` with requests in flight.
+    /// Every run with requests in flight.
     ///
     /// # Errors
     /// When the store cannot be read.
-    pub fn other_runs_in_flight(&self, run_id: &str) -> Result<Vec<String>, StoreError> {
-        let result = (|| -> rusqlite::Result<Vec<String>> {
+    pub fn runs_in_flight(&self) -> Result<Vec<InFlight>, StoreError> {
+        let result = (|| -> rusqlite::Result<Vec<InFlight>> {
             let mut statement = self.connection.prepare(
-                "SELECT DISTINCT run_directory FROM in_flight WHERE run_id <> ?1 ORDER BY run_directory",
+                "SELECT DISTINCT run_id, run_directory FROM in_flight ORDER BY run_directory, run_id",
             )?;
             statement
-                .query_map(params![run_id], |row| row.get(0))?
+                .query_map([], |row| {
+                    Ok(InFlight {
+                        run_id: row.get(0)?,
+                        run_directory: row.get(1)?,
+                    })
+                })?
                 .collect()
         })();
         result.map_err(|e| self.explained(e))
@@ -670,6 +681,21 @@ mod tests {
             1
         );
         assert_eq!(store.stats().unwrap().answers, 1);
+
+        // Two runs may announce one request; an answer landing withdraws every announcement.
+        let key = RequestKey([9; 32]);
+        store
+            .announce_in_flight(&[key], "run-a", "/runs/a")
+            .unwrap();
+        store
+            .announce_in_flight(&[key], "run-b", "/runs/b")
+            .unwrap();
+        assert_eq!(store.in_flight(&key).unwrap().len(), 2);
+        assert_eq!(store.runs_in_flight().unwrap().len(), 2);
+        store.withdraw_in_flight("run-a").unwrap();
+        assert_eq!(store.in_flight(&key).unwrap()[0].run_id, "run-b");
+        store.record(&[answer(9, "a", "nine")]).unwrap();
+        assert!(store.in_flight(&key).unwrap().is_empty());
 
         let reader = AnswerStore::open_to_read(&path).unwrap().unwrap();
         assert!(reader.lookup(&RequestKey([2; 32])).unwrap().is_some());

@@ -435,6 +435,20 @@ impl Ledger {
         })
     }
 
+    /// Opens the ledger of another run only to read it (nothing is created or changed).
+    pub fn open_read_only(run_directory: &Path) -> Result<Ledger, LedgerError> {
+        let path = run_directory.join(LEDGER_FILE_NAME);
+        let connection = Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| LedgerError {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(Ledger { connection, path })
+    }
+
     pub fn exists_in(run_directory: &Path) -> bool {
         run_directory.join(LEDGER_FILE_NAME).exists()
     }

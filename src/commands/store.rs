@@ -137,6 +137,8 @@ pub fn prune_command(
             ));
         }
         let mut store = AnswerStore::open(&path)?;
+        // Announcements of runs that are gone or finished are no use to anyone.
+        crate::engine::withdraw_stale_announcements(&mut store, None)?;
         let removed = store.prune(
             answered_before.as_deref(),
             unused_since.as_deref(),

@@ -6,10 +6,9 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 
 use super::RunDirectory;
-use super::answer_reuse::{adopted_lines_path, is_ok_result_line, run_is_live};
+use super::answer_reuse::{LiveRuns, adopted_lines_path, is_ok_result_line};
 use super::plan::shard_limits;
 use super::shard_file::ShardFileWriter;
 use crate::answer_store::AnswerStore;
@@ -42,7 +41,7 @@ pub(super) fn settle_adoptions(
     profile: &ProviderProfile,
     ledger: &mut Ledger,
     run_directory: &RunDirectory,
-    store: Option<&AnswerStore>,
+    mut store: Option<&mut AnswerStore>,
     own_run_id: &str,
 ) -> anyhow::Result<AdoptionProgress> {
     let mut progress = AdoptionProgress::default();
@@ -50,21 +49,19 @@ pub(super) fn settle_adoptions(
     if waiting.is_empty() {
         return Ok(progress);
     }
-    let mut live: HashMap<String, bool> = HashMap::new();
+    let live = LiveRuns::new(&run_directory.root);
     let mut to_send = Vec::new();
     for adoption in waiting {
-        let Some(store) = store else {
+        let Some(store) = store.as_deref() else {
             to_send.push(adoption);
             continue;
         };
-        // In flight first, then the answer: a run stores an answer and withdraws its
-        // announcement in one transaction, so this order never misses an answer that landed.
-        let still_in_flight = match store.in_flight(&adoption.key)? {
-            Some(in_flight) if in_flight.run_id != own_run_id => *live
-                .entry(in_flight.run_directory.clone())
-                .or_insert_with(|| run_is_live(Path::new(&in_flight.run_directory))),
-            _ => false,
-        };
+        // In flight first, then the answer: a run stores an answer and withdraws the
+        // announcements of it in one transaction, so this order never misses an answer.
+        let still_in_flight = store
+            .in_flight(&adoption.key)?
+            .iter()
+            .any(|run| live.is_other_live(&run.run_directory));
         if still_in_flight {
             progress.waiting += 1;
             progress
@@ -88,6 +85,13 @@ pub(super) fn settle_adoptions(
         progress.sent = to_send.len() as u64;
         progress.shards_created =
             plan_adoption_sends(job, profile, ledger, run_directory, &to_send)?;
+        // This run now sends them: runs that adopted them from the one that stopped wait for
+        // this one instead of sending them a third time.
+        if let Some(store) = store.as_deref_mut() {
+            let keys: Vec<_> = to_send.iter().map(|adoption| adoption.key).collect();
+            let directory = std::path::absolute(&run_directory.root)?;
+            store.announce_in_flight(&keys, own_run_id, &directory.display().to_string())?;
+        }
     }
     Ok(progress)
 }

@@ -33,13 +33,9 @@ pub struct AnswerReuse {
 
 /// What adopting needs while planning.
 pub struct AdoptionPlanning {
-    /// This run's id: its own announcements (from an earlier plan) are not adopted.
-    pub run_id: String,
-    /// Whether each other run directory is live (its lock held), asked once per plan.
-    live_runs: RefCell<HashMap<String, bool>>,
+    live: LiveRuns,
     /// The request lines of adopted rows, kept in case this run has to send them itself.
     lines: RefCell<std::io::BufWriter<std::fs::File>>,
-    lines_path: PathBuf,
 }
 
 /// The file of a run's adopted request lines.
@@ -48,36 +44,31 @@ pub fn adopted_lines_path(shards_directory: &Path) -> PathBuf {
 }
 
 impl AdoptionPlanning {
-    /// Adoption for run `run_id` planning into `shards_directory`, when the store has another
-    /// run's announcements; `None` otherwise.
+    /// Adoption for the run in `own_directory` planning into `shards_directory`, when another
+    /// run has announced requests; `None` otherwise.
     ///
     /// # Errors
     /// When the store cannot be read or the lines file created.
     pub fn start(
         store: &AnswerStore,
-        run_id: &str,
+        own_directory: &Path,
         shards_directory: &Path,
     ) -> anyhow::Result<Option<AdoptionPlanning>> {
-        if store.other_runs_in_flight(run_id)?.is_empty() {
+        let live = LiveRuns::new(own_directory);
+        if !store
+            .runs_in_flight()?
+            .iter()
+            .any(|run| !live.is_own(&run.run_directory))
+        {
             return Ok(None);
         }
         let lines_path = adopted_lines_path(shards_directory);
         let file = std::fs::File::create(&lines_path)?;
         crate::ledger::restrict_permissions(&lines_path);
         Ok(Some(AdoptionPlanning {
-            run_id: run_id.to_owned(),
-            live_runs: RefCell::new(HashMap::new()),
+            live,
             lines: RefCell::new(std::io::BufWriter::new(file)),
-            lines_path,
         }))
-    }
-
-    fn is_live(&self, run_directory: &str) -> bool {
-        *self
-            .live_runs
-            .borrow_mut()
-            .entry(run_directory.to_owned())
-            .or_insert_with(|| run_is_live(Path::new(run_directory)))
     }
 
     /// Writes the adopted lines to disk (before the plan is recorded).
@@ -91,14 +82,75 @@ impl AdoptionPlanning {
             .into_inner()
             .map_err(|error| error.into_error())?;
         file.sync_all()?;
-        drop(self.lines_path);
         Ok(())
     }
 }
 
-/// A run is live while a process holds its lock: only then will its answers arrive.
-pub fn run_is_live(run_directory: &Path) -> bool {
-    super::run_lock::is_locked_by_another_process(run_directory)
+/// Which announced requests another run is still working on: a run in another directory than
+/// this one (a run never waits for itself, nor for an earlier run of its own directory) whose
+/// lock a process holds (only then will its answers arrive). Asked once per directory.
+pub struct LiveRuns {
+    own_directory: PathBuf,
+    known: RefCell<HashMap<String, bool>>,
+}
+
+impl LiveRuns {
+    pub fn new(own_directory: &Path) -> LiveRuns {
+        LiveRuns {
+            own_directory: comparable(own_directory),
+            known: RefCell::new(HashMap::new()),
+        }
+    }
+
+    pub fn is_own(&self, run_directory: &str) -> bool {
+        comparable(Path::new(run_directory)) == self.own_directory
+    }
+
+    /// Whether `run_directory` is another run's, live now.
+    pub fn is_other_live(&self, run_directory: &str) -> bool {
+        !self.is_own(run_directory)
+            && *self
+                .known
+                .borrow_mut()
+                .entry(run_directory.to_owned())
+                .or_insert_with(|| {
+                    super::run_lock::is_locked_by_another_process(Path::new(run_directory))
+                })
+    }
+}
+
+/// A path as two spellings of one directory compare equal.
+fn comparable(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path)
+        .or_else(|_| std::path::absolute(path))
+        .unwrap_or_else(|_| path.to_owned())
+}
+
+/// Forgets announcements no run will answer: those of earlier runs of `own_directory`, and of
+/// runs whose directory is gone, holds another run now, or finished. (A run that stopped but may
+/// be resumed keeps its announcements; runs simply do not wait for it while it is not running.)
+///
+/// # Errors
+/// When the store cannot be read or written.
+pub fn withdraw_stale_announcements(
+    store: &mut AnswerStore,
+    own_directory: Option<&Path>,
+) -> anyhow::Result<()> {
+    let live = own_directory.map(LiveRuns::new);
+    for run in store.runs_in_flight()? {
+        let directory = Path::new(&run.run_directory);
+        let stale = live
+            .as_ref()
+            .is_some_and(|live| live.is_own(&run.run_directory))
+            || match super::run_record::peek_run(directory) {
+                Some((run_id, finished)) => run_id != run.run_id || finished,
+                None => true,
+            };
+        if stale {
+            store.withdraw_in_flight(&run.run_id)?;
+        }
+    }
+    Ok(())
 }
 
 /// What becomes of one row's request.
@@ -186,9 +238,10 @@ impl AnswerReuse {
             return Ok(RowDecision::FromStore);
         }
         if let Some(adoption) = &self.adoption
-            && let Some(in_flight) = store.in_flight(key)?
-            && in_flight.run_id != adoption.run_id
-            && adoption.is_live(&in_flight.run_directory)
+            && let Some(in_flight) = store
+                .in_flight(key)?
+                .into_iter()
+                .find(|run| adoption.live.is_other_live(&run.run_directory))
         {
             if self.deduplicate {
                 claims.set_origin(ledger, key, KeyOrigin::Adopted)?;

@@ -859,29 +859,30 @@ fn reused_result(
                     let (result, batch_id) = pinned("another run's answer")?;
                     Ok((result, batch_id, AnswerSource::Adopted))
                 }
-                AdoptionState::Sent => {
-                    let (batch_id, result) = match ledger.row_override(&adoption.custom_id)? {
-                        Some((batch_id, text)) => (batch_id, serde_json::from_str(&text)?),
-                        None => (
-                            None,
-                            RowResult {
-                                status: Some(RowStatus::Missing),
-                                error_code: Some("not_submitted".into()),
-                                error_message: Some(
-                                    "this run was to send the request another run had in flight, and has not yet; run `dashbatch resume`"
-                                        .into(),
-                                ),
-                                ..RowResult::default()
-                            },
-                        ),
-                    };
-                    let source = if adoption.row_number == row_number {
-                        AnswerSource::Batch
-                    } else {
-                        AnswerSource::Dedup
-                    };
-                    Ok((result, batch_id, source))
-                }
+                AdoptionState::Sent => match ledger.row_override(&adoption.custom_id)? {
+                    Some((batch_id, text)) => {
+                        let source = if adoption.row_number == row_number {
+                            AnswerSource::Batch
+                        } else {
+                            AnswerSource::Dedup
+                        };
+                        Ok((serde_json::from_str(&text)?, batch_id, source))
+                    }
+                    // Planned to be sent here, never submitted (the budget cap held it back).
+                    None => Ok((
+                        RowResult {
+                            status: Some(RowStatus::Missing),
+                            error_code: Some("not_submitted".into()),
+                            error_message: Some(format!(
+                                "run `{}` had this request in flight and stopped without answering; this run did not submit it (see `budget` in report.json): raise `--max-cost` and run the job again with `--run-dir`",
+                                adoption.other_run_directory
+                            )),
+                            ..RowResult::default()
+                        },
+                        None,
+                        AnswerSource::Adopted,
+                    )),
+                },
                 AdoptionState::Waiting => Ok((
                     RowResult {
                         status: Some(RowStatus::Missing),

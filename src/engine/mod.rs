@@ -33,7 +33,7 @@ mod submission;
 mod submit;
 mod totals;
 
-pub use answer_reuse::{AnswerReuse, RowDecision, previewed_reuse};
+pub use answer_reuse::{AnswerReuse, RowDecision, previewed_reuse, withdraw_stale_announcements};
 pub use budget::{BUDGET_CAP_ERROR_CODE, BudgetCap, BudgetReport, RunBudget, max_cost_setting};
 pub use cancel::cancel_run;
 pub use connection::check_base_url;

@@ -14,6 +14,7 @@ use super::adoption::settle_adoptions;
 use super::answer_recording::AnswerRecording;
 use super::answer_reuse::{
     AdoptionPlanning, AnswerReuse, announce_sent_requests, mark_pinned_answers_used,
+    withdraw_stale_announcements,
 };
 use super::budget::{RunBudget, prepare_run_budget};
 use super::connection::{check_base_url, connect, load_prices, poll_schedule};
@@ -229,14 +230,16 @@ impl Run {
                 // `--refresh`: nothing is taken from the store (nor adopted); it is still written.
                 let reads_store = !self.options.refresh;
                 let shards_directory = self.run_directory.shards_directory();
+                if let Some(store) = self.store.as_mut()
+                    && let Err(error) =
+                        withdraw_stale_announcements(store, Some(&self.run_directory.root))
+                {
+                    self.store_warning(&error);
+                }
                 let adoption = match &self.store {
                     Some(store) if reads_store && !self.options.no_adopt => {
-                        AdoptionPlanning::start(
-                            store,
-                            &self.run_directory.run_id(),
-                            &shards_directory,
-                        )
-                        .map_err(RunFailure::local)?
+                        AdoptionPlanning::start(store, &self.run_directory.root, &shards_directory)
+                            .map_err(RunFailure::local)?
                     }
                     _ => None,
                 };
@@ -318,24 +321,6 @@ impl Run {
                 plan.row_count
             }
         };
-        // Other runs asking the same requests wait for this run's answers instead of paying.
-        if let Some(store) = self.store.as_mut()
-            && !RunRecord::requests_announced(&self.ledger).map_err(RunFailure::local)?
-            && !self.record.finished
-        {
-            let announced = announce_sent_requests(
-                &self.ledger,
-                store,
-                &self.run_directory.run_id(),
-                &self.run_directory.root,
-            );
-            match announced {
-                Ok(()) => {
-                    RunRecord::record_requests_announced(&self.ledger).map_err(RunFailure::local)?
-                }
-                Err(error) => self.store_warning(&error),
-            }
-        }
         if self.resuming && !self.input_is_as_planned() {
             return Err(RunFailure::local(anyhow::anyhow!(
                 "input `{}` changed since run `{}` was planned; joining would mismatch rows. Restore the input, or start a new run",
@@ -355,8 +340,31 @@ impl Run {
                 ))
             })?;
         }
-        self.budget
-            .refuse_if_over_before_first_upload(&self.ledger, &self.run_directory, &self.job)
+        self.budget.refuse_if_over_before_first_upload(
+            &self.ledger,
+            &self.run_directory,
+            &self.job,
+        )?;
+        // Announced only once the run will send (a run refused above never does).
+        // Other runs asking the same requests wait for this run's answers instead of paying.
+        if let Some(store) = self.store.as_mut()
+            && !RunRecord::requests_announced(&self.ledger).map_err(RunFailure::local)?
+            && !self.record.finished
+        {
+            let announced = announce_sent_requests(
+                &self.ledger,
+                store,
+                &self.run_directory.run_id(),
+                &self.run_directory.root,
+            );
+            match announced {
+                Ok(()) => {
+                    RunRecord::record_requests_announced(&self.ledger).map_err(RunFailure::local)?
+                }
+                Err(error) => self.store_warning(&error),
+            }
+        }
+        Ok(())
     }
 
     /// Whether the input is still the one the run planned (true when no plan recorded one).
@@ -433,7 +441,7 @@ impl Run {
                     &self.profile,
                     &mut self.ledger,
                     &self.run_directory,
-                    self.store.as_ref(),
+                    self.store.as_mut(),
                     &self.run_directory.run_id(),
                 )
                 .map_err(|error| self.saved(error))?;

@@ -219,6 +219,14 @@ impl RunRecord {
     }
 }
 
+/// The run id of the run in `run_directory` and whether it finished, read without creating or
+/// changing anything; `None` when there is no run there.
+pub fn peek_run(run_directory: &Path) -> Option<(String, bool)> {
+    let ledger = Ledger::open_read_only(run_directory).ok()?;
+    let record = RunRecord::read(&ledger).ok()?;
+    Some((record.founding?.run_id, record.finished))
+}
+
 /// Opens the ledger of an existing run directory.
 pub fn open_existing_ledger(run_directory: &Path) -> Result<Ledger, RunFailure> {
     if !Ledger::exists_in(run_directory) {

@@ -32,7 +32,7 @@ fn rows(prefix: &str, range: std::ops::RangeInclusive<usize>) -> Vec<(String, St
         .map(|n| {
             (
                 format!("{prefix}{n:02}"),
-                format!("第{n}条评论：质量不错，下次还买"),
+                format!("{prefix}：第{n}条评论，质量不错，下次还买"),
             )
         })
         .collect()
@@ -224,4 +224,54 @@ fn with_no_adopt_a_run_sends_what_another_run_has_in_flight() {
             .values()
             .all(|(source, _)| source.as_deref() == Some("batch"))
     );
+}
+
+#[test]
+fn a_run_never_waits_for_itself_nor_for_a_run_whose_directory_is_gone() {
+    let simulator = StandaloneSimulator::start(&[]);
+    let workspace = Workspace::new();
+    let night = rows("d", 1..=5);
+    write_job(&workspace, "night", &night);
+    // Last night's process killed with its batch live, and its directory deleted.
+    freeze_clock(&simulator);
+    let mut first = start(&workspace, &simulator, "night", &[]);
+    wait_for_simulator_batches(&simulator, 1);
+    first.kill().unwrap();
+    first.wait().unwrap();
+    std::fs::remove_dir_all(workspace.path().join("run-night")).unwrap();
+    release_clock(&simulator);
+    // The same job in the same directory again: it sends its rows, it does not wait.
+    finished(start(&workspace, &simulator, "night", &[]));
+    let (rows_by_id, billed) = outcome(&workspace, &simulator, "night");
+    assert_eq!(billed.len(), 5);
+    assert!(
+        rows_by_id
+            .values()
+            .all(|(source, _)| source.as_deref() == Some("batch"))
+    );
+
+    // A run refused by its budget before anything was sent announced nothing: run again with
+    // a cap that fits, in the same directory, it finishes.
+    let again = rows("e", 1..=4);
+    write_job(&workspace, "capped", &again);
+    let refused = workspace
+        .run_against(
+            &simulator,
+            "dashscope",
+            "capped.toml",
+            &workspace.path().join("run-capped"),
+            &["--quiet", "--max-cost", "0.0000001"],
+        )
+        .env("DASHSCOPE_API_KEY", SECRET_KEY)
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stderr));
+    finished(start(
+        &workspace,
+        &simulator,
+        "capped",
+        &["--max-cost", "1"],
+    ));
+    let (_, billed) = outcome(&workspace, &simulator, "capped");
+    assert_eq!(billed.len(), 4);
 }
