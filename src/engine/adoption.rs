@@ -41,7 +41,7 @@ pub(super) fn settle_adoptions(
     profile: &ProviderProfile,
     ledger: &mut Ledger,
     run_directory: &RunDirectory,
-    mut store: Option<&mut AnswerStore>,
+    store: Option<&mut AnswerStore>,
     own_run_id: &str,
 ) -> anyhow::Result<AdoptionProgress> {
     let mut progress = AdoptionProgress::default();
@@ -87,7 +87,7 @@ pub(super) fn settle_adoptions(
             plan_adoption_sends(job, profile, ledger, run_directory, &to_send)?;
         // This run now sends them: runs that adopted them from the one that stopped wait for
         // this one instead of sending them a third time.
-        if let Some(store) = store.as_deref_mut() {
+        if let Some(store) = store {
             let keys: Vec<_> = to_send.iter().map(|adoption| adoption.key).collect();
             let directory = std::path::absolute(&run_directory.root)?;
             store.announce_in_flight(&keys, own_run_id, &directory.display().to_string())?;
