@@ -95,10 +95,11 @@ pub struct StoreStats {
     pub file_bytes: u64,
     pub oldest_answer: Option<String>,
     pub newest_answer: Option<String>,
-    /// (job, answers, cost by currency as `amount currency` texts), by job name.
+    /// The answers of each job (by the job's `name`), in name order.
     pub jobs: Vec<JobStats>,
 }
 
+/// One job's answers in the store: how many, from which models, when last reused.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct JobStats {
     pub job: String,
