@@ -12,6 +12,7 @@ use super::run_failure::RunFailure;
 use super::run_record::{RunRecord, open_existing_ledger, read_run_record};
 use crate::cost::RunPricer;
 use crate::job::load_job;
+use crate::ledger::AdoptionState;
 
 /// `dashbatch status RUN_DIR`: what the ledger knows, without any network call.
 pub fn show_status(run_directory: &Path, as_json: bool) -> Result<String, RunFailure> {
@@ -24,6 +25,17 @@ pub fn show_status(run_directory: &Path, as_json: bool) -> Result<String, RunFai
     let report: Option<serde_json::Value> = std::fs::read(run_directory.join("report.json"))
         .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+    // Requests this run adopted from other runs that had them in flight.
+    let adopted = |state| ledger.adoptions_in(state).map_err(RunFailure::local);
+    let waiting = adopted(AdoptionState::Waiting)?;
+    let (answered, sent) = (
+        adopted(AdoptionState::Answered)?.len(),
+        adopted(AdoptionState::Sent)?.len(),
+    );
+    let waiting_for: std::collections::BTreeSet<&str> = waiting
+        .iter()
+        .map(|adoption| adoption.other_run_directory.as_str())
+        .collect();
     if as_json {
         let shards_json: Vec<serde_json::Value> = shards
             .iter()
@@ -48,6 +60,7 @@ pub fn show_status(run_directory: &Path, as_json: bool) -> Result<String, RunFai
             "currency": spent.as_ref().map(|(money, _)| money.currency().code()),
             "ok_rows_so_far": spent.as_ref().map(|(_, rows)| *rows),
             "shards": shards_json,
+            "adopted_requests": {"waiting": waiting.len(), "answered": answered, "sent": sent, "waiting_for": waiting_for},
             "report": report,
         })
         .to_string());
@@ -58,6 +71,20 @@ pub fn show_status(run_directory: &Path, as_json: bool) -> Result<String, RunFai
         shards.len(),
         if finished { "finished" } else { "not finished" }
     );
+    if !waiting.is_empty() || answered + sent > 0 {
+        text.push_str(&format!(
+            "requests other runs had in flight: {} still waited for{}, {answered} answered by them, {sent} sent by this run\n",
+            waiting.len(),
+            if waiting_for.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (from {})",
+                    waiting_for.iter().copied().collect::<Vec<_>>().join(", ")
+                )
+            }
+        ));
+    }
     text.push_str("shard  rows      batch                                      status       completed  failed  results\n");
     for shard in &shards {
         text.push_str(&format!(

@@ -186,6 +186,18 @@ fn when_the_running_run_dies_the_waiting_run_sends_the_requests_itself_once() {
     }
     assert_eq!(second_rows["b16"].0.as_deref(), Some("dedup"));
     assert_eq!(second_rows["b16"].1, second_rows["b01"].1);
+    // `status` says what became of the adopted requests.
+    let status = workspace.run(&[
+        "status",
+        workspace.path().join("run-tonight").to_str().unwrap(),
+        "--json",
+    ]);
+    assert_success(&status);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(
+        status["adopted_requests"],
+        serde_json::json!({"waiting": 0, "answered": 0, "sent": 12, "waiting_for": []})
+    );
 
     // Last night's run, resumed, finishes on its own batch: nothing sent twice within it.
     let resumed = workspace
