@@ -17,7 +17,6 @@ use crate::job::Job;
 use crate::ledger::Ledger;
 use crate::request_key::RequestKey;
 use crate::row_result::RowStatus;
-use crate::wire::BatchStatus;
 
 /// Who the answers are recorded for.
 pub(super) struct AnswerRecording<'a> {
@@ -44,14 +43,7 @@ impl AnswerRecording<'_> {
             if !shard.results_downloaded || shard.answers_stored {
                 continue;
             }
-            let mut results = load_ok_result_lines(
-                run_directory,
-                &shard,
-                shard
-                    .batch_status
-                    .as_deref()
-                    .map_or(BatchStatus::Unknown, BatchStatus::parse),
-            )?;
+            let mut results = load_ok_result_lines(run_directory, &shard, shard.status())?;
             let mut answers = Vec::new();
             let shard_path = run_directory.shard_path(&shard.file_name);
             let file = std::fs::File::open(&shard_path).map_err(|error| {

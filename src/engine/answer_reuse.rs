@@ -176,7 +176,8 @@ pub struct RowRequest<'a> {
 }
 
 impl AnswerReuse {
-    /// Reuse nothing: every row is sent (dashbatch before the store; unit tests).
+    /// Reuse nothing: every row is sent (unit tests of the plan).
+    #[cfg(test)]
     pub fn nothing(provider_identity: &str) -> AnswerReuse {
         AnswerReuse {
             provider_identity: provider_identity.to_owned(),
