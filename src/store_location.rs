@@ -19,6 +19,9 @@ pub enum JobStoreSetting {
     Off,
     /// A path, resolved against the job file's directory.
     File(PathBuf),
+    /// `[reuse] deduplicate = false`: no store, whatever the flag, the environment or a run
+    /// says (every row is its own sample; the store keeps one answer per request).
+    NeverWithoutDeduplication,
 }
 
 /// The store in force: a file, or none; and the place that chose it.
@@ -56,6 +59,12 @@ pub fn choose_store(
     job_setting: &JobStoreSetting,
 ) -> StoreChoice {
     let job_file = match job_setting {
+        JobStoreSetting::NeverWithoutDeduplication => {
+            return StoreChoice {
+                path: None,
+                source: SettingSource::JobFile("[reuse] deduplicate"),
+            };
+        }
         JobStoreSetting::UserStore => None,
         JobStoreSetting::Off => Some((None, "[reuse] store")),
         JobStoreSetting::File(path) => Some((Some(path.clone()), "[reuse] store")),
@@ -98,6 +107,16 @@ mod tests {
             )
             .path,
             Some(PathBuf::from("/x"))
+        );
+        // Without deduplication nothing names a store, not even a run's record.
+        assert_eq!(
+            choose_store(
+                false,
+                Some(Some(PathBuf::from("/x"))),
+                &JobStoreSetting::NeverWithoutDeduplication
+            )
+            .path,
+            None
         );
     }
 }

@@ -80,7 +80,9 @@ pub fn validate_job(
         match (&store_preview.path, &store_preview.warning) {
             (_, Some(warning)) => format!("none (warning: {warning})"),
             (Some(path), None) => format!("`{}`", path.display()),
-            (None, None) if !job.spec.reuse.deduplicate =>
+            (None, None)
+                if job.answer_store
+                    == crate::store_location::JobStoreSetting::NeverWithoutDeduplication =>
                 "none (`[reuse] deduplicate = false`: every row is sent)".to_owned(),
             (None, None) => "none".to_owned(),
         }

@@ -317,21 +317,19 @@ pub fn previewed_reuse(
         warning: None,
     };
     let mut store = None;
-    if job.spec.reuse.deduplicate {
-        let choice = crate::store_location::choose_store(false, None, &job.answer_store);
-        if let Some(path) = &choice.path {
-            match AnswerStore::open_to_read(path) {
-                Ok(opened) => store = opened,
-                Err(error) if choice.source == crate::settings::SettingSource::Default => {
-                    preview.warning = Some(format!(
-                        "{error}; a run would go on without it, so nothing is counted as reused"
-                    ));
-                }
-                Err(error) => anyhow::bail!("{error} (chosen by {})", choice.source),
+    let choice = crate::store_location::choose_store(false, None, &job.answer_store);
+    if let Some(path) = &choice.path {
+        match AnswerStore::open_to_read(path) {
+            Ok(opened) => store = opened,
+            Err(error) if choice.source == crate::settings::SettingSource::Default => {
+                preview.warning = Some(format!(
+                    "{error}; a run would go on without it, so nothing is counted as reused"
+                ));
             }
-            if preview.warning.is_none() {
-                preview.path = Some(path.clone());
-            }
+            Err(error) => anyhow::bail!("{error} (chosen by {})", choice.source),
+        }
+        if preview.warning.is_none() {
+            preview.path = Some(path.clone());
         }
     }
     Ok((

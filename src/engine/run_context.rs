@@ -765,9 +765,7 @@ fn open_answer_store(
     resuming: bool,
     events: &EventSink,
 ) -> Result<(Option<AnswerStore>, Option<std::path::PathBuf>), RunFailure> {
-    // Without deduplication every row is its own sample: none is taken from the store, and
-    // the store keeps one answer per request, so it is not used at all.
-    if options.rehearse || !job.spec.reuse.deduplicate {
+    if options.rehearse {
         return Ok((None, None));
     }
     let choice = crate::store_location::choose_store(options.no_store, recorded, &job.answer_store);

@@ -330,7 +330,7 @@ pub fn load_job(job_file: &Path) -> Result<Job, JobError> {
 
     let input_options =
         input_options(&spec.input, input_format).map_err(|(key, message)| invalid(key, message))?;
-    let answer_store = match &spec.reuse.store {
+    let named_store = match &spec.reuse.store {
         None | Some(super::spec::StoreSpec::Enabled(true)) => {
             crate::store_location::JobStoreSetting::UserStore
         }
@@ -361,6 +361,13 @@ pub fn load_job(job_file: &Path) -> Result<Job, JobError> {
             };
             crate::store_location::JobStoreSetting::File(normalize_path(&job_dir.join(path)))
         }
+    };
+    // Without deduplication every row is its own sample: the store (one answer per request)
+    // is not used at all, whatever else names one.
+    let answer_store = if spec.reuse.deduplicate {
+        named_store
+    } else {
+        crate::store_location::JobStoreSetting::NeverWithoutDeduplication
     };
 
     Ok(Job {
