@@ -9,13 +9,13 @@ use std::io::{BufRead, BufReader};
 
 use super::RunDirectory;
 use super::answer_reuse::{LiveRuns, adopted_lines_path, is_ok_result_line};
+use super::extra_shards::ExtraShards;
 use super::plan::shard_limits;
-use super::shard_file::ShardFileWriter;
+use super::retry::LineIdentity;
 use crate::answer_store::AnswerStore;
 use crate::job::Job;
-use crate::ledger::{Adoption, AdoptionState, Ledger, ShardRecord};
+use crate::ledger::{Adoption, AdoptionState, Ledger};
 use crate::provider::ProviderProfile;
-use crate::shard::{Placement, ShardPlanner};
 
 /// Where the run's adoptions stand after one look.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -104,15 +104,11 @@ fn plan_adoption_sends(
     run_directory: &RunDirectory,
     to_send: &[Adoption],
 ) -> anyhow::Result<usize> {
-    #[derive(serde::Deserialize)]
-    struct LineIdentity {
-        custom_id: String,
-    }
     let by_custom_id: HashMap<&str, &Adoption> = to_send
         .iter()
         .map(|adoption| (adoption.custom_id.as_str(), adoption))
         .collect();
-    let mut next_index = ledger
+    let next_index = ledger
         .shards()?
         .iter()
         .map(|shard| shard.shard_index + 1)
@@ -125,10 +121,7 @@ fn plan_adoption_sends(
             path.display()
         )
     })?;
-    let mut planner = ShardPlanner::new(shard_limits(job, profile));
-    let mut open: Option<ShardFileWriter> = None;
-    let mut shards: Vec<ShardRecord> = Vec::new();
-    let mut rows: Vec<(u64, u64, u64, String)> = Vec::new();
+    let mut extra = ExtraShards::new(run_directory, shard_limits(job, profile), next_index);
     let mut keys = Vec::new();
     for line in BufReader::new(file).lines() {
         let line = line?;
@@ -139,43 +132,16 @@ fn plan_adoption_sends(
         let Some(adoption) = by_custom_id.get(identity.custom_id.as_str()) else {
             continue;
         };
-        let placement = planner.place(line.len() as u64).map_err(|too_long| {
-            anyhow::anyhow!(
-                "an adopted line is {} bytes, over the limit",
-                too_long.line_bytes
-            )
-        })?;
-        if let Placement::NewShard { .. } = placement {
-            if let Some(done) = open.take() {
-                shards.push(done.close()?);
-            }
-            let index = next_index;
-            next_index += 1;
-            let file_name = format!("shard-{index:05}.jsonl");
-            open = Some(ShardFileWriter::create(
-                run_directory.shard_path(&file_name),
-                ShardRecord::planned(
-                    index,
-                    adoption.row_number,
-                    file_name,
-                    job.spec.request.model.clone(),
-                    2,
-                ),
-            )?);
-        }
-        let writer = open.as_mut().expect("a shard is open after placement");
-        writer.write_line(line.as_bytes())?;
-        rows.push((
-            writer.record().shard_index,
-            writer.record().row_count,
+        extra.write(
+            &line,
             adoption.row_number,
             adoption.custom_id.clone(),
-        ));
+            &job.spec.request.model,
+            2,
+        )?;
         keys.push(adoption.key);
     }
-    if let Some(done) = open.take() {
-        shards.push(done.close()?);
-    }
+    let (shards, rows) = extra.finish()?;
     if keys.len() != to_send.len() {
         anyhow::bail!(
             "{} adopted request(s) are missing from `{}`; the run directory was changed",

@@ -9,6 +9,7 @@ mod connection;
 mod download;
 mod estimate_vs_actual;
 mod events;
+mod extra_shards;
 mod join_pass;
 mod output_target;
 mod plan;

@@ -13,21 +13,21 @@ use std::io::{BufRead, BufReader};
 use serde::Deserialize;
 
 use super::RunDirectory;
+use super::extra_shards::ExtraShards;
 use super::plan::shard_limits;
-use super::shard_file::ShardFileWriter;
 use super::shard_results::load_shard_results;
 use crate::job::Job;
 use crate::ledger::{Ledger, ShardRecord};
 use crate::provider::ProviderProfile;
 use crate::row_result::{RowResult, is_transient_failure};
-use crate::shard::{Placement, ShardPlanner};
 use crate::wire::BatchStatus;
 
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 
+/// The custom_id of a request line, read without the rest.
 #[derive(Deserialize)]
-struct LineIdentity {
-    custom_id: String,
+pub(super) struct LineIdentity {
+    pub(super) custom_id: String,
 }
 
 /// The input row number of each line (1-based) of a shard.
@@ -79,7 +79,7 @@ pub fn plan_retries(
 ) -> anyhow::Result<usize> {
     let max_attempts = job.spec.batch.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
     let shards = ledger.shards()?;
-    let mut next_index = shards
+    let next_index = shards
         .iter()
         .map(|shard| shard.shard_index + 1)
         .max()
@@ -91,10 +91,8 @@ pub fn plan_retries(
     if candidates.is_empty() {
         return Ok(0);
     }
-    let mut new_shards: Vec<ShardRecord> = Vec::new();
-    let mut new_rows: Vec<(u64, u64, u64, String)> = Vec::new();
     let mut scanned = Vec::new();
-    let limits = shard_limits(job, profile);
+    let mut extra = ExtraShards::new(run_directory, shard_limits(job, profile), next_index);
 
     for shard in candidates {
         scanned.push(shard.shard_index);
@@ -108,8 +106,6 @@ pub fn plan_retries(
         }
         let results = load_shard_results(run_directory, shard, status)?;
         let rows = row_numbers(ledger, shard)?;
-        let mut planner = ShardPlanner::new(limits);
-        let mut open: Option<ShardFileWriter> = None;
         let file = File::open(run_directory.shard_path(&shard.file_name))?;
         for (index, line) in BufReader::new(file).lines().enumerate() {
             let line = line?;
@@ -134,45 +130,18 @@ pub fn plan_retries(
             } else {
                 rows.get(&line_number).copied().unwrap_or(0)
             };
-            if let Placement::NewShard { .. } =
-                planner.place(line.len() as u64).map_err(|too_long| {
-                    anyhow::anyhow!(
-                        "a retried line is {} bytes, over the limit",
-                        too_long.line_bytes
-                    )
-                })?
-            {
-                if let Some(done) = open.take() {
-                    new_shards.push(done.close()?);
-                }
-                let index = next_index;
-                next_index += 1;
-                let file_name = format!("shard-{index:05}.jsonl");
-                let path = run_directory.shard_path(&file_name);
-                open = Some(ShardFileWriter::create(
-                    path,
-                    ShardRecord::planned(
-                        index,
-                        row_number,
-                        file_name,
-                        shard.model.clone(),
-                        shard.attempt + 1,
-                    ),
-                )?);
-            }
-            let writer = open.as_mut().expect("a retry shard is open");
-            writer.write_line(line.as_bytes())?;
-            new_rows.push((
-                writer.record().shard_index,
-                writer.record().row_count,
+            extra.write(
+                &line,
                 row_number,
                 identity.custom_id,
-            ));
+                &shard.model,
+                shard.attempt + 1,
+            )?;
         }
-        if let Some(done) = open.take() {
-            new_shards.push(done.close()?);
-        }
+        // A retry shard holds the lines of one attempt of one shard.
+        extra.close_group()?;
     }
+    let (new_shards, new_rows) = extra.finish()?;
     ledger.insert_retry_plan(&new_shards, &new_rows, &scanned)?;
     Ok(new_shards.len())
 }
