@@ -547,3 +547,65 @@ fn a_store_that_is_the_output_the_input_or_another_database_is_refused_before_up
         text(&estimate.stdout)
     );
 }
+
+#[test]
+fn the_summary_says_what_was_reused_and_prune_by_last_use_makes_the_next_run_pay_again() {
+    let simulator = StandaloneSimulator::start(&[]);
+    let workspace = nightly_workspace("answers.sqlite");
+    write_rows(&workspace, &texts("p", 3));
+    assert_eq!(
+        run_night(&workspace, &simulator, "first", &[]).billed.len(),
+        3
+    );
+    // Without `--quiet`, the printed summary says what reuse did.
+    let output = workspace
+        .run_against(
+            &simulator,
+            "dashscope",
+            "nightly.toml",
+            &workspace.path().join("second"),
+            &[],
+        )
+        .env("DASHSCOPE_API_KEY", SECRET_KEY)
+        .output()
+        .unwrap();
+    assert_success(&output);
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("reused: 3 row(s) from the answer store, 0 row(s) repeating another row's request; 0 request(s) sent; reuse saved"),
+        "{stderr}"
+    );
+    // Used within the hour: kept; not used for 0 minutes: every answer goes.
+    let keep = workspace.run(&[
+        "store",
+        "prune",
+        "--store",
+        "answers.sqlite",
+        "--unused-for",
+        "1h",
+    ]);
+    assert_success(&keep);
+    assert!(
+        text(&keep.stdout).contains("removed 0 answer(s)"),
+        "{}",
+        text(&keep.stdout)
+    );
+    let drop = workspace.run(&[
+        "store",
+        "prune",
+        "--store",
+        "answers.sqlite",
+        "--unused-for",
+        "0m",
+    ]);
+    assert_success(&drop);
+    assert!(
+        text(&drop.stdout).contains("removed 3 answer(s)"),
+        "{}",
+        text(&drop.stdout)
+    );
+    assert_eq!(
+        run_night(&workspace, &simulator, "third", &[]).billed.len(),
+        3
+    );
+}
