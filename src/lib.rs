@@ -23,6 +23,7 @@ pub mod engine;
 pub mod env;
 pub mod estimate;
 pub mod exit;
+pub mod images;
 pub mod interrupt;
 pub mod job;
 pub mod kill_point;

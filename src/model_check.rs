@@ -14,8 +14,9 @@ use crate::pricing::PriceTable;
 use crate::provider::ProviderKind;
 
 /// Models DashScope's Batch API accepts, from the supported-model lists of the reference
-/// (`dashscope-batch-api.md` §4.4, Beijing A1/A3 and Singapore A1/A2/A3, checked 2026-11).
-const DASHSCOPE_BATCH_MODELS: &[&str] = &[
+/// (`dashscope-batch-api.md` §4.4, Beijing A1/A3 and Singapore A1/A2/A3, checked 2026-11). The
+/// simulator accepts the same names (besides its own `sim-...` models).
+pub const DASHSCOPE_BATCH_MODELS: &[&str] = &[
     "qwen3.8-max",
     "qwen3.7-max",
     "qwen3-max",

@@ -70,6 +70,50 @@ fn is_qwen_3_5_or_later(model: &str) -> bool {
     major > 3 || (major == 3 && minor >= 5)
 }
 
+/// Whether `model` reads images: `Some(true)` for vision models (Qwen-VL, QVQ, Qwen 3.5 and later
+/// Plus and Flash, which are natively multimodal, OpenAI's GPT-4o, GPT-4.1, GPT-5 and o-series),
+/// `Some(false)` for models known to read text only, `None` for models dashbatch does not know
+/// (then the provider decides). Sources: the batch pages' model lists (reference §4.3; Batch Chat
+/// vision list in `prices-and-vision.md` §4) and OpenAI's images guide.
+pub fn accepts_images(model: &str) -> Option<bool> {
+    let name = model_name_without_owner(model).to_ascii_lowercase();
+    let starts = |prefixes: &[&str]| prefixes.iter().any(|prefix| name.starts_with(prefix));
+    if starts(&[
+        "qwen-vl",
+        "qwen3-vl",
+        "qwen2.5-vl",
+        "qwen2-vl",
+        "qvq",
+        "qwen-omni",
+        "qwen3-omni",
+    ]) || name.contains("-omni")
+        || starts(&["gpt-4o", "gpt-4.1", "gpt-5", "o1", "o3", "o4"])
+    {
+        return Some(true);
+    }
+    if is_qwen_3_5_or_later(&name) {
+        return Some(!name.contains("-max") && !name.contains("embedding"));
+    }
+    if starts(&[
+        "qwen-plus",
+        "qwen-turbo",
+        "qwen-max",
+        "qwen-flash",
+        "qwen-long",
+        "qwen3-max",
+        "qwen3-",
+        "qwen2.5-",
+        "qwq",
+        "deepseek",
+        "text-embedding",
+        "batch-test-model",
+        "gpt-3.5",
+    ]) {
+        return Some(false);
+    }
+    None
+}
+
 /// Models that think whatever the request says (reasoning-only models).
 pub fn always_thinks(model: &str) -> bool {
     model.starts_with("qwq") || model.starts_with("deepseek-r1")
@@ -105,6 +149,32 @@ pub fn embedding_dimension_choices(model: &str) -> &'static [u32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vision_models_are_known_from_text_models() {
+        for model in [
+            "qwen3-vl-plus",
+            "qwen-vl-max",
+            "qvq-max",
+            "qwen3.6-flash",
+            "qwen3.5-plus",
+            "gpt-4o-mini",
+        ] {
+            assert_eq!(accepts_images(model), Some(true), "{model}");
+        }
+        for model in [
+            "qwen-plus",
+            "qwen-flash",
+            "qwen3-max",
+            "qwen3.7-max",
+            "deepseek-v3.2",
+            "text-embedding-v4",
+            "qwen3-235b-a22b",
+        ] {
+            assert_eq!(accepts_images(model), Some(false), "{model}");
+        }
+        assert_eq!(accepts_images("my-own-model"), None);
+    }
     use crate::tokens::Vocabulary;
 
     #[test]

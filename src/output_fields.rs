@@ -115,10 +115,15 @@ pub fn answer_json_schema(fields: &[OutputFieldSpec]) -> Value {
 /// `response_format`. It contains the word JSON, which DashScope's `json_object` mode requires.
 pub fn schema_instruction(fields: &[OutputFieldSpec]) -> String {
     format!(
-        "Answer with a single JSON object that fits this JSON Schema, and nothing else:\n{}",
+        "{SCHEMA_INSTRUCTION_LEAD}\n{}",
         serde_json::to_string(&answer_json_schema(fields)).expect("schema serialises")
     )
 }
+
+/// The words before the schema in [`schema_instruction`]; the simulator finds the schema after
+/// them, as a model reads it from the prompt.
+pub const SCHEMA_INSTRUCTION_LEAD: &str =
+    "Answer with a single JSON object that fits this JSON Schema, and nothing else:";
 
 /// A typed field value parsed from an answer.
 #[derive(Debug, Clone, PartialEq)]

@@ -59,8 +59,10 @@ pub const DASHBATCH_METADATA_KEYS: usize = 3;
 
 /// 500 MB as DashScope counts it (reference §4.2); decimal megabytes to stay on the safe side.
 const DASHSCOPE_MAX_FILE_BYTES: u64 = 500 * 1000 * 1000;
-/// The line limit is 6 MB or 1 MB depending on the page (reference §4.2 [CONFLICT]); 1 MB is safe.
-const DASHSCOPE_MAX_LINE_BYTES: u64 = 1000 * 1000;
+/// Each line may be up to 6 MB: the newest official batch page ("每个JSON对象不超过 6 MB", B1 in
+/// `prices-and-vision.md` §3; an older console page said 1 MB, reference §4.2 [CONFLICT]).
+/// Decimal megabytes to stay on the safe side; `[batch] max_line_bytes` lowers it.
+const DASHSCOPE_MAX_LINE_BYTES: u64 = 6 * 1000 * 1000;
 
 impl ProviderProfile {
     pub fn for_kind(kind: ProviderKind) -> ProviderProfile {

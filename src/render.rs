@@ -1,4 +1,5 @@
-//! Rendering: one input row → one request line `{custom_id, method, url, body}`. Pure: no I/O.
+//! Rendering: one input row → one request line `{custom_id, method, url, body}`. No I/O except
+//! reading the local image files a job's `[request] images` name (see [`crate::images`]).
 //!
 //! Templates are minijinja with strict undefined behaviour, checked against the input's columns
 //! (their names and their types) before any row is rendered, so a misspelt column or one a
@@ -14,7 +15,8 @@ use minijinja::{Environment, UndefinedBehavior, Value as TemplateValue};
 use crate::template_budget::{BudgetedTemplate, budgeted_environment};
 use serde_json::{Map, Value, json};
 
-use crate::job::{Job, ResponseFormat};
+use crate::images::{ImageEmbedder, ImageInput, RowImage};
+use crate::job::{EmptyImageRule, Job, ResponseFormat};
 use crate::model_facts::thinks_unless_told_not_to;
 use crate::output_fields::{answer_json_schema, schema_instruction};
 use crate::provider::ProviderProfile;
@@ -194,6 +196,69 @@ pub struct RenderedRequest {
     pub body_digest: crate::request_key::BodyDigest,
 }
 
+/// One of `[request] images`.
+enum ImageSlot {
+    /// A template rendering to a URL, a path or a data URL.
+    Template(TemplateSlot),
+    /// A template that is only a binary column (`{{ photo }}`): the cell's bytes are the image.
+    BinaryColumn {
+        key: &'static str,
+        index: usize,
+        name: String,
+    },
+}
+
+impl ImageSlot {
+    fn key(&self) -> &'static str {
+        match self {
+            ImageSlot::Template(slot) => slot.name,
+            ImageSlot::BinaryColumn { key, .. } => key,
+        }
+    }
+
+    fn column_names(&self) -> Vec<String> {
+        match self {
+            ImageSlot::Template(slot) => {
+                slot.columns.iter().map(|(_, name)| name.clone()).collect()
+            }
+            ImageSlot::BinaryColumn { name, .. } => vec![name.clone()],
+        }
+    }
+}
+
+/// The binary column a template is nothing but (`{{ photo }}`), if it is.
+fn binary_column_named(source: &str, schema: &Schema) -> Option<(usize, String)> {
+    let name = source.trim().strip_prefix("{{")?.strip_suffix("}}")?.trim();
+    let index = schema.index_of(name).ok()?;
+    matches!(
+        schema.field(index).data_type(),
+        arrow_schema::DataType::Binary
+            | arrow_schema::DataType::LargeBinary
+            | arrow_schema::DataType::BinaryView
+            | arrow_schema::DataType::FixedSizeBinary(_)
+    )
+    .then(|| (index, name.to_owned()))
+}
+
+/// The bytes of a binary cell; `None` when it is null.
+fn binary_cell(column: &dyn Array, row: usize) -> Option<&[u8]> {
+    use arrow_array::{BinaryArray, BinaryViewArray, FixedSizeBinaryArray, LargeBinaryArray};
+    if column.is_null(row) {
+        return None;
+    }
+    let any = column.as_any();
+    if let Some(array) = any.downcast_ref::<BinaryArray>() {
+        Some(array.value(row))
+    } else if let Some(array) = any.downcast_ref::<LargeBinaryArray>() {
+        Some(array.value(row))
+    } else if let Some(array) = any.downcast_ref::<BinaryViewArray>() {
+        Some(array.value(row))
+    } else {
+        any.downcast_ref::<FixedSizeBinaryArray>()
+            .map(|array| array.value(row))
+    }
+}
+
 struct TemplateSlot {
     name: &'static str,
     /// Column indexes the template reads, with their names.
@@ -223,6 +288,12 @@ pub struct RequestRenderer {
     skip_empty: bool,
     /// The name of the variable holding every column (see [`row_variable_name`]).
     row_variable: &'static str,
+    /// `[request] images`, in order; empty for a text job.
+    image_slots: Vec<ImageSlot>,
+    image_embedder: ImageEmbedder,
+    empty_image: EmptyImageRule,
+    /// The longest request line a shard may hold.
+    max_line_bytes: usize,
 }
 
 impl RequestRenderer {
@@ -339,6 +410,16 @@ impl RequestRenderer {
             Some(system) => Some(add_template("request.system", system)?),
             None => None,
         };
+        let mut image_slots = Vec::new();
+        for (position, source) in request.images.iter().enumerate() {
+            // A key per image template, for errors; made once per renderer.
+            let key: &'static str =
+                Box::leak(format!("request.images[{position}]").into_boxed_str());
+            image_slots.push(match binary_column_named(source, schema) {
+                Some((index, name)) => ImageSlot::BinaryColumn { key, index, name },
+                None => ImageSlot::Template(add_template(key, source)?),
+            });
+        }
         let input_label = job.input_path.display().to_string();
         let check_type = |index: usize| -> Result<(), RenderError> {
             let field = schema.field(index);
@@ -348,10 +429,15 @@ impl RequestRenderer {
                 message,
             })
         };
+        let image_template_columns = image_slots.iter().flat_map(|slot| match slot {
+            ImageSlot::Template(template) => template.columns.as_slice(),
+            ImageSlot::BinaryColumn { .. } => &[],
+        });
         for (index, _) in user_slot
             .columns
             .iter()
             .chain(system_slot.iter().flat_map(|slot| slot.columns.iter()))
+            .chain(image_template_columns)
         {
             check_type(*index)?;
         }
@@ -451,6 +537,14 @@ impl RequestRenderer {
             if let Some(budget) = request.thinking_budget {
                 base_body.insert("thinking_budget".into(), json!(budget));
             }
+            if let Some(high_resolution) = request.vl_high_resolution_images
+                && profile.kind != crate::provider::ProviderKind::Openai
+            {
+                base_body.insert(
+                    "vl_high_resolution_images".into(),
+                    Value::from(high_resolution),
+                );
+            }
         }
 
         Ok(RequestRenderer {
@@ -467,6 +561,13 @@ impl RequestRenderer {
             input_label,
             skip_empty: job.spec.input.skip_empty,
             row_variable,
+            image_slots,
+            image_embedder: ImageEmbedder::new(job),
+            empty_image: request.empty_image,
+            max_line_bytes: usize::try_from(
+                crate::shard::shard_limits(job, profile).max_line_bytes,
+            )
+            .unwrap_or(usize::MAX),
         })
     }
 
@@ -657,7 +758,90 @@ impl RequestRenderer {
             return Ok(None);
         }
         let user_text = self.render_slot(&self.user_slot, batch, row, row_number, custom_id)?;
+        // A row with an image was sent even when its text is empty.
+        for slot in &self.image_slots {
+            if self
+                .image_value(slot, batch, row, row_number, custom_id)?
+                .is_some()
+            {
+                return Ok(None);
+            }
+        }
         Ok(self.empty_prompt_reason(batch, row, &user_text))
+    }
+
+    /// What one image slot gives for `row`: the rendered text or the binary cell; `None` when it
+    /// is empty.
+    fn image_value<'batch>(
+        &self,
+        slot: &ImageSlot,
+        batch: &'batch RecordBatch,
+        row: usize,
+        row_number: u64,
+        custom_id: &str,
+    ) -> Result<Option<ImageValue<'batch>>, RenderError> {
+        Ok(match slot {
+            ImageSlot::Template(template) => {
+                let text = self.render_slot(template, batch, row, row_number, custom_id)?;
+                (!text.trim().is_empty()).then_some(ImageValue::Text(text))
+            }
+            ImageSlot::BinaryColumn { index, .. } => {
+                binary_cell(batch.column(*index).as_ref(), row)
+                    .filter(|bytes| !bytes.is_empty())
+                    .map(ImageValue::Bytes)
+            }
+        })
+    }
+
+    /// The row's images, read and checked; an empty one is an error or left out, as
+    /// `[request] empty_image` says.
+    fn row_images(
+        &self,
+        batch: &RecordBatch,
+        row: usize,
+        row_number: u64,
+        custom_id: &str,
+    ) -> Result<Vec<RowImage>, RenderError> {
+        let mut images = Vec::with_capacity(self.image_slots.len());
+        for slot in &self.image_slots {
+            let value = self.image_value(slot, batch, row, row_number, custom_id)?;
+            let input = match &value {
+                Some(ImageValue::Text(text)) => ImageInput::Rendered(text),
+                Some(ImageValue::Bytes(bytes)) => ImageInput::Bytes(bytes),
+                None => match self.empty_image {
+                    EmptyImageRule::TextOnly => continue,
+                    EmptyImageRule::Refuse => {
+                        return Err(self.row_error(
+                            row_number,
+                            slot.column_names(),
+                            Some(custom_id.to_owned()),
+                            &format!(
+                                "`{}` renders to nothing for this row; fill the cell, remove the row, or set `[request] empty_image = \"text_only\"` to send such rows without this image",
+                                slot.key()
+                            ),
+                        ));
+                    }
+                },
+            };
+            let image = self.image_embedder.image(input).map_err(|message| {
+                self.row_error(
+                    row_number,
+                    slot.column_names(),
+                    Some(custom_id.to_owned()),
+                    &format!("`{}`: {message}", slot.key()),
+                )
+            })?;
+            images.push(image);
+        }
+        Ok(images)
+    }
+
+    /// The columns the image templates read.
+    fn image_columns(&self) -> Vec<String> {
+        self.image_slots
+            .iter()
+            .flat_map(ImageSlot::column_names)
+            .collect()
     }
 
     /// Renders one row into a request line, or (with `[input] skip_empty`) a row not to send
@@ -670,7 +854,13 @@ impl RequestRenderer {
     ) -> Result<RenderedRow, RenderError> {
         let custom_id = self.custom_id(batch, row, row_number)?;
         let user_text = self.render_slot(&self.user_slot, batch, row, row_number, &custom_id)?;
-        if let Some(reason) = self.empty_prompt_reason(batch, row, &user_text) {
+        let mut images = self.row_images(batch, row, row_number, &custom_id)?;
+        let empty_prompt = if images.is_empty() {
+            self.empty_prompt_reason(batch, row, &user_text)
+        } else {
+            None
+        };
+        if let Some(reason) = empty_prompt {
             if self.skip_empty {
                 return Ok(RenderedRow::Skipped(SkippedRow {
                     row_number,
@@ -687,55 +877,114 @@ impl RequestRenderer {
                 ),
             ));
         }
-        let mut messages = Vec::new();
-        let mut input: Option<&str> = None;
         if self.is_embeddings {
-            input = Some(user_text.as_str());
-        } else {
-            let system_text = match &self.system_slot {
-                Some(slot) => Some(self.render_slot(slot, batch, row, row_number, &custom_id)?),
-                None => None,
-            };
-            let system_text = match (system_text, &self.system_suffix) {
-                (Some(text), Some(suffix)) => Some(format!("{text}\n\n{suffix}")),
-                (None, Some(suffix)) => Some(suffix.clone()),
-                (text, None) => text,
-            };
-            if let Some(system_text) = system_text {
+            let (line, body_digest) = self.request_line(&custom_id, None, Some(&user_text));
+            return Ok(RenderedRow::Request(RenderedRequest {
+                row_number,
+                line,
+                custom_id,
+                body_digest,
+            }));
+        }
+        let system_text = match &self.system_slot {
+            Some(slot) => Some(self.render_slot(slot, batch, row, row_number, &custom_id)?),
+            None => None,
+        };
+        let system_text = match (system_text, &self.system_suffix) {
+            (Some(text), Some(suffix)) => Some(format!("{text}\n\n{suffix}")),
+            (None, Some(suffix)) => Some(suffix.clone()),
+            (text, None) => text,
+        };
+        let messages = |images: &[RowImage]| {
+            let mut messages = Vec::with_capacity(2);
+            if let Some(system_text) = &system_text {
                 messages.push(json!({"role": "system", "content": system_text}));
             }
-            messages.push(json!({"role": "user", "content": user_text}));
+            messages
+                .push(json!({"role": "user", "content": self.user_content(&user_text, images)}));
+            messages
+        };
+        let (mut line, mut body_digest) =
+            self.request_line(&custom_id, Some(messages(&images)), None);
+        if !images.is_empty() {
+            let changed = self
+                .image_embedder
+                .fit_row(&mut images, line.len(), self.max_line_bytes)
+                .map_err(|message| {
+                    self.row_error(
+                        row_number,
+                        self.image_columns(),
+                        Some(custom_id.clone()),
+                        &message,
+                    )
+                })?;
+            if changed {
+                (line, body_digest) = self.request_line(&custom_id, Some(messages(&images)), None);
+            }
         }
-        let mut canonical = Vec::with_capacity(256 + user_text.len());
-        let per_row_entry = match input {
-            Some(text) => ("input", Value::from(text)),
-            None => ("messages", Value::Array(messages)),
-        };
-        self.canonical_body
-            .with_entries(&[(per_row_entry.0, &per_row_entry.1)], &mut canonical);
-        let body_digest = crate::request_key::body_digest(&canonical);
-        let messages = match per_row_entry.1 {
-            Value::Array(messages) => messages,
-            _ => Vec::new(),
-        };
-        // The body's fixed part is borrowed, not cloned per row (it can hold a whole JSON schema).
-        let line = LineOut {
-            custom_id: &custom_id,
-            method: "POST",
-            url: &self.endpoint,
-            body: BodyOut {
-                fixed: &self.base_body,
-                messages: (!self.is_embeddings).then_some(messages),
-                input,
-            },
-        };
         Ok(RenderedRow::Request(RenderedRequest {
             row_number,
-            line: serde_json::to_vec(&line).expect("request line serialises"),
+            line,
             custom_id,
             body_digest,
         }))
     }
+
+    /// The user message's content: the text alone, or with images the content parts (the images
+    /// in order, then the text unless it is empty).
+    fn user_content(&self, user_text: &str, images: &[RowImage]) -> Value {
+        if self.image_slots.is_empty() {
+            return Value::from(user_text);
+        }
+        let mut parts: Vec<Value> = images
+            .iter()
+            .map(|image| json!({"type": "image_url", "image_url": {"url": image.url}}))
+            .collect();
+        if !user_text.trim().is_empty() {
+            parts.push(json!({"type": "text", "text": user_text}));
+        }
+        Value::Array(parts)
+    }
+
+    /// A request line with this row's messages (chat) or input (embeddings), and its body's
+    /// digest in canonical JSON.
+    fn request_line(
+        &self,
+        custom_id: &str,
+        messages: Option<Vec<Value>>,
+        input: Option<&str>,
+    ) -> (Vec<u8>, crate::request_key::BodyDigest) {
+        let per_row_entry = match (&messages, input) {
+            (_, Some(text)) => ("input", Value::from(text)),
+            (Some(messages), None) => ("messages", Value::Array(messages.clone())),
+            (None, None) => ("messages", Value::Array(Vec::new())),
+        };
+        let mut canonical = Vec::with_capacity(512);
+        self.canonical_body
+            .with_entries(&[(per_row_entry.0, &per_row_entry.1)], &mut canonical);
+        let body_digest = crate::request_key::body_digest(&canonical);
+        // The body's fixed part is borrowed, not cloned per row (it can hold a whole JSON schema).
+        let line = LineOut {
+            custom_id,
+            method: "POST",
+            url: &self.endpoint,
+            body: BodyOut {
+                fixed: &self.base_body,
+                messages,
+                input,
+            },
+        };
+        (
+            serde_json::to_vec(&line).expect("request line serialises"),
+            body_digest,
+        )
+    }
+}
+
+/// What an image slot gives for a row before it is read.
+enum ImageValue<'batch> {
+    Text(String),
+    Bytes(&'batch [u8]),
 }
 
 use arrow_array::Array;

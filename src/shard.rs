@@ -1,5 +1,6 @@
 //! Sharding: deciding where each request line goes so every shard file stays within the
-//! provider's limits (requests per file, bytes per file, bytes per line). Pure: no I/O.
+//! provider's limits (requests per file, bytes per file, bytes per line), lowered by the job. Pure:
+//! no I/O.
 
 /// The limits one shard file must respect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -9,6 +10,29 @@ pub struct ShardLimits {
     pub max_bytes_per_file: u64,
     /// Counted without the newline.
     pub max_line_bytes: u64,
+}
+
+/// The limits of one shard: the provider's, lowered by the job where it asks.
+pub fn shard_limits(
+    job: &crate::job::Job,
+    profile: &crate::provider::ProviderProfile,
+) -> ShardLimits {
+    let batch = &job.spec.batch;
+    ShardLimits {
+        max_requests_per_file: batch
+            .max_requests_per_file
+            .map_or(profile.max_requests_per_file, |v| {
+                v.min(profile.max_requests_per_file)
+            }),
+        max_bytes_per_file: batch
+            .max_bytes_per_file
+            .map_or(profile.max_bytes_per_file, |v| {
+                v.min(profile.max_bytes_per_file)
+            }),
+        max_line_bytes: batch
+            .max_line_bytes
+            .map_or(profile.max_line_bytes, |v| v.min(profile.max_line_bytes)),
+    }
 }
 
 /// Where the next line goes.
@@ -83,6 +107,80 @@ impl ShardPlanner {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::job::load_job;
+    use crate::provider::{ProviderKind, ProviderProfile};
+
+    struct ShardLimitCase {
+        name: &'static str,
+        /// The job's (max_requests_per_file, max_bytes_per_file, max_line_bytes).
+        job_limits: (Option<u64>, Option<u64>, Option<u64>),
+        expected: ShardLimits,
+    }
+
+    const SIM_LIMITS: ShardLimits = ShardLimits {
+        max_requests_per_file: 50_000,
+        max_bytes_per_file: 500_000_000,
+        max_line_bytes: 6_000_000,
+    };
+
+    const SHARD_LIMIT_CASES: &[ShardLimitCase] = &[
+        ShardLimitCase {
+            name: "a job that sets no limit gets the provider's",
+            job_limits: (None, None, None),
+            expected: SIM_LIMITS,
+        },
+        ShardLimitCase {
+            name: "a job may lower every limit, down to one",
+            job_limits: (Some(1), Some(1), Some(1)),
+            expected: ShardLimits {
+                max_requests_per_file: 1,
+                max_bytes_per_file: 1,
+                max_line_bytes: 1,
+            },
+        },
+        ShardLimitCase {
+            name: "a job limit exactly at the provider's is kept",
+            job_limits: (Some(50_000), Some(500_000_000), Some(6_000_000)),
+            expected: SIM_LIMITS,
+        },
+        ShardLimitCase {
+            name: "a job limit one over the provider's is lowered to the provider's",
+            job_limits: (Some(50_001), Some(500_000_001), Some(6_000_001)),
+            expected: SIM_LIMITS,
+        },
+        ShardLimitCase {
+            name: "each limit is lowered on its own",
+            job_limits: (Some(10), None, Some(7_000_000)),
+            expected: ShardLimits {
+                max_requests_per_file: 10,
+                ..SIM_LIMITS
+            },
+        },
+    ];
+
+    #[test]
+    fn shard_limit_cases() {
+        let directory = tempfile::tempdir().unwrap();
+        std::fs::write(
+            directory.path().join("job.toml"),
+            "[input]\npath = \"rows.csv\"\n[request]\nmodel = \"qwen-plus\"\ntemplate = \"{{ text }}\"\n",
+        )
+        .unwrap();
+        let mut job = load_job(&directory.path().join("job.toml")).unwrap();
+        let profile = ProviderProfile::for_kind(ProviderKind::Sim);
+        for case in SHARD_LIMIT_CASES {
+            let (requests, bytes, line) = case.job_limits;
+            job.spec.batch.max_requests_per_file = requests;
+            job.spec.batch.max_bytes_per_file = bytes;
+            job.spec.batch.max_line_bytes = line;
+            assert_eq!(
+                shard_limits(&job, &profile),
+                case.expected,
+                "case `{}`",
+                case.name
+            );
+        }
+    }
 
     /// A line that opens shard number `index`.
     const fn starts_shard(index: u64) -> Result<Placement, LineTooLong> {

@@ -150,7 +150,9 @@ pub fn validate_job(
         )?,
     }
     for rendered in &plan.preview {
-        let value: serde_json::Value = serde_json::from_slice(&rendered.line)?;
+        let mut value: serde_json::Value = serde_json::from_slice(&rendered.line)?;
+        // An embedded image is megabytes of base64: shown by its start and size.
+        crate::images::data_url::abbreviate_data_urls(&mut value);
         writeln!(
             text,
             "\nrow {} → request line:\n{}",

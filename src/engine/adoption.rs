@@ -10,12 +10,12 @@ use std::io::{BufRead, BufReader};
 use super::RunDirectory;
 use super::answer_reuse::{LiveRuns, adopted_lines_path, is_ok_result_line};
 use super::extra_shards::ExtraShards;
-use super::plan::shard_limits;
 use super::retry::LineIdentity;
 use crate::answer_store::AnswerStore;
 use crate::job::Job;
 use crate::ledger::{Adoption, AdoptionState, Ledger};
 use crate::provider::ProviderProfile;
+use crate::shard::shard_limits;
 
 /// Where the run's adoptions stand after one look.
 #[derive(Debug, Default, PartialEq, Eq)]

@@ -16,7 +16,7 @@ use crate::ledger::{Ledger, ShardRecord};
 use crate::provider::ProviderProfile;
 use crate::render::{RenderError, RenderedRequest, RenderedRow, RequestRenderer};
 use crate::request_key::RequestKey;
-use crate::shard::{Placement, ShardLimits, ShardPlanner};
+use crate::shard::{Placement, ShardPlanner, shard_limits};
 use crate::table::open_table_with;
 
 /// At most this many row problems are listed before planning stops.
@@ -72,26 +72,6 @@ pub fn output_table_shape(job: &Job) -> anyhow::Result<(u64, usize)> {
         rows += batch?.num_rows() as u64;
     }
     Ok((rows, columns))
-}
-
-/// The limits of one shard: the provider's, lowered by the job where it asks.
-pub fn shard_limits(job: &Job, profile: &ProviderProfile) -> ShardLimits {
-    let batch = &job.spec.batch;
-    ShardLimits {
-        max_requests_per_file: batch
-            .max_requests_per_file
-            .map_or(profile.max_requests_per_file, |v| {
-                v.min(profile.max_requests_per_file)
-            }),
-        max_bytes_per_file: batch
-            .max_bytes_per_file
-            .map_or(profile.max_bytes_per_file, |v| {
-                v.min(profile.max_bytes_per_file)
-            }),
-        max_line_bytes: batch
-            .max_line_bytes
-            .map_or(profile.max_line_bytes, |v| v.min(profile.max_line_bytes)),
-    }
 }
 
 /// Reads, renders and shards the whole input into `shards_directory`. Custom ids and request
@@ -709,78 +689,6 @@ mod tests {
                     shard.shard_index
                 );
             }
-        }
-    }
-
-    struct ShardLimitCase {
-        name: &'static str,
-        /// The job's (max_requests_per_file, max_bytes_per_file, max_line_bytes).
-        job_limits: (Option<u64>, Option<u64>, Option<u64>),
-        expected: ShardLimits,
-    }
-
-    const SIM_LIMITS: ShardLimits = ShardLimits {
-        max_requests_per_file: 50_000,
-        max_bytes_per_file: 500_000_000,
-        max_line_bytes: 1_000_000,
-    };
-
-    const SHARD_LIMIT_CASES: &[ShardLimitCase] = &[
-        ShardLimitCase {
-            name: "a job that sets no limit gets the provider's",
-            job_limits: (None, None, None),
-            expected: SIM_LIMITS,
-        },
-        ShardLimitCase {
-            name: "a job may lower every limit, down to one",
-            job_limits: (Some(1), Some(1), Some(1)),
-            expected: ShardLimits {
-                max_requests_per_file: 1,
-                max_bytes_per_file: 1,
-                max_line_bytes: 1,
-            },
-        },
-        ShardLimitCase {
-            name: "a job limit exactly at the provider's is kept",
-            job_limits: (Some(50_000), Some(500_000_000), Some(1_000_000)),
-            expected: SIM_LIMITS,
-        },
-        ShardLimitCase {
-            name: "a job limit one over the provider's is lowered to the provider's",
-            job_limits: (Some(50_001), Some(500_000_001), Some(1_000_001)),
-            expected: SIM_LIMITS,
-        },
-        ShardLimitCase {
-            name: "each limit is lowered on its own",
-            job_limits: (Some(10), None, Some(2_000_000)),
-            expected: ShardLimits {
-                max_requests_per_file: 10,
-                ..SIM_LIMITS
-            },
-        },
-    ];
-
-    #[test]
-    fn shard_limit_cases() {
-        let directory = tempfile::tempdir().unwrap();
-        std::fs::write(
-            directory.path().join("job.toml"),
-            "[input]\npath = \"rows.csv\"\n[request]\nmodel = \"qwen-plus\"\ntemplate = \"{{ text }}\"\n",
-        )
-        .unwrap();
-        let mut job = load_job(&directory.path().join("job.toml")).unwrap();
-        let profile = ProviderProfile::for_kind(ProviderKind::Sim);
-        for case in SHARD_LIMIT_CASES {
-            let (requests, bytes, line) = case.job_limits;
-            job.spec.batch.max_requests_per_file = requests;
-            job.spec.batch.max_bytes_per_file = bytes;
-            job.spec.batch.max_line_bytes = line;
-            assert_eq!(
-                shard_limits(&job, &profile),
-                case.expected,
-                "case `{}`",
-                case.name
-            );
         }
     }
 }

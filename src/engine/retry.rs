@@ -14,12 +14,12 @@ use serde::Deserialize;
 
 use super::RunDirectory;
 use super::extra_shards::ExtraShards;
-use super::plan::shard_limits;
 use super::shard_results::load_shard_results;
 use crate::job::Job;
 use crate::ledger::{Ledger, ShardRecord};
 use crate::provider::ProviderProfile;
 use crate::row_result::{RowResult, is_transient_failure};
+use crate::shard::shard_limits;
 use crate::wire::BatchStatus;
 
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;

@@ -51,6 +51,32 @@ pub fn estimate_assumptions(
              {SYMBOL_CODE_POINT_UPPER_BOUND_TOKENS} more per emoji or other symbol."
         ));
     }
+    if !request.images.is_empty() {
+        let (rule, source) = crate::images::vision_rule_of(&request.model);
+        let high_resolution = request.vl_high_resolution_images == Some(true);
+        let how = match rule {
+            crate::images::VisionTokenRule::QwenPatches { patch, .. } => format!(
+                "each side rounded to a multiple of {patch}, scaled down past {} pixels, one token per {patch}×{patch} patch plus 2",
+                crate::readable_number::with_thousands(rule.max_pixels(high_resolution))
+            ),
+            crate::images::VisionTokenRule::OpenaiTiles { base, per_tile } => format!(
+                "fitted within 2048×2048, shortest side down to 768, {base} tokens plus {per_tile} per 512-pixel tile"
+            ),
+        };
+        lines.push(format!(
+            "Image tokens: each embedded image by its own size with {} ({how}){}; an image given as a URL is \
+             counted at the most one image can cost ({} tokens), since its size is known only once the provider fetches it.",
+            match source {
+                crate::images::RuleSource::Documented => format!("`{}`'s documented rule", request.model),
+                crate::images::RuleSource::Assumed => format!(
+                    "Qwen3-VL's rule (none is published for `{}`)",
+                    request.model
+                ),
+            },
+            if high_resolution { ", `vl_high_resolution_images` on" } else { "" },
+            rule.most_image_tokens(high_resolution)
+        ));
+    }
     lines.push(format!(
         "Upper-bound input adds {PROVIDER_PROMPT_ALLOWANCE_TOKENS} tokens per request for what the provider may add \
          around the {} (undocumented){}.",

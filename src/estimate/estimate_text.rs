@@ -59,6 +59,14 @@ pub fn render_estimate_text(estimate: &JobEstimate) -> String {
             with_thousands(estimate.rows_deduplicated)
         );
     }
+    if estimate.total.images > 0 {
+        let _ = writeln!(
+            text,
+            "Images: {} in all, {} input tokens (included in the input tokens below).",
+            with_thousands(estimate.total.images),
+            with_thousands(estimate.total.image_tokens)
+        );
+    }
     let _ = writeln!(
         text,
         "Prices in {} per 1M tokens (batch / realtime), price table as of {}:",

@@ -35,6 +35,9 @@ pub struct RequestEstimate {
     pub max_output_tokens: Option<u64>,
     /// Whether the output is priced as thinking output.
     pub thinking: bool,
+    /// Images in the request, and the prompt tokens they cost (in `prompt_tokens`).
+    pub images: u64,
+    pub image_tokens: u64,
     pub expected_cost: Option<CostAtBothPrices>,
     pub upper_bound_cost: Option<CostAtBothPrices>,
 }
@@ -133,6 +136,15 @@ impl RequestEstimator {
                 });
             (self.counter.count_chat_prompt(&messages), schema_tokens)
         };
+        let (images, image_tokens) = if is_embeddings {
+            (0, 0)
+        } else {
+            request_image_tokens(body)
+        };
+        let prompt = crate::tokens::PromptTokenCount {
+            expected: prompt.expected.saturating_add(image_tokens),
+            upper_bound: prompt.upper_bound.saturating_add(image_tokens),
+        };
         let prompt_tokens_upper_bound = prompt
             .upper_bound
             .saturating_add(schema_tokens)
@@ -201,6 +213,8 @@ impl RequestEstimator {
             expected_output_tokens,
             max_output_tokens,
             thinking,
+            images,
+            image_tokens,
             expected_cost,
             upper_bound_cost,
         }
@@ -248,6 +262,45 @@ fn request_thinks(body: &Value) -> bool {
         return explicit;
     }
     crate::model_facts::thinks_by_default(model)
+}
+
+/// The images of a chat request and their tokens by the model's rule (see
+/// [`crate::images::vision_tokens`]); an image whose size cannot be read counts at the most one
+/// image can cost.
+fn request_image_tokens(body: &Value) -> (u64, u64) {
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let (rule, _) = crate::images::vision_rule_of(model);
+    let high_resolution = body
+        .get("vl_high_resolution_images")
+        .and_then(Value::as_bool)
+        == Some(true);
+    let mut images = 0u64;
+    let mut tokens = 0u64;
+    let parts = body
+        .get("messages")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|message| message.get("content").and_then(Value::as_array))
+        .flatten();
+    for part in parts {
+        if part.get("type").and_then(Value::as_str) != Some("image_url") {
+            continue;
+        }
+        let url = part
+            .pointer("/image_url/url")
+            .or_else(|| part.get("image_url"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        images += 1;
+        tokens += rule
+            .image_url_tokens(url, high_resolution)
+            .unwrap_or_else(|_| rule.most_image_tokens(high_resolution));
+    }
+    (images, tokens)
 }
 
 /// The role and text of every message; content given as parts contributes its text parts.

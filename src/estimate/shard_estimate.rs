@@ -14,6 +14,9 @@ pub struct EstimateTotals {
     pub requests: u64,
     pub prompt_tokens: u64,
     pub prompt_tokens_upper_bound: u64,
+    /// Images sent, and the prompt tokens they cost (counted in `prompt_tokens`).
+    pub images: u64,
+    pub image_tokens: u64,
     pub expected_output_tokens: Option<u64>,
     pub max_output_tokens: Option<u64>,
     pub expected_cost: Option<CostAtBothPrices>,
@@ -32,6 +35,8 @@ impl EstimateTotals {
             requests: 0,
             prompt_tokens: 0,
             prompt_tokens_upper_bound: 0,
+            images: 0,
+            image_tokens: 0,
             expected_output_tokens: Some(0),
             max_output_tokens: Some(0),
             expected_cost: Some(zero),
@@ -46,6 +51,8 @@ impl EstimateTotals {
         self.prompt_tokens_upper_bound = self
             .prompt_tokens_upper_bound
             .saturating_add(estimate.prompt_tokens_upper_bound);
+        self.images += estimate.images;
+        self.image_tokens = self.image_tokens.saturating_add(estimate.image_tokens);
         self.expected_output_tokens =
             add_tokens(self.expected_output_tokens, estimate.expected_output_tokens);
         self.max_output_tokens = add_tokens(self.max_output_tokens, estimate.max_output_tokens);
@@ -60,6 +67,8 @@ impl EstimateTotals {
         self.prompt_tokens_upper_bound = self
             .prompt_tokens_upper_bound
             .saturating_add(other.prompt_tokens_upper_bound);
+        self.images += other.images;
+        self.image_tokens = self.image_tokens.saturating_add(other.image_tokens);
         self.expected_output_tokens =
             add_tokens(self.expected_output_tokens, other.expected_output_tokens);
         self.max_output_tokens = add_tokens(self.max_output_tokens, other.max_output_tokens);

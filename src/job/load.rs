@@ -480,6 +480,7 @@ fn check_request(spec: &JobSpec) -> Result<(), KeyProblem> {
         ));
     }
 
+    check_images(spec)?;
     if request.endpoint == EMBEDDINGS_ENDPOINT {
         for (present, key) in [
             (request.system.is_some(), "request.system"),
@@ -502,6 +503,47 @@ fn check_request(spec: &JobSpec) -> Result<(), KeyProblem> {
         return Err(problem(
             "request.dimensions",
             format!("applies only to the `{EMBEDDINGS_ENDPOINT}` endpoint; remove it"),
+        ));
+    }
+    Ok(())
+}
+
+/// `[request] images`: chat only, a model that reads images, no empty template.
+fn check_images(spec: &JobSpec) -> Result<(), KeyProblem> {
+    let request = &spec.request;
+    if request.images.is_empty() {
+        if request.vl_high_resolution_images.is_some() {
+            return Err(problem(
+                "request.vl_high_resolution_images",
+                "applies only to requests with images (`[request] images`); remove it".to_owned(),
+            ));
+        }
+        return Ok(());
+    }
+    if request.endpoint != CHAT_ENDPOINT {
+        return Err(problem(
+            "request.images",
+            format!("images are sent only to the `{CHAT_ENDPOINT}` endpoint; remove them"),
+        ));
+    }
+    if crate::model_facts::accepts_images(&request.model) == Some(false) {
+        return Err(problem(
+            "request.model",
+            format!(
+                "`{}` reads text only, and the job sends images (`[request] images`); use a vision model such as `qwen3-vl-flash`, `qwen3-vl-plus`, `qwen-vl-max`, `qwen-vl-plus` or `qwen3.6-flash`",
+                request.model
+            ),
+        ));
+    }
+    if let Some(position) = request
+        .images
+        .iter()
+        .position(|image| image.trim().is_empty())
+    {
+        return Err(problem(
+            &format!("request.images[{position}]"),
+            "is empty; write a template naming the image, e.g. `\"{{ photo }}\"`, or remove it"
+                .to_owned(),
         ));
     }
     Ok(())

@@ -12,6 +12,6 @@ pub use load::{
     CHAT_ENDPOINT, EMBEDDINGS_ENDPOINT, Job, JobError, RESERVED_COLUMN_NAMES, load_job,
 };
 pub use spec::{
-    BatchSpec, InputSpec, JobSpec, OutputFieldSpec, OutputFieldType, OutputSpec, RequestSpec,
-    ResponseFormat,
+    BatchSpec, EmptyImageRule, ImageFit, InputSpec, JobSpec, OutputFieldSpec, OutputFieldType,
+    OutputSpec, RequestSpec, ResponseFormat,
 };

@@ -158,6 +158,47 @@ pub struct RequestSpec {
     /// Embeddings only: the vector size to ask for.
     #[serde(default)]
     pub dimensions: Option<u64>,
+    /// Images sent with the user message (chat endpoint, vision models): templates that render
+    /// per row to an http(s) URL, a local file path (relative to the input's directory) or a
+    /// `data:` URL, or that name a binary column of a Parquet input (`"{{ photo }}"`). The user
+    /// message becomes content parts: these images in order, then the rendered template.
+    #[serde(default)]
+    pub images: Vec<String>,
+    /// What a row whose image renders to nothing gets: `refuse` (the default; an error before
+    /// anything is uploaded) or `text_only` (that image is left out of the row's request).
+    #[serde(default)]
+    pub empty_image: EmptyImageRule,
+    /// An embedded image that would not fit the line limit, or that is larger than the model
+    /// uses: `refuse` (the default; an error naming the row) or `downscale` (resized and
+    /// re-encoded as JPEG until it fits).
+    #[serde(default)]
+    pub image_fit: ImageFit,
+    /// DashScope's `vl_high_resolution_images`: the model reads images at up to 16,384 tokens
+    /// each instead of its default cap (dearer).
+    #[serde(default)]
+    pub vl_high_resolution_images: Option<bool>,
+}
+
+/// `[request] empty_image`: a row's image template rendered to nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmptyImageRule {
+    /// The row is an error before anything is uploaded.
+    #[default]
+    Refuse,
+    /// The image is left out; the row is sent with its other images, or text only.
+    TextOnly,
+}
+
+/// `[request] image_fit`: an embedded image too large for the line or for the model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageFit {
+    /// A located error before anything is uploaded.
+    #[default]
+    Refuse,
+    /// Resized and re-encoded until it fits.
+    Downscale,
 }
 
 fn default_endpoint() -> String {
@@ -239,7 +280,7 @@ pub struct BatchSpec {
     /// Lowers the provider's per-file byte limit (500 MB on DashScope).
     #[serde(default)]
     pub max_bytes_per_file: Option<u64>,
-    /// Lowers the per-line byte limit (1 MB).
+    /// Lowers the per-line byte limit (6 MB on DashScope).
     #[serde(default)]
     pub max_line_bytes: Option<u64>,
     /// How many times a request may be sent in all when it fails transiently (rate limit,

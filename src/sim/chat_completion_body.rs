@@ -26,6 +26,15 @@ pub(crate) struct ChatUsage {
     pub(crate) prompt_tokens: u64,
     pub(crate) total_tokens: u64,
     pub(crate) completion_tokens_details: Option<CompletionTokensDetails>,
+    /// Present when the request had images: how many of the prompt tokens they were.
+    pub(crate) prompt_tokens_details: Option<PromptTokensDetails>,
+}
+
+/// The image part of the prompt tokens (DashScope's vision answers carry `image_tokens`; the
+/// exact shape is unconfirmed, so clients read it liberally).
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct PromptTokensDetails {
+    pub(crate) image_tokens: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -80,11 +89,9 @@ impl Serialize for ChatCompletion {
 impl Serialize for InFlavour<'_, ChatUsage> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let InFlavour(usage, flavour) = self;
-        let fields = if usage.completion_tokens_details.is_some() {
-            4
-        } else {
-            3
-        };
+        let fields = 3
+            + usize::from(usage.completion_tokens_details.is_some())
+            + usize::from(usage.prompt_tokens_details.is_some());
         let mut out = serializer.serialize_struct("ChatUsage", fields)?;
         match flavour {
             SimFlavour::Dashscope => {
@@ -99,6 +106,9 @@ impl Serialize for InFlavour<'_, ChatUsage> {
         out.serialize_field("total_tokens", &usage.total_tokens)?;
         if let Some(details) = &usage.completion_tokens_details {
             out.serialize_field("completion_tokens_details", details)?;
+        }
+        if let Some(details) = &usage.prompt_tokens_details {
+            out.serialize_field("prompt_tokens_details", details)?;
         }
         out.end()
     }

@@ -65,33 +65,6 @@ pub(crate) const TEST_MODEL_URL: &str = "/v1/chat/ds-test";
 pub(crate) const TEST_MODEL_MAX_LINES: u64 = 100;
 pub(crate) const TEST_MODEL_MAX_BYTES: u64 = 1024 * 1024;
 
-/// Models DashScope accepts in a batch, besides any model named `sim-...`.
-pub(crate) const DASHSCOPE_BATCH_MODELS: [&str; 23] = [
-    "qwen-plus",
-    "qwen-plus-latest",
-    "qwen-flash",
-    "qwen-turbo",
-    "qwen-max",
-    "qwen-max-latest",
-    "qwen3-max",
-    "qwen-long",
-    "qwen-long-latest",
-    "qwen3.5-plus",
-    "qwen3.5-flash",
-    "qwen3.6-plus",
-    "qwen3.7-plus",
-    "qwen3.7-max",
-    "qwen3.8-max",
-    "qwen3.8-flash",
-    "deepseek-r1",
-    "deepseek-v3",
-    "text-embedding-v1",
-    "text-embedding-v2",
-    "text-embedding-v3",
-    "text-embedding-v4",
-    TEST_MODEL,
-];
-
 /// Lines per input file, on both providers.
 pub(crate) const MAX_REQUESTS_PER_FILE: u64 = 50_000;
 /// One line of an input file (the larger of DashScope's two documented figures).
@@ -132,7 +105,8 @@ impl SimFlavour {
     pub(crate) fn accepts_model(self, model: &str) -> bool {
         match self {
             SimFlavour::Dashscope => {
-                model.starts_with("sim-") || DASHSCOPE_BATCH_MODELS.contains(&model)
+                model.starts_with("sim-")
+                    || crate::model_check::DASHSCOPE_BATCH_MODELS.contains(&model)
             }
             SimFlavour::Openai => !model.is_empty(),
         }

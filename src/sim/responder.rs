@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use super::chat_completion_body::{
     ChatChoice, ChatCompletion, ChatMessage, ChatUsage, CompletionTokensDetails,
+    PromptTokensDetails,
 };
 use super::config::{SimFlavour, TEST_MODEL};
 use super::embedding_answer::{
@@ -95,6 +96,8 @@ enum ParsedRequest<'body> {
 struct ChatRequest<'body> {
     model: &'body str,
     prompt_tokens: u64,
+    /// The prompt tokens of the request's images (in `prompt_tokens`); `None` without images.
+    image_tokens: Option<u64>,
     user_text: String,
     answer_format: AnswerFormat<'body>,
     max_tokens: Option<u64>,
@@ -105,6 +108,9 @@ struct ChatRequest<'body> {
 enum AnswerFormat<'body> {
     FreeText,
     JsonObject,
+    /// `json_object` with a JSON schema written in the prompt (as dashbatch does for models
+    /// without JSON Schema mode): the model follows the prompt's schema.
+    JsonObjectWithPromptSchema(Value),
     JsonSchema(Option<&'body Value>),
 }
 
@@ -121,6 +127,11 @@ fn parse_request<'body>(
         .filter(|model| !model.is_empty())
         .ok_or_else(|| RequestRejection::new("Missing required parameter: 'model'."))?;
     if endpoint == "/v1/embeddings" {
+        if crate::model_facts::accepts_images(model) == Some(true) {
+            return Err(RequestRejection::new(format!(
+                "The model `{model}` does not support the embeddings endpoint; it answers chat requests."
+            )));
+        }
         parse_embeddings(model, object).map(ParsedRequest::Embeddings)
     } else {
         parse_chat(model, object).map(ParsedRequest::Chat)
@@ -137,6 +148,12 @@ fn parse_chat<'body>(
         .filter(|messages| !messages.is_empty())
         .ok_or_else(|| RequestRejection::new("'messages' must be a non-empty array."))?;
     let mut prompt_tokens = TOKENS_PER_REQUEST;
+    let mut image_tokens: Option<u64> = None;
+    let mut media_kinds: Vec<&str> = Vec::new();
+    let high_resolution = object
+        .get("vl_high_resolution_images")
+        .and_then(Value::as_bool)
+        == Some(true);
     let mut user_text = String::new();
     let mut all_text = String::new();
     for (position, message) in messages.iter().enumerate() {
@@ -160,7 +177,20 @@ fn parse_chat<'body>(
                             text.push_str(part.get("text").and_then(Value::as_str).unwrap_or(""));
                             text.push('\n');
                         }
-                        Some(_) => media_parts += 1,
+                        Some("image_url") => {
+                            let tokens = image_part_tokens(model, part, high_resolution)?;
+                            *image_tokens.get_or_insert(0) += tokens;
+                            prompt_tokens += tokens;
+                            if !media_kinds.contains(&"image") {
+                                media_kinds.push("image");
+                            }
+                        }
+                        Some(kind) => {
+                            media_parts += 1;
+                            if !media_kinds.contains(&kind) {
+                                media_kinds.push(kind);
+                            }
+                        }
                         None => {
                             return Err(RequestRejection::new(format!(
                                 "messages[{position}].content parts need a 'type'."
@@ -188,6 +218,12 @@ fn parse_chat<'body>(
         all_text.push_str(&text);
         all_text.push('\n');
     }
+    if media_kinds.len() > 1 {
+        return Err(RequestRejection::new(format!(
+            "A request may carry one kind of media; this one has {}.",
+            media_kinds.join(", ")
+        )));
+    }
     if let Some(tools) = object.get("tools") {
         prompt_tokens += estimate_text_tokens(&tools.to_string());
     }
@@ -211,7 +247,10 @@ fn parse_chat<'body>(
                         "'messages' must contain the word 'json' in some form, to use 'response_format' of type 'json_object'.",
                     ));
                 }
-                AnswerFormat::JsonObject
+                match schema_in_prompt(&all_text) {
+                    Some(schema) => AnswerFormat::JsonObjectWithPromptSchema(schema),
+                    None => AnswerFormat::JsonObject,
+                }
             }
             Some("json_schema") => {
                 let schema = format
@@ -236,11 +275,49 @@ fn parse_chat<'body>(
     Ok(ChatRequest {
         model,
         prompt_tokens,
+        image_tokens,
         user_text,
         answer_format,
         max_tokens,
         thinking,
         thinking_budget,
+    })
+}
+
+/// The JSON schema a prompt states after [`crate::output_fields::SCHEMA_INSTRUCTION_LEAD`], if
+/// one does.
+fn schema_in_prompt(prompt: &str) -> Option<Value> {
+    let (_, after) = prompt.split_once(crate::output_fields::SCHEMA_INSTRUCTION_LEAD)?;
+    let mut stream = serde_json::Deserializer::from_str(after.trim_start()).into_iter::<Value>();
+    stream.next()?.ok().filter(Value::is_object)
+}
+
+/// The tokens of one `image_url` part, counted as dashbatch's estimate counts them (the model's
+/// rule, [`crate::images::vision_tokens`]), or the line's failure the way the provider fails it:
+/// an image for a text-only model, a data URL that is no image, a URL it cannot fetch.
+fn image_part_tokens(
+    model: &str,
+    part: &Value,
+    high_resolution: bool,
+) -> Result<u64, RequestRejection> {
+    if crate::model_facts::accepts_images(model) == Some(false) {
+        return Err(RequestRejection::new(format!(
+            "The model `{model}` does not support image input."
+        )));
+    }
+    let url = part
+        .pointer("/image_url/url")
+        .or_else(|| part.get("image_url"))
+        .and_then(Value::as_str)
+        .ok_or_else(|| RequestRejection::new("An 'image_url' part needs an 'image_url.url'."))?;
+    if !crate::images::data_url::is_data_url(url) {
+        crate::images::image_reference::check_public_url(url).map_err(|_| {
+            RequestRejection::new(format!("Download multimodal file timed out: {url}"))
+        })?;
+    }
+    let (rule, _) = crate::images::vision_rule_of(model);
+    rule.image_url_tokens(url, high_resolution).map_err(|why| {
+        RequestRejection::new(format!("The image is invalid and cannot be read ({why})."))
     })
 }
 
@@ -269,6 +346,14 @@ fn answer_chat(
             AnswerFormat::JsonSchema(None) => {
                 let sentence = free_text_answer(request.model, &request.user_text, &mut random);
                 serde_json::json!({ "answer": sentence }).to_string()
+            }
+            AnswerFormat::JsonObjectWithPromptSchema(ref schema) => {
+                let words = vocabulary_for(&request.user_text);
+                let schema_random =
+                    DeterministicRandom::from_parts(&[&random.next_number().to_le_bytes()]);
+                SchemaAnswerer::new(schema, schema_random, words, user_salt)
+                    .answer()
+                    .to_string()
             }
             AnswerFormat::JsonSchema(Some(schema)) => {
                 let words = vocabulary_for(&request.user_text);
@@ -303,6 +388,9 @@ fn answer_chat(
             completion_tokens_details: request
                 .thinking
                 .then_some(CompletionTokensDetails { reasoning_tokens }),
+            prompt_tokens_details: request
+                .image_tokens
+                .map(|image_tokens| PromptTokensDetails { image_tokens }),
         },
         model: request.model.to_owned(),
         id: context.completion_id.to_owned(),

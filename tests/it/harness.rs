@@ -361,3 +361,23 @@ pub fn make_executable(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
+
+/// The directory of the sample pictures (scikit-image's, from PyPI), fetched once by
+/// `scripts/fixtures/sample-images.sh` for the image job and the image tests.
+pub fn sample_images() -> PathBuf {
+    static FETCHED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    FETCHED
+        .get_or_init(|| {
+            let output = Command::new("bash")
+                .arg(repository_root().join("scripts/fixtures/sample-images.sh"))
+                .output()
+                .expect("run scripts/fixtures/sample-images.sh");
+            assert!(
+                output.status.success(),
+                "scripts/fixtures/sample-images.sh failed:\n{}",
+                text(&output.stderr)
+            );
+            PathBuf::from(text(&output.stdout).trim())
+        })
+        .clone()
+}

@@ -117,6 +117,42 @@ fn food_review_summary_job_writes_a_csv_with_every_row() {
 }
 
 #[test]
+fn image_labels_job_labels_every_sample_picture() {
+    sample_images();
+    let (_workspace, run_directory, report) = run_job("image-labels.toml");
+    assert_report_is_complete(&report, 26);
+    let batches = read_parquet(&run_directory.join("output.parquet"));
+    let ids: Vec<String> = string_column(&batches, "image_id")
+        .into_iter()
+        .map(Option::unwrap)
+        .collect();
+    assert_eq!(
+        ids,
+        input_ids(
+            &repository_root().join("fixtures/images/sample-images.csv"),
+            "image_id"
+        )
+    );
+    let labels = [
+        "photograph",
+        "microscopy",
+        "astronomy",
+        "texture",
+        "graphic",
+        "document",
+        "test_pattern",
+    ];
+    for kind in string_column(&batches, "kind") {
+        assert!(labels.contains(&kind.as_deref().unwrap()), "{kind:?}");
+    }
+    assert!(
+        string_column(&batches, "caption")
+            .iter()
+            .all(|caption| caption.as_deref().is_some_and(|text| !text.is_empty()))
+    );
+}
+
+#[test]
 fn review_topics_parquet_job_spans_three_shards_in_input_order() {
     let (_workspace, run_directory, report) = run_job("review-topics-parquet.toml");
     assert_report_is_complete(&report, 300);

@@ -10,6 +10,7 @@ mod estimate;
 mod faults;
 mod formats;
 mod harness;
+mod images;
 mod input_trust;
 mod interop;
 mod invariants;

@@ -17,11 +17,13 @@ const REFERENCE_FIRST_TIER_PRICES: &[(&str, &str, u128, u128)] = &[
     ("dashscope", "qwen-plus", 8_000, 20_000),
     ("dashscope", "qwen-turbo", 3_000, 6_000),
     ("dashscope", "text-embedding-v4", 5_000, 0),
+    ("dashscope", "qwen3-vl-flash", 1_500, 15_000),
     // §1b Singapore, USD
     ("dashscope-intl", "qwen-flash", 500, 4_000),
     ("dashscope-intl", "qwen-plus", 4_000, 12_000),
     ("dashscope-intl", "qwen-turbo", 500, 2_000),
     ("dashscope-intl", "text-embedding-v4", 700, 0),
+    ("dashscope-intl", "qwen3-vl-flash", 500, 4_000),
     // §2 OpenAI, USD
     ("openai", "gpt-4.1-mini", 4_000, 16_000),
     ("openai", "text-embedding-3-small", 200, 0),
@@ -40,6 +42,7 @@ fn job_for_provider(workspace: &Workspace, job: &str, provider: &str) -> std::pa
             ("\"qwen-plus\"", "\"gpt-4.1-mini\""),
             ("\"qwen-turbo\"", "\"gpt-4.1-mini\""),
             ("\"text-embedding-v4\"", "\"text-embedding-3-small\""),
+            ("\"qwen3-vl-flash\"", "\"gpt-4.1-mini\""),
         ] {
             text = text.replace(&format!("model = {qwen}"), &format!("model = {openai}"));
         }
@@ -141,6 +144,7 @@ fn every_job_is_estimated_and_billed_in_each_provider_s_currency_at_the_referenc
         .collect();
     jobs.sort();
     assert!(jobs.len() >= 4);
+    sample_images();
     for (provider, currency, table) in [
         ("dashscope", "CNY", "DashScope Beijing (CNY)"),
         ("dashscope-intl", "USD", "DashScope Singapore (USD)"),
