@@ -69,7 +69,7 @@ pub fn estimate_assumptions(
             match source {
                 crate::images::RuleSource::Documented => format!("`{}`'s documented rule", request.model),
                 crate::images::RuleSource::Assumed => format!(
-                    "Qwen3-VL's rule (none is published for `{}`)",
+                    "Qwen3-VL's rule (dashbatch knows no rule of `{}`'s own)",
                     request.model
                 ),
             },

@@ -46,7 +46,8 @@ const QWEN_IMAGE_MARKER_TOKENS: u64 = 2;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RuleSource {
     Documented,
-    /// No rule is published for the model; the nearest documented one is used.
+    /// dashbatch knows no rule of the model's own (none is published, or it is OpenAI's patch
+    /// rule, whose budgets the guide states inconsistently); Qwen3-VL's is used.
     Assumed,
 }
 
