@@ -35,6 +35,11 @@ pub const MIN_SIDE_PIXELS: u32 = 11;
 /// The longest side may be at most this many times the shortest.
 pub const MAX_ASPECT_RATIO: u32 = 200;
 
+/// The most pixels dashbatch decodes in one image (about 200 MB as RGBA): three times what the
+/// models read at their highest resolution (16,777,216), so no real photo is refused, while a file
+/// that declares a huge size in a few bytes cannot take the machine's memory.
+pub const MAX_DECODED_PIXELS: u64 = 50_000_000;
+
 /// An image's format and size in pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ImageFacts {
@@ -69,6 +74,10 @@ pub enum ImageProblem {
         "is {width}×{height} pixels, an aspect ratio over {MAX_ASPECT_RATIO}:1, which the provider refuses; crop it"
     )]
     TooElongated { width: u32, height: u32 },
+    #[error(
+        "is {width}×{height} pixels, more than the {MAX_DECODED_PIXELS} pixels dashbatch decodes (the models read at most 16,777,216); resize it first"
+    )]
+    TooManyPixels { width: u32, height: u32 },
 }
 
 /// Sniffs `bytes`, reads the size from the header, and checks the provider's limits. With
@@ -106,13 +115,19 @@ pub fn inspect_image(bytes: &[u8], decode_fully: bool) -> Result<ImageFacts, Ima
             format: format.mime_type().trim_start_matches("image/"),
             detail: error.to_string(),
         };
-        let reader = image::ImageReader::with_format(Cursor::new(bytes), sniffed);
-        let (width, height) = if decode_fully {
-            let decoded = reader.decode().map_err(damaged)?;
-            (decoded.width(), decoded.height())
-        } else {
-            reader.into_dimensions().map_err(damaged)?
-        };
+        let (width, height) = image::ImageReader::with_format(Cursor::new(bytes), sniffed)
+            .into_dimensions()
+            .map_err(damaged)?;
+        check_size(width, height)?;
+        if u64::from(width) * u64::from(height) > MAX_DECODED_PIXELS {
+            return Err(ImageProblem::TooManyPixels { width, height });
+        }
+        if decode_fully {
+            // Every pixel, so that a file damaged past its header is found before it is paid for.
+            image::ImageReader::with_format(Cursor::new(bytes), sniffed)
+                .decode()
+                .map_err(damaged)?;
+        }
         (format, width, height)
     };
     check_size(width, height)?;
@@ -229,6 +244,24 @@ mod tests {
             inspect_image(&bytes, true),
             Err(ImageProblem::Damaged { format: "png", .. })
         ));
+    }
+
+    #[test]
+    fn a_small_file_declaring_a_huge_picture_is_refused_before_it_is_decoded() {
+        // 7100×7100 grey zeros: 50.4 million pixels in a file of a few kilobytes.
+        let image = image::GrayImage::new(7100, 7100);
+        let mut bytes = Vec::new();
+        image
+            .write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png)
+            .unwrap();
+        assert!(bytes.len() < 1_000_000, "{}", bytes.len());
+        assert_eq!(
+            inspect_image(&bytes, true),
+            Err(ImageProblem::TooManyPixels {
+                width: 7100,
+                height: 7100
+            })
+        );
     }
 
     #[test]
