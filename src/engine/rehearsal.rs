@@ -21,6 +21,11 @@ pub(super) fn make_rehearsal(job: &mut Job, provider: ProviderKind) -> Result<()
             "`--rehearse` covers chat jobs only: `{REHEARSAL_MODEL}` answers on `{REHEARSAL_ENDPOINT}`, not on embeddings"
         )));
     }
+    if !job.spec.request.images.is_empty() {
+        return Err(RunFailure::local(anyhow::anyhow!(
+            "`--rehearse` covers text jobs only: `{REHEARSAL_MODEL}` reads no images (it would fail every row), and its 1 MB files could not hold the same requests; try the vision model on a few rows instead (a small input, or `[input]` pointing at a sample)"
+        )));
+    }
     let request = &mut job.spec.request;
     request.model = REHEARSAL_MODEL.to_owned();
     request.endpoint = REHEARSAL_ENDPOINT.to_owned();

@@ -49,10 +49,22 @@ pub fn decode_data_url(url: &str) -> Result<DecodedDataUrl, String> {
         .split_once(',')
         .ok_or("it has no `,` between its media type and its data")?;
     let mime_type = header
-        .strip_suffix(";base64")
+        .len()
+        .checked_sub(";base64".len())
+        .filter(|&start| {
+            header
+                .get(start..)
+                .is_some_and(|marker| marker.eq_ignore_ascii_case(";base64"))
+        })
+        .map(|start| &header[..start])
         .ok_or("its data is not marked `;base64` (only base64 data URLs are accepted)")?;
+    // Base64 wrapped over several lines (as `base64` writes it) is the same data.
+    let payload: Vec<u8> = payload
+        .bytes()
+        .filter(|byte| !byte.is_ascii_whitespace())
+        .collect();
     let bytes = STANDARD
-        .decode(payload.trim())
+        .decode(&payload)
         .map_err(|error| format!("its base64 data does not decode ({error})"))?;
     Ok(DecodedDataUrl {
         mime_type: mime_type.to_ascii_lowercase(),
@@ -106,6 +118,13 @@ mod tests {
         assert!(abbreviated(&url).len() < 60);
         assert_eq!(abbreviated("https://x/y.png"), "https://x/y.png");
         assert!(decode_data_url("data:image/png;base64,@@@").is_err());
+        assert_eq!(
+            decode_data_url("DATA:IMAGE/PNG;BASE64,AAEC\nAwQF\n").unwrap(),
+            DecodedDataUrl {
+                mime_type: "image/png".to_owned(),
+                bytes: vec![0, 1, 2, 3, 4, 5]
+            }
+        );
         assert!(decode_data_url("data:image/png,abc").is_err());
         assert!(decode_data_url("https://x").is_err());
     }

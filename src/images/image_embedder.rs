@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use super::data_url::{data_url, data_url_length, decode_data_url};
-use super::image_facts::{ImageFacts, inspect_image};
+use super::image_facts::{ImageFacts, ImageFormat, decode_image};
 use super::image_fit::downscale_to_fit;
 use super::image_reference::{ImageReference, image_reference};
 use super::vision_tokens::{VisionTokenRule, vision_rule_of};
@@ -17,6 +17,13 @@ use crate::readable_number::readable_bytes;
 pub const MAX_IMAGE_BYTES: u64 = 10 * 1000 * 1000;
 /// The largest file `image_fit = "downscale"` reads to shrink.
 pub const MAX_IMAGE_BYTES_TO_DOWNSCALE: u64 = 200 * 1000 * 1000;
+
+/// Why a HEIC image cannot be shrunk, for a message.
+fn cannot_downscale_heic(label: &str) -> String {
+    format!(
+        "the image {label} is HEIC, which dashbatch cannot decode to shrink; convert it to JPEG, or use a smaller image"
+    )
+}
 
 /// A value a row gives for one image.
 #[derive(Debug, Clone, Copy)]
@@ -57,9 +64,8 @@ impl ImageEmbedder {
         } else if crate::table::is_glob(input) {
             crate::table::glob_base(input)
         } else {
-            input
-                .parent()
-                .map_or_else(|| PathBuf::from("."), Path::to_owned)
+            // Empty for an input named without a directory: paths are then shown as written.
+            input.parent().map(Path::to_owned).unwrap_or_default()
         };
         ImageEmbedder {
             base_directory,
@@ -82,7 +88,7 @@ impl ImageEmbedder {
     /// A whole sentence saying what is wrong with the image and what to do.
     pub fn image(&self, input: ImageInput<'_>) -> Result<RowImage, String> {
         let (bytes, label) = match input {
-            ImageInput::Bytes(bytes) => (bytes.to_vec(), "the binary cell".to_owned()),
+            ImageInput::Bytes(bytes) => (bytes.to_vec(), "in the binary cell".to_owned()),
             ImageInput::Rendered(value) => match image_reference(value, &self.base_directory)
                 .map_err(|message| format!("the image {message}"))?
             {
@@ -102,7 +108,7 @@ impl ImageEmbedder {
                             decoded.mime_type
                         ));
                     }
-                    (decoded.bytes, "the data URL".to_owned())
+                    (decoded.bytes, "in the data URL".to_owned())
                 }
                 ImageReference::LocalFile(path) => {
                     let bytes = self.read_file(&path)?;
@@ -117,14 +123,15 @@ impl ImageEmbedder {
                 readable_bytes(MAX_IMAGE_BYTES)
             ));
         }
-        let facts = inspect_image(&bytes, true)
-            .map_err(|problem| format!("the image {label} {problem}"))?;
+        let (facts, decoded) =
+            decode_image(&bytes).map_err(|problem| format!("the image {label} {problem}"))?;
         let max_pixels = self.rule.max_pixels(self.high_resolution);
         let too_many_pixels = u64::from(facts.width) * u64::from(facts.height) > max_pixels;
         let (bytes, facts) = if self.fit == ImageFit::Downscale
             && (too_many_pixels || bytes.len() as u64 > MAX_IMAGE_BYTES)
         {
-            let fitted = downscale_to_fit(&bytes, facts, max_pixels, MAX_IMAGE_BYTES as usize)
+            let decoded = decoded.ok_or_else(|| cannot_downscale_heic(&label))?;
+            let fitted = downscale_to_fit(&decoded, facts, max_pixels, MAX_IMAGE_BYTES as usize)
                 .map_err(|why| format!("the image {label} {why}"))?;
             (fitted.bytes, fitted.facts)
         } else {
@@ -142,7 +149,11 @@ impl ImageEmbedder {
             std::io::ErrorKind::NotFound => format!(
                 "the image file `{}` does not exist (relative paths are read from `{}`, the input's directory)",
                 path.display(),
-                self.base_directory.display()
+                if self.base_directory.as_os_str().is_empty() {
+                    Path::new(".").display()
+                } else {
+                    self.base_directory.display()
+                }
             ),
             _ => format!("the image file `{}` cannot be read: {error}", path.display()),
         })?;
@@ -162,11 +173,11 @@ impl ImageEmbedder {
                 path.display(),
                 readable_bytes(metadata.len()),
                 match self.fit {
-                    ImageFit::Refuse => format!(
+                    ImageFit::Refuse if metadata.len() <= MAX_IMAGE_BYTES_TO_DOWNSCALE => format!(
                         "the provider takes at most {} per image; set `[request] image_fit = \"downscale\"` to shrink it",
                         readable_bytes(MAX_IMAGE_BYTES)
                     ),
-                    ImageFit::Downscale => format!(
+                    ImageFit::Refuse | ImageFit::Downscale => format!(
                         "dashbatch shrinks files of at most {}; resize it first",
                         readable_bytes(MAX_IMAGE_BYTES_TO_DOWNSCALE)
                     ),
@@ -229,7 +240,11 @@ impl ImageEmbedder {
         }
         let rest_of_line = line_length - embedded_length;
         if embedded_length == 0 || rest_of_line >= max_line_bytes {
-            return Err(format!("{}; shorten the text", too_long()));
+            return Err(format!(
+                "{}; without its embedded images the line is already {} bytes (text, schema, URLs); raise `[batch] max_line_bytes`, or shorten the prompt",
+                too_long(),
+                rest_of_line
+            ));
         }
         let mut room = max_line_bytes - rest_of_line;
         let mut order: Vec<usize> = (0..images.len())
@@ -245,7 +260,23 @@ impl ImageEmbedder {
                 let header = data_url_length("image/jpeg", 0);
                 let max_bytes = share.saturating_sub(header) / 4 * 3;
                 let max_pixels = self.rule.max_pixels(self.high_resolution);
-                let fitted = downscale_to_fit(bytes, *facts, max_pixels, max_bytes)
+                let decoded = match facts.format {
+                    ImageFormat::Heic => {
+                        return Err(format!(
+                            "{}; {}",
+                            too_long(),
+                            cannot_downscale_heic(&image.label)
+                        ));
+                    }
+                    _ => image::load_from_memory(bytes).map_err(|error| {
+                        format!(
+                            "{}; the image {} could not be decoded to shrink it ({error})",
+                            too_long(),
+                            image.label
+                        )
+                    })?,
+                };
+                let fitted = downscale_to_fit(&decoded, *facts, max_pixels, max_bytes)
                     .map_err(|why| format!("{}; the image {} {why}", too_long(), image.label))?;
                 image.url = data_url(fitted.facts.format.mime_type(), &fitted.bytes);
                 image.embedded = Some((fitted.bytes, fitted.facts));

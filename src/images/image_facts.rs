@@ -61,6 +61,13 @@ pub enum ImageProblem {
         "is not an image file dashbatch recognises (its first bytes are no BMP, JPEG, PNG, TIFF, WEBP or HEIC signature)"
     )]
     NotAnImage,
+    #[error(
+        "is a {format} file of a kind dashbatch cannot read ({detail}); convert it to PNG or JPEG"
+    )]
+    UnsupportedKind {
+        format: &'static str,
+        detail: String,
+    },
     #[error("is a damaged {format} file: {detail}")]
     Damaged {
         format: &'static str,
@@ -87,55 +94,91 @@ pub enum ImageProblem {
 /// # Errors
 /// When the bytes are no supported image, are damaged, or break a limit.
 pub fn inspect_image(bytes: &[u8], decode_fully: bool) -> Result<ImageFacts, ImageProblem> {
+    examine(bytes, decode_fully).map(|(facts, _)| facts)
+}
+
+/// [`inspect_image`] decoding fully, keeping the decoded picture (`None` for HEIC) for a
+/// downscale, so it is decoded once.
+///
+/// # Errors
+/// As [`inspect_image`].
+pub fn decode_image(
+    bytes: &[u8],
+) -> Result<(ImageFacts, Option<image::DynamicImage>), ImageProblem> {
+    examine(bytes, true)
+}
+
+fn examine(
+    bytes: &[u8],
+    decode_fully: bool,
+) -> Result<(ImageFacts, Option<image::DynamicImage>), ImageProblem> {
     if bytes.is_empty() {
         return Err(ImageProblem::Empty);
     }
-    let (format, width, height) = if let Some((width, height)) = heic_size(bytes)? {
-        (ImageFormat::Heic, width, height)
-    } else {
-        let sniffed = image::guess_format(bytes).map_err(|_| ImageProblem::NotAnImage)?;
-        let format = match sniffed {
-            image::ImageFormat::Bmp => ImageFormat::Bmp,
-            image::ImageFormat::Jpeg => ImageFormat::Jpeg,
-            image::ImageFormat::Png => ImageFormat::Png,
-            image::ImageFormat::Tiff => ImageFormat::Tiff,
-            image::ImageFormat::WebP => ImageFormat::Webp,
-            other => {
-                return Err(ImageProblem::UnsupportedFormat(
-                    other
-                        .extensions_str()
-                        .first()
-                        .map_or("an unsupported format".to_owned(), |extension| {
-                            extension.to_ascii_uppercase()
-                        }),
-                ));
-            }
-        };
-        let damaged = |error: image::ImageError| ImageProblem::Damaged {
-            format: format.mime_type().trim_start_matches("image/"),
-            detail: error.to_string(),
-        };
-        let (width, height) = image::ImageReader::with_format(Cursor::new(bytes), sniffed)
-            .into_dimensions()
-            .map_err(damaged)?;
+    if let Some((width, height)) = heic_size(bytes)? {
         check_size(width, height)?;
-        if u64::from(width) * u64::from(height) > MAX_DECODED_PIXELS {
-            return Err(ImageProblem::TooManyPixels { width, height });
+        let facts = ImageFacts {
+            format: ImageFormat::Heic,
+            width,
+            height,
+        };
+        return Ok((facts, None));
+    }
+    let sniffed = image::guess_format(bytes).map_err(|_| ImageProblem::NotAnImage)?;
+    let format = match sniffed {
+        image::ImageFormat::Bmp => ImageFormat::Bmp,
+        image::ImageFormat::Jpeg => ImageFormat::Jpeg,
+        image::ImageFormat::Png => ImageFormat::Png,
+        image::ImageFormat::Tiff => ImageFormat::Tiff,
+        image::ImageFormat::WebP => ImageFormat::Webp,
+        other => {
+            return Err(ImageProblem::UnsupportedFormat(
+                other
+                    .extensions_str()
+                    .first()
+                    .map_or("an unsupported format".to_owned(), |extension| {
+                        extension.to_ascii_uppercase()
+                    }),
+            ));
         }
-        if decode_fully {
-            // Every pixel, so that a file damaged past its header is found before it is paid for.
-            image::ImageReader::with_format(Cursor::new(bytes), sniffed)
-                .decode()
-                .map_err(damaged)?;
-        }
-        (format, width, height)
     };
+    let format_name = format.mime_type().trim_start_matches("image/");
+    let damaged = |error: image::ImageError| match error {
+        image::ImageError::Unsupported(unsupported) => ImageProblem::UnsupportedKind {
+            format: format_name,
+            detail: unsupported.to_string(),
+        },
+        other => ImageProblem::Damaged {
+            format: format_name,
+            detail: other.to_string(),
+        },
+    };
+    let (width, height) = image::ImageReader::with_format(Cursor::new(bytes), sniffed)
+        .into_dimensions()
+        .map_err(damaged)?;
     check_size(width, height)?;
-    Ok(ImageFacts {
+    if u64::from(width) * u64::from(height) > MAX_DECODED_PIXELS {
+        return Err(ImageProblem::TooManyPixels { width, height });
+    }
+    let facts = ImageFacts {
         format,
         width,
         height,
-    })
+    };
+    if !decode_fully {
+        return Ok((facts, None));
+    }
+    // Every pixel, so that a file damaged past its header is found before it is paid for.
+    let decoded = image::ImageReader::with_format(Cursor::new(bytes), sniffed)
+        .decode()
+        .map_err(damaged)?;
+    if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
+        return Err(ImageProblem::Damaged {
+            format: format_name,
+            detail: "the file ends before its image data does (it was cut short)".to_owned(),
+        });
+    }
+    Ok((facts, Some(decoded)))
 }
 
 /// Checks the provider's limits on an image's sides.
@@ -152,9 +195,10 @@ pub fn check_size(width: u32, height: u32) -> Result<(), ImageProblem> {
     Ok(())
 }
 
-/// The size of a HEIC/HEIF image (ISO base media: an `ftyp` box naming a HEIF brand, then the
-/// first `ispe` property, which is the primary image's in files cameras write); `None` when the
-/// bytes are not HEIC.
+/// The size of a HEIC/HEIF image (ISO base media: an `ftyp` box naming a HEIF brand, then `ispe`
+/// properties); `None` when the bytes are not HEIC. Phones store a photo as a grid of tiles
+/// (512×512) plus thumbnails, each with its own `ispe`; the whole picture's is the largest, so
+/// that one is taken: the estimate never counts a photo at a tile's size.
 fn heic_size(bytes: &[u8]) -> Result<Option<(u32, u32)>, ImageProblem> {
     const HEIF_BRANDS: [&[u8; 4]; 7] = [
         b"heic", b"heix", b"heim", b"heis", b"hevc", b"mif1", b"msf1",
@@ -169,20 +213,31 @@ fn heic_size(bytes: &[u8]) -> Result<Option<(u32, u32)>, ImageProblem> {
         format: "heic",
         detail: "no image size (`ispe` property) in its header".to_owned(),
     };
-    let position = bytes
-        .windows(4)
-        .position(|window| window == b"ispe")
-        .ok_or_else(damaged)?;
     // `ispe`, then version and flags (4 bytes), then width and height (4 bytes each, big endian).
-    let field = |offset: usize| -> Option<u32> {
-        let start = position + 8 + offset;
+    let field = |start: usize| -> Option<u32> {
         let slice = bytes.get(start..start + 4)?;
         Some(u32::from_be_bytes(slice.try_into().ok()?))
     };
-    match (field(0), field(4)) {
-        (Some(width), Some(height)) => Ok(Some((width, height))),
-        _ => Err(damaged()),
-    }
+    bytes
+        .windows(4)
+        .enumerate()
+        .filter(|(_, window)| *window == b"ispe")
+        .filter_map(|(position, _)| Some((field(position + 8)?, field(position + 12)?)))
+        .max_by_key(|&(width, height)| u64::from(width) * u64::from(height))
+        .map(Some)
+        .ok_or_else(damaged)
+}
+
+/// Whether a JPEG ends its last scan with an end-of-image marker: a file cut short is not, though
+/// the decoder fills in what is missing (as the provider's might not).
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let last_scan = bytes
+        .windows(2)
+        .rposition(|window| window == [0xFF, 0xDA])
+        .unwrap_or(0);
+    bytes[last_scan..]
+        .windows(2)
+        .any(|window| window == [0xFF, 0xD9])
 }
 
 #[cfg(test)]
@@ -247,6 +302,22 @@ mod tests {
     }
 
     #[test]
+    fn a_jpeg_cut_short_is_damaged_though_its_decoder_fills_it_in() {
+        let image =
+            image::RgbImage::from_fn(64, 64, |x, y| image::Rgb([x as u8 * 4, y as u8 * 4, 9]));
+        let mut bytes = Vec::new();
+        image
+            .write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Jpeg)
+            .unwrap();
+        assert!(inspect_image(&bytes, true).is_ok());
+        bytes.truncate(bytes.len() * 2 / 3);
+        assert!(matches!(
+            inspect_image(&bytes, true),
+            Err(ImageProblem::Damaged { format: "jpeg", .. })
+        ));
+    }
+
+    #[test]
     fn a_small_file_declaring_a_huge_picture_is_refused_before_it_is_decoded() {
         // 7100×7100 grey zeros: 50.4 million pixels in a file of a few kilobytes.
         let image = image::GrayImage::new(7100, 7100);
@@ -270,11 +341,14 @@ mod tests {
         bytes.extend_from_slice(&[0, 0, 0, 24]);
         bytes.extend_from_slice(b"ftypheic");
         bytes.extend_from_slice(&[0; 12]);
-        bytes.extend_from_slice(&[0, 0, 0, 20]);
-        bytes.extend_from_slice(b"ispe");
-        bytes.extend_from_slice(&[0, 0, 0, 0]);
-        bytes.extend_from_slice(&4032u32.to_be_bytes());
-        bytes.extend_from_slice(&3024u32.to_be_bytes());
+        // A tile's property first, then the whole picture's (as phones write a grid).
+        for (width, height) in [(512u32, 512u32), (4032, 3024), (320, 240)] {
+            bytes.extend_from_slice(&[0, 0, 0, 20]);
+            bytes.extend_from_slice(b"ispe");
+            bytes.extend_from_slice(&[0, 0, 0, 0]);
+            bytes.extend_from_slice(&width.to_be_bytes());
+            bytes.extend_from_slice(&height.to_be_bytes());
+        }
         let facts = inspect_image(&bytes, true).unwrap();
         assert_eq!(
             (facts.format, facts.width, facts.height),

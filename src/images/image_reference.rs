@@ -59,8 +59,25 @@ pub fn image_reference(value: &str, base_directory: &Path) -> Result<ImageRefere
 /// # Errors
 /// Says why the provider could not fetch it.
 pub fn check_public_url(value: &str) -> Result<(), String> {
+    // The URL parser drops tabs and line breaks silently; the provider would get them.
+    if value
+        .chars()
+        .any(|character| character.is_whitespace() || character.is_control())
+    {
+        return Err(format!(
+            "`{}` has a space or a line break in it; a cell holds one URL, with spaces written `%20`",
+            value.escape_debug()
+        ));
+    }
     let url = url::Url::parse(value)
         .map_err(|error| format!("`{value}` is not a valid URL ({error})"))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "`{}://{}` names a user and password in the URL, which would be sent to the provider and shown in request lines; use a public or presigned URL instead",
+            url.scheme(),
+            url.host_str().unwrap_or_default()
+        ));
+    }
     let private = |why: &str| {
         Err(format!(
             "`{value}` points at {why}, which the provider's servers cannot reach (the batch would accept the request and never finish it); use a public URL, or the file's path to embed it"
@@ -104,27 +121,55 @@ pub fn check_public_url(value: &str) -> Result<(), String> {
     }
 }
 
+/// Whether an IPv4 address is not a public unicast one (RFC 6890's special-purpose blocks).
 fn is_private_ipv4(address: Ipv4Addr) -> bool {
-    let [first, second, ..] = address.octets();
+    let [first, second, third, _] = address.octets();
     address.is_private()
         || address.is_loopback()
         || address.is_link_local()
         || address.is_unspecified()
         || address.is_broadcast()
-        // Carrier-grade NAT, 100.64.0.0/10.
+        || address.is_multicast()
+        || address.is_documentation()
+        // 0.0.0.0/8 "this network", carrier-grade NAT 100.64.0.0/10, IETF protocol assignments
+        // 192.0.0.0/24, benchmarking 198.18.0.0/15, reserved 240.0.0.0/4.
+        || first == 0
         || (first == 100 && (64..128).contains(&second))
+        || (first == 192 && second == 0 && third == 0)
+        || (first == 198 && (18..20).contains(&second))
+        || first >= 240
 }
 
+/// Whether an IPv6 address is not a public unicast one, including IPv6 forms that carry a
+/// private IPv4 address (mapped, compatible, NAT64, 6to4).
 fn is_private_ipv6(address: Ipv6Addr) -> bool {
+    let segments = address.segments();
+    let embedded_ipv4 = |high: u16, low: u16| {
+        let [a, b] = high.to_be_bytes();
+        let [c, d] = low.to_be_bytes();
+        Ipv4Addr::new(a, b, c, d)
+    };
     if let Some(mapped) = address.to_ipv4_mapped() {
         return is_private_ipv4(mapped);
     }
-    let first = address.segments()[0];
+    // IPv4-compatible ::a.b.c.d (deprecated) and NAT64 64:ff9b::a.b.c.d.
+    if segments[..6] == [0; 6] || segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        return is_private_ipv4(embedded_ipv4(segments[6], segments[7]));
+    }
+    // 6to4 2002:aabb:ccdd::/48 carries a.b.c.d.
+    if segments[0] == 0x2002 {
+        return is_private_ipv4(embedded_ipv4(segments[1], segments[2]));
+    }
+    let first = segments[0];
     address.is_loopback()
         || address.is_unspecified()
-        // Unique local fc00::/7 and link-local fe80::/10.
+        || address.is_multicast()
+        // Unique local fc00::/7, link-local fe80::/10, site-local fec0::/10 (deprecated),
+        // documentation 2001:db8::/32.
         || (first & 0xfe00) == 0xfc00
         || (first & 0xffc0) == 0xfe80
+        || (first & 0xffc0) == 0xfec0
+        || (first == 0x2001 && segments[1] == 0x0db8)
 }
 
 #[cfg(test)]
@@ -176,6 +221,19 @@ mod tests {
             "http://[::1]/a.png",
             "http://[fd00::1]/a.png",
             "http://[::ffff:192.168.0.1]/a.png",
+            "http://[::127.0.0.1]/a.png",
+            "http://[64:ff9b::7f00:1]/a.png",
+            "http://[2002:7f00:1::]/a.png",
+            "http://[fec0::1]/a.png",
+            "http://[ff02::1]/a.png",
+            "http://224.0.0.1/a.png",
+            "http://240.0.0.1/a.png",
+            "http://198.18.0.1/a.png",
+            "http://192.0.0.1/a.png",
+            "http://2130706433/a.png",
+            "https://example.com/a.png\nhttps://example.com/b.png",
+            "https://example.com/a b.png",
+            "https://user:secret@example.com/a.png",
             "http://nas/photos/a.png",
             "http://printer.local/a.png",
             "https://files.corp.internal/a.png",

@@ -250,6 +250,7 @@ fn every_bad_image_is_refused_before_upload_naming_its_row_and_column() {
     };
     let tiny = png_bytes(&noise(10, 40, 3));
     let elongated = png_bytes(&noise(2300, 11, 4));
+    let cut_jpeg = std::fs::read(sample_images().join("rocket.jpg")).unwrap()[..2000].to_vec();
     let gif = b"GIF89a\x01\x00\x01\x00\x00\x00\x00;".to_vec();
     // (case, the cell's value, the file's bytes when one is written, words the error must say)
     type BadImageCase = (
@@ -333,6 +334,24 @@ fn every_bad_image_is_refused_before_upload_naming_its_row_and_column() {
             &["holds `text/plain`, not an image"],
         ),
         (
+            "a JPEG cut short",
+            "cut.jpg",
+            Some(cut_jpeg.clone()),
+            &["is a damaged jpeg file", "cut short"],
+        ),
+        (
+            "two URLs in one cell",
+            "https://example.com/a.png\nhttps://example.com/b.png",
+            None,
+            &["has a space or a line break"],
+        ),
+        (
+            "a password in the URL",
+            "https://user:secret@example.com/a.png",
+            None,
+            &["names a user and password"],
+        ),
+        (
             "a directory",
             "subdir",
             None,
@@ -367,6 +386,10 @@ fn every_bad_image_is_refused_before_upload_naming_its_row_and_column() {
                 "{case}: expected `{words}` in:\n{stderr}"
             );
         }
+        assert!(
+            !stderr.contains("secret"),
+            "{case}: a password is never shown"
+        );
         assert!(
             !stderr.contains("row 1,"),
             "{case}: the good row is not blamed:\n{stderr}"
@@ -421,6 +444,15 @@ fn a_job_sending_images_to_a_text_model_or_to_embeddings_is_refused() {
         assert!(stderr.contains(expected), "{stderr}");
         assert!(stderr.contains("job.toml"), "{stderr}");
     }
+    // A rehearsal's free test model reads no images: refused, not 26 failed rows.
+    let workspace = workspace_with_pictures("id,file\nfirst,good.png\n", "");
+    let output = workspace.run(&["run", "job.toml", "--provider", "sim", "--rehearse"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr).contains("`--rehearse` covers text jobs only"),
+        "{}",
+        text(&output.stderr)
+    );
 }
 
 #[test]
