@@ -180,7 +180,7 @@ struct BodyOut<'a> {
     #[serde(flatten)]
     fixed: &'a Map<String, Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    messages: Option<Vec<Value>>,
+    messages: Option<&'a Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     input: Option<&'a str>,
 }
@@ -571,6 +571,12 @@ impl RequestRenderer {
         })
     }
 
+    /// Whether rows carry images: then rendering a row reads and decodes files, which is worth
+    /// spreading over cores.
+    pub fn sends_images(&self) -> bool {
+        !self.image_slots.is_empty()
+    }
+
     /// The endpoint every request line names (`url`).
     pub fn endpoint(&self) -> &str {
         &self.endpoint
@@ -905,7 +911,7 @@ impl RequestRenderer {
             messages
         };
         let (mut line, mut body_digest) =
-            self.request_line(&custom_id, Some(messages(&images)), None);
+            self.request_line(&custom_id, Some(Value::Array(messages(&images))), None);
         if !images.is_empty() {
             let changed = self
                 .image_embedder
@@ -919,7 +925,8 @@ impl RequestRenderer {
                     )
                 })?;
             if changed {
-                (line, body_digest) = self.request_line(&custom_id, Some(messages(&images)), None);
+                (line, body_digest) =
+                    self.request_line(&custom_id, Some(Value::Array(messages(&images))), None);
             }
         }
         Ok(RenderedRow::Request(RenderedRequest {
@@ -951,17 +958,19 @@ impl RequestRenderer {
     fn request_line(
         &self,
         custom_id: &str,
-        messages: Option<Vec<Value>>,
+        messages: Option<Value>,
         input: Option<&str>,
     ) -> (Vec<u8>, crate::request_key::BodyDigest) {
-        let per_row_entry = match (&messages, input) {
-            (_, Some(text)) => ("input", Value::from(text)),
-            (Some(messages), None) => ("messages", Value::Array(messages.clone())),
-            (None, None) => ("messages", Value::Array(Vec::new())),
+        let input_value = input.map(Value::from);
+        let no_messages = Value::Array(Vec::new());
+        let per_row_entry = match (&input_value, &messages) {
+            (Some(text), _) => ("input", text),
+            (None, Some(messages)) => ("messages", messages),
+            (None, None) => ("messages", &no_messages),
         };
         let mut canonical = Vec::with_capacity(512);
         self.canonical_body
-            .with_entries(&[(per_row_entry.0, &per_row_entry.1)], &mut canonical);
+            .with_entries(&[per_row_entry], &mut canonical);
         let body_digest = crate::request_key::body_digest(&canonical);
         // The body's fixed part is borrowed, not cloned per row (it can hold a whole JSON schema).
         let line = LineOut {
@@ -970,7 +979,7 @@ impl RequestRenderer {
             url: &self.endpoint,
             body: BodyOut {
                 fixed: &self.base_body,
-                messages,
+                messages: messages.as_ref(),
                 input,
             },
         };

@@ -11,6 +11,7 @@ mod estimate_vs_actual;
 mod events;
 mod extra_shards;
 mod join_pass;
+mod ordered_rendering;
 mod output_target;
 mod plan;
 mod poll;

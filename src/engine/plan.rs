@@ -89,6 +89,7 @@ pub fn plan_shards(
     let schema = reader.schema();
     let input_description = reader.text_description().map(str::to_owned);
     let renderer = RequestRenderer::new(job, profile, &schema)?;
+    let mut ordered = super::ordered_rendering::OrderedRendering::new(&renderer);
     // The output must be able to hold the input's columns next to the ones dashbatch adds.
     let output_columns = super::join_pass::output_schema(job, &schema)?
         .0
@@ -121,6 +122,7 @@ pub fn plan_shards(
         let batch = batch?;
         // A signal stops the local stage between record batches, never silently later.
         crate::interrupt::check()?;
+        ordered.clear();
         for row in 0..batch.num_rows() {
             row_number += 1;
             let line = reader.line_of_row(row);
@@ -131,7 +133,7 @@ pub fn plan_shards(
                     .display()
                     .to_string()
             };
-            let rendered = match renderer.render_row(&batch, row, row_number) {
+            let rendered = match ordered.render(&batch, row, row_number) {
                 Ok(rendered) => rendered,
                 Err(error) => {
                     // A render stopped by a signal is the signal's, not the row's.
