@@ -45,6 +45,11 @@ where
 
 pub fn say_interrupted(interrupted: Interrupted, run_directory: Option<&Path>) {
     match run_directory {
+        // A run stopped while planning, before anything was uploaded, leaves no directory.
+        Some(directory) if !directory.exists() => crate::console::say(&format!(
+            "dashbatch: {interrupted}; nothing was uploaded, and the run directory `{}` was removed; run the job again to start over",
+            directory.display()
+        )),
         Some(directory) => crate::console::say(&format!(
             "dashbatch: {interrupted}; the run's state is saved and its batches keep running. Continue with `dashbatch resume {}` (or stop them with `dashbatch cancel {}`)",
             directory.display(),

@@ -133,6 +133,20 @@ pub fn plan_shards(
                     .display()
                     .to_string()
             };
+            let duplicate_id = |custom_id: &str, first_row: u64| {
+                RenderError::Row {
+                    input: input_label(),
+                    row: row_number,
+                    line,
+                    columns: job.spec.input.id_column.iter().cloned().collect(),
+                    custom_id: Some(custom_id.to_owned()),
+                    message: format!(
+                        "the id is already used by row {first_row}; ids in `{}` must be unique",
+                        job.spec.input.id_column.as_deref().unwrap_or_default()
+                    ),
+                }
+                .to_string()
+            };
             let rendered = match ordered.render(&batch, row, row_number) {
                 Ok(rendered) => rendered,
                 Err(error) => {
@@ -144,6 +158,14 @@ pub fn plan_shards(
                             .in_part(reader.current_part())
                             .to_string(),
                     );
+                    // Its id is claimed all the same, so a repeat of it is reported now, not
+                    // after the user has mended this row.
+                    if checks_ids
+                        && let Ok(custom_id) = renderer.custom_id(&batch, row, row_number)
+                        && let Some(first_row) = ledger.claim_custom_id(&custom_id, row_number)?
+                    {
+                        row_errors.push(duplicate_id(&custom_id, first_row));
+                    }
                     if row_errors.len() >= MAX_REPORTED_ROW_ERRORS {
                         break;
                     }
@@ -155,20 +177,7 @@ pub fn plan_shards(
                 RenderedRow::Skipped(skipped) => &skipped.custom_id,
             };
             if checks_ids && let Some(first_row) = ledger.claim_custom_id(custom_id, row_number)? {
-                row_errors.push(
-                    RenderError::Row {
-                        input: input_label(),
-                        row: row_number,
-                        line,
-                        columns: job.spec.input.id_column.iter().cloned().collect(),
-                        custom_id: Some(custom_id.clone()),
-                        message: format!(
-                            "the id is already used by row {first_row}; ids in `{}` must be unique",
-                            job.spec.input.id_column.as_deref().unwrap_or_default()
-                        ),
-                    }
-                    .to_string(),
-                );
+                row_errors.push(duplicate_id(custom_id, first_row));
                 if row_errors.len() >= MAX_REPORTED_ROW_ERRORS {
                     break;
                 }
@@ -279,7 +288,12 @@ pub fn plan_shards(
             String::new()
         };
         anyhow::bail!(
-            "the input has {} bad row{}; nothing was uploaded:\n  {}{more}",
+            "the input has {}{} bad row{}; nothing was uploaded:\n  {}{more}",
+            if row_errors.len() >= MAX_REPORTED_ROW_ERRORS {
+                "at least "
+            } else {
+                ""
+            },
             row_errors.len(),
             if row_errors.len() == 1 { "" } else { "s" },
             row_errors.join("\n  ")

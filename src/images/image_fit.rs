@@ -34,20 +34,14 @@ pub fn downscale_to_fit(
 ) -> Result<FittedImage, String> {
     let flattened = over_white(decoded);
     let pixels = f64::from(facts.width) * f64::from(facts.height);
+    // The scale at which the shorter side is the smallest the provider takes: the last one tried.
+    let smallest_scale =
+        (f64::from(MIN_SIDE_PIXELS) / f64::from(facts.width.min(facts.height))).min(1.0);
     let mut scale = (max_pixels as f64 / pixels).sqrt().min(1.0);
     let mut last_tried: Option<(u32, u32, usize)> = None;
     loop {
+        scale = scale.max(smallest_scale);
         let (width, height) = scaled_size(facts.width, facts.height, scale);
-        if width < MIN_SIDE_PIXELS || height < MIN_SIDE_PIXELS {
-            return Err(match last_tried {
-                Some((width, height, length)) => format!(
-                    "cannot be made small enough: at {width}×{height} pixels it is still {length} bytes, over the {max_bytes} its request line has room for; use fewer or smaller images per row, or URLs"
-                ),
-                None => format!(
-                    "cannot be made small enough: its request line has room for only {max_bytes} bytes of image; use fewer images per row, or URLs"
-                ),
-            });
-        }
         let resized = if (width, height) == (facts.width, facts.height) {
             flattened.clone()
         } else {
@@ -72,6 +66,16 @@ pub fn downscale_to_fit(
                 },
             });
         }
+        let at_the_smallest = scale <= smallest_scale
+            || last_tried.is_some_and(|(tried_width, tried_height, _)| {
+                (tried_width, tried_height) == (width, height)
+            });
+        if at_the_smallest {
+            return Err(format!(
+                "cannot be made small enough: even at {width}×{height} pixels, the smallest the provider takes, it is {} bytes, over the {max_bytes} its request line has room for; use fewer or smaller images per row, or URLs",
+                encoded.len()
+            ));
+        }
         last_tried = Some((width, height, encoded.len()));
         // JPEG size grows about with the pixel count: aim under the budget, shrink at least 10%.
         let ratio = (max_bytes as f64 / encoded.len() as f64).sqrt() * 0.95;
@@ -82,8 +86,10 @@ pub fn downscale_to_fit(
 /// The size of `width`×`height` scaled by `scale`, each side floored, the longer side lowered
 /// where flooring the shorter would break the 200:1 aspect ratio.
 fn scaled_size(width: u32, height: u32, scale: f64) -> (u32, u32) {
-    let scaled_width = (f64::from(width) * scale).floor() as u32;
-    let scaled_height = (f64::from(height) * scale).floor() as u32;
+    // Never below the provider's smallest side (flooring 10.99 would give 10).
+    let scaled_width = ((f64::from(width) * scale).floor() as u32).max(MIN_SIDE_PIXELS.min(width));
+    let scaled_height =
+        ((f64::from(height) * scale).floor() as u32).max(MIN_SIDE_PIXELS.min(height));
     let longest_allowed = scaled_width
         .min(scaled_height)
         .saturating_mul(MAX_ASPECT_RATIO);
@@ -151,10 +157,9 @@ mod tests {
         let (facts, decoded) = decode_image(&bytes).unwrap();
         let error = downscale_to_fit(&decoded.unwrap(), facts, 1_000_000, 200).unwrap_err();
         assert!(
-            error.contains("cannot be made small enough: at "),
+            error.contains("cannot be made small enough: even at 11×11 pixels"),
             "{error}"
         );
-        assert!(!error.contains(" 9×") && !error.contains("×9 "), "{error}");
     }
 
     #[test]
@@ -165,6 +170,16 @@ mod tests {
         let (width, height) = (fitted.facts.width, fitted.facts.height);
         assert!(height <= width * 200, "{width}×{height}");
         assert!(check_size(width, height).is_ok());
+    }
+
+    #[test]
+    fn a_picture_that_fits_only_at_the_smallest_side_is_shrunk_that_far() {
+        // 4000×40 noise in a few kilobytes of room: only about 1100×11 fits.
+        let bytes = noisy_png(4000, 40);
+        let (facts, decoded) = decode_image(&bytes).unwrap();
+        let fitted = downscale_to_fit(&decoded.unwrap(), facts, 2_621_440, 14_000).unwrap();
+        assert_eq!(fitted.facts.height, 11, "{:?}", fitted.facts);
+        assert!(fitted.bytes.len() <= 14_000);
     }
 
     #[test]

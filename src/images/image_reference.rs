@@ -60,6 +60,13 @@ pub fn image_reference(value: &str, base_directory: &Path) -> Result<ImageRefere
 /// Says why the provider could not fetch it.
 pub fn check_public_url(value: &str) -> Result<(), String> {
     // The URL parser drops tabs and line breaks silently; the provider would get them.
+    // A backslash is read as `/` by some URL parsers and as part of a user name by others, so
+    // the host the provider fetches from could differ from the one checked here.
+    if value.contains('\\') {
+        return Err(format!(
+            "`{value}` has a backslash in it, which URL parsers read differently; write `/` or `%5C`"
+        ));
+    }
     if value
         .chars()
         .any(|character| character.is_whitespace() || character.is_control())
@@ -73,9 +80,14 @@ pub fn check_public_url(value: &str) -> Result<(), String> {
         .map_err(|error| format!("`{value}` is not a valid URL ({error})"))?;
     if !url.username().is_empty() || url.password().is_some() {
         return Err(format!(
-            "`{}://{}` names a user and password in the URL, which would be sent to the provider and shown in request lines; use a public or presigned URL instead",
+            "`{}://{}` names {} in the URL, which would be sent to the provider and shown in request lines; use a public or presigned URL instead",
             url.scheme(),
-            url.host_str().unwrap_or_default()
+            url.host_str().unwrap_or_default(),
+            if url.password().is_some() {
+                "a user and password"
+            } else {
+                "a user"
+            }
         ));
     }
     let private = |why: &str| {
@@ -160,6 +172,10 @@ fn is_private_ipv6(address: Ipv6Addr) -> bool {
     if segments[0] == 0x2002 {
         return is_private_ipv4(embedded_ipv4(segments[1], segments[2]));
     }
+    // Local-use NAT64 64:ff9b:1::/48 and discard-only 100::/64 never reach a public host.
+    if segments[..3] == [0x64, 0xff9b, 1] || segments[..4] == [0x100, 0, 0, 0] {
+        return true;
+    }
     let first = segments[0];
     address.is_loopback()
         || address.is_unspecified()
@@ -234,6 +250,10 @@ mod tests {
             "https://example.com/a.png\nhttps://example.com/b.png",
             "https://example.com/a b.png",
             "https://user:secret@example.com/a.png",
+            "https://user@example.com/a.png",
+            "https://example.com\\@10.0.0.1/a.jpg",
+            "http://[64:ff9b:1::a00:1]/a.png",
+            "http://[100::1]/a.png",
             "http://nas/photos/a.png",
             "http://printer.local/a.png",
             "https://files.corp.internal/a.png",

@@ -398,6 +398,20 @@ fn every_bad_image_is_refused_before_upload_naming_its_row_and_column() {
 }
 
 #[test]
+fn a_repeated_id_is_reported_even_when_one_of_its_rows_has_a_bad_image() {
+    let workspace = workspace_with_pictures("id,file\nX,nope.png\nX,good.png\n", "");
+    let stderr = refused_before_upload(&workspace);
+    for words in [
+        "row 1",
+        "`nope.png` does not exist",
+        "row 2",
+        "the id is already used by row 1",
+    ] {
+        assert!(stderr.contains(words), "expected `{words}` in:\n{stderr}");
+    }
+}
+
+#[test]
 fn an_empty_image_is_refused_or_sent_as_text_only_as_the_job_says() {
     let csv = "id,file\nfirst,good.png\nsecond,\n";
     let refused = workspace_with_pictures(csv, "");

@@ -182,6 +182,18 @@ fn signal_while_planning(signal: i32, expected_code: i32) {
         output.status.signal()
     );
     assert!(!rest.contains("\"planned\""), "planning went on: {rest}");
+    // What it says matches what it left: a removed directory is not offered for resuming.
+    if run_directory.exists() {
+        assert!(
+            stderr.contains("Continue with `dashbatch resume"),
+            "{stderr}"
+        );
+    } else {
+        assert!(
+            stderr.contains("nothing was uploaded, and the run directory"),
+            "{stderr}"
+        );
+    }
     assert!(
         rest.trim_end()
             .lines()
