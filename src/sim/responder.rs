@@ -284,6 +284,20 @@ fn parse_chat<'body>(
     })
 }
 
+/// An answer that fits `schema`, in words of the prompt's language.
+fn schema_answer(
+    schema: &Value,
+    user_text: &str,
+    user_salt: u64,
+    random: &mut DeterministicRandom,
+) -> String {
+    let words = vocabulary_for(user_text);
+    let schema_random = DeterministicRandom::from_parts(&[&random.next_number().to_le_bytes()]);
+    SchemaAnswerer::new(schema, schema_random, words, user_salt)
+        .answer()
+        .to_string()
+}
+
 /// The JSON schema a prompt states after [`crate::output_fields::SCHEMA_INSTRUCTION_LEAD`], if
 /// one does.
 fn schema_in_prompt(prompt: &str) -> Option<Value> {
@@ -348,20 +362,10 @@ fn answer_chat(
                 serde_json::json!({ "answer": sentence }).to_string()
             }
             AnswerFormat::JsonObjectWithPromptSchema(ref schema) => {
-                let words = vocabulary_for(&request.user_text);
-                let schema_random =
-                    DeterministicRandom::from_parts(&[&random.next_number().to_le_bytes()]);
-                SchemaAnswerer::new(schema, schema_random, words, user_salt)
-                    .answer()
-                    .to_string()
+                schema_answer(schema, &request.user_text, user_salt, &mut random)
             }
             AnswerFormat::JsonSchema(Some(schema)) => {
-                let words = vocabulary_for(&request.user_text);
-                let schema_random =
-                    DeterministicRandom::from_parts(&[&random.next_number().to_le_bytes()]);
-                SchemaAnswerer::new(schema, schema_random, words, user_salt)
-                    .answer()
-                    .to_string()
+                schema_answer(schema, &request.user_text, user_salt, &mut random)
             }
         }
     };

@@ -381,3 +381,26 @@ pub fn sample_images() -> PathBuf {
         })
         .clone()
 }
+
+/// Every request line of a run's shard files, shard by shard, in order.
+pub fn shard_lines(run_directory: &Path) -> Vec<Value> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(run_directory.join("shards"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| {
+            path.extension()
+                .is_some_and(|extension| extension == "jsonl")
+        })
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|path| {
+            std::fs::read_to_string(path)
+                .unwrap()
+                .lines()
+                .map(|line| serde_json::from_str(line).unwrap())
+                .collect::<Vec<Value>>()
+        })
+        .collect()
+}

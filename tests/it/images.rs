@@ -5,7 +5,7 @@
 //! row.
 
 use std::io::Cursor;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, BinaryArray, RecordBatch, StringArray};
@@ -39,29 +39,6 @@ fn qwen3_vl_image_tokens(width: u32, height: u32) -> u64 {
         w = (width * beta / 32.0).ceil() * 32.0;
     }
     (h * w) as u64 / 1024 + 2
-}
-
-/// Every request line of a run's shard files.
-fn shard_lines(run_directory: &Path) -> Vec<Value> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(run_directory.join("shards"))
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| {
-            path.extension()
-                .is_some_and(|extension| extension == "jsonl")
-        })
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .flat_map(|path| {
-            std::fs::read_to_string(path)
-                .unwrap()
-                .lines()
-                .map(|line| serde_json::from_str(line).unwrap())
-                .collect::<Vec<Value>>()
-        })
-        .collect()
 }
 
 /// custom_id → the image tokens the simulator billed, from the run's downloaded result lines.

@@ -12,7 +12,6 @@ use arrow_array::{
     TimestampMillisecondArray, TimestampSecondArray,
 };
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
-use serde_json::Value;
 
 use super::harness::*;
 
@@ -48,25 +47,6 @@ fn assert_mentions(stderr: &str, expected: &[&str]) {
 
 fn run_sim(workspace: &Workspace, job: &str) -> Output {
     workspace.run(&["run", job, "--provider", "sim", "--quiet"])
-}
-
-/// Every request line planned into the run's shard files, in order.
-fn shard_lines(run_directory: &Path) -> Vec<Value> {
-    let mut files: Vec<_> = std::fs::read_dir(run_directory.join("shards"))
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .flat_map(|path| {
-            std::fs::read_to_string(path)
-                .unwrap()
-                .lines()
-                .map(|line| serde_json::from_str::<Value>(line).unwrap())
-                .collect::<Vec<_>>()
-        })
-        .collect()
 }
 
 fn user_prompts(run_directory: &Path) -> Vec<String> {

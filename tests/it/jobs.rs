@@ -40,6 +40,21 @@ fn run_job(job: &str) -> (Workspace, std::path::PathBuf, serde_json::Value) {
     (workspace, run_directory, report)
 }
 
+/// The output's `id_column` holds the input's ids (`input`, under the repository), in order;
+/// returns them.
+fn assert_rows_in_input_order(
+    batches: &[arrow_array::RecordBatch],
+    input: &str,
+    id_column: &str,
+) -> Vec<String> {
+    let ids: Vec<String> = string_column(batches, id_column)
+        .into_iter()
+        .map(Option::unwrap)
+        .collect();
+    assert_eq!(ids, input_ids(&repository_root().join(input), id_column));
+    ids
+}
+
 fn assert_report_is_complete(report: &serde_json::Value, rows: u64) {
     assert_eq!(report["rows"], rows);
     assert_eq!(report["rows_by_status"]["ok"], rows, "{report:#}");
@@ -59,17 +74,7 @@ fn review_sentiment_job_writes_typed_labels_for_every_row() {
     let (_workspace, run_directory, report) = run_job("review-sentiment.toml");
     assert_report_is_complete(&report, 300);
     let batches = read_parquet(&run_directory.join("output.parquet"));
-    let ids: Vec<String> = string_column(&batches, "review_id")
-        .into_iter()
-        .map(Option::unwrap)
-        .collect();
-    assert_eq!(
-        ids,
-        input_ids(
-            &repository_root().join("fixtures/reviews/zh_reviews.csv"),
-            "review_id"
-        )
-    );
+    let ids = assert_rows_in_input_order(&batches, "fixtures/reviews/zh_reviews.csv", "review_id");
     let custom_ids: Vec<String> = string_column(&batches, "custom_id")
         .into_iter()
         .map(Option::unwrap)
@@ -122,17 +127,7 @@ fn image_labels_job_labels_every_sample_picture() {
     let (_workspace, run_directory, report) = run_job("image-labels.toml");
     assert_report_is_complete(&report, 26);
     let batches = read_parquet(&run_directory.join("output.parquet"));
-    let ids: Vec<String> = string_column(&batches, "image_id")
-        .into_iter()
-        .map(Option::unwrap)
-        .collect();
-    assert_eq!(
-        ids,
-        input_ids(
-            &repository_root().join("fixtures/images/sample-images.csv"),
-            "image_id"
-        )
-    );
+    assert_rows_in_input_order(&batches, "fixtures/images/sample-images.csv", "image_id");
     let labels = [
         "photograph",
         "microscopy",
