@@ -27,10 +27,19 @@ pub fn is_glob(path: &Path) -> bool {
         .any(|character| matches!(character, '*' | '?' | '['))
 }
 
-/// Whether a directory entry named `name` is bookkeeping rather than data.
+/// Whether a directory entry named `name` is not a part: bookkeeping (`_SUCCESS`, `.crc`), or a
+/// picture kept beside the parts for an image job (`[request] images` names them by path).
 fn is_hidden_part(name: &std::ffi::OsStr) -> bool {
+    const PICTURE_EXTENSIONS: [&str; 10] = [
+        "png", "jpg", "jpeg", "gif", "bmp", "tif", "tiff", "webp", "heic", "heif",
+    ];
     let name = name.to_string_lossy();
-    name.starts_with('_') || name.starts_with('.')
+    let is_picture = name.rsplit_once('.').is_some_and(|(_, extension)| {
+        PICTURE_EXTENSIONS
+            .iter()
+            .any(|picture| extension.eq_ignore_ascii_case(picture))
+    });
+    name.starts_with('_') || name.starts_with('.') || is_picture
 }
 
 /// Compares two paths with runs of ASCII digits taken as numbers.

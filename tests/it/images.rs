@@ -389,6 +389,28 @@ fn a_repeated_id_is_reported_even_when_one_of_its_rows_has_a_bad_image() {
 }
 
 #[test]
+fn a_partitioned_input_keeps_its_pictures_beside_its_parts() {
+    let workspace = Workspace::new();
+    workspace.write("photos/k=1/part-0.csv", "id,file\na,k=1/a.png\n");
+    workspace.write("photos/k=2/part-0.csv", "id,file\nb,k=2/b.png\n");
+    workspace.write("photos/k=1/a.png", png_bytes(&noise(64, 48, 8)));
+    workspace.write("photos/k=2/b.png", png_bytes(&noise(48, 64, 9)));
+    workspace.write(
+        "job.toml",
+        format!("[input]\npath = \"photos\"\nid_column = \"id\"\n{VISION_JOB}images = [\"{{{{ file }}}}\"]\n"),
+    );
+    let output = workspace.run(&["run", "job.toml", "--provider", "sim", "--quiet"]);
+    assert_success(&output);
+    let run_directory = workspace.single_run_directory();
+    assert_eq!(read_report(&run_directory)["rows_by_status"]["ok"], 2);
+    assert_eq!(
+        shard_lines(&run_directory).len(),
+        2,
+        "the pictures are not read as parts"
+    );
+}
+
+#[test]
 fn an_empty_image_is_refused_or_sent_as_text_only_as_the_job_says() {
     let csv = "id,file\nfirst,good.png\nsecond,\n";
     let refused = workspace_with_pictures(csv, "");
