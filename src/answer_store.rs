@@ -53,6 +53,16 @@ pub struct InFlight {
     pub run_directory: String,
 }
 
+impl InFlight {
+    /// Reads a row of `(run_id, run_directory)`.
+    fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<InFlight> {
+        Ok(InFlight {
+            run_id: row.get(0)?,
+            run_directory: row.get(1)?,
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("answer store `{path}`: {message}", path = path.display())]
 pub struct StoreError {
@@ -418,12 +428,7 @@ impl AnswerStore {
                 .connection
                 .prepare_cached("SELECT run_id, run_directory FROM in_flight WHERE key = ?1")?;
             statement
-                .query_map(params![&key.0[..]], |row| {
-                    Ok(InFlight {
-                        run_id: row.get(0)?,
-                        run_directory: row.get(1)?,
-                    })
-                })?
+                .query_map(params![&key.0[..]], InFlight::from_row)?
                 .collect()
         })();
         result.map_err(|e| self.explained(e))
@@ -438,14 +443,7 @@ impl AnswerStore {
             let mut statement = self.connection.prepare(
                 "SELECT DISTINCT run_id, run_directory FROM in_flight ORDER BY run_directory, run_id",
             )?;
-            statement
-                .query_map([], |row| {
-                    Ok(InFlight {
-                        run_id: row.get(0)?,
-                        run_directory: row.get(1)?,
-                    })
-                })?
-                .collect()
+            statement.query_map([], InFlight::from_row)?.collect()
         })();
         result.map_err(|e| self.explained(e))
     }

@@ -75,12 +75,6 @@ impl ImageEmbedder {
         }
     }
 
-    /// The directory relative image paths are read from.
-    #[must_use]
-    pub fn base_directory(&self) -> &Path {
-        &self.base_directory
-    }
-
     /// Reads, checks and (with `image_fit = "downscale"`, past the pixels the model reads)
     /// shrinks one image.
     ///
