@@ -243,15 +243,7 @@ fn jpeg_is_complete(bytes: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn png(width: u32, height: u32) -> Vec<u8> {
-        let image = image::RgbImage::from_pixel(width, height, image::Rgb([200, 30, 30]));
-        let mut bytes = Vec::new();
-        image
-            .write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png)
-            .unwrap();
-        bytes
-    }
+    use crate::images::test_pictures::{encoded, solid_png as png};
 
     #[test]
     fn images_are_known_by_their_bytes_and_checked_against_the_limits() {
@@ -305,10 +297,7 @@ mod tests {
     fn a_jpeg_cut_short_is_damaged_though_its_decoder_fills_it_in() {
         let image =
             image::RgbImage::from_fn(64, 64, |x, y| image::Rgb([x as u8 * 4, y as u8 * 4, 9]));
-        let mut bytes = Vec::new();
-        image
-            .write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Jpeg)
-            .unwrap();
+        let mut bytes = encoded(image, image::ImageFormat::Jpeg);
         assert!(inspect_image(&bytes, true).is_ok());
         bytes.truncate(bytes.len() * 2 / 3);
         assert!(matches!(
@@ -320,11 +309,7 @@ mod tests {
     #[test]
     fn a_small_file_declaring_a_huge_picture_is_refused_before_it_is_decoded() {
         // 7100×7100 grey zeros: 50.4 million pixels in a file of a few kilobytes.
-        let image = image::GrayImage::new(7100, 7100);
-        let mut bytes = Vec::new();
-        image
-            .write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png)
-            .unwrap();
+        let bytes = encoded(image::GrayImage::new(7100, 7100), image::ImageFormat::Png);
         assert!(bytes.len() < 1_000_000, "{}", bytes.len());
         assert_eq!(
             inspect_image(&bytes, true),

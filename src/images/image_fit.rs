@@ -119,21 +119,7 @@ fn over_white(decoded: &image::DynamicImage) -> image::RgbImage {
 mod tests {
     use super::*;
     use crate::images::image_facts::{check_size, decode_image, inspect_image};
-
-    fn noisy_png(width: u32, height: u32) -> Vec<u8> {
-        // Noise does not compress: a hard case for fitting by bytes.
-        let mut state = 12345u32;
-        let image = image::RgbImage::from_fn(width, height, |_, _| {
-            state = state.wrapping_mul(1_103_515_245).wrapping_add(12345);
-            let [a, b, c, _] = state.to_le_bytes();
-            image::Rgb([a, b, c])
-        });
-        let mut bytes = Vec::new();
-        image
-            .write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png)
-            .unwrap();
-        bytes
-    }
+    use crate::images::test_pictures::noisy_png;
 
     #[test]
     fn a_large_image_is_shrunk_within_the_pixels_and_the_bytes_and_the_same_way_each_time() {

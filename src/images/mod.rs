@@ -7,6 +7,8 @@ pub mod image_embedder;
 pub mod image_facts;
 pub mod image_fit;
 pub mod image_reference;
+#[cfg(test)]
+mod test_pictures;
 pub mod vision_tokens;
 
 pub use image_embedder::{ImageEmbedder, ImageInput, RowImage};
