@@ -564,6 +564,31 @@ fn an_oversized_image_is_downscaled_to_fit_the_line_or_refused() {
 }
 
 #[test]
+fn high_resolution_raises_the_pixel_cap_in_the_estimate_and_the_bill_alike() {
+    // 4000×3000: past the default cap (2,621,440 px) but within the high-resolution one.
+    let photo = png_bytes(&image::RgbImage::from_fn(4000, 3000, |x, y| {
+        image::Rgb([(x / 16) as u8, (y / 12) as u8, 64])
+    }));
+    for (extra, expected_tokens) in [
+        ("", qwen3_vl_image_tokens(4000, 3000)),
+        // 125 × 94 patches (3000 / 32 = 93.75 rounds to 94), plus 2.
+        ("vl_high_resolution_images = true\n", 125 * 94 + 2),
+    ] {
+        let workspace = workspace_with_pictures("id,file\nphoto,photo.png\n", extra);
+        workspace.write("photo.png", &photo);
+        let estimate = estimate_json(&workspace, "job.toml");
+        assert_eq!(
+            estimate["total"]["image_tokens"], expected_tokens,
+            "{extra}"
+        );
+        let output = workspace.run(&["run", "job.toml", "--provider", "sim", "--quiet"]);
+        assert_success(&output);
+        let billed = billed_image_tokens(&workspace.single_run_directory());
+        assert_eq!(billed["photo"], expected_tokens, "{extra}");
+    }
+}
+
+#[test]
 fn images_come_from_a_parquet_binary_column_and_urls_several_per_row() {
     let workspace = Workspace::new();
     let photo = png_bytes(&noise(300, 200, 7));
