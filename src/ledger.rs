@@ -736,29 +736,6 @@ impl Ledger {
         Ok(())
     }
 
-    /// Remembers a row's custom_id; returns the earlier row number when the id was already taken.
-    pub fn claim_custom_id(
-        &self,
-        custom_id: &str,
-        row_number: u64,
-    ) -> Result<Option<u64>, LedgerError> {
-        let inserted = self
-            .connection
-            .prepare_cached("INSERT OR IGNORE INTO row_ids (custom_id, row_number) VALUES (?1, ?2)")
-            .and_then(|mut statement| statement.execute(params![custom_id, row_number as i64]))
-            .map_err(|e| self.error(e))?;
-        if inserted == 1 {
-            return Ok(None);
-        }
-        self.connection
-            .prepare_cached("SELECT row_number FROM row_ids WHERE custom_id = ?1")
-            .and_then(|mut statement| {
-                statement.query_row(params![custom_id], |row| row.get::<_, i64>(0))
-            })
-            .map(|row| Some(row as u64))
-            .map_err(|e| self.error(e))
-    }
-
     /// Records retry shards, the rows they carry, and that their source shards were scanned, all
     /// in one transaction: after a crash either all of it is there or none.
     pub fn insert_retry_plan(
@@ -1321,14 +1298,5 @@ mod tests {
         let open = ledger.open_intents(EffectKind::Upload).unwrap();
         assert_eq!(open.len(), 1);
         assert_eq!(open[0].1, Some(1));
-    }
-
-    #[test]
-    fn duplicate_custom_ids_are_caught_with_the_first_row() {
-        let directory = tempfile::tempdir().unwrap();
-        let ledger = Ledger::open(directory.path()).unwrap();
-        assert_eq!(ledger.claim_custom_id("a", 1).unwrap(), None);
-        assert_eq!(ledger.claim_custom_id("b", 2).unwrap(), None);
-        assert_eq!(ledger.claim_custom_id("a", 5).unwrap(), Some(1));
     }
 }

@@ -36,6 +36,7 @@ pub mod provider;
 pub mod readable_number;
 pub mod render;
 pub mod request_key;
+pub mod request_line;
 pub mod row_result;
 pub mod settings;
 pub mod shard;

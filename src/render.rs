@@ -12,7 +12,10 @@ use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::Schema;
 use minijinja::{Environment, UndefinedBehavior, Value as TemplateValue};
 
-use crate::template_budget::{BudgetedTemplate, budgeted_environment};
+use crate::request_line::{RequestLineWriter, push_json_string};
+use crate::template_budget::{
+    BudgetedTemplate, PlainPart, TEMPLATE_MEMORY_BUDGET_BYTES, budgeted_environment,
+};
 use serde_json::{Map, Value, json};
 
 use crate::images::{ImageEmbedder, ImageInput, RowImage};
@@ -166,25 +169,6 @@ pub struct SkippedRow {
     pub reason: String,
 }
 
-/// A request line as written: the per-row parts next to the borrowed fixed body.
-#[derive(serde::Serialize)]
-struct LineOut<'a> {
-    custom_id: &'a str,
-    method: &'static str,
-    url: &'a str,
-    body: BodyOut<'a>,
-}
-
-#[derive(serde::Serialize)]
-struct BodyOut<'a> {
-    #[serde(flatten)]
-    fixed: &'a Map<String, Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    messages: Option<&'a Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    input: Option<&'a str>,
-}
-
 /// One rendered request line, without its trailing newline.
 #[derive(Debug, Clone)]
 pub struct RenderedRequest {
@@ -259,6 +243,61 @@ fn binary_cell(column: &dyn Array, row: usize) -> Option<&[u8]> {
     }
 }
 
+/// A piece of a template that is only text and variables (see [`PlainPart`]).
+enum PlainSegment {
+    Text(String),
+    /// A column of text (Arrow `Utf8`, `LargeUtf8` or `Utf8View`).
+    TextColumn(usize),
+    RowNumber,
+}
+
+/// A plain template filled in for `row`: what rendering it gives. `None` when a cell is null
+/// or the text would pass the render budget: the template is then run, and says so.
+fn fill_plain(
+    plain: &[PlainSegment],
+    batch: &RecordBatch,
+    row: usize,
+    row_number: u64,
+) -> Option<String> {
+    let mut length = 0;
+    for segment in plain {
+        length += match segment {
+            PlainSegment::Text(raw) => raw.len(),
+            PlainSegment::TextColumn(index) => text_cell(batch.column(*index), row)?.len(),
+            PlainSegment::RowNumber => 20,
+        };
+    }
+    if length > TEMPLATE_MEMORY_BUDGET_BYTES {
+        return None;
+    }
+    let mut text = String::with_capacity(length);
+    for segment in plain {
+        match segment {
+            PlainSegment::Text(raw) => text.push_str(raw),
+            PlainSegment::TextColumn(index) => text.push_str(text_cell(batch.column(*index), row)?),
+            PlainSegment::RowNumber => {
+                use std::fmt::Write;
+                write!(text, "{row_number}").expect("writing to a string");
+            }
+        }
+    }
+    Some(text)
+}
+
+/// The text cell at `row` of a text column; `None` when it is null or the column holds no text.
+fn text_cell(column: &dyn Array, row: usize) -> Option<&str> {
+    use arrow_array::cast::AsArray;
+    if column.is_null(row) {
+        return None;
+    }
+    match column.data_type() {
+        arrow_schema::DataType::Utf8 => Some(column.as_string::<i32>().value(row)),
+        arrow_schema::DataType::LargeUtf8 => Some(column.as_string::<i64>().value(row)),
+        arrow_schema::DataType::Utf8View => Some(column.as_string_view().value(row)),
+        _ => None,
+    }
+}
+
 struct TemplateSlot {
     name: &'static str,
     /// Column indexes the template reads, with their names.
@@ -268,6 +307,8 @@ struct TemplateSlot {
     row_columns: Option<Vec<(usize, String)>>,
     /// Rendered once when the template reads no variable.
     constant: Option<String>,
+    /// The template as text and string columns only, filled in without running it.
+    plain: Option<Vec<PlainSegment>>,
     /// The template as run per row: within the render memory budget.
     program: BudgetedTemplate,
 }
@@ -277,9 +318,10 @@ pub struct RequestRenderer {
     user_slot: TemplateSlot,
     system_slot: Option<TemplateSlot>,
     system_suffix: Option<String>,
-    base_body: Map<String, Value>,
-    /// `base_body` in canonical JSON, written once: each row only adds its messages or input.
-    canonical_body: crate::canonical_json::CanonicalObject,
+    /// The system message as a JSON string, when it is the same for every row.
+    fixed_system_json: Option<Vec<u8>>,
+    /// The job's fixed body, escaped once: each row only adds its messages or input.
+    line_writer: RequestLineWriter,
     endpoint: String,
     is_embeddings: bool,
     id_column_index: Option<usize>,
@@ -383,6 +425,27 @@ impl RequestRenderer {
                     ),
                 });
             }
+            let plain = program.plain_parts().and_then(|parts| {
+                parts
+                    .iter()
+                    .map(|part| match *part {
+                        PlainPart::Text(text) => Some(PlainSegment::Text(text.to_owned())),
+                        PlainPart::Variable(variable) => {
+                            match columns.iter().find(|(_, column)| column == variable) {
+                                Some((index, _)) => matches!(
+                                    schema.field(*index).data_type(),
+                                    arrow_schema::DataType::Utf8
+                                        | arrow_schema::DataType::LargeUtf8
+                                        | arrow_schema::DataType::Utf8View
+                                )
+                                .then_some(PlainSegment::TextColumn(*index)),
+                                None => (variable == ROW_NUMBER_VARIABLE)
+                                    .then_some(PlainSegment::RowNumber),
+                            }
+                        }
+                    })
+                    .collect::<Option<Vec<_>>>()
+            });
             let constant = if variables.is_empty() {
                 Some(
                     program
@@ -402,6 +465,7 @@ impl RequestRenderer {
                 uses_row_number,
                 row_columns,
                 constant,
+                plain,
                 program,
             })
         };
@@ -547,13 +611,30 @@ impl RequestRenderer {
             }
         }
 
+        let fixed_system_json = match (&system_slot, &system_suffix) {
+            (None, None) => None,
+            (None, Some(suffix)) => Some(suffix.clone()),
+            (Some(slot), suffix) => slot.constant.as_ref().map(|text| match suffix {
+                Some(suffix) => format!("{text}\n\n{suffix}"),
+                None => text.clone(),
+            }),
+        }
+        .map(|text| {
+            let mut json = Vec::new();
+            push_json_string(&mut json, &text);
+            json
+        });
         Ok(RequestRenderer {
             environment,
             user_slot,
             system_slot,
             system_suffix,
-            canonical_body: crate::canonical_json::CanonicalObject::new(&base_body),
-            base_body,
+            fixed_system_json,
+            line_writer: RequestLineWriter::new(
+                &base_body,
+                &request.endpoint,
+                if is_embeddings { "input" } else { "messages" },
+            ),
             endpoint: request.endpoint.clone(),
             is_embeddings,
             id_column_index,
@@ -655,6 +736,11 @@ impl RequestRenderer {
     ) -> Result<String, RenderError> {
         if let Some(constant) = &slot.constant {
             return Ok(constant.clone());
+        }
+        if let Some(plain) = &slot.plain
+            && let Some(text) = fill_plain(plain, batch, row, row_number)
+        {
+            return Ok(text);
         }
         let cells = |columns: &'a [(usize, String)]| {
             let mut values = std::collections::BTreeMap::new();
@@ -884,7 +970,9 @@ impl RequestRenderer {
             ));
         }
         if self.is_embeddings {
-            let (line, body_digest) = self.request_line(&custom_id, None, Some(&user_text));
+            let mut input = Vec::with_capacity(user_text.len() + 2);
+            push_json_string(&mut input, &user_text);
+            let (line, body_digest) = self.line_writer.write(&custom_id, &input);
             return Ok(RenderedRow::Request(RenderedRequest {
                 row_number,
                 line,
@@ -892,26 +980,18 @@ impl RequestRenderer {
                 body_digest,
             }));
         }
-        let system_text = match &self.system_slot {
-            Some(slot) => Some(self.render_slot(slot, batch, row, row_number, &custom_id)?),
-            None => None,
-        };
-        let system_text = match (system_text, &self.system_suffix) {
-            (Some(text), Some(suffix)) => Some(format!("{text}\n\n{suffix}")),
-            (None, Some(suffix)) => Some(suffix.clone()),
-            (text, None) => text,
-        };
-        let messages = |images: &[RowImage]| {
-            let mut messages = Vec::with_capacity(2);
-            if let Some(system_text) = &system_text {
-                messages.push(json!({"role": "system", "content": system_text}));
+        let system_text = match (&self.fixed_system_json, &self.system_slot) {
+            (Some(_), _) | (None, None) => None,
+            (None, Some(slot)) => {
+                let text = self.render_slot(slot, batch, row, row_number, &custom_id)?;
+                Some(match &self.system_suffix {
+                    Some(suffix) => format!("{text}\n\n{suffix}"),
+                    None => text,
+                })
             }
-            messages
-                .push(json!({"role": "user", "content": self.user_content(&user_text, images)}));
-            messages
         };
-        let (mut line, mut body_digest) =
-            self.request_line(&custom_id, Some(Value::Array(messages(&images))), None);
+        let mut messages = self.messages_json(system_text.as_deref(), &user_text, &images);
+        let (mut line, mut body_digest) = self.line_writer.write(&custom_id, &messages);
         if !images.is_empty() {
             let changed = self
                 .image_embedder
@@ -925,8 +1005,8 @@ impl RequestRenderer {
                     )
                 })?;
             if changed {
-                (line, body_digest) =
-                    self.request_line(&custom_id, Some(Value::Array(messages(&images))), None);
+                messages = self.messages_json(system_text.as_deref(), &user_text, &images);
+                (line, body_digest) = self.line_writer.write(&custom_id, &messages);
             }
         }
         Ok(RenderedRow::Request(RenderedRequest {
@@ -937,12 +1017,41 @@ impl RequestRenderer {
         }))
     }
 
-    /// The user message's content: the text alone, or with images the content parts (the images
-    /// in order, then the text unless it is empty).
-    fn user_content(&self, user_text: &str, images: &[RowImage]) -> Value {
-        if self.image_slots.is_empty() {
-            return Value::from(user_text);
+    /// The row's messages as JSON with every object's keys in byte order: the system message
+    /// (the job's fixed one, or `system_text` rendered for the row), then the user's.
+    fn messages_json(
+        &self,
+        system_text: Option<&str>,
+        user_text: &str,
+        images: &[RowImage],
+    ) -> Vec<u8> {
+        let mut out = Vec::with_capacity(
+            user_text.len() + 64 + self.fixed_system_json.as_ref().map_or(0, Vec::len),
+        );
+        out.push(b'[');
+        if let Some(system_json) = &self.fixed_system_json {
+            out.extend_from_slice(b"{\"content\":");
+            out.extend_from_slice(system_json);
+            out.extend_from_slice(b",\"role\":\"system\"},");
+        } else if let Some(system_text) = system_text {
+            out.extend_from_slice(b"{\"content\":");
+            push_json_string(&mut out, system_text);
+            out.extend_from_slice(b",\"role\":\"system\"},");
         }
+        out.extend_from_slice(b"{\"content\":");
+        if self.image_slots.is_empty() {
+            push_json_string(&mut out, user_text);
+        } else {
+            // serde_json's map writes keys in byte order.
+            serde_json::to_writer(&mut out, &self.user_content(user_text, images))
+                .expect("content parts serialise");
+        }
+        out.extend_from_slice(b",\"role\":\"user\"}]");
+        out
+    }
+
+    /// The user message's content parts: the images in order, then the text unless it is empty.
+    fn user_content(&self, user_text: &str, images: &[RowImage]) -> Value {
         let mut parts: Vec<Value> = images
             .iter()
             .map(|image| json!({"type": "image_url", "image_url": {"url": image.url}}))
@@ -951,42 +1060,6 @@ impl RequestRenderer {
             parts.push(json!({"type": "text", "text": user_text}));
         }
         Value::Array(parts)
-    }
-
-    /// A request line with this row's messages (chat) or input (embeddings), and its body's
-    /// digest in canonical JSON.
-    fn request_line(
-        &self,
-        custom_id: &str,
-        messages: Option<Value>,
-        input: Option<&str>,
-    ) -> (Vec<u8>, crate::request_key::BodyDigest) {
-        let input_value = input.map(Value::from);
-        let no_messages = Value::Array(Vec::new());
-        let per_row_entry = match (&input_value, &messages) {
-            (Some(text), _) => ("input", text),
-            (None, Some(messages)) => ("messages", messages),
-            (None, None) => ("messages", &no_messages),
-        };
-        let mut canonical = Vec::with_capacity(512);
-        self.canonical_body
-            .with_entries(&[per_row_entry], &mut canonical);
-        let body_digest = crate::request_key::body_digest(&canonical);
-        // The body's fixed part is borrowed, not cloned per row (it can hold a whole JSON schema).
-        let line = LineOut {
-            custom_id,
-            method: "POST",
-            url: &self.endpoint,
-            body: BodyOut {
-                fixed: &self.base_body,
-                messages: messages.as_ref(),
-                input,
-            },
-        };
-        (
-            serde_json::to_vec(&line).expect("request line serialises"),
-            body_digest,
-        )
     }
 }
 

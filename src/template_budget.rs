@@ -81,6 +81,43 @@ pub struct BudgetedTemplate(BudgetedProgramCell);
 struct BudgetedProgram<'source> {
     instructions: Instructions<'source>,
     blocks: BTreeMap<&'source str, Instructions<'source>>,
+    /// The template as text and variables only, when it is nothing more.
+    plain: Option<Vec<PlainPart<'source>>>,
+}
+
+/// A piece of a template that is only text and `{{ variable }}`s, as minijinja compiled it
+/// (whitespace control and the trailing newline already applied).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlainPart<'source> {
+    Text(&'source str),
+    Variable(&'source str),
+}
+
+/// The pieces of a compiled template that only emits text and variables; `None` when it does
+/// anything else (a filter, a test, an expression, a tag).
+fn plain_parts<'source>(
+    instructions: &Instructions<'source>,
+    has_blocks: bool,
+) -> Option<Vec<PlainPart<'source>>> {
+    if has_blocks {
+        return None;
+    }
+    let mut parts = Vec::new();
+    let mut index = 0u32;
+    while let Some(instruction) = instructions.get(index) {
+        match instruction {
+            Instruction::EmitRaw(text) => parts.push(PlainPart::Text(text)),
+            Instruction::Lookup(name)
+                if matches!(instructions.get(index + 1), Some(Instruction::Emit)) =>
+            {
+                parts.push(PlainPart::Variable(name));
+                index += 1;
+            }
+            _ => return None,
+        }
+        index += 1;
+    }
+    Some(parts)
 }
 
 self_cell::self_cell!(
@@ -107,6 +144,7 @@ impl BudgetedTemplate {
             let compiled = CompiledTemplate::new(name, source, &config)
                 .map_err(|error| format!("the template does not parse: {error}"))?;
             Ok::<_, String>(BudgetedProgram {
+                plain: plain_parts(&compiled.instructions, !compiled.blocks.is_empty()),
                 instructions: instrument(&compiled.instructions),
                 blocks: compiled
                     .blocks
@@ -116,6 +154,12 @@ impl BudgetedTemplate {
             })
         })?;
         Ok(BudgetedTemplate(cell))
+    }
+
+    /// The template's pieces when it is only text and `{{ variable }}`s: filling them in gives
+    /// what [`BudgetedTemplate::render`] gives for string values within the budget.
+    pub fn plain_parts(&self) -> Option<&[PlainPart<'_>]> {
+        self.0.borrow_dependent().plain.as_deref()
     }
 
     /// The source as compiled: the template with its integer literals unfolded.

@@ -3,9 +3,11 @@
 mod adoption;
 mod answer_recording;
 mod answer_reuse;
+mod bloom_filter;
 mod budget;
 mod cancel;
 mod connection;
+mod custom_id_claims;
 mod download;
 mod estimate_vs_actual;
 mod events;

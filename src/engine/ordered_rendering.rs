@@ -1,56 +1,146 @@
-//! Rendering rows ahead of the planning loop, in order: for jobs whose rows carry images (each
-//! row reads and decodes pictures), a small window of rows is rendered on every core at once and
-//! handed back in input order, so the plan is the same as rendering one row at a time. Text jobs
-//! render one row at a time (threads would cost more than a row takes). The window bounds memory:
-//! at most `WINDOW_ROWS_PER_THREAD` rows per core are held, each line at most the line limit.
+//! Rendering rows off the planning loop's thread, handed back in input order so the plan is the
+//! same as rendering one row at a time.
+//!
+//! - Text jobs: a helper thread renders whole record batches, handed to it by the thread that
+//!   reads the input ([`read_ahead`]), while the planning loop claims, shards and writes earlier
+//!   rows. It holds at most the batch being rendered and one waiting, in chunks of rendered rows.
+//! - Jobs whose rows carry images (each row reads and decodes pictures): a small window of rows
+//!   is rendered on every core at once. The window bounds memory: at most
+//!   `WINDOW_ROWS_PER_THREAD` rows per core are held, each line at most the line limit.
 
 use std::collections::VecDeque;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use arrow_array::RecordBatch;
 
 use crate::render::{RenderError, RenderedRow, RequestRenderer};
+use crate::table::{BatchPlace, TableError, TableReader};
 
-/// Rows each thread renders per window.
+/// Rows each thread renders per window (image jobs).
 const WINDOW_ROWS_PER_THREAD: usize = 4;
 /// The most threads used (beyond that, reading the input and writing shards bind).
 const MAX_THREADS: usize = 8;
+/// Rows the helper thread hands back at a time (text jobs).
+const CHUNK_ROWS: usize = 512;
 
-/// Rendered rows of one record batch, waiting for the planning loop to take them in order.
+/// Record batches read ahead at most.
+const BATCHES_READ_AHEAD: usize = 2;
+
+type RowOutcome = Result<RenderedRow, RenderError>;
+/// A batch to render, and the number of its first row.
+type BatchToRender = (RecordBatch, u64);
+
+/// Reads `reader` on a thread of `scope`, batch after batch, each with where its rows come
+/// from; every batch also goes to `render_ahead` (a text job's rendering thread) as it is read.
+/// Reading stops at the first error, or when the receiver is dropped.
+pub fn read_ahead<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    mut reader: TableReader,
+    render_ahead: Option<SyncSender<BatchToRender>>,
+) -> Receiver<Result<(RecordBatch, BatchPlace), TableError>> {
+    let (batches, batch_inbox) = sync_channel(BATCHES_READ_AHEAD);
+    scope.spawn(move || {
+        let mut rows_read: u64 = 0;
+        while let Some(batch) = reader.next() {
+            let read = batch.map(|batch| (batch, reader.take_batch_place()));
+            let failed = read.is_err();
+            if let (Ok((batch, _)), Some(render_ahead)) = (&read, &render_ahead) {
+                // Fails only when the rendering thread has stopped, which the loop then learns.
+                let _ = render_ahead.send((batch.clone(), rows_read + 1));
+            }
+            if let Ok((batch, _)) = &read {
+                rows_read += batch.num_rows() as u64;
+            }
+            if batches.send(read).is_err() || failed {
+                return;
+            }
+        }
+    });
+    batch_inbox
+}
+
+/// Rendered rows, waiting for the planning loop to take them in order.
 pub struct OrderedRendering<'renderer> {
     renderer: &'renderer RequestRenderer,
     threads: usize,
-    ready: VecDeque<Result<RenderedRow, RenderError>>,
+    ready: VecDeque<RowOutcome>,
+    /// Text jobs: batches to render, and chunks of rendered rows, to and from the helper thread.
+    helper: Option<(SyncSender<BatchToRender>, Receiver<Vec<RowOutcome>>)>,
 }
 
 impl<'renderer> OrderedRendering<'renderer> {
-    pub fn new(renderer: &'renderer RequestRenderer) -> OrderedRendering<'renderer> {
-        let threads = if renderer.sends_images() {
-            std::thread::available_parallelism()
-                .map_or(1, usize::from)
-                .min(MAX_THREADS)
-        } else {
-            1
-        };
+    /// Rendering for `renderer`; a text job's helper thread runs in `scope`, and stops when this
+    /// is dropped.
+    pub fn new<'scope>(
+        renderer: &'renderer RequestRenderer,
+        scope: &'scope std::thread::Scope<'scope, '_>,
+    ) -> OrderedRendering<'renderer>
+    where
+        'renderer: 'scope,
+    {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let helper = (!renderer.sends_images() && cores > 1).then(|| {
+            let (batches, batch_inbox) = sync_channel::<BatchToRender>(1);
+            let (chunks, chunk_inbox) = sync_channel::<Vec<RowOutcome>>(16);
+            scope.spawn(move || {
+                for (batch, first_row_number) in batch_inbox {
+                    let mut rows = (0..batch.num_rows()).peekable();
+                    while rows.peek().is_some() {
+                        let chunk: Vec<RowOutcome> = rows
+                            .by_ref()
+                            .take(CHUNK_ROWS)
+                            .map(|row| {
+                                renderer.render_row(&batch, row, first_row_number + row as u64)
+                            })
+                            .collect();
+                        if chunks.send(chunk).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+            (batches, chunk_inbox)
+        });
         OrderedRendering {
             renderer,
-            threads,
+            threads: if renderer.sends_images() {
+                cores.min(MAX_THREADS)
+            } else {
+                1
+            },
             ready: VecDeque::new(),
+            helper,
         }
     }
 
-    /// Forgets rows rendered ahead (when the loop moves to the next record batch or stops).
-    pub fn clear(&mut self) {
-        self.ready.clear();
+    /// Where batches go to be rendered ahead, in input order, before their rows are asked for
+    /// (a text job); `None` when rows are rendered as they are asked for.
+    pub fn render_ahead(&self) -> Option<SyncSender<BatchToRender>> {
+        self.helper.as_ref().map(|(batches, _)| batches.clone())
     }
 
-    /// Row `row` of `batch` (numbered `row_number`), rendered; the rows after it in the same
-    /// batch may be rendered ahead. Rows must be asked for in order, from 0, per batch.
-    pub fn render(
-        &mut self,
-        batch: &RecordBatch,
-        row: usize,
-        row_number: u64,
-    ) -> Result<RenderedRow, RenderError> {
+    /// Says the loop moves to the next record batch.
+    pub fn next_batch(&mut self) {
+        if self.helper.is_none() {
+            self.ready.clear();
+        }
+    }
+
+    /// Row `row` of `batch` (numbered `row_number`), rendered. Rows must be asked for in order,
+    /// every row of each batch handed to [`Self::start_batch`].
+    pub fn render(&mut self, batch: &RecordBatch, row: usize, row_number: u64) -> RowOutcome {
+        if let Some((_, chunks)) = &self.helper {
+            if self.ready.is_empty() {
+                let chunk = chunks
+                    .recv()
+                    .expect("the rendering thread renders every row handed to it");
+                self.ready.extend(chunk);
+            }
+            return self
+                .ready
+                .pop_front()
+                .expect("a chunk holds at least one row");
+        }
         if self.threads == 1 {
             return self.renderer.render_row(batch, row, row_number);
         }
@@ -59,8 +149,7 @@ impl<'renderer> OrderedRendering<'renderer> {
         }
         let window = (self.threads * WINDOW_ROWS_PER_THREAD).min(batch.num_rows() - row);
         let renderer = self.renderer;
-        let mut slots: Vec<Option<Result<RenderedRow, RenderError>>> =
-            (0..window).map(|_| None).collect();
+        let mut slots: Vec<Option<RowOutcome>> = (0..window).map(|_| None).collect();
         std::thread::scope(|scope| {
             let per_thread = window.div_ceil(self.threads);
             for (chunk_index, chunk) in slots.chunks_mut(per_thread).enumerate() {

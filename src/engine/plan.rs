@@ -10,6 +10,8 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use super::answer_reuse::{AnswerReuse, RowDecision, RowRequest};
+use super::custom_id_claims::{ClaimingRow, CustomIdClaims, RepeatedId};
+use super::ordered_rendering::{OrderedRendering, read_ahead};
 use super::shard_file::ShardFileWriter;
 use crate::job::Job;
 use crate::ledger::{Ledger, ShardRecord};
@@ -85,11 +87,10 @@ pub fn plan_shards(
     reuse: &AnswerReuse,
     preview_count: usize,
 ) -> anyhow::Result<PlanOutcome> {
-    let mut reader = open_table_with(&job.input_path, job.input_format, &job.input_options)?;
+    let reader = open_table_with(&job.input_path, job.input_format, &job.input_options)?;
     let schema = reader.schema();
     let input_description = reader.text_description().map(str::to_owned);
     let renderer = RequestRenderer::new(job, profile, &schema)?;
-    let mut ordered = super::ordered_rendering::OrderedRendering::new(&renderer);
     // The output must be able to hold the input's columns next to the ones dashbatch adds.
     let output_columns = super::join_pass::output_schema(job, &schema)?
         .0
@@ -110,6 +111,7 @@ pub fn plan_shards(
     let mut rows_deduplicated: u64 = 0;
     let mut rows_adopted: u64 = 0;
 
+    let mut id_claims = CustomIdClaims::new(shards_directory)?;
     ledger.begin_bulk()?;
     // One read snapshot of the store for the whole plan, not a lock taken per row.
     let _store_snapshot = reuse
@@ -117,113 +119,114 @@ pub fn plan_shards(
         .as_ref()
         .map(crate::answer_store::AnswerStore::read_snapshot)
         .transpose()?;
-    // `while let`, not `for`: the reader is asked for each row's line inside the loop.
-    while let Some(batch) = reader.next() {
-        let batch = batch?;
-        // A signal stops the local stage between record batches, never silently later.
-        crate::interrupt::check()?;
-        ordered.clear();
-        for row in 0..batch.num_rows() {
-            row_number += 1;
-            let line = reader.line_of_row(row);
-            let input_label = || {
-                reader
-                    .current_part()
-                    .unwrap_or(&job.input_path)
-                    .display()
-                    .to_string()
-            };
-            let duplicate_id = |custom_id: &str, first_row: u64| {
-                RenderError::Row {
-                    input: input_label(),
-                    row: row_number,
-                    line,
-                    columns: job.spec.input.id_column.iter().cloned().collect(),
-                    custom_id: Some(custom_id.to_owned()),
-                    message: format!(
-                        "the id is already used by row {first_row}; ids in `{}` must be unique",
-                        job.spec.input.id_column.as_deref().unwrap_or_default()
-                    ),
-                }
-                .to_string()
-            };
-            let rendered = match ordered.render(&batch, row, row_number) {
-                Ok(rendered) => rendered,
-                Err(error) => {
-                    // A render stopped by a signal is the signal's, not the row's.
-                    crate::interrupt::check()?;
-                    row_errors.push(
-                        error
-                            .with_line(line)
-                            .in_part(reader.current_part())
-                            .to_string(),
-                    );
-                    // Its id is claimed all the same, so a repeat of it is reported now, not
-                    // after the user has mended this row.
-                    if checks_ids
-                        && let Ok(custom_id) = renderer.custom_id(&batch, row, row_number)
-                        && let Some(first_row) = ledger.claim_custom_id(&custom_id, row_number)?
-                    {
-                        row_errors.push(duplicate_id(&custom_id, first_row));
-                    }
-                    if row_errors.len() >= MAX_REPORTED_ROW_ERRORS {
-                        break;
-                    }
-                    continue;
-                }
-            };
-            let custom_id = match &rendered {
-                RenderedRow::Request(request) => &request.custom_id,
-                RenderedRow::Skipped(skipped) => &skipped.custom_id,
-            };
-            if checks_ids && let Some(first_row) = ledger.claim_custom_id(custom_id, row_number)? {
-                row_errors.push(duplicate_id(custom_id, first_row));
-                if row_errors.len() >= MAX_REPORTED_ROW_ERRORS {
-                    break;
-                }
-                continue;
-            }
-            let rendered = match rendered {
-                RenderedRow::Request(request) => request,
-                RenderedRow::Skipped(_) => {
-                    skipped_rows += 1;
-                    continue;
-                }
-            };
-            let key = RequestKey::new(
-                &reuse.provider_identity,
-                renderer.endpoint(),
-                &rendered.body_digest,
-            );
-            let decision = reuse.decide(
-                ledger,
-                &RowRequest {
-                    key,
+    // The input is read on one thread (and, for a text job, rendered on another) while rows
+    // read earlier are claimed, sharded and written on this one.
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let mut ordered = OrderedRendering::new(&renderer, scope);
+        let batches = read_ahead(scope, reader, ordered.render_ahead());
+        for read in batches {
+            let (batch, place) = read?;
+            // A signal stops the local stage between record batches, never silently later.
+            crate::interrupt::check()?;
+            ordered.next_batch();
+            for row in 0..batch.num_rows() {
+                row_number += 1;
+                let line = place.line_of_row(row);
+                let input_label = || {
+                    place
+                        .part
+                        .as_deref()
+                        .unwrap_or(&job.input_path)
+                        .display()
+                        .to_string()
+                };
+                let claiming_row = || ClaimingRow {
                     row_number,
-                    custom_id: &rendered.custom_id,
-                    line: &rendered.line,
-                },
-            )?;
-            match decision {
-                RowDecision::Send => {}
-                RowDecision::FromStore => {
-                    rows_from_store += 1;
-                    continue;
+                    line,
+                    part: place.part.clone(),
+                };
+                let rendered = match ordered.render(&batch, row, row_number) {
+                    Ok(rendered) => rendered,
+                    Err(error) => {
+                        // A render stopped by a signal is the signal's, not the row's.
+                        crate::interrupt::check()?;
+                        row_errors.push(
+                            error
+                                .with_line(line)
+                                .in_part(place.part.as_deref())
+                                .to_string(),
+                        );
+                        // Its id is claimed all the same, so a repeat of it is reported now, not
+                        // after the user has mended this row.
+                        if checks_ids
+                            && let Ok(custom_id) = renderer.custom_id(&batch, row, row_number)
+                        {
+                            let repeats = id_claims.claim(&custom_id, claiming_row, row_number)?;
+                            row_errors.extend(
+                                repeats.iter().map(|repeat| repeated_id_error(job, repeat)),
+                            );
+                        }
+                        if row_errors.len() >= MAX_REPORTED_ROW_ERRORS {
+                            break;
+                        }
+                        continue;
+                    }
+                };
+                let custom_id = match &rendered {
+                    RenderedRow::Request(request) => &request.custom_id,
+                    RenderedRow::Skipped(skipped) => &skipped.custom_id,
+                };
+                if checks_ids {
+                    let repeats = id_claims.claim(custom_id, claiming_row, row_number)?;
+                    if !repeats.is_empty() {
+                        row_errors
+                            .extend(repeats.iter().map(|repeat| repeated_id_error(job, repeat)));
+                        if row_errors.len() >= MAX_REPORTED_ROW_ERRORS {
+                            break;
+                        }
+                    }
                 }
-                RowDecision::Copy => {
-                    rows_deduplicated += 1;
-                    continue;
+                let rendered = match rendered {
+                    RenderedRow::Request(request) => request,
+                    RenderedRow::Skipped(_) => {
+                        skipped_rows += 1;
+                        continue;
+                    }
+                };
+                let key = RequestKey::new(
+                    &reuse.provider_identity,
+                    renderer.endpoint(),
+                    &rendered.body_digest,
+                );
+                let decision = reuse.decide(
+                    ledger,
+                    &RowRequest {
+                        key,
+                        row_number,
+                        custom_id: &rendered.custom_id,
+                        line: &rendered.line,
+                    },
+                )?;
+                match decision {
+                    RowDecision::Send => {}
+                    RowDecision::FromStore => {
+                        rows_from_store += 1;
+                        continue;
+                    }
+                    RowDecision::Copy => {
+                        rows_deduplicated += 1;
+                        continue;
+                    }
+                    RowDecision::Adopted => {
+                        rows_adopted += 1;
+                        continue;
+                    }
                 }
-                RowDecision::Adopted => {
-                    rows_adopted += 1;
-                    continue;
-                }
-            }
-            rows_to_send += 1;
-            let placement = match planner.place(rendered.line.len() as u64) {
-                Ok(placement) => placement,
-                Err(too_long) => {
-                    row_errors.push(
+                rows_to_send += 1;
+                let placement = match planner.place(rendered.line.len() as u64) {
+                    Ok(placement) => placement,
+                    Err(too_long) => {
+                        row_errors.push(
                         RenderError::Row {
                             input: input_label(),
                             row: row_number,
@@ -237,47 +240,54 @@ pub fn plan_shards(
                         }
                         .to_string(),
                     );
-                    if row_errors.len() >= MAX_REPORTED_ROW_ERRORS {
-                        break;
+                        if row_errors.len() >= MAX_REPORTED_ROW_ERRORS {
+                            break;
+                        }
+                        continue;
                     }
+                };
+                if !row_errors.is_empty() {
+                    // Keep checking rows, but stop writing shards once the plan is doomed.
                     continue;
                 }
-            };
-            if !row_errors.is_empty() {
-                // Keep checking rows, but stop writing shards once the plan is doomed.
-                continue;
-            }
-            if let Placement::NewShard { index } = placement {
-                if let Some(shard) = open_shard.take() {
-                    shards.push(shard.close()?);
+                if let Placement::NewShard { index } = placement {
+                    if let Some(shard) = open_shard.take() {
+                        shards.push(shard.close()?);
+                    }
+                    let file_name = format!("shard-{index:05}.jsonl");
+                    let path = shards_directory.join(&file_name);
+                    open_shard = Some(ShardFileWriter::create(
+                        path,
+                        ShardRecord::planned(
+                            index,
+                            row_number,
+                            file_name,
+                            job.spec.request.model.clone(),
+                            1,
+                        ),
+                    )?);
                 }
-                let file_name = format!("shard-{index:05}.jsonl");
-                let path = shards_directory.join(&file_name);
-                open_shard = Some(ShardFileWriter::create(
-                    path,
-                    ShardRecord::planned(
-                        index,
-                        row_number,
-                        file_name,
-                        job.spec.request.model.clone(),
-                        1,
-                    ),
-                )?);
+                let shard = open_shard
+                    .as_mut()
+                    .expect("a shard is open after placement");
+                shard.write_line(&rendered.line)?;
+                if preview.len() < preview_count {
+                    preview.push(rendered);
+                }
             }
-            let shard = open_shard
-                .as_mut()
-                .expect("a shard is open after placement");
-            shard.write_line(&rendered.line)?;
-            if preview.len() < preview_count {
-                preview.push(rendered);
+            if row_errors.len() >= MAX_REPORTED_ROW_ERRORS {
+                break;
             }
         }
-        if row_errors.len() >= MAX_REPORTED_ROW_ERRORS {
-            break;
-        }
-    }
+        Ok(())
+    })?;
     reuse.finish(ledger)?;
     ledger.commit_bulk()?;
+    if row_errors.len() < MAX_REPORTED_ROW_ERRORS {
+        let repeats = id_claims.finish()?;
+        row_errors.extend(repeats.iter().map(|repeat| repeated_id_error(job, repeat)));
+        row_errors.truncate(MAX_REPORTED_ROW_ERRORS);
+    }
     if let Some(shard) = open_shard.take() {
         shards.push(shard.close()?);
     }
@@ -318,6 +328,29 @@ pub fn plan_shards(
         input_schema: schema,
         input_description,
     })
+}
+
+/// The problem of a row whose id an earlier row has.
+fn repeated_id_error(job: &Job, repeat: &RepeatedId) -> String {
+    RenderError::Row {
+        input: repeat
+            .row
+            .part
+            .as_deref()
+            .unwrap_or(&job.input_path)
+            .display()
+            .to_string(),
+        row: repeat.row.row_number,
+        line: repeat.row.line,
+        columns: job.spec.input.id_column.iter().cloned().collect(),
+        custom_id: Some(repeat.custom_id.clone()),
+        message: format!(
+            "the id is already used by row {}; ids in `{}` must be unique",
+            repeat.first_row,
+            job.spec.input.id_column.as_deref().unwrap_or_default()
+        ),
+    }
+    .to_string()
 }
 
 /// SHA-256 of a file, read in chunks.

@@ -1,28 +1,21 @@
 //! Finding the rows of one run that repeat an earlier row's request, with flat memory and little
 //! work per row. Every key the run has seen is in the ledger (`request_keys`), exactly; in front
-//! of it sit a fixed-size Bloom filter (16 MiB: a key it has never been given is surely new, so
-//! a run of distinct requests never reads the ledger) and the newest keys not yet written, which
-//! go to the ledger in key order, many at a time (a B-tree fills far faster in order than at
-//! random).
+//! of it sit a [`BloomFilter`] and the newest keys not yet written, which go to the ledger in key
+//! order, many at a time (a B-tree fills far faster in order than at random).
 
 use std::collections::HashMap;
 
+use super::bloom_filter::{BloomFilter, FilterHashes};
 use crate::ledger::{FirstRowOfKey, KeyOrigin, Ledger};
 use crate::request_key::RequestKey;
 
 /// Keys held before they are written to the ledger together.
 const PENDING_LIMIT: usize = 65_536;
-/// The filter's size in 64-bit words: 2^21 words, 2^27 bits, 16 MiB.
-const FILTER_WORDS: usize = 1 << 21;
-/// Bits set per key: with 10 million keys in 2^27 bits, about 1 in 1,000 new keys is a false
-/// "maybe" (then the ledger is read, and says no).
-const FILTER_HASHES: u64 = 7;
 
 /// The run's claimed request keys.
 #[derive(Default)]
 pub struct RequestKeyClaims {
-    /// Allocated at the first key: a run that claims none costs nothing.
-    filter: Vec<u64>,
+    filter: BloomFilter,
     pending: HashMap<RequestKey, FirstRowOfKey>,
 }
 
@@ -40,15 +33,13 @@ impl RequestKeyClaims {
         if let Some(first) = self.pending.get(key) {
             return Ok(Some(*first));
         }
-        if self.filter.is_empty() {
-            self.filter = vec![0; FILTER_WORDS];
-        }
-        if self.may_contain(key)
+        let hashes = Self::hashes(key);
+        if self.filter.may_contain(hashes)
             && let Some(first) = ledger.request_key(key)?
         {
             return Ok(Some(first));
         }
-        self.insert(key);
+        self.filter.insert(hashes);
         self.pending.insert(
             *key,
             FirstRowOfKey {
@@ -90,23 +81,12 @@ impl RequestKeyClaims {
         Ok(())
     }
 
-    /// The filter's bit positions of `key`: double hashing over two words of the key, which
-    /// is itself a SHA-256.
-    fn positions(key: &RequestKey) -> impl Iterator<Item = usize> {
+    /// Two words of the key, which is itself a SHA-256.
+    fn hashes(key: &RequestKey) -> FilterHashes {
         let word = |at: usize| u64::from_le_bytes(key.0[at..at + 8].try_into().expect("8 bytes"));
-        let (first, step) = (word(0), word(8) | 1);
-        let bits = (FILTER_WORDS * 64) as u64;
-        (0..FILTER_HASHES)
-            .map(move |index| (first.wrapping_add(index.wrapping_mul(step)) % bits) as usize)
-    }
-
-    fn may_contain(&self, key: &RequestKey) -> bool {
-        Self::positions(key).all(|bit| self.filter[bit / 64] & (1 << (bit % 64)) != 0)
-    }
-
-    fn insert(&mut self, key: &RequestKey) {
-        for bit in Self::positions(key) {
-            self.filter[bit / 64] |= 1 << (bit % 64);
+        FilterHashes {
+            first: word(0),
+            step: word(8),
         }
     }
 }

@@ -126,7 +126,30 @@ impl<R: Read> QuoteTrackingReader<R> {
 
     /// Follows `bytes`; `Err` has the offset of the byte with the problem.
     fn scan(&mut self, bytes: &[u8]) -> Result<(), (usize, QuoteProblem)> {
-        for (offset, &byte) in bytes.iter().enumerate() {
+        let mut offset = 0;
+        while offset < bytes.len() {
+            // Inside a value only a few bytes matter: skip to the next one (memchr), counting
+            // the lines a quoted value spans.
+            if self.bytes_seen >= BYTE_ORDER_MARK.len() {
+                let rest = &bytes[offset..];
+                let skip = match (self.state, self.quote) {
+                    (State::InField, _) => {
+                        memchr::memchr3(self.delimiter, b'\n', b'\r', rest).unwrap_or(rest.len())
+                    }
+                    (State::InQuotedField, Some(quote)) => {
+                        let skip = memchr::memchr(quote, rest).unwrap_or(rest.len());
+                        self.line += memchr::memchr_iter(b'\n', &rest[..skip]).count() as u64;
+                        skip
+                    }
+                    _ => 0,
+                };
+                offset += skip;
+                if offset == bytes.len() {
+                    break;
+                }
+            }
+            let byte = bytes[offset];
+            offset += 1;
             // csv-core drops a byte order mark at the very start of the file.
             if self.bytes_seen < BYTE_ORDER_MARK.len() {
                 let position = self.bytes_seen;
@@ -174,7 +197,7 @@ impl<R: Read> QuoteTrackingReader<R> {
                             line: self.line,
                             field: self.field,
                         };
-                        return Err((offset, problem));
+                        return Err((offset - 1, problem));
                     }
                 },
             }

@@ -21,7 +21,7 @@ pub use excel_writer::check_fits_a_sheet;
 pub use format::TableFormat;
 pub use input_options::{InputOptions, SheetChoice};
 pub use input_parts::{find_input_files, format_of_parts, glob_base, is_glob, is_within_input};
-pub use reader::{TableReader, open_table, open_table_with};
+pub use reader::{BatchPlace, TableReader, open_table, open_table_with};
 pub use row_value::{CellError, cell_value, check_template_type, display_cell};
 pub use text_source::{TextEncoding, encoding_for_label, sniff_delimiter};
 pub use writer::{AtomicTableWriter, write_error};

@@ -97,10 +97,35 @@ impl TableReader {
         self.schema.clone()
     }
 
+    /// Where the rows of the batch last returned come from, kept while later batches are read.
+    pub fn take_batch_place(&mut self) -> BatchPlace {
+        BatchPlace {
+            lines: self.last_batch_lines.take(),
+            part: self.current_part().map(Path::to_path_buf),
+        }
+    }
+
     /// The line of the file that row `row_in_batch` of the batch last returned starts on, for
     /// formats that have lines.
     pub fn line_of_row(&self, row_in_batch: usize) -> Option<u64> {
         self.last_batch_lines
+            .as_ref()
+            .and_then(|lines| lines.get(row_in_batch).copied())
+            .filter(|line| *line > 0)
+    }
+}
+
+/// The lines a batch's rows start on (formats that have lines) and the part it was read from (a
+/// partitioned input).
+pub struct BatchPlace {
+    lines: Option<Vec<u64>>,
+    pub part: Option<std::path::PathBuf>,
+}
+
+impl BatchPlace {
+    /// The line of the file that row `row_in_batch` starts on.
+    pub fn line_of_row(&self, row_in_batch: usize) -> Option<u64> {
+        self.lines
             .as_ref()
             .and_then(|lines| lines.get(row_in_batch).copied())
             .filter(|line| *line > 0)

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The "dashbatch next to DuckDB" figures of BENCHMARKS.md: on ROWS rows of real Chinese reviews
+# (default 1,000,000; generate_reviews.py) and the job scripts/bench/reviews.toml,
+#  - prepare: `dashbatch validate` (read, render, check ids, shard) next to duckdb_prepare.py
+#    (DuckDB building the same request lines into one JSONL file);
+#  - join: `dashbatch resume RUN --output other.parquet` on a finished run (the results joined
+#    back to the input again, into another file) next to duckdb_join.py (DuckDB joining the same
+#    result files to the CSV into Parquet).
+# The finished run is made once against the embedded simulator. Each pair runs in turn (A B A B
+# ...), RUNS times (default 3) after a warm-up, each timed by /usr/bin/time; the script prints
+# every run and a table of medians and ratios (dashbatch / DuckDB, pair by pair).
+#
+#   cargo build --release && bash scripts/bench/duckdb-side-by-side.sh
+#   ROWS=10000000 RUNS=1 bash scripts/bench/duckdb-side-by-side.sh
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+rows="${ROWS:-1000000}"
+out="$root/target/bench-duckdb/$rows"
+mkdir -p "$out"
+python="$(bash "$root/scripts/python-env.sh")"
+binary="$root/target/release/dashbatch"
+export XDG_CACHE_HOME="$out/cache"
+[ -f "$out/reviews.csv" ] || python3 "$root/scripts/bench/generate_reviews.py" "$rows" "$out/reviews.csv"
+cp "$root/scripts/bench/reviews.toml" "$out/reviews.toml"
+if [ ! -f "$out/run/report.json" ]; then
+  rm -rf "$out/run"
+  echo "== making the finished run (embedded simulator)" >&2
+  /usr/bin/time -f "%e s wall, %U s user, %S s system, %M KB peak" \
+    "$binary" run "$out/reviews.toml" --provider sim --run-dir "$out/run" --quiet
+fi
+exec "$python" "$root/scripts/bench/side_by_side.py" "${RUNS:-3}" \
+  "prepare" "$binary validate $out/reviews.toml --show 0" \
+  "$python $root/scripts/bench/duckdb_prepare.py $out/reviews.csv $out/duckdb-requests.jsonl" \
+  "join" "$binary resume $out/run --output $out/joined-again.parquet --quiet" \
+  "$python $root/scripts/bench/duckdb_join.py $out/reviews.csv $out/run/results/*.jsonl $out/duckdb-joined.parquet"

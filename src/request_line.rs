@@ -1,0 +1,158 @@
+//! A request line and its body's digest, written from pieces made once per job: the job's
+//! fixed body is escaped and sorted once, and each row adds only its custom_id and its messages
+//! (or embeddings input), each escaped once. The line's bytes are those of serialising
+//! `{"custom_id", "method", "url", "body": {fixed…, <per-row entry>}}`; the digest is the SHA-256
+//! of the body in canonical JSON (keys in byte order at every depth), which keys the request
+//! ([`crate::request_key`]).
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::canonical_json::write_canonical;
+use crate::request_key::BodyDigest;
+
+/// Writes the request lines of one job.
+#[derive(Debug, Clone)]
+pub struct RequestLineWriter {
+    /// `,"method":"POST","url":…,"body":{` the fixed entries, then `"<per-row key>":`.
+    line_middle: Vec<u8>,
+    /// The canonical body up to the per-row entry's value.
+    canonical_before: Vec<u8>,
+    /// The canonical body after the per-row entry's value.
+    canonical_after: Vec<u8>,
+}
+
+impl RequestLineWriter {
+    /// A writer for bodies made of `fixed` and one entry per row named `per_row_key` (which
+    /// `fixed` does not have), sent to `endpoint`.
+    pub fn new(fixed: &Map<String, Value>, endpoint: &str, per_row_key: &str) -> RequestLineWriter {
+        debug_assert!(!fixed.contains_key(per_row_key));
+        let entry = |key: &str, value: &Value, out: &mut Vec<u8>| {
+            push_json_string(out, key);
+            out.push(b':');
+            write_canonical(value, out);
+        };
+        // serde_json's map keeps keys in byte order: the order serialising it writes them in.
+        let mut line_middle = b",\"method\":\"POST\",\"url\":".to_vec();
+        push_json_string(&mut line_middle, endpoint);
+        line_middle.extend_from_slice(b",\"body\":{");
+        for (key, value) in fixed {
+            entry(key, value, &mut line_middle);
+            line_middle.push(b',');
+        }
+        push_json_string(&mut line_middle, per_row_key);
+        line_middle.push(b':');
+
+        let mut canonical_before = vec![b'{'];
+        let mut canonical_after = Vec::new();
+        for (key, value) in fixed {
+            if key.as_str() < per_row_key {
+                entry(key, value, &mut canonical_before);
+                canonical_before.push(b',');
+            } else {
+                canonical_after.push(b',');
+                entry(key, value, &mut canonical_after);
+            }
+        }
+        push_json_string(&mut canonical_before, per_row_key);
+        canonical_before.push(b':');
+        canonical_after.push(b'}');
+        RequestLineWriter {
+            line_middle,
+            canonical_before,
+            canonical_after,
+        }
+    }
+
+    /// The line (without its newline) of the request `custom_id` whose per-row entry is
+    /// `per_row_value` (JSON, keys in byte order), and its body's digest.
+    pub fn write(&self, custom_id: &str, per_row_value: &[u8]) -> (Vec<u8>, BodyDigest) {
+        let mut hasher = Sha256::new();
+        hasher.update(&self.canonical_before);
+        hasher.update(per_row_value);
+        hasher.update(&self.canonical_after);
+        let mut line =
+            Vec::with_capacity(16 + custom_id.len() + self.line_middle.len() + per_row_value.len());
+        line.extend_from_slice(b"{\"custom_id\":");
+        push_json_string(&mut line, custom_id);
+        line.extend_from_slice(&self.line_middle);
+        line.extend_from_slice(per_row_value);
+        line.extend_from_slice(b"}}");
+        (line, hasher.finalize().into())
+    }
+}
+
+/// Appends `text` as a JSON string, escaped as serde_json escapes it.
+pub fn push_json_string(out: &mut Vec<u8>, text: &str) {
+    serde_json::to_writer(&mut *out, text).expect("a string serialises");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The line as serialising the whole request writes it, and the digest of the canonical body.
+    fn serialised(
+        fixed: &Value,
+        endpoint: &str,
+        id: &str,
+        key: &str,
+        value: &Value,
+    ) -> (String, BodyDigest) {
+        let mut body = fixed.as_object().unwrap().clone();
+        let mut line = serde_json::to_string(&json!({"custom_id": id})).unwrap();
+        line.pop();
+        line.push_str(&format!(
+            ",\"method\":\"POST\",\"url\":{},\"body\":{}",
+            serde_json::to_string(endpoint).unwrap(),
+            {
+                let mut fixed_text = serde_json::to_string(&body).unwrap();
+                fixed_text.pop();
+                if !body.is_empty() {
+                    fixed_text.push(',');
+                }
+                format!(
+                    "{fixed_text}{}:{}}}",
+                    serde_json::to_string(key).unwrap(),
+                    serde_json::to_string(value).unwrap()
+                )
+            }
+        ));
+        line.push('}');
+        body.insert(key.to_owned(), value.clone());
+        let mut canonical = Vec::new();
+        write_canonical(&Value::Object(body), &mut canonical);
+        (line, crate::request_key::body_digest(&canonical))
+    }
+
+    #[test]
+    fn lines_and_digests_equal_serialising_the_whole_request() {
+        let fixed_bodies = [
+            json!({"model": "qwen-flash", "max_tokens": 20, "response_format": {"type": "json_object"}}),
+            json!({"model": "m", "temperature": 0.2, "stop": ["\n", "\"end\""], "seed": -3, "enable_thinking": false}),
+            json!({"model": "text-embedding-v4", "dimensions": 512}),
+            json!({"zzz": 1, "aaa": {"b": [1.5, null, "é"], "a": true}}),
+        ];
+        let messages = json!([
+            {"content": "You label \"sentiment\".\n\tOnly JSON \u{1}.", "role": "system"},
+            {"content": "评论：很好\\很好", "role": "user"},
+        ]);
+        for fixed in &fixed_bodies {
+            for (key, value) in [("messages", &messages), ("input", &json!("一段文字 \"x\""))] {
+                for endpoint in ["/v1/chat/completions", "/v1/embeddings"] {
+                    for id in ["1", "zh-00000001", "id \"quoted\" \\ 中"] {
+                        let writer =
+                            RequestLineWriter::new(fixed.as_object().unwrap(), endpoint, key);
+                        let (line, digest) =
+                            writer.write(id, serde_json::to_string(value).unwrap().as_bytes());
+                        let (expected_line, expected_digest) =
+                            serialised(fixed, endpoint, id, key, value);
+                        assert_eq!(String::from_utf8(line).unwrap(), expected_line);
+                        assert_eq!(digest, expected_digest, "{fixed} {key} {id}");
+                    }
+                }
+            }
+        }
+    }
+}
