@@ -324,6 +324,11 @@ CREATE TABLE IF NOT EXISTS row_ids (
     custom_id TEXT PRIMARY KEY,
     row_number INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS shard_estimates (
+    shard_index INTEGER PRIMARY KEY,
+    counted_with TEXT NOT NULL,
+    estimate TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS request_keys (
     key BLOB PRIMARY KEY,
     row_number INTEGER NOT NULL,
@@ -736,6 +741,39 @@ impl Ledger {
         Ok(())
     }
 
+    /// The shard estimates kept for a run whose tokens are counted as `counted_with`
+    /// (estimates counted otherwise are ignored), as written by
+    /// [`crate::estimate::ShardEstimate::to_stored`].
+    pub fn shard_estimates(&self, counted_with: &str) -> Result<Vec<String>, LedgerError> {
+        let mut statement = self
+            .connection
+            .prepare(
+                "SELECT estimate FROM shard_estimates WHERE counted_with = ?1 ORDER BY shard_index",
+            )
+            .map_err(|e| self.error(e))?;
+        let rows = statement
+            .query_map(params![counted_with], |row| row.get::<_, String>(0))
+            .map_err(|e| self.error(e))?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.error(e))
+    }
+
+    /// Keeps a shard's estimate (replacing one counted otherwise).
+    pub fn save_shard_estimate(
+        &self,
+        shard_index: u64,
+        counted_with: &str,
+        estimate: &str,
+    ) -> Result<(), LedgerError> {
+        self.connection
+            .execute(
+                "INSERT OR REPLACE INTO shard_estimates (shard_index, counted_with, estimate) VALUES (?1, ?2, ?3)",
+                params![shard_index as i64, counted_with, estimate],
+            )
+            .map(|_| ())
+            .map_err(|e| self.error(e))
+    }
+
     /// Records retry shards, the rows they carry, and that their source shards were scanned, all
     /// in one transaction: after a crash either all of it is there or none.
     pub fn insert_retry_plan(
@@ -832,7 +870,7 @@ impl Ledger {
         self.connection
             .execute_batch(
                 "DELETE FROM shards; DELETE FROM row_ids; DELETE FROM shard_rows; DELETE FROM row_overrides;
-                 DELETE FROM request_keys; DELETE FROM row_sources; DELETE FROM pinned_answers; DELETE FROM shared_results;
+                 DELETE FROM request_keys; DELETE FROM row_sources; DELETE FROM shard_estimates; DELETE FROM pinned_answers; DELETE FROM shared_results;
                  DELETE FROM adoptions;",
             )
             .map_err(|e| self.error(e))

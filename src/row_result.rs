@@ -305,6 +305,130 @@ pub fn classify_result_line(line: &ResultLine, batch_status: BatchStatus) -> Row
     result
 }
 
+/// Classifies one result line's text: its custom_id and result, as [`classify_result_line`]
+/// classifies the parsed line. The common shape (a 200 chat answer without error) is read into
+/// borrowed typed fields without building a JSON tree; any other shape, or anything the typed
+/// reading does not take (a body sent as a string, an embedding, a count that is not a whole
+/// number, a repeated key), is parsed in full.
+///
+/// # Errors
+/// When the text is not a result line.
+pub fn classify_result_text(
+    text: &str,
+    batch_status: BatchStatus,
+) -> Result<(String, RowResult), serde_json::Error> {
+    if let Some(classified) = fast_chat_success(text) {
+        return Ok(classified);
+    }
+    let parsed: ResultLine = serde_json::from_str(text)?;
+    let result = classify_result_line(&parsed, batch_status);
+    Ok((parsed.custom_id, result))
+}
+
+/// The result of a line that is a 200 chat answer without error, read without building a JSON
+/// tree; `None` for any other line.
+fn fast_chat_success(text: &str) -> Option<(String, RowResult)> {
+    use serde::de::IgnoredAny;
+    use std::borrow::Cow;
+
+    #[derive(serde::Deserialize)]
+    struct Line<'a> {
+        #[serde(default, borrow)]
+        id: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        custom_id: Cow<'a, str>,
+        #[serde(default, borrow)]
+        response: Option<Response<'a>>,
+        #[serde(default)]
+        error: Option<IgnoredAny>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Response<'a> {
+        status_code: u16,
+        #[serde(default, borrow)]
+        request_id: Option<Cow<'a, str>>,
+        #[serde(default, borrow)]
+        body: Option<Body<'a>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Body<'a> {
+        #[serde(default)]
+        usage: Option<Usage>,
+        #[serde(default, borrow)]
+        choices: Option<Vec<Choice<'a>>>,
+        #[serde(default)]
+        data: Option<IgnoredAny>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Usage {
+        #[serde(default)]
+        prompt_tokens: Option<u64>,
+        #[serde(default)]
+        completion_tokens: Option<u64>,
+        #[serde(default)]
+        total_tokens: Option<u64>,
+        #[serde(default)]
+        reasoning_tokens: Option<u64>,
+        #[serde(default)]
+        completion_tokens_details: Option<UsageDetails>,
+    }
+    #[derive(serde::Deserialize)]
+    struct UsageDetails {
+        #[serde(default)]
+        reasoning_tokens: Option<u64>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Choice<'a> {
+        #[serde(default, borrow)]
+        message: Option<Message<'a>>,
+        #[serde(default, borrow)]
+        finish_reason: Option<Cow<'a, str>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Message<'a> {
+        #[serde(default, borrow)]
+        content: Option<Cow<'a, str>>,
+    }
+
+    let line: Line<'_> = serde_json::from_str(text).ok()?;
+    let response = line.response?;
+    let body = response.body?;
+    if response.status_code != 200 || line.error.is_some() || body.data.is_some() {
+        return None;
+    }
+    let mut result = RowResult {
+        request_id: response.request_id.or(line.id).map(Cow::into_owned),
+        status: Some(RowStatus::Ok),
+        ..RowResult::default()
+    };
+    if let Some(usage) = body.usage {
+        result.prompt_tokens = usage.prompt_tokens;
+        result.completion_tokens = usage.completion_tokens;
+        result.total_tokens = usage.total_tokens;
+        result.reasoning_tokens = usage
+            .completion_tokens_details
+            .and_then(|details| details.reasoning_tokens)
+            .or(usage.reasoning_tokens);
+    }
+    if let Some(choice) = body.choices.and_then(|choices| choices.into_iter().next()) {
+        result.content = choice
+            .message
+            .and_then(|message| message.content)
+            .map(Cow::into_owned);
+        result.finish_reason = choice.finish_reason.map(Cow::into_owned);
+    }
+    if result.prompt_tokens.is_some() {
+        result.reasoning_tokens.get_or_insert(0);
+    } else {
+        result.error_code = Some(USAGE_MISSING_ERROR_CODE.to_owned());
+        result.error_message = Some(
+            "the provider answered without token usage, so this row's cost is unknown (left empty, not 0)"
+                .to_owned(),
+        );
+    }
+    Some((line.custom_id.into_owned(), result))
+}
+
 /// Whether a failed request may succeed if sent again (rate limits, server errors, expiry).
 pub fn is_transient_failure(result: &RowResult) -> bool {
     match result.status() {
@@ -336,6 +460,61 @@ mod tests {
 
     fn line(text: &str) -> ResultLine {
         serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn reading_the_text_gives_what_classifying_the_parsed_line_gives() {
+        let body = |inner: &str| {
+            format!(
+                r#"{{"id":"L","custom_id":"c-1","response":{{"status_code":200,"request_id":"R","body":{inner}}},"error":null}}"#
+            )
+        };
+        let mut lines: Vec<String> = [
+            r#"{"usage":{"prompt_tokens":26,"completion_tokens":49,"total_tokens":75},"choices":[{"finish_reason":"stop","index":0,"message":{"role":"assistant","content":"你好"}}]}"#,
+            r#"{"usage":{"prompt_tokens":1,"completion_tokens":9,"total_tokens":10,"completion_tokens_details":{"reasoning_tokens":7}},"choices":[{"message":{"content":"{\"a\":\"\u4e2d\\n\"}"},"finish_reason":"length"}]}"#,
+            r#"{"usage":{"prompt_tokens":1,"completion_tokens":9,"reasoning_tokens":4},"choices":[{"message":{"content":null}}]}"#,
+            r#"{"usage":null,"choices":[{"message":{"content":"x"}}]}"#,
+            r#"{"choices":[]}"#,
+            r#"{"usage":{"prompt_tokens":1.0,"completion_tokens":2},"choices":[{"message":{"content":"x"}}]}"#,
+            r#"{"usage":{"prompt_tokens":-1},"choices":[{"message":{"content":"x"}}]}"#,
+            r#"{"usage":{"prompt_tokens":3},"choices":[{"message":{"content":["part"]}}]}"#,
+            r#"{"usage":{"prompt_tokens":3},"choices":{"0":{"message":{"content":"x"}}}}"#,
+            r#"{"usage":{"prompt_tokens":3},"usage":{"prompt_tokens":4},"choices":[]}"#,
+            r#"{"usage":{"prompt_tokens":3},"data":null,"choices":[{"message":{"content":"x"}}]}"#,
+            r#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.5,-0.25]}],"usage":{"prompt_tokens":3,"total_tokens":3}}"#,
+            r#""{\"usage\":{\"prompt_tokens\":5},\"choices\":[{\"message\":{\"content\":\"hi\"}}]}""#,
+            r#"null"#,
+            r#"[1]"#,
+        ]
+        .iter()
+        .map(|inner| body(inner))
+        .collect();
+        lines.extend(
+            [
+                r#"{"custom_id":"7","response":null,"error":{"code":"rate_limit_exceeded","message":"slow down"}}"#,
+                r#"{"custom_id":"7","response":{"status_code":200,"body":{"choices":[{"message":{"content":"x"}}]}},"error":{"code":null,"message":null}}"#,
+                r#"{"custom_id":"7","response":{"status_code":200,"body":{"choices":[{"message":{"content":"x"}}]}},"error":{"code":"x"}}"#,
+                r#"{"custom_id":"8","response":{"status_code":400,"request_id":"r","body":{"error":{"code":"InvalidParameter","message":"bad"}}},"error":null}"#,
+                r#"{"custom_id":"9","response":{"status_code":200,"body":{"usage":{"prompt_tokens":2},"choices":[{"message":{"content":"x"}}]}}}"#,
+                r#"{"custom_id":"9","response":{"status_code":200,"request_id":null,"body":{"choices":[{"message":{"content":"x"}}]}}}"#,
+            ]
+            .map(str::to_owned),
+        );
+        for text in &lines {
+            for batch_status in [BatchStatus::Completed, BatchStatus::Expired] {
+                let parsed = line(text);
+                let expected = (
+                    parsed.custom_id.clone(),
+                    classify_result_line(&parsed, batch_status),
+                );
+                assert_eq!(
+                    classify_result_text(text, batch_status).unwrap(),
+                    expected,
+                    "{text}"
+                );
+            }
+        }
+        assert!(classify_result_text(r#"{"custom_id":5}"#, BatchStatus::Completed).is_err());
     }
 
     #[test]

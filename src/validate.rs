@@ -40,7 +40,15 @@ pub fn validate_job(
     let scratch = tempfile::tempdir()?;
     let ledger = Ledger::open_path(&scratch.path().join("validate.sqlite"))?;
     let (reuse, store_preview) = crate::engine::previewed_reuse(&job, provider, base_url)?;
-    let plan = plan_shards(&job, &profile, scratch.path(), &ledger, &reuse, show)?;
+    let plan = plan_shards(
+        &job,
+        &profile,
+        scratch.path(),
+        &ledger,
+        &reuse,
+        show,
+        &|_| {},
+    )?;
     if job.output_format == Some(crate::table::TableFormat::Excel)
         && let Err(problem) =
             crate::table::check_fits_a_sheet(plan.input_rows(), plan.output_columns)

@@ -61,6 +61,8 @@ pub struct RunBudget {
     pricer: RunPricer,
     cap: Option<BudgetCap>,
     estimates: BTreeMap<u64, ShardEstimate>,
+    /// Shards whose estimate is in `estimates` but not yet kept in the ledger.
+    estimates_not_saved: BTreeSet<u64>,
     /// What each settled shard committed, from its results; `None` when unbounded. Settled
     /// results never change, so each shard's files are read (and estimated) once.
     settled: BTreeMap<u64, Option<Money>>,
@@ -164,11 +166,25 @@ pub fn prepare_run_budget(
         RunRecord::record_tokenizer(ledger, &absolute).map_err(RunFailure::local)?;
     }
     let thinking = job.bills_thinking();
+    // Estimates an earlier process of the run counted the same way: read, not counted again.
+    let mut estimates = BTreeMap::new();
+    if let Some(estimator) = &estimator {
+        for text in ledger
+            .shard_estimates(&estimator.counter().description())
+            .map_err(RunFailure::local)?
+        {
+            if let Some(estimate) = ShardEstimate::from_stored(&text, estimator.price().currency())
+            {
+                estimates.insert(estimate.shard_index, estimate);
+            }
+        }
+    }
     Ok(RunBudget {
         estimator,
         pricer: RunPricer::new(prices.clone(), &job.spec.request.model, thinking),
         cap,
-        estimates: BTreeMap::new(),
+        estimates,
+        estimates_not_saved: BTreeSet::new(),
         settled: BTreeMap::new(),
         skipped: BTreeSet::new(),
         last_committed: None,
@@ -262,7 +278,46 @@ impl RunBudget {
         let Some(estimator) = &self.estimator else {
             return Ok(None);
         };
+        if !self.estimates.contains_key(&shard.shard_index) {
+            self.estimates_not_saved.insert(shard.shard_index);
+        }
         cached_shard_estimate(&mut self.estimates, estimator, run_directory, shard).map(Some)
+    }
+
+    /// Counts the estimate of every shard of the run not counted yet (while its batches run,
+    /// when the machine is otherwise idle) and keeps the new ones in the ledger, so the join
+    /// reads them.
+    ///
+    /// # Errors
+    /// When a shard file cannot be read or the ledger written.
+    pub fn estimate_every_shard(
+        &mut self,
+        ledger: &Ledger,
+        run_directory: &RunDirectory,
+    ) -> anyhow::Result<()> {
+        for shard in ledger.shards()? {
+            if self.shard_estimate(run_directory, &shard)?.is_none() {
+                return Ok(());
+            }
+        }
+        self.save_estimates(ledger)
+    }
+
+    /// Keeps the estimates counted since the last call in the ledger.
+    ///
+    /// # Errors
+    /// When the ledger cannot be written.
+    pub fn save_estimates(&mut self, ledger: &Ledger) -> anyhow::Result<()> {
+        let Some(estimator) = &self.estimator else {
+            return Ok(());
+        };
+        let counted_with = estimator.counter().description();
+        for shard_index in std::mem::take(&mut self.estimates_not_saved) {
+            if let Some(estimate) = self.estimates.get(&shard_index) {
+                ledger.save_shard_estimate(shard_index, &counted_with, &estimate.to_stored())?;
+            }
+        }
+        Ok(())
     }
 
     /// Before the first upload of a run with a cap: refuses (exit code 2, nothing spent) when the
@@ -399,6 +454,7 @@ impl RunBudget {
             estimator,
             pricer,
             estimates,
+            estimates_not_saved,
             settled,
             ..
         } = self;
@@ -412,6 +468,9 @@ impl RunBudget {
             }
             let status = shard.status();
             if !shard.results_downloaded {
+                if !estimates.contains_key(&shard.shard_index) {
+                    estimates_not_saved.insert(shard.shard_index);
+                }
                 let estimate = cached_shard_estimate(estimates, estimator, run_directory, &shard)?;
                 let Some(upper) = estimate.totals.upper_bound_cost else {
                     return Ok(None);

@@ -126,5 +126,6 @@ pub fn attach_estimates(
             report.cost_money,
         ));
     }
+    budget.save_estimates(ledger)?;
     Ok(())
 }

@@ -56,6 +56,7 @@ pub enum EventKind {
     RetryPlanned,
     /// The run's files at the provider were deleted.
     RemoteFilesDeleted,
+    RemoteCleanupFailed,
     /// A shard was held back by the budget cap.
     BudgetCapReached,
     /// The run ended at its budget cap with rows not submitted.
@@ -71,7 +72,7 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 21] = [
+    pub const ALL: [EventKind; 22] = [
         EventKind::RunStarted,
         EventKind::Planned,
         EventKind::FileUploaded,
@@ -87,6 +88,7 @@ impl EventKind {
         EventKind::AdoptionSent,
         EventKind::RetryPlanned,
         EventKind::RemoteFilesDeleted,
+        EventKind::RemoteCleanupFailed,
         EventKind::BudgetCapReached,
         EventKind::BudgetStopped,
         EventKind::BatchCancelRequested,
@@ -113,6 +115,7 @@ impl EventKind {
             EventKind::AdoptionSent => "adoption_sent",
             EventKind::RetryPlanned => "retry_planned",
             EventKind::RemoteFilesDeleted => "remote_files_deleted",
+            EventKind::RemoteCleanupFailed => "remote_cleanup_failed",
             EventKind::BudgetCapReached => "budget_cap_reached",
             EventKind::BudgetStopped => "budget_stopped",
             EventKind::BatchCancelRequested => "batch_cancel_requested",
@@ -196,6 +199,9 @@ pub enum Event<'a> {
     RemoteFilesDeleted {
         files: u64,
     },
+    RemoteCleanupFailed {
+        message: String,
+    },
     BudgetCapReached {
         shard: u64,
         rows: u64,
@@ -243,6 +249,7 @@ impl Event<'_> {
             Event::AdoptionSent { .. } => EventKind::AdoptionSent,
             Event::RetryPlanned { .. } => EventKind::RetryPlanned,
             Event::RemoteFilesDeleted { .. } => EventKind::RemoteFilesDeleted,
+            Event::RemoteCleanupFailed { .. } => EventKind::RemoteCleanupFailed,
             Event::BudgetCapReached { .. } => EventKind::BudgetCapReached,
             Event::BudgetStopped { .. } => EventKind::BudgetStopped,
             Event::BatchCancelRequested { .. } => EventKind::BatchCancelRequested,
@@ -348,6 +355,35 @@ impl EventSink {
         }
     }
 
+    /// A bar for a long local stage (`planning`, `joining`): rows done, of `total` when it is
+    /// known. Drawn only where the other bars are (a terminal, not `--json` or `--quiet`); it
+    /// disappears when dropped.
+    pub fn stage_progress(&self, stage: &'static str, total: Option<u64>) -> StageProgress {
+        let bar = match total {
+            Some(total) => {
+                let bar = self.bars.add(ProgressBar::new(total));
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "{prefix:>8} [{bar:30}] {human_pos}/{human_len} rows ({elapsed})",
+                    )
+                    .expect("static template")
+                    .progress_chars("=> "),
+                );
+                bar
+            }
+            None => {
+                let bar = self.bars.add(ProgressBar::no_length());
+                bar.set_style(
+                    ProgressStyle::with_template("{prefix:>8} {human_pos} rows ({elapsed})")
+                        .expect("static template"),
+                );
+                bar
+            }
+        };
+        bar.set_prefix(stage);
+        StageProgress(bar)
+    }
+
     pub fn finish_progress(&self) {
         if let Some(bar) = self.overall.lock().expect("overall lock").take() {
             bar.finish();
@@ -356,6 +392,21 @@ impl EventSink {
             bar.finish();
         }
         let _ = self.bars.clear();
+    }
+}
+
+/// The bar of a local stage; see [`EventSink::stage_progress`].
+pub struct StageProgress(ProgressBar);
+
+impl StageProgress {
+    pub fn set_rows(&self, rows: u64) {
+        self.0.set_position(rows);
+    }
+}
+
+impl Drop for StageProgress {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
     }
 }
 

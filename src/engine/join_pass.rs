@@ -533,6 +533,7 @@ pub fn join_results(
     output_path: &Path,
     output_format: TableFormat,
     budget_skipped: &std::collections::BTreeSet<u64>,
+    on_rows: &dyn Fn(u64),
 ) -> anyhow::Result<JoinSummary> {
     let reader = open_table_with(&job.input_path, job.input_format, &job.input_options)?;
     let input_schema = reader.schema();
@@ -591,6 +592,7 @@ pub fn join_results(
         let batch = batch?;
         // A signal stops the local stage between record batches, never silently later.
         crate::interrupt::check()?;
+        on_rows(row_number);
         let mut builders = ResultBuilders::new(job);
         for row in 0..batch.num_rows() {
             row_number += 1;
@@ -1058,6 +1060,7 @@ mod tests {
             &output,
             TableFormat::Csv,
             &std::collections::BTreeSet::new(),
+            &|_| {},
         )
         .unwrap();
         assert_eq!(summary.rows, 4);

@@ -3,6 +3,7 @@
 mod adoption;
 mod answer_recording;
 mod answer_reuse;
+mod batch_lookup;
 mod bloom_filter;
 mod budget;
 mod cancel;

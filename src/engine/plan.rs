@@ -78,7 +78,8 @@ pub fn output_table_shape(job: &Job) -> anyhow::Result<(u64, usize)> {
 
 /// Reads, renders and shards the whole input into `shards_directory`. Custom ids and request
 /// keys are claimed in `ledger` (which must not have them yet) so duplicates are found with flat
-/// memory; rows `reuse` answers without a request are in no shard.
+/// memory; rows `reuse` answers without a request are in no shard. `on_rows` is told the rows
+/// planned so far after each record batch (a progress bar).
 pub fn plan_shards(
     job: &Job,
     profile: &ProviderProfile,
@@ -86,6 +87,7 @@ pub fn plan_shards(
     ledger: &Ledger,
     reuse: &AnswerReuse,
     preview_count: usize,
+    on_rows: &dyn Fn(u64),
 ) -> anyhow::Result<PlanOutcome> {
     let reader = open_table_with(&job.input_path, job.input_format, &job.input_options)?;
     let schema = reader.schema();
@@ -278,6 +280,7 @@ pub fn plan_shards(
             if row_errors.len() >= MAX_REPORTED_ROW_ERRORS {
                 break;
             }
+            on_rows(row_number);
         }
         Ok(())
     })?;
@@ -632,6 +635,7 @@ mod tests {
                 ..AnswerReuse::nothing("sim")
             },
             0,
+            &|_| {},
         )
     }
 

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use super::batch_lookup::{LiveBatch, look_up_live_batches};
 use super::download::download_shard_results;
 use super::{Event, EventSink, RunDirectory};
 use crate::client::{ApiClient, ClientError};
@@ -65,7 +66,8 @@ pub fn record_batch_state(
         .map_err(ledger_error)
 }
 
-/// Polls until every shard with a batch has settled and its results are on disk, or until a
+/// Polls until a shard with a batch settles and its results are on disk (so its transient
+/// failures can be sent again while other batches still run), until every one has, or until a
 /// slot frees for a shard still waiting under `max_live_batches`.
 pub async fn poll_until_settled(
     client: &ApiClient,
@@ -79,7 +81,19 @@ pub async fn poll_until_settled(
     let mut interval = schedule.first_interval;
     loop {
         let shards = ledger.shards().map_err(ledger_error)?;
+        let live: Vec<LiveBatch<'_>> = shards
+            .iter()
+            .filter(|shard| !shard.results_downloaded && !shard.status().is_terminal())
+            .filter_map(|shard| {
+                shard.batch_id.as_deref().map(|batch_id| LiveBatch {
+                    batch_id,
+                    input_file_id: shard.file_id.as_deref(),
+                })
+            })
+            .collect();
+        let mut looked_up = look_up_live_batches(client, &live).await?;
         let mut pending = 0;
+        let mut settled_now = 0;
         for shard in &shards {
             let Some(batch_id) = &shard.batch_id else {
                 continue;
@@ -89,7 +103,10 @@ pub async fn poll_until_settled(
             }
             let mut shard = shard.clone();
             if !shard.status().is_terminal() {
-                let batch = client.get_batch(batch_id).await?;
+                let batch = match looked_up.remove(batch_id.as_str()) {
+                    Some(batch) => batch,
+                    None => client.get_batch(batch_id).await?,
+                };
                 crate::kill_point::reach("during_poll");
                 record_batch_state(ledger, shard.shard_index, &batch)?;
                 let counts = batch.request_counts.unwrap_or_default();
@@ -128,6 +145,7 @@ pub async fn poll_until_settled(
             }
             if shard.status().is_terminal() {
                 download_shard_results(client, ledger, run_directory, events, &shard).await?;
+                settled_now += 1;
             } else {
                 pending += 1;
             }
@@ -147,7 +165,7 @@ pub async fn poll_until_settled(
             answered.min(total_rows),
             &format!("{pending} batch(es) running"),
         );
-        if pending == 0 {
+        if pending == 0 || settled_now > 0 {
             return Ok(());
         }
         // Shards waiting for a free slot under the provider's concurrency cap go first.

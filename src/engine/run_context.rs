@@ -61,6 +61,9 @@ pub(super) struct Run {
     store: Option<AnswerStore>,
     /// The provider part of request keys.
     provider_identity: String,
+    /// The provider, once this process has talked to it: remote files are deleted through it
+    /// after the output is written.
+    connection: Option<super::connection::Connection>,
 }
 
 impl Run {
@@ -196,6 +199,7 @@ impl Run {
         Ok(Run {
             store,
             provider_identity,
+            connection: None,
             job,
             options,
             profile,
@@ -250,6 +254,7 @@ impl Run {
                     adoption,
                     claims: std::cell::RefCell::default(),
                 };
+                let progress = self.events.stage_progress("planning", None);
                 let planned = plan_shards(
                     &self.job,
                     &self.profile,
@@ -257,7 +262,9 @@ impl Run {
                     &self.ledger,
                     &reuse,
                     0,
+                    &|rows| progress.set_rows(rows),
                 );
+                drop(progress);
                 if reads_store {
                     self.store = reuse.store.take();
                 }
@@ -407,6 +414,11 @@ impl Run {
             )
             .await
             .map_err(|error| self.saved(error))?;
+            // The join's estimate-versus-actual needs every shard's estimate: counted now,
+            // while the batches run, and kept in the ledger.
+            self.budget
+                .estimate_every_shard(&self.ledger, &self.run_directory)
+                .map_err(RunFailure::local)?;
             let shards_waiting = self.shards_waiting()?;
             poll_until_settled(
                 client,
@@ -423,9 +435,8 @@ impl Run {
             .await
             .map_err(|error| self.saved(error.into()))?;
             self.record_answers();
-            if self.shards_waiting()? {
-                continue;
-            }
+            // Each settled shard's transient failures are sent again at once, while other
+            // batches still run.
             ingest_retry_results(&mut self.ledger, &self.run_directory)
                 .map_err(RunFailure::local)?;
             let retry_shards = plan_retries(
@@ -435,7 +446,23 @@ impl Run {
                 &self.run_directory,
             )
             .map_err(RunFailure::local)?;
-            if retry_shards == 0 {
+            if retry_shards > 0 {
+                self.events.emit(
+                    Event::RetryPlanned {
+                        shards: retry_shards,
+                    },
+                    || {
+                        Some(format!(
+                            "resending transiently failed requests in {retry_shards} retry shard(s)"
+                        ))
+                    },
+                );
+                continue;
+            }
+            if self.shards_waiting()? || self.shards_running()? {
+                continue;
+            }
+            {
                 let progress = settle_adoptions(
                     &self.job,
                     &self.profile,
@@ -477,24 +504,39 @@ impl Run {
                 tokio::time::sleep(schedule.max_interval).await;
                 continue;
             }
-            self.events.emit(
-                Event::RetryPlanned {
-                    shards: retry_shards,
-                },
-                || {
-                    Some(format!(
-                        "resending transiently failed requests in {retry_shards} retry shard(s)"
-                    ))
-                },
-            );
-        }
-        if self.job.spec.batch.delete_remote_files.unwrap_or(true) {
-            delete_remote_files(client, &self.ledger, &self.events)
-                .await
-                .map_err(|error| self.saved(error))?;
         }
         self.events.finish_progress();
+        self.connection = Some(connection);
         Ok(())
+    }
+
+    /// Deletes the run's files at the provider (the job may keep them), once the output is
+    /// written: the user has the table first. Whether none is left; a failure is said, and a
+    /// resumed run deletes what is left.
+    async fn delete_remote_files_after_output(&mut self) -> bool {
+        if !self.job.spec.batch.delete_remote_files.unwrap_or(true) {
+            return true;
+        }
+        let Some(connection) = &self.connection else {
+            // This process made no call (a finished run joined again): nothing to delete.
+            return true;
+        };
+        match delete_remote_files(&connection.client, &self.ledger, &self.events).await {
+            Ok(()) => true,
+            Err(error) => {
+                let message = format!(
+                    "the output is written, but the run's files at the provider could not all be deleted ({error:#}); `dashbatch resume {}` deletes the rest",
+                    self.run_directory.root.display()
+                );
+                self.events.emit(
+                    Event::RemoteCleanupFailed {
+                        message: message.clone(),
+                    },
+                    || Some(format!("warning: {message}")),
+                );
+                false
+            }
+        }
     }
 
     /// Records the answers of every shard downloaded since the last call in the answer store.
@@ -542,6 +584,16 @@ impl Run {
         );
     }
 
+    /// Whether some shard's batch has not settled with its results on disk.
+    fn shards_running(&self) -> Result<bool, RunFailure> {
+        Ok(self
+            .ledger
+            .shards()
+            .map_err(RunFailure::local)?
+            .iter()
+            .any(|shard| shard.batch_id.is_some() && !shard.results_downloaded))
+    }
+
     /// Whether some shard still waits for submission (shards held back by the budget cap are
     /// not waiting: they will not be sent).
     fn shards_waiting(&self) -> Result<bool, RunFailure> {
@@ -579,7 +631,7 @@ impl Run {
 
     /// Joins every input row to its result, writes the output table and `report.json`, and
     /// marks the run finished (unless the budget cap held shards back).
-    pub(super) fn join_and_report(mut self) -> Result<RunOutcome, RunFailure> {
+    pub(super) async fn join_and_report(mut self) -> Result<RunOutcome, RunFailure> {
         // Answers downloaded by an earlier process that stopped before storing them.
         self.record_answers();
         let thinking = self.job.bills_thinking();
@@ -595,6 +647,7 @@ impl Run {
                 self.run_directory.root.display()
             )));
         }
+        let progress = self.events.stage_progress("joining", None);
         let summary = join_results(
             &self.job,
             &self.profile,
@@ -605,12 +658,19 @@ impl Run {
             &self.output.path,
             self.output.format,
             self.budget.skipped_shards(),
+            &|rows| progress.set_rows(rows),
         )
         .map_err(RunFailure::local)?;
+        drop(progress);
+        // The output is written: the provider's copies of the files can go now. A run whose
+        // files are not all deleted stays unfinished, so a resumed run deletes the rest.
+        let remote_files_deleted = self.delete_remote_files_after_output().await;
         // A run that stopped at its budget cap stays unfinished: run it again with a higher
         // `--max-cost` to submit the rest.
         if self.budget.skipped_shards().is_empty() {
-            RunRecord::mark_finished(&self.ledger).map_err(RunFailure::local)?;
+            if remote_files_deleted {
+                RunRecord::mark_finished(&self.ledger).map_err(RunFailure::local)?;
+            }
             // Nothing of this run is in flight any more: runs waiting for its answers stop
             // waiting (and send what it did not answer).
             if let Some(store) = self.store.as_mut()

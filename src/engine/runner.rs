@@ -67,5 +67,5 @@ async fn execute(
     let mut run = Run::prepare(job, run_directory, options)?;
     run.plan()?;
     run.submit_and_wait().await?;
-    run.join_and_report()
+    run.join_and_report().await
 }

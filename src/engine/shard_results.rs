@@ -6,8 +6,8 @@ use std::io::{BufRead, BufReader};
 
 use super::RunDirectory;
 use crate::ledger::ShardRecord;
-use crate::row_result::{RowResult, RowStatus, classify_result_line};
-use crate::wire::{BatchStatus, ResultLine};
+use crate::row_result::{RowResult, RowStatus, classify_result_text};
+use crate::wire::BatchStatus;
 
 /// Reads one shard's result files into a map from custom_id to result.
 pub(super) fn load_shard_results(
@@ -77,15 +77,15 @@ fn for_each_result_line(
             if line.trim().is_empty() {
                 continue;
             }
-            let parsed: ResultLine = serde_json::from_str(&line).map_err(|error| {
-                anyhow::anyhow!(
-                    "{}, line {}: not a result line: {error}",
-                    path.display(),
-                    index + 1
-                )
-            })?;
-            let result = classify_result_line(&parsed, batch_status);
-            each(parsed.custom_id, &line, result);
+            let (custom_id, result) =
+                classify_result_text(&line, batch_status).map_err(|error| {
+                    anyhow::anyhow!(
+                        "{}, line {}: not a result line: {error}",
+                        path.display(),
+                        index + 1
+                    )
+                })?;
+            each(custom_id, &line, result);
         }
     }
     Ok(())

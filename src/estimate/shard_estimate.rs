@@ -77,6 +77,88 @@ impl EstimateTotals {
     }
 }
 
+/// A shard's estimate as kept in the run's ledger, so a join (or a join run again) reads it
+/// instead of counting every request's tokens again. Amounts are exact decimal text.
+#[derive(Debug, Serialize, serde::Deserialize)]
+struct StoredShardEstimate {
+    shard_index: u64,
+    first_row: u64,
+    attempt: u32,
+    requests: u64,
+    prompt_tokens: u64,
+    prompt_tokens_upper_bound: u64,
+    images: u64,
+    image_tokens: u64,
+    expected_output_tokens: Option<u64>,
+    max_output_tokens: Option<u64>,
+    /// (batch, realtime)
+    expected_cost: Option<(String, String)>,
+    upper_bound_cost: Option<(String, String)>,
+}
+
+impl ShardEstimate {
+    /// The estimate as JSON for the ledger.
+    #[must_use]
+    pub fn to_stored(&self) -> String {
+        let cost = |cost: Option<CostAtBothPrices>| {
+            cost.map(|cost| {
+                (
+                    cost.batch.to_decimal_string(),
+                    cost.realtime.to_decimal_string(),
+                )
+            })
+        };
+        let totals = &self.totals;
+        serde_json::to_string(&StoredShardEstimate {
+            shard_index: self.shard_index,
+            first_row: self.first_row,
+            attempt: self.attempt,
+            requests: totals.requests,
+            prompt_tokens: totals.prompt_tokens,
+            prompt_tokens_upper_bound: totals.prompt_tokens_upper_bound,
+            images: totals.images,
+            image_tokens: totals.image_tokens,
+            expected_output_tokens: totals.expected_output_tokens,
+            max_output_tokens: totals.max_output_tokens,
+            expected_cost: cost(totals.expected_cost),
+            upper_bound_cost: cost(totals.upper_bound_cost),
+        })
+        .expect("an estimate serialises")
+    }
+
+    /// An estimate [`Self::to_stored`] wrote, its amounts in `currency`; `None` when the text
+    /// is not one (then the estimate is counted again).
+    #[must_use]
+    pub fn from_stored(text: &str, currency: crate::pricing::Currency) -> Option<ShardEstimate> {
+        let stored: StoredShardEstimate = serde_json::from_str(text).ok()?;
+        let cost = |cost: Option<(String, String)>| -> Option<Option<CostAtBothPrices>> {
+            match cost {
+                None => Some(None),
+                Some((batch, realtime)) => Some(Some(CostAtBothPrices {
+                    batch: crate::pricing::Money::parse_decimal(&batch, currency).ok()?,
+                    realtime: crate::pricing::Money::parse_decimal(&realtime, currency).ok()?,
+                })),
+            }
+        };
+        Some(ShardEstimate {
+            shard_index: stored.shard_index,
+            first_row: stored.first_row,
+            attempt: stored.attempt,
+            totals: EstimateTotals {
+                requests: stored.requests,
+                prompt_tokens: stored.prompt_tokens,
+                prompt_tokens_upper_bound: stored.prompt_tokens_upper_bound,
+                images: stored.images,
+                image_tokens: stored.image_tokens,
+                expected_output_tokens: stored.expected_output_tokens,
+                max_output_tokens: stored.max_output_tokens,
+                expected_cost: cost(stored.expected_cost)?,
+                upper_bound_cost: cost(stored.upper_bound_cost)?,
+            },
+        })
+    }
+}
+
 fn add_tokens(total: Option<u64>, more: Option<u64>) -> Option<u64> {
     total
         .zip(more)

@@ -272,3 +272,72 @@ fn server_errors_on_upload_and_create_are_reconciled_then_sent_once() {
         "a 500 stores nothing, so each shard is stored once"
     );
 }
+
+/// Shards of the run whose files at the provider are not deleted yet.
+fn shards_with_remote_files(run_directory: &std::path::Path) -> i64 {
+    let connection = rusqlite::Connection::open(run_directory.join("ledger.sqlite")).unwrap();
+    connection
+        .query_row(
+            "SELECT COUNT(*) FROM shards WHERE remote_files_deleted = 0",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap()
+}
+
+#[test]
+fn the_output_is_written_before_remote_files_are_deleted_and_a_failed_delete_is_finished_by_resume()
+{
+    let simulator = StandaloneSimulator::start(&[]);
+    simulator.put_json(
+        "/_sim/faults",
+        &route_fault("delete_file", 1, json!("status_400")),
+    );
+    let workspace = review_workspace(12, 6, "");
+    let run_directory = workspace.path().join("run");
+    let output = workspace
+        .run_against(
+            &simulator,
+            "dashscope",
+            "reviews.toml",
+            &run_directory,
+            &["--json"],
+        )
+        .env("DASHSCOPE_API_KEY", SECRET_KEY)
+        .output()
+        .unwrap();
+    let events = text(&output.stdout);
+    // The rows are answered and written: the exit code says so, whatever the clean-up did.
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let cleanup_failed = events
+        .lines()
+        .find(|line| line.contains("\"remote_cleanup_failed\""))
+        .unwrap_or_else(|| panic!("no remote_cleanup_failed event:\n{events}"));
+    assert!(
+        cleanup_failed.contains("the output is written")
+            && cleanup_failed.contains("dashbatch resume"),
+        "{cleanup_failed}"
+    );
+    assert!(
+        events.lines().last().unwrap().contains("\"run_finished\""),
+        "the final event is still run_finished:\n{events}"
+    );
+    let statuses = string_column(
+        &read_parquet(&workspace.path().join("out.parquet")),
+        "status",
+    );
+    assert_eq!(count(&statuses, "ok"), 12);
+    assert!(shards_with_remote_files(&run_directory) > 0);
+
+    simulator.put_json("/_sim/faults", &json!({ "routes": {}, "batches": [] }));
+    let resumed = resume_command(&workspace, &run_directory).output().unwrap();
+    assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed.stderr));
+    assert_eq!(shards_with_remote_files(&run_directory), 0);
+    assert_finished_cleanly(&simulator, &workspace, &run_directory, 12);
+    // Finished now: another resume joins again without calling the provider.
+    let again = resume_command(&workspace, &run_directory)
+        .env_remove("DASHSCOPE_API_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
+}

@@ -15,6 +15,7 @@ mod input_trust;
 mod interop;
 mod invariants;
 mod jobs;
+mod polling;
 mod prices;
 mod providers;
 mod resume;
