@@ -1252,6 +1252,12 @@ impl Ledger {
         Ok(())
     }
 
+    /// The connection itself, for tests that doctor a ledger.
+    #[cfg(test)]
+    pub(crate) fn connection_for_tests(&self) -> &Connection {
+        &self.connection
+    }
+
     /// Groups many writes into one transaction (used while planning millions of rows).
     pub fn begin_bulk(&self) -> Result<(), LedgerError> {
         self.connection

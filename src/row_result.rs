@@ -325,6 +325,28 @@ pub fn classify_result_text(
     Ok((parsed.custom_id, result))
 }
 
+/// A struct read only from a JSON object: serde's derived structs also take an array (its items
+/// as the fields in order), where the full parse sees no fields at all.
+struct ObjectOnly<T>(T);
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for ObjectOnly<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for ObjectVisitor<T> {
+            type Value = T;
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        deserializer
+            .deserialize_map(ObjectVisitor(std::marker::PhantomData))
+            .map(ObjectOnly)
+    }
+}
+
 /// The result of a line that is a 200 chat answer without error, read without building a JSON
 /// tree; `None` for any other line.
 fn fast_chat_success(text: &str) -> Option<(String, RowResult)> {
@@ -338,7 +360,7 @@ fn fast_chat_success(text: &str) -> Option<(String, RowResult)> {
         #[serde(borrow)]
         custom_id: Cow<'a, str>,
         #[serde(default, borrow)]
-        response: Option<Response<'a>>,
+        response: Option<ObjectOnly<Response<'a>>>,
         #[serde(default)]
         error: Option<IgnoredAny>,
     }
@@ -348,14 +370,14 @@ fn fast_chat_success(text: &str) -> Option<(String, RowResult)> {
         #[serde(default, borrow)]
         request_id: Option<Cow<'a, str>>,
         #[serde(default, borrow)]
-        body: Option<Body<'a>>,
+        body: Option<ObjectOnly<Body<'a>>>,
     }
     #[derive(serde::Deserialize)]
     struct Body<'a> {
         #[serde(default)]
-        usage: Option<Usage>,
+        usage: Option<ObjectOnly<Usage>>,
         #[serde(default, borrow)]
-        choices: Option<Vec<Choice<'a>>>,
+        choices: Option<Vec<ObjectOnly<Choice<'a>>>>,
         #[serde(default)]
         data: Option<IgnoredAny>,
     }
@@ -370,7 +392,7 @@ fn fast_chat_success(text: &str) -> Option<(String, RowResult)> {
         #[serde(default)]
         reasoning_tokens: Option<u64>,
         #[serde(default)]
-        completion_tokens_details: Option<UsageDetails>,
+        completion_tokens_details: Option<ObjectOnly<UsageDetails>>,
     }
     #[derive(serde::Deserialize)]
     struct UsageDetails {
@@ -380,7 +402,7 @@ fn fast_chat_success(text: &str) -> Option<(String, RowResult)> {
     #[derive(serde::Deserialize)]
     struct Choice<'a> {
         #[serde(default, borrow)]
-        message: Option<Message<'a>>,
+        message: Option<ObjectOnly<Message<'a>>>,
         #[serde(default, borrow)]
         finish_reason: Option<Cow<'a, str>>,
     }
@@ -390,9 +412,9 @@ fn fast_chat_success(text: &str) -> Option<(String, RowResult)> {
         content: Option<Cow<'a, str>>,
     }
 
-    let line: Line<'_> = serde_json::from_str(text).ok()?;
-    let response = line.response?;
-    let body = response.body?;
+    let ObjectOnly(line) = serde_json::from_str::<ObjectOnly<Line<'_>>>(text).ok()?;
+    let ObjectOnly(response) = line.response?;
+    let ObjectOnly(body) = response.body?;
     if response.status_code != 200 || line.error.is_some() || body.data.is_some() {
         return None;
     }
@@ -401,19 +423,19 @@ fn fast_chat_success(text: &str) -> Option<(String, RowResult)> {
         status: Some(RowStatus::Ok),
         ..RowResult::default()
     };
-    if let Some(usage) = body.usage {
+    if let Some(ObjectOnly(usage)) = body.usage {
         result.prompt_tokens = usage.prompt_tokens;
         result.completion_tokens = usage.completion_tokens;
         result.total_tokens = usage.total_tokens;
         result.reasoning_tokens = usage
             .completion_tokens_details
-            .and_then(|details| details.reasoning_tokens)
+            .and_then(|ObjectOnly(details)| details.reasoning_tokens)
             .or(usage.reasoning_tokens);
     }
-    if let Some(choice) = body.choices.and_then(|choices| choices.into_iter().next()) {
+    if let Some(ObjectOnly(choice)) = body.choices.and_then(|choices| choices.into_iter().next()) {
         result.content = choice
             .message
-            .and_then(|message| message.content)
+            .and_then(|ObjectOnly(message)| message.content)
             .map(Cow::into_owned);
         result.finish_reason = choice.finish_reason.map(Cow::into_owned);
     }
@@ -485,6 +507,12 @@ mod tests {
             r#""{\"usage\":{\"prompt_tokens\":5},\"choices\":[{\"message\":{\"content\":\"hi\"}}]}""#,
             r#"null"#,
             r#"[1]"#,
+            r#"[]"#,
+            r#"[{"prompt_tokens":3},[{"message":{"content":"x"}}]]"#,
+            r#"{"usage":[3,4,7],"choices":[{"message":{"content":"x"}}]}"#,
+            r#"{"usage":{"prompt_tokens":3,"completion_tokens_details":[7]},"choices":[{"message":{"content":"x"}}]}"#,
+            r#"{"usage":{"prompt_tokens":3},"choices":[{"message":["hi"]}]}"#,
+            r#"{"usage":{"prompt_tokens":3},"choices":[[{"content":"x"},"stop"]]}"#,
         ]
         .iter()
         .map(|inner| body(inner))
@@ -497,6 +525,7 @@ mod tests {
                 r#"{"custom_id":"8","response":{"status_code":400,"request_id":"r","body":{"error":{"code":"InvalidParameter","message":"bad"}}},"error":null}"#,
                 r#"{"custom_id":"9","response":{"status_code":200,"body":{"usage":{"prompt_tokens":2},"choices":[{"message":{"content":"x"}}]}}}"#,
                 r#"{"custom_id":"9","response":{"status_code":200,"request_id":null,"body":{"choices":[{"message":{"content":"x"}}]}}}"#,
+                r#"{"custom_id":"9","response":[200,"r",{"choices":[{"message":{"content":"x"}}]}]}"#,
             ]
             .map(str::to_owned),
         );

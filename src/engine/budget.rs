@@ -170,7 +170,7 @@ pub fn prepare_run_budget(
     let mut estimates = BTreeMap::new();
     if let Some(estimator) = &estimator {
         for text in ledger
-            .shard_estimates(&estimator.counter().description())
+            .shard_estimates(&estimate_identity(estimator))
             .map_err(RunFailure::local)?
         {
             if let Some(estimate) = ShardEstimate::from_stored(&text, estimator.price().currency())
@@ -211,6 +211,17 @@ pub fn max_cost_setting(
         default: None,
     }
     .resolve()
+}
+
+/// What a kept estimate was counted and priced with: the tokenizer and the model's whole price
+/// (tiers, currency). An estimate kept under another identity (a price file changed on resume,
+/// a new built-in table, another vocabulary) is counted again, never read at the old prices.
+fn estimate_identity(estimator: &RequestEstimator) -> String {
+    format!(
+        "{} | {:?}",
+        estimator.counter().description(),
+        estimator.price()
+    )
 }
 
 /// The estimate of `shard` from `cache`, computed from its shard file the first time.
@@ -296,6 +307,8 @@ impl RunBudget {
         run_directory: &RunDirectory,
     ) -> anyhow::Result<()> {
         for shard in ledger.shards()? {
+            // Counting a big run takes seconds: a signal stops it between shards.
+            crate::interrupt::check()?;
             if self.shard_estimate(run_directory, &shard)?.is_none() {
                 return Ok(());
             }
@@ -311,7 +324,7 @@ impl RunBudget {
         let Some(estimator) = &self.estimator else {
             return Ok(());
         };
-        let counted_with = estimator.counter().description();
+        let counted_with = estimate_identity(estimator);
         for shard_index in std::mem::take(&mut self.estimates_not_saved) {
             if let Some(estimate) = self.estimates.get(&shard_index) {
                 ledger.save_shard_estimate(shard_index, &counted_with, &estimate.to_stored())?;
@@ -850,6 +863,71 @@ mod tests {
             ledger,
             budget,
         }
+    }
+
+    #[test]
+    fn kept_estimates_are_read_back_only_under_the_prices_they_were_counted_with() {
+        let shards = [planned(&[Some(1_000), Some(3_000)])];
+        let mut setup = budget_setup("sim-budget", "10", &shards);
+        let budget = setup.budget.as_mut().unwrap();
+        budget
+            .estimate_every_shard(&setup.ledger, &setup.run_directory)
+            .unwrap();
+        let upper = |budget: &mut RunBudget, ledger: &Ledger| {
+            let shard = &ledger.shards().unwrap()[0];
+            budget
+                .shard_estimate(&setup.run_directory, shard)
+                .unwrap()
+                .unwrap()
+                .totals
+                .upper_bound_cost
+                .unwrap()
+                .batch
+                .to_decimal_string()
+        };
+        // 4,000 output tokens at 0.000001 CNY each.
+        assert_eq!(upper(budget, &setup.ledger), "0.004");
+        // The kept estimate is what a later process reads: a doctored one proves it.
+        setup
+            .ledger
+            .connection_for_tests()
+            .execute(
+                "UPDATE shard_estimates SET estimate = replace(estimate, '\"0.004\"', '\"0.005\"')",
+                [],
+            )
+            .unwrap();
+        let record = RunRecord::read(&setup.ledger).unwrap();
+        let prices = |output: &str| {
+            PriceTable::for_provider(crate::provider::ProviderKind::Dashscope)
+                .with_override_toml(
+                    &format!(
+                        "[models.sim-budget]\ncurrency = \"CNY\"\ninput = 0\noutput = {output}\n"
+                    ),
+                    std::path::Path::new("test-prices.toml"),
+                )
+                .unwrap()
+        };
+        let mut same_prices = prepare_run_budget(
+            &setup.job,
+            &prices("2"),
+            &setup.ledger,
+            &record,
+            Some("10"),
+            None,
+        )
+        .unwrap();
+        assert_eq!(upper(&mut same_prices, &setup.ledger), "0.005");
+        // Dearer prices on resume: counted again at them, never read at the old ones.
+        let mut dearer = prepare_run_budget(
+            &setup.job,
+            &prices("4"),
+            &setup.ledger,
+            &record,
+            Some("10"),
+            None,
+        )
+        .unwrap();
+        assert_eq!(upper(&mut dearer, &setup.ledger), "0.008");
     }
 
     struct BeforeFirstUploadCase {

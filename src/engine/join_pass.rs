@@ -380,22 +380,51 @@ struct CurrentShard {
     rows_joined: u64,
 }
 
-fn open_shard(
+/// A planned shard's results by custom_id: read from its result files when they are on disk.
+fn shard_results(
     run_directory: &RunDirectory,
     record: &ShardRecord,
+) -> anyhow::Result<HashMap<String, RowResult>> {
+    let batch_status = record.batch_status.as_ref().map(|_| record.status());
+    if !record.results_downloaded {
+        return Ok(HashMap::new());
+    }
+    load_shard_results(
+        run_directory,
+        record,
+        batch_status.unwrap_or(BatchStatus::Unknown),
+    )
+}
+
+/// Reads the results of `shards` (in order) on a thread of `scope`, one shard ahead of the join:
+/// the join takes each shard's results from the receiver when it reaches the shard. Reading
+/// stops at the first error (handed over in its place) or when the receiver is dropped.
+fn read_results_ahead<'scope, 'env>(
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+    run_directory: &'env RunDirectory,
+    shards: Vec<&'env ShardRecord>,
+) -> std::sync::mpsc::Receiver<(u64, anyhow::Result<HashMap<String, RowResult>>)> {
+    // A rendezvous: at most the shard being joined and the next one are held.
+    let (results, results_inbox) = std::sync::mpsc::sync_channel(0);
+    scope.spawn(move || {
+        for record in shards {
+            let read = shard_results(run_directory, record);
+            let failed = read.is_err();
+            if results.send((record.shard_index, read)).is_err() || failed {
+                return;
+            }
+        }
+    });
+    results_inbox
+}
+
+fn open_shard(
+    record: &ShardRecord,
+    results: HashMap<String, RowResult>,
     pricer: &RunPricer,
     skipped_by_budget: bool,
 ) -> anyhow::Result<CurrentShard> {
     let batch_status = record.batch_status.as_ref().map(|_| record.status());
-    let results = if record.results_downloaded {
-        load_shard_results(
-            run_directory,
-            record,
-            batch_status.unwrap_or(BatchStatus::Unknown),
-        )?
-    } else {
-        HashMap::new()
-    };
     let errors: Vec<BatchError> = record
         .batch_errors
         .as_deref()
@@ -588,144 +617,159 @@ pub fn join_results(
         summary.shards.push(report);
     };
 
-    for batch in reader {
-        let batch = batch?;
-        // A signal stops the local stage between record batches, never silently later.
-        crate::interrupt::check()?;
-        on_rows(row_number);
-        let mut builders = ResultBuilders::new(job);
-        for row in 0..batch.num_rows() {
-            row_number += 1;
-            let custom_id = renderer.custom_id(&batch, row, row_number)?;
-            if let Some(reason) = renderer.skipped_reason(&batch, row, row_number, &custom_id)? {
-                let result = RowResult {
-                    error_code: Some(EMPTY_PROMPT_ERROR_CODE.into()),
-                    error_message: Some(format!("not sent: {reason}")),
-                    ..RowResult::default()
-                };
-                *summary
-                    .rows_by_status
-                    .entry(SKIPPED_STATUS.to_owned())
-                    .or_default() += 1;
-                builders.append(
-                    &custom_id,
-                    SKIPPED_STATUS,
-                    &result,
-                    Some(0.0),
-                    None,
-                    None,
-                    None,
-                );
-                continue;
-            }
-            let row_source = row_sources.source_of(row_number)?;
-            if let Some((source, key)) = row_source
-                && source != RowSource::SharedWithCopies
-            {
-                let (mut result, answering_batch, answer_source) =
-                    reused_result(ledger, source, &key, row_number)?;
-                let declared_values = judge_answer(job, &mut result);
-                let row_cost = if answer_source == AnswerSource::Batch {
-                    // An adopted request this run sent itself: its own, billed here.
-                    summary.rows_sent_for_adoptions += 1;
-                    account_billed_row(&mut summary, None, pricer, &result)
-                        .map(|cost| cost.batch.to_f64())
-                } else {
-                    if let Some(cost) = pricer.row_cost(&result) {
-                        summary.reuse_saved.add(cost.batch);
-                    }
-                    match answer_source {
-                        AnswerSource::Store => summary.rows_from_store += 1,
-                        AnswerSource::Adopted => summary.rows_adopted += 1,
-                        _ => summary.rows_deduplicated += 1,
-                    }
-                    let status = result.status().as_str().to_owned();
-                    *summary.rows_by_status.entry(status).or_default() += 1;
-                    Some(0.0)
-                };
-                builders.append(
-                    &custom_id,
-                    result.status().as_str(),
-                    &result,
-                    row_cost,
-                    answering_batch.as_deref(),
-                    Some(answer_source),
-                    declared_values.as_deref(),
-                );
-                continue;
-            }
-            rows_sent += 1;
-            while current
-                .as_ref()
-                .is_none_or(|shard| shard.rows_joined >= shard.record.row_count)
-            {
-                if let Some(done) = current.take() {
-                    finish_shard(done, &mut summary);
+    // The next shard's results are read on another thread while this one's rows are joined.
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let results_ahead = read_results_ahead(
+            scope,
+            run_directory,
+            shards.iter().filter(|shard| shard.attempt <= 1).collect(),
+        );
+        for batch in reader {
+            let batch = batch?;
+            // A signal stops the local stage between record batches, never silently later.
+            crate::interrupt::check()?;
+            on_rows(row_number);
+            let mut builders = ResultBuilders::new(job);
+            for row in 0..batch.num_rows() {
+                row_number += 1;
+                let custom_id = renderer.custom_id(&batch, row, row_number)?;
+                if let Some(reason) =
+                    renderer.skipped_reason(&batch, row, row_number, &custom_id)?
+                {
+                    let result = RowResult {
+                        error_code: Some(EMPTY_PROMPT_ERROR_CODE.into()),
+                        error_message: Some(format!("not sent: {reason}")),
+                        ..RowResult::default()
+                    };
+                    *summary
+                        .rows_by_status
+                        .entry(SKIPPED_STATUS.to_owned())
+                        .or_default() += 1;
+                    builders.append(
+                        &custom_id,
+                        SKIPPED_STATUS,
+                        &result,
+                        Some(0.0),
+                        None,
+                        None,
+                        None,
+                    );
+                    continue;
                 }
-                let record = shard_iter.next().ok_or_else(|| {
+                let row_source = row_sources.source_of(row_number)?;
+                if let Some((source, key)) = row_source
+                    && source != RowSource::SharedWithCopies
+                {
+                    let (mut result, answering_batch, answer_source) =
+                        reused_result(ledger, source, &key, row_number)?;
+                    let declared_values = judge_answer(job, &mut result);
+                    let row_cost = if answer_source == AnswerSource::Batch {
+                        // An adopted request this run sent itself: its own, billed here.
+                        summary.rows_sent_for_adoptions += 1;
+                        account_billed_row(&mut summary, None, pricer, &result)
+                            .map(|cost| cost.batch.to_f64())
+                    } else {
+                        if let Some(cost) = pricer.row_cost(&result) {
+                            summary.reuse_saved.add(cost.batch);
+                        }
+                        match answer_source {
+                            AnswerSource::Store => summary.rows_from_store += 1,
+                            AnswerSource::Adopted => summary.rows_adopted += 1,
+                            _ => summary.rows_deduplicated += 1,
+                        }
+                        let status = result.status().as_str().to_owned();
+                        *summary.rows_by_status.entry(status).or_default() += 1;
+                        Some(0.0)
+                    };
+                    builders.append(
+                        &custom_id,
+                        result.status().as_str(),
+                        &result,
+                        row_cost,
+                        answering_batch.as_deref(),
+                        Some(answer_source),
+                        declared_values.as_deref(),
+                    );
+                    continue;
+                }
+                rows_sent += 1;
+                while current
+                    .as_ref()
+                    .is_none_or(|shard| shard.rows_joined >= shard.record.row_count)
+                {
+                    if let Some(done) = current.take() {
+                        finish_shard(done, &mut summary);
+                    }
+                    let record = shard_iter.next().ok_or_else(|| {
                     anyhow::anyhow!(
                         "row {row_number} of `{}` belongs to no shard: the input changed since the run was planned; start a new run",
                         job.input_path.display()
                     )
                 })?;
-                if record.first_row != row_number {
-                    anyhow::bail!(
-                        "shard {} starts at row {} but row {row_number} of `{}` comes next: the input changed since the run was planned; start a new run",
-                        record.shard_index,
-                        record.first_row,
-                        job.input_path.display()
-                    );
+                    if record.first_row != row_number {
+                        anyhow::bail!(
+                            "shard {} starts at row {} but row {row_number} of `{}` comes next: the input changed since the run was planned; start a new run",
+                            record.shard_index,
+                            record.first_row,
+                            job.input_path.display()
+                        );
+                    }
+                    let results = match results_ahead.recv() {
+                        Ok((shard_index, results)) if shard_index == record.shard_index => results?,
+                        _ => shard_results(run_directory, record)?,
+                    };
+                    current = Some(open_shard(
+                        record,
+                        results,
+                        pricer,
+                        budget_skipped.contains(&record.shard_index),
+                    )?);
                 }
-                current = Some(open_shard(
-                    run_directory,
-                    record,
-                    pricer,
-                    budget_skipped.contains(&record.shard_index),
-                )?);
-            }
-            let shard = current.as_mut().expect("current shard set above");
-            shard.rows_joined += 1;
-            let line = shard.rows_joined;
-            let mut result = shard.result_for(&custom_id, line);
-            let mut answering_batch = shard.record.batch_id.clone();
-            if has_overrides
-                && result.status() != RowStatus::Ok
-                && let Some((batch_id, text)) = ledger.row_override(&custom_id)?
-            {
-                result = serde_json::from_str(&text)?;
-                answering_batch = batch_id;
-            }
+                let shard = current.as_mut().expect("current shard set above");
+                shard.rows_joined += 1;
+                let line = shard.rows_joined;
+                let mut result = shard.result_for(&custom_id, line);
+                let mut answering_batch = shard.record.batch_id.clone();
+                if has_overrides
+                    && result.status() != RowStatus::Ok
+                    && let Some((batch_id, text)) = ledger.row_override(&custom_id)?
+                {
+                    result = serde_json::from_str(&text)?;
+                    answering_batch = batch_id;
+                }
 
-            let declared_values = judge_answer(job, &mut result);
-            if let Some((RowSource::SharedWithCopies, key)) = row_source {
-                ledger.set_shared_result(
-                    &key,
-                    &serde_json::to_string(&result)?,
+                let declared_values = judge_answer(job, &mut result);
+                if let Some((RowSource::SharedWithCopies, key)) = row_source {
+                    ledger.set_shared_result(
+                        &key,
+                        &serde_json::to_string(&result)?,
+                        answering_batch.as_deref(),
+                    )?;
+                }
+
+                let row_cost = account_billed_row(&mut summary, Some(shard), pricer, &result);
+                builders.append(
+                    &custom_id,
+                    result.status().as_str(),
+                    &result,
+                    row_cost.map(|cost| cost.batch.to_f64()),
                     answering_batch.as_deref(),
-                )?;
+                    Some(AnswerSource::Batch),
+                    declared_values.as_deref(),
+                );
             }
-
-            let row_cost = account_billed_row(&mut summary, Some(shard), pricer, &result);
-            builders.append(
-                &custom_id,
-                result.status().as_str(),
-                &result,
-                row_cost.map(|cost| cost.batch.to_f64()),
-                answering_batch.as_deref(),
-                Some(AnswerSource::Batch),
-                declared_values.as_deref(),
-            );
+            summary.rows += batch.num_rows() as u64;
+            let mut columns: Vec<ArrayRef> = kept
+                .iter()
+                .map(|index| batch.column(*index).clone())
+                .collect();
+            columns.extend(builders.finish());
+            let output = RecordBatch::try_new(schema.clone(), columns)?;
+            writer.write(&output)?;
+            crate::kill_point::reach("during_join");
         }
-        summary.rows += batch.num_rows() as u64;
-        let mut columns: Vec<ArrayRef> = kept
-            .iter()
-            .map(|index| batch.column(*index).clone())
-            .collect();
-        columns.extend(builders.finish());
-        let output = RecordBatch::try_new(schema.clone(), columns)?;
-        writer.write(&output)?;
-        crate::kill_point::reach("during_join");
-    }
+        Ok(())
+    })?;
     if let Some(done) = current.take() {
         finish_shard(done, &mut summary);
     }

@@ -289,8 +289,9 @@ pub fn plan_shards(
     if row_errors.len() < MAX_REPORTED_ROW_ERRORS {
         let repeats = id_claims.finish()?;
         row_errors.extend(repeats.iter().map(|repeat| repeated_id_error(job, repeat)));
-        row_errors.truncate(MAX_REPORTED_ROW_ERRORS);
     }
+    // An early check of many candidates may report thousands of repeats at once.
+    row_errors.truncate(MAX_REPORTED_ROW_ERRORS);
     if let Some(shard) = open_shard.take() {
         shards.push(shard.close()?);
     }

@@ -395,6 +395,11 @@ impl Run {
         )
         .await?;
         let client = &connection.client;
+        if self.resuming {
+            // Files an earlier process could not delete after writing its output (its results
+            // are on disk): deleted first, whatever the join below then finds.
+            self.delete_remote_files_or_warn(client).await;
+        }
         self.events.start_progress(self.planned_rows);
         let mut last_waiting: Option<u64> = None;
         let schedule = poll_schedule(
@@ -514,14 +519,20 @@ impl Run {
     /// written: the user has the table first. Whether none is left; a failure is said, and a
     /// resumed run deletes what is left.
     async fn delete_remote_files_after_output(&mut self) -> bool {
-        if !self.job.spec.batch.delete_remote_files.unwrap_or(true) {
-            return true;
-        }
         let Some(connection) = &self.connection else {
             // This process made no call (a finished run joined again): nothing to delete.
             return true;
         };
-        match delete_remote_files(&connection.client, &self.ledger, &self.events).await {
+        self.delete_remote_files_or_warn(&connection.client).await
+    }
+
+    /// Deletes the remote files of every shard whose results are on disk (unless the job keeps
+    /// them); whether none is left. A failure is said, not the run's failure.
+    async fn delete_remote_files_or_warn(&self, client: &crate::client::ApiClient) -> bool {
+        if !self.job.spec.batch.delete_remote_files.unwrap_or(true) {
+            return true;
+        }
+        match delete_remote_files(client, &self.ledger, &self.events).await {
             Ok(()) => true,
             Err(error) => {
                 let message = format!(
