@@ -162,6 +162,20 @@ fn json_kind(value: &Value) -> &'static str {
     }
 }
 
+/// An answered request's usage: without a reasoning count no reasoning was billed; without any
+/// usage it was billed by an unknown amount, said on the row and never counted as zero.
+fn settle_usage(result: &mut RowResult) {
+    if result.prompt_tokens.is_some() {
+        result.reasoning_tokens.get_or_insert(0);
+    } else {
+        result.error_code = Some(USAGE_MISSING_ERROR_CODE.to_owned());
+        result.error_message = Some(
+            "the provider answered without token usage, so this row's cost is unknown (left empty, not 0)"
+                .to_owned(),
+        );
+    }
+}
+
 /// Classifies one result line of a batch that ended in `batch_status`.
 pub fn classify_result_line(line: &ResultLine, batch_status: BatchStatus) -> RowResult {
     let mut result = RowResult::default();
@@ -241,17 +255,7 @@ pub fn classify_result_line(line: &ResultLine, batch_status: BatchStatus) -> Row
                 None => status = RowStatus::InvalidOutput,
             }
         }
-        if result.prompt_tokens.is_some() {
-            // Usage without a reasoning count means no reasoning was billed.
-            result.reasoning_tokens.get_or_insert(0);
-        } else {
-            // Billed, but by how much is unknown: said on the row, never counted as zero.
-            result.error_code = Some(USAGE_MISSING_ERROR_CODE.to_owned());
-            result.error_message = Some(
-                "the provider answered without token usage, so this row's cost is unknown (left empty, not 0)"
-                    .to_owned(),
-            );
-        }
+        settle_usage(&mut result);
         if status == RowStatus::InvalidOutput {
             // Like the join's own output checks, an unusable answer's code wins.
             result.error_code = Some("invalid_output".to_owned());
@@ -439,15 +443,7 @@ fn fast_chat_success(text: &str) -> Option<(String, RowResult)> {
             .map(Cow::into_owned);
         result.finish_reason = choice.finish_reason.map(Cow::into_owned);
     }
-    if result.prompt_tokens.is_some() {
-        result.reasoning_tokens.get_or_insert(0);
-    } else {
-        result.error_code = Some(USAGE_MISSING_ERROR_CODE.to_owned());
-        result.error_message = Some(
-            "the provider answered without token usage, so this row's cost is unknown (left empty, not 0)"
-                .to_owned(),
-        );
-    }
+    settle_usage(&mut result);
     Some((line.custom_id.into_owned(), result))
 }
 

@@ -295,15 +295,7 @@ fn the_output_is_written_before_remote_files_are_deleted_and_a_failed_delete_is_
     );
     let workspace = review_workspace(12, 6, "");
     let run_directory = workspace.path().join("run");
-    let output = workspace
-        .run_against(
-            &simulator,
-            "dashscope",
-            "reviews.toml",
-            &run_directory,
-            &["--json"],
-        )
-        .env("DASHSCOPE_API_KEY", SECRET_KEY)
+    let output = review_json_run_command(&workspace, &simulator, &run_directory)
         .output()
         .unwrap();
     let events = text(&output.stdout);

@@ -263,6 +263,23 @@ pub fn review_run_command(
     command
 }
 
+/// [`review_run_command`] with `--json` events on stdout instead of `--quiet`.
+pub fn review_json_run_command(
+    workspace: &Workspace,
+    simulator: &StandaloneSimulator,
+    run_directory: &Path,
+) -> std::process::Command {
+    let mut command = workspace.run_against(
+        simulator,
+        "dashscope",
+        "reviews.toml",
+        run_directory,
+        &["--json"],
+    );
+    command.env("DASHSCOPE_API_KEY", SECRET_KEY);
+    command
+}
+
 pub fn resume_command(workspace: &Workspace, run_directory: &Path) -> std::process::Command {
     let mut command = workspace.command(&["resume", run_directory.to_str().unwrap(), "--quiet"]);
     command.env("DASHSCOPE_API_KEY", SECRET_KEY);

@@ -12,15 +12,7 @@ fn run_with_events(
     workspace: &Workspace,
     run_directory: &std::path::Path,
 ) -> Vec<Value> {
-    let output = workspace
-        .run_against(
-            simulator,
-            "dashscope",
-            "reviews.toml",
-            run_directory,
-            &["--json"],
-        )
-        .env("DASHSCOPE_API_KEY", SECRET_KEY)
+    let output = review_json_run_command(workspace, simulator, run_directory)
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));

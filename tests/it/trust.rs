@@ -361,15 +361,7 @@ fn a_definite_refusal_of_batch_creation_cleans_up_and_does_not_say_resume() {
     );
     let workspace = review_workspace(6, 6, "");
     let run_directory = workspace.path().join("run");
-    let output = workspace
-        .run_against(
-            &simulator,
-            "dashscope",
-            "reviews.toml",
-            &run_directory,
-            &["--json"],
-        )
-        .env("DASHSCOPE_API_KEY", SECRET_KEY)
+    let output = review_json_run_command(&workspace, &simulator, &run_directory)
         .output()
         .unwrap();
     let stderr = text(&output.stderr);
