@@ -2,7 +2,8 @@
 //! are retrieved one by one (`GET /batches/{id}`); from 40 live batches on, one list call filtered by up to 20 input files (`GET /batches?input_file_ids=…`, DashScope's
 //! limit: reference §3.3) answers for 20 batches at once, so 1,000 live batches cost 50 calls a
 //! round, not 1,000 (DashScope allows 1,000 retrieves a minute). A batch a list does not show
-//! (a provider that ignores the filter and lists others first) is retrieved by itself.
+//! (a provider that ignores the filter and lists others first) is retrieved by itself, and so is
+//! every batch of a list call the provider refuses (after the client's own retries).
 
 use std::collections::HashMap;
 
@@ -38,13 +39,16 @@ pub async fn look_up_live_batches(
             if input_file_ids.is_empty() {
                 continue;
             }
-            let page = client
+            let Ok(page) = client
                 .list_batches(&BatchListQuery {
                     limit: Some(100),
                     input_file_ids,
                     ..BatchListQuery::default()
                 })
-                .await?;
+                .await
+            else {
+                continue;
+            };
             for batch in page.data.unwrap_or_default() {
                 if group.iter().any(|live| live.batch_id == batch.id) {
                     found.insert(batch.id.clone(), batch);

@@ -81,3 +81,20 @@ fn many_live_batches_are_polled_with_list_calls() {
         "polled one by one: {get_calls} GETs, {list_calls} list calls"
     );
 }
+
+#[test]
+fn a_refused_list_call_falls_back_to_one_get_per_batch() {
+    let simulator = StandaloneSimulator::start(&[]);
+    simulator.put_json(
+        "/_sim/faults",
+        &json!({ "routes": { "list_batches": [
+            { "nth": 1, "kind": "status_400" }, { "nth": 2, "kind": "status_400" }
+        ] }, "batches": [] }),
+    );
+    let workspace = review_workspace(90, 2, "");
+    let run_directory = workspace.path().join("run");
+    run_with_events(&simulator, &workspace, &run_directory);
+    assert_finished_cleanly(&simulator, &workspace, &run_directory, 90);
+    let calls = simulator.get_json("/_sim/requests")["calls"].clone();
+    assert!(calls["get_batch"].as_u64().unwrap_or(0) >= 40, "{calls}");
+}
