@@ -246,38 +246,41 @@ pub fn set_review_model(workspace: &Workspace, model: &str) {
     );
 }
 
-/// `dashbatch run` of the review job against `simulator`, as a real provider with a key.
-pub fn review_run_command(
+/// `dashbatch run` of the review job against `simulator`, as a real provider with a key, with
+/// `output_flag` (`--quiet` or `--json`).
+fn review_command(
     workspace: &Workspace,
     simulator: &StandaloneSimulator,
     run_directory: &Path,
+    output_flag: &str,
 ) -> std::process::Command {
     let mut command = workspace.run_against(
         simulator,
         "dashscope",
         "reviews.toml",
         run_directory,
-        &["--quiet"],
+        &[output_flag],
     );
     command.env("DASHSCOPE_API_KEY", SECRET_KEY);
     command
 }
 
-/// [`review_run_command`] with `--json` events on stdout instead of `--quiet`.
+/// [`review_command`] printing nothing but errors.
+pub fn review_run_command(
+    workspace: &Workspace,
+    simulator: &StandaloneSimulator,
+    run_directory: &Path,
+) -> std::process::Command {
+    review_command(workspace, simulator, run_directory, "--quiet")
+}
+
+/// [`review_command`] with `--json` events on stdout.
 pub fn review_json_run_command(
     workspace: &Workspace,
     simulator: &StandaloneSimulator,
     run_directory: &Path,
 ) -> std::process::Command {
-    let mut command = workspace.run_against(
-        simulator,
-        "dashscope",
-        "reviews.toml",
-        run_directory,
-        &["--json"],
-    );
-    command.env("DASHSCOPE_API_KEY", SECRET_KEY);
-    command
+    review_command(workspace, simulator, run_directory, "--json")
 }
 
 pub fn resume_command(workspace: &Workspace, run_directory: &Path) -> std::process::Command {
