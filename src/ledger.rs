@@ -320,10 +320,6 @@ CREATE TABLE IF NOT EXISTS effects (
     started_at TEXT NOT NULL,
     finished_at TEXT
 );
-CREATE TABLE IF NOT EXISTS row_ids (
-    custom_id TEXT PRIMARY KEY,
-    row_number INTEGER NOT NULL
-) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS shard_estimates (
     shard_index INTEGER PRIMARY KEY,
     counted_with TEXT NOT NULL,
@@ -869,7 +865,7 @@ impl Ledger {
     pub fn clear_plan(&self) -> Result<(), LedgerError> {
         self.connection
             .execute_batch(
-                "DELETE FROM shards; DELETE FROM row_ids; DELETE FROM shard_rows; DELETE FROM row_overrides;
+                "DELETE FROM shards; DELETE FROM shard_rows; DELETE FROM row_overrides;
                  DELETE FROM request_keys; DELETE FROM row_sources; DELETE FROM shard_estimates; DELETE FROM pinned_answers; DELETE FROM shared_results;
                  DELETE FROM adoptions;",
             )
