@@ -61,6 +61,8 @@ pub(super) struct Run {
     store: Option<AnswerStore>,
     /// The provider part of request keys.
     provider_identity: String,
+    /// The size and modification time the input file had when its hash last matched the plan.
+    input_passed_as: Option<(u64, std::time::SystemTime)>,
     /// The provider, once this process has talked to it: remote files are deleted through it
     /// after the output is written.
     connection: Option<super::connection::Connection>,
@@ -199,6 +201,7 @@ impl Run {
         Ok(Run {
             store,
             provider_identity,
+            input_passed_as: None,
             connection: None,
             job,
             options,
@@ -375,10 +378,21 @@ impl Run {
     }
 
     /// Whether the input is still the one the run planned (true when no plan recorded one).
-    fn input_is_as_planned(&self) -> bool {
-        self.record.input_sha256.as_ref().is_none_or(|recorded| {
-            input_sha256(&self.job.input_path).ok().as_ref() == Some(recorded)
-        })
+    /// Whether the input is still the one planned. Hashing is a pass over the whole input, so
+    /// a second check in this process of a single file whose size and modification time are
+    /// those it had when it last passed (a resumed run checks before planning and again before
+    /// joining) is answered without hashing again.
+    fn input_is_as_planned(&mut self) -> bool {
+        let Some(recorded) = self.record.input_sha256.as_ref() else {
+            return true;
+        };
+        let stamp = input_file_stamp(&self.job.input_path);
+        if stamp.is_some() && stamp == self.input_passed_as {
+            return true;
+        }
+        let as_planned = input_sha256(&self.job.input_path).ok().as_ref() == Some(recorded);
+        self.input_passed_as = if as_planned { stamp } else { None };
+        as_planned
     }
 
     /// Submits every shard (within the live-batch limit and the budget), polls until each
@@ -554,17 +568,13 @@ impl Run {
     /// The store only saves money later: a failure to write it is a warning, never the run's
     /// failure (the shards stay unmarked, so a resumed run records them).
     fn record_answers(&mut self) {
+        if self.store.is_none() || self.options.rehearse {
+            return;
+        }
+        let pricer = self.pricer();
         let Some(store) = self.store.as_mut() else {
             return;
         };
-        if self.options.rehearse {
-            return;
-        }
-        let pricer = RunPricer::new(
-            self.prices.clone(),
-            &self.job.spec.request.model,
-            self.job.bills_thinking(),
-        );
         let recording = AnswerRecording {
             job: &self.job,
             run_id: &self.run_directory.run_id(),
@@ -580,6 +590,15 @@ impl Run {
             }
             Err(error) => self.store_warning(&error),
         }
+    }
+
+    /// What the run's rows cost: the model's price at batch and realtime price.
+    fn pricer(&self) -> RunPricer {
+        RunPricer::new(
+            self.prices.clone(),
+            &self.job.spec.request.model,
+            self.job.bills_thinking(),
+        )
     }
 
     fn store_warning(&self, error: &anyhow::Error) {
@@ -645,8 +664,7 @@ impl Run {
     pub(super) async fn join_and_report(mut self) -> Result<RunOutcome, RunFailure> {
         // Answers downloaded by an earlier process that stopped before storing them.
         self.record_answers();
-        let thinking = self.job.bills_thinking();
-        let pricer = RunPricer::new(self.prices.clone(), &self.job.spec.request.model, thinking);
+        let pricer = self.pricer();
         let shards = self.ledger.shards().map_err(RunFailure::local)?;
         // The input is read again to join: it must still be the one planned (a part rewritten
         // with as many rows would otherwise be joined to another row's answer).
@@ -970,4 +988,14 @@ fn lost_run_directory(
                 .join(", ")
         }
     )
+}
+
+/// The size and modification time of an input that is one regular file; `None` for a
+/// partitioned input (its parts are hashed every time).
+fn input_file_stamp(path: &std::path::Path) -> Option<(u64, std::time::SystemTime)> {
+    let metadata = std::fs::metadata(path).ok()?;
+    if !metadata.is_file() {
+        return None;
+    }
+    Some((metadata.len(), metadata.modified().ok()?))
 }
