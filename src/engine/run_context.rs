@@ -228,12 +228,15 @@ impl Run {
             Some(rows) => rows,
             None => {
                 self.ledger.clear_plan().map_err(RunFailure::local)?;
+                // Taken before hashing: a file changed while it is hashed does not pass later.
+                let stamp = input_file_stamp(&self.job.input_path);
                 let input_sha256 = input_sha256(&self.job.input_path).map_err(|error| {
                     RunFailure::local(anyhow::anyhow!(
                         "cannot read input `{}`: {error}",
                         self.job.input_path.display()
                     ))
                 })?;
+                self.input_passed_as = stamp;
                 // `--refresh`: nothing is taken from the store (nor adopted); it is still written.
                 let reads_store = !self.options.refresh;
                 let shards_directory = self.run_directory.shards_directory();
@@ -257,7 +260,7 @@ impl Run {
                     adoption,
                     claims: std::cell::RefCell::default(),
                 };
-                let progress = self.events.stage_progress("planning", None);
+                let progress = self.events.stage_progress("planning");
                 let planned = plan_shards(
                     &self.job,
                     &self.profile,
@@ -676,7 +679,7 @@ impl Run {
                 self.run_directory.root.display()
             )));
         }
-        let progress = self.events.stage_progress("joining", None);
+        let progress = self.events.stage_progress("joining");
         let summary = join_results(
             &self.job,
             &self.profile,
