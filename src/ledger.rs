@@ -320,6 +320,7 @@ CREATE TABLE IF NOT EXISTS effects (
     started_at TEXT NOT NULL,
     finished_at TEXT
 );
+DROP TABLE IF EXISTS row_ids;
 CREATE TABLE IF NOT EXISTS shard_estimates (
     shard_index INTEGER PRIMARY KEY,
     counted_with TEXT NOT NULL,
@@ -754,20 +755,33 @@ impl Ledger {
             .map_err(|e| self.error(e))
     }
 
-    /// Keeps a shard's estimate (replacing one counted otherwise).
-    pub fn save_shard_estimate(
+    /// Keeps shards' estimates, (shard index, estimate), all counted as `counted_with`
+    /// (replacing ones counted otherwise), in one transaction (a savepoint, so it may run inside
+    /// another).
+    pub fn save_shard_estimates(
         &self,
-        shard_index: u64,
         counted_with: &str,
-        estimate: &str,
+        estimates: &[(u64, String)],
     ) -> Result<(), LedgerError> {
-        self.connection
-            .execute(
+        if estimates.is_empty() {
+            return Ok(());
+        }
+        let write = || -> rusqlite::Result<()> {
+            self.connection.execute_batch("SAVEPOINT shard_estimates")?;
+            let mut statement = self.connection.prepare_cached(
                 "INSERT OR REPLACE INTO shard_estimates (shard_index, counted_with, estimate) VALUES (?1, ?2, ?3)",
-                params![shard_index as i64, counted_with, estimate],
-            )
-            .map(|_| ())
-            .map_err(|e| self.error(e))
+            )?;
+            for (shard_index, estimate) in estimates {
+                statement.execute(params![*shard_index as i64, counted_with, estimate])?;
+            }
+            self.connection.execute_batch("RELEASE shard_estimates")
+        };
+        write().map_err(|e| {
+            let _ = self
+                .connection
+                .execute_batch("ROLLBACK TO shard_estimates; RELEASE shard_estimates");
+            self.error(e)
+        })
     }
 
     /// Records retry shards, the rows they carry, and that their source shards were scanned, all

@@ -324,12 +324,15 @@ impl RunBudget {
         let Some(estimator) = &self.estimator else {
             return Ok(());
         };
-        let counted_with = estimate_identity(estimator);
-        for shard_index in std::mem::take(&mut self.estimates_not_saved) {
-            if let Some(estimate) = self.estimates.get(&shard_index) {
-                ledger.save_shard_estimate(shard_index, &counted_with, &estimate.to_stored())?;
-            }
-        }
+        let estimates: Vec<(u64, String)> = std::mem::take(&mut self.estimates_not_saved)
+            .into_iter()
+            .filter_map(|shard_index| {
+                self.estimates
+                    .get(&shard_index)
+                    .map(|estimate| (shard_index, estimate.to_stored()))
+            })
+            .collect();
+        ledger.save_shard_estimates(&estimate_identity(estimator), &estimates)?;
         Ok(())
     }
 
