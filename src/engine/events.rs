@@ -355,31 +355,14 @@ impl EventSink {
         }
     }
 
-    /// A bar for a long local stage (`planning`, `joining`): rows done, of `total` when it is
-    /// known. Drawn only where the other bars are (a terminal, not `--json` or `--quiet`); it
-    /// disappears when dropped.
-    pub fn stage_progress(&self, stage: &'static str, total: Option<u64>) -> StageProgress {
-        let bar = match total {
-            Some(total) => {
-                let bar = self.bars.add(ProgressBar::new(total));
-                bar.set_style(
-                    ProgressStyle::with_template(
-                        "{prefix:>8} [{bar:30}] {human_pos}/{human_len} rows ({elapsed})",
-                    )
-                    .expect("static template")
-                    .progress_chars("=> "),
-                );
-                bar
-            }
-            None => {
-                let bar = self.bars.add(ProgressBar::no_length());
-                bar.set_style(
-                    ProgressStyle::with_template("{prefix:>8} {human_pos} rows ({elapsed})")
-                        .expect("static template"),
-                );
-                bar
-            }
-        };
+    /// A bar for a long local stage (`planning`, `joining`): rows done so far. Drawn only where
+    /// the other bars are (a terminal, not `--json` or `--quiet`); it disappears when dropped.
+    pub fn stage_progress(&self, stage: &'static str) -> StageProgress {
+        let bar = self.bars.add(ProgressBar::no_length());
+        bar.set_style(
+            ProgressStyle::with_template("{prefix:>8} {human_pos} rows ({elapsed})")
+                .expect("static template"),
+        );
         bar.set_prefix(stage);
         StageProgress(bar)
     }

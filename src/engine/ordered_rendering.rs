@@ -119,15 +119,9 @@ impl<'renderer> OrderedRendering<'renderer> {
         self.helper.as_ref().map(|(batches, _)| batches.clone())
     }
 
-    /// Says the loop moves to the next record batch.
-    pub fn next_batch(&mut self) {
-        if self.helper.is_none() {
-            self.ready.clear();
-        }
-    }
-
     /// Row `row` of `batch` (numbered `row_number`), rendered. Rows must be asked for in order,
-    /// every row of each batch handed to [`Self::start_batch`].
+    /// every row of each batch (a text job's batches handed to [`Self::render_ahead`] first);
+    /// an image job's window never reaches past its batch.
     pub fn render(&mut self, batch: &RecordBatch, row: usize, row_number: u64) -> RowOutcome {
         if let Some((_, chunks)) = &self.helper {
             if self.ready.is_empty() {

@@ -130,7 +130,6 @@ pub fn plan_shards(
             let (batch, place) = read?;
             // A signal stops the local stage between record batches, never silently later.
             crate::interrupt::check()?;
-            ordered.next_batch();
             for row in 0..batch.num_rows() {
                 row_number += 1;
                 let line = place.line_of_row(row);

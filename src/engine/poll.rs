@@ -103,10 +103,9 @@ pub async fn poll_until_settled(
             }
             let mut shard = shard.clone();
             if !shard.status().is_terminal() {
-                let batch = match looked_up.remove(batch_id.as_str()) {
-                    Some(batch) => batch,
-                    None => client.get_batch(batch_id).await?,
-                };
+                let batch = looked_up
+                    .remove(batch_id.as_str())
+                    .expect("every live batch is looked up");
                 crate::kill_point::reach("during_poll");
                 record_batch_state(ledger, shard.shard_index, &batch)?;
                 let counts = batch.request_counts.unwrap_or_default();
