@@ -23,7 +23,7 @@ use crate::job::{EmptyImageRule, Job, ResponseFormat};
 use crate::model_facts::thinks_unless_told_not_to;
 use crate::output_fields::{answer_json_schema, schema_instruction};
 use crate::provider::ProviderProfile;
-use crate::table::{cell_value, check_template_type, display_cell};
+use crate::table::{cell_value, check_template_type, display_cell, is_text_type, text_cell};
 
 /// A variable every template may use besides the columns: the 1-based row number.
 pub const ROW_NUMBER_VARIABLE: &str = "row_number";
@@ -251,6 +251,15 @@ enum PlainSegment {
     RowNumber,
 }
 
+/// The system prompt with the declared fields' schema instruction after it, when the provider
+/// takes no schema mode.
+fn with_schema_suffix(system_text: String, suffix: Option<&str>) -> String {
+    match suffix {
+        Some(suffix) => format!("{system_text}\n\n{suffix}"),
+        None => system_text,
+    }
+}
+
 /// A plain template filled in for `row`: what rendering it gives. `None` when a cell is null
 /// or the text would pass the render budget: the template is then run, and says so.
 fn fill_plain(
@@ -282,20 +291,6 @@ fn fill_plain(
         }
     }
     Some(text)
-}
-
-/// The text cell at `row` of a text column; `None` when it is null or the column holds no text.
-fn text_cell(column: &dyn Array, row: usize) -> Option<&str> {
-    use arrow_array::cast::AsArray;
-    if column.is_null(row) {
-        return None;
-    }
-    match column.data_type() {
-        arrow_schema::DataType::Utf8 => Some(column.as_string::<i32>().value(row)),
-        arrow_schema::DataType::LargeUtf8 => Some(column.as_string::<i64>().value(row)),
-        arrow_schema::DataType::Utf8View => Some(column.as_string_view().value(row)),
-        _ => None,
-    }
 }
 
 struct TemplateSlot {
@@ -432,13 +427,8 @@ impl RequestRenderer {
                         PlainPart::Text(text) => Some(PlainSegment::Text(text.to_owned())),
                         PlainPart::Variable(variable) => {
                             match columns.iter().find(|(_, column)| column == variable) {
-                                Some((index, _)) => matches!(
-                                    schema.field(*index).data_type(),
-                                    arrow_schema::DataType::Utf8
-                                        | arrow_schema::DataType::LargeUtf8
-                                        | arrow_schema::DataType::Utf8View
-                                )
-                                .then_some(PlainSegment::TextColumn(*index)),
+                                Some((index, _)) => is_text_type(schema.field(*index).data_type())
+                                    .then_some(PlainSegment::TextColumn(*index)),
                                 None => (variable == ROW_NUMBER_VARIABLE)
                                     .then_some(PlainSegment::RowNumber),
                             }
@@ -614,10 +604,10 @@ impl RequestRenderer {
         let fixed_system_json = match (&system_slot, &system_suffix) {
             (None, None) => None,
             (None, Some(suffix)) => Some(suffix.clone()),
-            (Some(slot), suffix) => slot.constant.as_ref().map(|text| match suffix {
-                Some(suffix) => format!("{text}\n\n{suffix}"),
-                None => text.clone(),
-            }),
+            (Some(slot), suffix) => slot
+                .constant
+                .as_ref()
+                .map(|text| with_schema_suffix(text.clone(), suffix.as_deref())),
         }
         .map(|text| {
             let mut json = Vec::new();
@@ -984,10 +974,7 @@ impl RequestRenderer {
             (Some(_), _) | (None, None) => None,
             (None, Some(slot)) => {
                 let text = self.render_slot(slot, batch, row, row_number, &custom_id)?;
-                Some(match &self.system_suffix {
-                    Some(suffix) => format!("{text}\n\n{suffix}"),
-                    None => text,
-                })
+                Some(with_schema_suffix(text, self.system_suffix.as_deref()))
             }
         };
         let mut messages = self.messages_json(system_text.as_deref(), &user_text, &images);

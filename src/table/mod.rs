@@ -22,6 +22,8 @@ pub use format::TableFormat;
 pub use input_options::{InputOptions, SheetChoice};
 pub use input_parts::{find_input_files, format_of_parts, glob_base, is_glob, is_within_input};
 pub use reader::{BatchPlace, TableReader, open_table, open_table_with};
-pub use row_value::{CellError, cell_value, check_template_type, display_cell};
+pub use row_value::{
+    CellError, cell_value, check_template_type, display_cell, is_text_type, text_cell,
+};
 pub use text_source::{TextEncoding, encoding_for_label, sniff_delimiter};
 pub use writer::{AtomicTableWriter, write_error};

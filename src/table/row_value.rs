@@ -150,6 +150,27 @@ fn dictionary_value<K: ArrowDictionaryKeyType>(
     cell_value(dictionary.values().as_ref(), index)
 }
 
+/// Whether a column of `data_type` holds text (read by [`text_cell`]).
+pub fn is_text_type(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    )
+}
+
+/// The text of the cell at `row`, borrowed; `None` when it is null or the column holds no text.
+pub fn text_cell(array: &dyn Array, row: usize) -> Option<&str> {
+    if array.is_null(row) {
+        return None;
+    }
+    match array.data_type() {
+        DataType::Utf8 => Some(array.as_string::<i32>().value(row)),
+        DataType::LargeUtf8 => Some(array.as_string::<i64>().value(row)),
+        DataType::Utf8View => Some(array.as_string_view().value(row)),
+        _ => None,
+    }
+}
+
 /// Converts the cell at `row` into a minijinja value: text stays text, numbers stay numbers,
 /// nulls become `none` (shown as nothing), lists become sequences, structs maps, and dates,
 /// times, timestamps and decimals their ISO / exact text.
@@ -157,11 +178,11 @@ pub fn cell_value(array: &dyn Array, row: usize) -> Result<Value, CellError> {
     if array.is_null(row) {
         return Ok(Value::from(()));
     }
+    if let Some(text) = text_cell(array, row) {
+        return Ok(Value::from(text));
+    }
     let value = match array.data_type() {
         DataType::Null => Value::from(()),
-        DataType::Utf8 => Value::from(array.as_string::<i32>().value(row)),
-        DataType::LargeUtf8 => Value::from(array.as_string::<i64>().value(row)),
-        DataType::Utf8View => Value::from(array.as_string_view().value(row)),
         DataType::Boolean => Value::from(array.as_boolean().value(row)),
         DataType::Int8 => Value::from(array.as_primitive::<Int8Type>().value(row)),
         DataType::Int16 => Value::from(array.as_primitive::<Int16Type>().value(row)),
@@ -228,19 +249,15 @@ fn sequence(items: &dyn Array) -> Result<Value, CellError> {
 /// The cell as text: strings as they are, everything else as a template shows it. Used for ids.
 /// A null cell is the empty string (callers check for nulls first).
 pub fn display_cell(array: &dyn Array, row: usize) -> Result<String, CellError> {
-    match array.data_type() {
-        DataType::Utf8 => Ok(array.as_string::<i32>().value(row).to_owned()),
-        DataType::LargeUtf8 => Ok(array.as_string::<i64>().value(row).to_owned()),
-        DataType::Utf8View => Ok(array.as_string_view().value(row).to_owned()),
-        _ => {
-            let value = cell_value(array, row)?;
-            Ok(if value.is_none() {
-                String::new()
-            } else {
-                value.to_string()
-            })
-        }
+    if let Some(text) = text_cell(array, row) {
+        return Ok(text.to_owned());
     }
+    let value = cell_value(array, row)?;
+    Ok(if value.is_none() {
+        String::new()
+    } else {
+        value.to_string()
+    })
 }
 
 /// The cell as text in a text-only column; an error (never an empty string) when it cannot be.
