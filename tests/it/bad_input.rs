@@ -173,3 +173,65 @@ fn a_real_provider_without_a_key_stops_before_anything_else() {
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("DASHSCOPE_API_KEY"), "{stderr}");
 }
+
+/// The `dashbatch run` of `job.toml` against `simulator`, which must refuse the input.
+fn refused_run(workspace: &Workspace, simulator: &StandaloneSimulator) -> String {
+    let output = workspace.run(&[
+        "run",
+        "job.toml",
+        "--provider",
+        "sim",
+        "--base-url",
+        &simulator.base_url,
+    ]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(uploads(simulator), 0, "nothing may be uploaded");
+    stderr
+}
+
+#[test]
+fn repeated_ids_far_apart_and_throughout_are_named_with_their_first_row_and_line() {
+    let simulator = StandaloneSimulator::start(&[]);
+    let workspace = Workspace::new();
+    workspace.write(
+        "job.toml",
+        "[input]\npath = \"rows.csv\"\nid_column = \"id\"\n[request]\nmodel = \"qwen-plus\"\ntemplate = \"{{ text }}\"\n",
+    );
+    // Row 9,000 (past two record batches) repeats row 3's id.
+    let mut rows = String::from("id,text\n");
+    for row in 1..=10_000u32 {
+        let id = if row == 9_000 { 3 } else { row };
+        rows.push_str(&format!("{id},text {row}\n"));
+    }
+    workspace.write("rows.csv", &rows);
+    let stderr = refused_run(&workspace, &simulator);
+    assert!(
+        stderr.contains("row 9000 (line 9001)")
+            && stderr.contains("custom_id `3`")
+            && stderr.contains("already used by row 3")
+            && stderr.contains("1 bad row"),
+        "{stderr}"
+    );
+
+    // Every row with one id: more candidates than are held before an early check; the message
+    // still lists 20 problems.
+    let mut rows = String::from("id,text\n");
+    for row in 1..=100_050u32 {
+        rows.push_str(&format!("same,text {row}\n"));
+    }
+    workspace.write("rows.csv", &rows);
+    let stderr = refused_run(&workspace, &simulator);
+    assert!(
+        stderr.contains("at least 20 bad rows")
+            && stderr.contains("row 2 (line 3)")
+            && stderr.contains("already used by row 1")
+            && stderr.contains("(stopped after 20 problems)"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("already used by row 1").count(),
+        20,
+        "{stderr}"
+    );
+}

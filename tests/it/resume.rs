@@ -445,3 +445,38 @@ fn cancel_goes_on_past_a_batch_that_already_ended() {
     assert_success(&again);
     assert_eq!(calls(&simulator)["cancel_batch"], 5);
 }
+
+#[test]
+fn joining_again_reads_each_shards_estimate_kept_in_the_ledger() {
+    let simulator = StandaloneSimulator::start(&[]);
+    let workspace = review_workspace(12, 6, "");
+    let run_directory = workspace.path().join("run");
+    assert_success(
+        &review_run_command(&workspace, &simulator, &run_directory)
+            .output()
+            .unwrap(),
+    );
+    let expected = read_report(&run_directory)["shards"][0]["estimate_vs_actual"]["cost_expected"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ledger = rusqlite::Connection::open(run_directory.join("ledger.sqlite")).unwrap();
+    let kept: i64 = ledger
+        .query_row("SELECT COUNT(*) FROM shard_estimates", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(kept, 2, "one kept estimate per shard");
+    // A doctored kept estimate shows in the report of a join run again: it was read, not
+    // counted again from the shard file.
+    ledger
+        .execute(
+            "UPDATE shard_estimates SET estimate = replace(estimate, ?1, '\"123.5\"') WHERE shard_index = 0",
+            [format!("\"{expected}\"")],
+        )
+        .unwrap();
+    drop(ledger);
+    assert_success(&resume_command(&workspace, &run_directory).output().unwrap());
+    assert_eq!(
+        read_report(&run_directory)["shards"][0]["estimate_vs_actual"]["cost_expected"],
+        "123.50"
+    );
+}
