@@ -153,7 +153,37 @@ pub fn check_output_target(
             )));
         }
     }
+    // Below the run directory's top lie the files the run keeps (shards, downloaded results,
+    // the simulator's state): an output there could replace answers already paid for.
+    if let Some(kept) = run_directory_part_holding(path, &run_root) {
+        return Err(RunFailure::local(anyhow::anyhow!(
+            "the output `{}` is inside the run directory's `{kept}`, where the run keeps its own files; write it at the run directory's top or elsewhere",
+            path.display()
+        )));
+    }
     probe_writable(path)
+}
+
+/// The subdirectory of the run directory `run_root` (`results`, `shards`, ...) that `path`'s
+/// directory lies in, as written or once links are followed (its nearest existing directory),
+/// when it lies in one.
+fn run_directory_part_holding(path: &Path, run_root: &Path) -> Option<String> {
+    let first_part_below = |directory: &Path, root: &Path| {
+        directory
+            .strip_prefix(root)
+            .ok()?
+            .components()
+            .next()
+            .map(|part| part.as_os_str().to_string_lossy().into_owned())
+    };
+    let directory = absolute(path).parent()?.to_owned();
+    first_part_below(&directory, &absolute(run_root)).or_else(|| {
+        let root = std::fs::canonicalize(run_root).ok()?;
+        let existing = directory
+            .ancestors()
+            .find_map(|directory| std::fs::canonicalize(directory).ok())?;
+        first_part_below(&existing, &root)
+    })
 }
 
 /// Creates the output's directory and a probe file beside the output, then removes the probe.

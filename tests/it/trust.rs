@@ -291,6 +291,35 @@ fn outputs_that_would_be_wrong_are_refused_before_anything_is_uploaded() {
         std::fs::read_to_string(workspace.path().join("mine/output.parquet")).unwrap(),
         "my own file"
     );
+    // Inside the run directory's own files: a new run, and a finished run joined again, refuse
+    // to write where the downloaded (paid) results are.
+    let output = run(
+        "run-d",
+        &["--output", "run-d/results/shard-00000.output.jsonl"],
+    );
+    assert_refused_before_upload(
+        &output,
+        &simulator,
+        &["inside the run directory's `results`"],
+    );
+    assert_success(&run("run-e", &[]));
+    let results = workspace
+        .path()
+        .join("run-e/results/shard-00000.output.jsonl");
+    let results_before = std::fs::read(&results).unwrap();
+    for inside in [
+        "run-e/results/shard-00000.output.jsonl",
+        "run-e/shards/new/out.csv",
+    ] {
+        let output = workspace.run(&["resume", "run-e", "--output", inside, "--quiet"]);
+        assert_ne!(output.status.code(), Some(0), "{inside}");
+        assert!(
+            text(&output.stderr).contains("where the run keeps its own files"),
+            "{}",
+            text(&output.stderr)
+        );
+    }
+    assert_eq!(std::fs::read(&results).unwrap(), results_before);
 }
 
 #[test]
