@@ -1,4 +1,5 @@
-//! SIGINT and SIGTERM for the commands that spend money (`run`, `resume`, `cancel`): handlers
+//! SIGINT and SIGTERM for the commands that spend money (`run`, `resume`, `cancel`) and those whose
+//! local work is long (`validate`, `estimate`): handlers
 //! installed before any work starts, a process-wide flag that long local stages (planning, the
 //! join) check between record batches, and the exit code a signal demands (130 or 143).
 //!

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::terminal::print_error;
+use super::terminal::{install_signal_handlers, local_command_failure};
 use crate::cli::ProviderArgument;
 use crate::estimate;
 use crate::exit;
@@ -15,6 +15,9 @@ pub fn estimate_command(
     base_url: Option<String>,
     json: bool,
 ) -> u8 {
+    if let Err(code) = install_signal_handlers() {
+        return code;
+    }
     let options = estimate::EstimateOptions {
         provider: provider.into(),
         prices_file: prices,
@@ -35,9 +38,6 @@ pub fn estimate_command(
             crate::console::print_text(&text);
             exit::SUCCESS
         }
-        Err(error) => {
-            print_error(&format!("{error:#}"));
-            exit::INPUT_ERROR
-        }
+        Err(error) => local_command_failure(&error),
     }
 }

@@ -59,7 +59,22 @@ pub fn say_interrupted(interrupted: Interrupted, run_directory: Option<&Path>) {
     }
 }
 
-/// The signal handlers for the commands that spend money, installed before they start.
+/// The exit code of a command that spends nothing (`validate`, `estimate`) after it failed: a
+/// stop by signal is 130 or 143, said as such; anything else is an input error.
+pub fn local_command_failure(error: &anyhow::Error) -> u8 {
+    if interrupt::is_interruption(error)
+        && let Some(interrupted) = interrupt::received()
+    {
+        say_interrupted(interrupted, None);
+        return interrupt::exit_code(interrupted);
+    }
+    print_error(&format!("{error:#}"));
+    exit::INPUT_ERROR
+}
+
+/// The signal handlers for the commands that spend money, and for those whose local work takes
+/// long (`validate`, `estimate`: their scratch files are removed when a signal stops them),
+/// installed before they start.
 pub fn install_signal_handlers() -> Result<(), u8> {
     interrupt::install_handlers().map_err(|error| {
         print_error(&format!("cannot install the signal handlers: {error}"));

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::terminal::{print_error, print_text};
+use super::terminal::{install_signal_handlers, local_command_failure, print_text};
 use crate::cli::ProviderArgument;
 use crate::exit;
 use crate::validate;
@@ -15,14 +15,14 @@ pub fn validate_command(
     prices: Option<&Path>,
     base_url: Option<&str>,
 ) -> u8 {
+    if let Err(code) = install_signal_handlers() {
+        return code;
+    }
     match validate::validate_job(job, provider.into(), show, prices, base_url) {
         Ok(text) => {
             print_text(&text);
             exit::SUCCESS
         }
-        Err(error) => {
-            print_error(&format!("{error:#}"));
-            exit::INPUT_ERROR
-        }
+        Err(error) => local_command_failure(&error),
     }
 }

@@ -111,6 +111,8 @@ pub fn estimate_job(job_file: &Path, options: &EstimateOptions) -> anyhow::Resul
     let mut shards = Vec::with_capacity(plan.shards.len());
     let mut thinking_requests = 0u64;
     for shard in &plan.shards {
+        // Counting a big job takes seconds: a signal stops it between shards.
+        crate::interrupt::check()?;
         let totals = estimate_shard_file(
             &scratch.path().join(&shard.file_name),
             &estimator,

@@ -6,7 +6,7 @@
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::Output;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -629,7 +629,7 @@ fn sigterm_while_a_slow_row_renders_exits_143_at_once() {
     std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
     assert!(line.contains("run_started"), "{line}");
     std::thread::sleep(Duration::from_millis(1500));
-    let signalled = std::time::Instant::now();
+    let signalled = Instant::now();
     // SAFETY: sending a signal to our own child process.
     unsafe {
         libc::kill(child.id() as i32, libc::SIGTERM);
@@ -722,4 +722,40 @@ fn resuming_a_run_being_founded_by_another_process_says_it_is_busy() {
     let output = workspace.run(&["resume", run_directory.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(2));
     assert!(text(&output.stderr).contains("not a run directory"));
+}
+
+#[test]
+fn ctrl_c_while_validating_exits_130_and_leaves_no_scratch_files() {
+    let workspace = large_workspace(300_000);
+    let scratch = workspace.path().join("tmp");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let mut command = workspace.command(&["validate", "big.toml", "--show", "0"]);
+    command.env("TMPDIR", &scratch);
+    let child = spawn_piped(command);
+    // Planning has started once its scratch directory holds the first shard file.
+    let started = Instant::now();
+    while !std::fs::read_dir(&scratch)
+        .unwrap()
+        .flatten()
+        .any(|entry| entry.path().join("shard-00000.jsonl").exists())
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "planning never started"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // SAFETY: sending a signal to our own child process.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let output = wait_with_limit(child, Duration::from_secs(60));
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("stopped by Ctrl-C (SIGINT)"), "{stderr}");
+    assert_eq!(
+        std::fs::read_dir(&scratch).unwrap().count(),
+        0,
+        "scratch files left behind"
+    );
 }
