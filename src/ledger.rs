@@ -148,7 +148,7 @@ pub enum KeyOrigin {
 }
 
 impl KeyOrigin {
-    fn code(self) -> i64 {
+    pub(crate) fn code(self) -> i64 {
         match self {
             KeyOrigin::Batch => 0,
             KeyOrigin::Store => 1,
@@ -156,7 +156,7 @@ impl KeyOrigin {
         }
     }
 
-    fn from_code(code: i64) -> Option<KeyOrigin> {
+    pub(crate) fn from_code(code: i64) -> Option<KeyOrigin> {
         match code {
             0 => Some(KeyOrigin::Batch),
             1 => Some(KeyOrigin::Store),

@@ -194,7 +194,7 @@ impl AnswerReuse {
     /// # Errors
     /// When the ledger cannot be written.
     pub fn finish(&self, ledger: &Ledger) -> anyhow::Result<()> {
-        self.claims.borrow_mut().flush(ledger)
+        self.claims.borrow_mut().finish(ledger)
     }
 
     /// Decides a row's fate and records it in `ledger` (inside the plan's bulk transaction).
@@ -205,7 +205,7 @@ impl AnswerReuse {
         let key = &row.key;
         let mut claims = self.claims.borrow_mut();
         if self.deduplicate
-            && let Some(first) = claims.claim(ledger, key, row.row_number)?
+            && let Some(first) = claims.claim(key, row.row_number)?
         {
             return Ok(match first.origin {
                 KeyOrigin::Store => {
@@ -232,7 +232,7 @@ impl AnswerReuse {
             && is_ok_result_line(&answer.result_line)
         {
             if self.deduplicate {
-                claims.set_origin(ledger, key, KeyOrigin::Store)?;
+                claims.set_origin(key, KeyOrigin::Store)?;
             }
             ledger.pin_answer(key, &answer.result_line, answer.batch_id.as_deref())?;
             ledger.set_row_source(row.row_number, RowSource::Store, key)?;
@@ -245,7 +245,7 @@ impl AnswerReuse {
                 .find(|run| adoption.live.is_other_live(&run.run_directory))
         {
             if self.deduplicate {
-                claims.set_origin(ledger, key, KeyOrigin::Adopted)?;
+                claims.set_origin(key, KeyOrigin::Adopted)?;
             }
             if ledger.adopt(key, row.row_number, row.custom_id, &in_flight.run_directory)? {
                 let mut lines = adoption.lines.borrow_mut();

@@ -1,9 +1,9 @@
-//! A fixed-size Bloom filter (16 MiB) in front of an exact index in the ledger: a value it has
-//! never been given is surely new, so a run of distinct values never reads the ledger. Blocked:
-//! a value's bits all lie in one 64-byte block (one cache line), so a check costs one memory
-//! read, not seven. With 10 million values about 1 in 300 new ones is a false "maybe" (then the
-//! ledger is read, and says no). Allocated at the first value, so a run that claims none costs
-//! nothing.
+//! A Bloom filter in front of an exact index kept on disk: a value it has never been given is
+//! surely new, so a run of distinct values never reads the index. Blocked: a value's bits all lie
+//! in one 64-byte block (one cache line), so a check costs one memory read, not seven. The
+//! default filter (16 MiB) is allocated at the first value, so a run that claims none costs
+//! nothing; with 10 million values about 1 in 300 new ones is a false "maybe" (then the index is
+//! read, and says no). A filter for a known number of values is sized for it (about 1 in 100).
 
 /// The filter's size in 64-bit words: 2^21 words, 2^27 bits, 16 MiB.
 const FILTER_WORDS: usize = 1 << 21;
@@ -26,24 +26,35 @@ pub struct BloomFilter {
 }
 
 impl BloomFilter {
+    /// A filter sized for `values` values: at least 10 bits each, a power of two of whole blocks.
+    pub fn for_values(values: usize) -> BloomFilter {
+        let words = (values.saturating_mul(10) / 64)
+            .next_power_of_two()
+            .max(BLOCK_WORDS);
+        BloomFilter {
+            words: vec![0; words],
+        }
+    }
+
     /// Whether a value with these hashes may have been inserted.
     pub fn may_contain(&self, hashes: FilterHashes) -> bool {
         !self.words.is_empty()
-            && Self::positions(hashes).all(|bit| self.words[bit / 64] & (1 << (bit % 64)) != 0)
+            && Self::positions(hashes, self.words.len())
+                .all(|bit| self.words[bit / 64] & (1 << (bit % 64)) != 0)
     }
 
     pub fn insert(&mut self, hashes: FilterHashes) {
         if self.words.is_empty() {
             self.words = vec![0; FILTER_WORDS];
         }
-        for bit in Self::positions(hashes) {
+        for bit in Self::positions(hashes, self.words.len()) {
             self.words[bit / 64] |= 1 << (bit % 64);
         }
     }
 
     /// The value's bits: a block chosen by `first`, and bits within it by `step`.
-    fn positions(hashes: FilterHashes) -> impl Iterator<Item = usize> {
-        let block = (hashes.first % (FILTER_WORDS / BLOCK_WORDS) as u64) as usize;
+    fn positions(hashes: FilterHashes, words: usize) -> impl Iterator<Item = usize> {
+        let block = (hashes.first % (words / BLOCK_WORDS) as u64) as usize;
         let block_bits = (BLOCK_WORDS * 64) as u64;
         let (start, step) = (hashes.step, (hashes.step >> 32) | 1);
         (0..FILTER_HASHES).map(move |index| {
@@ -76,5 +87,36 @@ mod tests {
             .filter(|seed| filter.may_contain(hashes(*seed)))
             .count();
         assert!(false_maybes < 10, "{false_maybes} false maybes in 100,000");
+    }
+
+    #[test]
+    fn a_filter_sized_for_its_values_finds_them_all_and_few_others() {
+        // Well-mixed words, as the SHA-256 words the filter is given in use are.
+        let mix = |value: u64| {
+            let value = (value ^ (value >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            let value = (value ^ (value >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            value ^ (value >> 31)
+        };
+        let hashes = |seed: u64| FilterHashes {
+            first: mix(seed),
+            step: mix(seed ^ 0x9E37_79B9_7F4A_7C15),
+        };
+        for values in [0_u64, 1, 7, 1_000, 50_000] {
+            let mut filter = BloomFilter::for_values(values as usize);
+            assert!(filter.words.len().is_power_of_two() && filter.words.len() >= BLOCK_WORDS);
+            for seed in 0..values {
+                filter.insert(hashes(seed));
+            }
+            assert!((0..values).all(|seed| filter.may_contain(hashes(seed))));
+            let false_maybes = (1_000_000..1_100_000)
+                .filter(|seed| filter.may_contain(hashes(*seed)))
+                .count();
+            if values >= 1_000 {
+                assert!(
+                    false_maybes < 3_000,
+                    "{false_maybes} false maybes in 100,000"
+                );
+            }
+        }
     }
 }

@@ -33,6 +33,7 @@ mod run_selection;
 mod runner;
 mod shard_file;
 mod shard_results;
+mod sorted_key_runs;
 mod status;
 mod submission;
 mod submit;

@@ -114,6 +114,7 @@ pub fn plan_shards(
     let mut rows_adopted: u64 = 0;
 
     let mut id_claims = CustomIdClaims::new(shards_directory)?;
+    reuse.claims.borrow_mut().spill_into(shards_directory);
     ledger.begin_bulk()?;
     // One read snapshot of the store for the whole plan, not a lock taken per row.
     let _store_snapshot = reuse

@@ -1,32 +1,65 @@
-//! Finding the rows of one run that repeat an earlier row's request, with flat memory and little
-//! work per row. Every key the run has seen is in the ledger (`request_keys`), exactly; in front
-//! of it sit a [`BloomFilter`] and the newest keys not yet written, which go to the ledger in key
-//! order, many at a time (a B-tree fills far faster in order than at random).
+//! Finding the rows of one run that repeat an earlier row's request, exactly, with flat memory
+//! and little work per row: the newest keys are held in memory, older ones are spilled to disk in
+//! sorted runs ([`SortedKeyRuns`]), and a [`BloomFilter`] in front answers "new" for nearly every
+//! distinct key without reading either. No key is written to the ledger per row: at the end of
+//! the plan, a run that announces its requests in the answer store writes them all to the
+//! ledger's `request_keys` in key order (a B-tree fills far faster in order than at random).
 
-use std::collections::HashMap;
+use std::path::Path;
+
+use rustc_hash::FxHashMap;
 
 use super::bloom_filter::{BloomFilter, FilterHashes};
+use super::sorted_key_runs::{ClaimedKey, SortedKeyRuns};
 use crate::ledger::{FirstRowOfKey, KeyOrigin, Ledger};
 use crate::request_key::RequestKey;
 
-/// Keys held before they are written to the ledger together.
-const PENDING_LIMIT: usize = 65_536;
+/// Keys held in memory before they are spilled to disk as one sorted run (about 8 MiB). Debug
+/// builds (the tests' binary) spill far sooner, so tests of a few thousand rows go through
+/// spilling and merging too.
+const PENDING_LIMIT: usize = if cfg!(debug_assertions) {
+    2_048
+} else {
+    131_072
+};
+
+/// Keys written to the ledger in one statement loop between checks.
+const LEDGER_CHUNK: usize = 65_536;
 
 /// The run's claimed request keys.
-#[derive(Default)]
 pub struct RequestKeyClaims {
     filter: BloomFilter,
-    pending: HashMap<RequestKey, FirstRowOfKey>,
+    pending: FxHashMap<RequestKey, FirstRowOfKey>,
+    spilled: Option<SortedKeyRuns>,
+    /// Whether the keys go to the ledger at the end (a run that announces its requests).
+    kept_in_ledger: bool,
 }
 
 impl RequestKeyClaims {
+    /// Claims whose keys are written to the ledger at the end when `kept_in_ledger`.
+    pub fn new(kept_in_ledger: bool) -> RequestKeyClaims {
+        RequestKeyClaims {
+            filter: BloomFilter::default(),
+            pending: FxHashMap::default(),
+            spilled: None,
+            kept_in_ledger,
+        }
+    }
+
+    /// Spills keys into anonymous files in `directory` (by default, the system's temporary
+    /// directory).
+    pub fn spill_into(&mut self, directory: &Path) {
+        if self.spilled.as_ref().is_none_or(|runs| runs.len() == 0) {
+            self.spilled = Some(SortedKeyRuns::new(directory));
+        }
+    }
+
     /// Claims `key` for row `row_number`; returns the first row that had it, when one did.
     ///
     /// # Errors
-    /// When the ledger cannot be read or written.
+    /// When spilled keys cannot be read or written.
     pub fn claim(
         &mut self,
-        ledger: &Ledger,
         key: &RequestKey,
         row_number: u64,
     ) -> anyhow::Result<Option<FirstRowOfKey>> {
@@ -35,9 +68,13 @@ impl RequestKeyClaims {
         }
         let hashes = Self::hashes(key);
         if self.filter.may_contain(hashes)
-            && let Some(first) = ledger.request_key(key)?
+            && let Some(spilled) = &self.spilled
+            && let Some(first) = spilled.find(key).map_err(spill_error)?
         {
             return Ok(Some(first));
+        }
+        if self.pending.len() >= PENDING_LIMIT {
+            self.spill()?;
         }
         self.filter.insert(hashes);
         self.pending.insert(
@@ -47,38 +84,78 @@ impl RequestKeyClaims {
                 origin: KeyOrigin::Batch,
             },
         );
-        if self.pending.len() >= PENDING_LIMIT {
-            self.flush(ledger)?;
-        }
         Ok(None)
     }
 
     /// Says where the answer of a claimed key comes from.
     ///
     /// # Errors
-    /// When the ledger cannot be written.
-    pub fn set_origin(
-        &mut self,
-        ledger: &Ledger,
-        key: &RequestKey,
-        origin: KeyOrigin,
-    ) -> anyhow::Result<()> {
-        match self.pending.get_mut(key) {
-            Some(first) => first.origin = origin,
-            None => ledger.set_request_key_origin(key, origin)?,
+    /// When spilled keys cannot be read or written, or `key` was never claimed.
+    pub fn set_origin(&mut self, key: &RequestKey, origin: KeyOrigin) -> anyhow::Result<()> {
+        if let Some(first) = self.pending.get_mut(key) {
+            first.origin = origin;
+            return Ok(());
         }
+        let found = match &self.spilled {
+            Some(spilled) => spilled.set_origin(key, origin).map_err(spill_error)?,
+            None => false,
+        };
+        anyhow::ensure!(
+            found,
+            "a request key was given an origin before it was claimed"
+        );
         Ok(())
     }
 
-    /// Writes the pending keys to the ledger, in key order.
+    /// Writes every claimed key to the ledger, in key order, when the claims keep them there
+    /// (inside the plan's transaction).
     ///
     /// # Errors
-    /// When the ledger cannot be written.
-    pub fn flush(&mut self, ledger: &Ledger) -> anyhow::Result<()> {
-        let mut keys: Vec<(RequestKey, FirstRowOfKey)> = self.pending.drain().collect();
-        keys.sort_unstable_by_key(|(key, _)| key.0);
-        ledger.insert_request_keys(&keys)?;
+    /// When spilled keys cannot be read or the ledger written.
+    pub fn finish(&mut self, ledger: &Ledger) -> anyhow::Result<()> {
+        if !self.kept_in_ledger {
+            return Ok(());
+        }
+        let pending = self.sorted_pending();
+        let mut chunk: Vec<ClaimedKey> = Vec::with_capacity(LEDGER_CHUNK.min(pending.len() + 1));
+        let mut ledger_failure = None;
+        let spilled = self
+            .spilled
+            .get_or_insert_with(|| SortedKeyRuns::new(&std::env::temp_dir()));
+        spilled
+            .for_each_in_key_order(&pending, |claimed| {
+                chunk.push(*claimed);
+                if chunk.len() >= LEDGER_CHUNK {
+                    if let Err(error) = ledger.insert_request_keys(&chunk) {
+                        ledger_failure = Some(error);
+                        return Err(std::io::Error::other("the ledger could not be written"));
+                    }
+                    chunk.clear();
+                }
+                Ok(())
+            })
+            .map_err(|error| match ledger_failure.take() {
+                Some(ledger_error) => anyhow::Error::new(ledger_error),
+                None => spill_error(error),
+            })?;
+        ledger.insert_request_keys(&chunk)?;
         Ok(())
+    }
+
+    /// The keys held in memory, in key order (emptied).
+    fn sorted_pending(&mut self) -> Vec<ClaimedKey> {
+        let mut keys: Vec<ClaimedKey> = self.pending.drain().collect();
+        keys.sort_unstable_by_key(|(key, _)| key.0);
+        keys
+    }
+
+    /// Writes the keys held in memory to disk as one sorted run.
+    fn spill(&mut self) -> anyhow::Result<()> {
+        let keys = self.sorted_pending();
+        self.spilled
+            .get_or_insert_with(|| SortedKeyRuns::new(&std::env::temp_dir()))
+            .add_run(&keys)
+            .map_err(spill_error)
     }
 
     /// Two words of the key, which is itself a SHA-256.
@@ -91,6 +168,19 @@ impl RequestKeyClaims {
     }
 }
 
+impl Default for RequestKeyClaims {
+    /// Claims that are not written to the ledger.
+    fn default() -> RequestKeyClaims {
+        RequestKeyClaims::new(false)
+    }
+}
+
+fn spill_error(error: std::io::Error) -> anyhow::Error {
+    anyhow::anyhow!(
+        "cannot keep the run's request keys in a temporary file while planning: {error}; free some disk space where the run's shards are written"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,28 +191,32 @@ mod tests {
     }
 
     #[test]
-    fn repeats_are_found_exactly_whether_the_first_is_pending_or_written() {
+    fn repeats_are_found_exactly_whether_the_first_is_held_or_spilled() {
         let directory = tempfile::tempdir().unwrap();
         let ledger = Ledger::open(directory.path()).unwrap();
-        let mut claims = RequestKeyClaims::default();
-        // More keys than are held pending: the early ones are in the ledger by the end.
+        let mut claims = RequestKeyClaims::new(true);
+        claims.spill_into(directory.path());
+        // More keys than are held in memory: the early ones are on disk by the end.
         let count = PENDING_LIMIT as u64 + 1_000;
         for seed in 0..count {
-            assert_eq!(claims.claim(&ledger, &key(seed), seed + 1).unwrap(), None);
+            assert_eq!(claims.claim(&key(seed), seed + 1).unwrap(), None);
         }
+        claims.set_origin(&key(1), KeyOrigin::Store).unwrap();
         claims
-            .set_origin(&ledger, &key(1), KeyOrigin::Store)
+            .set_origin(&key(count - 1), KeyOrigin::Adopted)
             .unwrap();
-        claims
-            .set_origin(&ledger, &key(count - 1), KeyOrigin::Adopted)
-            .unwrap();
+        assert!(
+            claims
+                .set_origin(&key(count + 1), KeyOrigin::Store)
+                .is_err()
+        );
         for (seed, origin) in [
             (0, KeyOrigin::Batch),
             (1, KeyOrigin::Store),
             (count - 1, KeyOrigin::Adopted),
         ] {
             assert_eq!(
-                claims.claim(&ledger, &key(seed), count + 10).unwrap(),
+                claims.claim(&key(seed), count + 10).unwrap(),
                 Some(FirstRowOfKey {
                     row_number: seed + 1,
                     origin
@@ -130,14 +224,36 @@ mod tests {
                 "seed {seed}"
             );
         }
-        claims.flush(&ledger).unwrap();
+        assert_eq!(claims.claim(&key(count + 5), count + 6).unwrap(), None);
+        claims.finish(&ledger).unwrap();
+        for (seed, origin) in [
+            (1, KeyOrigin::Store),
+            (count - 1, KeyOrigin::Adopted),
+            (count + 5, KeyOrigin::Batch),
+        ] {
+            assert_eq!(
+                ledger.request_key(&key(seed)).unwrap(),
+                Some(FirstRowOfKey {
+                    row_number: seed + 1,
+                    origin
+                })
+            );
+        }
+        let sent = ledger.sent_keys_after(None, usize::MAX >> 1).unwrap();
         assert_eq!(
-            ledger.request_key(&key(count - 1)).unwrap(),
-            Some(FirstRowOfKey {
-                row_number: count,
-                origin: KeyOrigin::Adopted
-            })
+            sent.len() as u64,
+            count + 1 - 2,
+            "every key but the two not sent"
         );
-        assert_eq!(claims.claim(&ledger, &key(count + 5), 1).unwrap(), None);
+    }
+
+    #[test]
+    fn claims_not_kept_in_the_ledger_write_nothing_there() {
+        let directory = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(directory.path()).unwrap();
+        let mut claims = RequestKeyClaims::default();
+        assert_eq!(claims.claim(&key(1), 1).unwrap(), None);
+        claims.finish(&ledger).unwrap();
+        assert_eq!(ledger.request_key(&key(1)).unwrap(), None);
     }
 }

@@ -26,6 +26,7 @@ use super::poll::{BatchSlots, poll_until_settled};
 use super::rehearsal::make_rehearsal;
 use super::remote_cleanup::delete_remote_files;
 use super::report::{LostResults, RunReport};
+use super::request_key_claims::RequestKeyClaims;
 use super::retry::{ingest_retry_results, plan_retries};
 use super::run_failure::{ProviderRefusal, RunFailure};
 use super::run_options::{RunOptions, RunOutcome};
@@ -253,12 +254,14 @@ impl Run {
                     }
                     _ => None,
                 };
+                // Only a run that announces its requests in the store needs their keys kept.
+                let keys_kept_in_ledger = self.store.is_some();
                 let mut reuse = AnswerReuse {
                     provider_identity: self.provider_identity.clone(),
                     store: if reads_store { self.store.take() } else { None },
                     deduplicate: self.job.spec.reuse.deduplicate,
                     adoption,
-                    claims: std::cell::RefCell::default(),
+                    claims: std::cell::RefCell::new(RequestKeyClaims::new(keys_kept_in_ledger)),
                 };
                 let progress = self.events.stage_progress("planning");
                 let planned = plan_shards(

@@ -1,0 +1,399 @@
+//! Claimed request keys spilled to disk as sorted runs of fixed-size records, each run with its
+//! own Bloom filter and a sparse index in memory (the first key of every block), so a key is found
+//! with at most one read per run that may hold it. Runs of equal size are merged eight at a time
+//! (like a base-8 counter), so tens of millions of keys make a few dozen runs and each key is
+//! rewritten a few times at most. Memory stays near 2 bytes per key; the files are anonymous
+//! temporary files, gone when the process ends, however it ends.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use super::bloom_filter::{BloomFilter, FilterHashes};
+use crate::ledger::{FirstRowOfKey, KeyOrigin};
+use crate::request_key::RequestKey;
+
+/// A record on disk: the key, the first row (little-endian), the origin's code.
+const RECORD_BYTES: usize = 32 + 8 + 1;
+/// Records per block; one block is read to find a key (4,100 bytes: about a page).
+const RECORDS_PER_BLOCK: usize = 100;
+/// Runs of one size merged into one run of the next size.
+const RUNS_PER_MERGE: usize = 8;
+
+/// A key with its first row, as held in memory and on disk.
+pub type ClaimedKey = (RequestKey, FirstRowOfKey);
+
+/// The runs of keys spilled so far.
+pub struct SortedKeyRuns {
+    directory: PathBuf,
+    runs: Vec<SortedRun>,
+}
+
+/// One run: records in key order in an anonymous file.
+struct SortedRun {
+    file: File,
+    records: u64,
+    /// How many merges made it (0 for a run written from memory).
+    tier: u32,
+    filter: BloomFilter,
+    /// The first key of each block, in order.
+    block_first_keys: Vec<[u8; 32]>,
+}
+
+/// Where a key was found: its first row, and the record's place in its run.
+struct FoundKey {
+    first: FirstRowOfKey,
+    run: usize,
+    record: u64,
+}
+
+impl SortedKeyRuns {
+    /// No runs yet; their files will be made in `directory`.
+    pub fn new(directory: &Path) -> SortedKeyRuns {
+        SortedKeyRuns {
+            directory: directory.to_owned(),
+            runs: Vec::new(),
+        }
+    }
+
+    /// Keys in all runs.
+    pub fn len(&self) -> u64 {
+        self.runs.iter().map(|run| run.records).sum()
+    }
+
+    /// Writes `keys` (in key order, none already in a run) as a new run, then merges runs of
+    /// equal size while eight of them lie at the end.
+    ///
+    /// # Errors
+    /// When the run cannot be written.
+    pub fn add_run(&mut self, keys: &[ClaimedKey]) -> io::Result<()> {
+        debug_assert!(keys.windows(2).all(|pair| pair[0].0.0 < pair[1].0.0));
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut writer = RunWriter::create(&self.directory, keys.len(), 0)?;
+        for key in keys {
+            writer.push(key)?;
+        }
+        self.runs.push(writer.finish()?);
+        while self.runs.len() >= RUNS_PER_MERGE {
+            let last = &self.runs[self.runs.len() - RUNS_PER_MERGE..];
+            let tier = last[0].tier;
+            if last.iter().any(|run| run.tier != tier) {
+                break;
+            }
+            let merging = self.runs.split_off(self.runs.len() - RUNS_PER_MERGE);
+            let records = merging.iter().map(|run| run.records).sum::<u64>();
+            let mut writer = RunWriter::create(&self.directory, records as usize, tier + 1)?;
+            merge_in_key_order(&merging, &[], |key| writer.push(key))?;
+            self.runs.push(writer.finish()?);
+        }
+        Ok(())
+    }
+
+    /// The first row of `key`, when a run holds it.
+    ///
+    /// # Errors
+    /// When a run cannot be read, or holds a record dashbatch never writes.
+    pub fn find(&self, key: &RequestKey) -> io::Result<Option<FirstRowOfKey>> {
+        Ok(self.locate(key)?.map(|found| found.first))
+    }
+
+    /// Says where the answer of `key` comes from; false when no run holds it.
+    ///
+    /// # Errors
+    /// When the run cannot be read or written.
+    pub fn set_origin(&self, key: &RequestKey, origin: KeyOrigin) -> io::Result<bool> {
+        let Some(found) = self.locate(key)? else {
+            return Ok(false);
+        };
+        let at = found.record * RECORD_BYTES as u64 + (RECORD_BYTES - 1) as u64;
+        self.runs[found.run]
+            .file
+            .write_all_at(&[origin.code() as u8], at)?;
+        Ok(true)
+    }
+
+    /// Every key of the runs and of `pending` (in key order, none in a run), in key order.
+    ///
+    /// # Errors
+    /// When a run cannot be read, or `each` fails.
+    pub fn for_each_in_key_order(
+        &self,
+        pending: &[ClaimedKey],
+        each: impl FnMut(&ClaimedKey) -> io::Result<()>,
+    ) -> io::Result<()> {
+        merge_in_key_order(&self.runs, pending, each)
+    }
+
+    fn locate(&self, key: &RequestKey) -> io::Result<Option<FoundKey>> {
+        let hashes = run_filter_hashes(key);
+        let mut block = vec![0_u8; RECORD_BYTES * RECORDS_PER_BLOCK];
+        for (run_index, run) in self.runs.iter().enumerate().rev() {
+            if !run.filter.may_contain(hashes) {
+                continue;
+            }
+            let after = run
+                .block_first_keys
+                .partition_point(|first| *first <= key.0);
+            let Some(block_index) = after.checked_sub(1) else {
+                continue;
+            };
+            let first_record = (block_index * RECORDS_PER_BLOCK) as u64;
+            let in_block = (run.records - first_record).min(RECORDS_PER_BLOCK as u64) as usize;
+            let bytes = &mut block[..in_block * RECORD_BYTES];
+            run.file
+                .read_exact_at(bytes, first_record * RECORD_BYTES as u64)?;
+            if let Some(position) = position_in_block(bytes, key) {
+                let (_, first) = decode_record(&bytes[position * RECORD_BYTES..][..RECORD_BYTES])?;
+                return Ok(Some(FoundKey {
+                    first,
+                    run: run_index,
+                    record: first_record + position as u64,
+                }));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Where `key` is among a block's records (in key order), when it is there.
+fn position_in_block(records: &[u8], key: &RequestKey) -> Option<usize> {
+    let (mut low, mut high) = (0, records.len() / RECORD_BYTES);
+    while low < high {
+        let middle = low + (high - low) / 2;
+        match records[middle * RECORD_BYTES..][..32].cmp(&key.0[..]) {
+            std::cmp::Ordering::Less => low = middle + 1,
+            std::cmp::Ordering::Greater => high = middle,
+            std::cmp::Ordering::Equal => return Some(middle),
+        }
+    }
+    None
+}
+
+/// Writes a run's records, its filter and its sparse index.
+struct RunWriter {
+    writer: BufWriter<File>,
+    records: u64,
+    tier: u32,
+    filter: BloomFilter,
+    block_first_keys: Vec<[u8; 32]>,
+}
+
+impl RunWriter {
+    fn create(directory: &Path, expected_records: usize, tier: u32) -> io::Result<RunWriter> {
+        let file = tempfile::tempfile_in(directory)?;
+        Ok(RunWriter {
+            writer: BufWriter::with_capacity(1 << 16, file),
+            records: 0,
+            tier,
+            filter: BloomFilter::for_values(expected_records),
+            block_first_keys: Vec::with_capacity(expected_records.div_ceil(RECORDS_PER_BLOCK)),
+        })
+    }
+
+    fn push(&mut self, (key, first): &ClaimedKey) -> io::Result<()> {
+        if self.records.is_multiple_of(RECORDS_PER_BLOCK as u64) {
+            self.block_first_keys.push(key.0);
+        }
+        self.filter.insert(run_filter_hashes(key));
+        let mut record = [0_u8; RECORD_BYTES];
+        record[..32].copy_from_slice(&key.0);
+        record[32..40].copy_from_slice(&first.row_number.to_le_bytes());
+        record[40] = first.origin.code() as u8;
+        self.writer.write_all(&record)?;
+        self.records += 1;
+        Ok(())
+    }
+
+    fn finish(self) -> io::Result<SortedRun> {
+        let file = self
+            .writer
+            .into_inner()
+            .map_err(|error| error.into_error())?;
+        Ok(SortedRun {
+            file,
+            records: self.records,
+            tier: self.tier,
+            filter: self.filter,
+            block_first_keys: self.block_first_keys,
+        })
+    }
+}
+
+/// Calls `each` with every record of `runs` and of `pending`, in key order.
+fn merge_in_key_order(
+    runs: &[SortedRun],
+    pending: &[ClaimedKey],
+    mut each: impl FnMut(&ClaimedKey) -> io::Result<()>,
+) -> io::Result<()> {
+    let mut sources = Vec::with_capacity(runs.len() + 1);
+    for run in runs {
+        let mut file = run.file.try_clone()?;
+        file.rewind()?;
+        sources.push(KeySource::Run {
+            reader: BufReader::with_capacity(1 << 16, file),
+            left: run.records,
+        });
+    }
+    sources.push(KeySource::Memory(pending.iter()));
+    let mut heads = BinaryHeap::new();
+    for (index, source) in sources.iter_mut().enumerate() {
+        if let Some(key) = source.next_key()? {
+            heads.push(Reverse((
+                key.0.0,
+                index,
+                key.1.row_number,
+                key.1.origin.code(),
+            )));
+        }
+    }
+    while let Some(Reverse((key, index, row_number, code))) = heads.pop() {
+        let origin = KeyOrigin::from_code(code).expect("a code made from an origin");
+        each(&(RequestKey(key), FirstRowOfKey { row_number, origin }))?;
+        if let Some(next) = sources[index].next_key()? {
+            heads.push(Reverse((
+                next.0.0,
+                index,
+                next.1.row_number,
+                next.1.origin.code(),
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// One sorted sequence being merged.
+enum KeySource<'a> {
+    Run { reader: BufReader<File>, left: u64 },
+    Memory(std::slice::Iter<'a, ClaimedKey>),
+}
+
+impl KeySource<'_> {
+    fn next_key(&mut self) -> io::Result<Option<ClaimedKey>> {
+        match self {
+            KeySource::Run { reader, left } => {
+                if *left == 0 {
+                    return Ok(None);
+                }
+                *left -= 1;
+                let mut record = [0_u8; RECORD_BYTES];
+                reader.read_exact(&mut record)?;
+                decode_record(&record).map(Some)
+            }
+            KeySource::Memory(keys) => Ok(keys.next().copied()),
+        }
+    }
+}
+
+fn decode_record(record: &[u8]) -> io::Result<ClaimedKey> {
+    let key = RequestKey(record[..32].try_into().expect("32 bytes"));
+    let row_number = u64::from_le_bytes(record[32..40].try_into().expect("8 bytes"));
+    let origin = KeyOrigin::from_code(i64::from(record[40])).ok_or_else(|| {
+        io::Error::other(format!(
+            "a spilled request key has origin {}, which dashbatch never writes",
+            record[40]
+        ))
+    })?;
+    Ok((key, FirstRowOfKey { row_number, origin }))
+}
+
+/// Hashes for the runs' filters from other words of the key (itself a SHA-256) than the ones
+/// the claims' filter in front uses, so a false "maybe" there is not one here too.
+fn run_filter_hashes(key: &RequestKey) -> FilterHashes {
+    let word = |at: usize| u64::from_le_bytes(key.0[at..at + 8].try_into().expect("8 bytes"));
+    FilterHashes {
+        first: word(16),
+        step: word(24),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(seed: u64) -> RequestKey {
+        use sha2::{Digest, Sha256};
+        RequestKey(Sha256::digest(seed.to_le_bytes()).into())
+    }
+
+    fn sorted_run(seeds: std::ops::Range<u64>) -> Vec<ClaimedKey> {
+        let mut keys: Vec<ClaimedKey> = seeds
+            .map(|seed| {
+                (
+                    key(seed),
+                    FirstRowOfKey {
+                        row_number: seed + 1,
+                        origin: KeyOrigin::Batch,
+                    },
+                )
+            })
+            .collect();
+        keys.sort_unstable_by_key(|(key, _)| key.0);
+        keys
+    }
+
+    #[test]
+    fn every_spilled_key_is_found_through_merges_and_no_other() {
+        let directory = tempfile::tempdir().unwrap();
+        let mut runs = SortedKeyRuns::new(directory.path());
+        // 70 runs of 250 keys: merges into tier 1 (8 × 8 = 64 runs become one tier-2 run).
+        for run in 0..70 {
+            runs.add_run(&sorted_run(run * 250..(run + 1) * 250))
+                .unwrap();
+        }
+        assert_eq!(runs.len(), 70 * 250);
+        assert!(runs.runs.len() < 16, "{} runs", runs.runs.len());
+        for seed in (0..70 * 250).step_by(7) {
+            assert_eq!(
+                runs.find(&key(seed)).unwrap(),
+                Some(FirstRowOfKey {
+                    row_number: seed + 1,
+                    origin: KeyOrigin::Batch
+                }),
+                "seed {seed}"
+            );
+        }
+        assert!(
+            (70 * 250..80 * 250).all(|seed| runs.find(&key(seed)).unwrap().is_none()),
+            "a key never added is never found"
+        );
+    }
+
+    #[test]
+    fn an_origin_set_on_disk_is_read_back_and_survives_a_merge() {
+        let directory = tempfile::tempdir().unwrap();
+        let mut runs = SortedKeyRuns::new(directory.path());
+        runs.add_run(&sorted_run(0..1_000)).unwrap();
+        assert!(runs.set_origin(&key(5), KeyOrigin::Store).unwrap());
+        assert!(!runs.set_origin(&key(5_000), KeyOrigin::Store).unwrap());
+        for run in 1..8 {
+            runs.add_run(&sorted_run(run * 1_000..(run + 1) * 1_000))
+                .unwrap();
+        }
+        assert_eq!(runs.runs.len(), 1, "eight runs of one size are merged");
+        assert_eq!(
+            runs.find(&key(5)).unwrap().map(|first| first.origin),
+            Some(KeyOrigin::Store)
+        );
+    }
+
+    #[test]
+    fn runs_and_pending_keys_are_given_back_in_key_order() {
+        let directory = tempfile::tempdir().unwrap();
+        let mut runs = SortedKeyRuns::new(directory.path());
+        runs.add_run(&sorted_run(0..300)).unwrap();
+        runs.add_run(&sorted_run(300..350)).unwrap();
+        let pending = sorted_run(350..400);
+        let mut seen = Vec::new();
+        runs.for_each_in_key_order(&pending, |claimed| {
+            seen.push(*claimed);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, sorted_run(0..400));
+    }
+}
