@@ -286,8 +286,23 @@ pub enum SimCommand {
         /// Simulated seconds per real second (larger is faster).
         #[arg(long)]
         time_scale: Option<f64>,
+        /// Run this many request lines per simulated second across all batches, first come
+        /// first served, as a provider under load does (by default each batch runs at its own
+        /// pace).
+        #[arg(long, value_parser = positive_capacity)]
+        capacity: Option<f64>,
         /// Which provider's behaviour to imitate.
         #[arg(long, value_enum, default_value = "dashscope")]
         flavour: FlavourArgument,
     },
+}
+
+/// `--capacity`: a finite number of request lines per simulated second, above zero.
+fn positive_capacity(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(capacity) if capacity.is_finite() && capacity > 0.0 => Ok(capacity),
+        _ => Err(format!(
+            "`{text}` is not a capacity; give request lines per simulated second, above zero (for example 20)"
+        )),
+    }
 }

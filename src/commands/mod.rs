@@ -80,8 +80,11 @@ pub async fn dispatch(cli: Cli) -> u8 {
                 addr,
                 state_dir,
                 time_scale,
+                capacity,
                 flavour,
-            } => sim_serve::sim_serve_command(&addr, state_dir, time_scale, flavour).await,
+            } => {
+                sim_serve::sim_serve_command(&addr, state_dir, time_scale, capacity, flavour).await
+            }
         },
     }
 }

@@ -11,10 +11,12 @@ pub async fn sim_serve_command(
     addr: &str,
     state_dir: Option<PathBuf>,
     time_scale: Option<f64>,
+    capacity: Option<f64>,
     flavour: FlavourArgument,
 ) -> u8 {
     let mut config = sim::SimConfig {
         state_dir,
+        capacity,
         ..sim::SimConfig::default()
     };
     if let Some(scale) = time_scale {

@@ -4,6 +4,7 @@
 
 use std::io;
 
+use super::capacity::{CapacityQueue, QueuePlace};
 use super::clock::whole_seconds;
 use super::config::SimFlavour;
 use super::expiry;
@@ -24,6 +25,7 @@ pub(crate) fn advance_every_batch(
     store: &FileStore,
     seed: u64,
     flavour: SimFlavour,
+    capacity: Option<f64>,
     now: f64,
 ) {
     let World {
@@ -34,12 +36,14 @@ pub(crate) fn advance_every_batch(
         bytes_to_remove,
         ..
     } = world;
+    let capacity = capacity.map(|per_second| CapacityQueue::after(per_second, batches.iter()));
     let mut environment = WorldBatchEnvironment {
         store,
         seed,
         flavour,
         files,
         ids,
+        capacity,
     };
     for batch in batches
         .iter_mut()
@@ -76,6 +80,7 @@ struct WorldBatchEnvironment<'world> {
     flavour: SimFlavour,
     files: &'world mut Vec<FileRecord>,
     ids: &'world mut IdSequence,
+    capacity: Option<CapacityQueue>,
 }
 
 impl WorldBatchEnvironment<'_> {
@@ -128,6 +133,12 @@ impl BatchEnvironment for WorldBatchEnvironment<'_> {
             Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(error) => Err(error),
         }
+    }
+
+    fn take_capacity_place(&mut self, validated_at: f64, request_count: u64) -> Option<QueuePlace> {
+        self.capacity
+            .as_mut()
+            .map(|queue| queue.take_place(validated_at, request_count))
     }
 
     fn write_results(

@@ -37,6 +37,9 @@ pub struct SimConfig {
     pub seed: u64,
     /// The fault plan in force at start (it can be replaced over HTTP at `PUT /_sim/faults`).
     pub faults: FaultPlan,
+    /// Request lines run per simulated second across all batches, first come first served (a
+    /// provider under load; see `capacity.rs`). `None`: each batch runs at its own pace.
+    pub capacity: Option<f64>,
 }
 
 impl Default for SimConfig {
@@ -47,6 +50,7 @@ impl Default for SimConfig {
             state_dir: None,
             seed: 0,
             faults: FaultPlan::default(),
+            capacity: None,
         }
     }
 }

@@ -20,6 +20,7 @@ use std::io;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::capacity::QueuePlace;
 use super::clock::whole_seconds;
 use super::config::SimFlavour;
 use super::faults::BatchBehaviour;
@@ -155,8 +156,13 @@ pub(crate) struct BatchRecord {
     pub(crate) stage: BatchStage,
     pub(crate) model: Option<String>,
     pub(crate) request_count: u64,
-    /// Set when validation succeeded; lines run one after another from here.
+    /// Set when validation succeeded; lines run one after another from here (under a capacity,
+    /// from the batch's turn in the queue).
     pub(crate) processing_started_at: Option<f64>,
+    /// Under a capacity ([`super::capacity`]): the seconds between lines the queue gave the
+    /// batch. `None`: the batch runs at its own pace.
+    #[serde(default)]
+    pub(crate) seconds_per_line_at_capacity: Option<f64>,
     /// Request index → fate, for lines that do not simply succeed.
     pub(crate) line_fates: BTreeMap<u64, LineFate>,
     pub(crate) cancel_requested_at: Option<f64>,
@@ -185,6 +191,14 @@ pub(crate) trait BatchEnvironment {
     fn seed(&self) -> u64;
     /// Validates the batch's input file; `None` when its bytes are gone.
     fn validate(&mut self, batch: &BatchRecord) -> io::Result<Option<InputValidation>>;
+    /// The batch's place in the shared capacity's queue, when the simulator has one.
+    fn take_capacity_place(
+        &mut self,
+        _validated_at: f64,
+        _request_count: u64,
+    ) -> Option<QueuePlace> {
+        None
+    }
     /// Writes the output and error files for a batch that ends at `ended_at` after `processed`
     /// lines (in processing order) ran.
     fn write_results(
@@ -327,7 +341,9 @@ fn apply_validation(
                 validation.refused_lines,
                 &batch.behaviours,
             );
-            batch.processing_started_at = Some(validated_at);
+            let place = environment.take_capacity_place(validated_at, batch.request_count);
+            batch.processing_started_at = Some(place.map_or(validated_at, |place| place.starts_at));
+            batch.seconds_per_line_at_capacity = place.map(|place| place.seconds_per_line);
             batch.stage = BatchStage::InProgress;
             return Ok(());
         }
@@ -451,6 +467,7 @@ impl BatchRecord {
             model: new.model,
             request_count: 0,
             processing_started_at: None,
+            seconds_per_line_at_capacity: None,
             line_fates: BTreeMap::new(),
             cancel_requested_at: None,
             finalizing_started_at: None,
@@ -465,7 +482,8 @@ impl BatchRecord {
 
     /// Simulated seconds between two lines finishing.
     fn seconds_between_lines(&self) -> f64 {
-        SECONDS_PER_LINE / lines_at_once(self.request_count)
+        self.seconds_per_line_at_capacity
+            .unwrap_or_else(|| SECONDS_PER_LINE / lines_at_once(self.request_count))
     }
 
     pub(crate) fn processing_finishes_at(&self) -> Option<f64> {

@@ -15,7 +15,8 @@
 //!   counters;
 //! - `stored_files`, `batches`: the Files and Batches operations on the locked world (batches with
 //!   their bills and the ledger); `advancing_batches`: moving batches on before each operation;
-//! - `lifecycle`: a batch's life in simulated time, with its duration constants;
+//! - `lifecycle`: a batch's life in simulated time, with its duration constants; `capacity`: a
+//!   provider under load, a fixed number of lines per second shared by all batches in a queue;
 //! - `validation`, `input_lines`: checking an input file as the provider does after create;
 //! - `results`, `processing_order`: writing output and error files, out of input order;
 //! - `responder`: the deterministic fake model, reading a line's body and answering it, with
@@ -30,7 +31,9 @@
 //! Time: every duration is in simulated seconds ([`VALIDATION_SECONDS`], [`SECONDS_PER_LINE`]
 //! with [`PARALLEL_LINES_PER_SQUARE_ROOT_OF_LINES`], [`FINALIZING_SECONDS`],
 //! [`CANCELLING_SECONDS`]; [`simulated_seconds_to_complete`] adds them up for a batch), and
-//! [`SimConfig::time_scale`] simulated seconds pass per real second. The default
+//! [`SimConfig::time_scale`] simulated seconds pass per real second. With [`SimConfig::capacity`]
+//! set, lines run at that many per simulated second across all batches, first come first served,
+//! instead of each batch at its own pace. The default
 //! ([`DEFAULT_TIME_SCALE`] = 1000) finishes a few hundred lines in well under a second and 50,000
 //! lines in a few seconds. To watch a batch sit `in_progress`, lower the scale (at 100, a 20-line
 //! batch spends 0.7 s in progress) or freeze the clock with `time_scale: 0.0` and move it with
@@ -42,6 +45,7 @@ mod api_error;
 mod batches;
 mod call_counters;
 mod call_gate;
+mod capacity;
 mod chat_completion_body;
 mod clock;
 mod config;

@@ -105,6 +105,7 @@ impl SimState {
             &self.store,
             self.config.seed,
             self.config.flavour,
+            self.config.capacity,
             now,
         );
         let mut step = Operation {

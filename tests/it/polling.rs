@@ -1,5 +1,6 @@
 //! Waiting on many batches: each settled shard's transient failures are sent again while other
-//! batches still run, and many live batches are polled with list calls, not one GET each.
+//! batches still run, many live batches are polled with list calls, not one GET each, and a
+//! simulator with a shared capacity runs batches one behind another.
 
 use serde_json::{Value, json};
 
@@ -97,4 +98,40 @@ fn a_refused_list_call_falls_back_to_one_get_per_batch() {
     assert_finished_cleanly(&simulator, &workspace, &run_directory, 90);
     let calls = simulator.get_json("/_sim/requests")["calls"].clone();
     assert!(calls["get_batch"].as_u64().unwrap_or(0) >= 40, "{calls}");
+}
+
+#[test]
+fn under_a_shared_capacity_batches_queue_and_run_one_behind_another() {
+    // One line per simulated second across all batches: three batches of 40 lines need 120
+    // simulated seconds of processing, one after another, though they are created a few
+    // simulated seconds apart (at a twentieth of the default time scale). At their own pace they
+    // would run side by side, each for 101 s, and finish as far apart as they were created.
+    let simulator = StandaloneSimulator::start(&["--capacity", "1", "--time-scale", "50"]);
+    let workspace = review_workspace(120, 40, "");
+    let run_directory = workspace.path().join("run");
+    run_with_events(&simulator, &workspace, &run_directory);
+    assert_finished_cleanly(&simulator, &workspace, &run_directory, 120);
+    let listed = simulator.get_json("/compatible-mode/v1/batches?limit=100");
+    let mut batches: Vec<(i64, i64)> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|batch| {
+            (
+                batch["in_progress_at"].as_i64().unwrap(),
+                batch["finalizing_at"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    batches.sort_by_key(|(_, finalizing_at)| *finalizing_at);
+    assert_eq!(batches.len(), 3, "{listed}");
+    for pair in batches.windows(2) {
+        // Whole seconds: each batch finishes its 40 lines at least 39 s after the one before.
+        assert!(pair[1].1 - pair[0].1 >= 39, "{batches:?}");
+    }
+    // `in_progress_at` is the creation time (as on DashScope): 40 s of validation, then 120 s.
+    assert!(
+        batches[2].1 - batches[0].0 >= 159,
+        "120 lines at one a second took less: {batches:?}"
+    );
 }
