@@ -3,6 +3,7 @@
 
 mod accounting;
 mod adoption;
+mod allocator;
 mod bad_input;
 mod budget;
 mod crash;
