@@ -933,19 +933,6 @@ impl Ledger {
         Ok(())
     }
 
-    /// Says where the answer of a claimed key comes from, so later rows with it take the same.
-    pub fn set_request_key_origin(
-        &self,
-        key: &RequestKey,
-        origin: KeyOrigin,
-    ) -> Result<(), LedgerError> {
-        self.connection
-            .prepare_cached("UPDATE request_keys SET origin = ?2 WHERE key = ?1")
-            .and_then(|mut statement| statement.execute(params![&key.0[..], origin.code()]))
-            .map_err(|e| self.error(e))?;
-        Ok(())
-    }
-
     /// The keys this run sends itself, after `after` (in key order), at most `limit`.
     pub fn sent_keys_after(
         &self,

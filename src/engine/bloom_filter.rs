@@ -26,10 +26,10 @@ pub struct BloomFilter {
 }
 
 impl BloomFilter {
-    /// A filter sized for `values` values: at least 10 bits each, a power of two of whole blocks.
+    /// A filter sized for `values` values: 10 bits each, in whole blocks.
     pub fn for_values(values: usize) -> BloomFilter {
-        let words = (values.saturating_mul(10) / 64)
-            .next_power_of_two()
+        let words = (values.saturating_mul(10).div_ceil(64))
+            .next_multiple_of(BLOCK_WORDS)
             .max(BLOCK_WORDS);
         BloomFilter {
             words: vec![0; words],
@@ -103,7 +103,9 @@ mod tests {
         };
         for values in [0_u64, 1, 7, 1_000, 50_000] {
             let mut filter = BloomFilter::for_values(values as usize);
-            assert!(filter.words.len().is_power_of_two() && filter.words.len() >= BLOCK_WORDS);
+            assert!(
+                filter.words.len().is_multiple_of(BLOCK_WORDS) && filter.words.len() >= BLOCK_WORDS
+            );
             for seed in 0..values {
                 filter.insert(hashes(seed));
             }
@@ -112,8 +114,10 @@ mod tests {
                 .filter(|seed| filter.may_contain(hashes(*seed)))
                 .count();
             if values >= 1_000 {
+                // About 1 in 100 at 10 bits a value (a blocked filter does a little worse than
+                // the 0.8% of an unblocked one).
                 assert!(
-                    false_maybes < 3_000,
+                    false_maybes < 2_000,
                     "{false_maybes} false maybes in 100,000"
                 );
             }

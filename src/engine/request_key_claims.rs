@@ -149,13 +149,21 @@ impl RequestKeyClaims {
         keys
     }
 
-    /// Writes the keys held in memory to disk as one sorted run.
+    /// Writes the keys held in memory to disk as one sorted run (they are let go only once it
+    /// is written).
     fn spill(&mut self) -> anyhow::Result<()> {
-        let keys = self.sorted_pending();
+        let mut keys: Vec<ClaimedKey> = self
+            .pending
+            .iter()
+            .map(|(key, first)| (*key, *first))
+            .collect();
+        keys.sort_unstable_by_key(|(key, _)| key.0);
         self.spilled
             .get_or_insert_with(|| SortedKeyRuns::new(&std::env::temp_dir()))
             .add_run(&keys)
-            .map_err(spill_error)
+            .map_err(spill_error)?;
+        self.pending.clear();
+        Ok(())
     }
 
     /// Two words of the key, which is itself a SHA-256.

@@ -65,7 +65,8 @@ impl SortedKeyRuns {
     }
 
     /// Writes `keys` (in key order, none already in a run) as a new run, then merges runs of
-    /// equal size while eight of them lie at the end.
+    /// equal size while eight of them lie at the end. Runs are only replaced once their merge is
+    /// written, so a failure loses no key already held.
     ///
     /// # Errors
     /// When the run cannot be written.
@@ -85,11 +86,14 @@ impl SortedKeyRuns {
             if last.iter().any(|run| run.tier != tier) {
                 break;
             }
-            let merging = self.runs.split_off(self.runs.len() - RUNS_PER_MERGE);
+            let first_merged = self.runs.len() - RUNS_PER_MERGE;
+            let merging = &self.runs[first_merged..];
             let records = merging.iter().map(|run| run.records).sum::<u64>();
             let mut writer = RunWriter::create(&self.directory, records as usize, tier + 1)?;
-            merge_in_key_order(&merging, &[], |key| writer.push(key))?;
-            self.runs.push(writer.finish()?);
+            merge_in_key_order(merging, &[], |key| writer.push(key))?;
+            let merged = writer.finish()?;
+            self.runs.truncate(first_merged);
+            self.runs.push(merged);
         }
         Ok(())
     }

@@ -4,8 +4,9 @@
 //! passed before it (it is `in_progress` while it waits, as on DashScope), then runs at the whole
 //! capacity. The place in the queue is taken once, when the batch is validated, and kept in the
 //! batch's record, so a batch's life stays a function of its own timestamps (batches are
-//! validated in the order they were created). Capacity a batch reserved is not given back when
-//! it is cancelled or expires early. Without a capacity, each batch runs at a pace of its own
+//! validated in the order they were created). A batch that is cancelled or expires stops using
+//! the capacity then, which batches validated later can take; those already queued keep their
+//! place. Without a capacity, each batch runs at a pace of its own
 //! ([`super::lifecycle::lines_at_once`]).
 
 use super::lifecycle::BatchRecord;
@@ -34,7 +35,7 @@ impl CapacityQueue {
         let free_at = batches
             .into_iter()
             .filter(|batch| batch.seconds_per_line_at_capacity.is_some())
-            .filter_map(BatchRecord::processing_finishes_at)
+            .filter_map(BatchRecord::stops_running_lines_at)
             .fold(f64::NEG_INFINITY, f64::max);
         CapacityQueue {
             requests_per_second,
@@ -71,5 +72,35 @@ mod tests {
         let third = queue.take_place(80.0, 10);
         assert_eq!(third.starts_at, 80.0);
         assert_eq!(queue.free_at, 81.0);
+    }
+
+    #[test]
+    fn a_cancelled_batch_gives_the_rest_of_its_turn_to_batches_validated_later() {
+        let queued = |starts_at: f64, lines: u64| {
+            let mut batch = crate::sim::lifecycle::tests::fresh_batch(Vec::new());
+            batch.request_count = lines;
+            batch.processing_started_at = Some(starts_at);
+            batch.seconds_per_line_at_capacity = Some(0.1);
+            batch
+        };
+        let running = queued(40.0, 1_000);
+        let mut cancelled = queued(140.0, 1_000);
+        assert_eq!(
+            CapacityQueue::after(10.0, [&running, &cancelled]).free_at,
+            240.0
+        );
+        cancelled.cancel_requested_at = Some(100.0);
+        assert_eq!(
+            CapacityQueue::after(10.0, [&running, &cancelled]).free_at,
+            140.0,
+            "the batch before it still runs until 140"
+        );
+        // A batch at its own pace takes no place in the queue.
+        let mut own_pace = queued(0.0, 1_000_000);
+        own_pace.seconds_per_line_at_capacity = None;
+        assert_eq!(
+            CapacityQueue::after(10.0, [&own_pace]).free_at,
+            f64::NEG_INFINITY
+        );
     }
 }

@@ -491,6 +491,19 @@ impl BatchRecord {
             .map(|started_at| started_at + self.request_count as f64 * self.seconds_between_lines())
     }
 
+    /// When the batch stops running lines: it finishes them, expires or is cancelled.
+    pub(crate) fn stops_running_lines_at(&self) -> Option<f64> {
+        let finishes_at = self.processing_finishes_at()?;
+        let expires_at = self.planned_expiry().map(|(at, _)| at);
+        let cancelled_at = self.cancel_requested_at;
+        Some(
+            [Some(finishes_at), expires_at, cancelled_at]
+                .into_iter()
+                .flatten()
+                .fold(f64::INFINITY, f64::min),
+        )
+    }
+
     /// When the line at processing `position` (0-based) finishes.
     pub(crate) fn line_finishes_at(&self, position: u64) -> Option<f64> {
         self.processing_started_at

@@ -5,6 +5,7 @@ use std::process::Command;
 
 use super::harness::binary;
 
+#[cfg(target_os = "linux")]
 #[test]
 fn mimalloc_commits_arenas_on_demand() {
     let output = Command::new(binary())

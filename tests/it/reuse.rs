@@ -613,20 +613,20 @@ fn the_summary_says_what_was_reused_and_prune_by_last_use_makes_the_next_run_pay
 #[test]
 fn repeats_thousands_of_rows_apart_are_sent_once_and_copied_and_every_sent_request_is_stored() {
     // The debug binary keeps 2,048 keys in memory before spilling them to disk in sorted runs,
-    // merged eight at a time: 9,000 distinct requests make several runs and a merge, and the
-    // repeats at the end find their first rows on disk.
+    // merged eight at a time: 18,000 distinct requests make eight runs (merged into one) and
+    // then another, and the repeats at the end find their first rows on disk.
     let simulator = StandaloneSimulator::start(&[]);
     let workspace = nightly_workspace("store/answers.sqlite");
-    let mut rows = texts("r", 9_000);
-    let repeated = [1_usize, 100, 4_000, 8_999, 9_000];
+    let mut rows = texts("r", 18_000);
+    let repeated = [1_usize, 100, 4_000, 16_500, 17_999, 18_000];
     for (index, first) in repeated.iter().enumerate() {
         rows.push((format!("again{index}"), rows[first - 1].1.clone()));
     }
     write_rows(&workspace, &rows);
     let night = run_night(&workspace, &simulator, "big", &[]);
-    assert_eq!(night.billed.len(), 9_000, "{}", night.stderr);
+    assert_eq!(night.billed.len(), 18_000, "{}", night.stderr);
     assert!(night.billed.values().all(|times| *times == 1));
-    assert_eq!(night.report["reuse"]["rows_deduplicated"], 5);
+    assert_eq!(night.report["reuse"]["rows_deduplicated"], 6);
     for (index, first) in repeated.iter().enumerate() {
         let again = format!("again{index}");
         let first_id = &rows[first - 1].0;
@@ -645,5 +645,5 @@ fn repeats_thousands_of_rows_apart_are_sent_once_and_copied_and_every_sent_reque
     ]);
     assert_success(&stats);
     let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
-    assert_eq!(stats["answers"], 9_000, "{stats}");
+    assert_eq!(stats["answers"], 18_000, "{stats}");
 }
