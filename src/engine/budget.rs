@@ -295,25 +295,40 @@ impl RunBudget {
         cached_shard_estimate(&mut self.estimates, estimator, run_directory, shard).map(Some)
     }
 
-    /// Counts the estimate of every shard of the run not counted yet (while its batches run,
-    /// when the machine is otherwise idle) and keeps the new ones in the ledger, so the join
-    /// reads them.
+    /// Counts the estimates of shards of the run not counted yet (while its batches run, when
+    /// the machine is otherwise idle), for about `time_limit` at most (at least one shard), and
+    /// keeps the new ones in the ledger, so the join reads them. Returns whether every shard is
+    /// counted; the rest are counted by later calls (between polls, so polling never waits long)
+    /// or, failing that, by the join.
     ///
     /// # Errors
     /// When a shard file cannot be read or the ledger written.
-    pub fn estimate_every_shard(
+    pub fn estimate_shards_for(
         &mut self,
         ledger: &Ledger,
         run_directory: &RunDirectory,
-    ) -> anyhow::Result<()> {
+        time_limit: std::time::Duration,
+    ) -> anyhow::Result<bool> {
+        let started = std::time::Instant::now();
+        let mut every_shard = true;
+        let mut counted = 0;
         for shard in ledger.shards()? {
-            // Counting a big run takes seconds: a signal stops it between shards.
+            if self.estimates.contains_key(&shard.shard_index) {
+                continue;
+            }
+            if counted > 0 && started.elapsed() >= time_limit {
+                every_shard = false;
+                break;
+            }
+            counted += 1;
+            // Counting a big shard takes a second: a signal stops it between shards.
             crate::interrupt::check()?;
             if self.shard_estimate(run_directory, &shard)?.is_none() {
-                return Ok(());
+                return Ok(true);
             }
         }
-        self.save_estimates(ledger)
+        self.save_estimates(ledger)?;
+        Ok(every_shard)
     }
 
     /// Keeps the estimates counted since the last call in the ledger.
@@ -869,13 +884,54 @@ mod tests {
     }
 
     #[test]
+    fn estimates_counted_between_polls_stop_at_their_time_limit_and_go_on_later() {
+        let shards = [
+            planned(&[Some(1_000)]),
+            planned(&[Some(2_000)]),
+            planned(&[Some(3_000)]),
+        ];
+        let mut setup = budget_setup("sim-budget", "10", &shards);
+        let budget = setup.budget.as_mut().unwrap();
+        // No time at all: one shard a call, and the third call says every shard is counted.
+        let mut unfinished_calls = 0;
+        while !budget
+            .estimate_shards_for(
+                &setup.ledger,
+                &setup.run_directory,
+                std::time::Duration::ZERO,
+            )
+            .unwrap()
+        {
+            unfinished_calls += 1;
+            assert!(unfinished_calls < 3, "a call counted nothing");
+        }
+        assert_eq!(unfinished_calls, 2);
+        assert!(
+            budget
+                .estimate_shards_for(
+                    &setup.ledger,
+                    &setup.run_directory,
+                    std::time::Duration::ZERO
+                )
+                .unwrap(),
+            "nothing is left to count"
+        );
+    }
+
+    #[test]
     fn kept_estimates_are_read_back_only_under_the_prices_they_were_counted_with() {
         let shards = [planned(&[Some(1_000), Some(3_000)])];
         let mut setup = budget_setup("sim-budget", "10", &shards);
         let budget = setup.budget.as_mut().unwrap();
-        budget
-            .estimate_every_shard(&setup.ledger, &setup.run_directory)
-            .unwrap();
+        assert!(
+            budget
+                .estimate_shards_for(
+                    &setup.ledger,
+                    &setup.run_directory,
+                    std::time::Duration::from_secs(60)
+                )
+                .unwrap()
+        );
         let upper = |budget: &mut RunBudget, ledger: &Ledger| {
             let shard = &ledger.shards().unwrap()[0];
             budget

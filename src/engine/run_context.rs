@@ -42,6 +42,10 @@ use crate::pricing::PriceTable;
 use crate::provider::{ProviderKind, ProviderProfile};
 use crate::table::TableFormat;
 
+/// How long shard estimates are counted between two rounds of polling (a 50,000-line shard
+/// takes under a second), so polling never waits long for them.
+const ESTIMATING_BETWEEN_POLLS: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A run being carried out.
 pub(super) struct Run {
     job: Job,
@@ -439,10 +443,10 @@ impl Run {
             )
             .await
             .map_err(|error| self.saved(error))?;
-            // The join's estimate-versus-actual needs every shard's estimate: counted now,
-            // while the batches run, and kept in the ledger.
+            // The join's estimate-versus-actual needs every shard's estimate: counted while the
+            // batches run, a couple of seconds between polls, and kept in the ledger.
             self.budget
-                .estimate_every_shard(&self.ledger, &self.run_directory)
+                .estimate_shards_for(&self.ledger, &self.run_directory, ESTIMATING_BETWEEN_POLLS)
                 .map_err(RunFailure::local)?;
             let shards_waiting = self.shards_waiting()?;
             poll_until_settled(
