@@ -4,13 +4,13 @@
 
 use std::io;
 
-use super::capacity::{CapacityQueue, QueuePlace};
+use super::capacity::CapacityQueue;
 use super::clock::whole_seconds;
 use super::config::SimFlavour;
 use super::expiry;
 use super::id_sequence::IdSequence;
 use super::lifecycle::{
-    BatchEnvironment, BatchRecord, BatchResults, UnprocessedLines, advance_batch,
+    BatchEnvironment, BatchRecord, BatchResults, QueuePlace, UnprocessedLines, advance_batch,
 };
 use super::persist::{FileSink, FileStore};
 use super::results::write_results;

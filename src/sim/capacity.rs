@@ -9,20 +9,13 @@
 //! place. Without a capacity, each batch runs at a pace of its own
 //! ([`super::lifecycle::lines_at_once`]).
 
-use super::lifecycle::BatchRecord;
+use super::lifecycle::{BatchRecord, QueuePlace};
 
 /// The shared capacity and when the lines queued so far will all have run.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct CapacityQueue {
     requests_per_second: f64,
     free_at: f64,
-}
-
-/// A batch's place in the queue: when its first line starts, and the seconds between lines.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct QueuePlace {
-    pub(crate) starts_at: f64,
-    pub(crate) seconds_per_line: f64,
 }
 
 impl CapacityQueue {

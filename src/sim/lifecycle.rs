@@ -20,7 +20,6 @@ use std::io;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::capacity::QueuePlace;
 use super::clock::whole_seconds;
 use super::config::SimFlavour;
 use super::faults::BatchBehaviour;
@@ -175,6 +174,14 @@ pub(crate) struct BatchRecord {
     pub(crate) final_counts: Option<RequestCounts>,
     /// The lines this batch billed (successful answers).
     pub(crate) billed: Vec<BilledRequest>,
+}
+
+/// A batch's place in a shared capacity's queue (`capacity.rs`): when its first line starts,
+/// and the seconds between lines.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct QueuePlace {
+    pub(crate) starts_at: f64,
+    pub(crate) seconds_per_line: f64,
 }
 
 /// Files and counts produced when a batch ends.

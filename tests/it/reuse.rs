@@ -114,6 +114,13 @@ fn night_of(
     }
 }
 
+/// `dashbatch store stats --json` of the store at `store` (relative to the workspace).
+fn store_stats(workspace: &Workspace, store: &str) -> serde_json::Value {
+    let stats = workspace.run(&["store", "stats", "--store", store, "--json"]);
+    assert_success(&stats);
+    serde_json::from_slice(&stats.stdout).unwrap()
+}
+
 fn texts(prefix: &str, count: usize) -> Vec<(String, String)> {
     (1..=count)
         .map(|n| {
@@ -291,15 +298,7 @@ fn a_nightly_rerun_pays_once_for_each_new_or_edited_request_and_reuses_the_rest(
     assert_eq!(changed.report["reuse"]["rows_from_store"], 0);
 
     // The store answers `stats` and `export`, and holds only `ok` answers.
-    let stats = workspace.run(&[
-        "store",
-        "stats",
-        "--store",
-        "store/answers.sqlite",
-        "--json",
-    ]);
-    assert_success(&stats);
-    let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
+    let stats = store_stats(&workspace, "store/answers.sqlite");
     // Day 1's 40, day 2's 10 new, and the new template's 40 (`--refresh` replaced, not added).
     assert_eq!(stats["answers"], 90, "{stats}");
     let exported = workspace.run(&[
@@ -613,8 +612,8 @@ fn the_summary_says_what_was_reused_and_prune_by_last_use_makes_the_next_run_pay
 #[test]
 fn repeats_thousands_of_rows_apart_are_sent_once_and_copied_and_every_sent_request_is_stored() {
     // The debug binary keeps 2,048 keys in memory before spilling them to disk in sorted runs,
-    // merged eight at a time: 18,000 distinct requests make eight runs (merged into one) and
-    // then another, and the repeats at the end find their first rows on disk.
+    // merged eight at a time: 18,000 distinct requests make eight runs, merged into one, and the
+    // repeats at the end find their first rows on disk (rows 1 to 16,384) or in memory.
     let simulator = StandaloneSimulator::start(&[]);
     let workspace = nightly_workspace("store/answers.sqlite");
     let mut rows = texts("r", 18_000);
@@ -636,14 +635,6 @@ fn repeats_thousands_of_rows_apart_are_sent_once_and_copied_and_every_sent_reque
         assert!(night.billed.contains_key(first_id), "{first_id}");
         assert!(!night.billed.contains_key(&again), "{again}");
     }
-    let stats = workspace.run(&[
-        "store",
-        "stats",
-        "--store",
-        "store/answers.sqlite",
-        "--json",
-    ]);
-    assert_success(&stats);
-    let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
+    let stats = store_stats(&workspace, "store/answers.sqlite");
     assert_eq!(stats["answers"], 18_000, "{stats}");
 }
