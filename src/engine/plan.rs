@@ -386,7 +386,8 @@ pub fn input_sha256(path: &Path) -> std::io::Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
-fn file_sha256(path: &Path) -> std::io::Result<String> {
+/// The SHA-256 of a file's bytes, in hex.
+pub(crate) fn file_sha256(path: &Path) -> std::io::Result<String> {
     use std::io::Read;
     let mut file = File::open(path)?;
     let mut hasher = Sha256::new();

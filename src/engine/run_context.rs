@@ -651,6 +651,13 @@ impl Run {
     /// A failure while batches are out: a refusal or a signal says itself what to do; a run
     /// whose directory was deleted cannot be resumed; anything else can be.
     fn saved(&self, error: anyhow::Error) -> RunFailure {
+        // Says itself what to do; a local problem (nothing of that shard was uploaded).
+        if error
+            .downcast_ref::<super::submit::ShardFileChanged>()
+            .is_some()
+        {
+            return RunFailure::local(error);
+        }
         if crate::interrupt::is_interruption(&error)
             || error.downcast_ref::<ProviderRefusal>().is_some()
         {

@@ -92,6 +92,7 @@ pub(super) async fn submit_pending(
                 }
                 .into());
             }
+            Err(SubmitError::ShardChanged(changed)) => return Err(changed.into()),
             Err(error) => return Err(error.into()),
         };
         crate::interrupt::check()?;

@@ -31,6 +31,38 @@ pub enum SubmitError {
     Client(#[from] ClientError),
     #[error(transparent)]
     Ledger(#[from] crate::ledger::LedgerError),
+    #[error(transparent)]
+    ShardChanged(#[from] ShardFileChanged),
+}
+
+/// A shard file that is no longer the one the plan recorded: it is not uploaded.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "shard file `{path}` is not the one planned ({found}; the plan recorded {planned}): it was changed or damaged after planning, and nothing of it was uploaded. Put the planned file back and resume, or start again in a new run directory (with the answer store on, answers this run already received are reused)"
+)]
+pub struct ShardFileChanged {
+    path: String,
+    found: String,
+    planned: String,
+}
+
+/// Checks that the shard file holds the bytes the plan recorded (size and SHA-256).
+fn check_shard_file(path: &std::path::Path, shard: &ShardRecord) -> Result<(), ShardFileChanged> {
+    if shard.sha256.is_empty() {
+        return Ok(());
+    }
+    let changed = |found: String| ShardFileChanged {
+        path: path.display().to_string(),
+        found,
+        planned: format!("{} bytes with SHA-256 {}", shard.byte_size, shard.sha256),
+    };
+    let sha256 = super::plan::file_sha256(path)
+        .map_err(|error| changed(format!("it cannot be read: {error}")))?;
+    let bytes = std::fs::metadata(path).map_or(0, |metadata| metadata.len());
+    if sha256 != shard.sha256 || bytes != shard.byte_size {
+        return Err(changed(format!("{bytes} bytes with SHA-256 {sha256}")));
+    }
+    Ok(())
 }
 
 pub struct Submitter<'a> {
@@ -126,11 +158,12 @@ impl Submitter<'_> {
         shard: &ShardRecord,
     ) -> Result<Result<String, ClientError>, SubmitError> {
         let upload_name = self.upload_name(shard);
+        let path = self.run_directory.shard_path(&shard.file_name);
+        check_shard_file(&path, shard)?;
         self.respect_upload_rate().await;
         let effect =
             self.ledger
                 .record_intent(Some(shard.shard_index), EffectKind::Upload, &upload_name)?;
-        let path = self.run_directory.shard_path(&shard.file_name);
         match self.client.upload_file(&path, &upload_name).await {
             Ok(file) => {
                 crate::kill_point::reach("after_upload_before_record");

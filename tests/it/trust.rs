@@ -759,3 +759,51 @@ fn ctrl_c_while_validating_exits_130_and_leaves_no_scratch_files() {
         "scratch files left behind"
     );
 }
+
+#[test]
+fn a_shard_file_changed_after_planning_is_not_uploaded_and_the_planned_one_finishes_the_run() {
+    let simulator = StandaloneSimulator::start(&[]);
+    let workspace = review_workspace(6, 3, "");
+    let run_directory = workspace.path().join("run");
+    // A first process uploads shard 0, creates its batch and dies before recording it.
+    let killed = review_run_command(&workspace, &simulator, &run_directory)
+        .env("DASHBATCH_TEST_KILL_AT", "after_create_before_record")
+        .output()
+        .unwrap();
+    assert_eq!(killed.status.code(), None, "killed by its own SIGKILL");
+    assert_eq!(uploads(&simulator), 1);
+    // Shard 1, planned but not uploaded, is edited by hand.
+    let shard = run_directory.join("shards/shard-00001.jsonl");
+    let planned = std::fs::read(&shard).unwrap();
+    std::fs::write(
+        &shard,
+        String::from_utf8(planned.clone())
+            .unwrap()
+            .replace("Topic", "Tpoic"),
+    )
+    .unwrap();
+    let refused = resume_command(&workspace, &run_directory).output().unwrap();
+    let stderr = text(&refused.stderr);
+    assert_eq!(
+        refused.status.code(),
+        Some(3),
+        "money was spent on shard 0: {stderr}"
+    );
+    assert!(
+        stderr.contains("shard-00001.jsonl")
+            && stderr.contains("is not the one planned")
+            && stderr.contains("nothing of it was uploaded"),
+        "{stderr}"
+    );
+    assert_eq!(uploads(&simulator), 1, "the changed file was not uploaded");
+    // With the planned bytes back, the run finishes: every row once, nothing paid twice.
+    std::fs::write(&shard, planned).unwrap();
+    let finished = resume_command(&workspace, &run_directory).output().unwrap();
+    assert_eq!(
+        finished.status.code(),
+        Some(0),
+        "{}",
+        text(&finished.stderr)
+    );
+    assert_finished_cleanly(&simulator, &workspace, &run_directory, 6);
+}
