@@ -289,7 +289,7 @@ pub enum SimCommand {
         /// Run this many request lines per simulated second across all batches, first come
         /// first served, as a provider under load does (by default each batch runs at its own
         /// pace).
-        #[arg(long, value_parser = positive_capacity)]
+        #[arg(long, value_parser = positive_capacity, allow_negative_numbers = true)]
         capacity: Option<f64>,
         /// Which provider's behaviour to imitate.
         #[arg(long, value_enum, default_value = "dashscope")]

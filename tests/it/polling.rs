@@ -135,3 +135,26 @@ fn under_a_shared_capacity_batches_queue_and_run_one_behind_another() {
         "120 lines at one a second took less: {batches:?}"
     );
 }
+
+#[test]
+fn a_capacity_that_is_not_a_positive_number_is_refused_before_the_simulator_starts() {
+    for capacity in ["0", "-3", "NaN", "inf", "lots"] {
+        let output = std::process::Command::new(binary())
+            .args([
+                "sim",
+                "serve",
+                "--addr",
+                "127.0.0.1:0",
+                "--capacity",
+                capacity,
+            ])
+            .output()
+            .unwrap();
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{capacity}: {stderr}");
+        assert!(
+            stderr.contains(&format!("`{capacity}` is not a capacity")),
+            "{capacity}: {stderr}"
+        );
+    }
+}
