@@ -20,7 +20,7 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
 use super::RunDirectory;
 use super::report::ShardReport;
-use super::shard_results::load_shard_results;
+use super::shard_results::{ResultsById, load_shard_results};
 use super::totals::{MoneySum, TokenTotals};
 use crate::cost::RunPricer;
 use crate::job::{Job, OutputFieldType};
@@ -366,7 +366,7 @@ impl ResultBuilders {
 struct CurrentShard {
     record: ShardRecord,
     batch_status: Option<BatchStatus>,
-    results: HashMap<String, RowResult>,
+    results: ResultsById,
     /// Validation errors by 1-based line of the shard file.
     line_errors: HashMap<u64, BatchError>,
     first_error: Option<BatchError>,
@@ -384,10 +384,10 @@ struct CurrentShard {
 fn shard_results(
     run_directory: &RunDirectory,
     record: &ShardRecord,
-) -> anyhow::Result<HashMap<String, RowResult>> {
+) -> anyhow::Result<ResultsById> {
     let batch_status = record.batch_status.as_ref().map(|_| record.status());
     if !record.results_downloaded {
-        return Ok(HashMap::new());
+        return Ok(ResultsById::default());
     }
     load_shard_results(
         run_directory,
@@ -403,7 +403,7 @@ fn read_results_ahead<'scope, 'env>(
     scope: &'scope std::thread::Scope<'scope, 'env>,
     run_directory: &'env RunDirectory,
     shards: Vec<&'env ShardRecord>,
-) -> std::sync::mpsc::Receiver<(u64, anyhow::Result<HashMap<String, RowResult>>)> {
+) -> std::sync::mpsc::Receiver<(u64, anyhow::Result<ResultsById>)> {
     // A rendezvous: at most the shard being joined and the next one are held.
     let (results, results_inbox) = std::sync::mpsc::sync_channel(0);
     scope.spawn(move || {
@@ -420,7 +420,7 @@ fn read_results_ahead<'scope, 'env>(
 
 fn open_shard(
     record: &ShardRecord,
-    results: HashMap<String, RowResult>,
+    results: ResultsById,
     pricer: &RunPricer,
     skipped_by_budget: bool,
 ) -> anyhow::Result<CurrentShard> {

@@ -4,18 +4,25 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 
+use rustc_hash::FxHashMap;
+
 use super::RunDirectory;
 use crate::ledger::ShardRecord;
 use crate::row_result::{RowResult, RowStatus, classify_result_text};
 use crate::wire::BatchStatus;
+
+/// A shard's results by custom_id (the ids are the run's own, checked unique at plan time, so a
+/// fast hash that is not flood-resistant is enough), sized for the shard's rows.
+pub(super) type ResultsById = FxHashMap<String, RowResult>;
 
 /// Reads one shard's result files into a map from custom_id to result.
 pub(super) fn load_shard_results(
     run_directory: &RunDirectory,
     shard: &ShardRecord,
     batch_status: BatchStatus,
-) -> anyhow::Result<HashMap<String, RowResult>> {
-    let mut results: HashMap<String, RowResult> = HashMap::new();
+) -> anyhow::Result<ResultsById> {
+    let mut results =
+        ResultsById::with_capacity_and_hasher(shard.row_count as usize, Default::default());
     for_each_result_line(
         run_directory,
         shard,
