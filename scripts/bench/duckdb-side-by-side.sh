@@ -13,15 +13,8 @@
 #   cargo build --release && bash scripts/bench/duckdb-side-by-side.sh
 #   ROWS=10000000 RUNS=1 bash scripts/bench/duckdb-side-by-side.sh
 set -euo pipefail
-root="$(cd "$(dirname "$0")/../.." && pwd)"
-rows="${ROWS:-1000000}"
-out="$root/target/bench-duckdb/$rows"
-mkdir -p "$out"
-python="$(bash "$root/scripts/python-env.sh")"
+BENCH_NAME=duckdb source "$(dirname "$0")/reviews-workspace.sh"
 binary="$root/target/release/dashbatch"
-export XDG_CACHE_HOME="$out/cache"
-[ -f "$out/reviews.csv" ] || python3 "$root/scripts/bench/generate_reviews.py" "$rows" "$out/reviews.csv"
-cp "$root/scripts/bench/reviews.toml" "$out/reviews.toml"
 if [ ! -f "$out/run/report.json" ]; then
   rm -rf "$out/run"
   echo "== making the finished run (embedded simulator)" >&2

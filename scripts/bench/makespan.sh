@@ -10,14 +10,7 @@
 #
 #   cargo build --release && bash scripts/bench/makespan.sh
 set -euo pipefail
-root="$(cd "$(dirname "$0")/../.." && pwd)"
-rows="${ROWS:-1000000}"
-out="$root/target/bench-makespan/$rows"
-mkdir -p "$out"
-python="$(bash "$root/scripts/python-env.sh")"
-export XDG_CACHE_HOME="$out/cache"
-[ -f "$out/reviews.csv" ] || python3 "$root/scripts/bench/generate_reviews.py" "$rows" "$out/reviews.csv"
-cp "$root/scripts/bench/reviews.toml" "$out/reviews.toml"
+BENCH_NAME=makespan source "$(dirname "$0")/reviews-workspace.sh"
 rm -rf "$out/run" "$out/run-output.parquet"
 exec "$python" "$root/scripts/bench/makespan.py" "$root/target/release/dashbatch" \
   "$out/reviews.toml" "$out/run" "${CAPACITY:-20}" "${TIME_SCALE:-100}" "${TRANSIENT:-0.02}"

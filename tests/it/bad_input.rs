@@ -59,12 +59,6 @@ const CASES: &[Case] = &[
     },
 ];
 
-fn uploads(simulator: &StandaloneSimulator) -> u64 {
-    simulator.get_json("/_sim/requests")["calls"]["upload"]
-        .as_u64()
-        .unwrap_or(0)
-}
-
 #[test]
 fn each_bad_input_fails_early_and_uploads_nothing() {
     let simulator = StandaloneSimulator::start(&[]);
@@ -101,7 +95,7 @@ fn each_bad_input_fails_early_and_uploads_nothing() {
             );
         }
         assert_eq!(
-            uploads(&simulator),
+            simulator.upload_calls(),
             0,
             "{}: nothing may be uploaded",
             case.fixture
@@ -174,22 +168,6 @@ fn a_real_provider_without_a_key_stops_before_anything_else() {
     assert!(stderr.contains("DASHSCOPE_API_KEY"), "{stderr}");
 }
 
-/// The `dashbatch run` of `job.toml` against `simulator`, which must refuse the input.
-fn refused_run(workspace: &Workspace, simulator: &StandaloneSimulator) -> String {
-    let output = workspace.run(&[
-        "run",
-        "job.toml",
-        "--provider",
-        "sim",
-        "--base-url",
-        &simulator.base_url,
-    ]);
-    let stderr = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert_eq!(uploads(simulator), 0, "nothing may be uploaded");
-    stderr
-}
-
 #[test]
 fn repeated_ids_far_apart_and_throughout_are_named_with_their_first_row_and_line() {
     let simulator = StandaloneSimulator::start(&[]);
@@ -205,7 +183,7 @@ fn repeated_ids_far_apart_and_throughout_are_named_with_their_first_row_and_line
         rows.push_str(&format!("{id},text {row}\n"));
     }
     workspace.write("rows.csv", &rows);
-    let stderr = refused_run(&workspace, &simulator);
+    let stderr = run_refused_before_upload(&workspace, &simulator);
     assert!(
         stderr.contains("row 9000 (line 9001)")
             && stderr.contains("custom_id `3`")
@@ -221,7 +199,7 @@ fn repeated_ids_far_apart_and_throughout_are_named_with_their_first_row_and_line
         rows.push_str(&format!("same,text {row}\n"));
     }
     workspace.write("rows.csv", &rows);
-    let stderr = refused_run(&workspace, &simulator);
+    let stderr = run_refused_before_upload(&workspace, &simulator);
     assert!(
         stderr.contains("at least 20 bad rows")
             && stderr.contains("row 2 (line 3)")

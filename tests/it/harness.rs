@@ -236,6 +236,37 @@ impl StandaloneSimulator {
     pub fn ledger(&self) -> Value {
         self.get_json("/_sim/ledger")
     }
+
+    /// The calls the simulator received, by route (answered or not).
+    pub fn calls(&self) -> Value {
+        self.get_json("/_sim/requests")["calls"].clone()
+    }
+
+    /// Upload calls the simulator received (answered or not).
+    pub fn upload_calls(&self) -> u64 {
+        self.calls()["upload"].as_u64().unwrap_or(0)
+    }
+}
+
+/// The `dashbatch run` of the workspace's `job.toml` against `simulator`, which must refuse it
+/// with exit code 2 before any upload; returns its stderr.
+pub fn run_refused_before_upload(workspace: &Workspace, simulator: &StandaloneSimulator) -> String {
+    let output = workspace.run(&[
+        "run",
+        "job.toml",
+        "--provider",
+        "sim",
+        "--base-url",
+        &simulator.base_url,
+    ]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(
+        simulator.upload_calls(),
+        0,
+        "nothing may be uploaded: {stderr}"
+    );
+    stderr
 }
 
 impl Drop for StandaloneSimulator {

@@ -14,12 +14,6 @@ use serde_json::Value;
 
 use super::harness::*;
 
-fn uploads(simulator: &StandaloneSimulator) -> u64 {
-    simulator.get_json("/_sim/requests")["calls"]["upload"]
-        .as_u64()
-        .unwrap_or(0)
-}
-
 /// Qwen3-VL's token rule written out here, independently of dashbatch's code: each side
 /// rounded half to even to a multiple of 32, scaled down past 2,621,440 pixels or up to four
 /// patches, one token per patch plus 2.
@@ -190,17 +184,7 @@ fn workspace_with_pictures(csv: &str, extra_request: &str) -> Workspace {
 
 fn refused_before_upload(workspace: &Workspace) -> String {
     let simulator = StandaloneSimulator::start(&[]);
-    let output = workspace.run(&[
-        "run",
-        "job.toml",
-        "--provider",
-        "sim",
-        "--base-url",
-        &simulator.base_url,
-    ]);
-    let stderr = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert_eq!(uploads(&simulator), 0, "nothing may be uploaded: {stderr}");
+    let stderr = run_refused_before_upload(workspace, &simulator);
     assert!(
         !workspace.path().join("runs").exists()
             || workspace

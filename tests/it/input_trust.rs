@@ -15,12 +15,6 @@ use arrow_schema::{DataType, Field, Schema, TimeUnit};
 
 use super::harness::*;
 
-fn uploads(simulator: &StandaloneSimulator) -> u64 {
-    simulator.get_json("/_sim/requests")["calls"]["upload"]
-        .as_u64()
-        .unwrap_or(0)
-}
-
 /// Runs `job` against a standalone simulator and checks it failed with exit 2 before uploading
 /// anything; returns stderr.
 fn refused_before_upload(workspace: &Workspace, job: &str) -> String {
@@ -35,7 +29,11 @@ fn refused_before_upload(workspace: &Workspace, job: &str) -> String {
     ]);
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{job}: {stderr}");
-    assert_eq!(uploads(&simulator), 0, "{job}: nothing may be uploaded");
+    assert_eq!(
+        simulator.upload_calls(),
+        0,
+        "{job}: nothing may be uploaded"
+    );
     stderr
 }
 

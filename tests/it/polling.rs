@@ -70,7 +70,7 @@ fn many_live_batches_are_polled_with_list_calls() {
     let run_directory = workspace.path().join("run");
     run_with_events(&simulator, &workspace, &run_directory);
     assert_finished_cleanly(&simulator, &workspace, &run_directory, 90);
-    let calls = simulator.get_json("/_sim/requests")["calls"].clone();
+    let calls = simulator.calls();
     let (list_calls, get_calls) = (
         calls["list_batches"].as_u64().unwrap_or(0),
         calls["get_batch"].as_u64().unwrap_or(0),
@@ -96,7 +96,7 @@ fn a_refused_list_call_falls_back_to_one_get_per_batch() {
     let run_directory = workspace.path().join("run");
     run_with_events(&simulator, &workspace, &run_directory);
     assert_finished_cleanly(&simulator, &workspace, &run_directory, 90);
-    let calls = simulator.get_json("/_sim/requests")["calls"].clone();
+    let calls = simulator.calls();
     assert!(calls["get_batch"].as_u64().unwrap_or(0) >= 40, "{calls}");
 }
 

@@ -9,10 +9,6 @@ use serde_json::json;
 use super::harness::*;
 use super::invariants::*;
 
-fn calls(simulator: &StandaloneSimulator) -> serde_json::Value {
-    simulator.get_json("/_sim/requests")["calls"].clone()
-}
-
 fn changing_calls(calls: &serde_json::Value) -> u64 {
     ["upload", "create_batch", "cancel_batch", "delete_file"]
         .iter()
@@ -63,20 +59,31 @@ fn run_killed_with_live_batches(
     (workspace, run_directory)
 }
 
-#[test]
-fn a_finished_run_resumed_makes_no_changing_call() {
-    let simulator = StandaloneSimulator::start(&[]);
-    let workspace = review_workspace(12, 6, "");
+/// A review job of `rows` rows (`per_shard` a shard) run to the end in `run` against `simulator`.
+fn finished_review_run(
+    simulator: &StandaloneSimulator,
+    rows: usize,
+    per_shard: usize,
+    extra_batch: &str,
+) -> (Workspace, std::path::PathBuf) {
+    let workspace = review_workspace(rows, per_shard, extra_batch);
     let run_directory = workspace.path().join("run");
     assert_success(
-        &review_run_command(&workspace, &simulator, &run_directory)
+        &review_run_command(&workspace, simulator, &run_directory)
             .output()
             .unwrap(),
     );
-    let before = calls(&simulator);
+    (workspace, run_directory)
+}
+
+#[test]
+fn a_finished_run_resumed_makes_no_changing_call() {
+    let simulator = StandaloneSimulator::start(&[]);
+    let (workspace, run_directory) = finished_review_run(&simulator, 12, 6, "");
+    let before = simulator.calls();
     let output = resume_command(&workspace, &run_directory).output().unwrap();
     assert_success(&output);
-    let after = calls(&simulator);
+    let after = simulator.calls();
     assert_eq!(
         changing_calls(&before),
         changing_calls(&after),
@@ -89,17 +96,17 @@ fn a_finished_run_resumed_makes_no_changing_call() {
             .output()
             .unwrap(),
     );
-    assert_eq!(calls(&simulator), before);
+    assert_eq!(simulator.calls(), before);
 }
 
 #[test]
 fn status_reads_the_ledger_without_any_call() {
     let simulator = StandaloneSimulator::start(&[]);
     let (workspace, run_directory) = run_killed_with_live_batches(&simulator, 12, 6, "", 2);
-    let before = calls(&simulator);
+    let before = simulator.calls();
     let output = workspace.run(&["status", run_directory.to_str().unwrap(), "--json"]);
     assert_success(&output);
-    assert_eq!(calls(&simulator), before, "status makes no call");
+    assert_eq!(simulator.calls(), before, "status makes no call");
     let status: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(status["planned_rows"], 12);
     assert_eq!(status["finished"], false);
@@ -129,7 +136,7 @@ fn cancel_stops_live_batches_and_keeps_the_rows_that_finished() {
         "{}",
         text(&output.stderr)
     );
-    assert_eq!(calls(&simulator)["cancel_batch"], 1);
+    assert_eq!(simulator.calls()["cancel_batch"], 1);
     simulator.put_json("/_sim/clock", &json!({"time_scale": 1000.0}));
     let output = resume_command(&workspace, &run_directory).output().unwrap();
     assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
@@ -189,7 +196,7 @@ fn ctrl_c_saves_the_state_cancels_nothing_and_resume_finishes() {
         text(&output.stderr)
     );
     assert_eq!(
-        calls(&simulator)["cancel_batch"],
+        simulator.calls()["cancel_batch"],
         0,
         "Ctrl-C never cancels remote batches"
     );
@@ -337,13 +344,8 @@ fn run_without_a_run_directory_continues_the_unfinished_run_of_the_same_job() {
 fn uploads_are_spaced_and_run_files_are_private() {
     use std::os::unix::fs::PermissionsExt;
     let simulator = StandaloneSimulator::start(&[]);
-    let workspace = review_workspace(16, 2, "delete_remote_files = false\n");
-    let run_directory = workspace.path().join("run");
-    assert_success(
-        &review_run_command(&workspace, &simulator, &run_directory)
-            .output()
-            .unwrap(),
-    );
+    let (_workspace, run_directory) =
+        finished_review_run(&simulator, 16, 2, "delete_remote_files = false\n");
 
     // At most 3 uploads a second: at the simulator's 1,000× speed, a third of a real second
     // between two uploads is over 300 simulated seconds.
@@ -389,13 +391,7 @@ fn uploads_are_spaced_and_run_files_are_private() {
 #[test]
 fn resume_after_spending_never_claims_nothing_was_spent() {
     let simulator = StandaloneSimulator::start(&[]);
-    let workspace = review_workspace(6, 6, "");
-    let run_directory = workspace.path().join("run");
-    assert_success(
-        &review_run_command(&workspace, &simulator, &run_directory)
-            .output()
-            .unwrap(),
-    );
+    let (workspace, run_directory) = finished_review_run(&simulator, 6, 6, "");
     workspace.write("reviews.toml", "[input\nbroken = ");
     let output = resume_command(&workspace, &run_directory).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -426,7 +422,7 @@ fn cancel_goes_on_past_a_batch_that_already_ended() {
     assert_success(&output);
     let said = text(&output.stderr);
     assert!(said.contains("had already ended, now failed"), "{said}");
-    assert_eq!(calls(&simulator)["cancel_batch"], 3);
+    assert_eq!(simulator.calls()["cancel_batch"], 3);
     let statuses: Vec<String> = simulator.ledger()["batches"]
         .as_array()
         .unwrap()
@@ -443,19 +439,13 @@ fn cancel_goes_on_past_a_batch_that_already_ended() {
     // Asked again, the ended batch is no longer asked; the two still `cancelling` are.
     let again = resume_free_cancel(&workspace, &run_directory);
     assert_success(&again);
-    assert_eq!(calls(&simulator)["cancel_batch"], 5);
+    assert_eq!(simulator.calls()["cancel_batch"], 5);
 }
 
 #[test]
 fn joining_again_reads_each_shards_estimate_kept_in_the_ledger() {
     let simulator = StandaloneSimulator::start(&[]);
-    let workspace = review_workspace(12, 6, "");
-    let run_directory = workspace.path().join("run");
-    assert_success(
-        &review_run_command(&workspace, &simulator, &run_directory)
-            .output()
-            .unwrap(),
-    );
+    let (workspace, run_directory) = finished_review_run(&simulator, 12, 6, "");
     let expected = read_report(&run_directory)["shards"][0]["estimate_vs_actual"]["cost_expected"]
         .as_str()
         .unwrap()

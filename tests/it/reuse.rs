@@ -491,9 +491,7 @@ fn a_store_that_is_the_output_the_input_or_another_database_is_refused_before_up
         "answers.sqlite",
     ]);
     assert_eq!(export.status.code(), Some(2), "{}", text(&export.stderr));
-    let stats = workspace.run(&["store", "stats", "--store", "answers.sqlite", "--json"]);
-    assert_success(&stats);
-    let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
+    let stats = store_stats(&workspace, "answers.sqlite");
     assert_eq!(stats["answers"], 4);
     let prune = workspace.run(&[
         "store",

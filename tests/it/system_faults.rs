@@ -256,7 +256,7 @@ fn deleting_the_run_directory_under_a_live_run_never_ends_in_success_or_double_b
         "no output is claimed"
     );
     // The two batches ran to the end at the provider; nothing was created or billed again.
-    let calls = simulator.get_json("/_sim/requests")["calls"].clone();
+    let calls = simulator.calls();
     assert_eq!(calls["upload"], 2, "{calls}");
     assert_eq!(calls["create_batch"], 2, "{calls}");
     assert_eq!(batch_count(&simulator), 2);
