@@ -30,7 +30,7 @@ const LEDGER_CHUNK: usize = 65_536;
 pub struct RequestKeyClaims {
     filter: BloomFilter,
     pending: FxHashMap<RequestKey, FirstRowOfKey>,
-    spilled: Option<SortedKeyRuns>,
+    spilled: SortedKeyRuns,
     /// Whether the keys go to the ledger at the end (a run that announces its requests).
     kept_in_ledger: bool,
 }
@@ -41,7 +41,7 @@ impl RequestKeyClaims {
         RequestKeyClaims {
             filter: BloomFilter::default(),
             pending: FxHashMap::default(),
-            spilled: None,
+            spilled: SortedKeyRuns::new(&std::env::temp_dir()),
             kept_in_ledger,
         }
     }
@@ -49,8 +49,8 @@ impl RequestKeyClaims {
     /// Spills keys into anonymous files in `directory` (by default, the system's temporary
     /// directory).
     pub fn spill_into(&mut self, directory: &Path) {
-        if self.spilled.as_ref().is_none_or(|runs| runs.len() == 0) {
-            self.spilled = Some(SortedKeyRuns::new(directory));
+        if self.spilled.is_empty() {
+            self.spilled = SortedKeyRuns::new(directory);
         }
     }
 
@@ -68,8 +68,7 @@ impl RequestKeyClaims {
         }
         let hashes = Self::hashes(key);
         if self.filter.may_contain(hashes)
-            && let Some(spilled) = &self.spilled
-            && let Some(first) = spilled.find(key).map_err(spill_error)?
+            && let Some(first) = self.spilled.find(key).map_err(spill_error)?
         {
             return Ok(Some(first));
         }
@@ -96,10 +95,7 @@ impl RequestKeyClaims {
             first.origin = origin;
             return Ok(());
         }
-        let found = match &self.spilled {
-            Some(spilled) => spilled.set_origin(key, origin).map_err(spill_error)?,
-            None => false,
-        };
+        let found = self.spilled.set_origin(key, origin).map_err(spill_error)?;
         anyhow::ensure!(
             found,
             "a request key was given an origin before it was claimed"
@@ -118,33 +114,30 @@ impl RequestKeyClaims {
         }
         let pending = self.sorted_pending();
         let mut chunk: Vec<ClaimedKey> = Vec::with_capacity(LEDGER_CHUNK.min(pending.len() + 1));
-        let mut ledger_failure = None;
-        let spilled = self
-            .spilled
-            .get_or_insert_with(|| SortedKeyRuns::new(&std::env::temp_dir()));
-        spilled
-            .for_each_in_key_order(&pending, |claimed| {
+        self.spilled
+            .for_each_in_key_order(&pending, |claimed| -> anyhow::Result<()> {
                 chunk.push(*claimed);
                 if chunk.len() >= LEDGER_CHUNK {
-                    if let Err(error) = ledger.insert_request_keys(&chunk) {
-                        ledger_failure = Some(error);
-                        return Err(std::io::Error::other("the ledger could not be written"));
-                    }
+                    ledger.insert_request_keys(&chunk)?;
                     chunk.clear();
                 }
                 Ok(())
             })
-            .map_err(|error| match ledger_failure.take() {
-                Some(ledger_error) => anyhow::Error::new(ledger_error),
-                None => spill_error(error),
+            .map_err(|error| match error.downcast::<std::io::Error>() {
+                Ok(spill_failure) => spill_error(spill_failure),
+                Err(other) => other,
             })?;
         ledger.insert_request_keys(&chunk)?;
         Ok(())
     }
 
-    /// The keys held in memory, in key order (emptied).
-    fn sorted_pending(&mut self) -> Vec<ClaimedKey> {
-        let mut keys: Vec<ClaimedKey> = self.pending.drain().collect();
+    /// The keys held in memory, in key order.
+    fn sorted_pending(&self) -> Vec<ClaimedKey> {
+        let mut keys: Vec<ClaimedKey> = self
+            .pending
+            .iter()
+            .map(|(key, first)| (*key, *first))
+            .collect();
         keys.sort_unstable_by_key(|(key, _)| key.0);
         keys
     }
@@ -152,16 +145,8 @@ impl RequestKeyClaims {
     /// Writes the keys held in memory to disk as one sorted run (they are let go only once it
     /// is written).
     fn spill(&mut self) -> anyhow::Result<()> {
-        let mut keys: Vec<ClaimedKey> = self
-            .pending
-            .iter()
-            .map(|(key, first)| (*key, *first))
-            .collect();
-        keys.sort_unstable_by_key(|(key, _)| key.0);
-        self.spilled
-            .get_or_insert_with(|| SortedKeyRuns::new(&std::env::temp_dir()))
-            .add_run(&keys)
-            .map_err(spill_error)?;
+        let keys = self.sorted_pending();
+        self.spilled.add_run(&keys).map_err(spill_error)?;
         self.pending.clear();
         Ok(())
     }

@@ -60,8 +60,14 @@ impl SortedKeyRuns {
     }
 
     /// Keys in all runs.
-    pub fn len(&self) -> u64 {
+    #[cfg(test)]
+    fn len(&self) -> u64 {
         self.runs.iter().map(|run| run.records).sum()
+    }
+
+    /// Whether no key was spilled yet.
+    pub fn is_empty(&self) -> bool {
+        self.runs.is_empty()
     }
 
     /// Writes `keys` (in key order, none already in a run) as a new run, then merges runs of
@@ -125,17 +131,17 @@ impl SortedKeyRuns {
     ///
     /// # Errors
     /// When a run cannot be read, or `each` fails.
-    pub fn for_each_in_key_order(
+    pub fn for_each_in_key_order<E: From<io::Error>>(
         &self,
         pending: &[ClaimedKey],
-        each: impl FnMut(&ClaimedKey) -> io::Result<()>,
-    ) -> io::Result<()> {
+        each: impl FnMut(&ClaimedKey) -> Result<(), E>,
+    ) -> Result<(), E> {
         merge_in_key_order(&self.runs, pending, each)
     }
 
     fn locate(&self, key: &RequestKey) -> io::Result<Option<FoundKey>> {
         let hashes = run_filter_hashes(key);
-        let mut block = vec![0_u8; RECORD_BYTES * RECORDS_PER_BLOCK];
+        let mut block = [0_u8; RECORD_BYTES * RECORDS_PER_BLOCK];
         for (run_index, run) in self.runs.iter().enumerate().rev() {
             if !run.filter.may_contain(hashes) {
                 continue;
@@ -229,11 +235,11 @@ impl RunWriter {
 }
 
 /// Calls `each` with every record of `runs` and of `pending`, in key order.
-fn merge_in_key_order(
+fn merge_in_key_order<E: From<io::Error>>(
     runs: &[SortedRun],
     pending: &[ClaimedKey],
-    mut each: impl FnMut(&ClaimedKey) -> io::Result<()>,
-) -> io::Result<()> {
+    mut each: impl FnMut(&ClaimedKey) -> Result<(), E>,
+) -> Result<(), E> {
     let mut sources = Vec::with_capacity(runs.len() + 1);
     for run in runs {
         let mut file = run.file.try_clone()?;
@@ -395,7 +401,7 @@ mod tests {
         let mut seen = Vec::new();
         runs.for_each_in_key_order(&pending, |claimed| {
             seen.push(*claimed);
-            Ok(())
+            Ok::<(), std::io::Error>(())
         })
         .unwrap();
         assert_eq!(seen, sorted_run(0..400));
