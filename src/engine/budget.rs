@@ -224,9 +224,11 @@ fn estimate_identity(estimator: &RequestEstimator) -> String {
     )
 }
 
-/// The estimate of `shard` from `cache`, computed from its shard file the first time.
+/// The estimate of `shard` from `cache`, computed from its shard file the first time (and then
+/// noted in `not_saved`, to be kept in the ledger).
 fn cached_shard_estimate<'cache>(
     cache: &'cache mut BTreeMap<u64, ShardEstimate>,
+    not_saved: &mut BTreeSet<u64>,
     estimator: &RequestEstimator,
     run_directory: &RunDirectory,
     shard: &ShardRecord,
@@ -239,6 +241,7 @@ fn cached_shard_estimate<'cache>(
                 estimator,
                 |_, _| {},
             )?;
+            not_saved.insert(shard.shard_index);
             Ok(entry.insert(ShardEstimate {
                 shard_index: shard.shard_index,
                 first_row: shard.first_row,
@@ -289,10 +292,14 @@ impl RunBudget {
         let Some(estimator) = &self.estimator else {
             return Ok(None);
         };
-        if !self.estimates.contains_key(&shard.shard_index) {
-            self.estimates_not_saved.insert(shard.shard_index);
-        }
-        cached_shard_estimate(&mut self.estimates, estimator, run_directory, shard).map(Some)
+        cached_shard_estimate(
+            &mut self.estimates,
+            &mut self.estimates_not_saved,
+            estimator,
+            run_directory,
+            shard,
+        )
+        .map(Some)
     }
 
     /// Counts the estimates of shards of the run not counted yet (while its batches run, when
@@ -309,6 +316,9 @@ impl RunBudget {
         run_directory: &RunDirectory,
         time_limit: std::time::Duration,
     ) -> anyhow::Result<bool> {
+        if self.estimator.is_none() {
+            return Ok(true);
+        }
         let started = std::time::Instant::now();
         let mut every_shard = true;
         let mut counted = 0;
@@ -499,10 +509,13 @@ impl RunBudget {
             }
             let status = shard.status();
             if !shard.results_downloaded {
-                if !estimates.contains_key(&shard.shard_index) {
-                    estimates_not_saved.insert(shard.shard_index);
-                }
-                let estimate = cached_shard_estimate(estimates, estimator, run_directory, &shard)?;
+                let estimate = cached_shard_estimate(
+                    estimates,
+                    estimates_not_saved,
+                    estimator,
+                    run_directory,
+                    &shard,
+                )?;
                 let Some(upper) = estimate.totals.upper_bound_cost else {
                     return Ok(None);
                 };

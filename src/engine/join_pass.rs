@@ -591,8 +591,11 @@ pub fn join_results(
         rows_deduplicated: 0,
         reuse_saved: MoneySum::new(pricer.currency()),
     };
-    // Retry shards carry rows of earlier shards; their results arrive as row overrides.
-    let mut shard_iter = shards.iter().filter(|shard| shard.attempt <= 1);
+    // Retry shards carry rows of earlier shards; their results arrive as row overrides. The
+    // planned shards hold every row once, in input order.
+    let planned_shards: Vec<&ShardRecord> =
+        shards.iter().filter(|shard| shard.attempt <= 1).collect();
+    let mut shard_iter = planned_shards.iter().copied();
     let has_overrides = ledger.has_overrides()?;
     let mut row_sources = RowSourceCursor::new(ledger);
     // Shared results are written while joining: one transaction, not one per row.
@@ -619,11 +622,7 @@ pub fn join_results(
 
     // The next shard's results are read on another thread while this one's rows are joined.
     std::thread::scope(|scope| -> anyhow::Result<()> {
-        let results_ahead = read_results_ahead(
-            scope,
-            run_directory,
-            shards.iter().filter(|shard| shard.attempt <= 1).collect(),
-        );
+        let results_ahead = read_results_ahead(scope, run_directory, planned_shards.clone());
         for batch in reader {
             let batch = batch?;
             // A signal stops the local stage between record batches, never silently later.
@@ -773,11 +772,7 @@ pub fn join_results(
     if let Some(done) = current.take() {
         finish_shard(done, &mut summary);
     }
-    let planned_rows: u64 = shards
-        .iter()
-        .filter(|shard| shard.attempt <= 1)
-        .map(|shard| shard.row_count)
-        .sum();
+    let planned_rows: u64 = planned_shards.iter().map(|shard| shard.row_count).sum();
     if rows_sent != planned_rows {
         anyhow::bail!(
             "`{}` has {rows_sent} rows to send but the run planned {planned_rows}: the input changed since the run was planned; start a new run",

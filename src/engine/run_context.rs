@@ -387,8 +387,7 @@ impl Run {
         Ok(())
     }
 
-    /// Whether the input is still the one the run planned (true when no plan recorded one).
-    /// Whether the input is still the one planned. Hashing is a pass over the whole input, so
+    /// Whether the input is still the one planned (true when no plan recorded one). Hashing is a pass over the whole input, so
     /// a second check in this process of a single file whose size and modification time are
     /// those it had when it last passed (a resumed run checks before planning and again before
     /// joining) is answered without hashing again.
@@ -422,7 +421,8 @@ impl Run {
         if self.resuming {
             // Files an earlier process could not delete after writing its output (its results
             // are on disk): deleted first, whatever the join below then finds.
-            self.delete_remote_files_or_warn(client).await;
+            self.delete_remote_files_or_warn(client, "the earlier batches' results are on disk")
+                .await;
         }
         self.events.start_progress(self.planned_rows);
         let mut last_waiting: Option<u64> = None;
@@ -448,7 +448,7 @@ impl Run {
             self.budget
                 .estimate_shards_for(&self.ledger, &self.run_directory, ESTIMATING_BETWEEN_POLLS)
                 .map_err(RunFailure::local)?;
-            let shards_waiting = self.shards_waiting()?;
+            let (shards_waiting, _) = self.shards_waiting_and_running()?;
             poll_until_settled(
                 client,
                 &self.ledger,
@@ -488,51 +488,49 @@ impl Run {
                 );
                 continue;
             }
-            if self.shards_waiting()? || self.shards_running()? {
+            let (waiting, running) = self.shards_waiting_and_running()?;
+            if waiting || running {
                 continue;
             }
-            {
-                let progress = settle_adoptions(
-                    &self.job,
-                    &self.profile,
-                    &mut self.ledger,
-                    &self.run_directory,
-                    self.store.as_mut(),
-                    &self.run_directory.run_id(),
-                )
-                .map_err(|error| self.saved(error))?;
-                if progress.shards_created > 0 {
-                    let (requests, shards) = (progress.sent, progress.shards_created);
-                    self.events.emit(Event::AdoptionSent { requests, shards }, || {
+            let progress = settle_adoptions(
+                &self.job,
+                &self.profile,
+                &mut self.ledger,
+                &self.run_directory,
+                self.store.as_mut(),
+                &self.run_directory.run_id(),
+            )
+            .map_err(|error| self.saved(error))?;
+            if progress.shards_created > 0 {
+                let (requests, shards) = (progress.sent, progress.shards_created);
+                self.events.emit(Event::AdoptionSent { requests, shards }, || {
+                    Some(format!(
+                        "sending {requests} request(s) another run had in flight and stopped without answering, in {shards} shard(s)"
+                    ))
+                });
+                continue;
+            }
+            if progress.waiting == 0 {
+                break;
+            }
+            if last_waiting != Some(progress.waiting) {
+                last_waiting = Some(progress.waiting);
+                let runs: Vec<String> = progress.waiting_for.iter().cloned().collect();
+                let waiting = progress.waiting;
+                self.events.emit(
+                    Event::AdoptionWaiting {
+                        requests: waiting,
+                        runs: runs.clone(),
+                    },
+                    || {
                         Some(format!(
-                            "sending {requests} request(s) another run had in flight and stopped without answering, in {shards} shard(s)"
+                            "waiting for {waiting} answer(s) that another running run ({}) already pays for; stopping this run is safe (`dashbatch resume` picks up), and `--no-adopt` sends them instead next time",
+                            runs.join(", ")
                         ))
-                    });
-                    continue;
-                }
-                if progress.waiting == 0 {
-                    break;
-                }
-                if last_waiting != Some(progress.waiting) {
-                    last_waiting = Some(progress.waiting);
-                    let runs: Vec<String> = progress.waiting_for.iter().cloned().collect();
-                    let waiting = progress.waiting;
-                    self.events.emit(
-                        Event::AdoptionWaiting {
-                            requests: waiting,
-                            runs: runs.clone(),
-                        },
-                        || {
-                            Some(format!(
-                                "waiting for {waiting} answer(s) that another running run ({}) already pays for; stopping this run is safe (`dashbatch resume` picks up), and `--no-adopt` sends them instead next time",
-                                runs.join(", ")
-                            ))
-                        },
-                    );
-                }
-                tokio::time::sleep(schedule.max_interval).await;
-                continue;
+                    },
+                );
             }
+            tokio::time::sleep(schedule.max_interval).await;
         }
         self.events.finish_progress();
         self.connection = Some(connection);
@@ -547,12 +545,18 @@ impl Run {
             // This process made no call (a finished run joined again): nothing to delete.
             return true;
         };
-        self.delete_remote_files_or_warn(&connection.client).await
+        self.delete_remote_files_or_warn(&connection.client, "the output is written")
+            .await
     }
 
     /// Deletes the remote files of every shard whose results are on disk (unless the job keeps
-    /// them); whether none is left. A failure is said, not the run's failure.
-    async fn delete_remote_files_or_warn(&self, client: &crate::client::ApiClient) -> bool {
+    /// them); whether none is left. A failure is said (after `done`, what came before), not the
+    /// run's failure.
+    async fn delete_remote_files_or_warn(
+        &self,
+        client: &crate::client::ApiClient,
+        done: &str,
+    ) -> bool {
         if !self.job.spec.batch.delete_remote_files.unwrap_or(true) {
             return true;
         }
@@ -560,7 +564,7 @@ impl Run {
             Ok(()) => true,
             Err(error) => {
                 let message = format!(
-                    "the output is written, but the run's files at the provider could not all be deleted ({error:#}); `dashbatch resume {}` deletes the rest",
+                    "{done}, but the run's files at the provider could not all be deleted ({error:#}); `dashbatch resume {}` deletes the rest",
                     self.run_directory.root.display()
                 );
                 self.events.emit(
@@ -624,28 +628,18 @@ impl Run {
         );
     }
 
-    /// Whether some shard's batch has not settled with its results on disk.
-    fn shards_running(&self) -> Result<bool, RunFailure> {
-        Ok(self
-            .ledger
-            .shards()
-            .map_err(RunFailure::local)?
-            .iter()
-            .any(|shard| shard.batch_id.is_some() && !shard.results_downloaded))
-    }
-
     /// Whether some shard still waits for submission (shards held back by the budget cap are
-    /// not waiting: they will not be sent).
-    fn shards_waiting(&self) -> Result<bool, RunFailure> {
-        Ok(self
-            .ledger
-            .shards()
-            .map_err(RunFailure::local)?
+    /// not waiting: they will not be sent), and whether some shard's batch has not settled with
+    /// its results on disk: one read of the shards.
+    fn shards_waiting_and_running(&self) -> Result<(bool, bool), RunFailure> {
+        let shards = self.ledger.shards().map_err(RunFailure::local)?;
+        let waiting = shards.iter().any(|shard| {
+            shard.batch_id.is_none() && !self.budget.skipped_shards().contains(&shard.shard_index)
+        });
+        let running = shards
             .iter()
-            .any(|shard| {
-                shard.batch_id.is_none()
-                    && !self.budget.skipped_shards().contains(&shard.shard_index)
-            }))
+            .any(|shard| shard.batch_id.is_some() && !shard.results_downloaded);
+        Ok((waiting, running))
     }
 
     /// A failure while batches are out: a refusal or a signal says itself what to do; a run

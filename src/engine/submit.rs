@@ -132,6 +132,7 @@ impl Submitter<'_> {
         if let Some(file_id) = &shard.file_id {
             return Ok(file_id.clone());
         }
+        check_shard_file(&self.run_directory.shard_path(&shard.file_name), shard)?;
         let mut attempt = 1;
         loop {
             match self.upload_once(shard).await? {
@@ -159,7 +160,6 @@ impl Submitter<'_> {
     ) -> Result<Result<String, ClientError>, SubmitError> {
         let upload_name = self.upload_name(shard);
         let path = self.run_directory.shard_path(&shard.file_name);
-        check_shard_file(&path, shard)?;
         self.respect_upload_rate().await;
         let effect =
             self.ledger
