@@ -38,6 +38,7 @@ pub mod render;
 pub mod request_key;
 pub mod request_line;
 pub mod row_result;
+pub mod scratch_directory;
 pub mod settings;
 pub mod shard;
 pub mod sim;

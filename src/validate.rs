@@ -37,7 +37,7 @@ pub fn validate_job(
             job.job_file.display()
         );
     }
-    let scratch = tempfile::tempdir()?;
+    let scratch = crate::scratch_directory::scratch_directory()?;
     let ledger = Ledger::open_path(&scratch.path().join("validate.sqlite"))?;
     let (reuse, store_preview) = crate::engine::previewed_reuse(&job, provider, base_url)?;
     let plan = plan_shards(

@@ -101,7 +101,7 @@ pub fn estimate_job(job_file: &Path, options: &EstimateOptions) -> anyhow::Resul
     // The same checks of the model as `validate` and `run` (endpoint, output limit).
     crate::model_check::check_model(&job, options.provider, false, &prices)?;
 
-    let scratch = tempfile::tempdir()?;
+    let scratch = crate::scratch_directory::scratch_directory()?;
     let ledger = Ledger::open_path(&scratch.path().join("estimate.sqlite"))?;
     let (reuse, store_preview) =
         crate::engine::previewed_reuse(&job, options.provider, options.base_url.as_deref())?;

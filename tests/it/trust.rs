@@ -807,3 +807,21 @@ fn a_shard_file_changed_after_planning_is_not_uploaded_and_the_planned_one_finis
     );
     assert_finished_cleanly(&simulator, &workspace, &run_directory, 6);
 }
+
+#[test]
+fn validate_and_estimate_with_no_writable_temporary_directory_say_where_and_what_to_do() {
+    let workspace = review_workspace(6, 3, "");
+    for command in ["validate", "estimate"] {
+        let output = workspace
+            .command(&[command, "reviews.toml"])
+            .env("TMPDIR", "/nonexistent/scratch")
+            .output()
+            .unwrap();
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{command}: {stderr}");
+        assert!(
+            stderr.contains("`/nonexistent/scratch`") && stderr.contains("set TMPDIR"),
+            "{command}: {stderr}"
+        );
+    }
+}
