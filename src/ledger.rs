@@ -13,6 +13,9 @@ use crate::wire::BatchStatus;
 
 pub const LEDGER_FILE_NAME: &str = "ledger.sqlite";
 
+/// The name a new ledger is built under before it is renamed to [`LEDGER_FILE_NAME`].
+pub const FOUNDING_LEDGER_FILE_NAME: &str = "ledger.sqlite.founding";
+
 #[derive(Debug, thiserror::Error)]
 #[error("run ledger `{path}`: {message}", path = path.display())]
 pub struct LedgerError {
@@ -404,10 +407,45 @@ fn now_text() -> String {
 }
 
 impl Ledger {
-    /// Opens (creating if needed) the ledger of the run in `run_directory`.
+    /// Opens (creating if needed) the ledger of the run in `run_directory`, for the process
+    /// holding the run's lock; any other process reads with [`Ledger::open_read_only`]. A new
+    /// ledger is built whole under [`FOUNDING_LEDGER_FILE_NAME`] and renamed into place, so a
+    /// process that finds `ledger.sqlite` never finds one half made.
     pub fn open(run_directory: &Path) -> Result<Ledger, LedgerError> {
         let path = run_directory.join(LEDGER_FILE_NAME);
+        if !path.exists() {
+            Self::found(run_directory, &path)?;
+        }
         Self::open_path(&path)
+    }
+
+    /// Builds an empty ledger beside `path` and renames it to `path`.
+    fn found(run_directory: &Path, path: &Path) -> Result<(), LedgerError> {
+        let building = run_directory.join(FOUNDING_LEDGER_FILE_NAME);
+        let error = |message: String| LedgerError {
+            path: path.to_owned(),
+            message,
+        };
+        // Left by a process that died while founding (the lock holder is the only writer).
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", building.display()));
+        }
+        let ledger = Self::open_path(&building)?;
+        // Everything into the main file: the write-ahead log keeps its old name in a rename.
+        ledger
+            .connection
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+            .map_err(|e| error(e.to_string()))?;
+        ledger
+            .connection
+            .close()
+            .map_err(|(_, e)| error(e.to_string()))?;
+        let sync_and_rename = || -> std::io::Result<()> {
+            std::fs::File::open(&building)?.sync_all()?;
+            std::fs::rename(&building, path)?;
+            std::fs::File::open(run_directory)?.sync_all()
+        };
+        sync_and_rename().map_err(|e| error(format!("cannot put the new ledger in place: {e}")))
     }
 
     /// Opens a ledger at an explicit path (also used for throw-away ledgers by `validate`).

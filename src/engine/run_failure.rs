@@ -152,12 +152,12 @@ pub fn exit_code_for(kind: FailureKind, spending: Spending) -> u8 {
 
 /// What the run in `run_root` had spent, from its ledger: any batch created (or whose creation
 /// was attempted) counts. When the ledger cannot be read, assume the worst: never claim that
-/// nothing was spent.
+/// nothing was spent. Only reads: the process asking may be one refused the run's lock.
 pub fn spending_of(run_root: &Path) -> Spending {
     if !Ledger::exists_in(run_root) {
         return Spending::Nothing;
     }
-    let Ok(ledger) = Ledger::open(run_root) else {
+    let Ok(ledger) = Ledger::open_read_only(run_root) else {
         return Spending::MayHaveSpent;
     };
     let created = ledger

@@ -227,15 +227,27 @@ pub fn peek_run(run_directory: &Path) -> Option<(String, bool)> {
     Some((record.founding?.run_id, record.finished))
 }
 
-/// Opens the ledger of an existing run directory.
+/// Opens the ledger of an existing run directory, whose lock this process holds.
 pub fn open_existing_ledger(run_directory: &Path) -> Result<Ledger, RunFailure> {
-    if !Ledger::exists_in(run_directory) {
-        return Err(RunFailure::local(anyhow::anyhow!(
-            "`{}` is not a run directory (it has no {LEDGER_FILE_NAME})",
-            run_directory.display()
-        )));
-    }
+    refuse_a_directory_without_ledger(run_directory)?;
     Ledger::open(run_directory).map_err(RunFailure::local)
+}
+
+/// Opens the ledger of an existing run directory only to read it (`status`, which holds no
+/// lock: the run may be live, and its ledger is only ever written by the lock's holder).
+pub fn read_existing_ledger(run_directory: &Path) -> Result<Ledger, RunFailure> {
+    refuse_a_directory_without_ledger(run_directory)?;
+    Ledger::open_read_only(run_directory).map_err(RunFailure::local)
+}
+
+fn refuse_a_directory_without_ledger(run_directory: &Path) -> Result<(), RunFailure> {
+    if Ledger::exists_in(run_directory) {
+        return Ok(());
+    }
+    Err(RunFailure::local(anyhow::anyhow!(
+        "`{}` is not a run directory (it has no {LEDGER_FILE_NAME})",
+        run_directory.display()
+    )))
 }
 
 /// Reads the record of an existing run directory.

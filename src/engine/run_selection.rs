@@ -54,7 +54,7 @@ pub fn find_existing_run(job: &Job, rehearse: bool) -> Option<ExistingRun> {
             // Live: its ledger may not exist yet, and then it is this job's only if it is
             // planning this job; a founded ledger says which job it runs.
             let same_job = match Ledger::exists_in(&path)
-                .then(|| Ledger::open(&path).ok())
+                .then(|| Ledger::open_read_only(&path).ok())
                 .flatten()
             {
                 Some(ledger) => match RunRecord::read(&ledger)
@@ -82,7 +82,8 @@ fn is_unfinished_submitted_run(path: &Path, job: &Job) -> bool {
     if !Ledger::exists_in(path) {
         return false;
     }
-    let Ok(ledger) = Ledger::open(path) else {
+    // Not locked by this process (yet): read only.
+    let Ok(ledger) = Ledger::open_read_only(path) else {
         return false;
     };
     let Ok(record) = RunRecord::read(&ledger) else {

@@ -9,14 +9,14 @@ use super::RunDirectory;
 use super::connection::load_prices;
 use super::rehearsal::make_rehearsal;
 use super::run_failure::RunFailure;
-use super::run_record::{RunRecord, open_existing_ledger, read_run_record};
+use super::run_record::{RunRecord, read_existing_ledger, read_run_record};
 use crate::cost::RunPricer;
 use crate::job::load_job;
 use crate::ledger::AdoptionState;
 
 /// `dashbatch status RUN_DIR`: what the ledger knows, without any network call.
 pub fn show_status(run_directory: &Path, as_json: bool) -> Result<String, RunFailure> {
-    let ledger = open_existing_ledger(run_directory)?;
+    let ledger = read_existing_ledger(run_directory)?;
     let shards = ledger.shards().map_err(RunFailure::local)?;
     let record = read_run_record(&ledger)?;
     let finished = record.finished;

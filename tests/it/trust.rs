@@ -80,6 +80,53 @@ fn processes_started_together_on_one_run_directory_bill_every_row_once() {
 }
 
 #[test]
+fn a_process_refused_the_lock_never_writes_the_ledger_being_founded() {
+    // The moment a founder has created `ledger.sqlite` and not yet its tables: a process refused
+    // the lock (or only reading) that opened it to write would race the founder's own schema,
+    // and the founder could fail and discard the run (seen once in CI as two refused runs).
+    let simulator = StandaloneSimulator::start(&[]);
+    let workspace = review_workspace(6, 6, "");
+    let run_directory = workspace.path().join("run");
+    std::fs::create_dir(&run_directory).unwrap();
+    let ledger = run_directory.join("ledger.sqlite");
+    std::fs::write(&ledger, b"").unwrap();
+    let lock = std::fs::File::create(run_directory.join("dashbatch.lock")).unwrap();
+    lock.try_lock().unwrap();
+    std::io::Write::write_all(
+        &mut &lock,
+        format!("pid {} on host `test`\n", std::process::id()).as_bytes(),
+    )
+    .unwrap();
+    let run = review_run_with(&workspace, &simulator, &run_directory, &[]);
+    assert_busy(&run, "run");
+    let resume = resume_command(&workspace, &run_directory).output().unwrap();
+    assert_busy(&resume, "run");
+    let cancel = workspace
+        .command(&["cancel", run_directory.to_str().unwrap()])
+        .env("DASHSCOPE_API_KEY", SECRET_KEY)
+        .output()
+        .unwrap();
+    assert_busy(&cancel, "run");
+    let _status = workspace
+        .command(&["status", run_directory.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        std::fs::metadata(&ledger).unwrap().len(),
+        0,
+        "only the lock's holder writes the ledger"
+    );
+    assert_eq!(uploads(&simulator), 0);
+    // The holder goes; a run founds its ledger whole under another name, then renames it.
+    drop(lock);
+    std::fs::remove_file(&ledger).unwrap();
+    let run = review_run_with(&workspace, &simulator, &run_directory, &[]);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+    assert!(!run_directory.join("ledger.sqlite.founding").exists());
+    assert_finished_cleanly(&simulator, &workspace, &run_directory, 6);
+}
+
+#[test]
 fn two_runs_of_one_job_without_run_dir_become_one_run() {
     let rows = 40;
     let simulator = StandaloneSimulator::start(&[]);
@@ -206,7 +253,11 @@ fn signal_while_planning(signal: i32, expected_code: i32) {
         0,
         "nothing may be uploaded after a signal"
     );
-    // The ledger is consistent: the same run finishes normally afterwards.
+    // A removed directory leaves nothing to check; a kept one is consistent: the same run
+    // finishes normally afterwards (300,000 rows: over a minute in a debug build, so only then).
+    if !run_directory.exists() {
+        return;
+    }
     let output = workspace
         .run_against(
             &simulator,
