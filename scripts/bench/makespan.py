@@ -8,6 +8,10 @@ and retries) divided by the capacity in real time (C x S lines per real second).
 figures as a table and one JSON line.
 
     python3 makespan.py BINARY JOB.toml RUN_DIRECTORY CAPACITY TIME_SCALE TRANSIENT_FRACTION
+
+A CAPACITY of 0 runs the simulator without one (every batch at its own pace) and prints no
+ratio: the end-to-end figure of end-to-end.sh. SIM_STATE_DIR, when set, keeps the simulator's
+files and state in that directory instead of its memory.
 """
 
 import json
@@ -43,9 +47,14 @@ def every_batch(base_url):
 def main():
     binary, job, run_directory, capacity, time_scale, fraction = sys.argv[1:7]
     capacity, time_scale, fraction = float(capacity), float(time_scale), float(fraction)
+    simulator_arguments = [binary, "sim", "serve", "--addr", "127.0.0.1:0",
+                           "--time-scale", str(time_scale)]
+    if capacity > 0:
+        simulator_arguments += ["--capacity", str(capacity)]
+    if os.environ.get("SIM_STATE_DIR"):
+        simulator_arguments += ["--state-dir", os.environ["SIM_STATE_DIR"]]
     simulator = subprocess.Popen(
-        [binary, "sim", "serve", "--addr", "127.0.0.1:0", "--capacity", str(capacity),
-         "--time-scale", str(time_scale)],
+        simulator_arguments,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         base_url = None
@@ -83,6 +92,16 @@ def main():
         ran = sum((batch.get("request_counts") or {}).get("total", 0) for batch in batches)
         with open(os.path.join(run_directory, "report.json")) as report_file:
             report = json.load(report_file)
+        if capacity <= 0:
+            print(json.dumps({
+                "batches": len(batches),
+                "lines_run": ran,
+                "wall_seconds": round(wall, 2),
+                "time": stderr.strip().splitlines()[-1],
+                "rows": report.get("rows"),
+                "rows_by_status": report.get("rows_by_status"),
+            }))
+            return
         per_real_second = capacity * time_scale
         ideal = ran / per_real_second
         figures = {

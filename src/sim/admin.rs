@@ -47,8 +47,12 @@ async fn put_faults(
     Ok(Json(state.fault_plan()))
 }
 
-async fn get_ledger(State(state): State<SharedSimState>) -> Json<SimLedger> {
-    Json(state.run(|step| step.ledger()).await)
+async fn get_ledger(State(state): State<SharedSimState>) -> Result<Json<SimLedger>, ApiFailure> {
+    state
+        .run(|step| step.ledger())
+        .await
+        .map(Json)
+        .map_err(|error| ApiFailure::internal(error.to_string()))
 }
 
 async fn get_requests(State(state): State<SharedSimState>) -> Json<SimRequestCounts> {

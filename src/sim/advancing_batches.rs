@@ -169,7 +169,7 @@ impl BatchEnvironment for WorldBatchEnvironment<'_> {
             output_file_id,
             error_file_id,
             counts: written.counts,
-            billed: written.billed,
+            bills: written.bills,
         })
     }
 }

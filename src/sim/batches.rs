@@ -3,10 +3,12 @@
 //! locked world (see [`super::state::Operation`]).
 
 use std::collections::{BTreeMap, HashMap};
+use std::io;
 
 use serde_json::Value;
 
 use super::api_error::ApiFailure;
+use super::bills::read_bills;
 use super::clock::whole_seconds;
 use super::config::SimFlavour;
 use super::input_lines::RequestLineReader;
@@ -190,7 +192,9 @@ impl Operation<'_> {
         Ok(self.world.batches[position].to_wire(now, flavour, seed))
     }
 
-    pub(crate) fn ledger(&self) -> SimLedger {
+    /// The ledger; the bills are read back from the file store (an error there is the state
+    /// directory's, and is named).
+    pub(crate) fn ledger(&self) -> io::Result<SimLedger> {
         let mut ledger = SimLedger {
             uploads: self.world.uploads,
             uploads_per_sha256: self.world.uploads_per_sha256.clone(),
@@ -214,9 +218,17 @@ impl Operation<'_> {
                 .batches_per_input_sha256
                 .entry(batch.input_sha256.clone())
                 .or_default() += 1;
-            ledger.add_bills(&batch.billed);
+            read_bills(&self.state.store, &batch.bills, |bill| {
+                ledger.add_bill(bill)
+            })
+            .map_err(|error| {
+                io::Error::new(
+                    error.kind(),
+                    format!("cannot read the bills of batch `{}`: {error}", batch.id),
+                )
+            })?;
         }
-        ledger
+        Ok(ledger)
     }
 }
 

@@ -82,20 +82,18 @@ impl SimRequestCounts {
 }
 
 impl SimLedger {
-    /// Adds a batch's bills to the totals.
-    pub(crate) fn add_bills(&mut self, bills: &[BilledRequest]) {
-        for bill in bills {
-            *self
-                .bill_count_per_custom_id
-                .entry(bill.custom_id.clone())
-                .or_default() += 1;
-            if !bill.free {
-                self.total_prompt_tokens += bill.prompt_tokens;
-                self.total_completion_tokens += bill.completion_tokens;
-                self.total_reasoning_tokens += bill.reasoning_tokens;
-            }
-            self.billed_requests.push(bill.clone());
+    /// Adds one bill to the list and the totals.
+    pub(crate) fn add_bill(&mut self, bill: BilledRequest) {
+        *self
+            .bill_count_per_custom_id
+            .entry(bill.custom_id.clone())
+            .or_default() += 1;
+        if !bill.free {
+            self.total_prompt_tokens += bill.prompt_tokens;
+            self.total_completion_tokens += bill.completion_tokens;
+            self.total_reasoning_tokens += bill.reasoning_tokens;
         }
+        self.billed_requests.push(bill);
     }
 
     /// `custom_id`s billed more than once.

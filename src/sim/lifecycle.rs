@@ -20,11 +20,11 @@ use std::io;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::bills::BatchBills;
 use super::clock::whole_seconds;
 use super::config::SimFlavour;
 use super::faults::BatchBehaviour;
 use super::ids::fraction_of_parts;
-use super::ledger::BilledRequest;
 use super::processing_order::ProcessingOrder;
 use super::validation::InputValidation;
 use crate::wire::{Batch, BatchError, BatchErrors, BatchStatus, RequestCounts};
@@ -172,8 +172,9 @@ pub(crate) struct BatchRecord {
     pub(crate) output_file_id: Option<String>,
     pub(crate) error_file_id: Option<String>,
     pub(crate) final_counts: Option<RequestCounts>,
-    /// The lines this batch billed (successful answers).
-    pub(crate) billed: Vec<BilledRequest>,
+    /// The lines this batch billed (successful answers): stored apart, totals here.
+    #[serde(default)]
+    pub(crate) bills: BatchBills,
 }
 
 /// A batch's place in a shared capacity's queue (`capacity.rs`): when its first line starts,
@@ -190,7 +191,7 @@ pub(crate) struct BatchResults {
     pub(crate) output_file_id: Option<String>,
     pub(crate) error_file_id: Option<String>,
     pub(crate) counts: RequestCounts,
-    pub(crate) billed: Vec<BilledRequest>,
+    pub(crate) bills: BatchBills,
 }
 
 /// The input and output a batch's life needs.
@@ -374,7 +375,7 @@ fn end_batch(
     batch.output_file_id = results.output_file_id;
     batch.error_file_id = results.error_file_id;
     batch.final_counts = Some(results.counts);
-    batch.billed = results.billed;
+    batch.bills = results.bills;
     batch.stage = stage;
     batch.ended_at = Some(ended_at);
     Ok(())
@@ -483,7 +484,7 @@ impl BatchRecord {
             output_file_id: None,
             error_file_id: None,
             final_counts: None,
-            billed: Vec::new(),
+            bills: BatchBills::default(),
         }
     }
 
@@ -673,9 +674,12 @@ impl BatchRecord {
 
     /// OpenAI's batch `usage`: totals of the billed lines (zero until the batch ends).
     fn usage_value(&self) -> serde_json::Value {
-        let input_tokens: u64 = self.billed.iter().map(|bill| bill.prompt_tokens).sum();
-        let output_tokens: u64 = self.billed.iter().map(|bill| bill.completion_tokens).sum();
-        let reasoning_tokens: u64 = self.billed.iter().map(|bill| bill.reasoning_tokens).sum();
+        let totals = self.bills.all;
+        let (input_tokens, output_tokens, reasoning_tokens) = (
+            totals.prompt_tokens,
+            totals.completion_tokens,
+            totals.reasoning_tokens,
+        );
         json!({
             "input_tokens": input_tokens,
             "input_tokens_details": { "cached_tokens": 0 },

@@ -43,6 +43,7 @@ mod admin;
 mod advancing_batches;
 mod api_error;
 mod batches;
+mod bills;
 mod call_counters;
 mod call_gate;
 mod capacity;
@@ -129,7 +130,10 @@ impl SimHandle {
 
     /// The ledger at the current simulated time.
     pub async fn ledger(&self) -> SimLedger {
-        self.state.run(|step| step.ledger()).await
+        self.state
+            .run(|step| step.ledger())
+            .await
+            .expect("the simulator reads its own bills")
     }
 
     pub fn request_counts(&self) -> SimRequestCounts {

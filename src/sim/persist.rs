@@ -4,9 +4,9 @@
 //! State directory layout:
 //!
 //! ```text
-//! world.json     files, batches (with their bills), id sequence: rewritten on every change
+//! world.json     files, batches (with their bills' totals), id sequence: rewritten on every change
 //! control.json   fault plan, call counters, latest simulated time: rewritten on every call
-//! files/<id>     the bytes of each stored file
+//! files/<id>     the bytes of each stored file, and of each batch's bills (`bills-<batch id>`)
 //! tmp/           uploads and results being written; emptied at start
 //! ```
 //!

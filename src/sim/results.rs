@@ -12,6 +12,7 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
+use super::bills::{BatchBills, BillWriter};
 use super::clock::whole_seconds;
 use super::config::{SimFlavour, TEST_MODEL};
 use super::faults::BatchBehaviour;
@@ -30,7 +31,7 @@ pub(crate) struct WrittenResults {
     pub(crate) output: Option<FileSink>,
     pub(crate) errors: Option<FileSink>,
     pub(crate) counts: RequestCounts,
-    pub(crate) billed: Vec<BilledRequest>,
+    pub(crate) bills: BatchBills,
 }
 
 /// One line of an output or error file, with its fields in the providers' order.
@@ -184,7 +185,7 @@ pub(crate) fn write_results(
     ended_at: f64,
 ) -> io::Result<WrittenResults> {
     let mut counts = RequestCounts::default();
-    let mut billed = Vec::new();
+    let mut bills = BillWriter::new(store);
     let mut sinks = ResultSinks {
         store,
         output: None,
@@ -296,7 +297,7 @@ pub(crate) fn write_results(
                             .get("model")
                             .and_then(|model| model.as_str())
                             .unwrap_or("");
-                        billed.push(BilledRequest {
+                        bills.add(&BilledRequest {
                             batch_id: batch.id.clone(),
                             custom_id: request.custom_id.clone(),
                             model: model.to_owned(),
@@ -304,7 +305,7 @@ pub(crate) fn write_results(
                             completion_tokens: answer.usage.completion_tokens,
                             reasoning_tokens: answer.usage.reasoning_tokens,
                             free: model == TEST_MODEL,
-                        });
+                        })?;
                         let reshaped = reshape_body(&answer.body, body_as_string, omit_usage)?;
                         sinks.write(
                             true,
@@ -356,7 +357,7 @@ pub(crate) fn write_results(
         output,
         errors,
         counts,
-        billed,
+        bills: bills.finish(&batch.id)?,
     })
 }
 

@@ -186,6 +186,7 @@ impl SimState {
     /// code use [`super::SimHandle::ledger`] or `GET /_sim/ledger`.
     pub fn ledger_now(&self) -> SimLedger {
         self.run_blocking(|step| step.ledger())
+            .expect("the simulator reads its own bills")
     }
 
     /// Moves simulated time forward.
@@ -218,14 +219,19 @@ impl SimState {
     }
 }
 
-/// Removes stored bytes that no file record refers to (left by a crash between writing bytes and
-/// saving the world).
+/// Removes stored bytes that no file record and no batch's bills refer to (left by a crash
+/// between writing bytes and saving the world).
 fn remove_orphan_bytes(store: &FileStore, world: &World) -> io::Result<()> {
+    let bills = world
+        .batches
+        .iter()
+        .filter_map(|batch| batch.bills.stored_as.as_deref());
     let referenced: std::collections::HashSet<&str> = world
         .files
         .iter()
         .filter(|file| !file.bytes_removed)
         .map(|file| file.object.id.as_str())
+        .chain(bills)
         .collect();
     for id in store.stored_ids()? {
         if !referenced.contains(id.as_str()) {
@@ -279,6 +285,13 @@ mod tests {
         sim.handle.shutdown().await;
         assert!(directory.join("world.json").exists());
         assert!(directory.join("files").join(&output_id).exists());
+        // The bills are kept beside the files; the world holds their totals only.
+        let bills = directory
+            .join("files")
+            .join(format!("bills-{}", finished.id));
+        assert_eq!(std::fs::read_to_string(bills).unwrap().lines().count(), 6);
+        let world = std::fs::read_to_string(directory.join("world.json")).unwrap();
+        assert!(!world.contains("\"custom_id\""), "{world}");
 
         let sim = start_sim(persistent_config(&directory)).await;
         assert_eq!(sim.batch(&finished.id).await, finished);
