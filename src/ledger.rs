@@ -413,7 +413,11 @@ impl Ledger {
     /// process that finds `ledger.sqlite` never finds one half made.
     pub fn open(run_directory: &Path) -> Result<Ledger, LedgerError> {
         let path = run_directory.join(LEDGER_FILE_NAME);
-        if !path.exists() {
+        let exists = path.try_exists().map_err(|e| LedgerError {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        if !exists {
             Self::found(run_directory, &path)?;
         }
         Self::open_path(&path)
@@ -440,12 +444,22 @@ impl Ledger {
             .connection
             .close()
             .map_err(|(_, e)| error(e.to_string()))?;
-        let sync_and_rename = || -> std::io::Result<()> {
+        let put_in_place = || -> std::io::Result<()> {
             std::fs::File::open(&building)?.sync_all()?;
-            std::fs::rename(&building, path)?;
-            std::fs::File::open(run_directory)?.sync_all()
+            // A link, not a rename: it never replaces a ledger that is there already.
+            match std::fs::hard_link(&building, path) {
+                Ok(()) => {}
+                Err(link_error) if link_error.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(link_error) => return Err(link_error),
+            }
+            std::fs::remove_file(&building)?;
+            // Best effort: some file systems cannot sync a directory, and the ledger is in place.
+            if let Ok(directory) = std::fs::File::open(run_directory) {
+                let _ = directory.sync_all();
+            }
+            Ok(())
         };
-        sync_and_rename().map_err(|e| error(format!("cannot put the new ledger in place: {e}")))
+        put_in_place().map_err(|e| error(format!("cannot put the new ledger in place: {e}")))
     }
 
     /// Opens a ledger at an explicit path (also used for throw-away ledgers by `validate`).
@@ -487,6 +501,15 @@ impl Ledger {
             message: e.to_string(),
         })?;
         Ok(Ledger { connection, path })
+    }
+
+    /// Whether the ledger has every column this dashbatch reads (one opened read-only may be an
+    /// older dashbatch's, which only the lock's holder brings up to date).
+    ///
+    /// # Errors
+    /// When the ledger cannot be read.
+    pub fn has_current_columns(&self) -> Result<bool, LedgerError> {
+        has_current_columns(&self.connection).map_err(|error| self.error(error))
     }
 
     pub fn exists_in(run_directory: &Path) -> bool {
@@ -1309,13 +1332,17 @@ impl Ledger {
 
 /// Adds the columns later versions of dashbatch added to a ledger an earlier version created, so
 /// a run started before an upgrade can be resumed after it.
-fn add_missing_columns(connection: &Connection) -> rusqlite::Result<()> {
-    let has_column: bool = connection.query_row(
+/// Whether the ledger has the columns added after its tables were first made.
+fn has_current_columns(connection: &Connection) -> rusqlite::Result<bool> {
+    connection.query_row(
         "SELECT EXISTS (SELECT 1 FROM pragma_table_info('shards') WHERE name = 'answers_stored')",
         [],
         |row| row.get(0),
-    )?;
-    if !has_column {
+    )
+}
+
+fn add_missing_columns(connection: &Connection) -> rusqlite::Result<()> {
+    if !has_current_columns(connection)? {
         connection.execute_batch(
             "ALTER TABLE shards ADD COLUMN answers_stored INTEGER NOT NULL DEFAULT 0",
         )?;
@@ -1349,6 +1376,35 @@ mod tests {
                 1,
             )
         }
+    }
+
+    #[test]
+    fn a_new_ledger_appears_whole_and_a_half_made_one_is_built_again() {
+        let directory = tempfile::tempdir().unwrap();
+        // Left by a founder that died: not a ledger, and built again from nothing.
+        std::fs::write(
+            directory.path().join(FOUNDING_LEDGER_FILE_NAME),
+            b"half a ledger",
+        )
+        .unwrap();
+        let mut ledger = Ledger::open(directory.path()).unwrap();
+        ledger.insert_shards(&[shard(0)]).unwrap();
+        let names: Vec<String> = std::fs::read_dir(directory.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            !names.iter().any(|name| name.contains("founding")),
+            "{names:?}"
+        );
+        // Whole when it appears: a reader that holds no lock finds every table.
+        let reader = Ledger::open_read_only(directory.path()).unwrap();
+        assert_eq!(reader.shards().unwrap().len(), 1);
+        let mode: String = reader
+            .connection
+            .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
     }
 
     #[test]

@@ -9,9 +9,11 @@
 //! stays within the cap.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde::Serialize;
 
+use super::estimates_ahead::EstimatesAhead;
 use super::run_failure::RunFailure;
 use super::run_record::RunRecord;
 use super::shard_results::load_shard_results;
@@ -57,7 +59,9 @@ pub struct BudgetReport {
 /// What a run knows about its costs before they are billed, and the cap it keeps.
 pub struct RunBudget {
     /// `None` when the model has no price (then there is no estimate and no cap).
-    estimator: Option<RequestEstimator>,
+    estimator: Option<Arc<RequestEstimator>>,
+    /// Estimates being counted on their own thread while the run uploads and waits.
+    ahead: Option<EstimatesAhead>,
     pricer: RunPricer,
     cap: Option<BudgetCap>,
     estimates: BTreeMap<u64, ShardEstimate>,
@@ -180,7 +184,8 @@ pub fn prepare_run_budget(
         }
     }
     Ok(RunBudget {
-        estimator,
+        estimator: estimator.map(Arc::new),
+        ahead: None,
         pricer: RunPricer::new(prices.clone(), &job.spec.request.model, thinking),
         cap,
         estimates,
@@ -289,6 +294,10 @@ impl RunBudget {
         run_directory: &RunDirectory,
         shard: &ShardRecord,
     ) -> anyhow::Result<Option<&ShardEstimate>> {
+        if !self.estimates.contains_key(&shard.shard_index) {
+            // The counting thread has it, or soon will: waiting costs less than counting again.
+            self.take_estimates_ahead(true);
+        }
         let Some(estimator) = &self.estimator else {
             return Ok(None);
         };
@@ -319,6 +328,13 @@ impl RunBudget {
         if self.estimator.is_none() {
             return Ok(true);
         }
+        // While the counting thread runs, what it counted is kept and nothing is counted twice.
+        if self.ahead.as_ref().is_some_and(|ahead| !ahead.is_done()) {
+            self.take_estimates_ahead(false);
+            self.save_estimates(ledger)?;
+            return Ok(false);
+        }
+        self.take_estimates_ahead(true);
         let started = std::time::Instant::now();
         let mut every_shard = true;
         let mut counted = 0;
@@ -339,6 +355,60 @@ impl RunBudget {
         }
         self.save_estimates(ledger)?;
         Ok(every_shard)
+    }
+
+    /// Starts counting, on a thread of their own, the estimates of the shards planned so far
+    /// that no process of the run has counted yet. Nothing without a price or when all are
+    /// counted; once per process.
+    ///
+    /// # Errors
+    /// When the ledger cannot be read.
+    pub fn start_estimating_ahead(
+        &mut self,
+        ledger: &Ledger,
+        run_directory: &RunDirectory,
+    ) -> anyhow::Result<()> {
+        let Some(estimator) = &self.estimator else {
+            return Ok(());
+        };
+        if self.ahead.is_some() {
+            return Ok(());
+        }
+        let shards: Vec<ShardRecord> = ledger
+            .shards()?
+            .into_iter()
+            .filter(|shard| !self.estimates.contains_key(&shard.shard_index))
+            .collect();
+        if !shards.is_empty() {
+            self.ahead = Some(EstimatesAhead::start(
+                Arc::clone(estimator),
+                run_directory.clone(),
+                shards,
+            ));
+        }
+        Ok(())
+    }
+
+    /// Takes what the counting thread has counted (all of it, once it stops, with `wait`).
+    fn take_estimates_ahead(&mut self, wait: bool) {
+        let counted = match self.ahead.take() {
+            None => return,
+            Some(ahead) if wait => ahead.wait(),
+            Some(ahead) => {
+                let ready = ahead.ready();
+                self.ahead = Some(ahead);
+                ready
+            }
+        };
+        for estimate in counted {
+            let shard_index = estimate.shard_index;
+            if let std::collections::btree_map::Entry::Vacant(entry) =
+                self.estimates.entry(shard_index)
+            {
+                entry.insert(estimate);
+                self.estimates_not_saved.insert(shard_index);
+            }
+        }
     }
 
     /// Keeps the estimates counted since the last call in the ledger.
@@ -929,6 +999,52 @@ mod tests {
                 .unwrap(),
             "nothing is left to count"
         );
+    }
+
+    #[test]
+    fn estimates_counted_ahead_on_their_own_thread_are_the_same_and_kept_in_the_ledger() {
+        let shards = [
+            planned(&[Some(1_000)]),
+            planned(&[Some(2_000), Some(500)]),
+            planned(&[Some(3_000)]),
+        ];
+        let mut counted_here = budget_setup("sim-budget", "10", &shards);
+        let here = counted_here.budget.as_mut().unwrap();
+        let forever = std::time::Duration::from_secs(60);
+        assert!(
+            here.estimate_shards_for(&counted_here.ledger, &counted_here.run_directory, forever)
+                .unwrap()
+        );
+        let mut counted_ahead = budget_setup("sim-budget", "10", &shards);
+        let ahead = counted_ahead.budget.as_mut().unwrap();
+        ahead
+            .start_estimating_ahead(&counted_ahead.ledger, &counted_ahead.run_directory)
+            .unwrap();
+        // Between polls only what the thread counted is kept; then nothing is left to count.
+        while !ahead
+            .estimate_shards_for(&counted_ahead.ledger, &counted_ahead.run_directory, forever)
+            .unwrap()
+        {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(ahead.ahead.is_none(), "the thread is waited for once done");
+        assert_eq!(ahead.estimates, here.estimates);
+        let kept = |setup: &BudgetSetup| {
+            let budget = setup.budget.as_ref().unwrap();
+            setup
+                .ledger
+                .shard_estimates(&estimate_identity(budget.estimator.as_ref().unwrap()))
+                .unwrap()
+                .len()
+        };
+        assert_eq!(kept(&counted_ahead), 3);
+        assert_eq!(kept(&counted_here), 3);
+        // A second start counts nothing again.
+        let ahead = counted_ahead.budget.as_mut().unwrap();
+        ahead
+            .start_estimating_ahead(&counted_ahead.ledger, &counted_ahead.run_directory)
+            .unwrap();
+        assert!(ahead.ahead.is_none());
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod connection;
 mod custom_id_claims;
 mod download;
 mod estimate_vs_actual;
+mod estimates_ahead;
 mod events;
 mod extra_shards;
 mod join_pass;

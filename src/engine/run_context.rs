@@ -424,6 +424,11 @@ impl Run {
             self.delete_remote_files_or_warn(client, "the earlier batches' results are on disk")
                 .await;
         }
+        // The join's estimate-versus-actual needs every shard's estimate: counted on a thread
+        // of their own while the run uploads and waits.
+        self.budget
+            .start_estimating_ahead(&self.ledger, &self.run_directory)
+            .map_err(RunFailure::local)?;
         self.events.start_progress(self.planned_rows);
         let mut last_waiting: Option<u64> = None;
         let schedule = poll_schedule(
@@ -443,8 +448,9 @@ impl Run {
             )
             .await
             .map_err(|error| self.saved(error))?;
-            // The join's estimate-versus-actual needs every shard's estimate: counted while the
-            // batches run, a couple of seconds between polls, and kept in the ledger.
+            // What the counting thread counted is kept in the ledger between polls; once it
+            // stopped, shards it did not count (retries) are counted here, a couple of seconds
+            // at a time.
             self.budget
                 .estimate_shards_for(&self.ledger, &self.run_directory, ESTIMATING_BETWEEN_POLLS)
                 .map_err(RunFailure::local)?;

@@ -88,9 +88,11 @@ impl RunFailure {
     /// command failed before it had one), whose job file is `job_file` when known. What the run
     /// had spent is read from its ledger here.
     pub fn settle(self, run_directory: Option<&Path>, job_file: Option<&Path>) -> SettledFailure {
-        let spending = match run_directory {
-            Some(directory) => spending_of(directory),
-            None => Spending::Nothing,
+        // Only a local failure's code depends on what was spent; a busy run is not this
+        // process's to read (its holder may be making its ledger).
+        let spending = match (self.kind, run_directory) {
+            (FailureKind::Local, Some(directory)) => spending_of(directory),
+            _ => Spending::Nothing,
         };
         self.settle_with(spending, run_directory, job_file)
     }

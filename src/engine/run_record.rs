@@ -233,11 +233,20 @@ pub fn open_existing_ledger(run_directory: &Path) -> Result<Ledger, RunFailure> 
     Ledger::open(run_directory).map_err(RunFailure::local)
 }
 
-/// Opens the ledger of an existing run directory only to read it (`status`, which holds no
-/// lock: the run may be live, and its ledger is only ever written by the lock's holder).
+/// Opens the ledger of an existing run directory only to read it (`status`, which holds no lock
+/// and never touches it: the run may be live, and only the lock's holder writes its ledger). A
+/// ledger an older dashbatch made lacks columns this one reads until a `resume` (which holds
+/// the lock) adds them; that is said.
 pub fn read_existing_ledger(run_directory: &Path) -> Result<Ledger, RunFailure> {
     refuse_a_directory_without_ledger(run_directory)?;
-    Ledger::open_read_only(run_directory).map_err(RunFailure::local)
+    let ledger = Ledger::open_read_only(run_directory).map_err(RunFailure::local)?;
+    if !ledger.has_current_columns().map_err(RunFailure::local)? {
+        return Err(RunFailure::local(anyhow::anyhow!(
+            "the ledger of `{dir}` was written by an older dashbatch; `dashbatch resume {dir}` brings it up to date (a finished run makes no call and needs no key), then `status` reads it",
+            dir = run_directory.display()
+        )));
+    }
+    Ok(ledger)
 }
 
 fn refuse_a_directory_without_ledger(run_directory: &Path) -> Result<(), RunFailure> {

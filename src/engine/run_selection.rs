@@ -130,9 +130,10 @@ pub fn refuse_foreign_directory(directory: &Path) -> Result<(), RunFailure> {
         .filter_map(|entry| entry.ok())
         .map(|entry| entry.file_name().to_string_lossy().into_owned())
         .collect();
+    // `ledger.sqlite` with its write-ahead files or a ledger being founded, or the lock.
     let is_run_directory = names
         .iter()
-        .any(|name| name == LEDGER_FILE_NAME || name == RUN_LOCK_FILE_NAME);
+        .any(|name| name.starts_with(LEDGER_FILE_NAME) || name == RUN_LOCK_FILE_NAME);
     if names.is_empty() || is_run_directory {
         return Ok(());
     }
@@ -317,4 +318,29 @@ pub async fn choose_and_lock_run_directory(
         lock: held,
         created,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_holding_only_dashbatch_files_is_a_run_directory_and_others_are_refused() {
+        let directory = tempfile::tempdir().unwrap();
+        assert!(refuse_foreign_directory(directory.path()).is_ok(), "empty");
+        // What a ledger's readers or a founder that died may leave, without the ledger itself.
+        for name in [
+            "ledger.sqlite-wal",
+            "ledger.sqlite-shm",
+            "ledger.sqlite.founding",
+        ] {
+            let path = directory.path().join(name);
+            std::fs::write(&path, b"").unwrap();
+            assert!(refuse_foreign_directory(directory.path()).is_ok(), "{name}");
+            std::fs::remove_file(&path).unwrap();
+        }
+        std::fs::write(directory.path().join("notes.txt"), b"mine").unwrap();
+        let refused = refuse_foreign_directory(directory.path()).unwrap_err();
+        assert!(refused.to_string().contains("`notes.txt`"), "{refused}");
+    }
 }

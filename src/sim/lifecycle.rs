@@ -25,6 +25,7 @@ use super::clock::whole_seconds;
 use super::config::SimFlavour;
 use super::faults::BatchBehaviour;
 use super::ids::fraction_of_parts;
+use super::ledger::BilledRequest;
 use super::processing_order::ProcessingOrder;
 use super::validation::InputValidation;
 use crate::wire::{Batch, BatchError, BatchErrors, BatchStatus, RequestCounts};
@@ -175,6 +176,10 @@ pub(crate) struct BatchRecord {
     /// The lines this batch billed (successful answers): stored apart, totals here.
     #[serde(default)]
     pub(crate) bills: BatchBills,
+    /// The bill lines themselves, as a simulator before `bills.rs` kept them in `world.json`:
+    /// read from such a state only, and moved to the file store when it is opened.
+    #[serde(default, rename = "billed", skip_serializing)]
+    pub(crate) bills_kept_in_world: Vec<BilledRequest>,
 }
 
 /// A batch's place in a shared capacity's queue (`capacity.rs`): when its first line starts,
@@ -485,6 +490,7 @@ impl BatchRecord {
             error_file_id: None,
             final_counts: None,
             bills: BatchBills::default(),
+            bills_kept_in_world: Vec::new(),
         }
     }
 

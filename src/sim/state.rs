@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::advancing_batches::advance_every_batch;
+use super::bills::BillWriter;
 use super::call_counters::Control;
 use super::clock::SimulatedClock;
 use super::config::{SimConfig, SimFlavour};
@@ -48,8 +49,9 @@ impl SimState {
             Some(root) => {
                 let directory = StateDirectory::open(root)?;
                 let store = FileStore::in_directory(&directory);
-                let world: World = directory.load(WORLD_DOCUMENT)?.unwrap_or_default();
+                let mut world: World = directory.load(WORLD_DOCUMENT)?.unwrap_or_default();
                 let control: Option<Control> = directory.load(CONTROL_DOCUMENT)?;
+                move_bills_out_of_world(&store, &mut world)?;
                 remove_orphan_bytes(&store, &world)?;
                 (Some(directory), store, world, control)
             }
@@ -219,6 +221,23 @@ impl SimState {
     }
 }
 
+/// Moves the bill lines a state saved by an earlier simulator keeps in `world.json` to the file
+/// store (the world is saved with their totals at its next save).
+fn move_bills_out_of_world(store: &FileStore, world: &mut World) -> io::Result<()> {
+    for batch in &mut world.batches {
+        if batch.bills_kept_in_world.is_empty() {
+            continue;
+        }
+        let mut writer = BillWriter::new(store);
+        for bill in std::mem::take(&mut batch.bills_kept_in_world) {
+            writer.add(&bill)?;
+        }
+        batch.bills = writer.finish(&batch.id)?;
+        world.changed = true;
+    }
+    Ok(())
+}
+
 /// Removes stored bytes that no file record and no batch's bills refer to (left by a crash
 /// between writing bytes and saving the world).
 fn remove_orphan_bytes(store: &FileStore, world: &World) -> io::Result<()> {
@@ -322,6 +341,39 @@ mod tests {
         assert_ne!(new_file.id, finished.input_file_id);
         assert_ne!(new_file.id, waiting.input_file_id);
         sim.handle.shutdown().await;
+        std::fs::remove_dir_all(directory).unwrap();
+    }
+
+    #[tokio::test]
+    async fn bills_an_earlier_simulator_kept_in_the_world_are_moved_to_the_store() {
+        let directory = scratch_directory("bills-in-world");
+        let sim = start_sim(persistent_config(&directory)).await;
+        let batch = sim.submit(&chat_lines(3, "qwen-flash")).await;
+        sim.finish(&batch.id).await;
+        let billed_before = sim.handle.ledger().await.billed_requests;
+        sim.handle.shutdown().await;
+        // The shape an earlier simulator saved: every bill line in world.json.
+        let bills_path = directory.join("files").join(format!("bills-{}", batch.id));
+        let lines: Vec<serde_json::Value> = std::fs::read_to_string(&bills_path)
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        std::fs::remove_file(&bills_path).unwrap();
+        let world_path = directory.join("world.json");
+        let mut world: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&world_path).unwrap()).unwrap();
+        let record = &mut world["batches"][0];
+        record.as_object_mut().unwrap().remove("bills");
+        record["billed"] = serde_json::Value::Array(lines);
+        std::fs::write(&world_path, serde_json::to_vec(&world).unwrap()).unwrap();
+
+        let sim = start_sim(persistent_config(&directory)).await;
+        assert_eq!(sim.handle.ledger().await.billed_requests, billed_before);
+        assert!(bills_path.exists());
+        sim.handle.shutdown().await;
+        let saved = std::fs::read_to_string(&world_path).unwrap();
+        assert!(!saved.contains("\"billed\""), "{saved}");
         std::fs::remove_dir_all(directory).unwrap();
     }
 
