@@ -417,7 +417,10 @@ impl Ledger {
             path: path.clone(),
             message: e.to_string(),
         })?;
-        if !exists {
+        if exists {
+            // A second name of the ledger, left by a founder that died between link and unlink.
+            let _ = std::fs::remove_file(run_directory.join(FOUNDING_LEDGER_FILE_NAME));
+        } else {
             Self::found(run_directory, &path)?;
         }
         Self::open_path(&path)
@@ -446,13 +449,16 @@ impl Ledger {
             .map_err(|(_, e)| error(e.to_string()))?;
         let put_in_place = || -> std::io::Result<()> {
             std::fs::File::open(&building)?.sync_all()?;
-            // A link, not a rename: it never replaces a ledger that is there already.
+            // A link, not a rename: it never replaces a ledger that is there already. A file
+            // system without hard links gets a rename (this process holds the run's lock, and
+            // there was no ledger a moment ago).
             match std::fs::hard_link(&building, path) {
-                Ok(()) => {}
-                Err(link_error) if link_error.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(link_error) => return Err(link_error),
+                Ok(()) => std::fs::remove_file(&building)?,
+                Err(link_error) if link_error.kind() == std::io::ErrorKind::AlreadyExists => {
+                    std::fs::remove_file(&building)?
+                }
+                Err(_) => std::fs::rename(&building, path)?,
             }
-            std::fs::remove_file(&building)?;
             // Best effort: some file systems cannot sync a directory, and the ledger is in place.
             if let Ok(directory) = std::fs::File::open(run_directory) {
                 let _ = directory.sync_all();
@@ -1332,8 +1338,7 @@ impl Ledger {
 
 /// Adds the columns later versions of dashbatch added to a ledger an earlier version created, so
 /// a run started before an upgrade can be resumed after it.
-/// Whether the ledger has the columns added after its tables were first made.
-fn has_current_columns(connection: &Connection) -> rusqlite::Result<bool> {
+fn has_answers_stored_column(connection: &Connection) -> rusqlite::Result<bool> {
     connection.query_row(
         "SELECT EXISTS (SELECT 1 FROM pragma_table_info('shards') WHERE name = 'answers_stored')",
         [],
@@ -1341,8 +1346,19 @@ fn has_current_columns(connection: &Connection) -> rusqlite::Result<bool> {
     )
 }
 
+/// Whether the ledger has the tables and columns added after its first tables were made.
+fn has_current_columns(connection: &Connection) -> rusqlite::Result<bool> {
+    let later_tables: i64 = connection.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN
+            ('adoptions', 'row_sources', 'pinned_answers', 'shared_results', 'shard_estimates')",
+        [],
+        |row| row.get(0),
+    )?;
+    Ok(later_tables == 5 && has_answers_stored_column(connection)?)
+}
+
 fn add_missing_columns(connection: &Connection) -> rusqlite::Result<()> {
-    if !has_current_columns(connection)? {
+    if !has_answers_stored_column(connection)? {
         connection.execute_batch(
             "ALTER TABLE shards ADD COLUMN answers_stored INTEGER NOT NULL DEFAULT 0",
         )?;
@@ -1405,6 +1421,17 @@ mod tests {
             .query_row("PRAGMA journal_mode", [], |row| row.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
+        // A second name left by a founder that died between linking and unlinking is removed.
+        drop(reader);
+        drop(ledger);
+        std::fs::hard_link(
+            directory.path().join(LEDGER_FILE_NAME),
+            directory.path().join(FOUNDING_LEDGER_FILE_NAME),
+        )
+        .unwrap();
+        let ledger = Ledger::open(directory.path()).unwrap();
+        assert!(!directory.path().join(FOUNDING_LEDGER_FILE_NAME).exists());
+        assert_eq!(ledger.shards().unwrap().len(), 1);
     }
 
     #[test]

@@ -295,8 +295,12 @@ impl RunBudget {
         shard: &ShardRecord,
     ) -> anyhow::Result<Option<&ShardEstimate>> {
         if !self.estimates.contains_key(&shard.shard_index) {
-            // The counting thread has it, or soon will: waiting costs less than counting again.
+            // Needed now (a budget check, the join): the counting thread stops after its current
+            // shard, and what it has not counted is counted here, at the run's own priority.
             self.take_estimates_ahead(true);
+            if !self.estimates.contains_key(&shard.shard_index) {
+                crate::interrupt::check()?;
+            }
         }
         let Some(estimator) = &self.estimator else {
             return Ok(None);
@@ -389,11 +393,12 @@ impl RunBudget {
         Ok(())
     }
 
-    /// Takes what the counting thread has counted (all of it, once it stops, with `wait`).
-    fn take_estimates_ahead(&mut self, wait: bool) {
+    /// Takes what the counting thread has counted; with `stop`, stops it first (after the shard
+    /// it is counting) and takes everything.
+    fn take_estimates_ahead(&mut self, stop: bool) {
         let counted = match self.ahead.take() {
             None => return,
-            Some(ahead) if wait => ahead.wait(),
+            Some(ahead) if stop => ahead.stop(),
             Some(ahead) => {
                 let ready = ahead.ready();
                 self.ahead = Some(ahead);
@@ -1039,6 +1044,28 @@ mod tests {
         };
         assert_eq!(kept(&counted_ahead), 3);
         assert_eq!(kept(&counted_here), 3);
+        // A shard needed while the thread counts (a budget check, the join): the thread stops
+        // after its current shard and the rest are counted here, each once, the same.
+        let mut stopped_early = budget_setup("sim-budget", "10", &shards);
+        let early = stopped_early.budget.as_mut().unwrap();
+        early
+            .start_estimating_ahead(&stopped_early.ledger, &stopped_early.run_directory)
+            .unwrap();
+        for shard in stopped_early.ledger.shards().unwrap().iter().rev() {
+            let estimate = early
+                .shard_estimate(&stopped_early.run_directory, shard)
+                .unwrap()
+                .unwrap()
+                .clone();
+            let counted = counted_here
+                .budget
+                .as_ref()
+                .unwrap()
+                .estimates
+                .get(&shard.shard_index);
+            assert_eq!(Some(&estimate), counted);
+        }
+        assert!(early.ahead.is_none());
         // A second start counts nothing again.
         let ahead = counted_ahead.budget.as_mut().unwrap();
         ahead

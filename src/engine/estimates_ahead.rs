@@ -8,6 +8,7 @@
 //! itself and says why it could not.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, channel};
 use std::thread::JoinHandle;
 
@@ -29,6 +30,8 @@ fn lower_this_threads_priority() {
 pub struct EstimatesAhead {
     inbox: Receiver<ShardEstimate>,
     worker: JoinHandle<()>,
+    /// Set when the run wants the rest counted on its own thread (at its own priority).
+    stop: Arc<AtomicBool>,
 }
 
 impl EstimatesAhead {
@@ -39,11 +42,13 @@ impl EstimatesAhead {
         shards: Vec<ShardRecord>,
     ) -> EstimatesAhead {
         let (outbox, inbox) = channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_asked = Arc::clone(&stop);
         let worker = std::thread::spawn(move || {
             lower_this_threads_priority();
             for shard in shards {
-                // A signal stops the run; the thread stops with it, between shards.
-                if crate::interrupt::received().is_some() {
+                // A signal stops the run and a stop request the counting: between shards.
+                if crate::interrupt::received().is_some() || stop_asked.load(Ordering::Relaxed) {
                     return;
                 }
                 let path = run_directory.shard_path(&shard.file_name);
@@ -61,7 +66,11 @@ impl EstimatesAhead {
                 }
             }
         });
-        EstimatesAhead { inbox, worker }
+        EstimatesAhead {
+            inbox,
+            worker,
+            stop,
+        }
     }
 
     /// The estimates counted since the last call, without waiting.
@@ -74,8 +83,10 @@ impl EstimatesAhead {
         self.worker.is_finished()
     }
 
-    /// Waits for the thread to stop; returns what it counted and was not taken yet.
-    pub fn wait(self) -> Vec<ShardEstimate> {
+    /// Stops the thread after the shard it is counting (at once when it is done); returns what
+    /// it counted and was not taken yet. The run counts the rest itself.
+    pub fn stop(self) -> Vec<ShardEstimate> {
+        self.stop.store(true, Ordering::Relaxed);
         // A panic on the thread loses only its estimates: the run counts them itself.
         let _ = self.worker.join();
         self.inbox.try_iter().collect()

@@ -268,6 +268,28 @@ pub fn read_run_record(ledger: &Ledger) -> Result<RunRecord, RunFailure> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn status_reads_a_ledger_without_writing_and_names_an_older_one() {
+        let directory = tempfile::tempdir().unwrap();
+        assert!(read_existing_ledger(directory.path()).is_err(), "no ledger");
+        drop(Ledger::open(directory.path()).unwrap());
+        assert!(read_existing_ledger(directory.path()).is_ok());
+        // An older dashbatch's ledger: a table added since is missing.
+        Ledger::open(directory.path())
+            .unwrap()
+            .connection_for_tests()
+            .execute_batch("DROP TABLE adoptions")
+            .unwrap();
+        let Err(error) = read_existing_ledger(directory.path()) else {
+            panic!("an older ledger is read");
+        };
+        let error = error.to_string();
+        assert!(
+            error.contains("older dashbatch") && error.contains("dashbatch resume"),
+            "{error}"
+        );
+    }
+
     fn founding() -> RunFounding {
         RunFounding {
             run_id: "run-1234abcd".into(),

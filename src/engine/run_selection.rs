@@ -13,7 +13,7 @@ use super::run_lock::{
 };
 use super::run_record::RunRecord;
 use crate::job::Job;
-use crate::ledger::{EffectKind, LEDGER_FILE_NAME, Ledger};
+use crate::ledger::{EffectKind, FOUNDING_LEDGER_FILE_NAME, LEDGER_FILE_NAME, Ledger};
 
 /// The directory below the current one where runs without `--run-dir` live.
 const RUNS_DIRECTORY: &str = "runs";
@@ -130,10 +130,9 @@ pub fn refuse_foreign_directory(directory: &Path) -> Result<(), RunFailure> {
         .filter_map(|entry| entry.ok())
         .map(|entry| entry.file_name().to_string_lossy().into_owned())
         .collect();
-    // `ledger.sqlite` with its write-ahead files or a ledger being founded, or the lock.
     let is_run_directory = names
         .iter()
-        .any(|name| name.starts_with(LEDGER_FILE_NAME) || name == RUN_LOCK_FILE_NAME);
+        .any(|name| is_ledger_file_name(name) || name == RUN_LOCK_FILE_NAME);
     if names.is_empty() || is_run_directory {
         return Ok(());
     }
@@ -149,6 +148,16 @@ pub fn refuse_foreign_directory(directory: &Path) -> Result<(), RunFailure> {
             .join(", "),
         if names.len() > 3 { ", ..." } else { "" }
     )))
+}
+
+/// `ledger.sqlite`, a ledger being founded, or the journal files SQLite keeps beside either.
+fn is_ledger_file_name(name: &str) -> bool {
+    [LEDGER_FILE_NAME, FOUNDING_LEDGER_FILE_NAME]
+        .iter()
+        .any(|ledger| {
+            name.strip_prefix(ledger)
+                .is_some_and(|suffix| ["", "-wal", "-shm", "-journal"].contains(&suffix))
+        })
 }
 
 /// Creates (if needed) and locks the run directory `directory` for `command`.
@@ -339,6 +348,10 @@ mod tests {
             assert!(refuse_foreign_directory(directory.path()).is_ok(), "{name}");
             std::fs::remove_file(&path).unwrap();
         }
+        // A user's own copy is not one of them.
+        std::fs::write(directory.path().join("ledger.sqlite.bak"), b"mine").unwrap();
+        assert!(refuse_foreign_directory(directory.path()).is_err());
+        std::fs::remove_file(directory.path().join("ledger.sqlite.bak")).unwrap();
         std::fs::write(directory.path().join("notes.txt"), b"mine").unwrap();
         let refused = refuse_foreign_directory(directory.path()).unwrap_err();
         assert!(refused.to_string().contains("`notes.txt`"), "{refused}");
