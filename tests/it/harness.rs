@@ -251,20 +251,29 @@ impl StandaloneSimulator {
 /// The `dashbatch run` of the workspace's `job.toml` against `simulator`, which must refuse it
 /// with exit code 2 before any upload; returns its stderr.
 pub fn run_refused_before_upload(workspace: &Workspace, simulator: &StandaloneSimulator) -> String {
+    run_job_refused_before_upload(workspace, simulator, "job.toml")
+}
+
+/// [`run_refused_before_upload`] for the workspace's job file `job`.
+pub fn run_job_refused_before_upload(
+    workspace: &Workspace,
+    simulator: &StandaloneSimulator,
+    job: &str,
+) -> String {
     let output = workspace.run(&[
         "run",
-        "job.toml",
+        job,
         "--provider",
         "sim",
         "--base-url",
         &simulator.base_url,
     ]);
     let stderr = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(output.status.code(), Some(2), "{job}: {stderr}");
     assert_eq!(
         simulator.upload_calls(),
         0,
-        "nothing may be uploaded: {stderr}"
+        "{job}: nothing may be uploaded: {stderr}"
     );
     stderr
 }

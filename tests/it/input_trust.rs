@@ -18,23 +18,7 @@ use super::harness::*;
 /// Runs `job` against a standalone simulator and checks it failed with exit 2 before uploading
 /// anything; returns stderr.
 fn refused_before_upload(workspace: &Workspace, job: &str) -> String {
-    let simulator = StandaloneSimulator::start(&[]);
-    let output = workspace.run(&[
-        "run",
-        job,
-        "--provider",
-        "sim",
-        "--base-url",
-        &simulator.base_url,
-    ]);
-    let stderr = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{job}: {stderr}");
-    assert_eq!(
-        simulator.upload_calls(),
-        0,
-        "{job}: nothing may be uploaded"
-    );
-    stderr
+    run_job_refused_before_upload(workspace, &StandaloneSimulator::start(&[]), job)
 }
 
 fn assert_mentions(stderr: &str, expected: &[&str]) {
