@@ -34,10 +34,10 @@ impl BillTotals {
 pub(crate) struct BatchBills {
     /// The store key of the bill lines; `None` when the batch billed nothing.
     pub(crate) stored_as: Option<String>,
-    /// Every billed line, free ones included: the batch's own `usage`.
-    pub(crate) all: BillTotals,
-    /// The lines that cost money: what the ledger's totals add up.
-    pub(crate) paid: BillTotals,
+    /// Every billed line, free ones included: the batch's own `usage` (the ledger's totals of
+    /// what cost money are added up from the lines themselves).
+    #[serde(alias = "all")]
+    pub(crate) totals: BillTotals,
 }
 
 /// The store key of the bills of batch `batch_id`.
@@ -68,10 +68,7 @@ impl<'store> BillWriter<'store> {
         };
         serde_json::to_writer(&mut *sink, bill)?;
         sink.write_all(b"\n")?;
-        self.bills.all.add(bill);
-        if !bill.free {
-            self.bills.paid.add(bill);
-        }
+        self.bills.totals.add(bill);
         Ok(())
     }
 
@@ -130,7 +127,7 @@ mod tests {
     }
 
     #[test]
-    fn bills_are_read_back_in_order_with_totals_of_all_and_of_paid_lines() {
+    fn bills_are_read_back_in_order_with_totals_of_every_line() {
         let store = FileStore::in_memory();
         let mut writer = BillWriter::new(&store);
         let written = [
@@ -144,7 +141,7 @@ mod tests {
         let bills = writer.finish("batch_1").unwrap();
         assert_eq!(bills.stored_as.as_deref(), Some("bills-batch_1"));
         assert_eq!(
-            bills.all,
+            bills.totals,
             BillTotals {
                 lines: 3,
                 prompt_tokens: 60,
@@ -152,8 +149,6 @@ mod tests {
                 reasoning_tokens: 3
             }
         );
-        assert_eq!(bills.paid.lines, 2);
-        assert_eq!(bills.paid.prompt_tokens, 40);
         let mut read = Vec::new();
         read_bills(&store, &bills, |bill| read.push(bill)).unwrap();
         assert_eq!(read, written);

@@ -680,7 +680,7 @@ impl BatchRecord {
 
     /// OpenAI's batch `usage`: totals of the billed lines (zero until the batch ends).
     fn usage_value(&self) -> serde_json::Value {
-        let totals = self.bills.all;
+        let totals = self.bills.totals;
         let (input_tokens, output_tokens, reasoning_tokens) = (
             totals.prompt_tokens,
             totals.completion_tokens,
