@@ -16,6 +16,9 @@ pub const LEDGER_FILE_NAME: &str = "ledger.sqlite";
 /// The name a new ledger is built under before it is renamed to [`LEDGER_FILE_NAME`].
 pub const FOUNDING_LEDGER_FILE_NAME: &str = "ledger.sqlite.founding";
 
+/// What SQLite appends to a database's name for the files it keeps beside it.
+pub const SQLITE_FILE_SUFFIXES: [&str; 3] = ["-wal", "-shm", "-journal"];
+
 #[derive(Debug, thiserror::Error)]
 #[error("run ledger `{path}`: {message}", path = path.display())]
 pub struct LedgerError {
@@ -434,7 +437,7 @@ impl Ledger {
             message,
         };
         // Left by a process that died while founding (the lock holder is the only writer).
-        for suffix in ["", "-wal", "-shm"] {
+        for suffix in std::iter::once("").chain(SQLITE_FILE_SUFFIXES) {
             let _ = std::fs::remove_file(format!("{}{suffix}", building.display()));
         }
         let ledger = Self::open_path(&building)?;
@@ -1346,15 +1349,25 @@ fn has_answers_stored_column(connection: &Connection) -> rusqlite::Result<bool> 
     )
 }
 
-/// Whether the ledger has the tables and columns added after its first tables were made.
+/// The tables [`SCHEMA`] makes.
+fn schema_tables() -> impl Iterator<Item = &'static str> {
+    SCHEMA
+        .split("CREATE TABLE IF NOT EXISTS ")
+        .skip(1)
+        .filter_map(|statement| statement.split_whitespace().next())
+}
+
+/// Whether the ledger has every table of [`SCHEMA`] and the columns added to them since.
 fn has_current_columns(connection: &Connection) -> rusqlite::Result<bool> {
-    let later_tables: i64 = connection.query_row(
-        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN
-            ('adoptions', 'row_sources', 'pinned_answers', 'shared_results', 'shard_estimates')",
-        [],
-        |row| row.get(0),
+    let mut table_exists = connection.prepare(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
     )?;
-    Ok(later_tables == 5 && has_answers_stored_column(connection)?)
+    for table in schema_tables() {
+        if !table_exists.query_row([table], |row| row.get::<_, bool>(0))? {
+            return Ok(false);
+        }
+    }
+    has_answers_stored_column(connection)
 }
 
 fn add_missing_columns(connection: &Connection) -> rusqlite::Result<()> {
@@ -1392,6 +1405,23 @@ mod tests {
                 1,
             )
         }
+    }
+
+    #[test]
+    fn the_schema_tables_are_read_from_the_schema_itself() {
+        let tables: Vec<&str> = schema_tables().collect();
+        assert_eq!(
+            tables.len(),
+            SCHEMA.matches("CREATE TABLE IF NOT EXISTS").count()
+        );
+        assert!(
+            tables.contains(&"run_facts") && tables.contains(&"adoptions"),
+            "{tables:?}"
+        );
+        assert!(
+            tables.iter().all(|table| !table.contains('(')),
+            "{tables:?}"
+        );
     }
 
     #[test]

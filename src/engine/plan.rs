@@ -78,8 +78,8 @@ pub fn output_table_shape(job: &Job) -> anyhow::Result<(u64, usize)> {
 
 /// Reads, renders and shards the whole input into `shards_directory`. Custom ids and request
 /// keys are claimed through Bloom filters and scratch files beside the shards, so duplicates are
-/// found with flat memory; rows `reuse` answers without a request are in no shard. `on_rows` is told the rows
-/// planned so far after each record batch (a progress bar).
+/// found with flat memory; rows `reuse` answers without a request are in no shard. `on_rows` is
+/// told the rows planned so far after each record batch (a progress bar).
 pub fn plan_shards(
     job: &Job,
     profile: &ProviderProfile,

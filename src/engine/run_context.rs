@@ -387,10 +387,10 @@ impl Run {
         Ok(())
     }
 
-    /// Whether the input is still the one planned (true when no plan recorded one). Hashing is a pass over the whole input, so
-    /// a second check in this process of a single file whose size and modification time are
-    /// those it had when it last passed (a resumed run checks before planning and again before
-    /// joining) is answered without hashing again.
+    /// Whether the input is still the one planned (true when no plan recorded one). Hashing is a
+    /// pass over the whole input, so a second check in this process of a single file whose size
+    /// and modification time are those it had when it last passed (a resumed run checks before
+    /// planning and again before joining) is answered without hashing again.
     fn input_is_as_planned(&mut self) -> bool {
         let Some(recorded) = self.record.input_sha256.as_ref() else {
             return true;

@@ -13,7 +13,9 @@ use super::run_lock::{
 };
 use super::run_record::RunRecord;
 use crate::job::Job;
-use crate::ledger::{EffectKind, FOUNDING_LEDGER_FILE_NAME, LEDGER_FILE_NAME, Ledger};
+use crate::ledger::{
+    EffectKind, FOUNDING_LEDGER_FILE_NAME, LEDGER_FILE_NAME, Ledger, SQLITE_FILE_SUFFIXES,
+};
 
 /// The directory below the current one where runs without `--run-dir` live.
 const RUNS_DIRECTORY: &str = "runs";
@@ -156,7 +158,7 @@ fn is_ledger_file_name(name: &str) -> bool {
         .iter()
         .any(|ledger| {
             name.strip_prefix(ledger)
-                .is_some_and(|suffix| ["", "-wal", "-shm", "-journal"].contains(&suffix))
+                .is_some_and(|suffix| suffix.is_empty() || SQLITE_FILE_SUFFIXES.contains(&suffix))
         })
 }
 
