@@ -127,6 +127,43 @@ fn a_process_refused_the_lock_never_writes_the_ledger_being_founded() {
 }
 
 #[test]
+fn status_names_an_older_ledger_and_a_resume_brings_it_up_to_date_without_a_call() {
+    let simulator = StandaloneSimulator::start(&[]);
+    let workspace = review_workspace(6, 6, "");
+    let run_directory = workspace.path().join("run");
+    let run = review_run_with(&workspace, &simulator, &run_directory, &[]);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+    // What an older dashbatch left: a table this one reads is missing.
+    rusqlite::Connection::open(run_directory.join("ledger.sqlite"))
+        .unwrap()
+        .execute_batch("DROP TABLE adoptions")
+        .unwrap();
+    let status = || {
+        workspace
+            .command(&["status", run_directory.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let refused = status();
+    let stderr = text(&refused.stderr);
+    assert_ne!(refused.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("older dashbatch") && stderr.contains("dashbatch resume"),
+        "{stderr}"
+    );
+    let calls_before = simulator.calls();
+    let resumed = resume_command(&workspace, &run_directory).output().unwrap();
+    assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed.stderr));
+    assert_eq!(
+        simulator.calls(),
+        calls_before,
+        "a finished run makes no call"
+    );
+    let read = status();
+    assert_eq!(read.status.code(), Some(0), "{}", text(&read.stderr));
+}
+
+#[test]
 fn two_runs_of_one_job_without_run_dir_become_one_run() {
     let rows = 40;
     let simulator = StandaloneSimulator::start(&[]);
