@@ -10,10 +10,15 @@
 # ...), RUNS times (default 3) after a warm-up, each timed by /usr/bin/time; the script prints
 # every run and a table of medians and ratios (dashbatch / DuckDB, pair by pair).
 #
+# BENCH_NAME=end-to-end joins the run end-to-end.sh finished instead of making one (a 10M-row
+# run needs about 20 GB of disk that way, not twice that).
+#
 #   cargo build --release && bash scripts/bench/duckdb-side-by-side.sh
 #   ROWS=10000000 RUNS=1 bash scripts/bench/duckdb-side-by-side.sh
+#   ROWS=10000000 SIM_PARENT_DIR=/dev/shm bash scripts/bench/end-to-end.sh &&
+#     ROWS=10000000 RUNS=1 BENCH_NAME=end-to-end bash scripts/bench/duckdb-side-by-side.sh
 set -euo pipefail
-BENCH_NAME=duckdb source "$(dirname "$0")/reviews-workspace.sh"
+BENCH_NAME="${BENCH_NAME:-duckdb}" source "$(dirname "$0")/reviews-workspace.sh"
 binary="$root/target/release/dashbatch"
 if [ ! -f "$out/run/report.json" ]; then
   rm -rf "$out/run"

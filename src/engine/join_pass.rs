@@ -225,22 +225,26 @@ struct ResultBuilders {
 }
 
 impl ResultBuilders {
-    fn new(job: &Job) -> ResultBuilders {
+    /// Builders with room for `rows` rows of typical sizes, so a batch's columns are not copied
+    /// again and again as they grow.
+    fn new(job: &Job, rows: usize) -> ResultBuilders {
+        let text = |bytes_per_row: usize| StringBuilder::with_capacity(rows, rows * bytes_per_row);
+        let count = || Int64Builder::with_capacity(rows);
         ResultBuilders {
-            custom_id: StringBuilder::new(),
-            status: StringBuilder::new(),
-            content: StringBuilder::new(),
-            finish_reason: StringBuilder::new(),
-            prompt_tokens: Int64Builder::new(),
-            completion_tokens: Int64Builder::new(),
-            reasoning_tokens: Int64Builder::new(),
-            total_tokens: Int64Builder::new(),
-            cost: Float64Builder::new(),
-            error_code: StringBuilder::new(),
-            error_message: StringBuilder::new(),
-            batch_id: StringBuilder::new(),
-            request_id: StringBuilder::new(),
-            answer_source: StringBuilder::new(),
+            custom_id: text(16),
+            status: text(8),
+            content: text(32),
+            finish_reason: text(8),
+            prompt_tokens: count(),
+            completion_tokens: count(),
+            reasoning_tokens: count(),
+            total_tokens: count(),
+            cost: Float64Builder::with_capacity(rows),
+            error_code: text(0),
+            error_message: text(0),
+            batch_id: text(32),
+            request_id: text(40),
+            answer_source: text(8),
             declared: job
                 .spec
                 .output
@@ -248,7 +252,7 @@ impl ResultBuilders {
                 .iter()
                 .map(|field| match field.field_type {
                     OutputFieldType::String | OutputFieldType::Label => {
-                        DeclaredBuilder::Text(StringBuilder::new())
+                        DeclaredBuilder::Text(text(16))
                     }
                     OutputFieldType::Integer => DeclaredBuilder::Integer(Int64Builder::new()),
                     OutputFieldType::Float => DeclaredBuilder::Float(Float64Builder::new()),
@@ -418,6 +422,26 @@ fn read_results_ahead<'scope, 'env>(
     results_inbox
 }
 
+/// Writes the record batches sent to it with `writer` on a thread of `scope`, at most two
+/// batches behind the sender; joined, it gives the writer back to be finished, or the first
+/// error (after which it takes no more batches).
+fn write_behind<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    mut writer: AtomicTableWriter,
+) -> (
+    std::sync::mpsc::SyncSender<RecordBatch>,
+    std::thread::ScopedJoinHandle<'scope, anyhow::Result<AtomicTableWriter>>,
+) {
+    let (batches, batch_inbox) = std::sync::mpsc::sync_channel::<RecordBatch>(1);
+    let writing = scope.spawn(move || {
+        for batch in batch_inbox {
+            writer.write(&batch)?;
+        }
+        Ok(writer)
+    });
+    (batches, writing)
+}
+
 fn open_shard(
     record: &ShardRecord,
     results: ResultsById,
@@ -463,7 +487,7 @@ fn open_shard(
 impl CurrentShard {
     /// The result of the request on `line` (from 1) of this shard's file.
     fn result_for(&mut self, custom_id: &str, line: u64) -> RowResult {
-        if let Some(result) = self.results.remove(custom_id) {
+        if let Some(result) = self.results.take(custom_id) {
             return result;
         }
         if self.batch_status == Some(BatchStatus::Failed) {
@@ -568,7 +592,7 @@ pub fn join_results(
     let input_schema = reader.schema();
     let renderer = RequestRenderer::new(job, profile, &input_schema)?;
     let (schema, kept) = output_schema(job, &input_schema)?;
-    let mut writer = AtomicTableWriter::create_with_bom(
+    let writer = AtomicTableWriter::create_with_bom(
         output_path,
         output_format,
         schema.clone(),
@@ -620,15 +644,18 @@ pub fn join_results(
         summary.shards.push(report);
     };
 
-    // The next shard's results are read on another thread while this one's rows are joined.
-    std::thread::scope(|scope| -> anyhow::Result<()> {
+    // The input is read and parsed, the next shard's results read, and the output encoded and
+    // written on threads of their own while this one joins the rows.
+    let writer = std::thread::scope(|scope| -> anyhow::Result<AtomicTableWriter> {
         let results_ahead = read_results_ahead(scope, run_directory, planned_shards.clone());
-        for batch in reader {
-            let batch = batch?;
+        let batches = super::ordered_rendering::read_ahead(scope, reader, None);
+        let (to_writer, writing) = write_behind(scope, writer);
+        for read in batches {
+            let (batch, _) = read?;
             // A signal stops the local stage between record batches, never silently later.
             crate::interrupt::check()?;
             on_rows(row_number);
-            let mut builders = ResultBuilders::new(job);
+            let mut builders = ResultBuilders::new(job, batch.num_rows());
             for row in 0..batch.num_rows() {
                 row_number += 1;
                 let custom_id = renderer.custom_id(&batch, row, row_number)?;
@@ -764,10 +791,16 @@ pub fn join_results(
                 .collect();
             columns.extend(builders.finish());
             let output = RecordBatch::try_new(schema.clone(), columns)?;
-            writer.write(&output)?;
+            if to_writer.send(output).is_err() {
+                // The writer stopped at an error, which joining it gives.
+                break;
+            }
             crate::kill_point::reach("during_join");
         }
-        Ok(())
+        drop(to_writer);
+        writing
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     })?;
     if let Some(done) = current.take() {
         finish_shard(done, &mut summary);

@@ -56,7 +56,7 @@ pub fn ingest_retry_results(
         let mut overrides = Vec::new();
         for (_, _, custom_id) in ledger.shard_rows(shard.shard_index)? {
             let result = results
-                .remove(&custom_id)
+                .take(&custom_id)
                 .unwrap_or_else(|| RowResult::unanswered(Some(status)));
             overrides.push((custom_id, serde_json::to_string(&result)?));
         }

@@ -4,16 +4,69 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 
-use rustc_hash::FxHashMap;
+use indexmap::IndexMap;
+use rustc_hash::FxBuildHasher;
 
 use super::RunDirectory;
 use crate::ledger::ShardRecord;
 use crate::row_result::{RowResult, RowStatus, classify_result_text};
 use crate::wire::BatchStatus;
 
-/// A shard's results by custom_id (the ids are the run's own, checked unique at plan time, so a
-/// fast hash that is not flood-resistant is enough), sized for the shard's rows.
-pub(super) type ResultsById = FxHashMap<String, RowResult>;
+/// A shard's results by custom_id, kept in the order of the result files. Providers write the
+/// results of a shard mostly in the order of its lines, so the join, asking for them in that
+/// order, finds each one by comparing the id at its cursor and only searches the index when the
+/// order breaks. The ids are the run's own, checked unique at plan time, so a fast hash that is
+/// not flood-resistant is enough.
+#[derive(Default)]
+pub(super) struct ResultsById {
+    by_id: IndexMap<String, Option<RowResult>, FxBuildHasher>,
+    /// Where the next result asked for is looked for first: after the last one taken.
+    cursor: usize,
+}
+
+impl ResultsById {
+    /// An empty map with room for `rows` results.
+    pub(super) fn with_capacity(rows: usize) -> ResultsById {
+        ResultsById {
+            by_id: IndexMap::with_capacity_and_hasher(rows, FxBuildHasher),
+            cursor: 0,
+        }
+    }
+
+    /// Keeps `result` for `custom_id`. A line reported twice keeps its success, never a failure
+    /// over it; it keeps the place of its first report.
+    fn keep(&mut self, custom_id: String, result: RowResult) {
+        match self.by_id.get(&custom_id) {
+            Some(Some(existing)) if existing.status() == RowStatus::Ok => {}
+            _ => {
+                self.by_id.insert(custom_id, Some(result));
+            }
+        }
+    }
+
+    /// The result for `custom_id`, unless it was taken.
+    pub(super) fn get(&self, custom_id: &str) -> Option<&RowResult> {
+        self.by_id.get(custom_id).and_then(Option::as_ref)
+    }
+
+    /// Takes the result for `custom_id` out: asked again, it is gone.
+    pub(super) fn take(&mut self, custom_id: &str) -> Option<RowResult> {
+        if let Some((id, result)) = self.by_id.get_index_mut(self.cursor)
+            && id == custom_id
+        {
+            self.cursor += 1;
+            return result.take();
+        }
+        let (index, _, result) = self.by_id.get_full_mut(custom_id)?;
+        self.cursor = index + 1;
+        result.take()
+    }
+
+    /// The results not taken, in the order of the files.
+    pub(super) fn values(&self) -> impl Iterator<Item = &RowResult> {
+        self.by_id.values().filter_map(Option::as_ref)
+    }
+}
 
 /// Reads one shard's result files into a map from custom_id to result.
 pub(super) fn load_shard_results(
@@ -21,21 +74,12 @@ pub(super) fn load_shard_results(
     shard: &ShardRecord,
     batch_status: BatchStatus,
 ) -> anyhow::Result<ResultsById> {
-    let mut results =
-        ResultsById::with_capacity_and_hasher(shard.row_count as usize, Default::default());
+    let mut results = ResultsById::with_capacity(shard.row_count as usize);
     for_each_result_line(
         run_directory,
         shard,
         batch_status,
-        |custom_id, _, result| {
-            // A line reported twice keeps its success, never a failure over it.
-            match results.get(&custom_id) {
-                Some(existing) if existing.status() == RowStatus::Ok => {}
-                _ => {
-                    results.insert(custom_id, result);
-                }
-            }
-        },
+        |custom_id, _, result| results.keep(custom_id, result),
     )?;
     Ok(results)
 }
@@ -78,22 +122,104 @@ fn for_each_result_line(
         if !path.exists() {
             continue;
         }
-        let file = std::fs::File::open(&path)?;
-        for (index, line) in BufReader::new(file).lines().enumerate() {
-            let line = line?;
+        let mut reader = BufReader::with_capacity(1 << 16, std::fs::File::open(&path)?);
+        // One buffer for every line, checked as UTF-8 by SIMD: no allocation per line.
+        let mut bytes = Vec::new();
+        for index in 0_u64.. {
+            bytes.clear();
+            if reader.read_until(b'\n', &mut bytes)? == 0 {
+                break;
+            }
+            let line = simdutf8::basic::from_utf8(&bytes).map_err(|_| {
+                anyhow::anyhow!(
+                    "{}, line {}: not a result line: it is not UTF-8 ({})",
+                    path.display(),
+                    index + 1,
+                    std::str::from_utf8(&bytes)
+                        .err()
+                        .map_or_else(String::new, |error| error.to_string())
+                )
+            })?;
+            let line = line.strip_suffix('\n').unwrap_or(line);
+            let line = line.strip_suffix('\r').unwrap_or(line);
             if line.trim().is_empty() {
                 continue;
             }
             let (custom_id, result) =
-                classify_result_text(&line, batch_status).map_err(|error| {
+                classify_result_text(line, batch_status).map_err(|error| {
                     anyhow::anyhow!(
                         "{}, line {}: not a result line: {error}",
                         path.display(),
                         index + 1
                     )
                 })?;
-            each(custom_id, &line, result);
+            each(custom_id, line, result);
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answered(content: &str) -> RowResult {
+        RowResult {
+            status: Some(RowStatus::Ok),
+            content: Some(content.to_owned()),
+            ..RowResult::default()
+        }
+    }
+
+    fn failed() -> RowResult {
+        RowResult::unanswered(Some(BatchStatus::Expired))
+    }
+
+    #[test]
+    fn results_are_taken_once_each_whether_asked_in_file_order_or_not() {
+        let mut results = ResultsById::with_capacity(4);
+        for id in ["a", "b", "c", "d"] {
+            results.keep(id.to_owned(), answered(id));
+        }
+        // In order, then out of order (the cursor follows the last one found), then again.
+        assert_eq!(results.take("a").unwrap().content.as_deref(), Some("a"));
+        assert_eq!(results.take("c").unwrap().content.as_deref(), Some("c"));
+        assert_eq!(results.take("d").unwrap().content.as_deref(), Some("d"));
+        assert_eq!(results.take("b").unwrap().content.as_deref(), Some("b"));
+        for id in ["a", "b", "c", "d", "e"] {
+            assert!(
+                results.take(id).is_none(),
+                "{id} was taken already or never kept"
+            );
+            assert!(results.get(id).is_none());
+        }
+        assert_eq!(results.values().count(), 0);
+    }
+
+    #[test]
+    fn a_line_reported_twice_keeps_its_success_and_its_first_place() {
+        let mut results = ResultsById::with_capacity(3);
+        results.keep("a".to_owned(), failed());
+        results.keep("b".to_owned(), answered("first"));
+        results.keep("a".to_owned(), answered("retried"));
+        results.keep("b".to_owned(), failed());
+        results.keep("c".to_owned(), failed());
+        assert_eq!(
+            results.get("a").unwrap().content.as_deref(),
+            Some("retried")
+        );
+        assert_eq!(results.get("b").unwrap().content.as_deref(), Some("first"));
+        assert_eq!(results.get("c").unwrap().status(), RowStatus::Expired);
+        let order: Vec<_> = results.values().map(RowResult::status).collect();
+        assert_eq!(order, [RowStatus::Ok, RowStatus::Ok, RowStatus::Expired]);
+        assert_eq!(
+            results.take("a").unwrap().content.as_deref(),
+            Some("retried")
+        );
+        assert_eq!(
+            results.values().count(),
+            2,
+            "a taken result is no longer listed"
+        );
+    }
 }
