@@ -18,6 +18,11 @@ use super::{TableError, TableFormat};
 
 const ROWS_PER_ROW_GROUP: usize = 65_536;
 const BYTES_PER_ROW_GROUP: usize = 64 * 1024 * 1024;
+/// A column's dictionary grows to at most this size in a row group, then its values are written
+/// plainly: a column of few values (a status, a label) keeps its dictionary, and one of ids or
+/// free text stops paying to intern every value after a few thousand rows (the parquet crate's
+/// default is 1 MiB).
+const DICTIONARY_PAGE_BYTES: usize = 64 * 1024;
 
 enum FormatWriter {
     Parquet(Box<ArrowWriter<File>>),
@@ -76,6 +81,7 @@ impl AtomicTableWriter {
                     .set_compression(Compression::SNAPPY)
                     .set_max_row_group_row_count(Some(ROWS_PER_ROW_GROUP))
                     .set_max_row_group_bytes(Some(BYTES_PER_ROW_GROUP))
+                    .set_dictionary_page_size_limit(DICTIONARY_PAGE_BYTES)
                     .build();
                 FormatWriter::Parquet(Box::new(
                     ArrowWriter::try_new(file, schema, Some(properties))
