@@ -47,6 +47,7 @@ pub mod table;
 pub mod template_budget;
 pub mod tokens;
 pub mod user_cache;
+pub mod utf8_check;
 pub mod validate;
 pub mod wire;
 

@@ -130,14 +130,11 @@ fn for_each_result_line(
             if reader.read_until(b'\n', &mut bytes)? == 0 {
                 break;
             }
-            let line = simdutf8::basic::from_utf8(&bytes).map_err(|_| {
+            let line = crate::utf8_check::checked_utf8(&bytes).map_err(|error| {
                 anyhow::anyhow!(
-                    "{}, line {}: not a result line: it is not UTF-8 ({})",
+                    "{}, line {}: not a result line: it is not UTF-8 ({error})",
                     path.display(),
                     index + 1,
-                    std::str::from_utf8(&bytes)
-                        .err()
-                        .map_or_else(String::new, |error| error.to_string())
                 )
             })?;
             let line = line.strip_suffix('\n').unwrap_or(line);

@@ -205,11 +205,7 @@ impl CsvBatchReader {
             self.rows_read += 1;
             lines.push(line);
             for (column_index, raw_value) in record.iter().enumerate() {
-                // The SIMD check says only whether the value is UTF-8; the standard one, run on a
-                // value that is not, says where it stops being.
-                let value = simdutf8::basic::from_utf8(raw_value).or_else(|_| {
-                    std::str::from_utf8(raw_value)
-                }).map_err(|error| {
+                let value = crate::utf8_check::checked_utf8(raw_value).map_err(|error| {
                     TableError::new(
                         &self.path,
                         Some(format!(

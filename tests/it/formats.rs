@@ -1020,3 +1020,50 @@ fn a_workbook_without_a_header_row_names_its_columns_by_sheet_column() {
             .collect::<Vec<_>>()[..]
     );
 }
+
+#[test]
+fn a_damaged_result_file_stops_the_join_naming_file_and_line_and_writes_no_output() {
+    let workspace = Workspace::new();
+    workspace.write("reviews.csv", "id,text\n1,好\n2,差\n3,一般\n");
+    workspace.write(
+        "job.toml",
+        job("reviews.csv", "[output]\npath = \"out.csv\"\n"),
+    );
+    assert_success(&workspace.run(&[
+        "run",
+        "job.toml",
+        "--provider",
+        "sim",
+        "--run-dir",
+        "run",
+        "--quiet",
+    ]));
+    let results = workspace
+        .path()
+        .join("run/results/shard-00000.output.jsonl");
+    let paid_for = std::fs::read(&results).unwrap();
+    // A byte that is not UTF-8 inside the second line, as a disk or a copy might leave it.
+    let second_line = paid_for.iter().position(|byte| *byte == b'\n').unwrap() + 1;
+    let mut damaged = paid_for.clone();
+    damaged.insert(second_line + 20, 0xff);
+    std::fs::write(&results, &damaged).unwrap();
+
+    let refused = workspace.run(&["resume", "run", "--output", "again.csv", "--quiet"]);
+    let stderr = text(&refused.stderr);
+    assert_ne!(refused.status.code(), Some(0), "{stderr}");
+    assert_ne!(refused.status.code(), Some(2), "money was spent: {stderr}");
+    assert!(
+        stderr.contains("shard-00000.output.jsonl, line 2") && stderr.contains("not UTF-8"),
+        "{stderr}"
+    );
+    assert!(!workspace.path().join("again.csv").exists());
+
+    // The paid-for file put back, the same run is joined again without sending anything.
+    std::fs::write(&results, &paid_for).unwrap();
+    assert_success(&workspace.run(&["resume", "run", "--output", "again.csv", "--quiet"]));
+    let rows = csv::Reader::from_path(workspace.path().join("again.csv"))
+        .unwrap()
+        .records()
+        .count();
+    assert_eq!(rows, 3);
+}
