@@ -452,14 +452,12 @@ impl Ledger {
             .map_err(|(_, e)| error(e.to_string()))?;
         let put_in_place = || -> std::io::Result<()> {
             std::fs::File::open(&building)?.sync_all()?;
-            // A link, not a rename: it never replaces a ledger that is there already. A file
-            // system without hard links gets a rename (this process holds the run's lock, and
-            // there was no ledger a moment ago).
+            // A link, not a rename: it never replaces a ledger that is there already. When the
+            // link fails and no ledger is there (a file system without hard links), a rename
+            // (this process holds the run's lock); a ledger that is there is always kept.
             match std::fs::hard_link(&building, path) {
                 Ok(()) => std::fs::remove_file(&building)?,
-                Err(link_error) if link_error.kind() == std::io::ErrorKind::AlreadyExists => {
-                    std::fs::remove_file(&building)?
-                }
+                Err(_) if path.try_exists()? => std::fs::remove_file(&building)?,
                 Err(_) => std::fs::rename(&building, path)?,
             }
             // Best effort: some file systems cannot sync a directory, and the ledger is in place.

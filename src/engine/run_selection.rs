@@ -103,7 +103,9 @@ fn is_unfinished_submitted_run(path: &Path, job: &Job) -> bool {
                 .iter()
                 .any(|shard| shard.file_id.is_some() || shard.batch_id.is_some())
         })
-        .unwrap_or(false);
+        // Shards that cannot be read (a ledger an older dashbatch left) may have been sent:
+        // the run is taken up again rather than its rows sent a second time.
+        .unwrap_or(true);
     let announced = ledger.count_effects(EffectKind::Upload).unwrap_or(0) > 0;
     same_job && !finished && (submitted || announced)
 }
