@@ -19,6 +19,7 @@ pub mod client;
 pub mod commands;
 pub mod console;
 pub mod cost;
+mod declared_field_reading;
 pub mod engine;
 pub mod env;
 pub mod estimate;

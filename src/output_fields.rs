@@ -139,6 +139,10 @@ pub enum FieldValue {
 /// field in declaration order; otherwise a sentence saying what does not fit.
 pub fn parse_answer(fields: &[OutputFieldSpec], content: &str) -> Result<Vec<FieldValue>, String> {
     let trimmed = strip_code_fence(content.trim());
+    if let Some(values) = crate::declared_field_reading::declared_values_if_all_fit(fields, trimmed)
+    {
+        return Ok(values);
+    }
     let value: Value = serde_json::from_str(trimmed)
         .map_err(|error| format!("the answer is not valid JSON ({error})"))?;
     let Value::Object(object) = value else {

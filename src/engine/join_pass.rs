@@ -667,10 +667,7 @@ pub fn join_results(
                         error_message: Some(format!("not sent: {reason}")),
                         ..RowResult::default()
                     };
-                    *summary
-                        .rows_by_status
-                        .entry(SKIPPED_STATUS.to_owned())
-                        .or_default() += 1;
+                    count_status(&mut summary.rows_by_status, SKIPPED_STATUS);
                     builders.append(
                         &custom_id,
                         SKIPPED_STATUS,
@@ -703,8 +700,7 @@ pub fn join_results(
                             AnswerSource::Adopted => summary.rows_adopted += 1,
                             _ => summary.rows_deduplicated += 1,
                         }
-                        let status = result.status().as_str().to_owned();
-                        *summary.rows_by_status.entry(status).or_default() += 1;
+                        count_status(&mut summary.rows_by_status, result.status().as_str());
                         Some(0.0)
                     };
                     builders.append(
@@ -860,12 +856,22 @@ fn account_billed_row(
             add(&mut shard.report.tokens);
         }
     }
-    let status = result.status().as_str().to_owned();
-    *summary.rows_by_status.entry(status.clone()).or_default() += 1;
+    let status = result.status().as_str();
+    count_status(&mut summary.rows_by_status, status);
     if let Some(shard) = shard {
-        *shard.report.rows_by_status.entry(status).or_default() += 1;
+        count_status(&mut shard.report.rows_by_status, status);
     }
     row_cost
+}
+
+/// Counts one row of `status`; a status seen before is counted without making its name again.
+fn count_status(rows_by_status: &mut BTreeMap<String, u64>, status: &str) {
+    match rows_by_status.get_mut(status) {
+        Some(count) => *count += 1,
+        None => {
+            rows_by_status.insert(status.to_owned(), 1);
+        }
+    }
 }
 
 /// Where a row's answer came from (`answer_source`).

@@ -36,10 +36,18 @@ impl ResultsById {
     /// Keeps `result` for `custom_id`. A line reported twice keeps its success, never a failure
     /// over it; it keeps the place of its first report.
     fn keep(&mut self, custom_id: String, result: RowResult) {
-        match self.by_id.get(&custom_id) {
-            Some(Some(existing)) if existing.status() == RowStatus::Ok => {}
-            _ => {
-                self.by_id.insert(custom_id, Some(result));
+        match self.by_id.entry(custom_id) {
+            indexmap::map::Entry::Vacant(place) => {
+                place.insert(Some(result));
+            }
+            indexmap::map::Entry::Occupied(mut place) => {
+                let kept_success = place
+                    .get()
+                    .as_ref()
+                    .is_some_and(|existing| existing.status() == RowStatus::Ok);
+                if !kept_success {
+                    place.insert(Some(result));
+                }
             }
         }
     }

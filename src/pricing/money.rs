@@ -169,8 +169,14 @@ impl Money {
     /// The amount as the nearest `f64`, for display columns and charts only; never add these up.
     #[must_use]
     pub fn to_f64(&self) -> f64 {
-        // Parsing the exact decimal text gives the correctly rounded f64, which dividing two
-        // floats would not.
+        // Up to 2^53 femto units (about 9 units of a currency: every row's cost), both the count
+        // and 10^15 are exact f64 values, and IEEE division of exact values is correctly rounded:
+        // the nearest f64 to the exact amount, with no text made. Larger amounts go through the
+        // exact decimal text, whose parsing is correctly rounded too.
+        const EXACT_IN_F64: i128 = 1 << 53;
+        if self.femto_units.abs() <= EXACT_IN_F64 {
+            return self.femto_units as f64 / FEMTO_UNITS_PER_UNIT as f64;
+        }
         // The text is always a valid decimal, so the NaN fallback is never taken.
         self.to_decimal_string().parse().unwrap_or(f64::NAN)
     }
@@ -356,5 +362,33 @@ mod tests {
         assert_eq!(cny(FEMTO_UNITS_PER_UNIT / 10).to_f64(), 0.1);
         assert_eq!(cny(123_456 * 1_000_000).to_f64(), 0.000_123_456);
         assert_eq!(cny(-FEMTO_UNITS_PER_UNIT * 5).to_f64(), -5.0);
+    }
+
+    #[test]
+    fn to_f64_by_division_is_what_parsing_the_exact_text_gives() {
+        let through_text = |money: Money| -> f64 { money.to_decimal_string().parse().unwrap() };
+        // Amounts spread over every magnitude up to and past 2^53 femto units, both signs, with
+        // the digits of a row's cost (odd femto counts, long repeating fractions).
+        let mut femto_units: i128 = 1;
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        while femto_units < (1 << 56) {
+            for _ in 0..200 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let amount = femto_units + (state as i128 % femto_units.max(1));
+                for signed in [amount, -amount] {
+                    let money = cny(signed);
+                    assert_eq!(
+                        money.to_f64().to_bits(),
+                        through_text(money).to_bits(),
+                        "{signed} femto units"
+                    );
+                }
+            }
+            femto_units = femto_units * 3 / 2 + 1;
+        }
+        let largest_exact = cny(1 << 53);
+        assert_eq!(largest_exact.to_f64(), through_text(largest_exact));
     }
 }
