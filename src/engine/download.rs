@@ -7,22 +7,39 @@ use std::path::Path;
 use super::{Event, EventSink, RunDirectory};
 use crate::client::{ApiClient, ClientError};
 use crate::ledger::{EffectKind, EffectOutcome, Ledger, ShardRecord};
-use crate::wire::ResultLine;
+use crate::row_result::classify_result_text;
+use crate::wire::BatchStatus;
 
 const MAX_DOWNLOAD_ATTEMPTS: u32 = 3;
 
-/// Checks that every non-empty line of a result file is a result line with a custom_id.
-/// Returns the line count or the first problem.
+/// Checks that every non-empty line of a result file is a result line with a custom_id, read
+/// as the join reads it (so a file that passes here is one the join can read). Returns the line
+/// count or the first problem.
 pub fn verify_result_file(path: &Path) -> Result<u64, String> {
     let file = std::fs::File::open(path).map_err(|error| error.to_string())?;
+    let mut reader = BufReader::with_capacity(1 << 16, file);
+    let mut bytes = Vec::new();
     let mut lines = 0;
-    for (index, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|error| format!("line {}: {error}", index + 1))?;
+    for index in 1_u64.. {
+        bytes.clear();
+        if reader
+            .read_until(b'\n', &mut bytes)
+            .map_err(|error| format!("line {index}: {error}"))?
+            == 0
+        {
+            break;
+        }
+        let line = crate::utf8_check::checked_utf8(&bytes)
+            .map_err(|error| format!("line {index}: not UTF-8 ({error})"))?;
         if line.trim().is_empty() {
             continue;
         }
-        serde_json::from_str::<ResultLine>(&line)
-            .map_err(|error| format!("line {}: not a result line ({error})", index + 1))?;
+        // Which status the batch ended in changes how a line is classified, never whether it
+        // is read.
+        let line = line.strip_suffix('\n').unwrap_or(line);
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        classify_result_text(line, BatchStatus::Completed)
+            .map_err(|error| format!("line {index}: not a result line ({error})"))?;
         lines += 1;
     }
     Ok(lines)
@@ -155,4 +172,50 @@ pub async fn download_shard_results(
         },
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verified(text: &[u8]) -> Result<u64, String> {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("results.jsonl");
+        std::fs::write(&path, text).unwrap();
+        verify_result_file(&path)
+    }
+
+    const ANSWER: &str = r#"{"id":"r1","custom_id":"a","response":{"status_code":200,"body":{"choices":[{"message":{"content":"hi"}}]}},"error":null}"#;
+    const FAILURE: &str = r#"{"id":"r2","custom_id":"b","response":null,"error":{"code":"InternalError","message":"later"}}"#;
+
+    #[test]
+    fn whole_result_files_are_counted_line_by_line() {
+        assert_eq!(verified(b""), Ok(0));
+        assert_eq!(verified(format!("{ANSWER}\n").as_bytes()), Ok(1));
+        assert_eq!(
+            verified(format!("{ANSWER}\r\n\n  \n{FAILURE}").as_bytes()),
+            Ok(2),
+            "blank lines are skipped; the last line needs no newline"
+        );
+    }
+
+    #[test]
+    fn a_cut_or_damaged_file_names_its_first_bad_line() {
+        let cut = format!("{ANSWER}\n{}", &FAILURE[..40]);
+        let problem = verified(cut.as_bytes()).unwrap_err();
+        assert!(
+            problem.starts_with("line 2: not a result line"),
+            "{problem}"
+        );
+        let no_custom_id = format!("{ANSWER}\n{{\"id\":\"r3\",\"response\":null}}\n");
+        let problem = verified(no_custom_id.as_bytes()).unwrap_err();
+        assert!(
+            problem.starts_with("line 2: not a result line"),
+            "{problem}"
+        );
+        let mut not_utf8 = format!("{ANSWER}\n{ANSWER}\n").into_bytes();
+        not_utf8.extend_from_slice(b"{\"custom_id\":\"\xff\"}\n");
+        let problem = verified(&not_utf8).unwrap_err();
+        assert!(problem.starts_with("line 3: not UTF-8"), "{problem}");
+    }
 }

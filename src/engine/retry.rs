@@ -105,6 +105,14 @@ pub fn plan_retries(
             continue;
         }
         let results = load_shard_results(run_directory, shard, status)?;
+        // A line without a result is as the batch's ending makes it. When neither such a line
+        // nor any result may succeed if sent again (the common case), there is nothing to
+        // resend, and the shard's lines are not read.
+        let unanswered_may_succeed = is_transient_failure(&RowResult::unanswered(Some(status)));
+        if !unanswered_may_succeed && !results.values().any(is_transient_failure) {
+            extra.close_group()?;
+            continue;
+        }
         let rows = row_numbers(ledger, shard)?;
         let file = File::open(run_directory.shard_path(&shard.file_name))?;
         for (index, line) in BufReader::new(file).lines().enumerate() {
