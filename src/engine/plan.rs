@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use super::answer_reuse::{AnswerReuse, RowDecision, RowRequest};
 use super::custom_id_claims::{ClaimingRow, CustomIdClaims, RepeatedId};
 use super::ordered_rendering::{OrderedRendering, read_ahead};
-use super::shard_file::ShardFileWriter;
+use super::shard_file::{ShardFileWriter, ShardsClosing};
 use crate::job::Job;
 use crate::ledger::{Ledger, ShardRecord};
 use crate::provider::ProviderProfile;
@@ -102,7 +102,8 @@ pub fn plan_shards(
     let mut planner = ShardPlanner::new(limits);
     let checks_ids = job.spec.input.id_column.is_some();
 
-    let mut shards = Vec::new();
+    // Each full shard is written and synced by its own thread while the next one fills.
+    let mut shards = ShardsClosing::default();
     let mut open_shard: Option<ShardFileWriter> = None;
     let mut row_errors: Vec<String> = Vec::new();
     let mut preview = Vec::new();
@@ -254,7 +255,7 @@ pub fn plan_shards(
                 }
                 if let Placement::NewShard { index } = placement {
                     if let Some(shard) = open_shard.take() {
-                        shards.push(shard.close()?);
+                        shards.close(shard)?;
                     }
                     let file_name = format!("shard-{index:05}.jsonl");
                     let path = shards_directory.join(&file_name);
@@ -293,8 +294,9 @@ pub fn plan_shards(
     // An early check of many candidates may report thousands of repeats at once.
     row_errors.truncate(MAX_REPORTED_ROW_ERRORS);
     if let Some(shard) = open_shard.take() {
-        shards.push(shard.close()?);
+        shards.close(shard)?;
     }
+    let shards = shards.finish()?;
     if !row_errors.is_empty() {
         let more = if row_errors.len() >= MAX_REPORTED_ROW_ERRORS {
             format!("\n(stopped after {MAX_REPORTED_ROW_ERRORS} problems)")

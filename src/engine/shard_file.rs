@@ -1,8 +1,11 @@
 //! One shard file being written: request lines appended with their hash and counts, then
 //! flushed, synced to disk and made private. The planner and the retry planner both write their
 //! shards through it. Lines are gathered into 1 MiB buffers that a thread of the file's own
-//! hashes and writes, so the planning loop goes on meanwhile.
+//! hashes, writes and at the end syncs, so the planning loop goes on meanwhile; the planner
+//! waits for a few shards' syncs at most ([`ShardsClosing`]), and for all of them before it
+//! returns the shards' records.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -17,6 +20,9 @@ use crate::ledger::{ShardRecord, restrict_permissions};
 const BUFFER_BYTES: usize = 1 << 20;
 /// Buffers waiting for the writing thread at most.
 const BUFFERS_IN_FLIGHT: usize = 4;
+/// Shards whose writing thread may still be writing or syncing while the planner goes on (a
+/// sync takes about as long as filling a shard of 50,000 lines).
+const SHARDS_CLOSING_AT_MOST: usize = 2;
 
 /// A shard file open for writing, and the record it will be.
 pub(super) struct ShardFileWriter {
@@ -29,7 +35,7 @@ pub(super) struct ShardFileWriter {
     /// Buffers the writing thread is done with, to be filled again (fresh memory costs the
     /// kernel a page clearing per 4 KiB).
     written: Receiver<Vec<u8>>,
-    writer: Option<JoinHandle<std::io::Result<(File, Sha256)>>>,
+    writer: Option<JoinHandle<std::io::Result<Sha256>>>,
 }
 
 impl ShardFileWriter {
@@ -49,7 +55,10 @@ impl ShardFileWriter {
                     // The loop may have stopped taking them back; then the buffer is freed.
                     let _ = give_back.send(buffer);
                 }
-                Ok((file, hasher))
+                // Every buffer is written once the planner has closed the file: on disk before
+                // the ledger records the shard.
+                file.sync_all()?;
+                Ok(hasher)
             })
             .map_err(|error| shard_write_error(&path, error))?;
         Ok(ShardFileWriter {
@@ -79,16 +88,11 @@ impl ShardFileWriter {
         self.finish_writing().map(|_| ())
     }
 
-    /// Waits for the writing thread to end: the file and its hash, or why it stopped.
-    fn finish_writing(&mut self) -> anyhow::Result<(File, Sha256)> {
+    /// Waits for the writing thread to end: the file's hash once it is written and synced, or
+    /// why it stopped.
+    fn finish_writing(&mut self) -> anyhow::Result<Sha256> {
         self.to_writer = None;
-        let outcome = match self.writer.take() {
-            Some(writer) => writer
-                .join()
-                .unwrap_or_else(|_| Err(std::io::Error::other("the shard writing thread failed"))),
-            None => Err(std::io::Error::other("the shard file was already closed")),
-        };
-        outcome.map_err(|error| shard_write_error(&self.path, error))
+        join_writing_thread(&self.path, self.writer.take())
     }
 
     pub(super) fn record(&self) -> &ShardRecord {
@@ -108,16 +112,88 @@ impl ShardFileWriter {
     }
 
     /// Flushes and syncs the file, makes it private, and returns its record with its SHA-256.
-    pub(super) fn close(mut self) -> anyhow::Result<ShardRecord> {
+    pub(super) fn close(self) -> anyhow::Result<ShardRecord> {
+        self.close_in_background()?.finish()
+    }
+
+    /// Hands the last lines to the writing thread, which writes and syncs them while the
+    /// caller goes on; [`ClosingShard::finish`] waits for it.
+    pub(super) fn close_in_background(mut self) -> anyhow::Result<ClosingShard> {
         if !self.buffer.is_empty() {
             self.hand_over()?;
         }
-        let (file, hasher) = self.finish_writing()?;
-        file.sync_all()
-            .map_err(|error| shard_write_error(&self.path, error))?;
-        self.record.sha256 = hex::encode(hasher.finalize());
+        // Dropping the rest ends the channel to the thread (which ends once it has written and
+        // synced what it has) and frees the buffers it is done with instead of keeping them.
+        Ok(ClosingShard {
+            record: self.record,
+            path: self.path,
+            writer: self.writer,
+        })
+    }
+}
+
+/// Waits for a shard's writing thread to end: the file's hash once it is written and synced,
+/// or why it stopped.
+fn join_writing_thread(
+    path: &Path,
+    writer: Option<JoinHandle<std::io::Result<Sha256>>>,
+) -> anyhow::Result<Sha256> {
+    let outcome = match writer {
+        Some(writer) => writer
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the shard writing thread failed"))),
+        None => Err(std::io::Error::other("the shard file was already closed")),
+    };
+    outcome.map_err(|error| shard_write_error(path, error))
+}
+
+/// A shard file whose last lines are being written and synced by its own thread.
+pub(super) struct ClosingShard {
+    record: ShardRecord,
+    path: PathBuf,
+    writer: Option<JoinHandle<std::io::Result<Sha256>>>,
+}
+
+impl ClosingShard {
+    /// Waits for the file to be written and synced, makes it private, and returns its record
+    /// with its SHA-256.
+    pub(super) fn finish(self) -> anyhow::Result<ShardRecord> {
+        let hasher = join_writing_thread(&self.path, self.writer)?;
+        let mut record = self.record;
+        record.sha256 = hex::encode(hasher.finalize());
         restrict_permissions(&self.path);
-        Ok(self.record)
+        Ok(record)
+    }
+}
+
+/// The planner's shards in order: the last few still being written and synced by their own
+/// threads, the rest done.
+#[derive(Default)]
+pub(super) struct ShardsClosing {
+    closing: VecDeque<ClosingShard>,
+    closed: Vec<ShardRecord>,
+}
+
+impl ShardsClosing {
+    /// Closes `shard` in the background; waits for the oldest closing shard first when
+    /// [`SHARDS_CLOSING_AT_MOST`] are.
+    pub(super) fn close(&mut self, shard: ShardFileWriter) -> anyhow::Result<()> {
+        if self.closing.len() >= SHARDS_CLOSING_AT_MOST
+            && let Some(oldest) = self.closing.pop_front()
+        {
+            self.closed.push(oldest.finish()?);
+        }
+        self.closing.push_back(shard.close_in_background()?);
+        Ok(())
+    }
+
+    /// Every shard's record, in the order they were closed, once all are written and synced.
+    /// The first shard that could not be written is the error.
+    pub(super) fn finish(mut self) -> anyhow::Result<Vec<ShardRecord>> {
+        for closing in self.closing {
+            self.closed.push(closing.finish()?);
+        }
+        Ok(self.closed)
     }
 }
 
@@ -161,6 +237,57 @@ mod tests {
             .to_string();
         assert!(
             error.contains("cannot write the shard file") && error.contains("missing"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn shards_closed_in_the_background_come_back_in_order_each_with_its_hash() {
+        let directory = tempfile::tempdir().unwrap();
+        let mut shards = ShardsClosing::default();
+        for index in 0..(SHARDS_CLOSING_AT_MOST as u64 * 2 + 1) {
+            let name = format!("shard-{index:05}.jsonl");
+            let record = ShardRecord::planned(index, index * 10 + 1, name.clone(), "m".into(), 1);
+            let mut shard = ShardFileWriter::create(directory.path().join(&name), record).unwrap();
+            // Large enough that some lines go to the thread before the shard is closed.
+            for line in 0..(index + 1) * 20_000 {
+                shard
+                    .write_line(format!("{{\"shard\":{index},\"line\":{line}}}").as_bytes())
+                    .unwrap();
+            }
+            shards.close(shard).unwrap();
+        }
+        let records = shards.finish().unwrap();
+        assert_eq!(records.len(), SHARDS_CLOSING_AT_MOST * 2 + 1);
+        for (index, record) in records.iter().enumerate() {
+            assert_eq!(record.shard_index, index as u64);
+            let bytes = std::fs::read(directory.path().join(&record.file_name)).unwrap();
+            assert_eq!(record.row_count, (index as u64 + 1) * 20_000);
+            assert_eq!(record.byte_size, bytes.len() as u64);
+            assert_eq!(record.sha256, hex::encode(Sha256::digest(&bytes)));
+        }
+    }
+
+    #[test]
+    fn a_shard_that_cannot_be_written_is_the_error_when_the_shards_are_finished() {
+        let full_disk = Path::new("/dev/full");
+        if !full_disk.exists() {
+            return;
+        }
+        let directory = tempfile::tempdir().unwrap();
+        let mut shards = ShardsClosing::default();
+        let planned = |index: u64| {
+            ShardRecord::planned(index, 1, format!("shard-{index:05}.jsonl"), "m".into(), 1)
+        };
+        let mut written = ShardFileWriter::create(directory.path().join("a"), planned(0)).unwrap();
+        written.write_line(b"{}").unwrap();
+        shards.close(written).unwrap();
+        let mut unwritable = ShardFileWriter::create(full_disk.to_owned(), planned(1)).unwrap();
+        unwritable.write_line(b"{}").unwrap();
+        shards.close(unwritable).unwrap();
+        let error = shards.finish().unwrap_err().to_string();
+        assert!(
+            error.contains("cannot write the shard file `/dev/full`"),
             "{error}"
         );
     }
