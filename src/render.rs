@@ -614,17 +614,28 @@ impl RequestRenderer {
             push_json_string(&mut json, &text);
             json
         });
+        let mut line_writer = RequestLineWriter::new(
+            &base_body,
+            &request.endpoint,
+            if is_embeddings { "input" } else { "messages" },
+        );
+        if let Some(system_json) = &fixed_system_json
+            && !is_embeddings
+        {
+            // Every row's messages start with the job's own system message (see
+            // `messages_json`): its digest is taken once.
+            let mut start = b"[{\"content\":".to_vec();
+            start.extend_from_slice(system_json);
+            start.extend_from_slice(b",\"role\":\"system\"},{\"content\":");
+            line_writer = line_writer.with_entry_start(start);
+        }
         Ok(RequestRenderer {
             environment,
             user_slot,
             system_slot,
             system_suffix,
             fixed_system_json,
-            line_writer: RequestLineWriter::new(
-                &base_body,
-                &request.endpoint,
-                if is_embeddings { "input" } else { "messages" },
-            ),
+            line_writer,
             endpoint: request.endpoint.clone(),
             is_embeddings,
             id_column_index,

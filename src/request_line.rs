@@ -20,6 +20,10 @@ pub struct RequestLineWriter {
     canonical_before: Vec<u8>,
     /// The canonical body after the per-row entry's value.
     canonical_after: Vec<u8>,
+    /// A start that every row's entry is expected to have (the messages up to the user's text,
+    /// when the system prompt is the job's own), and the digest's state after the canonical
+    /// body up to its end: a row whose entry starts so hashes only the rest.
+    hashed_entry_start: Option<(Vec<u8>, Sha256)>,
 }
 
 impl RequestLineWriter {
@@ -61,15 +65,37 @@ impl RequestLineWriter {
             line_middle,
             canonical_before,
             canonical_after,
+            hashed_entry_start: None,
         }
+    }
+
+    /// Hashes `start` once, after the canonical body's fixed beginning, for the rows whose
+    /// entry starts with it (others are hashed whole). Digests are the same either way.
+    #[must_use]
+    pub fn with_entry_start(mut self, start: Vec<u8>) -> RequestLineWriter {
+        let mut hasher = Sha256::new();
+        hasher.update(&self.canonical_before);
+        hasher.update(&start);
+        self.hashed_entry_start = Some((start, hasher));
+        self
     }
 
     /// The line (without its newline) of the request `custom_id` whose per-row entry is
     /// `per_row_value` (JSON, keys in byte order), and its body's digest.
     pub fn write(&self, custom_id: &str, per_row_value: &[u8]) -> (Vec<u8>, BodyDigest) {
-        let mut hasher = Sha256::new();
-        hasher.update(&self.canonical_before);
-        hasher.update(per_row_value);
+        let mut hasher = match &self.hashed_entry_start {
+            Some((start, hashed)) if per_row_value.starts_with(start) => {
+                let mut hasher = hashed.clone();
+                hasher.update(&per_row_value[start.len()..]);
+                hasher
+            }
+            _ => {
+                let mut hasher = Sha256::new();
+                hasher.update(&self.canonical_before);
+                hasher.update(per_row_value);
+                hasher
+            }
+        };
         hasher.update(&self.canonical_after);
         let mut line =
             Vec::with_capacity(16 + custom_id.len() + self.line_middle.len() + per_row_value.len());
@@ -150,6 +176,29 @@ mod tests {
                             serialised(fixed, endpoint, id, key, value);
                         assert_eq!(String::from_utf8(line).unwrap(), expected_line);
                         assert_eq!(digest, expected_digest, "{fixed} {key} {id}");
+                        // A start hashed once, whether the entry has it or not, at every
+                        // length around SHA-256's 64-byte blocks.
+                        let value_text = serde_json::to_string(value).unwrap().into_bytes();
+                        let mut other_start = value_text[..value_text.len() / 2].to_vec();
+                        *other_start.last_mut().unwrap() ^= 1;
+                        let lengths = [0, 1, 2, 63, 64, 65, value_text.len() - 1, value_text.len()];
+                        let starts = lengths
+                            .iter()
+                            .map(|length| value_text[..(*length).min(value_text.len())].to_vec())
+                            .chain([other_start, [value_text.clone(), b"x".to_vec()].concat()]);
+                        for start in starts {
+                            let with_start =
+                                RequestLineWriter::new(fixed.as_object().unwrap(), endpoint, key)
+                                    .with_entry_start(start.clone());
+                            let (line, digest) = with_start.write(id, &value_text);
+                            assert_eq!(String::from_utf8(line).unwrap(), expected_line);
+                            assert_eq!(
+                                digest,
+                                expected_digest,
+                                "{fixed} {key} {id} start {:?}",
+                                String::from_utf8_lossy(&start)
+                            );
+                        }
                     }
                 }
             }
