@@ -197,6 +197,14 @@ impl AnswerReuse {
         self.claims.borrow_mut().finish(ledger)
     }
 
+    /// Starts loading what deciding a row of `key` will look at first, for a row decided a
+    /// little later.
+    pub fn prefetch(&self, key: &RequestKey) {
+        if self.deduplicate {
+            self.claims.borrow().prefetch(key);
+        }
+    }
+
     /// Decides a row's fate and records it in `ledger` (inside the plan's bulk transaction).
     ///
     /// # Errors

@@ -68,7 +68,22 @@ impl CustomIdClaims {
         row: impl FnOnce() -> ClaimingRow,
         row_number: u64,
     ) -> std::io::Result<Vec<RepeatedId>> {
-        let hashes = Self::hashes(custom_id);
+        self.claim_hashed(custom_id, Self::hashes(custom_id), row, row_number)
+    }
+
+    /// Claims `custom_id`, whose filter hashes ([`Self::hashes`]) were made ahead (to
+    /// [`Self::prefetch`] them), as [`Self::claim`] does.
+    ///
+    /// # Errors
+    /// When the scratch file cannot be written or read.
+    pub fn claim_hashed(
+        &mut self,
+        custom_id: &str,
+        hashes: FilterHashes,
+        row: impl FnOnce() -> ClaimingRow,
+        row_number: u64,
+    ) -> std::io::Result<Vec<RepeatedId>> {
+        debug_assert_eq!(hashes.first, Self::hashes(custom_id).first);
         if self.filter.may_contain(hashes) {
             self.candidates
                 .entry(custom_id.to_owned())
@@ -150,7 +165,13 @@ impl CustomIdClaims {
     }
 
     /// Two SipHash values of the id under different fixed keys.
-    fn hashes(custom_id: &str) -> FilterHashes {
+    /// Starts loading what claiming an id of these hashes will look at, for a claim a row later.
+    pub fn prefetch(&self, hashes: FilterHashes) {
+        self.filter.prefetch(hashes);
+    }
+
+    /// The filter hashes of `custom_id`.
+    pub fn hashes(custom_id: &str) -> FilterHashes {
         let hash = |seed: u64| {
             let mut hasher =
                 std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default().build_hasher();

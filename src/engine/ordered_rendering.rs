@@ -119,6 +119,11 @@ impl<'renderer> OrderedRendering<'renderer> {
         self.helper.as_ref().map(|(batches, _)| batches.clone())
     }
 
+    /// The row the next [`Self::render`] gives, when it is rendered already.
+    pub fn peek_rendered(&self) -> Option<&RowOutcome> {
+        self.ready.front()
+    }
+
     /// Row `row` of `batch` (numbered `row_number`), rendered. Rows must be asked for in order,
     /// every row of each batch (a text job's batches handed to [`Self::render_ahead`] first);
     /// an image job's window never reaches past its batch.

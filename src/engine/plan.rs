@@ -10,6 +10,7 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use super::answer_reuse::{AnswerReuse, RowDecision, RowRequest};
+use super::bloom_filter::FilterHashes;
 use super::custom_id_claims::{ClaimingRow, CustomIdClaims, RepeatedId};
 use super::ordered_rendering::{OrderedRendering, read_ahead};
 use super::shard_file::{ShardFileWriter, ShardsClosing};
@@ -102,6 +103,9 @@ pub fn plan_shards(
     let mut planner = ShardPlanner::new(limits);
     let checks_ids = job.spec.input.id_column.is_some();
 
+    // The next row's id hashes and request key, made while this row is handled so that the
+    // claims' filter blocks they need are loaded by the time it comes (`prefetch`).
+    let mut looked_ahead: Option<(u64, FilterHashes, RequestKey)> = None;
     // Each full shard is written and synced by its own thread while the next one fills.
     let mut shards = ShardsClosing::default();
     let mut open_shard: Option<ShardFileWriter> = None;
@@ -175,12 +179,33 @@ pub fn plan_shards(
                         continue;
                     }
                 };
+                let this_row_ahead = looked_ahead
+                    .take()
+                    .filter(|(ahead_row, ..)| *ahead_row == row_number);
+                if let Some(Ok(RenderedRow::Request(next))) = ordered.peek_rendered() {
+                    let id_hashes = CustomIdClaims::hashes(&next.custom_id);
+                    if checks_ids {
+                        id_claims.prefetch(id_hashes);
+                    }
+                    let key = RequestKey::new(
+                        &reuse.provider_identity,
+                        renderer.endpoint(),
+                        &next.body_digest,
+                    );
+                    reuse.prefetch(&key);
+                    looked_ahead = Some((next.row_number, id_hashes, key));
+                }
                 let custom_id = match &rendered {
                     RenderedRow::Request(request) => &request.custom_id,
                     RenderedRow::Skipped(skipped) => &skipped.custom_id,
                 };
                 if checks_ids {
-                    let repeats = id_claims.claim(custom_id, claiming_row, row_number)?;
+                    let id_hashes = match this_row_ahead {
+                        Some((_, id_hashes, _)) => id_hashes,
+                        None => CustomIdClaims::hashes(custom_id),
+                    };
+                    let repeats =
+                        id_claims.claim_hashed(custom_id, id_hashes, claiming_row, row_number)?;
                     if !repeats.is_empty() {
                         row_errors
                             .extend(repeats.iter().map(|repeat| repeated_id_error(job, repeat)));
@@ -196,11 +221,14 @@ pub fn plan_shards(
                         continue;
                     }
                 };
-                let key = RequestKey::new(
-                    &reuse.provider_identity,
-                    renderer.endpoint(),
-                    &rendered.body_digest,
-                );
+                let key = match this_row_ahead {
+                    Some((_, _, key)) => key,
+                    None => RequestKey::new(
+                        &reuse.provider_identity,
+                        renderer.endpoint(),
+                        &rendered.body_digest,
+                    ),
+                };
                 let decision = reuse.decide(
                     ledger,
                     &RowRequest {

@@ -63,14 +63,16 @@ impl RequestKeyClaims {
         key: &RequestKey,
         row_number: u64,
     ) -> anyhow::Result<Option<FirstRowOfKey>> {
-        if let Some(first) = self.pending.get(key) {
-            return Ok(Some(*first));
-        }
         let hashes = Self::hashes(key);
-        if self.filter.may_contain(hashes)
-            && let Some(first) = self.spilled.find(key).map_err(spill_error)?
-        {
-            return Ok(Some(first));
+        // Every claimed key, held or spilled, is in the filter: a key it has never been given
+        // is new without a look at either (most keys, and the check is one cache line).
+        if self.filter.may_contain(hashes) {
+            if let Some(first) = self.pending.get(key) {
+                return Ok(Some(*first));
+            }
+            if let Some(first) = self.spilled.find(key).map_err(spill_error)? {
+                return Ok(Some(first));
+            }
         }
         if self.pending.len() >= PENDING_LIMIT {
             self.spill()?;
@@ -84,6 +86,11 @@ impl RequestKeyClaims {
             },
         );
         Ok(None)
+    }
+
+    /// Starts loading what claiming `key` will look at first, for a claim a row later.
+    pub fn prefetch(&self, key: &RequestKey) {
+        self.filter.prefetch(Self::hashes(key));
     }
 
     /// Says where the answer of a claimed key comes from.
