@@ -32,6 +32,7 @@ pub mod ledger;
 pub mod model_check;
 pub mod model_facts;
 pub mod output_fields;
+mod prefetch;
 pub mod pricing;
 pub mod provider;
 pub mod readable_number;

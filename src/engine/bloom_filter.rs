@@ -52,16 +52,7 @@ impl BloomFilter {
             return;
         }
         let first_word = Self::block(hashes, self.words.len()) * BLOCK_WORDS;
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-            let address = self.words[first_word..].as_ptr().cast::<i8>();
-            // SAFETY: a prefetch loads nothing the program reads and cannot fault; the address
-            // is inside the filter's words in any case.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(address) };
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = first_word;
+        crate::prefetch::prefetch_address(&self.words[first_word]);
     }
 
     pub fn insert(&mut self, hashes: FilterHashes) {

@@ -488,6 +488,7 @@ impl CurrentShard {
     /// The result of the request on `line` (from 1) of this shard's file.
     fn result_for(&mut self, custom_id: &str, line: u64) -> RowResult {
         if let Some(result) = self.results.take(custom_id) {
+            self.results.prefetch_next();
             return result;
         }
         if self.batch_status == Some(BatchStatus::Failed) {

@@ -57,6 +57,20 @@ impl ResultsById {
         self.by_id.get(custom_id).and_then(Option::as_ref)
     }
 
+    /// Starts loading the id and texts of the result at the cursor (the next one asked for,
+    /// most often), which the thread that read them left out of this one's caches.
+    pub(super) fn prefetch_next(&self) {
+        if let Some((id, Some(result))) = self.by_id.get_index(self.cursor) {
+            crate::prefetch::prefetch_address(id.as_ptr());
+            if let Some(content) = &result.content {
+                crate::prefetch::prefetch_address(content.as_ptr());
+            }
+            if let Some(request_id) = &result.request_id {
+                crate::prefetch::prefetch_address(request_id.as_ptr());
+            }
+        }
+    }
+
     /// Takes the result for `custom_id` out: asked again, it is gone.
     pub(super) fn take(&mut self, custom_id: &str) -> Option<RowResult> {
         if let Some((id, result)) = self.by_id.get_index_mut(self.cursor)
