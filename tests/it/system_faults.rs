@@ -149,6 +149,45 @@ fn disk_full_while_planning_exits_2_uploads_nothing_and_the_run_finishes_later()
 }
 
 #[test]
+fn disk_full_on_a_later_shard_while_earlier_ones_are_still_syncing_exits_2_naming_it() {
+    let simulator = StandaloneSimulator::start(&[]);
+    // Shards of 3 rows: the first three hold short prompts and are written (and synced, by
+    // their own threads, while planning goes on); the fourth holds 60,000-character prompts and
+    // passes a 150 KiB file-size limit (which the ledger, under 100 KB, keeps within).
+    let workspace = Workspace::new();
+    let mut csv = String::from("review_id,text\n");
+    for (index, id) in review_ids(15).iter().enumerate() {
+        let length = if index < 9 { 40 } else { 60_000 };
+        csv.push_str(&format!("{id},{}\n", hex_text(index as u64, length)));
+    }
+    workspace.write("reviews.csv", csv);
+    workspace.write(
+        "reviews.toml",
+        job_with_request(
+            3,
+            "model = \"qwen-flash\"\ntemplate = \"Topic of: {{ text }}\"\nmax_tokens = 30",
+        ),
+    );
+    let run_directory = workspace.path().join("run");
+    let mut command = review_run_command(&workspace, &simulator, &run_directory);
+    let output = limit_file_size(&mut command, 150 * 1024).output().unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "nothing was spent: {stderr}");
+    assert!(
+        stderr.contains("File too large") && stderr.contains("shard-00003.jsonl"),
+        "the message names the shard that could not be written:\n{stderr}"
+    );
+    assert_eq!(upload_count(&simulator), 0, "nothing may be uploaded");
+
+    let output = review_run_command(&workspace, &simulator, &run_directory)
+        .output()
+        .unwrap();
+    assert_success(&output);
+    assert_eq!(batch_count(&simulator), 5);
+    assert_finished_cleanly(&simulator, &workspace, &run_directory, 15);
+}
+
+#[test]
 fn disk_full_while_downloading_results_exits_3_and_resume_finishes_without_paying_twice() {
     let rows = 60;
     let simulator = StandaloneSimulator::start(&[]);
