@@ -18,6 +18,13 @@ pub const RUN_LOCK_FILE_NAME: &str = "dashbatch.lock";
 /// How often a `--wait`ing process tries the lock again.
 const WAIT_RETRY_INTERVAL: Duration = Duration::from_millis(200);
 
+/// How long a process that does not wait still tries a lock held elsewhere before it gives up:
+/// long enough to outlast another process's look at whether the run is live
+/// ([`is_locked_by_another_process`] holds the lock for an instant), far shorter than any run.
+const BUSY_GRACE: Duration = Duration::from_millis(250);
+/// How often it tries within that time.
+const BUSY_GRACE_RETRY_INTERVAL: Duration = Duration::from_millis(10);
+
 /// A held lock; dropping it releases the lock.
 #[derive(Debug)]
 pub struct HeldLock {
@@ -167,10 +174,15 @@ pub async fn lock_file(
     wait: LockWait,
 ) -> Result<HeldLock, LockError> {
     let mut announced = wait != LockWait::Announced;
+    let started = std::time::Instant::now();
     loop {
         crate::interrupt::check()?;
         if let Some(held) = try_lock_file(path, command)? {
             return Ok(held);
+        }
+        if wait == LockWait::No && started.elapsed() < BUSY_GRACE {
+            tokio::time::sleep(BUSY_GRACE_RETRY_INTERVAL).await;
+            continue;
         }
         if wait == LockWait::No {
             return Err(LockError::Busy {
@@ -205,6 +217,41 @@ mod tests {
         drop(first);
         assert!(!is_locked_by_another_process(directory.path()));
         assert!(try_lock_file(&path, "resume").unwrap().is_some());
+    }
+
+    fn lock_without_waiting(path: &Path) -> Result<HeldLock, LockError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        runtime.block_on(lock_file(path, Path::new("run"), "resume", LockWait::No))
+    }
+
+    #[test]
+    fn a_lock_held_for_an_instant_by_a_look_does_not_turn_a_process_away() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join(RUN_LOCK_FILE_NAME);
+        // Another process's look at the run holds the lock for a moment (here longer than a
+        // real look does).
+        let look = try_lock_file(&path, "look").unwrap().unwrap();
+        let looking = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            drop(look);
+        });
+        let held = lock_without_waiting(&path);
+        looking.join().unwrap();
+        assert!(held.is_ok(), "{:?}", held.err());
+    }
+
+    #[test]
+    fn a_lock_held_by_a_live_run_turns_a_process_that_does_not_wait_away() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join(RUN_LOCK_FILE_NAME);
+        let _live_run = try_lock_file(&path, "run job.toml").unwrap().unwrap();
+        match lock_without_waiting(&path) {
+            Err(LockError::Busy { holder, .. }) => assert!(holder.contains("run job.toml")),
+            other => panic!("expected busy, got {other:?}"),
+        }
     }
 
     #[test]
