@@ -164,13 +164,13 @@ impl CustomIdClaims {
         Ok(repeats)
     }
 
-    /// Two SipHash values of the id under different fixed keys.
     /// Starts loading what claiming an id of these hashes will look at, for a claim a row later.
     pub fn prefetch(&self, hashes: FilterHashes) {
         self.filter.prefetch(hashes);
     }
 
-    /// The filter hashes of `custom_id`.
+    /// The filter hashes of `custom_id`: two SipHash values of the id under different fixed
+    /// keys.
     pub fn hashes(custom_id: &str) -> FilterHashes {
         let hash = |seed: u64| {
             let mut hasher =

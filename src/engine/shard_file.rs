@@ -190,10 +190,20 @@ impl ShardsClosing {
     /// Every shard's record, in the order they were closed, once all are written and synced.
     /// The first shard that could not be written is the error.
     pub(super) fn finish(mut self) -> anyhow::Result<Vec<ShardRecord>> {
-        for closing in self.closing {
+        while let Some(closing) = self.closing.pop_front() {
             self.closed.push(closing.finish()?);
         }
-        Ok(self.closed)
+        Ok(std::mem::take(&mut self.closed))
+    }
+}
+
+impl Drop for ShardsClosing {
+    /// A plan that stops early (an error, a signal) still waits for the shards closing, so no
+    /// thread of it writes on after it has returned; what they wrote is not used.
+    fn drop(&mut self) {
+        for closing in self.closing.drain(..) {
+            let _ = closing.finish();
+        }
     }
 }
 

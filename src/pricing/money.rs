@@ -173,8 +173,8 @@ impl Money {
         // and 10^15 are exact f64 values, and IEEE division of exact values is correctly rounded:
         // the nearest f64 to the exact amount, with no text made. Larger amounts go through the
         // exact decimal text, whose parsing is correctly rounded too.
-        const EXACT_IN_F64: i128 = 1 << 53;
-        if self.femto_units.abs() <= EXACT_IN_F64 {
+        const EXACT_IN_F64: u128 = 1 << 53;
+        if self.femto_units.unsigned_abs() <= EXACT_IN_F64 {
             return self.femto_units as f64 / FEMTO_UNITS_PER_UNIT as f64;
         }
         // The text is always a valid decimal, so the NaN fallback is never taken.
