@@ -44,6 +44,7 @@ pub fn validate_job(
         &job,
         &profile,
         scratch.path(),
+        crate::engine::ShardDurability::Scratch,
         &ledger,
         &reuse,
         show,

@@ -5,7 +5,7 @@
 //! such shards do not hold consecutive rows.
 
 use super::RunDirectory;
-use super::shard_file::ShardFileWriter;
+use super::shard_file::{ShardDurability, ShardFileWriter};
 use crate::ledger::ShardRecord;
 use crate::shard::{Placement, ShardLimits, ShardPlanner};
 
@@ -68,6 +68,7 @@ impl<'a> ExtraShards<'a> {
             self.open = Some(ShardFileWriter::create(
                 self.run_directory.shard_path(&file_name),
                 ShardRecord::planned(index, row_number, file_name, model.to_owned(), attempt),
+                ShardDurability::Synced,
             )?);
         }
         let writer = self.open.as_mut().expect("a shard is open after placement");

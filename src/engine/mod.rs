@@ -62,4 +62,5 @@ pub use run_selection::{
     find_existing_run, lock_existing, open_and_lock,
 };
 pub use runner::{resume_run, run_job};
+pub use shard_file::ShardDurability;
 pub use status::show_status;

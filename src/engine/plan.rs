@@ -13,7 +13,7 @@ use super::answer_reuse::{AnswerReuse, RowDecision, RowRequest};
 use super::bloom_filter::FilterHashes;
 use super::custom_id_claims::{ClaimingRow, CustomIdClaims, RepeatedId};
 use super::ordered_rendering::{OrderedRendering, read_ahead};
-use super::shard_file::{ShardFileWriter, ShardsClosing};
+use super::shard_file::{ShardDurability, ShardFileWriter, ShardsClosing};
 use crate::job::Job;
 use crate::ledger::{Ledger, ShardRecord};
 use crate::provider::ProviderProfile;
@@ -81,10 +81,12 @@ pub fn output_table_shape(job: &Job) -> anyhow::Result<(u64, usize)> {
 /// keys are claimed through Bloom filters and scratch files beside the shards, so duplicates are
 /// found with flat memory; rows `reuse` answers without a request are in no shard. `on_rows` is
 /// told the rows planned so far after each record batch (a progress bar).
+#[allow(clippy::too_many_arguments)]
 pub fn plan_shards(
     job: &Job,
     profile: &ProviderProfile,
     shards_directory: &Path,
+    durability: ShardDurability,
     ledger: &Ledger,
     reuse: &AnswerReuse,
     preview_count: usize,
@@ -296,6 +298,7 @@ pub fn plan_shards(
                             job.spec.request.model.clone(),
                             1,
                         ),
+                        durability,
                     )?);
                 }
                 let shard = open_shard
@@ -661,6 +664,7 @@ mod tests {
             &job,
             &ProviderProfile::for_kind(ProviderKind::Sim),
             &shards_directory,
+            ShardDurability::Synced,
             &ledger,
             &AnswerReuse {
                 deduplicate,

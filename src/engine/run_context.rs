@@ -272,6 +272,7 @@ impl Run {
                     &self.job,
                     &self.profile,
                     &shards_directory,
+                    super::shard_file::ShardDurability::Synced,
                     &self.ledger,
                     &reuse,
                     0,

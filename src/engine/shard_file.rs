@@ -24,6 +24,16 @@ const BUFFERS_IN_FLIGHT: usize = 4;
 /// sync takes about as long as filling a shard of 50,000 lines).
 const SHARDS_CLOSING_AT_MOST: usize = 2;
 
+/// Whether shard files are synced to disk when closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShardDurability {
+    /// A run's shards: on disk before the ledger records them.
+    Synced,
+    /// Scratch shards that are removed once read (`validate`, `estimate`): never synced, so
+    /// checking a job does not write its whole size to the disk.
+    Scratch,
+}
+
 /// A shard file open for writing, and the record it will be.
 pub(super) struct ShardFileWriter {
     record: ShardRecord,
@@ -40,7 +50,11 @@ pub(super) struct ShardFileWriter {
 
 impl ShardFileWriter {
     /// Creates the file at `path` for `record`, whose line and byte counts start at zero.
-    pub(super) fn create(path: PathBuf, record: ShardRecord) -> anyhow::Result<ShardFileWriter> {
+    pub(super) fn create(
+        path: PathBuf,
+        record: ShardRecord,
+        durability: ShardDurability,
+    ) -> anyhow::Result<ShardFileWriter> {
         let mut file = File::create(&path).map_err(|error| shard_write_error(&path, error))?;
         let (to_writer, buffers) = sync_channel::<Vec<u8>>(BUFFERS_IN_FLIGHT);
         let (give_back, written) = channel::<Vec<u8>>();
@@ -57,7 +71,9 @@ impl ShardFileWriter {
                 }
                 // Every buffer is written once the planner has closed the file: on disk before
                 // the ledger records the shard.
-                file.sync_all()?;
+                if durability == ShardDurability::Synced {
+                    file.sync_all()?;
+                }
                 Ok(hasher)
             })
             .map_err(|error| shard_write_error(&path, error))?;
@@ -225,7 +241,8 @@ mod tests {
         let directory = tempfile::tempdir().unwrap();
         let path = directory.path().join("shard-00000.jsonl");
         let record = ShardRecord::planned(0, 1, "shard-00000.jsonl".to_owned(), "m".to_owned(), 1);
-        let mut shard = ShardFileWriter::create(path.clone(), record).unwrap();
+        let mut shard =
+            ShardFileWriter::create(path.clone(), record, ShardDurability::Synced).unwrap();
         shard.write_line(b"{\"a\":1}").unwrap();
         shard.write_line(b"{\"b\":2}").unwrap();
         assert_eq!(shard.record().row_count, 2);
@@ -241,7 +258,7 @@ mod tests {
         let directory = tempfile::tempdir().unwrap();
         let path = directory.path().join("missing").join("shard-00000.jsonl");
         let record = ShardRecord::planned(0, 1, "shard-00000.jsonl".to_owned(), "m".to_owned(), 1);
-        let error = ShardFileWriter::create(path, record)
+        let error = ShardFileWriter::create(path, record, ShardDurability::Synced)
             .err()
             .unwrap()
             .to_string();
@@ -253,12 +270,19 @@ mod tests {
 
     #[test]
     fn shards_closed_in_the_background_come_back_in_order_each_with_its_hash() {
+        for durability in [ShardDurability::Synced, ShardDurability::Scratch] {
+            shards_come_back_in_order(durability);
+        }
+    }
+
+    fn shards_come_back_in_order(durability: ShardDurability) {
         let directory = tempfile::tempdir().unwrap();
         let mut shards = ShardsClosing::default();
         for index in 0..(SHARDS_CLOSING_AT_MOST as u64 * 2 + 1) {
             let name = format!("shard-{index:05}.jsonl");
             let record = ShardRecord::planned(index, index * 10 + 1, name.clone(), "m".into(), 1);
-            let mut shard = ShardFileWriter::create(directory.path().join(&name), record).unwrap();
+            let mut shard =
+                ShardFileWriter::create(directory.path().join(&name), record, durability).unwrap();
             // Large enough that some lines go to the thread before the shard is closed.
             for line in 0..(index + 1) * 20_000 {
                 shard
@@ -289,10 +313,17 @@ mod tests {
         let planned = |index: u64| {
             ShardRecord::planned(index, 1, format!("shard-{index:05}.jsonl"), "m".into(), 1)
         };
-        let mut written = ShardFileWriter::create(directory.path().join("a"), planned(0)).unwrap();
+        let mut written = ShardFileWriter::create(
+            directory.path().join("a"),
+            planned(0),
+            ShardDurability::Synced,
+        )
+        .unwrap();
         written.write_line(b"{}").unwrap();
         shards.close(written).unwrap();
-        let mut unwritable = ShardFileWriter::create(full_disk.to_owned(), planned(1)).unwrap();
+        let mut unwritable =
+            ShardFileWriter::create(full_disk.to_owned(), planned(1), ShardDurability::Synced)
+                .unwrap();
         unwritable.write_line(b"{}").unwrap();
         shards.close(unwritable).unwrap();
         let error = shards.finish().unwrap_err().to_string();

@@ -105,7 +105,16 @@ pub fn estimate_job(job_file: &Path, options: &EstimateOptions) -> anyhow::Resul
     let ledger = Ledger::open_path(&scratch.path().join("estimate.sqlite"))?;
     let (reuse, store_preview) =
         crate::engine::previewed_reuse(&job, options.provider, options.base_url.as_deref())?;
-    let plan = plan_shards(&job, &profile, scratch.path(), &ledger, &reuse, 0, &|_| {})?;
+    let plan = plan_shards(
+        &job,
+        &profile,
+        scratch.path(),
+        crate::engine::ShardDurability::Scratch,
+        &ledger,
+        &reuse,
+        0,
+        &|_| {},
+    )?;
 
     let mut total = EstimateTotals::empty(&estimator);
     let mut shards = Vec::with_capacity(plan.shards.len());
