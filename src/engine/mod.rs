@@ -49,7 +49,7 @@ pub use events::{Event, EventKind, EventSink, OutputMode};
 pub use output_target::{
     OutputTarget, check_output_target, choose_output_target, output_path_setting,
 };
-pub use plan::{PlanOutcome, plan_shards};
+pub use plan::{PlanOutcome, plan_scratch_shards, plan_shards};
 pub use report::RunReport;
 pub use run_directory::RunDirectory;
 pub use run_failure::{

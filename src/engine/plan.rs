@@ -81,6 +81,31 @@ pub fn output_table_shape(job: &Job) -> anyhow::Result<(u64, usize)> {
 /// keys are claimed through Bloom filters and scratch files beside the shards, so duplicates are
 /// found with flat memory; rows `reuse` answers without a request are in no shard. `on_rows` is
 /// told the rows planned so far after each record batch (a progress bar).
+/// [`plan_shards`] into a scratch directory that is removed once read (`validate`,
+/// `estimate`): the shard files are not synced, and no progress is shown.
+///
+/// # Errors
+/// As [`plan_shards`].
+pub fn plan_scratch_shards(
+    job: &Job,
+    profile: &ProviderProfile,
+    scratch_directory: &Path,
+    ledger: &Ledger,
+    reuse: &AnswerReuse,
+    preview_count: usize,
+) -> anyhow::Result<PlanOutcome> {
+    plan_shards(
+        job,
+        profile,
+        scratch_directory,
+        ShardDurability::Scratch,
+        ledger,
+        reuse,
+        preview_count,
+        &|_| {},
+    )
+}
+
 #[allow(clippy::too_many_arguments)]
 pub fn plan_shards(
     job: &Job,
