@@ -849,6 +849,61 @@ fn ctrl_c_while_validating_exits_130_and_leaves_no_scratch_files() {
 }
 
 #[test]
+fn scratch_files_of_a_validate_killed_outright_are_removed_by_the_next_one() {
+    let workspace = large_workspace(300_000);
+    let scratch = workspace.path().join("tmp");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let mut command = workspace.command(&["validate", "big.toml", "--show", "0"]);
+    command.env("TMPDIR", &scratch);
+    let child = spawn_piped(command);
+    let started = Instant::now();
+    while !std::fs::read_dir(&scratch)
+        .unwrap()
+        .flatten()
+        .any(|entry| entry.path().join("shard-00000.jsonl").exists())
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "planning never started"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // SAFETY: sending a signal to our own child process.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGKILL);
+    }
+    let killed = wait_with_limit(child, Duration::from_secs(60));
+    assert_eq!(killed.status.code(), None, "killed by the signal");
+    let left: Vec<_> = std::fs::read_dir(&scratch).unwrap().flatten().collect();
+    assert_eq!(left.len(), 1, "a process killed outright cannot clean up");
+    assert!(
+        left[0]
+            .file_name()
+            .to_string_lossy()
+            .starts_with("dashbatch-scratch-"),
+        "{:?}",
+        left[0].file_name()
+    );
+    // Something else in the temporary directory is not touched.
+    std::fs::create_dir(scratch.join("someone-elses")).unwrap();
+
+    let mut command = workspace.command(&["validate", "big.toml", "--show", "0"]);
+    command.env("TMPDIR", &scratch);
+    let output = command.output().unwrap();
+    assert_success(&output);
+    let names: Vec<String> = std::fs::read_dir(&scratch)
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        ["someone-elses"],
+        "the killed process's scratch is gone"
+    );
+}
+
+#[test]
 fn a_shard_file_changed_after_planning_is_not_uploaded_and_the_planned_one_finishes_the_run() {
     let simulator = StandaloneSimulator::start(&[]);
     let workspace = review_workspace(6, 3, "");
