@@ -812,17 +812,14 @@ fn resuming_a_run_being_founded_by_another_process_says_it_is_busy() {
     assert!(text(&output.stderr).contains("not a run directory"));
 }
 
-#[test]
-fn ctrl_c_while_validating_exits_130_and_leaves_no_scratch_files() {
-    let workspace = large_workspace(300_000);
-    let scratch = workspace.path().join("tmp");
-    std::fs::create_dir_all(&scratch).unwrap();
+/// Starts `validate` of `workspace`'s big job with `scratch` as its TMPDIR, sends `signal` once
+/// planning has started (its scratch directory holds the first shard file), and waits for it.
+fn validate_stopped_while_planning(workspace: &Workspace, scratch: &Path, signal: i32) -> Output {
     let mut command = workspace.command(&["validate", "big.toml", "--show", "0"]);
-    command.env("TMPDIR", &scratch);
+    command.env("TMPDIR", scratch);
     let child = spawn_piped(command);
-    // Planning has started once its scratch directory holds the first shard file.
     let started = Instant::now();
-    while !std::fs::read_dir(&scratch)
+    while !std::fs::read_dir(scratch)
         .unwrap()
         .flatten()
         .any(|entry| entry.path().join("shard-00000.jsonl").exists())
@@ -835,9 +832,17 @@ fn ctrl_c_while_validating_exits_130_and_leaves_no_scratch_files() {
     }
     // SAFETY: sending a signal to our own child process.
     unsafe {
-        libc::kill(child.id() as i32, libc::SIGINT);
+        libc::kill(child.id() as i32, signal);
     }
-    let output = wait_with_limit(child, Duration::from_secs(60));
+    wait_with_limit(child, Duration::from_secs(60))
+}
+
+#[test]
+fn ctrl_c_while_validating_exits_130_and_leaves_no_scratch_files() {
+    let workspace = large_workspace(300_000);
+    let scratch = workspace.path().join("tmp");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let output = validate_stopped_while_planning(&workspace, &scratch, libc::SIGINT);
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("stopped by Ctrl-C (SIGINT)"), "{stderr}");
@@ -853,26 +858,7 @@ fn scratch_files_of_a_validate_killed_outright_are_removed_by_the_next_one() {
     let workspace = large_workspace(300_000);
     let scratch = workspace.path().join("tmp");
     std::fs::create_dir_all(&scratch).unwrap();
-    let mut command = workspace.command(&["validate", "big.toml", "--show", "0"]);
-    command.env("TMPDIR", &scratch);
-    let child = spawn_piped(command);
-    let started = Instant::now();
-    while !std::fs::read_dir(&scratch)
-        .unwrap()
-        .flatten()
-        .any(|entry| entry.path().join("shard-00000.jsonl").exists())
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "planning never started"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    // SAFETY: sending a signal to our own child process.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGKILL);
-    }
-    let killed = wait_with_limit(child, Duration::from_secs(60));
+    let killed = validate_stopped_while_planning(&workspace, &scratch, libc::SIGKILL);
     assert_eq!(killed.status.code(), None, "killed by the signal");
     let left: Vec<_> = std::fs::read_dir(&scratch).unwrap().flatten().collect();
     assert_eq!(left.len(), 1, "a process killed outright cannot clean up");
