@@ -1,9 +1,9 @@
 //! Downloading a settled batch's output and error files, streamed to the run directory and
 //! verified line by line; a truncated or malformed file is fetched again.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 
+use super::shard_results::ResultFileLines;
 use super::{Event, EventSink, RunDirectory};
 use crate::client::{ApiClient, ClientError};
 use crate::ledger::{EffectKind, EffectOutcome, Ledger, ShardRecord};
@@ -16,33 +16,21 @@ const MAX_DOWNLOAD_ATTEMPTS: u32 = 3;
 /// as the join reads it (so a file that passes here is one the join can read). Returns the line
 /// count or the first problem.
 pub fn verify_result_file(path: &Path) -> Result<u64, String> {
-    let file = std::fs::File::open(path).map_err(|error| error.to_string())?;
-    let mut reader = BufReader::with_capacity(1 << 16, file);
-    let mut bytes = Vec::new();
+    let mut reading = ResultFileLines::open(path).map_err(|error| error.to_string())?;
     let mut lines = 0;
-    for index in 1_u64.. {
-        bytes.clear();
-        if reader
-            .read_until(b'\n', &mut bytes)
-            .map_err(|error| format!("line {index}: {error}"))?
-            == 0
-        {
-            break;
-        }
-        let line = crate::utf8_check::checked_utf8(&bytes)
-            .map_err(|error| format!("line {index}: not UTF-8 ({error})"))?;
-        if line.trim().is_empty() {
-            continue;
-        }
+    loop {
+        let (line_number, line) = match reading.next_line() {
+            Ok(Some(next)) => next,
+            Ok(None) => return Ok(lines),
+            Err(error) => return Err(format!("line {}: {error}", reading.line_number())),
+        };
+        let line = line.map_err(|error| format!("line {line_number}: not UTF-8 ({error})"))?;
         // Which status the batch ended in changes how a line is classified, never whether it
         // is read.
-        let line = line.strip_suffix('\n').unwrap_or(line);
-        let line = line.strip_suffix('\r').unwrap_or(line);
         classify_result_text(line, BatchStatus::Completed)
-            .map_err(|error| format!("line {index}: not a result line ({error})"))?;
+            .map_err(|error| format!("line {line_number}: not a result line ({error})"))?;
         lines += 1;
     }
-    Ok(lines)
 }
 
 async fn download_verified(

@@ -2,7 +2,9 @@
 //! to the row's result. Used by the join, the retry planner, the budget and `status`.
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 
 use indexmap::IndexMap;
 use rustc_hash::FxBuildHasher;
@@ -144,38 +146,81 @@ fn for_each_result_line(
         if !path.exists() {
             continue;
         }
-        let mut reader = BufReader::with_capacity(1 << 16, std::fs::File::open(&path)?);
-        // One buffer for every line, checked as UTF-8 by SIMD: no allocation per line.
-        let mut bytes = Vec::new();
-        for index in 0_u64.. {
-            bytes.clear();
-            if reader.read_until(b'\n', &mut bytes)? == 0 {
-                break;
-            }
-            let line = crate::utf8_check::checked_utf8(&bytes).map_err(|error| {
+        let mut lines = ResultFileLines::open(&path)?;
+        while let Some((line_number, line)) = lines.next_line()? {
+            let line = line.map_err(|error| {
                 anyhow::anyhow!(
-                    "{}, line {}: not a result line: it is not UTF-8 ({error})",
+                    "{}, line {line_number}: not a result line: it is not UTF-8 ({error})",
                     path.display(),
-                    index + 1,
                 )
             })?;
-            let line = line.strip_suffix('\n').unwrap_or(line);
-            let line = line.strip_suffix('\r').unwrap_or(line);
-            if line.trim().is_empty() {
-                continue;
-            }
             let (custom_id, result) =
                 classify_result_text(line, batch_status).map_err(|error| {
                     anyhow::anyhow!(
-                        "{}, line {}: not a result line: {error}",
+                        "{}, line {line_number}: not a result line: {error}",
                         path.display(),
-                        index + 1
                     )
                 })?;
             each(custom_id, line, result);
         }
     }
     Ok(())
+}
+
+/// The lines of one result file, read into one reused buffer and checked as UTF-8 by SIMD (no
+/// allocation per line); blank lines are skipped, and each comes without its line ending. The
+/// join, the retry planner and the check of a download all read result files through it.
+pub(super) struct ResultFileLines {
+    reader: BufReader<File>,
+    bytes: Vec<u8>,
+    /// The number (from 1) of the line read last, blank ones counted.
+    line_number: u64,
+}
+
+impl ResultFileLines {
+    pub(super) fn open(path: &Path) -> std::io::Result<ResultFileLines> {
+        Ok(ResultFileLines {
+            reader: BufReader::with_capacity(1 << 16, File::open(path)?),
+            bytes: Vec::new(),
+            line_number: 0,
+        })
+    }
+
+    /// The number (from 1) of the line read last, or being read when reading failed.
+    pub(super) fn line_number(&self) -> u64 {
+        self.line_number
+    }
+
+    /// The next line that is not blank, with its number, or why its bytes are not UTF-8;
+    /// `None` at the end of the file.
+    ///
+    /// # Errors
+    /// When the file cannot be read.
+    pub(super) fn next_line(
+        &mut self,
+    ) -> std::io::Result<Option<(u64, Result<&str, std::str::Utf8Error>)>> {
+        let length = loop {
+            self.bytes.clear();
+            self.line_number += 1;
+            if self.reader.read_until(b'\n', &mut self.bytes)? == 0 {
+                return Ok(None);
+            }
+            match crate::utf8_check::checked_utf8(&self.bytes) {
+                Err(error) => return Ok(Some((self.line_number, Err(error)))),
+                Ok(line) => {
+                    let line = line.strip_suffix('\n').unwrap_or(line);
+                    let line = line.strip_suffix('\r').unwrap_or(line);
+                    if !line.trim().is_empty() {
+                        break line.len();
+                    }
+                }
+            }
+        };
+        // The line without its ending: text checked just above, cut before an ASCII `\r` or
+        // `\n`, so this check passes (it is SIMD, and the loop's borrow has ended).
+        let line = crate::utf8_check::checked_utf8(&self.bytes[..length]);
+        Ok(Some((self.line_number, line)))
+    }
 }
 
 #[cfg(test)]
