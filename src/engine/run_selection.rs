@@ -95,19 +95,25 @@ fn is_unfinished_submitted_run(path: &Path, job: &Job) -> bool {
         .founding
         .as_ref()
         .is_some_and(|founding| founding.job_sha256 == job.job_file_sha256);
-    let finished = record.finished;
-    let submitted = ledger
+    if !same_job || record.finished {
+        return false;
+    }
+    let announced = ledger.count_effects(EffectKind::Upload).unwrap_or(0) > 0;
+    any_shard_sent(&ledger) || announced
+}
+
+/// Whether a shard of the run has a file uploaded or a batch made. Shards that cannot be read (a
+/// ledger an older dashbatch left) may have been: the run is kept and taken up again rather
+/// than its rows sent a second time.
+fn any_shard_sent(ledger: &Ledger) -> bool {
+    ledger
         .shards()
         .map(|shards| {
             shards
                 .iter()
                 .any(|shard| shard.file_id.is_some() || shard.batch_id.is_some())
         })
-        // Shards that cannot be read (a ledger an older dashbatch left) may have been sent:
-        // the run is taken up again rather than its rows sent a second time.
-        .unwrap_or(true);
-    let announced = ledger.count_effects(EffectKind::Upload).unwrap_or(0) > 0;
-    same_job && !finished && (submitted || announced)
+        .unwrap_or(true)
 }
 
 fn lock_failure(error: LockError) -> RunFailure {
@@ -240,15 +246,7 @@ pub fn discard_unspent_run_directory(directory: &Path) {
         };
         let announced = ledger.count_effects(EffectKind::Upload).unwrap_or(1) > 0
             || ledger.count_effects(EffectKind::CreateBatch).unwrap_or(1) > 0;
-        let batches = ledger
-            .shards()
-            .map(|shards| {
-                shards
-                    .iter()
-                    .any(|shard| shard.file_id.is_some() || shard.batch_id.is_some())
-            })
-            .unwrap_or(true);
-        if announced || batches {
+        if announced || any_shard_sent(&ledger) {
             return;
         }
     }
