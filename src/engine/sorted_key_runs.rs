@@ -171,7 +171,8 @@ impl SortedKeyRuns {
             let through = run
                 .block_first_prefixes
                 .partition_point(|first| *first <= prefix);
-            for block_index in below.saturating_sub(1)..through {
+            // Keys are unique in a run, so one block holds it: the last candidate most often.
+            for block_index in (below.saturating_sub(1)..through).rev() {
                 let first_record = (block_index * RECORDS_PER_BLOCK) as u64;
                 let in_block = (run.records - first_record).min(RECORDS_PER_BLOCK as u64) as usize;
                 let bytes = &mut block[..in_block * RECORD_BYTES];
