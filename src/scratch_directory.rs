@@ -1,19 +1,39 @@
 //! The temporary directory `validate` and `estimate` plan into (shard files, a scratch ledger,
 //! spilled keys), removed when dropped; a temporary directory that cannot be made is said with
 //! where and what to do. A process killed outright (`kill -9`, out of memory) cannot remove its
-//! own, which can hold gigabytes of shards: each is named for its process, and the next one made
-//! removes those of processes that are gone.
+//! own, which can hold gigabytes of shards. So each holds an operating-system lock on a file
+//! inside it for its whole life (released by the kernel however the process ends), and making a
+//! scratch directory removes the others whose lock nobody holds: the process id in a name is
+//! only for people, as a process in another container or on another machine sharing the
+//! directory has ids of its own.
 
+use std::fs::File;
 use std::path::Path;
 
-/// What every scratch directory's name starts with, before its process id and a `-`.
+/// What every scratch directory's name starts with (then the process id, for people).
 const SCRATCH_PREFIX: &str = "dashbatch-scratch-";
+/// The file inside a scratch directory its process holds locked.
+const LOCK_FILE_NAME: &str = "scratch.lock";
+
+/// A scratch directory, removed when dropped, and the lock that says it is in use.
+#[derive(Debug)]
+pub struct ScratchDirectory {
+    directory: tempfile::TempDir,
+    /// Released after the directory is removed (fields drop in order).
+    _lock: File,
+}
+
+impl ScratchDirectory {
+    pub fn path(&self) -> &Path {
+        self.directory.path()
+    }
+}
 
 /// A new scratch directory under the system's temporary directory (`TMPDIR`).
 ///
 /// # Errors
 /// When it cannot be made, named with the place tried.
-pub fn scratch_directory() -> anyhow::Result<tempfile::TempDir> {
+pub fn scratch_directory() -> anyhow::Result<ScratchDirectory> {
     scratch_directory_in(&std::env::temp_dir())
 }
 
@@ -22,42 +42,47 @@ pub fn scratch_directory() -> anyhow::Result<tempfile::TempDir> {
 ///
 /// # Errors
 /// When it cannot be made, named with the place tried.
-pub fn scratch_directory_in(parent: &Path) -> anyhow::Result<tempfile::TempDir> {
+pub fn scratch_directory_in(parent: &Path) -> anyhow::Result<ScratchDirectory> {
     remove_scratch_of_gone_processes(parent);
-    tempfile::Builder::new()
+    let cannot = |error: std::io::Error| {
+        anyhow::anyhow!(
+            "cannot make a scratch directory for the shard files in `{}` ({error}); set TMPDIR to a writable directory with room for them",
+            parent.display()
+        )
+    };
+    let directory = tempfile::Builder::new()
         .prefix(&format!("{SCRATCH_PREFIX}{}-", std::process::id()))
         .tempdir_in(parent)
-        .map_err(|error| {
-            anyhow::anyhow!(
-                "cannot make a scratch directory for the shard files in `{}` ({error}); set TMPDIR to a writable directory with room for them",
-                parent.display()
-            )
-        })
+        .map_err(cannot)?;
+    let lock = File::create(directory.path().join(LOCK_FILE_NAME)).map_err(cannot)?;
+    lock.try_lock().map_err(|error| cannot(error.into()))?;
+    Ok(ScratchDirectory {
+        directory,
+        _lock: lock,
+    })
 }
 
-/// Removes the scratch directories in `parent` whose process is known to be gone: only where
-/// the system lists its live processes in `/proc`, so elsewhere nothing is removed. A
-/// directory that cannot be removed is left as it is.
+/// Removes the scratch directories in `parent` whose lock nobody holds. One without a lock file
+/// (being made this instant) is left alone, as is one that cannot be removed.
 fn remove_scratch_of_gone_processes(parent: &Path) {
-    let processes = Path::new("/proc");
-    if !processes.join("self").exists() {
-        return;
-    }
     let Ok(entries) = std::fs::read_dir(parent) else {
         return;
     };
     for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(process_id) = name
+        let is_scratch = entry
+            .file_name()
             .to_str()
-            .and_then(|name| name.strip_prefix(SCRATCH_PREFIX))
-            .and_then(|rest| rest.split_once('-'))
-            .and_then(|(process_id, _)| process_id.parse::<u32>().ok())
+            .is_some_and(|name| name.starts_with(SCRATCH_PREFIX));
+        if !is_scratch || !entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+            continue;
+        }
+        let Ok(lock) = File::options()
+            .write(true)
+            .open(entry.path().join(LOCK_FILE_NAME))
         else {
             continue;
         };
-        let is_directory = entry.file_type().is_ok_and(|kind| kind.is_dir());
-        if is_directory && !processes.join(process_id.to_string()).exists() {
+        if lock.try_lock().is_ok() {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
@@ -68,33 +93,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn scratch_left_by_a_gone_process_is_removed_and_nothing_else() {
-        if !Path::new("/proc/self").exists() {
-            return;
-        }
+    fn scratch_whose_lock_nobody_holds_is_removed_and_nothing_else() {
         let parent = tempfile::tempdir().unwrap();
-        // Beyond any process id Linux hands out (at most 2^22).
-        let gone = parent.path().join(format!("{SCRATCH_PREFIX}99999999-abc"));
+        // Left by a process that is gone: its lock file is there, held by nobody.
+        let gone = parent.path().join(format!("{SCRATCH_PREFIX}12345-abc"));
         std::fs::create_dir(&gone).unwrap();
+        std::fs::write(gone.join(LOCK_FILE_NAME), "").unwrap();
         std::fs::write(gone.join("shard-00000.jsonl"), "{}\n").unwrap();
-        let live = parent
-            .path()
-            .join(format!("{SCRATCH_PREFIX}{}-abc", std::process::id()));
-        std::fs::create_dir(&live).unwrap();
-        let not_ours = parent.path().join("dashbatch-scratch-notapid-abc");
+        // In use (here by this process, as another would hold it).
+        let live = scratch_directory_in(parent.path()).unwrap();
+        // Being made: no lock file yet.
+        let being_made = parent.path().join(format!("{SCRATCH_PREFIX}12346-abc"));
+        std::fs::create_dir(&being_made).unwrap();
+        let not_ours = parent.path().join("someone-elses");
         std::fs::create_dir(&not_ours).unwrap();
-        let a_file = parent.path().join(format!("{SCRATCH_PREFIX}99999998-file"));
+        std::fs::write(not_ours.join(LOCK_FILE_NAME), "").unwrap();
+        let a_file = parent.path().join(format!("{SCRATCH_PREFIX}12347-file"));
         std::fs::write(&a_file, "kept").unwrap();
 
         let scratch = scratch_directory_in(parent.path()).unwrap();
         assert!(!gone.exists(), "a gone process's scratch is removed");
-        assert!(live.exists(), "a live process's scratch is kept");
-        assert!(not_ours.exists() && a_file.exists());
+        assert!(live.path().exists(), "a scratch in use is kept");
+        assert!(being_made.exists() && not_ours.exists() && a_file.exists());
         let name = scratch.path().file_name().unwrap().to_str().unwrap();
         assert!(
             name.starts_with(&format!("{SCRATCH_PREFIX}{}-", std::process::id())),
             "{name}"
         );
+        let removed_with_its_process = scratch.path().to_owned();
+        drop(scratch);
+        assert!(!removed_with_its_process.exists());
     }
 
     #[test]
