@@ -54,8 +54,12 @@ pub fn scratch_directory_in(parent: &Path) -> anyhow::Result<ScratchDirectory> {
         .prefix(&format!("{SCRATCH_PREFIX}{}-", std::process::id()))
         .tempdir_in(parent)
         .map_err(cannot)?;
-    let lock = File::create(directory.path().join(LOCK_FILE_NAME)).map_err(cannot)?;
+    // Locked before it is named, so another process never finds the lock file unheld while
+    // this one is alive.
+    let unnamed = directory.path().join(format!("{LOCK_FILE_NAME}.new"));
+    let lock = File::create(&unnamed).map_err(cannot)?;
     lock.try_lock().map_err(|error| cannot(error.into()))?;
+    std::fs::rename(&unnamed, directory.path().join(LOCK_FILE_NAME)).map_err(cannot)?;
     Ok(ScratchDirectory {
         directory,
         _lock: lock,
