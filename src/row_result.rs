@@ -321,9 +321,21 @@ pub fn classify_result_text(
     text: &str,
     batch_status: BatchStatus,
 ) -> Result<(String, RowResult), serde_json::Error> {
-    if let Some(classified) = fast_chat_success(text) {
-        return Ok(classified);
+    if let Some(line) = read_chat_success_line(text) {
+        return Ok(line.into_owned_result());
     }
+    classify_result_text_in_full(text, batch_status)
+}
+
+/// Classifies one result line's text by parsing it in full, as [`classify_result_text`] does
+/// for a line that [`read_chat_success_line`] does not take.
+///
+/// # Errors
+/// When the text is not a result line.
+pub fn classify_result_text_in_full(
+    text: &str,
+    batch_status: BatchStatus,
+) -> Result<(String, RowResult), serde_json::Error> {
     let parsed: ResultLine = serde_json::from_str(text)?;
     let result = classify_result_line(&parsed, batch_status);
     Ok((parsed.custom_id, result))
@@ -351,9 +363,92 @@ impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for ObjectOnly<T> 
     }
 }
 
-/// The result of a line that is a 200 chat answer without error, read without building a JSON
-/// tree; `None` for any other line.
-fn fast_chat_success(text: &str) -> Option<(String, RowResult)> {
+/// The first item of a JSON array (`None` when it is empty), the others passed over unread: a
+/// list of choices is read without a `Vec`, and only the first one is ever used.
+struct FirstOnly<T>(Option<T>);
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for FirstOnly<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FirstVisitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for FirstVisitor<T> {
+            type Value = FirstOnly<T>;
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("a JSON array")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut items: A,
+            ) -> Result<FirstOnly<T>, A::Error> {
+                let first = items.next_element::<T>()?;
+                while items.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(FirstOnly(first))
+            }
+        }
+        deserializer.deserialize_seq(FirstVisitor(std::marker::PhantomData))
+    }
+}
+
+/// The token counts of a 200 chat answer, as its line gives them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChatUsage {
+    pub prompt_tokens: Option<u64>,
+    pub completion_tokens: Option<u64>,
+    pub total_tokens: Option<u64>,
+    pub reasoning_tokens: Option<u64>,
+}
+
+impl ChatUsage {
+    /// The `ok` result of a chat answer with these counts and texts.
+    pub fn into_result(
+        self,
+        request_id: Option<String>,
+        content: Option<String>,
+        finish_reason: Option<String>,
+    ) -> RowResult {
+        let mut result = RowResult {
+            status: Some(RowStatus::Ok),
+            request_id,
+            content,
+            finish_reason,
+            prompt_tokens: self.prompt_tokens,
+            completion_tokens: self.completion_tokens,
+            total_tokens: self.total_tokens,
+            reasoning_tokens: self.reasoning_tokens,
+            ..RowResult::default()
+        };
+        settle_usage(&mut result);
+        result
+    }
+}
+
+/// A result line that is a 200 chat answer without error, its texts borrowed from the line
+/// where they hold no escapes.
+pub struct ChatSuccessLine<'a> {
+    pub custom_id: std::borrow::Cow<'a, str>,
+    /// The response's request id, or the line's own id without one.
+    pub request_id: Option<std::borrow::Cow<'a, str>>,
+    pub content: Option<std::borrow::Cow<'a, str>>,
+    pub finish_reason: Option<std::borrow::Cow<'a, str>>,
+    pub usage: ChatUsage,
+}
+
+impl ChatSuccessLine<'_> {
+    /// Its custom_id and result, as [`classify_result_line`] classifies the parsed line.
+    pub fn into_owned_result(self) -> (String, RowResult) {
+        let result = self.usage.into_result(
+            self.request_id.map(std::borrow::Cow::into_owned),
+            self.content.map(std::borrow::Cow::into_owned),
+            self.finish_reason.map(std::borrow::Cow::into_owned),
+        );
+        (self.custom_id.into_owned(), result)
+    }
+}
+
+/// A line that is a 200 chat answer without error, read into borrowed typed fields without
+/// building a JSON tree; `None` for any other line, and for anything the typed reading does not
+/// take (a body sent as a string, an embedding, a count that is not a whole number, a repeated
+/// key), which [`classify_result_text_in_full`] then classifies.
+pub fn read_chat_success_line(text: &str) -> Option<ChatSuccessLine<'_>> {
     use serde::de::IgnoredAny;
     use std::borrow::Cow;
 
@@ -381,7 +476,7 @@ fn fast_chat_success(text: &str) -> Option<(String, RowResult)> {
         #[serde(default)]
         usage: Option<ObjectOnly<Usage>>,
         #[serde(default, borrow)]
-        choices: Option<Vec<ObjectOnly<Choice<'a>>>>,
+        choices: Option<FirstOnly<ObjectOnly<Choice<'a>>>>,
         #[serde(default)]
         data: Option<IgnoredAny>,
     }
@@ -422,29 +517,31 @@ fn fast_chat_success(text: &str) -> Option<(String, RowResult)> {
     if response.status_code != 200 || line.error.is_some() || body.data.is_some() {
         return None;
     }
-    let mut result = RowResult {
-        request_id: response.request_id.or(line.id).map(Cow::into_owned),
-        status: Some(RowStatus::Ok),
-        ..RowResult::default()
+    let mut success = ChatSuccessLine {
+        custom_id: line.custom_id,
+        request_id: response.request_id.or(line.id),
+        content: None,
+        finish_reason: None,
+        usage: ChatUsage::default(),
     };
     if let Some(ObjectOnly(usage)) = body.usage {
-        result.prompt_tokens = usage.prompt_tokens;
-        result.completion_tokens = usage.completion_tokens;
-        result.total_tokens = usage.total_tokens;
-        result.reasoning_tokens = usage
-            .completion_tokens_details
-            .and_then(|ObjectOnly(details)| details.reasoning_tokens)
-            .or(usage.reasoning_tokens);
+        success.usage = ChatUsage {
+            prompt_tokens: usage.prompt_tokens,
+            completion_tokens: usage.completion_tokens,
+            total_tokens: usage.total_tokens,
+            reasoning_tokens: usage
+                .completion_tokens_details
+                .and_then(|ObjectOnly(details)| details.reasoning_tokens)
+                .or(usage.reasoning_tokens),
+        };
     }
-    if let Some(ObjectOnly(choice)) = body.choices.and_then(|choices| choices.into_iter().next()) {
-        result.content = choice
+    if let Some(FirstOnly(Some(ObjectOnly(choice)))) = body.choices {
+        success.content = choice
             .message
-            .and_then(|ObjectOnly(message)| message.content)
-            .map(Cow::into_owned);
-        result.finish_reason = choice.finish_reason.map(Cow::into_owned);
+            .and_then(|ObjectOnly(message)| message.content);
+        success.finish_reason = choice.finish_reason;
     }
-    settle_usage(&mut result);
-    Some((line.custom_id.into_owned(), result))
+    Some(success)
 }
 
 /// Whether a failed request may succeed if sent again (rate limits, server errors, expiry).
@@ -509,6 +606,9 @@ mod tests {
             r#"{"usage":{"prompt_tokens":3,"completion_tokens_details":[7]},"choices":[{"message":{"content":"x"}}]}"#,
             r#"{"usage":{"prompt_tokens":3},"choices":[{"message":["hi"]}]}"#,
             r#"{"usage":{"prompt_tokens":3},"choices":[[{"content":"x"},"stop"]]}"#,
+            r#"{"usage":{"prompt_tokens":3},"choices":[{"message":{"content":"a"}},{"message":{"content":"b"}}]}"#,
+            r#"{"usage":{"prompt_tokens":3},"choices":[{"message":{"content":"a"}},5,[null]]}"#,
+            r#"{"usage":{"prompt_tokens":3},"choices":[5,{"message":{"content":"a"}}]}"#,
         ]
         .iter()
         .map(|inner| body(inner))

@@ -619,11 +619,11 @@ impl RunBudget {
                         }
                     };
                     let row = match results.get(custom_id) {
-                        Some(result) => match pricer.row_cost(result) {
+                        Some(result) => match pricer.row_cost(&result) {
                             Some(cost) => Some(cost.batch),
                             // Billed (or perhaps billed) by an amount the line does not give:
                             // never counted as free.
-                            None if may_have_been_billed(result) => at_most_its_upper_bound(),
+                            None if may_have_been_billed(&result) => at_most_its_upper_bound(),
                             None => None,
                         },
                         // A batch that failed validation bills nothing; a line missing from any

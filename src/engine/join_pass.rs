@@ -400,26 +400,60 @@ fn shard_results(
     )
 }
 
-/// Reads the results of `shards` (in order) on a thread of `scope`, one shard ahead of the join:
-/// the join takes each shard's results from the receiver when it reaches the shard. Reading
-/// stops at the first error (handed over in its place) or when the receiver is dropped.
+/// Threads reading shards' results ahead of the join. Reading result lines is the join's
+/// largest single piece of work (a profile put one reading thread busy all along while the
+/// others waited for it), so two threads read alternate shards.
+const RESULT_READING_THREADS: usize = 2;
+
+/// The results of the shards to join, read ahead on threads of their own and handed over in
+/// shard order.
+struct ResultsAhead {
+    inboxes: Vec<std::sync::mpsc::Receiver<(u64, anyhow::Result<ResultsById>)>>,
+    /// The inbox the next shard's results come from.
+    next: usize,
+}
+
+impl ResultsAhead {
+    /// The next shard's index and results; `None` once every shard was handed over or a
+    /// reading thread stopped at an error it already handed over.
+    fn recv(&mut self) -> Option<(u64, anyhow::Result<ResultsById>)> {
+        let received = self.inboxes[self.next].recv().ok()?;
+        self.next = (self.next + 1) % self.inboxes.len();
+        Some(received)
+    }
+}
+
+/// Reads the results of `shards` (in order) on threads of `scope`, shard `i` on thread
+/// `i % RESULT_READING_THREADS`, ahead of the join: the join takes each shard's results when it
+/// reaches the shard. A thread stops at its first error (handed over in its place) or when the
+/// join stops taking results.
 fn read_results_ahead<'scope, 'env>(
     scope: &'scope std::thread::Scope<'scope, 'env>,
     run_directory: &'env RunDirectory,
     shards: Vec<&'env ShardRecord>,
-) -> std::sync::mpsc::Receiver<(u64, anyhow::Result<ResultsById>)> {
-    // A rendezvous: at most the shard being joined and the next one are held.
-    let (results, results_inbox) = std::sync::mpsc::sync_channel(0);
-    scope.spawn(move || {
-        for record in shards {
-            let read = shard_results(run_directory, record);
-            let failed = read.is_err();
-            if results.send((record.shard_index, read)).is_err() || failed {
-                return;
+) -> ResultsAhead {
+    let mut inboxes = Vec::with_capacity(RESULT_READING_THREADS);
+    for thread in 0..RESULT_READING_THREADS {
+        // A rendezvous: each thread holds at most the one shard it read and has not handed over.
+        let (results, results_inbox) = std::sync::mpsc::sync_channel(0);
+        let own_shards: Vec<&ShardRecord> = shards
+            .iter()
+            .copied()
+            .skip(thread)
+            .step_by(RESULT_READING_THREADS)
+            .collect();
+        scope.spawn(move || {
+            for record in own_shards {
+                let read = shard_results(run_directory, record);
+                let failed = read.is_err();
+                if results.send((record.shard_index, read)).is_err() || failed {
+                    return;
+                }
             }
-        }
-    });
-    results_inbox
+        });
+        inboxes.push(results_inbox);
+    }
+    ResultsAhead { inboxes, next: 0 }
 }
 
 /// Writes the record batches sent to it with `writer` on a thread of `scope`, at most two
@@ -575,7 +609,12 @@ pub(super) fn judge_answer(job: &Job, result: &mut RowResult) -> Option<Vec<Fiel
     declared_values
 }
 
-/// Joins results to the input and writes the output table atomically.
+/// A check that the input is still the one planned (a pass over the whole input), run on a
+/// thread of its own while the rows are joined; its error is the join's.
+pub type InputCheck<'a> = &'a (dyn Fn() -> anyhow::Result<()> + Sync);
+
+/// Joins results to the input and writes the output table atomically. `check_input`, when
+/// given, runs alongside the join, and the output is in place only once it has passed.
 #[allow(clippy::too_many_arguments)]
 pub fn join_results(
     job: &Job,
@@ -587,6 +626,7 @@ pub fn join_results(
     output_path: &Path,
     output_format: TableFormat,
     budget_skipped: &std::collections::BTreeSet<u64>,
+    check_input: Option<InputCheck<'_>>,
     on_rows: &dyn Fn(u64),
 ) -> anyhow::Result<JoinSummary> {
     let reader = open_table_with(&job.input_path, job.input_format, &job.input_options)?;
@@ -648,156 +688,170 @@ pub fn join_results(
     // The input is read and parsed, the next shard's results read, and the output encoded and
     // written on threads of their own while this one joins the rows.
     let writer = std::thread::scope(|scope| -> anyhow::Result<AtomicTableWriter> {
-        let results_ahead = read_results_ahead(scope, run_directory, planned_shards.clone());
-        let batches = super::ordered_rendering::read_ahead(scope, reader, None);
-        let (to_writer, writing) = write_behind(scope, writer);
-        for read in batches {
-            let (batch, _) = read?;
-            // A signal stops the local stage between record batches, never silently later.
-            crate::interrupt::check()?;
-            on_rows(row_number);
-            let mut builders = ResultBuilders::new(job, batch.num_rows());
-            for row in 0..batch.num_rows() {
-                row_number += 1;
-                let custom_id = renderer.custom_id(&batch, row, row_number)?;
-                if let Some(reason) =
-                    renderer.skipped_reason(&batch, row, row_number, &custom_id)?
-                {
-                    let result = RowResult {
-                        error_code: Some(EMPTY_PROMPT_ERROR_CODE.into()),
-                        error_message: Some(format!("not sent: {reason}")),
-                        ..RowResult::default()
-                    };
-                    count_status(&mut summary.rows_by_status, SKIPPED_STATUS);
-                    builders.append(
-                        &custom_id,
-                        SKIPPED_STATUS,
-                        &result,
-                        Some(0.0),
-                        None,
-                        None,
-                        None,
-                    );
-                    continue;
-                }
-                let row_source = row_sources.source_of(row_number)?;
-                if let Some((source, key)) = row_source
-                    && source != RowSource::SharedWithCopies
-                {
-                    let (mut result, answering_batch, answer_source) =
-                        reused_result(ledger, source, &key, row_number)?;
-                    let declared_values = judge_answer(job, &mut result);
-                    let row_cost = if answer_source == AnswerSource::Batch {
-                        // An adopted request this run sent itself: its own, billed here.
-                        summary.rows_sent_for_adoptions += 1;
-                        account_billed_row(&mut summary, None, pricer, &result)
-                            .map(|cost| cost.batch.to_f64())
-                    } else {
-                        if let Some(cost) = pricer.row_cost(&result) {
-                            summary.reuse_saved.add(cost.batch);
-                        }
-                        match answer_source {
-                            AnswerSource::Store => summary.rows_from_store += 1,
-                            AnswerSource::Adopted => summary.rows_adopted += 1,
-                            _ => summary.rows_deduplicated += 1,
-                        }
-                        count_status(&mut summary.rows_by_status, result.status().as_str());
-                        Some(0.0)
-                    };
-                    builders.append(
-                        &custom_id,
-                        result.status().as_str(),
-                        &result,
-                        row_cost,
-                        answering_batch.as_deref(),
-                        Some(answer_source),
-                        declared_values.as_deref(),
-                    );
-                    continue;
-                }
-                rows_sent += 1;
-                while current
-                    .as_ref()
-                    .is_none_or(|shard| shard.rows_joined >= shard.record.row_count)
-                {
-                    if let Some(done) = current.take() {
-                        finish_shard(done, &mut summary);
+        let input_checked = check_input.map(|check| scope.spawn(check));
+        let joined = (|| -> anyhow::Result<AtomicTableWriter> {
+            let mut results_ahead =
+                read_results_ahead(scope, run_directory, planned_shards.clone());
+            let batches = super::ordered_rendering::read_ahead(scope, reader, None);
+            let (to_writer, writing) = write_behind(scope, writer);
+            for read in batches {
+                let (batch, _) = read?;
+                // A signal stops the local stage between record batches, never silently later.
+                crate::interrupt::check()?;
+                on_rows(row_number);
+                let mut builders = ResultBuilders::new(job, batch.num_rows());
+                for row in 0..batch.num_rows() {
+                    row_number += 1;
+                    let custom_id = renderer.custom_id(&batch, row, row_number)?;
+                    if let Some(reason) =
+                        renderer.skipped_reason(&batch, row, row_number, &custom_id)?
+                    {
+                        let result = RowResult {
+                            error_code: Some(EMPTY_PROMPT_ERROR_CODE.into()),
+                            error_message: Some(format!("not sent: {reason}")),
+                            ..RowResult::default()
+                        };
+                        count_status(&mut summary.rows_by_status, SKIPPED_STATUS);
+                        builders.append(
+                            &custom_id,
+                            SKIPPED_STATUS,
+                            &result,
+                            Some(0.0),
+                            None,
+                            None,
+                            None,
+                        );
+                        continue;
                     }
-                    let record = shard_iter.next().ok_or_else(|| {
+                    let row_source = row_sources.source_of(row_number)?;
+                    if let Some((source, key)) = row_source
+                        && source != RowSource::SharedWithCopies
+                    {
+                        let (mut result, answering_batch, answer_source) =
+                            reused_result(ledger, source, &key, row_number)?;
+                        let declared_values = judge_answer(job, &mut result);
+                        let row_cost = if answer_source == AnswerSource::Batch {
+                            // An adopted request this run sent itself: its own, billed here.
+                            summary.rows_sent_for_adoptions += 1;
+                            account_billed_row(&mut summary, None, pricer, &result)
+                                .map(|cost| cost.batch.to_f64())
+                        } else {
+                            if let Some(cost) = pricer.row_cost(&result) {
+                                summary.reuse_saved.add(cost.batch);
+                            }
+                            match answer_source {
+                                AnswerSource::Store => summary.rows_from_store += 1,
+                                AnswerSource::Adopted => summary.rows_adopted += 1,
+                                _ => summary.rows_deduplicated += 1,
+                            }
+                            count_status(&mut summary.rows_by_status, result.status().as_str());
+                            Some(0.0)
+                        };
+                        builders.append(
+                            &custom_id,
+                            result.status().as_str(),
+                            &result,
+                            row_cost,
+                            answering_batch.as_deref(),
+                            Some(answer_source),
+                            declared_values.as_deref(),
+                        );
+                        continue;
+                    }
+                    rows_sent += 1;
+                    while current
+                        .as_ref()
+                        .is_none_or(|shard| shard.rows_joined >= shard.record.row_count)
+                    {
+                        if let Some(done) = current.take() {
+                            finish_shard(done, &mut summary);
+                        }
+                        let record = shard_iter.next().ok_or_else(|| {
                     anyhow::anyhow!(
                         "row {row_number} of `{}` belongs to no shard: the input changed since the run was planned; start a new run",
                         job.input_path.display()
                     )
                 })?;
-                    if record.first_row != row_number {
-                        anyhow::bail!(
-                            "shard {} starts at row {} but row {row_number} of `{}` comes next: the input changed since the run was planned; start a new run",
-                            record.shard_index,
-                            record.first_row,
-                            job.input_path.display()
-                        );
+                        if record.first_row != row_number {
+                            anyhow::bail!(
+                                "shard {} starts at row {} but row {row_number} of `{}` comes next: the input changed since the run was planned; start a new run",
+                                record.shard_index,
+                                record.first_row,
+                                job.input_path.display()
+                            );
+                        }
+                        let results = match results_ahead.recv() {
+                            Some((shard_index, results)) if shard_index == record.shard_index => {
+                                results?
+                            }
+                            _ => shard_results(run_directory, record)?,
+                        };
+                        current = Some(open_shard(
+                            record,
+                            results,
+                            pricer,
+                            budget_skipped.contains(&record.shard_index),
+                        )?);
                     }
-                    let results = match results_ahead.recv() {
-                        Ok((shard_index, results)) if shard_index == record.shard_index => results?,
-                        _ => shard_results(run_directory, record)?,
-                    };
-                    current = Some(open_shard(
-                        record,
-                        results,
-                        pricer,
-                        budget_skipped.contains(&record.shard_index),
-                    )?);
-                }
-                let shard = current.as_mut().expect("current shard set above");
-                shard.rows_joined += 1;
-                let line = shard.rows_joined;
-                let mut result = shard.result_for(&custom_id, line);
-                let mut answering_batch = shard.record.batch_id.clone();
-                if has_overrides
-                    && result.status() != RowStatus::Ok
-                    && let Some((batch_id, text)) = ledger.row_override(&custom_id)?
-                {
-                    result = serde_json::from_str(&text)?;
-                    answering_batch = batch_id;
-                }
+                    let shard = current.as_mut().expect("current shard set above");
+                    shard.rows_joined += 1;
+                    let line = shard.rows_joined;
+                    let mut result = shard.result_for(&custom_id, line);
+                    let mut answering_batch = shard.record.batch_id.clone();
+                    if has_overrides
+                        && result.status() != RowStatus::Ok
+                        && let Some((batch_id, text)) = ledger.row_override(&custom_id)?
+                    {
+                        result = serde_json::from_str(&text)?;
+                        answering_batch = batch_id;
+                    }
 
-                let declared_values = judge_answer(job, &mut result);
-                if let Some((RowSource::SharedWithCopies, key)) = row_source {
-                    ledger.set_shared_result(
-                        &key,
-                        &serde_json::to_string(&result)?,
+                    let declared_values = judge_answer(job, &mut result);
+                    if let Some((RowSource::SharedWithCopies, key)) = row_source {
+                        ledger.set_shared_result(
+                            &key,
+                            &serde_json::to_string(&result)?,
+                            answering_batch.as_deref(),
+                        )?;
+                    }
+
+                    let row_cost = account_billed_row(&mut summary, Some(shard), pricer, &result);
+                    builders.append(
+                        &custom_id,
+                        result.status().as_str(),
+                        &result,
+                        row_cost.map(|cost| cost.batch.to_f64()),
                         answering_batch.as_deref(),
-                    )?;
+                        Some(AnswerSource::Batch),
+                        declared_values.as_deref(),
+                    );
                 }
-
-                let row_cost = account_billed_row(&mut summary, Some(shard), pricer, &result);
-                builders.append(
-                    &custom_id,
-                    result.status().as_str(),
-                    &result,
-                    row_cost.map(|cost| cost.batch.to_f64()),
-                    answering_batch.as_deref(),
-                    Some(AnswerSource::Batch),
-                    declared_values.as_deref(),
-                );
+                summary.rows += batch.num_rows() as u64;
+                let mut columns: Vec<ArrayRef> = kept
+                    .iter()
+                    .map(|index| batch.column(*index).clone())
+                    .collect();
+                columns.extend(builders.finish());
+                let output = RecordBatch::try_new(schema.clone(), columns)?;
+                if to_writer.send(output).is_err() {
+                    // The writer stopped at an error, which joining it gives.
+                    break;
+                }
+                crate::kill_point::reach("during_join");
             }
-            summary.rows += batch.num_rows() as u64;
-            let mut columns: Vec<ArrayRef> = kept
-                .iter()
-                .map(|index| batch.column(*index).clone())
-                .collect();
-            columns.extend(builders.finish());
-            let output = RecordBatch::try_new(schema.clone(), columns)?;
-            if to_writer.send(output).is_err() {
-                // The writer stopped at an error, which joining it gives.
-                break;
-            }
-            crate::kill_point::reach("during_join");
+            drop(to_writer);
+            writing
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })();
+        // A changed input explains any error the join met (a row past the last shard), so its
+        // error comes first.
+        if let Some(checking) = input_checked {
+            checking
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
         }
-        drop(to_writer);
-        writing
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        joined
     })?;
     if let Some(done) = current.take() {
         finish_shard(done, &mut summary);
@@ -1139,6 +1193,7 @@ mod tests {
             &output,
             TableFormat::Csv,
             &std::collections::BTreeSet::new(),
+            None,
             &|_| {},
         )
         .unwrap();

@@ -109,7 +109,7 @@ pub fn plan_retries(
         // nor any result may succeed if sent again (the common case), there is nothing to
         // resend, and the shard's lines are not read.
         let unanswered_may_succeed = is_transient_failure(&RowResult::unanswered(Some(status)));
-        if !unanswered_may_succeed && !results.values().any(is_transient_failure) {
+        if !unanswered_may_succeed && !results.any_not_ok(is_transient_failure) {
             extra.close_group()?;
             continue;
         }
@@ -122,15 +122,10 @@ pub fn plan_retries(
             }
             let line_number = index as u64 + 1;
             let identity: LineIdentity = serde_json::from_str(&line)?;
-            let unanswered;
-            let result = match results.get(&identity.custom_id) {
-                Some(result) => result,
-                None => {
-                    unanswered = RowResult::unanswered(Some(status));
-                    &unanswered
-                }
-            };
-            if !is_transient_failure(result) {
+            let result = results
+                .get(&identity.custom_id)
+                .unwrap_or_else(|| RowResult::unanswered(Some(status)));
+            if !is_transient_failure(&result) {
                 continue;
             }
             let row_number = if shard.attempt <= 1 {

@@ -19,7 +19,7 @@ use super::answer_reuse::{
 use super::budget::{RunBudget, prepare_run_budget};
 use super::connection::{check_base_url, connect, load_prices, poll_schedule};
 use super::estimate_vs_actual::attach_estimates;
-use super::join_pass::{JoinSummary, join_results};
+use super::join_pass::{InputCheck, JoinSummary, join_results};
 use super::output_target::{OutputTarget, check_output_target, choose_output_target, same_file};
 use super::plan::{input_sha256, output_table_shape, plan_shards};
 use super::poll::{BatchSlots, poll_until_settled};
@@ -342,7 +342,8 @@ impl Run {
                 plan.row_count
             }
         };
-        if self.resuming && !self.input_is_as_planned() {
+        // A finished run sends nothing more: its input is checked while it is joined again.
+        if self.resuming && !self.record.finished && !self.input_is_as_planned() {
             return Err(RunFailure::local(anyhow::anyhow!(
                 "input `{}` changed since run `{}` was planned; joining would mismatch rows. Restore the input, or start a new run",
                 self.job.input_path.display(),
@@ -403,6 +404,29 @@ impl Run {
         let as_planned = input_sha256(&self.job.input_path).ok().as_ref() == Some(recorded);
         self.input_passed_as = if as_planned { stamp } else { None };
         as_planned
+    }
+
+    /// The check that the input is still the one planned, to run while joining; `None` when
+    /// no plan recorded its hash, or this process already saw it pass as it is now.
+    fn input_check_before_joining(&self) -> Option<impl Fn() -> anyhow::Result<()> + Sync + use<>> {
+        let recorded = self.record.input_sha256.clone()?;
+        let stamp = input_file_stamp(&self.job.input_path);
+        if stamp.is_some() && stamp == self.input_passed_as {
+            return None;
+        }
+        let input_path = self.job.input_path.clone();
+        let run_root = self.run_directory.root.clone();
+        Some(move || {
+            if input_sha256(&input_path).ok().as_ref() == Some(&recorded) {
+                return Ok(());
+            }
+            anyhow::bail!(
+                "input `{}` changed since run `{}` was planned, so its rows cannot be matched to their answers. The answers are paid for and kept in the run directory: restore the input as it was planned and run `dashbatch resume {}`",
+                input_path.display(),
+                run_root.display(),
+                run_root.display()
+            )
+        })
     }
 
     /// Submits every shard (within the live-batch limit and the budget), polls until each
@@ -685,15 +709,9 @@ impl Run {
         let pricer = self.pricer();
         let shards = self.ledger.shards().map_err(RunFailure::local)?;
         // The input is read again to join: it must still be the one planned (a part rewritten
-        // with as many rows would otherwise be joined to another row's answer).
-        if !self.input_is_as_planned() {
-            return Err(RunFailure::local(anyhow::anyhow!(
-                "input `{}` changed since run `{}` was planned, so its rows cannot be matched to their answers. The answers are paid for and kept in the run directory: restore the input as it was planned and run `dashbatch resume {}`",
-                self.job.input_path.display(),
-                self.run_directory.root.display(),
-                self.run_directory.root.display()
-            )));
-        }
+        // with as many rows would otherwise be joined to another row's answer). It is hashed
+        // while the rows are joined, and the output is put in place only once it passed.
+        let input_check = self.input_check_before_joining();
         let progress = self.events.stage_progress("joining");
         let summary = join_results(
             &self.job,
@@ -705,6 +723,7 @@ impl Run {
             &self.output.path,
             self.output.format,
             self.budget.skipped_shards(),
+            input_check.as_ref().map(|check| check as InputCheck<'_>),
             &|rows| progress.set_rows(rows),
         )
         .map_err(RunFailure::local)?;

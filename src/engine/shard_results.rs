@@ -11,8 +11,41 @@ use rustc_hash::FxBuildHasher;
 
 use super::RunDirectory;
 use crate::ledger::ShardRecord;
-use crate::row_result::{RowResult, RowStatus, classify_result_text};
+use crate::row_result::{
+    ChatSuccessLine, ChatUsage, RowResult, RowStatus, classify_result_text,
+    classify_result_text_in_full, read_chat_success_line,
+};
 use crate::wire::BatchStatus;
+
+/// Where a text is in a shard's text store.
+#[derive(Debug, Clone, Copy)]
+struct TextSpan {
+    start: u32,
+    length: u32,
+}
+
+/// One kept result. A chat answer (nearly every line of a chat job) keeps its texts in the
+/// shard's text store and its counts inline: no allocation per line on the reading thread, and
+/// a third of the memory of a whole result. Any other result is kept whole.
+#[derive(Debug)]
+enum KeptResult {
+    ChatSuccess {
+        request_id: Option<TextSpan>,
+        content: Option<TextSpan>,
+        finish_reason: Option<TextSpan>,
+        usage: ChatUsage,
+    },
+    Other(Box<RowResult>),
+}
+
+impl KeptResult {
+    fn status(&self) -> RowStatus {
+        match self {
+            KeptResult::ChatSuccess { .. } => RowStatus::Ok,
+            KeptResult::Other(result) => result.status(),
+        }
+    }
+}
 
 /// A shard's results by custom_id, kept in the order of the result files. Providers write the
 /// results of a shard mostly in the order of its lines, so the join, asking for them in that
@@ -21,7 +54,9 @@ use crate::wire::BatchStatus;
 /// not flood-resistant is enough.
 #[derive(Default)]
 pub(super) struct ResultsById {
-    by_id: IndexMap<String, Option<RowResult>, FxBuildHasher>,
+    by_id: IndexMap<String, Option<KeptResult>, FxBuildHasher>,
+    /// The texts of the chat answers kept, one after another.
+    texts: String,
     /// Where the next result asked for is looked for first: after the last one taken.
     cursor: usize,
 }
@@ -31,13 +66,69 @@ impl ResultsById {
     pub(super) fn with_capacity(rows: usize) -> ResultsById {
         ResultsById {
             by_id: IndexMap::with_capacity_and_hasher(rows, FxBuildHasher),
+            texts: String::new(),
             cursor: 0,
         }
     }
 
+    /// Keeps the result of one result line's text, from a batch that ended in `batch_status`.
+    ///
+    /// # Errors
+    /// When the text is not a result line.
+    fn keep_line(&mut self, text: &str, batch_status: BatchStatus) -> serde_json::Result<()> {
+        if let Some(line) = read_chat_success_line(text) {
+            match self.store_chat_success(&line) {
+                Some(kept) => self.keep(line.custom_id.into_owned(), kept),
+                None => {
+                    let (custom_id, result) = line.into_owned_result();
+                    self.keep_result(custom_id, result);
+                }
+            }
+            return Ok(());
+        }
+        let (custom_id, result) = classify_result_text_in_full(text, batch_status)?;
+        self.keep_result(custom_id, result);
+        Ok(())
+    }
+
+    /// A chat answer with its texts put in the text store; `None` when the store is full (4
+    /// GiB of texts in one shard), and the answer is then kept whole.
+    fn store_chat_success(&mut self, line: &ChatSuccessLine<'_>) -> Option<KeptResult> {
+        let texts = [&line.request_id, &line.content, &line.finish_reason];
+        let length: usize = texts
+            .iter()
+            .filter_map(|text| text.as_deref())
+            .map(str::len)
+            .sum();
+        if self.texts.len().checked_add(length)? > u32::MAX as usize {
+            return None;
+        }
+        let [request_id, content, finish_reason] = texts.map(|text| {
+            text.as_deref().map(|text| {
+                let span = TextSpan {
+                    start: self.texts.len() as u32,
+                    length: text.len() as u32,
+                };
+                self.texts.push_str(text);
+                span
+            })
+        });
+        Some(KeptResult::ChatSuccess {
+            request_id,
+            content,
+            finish_reason,
+            usage: line.usage,
+        })
+    }
+
+    /// Keeps `result` for `custom_id`, whole.
+    fn keep_result(&mut self, custom_id: String, result: RowResult) {
+        self.keep(custom_id, KeptResult::Other(Box::new(result)));
+    }
+
     /// Keeps `result` for `custom_id`. A line reported twice keeps its success, never a failure
     /// over it; it keeps the place of its first report.
-    fn keep(&mut self, custom_id: String, result: RowResult) {
+    fn keep(&mut self, custom_id: String, result: KeptResult) {
         match self.by_id.entry(custom_id) {
             indexmap::map::Entry::Vacant(place) => {
                 place.insert(Some(result));
@@ -54,41 +145,84 @@ impl ResultsById {
         }
     }
 
+    fn text(&self, span: TextSpan) -> &str {
+        let start = span.start as usize;
+        &self.texts[start..start + span.length as usize]
+    }
+
+    /// A kept result as a whole result.
+    fn whole(&self, kept: &KeptResult) -> RowResult {
+        match kept {
+            KeptResult::ChatSuccess {
+                request_id,
+                content,
+                finish_reason,
+                usage,
+            } => {
+                let owned = |span: &Option<TextSpan>| span.map(|span| self.text(span).to_owned());
+                usage.into_result(owned(request_id), owned(content), owned(finish_reason))
+            }
+            KeptResult::Other(result) => result.as_ref().clone(),
+        }
+    }
+
     /// The result for `custom_id`, unless it was taken.
-    pub(super) fn get(&self, custom_id: &str) -> Option<&RowResult> {
-        self.by_id.get(custom_id).and_then(Option::as_ref)
+    pub(super) fn get(&self, custom_id: &str) -> Option<RowResult> {
+        let kept = self.by_id.get(custom_id)?.as_ref()?;
+        Some(self.whole(kept))
     }
 
     /// Starts loading the id and texts of the result at the cursor (the next one asked for,
     /// most often), which the thread that read them left out of this one's caches.
     pub(super) fn prefetch_next(&self) {
-        if let Some((id, Some(result))) = self.by_id.get_index(self.cursor) {
+        if let Some((id, Some(kept))) = self.by_id.get_index(self.cursor) {
             crate::prefetch::prefetch_address(id.as_ptr());
-            if let Some(content) = &result.content {
-                crate::prefetch::prefetch_address(content.as_ptr());
-            }
-            if let Some(request_id) = &result.request_id {
-                crate::prefetch::prefetch_address(request_id.as_ptr());
+            if let KeptResult::ChatSuccess {
+                request_id: Some(span),
+                ..
+            } = kept
+            {
+                // The request id, then the answer and finish reason, were stored one after
+                // another: most often on one or two cache lines.
+                let text = self.text(*span);
+                crate::prefetch::prefetch_address(text.as_ptr());
+                crate::prefetch::prefetch_address(text.as_ptr().wrapping_add(64));
             }
         }
     }
 
     /// Takes the result for `custom_id` out: asked again, it is gone.
     pub(super) fn take(&mut self, custom_id: &str) -> Option<RowResult> {
-        if let Some((id, result)) = self.by_id.get_index_mut(self.cursor)
-            && id == custom_id
-        {
-            self.cursor += 1;
-            return result.take();
-        }
-        let (index, _, result) = self.by_id.get_full_mut(custom_id)?;
+        let index = match self.by_id.get_index(self.cursor) {
+            Some((id, _)) if id == custom_id => self.cursor,
+            _ => self.by_id.get_index_of(custom_id)?,
+        };
         self.cursor = index + 1;
-        result.take()
+        let kept = self.by_id.get_index_mut(index)?.1.take()?;
+        Some(match kept {
+            KeptResult::Other(result) => *result,
+            chat_success => self.whole(&chat_success),
+        })
     }
 
     /// The results not taken, in the order of the files.
-    pub(super) fn values(&self) -> impl Iterator<Item = &RowResult> {
-        self.by_id.values().filter_map(Option::as_ref)
+    pub(super) fn values(&self) -> impl Iterator<Item = RowResult> + '_ {
+        self.by_id
+            .values()
+            .filter_map(Option::as_ref)
+            .map(|kept| self.whole(kept))
+    }
+
+    /// Whether any result not taken and not `ok` is one that `matches` (the chat answers,
+    /// all `ok`, are passed over without being made whole).
+    pub(super) fn any_not_ok(&self, matches: impl Fn(&RowResult) -> bool) -> bool {
+        self.by_id
+            .values()
+            .filter_map(Option::as_ref)
+            .any(|kept| match kept {
+                KeptResult::ChatSuccess { .. } => false,
+                KeptResult::Other(result) => result.status() != RowStatus::Ok && matches(result),
+            })
     }
 }
 
@@ -99,12 +233,9 @@ pub(super) fn load_shard_results(
     batch_status: BatchStatus,
 ) -> anyhow::Result<ResultsById> {
     let mut results = ResultsById::with_capacity(shard.row_count as usize);
-    for_each_result_line(
-        run_directory,
-        shard,
-        batch_status,
-        |custom_id, _, result| results.keep(custom_id, result),
-    )?;
+    for_each_result_line(run_directory, shard, |line| {
+        results.keep_line(line, batch_status)
+    })?;
     Ok(results)
 }
 
@@ -116,28 +247,24 @@ pub(super) fn load_ok_result_lines(
     batch_status: BatchStatus,
 ) -> anyhow::Result<HashMap<String, (String, RowResult)>> {
     let mut results: HashMap<String, (String, RowResult)> = HashMap::new();
-    for_each_result_line(
-        run_directory,
-        shard,
-        batch_status,
-        |custom_id, line, result| {
-            if result.status() == RowStatus::Ok {
-                results
-                    .entry(custom_id)
-                    .or_insert((line.to_owned(), result));
-            }
-        },
-    )?;
+    for_each_result_line(run_directory, shard, |line| {
+        let (custom_id, result) = classify_result_text(line, batch_status)?;
+        if result.status() == RowStatus::Ok {
+            results
+                .entry(custom_id)
+                .or_insert((line.to_owned(), result));
+        }
+        Ok(())
+    })?;
     Ok(results)
 }
 
-/// Calls `each` with (custom_id, the line, its result) for every line of a shard's output and
-/// error files, in that order.
+/// Calls `each` with every line of a shard's output and error files, in that order; an error
+/// it returns (the line is not a result line) is told with the file and line.
 fn for_each_result_line(
     run_directory: &RunDirectory,
     shard: &ShardRecord,
-    batch_status: BatchStatus,
-    mut each: impl FnMut(String, &str, RowResult),
+    mut each: impl FnMut(&str) -> serde_json::Result<()>,
 ) -> anyhow::Result<()> {
     for path in [
         run_directory.output_results_path(shard.shard_index),
@@ -154,14 +281,12 @@ fn for_each_result_line(
                     path.display(),
                 )
             })?;
-            let (custom_id, result) =
-                classify_result_text(line, batch_status).map_err(|error| {
-                    anyhow::anyhow!(
-                        "{}, line {line_number}: not a result line: {error}",
-                        path.display(),
-                    )
-                })?;
-            each(custom_id, line, result);
+            each(line).map_err(|error| {
+                anyhow::anyhow!(
+                    "{}, line {line_number}: not a result line: {error}",
+                    path.display(),
+                )
+            })?;
         }
     }
     Ok(())
@@ -243,7 +368,7 @@ mod tests {
     fn results_are_taken_once_each_whether_asked_in_file_order_or_not() {
         let mut results = ResultsById::with_capacity(4);
         for id in ["a", "b", "c", "d"] {
-            results.keep(id.to_owned(), answered(id));
+            results.keep_result(id.to_owned(), answered(id));
         }
         // In order, then out of order (the cursor follows the last one found), then again.
         assert_eq!(results.take("a").unwrap().content.as_deref(), Some("a"));
@@ -263,18 +388,18 @@ mod tests {
     #[test]
     fn a_line_reported_twice_keeps_its_success_and_its_first_place() {
         let mut results = ResultsById::with_capacity(3);
-        results.keep("a".to_owned(), failed());
-        results.keep("b".to_owned(), answered("first"));
-        results.keep("a".to_owned(), answered("retried"));
-        results.keep("b".to_owned(), failed());
-        results.keep("c".to_owned(), failed());
+        results.keep_result("a".to_owned(), failed());
+        results.keep_result("b".to_owned(), answered("first"));
+        results.keep_result("a".to_owned(), answered("retried"));
+        results.keep_result("b".to_owned(), failed());
+        results.keep_result("c".to_owned(), failed());
         assert_eq!(
             results.get("a").unwrap().content.as_deref(),
             Some("retried")
         );
         assert_eq!(results.get("b").unwrap().content.as_deref(), Some("first"));
         assert_eq!(results.get("c").unwrap().status(), RowStatus::Expired);
-        let order: Vec<_> = results.values().map(RowResult::status).collect();
+        let order: Vec<_> = results.values().map(|result| result.status()).collect();
         assert_eq!(order, [RowStatus::Ok, RowStatus::Ok, RowStatus::Expired]);
         assert_eq!(
             results.take("a").unwrap().content.as_deref(),

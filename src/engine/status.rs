@@ -152,7 +152,7 @@ fn cost_so_far(
         let results =
             super::shard_results::load_shard_results(&directory, shard, shard.status()).ok()?;
         for result in results.values() {
-            if let Some(cost) = pricer.row_cost(result) {
+            if let Some(cost) = pricer.row_cost(&result) {
                 total = total.checked_add(cost.batch).ok()?;
                 rows += 1;
             }

@@ -954,3 +954,76 @@ fn validate_and_estimate_with_no_writable_temporary_directory_say_where_and_what
         );
     }
 }
+
+#[test]
+fn a_finished_run_joined_again_after_its_input_changed_is_refused_and_writes_no_output() {
+    let workspace = review_workspace(9, 4, "");
+    let run_directory = workspace.path().join("run");
+    let run = workspace
+        .command(&[
+            "run",
+            "reviews.toml",
+            "--provider",
+            "sim",
+            "--run-dir",
+            run_directory.to_str().unwrap(),
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+    let planned = std::fs::read_to_string(workspace.path().join("reviews.csv")).unwrap();
+    let mut lines: Vec<&str> = planned.lines().collect();
+    let last = lines.pop().unwrap().to_owned();
+    // The input is hashed while the rows are joined again: whichever the join meets first (a
+    // row past the last shard, a row short, or nothing at all), the input's change is the error.
+    let edited = planned.replacen(&last, &last.replacen(',', ",x", 1), 1);
+    let grown = format!("{planned}{}\n", last.replacen("zh-", "zh-9", 1));
+    let shrunk = format!("{}\n", lines.join("\n"));
+    for (case, input) in [("edited", edited), ("grown", grown), ("shrunk", shrunk)] {
+        workspace.write("reviews.csv", &input);
+        let output_name = format!("again-{case}.csv");
+        let again = workspace
+            .command(&[
+                "resume",
+                run_directory.to_str().unwrap(),
+                "--output",
+                &output_name,
+                "--quiet",
+            ])
+            .output()
+            .unwrap();
+        let stderr = text(&again.stderr);
+        assert_ne!(again.status.code(), Some(0), "{case}: {stderr}");
+        assert!(stderr.contains("changed since run"), "{case}: {stderr}");
+        let left: Vec<String> = std::fs::read_dir(workspace.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.contains("again"))
+            .collect();
+        assert!(left.is_empty(), "{case}: {left:?}");
+    }
+    // Restored, the run is joined again as planned.
+    workspace.write("reviews.csv", &planned);
+    let restored = workspace
+        .command(&[
+            "resume",
+            run_directory.to_str().unwrap(),
+            "--output",
+            "again.csv",
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        restored.status.code(),
+        Some(0),
+        "{}",
+        text(&restored.stderr)
+    );
+    let rows = csv::Reader::from_path(workspace.path().join("again.csv"))
+        .unwrap()
+        .records()
+        .count();
+    assert_eq!(rows, 9);
+}
