@@ -17,23 +17,64 @@ use crate::row_result::{
 };
 use crate::wire::BatchStatus;
 
-/// Where a text is in a shard's text store.
+/// Where a text is in a shard's text store, if there is one: 8 bytes, where an
+/// `Option<(u32, u32)>` takes 12.
 #[derive(Debug, Clone, Copy)]
 struct TextSpan {
     start: u32,
+    /// `u32::MAX` for no text (the store holds less than `u32::MAX` bytes in all).
     length: u32,
+}
+
+impl TextSpan {
+    const NONE: TextSpan = TextSpan {
+        start: 0,
+        length: u32::MAX,
+    };
+}
+
+/// A chat answer's token counts in 16 bytes (an `Option<u64>` each takes 64): `u32::MAX`
+/// stands for a count the line does not give. An answer with a count that large is kept whole.
+#[derive(Debug, Clone, Copy)]
+struct KeptCounts([u32; 4]);
+
+impl KeptCounts {
+    fn pack(usage: ChatUsage) -> Option<KeptCounts> {
+        let pack = |count: Option<u64>| match count {
+            None => Some(u32::MAX),
+            Some(count) => u32::try_from(count).ok().filter(|count| *count != u32::MAX),
+        };
+        Some(KeptCounts([
+            pack(usage.prompt_tokens)?,
+            pack(usage.completion_tokens)?,
+            pack(usage.total_tokens)?,
+            pack(usage.reasoning_tokens)?,
+        ]))
+    }
+
+    fn unpack(self) -> ChatUsage {
+        let [prompt, completion, total, reasoning] = self
+            .0
+            .map(|count| (count != u32::MAX).then_some(u64::from(count)));
+        ChatUsage {
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+            total_tokens: total,
+            reasoning_tokens: reasoning,
+        }
+    }
 }
 
 /// One kept result. A chat answer (nearly every line of a chat job) keeps its texts in the
 /// shard's text store and its counts inline: no allocation per line on the reading thread, and
-/// a third of the memory of a whole result. Any other result is kept whole.
+/// 40 bytes where a whole result takes over 200. Any other result is kept whole.
 #[derive(Debug)]
 enum KeptResult {
     ChatSuccess {
-        request_id: Option<TextSpan>,
-        content: Option<TextSpan>,
-        finish_reason: Option<TextSpan>,
-        usage: ChatUsage,
+        request_id: TextSpan,
+        content: TextSpan,
+        finish_reason: TextSpan,
+        counts: KeptCounts,
     },
     Other(Box<RowResult>),
 }
@@ -92,32 +133,35 @@ impl ResultsById {
     }
 
     /// A chat answer with its texts put in the text store; `None` when the store is full (4
-    /// GiB of texts in one shard), and the answer is then kept whole.
+    /// GiB of texts in one shard) or a count does not fit [`KeptCounts`], and the answer is
+    /// then kept whole.
     fn store_chat_success(&mut self, line: &ChatSuccessLine<'_>) -> Option<KeptResult> {
+        let counts = KeptCounts::pack(line.usage)?;
         let texts = [&line.request_id, &line.content, &line.finish_reason];
         let length: usize = texts
             .iter()
             .filter_map(|text| text.as_deref())
             .map(str::len)
             .sum();
-        if self.texts.len().checked_add(length)? > u32::MAX as usize {
+        if self.texts.len().checked_add(length)? >= u32::MAX as usize {
             return None;
         }
-        let [request_id, content, finish_reason] = texts.map(|text| {
-            text.as_deref().map(|text| {
+        let [request_id, content, finish_reason] = texts.map(|text| match text.as_deref() {
+            None => TextSpan::NONE,
+            Some(text) => {
                 let span = TextSpan {
                     start: self.texts.len() as u32,
                     length: text.len() as u32,
                 };
                 self.texts.push_str(text);
                 span
-            })
+            }
         });
         Some(KeptResult::ChatSuccess {
             request_id,
             content,
             finish_reason,
-            usage: line.usage,
+            counts,
         })
     }
 
@@ -145,9 +189,12 @@ impl ResultsById {
         }
     }
 
-    fn text(&self, span: TextSpan) -> &str {
+    fn text(&self, span: TextSpan) -> Option<&str> {
+        if span.length == u32::MAX {
+            return None;
+        }
         let start = span.start as usize;
-        &self.texts[start..start + span.length as usize]
+        Some(&self.texts[start..start + span.length as usize])
     }
 
     /// A kept result as a whole result.
@@ -157,10 +204,12 @@ impl ResultsById {
                 request_id,
                 content,
                 finish_reason,
-                usage,
+                counts,
             } => {
-                let owned = |span: &Option<TextSpan>| span.map(|span| self.text(span).to_owned());
-                usage.into_result(owned(request_id), owned(content), owned(finish_reason))
+                let owned = |span: &TextSpan| self.text(*span).map(str::to_owned);
+                counts
+                    .unpack()
+                    .into_result(owned(request_id), owned(content), owned(finish_reason))
             }
             KeptResult::Other(result) => result.as_ref().clone(),
         }
@@ -177,14 +226,11 @@ impl ResultsById {
     pub(super) fn prefetch_next(&self) {
         if let Some((id, Some(kept))) = self.by_id.get_index(self.cursor) {
             crate::prefetch::prefetch_address(id.as_ptr());
-            if let KeptResult::ChatSuccess {
-                request_id: Some(span),
-                ..
-            } = kept
+            if let KeptResult::ChatSuccess { request_id, .. } = kept
+                && let Some(text) = self.text(*request_id)
             {
                 // The request id, then the answer and finish reason, were stored one after
                 // another: most often on one or two cache lines.
-                let text = self.text(*span);
                 crate::prefetch::prefetch_address(text.as_ptr());
                 crate::prefetch::prefetch_address(text.as_ptr().wrapping_add(64));
             }
@@ -236,6 +282,8 @@ pub(super) fn load_shard_results(
     for_each_result_line(run_directory, shard, |line| {
         results.keep_line(line, batch_status)
     })?;
+    // Up to half the texts' room is slack from growing; up to three shards are held at once.
+    results.texts.shrink_to_fit();
     Ok(results)
 }
 
@@ -362,6 +410,43 @@ mod tests {
 
     fn failed() -> RowResult {
         RowResult::unanswered(Some(BatchStatus::Expired))
+    }
+
+    #[test]
+    fn a_kept_line_gives_back_what_classifying_it_gives() {
+        let line = |id: &str, usage: &str, message: &str| {
+            format!(
+                r#"{{"id":"L{id}","custom_id":"{id}","response":{{"status_code":200,"request_id":"R{id}","body":{{"usage":{usage},"choices":[{{"finish_reason":"stop","message":{message}}}]}}}},"error":null}}"#
+            )
+        };
+        let lines = [
+            line("1", r#"{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}"#, r#"{"content":"{\"a\":\"中\"}"}"#),
+            line("2", "null", r#"{"content":"no usage"}"#),
+            line("3", r#"{"prompt_tokens":4294967295,"completion_tokens":1}"#, r#"{"content":"a count too large to pack"}"#),
+            line("4", r#"{"prompt_tokens":18446744073709551615,"completion_tokens_details":{"reasoning_tokens":3}}"#, r#"{"content":""}"#),
+            line("5", r#"{"prompt_tokens":0,"completion_tokens":4294967294}"#, r#"{"content":null}"#),
+            line("6", r#"{"prompt_tokens":1}"#, "{}"),
+            r#"{"custom_id":"7","response":{"status_code":200,"body":{"choices":[{"message":{"content":"no ids"}}]}}}"#.to_owned(),
+            r#"{"custom_id":"8","response":null,"error":{"code":"rate_limit_exceeded","message":"slow down"}}"#.to_owned(),
+        ];
+        let mut results = ResultsById::with_capacity(lines.len());
+        for text in &lines {
+            results
+                .keep_line(text, BatchStatus::Completed)
+                .unwrap_or_else(|error| panic!("{text}: {error}"));
+        }
+        let whole: Vec<RowResult> = results.values().collect();
+        for (index, text) in lines.iter().enumerate() {
+            let (custom_id, expected) = classify_result_text(text, BatchStatus::Completed).unwrap();
+            assert_eq!(whole[index], expected, "{text}");
+            assert_eq!(results.get(&custom_id).as_ref(), Some(&expected), "{text}");
+            assert_eq!(results.take(&custom_id), Some(expected), "{text}");
+        }
+        assert!(
+            results
+                .keep_line("{\"custom_id\":5}", BatchStatus::Completed)
+                .is_err()
+        );
     }
 
     #[test]
