@@ -402,8 +402,37 @@ fn shard_results(
 
 /// Threads reading shards' results ahead of the join. Reading result lines is the join's
 /// largest single piece of work (a profile put one reading thread busy all along while the
-/// others waited for it), so two threads read alternate shards.
+/// others waited for it), so two threads read alternate shards, unless a shard's results are
+/// large (see [`result_reading_threads`]).
 const RESULT_READING_THREADS: usize = 2;
+
+/// Result files (output and error) of one shard larger than this are read by one thread: two
+/// hold a third shard's results in memory, which for long answers or embeddings (a shard of
+/// 1,024-dimension vectors is about 1 GB of lines) costs more memory than the time it saves.
+const LARGE_SHARD_RESULT_BYTES: u64 = 64 << 20;
+
+/// How many threads read the results of `shards` ahead of the join.
+fn result_reading_threads(run_directory: &RunDirectory, shards: &[&ShardRecord]) -> usize {
+    let largest = shards
+        .iter()
+        .map(|shard| {
+            [
+                run_directory.output_results_path(shard.shard_index),
+                run_directory.error_results_path(shard.shard_index),
+            ]
+            .iter()
+            .filter_map(|path| std::fs::metadata(path).ok())
+            .map(|metadata| metadata.len())
+            .sum::<u64>()
+        })
+        .max()
+        .unwrap_or(0);
+    if largest > LARGE_SHARD_RESULT_BYTES {
+        1
+    } else {
+        RESULT_READING_THREADS
+    }
+}
 
 /// The results of the shards to join, read ahead on threads of their own and handed over in
 /// shard order.
@@ -423,24 +452,25 @@ impl ResultsAhead {
     }
 }
 
-/// Reads the results of `shards` (in order) on threads of `scope`, shard `i` on thread
-/// `i % RESULT_READING_THREADS`, ahead of the join: the join takes each shard's results when it
+/// Reads the results of `shards` (in order) on `threads` threads of `scope`, shard `i` on
+/// thread `i % threads`, ahead of the join: the join takes each shard's results when it
 /// reaches the shard. A thread stops at its first error (handed over in its place) or when the
 /// join stops taking results.
 fn read_results_ahead<'scope, 'env>(
     scope: &'scope std::thread::Scope<'scope, 'env>,
     run_directory: &'env RunDirectory,
     shards: Vec<&'env ShardRecord>,
+    threads: usize,
 ) -> ResultsAhead {
-    let mut inboxes = Vec::with_capacity(RESULT_READING_THREADS);
-    for thread in 0..RESULT_READING_THREADS {
+    let mut inboxes = Vec::with_capacity(threads);
+    for thread in 0..threads {
         // A rendezvous: each thread holds at most the one shard it read and has not handed over.
         let (results, results_inbox) = std::sync::mpsc::sync_channel(0);
         let own_shards: Vec<&ShardRecord> = shards
             .iter()
             .copied()
             .skip(thread)
-            .step_by(RESULT_READING_THREADS)
+            .step_by(threads)
             .collect();
         scope.spawn(move || {
             for record in own_shards {
@@ -660,6 +690,7 @@ pub fn join_results(
     // planned shards hold every row once, in input order.
     let planned_shards: Vec<&ShardRecord> =
         shards.iter().filter(|shard| shard.attempt <= 1).collect();
+    let reading_threads = result_reading_threads(run_directory, &planned_shards);
     let mut shard_iter = planned_shards.iter().copied();
     let has_overrides = ledger.has_overrides()?;
     let mut row_sources = RowSourceCursor::new(ledger);
@@ -685,13 +716,17 @@ pub fn join_results(
         summary.shards.push(report);
     };
 
-    // The input is read and parsed, the next shard's results read, and the output encoded and
+    // The input is read and parsed, the next shards' results read, and the output encoded and
     // written on threads of their own while this one joins the rows.
     let writer = std::thread::scope(|scope| -> anyhow::Result<AtomicTableWriter> {
         let input_checked = check_input.map(|check| scope.spawn(check));
         let joined = (|| -> anyhow::Result<AtomicTableWriter> {
-            let mut results_ahead =
-                read_results_ahead(scope, run_directory, planned_shards.clone());
+            let mut results_ahead = read_results_ahead(
+                scope,
+                run_directory,
+                planned_shards.clone(),
+                reading_threads,
+            );
             let batches = super::ordered_rendering::read_ahead(scope, reader, None);
             let (to_writer, writing) = write_behind(scope, writer);
             for read in batches {
@@ -1095,6 +1130,28 @@ mod tests {
     use crate::ledger::Ledger;
     use crate::pricing::PriceTable;
     use crate::provider::ProviderKind;
+
+    #[test]
+    fn shards_with_large_results_are_read_by_one_thread() {
+        let directory = tempfile::tempdir().unwrap();
+        let run_directory = RunDirectory::new(directory.path().join("run"));
+        let shards: Vec<ShardRecord> = (0..3)
+            .map(|index| {
+                ShardRecord::planned(index, 1, format!("shard-{index:05}.jsonl"), "m".into(), 1)
+            })
+            .collect();
+        let planned: Vec<&ShardRecord> = shards.iter().collect();
+        // No results on disk yet, then small ones: two threads.
+        assert_eq!(result_reading_threads(&run_directory, &planned), 2);
+        let output = run_directory.output_results_path(1);
+        std::fs::create_dir_all(output.parent().unwrap()).unwrap();
+        std::fs::write(&output, "{}\n").unwrap();
+        assert_eq!(result_reading_threads(&run_directory, &planned), 2);
+        // One shard whose output and error files together pass the limit: one thread.
+        let errors = std::fs::File::create(run_directory.error_results_path(1)).unwrap();
+        errors.set_len(LARGE_SHARD_RESULT_BYTES).unwrap();
+        assert_eq!(result_reading_threads(&run_directory, &planned), 1);
+    }
 
     #[test]
     fn output_columns_of_one_name_are_refused_and_result_prefix_avoids_them() {
