@@ -618,7 +618,7 @@ impl RunBudget {
                             None
                         }
                     };
-                    let row = match results.get(custom_id) {
+                    let row = match results.get_without_answer_texts(custom_id) {
                         Some(result) => match pricer.row_cost(&result) {
                             Some(cost) => Some(cost.batch),
                             // Billed (or perhaps billed) by an amount the line does not give:

@@ -1,6 +1,8 @@
 //! The join pass: read the input again in order and give every row exactly one output row,
 //! with the answer of its request (found by custom_id in its shard's result files), its status,
-//! tokens and cost. Memory holds one shard's results at a time, never the whole output.
+//! tokens and cost. Memory holds the results of at most three shards at a time (the one being
+//! joined and the next two, read ahead; two when a shard's results are large), never the whole
+//! output.
 //!
 //! Rows the plan did not send because their prompt is empty (`[input] skip_empty`) are found
 //! again by rendering them, and get status `skipped`; shards are matched to the rows that were
@@ -443,12 +445,15 @@ struct ResultsAhead {
 }
 
 impl ResultsAhead {
-    /// The next shard's index and results; `None` once every shard was handed over or a
-    /// reading thread stopped at an error it already handed over.
+    /// The next shard's index and results; `None` once every shard was handed over, or when
+    /// the thread reading it stopped (at an error it already handed over, or a panic), and the
+    /// join then reads that shard itself.
     fn recv(&mut self) -> Option<(u64, anyhow::Result<ResultsById>)> {
-        let received = self.inboxes[self.next].recv().ok()?;
+        let inbox = &self.inboxes[self.next];
+        // The turn passes on even when this thread has stopped, so the next shard is still
+        // asked of the thread that reads it.
         self.next = (self.next + 1) % self.inboxes.len();
-        Some(received)
+        inbox.recv().ok()
     }
 }
 
@@ -641,7 +646,28 @@ pub(super) fn judge_answer(job: &Job, result: &mut RowResult) -> Option<Vec<Fiel
 
 /// A check that the input is still the one planned (a pass over the whole input), run on a
 /// thread of its own while the rows are joined; its error is the join's.
-pub type InputCheck<'a> = &'a (dyn Fn() -> anyhow::Result<()> + Sync);
+pub type InputCheck = Box<dyn FnOnce() -> anyhow::Result<()> + Send>;
+
+/// The outcome of a finished input check; a panic on its thread is raised again here.
+fn input_check_outcome(
+    checking: std::thread::JoinHandle<anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    checking
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+/// Waits for the input check to end, or for a signal: a stop requested while the input is
+/// still being hashed is not held up by it (the thread only reads, and ends with the process).
+fn wait_for_input_check(
+    checking: std::thread::JoinHandle<anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    while !checking.is_finished() {
+        crate::interrupt::check()?;
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    input_check_outcome(checking)
+}
 
 /// Joins results to the input and writes the output table atomically. `check_input`, when
 /// given, runs alongside the join, and the output is in place only once it has passed.
@@ -656,7 +682,7 @@ pub fn join_results(
     output_path: &Path,
     output_format: TableFormat,
     budget_skipped: &std::collections::BTreeSet<u64>,
-    check_input: Option<InputCheck<'_>>,
+    check_input: Option<InputCheck>,
     on_rows: &dyn Fn(u64),
 ) -> anyhow::Result<JoinSummary> {
     let reader = open_table_with(&job.input_path, job.input_format, &job.input_options)?;
@@ -718,8 +744,14 @@ pub fn join_results(
 
     // The input is read and parsed, the next shards' results read, and the output encoded and
     // written on threads of their own while this one joins the rows.
+    let mut input_checking = check_input
+        .map(|check| {
+            std::thread::Builder::new()
+                .name("input-check".into())
+                .spawn(check)
+        })
+        .transpose()?;
     let writer = std::thread::scope(|scope| -> anyhow::Result<AtomicTableWriter> {
-        let input_checked = check_input.map(|check| scope.spawn(check));
         let joined = (|| -> anyhow::Result<AtomicTableWriter> {
             let mut results_ahead = read_results_ahead(
                 scope,
@@ -733,6 +765,10 @@ pub fn join_results(
                 let (batch, _) = read?;
                 // A signal stops the local stage between record batches, never silently later.
                 crate::interrupt::check()?;
+                // A changed input stops the join as soon as its hash says so.
+                if let Some(checking) = input_checking.take_if(|checking| checking.is_finished()) {
+                    input_check_outcome(checking)?;
+                }
                 on_rows(row_number);
                 let mut builders = ResultBuilders::new(job, batch.num_rows());
                 for row in 0..batch.num_rows() {
@@ -880,11 +916,15 @@ pub fn join_results(
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
         })();
         // A changed input explains any error the join met (a row past the last shard), so its
-        // error comes first.
-        if let Some(checking) = input_checked {
-            checking
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+        // error comes first; a join stopped by a signal does not wait for it.
+        if let Some(checking) = input_checking.take() {
+            let interrupted = joined
+                .as_ref()
+                .is_err_and(crate::interrupt::is_interruption);
+            if interrupted && !checking.is_finished() {
+                return joined;
+            }
+            wait_for_input_check(checking)?;
         }
         joined
     })?;

@@ -123,7 +123,7 @@ pub fn plan_retries(
             let line_number = index as u64 + 1;
             let identity: LineIdentity = serde_json::from_str(&line)?;
             let result = results
-                .get(&identity.custom_id)
+                .get_without_answer_texts(&identity.custom_id)
                 .unwrap_or_else(|| RowResult::unanswered(Some(status)));
             if !is_transient_failure(&result) {
                 continue;

@@ -391,8 +391,9 @@ impl Run {
 
     /// Whether the input is still the one planned (true when no plan recorded one). Hashing is a
     /// pass over the whole input, so a second check in this process of a single file whose size
-    /// and modification time are those it had when it last passed (a resumed run checks before
-    /// planning and again before joining) is answered without hashing again.
+    /// and modification time are those it had when it last passed (an unfinished resumed run
+    /// checks here before submitting, then again while joining,
+    /// [`Self::input_check_before_joining`]) is answered without hashing again.
     fn input_is_as_planned(&mut self) -> bool {
         let Some(recorded) = self.record.input_sha256.as_ref() else {
             return true;
@@ -408,7 +409,9 @@ impl Run {
 
     /// The check that the input is still the one planned, to run while joining; `None` when
     /// no plan recorded its hash, or this process already saw it pass as it is now.
-    fn input_check_before_joining(&self) -> Option<impl Fn() -> anyhow::Result<()> + Sync + use<>> {
+    fn input_check_before_joining(
+        &self,
+    ) -> Option<impl FnOnce() -> anyhow::Result<()> + Send + use<>> {
         let recorded = self.record.input_sha256.clone()?;
         let stamp = input_file_stamp(&self.job.input_path);
         if stamp.is_some() && stamp == self.input_passed_as {
@@ -723,7 +726,7 @@ impl Run {
             &self.output.path,
             self.output.format,
             self.budget.skipped_shards(),
-            input_check.as_ref().map(|check| check as InputCheck<'_>),
+            input_check.map(|check| Box::new(check) as InputCheck),
             &|rows| progress.set_rows(rows),
         )
         .map_err(RunFailure::local)?;

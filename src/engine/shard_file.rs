@@ -40,8 +40,8 @@ pub(super) struct ShardFileWriter {
     record: ShardRecord,
     path: PathBuf,
     buffer: Vec<u8>,
-    /// Buffers to the writing thread, which ends with the file written and its hash, or the
-    /// first error.
+    /// Buffers to the writing thread, which ends with the file written and its hash (none for
+    /// a scratch shard), or the first error.
     to_writer: Option<SyncSender<Vec<u8>>>,
     /// Buffers the writing thread is done with, to be filled again (fresh memory costs the
     /// kernel a page clearing per 4 KiB).

@@ -67,7 +67,8 @@ impl KeptCounts {
 
 /// One kept result. A chat answer (nearly every line of a chat job) keeps its texts in the
 /// shard's text store and its counts inline: no allocation per line on the reading thread, and
-/// 40 bytes where a whole result takes over 200. Any other result is kept whole.
+/// 48 bytes (40 of fields, then the tag) where a whole result takes over 200. Any other result
+/// is kept whole.
 #[derive(Debug)]
 enum KeptResult {
     ChatSuccess {
@@ -199,6 +200,12 @@ impl ResultsById {
 
     /// A kept result as a whole result.
     fn whole(&self, kept: &KeptResult) -> RowResult {
+        self.made_whole(kept, true)
+    }
+
+    /// A kept result as a whole result; a chat answer's texts (request id, answer, finish
+    /// reason) only `with_texts`.
+    fn made_whole(&self, kept: &KeptResult, with_texts: bool) -> RowResult {
         match kept {
             KeptResult::ChatSuccess {
                 request_id,
@@ -206,7 +213,11 @@ impl ResultsById {
                 finish_reason,
                 counts,
             } => {
-                let owned = |span: &TextSpan| self.text(*span).map(str::to_owned);
+                let owned = |span: &TextSpan| {
+                    with_texts
+                        .then(|| self.text(*span).map(str::to_owned))
+                        .flatten()
+                };
                 counts
                     .unpack()
                     .into_result(owned(request_id), owned(content), owned(finish_reason))
@@ -215,10 +226,28 @@ impl ResultsById {
         }
     }
 
-    /// The result for `custom_id`, unless it was taken.
-    pub(super) fn get(&self, custom_id: &str) -> Option<RowResult> {
+    /// The result for `custom_id`, unless it was taken (whole: the tests compare it).
+    #[cfg(test)]
+    fn get(&self, custom_id: &str) -> Option<RowResult> {
         let kept = self.by_id.get(custom_id)?.as_ref()?;
         Some(self.whole(kept))
+    }
+
+    /// The result for `custom_id` without a chat answer's texts (request id, answer, finish
+    /// reason), unless it was taken: its status, error and counts, all that pricing a row and
+    /// judging a retry read, without copying the answer.
+    pub(super) fn get_without_answer_texts(&self, custom_id: &str) -> Option<RowResult> {
+        let kept = self.by_id.get(custom_id)?.as_ref()?;
+        Some(self.made_whole(kept, false))
+    }
+
+    /// The results not taken, in the order of the files, as
+    /// [`Self::get_without_answer_texts`] gives them.
+    pub(super) fn values_without_answer_texts(&self) -> impl Iterator<Item = RowResult> + '_ {
+        self.by_id
+            .values()
+            .filter_map(Option::as_ref)
+            .map(|kept| self.made_whole(kept, false))
     }
 
     /// Starts loading the id and texts of the result at the cursor (the next one asked for,
@@ -251,8 +280,9 @@ impl ResultsById {
         })
     }
 
-    /// The results not taken, in the order of the files.
-    pub(super) fn values(&self) -> impl Iterator<Item = RowResult> + '_ {
+    /// The results not taken, in the order of the files (whole: the tests compare them).
+    #[cfg(test)]
+    fn values(&self) -> impl Iterator<Item = RowResult> + '_ {
         self.by_id
             .values()
             .filter_map(Option::as_ref)
@@ -440,6 +470,19 @@ mod tests {
             let (custom_id, expected) = classify_result_text(text, BatchStatus::Completed).unwrap();
             assert_eq!(whole[index], expected, "{text}");
             assert_eq!(results.get(&custom_id).as_ref(), Some(&expected), "{text}");
+            let without_texts = results.get_without_answer_texts(&custom_id).unwrap();
+            assert_eq!(without_texts.status(), expected.status(), "{text}");
+            assert_eq!(without_texts.error_code, expected.error_code, "{text}");
+            assert_eq!(
+                (without_texts.prompt_tokens, without_texts.completion_tokens),
+                (expected.prompt_tokens, expected.completion_tokens),
+                "{text}"
+            );
+            assert_eq!(
+                (without_texts.total_tokens, without_texts.reasoning_tokens),
+                (expected.total_tokens, expected.reasoning_tokens),
+                "{text}"
+            );
             assert_eq!(results.take(&custom_id), Some(expected), "{text}");
         }
         assert!(
