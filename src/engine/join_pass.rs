@@ -751,183 +751,180 @@ pub fn join_results(
                 .spawn(check)
         })
         .transpose()?;
-    let writer = std::thread::scope(|scope| -> anyhow::Result<AtomicTableWriter> {
-        let joined = (|| -> anyhow::Result<AtomicTableWriter> {
-            let mut results_ahead = read_results_ahead(
-                scope,
-                run_directory,
-                planned_shards.clone(),
-                reading_threads,
-            );
-            let batches = super::ordered_rendering::read_ahead(scope, reader, None);
-            let (to_writer, writing) = write_behind(scope, writer);
-            for read in batches {
-                let (batch, _) = read?;
-                // A signal stops the local stage between record batches, never silently later.
-                crate::interrupt::check()?;
-                // A changed input stops the join as soon as its hash says so.
-                if let Some(checking) = input_checking.take_if(|checking| checking.is_finished()) {
-                    input_check_outcome(checking)?;
+    let joined = std::thread::scope(|scope| -> anyhow::Result<AtomicTableWriter> {
+        let mut results_ahead = read_results_ahead(
+            scope,
+            run_directory,
+            planned_shards.clone(),
+            reading_threads,
+        );
+        let batches = super::ordered_rendering::read_ahead(scope, reader, None);
+        let (to_writer, writing) = write_behind(scope, writer);
+        for read in batches {
+            let (batch, _) = read?;
+            // A signal stops the local stage between record batches, never silently later.
+            crate::interrupt::check()?;
+            // A changed input stops the join as soon as its hash says so.
+            if let Some(checking) = input_checking.take_if(|checking| checking.is_finished()) {
+                input_check_outcome(checking)?;
+            }
+            on_rows(row_number);
+            let mut builders = ResultBuilders::new(job, batch.num_rows());
+            for row in 0..batch.num_rows() {
+                row_number += 1;
+                let custom_id = renderer.custom_id(&batch, row, row_number)?;
+                if let Some(reason) =
+                    renderer.skipped_reason(&batch, row, row_number, &custom_id)?
+                {
+                    let result = RowResult {
+                        error_code: Some(EMPTY_PROMPT_ERROR_CODE.into()),
+                        error_message: Some(format!("not sent: {reason}")),
+                        ..RowResult::default()
+                    };
+                    count_status(&mut summary.rows_by_status, SKIPPED_STATUS);
+                    builders.append(
+                        &custom_id,
+                        SKIPPED_STATUS,
+                        &result,
+                        Some(0.0),
+                        None,
+                        None,
+                        None,
+                    );
+                    continue;
                 }
-                on_rows(row_number);
-                let mut builders = ResultBuilders::new(job, batch.num_rows());
-                for row in 0..batch.num_rows() {
-                    row_number += 1;
-                    let custom_id = renderer.custom_id(&batch, row, row_number)?;
-                    if let Some(reason) =
-                        renderer.skipped_reason(&batch, row, row_number, &custom_id)?
-                    {
-                        let result = RowResult {
-                            error_code: Some(EMPTY_PROMPT_ERROR_CODE.into()),
-                            error_message: Some(format!("not sent: {reason}")),
-                            ..RowResult::default()
-                        };
-                        count_status(&mut summary.rows_by_status, SKIPPED_STATUS);
-                        builders.append(
-                            &custom_id,
-                            SKIPPED_STATUS,
-                            &result,
-                            Some(0.0),
-                            None,
-                            None,
-                            None,
-                        );
-                        continue;
-                    }
-                    let row_source = row_sources.source_of(row_number)?;
-                    if let Some((source, key)) = row_source
-                        && source != RowSource::SharedWithCopies
-                    {
-                        let (mut result, answering_batch, answer_source) =
-                            reused_result(ledger, source, &key, row_number)?;
-                        let declared_values = judge_answer(job, &mut result);
-                        let row_cost = if answer_source == AnswerSource::Batch {
-                            // An adopted request this run sent itself: its own, billed here.
-                            summary.rows_sent_for_adoptions += 1;
-                            account_billed_row(&mut summary, None, pricer, &result)
-                                .map(|cost| cost.batch.to_f64())
-                        } else {
-                            if let Some(cost) = pricer.row_cost(&result) {
-                                summary.reuse_saved.add(cost.batch);
-                            }
-                            match answer_source {
-                                AnswerSource::Store => summary.rows_from_store += 1,
-                                AnswerSource::Adopted => summary.rows_adopted += 1,
-                                _ => summary.rows_deduplicated += 1,
-                            }
-                            count_status(&mut summary.rows_by_status, result.status().as_str());
-                            Some(0.0)
-                        };
-                        builders.append(
-                            &custom_id,
-                            result.status().as_str(),
-                            &result,
-                            row_cost,
-                            answering_batch.as_deref(),
-                            Some(answer_source),
-                            declared_values.as_deref(),
-                        );
-                        continue;
-                    }
-                    rows_sent += 1;
-                    while current
-                        .as_ref()
-                        .is_none_or(|shard| shard.rows_joined >= shard.record.row_count)
-                    {
-                        if let Some(done) = current.take() {
-                            finish_shard(done, &mut summary);
-                        }
-                        let record = shard_iter.next().ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "row {row_number} of `{}` belongs to no shard: the input changed since the run was planned; start a new run",
-                        job.input_path.display()
-                    )
-                })?;
-                        if record.first_row != row_number {
-                            anyhow::bail!(
-                                "shard {} starts at row {} but row {row_number} of `{}` comes next: the input changed since the run was planned; start a new run",
-                                record.shard_index,
-                                record.first_row,
-                                job.input_path.display()
-                            );
-                        }
-                        let results = match results_ahead.recv() {
-                            Some((shard_index, results)) if shard_index == record.shard_index => {
-                                results?
-                            }
-                            _ => shard_results(run_directory, record)?,
-                        };
-                        current = Some(open_shard(
-                            record,
-                            results,
-                            pricer,
-                            budget_skipped.contains(&record.shard_index),
-                        )?);
-                    }
-                    let shard = current.as_mut().expect("current shard set above");
-                    shard.rows_joined += 1;
-                    let line = shard.rows_joined;
-                    let mut result = shard.result_for(&custom_id, line);
-                    let mut answering_batch = shard.record.batch_id.clone();
-                    if has_overrides
-                        && result.status() != RowStatus::Ok
-                        && let Some((batch_id, text)) = ledger.row_override(&custom_id)?
-                    {
-                        result = serde_json::from_str(&text)?;
-                        answering_batch = batch_id;
-                    }
-
+                let row_source = row_sources.source_of(row_number)?;
+                if let Some((source, key)) = row_source
+                    && source != RowSource::SharedWithCopies
+                {
+                    let (mut result, answering_batch, answer_source) =
+                        reused_result(ledger, source, &key, row_number)?;
                     let declared_values = judge_answer(job, &mut result);
-                    if let Some((RowSource::SharedWithCopies, key)) = row_source {
-                        ledger.set_shared_result(
-                            &key,
-                            &serde_json::to_string(&result)?,
-                            answering_batch.as_deref(),
-                        )?;
-                    }
-
-                    let row_cost = account_billed_row(&mut summary, Some(shard), pricer, &result);
+                    let row_cost = if answer_source == AnswerSource::Batch {
+                        // An adopted request this run sent itself: its own, billed here.
+                        summary.rows_sent_for_adoptions += 1;
+                        account_billed_row(&mut summary, None, pricer, &result)
+                            .map(|cost| cost.batch.to_f64())
+                    } else {
+                        if let Some(cost) = pricer.row_cost(&result) {
+                            summary.reuse_saved.add(cost.batch);
+                        }
+                        match answer_source {
+                            AnswerSource::Store => summary.rows_from_store += 1,
+                            AnswerSource::Adopted => summary.rows_adopted += 1,
+                            _ => summary.rows_deduplicated += 1,
+                        }
+                        count_status(&mut summary.rows_by_status, result.status().as_str());
+                        Some(0.0)
+                    };
                     builders.append(
                         &custom_id,
                         result.status().as_str(),
                         &result,
-                        row_cost.map(|cost| cost.batch.to_f64()),
+                        row_cost,
                         answering_batch.as_deref(),
-                        Some(AnswerSource::Batch),
+                        Some(answer_source),
                         declared_values.as_deref(),
                     );
+                    continue;
                 }
-                summary.rows += batch.num_rows() as u64;
-                let mut columns: Vec<ArrayRef> = kept
-                    .iter()
-                    .map(|index| batch.column(*index).clone())
-                    .collect();
-                columns.extend(builders.finish());
-                let output = RecordBatch::try_new(schema.clone(), columns)?;
-                if to_writer.send(output).is_err() {
-                    // The writer stopped at an error, which joining it gives.
-                    break;
+                rows_sent += 1;
+                while current
+                    .as_ref()
+                    .is_none_or(|shard| shard.rows_joined >= shard.record.row_count)
+                {
+                    if let Some(done) = current.take() {
+                        finish_shard(done, &mut summary);
+                    }
+                    let record = shard_iter.next().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "row {row_number} of `{}` belongs to no shard: the input changed since the run was planned; start a new run",
+                    job.input_path.display()
+                )
+            })?;
+                    if record.first_row != row_number {
+                        anyhow::bail!(
+                            "shard {} starts at row {} but row {row_number} of `{}` comes next: the input changed since the run was planned; start a new run",
+                            record.shard_index,
+                            record.first_row,
+                            job.input_path.display()
+                        );
+                    }
+                    let results = match results_ahead.recv() {
+                        Some((shard_index, results)) if shard_index == record.shard_index => {
+                            results?
+                        }
+                        _ => shard_results(run_directory, record)?,
+                    };
+                    current = Some(open_shard(
+                        record,
+                        results,
+                        pricer,
+                        budget_skipped.contains(&record.shard_index),
+                    )?);
                 }
-                crate::kill_point::reach("during_join");
+                let shard = current.as_mut().expect("current shard set above");
+                shard.rows_joined += 1;
+                let line = shard.rows_joined;
+                let mut result = shard.result_for(&custom_id, line);
+                let mut answering_batch = shard.record.batch_id.clone();
+                if has_overrides
+                    && result.status() != RowStatus::Ok
+                    && let Some((batch_id, text)) = ledger.row_override(&custom_id)?
+                {
+                    result = serde_json::from_str(&text)?;
+                    answering_batch = batch_id;
+                }
+
+                let declared_values = judge_answer(job, &mut result);
+                if let Some((RowSource::SharedWithCopies, key)) = row_source {
+                    ledger.set_shared_result(
+                        &key,
+                        &serde_json::to_string(&result)?,
+                        answering_batch.as_deref(),
+                    )?;
+                }
+
+                let row_cost = account_billed_row(&mut summary, Some(shard), pricer, &result);
+                builders.append(
+                    &custom_id,
+                    result.status().as_str(),
+                    &result,
+                    row_cost.map(|cost| cost.batch.to_f64()),
+                    answering_batch.as_deref(),
+                    Some(AnswerSource::Batch),
+                    declared_values.as_deref(),
+                );
             }
-            drop(to_writer);
-            writing
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        })();
-        // A changed input explains any error the join met (a row past the last shard), so its
-        // error comes first; a join stopped by a signal does not wait for it.
-        if let Some(checking) = input_checking.take() {
-            let interrupted = joined
-                .as_ref()
-                .is_err_and(crate::interrupt::is_interruption);
-            if interrupted && !checking.is_finished() {
-                return joined;
+            summary.rows += batch.num_rows() as u64;
+            let mut columns: Vec<ArrayRef> = kept
+                .iter()
+                .map(|index| batch.column(*index).clone())
+                .collect();
+            columns.extend(builders.finish());
+            let output = RecordBatch::try_new(schema.clone(), columns)?;
+            if to_writer.send(output).is_err() {
+                // The writer stopped at an error, which joining it gives.
+                break;
             }
+            crate::kill_point::reach("during_join");
+        }
+        drop(to_writer);
+        writing
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    });
+    // A changed input explains any error the join met (a row past the last shard), so its
+    // error comes first; a join stopped by a signal does not wait for it.
+    if let Some(checking) = input_checking.take() {
+        let interrupted = joined
+            .as_ref()
+            .is_err_and(crate::interrupt::is_interruption);
+        if !interrupted || checking.is_finished() {
             wait_for_input_check(checking)?;
         }
-        joined
-    })?;
+    }
+    let writer = joined?;
     if let Some(done) = current.take() {
         finish_shard(done, &mut summary);
     }
