@@ -1,7 +1,7 @@
-//! The temporary directory `validate` and `estimate` plan into (shard files, a scratch ledger,
-//! spilled keys), removed when dropped; a temporary directory that cannot be made is said with
+//! The temporary directory `validate` and `estimate` plan into (a scratch ledger, spilled keys,
+//! and `estimate`'s shard files, which it reads back), removed when dropped; a temporary directory that cannot be made is said with
 //! where and what to do. A process killed outright (`kill -9`, out of memory) cannot remove its
-//! own, which can hold gigabytes of shards. So each holds an operating-system lock on a file
+//! own, which can hold gigabytes of shards and keys. So each holds an operating-system lock on a file
 //! inside it for its whole life (released by the kernel however the process ends), and making a
 //! scratch directory removes the others whose lock nobody holds: the process id in a name is
 //! only for people, as a process in another container or on another machine sharing the
@@ -46,7 +46,7 @@ pub fn scratch_directory_in(parent: &Path) -> anyhow::Result<ScratchDirectory> {
     remove_scratch_of_gone_processes(parent);
     let cannot = |error: std::io::Error| {
         anyhow::anyhow!(
-            "cannot make a scratch directory for the shard files in `{}` ({error}); set TMPDIR to a writable directory with room for them",
+            "cannot make a scratch directory for the plan's files in `{}` ({error}); set TMPDIR to a writable directory with room for them",
             parent.display()
         )
     };

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 use std::path::Path;
 
-use crate::engine::plan_scratch_shards;
+use crate::engine::{ShardDurability, plan_scratch_shards};
 use crate::job::load_job;
 use crate::ledger::Ledger;
 use crate::provider::{ProviderKind, ProviderProfile};
@@ -40,7 +40,16 @@ pub fn validate_job(
     let scratch = crate::scratch_directory::scratch_directory()?;
     let ledger = Ledger::open_path(&scratch.path().join("validate.sqlite"))?;
     let (reuse, store_preview) = crate::engine::previewed_reuse(&job, provider, base_url)?;
-    let plan = plan_scratch_shards(&job, &profile, scratch.path(), &ledger, &reuse, show)?;
+    let plan = plan_scratch_shards(
+        &job,
+        &profile,
+        scratch.path(),
+        // Nothing reads the request lines back: they are counted, not written.
+        ShardDurability::CountedOnly,
+        &ledger,
+        &reuse,
+        show,
+    )?;
     if job.output_format == Some(crate::table::TableFormat::Excel)
         && let Err(problem) =
             crate::table::check_fits_a_sheet(plan.input_rows(), plan.output_columns)

@@ -82,7 +82,8 @@ pub fn output_table_shape(job: &Job) -> anyhow::Result<(u64, usize)> {
 /// found with flat memory; rows `reuse` answers without a request are in no shard. `on_rows` is
 /// told the rows planned so far after each record batch (a progress bar).
 /// [`plan_shards`] into a scratch directory that is removed once read (`validate`,
-/// `estimate`): the shard files are not synced, and no progress is shown.
+/// `estimate`): the shard files are not synced (or not written at all, as `durability` says),
+/// and no progress is shown.
 ///
 /// # Errors
 /// As [`plan_shards`].
@@ -90,6 +91,7 @@ pub fn plan_scratch_shards(
     job: &Job,
     profile: &ProviderProfile,
     scratch_directory: &Path,
+    durability: ShardDurability,
     ledger: &Ledger,
     reuse: &AnswerReuse,
     preview_count: usize,
@@ -98,7 +100,7 @@ pub fn plan_scratch_shards(
         job,
         profile,
         scratch_directory,
-        ShardDurability::Scratch,
+        durability,
         ledger,
         reuse,
         preview_count,

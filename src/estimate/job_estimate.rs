@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::assumptions::estimate_assumptions;
 use super::estimator_setup::{load_price_table, request_estimator_for_job, vocabulary_for_job};
 use super::shard_estimate::{EstimateTotals, ShardEstimate, estimate_shard_file};
-use crate::engine::plan_scratch_shards;
+use crate::engine::{ShardDurability, plan_scratch_shards};
 use crate::job::load_job;
 use crate::ledger::Ledger;
 use crate::pricing::{PriceMode, PriceTier};
@@ -105,7 +105,16 @@ pub fn estimate_job(job_file: &Path, options: &EstimateOptions) -> anyhow::Resul
     let ledger = Ledger::open_path(&scratch.path().join("estimate.sqlite"))?;
     let (reuse, store_preview) =
         crate::engine::previewed_reuse(&job, options.provider, options.base_url.as_deref())?;
-    let plan = plan_scratch_shards(&job, &profile, scratch.path(), &ledger, &reuse, 0)?;
+    let plan = plan_scratch_shards(
+        &job,
+        &profile,
+        scratch.path(),
+        // Read back below to count their tokens.
+        ShardDurability::Scratch,
+        &ledger,
+        &reuse,
+        0,
+    )?;
 
     let mut total = EstimateTotals::empty(&estimator);
     let mut shards = Vec::with_capacity(plan.shards.len());

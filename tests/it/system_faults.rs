@@ -149,6 +149,54 @@ fn disk_full_while_planning_exits_2_uploads_nothing_and_the_run_finishes_later()
 }
 
 #[test]
+fn validate_needs_no_room_for_the_request_lines_and_estimate_names_the_scratch_shard_it_cannot_write()
+ {
+    // The 480 KB shard of the test above, against the same 256 KiB limit: `validate` counts the
+    // lines without writing them, so it passes and says how many shards a run would make.
+    let workspace = Workspace::new();
+    let mut csv = String::from("review_id,text\n");
+    for (index, id) in review_ids(12).iter().enumerate() {
+        csv.push_str(&format!("{id},{}\n", hex_text(index as u64, 40_000)));
+    }
+    workspace.write("reviews.csv", csv);
+    workspace.write(
+        "reviews.toml",
+        job_with_request(
+            12,
+            "model = \"qwen-flash\"\ntemplate = \"Topic of: {{ text }}\"\nmax_tokens = 30",
+        ),
+    );
+    let scratch = workspace.path().join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let mut validate = workspace.command(&["validate", "reviews.toml", "--show", "0"]);
+    validate.env("TMPDIR", &scratch);
+    let output = limit_file_size(&mut validate, 256 * 1024).output().unwrap();
+    assert_success(&output);
+    assert!(
+        text(&output.stdout).contains("12 rows from `reviews.csv` → 1 shard(s)"),
+        "{}",
+        text(&output.stdout)
+    );
+    assert_eq!(
+        std::fs::read_dir(&scratch).unwrap().count(),
+        0,
+        "the scratch directory is removed"
+    );
+
+    // `estimate` reads its shards back to count their tokens, so it writes them; a scratch
+    // directory without room is said before anything else happens (exit 2).
+    let mut estimate = workspace.command(&["estimate", "reviews.toml"]);
+    estimate.env("TMPDIR", &scratch);
+    let output = limit_file_size(&mut estimate, 256 * 1024).output().unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("File too large") && stderr.contains("shard-00000.jsonl"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn disk_full_on_a_later_shard_while_earlier_ones_are_still_syncing_exits_2_naming_it() {
     let simulator = StandaloneSimulator::start(&[]);
     // Shards of 3 rows: the first three hold short prompts and are written (and synced, by
