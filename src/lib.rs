@@ -27,6 +27,7 @@ pub mod exit;
 pub mod images;
 pub mod interrupt;
 pub mod job;
+mod json_string;
 pub mod kill_point;
 pub mod ledger;
 pub mod model_check;

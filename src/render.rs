@@ -12,7 +12,8 @@ use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::Schema;
 use minijinja::{Environment, UndefinedBehavior, Value as TemplateValue};
 
-use crate::request_line::{RequestLineWriter, push_json_string};
+use crate::json_string::push_json_string;
+use crate::request_line::RequestLineWriter;
 use crate::template_budget::{
     BudgetedTemplate, PlainPart, TEMPLATE_MEMORY_BUDGET_BYTES, budgeted_environment,
 };

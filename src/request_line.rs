@@ -5,6 +5,7 @@
 //! of the body in canonical JSON (keys in byte order at every depth), which keys the request
 //! ([`crate::request_key`]).
 
+use crate::json_string::push_json_string;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -106,11 +107,6 @@ impl RequestLineWriter {
         line.extend_from_slice(b"}}");
         (line, hasher.finalize().into())
     }
-}
-
-/// Appends `text` as a JSON string, escaped as serde_json escapes it.
-pub fn push_json_string(out: &mut Vec<u8>, text: &str) {
-    serde_json::to_writer(&mut *out, text).expect("a string serialises");
 }
 
 #[cfg(test)]

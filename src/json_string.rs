@@ -1,0 +1,150 @@
+//! JSON strings written as serde_json writes them, eight bytes at a time over the runs that need
+//! no escape (most prompt text: Chinese, letters, digits), which are copied whole.
+//!
+//! Rendering spends a tenth of `validate`'s time escaping prompts, and serde_json looks at every
+//! byte on its own. Here a word of eight bytes is tested at once for a byte that must be escaped
+//! (a control byte below 0x20, `"` or `\`, RFC 8259 §7) with the "has a byte less than n" bit
+//! test; only a word that has one is looked at byte by byte.
+
+/// 0x01 in every byte of a word.
+const EVERY_BYTE_ONE: u64 = u64::from_ne_bytes([1; 8]);
+/// 0x80 in every byte of a word.
+const EVERY_BYTE_HIGH_BIT: u64 = EVERY_BYTE_ONE * 0x80;
+
+/// Whether a byte of `word` must be escaped in a JSON string. Subtracting 0x20 from every byte
+/// borrows into a byte's high bit only where that byte was below 0x20 and had no high bit of its
+/// own, or above such a byte, so the test of the whole word is exact; `"` and `\` are the bytes
+/// that become zero (below 1) once the word is xored with them. A byte with its high bit set (UTF-8
+/// beyond ASCII) never needs escaping, and xoring with `"` or `\` keeps that bit, so one
+/// `& !word` serves the three tests.
+fn has_byte_to_escape(word: u64) -> bool {
+    let below_space = word.wrapping_sub(EVERY_BYTE_ONE * 0x20);
+    let quote = (word ^ (EVERY_BYTE_ONE * u64::from(b'"'))).wrapping_sub(EVERY_BYTE_ONE);
+    let backslash = (word ^ (EVERY_BYTE_ONE * u64::from(b'\\'))).wrapping_sub(EVERY_BYTE_ONE);
+    (below_space | quote | backslash) & !word & EVERY_BYTE_HIGH_BIT != 0
+}
+
+/// How serde_json escapes `byte`, or `None` when it is written as it is.
+fn escape_of(byte: u8, hex: &mut [u8; 6]) -> Option<&[u8]> {
+    const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+    Some(match byte {
+        b'"' => b"\\\"",
+        b'\\' => b"\\\\",
+        0x08 => b"\\b",
+        0x0c => b"\\f",
+        b'\n' => b"\\n",
+        b'\r' => b"\\r",
+        b'\t' => b"\\t",
+        0x00..=0x1f => {
+            *hex = *b"\\u0000";
+            hex[4] = HEX_DIGITS[usize::from(byte >> 4)];
+            hex[5] = HEX_DIGITS[usize::from(byte & 0x0f)];
+            hex
+        }
+        _ => return None,
+    })
+}
+
+/// Appends `text` as a JSON string, quoted and escaped byte for byte as `serde_json` does.
+pub fn push_json_string(out: &mut Vec<u8>, text: &str) {
+    let bytes = text.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    // `bytes[copied..index]` need no escape and are not yet in `out`.
+    let mut copied = 0;
+    let mut index = 0;
+    let mut hex = [0u8; 6];
+    while index < bytes.len() {
+        let word_end = index + 8;
+        if let Some(word) = bytes.get(index..word_end) {
+            let word = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+            if !has_byte_to_escape(word) {
+                index = word_end;
+                continue;
+            }
+        }
+        for position in index..word_end.min(bytes.len()) {
+            if let Some(escape) = escape_of(bytes[position], &mut hex) {
+                out.extend_from_slice(&bytes[copied..position]);
+                out.extend_from_slice(escape);
+                copied = position + 1;
+            }
+        }
+        index = word_end;
+    }
+    out.extend_from_slice(&bytes[copied..]);
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn written(text: &str) -> String {
+        let mut out = Vec::new();
+        push_json_string(&mut out, text);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn every_single_character_is_escaped_as_serde_json_escapes_it() {
+        for code in (0u32..0x800).chain([0xffff, 0x1f600]) {
+            let text = char::from_u32(code).map(String::from).unwrap_or_default();
+            assert_eq!(
+                written(&text),
+                serde_json::to_string(&text).unwrap(),
+                "{code:#x}"
+            );
+        }
+    }
+
+    #[test]
+    fn mixed_text_at_every_length_and_offset_is_written_as_serde_json_writes_it() {
+        let pieces = [
+            "a", "好", "评", "\"", "\\", "\n", "\t", "\u{1}", "\u{1f}", " ", "\u{7f}", "é", "😀",
+            "/", "0",
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..20_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let length = (state % 40) as usize;
+            let mut text = String::new();
+            let mut choice = state;
+            for _ in 0..length {
+                choice = choice
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1);
+                // Mostly text that needs no escape, as prompts are.
+                let piece = (choice >> 59) as usize % (pieces.len() * 2);
+                text.push_str(pieces.get(piece).unwrap_or(&"好"));
+            }
+            assert_eq!(
+                written(&text),
+                serde_json::to_string(&text).unwrap(),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_word_test_finds_a_byte_to_escape_in_any_place_and_none_in_clean_words() {
+        for place in 0..8 {
+            for byte in [0x00, 0x1f, b'"', b'\\'] {
+                let mut word = *b"abcdefgh";
+                word[place] = byte;
+                assert!(
+                    has_byte_to_escape(u64::from_le_bytes(word)),
+                    "{byte:#x} at {place}"
+                );
+            }
+        }
+        for clean in [
+            *b"abcdefgh",
+            [0xe5, 0xa5, 0xbd, 0x20, 0x7f, 0x21, 0x23, 0x5d],
+        ] {
+            assert!(!has_byte_to_escape(u64::from_le_bytes(clean)));
+        }
+    }
+}
