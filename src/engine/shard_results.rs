@@ -370,23 +370,44 @@ fn for_each_result_line(
     Ok(())
 }
 
-/// The lines of one result file, read into one reused buffer and checked as UTF-8 by SIMD (no
-/// allocation per line); blank lines are skipped, and each comes without its line ending. The
-/// join, the retry planner and the check of a download all read result files through it.
+/// The lines of one result file, each lent straight from the reader's buffer (one that crosses
+/// its end is gathered into a reused one) and checked as UTF-8 by SIMD: no copy and no allocation
+/// per line. Blank lines are skipped, and each comes without its line ending. The join, the
+/// retry planner and the check of a download all read result files through it.
 pub(super) struct ResultFileLines {
     reader: BufReader<File>,
-    bytes: Vec<u8>,
+    /// A line that crossed the end of the reader's buffer.
+    gathered: Vec<u8>,
+    /// The bytes of the reader's buffer the line lent last takes (with its ending), consumed when
+    /// the next is asked for.
+    lent: usize,
     /// The number (from 1) of the line read last, blank ones counted.
     line_number: u64,
+}
+
+/// Where a line lies: at the start of the reader's buffer, or gathered; its length without its
+/// ending.
+enum LinePlace {
+    InBuffer(usize),
+    Gathered(usize),
 }
 
 impl ResultFileLines {
     pub(super) fn open(path: &Path) -> std::io::Result<ResultFileLines> {
         Ok(ResultFileLines {
-            reader: BufReader::with_capacity(1 << 16, File::open(path)?),
-            bytes: Vec::new(),
+            reader: BufReader::with_capacity(1 << 17, File::open(path)?),
+            gathered: Vec::new(),
+            lent: 0,
             line_number: 0,
         })
+    }
+
+    /// The line at `place`, as it was found.
+    fn line_at(&self, place: &LinePlace) -> &[u8] {
+        match *place {
+            LinePlace::InBuffer(length) => &self.reader.buffer()[..length],
+            LinePlace::Gathered(length) => &self.gathered[..length],
+        }
     }
 
     /// The number (from 1) of the line read last, or being read when reading failed.
@@ -402,26 +423,41 @@ impl ResultFileLines {
     pub(super) fn next_line(
         &mut self,
     ) -> std::io::Result<Option<(u64, Result<&str, std::str::Utf8Error>)>> {
-        let length = loop {
-            self.bytes.clear();
+        let place = loop {
+            self.reader.consume(std::mem::take(&mut self.lent));
             self.line_number += 1;
-            if self.reader.read_until(b'\n', &mut self.bytes)? == 0 {
+            let available = self.reader.fill_buf()?;
+            if available.is_empty() {
                 return Ok(None);
             }
-            match crate::utf8_check::checked_utf8(&self.bytes) {
+            let place = match memchr::memchr(b'\n', available) {
+                Some(end) => {
+                    self.lent = end + 1;
+                    LinePlace::InBuffer(end)
+                }
+                None => {
+                    self.gathered.clear();
+                    self.reader.read_until(b'\n', &mut self.gathered)?;
+                    let ends_with_newline = self.gathered.last() == Some(&b'\n');
+                    LinePlace::Gathered(self.gathered.len() - usize::from(ends_with_newline))
+                }
+            };
+            match crate::utf8_check::checked_utf8(self.line_at(&place)) {
                 Err(error) => return Ok(Some((self.line_number, Err(error)))),
                 Ok(line) => {
-                    let line = line.strip_suffix('\n').unwrap_or(line);
                     let line = line.strip_suffix('\r').unwrap_or(line);
                     if !line.trim().is_empty() {
-                        break line.len();
+                        break match place {
+                            LinePlace::InBuffer(_) => LinePlace::InBuffer(line.len()),
+                            LinePlace::Gathered(_) => LinePlace::Gathered(line.len()),
+                        };
                     }
                 }
             }
         };
-        // The line without its ending: text checked just above, cut before an ASCII `\r` or
-        // `\n`, so this check passes (it is SIMD, and the loop's borrow has ended).
-        let line = crate::utf8_check::checked_utf8(&self.bytes[..length]);
+        // The line without its ending: text checked just above, cut before an ASCII `\r`, so
+        // this check passes (it is SIMD, and the loop's borrow has ended).
+        let line = crate::utf8_check::checked_utf8(self.line_at(&place));
         Ok(Some((self.line_number, line)))
     }
 }
@@ -538,5 +574,48 @@ mod tests {
             2,
             "a taken result is no longer listed"
         );
+    }
+
+    #[test]
+    fn result_file_lines_come_whole_across_the_buffer_without_endings_or_blank_lines() {
+        // Lines of every length around the reader's buffer size, so some cross its end, with
+        // CRLF and LF endings, blank lines, a line that is not UTF-8, and no final newline.
+        let mut file = Vec::new();
+        let mut expected: Vec<(u64, Option<String>)> = Vec::new();
+        let mut line_number = 0;
+        for (index, length) in (0..40)
+            .map(|index| (index, 1 + index * 9_001))
+            .chain([(40, 300_000)])
+        {
+            let text = format!("{{\"n\":{index},\"t\":\"{}\"}}", "好".repeat(length / 3));
+            file.extend_from_slice(text.as_bytes());
+            file.extend_from_slice(if index % 2 == 0 { b"\r\n" } else { b"\n" });
+            line_number += 1;
+            expected.push((line_number, Some(text)));
+            if index % 7 == 0 {
+                file.extend_from_slice(b"  \r\n\n");
+                line_number += 2;
+            }
+            if index == 20 {
+                file.extend_from_slice(b"{\"bad\":\"\xff\"}\n");
+                line_number += 1;
+                expected.push((line_number, None));
+            }
+        }
+        file.extend_from_slice(b"{\"last\":true}");
+        expected.push((line_number + 1, Some("{\"last\":true}".to_owned())));
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("results.jsonl");
+        std::fs::write(&path, &file).unwrap();
+
+        let mut lines = ResultFileLines::open(&path).unwrap();
+        let mut read = Vec::new();
+        while let Some((number, line)) = lines.next_line().unwrap() {
+            read.push((number, line.ok().map(str::to_owned)));
+        }
+        assert_eq!(read.len(), expected.len());
+        for (read, expected) in read.iter().zip(&expected) {
+            assert_eq!(read, expected);
+        }
     }
 }
