@@ -89,20 +89,31 @@ mod tests {
     #[test]
     fn every_single_character_is_escaped_as_serde_json_escapes_it() {
         for code in (0u32..0x800).chain([0xffff, 0x1f600]) {
-            let text = char::from_u32(code).map(String::from).unwrap_or_default();
-            assert_eq!(
-                written(&text),
-                serde_json::to_string(&text).unwrap(),
-                "{code:#x}"
-            );
+            let character = char::from_u32(code).map(String::from).unwrap_or_default();
+            // Alone (the byte-by-byte tail), and amid text (in an eight-byte word).
+            for text in [character.clone(), format!("abcdefg{character}hijklmnopq")] {
+                assert_eq!(
+                    written(&text),
+                    serde_json::to_string(&text).unwrap(),
+                    "{code:#x}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_string_needing_no_escape_is_copied_whole_at_every_length() {
+        let review = "这家店的菜很好吃, service was quick! 推荐 /~\u{7f}";
+        for end in (0..=review.len()).filter(|&end| review.is_char_boundary(end)) {
+            assert_eq!(written(&review[..end]), format!("\"{}\"", &review[..end]));
         }
     }
 
     #[test]
     fn mixed_text_at_every_length_and_offset_is_written_as_serde_json_writes_it() {
         let pieces = [
-            "a", "好", "评", "\"", "\\", "\n", "\t", "\u{1}", "\u{1f}", " ", "\u{7f}", "é", "😀",
-            "/", "0",
+            "a", "好", "评", "\"", "\\", "\n", "\t", "\r", "\u{0}", "\u{8}", "\u{c}", "\u{1}",
+            "\u{1f}", " ", "\u{7f}", "é", "😀", "/", "0",
         ];
         let mut state = 0x2545_f491_4f6c_dd1du64;
         for _ in 0..20_000 {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The "Answer store" figures of BENCHMARKS.md, for 1,000,000 rows of distinct requests:
 #  1. day 1: the whole job on the embedded simulator, which fills the store with 1,000,000 answers;
-#  2. planning (`dashbatch validate`: read, render, key each request, look it up, shard) with that
+#  2. planning (`dashbatch validate`: read, render, key each request, look it up, count the shards) with that
 #     warm store next to a cold one (the same store emptied by `store prune`), in turn
 #     (A B A B ...), RUNS times each (default 3);
 #  3. day 2: the unchanged table run again (plan, nothing sent, join from the store), RUNS times.

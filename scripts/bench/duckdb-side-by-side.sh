@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The "dashbatch next to DuckDB" figures of BENCHMARKS.md: on ROWS rows of real Chinese reviews
 # (default 1,000,000; generate_reviews.py) and the job scripts/bench/reviews.toml,
-#  - prepare: `dashbatch validate` (read, render, check ids, shard) next to duckdb_prepare.py
-#    (DuckDB building the same request lines into one JSONL file);
+#  - prepare: `dashbatch validate` (read, render, check ids and repeated requests, shard; since
+#    f9510c7 the shards' lines are counted, not written) next to duckdb_prepare.py (DuckDB
+#    building the same request lines into one JSONL file). A run's own planning, which writes,
+#    hashes and syncs its shard files, is the `planned` event of end-to-end.sh's run;
 #  - join: `dashbatch resume RUN --output other.parquet` on a finished run (the results joined
 #    back to the input again, into another file) next to duckdb_join.py (DuckDB joining the same
 #    result files to the CSV into Parquet).

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The "Text inputs" figures of BENCHMARKS.md: planning (`dashbatch validate`: read, decode,
-# render, check ids, write shards) of 1,000,000 rows from a gzip'd GB18030 CSV, next to the same
+# render, check ids, count the shards' lines; before f9510c7 it wrote them) of 1,000,000 rows from a gzip'd GB18030 CSV, next to the same
 # rows as a plain UTF-8 CSV, timed in turn (A B A B ...) by /usr/bin/time -v, RUNS times each
 # (default 5); quote the medians.
 #

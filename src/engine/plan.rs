@@ -77,10 +77,6 @@ pub fn output_table_shape(job: &Job) -> anyhow::Result<(u64, usize)> {
     Ok((rows, columns))
 }
 
-/// Reads, renders and shards the whole input into `shards_directory`. Custom ids and request
-/// keys are claimed through Bloom filters and scratch files beside the shards, so duplicates are
-/// found with flat memory; rows `reuse` answers without a request are in no shard. `on_rows` is
-/// told the rows planned so far after each record batch (a progress bar).
 /// [`plan_shards`] into a scratch directory that is removed once read (`validate`,
 /// `estimate`): the shard files are not synced (or not written at all, as `durability` says),
 /// and no progress is shown.
@@ -108,6 +104,14 @@ pub fn plan_scratch_shards(
     )
 }
 
+/// Reads, renders and shards the whole input into `shards_directory`. Custom ids and request
+/// keys are claimed through Bloom filters and scratch files beside the shards, so duplicates are
+/// found with flat memory; rows `reuse` answers without a request are in no shard. `on_rows` is
+/// told the rows planned so far after each record batch (a progress bar).
+///
+/// # Errors
+/// When the input cannot be read, a row is bad (up to a number of them, each located), or a
+/// shard or scratch file cannot be written.
 #[allow(clippy::too_many_arguments)]
 pub fn plan_shards(
     job: &Job,

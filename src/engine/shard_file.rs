@@ -1,6 +1,6 @@
 //! One shard file being written: request lines appended with their hash and counts, then
-//! flushed, synced to disk and made private. The planner and the retry planner both write their
-//! shards through it. Lines are gathered into 1 MiB buffers that a thread of the file's own
+//! flushed, synced to disk and made private (or, for `validate`, only counted: see
+//! [`ShardDurability`]). The planner and the retry planner both write their shards through it. Lines are gathered into 1 MiB buffers that a thread of the file's own
 //! hashes, writes and at the end syncs, so the planning loop goes on meanwhile; the planner
 //! waits for a few shards' syncs at most ([`ShardsClosing`]), and for all of them before it
 //! returns the shards' records.
@@ -29,7 +29,7 @@ const SHARDS_CLOSING_AT_MOST: usize = 2;
 pub enum ShardDurability {
     /// A run's shards: on disk before the ledger records them.
     Synced,
-    /// Scratch shards that are removed once read (`validate`, `estimate`): never uploaded, so
+    /// Scratch shards that are removed once read (`estimate`'s): never uploaded, so
     /// not hashed (their records' `sha256` is empty), and never synced, so
     /// checking a job does not write its whole size to the disk.
     Scratch,
@@ -55,7 +55,8 @@ pub(super) struct ShardFileWriter {
 }
 
 impl ShardFileWriter {
-    /// Creates the file at `path` for `record`, whose line and byte counts start at zero.
+    /// Creates the file at `path` for `record`, whose line and byte counts start at zero (no
+    /// file, and no thread, for a [`ShardDurability::CountedOnly`] shard).
     pub(super) fn create(
         path: PathBuf,
         record: ShardRecord,
@@ -346,7 +347,7 @@ mod tests {
             assert_eq!(record.byte_size, bytes.len() as u64);
             let expected = match durability {
                 ShardDurability::Synced => hex::encode(Sha256::digest(&bytes)),
-                ShardDurability::Scratch | ShardDurability::CountedOnly => String::new(),
+                _ => String::new(),
             };
             assert_eq!(record.sha256, expected);
         }

@@ -426,7 +426,12 @@ impl ResultFileLines {
         let place = loop {
             self.reader.consume(std::mem::take(&mut self.lent));
             self.line_number += 1;
-            let available = self.reader.fill_buf()?;
+            let available = loop {
+                match self.reader.fill_buf() {
+                    Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+                    read => break read?,
+                }
+            };
             if available.is_empty() {
                 return Ok(None);
             }
