@@ -108,11 +108,8 @@ fn assert_failed_after_spending(output: &Output, says: &[&str]) {
 // ---------------------------------------------------------------------------------------------
 // Disk full
 
-#[test]
-fn disk_full_while_planning_exits_2_uploads_nothing_and_the_run_finishes_later() {
-    let simulator = StandaloneSimulator::start(&[]);
-    // 12 prompts of 40,000 characters: one 480 KB shard file against a 256 KiB limit. The
-    // ledger (under 100 KB while planning) still fits.
+/// 12 prompts of 40,000 characters in one shard: its file takes 480 KB.
+fn workspace_of_one_480_kb_shard() -> Workspace {
     let workspace = Workspace::new();
     let mut csv = String::from("review_id,text\n");
     for (index, id) in review_ids(12).iter().enumerate() {
@@ -126,6 +123,15 @@ fn disk_full_while_planning_exits_2_uploads_nothing_and_the_run_finishes_later()
             "model = \"qwen-flash\"\ntemplate = \"Topic of: {{ text }}\"\nmax_tokens = 30",
         ),
     );
+    workspace
+}
+
+#[test]
+fn disk_full_while_planning_exits_2_uploads_nothing_and_the_run_finishes_later() {
+    let simulator = StandaloneSimulator::start(&[]);
+    // One 480 KB shard file against a 256 KiB limit. The ledger (under 100 KB while planning)
+    // still fits.
+    let workspace = workspace_of_one_480_kb_shard();
     let run_directory = workspace.path().join("run");
     let mut command = review_run_command(&workspace, &simulator, &run_directory);
     let output = limit_file_size(&mut command, 256 * 1024).output().unwrap();
@@ -153,19 +159,7 @@ fn validate_needs_no_room_for_the_request_lines_and_estimate_names_the_scratch_s
  {
     // The 480 KB shard of the test above, against the same 256 KiB limit: `validate` counts the
     // lines without writing them, so it passes and says how many shards a run would make.
-    let workspace = Workspace::new();
-    let mut csv = String::from("review_id,text\n");
-    for (index, id) in review_ids(12).iter().enumerate() {
-        csv.push_str(&format!("{id},{}\n", hex_text(index as u64, 40_000)));
-    }
-    workspace.write("reviews.csv", csv);
-    workspace.write(
-        "reviews.toml",
-        job_with_request(
-            12,
-            "model = \"qwen-flash\"\ntemplate = \"Topic of: {{ text }}\"\nmax_tokens = 30",
-        ),
-    );
+    let workspace = workspace_of_one_480_kb_shard();
     let scratch = workspace.path().join("scratch");
     std::fs::create_dir_all(&scratch).unwrap();
     let mut validate = workspace.command(&["validate", "reviews.toml", "--show", "0"]);
