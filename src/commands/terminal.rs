@@ -50,9 +50,16 @@ pub fn say_interrupted(interrupted: Interrupted, run_directory: Option<&Path>) {
             "dashbatch: {interrupted}; nothing was uploaded, and the run directory `{}` was removed; run the job again to start over",
             directory.display()
         )),
+        Some(directory) if engine::may_have_live_batches(directory) => {
+            crate::console::say(&format!(
+                "dashbatch: {interrupted}; the run's state is saved and its batches keep running. Continue with `dashbatch resume {}` (or stop them with `dashbatch cancel {}`)",
+                directory.display(),
+                directory.display()
+            ))
+        }
+        // Stopped while planning, or once every batch had settled (downloading, joining).
         Some(directory) => crate::console::say(&format!(
-            "dashbatch: {interrupted}; the run's state is saved and its batches keep running. Continue with `dashbatch resume {}` (or stop them with `dashbatch cancel {}`)",
-            directory.display(),
+            "dashbatch: {interrupted}; the run's state is saved, and none of its batches is running. Continue with `dashbatch resume {}` to finish it",
             directory.display()
         )),
         None => crate::console::say(&format!("dashbatch: {interrupted}; nothing more was done")),

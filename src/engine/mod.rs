@@ -53,7 +53,8 @@ pub use plan::{PlanOutcome, plan_scratch_shards, plan_shards};
 pub use report::RunReport;
 pub use run_directory::RunDirectory;
 pub use run_failure::{
-    FailureKind, ProviderRefusal, RunFailure, SettledFailure, Spending, exit_code_for, spending_of,
+    FailureKind, ProviderRefusal, RunFailure, SettledFailure, Spending, exit_code_for,
+    may_have_live_batches, spending_of,
 };
 pub use run_lock::{HeldLock, RUN_LOCK_FILE_NAME};
 pub use run_options::{RunOptions, RunOutcome};

@@ -173,6 +173,25 @@ pub fn spending_of(run_root: &Path) -> Spending {
     }
 }
 
+/// Whether a batch of the run in `run_root` may still be running at the provider, from its
+/// ledger: one created whose last recorded status is not final, or one whose creation was begun
+/// and never recorded. When the ledger cannot be read, assume one may: never tell a user that
+/// nothing runs when something might.
+pub fn may_have_live_batches(run_root: &Path) -> bool {
+    if !Ledger::exists_in(run_root) {
+        return false;
+    }
+    let Ok(ledger) = Ledger::open_read_only(run_root) else {
+        return true;
+    };
+    let live = ledger.shards().map_or(true, |shards| {
+        shards.iter().any(|shard| shard.has_live_batch())
+    });
+    live || ledger
+        .open_intents(EffectKind::CreateBatch)
+        .map_or(true, |intents| !intents.is_empty())
+}
+
 /// The provider refused a call for good (a 4xx other than 408, 409 and 429): repeating it, or
 /// resuming, would be refused again, so the message says what to change instead.
 #[derive(Debug, thiserror::Error)]
@@ -275,5 +294,34 @@ mod tests {
     fn a_directory_without_a_ledger_spent_nothing() {
         let directory = tempfile::tempdir().unwrap();
         assert_eq!(spending_of(directory.path()), Spending::Nothing);
+        assert!(!may_have_live_batches(directory.path()));
+    }
+
+    #[test]
+    fn batches_may_run_while_one_is_unsettled_or_its_creation_unrecorded() {
+        let directory = tempfile::tempdir().unwrap();
+        let root = directory.path();
+        let mut ledger = Ledger::open(root).unwrap();
+        let shard = |index| {
+            crate::ledger::ShardRecord::planned(index, 1, format!("s{index}"), "m".into(), 1)
+        };
+        ledger.insert_shards(&[shard(0), shard(1)]).unwrap();
+        assert!(!may_have_live_batches(root), "planned only: nothing runs");
+        ledger.set_batch_id(0, "batch-0").unwrap();
+        ledger
+            .update_batch_state(0, "in_progress", 1, 0, 0, None, None, None)
+            .unwrap();
+        assert!(may_have_live_batches(root));
+        ledger
+            .update_batch_state(0, "completed", 1, 1, 0, None, None, None)
+            .unwrap();
+        assert!(!may_have_live_batches(root), "every batch has settled");
+        ledger
+            .record_intent(Some(1), EffectKind::CreateBatch, "")
+            .unwrap();
+        assert!(
+            may_have_live_batches(root),
+            "a creation begun and never recorded may have made a batch"
+        );
     }
 }

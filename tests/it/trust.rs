@@ -1027,3 +1027,73 @@ fn a_finished_run_joined_again_after_its_input_changed_is_refused_and_writes_no_
         .count();
     assert_eq!(rows, 9);
 }
+
+#[test]
+fn ctrl_c_while_a_finished_run_is_joined_again_says_nothing_runs_and_leaves_no_output() {
+    // 30,000 rows: the join takes about half a second in a debug build, time for the signal.
+    let workspace = large_workspace(30_000);
+    let run_directory = workspace.path().join("run");
+    let run = workspace
+        .command(&[
+            "run",
+            "big.toml",
+            "--provider",
+            "sim",
+            "--run-dir",
+            run_directory.to_str().unwrap(),
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+    let again_files = || -> Vec<String> {
+        std::fs::read_dir(workspace.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.contains("again"))
+            .collect()
+    };
+    // The signal goes as soon as the run has started; should the join win the race on a slow
+    // machine, it is tried again.
+    for _attempt in 0..5 {
+        let command = workspace.command(&[
+            "resume",
+            run_directory.to_str().unwrap(),
+            "--output",
+            "again.parquet",
+            "--json",
+        ]);
+        let mut child = spawn_piped(command);
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+        assert!(line.contains("run_started"), "{line}");
+        // SAFETY: sending a signal to our own child process.
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGINT);
+        }
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+        let output = wait_with_limit(child, Duration::from_secs(60));
+        let stderr = text(&output.stderr);
+        if output.status.code() == Some(0) {
+            std::fs::remove_file(workspace.path().join("again.parquet")).unwrap();
+            continue;
+        }
+        assert_eq!(output.status.code(), Some(130), "{stderr}");
+        assert!(
+            stderr.contains("none of its batches is running")
+                && stderr.contains("Continue with `dashbatch resume"),
+            "a finished run has nothing running at the provider:\n{stderr}"
+        );
+        assert!(!stderr.contains("keep running"), "{stderr}");
+        assert!(rest.contains("run_interrupted"), "{rest}");
+        assert!(
+            again_files().is_empty(),
+            "no output or temporary file is left: {:?}",
+            again_files()
+        );
+        return;
+    }
+    panic!("the join ended before the signal five times");
+}
