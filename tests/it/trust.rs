@@ -813,7 +813,8 @@ fn resuming_a_run_being_founded_by_another_process_says_it_is_busy() {
 }
 
 /// Starts `validate` of `workspace`'s big job with `scratch` as its TMPDIR, sends `signal` once
-/// planning has started (its scratch directory holds the first shard file), and waits for it.
+/// planning has started (its scratch directory holds the scratch ledger, made right before the
+/// input is read; `validate` writes no shard file), and waits for it.
 fn validate_stopped_while_planning(workspace: &Workspace, scratch: &Path, signal: i32) -> Output {
     let mut command = workspace.command(&["validate", "big.toml", "--show", "0"]);
     command.env("TMPDIR", scratch);
@@ -822,7 +823,7 @@ fn validate_stopped_while_planning(workspace: &Workspace, scratch: &Path, signal
     while !std::fs::read_dir(scratch)
         .unwrap()
         .flatten()
-        .any(|entry| entry.path().join("shard-00000.jsonl").exists())
+        .any(|entry| entry.path().join("validate.sqlite").exists())
     {
         assert!(
             started.elapsed() < Duration::from_secs(60),
