@@ -4,6 +4,9 @@
 //! - Text jobs: a helper thread renders whole record batches, handed to it by the thread that
 //!   reads the input ([`read_ahead`]), while the planning loop claims, shards and writes earlier
 //!   rows. It holds at most the batch being rendered and one waiting, in chunks of rendered rows.
+//!   The rows the loop is done with go back to it in chunks to be freed there: mimalloc frees a
+//!   block cheaply on the thread that made it, and through an atomic list that its owner must
+//!   later collect on any other (a tenth of the planning loop's time at 10 million rows).
 //! - Jobs whose rows carry images (each row reads and decodes pictures): a small window of rows
 //!   is rendered on every core at once. The window bounds memory: at most
 //!   `WINDOW_ROWS_PER_THREAD` rows per core are held, each line at most the line limit.
@@ -13,7 +16,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use arrow_array::RecordBatch;
 
-use crate::render::{RenderError, RenderedRow, RequestRenderer};
+use crate::render::{RenderError, RenderedRequest, RenderedRow, RequestRenderer};
 use crate::table::{BatchPlace, TableError, TableReader};
 
 /// Rows each thread renders per window (image jobs).
@@ -22,6 +25,10 @@ const WINDOW_ROWS_PER_THREAD: usize = 4;
 const MAX_THREADS: usize = 8;
 /// Rows the helper thread hands back at a time (text jobs).
 const CHUNK_ROWS: usize = 512;
+
+/// Chunks of rows the loop is done with that wait to be freed by the helper thread at most;
+/// beyond that the loop frees them itself.
+const SPENT_CHUNKS_WAITING: usize = 4;
 
 /// Record batches read ahead at most.
 const BATCHES_READ_AHEAD: usize = 2;
@@ -64,8 +71,18 @@ pub struct OrderedRendering<'renderer> {
     renderer: &'renderer RequestRenderer,
     threads: usize,
     ready: VecDeque<RowOutcome>,
-    /// Text jobs: batches to render, and chunks of rendered rows, to and from the helper thread.
-    helper: Option<(SyncSender<BatchToRender>, Receiver<Vec<RowOutcome>>)>,
+    /// Text jobs: the helper thread's channels.
+    helper: Option<RenderingHelper>,
+    /// Rows the loop is done with, not yet handed back.
+    spent: Vec<RenderedRequest>,
+}
+
+/// A text job's rendering thread: batches to it, chunks of rendered rows from it, and chunks of
+/// rows the loop is done with back to it.
+struct RenderingHelper {
+    batches: SyncSender<BatchToRender>,
+    chunks: Receiver<Vec<RowOutcome>>,
+    spent: SyncSender<Vec<RenderedRequest>>,
 }
 
 impl<'renderer> OrderedRendering<'renderer> {
@@ -82,10 +99,13 @@ impl<'renderer> OrderedRendering<'renderer> {
         let helper = (!renderer.sends_images() && cores > 1).then(|| {
             let (batches, batch_inbox) = sync_channel::<BatchToRender>(1);
             let (chunks, chunk_inbox) = sync_channel::<Vec<RowOutcome>>(16);
+            let (spent, spent_inbox) = sync_channel::<Vec<RenderedRequest>>(SPENT_CHUNKS_WAITING);
             scope.spawn(move || {
                 for (batch, first_row_number) in batch_inbox {
                     let mut rows = (0..batch.num_rows()).peekable();
                     while rows.peek().is_some() {
+                        // Frees the rows the loop is done with, here where they were made.
+                        while spent_inbox.try_recv().is_ok() {}
                         let chunk: Vec<RowOutcome> = rows
                             .by_ref()
                             .take(CHUNK_ROWS)
@@ -99,7 +119,11 @@ impl<'renderer> OrderedRendering<'renderer> {
                     }
                 }
             });
-            (batches, chunk_inbox)
+            RenderingHelper {
+                batches,
+                chunks: chunk_inbox,
+                spent,
+            }
         });
         OrderedRendering {
             renderer,
@@ -110,13 +134,14 @@ impl<'renderer> OrderedRendering<'renderer> {
             },
             ready: VecDeque::new(),
             helper,
+            spent: Vec::new(),
         }
     }
 
     /// Where batches go to be rendered ahead, in input order, before their rows are asked for
     /// (a text job); `None` when rows are rendered as they are asked for.
     pub fn render_ahead(&self) -> Option<SyncSender<BatchToRender>> {
-        self.helper.as_ref().map(|(batches, _)| batches.clone())
+        self.helper.as_ref().map(|helper| helper.batches.clone())
     }
 
     /// The row the next [`Self::render`] gives, when it is rendered already.
@@ -124,13 +149,28 @@ impl<'renderer> OrderedRendering<'renderer> {
         self.ready.front()
     }
 
+    /// Takes back a rendered request the loop is done with, to be freed by the thread that made
+    /// it (a text job's); freed here at once otherwise, or when that thread lags behind.
+    pub fn done_with(&mut self, request: RenderedRequest) {
+        let Some(helper) = &self.helper else {
+            return;
+        };
+        self.spent.push(request);
+        if self.spent.len() >= CHUNK_ROWS {
+            let spent = std::mem::replace(&mut self.spent, Vec::with_capacity(CHUNK_ROWS));
+            // Full (the thread is busy) or gone: the rows are freed here instead.
+            let _ = helper.spent.try_send(spent);
+        }
+    }
+
     /// Row `row` of `batch` (numbered `row_number`), rendered. Rows must be asked for in order,
     /// every row of each batch (a text job's batches handed to [`Self::render_ahead`] first);
     /// an image job's window never reaches past its batch.
     pub fn render(&mut self, batch: &RecordBatch, row: usize, row_number: u64) -> RowOutcome {
-        if let Some((_, chunks)) = &self.helper {
+        if let Some(helper) = &self.helper {
             if self.ready.is_empty() {
-                let chunk = chunks
+                let chunk = helper
+                    .chunks
                     .recv()
                     .expect("the rendering thread renders every row handed to it");
                 self.ready.extend(chunk);

@@ -338,6 +338,8 @@ pub fn plan_shards(
                 shard.write_line(&rendered.line)?;
                 if preview.len() < preview_count {
                     preview.push(rendered);
+                } else {
+                    ordered.done_with(rendered);
                 }
             }
             if row_errors.len() >= MAX_REPORTED_ROW_ERRORS {
