@@ -956,14 +956,13 @@ fn validate_and_estimate_with_no_writable_temporary_directory_say_where_and_what
     }
 }
 
-#[test]
-fn a_finished_run_joined_again_after_its_input_changed_is_refused_and_writes_no_output() {
-    let workspace = review_workspace(9, 4, "");
+/// Runs `job` of `workspace` to the end on the embedded simulator; its run directory.
+fn finished_run_on_the_embedded_simulator(workspace: &Workspace, job: &str) -> std::path::PathBuf {
     let run_directory = workspace.path().join("run");
     let run = workspace
         .command(&[
             "run",
-            "reviews.toml",
+            job,
             "--provider",
             "sim",
             "--run-dir",
@@ -973,6 +972,13 @@ fn a_finished_run_joined_again_after_its_input_changed_is_refused_and_writes_no_
         .output()
         .unwrap();
     assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+    run_directory
+}
+
+#[test]
+fn a_finished_run_joined_again_after_its_input_changed_is_refused_and_writes_no_output() {
+    let workspace = review_workspace(9, 4, "");
+    let run_directory = finished_run_on_the_embedded_simulator(&workspace, "reviews.toml");
     let planned = std::fs::read_to_string(workspace.path().join("reviews.csv")).unwrap();
     let mut lines: Vec<&str> = planned.lines().collect();
     let last = lines.pop().unwrap().to_owned();
@@ -1033,20 +1039,7 @@ fn a_finished_run_joined_again_after_its_input_changed_is_refused_and_writes_no_
 fn ctrl_c_while_a_finished_run_is_joined_again_says_nothing_runs_and_leaves_no_output() {
     // 30,000 rows: the join takes about half a second in a debug build, time for the signal.
     let workspace = large_workspace(30_000);
-    let run_directory = workspace.path().join("run");
-    let run = workspace
-        .command(&[
-            "run",
-            "big.toml",
-            "--provider",
-            "sim",
-            "--run-dir",
-            run_directory.to_str().unwrap(),
-            "--quiet",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+    let run_directory = finished_run_on_the_embedded_simulator(&workspace, "big.toml");
     let again_files = || -> Vec<String> {
         std::fs::read_dir(workspace.path())
             .unwrap()
