@@ -234,6 +234,23 @@ fn large_workspace(rows: usize) -> Workspace {
     workspace
 }
 
+/// Starts `command` (a `run` or `resume` with `--json`), sends it `signal` as soon as it says the
+/// run started, and waits for it; what it printed on stdout after that first event.
+fn signalled_once_started(command: std::process::Command, signal: i32) -> (Output, String) {
+    let mut child = spawn_piped(command);
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    assert!(line.contains("run_started"), "{line}");
+    // SAFETY: sending a signal to our own child process.
+    unsafe {
+        libc::kill(child.id() as i32, signal);
+    }
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    (wait_with_limit(child, Duration::from_secs(60)), rest)
+}
+
 fn signal_while_planning(signal: i32, expected_code: i32) {
     let simulator = StandaloneSimulator::start(&[]);
     let workspace = large_workspace(300_000);
@@ -246,18 +263,7 @@ fn signal_while_planning(signal: i32, expected_code: i32) {
         &["--json"],
     );
     command.env("DASHSCOPE_API_KEY", SECRET_KEY);
-    let mut child = spawn_piped(command);
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
-    assert!(line.contains("run_started"), "{line}");
-    // SAFETY: sending a signal to our own child process.
-    unsafe {
-        libc::kill(child.id() as i32, signal);
-    }
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
-    let output = wait_with_limit(child, Duration::from_secs(60));
+    let (output, rest) = signalled_once_started(command, signal);
     let stderr = text(&output.stderr);
     assert_eq!(
         output.status.code(),
@@ -1057,18 +1063,7 @@ fn ctrl_c_while_a_finished_run_is_joined_again_says_nothing_runs_and_leaves_no_o
             "again.parquet",
             "--json",
         ]);
-        let mut child = spawn_piped(command);
-        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
-        assert!(line.contains("run_started"), "{line}");
-        // SAFETY: sending a signal to our own child process.
-        unsafe {
-            libc::kill(child.id() as i32, libc::SIGINT);
-        }
-        let mut rest = String::new();
-        std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
-        let output = wait_with_limit(child, Duration::from_secs(60));
+        let (output, rest) = signalled_once_started(command, libc::SIGINT);
         let stderr = text(&output.stderr);
         if output.status.code() == Some(0) {
             std::fs::remove_file(workspace.path().join("again.parquet")).unwrap();
