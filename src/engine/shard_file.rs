@@ -1,7 +1,8 @@
 //! One shard file being written: request lines appended with their hash and counts, then
 //! flushed, synced to disk and made private (or, for `validate`, only counted: see
-//! [`ShardDurability`]). The planner and the retry planner both write their shards through it. Lines are gathered into 1 MiB buffers that a thread of the file's own
-//! hashes, writes and at the end syncs, so the planning loop goes on meanwhile; the planner
+//! [`ShardDurability`]). The planner and the retry planner both write their shards through it.
+//! Lines are gathered into 1 MiB buffers that a thread of the file's own hashes, writes and at
+//! the end syncs, so the planning loop goes on meanwhile; the planner
 //! waits for a few shards' syncs at most ([`ShardsClosing`]), and for all of them before it
 //! returns the shards' records.
 

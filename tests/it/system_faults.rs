@@ -155,6 +155,65 @@ fn disk_full_while_planning_exits_2_uploads_nothing_and_the_run_finishes_later()
 }
 
 #[test]
+fn validate_counts_the_shards_a_run_writes_when_lines_and_bytes_both_bound_them() {
+    // Prompts of 1,000 to 30,000 characters: some shards close on their byte limit, others on
+    // their line limit. `validate` writes none, yet must find the boundaries a run does.
+    let workspace = Workspace::new();
+    let mut csv = String::from("review_id,text\n");
+    for (index, id) in review_ids(40).iter().enumerate() {
+        let length = 1_000 + (index * 7_919) % 29_000;
+        csv.push_str(&format!("{id},{}\n", hex_text(index as u64, length)));
+    }
+    workspace.write("reviews.csv", csv);
+    workspace.write(
+        "reviews.toml",
+        format!(
+            "{}max_bytes_per_file = 60000\n",
+            job_with_request(
+                6,
+                "model = \"qwen-flash\"\ntemplate = \"Topic of: {{ text }}\"\nmax_tokens = 30",
+            )
+        ),
+    );
+    let validated = workspace.run(&[
+        "validate",
+        "reviews.toml",
+        "--provider",
+        "sim",
+        "--show",
+        "0",
+    ]);
+    assert_success(&validated);
+    let said = text(&validated.stdout);
+    let run_directory = workspace.path().join("run");
+    let run = workspace.run(&[
+        "run",
+        "reviews.toml",
+        "--provider",
+        "sim",
+        "--run-dir",
+        run_directory.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_success(&run);
+    let connection = rusqlite::Connection::open(run_directory.join("ledger.sqlite")).unwrap();
+    let (shards, largest): (i64, i64) = connection
+        .query_row("SELECT COUNT(*), MAX(byte_size) FROM shards", [], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .unwrap();
+    assert!(
+        shards > 40 / 6 + 1,
+        "some shards closed on their byte limit: {shards}"
+    );
+    assert!(largest <= 60_000, "{largest}");
+    assert!(
+        said.contains(&format!("40 rows from `reviews.csv` → {shards} shard(s)")),
+        "validate and the run disagree ({shards} shards):\n{said}"
+    );
+}
+
+#[test]
 fn validate_needs_no_room_for_the_request_lines_and_estimate_names_the_scratch_shard_it_cannot_write()
  {
     // The 480 KB shard of the test above, against the same 256 KiB limit: `validate` counts the
