@@ -444,3 +444,22 @@ pub fn shard_lines(run_directory: &Path) -> Vec<Value> {
         })
         .collect()
 }
+
+/// Runs `job` of `workspace` to the end on the embedded simulator; its run directory.
+pub fn finished_run_on_the_embedded_simulator(workspace: &Workspace, job: &str) -> PathBuf {
+    let run_directory = workspace.path().join("run");
+    let run = workspace
+        .command(&[
+            "run",
+            job,
+            "--provider",
+            "sim",
+            "--run-dir",
+            run_directory.to_str().unwrap(),
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+    run_directory
+}

@@ -185,17 +185,7 @@ fn validate_counts_the_shards_a_run_writes_when_lines_and_bytes_both_bound_them(
     ]);
     assert_success(&validated);
     let said = text(&validated.stdout);
-    let run_directory = workspace.path().join("run");
-    let run = workspace.run(&[
-        "run",
-        "reviews.toml",
-        "--provider",
-        "sim",
-        "--run-dir",
-        run_directory.to_str().unwrap(),
-        "--quiet",
-    ]);
-    assert_success(&run);
+    let run_directory = finished_run_on_the_embedded_simulator(&workspace, "reviews.toml");
     let connection = rusqlite::Connection::open(run_directory.join("ledger.sqlite")).unwrap();
     let (shards, largest): (i64, i64) = connection
         .query_row("SELECT COUNT(*), MAX(byte_size) FROM shards", [], |row| {
@@ -216,8 +206,9 @@ fn validate_counts_the_shards_a_run_writes_when_lines_and_bytes_both_bound_them(
 #[test]
 fn validate_needs_no_room_for_the_request_lines_and_estimate_names_the_scratch_shard_it_cannot_write()
  {
-    // The 480 KB shard of the test above, against the same 256 KiB limit: `validate` counts the
-    // lines without writing them, so it passes and says how many shards a run would make.
+    // The 480 KB shard of `workspace_of_one_480_kb_shard`, against the disk-full test's 256 KiB
+    // limit: `validate` counts the lines without writing them, so it passes and says how many
+    // shards a run would make.
     let workspace = workspace_of_one_480_kb_shard();
     let scratch = workspace.path().join("scratch");
     std::fs::create_dir_all(&scratch).unwrap();

@@ -962,25 +962,6 @@ fn validate_and_estimate_with_no_writable_temporary_directory_say_where_and_what
     }
 }
 
-/// Runs `job` of `workspace` to the end on the embedded simulator; its run directory.
-fn finished_run_on_the_embedded_simulator(workspace: &Workspace, job: &str) -> std::path::PathBuf {
-    let run_directory = workspace.path().join("run");
-    let run = workspace
-        .command(&[
-            "run",
-            job,
-            "--provider",
-            "sim",
-            "--run-dir",
-            run_directory.to_str().unwrap(),
-            "--quiet",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
-    run_directory
-}
-
 #[test]
 fn a_finished_run_joined_again_after_its_input_changed_is_refused_and_writes_no_output() {
     let workspace = review_workspace(9, 4, "");
