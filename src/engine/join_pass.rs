@@ -446,8 +446,9 @@ struct ResultsAhead {
 
 impl ResultsAhead {
     /// The next shard's index and results; `None` once every shard was handed over, or when
-    /// the thread reading it stopped (at an error it already handed over, or a panic), and the
-    /// join then reads that shard itself.
+    /// the thread reading it stopped (at an error it already handed over), and the join then
+    /// reads that shard itself. (A thread that panicked makes the join's scope panic once it
+    /// ends, before any output is put in place.)
     fn recv(&mut self) -> Option<(u64, anyhow::Result<ResultsById>)> {
         let inbox = &self.inboxes[self.next];
         // The turn passes on even when this thread has stopped, so the next shard is still

@@ -398,19 +398,19 @@ impl Run {
         let Some(recorded) = self.record.input_sha256.as_ref() else {
             return true;
         };
-        if self.input_passed_as_it_is_now() {
+        let stamp = input_file_stamp(&self.job.input_path);
+        if self.input_passed_with(stamp) {
             return true;
         }
-        let stamp = input_file_stamp(&self.job.input_path);
         let as_planned = input_sha256(&self.job.input_path).ok().as_ref() == Some(recorded);
         self.input_passed_as = if as_planned { stamp } else { None };
         as_planned
     }
 
-    /// Whether this process already saw the input pass the check with the size and
-    /// modification time it has now (a single file; a partitioned input is always hashed).
-    fn input_passed_as_it_is_now(&self) -> bool {
-        let stamp = input_file_stamp(&self.job.input_path);
+    /// Whether this process already saw the input pass the check with `stamp`, the size and
+    /// modification time it has now (a single file; a partitioned input, without a stamp, is
+    /// always hashed).
+    fn input_passed_with(&self, stamp: Option<(u64, std::time::SystemTime)>) -> bool {
         stamp.is_some() && stamp == self.input_passed_as
     }
 
@@ -420,7 +420,7 @@ impl Run {
         &self,
     ) -> Option<impl FnOnce() -> anyhow::Result<()> + Send + use<>> {
         let recorded = self.record.input_sha256.clone()?;
-        if self.input_passed_as_it_is_now() {
+        if self.input_passed_with(input_file_stamp(&self.job.input_path)) {
             return None;
         }
         let input_path = self.job.input_path.clone();

@@ -198,13 +198,8 @@ impl ResultsById {
         Some(&self.texts[start..start + span.length as usize])
     }
 
-    /// A kept result as a whole result.
-    fn whole(&self, kept: &KeptResult) -> RowResult {
-        self.made_whole(kept, true)
-    }
-
-    /// A kept result as a whole result; a chat answer's texts (request id, answer, finish
-    /// reason) only `with_texts`.
+    /// A kept result as a whole result; its answer (text or embedding), request id and finish
+    /// reason only `with_texts`.
     fn made_whole(&self, kept: &KeptResult, with_texts: bool) -> RowResult {
         match kept {
             KeptResult::ChatSuccess {
@@ -222,15 +217,19 @@ impl ResultsById {
                     .unpack()
                     .into_result(owned(request_id), owned(content), owned(finish_reason))
             }
-            KeptResult::Other(result) => result.as_ref().clone(),
+            KeptResult::Other(result) if with_texts => result.as_ref().clone(),
+            // Status, error and counts: an embedding's vector is not copied either.
+            KeptResult::Other(result) => RowResult {
+                status: result.status,
+                prompt_tokens: result.prompt_tokens,
+                completion_tokens: result.completion_tokens,
+                reasoning_tokens: result.reasoning_tokens,
+                total_tokens: result.total_tokens,
+                error_code: result.error_code.clone(),
+                error_message: result.error_message.clone(),
+                ..RowResult::default()
+            },
         }
-    }
-
-    /// The result for `custom_id`, unless it was taken (whole: the tests compare it).
-    #[cfg(test)]
-    fn get(&self, custom_id: &str) -> Option<RowResult> {
-        let kept = self.by_id.get(custom_id)?.as_ref()?;
-        Some(self.whole(kept))
     }
 
     /// The result for `custom_id` without a chat answer's texts (request id, answer, finish
@@ -276,17 +275,8 @@ impl ResultsById {
         let kept = self.by_id.get_index_mut(index)?.1.take()?;
         Some(match kept {
             KeptResult::Other(result) => *result,
-            chat_success => self.whole(&chat_success),
+            chat_success => self.made_whole(&chat_success, true),
         })
-    }
-
-    /// The results not taken, in the order of the files (whole: the tests compare them).
-    #[cfg(test)]
-    fn values(&self) -> impl Iterator<Item = RowResult> + '_ {
-        self.by_id
-            .values()
-            .filter_map(Option::as_ref)
-            .map(|kept| self.whole(kept))
     }
 
     /// Whether any result not taken and not `ok` is one that `matches` (the chat answers,
@@ -470,6 +460,22 @@ impl ResultFileLines {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl ResultsById {
+        /// The result for `custom_id`, unless it was taken, whole.
+        fn get(&self, custom_id: &str) -> Option<RowResult> {
+            let kept = self.by_id.get(custom_id)?.as_ref()?;
+            Some(self.made_whole(kept, true))
+        }
+
+        /// The results not taken, in the order of the files, whole.
+        fn values(&self) -> impl Iterator<Item = RowResult> + '_ {
+            self.by_id
+                .values()
+                .filter_map(Option::as_ref)
+                .map(|kept| self.made_whole(kept, true))
+        }
+    }
 
     fn answered(content: &str) -> RowResult {
         RowResult {
