@@ -18,10 +18,24 @@ const EVERY_BYTE_HIGH_BIT: u64 = EVERY_BYTE_ONE * 0x80;
 /// beyond ASCII) never needs escaping, and xoring with `"` or `\` keeps that bit, so one
 /// `& !word` serves the three tests.
 fn has_byte_to_escape(word: u64) -> bool {
+    bytes_to_escape(word) != 0
+}
+
+/// The high bit of each byte of `word` that must be escaped, as [`has_byte_to_escape`] tests
+/// them; a borrow may also set the bit of a byte above one that must be escaped, so only the
+/// lowest bit set is sure to be exact.
+fn bytes_to_escape(word: u64) -> u64 {
     let below_space = word.wrapping_sub(EVERY_BYTE_ONE * 0x20);
     let quote = (word ^ (EVERY_BYTE_ONE * u64::from(b'"'))).wrapping_sub(EVERY_BYTE_ONE);
     let backslash = (word ^ (EVERY_BYTE_ONE * u64::from(b'\\'))).wrapping_sub(EVERY_BYTE_ONE);
-    (below_space | quote | backslash) & !word & EVERY_BYTE_HIGH_BIT != 0
+    (below_space | quote | backslash) & !word & EVERY_BYTE_HIGH_BIT
+}
+
+/// Where the first byte that must be escaped is among the eight of `word` (read
+/// little-endian, so in the order they are in memory), if one is.
+pub(crate) fn first_byte_to_escape(word: u64) -> Option<usize> {
+    let bytes = bytes_to_escape(word);
+    (bytes != 0).then(|| bytes.trailing_zeros() as usize / 8)
 }
 
 /// How serde_json escapes `byte`, or `None` when it is written as it is.
@@ -156,6 +170,30 @@ mod tests {
             [0xe5, 0xa5, 0xbd, 0x20, 0x7f, 0x21, 0x23, 0x5d],
         ] {
             assert!(!has_byte_to_escape(u64::from_le_bytes(clean)));
+            assert_eq!(first_byte_to_escape(u64::from_le_bytes(clean)), None);
+        }
+    }
+
+    #[test]
+    fn the_first_byte_to_escape_is_placed_exactly_whatever_follows_it() {
+        // Bytes just above 0x20 and non-ASCII bytes after the first one are where a borrow
+        // could mislead a test of each byte.
+        let after = [0x00, 0x01, 0x1f, 0x20, 0x21, b'"', b'\\', 0x80, 0xff, b'a'];
+        for place in 0..8 {
+            for byte in [0x00, 0x01, 0x1f, b'"', b'\\'] {
+                for follower in after {
+                    let mut word = [0xe4, b'a', 0x20, 0x7f, 0xbd, b'#', b']', 0x21];
+                    word[place] = byte;
+                    for later in &mut word[place + 1..] {
+                        *later = follower;
+                    }
+                    assert_eq!(
+                        first_byte_to_escape(u64::from_le_bytes(word)),
+                        Some(place),
+                        "{word:x?}"
+                    );
+                }
+            }
         }
     }
 }

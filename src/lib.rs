@@ -14,6 +14,7 @@
 pub mod answer_store;
 pub mod bounded_read;
 pub mod canonical_json;
+pub mod chat_success_line;
 pub mod cli;
 pub mod client;
 pub mod commands;
@@ -27,6 +28,7 @@ pub mod exit;
 pub mod images;
 pub mod interrupt;
 pub mod job;
+mod json_cursor;
 mod json_string;
 pub mod kill_point;
 pub mod ledger;

@@ -8,6 +8,8 @@ use serde_json::Value;
 
 use crate::wire::{BatchStatus, ResultLine};
 
+pub use crate::chat_success_line::{ChatSuccessLine, read_chat_success_line};
+
 /// The status column of the output. Every input row gets exactly one.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
@@ -341,53 +343,6 @@ pub fn classify_result_text_in_full(
     Ok((parsed.custom_id, result))
 }
 
-/// A struct read only from a JSON object: serde's derived structs also take an array (its items
-/// as the fields in order), where the full parse sees no fields at all.
-struct ObjectOnly<T>(T);
-
-impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for ObjectOnly<T> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ObjectVisitor<T>(std::marker::PhantomData<T>);
-        impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for ObjectVisitor<T> {
-            type Value = T;
-            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
-                formatter.write_str("a JSON object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
-                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
-            }
-        }
-        deserializer
-            .deserialize_map(ObjectVisitor(std::marker::PhantomData))
-            .map(ObjectOnly)
-    }
-}
-
-/// The first item of a JSON array (`None` when it is empty), the others passed over unread: a
-/// list of choices is read without a `Vec`, and only the first one is ever used.
-struct FirstOnly<T>(Option<T>);
-
-impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for FirstOnly<T> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct FirstVisitor<T>(std::marker::PhantomData<T>);
-        impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for FirstVisitor<T> {
-            type Value = FirstOnly<T>;
-            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
-                formatter.write_str("a JSON array")
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut items: A,
-            ) -> Result<FirstOnly<T>, A::Error> {
-                let first = items.next_element::<T>()?;
-                while items.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-                Ok(FirstOnly(first))
-            }
-        }
-        deserializer.deserialize_seq(FirstVisitor(std::marker::PhantomData))
-    }
-}
-
 /// The token counts of a 200 chat answer, as its line gives them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ChatUsage {
@@ -419,129 +374,6 @@ impl ChatUsage {
         settle_usage(&mut result);
         result
     }
-}
-
-/// A result line that is a 200 chat answer without error, its texts borrowed from the line
-/// where they hold no escapes.
-pub struct ChatSuccessLine<'a> {
-    pub custom_id: std::borrow::Cow<'a, str>,
-    /// The response's request id, or the line's own id without one.
-    pub request_id: Option<std::borrow::Cow<'a, str>>,
-    pub content: Option<std::borrow::Cow<'a, str>>,
-    pub finish_reason: Option<std::borrow::Cow<'a, str>>,
-    pub usage: ChatUsage,
-}
-
-impl ChatSuccessLine<'_> {
-    /// Its custom_id and result, as [`classify_result_line`] classifies the parsed line.
-    pub fn into_owned_result(self) -> (String, RowResult) {
-        let result = self.usage.into_result(
-            self.request_id.map(std::borrow::Cow::into_owned),
-            self.content.map(std::borrow::Cow::into_owned),
-            self.finish_reason.map(std::borrow::Cow::into_owned),
-        );
-        (self.custom_id.into_owned(), result)
-    }
-}
-
-/// A line that is a 200 chat answer without error, read into borrowed typed fields without
-/// building a JSON tree; `None` for any other line, and for anything the typed reading does not
-/// take (a body sent as a string, an embedding, a count that is not a whole number, a repeated
-/// key), which [`classify_result_text_in_full`] then classifies.
-pub fn read_chat_success_line(text: &str) -> Option<ChatSuccessLine<'_>> {
-    use serde::de::IgnoredAny;
-    use std::borrow::Cow;
-
-    #[derive(serde::Deserialize)]
-    struct Line<'a> {
-        #[serde(default, borrow)]
-        id: Option<Cow<'a, str>>,
-        #[serde(borrow)]
-        custom_id: Cow<'a, str>,
-        #[serde(default, borrow)]
-        response: Option<ObjectOnly<Response<'a>>>,
-        #[serde(default)]
-        error: Option<IgnoredAny>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Response<'a> {
-        status_code: u16,
-        #[serde(default, borrow)]
-        request_id: Option<Cow<'a, str>>,
-        #[serde(default, borrow)]
-        body: Option<ObjectOnly<Body<'a>>>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Body<'a> {
-        #[serde(default)]
-        usage: Option<ObjectOnly<Usage>>,
-        #[serde(default, borrow)]
-        choices: Option<FirstOnly<ObjectOnly<Choice<'a>>>>,
-        #[serde(default)]
-        data: Option<IgnoredAny>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Usage {
-        #[serde(default)]
-        prompt_tokens: Option<u64>,
-        #[serde(default)]
-        completion_tokens: Option<u64>,
-        #[serde(default)]
-        total_tokens: Option<u64>,
-        #[serde(default)]
-        reasoning_tokens: Option<u64>,
-        #[serde(default)]
-        completion_tokens_details: Option<ObjectOnly<UsageDetails>>,
-    }
-    #[derive(serde::Deserialize)]
-    struct UsageDetails {
-        #[serde(default)]
-        reasoning_tokens: Option<u64>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Choice<'a> {
-        #[serde(default, borrow)]
-        message: Option<ObjectOnly<Message<'a>>>,
-        #[serde(default, borrow)]
-        finish_reason: Option<Cow<'a, str>>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Message<'a> {
-        #[serde(default, borrow)]
-        content: Option<Cow<'a, str>>,
-    }
-
-    let ObjectOnly(line) = serde_json::from_str::<ObjectOnly<Line<'_>>>(text).ok()?;
-    let ObjectOnly(response) = line.response?;
-    let ObjectOnly(body) = response.body?;
-    if response.status_code != 200 || line.error.is_some() || body.data.is_some() {
-        return None;
-    }
-    let mut success = ChatSuccessLine {
-        custom_id: line.custom_id,
-        request_id: response.request_id.or(line.id),
-        content: None,
-        finish_reason: None,
-        usage: ChatUsage::default(),
-    };
-    if let Some(ObjectOnly(usage)) = body.usage {
-        success.usage = ChatUsage {
-            prompt_tokens: usage.prompt_tokens,
-            completion_tokens: usage.completion_tokens,
-            total_tokens: usage.total_tokens,
-            reasoning_tokens: usage
-                .completion_tokens_details
-                .and_then(|ObjectOnly(details)| details.reasoning_tokens)
-                .or(usage.reasoning_tokens),
-        };
-    }
-    if let Some(FirstOnly(Some(ObjectOnly(choice)))) = body.choices {
-        success.content = choice
-            .message
-            .and_then(|ObjectOnly(message)| message.content);
-        success.finish_reason = choice.finish_reason;
-    }
-    Some(success)
 }
 
 /// Whether a failed request may succeed if sent again (rate limits, server errors, expiry).

@@ -1,0 +1,503 @@
+//! A pull reader over one JSON text (RFC 8259) for the hot result lines: it reads the values a
+//! caller asks for, borrowed where they hold no escape, and passes over the rest, checked but
+//! not built. Anything that is not JSON, or nests deeper than [`DEEPEST_NESTING`], makes it
+//! give `None`, and the caller then leaves the text to serde_json.
+//!
+//! serde_json looks at each byte on its own and builds through its visitor machinery; a
+//! result line of ~460 bytes holds ~30 strings, so here a string's text is scanned eight bytes
+//! at a time for the bytes that end it or need a look (`"`, `\`, a control byte), and keys are
+//! compared as they are written.
+
+use std::borrow::Cow;
+
+use crate::json_string::first_byte_to_escape;
+
+/// How deep values may nest before the reader gives up: under serde_json's limit of 128, so
+/// whatever this reader takes, serde_json takes too.
+pub const DEEPEST_NESTING: u32 = 100;
+
+/// What kind of value comes next, from its first byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextValue {
+    Object,
+    Array,
+    String,
+    Number,
+    True,
+    False,
+    Null,
+}
+
+pub struct JsonCursor<'a> {
+    text: &'a str,
+    at: usize,
+    /// Objects and arrays open around the cursor.
+    depth: u32,
+}
+
+impl<'a> JsonCursor<'a> {
+    pub fn new(text: &'a str) -> JsonCursor<'a> {
+        JsonCursor {
+            text,
+            at: 0,
+            depth: 0,
+        }
+    }
+
+    fn bytes(&self) -> &'a [u8] {
+        self.text.as_bytes()
+    }
+
+    fn skip_whitespace(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes().get(self.at) {
+            self.at += 1;
+        }
+    }
+
+    /// The first byte after whitespace, not taken.
+    fn peek_byte(&mut self) -> Option<u8> {
+        self.skip_whitespace();
+        self.bytes().get(self.at).copied()
+    }
+
+    /// Takes `byte` after whitespace.
+    fn expect_byte(&mut self, byte: u8) -> Option<()> {
+        (self.peek_byte()? == byte).then(|| self.at += 1)
+    }
+
+    /// The kind of the next value, not read.
+    pub fn peek(&mut self) -> Option<NextValue> {
+        Some(match self.peek_byte()? {
+            b'{' => NextValue::Object,
+            b'[' => NextValue::Array,
+            b'"' => NextValue::String,
+            b'-' | b'0'..=b'9' => NextValue::Number,
+            b't' => NextValue::True,
+            b'f' => NextValue::False,
+            b'n' => NextValue::Null,
+            _ => return None,
+        })
+    }
+
+    /// Checks that only whitespace is left.
+    pub fn finish(&mut self) -> Option<()> {
+        self.skip_whitespace();
+        (self.at == self.text.len()).then_some(())
+    }
+
+    /// Reads `null`, `true` or `false`.
+    fn literal(&mut self, word: &str) -> Option<()> {
+        self.skip_whitespace();
+        let end = self.at + word.len();
+        (self.bytes().get(self.at..end)? == word.as_bytes()).then(|| self.at = end)
+    }
+
+    /// Reads a `null`; `None` when something else comes.
+    pub fn null(&mut self) -> Option<()> {
+        self.literal("null")
+    }
+
+    /// Whether a null comes next, read if so.
+    pub fn take_null(&mut self) -> Option<bool> {
+        if self.peek()? == NextValue::Null {
+            self.null()?;
+            return Some(true);
+        }
+        Some(false)
+    }
+
+    /// Reads a string as it is written, between its quotes, checking its escapes; with whether
+    /// it holds any.
+    fn written_string(&mut self) -> Option<(&'a str, bool)> {
+        self.expect_byte(b'"')?;
+        let bytes = self.bytes();
+        let start = self.at;
+        let mut index = start;
+        let mut escaped = false;
+        loop {
+            if let Some(word) = bytes.get(index..index + 8) {
+                let word = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+                match first_byte_to_escape(word) {
+                    None => {
+                        index += 8;
+                        continue;
+                    }
+                    Some(first) => index += first,
+                }
+            }
+            match *bytes.get(index)? {
+                b'"' => break,
+                b'\\' => {
+                    escaped = true;
+                    index += 1;
+                    match *bytes.get(index)? {
+                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => index += 1,
+                        b'u' => index = after_unicode_escape(bytes, index)?,
+                        _ => return None,
+                    }
+                }
+                // A control byte must be escaped (RFC 8259 §7).
+                0x00..=0x1f => return None,
+                _ => index += 1,
+            }
+        }
+        self.at = index + 1;
+        Some((&self.text[start..index], escaped))
+    }
+
+    /// Reads a string, borrowed from the text where it holds no escape.
+    pub fn string(&mut self) -> Option<Cow<'a, str>> {
+        let (written, escaped) = self.written_string()?;
+        if !escaped {
+            return Some(Cow::Borrowed(written));
+        }
+        let mut decoded = String::with_capacity(written.len());
+        unescape_into(written, &mut decoded)?;
+        Some(Cow::Owned(decoded))
+    }
+
+    /// Reads a string or null.
+    pub fn optional_string(&mut self) -> Option<Option<Cow<'a, str>>> {
+        if self.take_null()? {
+            return Some(None);
+        }
+        self.string().map(Some)
+    }
+
+    /// Reads a number, checking its form; gives it as written.
+    fn number(&mut self) -> Option<&'a str> {
+        self.skip_whitespace();
+        let bytes = self.bytes();
+        let start = self.at;
+        let mut index = start;
+        let digits_from = |mut index: usize| {
+            while bytes.get(index).is_some_and(u8::is_ascii_digit) {
+                index += 1;
+            }
+            index
+        };
+        if bytes.get(index) == Some(&b'-') {
+            index += 1;
+        }
+        match bytes.get(index)? {
+            b'0' => index += 1,
+            b'1'..=b'9' => index = digits_from(index + 1),
+            _ => return None,
+        }
+        if bytes.get(index) == Some(&b'.') {
+            let fraction_end = digits_from(index + 1);
+            if fraction_end == index + 1 {
+                return None;
+            }
+            index = fraction_end;
+        }
+        if let Some(b'e' | b'E') = bytes.get(index) {
+            index += 1;
+            if let Some(b'+' | b'-') = bytes.get(index) {
+                index += 1;
+            }
+            let exponent_end = digits_from(index);
+            if exponent_end == index {
+                return None;
+            }
+            index = exponent_end;
+        }
+        let written = &self.text[start..index];
+        // serde_json refuses a number that overflows an f64; near the limits its rounding may
+        // differ from Rust's, so anything beyond 1e±300 (but zero) is left to it.
+        let integer = !written.contains(['.', 'e', 'E']);
+        if !integer || written.len() > 20 {
+            let magnitude = written.parse::<f64>().ok()?.abs();
+            let written_zero = written.split(['e', 'E']).next().is_some_and(|mantissa| {
+                mantissa
+                    .bytes()
+                    .all(|byte| matches!(byte, b'0' | b'.' | b'-'))
+            });
+            if !(magnitude < 1e300 && (magnitude > 1e-300 || written_zero)) {
+                return None;
+            }
+        }
+        self.at = index;
+        Some(written)
+    }
+
+    /// Reads a whole number from 0 to `u64::MAX` written without sign, fraction or exponent;
+    /// `None` for any other value.
+    pub fn whole_number(&mut self) -> Option<u64> {
+        let written = self.number()?;
+        if !written.bytes().all(|byte| byte.is_ascii_digit()) {
+            return None;
+        }
+        written.parse().ok()
+    }
+
+    /// Reads a whole number or null.
+    pub fn optional_whole_number(&mut self) -> Option<Option<u64>> {
+        if self.take_null()? {
+            return Some(None);
+        }
+        self.whole_number().map(Some)
+    }
+
+    fn open(&mut self, bracket: u8) -> Option<()> {
+        self.expect_byte(bracket)?;
+        self.depth += 1;
+        (self.depth <= DEEPEST_NESTING).then_some(())
+    }
+
+    /// Reads the object that comes next, calling `field` with the index in `names` of each
+    /// key named there, to read its value; other keys' values are passed over. A key named
+    /// twice, or one written with an escape, makes it `None`: serde's typed fields refuse the
+    /// first, and the second may name a field under another spelling.
+    pub fn object(
+        &mut self,
+        names: &[&str],
+        mut field: impl FnMut(&mut Self, usize) -> Option<()>,
+    ) -> Option<()> {
+        debug_assert!(names.len() <= 32);
+        self.open(b'{')?;
+        let mut seen: u32 = 0;
+        if self.peek_byte()? == b'}' {
+            self.at += 1;
+            self.depth -= 1;
+            return Some(());
+        }
+        loop {
+            let (key, escaped) = self.written_string()?;
+            if escaped {
+                return None;
+            }
+            self.expect_byte(b':')?;
+            match names.iter().position(|name| *name == key) {
+                Some(index) => {
+                    if seen & (1 << index) != 0 {
+                        return None;
+                    }
+                    seen |= 1 << index;
+                    field(self, index)?;
+                }
+                None => self.skip()?,
+            }
+            match self.peek_byte()? {
+                b',' => self.at += 1,
+                b'}' => break,
+                _ => return None,
+            }
+            // A key must follow a comma.
+            if self.peek_byte()? != b'"' {
+                return None;
+            }
+        }
+        self.at += 1;
+        self.depth -= 1;
+        Some(())
+    }
+
+    /// Reads the array that comes next, calling `item` for each item with its index (to read
+    /// it).
+    pub fn array(&mut self, mut item: impl FnMut(&mut Self, usize) -> Option<()>) -> Option<()> {
+        self.open(b'[')?;
+        if self.peek_byte()? == b']' {
+            self.at += 1;
+            self.depth -= 1;
+            return Some(());
+        }
+        let mut index = 0;
+        loop {
+            item(self, index)?;
+            index += 1;
+            match self.peek_byte()? {
+                b',' => self.at += 1,
+                b']' => break,
+                _ => return None,
+            }
+        }
+        self.at += 1;
+        self.depth -= 1;
+        Some(())
+    }
+
+    /// Passes over the next value, checking that it is JSON.
+    pub fn skip(&mut self) -> Option<()> {
+        match self.peek()? {
+            NextValue::Object => self.object(&[], |_, _| None),
+            NextValue::Array => self.array(|cursor, _| cursor.skip()),
+            NextValue::String => self.written_string().map(drop),
+            NextValue::Number => self.number().map(drop),
+            NextValue::True => self.literal("true"),
+            NextValue::False => self.literal("false"),
+            NextValue::Null => self.null(),
+        }
+    }
+}
+
+/// The four hex digits of a `\u` escape whose `u` is at `u`, as a UTF-16 unit.
+fn utf16_unit(bytes: &[u8], u: usize) -> Option<u16> {
+    let hex = bytes.get(u + 1..u + 5)?;
+    if !hex.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    u16::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
+}
+
+/// Where the text goes on after the `\u` escape whose `u` is at `u`: after a second escape
+/// too when the first is the leading half of a surrogate pair. A half without its other half
+/// is `None`, as serde_json refuses it even in a value it passes over.
+fn after_unicode_escape(bytes: &[u8], u: usize) -> Option<usize> {
+    match utf16_unit(bytes, u)? {
+        0xD800..=0xDBFF => {
+            if bytes.get(u + 5..u + 7)? != b"\\u" {
+                return None;
+            }
+            (0xDC00..=0xDFFF)
+                .contains(&utf16_unit(bytes, u + 6)?)
+                .then_some(u + 11)
+        }
+        0xDC00..=0xDFFF => None,
+        _ => Some(u + 5),
+    }
+}
+
+/// Appends the text of a string written with escapes (checked by the reader) to `decoded`;
+/// `None` for a `\u` escape that is half of a surrogate pair without its other half, which
+/// serde_json refuses too.
+fn unescape_into(written: &str, decoded: &mut String) -> Option<()> {
+    let mut rest = written;
+    while let Some(backslash) = memchr::memchr(b'\\', rest.as_bytes()) {
+        decoded.push_str(&rest[..backslash]);
+        let escape = &rest[backslash + 1..];
+        let (character, length) = match escape.as_bytes()[0] {
+            b'"' => ('"', 1),
+            b'\\' => ('\\', 1),
+            b'/' => ('/', 1),
+            b'b' => ('\u{8}', 1),
+            b'f' => ('\u{c}', 1),
+            b'n' => ('\n', 1),
+            b'r' => ('\r', 1),
+            b't' => ('\t', 1),
+            _ => {
+                let unit = |hex: &str| u32::from_str_radix(hex, 16).ok();
+                let first = unit(escape.get(1..5)?)?;
+                match first {
+                    0xD800..=0xDBFF => {
+                        let second = escape
+                            .get(5..7)
+                            .filter(|marker| *marker == "\\u")
+                            .and_then(|_| unit(escape.get(7..11)?))?;
+                        if !(0xDC00..=0xDFFF).contains(&second) {
+                            return None;
+                        }
+                        let code = 0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00);
+                        (char::from_u32(code)?, 11)
+                    }
+                    0xDC00..=0xDFFF => return None,
+                    _ => (char::from_u32(first)?, 5),
+                }
+            }
+        };
+        decoded.push(character);
+        rest = &escape[length..];
+    }
+    decoded.push_str(rest);
+    Some(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn skips(text: &str) -> bool {
+        let mut cursor = JsonCursor::new(text);
+        cursor.skip().is_some() && cursor.finish().is_some()
+    }
+
+    #[test]
+    fn passes_over_what_serde_json_takes_and_refuses_what_it_refuses() {
+        let texts = [
+            r#"{}"#,
+            r#"[]"#,
+            r#" { "a" : [ 1 , -2.5e+3 , true , false , null , "x\"y" , { } ] } "#,
+            r#"{"a":"\u00e9\ud83d\ude00\n\t\\\/"}"#,
+            r#"0"#,
+            r#"-0.0E-0"#,
+            r#""中文""#,
+            r#"{"a":1,}"#,
+            r#"{"a":1"b":2}"#,
+            r#"[1,]"#,
+            r#"[,1]"#,
+            r#"{"a" 1}"#,
+            r#"{a:1}"#,
+            r#"01"#,
+            r#"1."#,
+            r#".5"#,
+            r#"1e"#,
+            r#"-"#,
+            r#"+1"#,
+            r#""\x""#,
+            r#""\u12""#,
+            r#""\u12g4""#,
+            r#"["\ud83d"]"#,
+            r#"["\ude00"]"#,
+            r#"["\ud83d\u0041"]"#,
+            r#"["\ud83d\n"]"#,
+            r#"["\ud83d\ude00"]"#,
+            "\"a\u{1}b\"",
+            r#""open"#,
+            r#"nul"#,
+            r#"truex"#,
+            r#"{"a":[}"#,
+            r#"[1] 2"#,
+            r#"[1e400]"#,
+            r#"[-1.5E+999]"#,
+            r#"[123456789012345678901234567890]"#,
+            r#"[0e999]"#,
+            "",
+            " ",
+        ];
+        for text in texts {
+            let serde_takes = serde_json::from_str::<serde_json::Value>(text).is_ok();
+            assert_eq!(skips(text), serde_takes, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn strings_are_borrowed_without_escapes_and_decoded_as_serde_json_decodes_them() {
+        for text in [
+            r#""plain 中文 text""#,
+            r#""{\"sentiment\":\"positive\"}""#,
+            r#""\u00e9\ud83d\ude00\n\r\t\b\f\\\/ end""#,
+            r#""\u4e2d\u6587""#,
+            r#""""#,
+        ] {
+            let mut cursor = JsonCursor::new(text);
+            let read = cursor.string().unwrap();
+            assert_eq!(
+                read,
+                serde_json::from_str::<String>(text).unwrap(),
+                "{text}"
+            );
+            assert_eq!(matches!(read, Cow::Borrowed(_)), !text.contains('\\'));
+        }
+        for lone_half in [r#""\ud83d""#, r#""\ude00""#, r#""\ud83d\u0041""#] {
+            assert!(serde_json::from_str::<String>(lone_half).is_err());
+            assert!(JsonCursor::new(lone_half).string().is_none(), "{lone_half}");
+        }
+    }
+
+    #[test]
+    fn nesting_deeper_than_the_limit_is_refused() {
+        let deep = |levels: usize| format!("{}{}", "[".repeat(levels), "]".repeat(levels));
+        assert!(skips(&deep(DEEPEST_NESTING as usize)));
+        assert!(!skips(&deep(DEEPEST_NESTING as usize + 1)));
+    }
+
+    #[test]
+    fn whole_numbers_are_only_digits_within_u64() {
+        let read = |text: &str| JsonCursor::new(text).whole_number();
+        assert_eq!(read("0"), Some(0));
+        assert_eq!(read("18446744073709551615"), Some(u64::MAX));
+        for refused in ["18446744073709551616", "-1", "-0", "1.0", "1e2", "\"1\""] {
+            assert_eq!(read(refused), None, "{refused}");
+        }
+    }
+}
