@@ -6,7 +6,8 @@ use crate::row_result::RowResult;
 
 pub struct RunPricer {
     table: PriceTable,
-    model: String,
+    /// The run's model's price entry, looked up once: every row is priced with it.
+    model_price: Option<ModelPrice>,
     thinking: bool,
     currency: Option<Currency>,
 }
@@ -22,10 +23,11 @@ pub struct RowCost {
 
 impl RunPricer {
     pub fn new(table: PriceTable, model: &str, thinking: bool) -> RunPricer {
-        let currency = table.lookup(model).map(|price| price.currency());
+        let model_price = table.lookup(model).cloned();
+        let currency = model_price.as_ref().map(ModelPrice::currency);
         RunPricer {
             table,
-            model: model.to_owned(),
+            model_price,
             thinking,
             currency,
         }
@@ -46,7 +48,7 @@ impl RunPricer {
 
     /// The price entry the run's rows are billed by, when the model is priced.
     pub fn model_price(&self) -> Option<&ModelPrice> {
-        self.table.lookup(&self.model)
+        self.model_price.as_ref()
     }
 
     /// How the report names tier `tier_index` of the run's model: its prompt lengths.
@@ -75,18 +77,11 @@ impl RunPricer {
     /// The row's cost, or `None` when it was not billed or the model's price is unknown.
     pub fn row_cost(&self, result: &RowResult) -> Option<RowCost> {
         let usage = Self::billed_usage(result)?;
-        let tier_index = self
-            .table
-            .lookup(&self.model)?
-            .tier_index_for_prompt(usage.prompt_tokens);
+        let price = self.model_price.as_ref()?;
         Some(RowCost {
-            tier_index,
-            batch: self
-                .table
-                .cost(&self.model, &usage, self.thinking, PriceMode::Batch)?,
-            realtime: self
-                .table
-                .cost(&self.model, &usage, self.thinking, PriceMode::Realtime)?,
+            tier_index: price.tier_index_for_prompt(usage.prompt_tokens),
+            batch: price.cost(&usage, self.thinking, PriceMode::Batch),
+            realtime: price.cost(&usage, self.thinking, PriceMode::Realtime),
         })
     }
 }
