@@ -22,7 +22,7 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
 use super::RunDirectory;
 use super::report::ShardReport;
-use super::shard_results::{ResultsById, load_shard_results};
+use super::shard_results::{ResultsById, load_shard_results_into};
 use super::totals::{MoneySum, TokenTotals};
 use crate::cost::RunPricer;
 use crate::job::{Job, OutputFieldType};
@@ -384,21 +384,27 @@ struct CurrentShard {
     skipped_by_budget: bool,
     /// Rows of this shard joined so far: the next row is on line `rows_joined + 1` of its file.
     rows_joined: u64,
+    /// The thread of [`ResultsAhead`] that read its results, which gets them back to fill
+    /// again once the shard is joined; `None` when the join read them itself.
+    read_by: Option<usize>,
 }
 
-/// A planned shard's results by custom_id: read from its result files when they are on disk.
+/// A planned shard's results by custom_id: read from its result files when they are on disk,
+/// into the buffers of `spent` (a shard's results the join is done with) when given.
 fn shard_results(
     run_directory: &RunDirectory,
     record: &ShardRecord,
+    spent: Option<ResultsById>,
 ) -> anyhow::Result<ResultsById> {
     let batch_status = record.batch_status.as_ref().map(|_| record.status());
     if !record.results_downloaded {
         return Ok(ResultsById::default());
     }
-    load_shard_results(
+    load_shard_results_into(
         run_directory,
         record,
         batch_status.unwrap_or(BatchStatus::Unknown),
+        spent,
     )
 }
 
@@ -440,6 +446,8 @@ fn result_reading_threads(run_directory: &RunDirectory, shards: &[&ShardRecord])
 /// shard order.
 struct ResultsAhead {
     inboxes: Vec<std::sync::mpsc::Receiver<(u64, anyhow::Result<ResultsById>)>>,
+    /// Where each thread gets back the results the join is done with, to fill again.
+    spent: Vec<std::sync::mpsc::Sender<ResultsById>>,
     /// The inbox the next shard's results come from.
     next: usize,
 }
@@ -449,12 +457,19 @@ impl ResultsAhead {
     /// the thread reading it stopped (at an error it already handed over), and the join then
     /// reads that shard itself. (A thread that panicked makes the join's scope panic once it
     /// ends, before any output is put in place.)
-    fn recv(&mut self) -> Option<(u64, anyhow::Result<ResultsById>)> {
-        let inbox = &self.inboxes[self.next];
+    fn recv(&mut self) -> Option<(usize, u64, anyhow::Result<ResultsById>)> {
+        let thread = self.next;
         // The turn passes on even when this thread has stopped, so the next shard is still
         // asked of the thread that reads it.
         self.next = (self.next + 1) % self.inboxes.len();
-        inbox.recv().ok()
+        let (shard_index, results) = self.inboxes[thread].recv().ok()?;
+        Some((thread, shard_index, results))
+    }
+
+    /// Hands the results of a joined shard back to the thread that read them, to be filled
+    /// with a later shard's (dropped if that thread has ended).
+    fn hand_back(&self, thread: usize, results: ResultsById) {
+        let _ = self.spent[thread].send(results);
     }
 }
 
@@ -469,7 +484,9 @@ fn read_results_ahead<'scope, 'env>(
     threads: usize,
 ) -> ResultsAhead {
     let mut inboxes = Vec::with_capacity(threads);
+    let mut spent = Vec::with_capacity(threads);
     for thread in 0..threads {
+        let (spent_outbox, spent_inbox) = std::sync::mpsc::channel::<ResultsById>();
         // A rendezvous: each thread holds at most the one shard it read and has not handed over.
         let (results, results_inbox) = std::sync::mpsc::sync_channel(0);
         let own_shards: Vec<&ShardRecord> = shards
@@ -480,7 +497,7 @@ fn read_results_ahead<'scope, 'env>(
             .collect();
         scope.spawn(move || {
             for record in own_shards {
-                let read = shard_results(run_directory, record);
+                let read = shard_results(run_directory, record, spent_inbox.try_recv().ok());
                 let failed = read.is_err();
                 if results.send((record.shard_index, read)).is_err() || failed {
                     return;
@@ -488,8 +505,13 @@ fn read_results_ahead<'scope, 'env>(
             }
         });
         inboxes.push(results_inbox);
+        spent.push(spent_outbox);
     }
-    ResultsAhead { inboxes, next: 0 }
+    ResultsAhead {
+        inboxes,
+        spent,
+        next: 0,
+    }
 }
 
 /// Writes the record batches sent to it with `writer` on a thread of `scope`, at most two
@@ -515,6 +537,7 @@ fn write_behind<'scope>(
 fn open_shard(
     record: &ShardRecord,
     results: ResultsById,
+    read_by: Option<usize>,
     pricer: &RunPricer,
     skipped_by_budget: bool,
 ) -> anyhow::Result<CurrentShard> {
@@ -551,6 +574,7 @@ fn open_shard(
         billed_requests_by_tier_index: Vec::new(),
         skipped_by_budget,
         rows_joined: 0,
+        read_by,
     })
 }
 
@@ -834,7 +858,10 @@ pub fn join_results(
                     .as_ref()
                     .is_none_or(|shard| shard.rows_joined >= shard.record.row_count)
                 {
-                    if let Some(done) = current.take() {
+                    if let Some(mut done) = current.take() {
+                        if let Some(thread) = done.read_by {
+                            results_ahead.hand_back(thread, std::mem::take(&mut done.results));
+                        }
                         finish_shard(done, &mut summary);
                     }
                     let record = shard_iter.next().ok_or_else(|| {
@@ -851,15 +878,18 @@ pub fn join_results(
                             job.input_path.display()
                         );
                     }
-                    let results = match results_ahead.recv() {
-                        Some((shard_index, results)) if shard_index == record.shard_index => {
-                            results?
+                    let (results, read_by) = match results_ahead.recv() {
+                        Some((thread, shard_index, results))
+                            if shard_index == record.shard_index =>
+                        {
+                            (results?, Some(thread))
                         }
-                        _ => shard_results(run_directory, record)?,
+                        _ => (shard_results(run_directory, record, None)?, None),
                     };
                     current = Some(open_shard(
                         record,
                         results,
+                        read_by,
                         pricer,
                         budget_skipped.contains(&record.shard_index),
                     )?);

@@ -6,8 +6,9 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 
-use indexmap::IndexMap;
+use hashbrown::HashTable;
 use rustc_hash::FxBuildHasher;
+use std::hash::BuildHasher;
 
 use super::RunDirectory;
 use crate::ledger::ShardRecord;
@@ -93,24 +94,76 @@ impl KeptResult {
 /// results of a shard mostly in the order of its lines, so the join, asking for them in that
 /// order, finds each one by comparing the id at its cursor and only searches the index when the
 /// order breaks. The ids are the run's own, checked unique at plan time, so a fast hash that is
-/// not flood-resistant is enough.
+/// not flood-resistant is enough. The ids lie one after another in a store of their own: no
+/// allocation per result on the thread that reads them, and none to free on the join's; and
+/// the join hands a shard's map back to be filled again with a later shard's
+/// ([`Self::recycled`]), so its buffers are made once, not once a shard.
 #[derive(Default)]
 pub(super) struct ResultsById {
-    by_id: IndexMap<String, Option<KeptResult>, FxBuildHasher>,
+    /// The results in the order of the files; `None` once taken.
+    entries: Vec<KeptEntry>,
+    /// Positions in `entries`, found by the hash of their id.
+    index: HashTable<usize>,
+    /// The custom_ids, one after another.
+    ids: String,
     /// The texts of the chat answers kept, one after another.
     texts: String,
     /// Where the next result asked for is looked for first: after the last one taken.
     cursor: usize,
 }
 
+struct KeptEntry {
+    /// Where its custom_id is in `ids`.
+    id_start: usize,
+    id_length: usize,
+    result: Option<KeptResult>,
+}
+
+/// The hash of a custom_id in a shard's index.
+fn id_hash(custom_id: &str) -> u64 {
+    FxBuildHasher.hash_one(custom_id)
+}
+
 impl ResultsById {
     /// An empty map with room for `rows` results.
     pub(super) fn with_capacity(rows: usize) -> ResultsById {
         ResultsById {
-            by_id: IndexMap::with_capacity_and_hasher(rows, FxBuildHasher),
+            entries: Vec::with_capacity(rows),
+            index: HashTable::with_capacity(rows),
+            ids: String::new(),
             texts: String::new(),
             cursor: 0,
         }
+    }
+
+    /// `spent` emptied, its buffers kept, with room for `rows` results; a new map without one.
+    pub(super) fn recycled(spent: Option<ResultsById>, rows: usize) -> ResultsById {
+        let Some(mut results) = spent else {
+            return ResultsById::with_capacity(rows);
+        };
+        results.entries.clear();
+        results.index.clear();
+        results.ids.clear();
+        results.texts.clear();
+        results.cursor = 0;
+        results.entries.reserve(rows);
+        results
+            .index
+            .reserve(rows, |_| unreachable!("the index is empty"));
+        results
+    }
+
+    fn id(&self, entry: &KeptEntry) -> &str {
+        &self.ids[entry.id_start..entry.id_start + entry.id_length]
+    }
+
+    /// Where the result for `custom_id` is in `entries`.
+    fn position_of(&self, custom_id: &str) -> Option<usize> {
+        self.index
+            .find(id_hash(custom_id), |&position| {
+                self.id(&self.entries[position]) == custom_id
+            })
+            .copied()
     }
 
     /// Keeps the result of one result line's text, from a batch that ended in `batch_status`.
@@ -120,16 +173,16 @@ impl ResultsById {
     fn keep_line(&mut self, text: &str, batch_status: BatchStatus) -> serde_json::Result<()> {
         if let Some(line) = read_chat_success_line(text) {
             match self.store_chat_success(&line) {
-                Some(kept) => self.keep(line.custom_id.into_owned(), kept),
+                Some(kept) => self.keep(&line.custom_id, kept),
                 None => {
                     let (custom_id, result) = line.into_owned_result();
-                    self.keep_result(custom_id, result);
+                    self.keep_result(&custom_id, result);
                 }
             }
             return Ok(());
         }
         let (custom_id, result) = classify_result_text_in_full(text, batch_status)?;
-        self.keep_result(custom_id, result);
+        self.keep_result(&custom_id, result);
         Ok(())
     }
 
@@ -167,27 +220,36 @@ impl ResultsById {
     }
 
     /// Keeps `result` for `custom_id`, whole.
-    fn keep_result(&mut self, custom_id: String, result: RowResult) {
+    fn keep_result(&mut self, custom_id: &str, result: RowResult) {
         self.keep(custom_id, KeptResult::Other(Box::new(result)));
     }
 
     /// Keeps `result` for `custom_id`. A line reported twice keeps its success, never a failure
     /// over it; it keeps the place of its first report.
-    fn keep(&mut self, custom_id: String, result: KeptResult) {
-        match self.by_id.entry(custom_id) {
-            indexmap::map::Entry::Vacant(place) => {
-                place.insert(Some(result));
+    fn keep(&mut self, custom_id: &str, result: KeptResult) {
+        if let Some(position) = self.position_of(custom_id) {
+            let place = &mut self.entries[position].result;
+            let kept_success = place
+                .as_ref()
+                .is_some_and(|existing| existing.status() == RowStatus::Ok);
+            if !kept_success {
+                *place = Some(result);
             }
-            indexmap::map::Entry::Occupied(mut place) => {
-                let kept_success = place
-                    .get()
-                    .as_ref()
-                    .is_some_and(|existing| existing.status() == RowStatus::Ok);
-                if !kept_success {
-                    place.insert(Some(result));
-                }
-            }
+            return;
         }
+        let position = self.entries.len();
+        self.entries.push(KeptEntry {
+            id_start: self.ids.len(),
+            id_length: custom_id.len(),
+            result: Some(result),
+        });
+        self.ids.push_str(custom_id);
+        let (entries, ids) = (&self.entries, &self.ids);
+        self.index
+            .insert_unique(id_hash(custom_id), position, |&position| {
+                let entry = &entries[position];
+                id_hash(&ids[entry.id_start..entry.id_start + entry.id_length])
+            });
     }
 
     fn text(&self, span: TextSpan) -> Option<&str> {
@@ -236,24 +298,26 @@ impl ResultsById {
     /// reason), unless it was taken: its status, error and counts, all that pricing a row and
     /// judging a retry read, without copying the answer.
     pub(super) fn get_without_answer_texts(&self, custom_id: &str) -> Option<RowResult> {
-        let kept = self.by_id.get(custom_id)?.as_ref()?;
+        let kept = self.entries[self.position_of(custom_id)?].result.as_ref()?;
         Some(self.made_whole(kept, false))
     }
 
     /// The results not taken, in the order of the files, as
     /// [`Self::get_without_answer_texts`] gives them.
     pub(super) fn values_without_answer_texts(&self) -> impl Iterator<Item = RowResult> + '_ {
-        self.by_id
-            .values()
-            .filter_map(Option::as_ref)
+        self.entries
+            .iter()
+            .filter_map(|entry| entry.result.as_ref())
             .map(|kept| self.made_whole(kept, false))
     }
 
     /// Starts loading the id and texts of the result at the cursor (the next one asked for,
     /// most often), which the thread that read them left out of this one's caches.
     pub(super) fn prefetch_next(&self) {
-        if let Some((id, Some(kept))) = self.by_id.get_index(self.cursor) {
-            crate::prefetch::prefetch_address(id.as_ptr());
+        if let Some(entry) = self.entries.get(self.cursor)
+            && let Some(kept) = &entry.result
+        {
+            crate::prefetch::prefetch_address(self.id(entry).as_ptr());
             if let KeptResult::ChatSuccess { request_id, .. } = kept
                 && let Some(text) = self.text(*request_id)
             {
@@ -267,12 +331,12 @@ impl ResultsById {
 
     /// Takes the result for `custom_id` out: asked again, it is gone.
     pub(super) fn take(&mut self, custom_id: &str) -> Option<RowResult> {
-        let index = match self.by_id.get_index(self.cursor) {
-            Some((id, _)) if id == custom_id => self.cursor,
-            _ => self.by_id.get_index_of(custom_id)?,
+        let position = match self.entries.get(self.cursor) {
+            Some(entry) if self.id(entry) == custom_id => self.cursor,
+            _ => self.position_of(custom_id)?,
         };
-        self.cursor = index + 1;
-        let kept = self.by_id.get_index_mut(index)?.1.take()?;
+        self.cursor = position + 1;
+        let kept = self.entries[position].result.take()?;
         Some(match kept {
             KeptResult::Other(result) => *result,
             chat_success => self.made_whole(&chat_success, true),
@@ -282,9 +346,9 @@ impl ResultsById {
     /// Whether any result not taken and not `ok` is one that `matches` (the chat answers,
     /// all `ok`, are passed over without being made whole).
     pub(super) fn any_not_ok(&self, matches: impl Fn(&RowResult) -> bool) -> bool {
-        self.by_id
-            .values()
-            .filter_map(Option::as_ref)
+        self.entries
+            .iter()
+            .filter_map(|entry| entry.result.as_ref())
             .any(|kept| match kept {
                 KeptResult::ChatSuccess { .. } => false,
                 KeptResult::Other(result) => result.status() != RowStatus::Ok && matches(result),
@@ -298,12 +362,27 @@ pub(super) fn load_shard_results(
     shard: &ShardRecord,
     batch_status: BatchStatus,
 ) -> anyhow::Result<ResultsById> {
-    let mut results = ResultsById::with_capacity(shard.row_count as usize);
+    load_shard_results_into(run_directory, shard, batch_status, None)
+}
+
+/// As [`load_shard_results`], into the buffers of `spent` (a map done with) when given.
+pub(super) fn load_shard_results_into(
+    run_directory: &RunDirectory,
+    shard: &ShardRecord,
+    batch_status: BatchStatus,
+    spent: Option<ResultsById>,
+) -> anyhow::Result<ResultsById> {
+    let recycling = spent.is_some();
+    let mut results = ResultsById::recycled(spent, shard.row_count as usize);
     for_each_result_line(run_directory, shard, |line| {
         results.keep_line(line, batch_status)
     })?;
-    // Up to half the texts' room is slack from growing; up to three shards are held at once.
-    results.texts.shrink_to_fit();
+    if !recycling {
+        // Up to half the room is slack from growing, and up to three shards are held at
+        // once; a recycled map keeps its room for the next shard instead.
+        results.texts.shrink_to_fit();
+        results.ids.shrink_to_fit();
+    }
     Ok(results)
 }
 
@@ -464,15 +543,15 @@ mod tests {
     impl ResultsById {
         /// The result for `custom_id`, unless it was taken, whole.
         fn get(&self, custom_id: &str) -> Option<RowResult> {
-            let kept = self.by_id.get(custom_id)?.as_ref()?;
+            let kept = self.entries[self.position_of(custom_id)?].result.as_ref()?;
             Some(self.made_whole(kept, true))
         }
 
         /// The results not taken, in the order of the files, whole.
         fn values(&self) -> impl Iterator<Item = RowResult> + '_ {
-            self.by_id
-                .values()
-                .filter_map(Option::as_ref)
+            self.entries
+                .iter()
+                .filter_map(|entry| entry.result.as_ref())
                 .map(|kept| self.made_whole(kept, true))
         }
     }
@@ -543,7 +622,7 @@ mod tests {
     fn results_are_taken_once_each_whether_asked_in_file_order_or_not() {
         let mut results = ResultsById::with_capacity(4);
         for id in ["a", "b", "c", "d"] {
-            results.keep_result(id.to_owned(), answered(id));
+            results.keep_result(id, answered(id));
         }
         // In order, then out of order (the cursor follows the last one found), then again.
         assert_eq!(results.take("a").unwrap().content.as_deref(), Some("a"));
@@ -561,13 +640,43 @@ mod tests {
     }
 
     #[test]
+    fn a_recycled_map_holds_only_the_next_shards_results() {
+        let line = |id: &str, content: &str| {
+            format!(
+                r#"{{"custom_id":"{id}","response":{{"status_code":200,"body":{{"usage":{{"prompt_tokens":3,"completion_tokens":1}},"choices":[{{"message":{{"content":"{content}"}}}}]}}}},"error":null}}"#
+            )
+        };
+        let mut first = ResultsById::with_capacity(3);
+        for (id, content) in [("a", "one"), ("b", "two"), ("c", "three")] {
+            first
+                .keep_line(&line(id, content), BatchStatus::Completed)
+                .unwrap();
+        }
+        first.take("a").unwrap();
+        let mut second = ResultsById::recycled(Some(first), 2);
+        assert_eq!(second.values().count(), 0);
+        for (id, content) in [("c", "again"), ("d", "four")] {
+            second
+                .keep_line(&line(id, content), BatchStatus::Completed)
+                .unwrap();
+        }
+        for gone in ["a", "b"] {
+            assert!(second.get(gone).is_none(), "{gone}");
+        }
+        // The cursor starts over, and the texts are the second shard's.
+        assert_eq!(second.take("c").unwrap().content.as_deref(), Some("again"));
+        assert_eq!(second.take("d").unwrap().content.as_deref(), Some("four"));
+        assert_eq!(second.values().count(), 0);
+    }
+
+    #[test]
     fn a_line_reported_twice_keeps_its_success_and_its_first_place() {
         let mut results = ResultsById::with_capacity(3);
-        results.keep_result("a".to_owned(), failed());
-        results.keep_result("b".to_owned(), answered("first"));
-        results.keep_result("a".to_owned(), answered("retried"));
-        results.keep_result("b".to_owned(), failed());
-        results.keep_result("c".to_owned(), failed());
+        results.keep_result("a", failed());
+        results.keep_result("b", answered("first"));
+        results.keep_result("a", answered("retried"));
+        results.keep_result("b", failed());
+        results.keep_result("c", failed());
         assert_eq!(
             results.get("a").unwrap().content.as_deref(),
             Some("retried")
