@@ -579,12 +579,18 @@ fn open_shard(
 }
 
 impl CurrentShard {
-    /// The result of the request on `line` (from 1) of this shard's file.
-    fn result_for(&mut self, custom_id: &str, line: u64) -> RowResult {
-        if let Some(result) = self.results.take(custom_id) {
+    /// Puts the result of the request on `line` (from 1) of this shard's file into `into`,
+    /// whose strings are reused for a chat answer's texts.
+    fn fill_result_for(&mut self, custom_id: &str, line: u64, into: &mut RowResult) {
+        if self.results.take_into(custom_id, into) {
             self.results.prefetch_next();
-            return result;
+            return;
         }
+        *into = self.unanswered_result(line);
+    }
+
+    /// The result of the request on `line` when its shard's results have none: why.
+    fn unanswered_result(&self, line: u64) -> RowResult {
         if self.batch_status == Some(BatchStatus::Failed) {
             let error = self.line_errors.get(&line).or(self.first_error.as_ref());
             let mut result = RowResult::unanswered(Some(BatchStatus::Failed));
@@ -751,6 +757,10 @@ pub fn join_results(
         ledger.begin_bulk()?;
     }
     let mut current: Option<CurrentShard> = None;
+    // The current shard's batch, which answered its rows unless a retry did.
+    let mut current_batch_id: Option<String> = None;
+    // One result for every row sent, so a chat answer's strings are made once, not per row.
+    let mut result = RowResult::default();
     let mut row_number: u64 = 0;
     let mut rows_sent: u64 = 0;
 
@@ -886,6 +896,7 @@ pub fn join_results(
                         }
                         _ => (shard_results(run_directory, record, None)?, None),
                     };
+                    current_batch_id.clone_from(&record.batch_id);
                     current = Some(open_shard(
                         record,
                         results,
@@ -897,22 +908,26 @@ pub fn join_results(
                 let shard = current.as_mut().expect("current shard set above");
                 shard.rows_joined += 1;
                 let line = shard.rows_joined;
-                let mut result = shard.result_for(&custom_id, line);
-                let mut answering_batch = shard.record.batch_id.clone();
+                shard.fill_result_for(&custom_id, line, &mut result);
+                let mut overriding_batch = None;
                 if has_overrides
                     && result.status() != RowStatus::Ok
                     && let Some((batch_id, text)) = ledger.row_override(&custom_id)?
                 {
                     result = serde_json::from_str(&text)?;
-                    answering_batch = batch_id;
+                    overriding_batch = Some(batch_id);
                 }
+                let answering_batch = match &overriding_batch {
+                    Some(batch_id) => batch_id.as_deref(),
+                    None => current_batch_id.as_deref(),
+                };
 
                 let declared_values = judge_answer(job, &mut result);
                 if let Some((RowSource::SharedWithCopies, key)) = row_source {
                     ledger.set_shared_result(
                         &key,
                         &serde_json::to_string(&result)?,
-                        answering_batch.as_deref(),
+                        answering_batch,
                     )?;
                 }
 
@@ -922,7 +937,7 @@ pub fn join_results(
                     result.status().as_str(),
                     &result,
                     row_cost.map(|cost| cost.batch.to_f64()),
-                    answering_batch.as_deref(),
+                    answering_batch,
                     Some(AnswerSource::Batch),
                     declared_values.as_deref(),
                 );

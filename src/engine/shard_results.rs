@@ -329,15 +329,52 @@ impl ResultsById {
         }
     }
 
-    /// Takes the result for `custom_id` out: asked again, it is gone.
-    pub(super) fn take(&mut self, custom_id: &str) -> Option<RowResult> {
+    /// Takes the kept result for `custom_id` out, looking first at the cursor.
+    fn take_kept(&mut self, custom_id: &str) -> Option<KeptResult> {
         let position = match self.entries.get(self.cursor) {
             Some(entry) if self.id(entry) == custom_id => self.cursor,
             _ => self.position_of(custom_id)?,
         };
         self.cursor = position + 1;
-        let kept = self.entries[position].result.take()?;
-        Some(match kept {
+        self.entries[position].result.take()
+    }
+
+    /// As [`Self::take`], into `into`: a chat answer's texts are copied into the strings
+    /// `into` already holds (an earlier row's), so a join that keeps one result for all its
+    /// rows makes no string per row. `false`, and `into` untouched, when there is none.
+    pub(super) fn take_into(&mut self, custom_id: &str, into: &mut RowResult) -> bool {
+        let Some(kept) = self.take_kept(custom_id) else {
+            return false;
+        };
+        *into = match kept {
+            KeptResult::Other(result) => *result,
+            KeptResult::ChatSuccess {
+                request_id,
+                content,
+                finish_reason,
+                counts,
+            } => {
+                let reused = |held: Option<String>, span: TextSpan| {
+                    let text = self.text(span)?;
+                    let mut held = held.unwrap_or_default();
+                    held.clear();
+                    held.push_str(text);
+                    Some(held)
+                };
+                let request_id = reused(into.request_id.take(), request_id);
+                let content = reused(into.content.take(), content);
+                let finish_reason = reused(into.finish_reason.take(), finish_reason);
+                counts
+                    .unpack()
+                    .into_result(request_id, content, finish_reason)
+            }
+        };
+        true
+    }
+
+    /// Takes the result for `custom_id` out: asked again, it is gone.
+    pub(super) fn take(&mut self, custom_id: &str) -> Option<RowResult> {
+        Some(match self.take_kept(custom_id)? {
             KeptResult::Other(result) => *result,
             chat_success => self.made_whole(&chat_success, true),
         })
