@@ -720,11 +720,17 @@ pub fn join_results(
     let input_schema = reader.schema();
     let renderer = RequestRenderer::new(job, profile, &input_schema)?;
     let (schema, kept) = output_schema(job, &input_schema)?;
-    let writer = AtomicTableWriter::create_with_bom(
+    // Every row has its own custom_id, and nearly every one its own request id.
+    let all_different: Vec<String> = [ResultColumn::CustomId, ResultColumn::RequestId]
+        .iter()
+        .map(|column| format!("{}{}", job.spec.output.result_prefix, column.name()))
+        .collect();
+    let writer = AtomicTableWriter::create_for_output(
         output_path,
         output_format,
         schema.clone(),
         job.spec.output.bom,
+        &all_different,
     )?;
 
     let mut summary = JoinSummary {
