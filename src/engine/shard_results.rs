@@ -72,19 +72,23 @@ impl KeptCounts {
 /// is kept whole.
 #[derive(Debug)]
 enum KeptResult {
-    ChatSuccess {
-        request_id: TextSpan,
-        content: TextSpan,
-        finish_reason: TextSpan,
-        counts: KeptCounts,
-    },
+    ChatSuccess(KeptChatAnswer),
     Other(Box<RowResult>),
+}
+
+/// A chat answer: where its texts are in the text store, and its counts.
+#[derive(Debug)]
+struct KeptChatAnswer {
+    request_id: TextSpan,
+    content: TextSpan,
+    finish_reason: TextSpan,
+    counts: KeptCounts,
 }
 
 impl KeptResult {
     fn status(&self) -> RowStatus {
         match self {
-            KeptResult::ChatSuccess { .. } => RowStatus::Ok,
+            KeptResult::ChatSuccess(_) => RowStatus::Ok,
             KeptResult::Other(result) => result.status(),
         }
     }
@@ -211,12 +215,12 @@ impl ResultsById {
                 span
             }
         });
-        Some(KeptResult::ChatSuccess {
+        Some(KeptResult::ChatSuccess(KeptChatAnswer {
             request_id,
             content,
             finish_reason,
             counts,
-        })
+        }))
     }
 
     /// Keeps `result` for `custom_id`, whole.
@@ -264,20 +268,10 @@ impl ResultsById {
     /// reason only `with_texts`.
     fn made_whole(&self, kept: &KeptResult, with_texts: bool) -> RowResult {
         match kept {
-            KeptResult::ChatSuccess {
-                request_id,
-                content,
-                finish_reason,
-                counts,
-            } => {
-                let owned = |span: &TextSpan| {
-                    with_texts
-                        .then(|| self.text(*span).map(str::to_owned))
-                        .flatten()
-                };
-                counts
-                    .unpack()
-                    .into_result(owned(request_id), owned(content), owned(finish_reason))
+            KeptResult::ChatSuccess(answer) => {
+                let mut whole = RowResult::default();
+                self.chat_answer_into(answer, with_texts, &mut whole);
+                whole
             }
             KeptResult::Other(result) if with_texts => result.as_ref().clone(),
             // Status, error and counts: an embedding's vector is not copied either.
@@ -318,7 +312,7 @@ impl ResultsById {
             && let Some(kept) = &entry.result
         {
             crate::prefetch::prefetch_address(self.id(entry).as_ptr());
-            if let KeptResult::ChatSuccess { request_id, .. } = kept
+            if let KeptResult::ChatSuccess(KeptChatAnswer { request_id, .. }) = kept
                 && let Some(text) = self.text(*request_id)
             {
                 // The request id, then the answer and finish reason, were stored one after
@@ -346,30 +340,30 @@ impl ResultsById {
         let Some(kept) = self.take_kept(custom_id) else {
             return false;
         };
-        *into = match kept {
-            KeptResult::Other(result) => *result,
-            KeptResult::ChatSuccess {
-                request_id,
-                content,
-                finish_reason,
-                counts,
-            } => {
-                let reused = |held: Option<String>, span: TextSpan| {
-                    let text = self.text(span)?;
-                    let mut held = held.unwrap_or_default();
-                    held.clear();
-                    held.push_str(text);
-                    Some(held)
-                };
-                let request_id = reused(into.request_id.take(), request_id);
-                let content = reused(into.content.take(), content);
-                let finish_reason = reused(into.finish_reason.take(), finish_reason);
-                counts
-                    .unpack()
-                    .into_result(request_id, content, finish_reason)
-            }
-        };
+        match kept {
+            KeptResult::Other(result) => *into = *result,
+            KeptResult::ChatSuccess(answer) => self.chat_answer_into(&answer, true, into),
+        }
         true
+    }
+
+    /// Puts the whole result of a kept chat answer into `into`, its texts (only `with_texts`)
+    /// copied into the strings `into` holds, or new ones. Nothing else of `into` is kept.
+    fn chat_answer_into(&self, answer: &KeptChatAnswer, with_texts: bool, into: &mut RowResult) {
+        let reused = |held: Option<String>, span: TextSpan| {
+            let text = self.text(span).filter(|_| with_texts)?;
+            let mut held = held.unwrap_or_default();
+            held.clear();
+            held.push_str(text);
+            Some(held)
+        };
+        let request_id = reused(into.request_id.take(), answer.request_id);
+        let content = reused(into.content.take(), answer.content);
+        let finish_reason = reused(into.finish_reason.take(), answer.finish_reason);
+        *into = answer
+            .counts
+            .unpack()
+            .into_result(request_id, content, finish_reason);
     }
 
     /// Takes the result for `custom_id` out: asked again, it is gone.
@@ -387,7 +381,7 @@ impl ResultsById {
             .iter()
             .filter_map(|entry| entry.result.as_ref())
             .any(|kept| match kept {
-                KeptResult::ChatSuccess { .. } => false,
+                KeptResult::ChatSuccess(_) => false,
                 KeptResult::Other(result) => result.status() != RowStatus::Ok && matches(result),
             })
     }
