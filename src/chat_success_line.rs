@@ -99,6 +99,24 @@ fn optional_object<'a, T>(
     }
 }
 
+/// The field `name` of an object that may be null, read with `read`; `None` inside for a null
+/// object or a field missing or null.
+fn field_of_optional_object<'a, T>(
+    cursor: &mut JsonCursor<'a>,
+    name: &str,
+    read: impl Fn(&mut JsonCursor<'a>) -> Option<Option<T>>,
+) -> Option<Option<T>> {
+    let read_object = |cursor: &mut JsonCursor<'a>| {
+        let mut value = None;
+        cursor.object(&[name], |cursor, _| {
+            value = read(cursor)?;
+            Some(())
+        })?;
+        Some(value)
+    };
+    Some(optional_object(cursor, read_object)?.flatten())
+}
+
 fn read_line<'a>(cursor: &mut JsonCursor<'a>) -> Option<LineFields<'a>> {
     let mut line = LineFields {
         id: None,
@@ -176,15 +194,11 @@ fn read_usage(cursor: &mut JsonCursor<'_>) -> Option<ChatUsage> {
             2 => usage.total_tokens = cursor.optional_whole_number()?,
             3 => usage.reasoning_tokens = cursor.optional_whole_number()?,
             _ => {
-                detailed_reasoning_tokens = optional_object(cursor, |cursor| {
-                    let mut reasoning_tokens = None;
-                    cursor.object(&["reasoning_tokens"], |cursor, _| {
-                        reasoning_tokens = cursor.optional_whole_number()?;
-                        Some(())
-                    })?;
-                    Some(reasoning_tokens)
-                })?
-                .flatten();
+                detailed_reasoning_tokens = field_of_optional_object(
+                    cursor,
+                    "reasoning_tokens",
+                    JsonCursor::optional_whole_number,
+                )?;
             }
         }
         Some(())
@@ -199,28 +213,16 @@ type ChoiceTexts<'a> = (Option<Cow<'a, str>>, Option<Cow<'a, str>>);
 /// there is one, is an object); the other choices are passed over.
 fn read_first_choice<'a>(cursor: &mut JsonCursor<'a>) -> Option<ChoiceTexts<'a>> {
     let mut texts = (None, None);
-    if cursor.peek()? != NextValue::Array {
-        return None;
-    }
+    // `array` and `object` refuse any other value.
     cursor.array(|cursor, index| {
         if index > 0 {
             return cursor.skip();
         }
-        if cursor.peek()? != NextValue::Object {
-            return None;
-        }
         cursor.object(&["message", "finish_reason"], |cursor, field| {
             match field {
                 0 => {
-                    texts.0 = optional_object(cursor, |cursor| {
-                        let mut content = None;
-                        cursor.object(&["content"], |cursor, _| {
-                            content = cursor.optional_string()?;
-                            Some(())
-                        })?;
-                        Some(content)
-                    })?
-                    .flatten();
+                    texts.0 =
+                        field_of_optional_object(cursor, "content", JsonCursor::optional_string)?;
                 }
                 _ => texts.1 = cursor.optional_string()?,
             }

@@ -239,10 +239,19 @@ impl<'a> JsonCursor<'a> {
         self.whole_number().map(Some)
     }
 
+    /// Takes the opening bracket of an object or array, `None` for anything else or when it
+    /// would nest too deep.
     fn open(&mut self, bracket: u8) -> Option<()> {
         self.expect_byte(bracket)?;
         self.depth += 1;
         (self.depth <= DEEPEST_NESTING).then_some(())
+    }
+
+    /// Takes the closing bracket at the cursor (found by the caller): the container is read.
+    fn close(&mut self) -> Option<()> {
+        self.at += 1;
+        self.depth -= 1;
+        Some(())
     }
 
     /// Reads the object that comes next, calling `field` with the index in `names` of each
@@ -258,9 +267,7 @@ impl<'a> JsonCursor<'a> {
         self.open(b'{')?;
         let mut seen: u32 = 0;
         if self.peek_byte()? == b'}' {
-            self.at += 1;
-            self.depth -= 1;
-            return Some(());
+            return self.close();
         }
         loop {
             let (key, escaped) = self.written_string()?;
@@ -288,9 +295,7 @@ impl<'a> JsonCursor<'a> {
                 return None;
             }
         }
-        self.at += 1;
-        self.depth -= 1;
-        Some(())
+        self.close()
     }
 
     /// Reads the array that comes next, calling `item` for each item with its index (to read
@@ -298,9 +303,7 @@ impl<'a> JsonCursor<'a> {
     pub fn array(&mut self, mut item: impl FnMut(&mut Self, usize) -> Option<()>) -> Option<()> {
         self.open(b'[')?;
         if self.peek_byte()? == b']' {
-            self.at += 1;
-            self.depth -= 1;
-            return Some(());
+            return self.close();
         }
         let mut index = 0;
         loop {
@@ -312,9 +315,7 @@ impl<'a> JsonCursor<'a> {
                 _ => return None,
             }
         }
-        self.at += 1;
-        self.depth -= 1;
-        Some(())
+        self.close()
     }
 
     /// Passes over the next value, checking that it is JSON.
@@ -359,14 +360,13 @@ fn after_unicode_escape(bytes: &[u8], u: usize) -> Option<usize> {
 }
 
 /// Appends the text of a string written with escapes (checked by the reader) to `decoded`;
-/// `None` for a `\u` escape that is half of a surrogate pair without its other half, which
-/// serde_json refuses too.
+/// `None` for an escape the reader would have refused (so never, after it).
 fn unescape_into(written: &str, decoded: &mut String) -> Option<()> {
     let mut rest = written;
     while let Some(backslash) = memchr::memchr(b'\\', rest.as_bytes()) {
         decoded.push_str(&rest[..backslash]);
         let escape = &rest[backslash + 1..];
-        let (character, length) = match escape.as_bytes()[0] {
+        let (character, length) = match *escape.as_bytes().first()? {
             b'"' => ('"', 1),
             b'\\' => ('\\', 1),
             b'/' => ('/', 1),
@@ -375,24 +375,18 @@ fn unescape_into(written: &str, decoded: &mut String) -> Option<()> {
             b'n' => ('\n', 1),
             b'r' => ('\r', 1),
             b't' => ('\t', 1),
+            // `u`: the reader checked its digits, and that a surrogate half has its other half
+            // right after it (`after_unicode_escape`).
             _ => {
-                let unit = |hex: &str| u32::from_str_radix(hex, 16).ok();
-                let first = unit(escape.get(1..5)?)?;
-                match first {
-                    0xD800..=0xDBFF => {
-                        let second = escape
-                            .get(5..7)
-                            .filter(|marker| *marker == "\\u")
-                            .and_then(|_| unit(escape.get(7..11)?))?;
-                        if !(0xDC00..=0xDFFF).contains(&second) {
-                            return None;
-                        }
-                        let code = 0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00);
-                        (char::from_u32(code)?, 11)
-                    }
-                    0xDC00..=0xDFFF => return None,
-                    _ => (char::from_u32(first)?, 5),
-                }
+                let length = after_unicode_escape(escape.as_bytes(), 0)?;
+                let first = u32::from(utf16_unit(escape.as_bytes(), 0)?);
+                let code = if length == 11 {
+                    let second = u32::from(utf16_unit(escape.as_bytes(), 6)?);
+                    0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00)
+                } else {
+                    first
+                };
+                (char::from_u32(code)?, length)
             }
         };
         decoded.push(character);
