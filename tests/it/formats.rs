@@ -1022,6 +1022,64 @@ fn a_workbook_without_a_header_row_names_its_columns_by_sheet_column() {
 }
 
 #[test]
+fn result_lines_written_another_way_join_as_the_provider_wrote_them_and_a_cut_one_is_located() {
+    let workspace = Workspace::new();
+    workspace.write("reviews.csv", "id,text\n1,好\n2,差\n3,一般\n");
+    workspace.write(
+        "job.toml",
+        job("reviews.csv", "[output]\npath = \"out.csv\"\n"),
+    );
+    assert_success(&workspace.run(&[
+        "run",
+        "job.toml",
+        "--provider",
+        "sim",
+        "--run-dir",
+        "run",
+        "--quiet",
+    ]));
+    let first_output = std::fs::read_to_string(workspace.path().join("out.csv")).unwrap();
+    let results = workspace
+        .path()
+        .join("run/results/shard-00000.output.jsonl");
+    let paid_for = std::fs::read_to_string(&results).unwrap();
+    let lines: Vec<&str> = paid_for.lines().collect();
+    assert_eq!(lines.len(), 3);
+    // The same JSON another writer might give: spaces, a field nobody asked for (with an
+    // escape in it) ahead of the rest, and a key spelled with an escape, which only the full
+    // parse reads.
+    let respaced = format!(
+        " {{ \"x_unknown\" : [1, {{\"a\": \"\\u00e9\"}}], {} ",
+        &lines[0][1..]
+    );
+    let escaped_key = lines[1].replacen("\"custom_id\"", "\"cust\\u006fm_id\"", 1);
+    assert_ne!(escaped_key, lines[1]);
+    std::fs::write(
+        &results,
+        format!("{respaced}\n{escaped_key}\n{}\n", lines[2]),
+    )
+    .unwrap();
+    assert_success(&workspace.run(&["resume", "run", "--output", "again.csv", "--quiet"]));
+    assert_eq!(
+        std::fs::read_to_string(workspace.path().join("again.csv")).unwrap(),
+        first_output
+    );
+
+    // A line cut short is not a result line: refused, located, and nothing written.
+    let cut = &lines[2][..lines[2].len() / 2];
+    std::fs::write(&results, format!("{}\n{}\n{cut}\n", lines[0], lines[1])).unwrap();
+    let refused = workspace.run(&["resume", "run", "--output", "cut.csv", "--quiet"]);
+    let stderr = text(&refused.stderr);
+    assert_ne!(refused.status.code(), Some(0), "{stderr}");
+    assert_ne!(refused.status.code(), Some(2), "money was spent: {stderr}");
+    assert!(
+        stderr.contains("shard-00000.output.jsonl, line 3") && stderr.contains("not a result line"),
+        "{stderr}"
+    );
+    assert!(!workspace.path().join("cut.csv").exists());
+}
+
+#[test]
 fn a_damaged_result_file_stops_the_join_naming_file_and_line_and_writes_no_output() {
     let workspace = Workspace::new();
     workspace.write("reviews.csv", "id,text\n1,好\n2,差\n3,一般\n");
