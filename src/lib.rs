@@ -25,6 +25,7 @@ pub mod engine;
 pub mod env;
 pub mod estimate;
 pub mod exit;
+mod huge_pages;
 pub mod images;
 pub mod interrupt;
 pub mod job;

@@ -1,13 +1,26 @@
 //! A Bloom filter in front of an exact index kept on disk: a value it has never been given is
 //! surely new, so a run of distinct values never reads the index. Blocked: a value's bits all lie
-//! in one 64-byte block (one cache line), so a check costs one memory read, not seven. The
-//! default filter (16 MiB) is allocated at the first value, so a run that claims none costs
-//! nothing; with 10 million values about 1 in 300 new ones is a false "maybe" (then the index is
-//! read, and says no). A filter for a known number of values is sized for it, with the bits per
-//! value its user chooses (10 give about 1 in 100).
+//! in one 64-byte block (one cache line), so a check costs one memory read, not seven. A filter
+//! for a known number of values is sized for it, with the bits per value its user chooses (10
+//! give about 1 in 100 false "maybe"s; then the index is read, and says no). For a number not
+//! known ahead, [`GrowingBloomFilter`] adds a filter of the same size each time the last is full,
+//! so the false "maybe"s stay rare at 100 million values as at 10.
 
-/// The filter's size in 64-bit words: 2^21 words, 2^27 bits, 16 MiB.
-const FILTER_WORDS: usize = 1 << 21;
+/// Values of a run's claims (custom_ids, request keys) one filter is sized for, at
+/// [`CLAIMS_BITS_PER_VALUE`] bits each: 16 MiB, about 1 new value in 300 a false "maybe" once
+/// full. One filter given 30 million ids let 1 new id in 10 through, and each made the claims
+/// look further (BENCHMARKS.md, "Past 10M"); each filter added past it costs 16 MiB more.
+const CLAIMS_VALUES_PER_FILTER: usize = 10_000_000;
+/// Values of each of [`GrowingBloomFilter::growing_for_claims`]'s filters: debug builds (the
+/// tests' binary) make a new one every thousand, so tests of a few thousand rows go through
+/// several.
+const CLAIMS_VALUES_PER_GROWING_FILTER: usize = if cfg!(debug_assertions) {
+    1_000
+} else {
+    CLAIMS_VALUES_PER_FILTER
+};
+/// Bits of a claims filter per value.
+pub const CLAIMS_BITS_PER_VALUE: usize = 13;
 /// Bits set per value.
 const FILTER_HASHES: u64 = 7;
 /// Words per block: 8 words of 64 bits, one cache line.
@@ -21,7 +34,7 @@ pub struct FilterHashes {
     pub step: u64,
 }
 
-#[derive(Default)]
+/// A filter of whole blocks, never empty.
 pub struct BloomFilter {
     words: Vec<u64>,
 }
@@ -33,40 +46,37 @@ impl BloomFilter {
             .next_multiple_of(BLOCK_WORDS)
             .max(BLOCK_WORDS);
         BloomFilter {
-            words: vec![0; words],
+            words: crate::huge_pages::zeroed_words(words),
         }
     }
 
     /// Whether a value with these hashes may have been inserted.
     pub fn may_contain(&self, hashes: FilterHashes) -> bool {
-        !self.words.is_empty()
-            && Self::positions(hashes, self.words.len())
-                .all(|bit| self.words[bit / 64] & (1 << (bit % 64)) != 0)
+        Self::positions(hashes, self.words.len())
+            .all(|bit| self.words[bit / 64] & (1 << (bit % 64)) != 0)
     }
 
     /// Asks the processor to start loading the block holding a value's bits, so that a check or
     /// an insert made a little later (the next row's) finds it in cache instead of waiting on
     /// memory. Only a hint: it changes no result.
     pub fn prefetch(&self, hashes: FilterHashes) {
-        if self.words.is_empty() {
-            return;
-        }
         let first_word = Self::block(hashes, self.words.len()) * BLOCK_WORDS;
         crate::prefetch::prefetch_address(&self.words[first_word]);
     }
 
     pub fn insert(&mut self, hashes: FilterHashes) {
-        if self.words.is_empty() {
-            self.words = vec![0; FILTER_WORDS];
-        }
         for bit in Self::positions(hashes, self.words.len()) {
             self.words[bit / 64] |= 1 << (bit % 64);
         }
     }
 
-    /// The block a value's bits are in, chosen by `first`.
+    /// The block a value's bits are in: `first` taken as a fraction of the filter (its high
+    /// bits choose), so values given in increasing `first` fill the filter front to back. A
+    /// sorted run's filter is built that way, in one sweep through memory instead of a cache
+    /// miss per key ([`super::sorted_key_runs`]); for hashes, any bits are as good as others.
     fn block(hashes: FilterHashes, words: usize) -> usize {
-        (hashes.first % (words / BLOCK_WORDS) as u64) as usize
+        let blocks = (words / BLOCK_WORDS) as u128;
+        ((u128::from(hashes.first) * blocks) >> 64) as usize
     }
 
     /// The value's bits: a block chosen by `first`, and bits within it by `step`.
@@ -81,13 +91,94 @@ impl BloomFilter {
     }
 }
 
+/// Bloom filters for values whose number is not known ahead: each sized for `values_per_filter`
+/// values, a new one made when the newest is full, up to `most_filters` (none until the first
+/// value, so claims that see none cost nothing; past the last, it takes the values beyond its
+/// size, and lets more through). A value may be in any of them; new values go into the newest. Each
+/// filter added keeps its own rate of false "maybe"s, so theirs add up slowly (about 0.3% per
+/// full filter at 13 bits a value), where one filter given ten times its values lets nearly
+/// every new one through.
+pub struct GrowingBloomFilter {
+    filters: Vec<BloomFilter>,
+    values_in_newest: usize,
+    values_per_filter: usize,
+    bits_per_value: usize,
+    most_filters: usize,
+}
+
+impl GrowingBloomFilter {
+    /// One filter in front of a run's claims, however many values come (request keys).
+    pub fn one_for_claims() -> GrowingBloomFilter {
+        GrowingBloomFilter::new(CLAIMS_VALUES_PER_FILTER, CLAIMS_BITS_PER_VALUE, 1)
+    }
+
+    /// As many filters in front of a run's claims as the values need (custom_ids).
+    pub fn growing_for_claims() -> GrowingBloomFilter {
+        GrowingBloomFilter::new(
+            CLAIMS_VALUES_PER_GROWING_FILTER,
+            CLAIMS_BITS_PER_VALUE,
+            usize::MAX,
+        )
+    }
+
+    pub fn new(
+        values_per_filter: usize,
+        bits_per_value: usize,
+        most_filters: usize,
+    ) -> GrowingBloomFilter {
+        GrowingBloomFilter {
+            filters: Vec::new(),
+            values_in_newest: 0,
+            values_per_filter,
+            bits_per_value,
+            most_filters: most_filters.max(1),
+        }
+    }
+
+    /// Whether a value with these hashes may have been inserted.
+    pub fn may_contain(&self, hashes: FilterHashes) -> bool {
+        self.filters.iter().any(|filter| filter.may_contain(hashes))
+    }
+
+    /// Starts loading the blocks a check of these hashes reads (see [`BloomFilter::prefetch`]).
+    pub fn prefetch(&self, hashes: FilterHashes) {
+        for filter in &self.filters {
+            filter.prefetch(hashes);
+        }
+    }
+
+    pub fn insert(&mut self, hashes: FilterHashes) {
+        if self.filters.is_empty()
+            || (self.values_in_newest >= self.values_per_filter
+                && self.filters.len() < self.most_filters)
+        {
+            self.filters.push(BloomFilter::for_values(
+                self.values_per_filter,
+                self.bits_per_value,
+            ));
+            self.values_in_newest = 0;
+        }
+        self.filters
+            .last_mut()
+            .expect("a filter was just made if none was")
+            .insert(hashes);
+        self.values_in_newest += 1;
+    }
+
+    /// How many filters were made.
+    #[cfg(test)]
+    pub fn filter_count(&self) -> usize {
+        self.filters.len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn inserted_values_are_always_found_and_most_others_are_not() {
-        let mut filter = BloomFilter::default();
+        let mut filter = GrowingBloomFilter::one_for_claims();
         let hashes = |seed: u64| FilterHashes {
             first: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15),
             step: seed.rotate_left(29).wrapping_mul(0xBF58_476D_1CE4_E5B9),
@@ -104,6 +195,20 @@ mod tests {
             .filter(|seed| filter.may_contain(hashes(*seed)))
             .count();
         assert!(false_maybes < 10, "{false_maybes} false maybes in 100,000");
+    }
+
+    #[test]
+    fn values_given_in_increasing_first_fill_the_filter_front_to_back() {
+        let words = BloomFilter::for_values(10_000, 8).words.len();
+        let blocks: Vec<usize> = (0..=1_000_u64)
+            .map(|step| {
+                let first = step.saturating_mul(u64::MAX / 1_000);
+                BloomFilter::block(FilterHashes { first, step: 7 }, words)
+            })
+            .collect();
+        assert!(blocks.windows(2).all(|pair| pair[0] <= pair[1]));
+        assert_eq!(blocks[0], 0);
+        assert_eq!(*blocks.last().unwrap(), words / BLOCK_WORDS - 1);
     }
 
     #[test]

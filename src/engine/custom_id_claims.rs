@@ -1,17 +1,19 @@
-//! Finding custom_ids used by more than one row, with flat memory and little work per row.
+//! Finding custom_ids used by more than one row, with little memory (16 MiB for every ten
+//! million ids) and little work per row.
 //!
-//! Every id goes into a [`BloomFilter`] and, with its row, onto the end of a scratch file. An id
-//! the filter has surely not seen is new (nearly every id of a good input); one it may have seen
-//! is a candidate, checked exactly later by one pass over the file, which finds the first row
-//! of every candidate. The pass runs at the end of planning, or as soon as many candidates wait
-//! (an input whose ids repeat throughout), so memory stays bounded either way.
+//! Every id goes into a [`BloomFilter`] (another one past every ten million ids) and, with its
+//! row, onto the end of a scratch file. An id the filters have surely not seen is new (nearly
+//! every id of a good input); one they may have seen is a candidate, checked exactly later by
+//! one pass over the file, which finds the first row of every candidate. The pass runs at the
+//! end of planning, or as soon as many candidates wait (an input whose ids repeat throughout),
+//! so the candidates held stay bounded either way.
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::hash::{BuildHasher, Hasher};
 use std::io::{BufReader, BufWriter, Read, Seek, Write};
 
-use super::bloom_filter::{BloomFilter, FilterHashes};
+use super::bloom_filter::{FilterHashes, GrowingBloomFilter};
 
 /// Candidates held before they are checked.
 const CANDIDATE_LIMIT: usize = 100_000;
@@ -35,7 +37,8 @@ pub struct ClaimingRow {
 
 /// The plan's custom_ids so far.
 pub struct CustomIdClaims {
-    filter: BloomFilter,
+    /// Every claimed id is in it.
+    filter: GrowingBloomFilter,
     /// Every claimed id with its row: row (8 bytes), id length (4 bytes), id.
     log: BufWriter<File>,
     /// Ids the filter may have seen, with the rows that claimed them.
@@ -49,8 +52,18 @@ impl CustomIdClaims {
     /// # Errors
     /// When the file cannot be made.
     pub fn new(directory: &std::path::Path) -> std::io::Result<CustomIdClaims> {
+        // As many filters as the ids need: a filter given more ids than it is sized for lets
+        // many new ids through, and each costs a pass over the scratch file.
+        Self::with_filter(directory, GrowingBloomFilter::growing_for_claims())
+    }
+
+    /// Claims whose ids go into `filter`.
+    fn with_filter(
+        directory: &std::path::Path,
+        filter: GrowingBloomFilter,
+    ) -> std::io::Result<CustomIdClaims> {
         Ok(CustomIdClaims {
-            filter: BloomFilter::default(),
+            filter,
             log: BufWriter::with_capacity(1 << 16, tempfile::tempfile_in(directory)?),
             candidates: HashMap::new(),
             candidate_rows: 0,
@@ -169,26 +182,26 @@ impl CustomIdClaims {
         self.filter.prefetch(hashes);
     }
 
-    /// The filter hashes of `custom_id`: two SipHash values of the id under different fixed
-    /// keys.
+    /// The filter hashes of `custom_id`: a SipHash value of the id, and that value mixed again
+    /// (SplitMix64's finaliser, a bijection): one pass over the id, not two.
     pub fn hashes(custom_id: &str) -> FilterHashes {
-        let hash = |seed: u64| {
-            let mut hasher =
-                std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default().build_hasher();
-            hasher.write_u64(seed);
-            hasher.write(custom_id.as_bytes());
-            hasher.finish()
-        };
-        FilterHashes {
-            first: hash(1),
-            step: hash(2),
-        }
+        let mut hasher =
+            std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default().build_hasher();
+        hasher.write(custom_id.as_bytes());
+        let first = hasher.finish();
+        let mut step = first ^ (first >> 30);
+        step = step.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        step ^= step >> 27;
+        step = step.wrapping_mul(0x94D0_49BB_1331_11EB);
+        step ^= step >> 31;
+        FilterHashes { first, step }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::bloom_filter::CLAIMS_BITS_PER_VALUE;
 
     fn at(row_number: u64) -> impl FnOnce() -> ClaimingRow {
         move || ClaimingRow {
@@ -198,30 +211,73 @@ mod tests {
         }
     }
 
-    #[test]
-    fn every_repeat_names_the_first_row_and_new_ids_are_never_reported() {
-        let directory = tempfile::tempdir().unwrap();
-        let mut claims = CustomIdClaims::new(directory.path()).unwrap();
+    /// Claims `id-1` to `id-{distinct}` in rows 1 to `distinct`, shows the claims to
+    /// `before_repeats`, then claims each `(row, id)` of `repeats`; the repeats found, none of
+    /// them early.
+    fn distinct_ids_then(
+        mut claims: CustomIdClaims,
+        distinct: u64,
+        before_repeats: impl FnOnce(&CustomIdClaims),
+        repeats: &[(u64, &str)],
+    ) -> Vec<RepeatedId> {
         let mut early = Vec::new();
-        for row in 1..=200_000u64 {
+        for row in 1..=distinct {
             early.extend(claims.claim(&format!("id-{row}"), at(row), row).unwrap());
         }
-        for (row, id) in [(200_001, "id-7"), (200_002, "id-200000"), (200_003, "id-7")] {
-            early.extend(claims.claim(id, at(row), row).unwrap());
+        before_repeats(&claims);
+        for (row, id) in repeats {
+            early.extend(claims.claim(id, at(*row), *row).unwrap());
         }
         assert!(early.is_empty());
-        let repeats = claims.finish().unwrap();
-        let expected = |row_number, custom_id: &str, first_row| RepeatedId {
+        claims.finish().unwrap()
+    }
+
+    fn repeated(row_number: u64, custom_id: &str, first_row: u64) -> RepeatedId {
+        RepeatedId {
             row: at(row_number)(),
             custom_id: custom_id.to_owned(),
             first_row,
-        };
+        }
+    }
+
+    #[test]
+    fn every_repeat_names_the_first_row_and_new_ids_are_never_reported() {
+        let directory = tempfile::tempdir().unwrap();
+        let claims = CustomIdClaims::new(directory.path()).unwrap();
+        let repeats = [(200_001, "id-7"), (200_002, "id-200000"), (200_003, "id-7")];
         assert_eq!(
-            repeats,
+            distinct_ids_then(claims, 200_000, |_| {}, &repeats),
             vec![
-                expected(200_001, "id-7", 7),
-                expected(200_002, "id-200000", 200_000),
-                expected(200_003, "id-7", 7),
+                repeated(200_001, "id-7", 7),
+                repeated(200_002, "id-200000", 200_000),
+                repeated(200_003, "id-7", 7),
+            ]
+        );
+    }
+
+    #[test]
+    fn past_one_filters_ids_another_takes_them_and_new_ids_stay_seldom_candidates() {
+        let directory = tempfile::tempdir().unwrap();
+        let filter = GrowingBloomFilter::new(1_000, CLAIMS_BITS_PER_VALUE, usize::MAX);
+        let claims = CustomIdClaims::with_filter(directory.path(), filter).unwrap();
+        let filled = |claims: &CustomIdClaims| {
+            assert_eq!(claims.filter.filter_count(), 20);
+            // About 1 in 300 per full filter, so about 3% of new ids over the 20 (697 here): a
+            // single filter given 20 times its ids would let nearly every one through.
+            assert!(
+                claims.candidate_rows < 20_000 / 20,
+                "{} candidates",
+                claims.candidate_rows
+            );
+        };
+        // Repeats of ids in the first, a middle and the newest filter.
+        let repeats = [(20_001, "id-3"), (20_002, "id-10500"), (20_003, "id-20000")];
+        assert_eq!(
+            distinct_ids_then(claims, 20_000, filled, &repeats),
+            vec![
+                repeated(20_001, "id-3", 3),
+                repeated(20_002, "id-10500", 10_500),
+                repeated(20_003, "id-20000", 20_000),
             ]
         );
     }

@@ -339,13 +339,15 @@ fn decode_record(record: &[u8]) -> io::Result<ClaimedKey> {
     Ok((key, FirstRowOfKey { row_number, origin }))
 }
 
-/// Hashes for the runs' filters from other words of the key (itself a SHA-256) than the ones
-/// the claims' filter in front uses, so a false "maybe" there is not one here too.
+/// Hashes for the runs' filters. The block is chosen by the key's first 8 bytes in key order,
+/// so a run's filter, given its keys in key order, is filled front to back in one sweep (a merge
+/// of millions of keys would otherwise miss the cache at every key). The bits within the block
+/// come from its last 8 bytes. The claims' filter in front uses none of these bytes of the key
+/// (itself a SHA-256), so a false "maybe" there is not one here too.
 fn run_filter_hashes(key: &RequestKey) -> FilterHashes {
-    let word = |at: usize| u64::from_le_bytes(key.0[at..at + 8].try_into().expect("8 bytes"));
     FilterHashes {
-        first: word(16),
-        step: word(24),
+        first: key_prefix(&key.0),
+        step: u64::from_le_bytes(key.0[24..32].try_into().expect("8 of 32 bytes")),
     }
 }
 

@@ -104,6 +104,52 @@ fn each_bad_input_fails_early_and_uploads_nothing() {
 }
 
 #[test]
+fn repeated_ids_are_found_past_the_first_ids_filter_before_anything_is_uploaded() {
+    // The tests' (debug) binary makes a new Bloom filter of ids every thousand: 2,500 rows go
+    // through three, and the repeats are of ids in the first and the second.
+    let simulator = StandaloneSimulator::start(&[]);
+    let workspace = Workspace::new();
+    let mut table = String::from("id,text\n");
+    for row in 1..=2_500 {
+        let id = match row {
+            2_400 => 5,
+            2_500 => 1_500,
+            other => other,
+        };
+        table.push_str(&format!("{id},评论 {row}\n"));
+    }
+    workspace.write("many.csv", &table);
+    workspace.write(
+        "many.toml",
+        "[input]\npath = \"many.csv\"\nid_column = \"id\"\n[request]\nmodel = \"qwen-plus\"\ntemplate = \"{{ text }}\"\n",
+    );
+    let output = workspace.run(&[
+        "run",
+        "many.toml",
+        "--provider",
+        "sim",
+        "--base-url",
+        &simulator.base_url,
+    ]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    for expected in [
+        "row 2400",
+        "custom_id `5`",
+        "already used by row 5",
+        "row 2500",
+        "custom_id `1500`",
+        "already used by row 1500",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "expected `{expected}` in:\n{stderr}"
+        );
+    }
+    assert_eq!(simulator.upload_calls(), 0, "nothing may be uploaded");
+}
+
+#[test]
 fn job_file_mistakes_name_the_key() {
     let workspace = Workspace::new();
     copy_fixture(&workspace, "fixtures/edge/cjk_emoji.csv");
