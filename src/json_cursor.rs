@@ -10,7 +10,7 @@
 
 use std::borrow::Cow;
 
-use crate::json_string::first_byte_to_escape;
+use crate::json_string::next_byte_to_escape;
 
 /// How deep values may nest before the reader gives up: under serde_json's limit of 128, so
 /// whatever this reader takes, serde_json takes too.
@@ -115,17 +115,9 @@ impl<'a> JsonCursor<'a> {
         let mut index = start;
         let mut escaped = false;
         loop {
-            if let Some(word) = bytes.get(index..index + 8) {
-                let word = u64::from_le_bytes(word.try_into().expect("eight bytes"));
-                match first_byte_to_escape(word) {
-                    None => {
-                        index += 8;
-                        continue;
-                    }
-                    Some(first) => index += first,
-                }
-            }
-            match *bytes.get(index)? {
+            // No byte that must be escaped: the string is not closed.
+            index = next_byte_to_escape(bytes, index)?;
+            match bytes[index] {
                 b'"' => break,
                 b'\\' => {
                     escaped = true;
@@ -137,8 +129,7 @@ impl<'a> JsonCursor<'a> {
                     }
                 }
                 // A control byte must be escaped (RFC 8259 §7).
-                0x00..=0x1f => return None,
-                _ => index += 1,
+                _ => return None,
             }
         }
         self.at = index + 1;
@@ -166,6 +157,12 @@ impl<'a> JsonCursor<'a> {
 
     /// Reads a number, checking its form; gives it as written.
     fn number(&mut self) -> Option<&'a str> {
+        self.number_and_whether_whole().map(|(written, _)| written)
+    }
+
+    /// Reads a number, checking its form; gives it as written, and whether it is written as a
+    /// whole number without sign (digits only).
+    fn number_and_whether_whole(&mut self) -> Option<(&'a str, bool)> {
         self.skip_whitespace();
         let bytes = self.bytes();
         let start = self.at;
@@ -176,15 +173,18 @@ impl<'a> JsonCursor<'a> {
             }
             index
         };
-        if bytes.get(index) == Some(&b'-') {
+        let negative = bytes.get(index) == Some(&b'-');
+        if negative {
             index += 1;
         }
+        let mut integer = true;
         match bytes.get(index)? {
             b'0' => index += 1,
             b'1'..=b'9' => index = digits_from(index + 1),
             _ => return None,
         }
         if bytes.get(index) == Some(&b'.') {
+            integer = false;
             let fraction_end = digits_from(index + 1);
             if fraction_end == index + 1 {
                 return None;
@@ -192,6 +192,7 @@ impl<'a> JsonCursor<'a> {
             index = fraction_end;
         }
         if let Some(b'e' | b'E') = bytes.get(index) {
+            integer = false;
             index += 1;
             if let Some(b'+' | b'-') = bytes.get(index) {
                 index += 1;
@@ -205,7 +206,6 @@ impl<'a> JsonCursor<'a> {
         let written = &self.text[start..index];
         // serde_json refuses a number that overflows an f64; near the limits its rounding may
         // differ from Rust's, so anything beyond 1e±300 (but zero) is left to it.
-        let integer = !written.contains(['.', 'e', 'E']);
         if !integer || written.len() > 20 {
             let magnitude = written.parse::<f64>().ok()?.abs();
             let written_zero = written.split(['e', 'E']).next().is_some_and(|mantissa| {
@@ -218,17 +218,20 @@ impl<'a> JsonCursor<'a> {
             }
         }
         self.at = index;
-        Some(written)
+        Some((written, integer && !negative))
     }
 
     /// Reads a whole number from 0 to `u64::MAX` written without sign, fraction or exponent;
     /// `None` for any other value.
     pub fn whole_number(&mut self) -> Option<u64> {
-        let written = self.number()?;
-        if !written.bytes().all(|byte| byte.is_ascii_digit()) {
+        let (written, whole) = self.number_and_whether_whole()?;
+        if !whole {
             return None;
         }
-        written.parse().ok()
+        // Digits only: what is left to check is that they fit.
+        written.bytes().try_fold(0_u64, |number, digit| {
+            number.checked_mul(10)?.checked_add(u64::from(digit - b'0'))
+        })
     }
 
     /// Reads a whole number or null.

@@ -1,29 +1,25 @@
-//! JSON strings written as serde_json writes them, eight bytes at a time over the runs that need
-//! no escape (most prompt text: Chinese, letters, digits), which are copied whole.
+//! JSON strings written as serde_json writes them, sixteen bytes at a time over the runs that
+//! need no escape (most prompt text: Chinese, letters, digits), which are copied whole; and the
+//! same search for the end of a string read ([`crate::json_cursor`]).
 //!
 //! Rendering spends a tenth of `validate`'s time escaping prompts, and serde_json looks at every
-//! byte on its own. Here a word of eight bytes is tested at once for a byte that must be escaped
-//! (a control byte below 0x20, `"` or `\`, RFC 8259 §7) with the "has a byte less than n" bit
-//! test; only a word that has one is looked at byte by byte.
+//! byte on its own. Here sixteen bytes are tested at once for a byte that must be escaped (a
+//! control byte below 0x20, `"` or `\`, RFC 8259 §7) with SSE2, which every x86-64 processor
+//! has; elsewhere, and for the last bytes, a word of eight with the "has a byte less than n" bit
+//! test; only then byte by byte.
 
 /// 0x01 in every byte of a word.
 const EVERY_BYTE_ONE: u64 = u64::from_ne_bytes([1; 8]);
 /// 0x80 in every byte of a word.
 const EVERY_BYTE_HIGH_BIT: u64 = EVERY_BYTE_ONE * 0x80;
 
-/// Whether a byte of `word` must be escaped in a JSON string. Subtracting 0x20 from every byte
-/// borrows into a byte's high bit only where that byte was below 0x20 and had no high bit of its
-/// own, or above such a byte, so the test of the whole word is exact; `"` and `\` are the bytes
-/// that become zero (below 1) once the word is xored with them. A byte with its high bit set (UTF-8
-/// beyond ASCII) never needs escaping, and xoring with `"` or `\` keeps that bit, so one
-/// `& !word` serves the three tests.
-fn has_byte_to_escape(word: u64) -> bool {
-    bytes_to_escape(word) != 0
-}
-
-/// The high bit of each byte of `word` that must be escaped, as [`has_byte_to_escape`] tests
-/// them; a borrow may also set the bit of a byte above one that must be escaped, so only the
-/// lowest bit set is sure to be exact.
+/// The high bit of each byte of `word` that must be escaped in a JSON string. Subtracting 0x20
+/// from every byte borrows into a byte's high bit only where that byte was below 0x20 and had no
+/// high bit of its own, or above such a byte, so whether any bit is set is exact; `"` and `\`
+/// are the bytes that become zero (below 1) once the word is xored with them. A byte with its
+/// high bit set (UTF-8 beyond ASCII) never needs escaping, and xoring with `"` or `\` keeps that
+/// bit, so one `& !word` serves the three tests. A borrow may also set the bit of a byte above
+/// one that must be escaped, so only the lowest bit set is sure to be exact.
 fn bytes_to_escape(word: u64) -> u64 {
     let below_space = word.wrapping_sub(EVERY_BYTE_ONE * 0x20);
     let quote = (word ^ (EVERY_BYTE_ONE * u64::from(b'"'))).wrapping_sub(EVERY_BYTE_ONE);
@@ -33,9 +29,57 @@ fn bytes_to_escape(word: u64) -> u64 {
 
 /// Where the first byte that must be escaped is among the eight of `word` (read
 /// little-endian, so in the order they are in memory), if one is.
-pub(crate) fn first_byte_to_escape(word: u64) -> Option<usize> {
+fn first_byte_to_escape(word: u64) -> Option<usize> {
     let bytes = bytes_to_escape(word);
     (bytes != 0).then(|| bytes.trailing_zeros() as usize / 8)
+}
+
+/// Whether `byte` must be escaped in a JSON string.
+fn must_escape(byte: u8) -> bool {
+    byte < 0x20 || byte == b'"' || byte == b'\\'
+}
+
+/// A bit for each of the sixteen bytes of `block` that must be escaped (bit `i` for byte `i`).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn bytes_to_escape_in_block(block: &[u8; 16]) -> u32 {
+    use std::arch::x86_64::{
+        _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128,
+        _mm_set1_epi8,
+    };
+    // SAFETY: SSE2 is part of every x86-64 processor, and the unaligned load reads exactly the
+    // sixteen bytes of `block`.
+    unsafe {
+        let bytes = _mm_loadu_si128(block.as_ptr().cast());
+        let quote = _mm_cmpeq_epi8(bytes, _mm_set1_epi8(b'"' as i8));
+        let backslash = _mm_cmpeq_epi8(bytes, _mm_set1_epi8(b'\\' as i8));
+        // Unsigned: a byte is below 0x20 when the smaller of it and 0x1f is itself.
+        let control = _mm_cmpeq_epi8(_mm_min_epu8(bytes, _mm_set1_epi8(0x1f)), bytes);
+        _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), control)) as u32
+    }
+}
+
+/// Where the first byte of `bytes` at or after `from` that must be escaped is, if one is.
+#[inline]
+pub(crate) fn next_byte_to_escape(bytes: &[u8], mut from: usize) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    while let Some(block) = bytes.get(from..from + 16) {
+        let found = bytes_to_escape_in_block(block.try_into().expect("sixteen bytes"));
+        if found != 0 {
+            return Some(from + found.trailing_zeros() as usize);
+        }
+        from += 16;
+    }
+    while let Some(word) = bytes.get(from..from + 8) {
+        match first_byte_to_escape(u64::from_le_bytes(word.try_into().expect("eight bytes"))) {
+            Some(first) => return Some(from + first),
+            None => from += 8,
+        }
+    }
+    let rest = bytes.get(from..)?;
+    rest.iter()
+        .position(|byte| must_escape(*byte))
+        .map(|position| from + position)
 }
 
 /// How serde_json escapes `byte`, or `None` when it is written as it is.
@@ -64,27 +108,13 @@ pub fn push_json_string(out: &mut Vec<u8>, text: &str) {
     let bytes = text.as_bytes();
     out.reserve(bytes.len() + 2);
     out.push(b'"');
-    // `bytes[copied..index]` need no escape and are not yet in `out`.
+    // `bytes[copied..]` are not yet in `out`.
     let mut copied = 0;
-    let mut index = 0;
     let mut hex = [0u8; 6];
-    while index < bytes.len() {
-        let word_end = index + 8;
-        if let Some(word) = bytes.get(index..word_end) {
-            let word = u64::from_le_bytes(word.try_into().expect("eight bytes"));
-            if !has_byte_to_escape(word) {
-                index = word_end;
-                continue;
-            }
-        }
-        for position in index..word_end.min(bytes.len()) {
-            if let Some(escape) = escape_of(bytes[position], &mut hex) {
-                out.extend_from_slice(&bytes[copied..position]);
-                out.extend_from_slice(escape);
-                copied = position + 1;
-            }
-        }
-        index = word_end;
+    while let Some(position) = next_byte_to_escape(bytes, copied) {
+        out.extend_from_slice(&bytes[copied..position]);
+        out.extend_from_slice(escape_of(bytes[position], &mut hex).expect("a byte to escape"));
+        copied = position + 1;
     }
     out.extend_from_slice(&bytes[copied..]);
     out.push(b'"');
@@ -160,7 +190,7 @@ mod tests {
                 let mut word = *b"abcdefgh";
                 word[place] = byte;
                 assert!(
-                    has_byte_to_escape(u64::from_le_bytes(word)),
+                    first_byte_to_escape(u64::from_le_bytes(word)).is_some(),
                     "{byte:#x} at {place}"
                 );
             }
@@ -169,9 +199,38 @@ mod tests {
             *b"abcdefgh",
             [0xe5, 0xa5, 0xbd, 0x20, 0x7f, 0x21, 0x23, 0x5d],
         ] {
-            assert!(!has_byte_to_escape(u64::from_le_bytes(clean)));
             assert_eq!(first_byte_to_escape(u64::from_le_bytes(clean)), None);
         }
+    }
+
+    #[test]
+    fn the_next_byte_to_escape_is_found_wherever_it_is_and_whatever_surrounds_it() {
+        // Every byte value, at every place of texts long enough to be read sixteen and eight
+        // bytes at a time and byte by byte, searched from every place before it.
+        for length in [1, 7, 8, 15, 16, 17, 24, 40] {
+            for place in 0..length {
+                for byte in 0..=255_u8 {
+                    let mut text: Vec<u8> = (0..length)
+                        .map(|at| [b'a', 0xe5, 0x7f, b'/'][at % 4])
+                        .collect();
+                    text[place] = byte;
+                    for from in 0..=length {
+                        let naive = (from..length).find(|at| must_escape(text[*at]));
+                        assert_eq!(
+                            next_byte_to_escape(&text, from),
+                            naive,
+                            "{text:x?} from {from}"
+                        );
+                    }
+                }
+            }
+        }
+        assert_eq!(next_byte_to_escape(b"abc", 4), None);
+        // Two in one block of sixteen: the first is found, then the second.
+        let two = b"abc\"efghij\\lmnopqrstu";
+        assert_eq!(next_byte_to_escape(two, 0), Some(3));
+        assert_eq!(next_byte_to_escape(two, 4), Some(10));
+        assert_eq!(next_byte_to_escape(two, 11), None);
     }
 
     #[test]

@@ -314,8 +314,9 @@ pub struct RequestRenderer {
     user_slot: TemplateSlot,
     system_slot: Option<TemplateSlot>,
     system_suffix: Option<String>,
-    /// The system message as a JSON string, when it is the same for every row.
-    fixed_system_json: Option<Vec<u8>>,
+    /// The messages up to the user's content, when the system message is the same for every
+    /// row (`push_messages_start`).
+    fixed_messages_start: Option<Vec<u8>>,
     /// The job's fixed body, escaped once: each row only adds its messages or input.
     line_writer: RequestLineWriter,
     endpoint: String,
@@ -602,7 +603,7 @@ impl RequestRenderer {
             }
         }
 
-        let fixed_system_json = match (&system_slot, &system_suffix) {
+        let fixed_messages_start = match (&system_slot, &system_suffix) {
             (None, None) => None,
             (None, Some(suffix)) => Some(suffix.clone()),
             (Some(slot), suffix) => slot
@@ -613,29 +614,28 @@ impl RequestRenderer {
         .map(|text| {
             let mut json = Vec::new();
             push_json_string(&mut json, &text);
-            json
+            let mut start = Vec::new();
+            push_messages_start(&mut start, Some(&json));
+            start
         });
         let mut line_writer = RequestLineWriter::new(
             &base_body,
             &request.endpoint,
             if is_embeddings { "input" } else { "messages" },
         );
-        if let Some(system_json) = &fixed_system_json
+        if let Some(start) = &fixed_messages_start
             && !is_embeddings
         {
             // Every row's messages start with the job's own system message (see
             // `messages_json`): its digest is taken once.
-            let mut start = b"[{\"content\":".to_vec();
-            start.extend_from_slice(system_json);
-            start.extend_from_slice(b",\"role\":\"system\"},{\"content\":");
-            line_writer = line_writer.with_entry_start(start);
+            line_writer = line_writer.with_entry_start(start.clone());
         }
         Ok(RequestRenderer {
             environment,
             user_slot,
             system_slot,
             system_suffix,
-            fixed_system_json,
+            fixed_messages_start,
             line_writer,
             endpoint: request.endpoint.clone(),
             is_embeddings,
@@ -982,13 +982,29 @@ impl RequestRenderer {
                 body_digest,
             }));
         }
-        let system_text = match (&self.fixed_system_json, &self.system_slot) {
+        let system_text = match (&self.fixed_messages_start, &self.system_slot) {
             (Some(_), _) | (None, None) => None,
             (None, Some(slot)) => {
                 let text = self.render_slot(slot, batch, row, row_number, &custom_id)?;
                 Some(with_schema_suffix(text, self.system_suffix.as_deref()))
             }
         };
+        if self.image_slots.is_empty() && self.fixed_messages_start.is_some() {
+            // The messages after the job's own system message, whose start the line writer
+            // holds and has hashed: the user's message only is written, once.
+            let mut user_message = Vec::with_capacity(user_text.len() + 32);
+            push_json_string(&mut user_message, &user_text);
+            user_message.extend_from_slice(USER_MESSAGE_END);
+            let (line, body_digest) = self
+                .line_writer
+                .write_after_entry_start(&custom_id, &user_message);
+            return Ok(RenderedRow::Request(RenderedRequest {
+                row_number,
+                line,
+                custom_id,
+                body_digest,
+            }));
+        }
         let mut messages = self.messages_json(system_text.as_deref(), &user_text, &images);
         let (mut line, mut body_digest) = self.line_writer.write(&custom_id, &messages);
         if !images.is_empty() {
@@ -1025,19 +1041,19 @@ impl RequestRenderer {
         images: &[RowImage],
     ) -> Vec<u8> {
         let mut out = Vec::with_capacity(
-            user_text.len() + 64 + self.fixed_system_json.as_ref().map_or(0, Vec::len),
+            user_text.len() + 64 + self.fixed_messages_start.as_ref().map_or(0, Vec::len),
         );
-        out.push(b'[');
-        if let Some(system_json) = &self.fixed_system_json {
-            out.extend_from_slice(b"{\"content\":");
-            out.extend_from_slice(system_json);
-            out.extend_from_slice(b",\"role\":\"system\"},");
-        } else if let Some(system_text) = system_text {
-            out.extend_from_slice(b"{\"content\":");
-            push_json_string(&mut out, system_text);
-            out.extend_from_slice(b",\"role\":\"system\"},");
+        match &self.fixed_messages_start {
+            Some(start) => out.extend_from_slice(start),
+            None => {
+                let system_json = system_text.map(|text| {
+                    let mut json = Vec::with_capacity(text.len() + 2);
+                    push_json_string(&mut json, text);
+                    json
+                });
+                push_messages_start(&mut out, system_json.as_deref());
+            }
         }
-        out.extend_from_slice(b"{\"content\":");
         if self.image_slots.is_empty() {
             push_json_string(&mut out, user_text);
         } else {
@@ -1045,7 +1061,7 @@ impl RequestRenderer {
             serde_json::to_writer(&mut out, &self.user_content(user_text, images))
                 .expect("content parts serialise");
         }
-        out.extend_from_slice(b",\"role\":\"user\"}]");
+        out.extend_from_slice(USER_MESSAGE_END);
         out
     }
 
@@ -1061,6 +1077,21 @@ impl RequestRenderer {
         Value::Array(parts)
     }
 }
+
+/// The messages up to the user's content: `[`, the system message when there is one (its text
+/// already a JSON string), then the user's message up to its content.
+fn push_messages_start(out: &mut Vec<u8>, system_json: Option<&[u8]>) {
+    out.push(b'[');
+    if let Some(system_json) = system_json {
+        out.extend_from_slice(b"{\"content\":");
+        out.extend_from_slice(system_json);
+        out.extend_from_slice(b",\"role\":\"system\"},");
+    }
+    out.extend_from_slice(b"{\"content\":");
+}
+
+/// What closes the user's message, and the messages, after its content.
+const USER_MESSAGE_END: &[u8] = b",\"role\":\"user\"}]";
 
 /// What an image slot gives for a row before it is read.
 enum ImageValue<'batch> {

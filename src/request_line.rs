@@ -84,28 +84,62 @@ impl RequestLineWriter {
     /// The line (without its newline) of the request `custom_id` whose per-row entry is
     /// `per_row_value` (JSON, keys in byte order), and its body's digest.
     pub fn write(&self, custom_id: &str, per_row_value: &[u8]) -> (Vec<u8>, BodyDigest) {
-        let mut hasher = match &self.hashed_entry_start {
-            Some((start, hashed)) if per_row_value.starts_with(start) => {
-                let mut hasher = hashed.clone();
-                hasher.update(&per_row_value[start.len()..]);
-                hasher
-            }
-            _ => {
-                let mut hasher = Sha256::new();
-                hasher.update(&self.canonical_before);
-                hasher.update(per_row_value);
-                hasher
-            }
-        };
+        if let Some((start, _)) = &self.hashed_entry_start
+            && let Some(rest) = per_row_value.strip_prefix(start.as_slice())
+        {
+            return self.write_after_entry_start(custom_id, rest);
+        }
+        let mut hasher = Sha256::new();
+        hasher.update(&self.canonical_before);
+        hasher.update(per_row_value);
         hasher.update(&self.canonical_after);
-        let mut line =
-            Vec::with_capacity(16 + custom_id.len() + self.line_middle.len() + per_row_value.len());
-        line.extend_from_slice(b"{\"custom_id\":");
+        (
+            self.line(custom_id, &[per_row_value]),
+            hasher.finalize().into(),
+        )
+    }
+
+    /// As [`Self::write`] for the entry made of the start given to [`Self::with_entry_start`]
+    /// and `rest`, which the caller has not had to write out (nor this to compare) row by row.
+    ///
+    /// # Panics
+    /// When no start was given.
+    pub fn write_after_entry_start(&self, custom_id: &str, rest: &[u8]) -> (Vec<u8>, BodyDigest) {
+        let (start, hashed) = self
+            .hashed_entry_start
+            .as_ref()
+            .expect("an entry start given to the writer");
+        let mut hasher = hashed.clone();
+        hasher.update(rest);
+        hasher.update(&self.canonical_after);
+        (
+            self.line(custom_id, &[start, rest]),
+            hasher.finalize().into(),
+        )
+    }
+
+    /// The line of `custom_id` whose per-row entry is `entry`'s pieces one after another.
+    fn line(&self, custom_id: &str, entry: &[&[u8]]) -> Vec<u8> {
+        const LINE_START: &[u8] = b"{\"custom_id\":";
+        const LINE_END: &[u8] = b"}}";
+        // The whole line, so it is never grown (and copied) on the way: an id needing no escape
+        // takes its length and two quotes.
+        let mut line = Vec::with_capacity(
+            LINE_START.len()
+                + custom_id.len()
+                + 2
+                + self.line_middle.len()
+                + entry.iter().map(|piece| piece.len()).sum::<usize>()
+                + LINE_END.len(),
+        );
+        line.extend_from_slice(LINE_START);
         push_json_string(&mut line, custom_id);
         line.extend_from_slice(&self.line_middle);
-        line.extend_from_slice(per_row_value);
-        line.extend_from_slice(b"}}");
-        (line, hasher.finalize().into())
+        for piece in entry {
+            line.extend_from_slice(piece);
+        }
+        line.extend_from_slice(LINE_END);
+        line
     }
 }
 
@@ -194,6 +228,12 @@ mod tests {
                                 "{fixed} {key} {id} start {:?}",
                                 String::from_utf8_lossy(&start)
                             );
+                            // The entry given as the rest after its start, when it has it.
+                            if let Some(rest) = value_text.strip_prefix(start.as_slice()) {
+                                let (line, digest) = with_start.write_after_entry_start(id, rest);
+                                assert_eq!(String::from_utf8(line).unwrap(), expected_line);
+                                assert_eq!(digest, expected_digest);
+                            }
                         }
                     }
                 }

@@ -30,6 +30,9 @@ pub struct CsvBatchReader {
     first_record: Option<(csv::ByteRecord, u64)>,
     encoding: TextEncoding,
     shape: CsvShape,
+    /// Bytes of each column in the last batch: the next batch's builders start with that much
+    /// room (and a little more), so they are seldom grown and copied while filling.
+    column_bytes_last_batch: Vec<usize>,
 }
 
 impl CsvBatchReader {
@@ -149,6 +152,7 @@ impl CsvBatchReader {
             first_record,
             encoding,
             shape,
+            column_bytes_last_batch: Vec::new(),
         })
     }
 
@@ -177,8 +181,16 @@ impl CsvBatchReader {
 
     fn read_batch(&mut self) -> Result<Option<BatchWithLines>, TableError> {
         let column_count = self.schema.fields().len();
-        let mut builders: Vec<StringBuilder> =
-            (0..column_count).map(|_| StringBuilder::new()).collect();
+        let rows_expected = self.rows_per_batch.min(1 << 16);
+        let mut builders: Vec<StringBuilder> = (0..column_count)
+            .map(|column_index| {
+                let bytes_expected = self
+                    .column_bytes_last_batch
+                    .get(column_index)
+                    .map_or(1024, |bytes| bytes + bytes / 8);
+                StringBuilder::with_capacity(rows_expected, bytes_expected)
+            })
+            .collect();
         let mut record = csv::ByteRecord::new();
         let mut rows_in_batch = 0;
         let mut lines = Vec::with_capacity(self.rows_per_batch.min(4096));
@@ -226,6 +238,10 @@ impl CsvBatchReader {
         if rows_in_batch == 0 {
             return Ok(None);
         }
+        self.column_bytes_last_batch = builders
+            .iter()
+            .map(|builder| builder.values_slice().len())
+            .collect();
         let columns: Vec<ArrayRef> = builders
             .into_iter()
             .map(|mut builder| Arc::new(builder.finish()) as ArrayRef)
