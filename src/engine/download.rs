@@ -105,17 +105,11 @@ pub async fn download_shard_results(
     shard: &ShardRecord,
 ) -> Result<(), ClientError> {
     let mut lines = 0;
-    let files = [
-        (
-            &shard.output_file_id,
-            run_directory.output_results_path(shard.shard_index),
-        ),
-        (
-            &shard.error_file_id,
-            run_directory.error_results_path(shard.shard_index),
-        ),
-    ];
-    for (file_id, destination) in files {
+    let file_ids = [&shard.output_file_id, &shard.error_file_id];
+    for (file_id, destination) in file_ids
+        .into_iter()
+        .zip(run_directory.results_paths(shard.shard_index))
+    {
         let Some(file_id) = file_id else { continue };
         match download_verified(client, ledger, shard.shard_index, file_id, &destination).await {
             Ok(count) => lines += count,

@@ -80,10 +80,15 @@ const _: () = assert!(
 /// The `error_code` of such a row.
 pub const EMPTY_PROMPT_ERROR_CODE: &str = "empty_prompt";
 
+/// The name of result column `column` in the output: with `[output] result_prefix`.
+fn result_column_name(job: &Job, column: ResultColumn) -> String {
+    format!("{}{}", job.spec.output.result_prefix, column.name())
+}
+
 /// The field of result column `column` in the output, named with `[output] result_prefix`;
 /// `None` for a column this job does not write (`embedding` outside embeddings jobs).
 fn result_field(job: &Job, column: ResultColumn) -> Option<Field> {
-    let name = format!("{}{}", job.spec.output.result_prefix, column.name());
+    let name = result_column_name(job, column);
     let field = match column {
         ResultColumn::CustomId | ResultColumn::Status => Field::new(name, DataType::Utf8, false),
         ResultColumn::Content
@@ -424,14 +429,12 @@ fn result_reading_threads(run_directory: &RunDirectory, shards: &[&ShardRecord])
     let largest = shards
         .iter()
         .map(|shard| {
-            [
-                run_directory.output_results_path(shard.shard_index),
-                run_directory.error_results_path(shard.shard_index),
-            ]
-            .iter()
-            .filter_map(|path| std::fs::metadata(path).ok())
-            .map(|metadata| metadata.len())
-            .sum::<u64>()
+            run_directory
+                .results_paths(shard.shard_index)
+                .iter()
+                .filter_map(|path| std::fs::metadata(path).ok())
+                .map(|metadata| metadata.len())
+                .sum::<u64>()
         })
         .max()
         .unwrap_or(0);
@@ -723,7 +726,7 @@ pub fn join_results(
     // Every row has its own custom_id, and nearly every one its own request id.
     let all_different: Vec<String> = [ResultColumn::CustomId, ResultColumn::RequestId]
         .iter()
-        .map(|column| format!("{}{}", job.spec.output.result_prefix, column.name()))
+        .map(|column| result_column_name(job, *column))
         .collect();
     let writer = AtomicTableWriter::create_for_output(
         output_path,
@@ -763,10 +766,9 @@ pub fn join_results(
         ledger.begin_bulk()?;
     }
     let mut current: Option<CurrentShard> = None;
-    // The current shard's batch, which answered its rows unless a retry did.
-    let mut current_batch_id: Option<String> = None;
     // One result for every row sent, so a chat answer's strings are made once, not per row.
     let mut result = RowResult::default();
+    let mut answer_judge = super::answer_judge::AnswerJudge::new(job);
     let mut row_number: u64 = 0;
     let mut rows_sent: u64 = 0;
 
@@ -902,7 +904,6 @@ pub fn join_results(
                         }
                         _ => (shard_results(run_directory, record, None)?, None),
                     };
-                    current_batch_id.clone_from(&record.batch_id);
                     current = Some(open_shard(
                         record,
                         results,
@@ -923,12 +924,13 @@ pub fn join_results(
                     result = serde_json::from_str(&text)?;
                     overriding_batch = Some(batch_id);
                 }
+                let declared_values = answer_judge.judge(&mut result);
+                let row_cost = account_billed_row(&mut summary, Some(&mut *shard), pricer, &result);
+                // The shard's batch answered the row, unless a retry did.
                 let answering_batch = match &overriding_batch {
                     Some(batch_id) => batch_id.as_deref(),
-                    None => current_batch_id.as_deref(),
+                    None => shard.record.batch_id.as_deref(),
                 };
-
-                let declared_values = judge_answer(job, &mut result);
                 if let Some((RowSource::SharedWithCopies, key)) = row_source {
                     ledger.set_shared_result(
                         &key,
@@ -936,8 +938,6 @@ pub fn join_results(
                         answering_batch,
                     )?;
                 }
-
-                let row_cost = account_billed_row(&mut summary, Some(shard), pricer, &result);
                 builders.append(
                     &custom_id,
                     result.status().as_str(),
@@ -945,7 +945,7 @@ pub fn join_results(
                     row_cost.map(|cost| cost.batch.to_f64()),
                     answering_batch,
                     Some(AnswerSource::Batch),
-                    declared_values.as_deref(),
+                    declared_values,
                 );
             }
             summary.rows += batch.num_rows() as u64;

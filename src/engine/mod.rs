@@ -1,6 +1,7 @@
 //! The engine: one run from input table to joined output, resumable from its ledger.
 
 mod adoption;
+mod answer_judge;
 mod answer_recording;
 mod answer_reuse;
 mod batch_lookup;

@@ -76,6 +76,14 @@ impl RunDirectory {
             .join(format!("shard-{shard_index:05}.errors.jsonl"))
     }
 
+    /// A shard's two result files, output then errors: the order they are read in.
+    pub fn results_paths(&self, shard_index: u64) -> [PathBuf; 2] {
+        [
+            self.output_results_path(shard_index),
+            self.error_results_path(shard_index),
+        ]
+    }
+
     pub fn report_path(&self) -> PathBuf {
         self.root.join("report.json")
     }

@@ -231,29 +231,37 @@ impl ResultsById {
     /// Keeps `result` for `custom_id`. A line reported twice keeps its success, never a failure
     /// over it; it keeps the place of its first report.
     fn keep(&mut self, custom_id: &str, result: KeptResult) {
-        if let Some(position) = self.position_of(custom_id) {
-            let place = &mut self.entries[position].result;
-            let kept_success = place
-                .as_ref()
-                .is_some_and(|existing| existing.status() == RowStatus::Ok);
-            if !kept_success {
-                *place = Some(result);
-            }
-            return;
-        }
-        let position = self.entries.len();
-        self.entries.push(KeptEntry {
-            id_start: self.ids.len(),
-            id_length: custom_id.len(),
-            result: Some(result),
-        });
-        self.ids.push_str(custom_id);
         let (entries, ids) = (&self.entries, &self.ids);
-        self.index
-            .insert_unique(id_hash(custom_id), position, |&position| {
-                let entry = &entries[position];
-                id_hash(&ids[entry.id_start..entry.id_start + entry.id_length])
-            });
+        let id_at = |position: usize| {
+            let entry = &entries[position];
+            &ids[entry.id_start..entry.id_start + entry.id_length]
+        };
+        // One hash and one probe, whether the id is new (nearly always) or not.
+        let new_position = entries.len();
+        match self.index.entry(
+            id_hash(custom_id),
+            |&position| id_at(position) == custom_id,
+            |&position| id_hash(id_at(position)),
+        ) {
+            hashbrown::hash_table::Entry::Occupied(occupied) => {
+                let place = &mut self.entries[*occupied.get()].result;
+                let kept_success = place
+                    .as_ref()
+                    .is_some_and(|existing| existing.status() == RowStatus::Ok);
+                if !kept_success {
+                    *place = Some(result);
+                }
+            }
+            hashbrown::hash_table::Entry::Vacant(vacant) => {
+                vacant.insert(new_position);
+                self.entries.push(KeptEntry {
+                    id_start: self.ids.len(),
+                    id_length: custom_id.len(),
+                    result: Some(result),
+                });
+                self.ids.push_str(custom_id);
+            }
+        }
     }
 
     fn text(&self, span: TextSpan) -> Option<&str> {
@@ -444,14 +452,13 @@ fn for_each_result_line(
     shard: &ShardRecord,
     mut each: impl FnMut(&str) -> serde_json::Result<()>,
 ) -> anyhow::Result<()> {
-    for path in [
-        run_directory.output_results_path(shard.shard_index),
-        run_directory.error_results_path(shard.shard_index),
-    ] {
-        if !path.exists() {
-            continue;
-        }
-        let mut lines = ResultFileLines::open(&path)?;
+    for path in run_directory.results_paths(shard.shard_index) {
+        // A shard that has no such file (no errors, say) has nothing to read in it.
+        let mut lines = match ResultFileLines::open(&path) {
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+            opened => opened
+                .map_err(|error| anyhow::anyhow!("cannot read {}: {error}", path.display()))?,
+        };
         while let Some((line_number, line)) = lines.next_line()? {
             let line = line.map_err(|error| {
                 anyhow::anyhow!(
@@ -560,10 +567,12 @@ impl ResultFileLines {
                 }
             }
         };
-        // The line without its ending: text checked just above, cut before an ASCII `\r`, so
-        // this check passes (it is SIMD, and the loop's borrow has ended).
-        let line = crate::utf8_check::checked_utf8(self.line_at(&place));
-        Ok(Some((self.line_number, line)))
+        let bytes = self.line_at(&place);
+        // SAFETY: these bytes were checked as UTF-8 in the loop above (the loop's borrow of
+        // them has ended, so they are taken again), cut only before an ASCII `\r`, which is a
+        // character boundary.
+        let line = unsafe { std::str::from_utf8_unchecked(bytes) };
+        Ok(Some((self.line_number, Ok(line))))
     }
 }
 

@@ -1021,8 +1021,9 @@ fn a_workbook_without_a_header_row_names_its_columns_by_sheet_column() {
     );
 }
 
-#[test]
-fn result_lines_written_another_way_join_as_the_provider_wrote_them_and_a_cut_one_is_located() {
+/// A workspace whose run `run` of three Chinese reviews finished on the simulator, its output
+/// in `out.csv`.
+fn finished_run_of_three_reviews() -> Workspace {
     let workspace = Workspace::new();
     workspace.write("reviews.csv", "id,text\n1,好\n2,差\n3,一般\n");
     workspace.write(
@@ -1038,6 +1039,12 @@ fn result_lines_written_another_way_join_as_the_provider_wrote_them_and_a_cut_on
         "run",
         "--quiet",
     ]));
+    workspace
+}
+
+#[test]
+fn result_lines_written_another_way_join_as_the_provider_wrote_them_and_a_cut_one_is_located() {
+    let workspace = finished_run_of_three_reviews();
     let first_output = std::fs::read_to_string(workspace.path().join("out.csv")).unwrap();
     let results = workspace
         .path()
@@ -1081,21 +1088,7 @@ fn result_lines_written_another_way_join_as_the_provider_wrote_them_and_a_cut_on
 
 #[test]
 fn a_damaged_result_file_stops_the_join_naming_file_and_line_and_writes_no_output() {
-    let workspace = Workspace::new();
-    workspace.write("reviews.csv", "id,text\n1,好\n2,差\n3,一般\n");
-    workspace.write(
-        "job.toml",
-        job("reviews.csv", "[output]\npath = \"out.csv\"\n"),
-    );
-    assert_success(&workspace.run(&[
-        "run",
-        "job.toml",
-        "--provider",
-        "sim",
-        "--run-dir",
-        "run",
-        "--quiet",
-    ]));
+    let workspace = finished_run_of_three_reviews();
     let results = workspace
         .path()
         .join("run/results/shard-00000.output.jsonl");
