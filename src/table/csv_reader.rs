@@ -15,19 +15,21 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
 use super::TableError;
 use super::batch_stream::BatchWithLines;
-use super::csv_quote_tracker::{QuoteProblem, QuoteTrackingReader, quote_problem_of};
+use super::csv_records::{CsvReadError, CsvRecord, CsvRecordReader, QuoteProblem};
 use super::input_options::InputOptions;
 use super::text_source::{OpenedText, TextEncoding, open_text, sniff_delimiter};
 
 pub struct CsvBatchReader {
     path: PathBuf,
-    reader: csv::Reader<QuoteTrackingReader<Box<dyn Read + Send>>>,
+    reader: CsvRecordReader<Box<dyn Read + Send>>,
     schema: SchemaRef,
     rows_per_batch: usize,
     rows_read: u64,
     finished: bool,
     /// Without a header row, the first record is data, read while naming the columns.
-    first_record: Option<(csv::ByteRecord, u64)>,
+    first_record: Option<CsvRecord>,
+    /// The record being read (kept, so its room is reused).
+    record: CsvRecord,
     encoding: TextEncoding,
     shape: CsvShape,
     /// Bytes of each column in the last batch: the next batch's builders start with that much
@@ -69,31 +71,13 @@ impl CsvBatchReader {
             quote: options.quote,
             compression: super::compression::Compression::of_path(path),
         };
-        let mut builder = csv::ReaderBuilder::new();
-        builder
-            .has_headers(options.header)
-            .flexible(false)
-            .delimiter(delimiter);
-        match options.quote {
-            Some(quote) => builder.quote(quote),
-            None => builder.quoting(false),
-        };
-        let mut reader =
-            builder.from_reader(QuoteTrackingReader::new(text, delimiter, options.quote));
+        let mut reader = CsvRecordReader::new(text, delimiter, options.quote);
         let mut first_record = None;
-        let headers = if options.header {
-            let headers = reader
-                .byte_headers()
-                .map_err(|error| csv_error(path, error, None, shape))?
-                .clone();
-            // The header's start line; each data record takes its own in `read_batch`.
-            reader.get_mut().next_record_line();
-            headers
-        } else {
-            let mut record = csv::ByteRecord::new();
-            let has_record = reader
-                .read_byte_record(&mut record)
-                .map_err(|error| csv_error(path, error, None, shape))?;
+        let mut headers = CsvRecord::default();
+        let has_record = reader
+            .read_record(&mut headers)
+            .map_err(|error| csv_error(path, error, None, shape))?;
+        if !options.header {
             if !has_record {
                 return Err(TableError::new(
                     path,
@@ -101,13 +85,14 @@ impl CsvBatchReader {
                     "the file is empty; there is no row to send",
                 ));
             }
-            let line = reader.get_mut().next_record_line().unwrap_or(1);
-            let names: Vec<String> = (1..=record.len())
+            let names: Vec<String> = (1..=headers.len())
                 .map(|number| format!("column_{number}"))
                 .collect();
-            first_record = Some((record, line));
-            csv::ByteRecord::from(names)
-        };
+            first_record = Some(std::mem::replace(
+                &mut headers,
+                CsvRecord::of_fields(names.iter().map(String::as_bytes)),
+            ));
+        }
         if headers.is_empty() {
             return Err(TableError::new(
                 path,
@@ -117,7 +102,7 @@ impl CsvBatchReader {
         }
         let mut fields = Vec::with_capacity(headers.len());
         let mut seen = HashSet::new();
-        for (index, raw_name) in headers.iter().enumerate() {
+        for (index, raw_name) in headers.fields().enumerate() {
             let name = std::str::from_utf8(raw_name).map_err(|_| {
                 TableError::new(
                     path,
@@ -150,6 +135,7 @@ impl CsvBatchReader {
             rows_read: 0,
             finished: false,
             first_record,
+            record: CsvRecord::default(),
             encoding,
             shape,
             column_bytes_last_batch: Vec::new(),
@@ -191,47 +177,47 @@ impl CsvBatchReader {
                 StringBuilder::with_capacity(rows_expected, bytes_expected)
             })
             .collect();
-        let mut record = csv::ByteRecord::new();
         let mut rows_in_batch = 0;
         let mut lines = Vec::with_capacity(self.rows_per_batch.min(4096));
         while rows_in_batch < self.rows_per_batch {
-            let line = if let Some((first, line)) = self.first_record.take() {
-                record = first;
-                line
+            if let Some(first) = self.first_record.take() {
+                self.record = first;
             } else {
-                let has_record = self.reader.read_byte_record(&mut record).map_err(|error| {
+                let has_record = self.reader.read_record(&mut self.record).map_err(|error| {
                     csv_error(&self.path, error, Some(&self.schema), self.shape)
                 })?;
                 if !has_record {
                     self.finished = true;
                     break;
                 }
-                self.reader
-                    .get_mut()
-                    .next_record_line()
-                    .or_else(|| record.position().map(|position| position.line()))
-                    .unwrap_or(0)
-            };
-            // Lengths need no check here: the csv crate (not flexible) refuses a record unlike
-            // the header, or without one unlike the first record.
+            }
+            let line = self.record.line();
+            if self.record.len() != column_count {
+                return Err(unequal_lengths_error(
+                    &self.path,
+                    &self.record,
+                    column_count,
+                    self.shape,
+                ));
+            }
             self.rows_read += 1;
             lines.push(line);
-            for (column_index, raw_value) in record.iter().enumerate() {
-                let value = crate::utf8_check::checked_utf8(raw_value).map_err(|error| {
-                    TableError::new(
-                        &self.path,
-                        Some(format!(
-                            "row {} (line {line}), column `{}`",
-                            self.rows_read,
-                            self.schema.field(column_index).name()
-                        )),
-                        format!(
-                            "invalid UTF-8 at byte {} of the value; save the file as UTF-8, fix that cell, or name the file's encoding with `[input] encoding`",
-                            error.valid_up_to()
-                        ),
-                    )
-                })?;
-                builders[column_index].append_value(value);
+            let values = self.record.text_fields().map_err(|(column_index, error)| {
+                TableError::new(
+                    &self.path,
+                    Some(format!(
+                        "row {} (line {line}), column `{}`",
+                        self.rows_read,
+                        self.schema.field(column_index).name()
+                    )),
+                    format!(
+                        "invalid UTF-8 at byte {} of the value; save the file as UTF-8, fix that cell, or name the file's encoding with `[input] encoding`",
+                        error.valid_up_to()
+                    ),
+                )
+            })?;
+            for (builder, value) in builders.iter_mut().zip(values) {
+                builder.append_value(value);
             }
             rows_in_batch += 1;
         }
@@ -275,7 +261,7 @@ struct CsvShape {
 }
 
 impl CsvShape {
-    /// The row number of the csv crate's record `record` (0 is the header when there is one).
+    /// The row number of record `record` (0 is the header when there is one).
     fn row_of_record(self, record: u64) -> u64 {
         if self.has_header { record } else { record + 1 }
     }
@@ -314,43 +300,13 @@ fn quote_problem_error(
 
 fn csv_error(
     path: &Path,
-    error: csv::Error,
+    error: CsvReadError,
     schema: Option<&Schema>,
     shape: CsvShape,
 ) -> TableError {
-    if let csv::ErrorKind::Io(io_error) = error.kind()
-        && let Some(problem) = quote_problem_of(io_error)
-    {
-        return quote_problem_error(path, problem, schema, shape);
-    }
-    match error.kind() {
-        csv::ErrorKind::UnequalLengths {
-            pos,
-            expected_len,
-            len,
-        } => {
-            let location = pos.as_ref().map(|pos| {
-                format!(
-                    "row {} (line {})",
-                    shape.row_of_record(pos.record()),
-                    pos.line()
-                )
-            });
-            TableError::new(
-                path,
-                location,
-                format!(
-                    "the row has {len} fields but the {} has {expected_len}; quote values that contain the delimiter ({}), or name the delimiter with `[input] delimiter` if it is not that one",
-                    if shape.has_header {
-                        "header"
-                    } else {
-                        "first row"
-                    },
-                    shape.delimiter_words()
-                ),
-            )
-        }
-        csv::ErrorKind::Io(io_error) => TableError::new(
+    match error {
+        CsvReadError::Quote(problem) => quote_problem_error(path, &problem, schema, shape),
+        CsvReadError::Io(io_error) => TableError::new(
             path,
             None,
             format!(
@@ -362,17 +318,34 @@ fn csv_error(
                 }
             ),
         ),
-        _ => {
-            let location = error.position().map(|pos| {
-                format!(
-                    "row {} (line {})",
-                    shape.row_of_record(pos.record()),
-                    pos.line()
-                )
-            });
-            TableError::new(path, location, error.to_string())
-        }
     }
+}
+
+/// A record whose field count is not the header's (or, without one, the first row's).
+fn unequal_lengths_error(
+    path: &Path,
+    record: &CsvRecord,
+    expected: usize,
+    shape: CsvShape,
+) -> TableError {
+    TableError::new(
+        path,
+        Some(format!(
+            "row {} (line {})",
+            shape.row_of_record(record.index()),
+            record.line()
+        )),
+        format!(
+            "the row has {} fields but the {} has {expected}; quote values that contain the delimiter ({}), or name the delimiter with `[input] delimiter` if it is not that one",
+            record.len(),
+            if shape.has_header {
+                "header"
+            } else {
+                "first row"
+            },
+            shape.delimiter_words()
+        ),
+    )
 }
 
 #[cfg(test)]

@@ -2,8 +2,8 @@
 
 mod batch_stream;
 mod compression;
-mod csv_quote_tracker;
 mod csv_reader;
+mod csv_records;
 mod excel_reader;
 mod excel_writer;
 mod format;

@@ -728,6 +728,22 @@ fn hard_to_read_tables_are_read_right_or_refused_with_what_to_name() {
         "{}",
         text(&ragged.stderr)
     );
+    // Rows ending in `\r\n`, a blank line between: the line named is the ragged row's own.
+    text_job(
+        &workspace,
+        "crlf.csv",
+        b"id,text\r\n1,a\r\n\r\n2,b,c\r\n3,d\r\n",
+        "",
+        "{{ text }}",
+    );
+    let ragged = workspace.run(&["validate", "job.toml"]);
+    assert_eq!(ragged.status.code(), Some(2));
+    assert!(
+        text(&ragged.stderr).contains("row 2 (line 4)")
+            && text(&ragged.stderr).contains("the row has 3 fields but the header has 2"),
+        "{}",
+        text(&ragged.stderr)
+    );
     // An encoding label that reads no table is refused when the job loads.
     text_job(
         &workspace,
