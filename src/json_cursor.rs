@@ -133,7 +133,10 @@ impl<'a> JsonCursor<'a> {
             }
         }
         self.at = index + 1;
-        Some((&self.text[start..index], escaped))
+        // SAFETY: `start` follows the opening quote and `index` is at the closing one; a byte
+        // after or at an ASCII byte starts a character, so both are boundaries of `text`.
+        let written = unsafe { self.text.get_unchecked(start..index) };
+        Some((written, escaped))
     }
 
     /// Reads a string, borrowed from the text where it holds no escape.
