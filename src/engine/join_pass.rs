@@ -21,6 +21,7 @@ use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
 use super::RunDirectory;
+use super::input_check::InputCheck;
 use super::report::ShardReport;
 use super::shard_results::{ResultsById, load_shard_results_into};
 use super::totals::{MoneySum, TokenTotals};
@@ -33,7 +34,9 @@ use crate::render::RequestRenderer;
 use crate::request_key::RequestKey;
 use crate::row_result::classify_result_line;
 use crate::row_result::{RowResult, RowStatus};
-use crate::table::{AtomicTableWriter, TableError, TableFormat, open_table_with};
+use crate::table::{
+    AtomicTableWriter, TableError, TableFormat, open_table_digesting, open_table_with,
+};
 use crate::wire::ResultLine;
 use crate::wire::{BatchError, BatchStatus};
 
@@ -678,10 +681,6 @@ pub(super) fn judge_answer(job: &Job, result: &mut RowResult) -> Option<Vec<Fiel
     declared_values
 }
 
-/// A check that the input is still the one planned (a pass over the whole input), run on a
-/// thread of its own while the rows are joined; its error is the join's.
-pub type InputCheck = Box<dyn FnOnce() -> anyhow::Result<()> + Send>;
-
 /// The outcome of a finished input check; a panic on its thread is raised again here.
 fn input_check_outcome(
     checking: std::thread::JoinHandle<anyhow::Result<()>>,
@@ -703,8 +702,19 @@ fn wait_for_input_check(
     input_check_outcome(checking)
 }
 
-/// Joins results to the input and writes the output table atomically. `check_input`, when
-/// given, runs alongside the join, and the output is in place only once it has passed.
+/// The input hashed again on a thread of its own (a pass over all of it).
+fn hash_input_again(
+    check: &InputCheck,
+) -> std::io::Result<std::thread::JoinHandle<anyhow::Result<()>>> {
+    let check = check.clone();
+    std::thread::Builder::new()
+        .name("input-check".into())
+        .spawn(move || check.hash_again())
+}
+
+/// Joins results to the input and writes the output table atomically. With `check_input`, the
+/// output is in place only once the input passed it: a CSV file by the digest of the bytes the
+/// rows were read from, any other input hashed again alongside the join.
 #[allow(clippy::too_many_arguments)]
 pub fn join_results(
     job: &Job,
@@ -719,7 +729,12 @@ pub fn join_results(
     check_input: Option<InputCheck>,
     on_rows: &dyn Fn(u64),
 ) -> anyhow::Result<JoinSummary> {
-    let reader = open_table_with(&job.input_path, job.input_format, &job.input_options)?;
+    let (reader, read_digest) = if check_input.is_some() {
+        open_table_digesting(&job.input_path, job.input_format, &job.input_options)?
+    } else {
+        let reader = open_table_with(&job.input_path, job.input_format, &job.input_options)?;
+        (reader, None)
+    };
     let input_schema = reader.schema();
     let renderer = RequestRenderer::new(job, profile, &input_schema)?;
     let (schema, kept) = output_schema(job, &input_schema)?;
@@ -788,11 +803,9 @@ pub fn join_results(
     // The input is read and parsed, the next shards' results read, and the output encoded and
     // written on threads of their own while this one joins the rows.
     let mut input_checking = check_input
-        .map(|check| {
-            std::thread::Builder::new()
-                .name("input-check".into())
-                .spawn(check)
-        })
+        .as_ref()
+        .filter(|_| read_digest.is_none())
+        .map(hash_input_again)
         .transpose()?;
     let joined = std::thread::scope(|scope| -> anyhow::Result<AtomicTableWriter> {
         let mut results_ahead = read_results_ahead(
@@ -968,12 +981,21 @@ pub fn join_results(
     });
     // A changed input explains any error the join met (a row past the last shard), so its
     // error comes first; a join stopped by a signal does not wait for it.
+    let interrupted = joined
+        .as_ref()
+        .is_err_and(crate::interrupt::is_interruption);
     if let Some(checking) = input_checking.take() {
-        let interrupted = joined
-            .as_ref()
-            .is_err_and(crate::interrupt::is_interruption);
         if !interrupted || checking.is_finished() {
             wait_for_input_check(checking)?;
+        }
+    } else if let (Some(check), Some(read_digest)) = (&check_input, &read_digest)
+        && !interrupted
+    {
+        match read_digest.of_whole_file() {
+            Some(digest) => check.judge_digest(&digest)?,
+            // The join stopped before the input's end (at an error), or a compressed stream
+            // ended before the file: the input is hashed again to tell whether it changed.
+            None => wait_for_input_check(hash_input_again(check)?)?,
         }
     }
     let writer = joined?;

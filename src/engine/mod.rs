@@ -15,6 +15,7 @@ mod estimate_vs_actual;
 mod estimates_ahead;
 mod events;
 mod extra_shards;
+mod input_check;
 mod join_pass;
 mod ordered_rendering;
 mod output_target;

@@ -20,7 +20,7 @@ use crate::provider::ProviderProfile;
 use crate::render::{RenderError, RenderedRequest, RenderedRow, RequestRenderer};
 use crate::request_key::RequestKey;
 use crate::shard::{Placement, ShardPlanner, shard_limits};
-use crate::table::open_table_with;
+use crate::table::{open_table_digesting, open_table_with};
 
 /// At most this many row problems are listed before planning stops.
 const MAX_REPORTED_ROW_ERRORS: usize = 20;
@@ -46,6 +46,9 @@ pub struct PlanOutcome {
     /// `validate` to show without opening the input again.
     pub input_schema: arrow_schema::SchemaRef,
     pub input_description: Option<String>,
+    /// The SHA-256 of the input taken from the bytes its rows were read from, when asked for
+    /// and the input is one that is hashed while read (`digests_while_reading`).
+    pub input_sha256: Option<String>,
 }
 
 impl PlanOutcome {
@@ -100,14 +103,16 @@ pub fn plan_scratch_shards(
         ledger,
         reuse,
         preview_count,
+        false,
         &|_| {},
     )
 }
 
 /// Reads, renders and shards the whole input into `shards_directory`. Custom ids and request
 /// keys are claimed through Bloom filters and scratch files beside the shards, so duplicates are
-/// found with flat memory; rows `reuse` answers without a request are in no shard. `on_rows` is
-/// told the rows planned so far after each record batch (a progress bar).
+/// found with flat memory; rows `reuse` answers without a request are in no shard. With
+/// `digest_input`, an input that can be is hashed as it is read ([`PlanOutcome::input_sha256`]).
+/// `on_rows` is told the rows planned so far after each record batch (a progress bar).
 ///
 /// # Errors
 /// When the input cannot be read, a row is bad (up to a number of them, each located), or a
@@ -121,9 +126,15 @@ pub fn plan_shards(
     ledger: &Ledger,
     reuse: &AnswerReuse,
     preview_count: usize,
+    digest_input: bool,
     on_rows: &dyn Fn(u64),
 ) -> anyhow::Result<PlanOutcome> {
-    let reader = open_table_with(&job.input_path, job.input_format, &job.input_options)?;
+    let (reader, input_digest) = if digest_input {
+        open_table_digesting(&job.input_path, job.input_format, &job.input_options)?
+    } else {
+        let reader = open_table_with(&job.input_path, job.input_format, &job.input_options)?;
+        (reader, None)
+    };
     let schema = reader.schema();
     let input_description = reader.text_description().map(str::to_owned);
     let renderer = RequestRenderer::new(job, profile, &schema)?;
@@ -397,6 +408,7 @@ pub fn plan_shards(
         output_columns,
         input_schema: schema,
         input_description,
+        input_sha256: input_digest.and_then(|digest| digest.of_whole_file()),
     })
 }
 
@@ -704,6 +716,7 @@ mod tests {
                 ..AnswerReuse::nothing("sim")
             },
             0,
+            true,
             &|_| {},
         )
     }

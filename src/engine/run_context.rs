@@ -19,7 +19,8 @@ use super::answer_reuse::{
 use super::budget::{RunBudget, prepare_run_budget};
 use super::connection::{check_base_url, connect, load_prices, poll_schedule};
 use super::estimate_vs_actual::attach_estimates;
-use super::join_pass::{InputCheck, JoinSummary, join_results};
+use super::input_check::InputCheck;
+use super::join_pass::{JoinSummary, join_results};
 use super::output_target::{OutputTarget, check_output_target, choose_output_target, same_file};
 use super::plan::{input_sha256, output_table_shape, plan_shards};
 use super::poll::{BatchSlots, poll_until_settled};
@@ -40,7 +41,7 @@ use crate::job::Job;
 use crate::ledger::Ledger;
 use crate::pricing::PriceTable;
 use crate::provider::{ProviderKind, ProviderProfile};
-use crate::table::TableFormat;
+use crate::table::{TableFormat, digests_while_reading};
 
 /// How long shard estimates are counted between two rounds of polling (a 50,000-line shard
 /// takes under a second), so polling never waits long for them.
@@ -235,13 +236,23 @@ impl Run {
                 self.ledger.clear_plan().map_err(RunFailure::local)?;
                 // Taken before hashing: a file changed while it is hashed does not pass later.
                 let stamp = input_file_stamp(&self.job.input_path);
-                let input_sha256 = input_sha256(&self.job.input_path).map_err(|error| {
-                    RunFailure::local(anyhow::anyhow!(
-                        "cannot read input `{}`: {error}",
-                        self.job.input_path.display()
-                    ))
-                })?;
-                self.input_passed_as = stamp;
+                let hash_input = || {
+                    input_sha256(&self.job.input_path).map_err(|error| {
+                        RunFailure::local(anyhow::anyhow!(
+                            "cannot read input `{}`: {error}",
+                            self.job.input_path.display()
+                        ))
+                    })
+                };
+                // A CSV file is hashed from the bytes planning reads its rows from; any other
+                // input in a pass of its own first.
+                let digested_while_planning =
+                    digests_while_reading(&self.job.input_path, self.job.input_format);
+                let hashed_first = if digested_while_planning {
+                    None
+                } else {
+                    Some(hash_input()?)
+                };
                 // `--refresh`: nothing is taken from the store (nor adopted); it is still written.
                 let reads_store = !self.options.refresh;
                 let shards_directory = self.run_directory.shards_directory();
@@ -276,13 +287,21 @@ impl Run {
                     &self.ledger,
                     &reuse,
                     0,
+                    digested_while_planning,
                     &|rows| progress.set_rows(rows),
                 );
                 drop(progress);
                 if reads_store {
                     self.store = reuse.store.take();
                 }
-                let plan = planned.map_err(RunFailure::local)?;
+                let mut plan = planned.map_err(RunFailure::local)?;
+                let input_sha256 = match (hashed_first, plan.input_sha256.take()) {
+                    (Some(digest), _) | (None, Some(digest)) => digest,
+                    // Planning stopped reading before the file's end (a compressed stream
+                    // that ends early): hashed apart.
+                    (None, None) => hash_input()?,
+                };
+                self.input_passed_as = stamp;
                 if let Some(adoption) = reuse.adoption.take() {
                     adoption.finish().map_err(RunFailure::local)?;
                 }
@@ -416,26 +435,16 @@ impl Run {
 
     /// The check that the input is still the one planned, to run while joining; `None` when
     /// no plan recorded its hash, or this process already saw it pass as it is now.
-    fn input_check_before_joining(
-        &self,
-    ) -> Option<impl FnOnce() -> anyhow::Result<()> + Send + use<>> {
+    fn input_check_before_joining(&self) -> Option<InputCheck> {
         let recorded = self.record.input_sha256.clone()?;
         if self.input_passed_with(input_file_stamp(&self.job.input_path)) {
             return None;
         }
-        let input_path = self.job.input_path.clone();
-        let run_root = self.run_directory.root.clone();
-        Some(move || {
-            if input_sha256(&input_path).ok().as_ref() == Some(&recorded) {
-                return Ok(());
-            }
-            anyhow::bail!(
-                "input `{}` changed since run `{}` was planned, so its rows cannot be matched to their answers. The answers are paid for and kept in the run directory: restore the input as it was planned and run `dashbatch resume {}`",
-                input_path.display(),
-                run_root.display(),
-                run_root.display()
-            )
-        })
+        Some(InputCheck::new(
+            self.job.input_path.clone(),
+            self.run_directory.root.clone(),
+            recorded,
+        ))
     }
 
     /// Submits every shard (within the live-batch limit and the budget), polls until each
@@ -732,7 +741,7 @@ impl Run {
             &self.output.path,
             self.output.format,
             self.budget.skipped_shards(),
-            input_check.map(|check| Box::new(check) as InputCheck),
+            input_check,
             &|rows| progress.set_rows(rows),
         )
         .map_err(RunFailure::local)?;

@@ -1,6 +1,5 @@
 //! How a text input is compressed, told by its last extension (`.gz`, `.zst`, `.bz2`, `.xz`), and a stream of its decompressed bytes; every format's concatenated members or frames are read, as its own command-line tool does.
 
-use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
 
@@ -45,7 +44,10 @@ impl Compression {
     ///
     /// # Errors
     /// When the decompressor cannot be set up (xz's decoder allocates its state up front).
-    pub fn decompressed(self, file: File) -> std::io::Result<Box<dyn Read + Send>> {
+    pub fn decompressed(
+        self,
+        file: impl Read + Send + 'static,
+    ) -> std::io::Result<Box<dyn Read + Send>> {
         let buffered = BufReader::with_capacity(1 << 16, file);
         Ok(match self {
             Compression::None => Box::new(buffered),
@@ -60,6 +62,7 @@ impl Compression {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::File;
     use std::io::Write;
 
     const TEXT: &str = "id,text\n1,你好\n2,世界\n";

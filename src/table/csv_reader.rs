@@ -17,7 +17,7 @@ use super::TableError;
 use super::batch_stream::BatchWithLines;
 use super::csv_records::{CsvReadError, CsvRecord, CsvRecordReader, QuoteProblem};
 use super::input_options::InputOptions;
-use super::text_source::{OpenedText, TextEncoding, open_text, sniff_delimiter};
+use super::text_source::{OpenedText, TextEncoding, open_text_digesting, sniff_delimiter};
 
 pub struct CsvBatchReader {
     path: PathBuf,
@@ -43,11 +43,21 @@ impl CsvBatchReader {
         rows_per_batch: usize,
         options: &InputOptions,
     ) -> Result<CsvBatchReader, TableError> {
+        CsvBatchReader::open_digesting(path, rows_per_batch, options, None)
+    }
+
+    /// [`Self::open`], the file hashed into `digest` (when given) as it is read.
+    pub fn open_digesting(
+        path: &Path,
+        rows_per_batch: usize,
+        options: &InputOptions,
+        digest: Option<super::ReadDigest>,
+    ) -> Result<CsvBatchReader, TableError> {
         let OpenedText {
             stream: text,
             encoding,
             sample,
-        } = open_text(path, options.encoding)?;
+        } = open_text_digesting(path, options.encoding, digest)?;
         let delimiter = options.delimiter.unwrap_or_else(|| {
             if super::TableFormat::is_tsv(path) {
                 b'\t'

@@ -10,6 +10,7 @@ mod format;
 mod input_options;
 mod input_parts;
 mod jsonl_reader;
+mod read_digest;
 mod reader;
 mod row_value;
 mod text_source;
@@ -21,7 +22,11 @@ pub use excel_writer::check_fits_a_sheet;
 pub use format::TableFormat;
 pub use input_options::{InputOptions, SheetChoice};
 pub use input_parts::{find_input_files, format_of_parts, glob_base, is_glob, is_within_input};
-pub use reader::{BatchPlace, TableReader, open_table, open_table_with};
+pub use read_digest::ReadDigest;
+pub use reader::{
+    BatchPlace, TableReader, digests_while_reading, open_table, open_table_digesting,
+    open_table_with,
+};
 pub use row_value::{
     CellError, cell_value, check_template_type, display_cell, is_text_type, text_cell,
 };

@@ -17,6 +17,7 @@ use super::excel_reader::ExcelBatchReader;
 use super::input_options::InputOptions;
 use super::input_parts::find_input_files;
 use super::jsonl_reader::JsonlBatchReader;
+use super::read_digest::ReadDigest;
 
 /// Rows per record batch: small enough to keep memory flat, large enough to be fast.
 pub const ROWS_PER_BATCH: usize = 4096;
@@ -395,6 +396,40 @@ pub fn open_table_with(
     Ok(table)
 }
 
+/// Whether [`open_table_digesting`] hashes `path` as it reads it: a CSV (or TSV) input of one
+/// file, compressed or not. (Parquet and workbooks are read out of order, and a partitioned
+/// input's identity is its parts' names and digests.)
+pub fn digests_while_reading(path: &Path, format: TableFormat) -> bool {
+    format == TableFormat::Csv && find_input_files(path).is_ok_and(|files| !files.partitioned)
+}
+
+/// [`open_table_with`], and for an input [`digests_while_reading`] takes, where its SHA-256
+/// lands once the batches have read it to the end: the same digest as a pass of its own gives,
+/// of the very bytes the rows came from.
+///
+/// # Errors
+/// As [`open_table_with`].
+pub fn open_table_digesting(
+    path: &Path,
+    format: TableFormat,
+    options: &InputOptions,
+) -> Result<(TableReader, Option<ReadDigest>), TableError> {
+    if !digests_while_reading(path, format) {
+        return Ok((open_table_with(path, format, options)?, None));
+    }
+    let digest = ReadDigest::default();
+    let reader =
+        CsvBatchReader::open_digesting(path, ROWS_PER_BATCH, options, Some(digest.clone()))?;
+    Ok((csv_table(path, reader), Some(digest)))
+}
+
+fn csv_table(path: &Path, reader: CsvBatchReader) -> TableReader {
+    let description = compressed_words(path) + &reader.description();
+    let mut table = TableReader::new(reader.schema(), Box::new(reader));
+    table.text_description = Some(description);
+    table
+}
+
 /// `zstd-compressed, ` for a compressed text input; nothing otherwise.
 fn compressed_words(path: &Path) -> String {
     super::Compression::of_path(path)
@@ -418,10 +453,7 @@ fn open_one_file(
         }
         TableFormat::Csv => {
             let reader = CsvBatchReader::open(path, ROWS_PER_BATCH, options)?;
-            let description = compressed_words(path) + &reader.description();
-            let mut table = TableReader::new(reader.schema(), Box::new(reader));
-            table.text_description = Some(description);
-            Ok(table)
+            Ok(csv_table(path, reader))
         }
         TableFormat::Jsonl => {
             let reader = JsonlBatchReader::open(path, ROWS_PER_BATCH, options)?;
@@ -462,6 +494,39 @@ fn open_one_file(
 mod tests {
     use super::*;
     use arrow_schema::{DataType, Field};
+
+    #[test]
+    fn a_csv_file_read_to_its_end_has_the_digest_of_a_pass_of_its_own() {
+        use sha2::{Digest, Sha256};
+        use std::io::Write;
+        let directory = tempfile::tempdir().unwrap();
+        let text = "id,text\n1,好\n2,\"a, b\"\n".repeat(3000);
+        let plain = directory.path().join("plain.csv");
+        std::fs::write(&plain, &text).unwrap();
+        let gzipped = directory.path().join("packed.csv.gz");
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(text.as_bytes()).unwrap();
+        std::fs::write(&gzipped, encoder.finish().unwrap()).unwrap();
+        for path in [&plain, &gzipped] {
+            let (reader, digest) =
+                open_table_digesting(path, TableFormat::Csv, &InputOptions::default()).unwrap();
+            let digest = digest.expect("a CSV file is hashed while read");
+            let mut batches = reader.batches;
+            let first = batches.next().unwrap().unwrap();
+            assert!(first.0.num_rows() > 0);
+            assert_eq!(digest.of_whole_file(), None, "not before the end");
+            assert!(batches.map(Result::unwrap).count() >= 1);
+            let whole = hex::encode(Sha256::digest(std::fs::read(path).unwrap()));
+            assert_eq!(digest.of_whole_file(), Some(whole), "{}", path.display());
+        }
+        // Other formats and partitioned inputs are hashed apart.
+        let directory_input = directory.path().join("parts");
+        std::fs::create_dir(&directory_input).unwrap();
+        std::fs::write(directory_input.join("a.csv"), "id,text\n1,a\n").unwrap();
+        assert!(!digests_while_reading(&directory_input, TableFormat::Csv));
+        assert!(!digests_while_reading(&plain, TableFormat::Jsonl));
+        assert!(digests_while_reading(&plain, TableFormat::Csv));
+    }
 
     fn schema(names: &[&str]) -> Schema {
         Schema::new(

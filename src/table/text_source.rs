@@ -81,8 +81,24 @@ pub struct OpenedText {
 /// When the file cannot be opened or its start cannot be read (not gzip when named `.gz`, ..., or
 /// invalid in the named encoding).
 pub fn open_text(path: &Path, named: Option<&'static Encoding>) -> Result<OpenedText, TableError> {
+    open_text_digesting(path, named, None)
+}
+
+/// [`open_text`], the file's bytes hashed into `digest` (when given) as they are read.
+///
+/// # Errors
+/// As [`open_text`].
+pub fn open_text_digesting(
+    path: &Path,
+    named: Option<&'static Encoding>,
+    digest: Option<super::ReadDigest>,
+) -> Result<OpenedText, TableError> {
     let file = File::open(path)
         .map_err(|error| TableError::new(path, None, format!("cannot open the file: {error}")))?;
+    let file: Box<dyn Read + Send> = match digest {
+        Some(digest) => Box::new(super::read_digest::DigestingReader::new(file, digest)),
+        None => Box::new(file),
+    };
     let compression = Compression::of_path(path);
     let not_compressed_as_named = |error: std::io::Error| {
         let hint = match (compression.name(), path.extension()) {

@@ -963,6 +963,55 @@ fn validate_and_estimate_with_no_writable_temporary_directory_say_where_and_what
 }
 
 #[test]
+fn a_gzipped_input_hashed_while_its_rows_are_read_joins_again_as_planned_and_not_once_edited() {
+    use std::io::Write;
+    let gzipped = |text: &str| {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(text.as_bytes()).unwrap();
+        encoder.finish().unwrap()
+    };
+    let workspace = review_workspace(7, 3, "");
+    let planned = std::fs::read_to_string(workspace.path().join("reviews.csv")).unwrap();
+    workspace.write("reviews.csv.gz", gzipped(&planned));
+    let job = std::fs::read_to_string(workspace.path().join("reviews.toml"))
+        .unwrap()
+        .replace("path = \"reviews.csv\"", "path = \"reviews.csv.gz\"");
+    workspace.write("packed.toml", job);
+    let run_directory = finished_run_on_the_embedded_simulator(&workspace, "packed.toml");
+    let join_again = |output: &str| {
+        workspace
+            .command(&[
+                "resume",
+                run_directory.to_str().unwrap(),
+                "--output",
+                output,
+                "--quiet",
+            ])
+            .output()
+            .unwrap()
+    };
+    let again = join_again("again.csv");
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
+    assert_eq!(
+        std::fs::read_to_string(workspace.path().join("again.csv"))
+            .unwrap()
+            .lines()
+            .count(),
+        8,
+        "a header and every row"
+    );
+    // One row's text edited, as many rows: the digest of the bytes read is not the planned one.
+    let last = planned.lines().last().unwrap();
+    let edited = planned.replacen(last, &last.replacen(',', ",x", 1), 1);
+    workspace.write("reviews.csv.gz", gzipped(&edited));
+    let refused = join_again("edited.csv");
+    let stderr = text(&refused.stderr);
+    assert_ne!(refused.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("changed since run"), "{stderr}");
+    assert!(!workspace.path().join("edited.csv").exists());
+}
+
+#[test]
 fn a_finished_run_joined_again_after_its_input_changed_is_refused_and_writes_no_output() {
     let workspace = review_workspace(9, 4, "");
     let run_directory = finished_run_on_the_embedded_simulator(&workspace, "reviews.toml");

@@ -1,0 +1,79 @@
+//! The check that a run's input is still the one it planned, before its rows are joined to their
+//! answers (a part rewritten with as many rows would otherwise be joined to another row's
+//! answer): the digest of the bytes the join read, or a pass that hashes the input again.
+
+use std::path::PathBuf;
+
+use super::plan::input_sha256;
+
+/// What the input's SHA-256 was when the run planned, and what to say when it is no longer.
+#[derive(Clone)]
+pub struct InputCheck {
+    input_path: PathBuf,
+    run_root: PathBuf,
+    planned_sha256: String,
+}
+
+impl InputCheck {
+    pub fn new(input_path: PathBuf, run_root: PathBuf, planned_sha256: String) -> InputCheck {
+        InputCheck {
+            input_path,
+            run_root,
+            planned_sha256,
+        }
+    }
+
+    /// Whether `digest`, of the bytes the rows were read from, is the planned input's.
+    ///
+    /// # Errors
+    /// [`Self::changed`] when it is not.
+    pub fn judge_digest(&self, digest: &str) -> anyhow::Result<()> {
+        if digest == self.planned_sha256 {
+            return Ok(());
+        }
+        Err(self.changed())
+    }
+
+    /// Hashes the input again (a pass over all of it) and judges that digest.
+    ///
+    /// # Errors
+    /// [`Self::changed`] when the input is not as planned, or cannot be read.
+    pub fn hash_again(&self) -> anyhow::Result<()> {
+        match input_sha256(&self.input_path) {
+            Ok(digest) => self.judge_digest(&digest),
+            Err(_) => Err(self.changed()),
+        }
+    }
+
+    /// The error of an input that changed since the run planned.
+    pub fn changed(&self) -> anyhow::Error {
+        anyhow::anyhow!(
+            "input `{}` changed since run `{}` was planned, so its rows cannot be matched to their answers. The answers are paid for and kept in the run directory: restore the input as it was planned and run `dashbatch resume {}`",
+            self.input_path.display(),
+            self.run_root.display(),
+            self.run_root.display()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_planned_digest_passes_and_another_or_a_missing_input_is_named_changed() {
+        let directory = tempfile::tempdir().unwrap();
+        let input = directory.path().join("input.csv");
+        std::fs::write(&input, "id,text\n1,a\n").unwrap();
+        let planned = input_sha256(&input).unwrap();
+        let check = InputCheck::new(input.clone(), directory.path().join("run"), planned.clone());
+        check.judge_digest(&planned).unwrap();
+        check.hash_again().unwrap();
+        let other = check.judge_digest("00").unwrap_err().to_string();
+        assert!(other.contains("changed since run"), "{other}");
+        std::fs::write(&input, "id,text\n1,b\n").unwrap();
+        assert!(check.hash_again().is_err());
+        std::fs::remove_file(&input).unwrap();
+        assert!(check.hash_again().is_err());
+    }
+}
