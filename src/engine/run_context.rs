@@ -295,13 +295,14 @@ impl Run {
                     self.store = reuse.store.take();
                 }
                 let mut plan = planned.map_err(RunFailure::local)?;
-                let input_sha256 = match (hashed_first, plan.input_sha256.take()) {
-                    (Some(digest), _) | (None, Some(digest)) => digest,
-                    // Planning stopped reading before the file's end (a compressed stream
-                    // that ends early): hashed apart.
-                    (None, None) => hash_input()?,
+                let (input_sha256, passed_as) = match (hashed_first, plan.input_sha256.take()) {
+                    (Some(digest), _) | (None, Some(digest)) => (digest, stamp),
+                    // Planning stopped reading before the file's end (no reader known does,
+                    // but a decompressor might): hashed apart, after the rows were read, so
+                    // this process does not take the input as passed (the join hashes again).
+                    (None, None) => (hash_input()?, None),
                 };
-                self.input_passed_as = stamp;
+                self.input_passed_as = passed_as;
                 if let Some(adoption) = reuse.adoption.take() {
                     adoption.finish().map_err(RunFailure::local)?;
                 }

@@ -11,22 +11,27 @@ use sha2::{Digest, Sha256};
 pub struct ReadDigest(Arc<Mutex<Option<String>>>);
 
 impl ReadDigest {
-    /// The file's SHA-256 in hex (as `file_sha256` gives it) once every byte of it was read;
-    /// `None` until then, and for good when the reading stopped short of the end.
+    /// The SHA-256 in hex (as `file_sha256` gives it) of every byte read from the file, once
+    /// a read found its end after the last of them; `None` until then, and for good when the
+    /// reading stopped short of the end.
     pub fn of_whole_file(&self) -> Option<String> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.slot().clone()
+    }
+
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 /// A file read through, its bytes hashed as they pass; the digest is given when a read finds
-/// the end.
+/// the end, and taken back if bytes come after it (a file read on past its first end, which a
+/// file grown meanwhile gives): it is always that of every byte handed out.
 pub struct DigestingReader<R> {
     inner: R,
     hasher: Sha256,
-    digest: Option<ReadDigest>,
+    digest: ReadDigest,
+    /// The digest was given at an end, and no byte came since.
+    given: bool,
 }
 
 impl<R: Read> DigestingReader<R> {
@@ -34,7 +39,8 @@ impl<R: Read> DigestingReader<R> {
         DigestingReader {
             inner,
             hasher: Sha256::new(),
-            digest: Some(digest),
+            digest,
+            given: false,
         }
     }
 }
@@ -44,12 +50,13 @@ impl<R: Read> Read for DigestingReader<R> {
         let read = self.inner.read(buffer)?;
         if read > 0 {
             self.hasher.update(&buffer[..read]);
-        } else if !buffer.is_empty()
-            && let Some(digest) = self.digest.take()
-        {
-            // Nothing more to read into room for it: the end of the file.
-            let hex = hex::encode(std::mem::take(&mut self.hasher).finalize());
-            *digest.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(hex);
+            if std::mem::take(&mut self.given) {
+                *self.digest.slot() = None;
+            }
+        } else if !buffer.is_empty() && !self.given {
+            // Nothing more to read into room for it: the end of the file, for now.
+            *self.digest.slot() = Some(hex::encode(self.hasher.clone().finalize()));
+            self.given = true;
         }
         Ok(read)
     }
@@ -84,6 +91,54 @@ mod tests {
             assert_eq!(read_back, bytes);
             assert_eq!(digest.of_whole_file(), Some(sha256_of(&bytes)));
         }
+    }
+
+    /// A file that grows after a read found its end: the bytes read past it are hashed too.
+    struct Growing {
+        parts: Vec<&'static [u8]>,
+    }
+
+    impl Read for Growing {
+        fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+            // Each part, then an end of the file, then the next part.
+            match self.parts.first_mut() {
+                None => Ok(0),
+                Some([]) => {
+                    self.parts.remove(0);
+                    Ok(0)
+                }
+                Some(part) => {
+                    let count = part.len().min(buffer.len());
+                    buffer[..count].copy_from_slice(&part[..count]);
+                    *part = &part[count..];
+                    Ok(count)
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bytes_read_past_an_end_are_in_the_digest() {
+        let digest = ReadDigest::default();
+        let mut reader = DigestingReader::new(
+            Growing {
+                parts: vec![b"id,text\n1,a\n", b"2,b\n"],
+            },
+            digest.clone(),
+        );
+        let mut buffer = [0u8; 64];
+        assert_eq!(reader.read(&mut buffer).unwrap(), 12);
+        assert_eq!(reader.read(&mut buffer).unwrap(), 0);
+        assert_eq!(digest.of_whole_file(), Some(sha256_of(b"id,text\n1,a\n")));
+        // The file grew: what was given is taken back until the next end.
+        assert_eq!(reader.read(&mut buffer).unwrap(), 4);
+        assert_eq!(digest.of_whole_file(), None);
+        assert_eq!(reader.read(&mut buffer).unwrap(), 0);
+        assert_eq!(reader.read(&mut buffer).unwrap(), 0);
+        assert_eq!(
+            digest.of_whole_file(),
+            Some(sha256_of(b"id,text\n1,a\n2,b\n"))
+        );
     }
 
     #[test]
