@@ -168,6 +168,14 @@ fn choose_encoding(
     if let Some(encoding) = utf16_by_its_nul_bytes(sample) {
         return found(encoding, EncodingFound::Guessed);
     }
+    // Text in UTF-8 or any encoding guessed below holds no NUL byte. UTF-16 without a
+    // byte-order mark whose text is mostly Chinese (too few NULs for the guess above) would
+    // otherwise be read as UTF-8 or guessed GB18030, and its text would be garbage.
+    if let Some(position) = memchr::memchr(0, sample) {
+        return Err(format!(
+            "byte {position} of the file is a NUL byte, which text never holds: the file may be UTF-16 without a byte-order mark; name its encoding with `[input] encoding` (\"utf-16le\" or \"utf-16be\"), or save it as UTF-8"
+        ));
+    }
     let valid_utf8 = match std::str::from_utf8(sample) {
         Ok(_) => true,
         // Only a sequence cut off by the end of the sample.
@@ -428,6 +436,27 @@ mod tests {
         let mut text = String::new();
         StrictDecoder::new(bytes, encoding).read_to_string(&mut text)?;
         Ok(text)
+    }
+
+    #[test]
+    fn utf16_too_chinese_to_be_told_by_its_nuls_is_refused_at_its_first_nul() {
+        let text = format!(
+            "编号,评论\n{}",
+            "1,这本书很好看，推荐给大家阅读。\n".repeat(40)
+        );
+        let little: Vec<u8> = text.encode_utf16().flat_map(u16::to_le_bytes).collect();
+        let big: Vec<u8> = text.encode_utf16().flat_map(u16::to_be_bytes).collect();
+        for bytes in [little, big] {
+            assert_eq!(utf16_by_its_nul_bytes(&bytes), None, "too few NULs to tell");
+            let problem = choose_encoding(&bytes, None).err().unwrap();
+            assert!(
+                problem.contains("NUL byte") && problem.contains("utf-16le"),
+                "{problem}"
+            );
+        }
+        // Named, it is read as named.
+        let named = choose_encoding(b"a\0b", Some(encoding_rs::UTF_16LE)).unwrap();
+        assert_eq!(named.found, EncodingFound::Named);
     }
 
     #[test]

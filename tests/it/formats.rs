@@ -334,7 +334,18 @@ fn a_missing_sheet_mixed_parts_or_a_compressed_parquet_is_refused_before_upload(
     );
     workspace.write("reviews.parquet.gz", "not really");
     workspace.write("stray.tsv", "编号\t评论\n1\t\"好\n2\t差\n");
+    // UTF-16 without a byte-order mark, its text mostly Chinese: too few NUL bytes to be told
+    // UTF-16 by them, yet bytes that pass for UTF-8.
+    let utf16: Vec<u8> = format!(
+        "编号,评论\n{}",
+        "1,这本书很好看，推荐给大家阅读。\n".repeat(40)
+    )
+    .encode_utf16()
+    .flat_map(u16::to_le_bytes)
+    .collect();
+    workspace.write("wide.csv", utf16);
     for (input_keys, path, output_keys, words) in [
+        ("", "wide.csv", "", vec!["wide.csv", "NUL byte", "utf-16le"]),
         (
             "sheet = \"不存在\"\n",
             "reviews.xlsx",
