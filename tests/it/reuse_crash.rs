@@ -88,6 +88,7 @@ fn run_command(
 
 /// Runs (or resumes) until the run in `run` finishes.
 fn finish(workspace: &Workspace, simulator: &StandaloneSimulator, run: &Path) {
+    let mut tries = Vec::new();
     for _ in 0..5 {
         let recorded = run.join("ledger.sqlite").exists()
             && rusqlite::Connection::open(run.join("ledger.sqlite"))
@@ -108,10 +109,17 @@ fn finish(workspace: &Workspace, simulator: &StandaloneSimulator, run: &Path) {
         if matches!(output.status.code(), Some(0 | 1)) {
             return;
         }
+        tries.push(format!(
+            "{} ({:?}): {}",
+            if recorded { "resume" } else { "run" },
+            output.status,
+            text(&output.stderr)
+        ));
     }
     panic!(
-        "the run in `{}` did not finish after 5 tries",
-        run.display()
+        "the run in `{}` did not finish after 5 tries:\n{}",
+        run.display(),
+        tries.join("\n")
     );
 }
 
