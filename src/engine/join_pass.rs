@@ -34,9 +34,7 @@ use crate::render::RequestRenderer;
 use crate::request_key::RequestKey;
 use crate::row_result::classify_result_line;
 use crate::row_result::{RowResult, RowStatus};
-use crate::table::{
-    AtomicTableWriter, TableError, TableFormat, open_table_digesting, open_table_with,
-};
+use crate::table::{AtomicTableWriter, TableError, TableFormat, open_table_digesting};
 use crate::wire::ResultLine;
 use crate::wire::{BatchError, BatchStatus};
 
@@ -729,12 +727,12 @@ pub fn join_results(
     check_input: Option<InputCheck>,
     on_rows: &dyn Fn(u64),
 ) -> anyhow::Result<JoinSummary> {
-    let (reader, read_digest) = if check_input.is_some() {
-        open_table_digesting(&job.input_path, job.input_format, &job.input_options)?
-    } else {
-        let reader = open_table_with(&job.input_path, job.input_format, &job.input_options)?;
-        (reader, None)
-    };
+    let (reader, read_digest) = open_table_digesting(
+        &job.input_path,
+        job.input_format,
+        &job.input_options,
+        check_input.is_some(),
+    )?;
     let input_schema = reader.schema();
     let renderer = RequestRenderer::new(job, profile, &input_schema)?;
     let (schema, kept) = output_schema(job, &input_schema)?;

@@ -129,12 +129,12 @@ pub fn plan_shards(
     digest_input: bool,
     on_rows: &dyn Fn(u64),
 ) -> anyhow::Result<PlanOutcome> {
-    let (reader, input_digest) = if digest_input {
-        open_table_digesting(&job.input_path, job.input_format, &job.input_options)?
-    } else {
-        let reader = open_table_with(&job.input_path, job.input_format, &job.input_options)?;
-        (reader, None)
-    };
+    let (reader, input_digest) = open_table_digesting(
+        &job.input_path,
+        job.input_format,
+        &job.input_options,
+        digest_input,
+    )?;
     let schema = reader.schema();
     let input_description = reader.text_description().map(str::to_owned);
     let renderer = RequestRenderer::new(job, profile, &schema)?;

@@ -403,9 +403,9 @@ pub fn digests_while_reading(path: &Path, format: TableFormat) -> bool {
     format == TableFormat::Csv && find_input_files(path).is_ok_and(|files| !files.partitioned)
 }
 
-/// [`open_table_with`], and for an input [`digests_while_reading`] takes, where its SHA-256
-/// lands once the batches have read it to the end: the same digest as a pass of its own gives,
-/// of the very bytes the rows came from.
+/// [`open_table_with`], and when `wanted` for an input [`digests_while_reading`] takes, where
+/// its SHA-256 lands once the batches have read it to the end: the same digest as a pass of its
+/// own gives, of the very bytes the rows came from.
 ///
 /// # Errors
 /// As [`open_table_with`].
@@ -413,8 +413,9 @@ pub fn open_table_digesting(
     path: &Path,
     format: TableFormat,
     options: &InputOptions,
+    wanted: bool,
 ) -> Result<(TableReader, Option<ReadDigest>), TableError> {
-    if !digests_while_reading(path, format) {
+    if !wanted || !digests_while_reading(path, format) {
         return Ok((open_table_with(path, format, options)?, None));
     }
     let digest = ReadDigest::default();
@@ -509,7 +510,8 @@ mod tests {
         std::fs::write(&gzipped, encoder.finish().unwrap()).unwrap();
         for path in [&plain, &gzipped] {
             let (reader, digest) =
-                open_table_digesting(path, TableFormat::Csv, &InputOptions::default()).unwrap();
+                open_table_digesting(path, TableFormat::Csv, &InputOptions::default(), true)
+                    .unwrap();
             let digest = digest.expect("a CSV file is hashed while read");
             let mut batches = reader.batches;
             let first = batches.next().unwrap().unwrap();
