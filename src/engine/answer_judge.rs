@@ -2,7 +2,7 @@
 //! answers judged: a classification job's answers are a handful of texts (`{"sentiment":
 //! "positive"}`) repeated row after row, each then read once instead of once a row.
 
-use super::join_pass::judge_answer;
+use super::join_pass::{judge_answer, mark_invalid_output};
 use crate::job::Job;
 use crate::output_fields::{FieldValue, parse_answer};
 use crate::row_result::{RowResult, RowStatus};
@@ -75,9 +75,7 @@ impl<'job> AnswerJudge<'job> {
         match &self.remembered[position].1 {
             Ok(values) => Some(values),
             Err(reason) => {
-                result.status = Some(RowStatus::InvalidOutput);
-                result.error_code = Some("invalid_output".into());
-                result.error_message = Some(reason.clone());
+                mark_invalid_output(result, reason.clone());
                 None
             }
         }

@@ -657,26 +657,28 @@ pub(super) fn judge_answer(job: &Job, result: &mut RowResult) -> Option<Vec<Fiel
             result.content.as_deref().unwrap_or(""),
         ) {
             Ok(values) => declared_values = Some(values),
-            Err(reason) => {
-                result.status = Some(RowStatus::InvalidOutput);
-                result.error_code = Some("invalid_output".into());
-                result.error_message = Some(reason);
-            }
+            Err(reason) => mark_invalid_output(result, reason),
         }
     }
     if job.is_embeddings()
         && result.status() == RowStatus::Ok
         && result.embedding.as_ref().map(Vec::len) != Some(embedding_dimensions(job) as usize)
     {
-        result.status = Some(RowStatus::InvalidOutput);
-        result.error_code = Some("invalid_output".into());
-        result.error_message = Some(format!(
+        let reason = format!(
             "the embedding has {} values, expected {}",
             result.embedding.as_ref().map_or(0, Vec::len),
             embedding_dimensions(job)
-        ));
+        );
+        mark_invalid_output(result, reason);
     }
     declared_values
+}
+
+/// Marks a row whose answer is not what the job declared: status `invalid_output`, and why.
+pub(super) fn mark_invalid_output(result: &mut RowResult, reason: String) {
+    result.status = Some(RowStatus::InvalidOutput);
+    result.error_code = Some("invalid_output".into());
+    result.error_message = Some(reason);
 }
 
 /// The outcome of a finished input check; a panic on its thread is raised again here.
@@ -853,7 +855,7 @@ pub fn join_results(
                 {
                     let (mut result, answering_batch, answer_source) =
                         reused_result(ledger, source, &key, row_number)?;
-                    let declared_values = judge_answer(job, &mut result);
+                    let declared_values = answer_judge.judge(&mut result);
                     let row_cost = if answer_source == AnswerSource::Batch {
                         // An adopted request this run sent itself: its own, billed here.
                         summary.rows_sent_for_adoptions += 1;
@@ -878,7 +880,7 @@ pub fn join_results(
                         row_cost,
                         answering_batch.as_deref(),
                         Some(answer_source),
-                        declared_values.as_deref(),
+                        declared_values,
                     );
                     continue;
                 }

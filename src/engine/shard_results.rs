@@ -123,6 +123,11 @@ struct KeptEntry {
     result: Option<KeptResult>,
 }
 
+/// The custom_id of `entry`, in `ids` (a free function, for when the index is borrowed too).
+fn id_of<'a>(ids: &'a str, entry: &KeptEntry) -> &'a str {
+    &ids[entry.id_start..entry.id_start + entry.id_length]
+}
+
 /// The hash of a custom_id in a shard's index.
 fn id_hash(custom_id: &str) -> u64 {
     FxBuildHasher.hash_one(custom_id)
@@ -158,7 +163,7 @@ impl ResultsById {
     }
 
     fn id(&self, entry: &KeptEntry) -> &str {
-        &self.ids[entry.id_start..entry.id_start + entry.id_length]
+        id_of(&self.ids, entry)
     }
 
     /// Where the result for `custom_id` is in `entries`.
@@ -232,10 +237,7 @@ impl ResultsById {
     /// over it; it keeps the place of its first report.
     fn keep(&mut self, custom_id: &str, result: KeptResult) {
         let (entries, ids) = (&self.entries, &self.ids);
-        let id_at = |position: usize| {
-            let entry = &entries[position];
-            &ids[entry.id_start..entry.id_start + entry.id_length]
-        };
+        let id_at = |position: usize| id_of(ids, &entries[position]);
         // One hash and one probe, whether the id is new (nearly always) or not.
         let new_position = entries.len();
         match self.index.entry(
