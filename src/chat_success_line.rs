@@ -3,12 +3,14 @@
 //! the answer does not need passed over, checked but unread.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 
 use crate::json_cursor::{JsonCursor, NextValue};
 use crate::row_result::{ChatUsage, RowResult};
 
 /// A result line that is a 200 chat answer without error, its texts borrowed from the line
 /// where they hold no escapes.
+#[derive(Debug, PartialEq, Eq)]
 pub struct ChatSuccessLine<'a> {
     pub custom_id: Cow<'a, str>,
     /// The response's request id, or the line's own id without one.
@@ -37,21 +39,99 @@ impl ChatSuccessLine<'_> {
 /// which [`crate::row_result::classify_result_text_in_full`] then classifies: whatever it
 /// takes, it reads as that full parse does.
 pub fn read_chat_success_line(text: &str) -> Option<ChatSuccessLine<'_>> {
+    read_chat_success_line_noting(text, &())
+}
+
+/// The fields of a line that a [`ChatSuccessLine`] takes its values from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LineField {
+    Id,
+    CustomId,
+    StatusCode,
+    RequestId,
+    Content,
+    FinishReason,
+    PromptTokens,
+    CompletionTokens,
+    TotalTokens,
+    ReasoningTokens,
+    /// `completion_tokens_details.reasoning_tokens`, taken over `reasoning_tokens`.
+    DetailedReasoningTokens,
+}
+
+/// Told where the value of each field read starts, as a line is read: how
+/// [`crate::chat_line_shape`] learns which of a line's values is which. `()` is told nothing.
+pub(crate) trait NoteFieldPlaces {
+    fn note(&self, field: LineField, cursor: &mut JsonCursor<'_>);
+}
+
+impl NoteFieldPlaces for () {
+    #[inline(always)]
+    fn note(&self, _: LineField, _: &mut JsonCursor<'_>) {}
+}
+
+impl NoteFieldPlaces for RefCell<Vec<(LineField, usize)>> {
+    fn note(&self, field: LineField, cursor: &mut JsonCursor<'_>) {
+        self.borrow_mut().push((field, cursor.next_value_start()));
+    }
+}
+
+/// [`read_chat_success_line`], telling `places` where each field's value starts.
+pub(crate) fn read_chat_success_line_noting<'a>(
+    text: &'a str,
+    places: &impl NoteFieldPlaces,
+) -> Option<ChatSuccessLine<'a>> {
     let mut cursor = JsonCursor::new(text);
-    let line = read_line(&mut cursor)?;
+    let line = read_line(&mut cursor, places)?;
     cursor.finish()?;
     let response = line.response?;
     let body = response.body?;
     if response.status_code != 200 || line.has_error || body.has_data {
         return None;
     }
-    Some(ChatSuccessLine {
-        custom_id: line.custom_id?,
-        request_id: response.request_id.or(line.id),
+    chat_success_line_of(ReadChatFields {
+        id: line.id,
+        custom_id: line.custom_id,
+        request_id: response.request_id,
         content: body.content,
         finish_reason: body.finish_reason,
         usage: body.usage,
+        detailed_reasoning_tokens: body.detailed_reasoning_tokens,
     })
+}
+
+/// A 200 chat answer's values as a [`ChatSuccessLine`]: the response's request id, or the
+/// line's own id without one; the detailed reasoning count, or the plain one without it.
+pub(crate) fn chat_success_line_of(fields: ReadChatFields<'_>) -> Option<ChatSuccessLine<'_>> {
+    let ReadChatFields {
+        id,
+        custom_id,
+        request_id,
+        content,
+        finish_reason,
+        mut usage,
+        detailed_reasoning_tokens,
+    } = fields;
+    usage.reasoning_tokens = detailed_reasoning_tokens.or(usage.reasoning_tokens);
+    Some(ChatSuccessLine {
+        custom_id: custom_id?,
+        request_id: request_id.or(id),
+        content,
+        finish_reason,
+        usage,
+    })
+}
+
+/// The values of a chat answer line, each from its own field, before they are put together.
+#[derive(Default)]
+pub(crate) struct ReadChatFields<'a> {
+    pub id: Option<Cow<'a, str>>,
+    pub custom_id: Option<Cow<'a, str>>,
+    pub request_id: Option<Cow<'a, str>>,
+    pub content: Option<Cow<'a, str>>,
+    pub finish_reason: Option<Cow<'a, str>>,
+    pub usage: ChatUsage,
+    pub detailed_reasoning_tokens: Option<u64>,
 }
 
 /// The top-level fields of a result line that a chat answer needs.
@@ -72,6 +152,7 @@ struct ResponseFields<'a> {
 #[derive(Default)]
 struct BodyFields<'a> {
     usage: ChatUsage,
+    detailed_reasoning_tokens: Option<u64>,
     content: Option<Cow<'a, str>>,
     finish_reason: Option<Cow<'a, str>>,
     /// `data` (an embeddings answer) is there and not null.
@@ -117,7 +198,10 @@ fn field_of_optional_object<'a, T>(
     Some(optional_object(cursor, read_object)?.flatten())
 }
 
-fn read_line<'a>(cursor: &mut JsonCursor<'a>) -> Option<LineFields<'a>> {
+fn read_line<'a>(
+    cursor: &mut JsonCursor<'a>,
+    places: &impl NoteFieldPlaces,
+) -> Option<LineFields<'a>> {
     let mut line = LineFields {
         id: None,
         custom_id: None,
@@ -128,9 +212,18 @@ fn read_line<'a>(cursor: &mut JsonCursor<'a>) -> Option<LineFields<'a>> {
         &["id", "custom_id", "response", "error"],
         |cursor, field| {
             match field {
-                0 => line.id = cursor.optional_string()?,
-                1 => line.custom_id = Some(cursor.string()?),
-                2 => line.response = optional_object(cursor, read_response)?,
+                0 => {
+                    places.note(LineField::Id, cursor);
+                    line.id = cursor.optional_string()?;
+                }
+                1 => {
+                    places.note(LineField::CustomId, cursor);
+                    line.custom_id = Some(cursor.string()?);
+                }
+                2 => {
+                    line.response =
+                        optional_object(cursor, |cursor| read_response(cursor, places))?;
+                }
                 _ => line.has_error = is_not_null(cursor)?,
             }
             Some(())
@@ -139,15 +232,24 @@ fn read_line<'a>(cursor: &mut JsonCursor<'a>) -> Option<LineFields<'a>> {
     Some(line)
 }
 
-fn read_response<'a>(cursor: &mut JsonCursor<'a>) -> Option<ResponseFields<'a>> {
+fn read_response<'a>(
+    cursor: &mut JsonCursor<'a>,
+    places: &impl NoteFieldPlaces,
+) -> Option<ResponseFields<'a>> {
     let mut status_code = None;
     let mut request_id = None;
     let mut body = None;
     cursor.object(&["status_code", "request_id", "body"], |cursor, field| {
         match field {
-            0 => status_code = Some(u16::try_from(cursor.whole_number()?).ok()?),
-            1 => request_id = cursor.optional_string()?,
-            _ => body = optional_object(cursor, read_body)?,
+            0 => {
+                places.note(LineField::StatusCode, cursor);
+                status_code = Some(u16::try_from(cursor.whole_number()?).ok()?);
+            }
+            1 => {
+                places.note(LineField::RequestId, cursor);
+                request_id = cursor.optional_string()?;
+            }
+            _ => body = optional_object(cursor, |cursor| read_body(cursor, places))?,
         }
         Some(())
     })?;
@@ -158,14 +260,21 @@ fn read_response<'a>(cursor: &mut JsonCursor<'a>) -> Option<ResponseFields<'a>> 
     })
 }
 
-fn read_body<'a>(cursor: &mut JsonCursor<'a>) -> Option<BodyFields<'a>> {
+fn read_body<'a>(
+    cursor: &mut JsonCursor<'a>,
+    places: &impl NoteFieldPlaces,
+) -> Option<BodyFields<'a>> {
     let mut body = BodyFields::default();
     cursor.object(&["usage", "choices", "data"], |cursor, field| {
         match field {
-            0 => body.usage = optional_object(cursor, read_usage)?.unwrap_or_default(),
+            0 => {
+                (body.usage, body.detailed_reasoning_tokens) =
+                    optional_object(cursor, |cursor| read_usage(cursor, places))?
+                        .unwrap_or_default();
+            }
             1 => {
                 if !cursor.take_null()? {
-                    (body.content, body.finish_reason) = read_first_choice(cursor)?;
+                    (body.content, body.finish_reason) = read_first_choice(cursor, places)?;
                 }
             }
             _ => body.has_data = is_not_null(cursor)?,
@@ -175,9 +284,11 @@ fn read_body<'a>(cursor: &mut JsonCursor<'a>) -> Option<BodyFields<'a>> {
     Some(body)
 }
 
-/// `usage`: the token counts, the reasoning tokens preferably from
-/// `completion_tokens_details`.
-fn read_usage(cursor: &mut JsonCursor<'_>) -> Option<ChatUsage> {
+/// `usage`: the token counts, and the reasoning tokens of `completion_tokens_details`.
+fn read_usage(
+    cursor: &mut JsonCursor<'_>,
+    places: &impl NoteFieldPlaces,
+) -> Option<(ChatUsage, Option<u64>)> {
     let mut usage = ChatUsage::default();
     let mut detailed_reasoning_tokens = None;
     let names = [
@@ -188,30 +299,35 @@ fn read_usage(cursor: &mut JsonCursor<'_>) -> Option<ChatUsage> {
         "completion_tokens_details",
     ];
     cursor.object(&names, |cursor, field| {
-        match field {
-            0 => usage.prompt_tokens = cursor.optional_whole_number()?,
-            1 => usage.completion_tokens = cursor.optional_whole_number()?,
-            2 => usage.total_tokens = cursor.optional_whole_number()?,
-            3 => usage.reasoning_tokens = cursor.optional_whole_number()?,
+        let count = match field {
+            0 => (LineField::PromptTokens, &mut usage.prompt_tokens),
+            1 => (LineField::CompletionTokens, &mut usage.completion_tokens),
+            2 => (LineField::TotalTokens, &mut usage.total_tokens),
+            3 => (LineField::ReasoningTokens, &mut usage.reasoning_tokens),
             _ => {
-                detailed_reasoning_tokens = field_of_optional_object(
-                    cursor,
-                    "reasoning_tokens",
-                    JsonCursor::optional_whole_number,
-                )?;
+                detailed_reasoning_tokens =
+                    field_of_optional_object(cursor, "reasoning_tokens", |cursor| {
+                        places.note(LineField::DetailedReasoningTokens, cursor);
+                        cursor.optional_whole_number()
+                    })?;
+                return Some(());
             }
-        }
+        };
+        places.note(count.0, cursor);
+        *count.1 = cursor.optional_whole_number()?;
         Some(())
     })?;
-    usage.reasoning_tokens = detailed_reasoning_tokens.or(usage.reasoning_tokens);
-    Some(usage)
+    Some((usage, detailed_reasoning_tokens))
 }
 
 type ChoiceTexts<'a> = (Option<Cow<'a, str>>, Option<Cow<'a, str>>);
 
 /// The content and finish reason of the first of `choices` (an array whose first item, when
 /// there is one, is an object); the other choices are passed over.
-fn read_first_choice<'a>(cursor: &mut JsonCursor<'a>) -> Option<ChoiceTexts<'a>> {
+fn read_first_choice<'a>(
+    cursor: &mut JsonCursor<'a>,
+    places: &impl NoteFieldPlaces,
+) -> Option<ChoiceTexts<'a>> {
     let mut texts = (None, None);
     // `array` and `object` refuse any other value.
     cursor.array(|cursor, index| {
@@ -221,10 +337,15 @@ fn read_first_choice<'a>(cursor: &mut JsonCursor<'a>) -> Option<ChoiceTexts<'a>>
         cursor.object(&["message", "finish_reason"], |cursor, field| {
             match field {
                 0 => {
-                    texts.0 =
-                        field_of_optional_object(cursor, "content", JsonCursor::optional_string)?;
+                    texts.0 = field_of_optional_object(cursor, "content", |cursor| {
+                        places.note(LineField::Content, cursor);
+                        cursor.optional_string()
+                    })?;
                 }
-                _ => texts.1 = cursor.optional_string()?,
+                _ => {
+                    places.note(LineField::FinishReason, cursor);
+                    texts.1 = cursor.optional_string()?;
+                }
             }
             Some(())
         })

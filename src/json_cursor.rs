@@ -37,11 +37,23 @@ pub struct JsonCursor<'a> {
 
 impl<'a> JsonCursor<'a> {
     pub fn new(text: &'a str) -> JsonCursor<'a> {
-        JsonCursor {
-            text,
-            at: 0,
-            depth: 0,
-        }
+        JsonCursor::starting_at(text, 0)
+    }
+
+    /// A cursor at byte `at` of `text`, outside any object or array.
+    pub(crate) fn starting_at(text: &'a str, at: usize) -> JsonCursor<'a> {
+        JsonCursor { text, at, depth: 0 }
+    }
+
+    /// Where the cursor is: the byte after what it has read.
+    pub(crate) fn position(&self) -> usize {
+        self.at
+    }
+
+    /// Where the next value starts, after the whitespace before it.
+    pub(crate) fn next_value_start(&mut self) -> usize {
+        self.skip_whitespace();
+        self.at
     }
 
     fn bytes(&self) -> &'a [u8] {
@@ -108,7 +120,7 @@ impl<'a> JsonCursor<'a> {
 
     /// Reads a string as it is written, between its quotes, checking its escapes; with whether
     /// it holds any.
-    fn written_string(&mut self) -> Option<(&'a str, bool)> {
+    pub(crate) fn written_string(&mut self) -> Option<(&'a str, bool)> {
         self.expect_byte(b'"')?;
         let bytes = self.bytes();
         let start = self.at;
@@ -142,12 +154,7 @@ impl<'a> JsonCursor<'a> {
     /// Reads a string, borrowed from the text where it holds no escape.
     pub fn string(&mut self) -> Option<Cow<'a, str>> {
         let (written, escaped) = self.written_string()?;
-        if !escaped {
-            return Some(Cow::Borrowed(written));
-        }
-        let mut decoded = String::with_capacity(written.len());
-        unescape_into(written, &mut decoded)?;
-        Some(Cow::Owned(decoded))
+        decoded_string(written, escaped)
     }
 
     /// Reads a string or null.
@@ -165,7 +172,7 @@ impl<'a> JsonCursor<'a> {
 
     /// Reads a number, checking its form; gives it as written, and whether it is written as a
     /// whole number without sign (digits only).
-    fn number_and_whether_whole(&mut self) -> Option<(&'a str, bool)> {
+    pub(crate) fn number_and_whether_whole(&mut self) -> Option<(&'a str, bool)> {
         self.skip_whitespace();
         let bytes = self.bytes();
         let start = self.at;
@@ -228,13 +235,7 @@ impl<'a> JsonCursor<'a> {
     /// `None` for any other value.
     pub fn whole_number(&mut self) -> Option<u64> {
         let (written, whole) = self.number_and_whether_whole()?;
-        if !whole {
-            return None;
-        }
-        // Digits only: what is left to check is that they fit.
-        written.bytes().try_fold(0_u64, |number, digit| {
-            number.checked_mul(10)?.checked_add(u64::from(digit - b'0'))
-        })
+        whole_number_of(written, whole)
     }
 
     /// Reads a whole number or null.
@@ -336,6 +337,29 @@ impl<'a> JsonCursor<'a> {
             NextValue::Null => self.null(),
         }
     }
+}
+
+/// A string's text from its written form (as [`JsonCursor::written_string`] gives it):
+/// borrowed when it holds no escape.
+pub(crate) fn decoded_string(written: &str, escaped: bool) -> Option<Cow<'_, str>> {
+    if !escaped {
+        return Some(Cow::Borrowed(written));
+    }
+    let mut decoded = String::with_capacity(written.len());
+    unescape_into(written, &mut decoded)?;
+    Some(Cow::Owned(decoded))
+}
+
+/// A number as [`JsonCursor::number_and_whether_whole`] gives it, as a whole number from 0 to
+/// `u64::MAX`; `None` for any other.
+pub(crate) fn whole_number_of(written: &str, whole: bool) -> Option<u64> {
+    if !whole {
+        return None;
+    }
+    // Digits only: what is left to check is that they fit.
+    written.bytes().try_fold(0_u64, |number, digit| {
+        number.checked_mul(10)?.checked_add(u64::from(digit - b'0'))
+    })
 }
 
 /// The four hex digits of a `\u` escape whose `u` is at `u`, as a UTF-16 unit.

@@ -14,6 +14,7 @@
 pub mod answer_store;
 pub mod bounded_read;
 pub mod canonical_json;
+pub mod chat_line_shape;
 pub mod chat_success_line;
 pub mod cli;
 pub mod client;

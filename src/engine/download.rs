@@ -7,7 +7,8 @@ use super::shard_results::ResultFileLines;
 use super::{Event, EventSink, RunDirectory};
 use crate::client::{ApiClient, ClientError};
 use crate::ledger::{EffectKind, EffectOutcome, Ledger, ShardRecord};
-use crate::row_result::classify_result_text;
+use crate::chat_line_shape::ChatLineReader;
+use crate::row_result::classify_result_text_in_full;
 use crate::wire::BatchStatus;
 
 const MAX_DOWNLOAD_ATTEMPTS: u32 = 3;
@@ -17,6 +18,7 @@ const MAX_DOWNLOAD_ATTEMPTS: u32 = 3;
 /// count or the first problem.
 pub fn verify_result_file(path: &Path) -> Result<u64, String> {
     let mut reading = ResultFileLines::open(path).map_err(|error| error.to_string())?;
+    let mut chat_lines = ChatLineReader::default();
     let mut lines = 0;
     loop {
         let (line_number, line) = match reading.next_line() {
@@ -27,8 +29,10 @@ pub fn verify_result_file(path: &Path) -> Result<u64, String> {
         let line = line.map_err(|error| format!("line {line_number}: not UTF-8 ({error})"))?;
         // Which status the batch ended in changes how a line is classified, never whether it
         // is read.
-        classify_result_text(line, BatchStatus::Completed)
-            .map_err(|error| format!("line {line_number}: not a result line ({error})"))?;
+        if chat_lines.read(line).is_none() {
+            classify_result_text_in_full(line, BatchStatus::Completed)
+                .map_err(|error| format!("line {line_number}: not a result line ({error})"))?;
+        }
         lines += 1;
     }
 }

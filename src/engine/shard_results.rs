@@ -11,10 +11,11 @@ use rustc_hash::FxBuildHasher;
 use std::hash::BuildHasher;
 
 use super::RunDirectory;
+use crate::chat_line_shape::ChatLineReader;
 use crate::ledger::ShardRecord;
 use crate::row_result::{
     ChatSuccessLine, ChatUsage, RowResult, RowStatus, classify_result_text,
-    classify_result_text_in_full, read_chat_success_line,
+    classify_result_text_in_full,
 };
 use crate::wire::BatchStatus;
 
@@ -114,6 +115,8 @@ pub(super) struct ResultsById {
     texts: String,
     /// Where the next result asked for is looked for first: after the last one taken.
     cursor: usize,
+    /// Reads the chat answers by the shape of the lines before, kept from shard to shard.
+    line_reader: ChatLineReader,
 }
 
 struct KeptEntry {
@@ -142,6 +145,7 @@ impl ResultsById {
             ids: String::new(),
             texts: String::new(),
             cursor: 0,
+            line_reader: ChatLineReader::default(),
         }
     }
 
@@ -180,7 +184,7 @@ impl ResultsById {
     /// # Errors
     /// When the text is not a result line.
     fn keep_line(&mut self, text: &str, batch_status: BatchStatus) -> serde_json::Result<()> {
-        if let Some(line) = read_chat_success_line(text) {
+        if let Some(line) = self.line_reader.read(text) {
             match self.store_chat_success(&line) {
                 Some(kept) => self.keep(&line.custom_id, kept),
                 None => {
