@@ -4,23 +4,29 @@
 
 use std::path::PathBuf;
 
-use super::plan::input_sha256;
+use super::plan::input_digest;
+use crate::table::DigestAlgorithm;
 
-/// What the input's SHA-256 was when the run planned, and what to say when it is no longer.
+/// What the input's digest was when the run planned, and what to say when it is no longer.
 #[derive(Clone)]
 pub struct InputCheck {
     input_path: PathBuf,
     run_root: PathBuf,
-    planned_sha256: String,
+    planned_digest: String,
 }
 
 impl InputCheck {
-    pub fn new(input_path: PathBuf, run_root: PathBuf, planned_sha256: String) -> InputCheck {
+    pub fn new(input_path: PathBuf, run_root: PathBuf, planned_digest: String) -> InputCheck {
         InputCheck {
             input_path,
             run_root,
-            planned_sha256,
+            planned_digest,
         }
+    }
+
+    /// How the planned digest was taken, and so how the input is hashed to compare with it.
+    pub fn algorithm(&self) -> DigestAlgorithm {
+        DigestAlgorithm::of_written(&self.planned_digest)
     }
 
     /// Whether `digest`, of the bytes the rows were read from, is the planned input's.
@@ -28,7 +34,7 @@ impl InputCheck {
     /// # Errors
     /// [`Self::changed`] when it is not.
     pub fn judge_digest(&self, digest: &str) -> anyhow::Result<()> {
-        if digest == self.planned_sha256 {
+        if digest == self.planned_digest {
             return Ok(());
         }
         Err(self.changed())
@@ -39,7 +45,7 @@ impl InputCheck {
     /// # Errors
     /// [`Self::changed`] when the input is not as planned, or cannot be read.
     pub fn hash_again(&self) -> anyhow::Result<()> {
-        match input_sha256(&self.input_path) {
+        match input_digest(&self.input_path, self.algorithm()) {
             Ok(digest) => self.judge_digest(&digest),
             Err(_) => Err(self.changed()),
         }
@@ -62,11 +68,18 @@ mod tests {
 
     #[test]
     fn the_planned_digest_passes_and_another_or_a_missing_input_is_named_changed() {
+        for algorithm in [DigestAlgorithm::Sha256, DigestAlgorithm::Xxh3_128] {
+            a_change_is_found_by_a_digest_taken_with(algorithm);
+        }
+    }
+
+    fn a_change_is_found_by_a_digest_taken_with(algorithm: DigestAlgorithm) {
         let directory = tempfile::tempdir().unwrap();
         let input = directory.path().join("input.csv");
         std::fs::write(&input, "id,text\n1,a\n").unwrap();
-        let planned = input_sha256(&input).unwrap();
+        let planned = input_digest(&input, algorithm).unwrap();
         let check = InputCheck::new(input.clone(), directory.path().join("run"), planned.clone());
+        assert_eq!(check.algorithm(), algorithm);
         check.judge_digest(&planned).unwrap();
         check.hash_again().unwrap();
         let other = check.judge_digest("00").unwrap_err().to_string();

@@ -733,7 +733,7 @@ pub fn join_results(
         &job.input_path,
         job.input_format,
         &job.input_options,
-        check_input.is_some(),
+        check_input.as_ref().map(InputCheck::algorithm),
     )?;
     let input_schema = reader.schema();
     let renderer = RequestRenderer::new(job, profile, &input_schema)?;

@@ -20,7 +20,7 @@ use crate::provider::ProviderProfile;
 use crate::render::{RenderError, RenderedRequest, RenderedRow, RequestRenderer};
 use crate::request_key::RequestKey;
 use crate::shard::{Placement, ShardPlanner, shard_limits};
-use crate::table::{open_table_digesting, open_table_with};
+use crate::table::{DigestAlgorithm, open_table_digesting, open_table_with};
 
 /// At most this many row problems are listed before planning stops.
 const MAX_REPORTED_ROW_ERRORS: usize = 20;
@@ -46,9 +46,10 @@ pub struct PlanOutcome {
     /// `validate` to show without opening the input again.
     pub input_schema: arrow_schema::SchemaRef,
     pub input_description: Option<String>,
-    /// The SHA-256 of the input taken from the bytes its rows were read from, when asked for
-    /// and the input is one that is hashed while read (`digests_while_reading`).
-    pub input_sha256: Option<String>,
+    /// The digest ([`DigestAlgorithm::FOR_NEW_RUNS`]) of the input taken from the bytes its
+    /// rows were read from, when asked for and the input is one that is hashed while read
+    /// (`digests_while_reading`).
+    pub input_digest: Option<String>,
 }
 
 impl PlanOutcome {
@@ -111,7 +112,7 @@ pub fn plan_scratch_shards(
 /// Reads, renders and shards the whole input into `shards_directory`. Custom ids and request
 /// keys are claimed through Bloom filters and scratch files beside the shards, so duplicates are
 /// found with flat memory; rows `reuse` answers without a request are in no shard. With
-/// `digest_input`, an input that can be is hashed as it is read ([`PlanOutcome::input_sha256`]).
+/// `digest_input`, an input that can be is hashed as it is read ([`PlanOutcome::input_digest`]).
 /// `on_rows` is told the rows planned so far after each record batch (a progress bar).
 ///
 /// # Errors
@@ -133,7 +134,7 @@ pub fn plan_shards(
         &job.input_path,
         job.input_format,
         &job.input_options,
-        digest_input,
+        digest_input.then_some(DigestAlgorithm::FOR_NEW_RUNS),
     )?;
     let schema = reader.schema();
     let input_description = reader.text_description().map(str::to_owned);
@@ -408,7 +409,7 @@ pub fn plan_shards(
         output_columns,
         input_schema: schema,
         input_description,
-        input_sha256: input_digest.and_then(|digest| digest.of_whole_file()),
+        input_digest: input_digest.and_then(|digest| digest.of_whole_file()),
     })
 }
 
@@ -435,16 +436,16 @@ fn repeated_id_error(job: &Job, repeat: &RepeatedId) -> String {
     .to_string()
 }
 
-/// SHA-256 of a file, read in chunks.
-/// The identity of an input: its file's SHA-256, or for a partitioned input the SHA-256 of its
-/// parts' paths and contents, so that an added, removed, renamed or edited part changes it.
+/// The identity of an input, taken with `algorithm`: its file's digest, or for a partitioned
+/// input the digest of its parts' paths and digests, so that an added, removed, renamed or
+/// edited part changes it. Written as [`DigestAlgorithm::of_written`] reads it.
 ///
 /// # Errors
 /// When a part cannot be read, or a directory listed.
-pub fn input_sha256(path: &Path) -> std::io::Result<String> {
+pub fn input_digest(path: &Path, algorithm: DigestAlgorithm) -> std::io::Result<String> {
     let files = crate::table::find_input_files(path).map_err(std::io::Error::other)?;
     if !files.partitioned {
-        return file_sha256(path);
+        return file_digest(path, algorithm);
     }
     // Parts are named from the directory, or the pattern's fixed leading directories, so that the
     // identity is the same whether the job file was named by a relative or an absolute path.
@@ -453,15 +454,31 @@ pub fn input_sha256(path: &Path) -> std::io::Result<String> {
     } else {
         path.to_owned()
     };
-    let mut hasher = Sha256::new();
+    let mut hasher = algorithm.hasher();
     for part in &files.parts {
         let name = part.strip_prefix(&base).unwrap_or(part);
         hasher.update(name.to_string_lossy().as_bytes());
         hasher.update(b"\t");
-        hasher.update(file_sha256(part)?.as_bytes());
+        hasher.update(file_digest(part, algorithm)?.as_bytes());
         hasher.update(b"\n");
     }
-    Ok(hex::encode(hasher.finalize()))
+    Ok(hasher.written())
+}
+
+/// The digest of a file's bytes, taken with `algorithm`.
+fn file_digest(path: &Path, algorithm: DigestAlgorithm) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut file = File::open(path)?;
+    let mut hasher = algorithm.hasher();
+    let mut buffer = vec![0u8; 1 << 16];
+    loop {
+        let read = file.read(&mut buffer)?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+    }
+    Ok(hasher.written())
 }
 
 /// The SHA-256 of a file's bytes, in hex.

@@ -22,7 +22,7 @@ use super::estimate_vs_actual::attach_estimates;
 use super::input_check::InputCheck;
 use super::join_pass::{JoinSummary, join_results};
 use super::output_target::{OutputTarget, check_output_target, choose_output_target, same_file};
-use super::plan::{input_sha256, output_table_shape, plan_shards};
+use super::plan::{input_digest, output_table_shape, plan_shards};
 use super::poll::{BatchSlots, poll_until_settled};
 use super::rehearsal::make_rehearsal;
 use super::remote_cleanup::delete_remote_files;
@@ -41,7 +41,7 @@ use crate::job::Job;
 use crate::ledger::Ledger;
 use crate::pricing::PriceTable;
 use crate::provider::{ProviderKind, ProviderProfile};
-use crate::table::{TableFormat, digests_while_reading};
+use crate::table::{DigestAlgorithm, TableFormat, digests_while_reading};
 
 /// How long shard estimates are counted between two rounds of polling (a 50,000-line shard
 /// takes under a second), so polling never waits long for them.
@@ -237,12 +237,14 @@ impl Run {
                 // Taken before hashing: a file changed while it is hashed does not pass later.
                 let stamp = input_file_stamp(&self.job.input_path);
                 let hash_input = || {
-                    input_sha256(&self.job.input_path).map_err(|error| {
-                        RunFailure::local(anyhow::anyhow!(
-                            "cannot read input `{}`: {error}",
-                            self.job.input_path.display()
-                        ))
-                    })
+                    input_digest(&self.job.input_path, DigestAlgorithm::FOR_NEW_RUNS).map_err(
+                        |error| {
+                            RunFailure::local(anyhow::anyhow!(
+                                "cannot read input `{}`: {error}",
+                                self.job.input_path.display()
+                            ))
+                        },
+                    )
                 };
                 // A CSV file is hashed from the bytes planning reads its rows from; any other
                 // input in a pass of its own first.
@@ -295,7 +297,7 @@ impl Run {
                     self.store = reuse.store.take();
                 }
                 let mut plan = planned.map_err(RunFailure::local)?;
-                let (input_sha256, passed_as) = match (hashed_first, plan.input_sha256.take()) {
+                let (input_digest, passed_as) = match (hashed_first, plan.input_digest.take()) {
                     (Some(digest), _) | (None, Some(digest)) => (digest, stamp),
                     // Planning stopped reading before the file's end (no reader known does,
                     // but a decompressor might): hashed apart, after the rows were read, so
@@ -309,9 +311,9 @@ impl Run {
                 self.ledger
                     .insert_shards(&plan.shards)
                     .map_err(RunFailure::local)?;
-                RunRecord::record_plan(&mut self.ledger, &input_sha256, plan.row_count)
+                RunRecord::record_plan(&mut self.ledger, &input_digest, plan.row_count)
                     .map_err(RunFailure::local)?;
-                self.record.input_sha256 = Some(input_sha256);
+                self.record.input_digest = Some(input_digest);
                 self.record.planned_rows = Some(plan.row_count);
                 planned_shape = Some((plan.input_rows(), plan.output_columns));
                 if plan.rows_from_store > 0
@@ -415,14 +417,16 @@ impl Run {
     /// checks here before submitting, then again while joining,
     /// [`Self::input_check_before_joining`]) is answered without hashing again.
     fn input_is_as_planned(&mut self) -> bool {
-        let Some(recorded) = self.record.input_sha256.as_ref() else {
+        let Some(recorded) = self.record.input_digest.as_ref() else {
             return true;
         };
         let stamp = input_file_stamp(&self.job.input_path);
         if self.input_passed_with(stamp) {
             return true;
         }
-        let as_planned = input_sha256(&self.job.input_path).ok().as_ref() == Some(recorded);
+        let algorithm = DigestAlgorithm::of_written(recorded);
+        let as_planned =
+            input_digest(&self.job.input_path, algorithm).ok().as_ref() == Some(recorded);
         self.input_passed_as = if as_planned { stamp } else { None };
         as_planned
     }
@@ -437,7 +441,7 @@ impl Run {
     /// The check that the input is still the one planned, to run while joining; `None` when
     /// no plan recorded its hash, or this process already saw it pass as it is now.
     fn input_check_before_joining(&self) -> Option<InputCheck> {
-        let recorded = self.record.input_sha256.clone()?;
+        let recorded = self.record.input_digest.clone()?;
         if self.input_passed_with(input_file_stamp(&self.job.input_path)) {
             return None;
         }

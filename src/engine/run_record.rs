@@ -20,7 +20,10 @@ mod key {
     pub const REHEARSAL: &str = "rehearsal";
     pub const PRICES_FILE: &str = "prices_file";
     pub const PRICES_TEXT: &str = "prices_text";
+    /// The input's SHA-256, as runs planned before 2026-12 recorded it.
     pub const INPUT_SHA256: &str = "input_sha256";
+    /// The input's digest, written as `DigestAlgorithm::of_written` reads it.
+    pub const INPUT_DIGEST: &str = "input_digest";
     pub const PLANNED_ROWS: &str = "planned_rows";
     pub const FINISHED: &str = "finished";
     pub const MAX_COST: &str = "max_cost";
@@ -63,8 +66,9 @@ pub struct RunFounding {
 pub struct RunRecord {
     /// `None` until the run is founded (a crash before that leaves nothing to resume).
     pub founding: Option<RunFounding>,
-    /// Set by the plan, with `planned_rows`, once every shard is in the ledger.
-    pub input_sha256: Option<String>,
+    /// Set by the plan, with `planned_rows`, once every shard is in the ledger; written as
+    /// [`crate::table::DigestAlgorithm::of_written`] reads it (a SHA-256 in older ledgers).
+    pub input_digest: Option<String>,
     pub planned_rows: Option<u64>,
     pub finished: bool,
     /// The `--max-cost` the run was given.
@@ -124,7 +128,10 @@ impl RunRecord {
         };
         Ok(RunRecord {
             founding,
-            input_sha256: text(key::INPUT_SHA256)?,
+            input_digest: match text(key::INPUT_DIGEST)? {
+                Some(digest) => Some(digest),
+                None => text(key::INPUT_SHA256)?,
+            },
             planned_rows,
             finished: text(key::FINISHED)?.is_some(),
             max_cost: text(key::MAX_COST)?,
@@ -166,14 +173,14 @@ impl RunRecord {
         ledger.set_facts(&facts)
     }
 
-    /// Records a finished plan: the input's hash and how many rows it sends.
+    /// Records a finished plan: the input's digest and how many rows it sends.
     pub fn record_plan(
         ledger: &mut Ledger,
-        input_sha256: &str,
+        input_digest: &str,
         planned_rows: u64,
     ) -> Result<(), LedgerError> {
         ledger.set_facts(&[
-            (key::INPUT_SHA256, input_sha256.to_owned()),
+            (key::INPUT_DIGEST, input_digest.to_owned()),
             (key::PLANNED_ROWS, planned_rows.to_string()),
         ])
     }
@@ -321,9 +328,25 @@ mod tests {
         let record = RunRecord::read(&ledger).unwrap();
         assert_eq!(record.founding, Some(founding()));
         assert_eq!(record.planned_rows, Some(42));
-        assert_eq!(record.input_sha256.as_deref(), Some("cd"));
+        assert_eq!(record.input_digest.as_deref(), Some("cd"));
         assert!(record.finished);
         assert_eq!(record.max_cost.as_deref(), Some("5.00"));
+    }
+
+    #[test]
+    fn a_ledger_of_an_earlier_version_gives_its_sha256_as_the_input_digest() {
+        let directory = tempfile::tempdir().unwrap();
+        let mut ledger = Ledger::open(directory.path()).unwrap();
+        RunRecord::found(&mut ledger, &founding()).unwrap();
+        let sha256 = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        ledger.set_fact(key::INPUT_SHA256, sha256).unwrap();
+        ledger.set_fact(key::PLANNED_ROWS, "3").unwrap();
+        let record = RunRecord::read(&ledger).unwrap();
+        assert_eq!(record.input_digest.as_deref(), Some(sha256));
+        assert_eq!(
+            crate::table::DigestAlgorithm::of_written(sha256),
+            crate::table::DigestAlgorithm::Sha256
+        );
     }
 
     #[test]

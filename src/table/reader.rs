@@ -17,7 +17,7 @@ use super::excel_reader::ExcelBatchReader;
 use super::input_options::InputOptions;
 use super::input_parts::find_input_files;
 use super::jsonl_reader::JsonlBatchReader;
-use super::read_digest::ReadDigest;
+use super::read_digest::{DigestAlgorithm, ReadDigest};
 
 /// Rows per record batch: small enough to keep memory flat, large enough to be fast.
 pub const ROWS_PER_BATCH: usize = 4096;
@@ -403,9 +403,9 @@ pub fn digests_while_reading(path: &Path, format: TableFormat) -> bool {
     format == TableFormat::Csv && find_input_files(path).is_ok_and(|files| !files.partitioned)
 }
 
-/// [`open_table_with`], and when `wanted` for an input [`digests_while_reading`] takes, where
-/// its SHA-256 lands once the batches have read it to the end: the same digest as a pass of its
-/// own gives, of the very bytes the rows came from.
+/// [`open_table_with`], and when a digest is `wanted` of an input [`digests_while_reading`]
+/// takes, where it lands once the batches have read the input to the end: the same digest as a
+/// pass of its own gives, of the very bytes the rows came from.
 ///
 /// # Errors
 /// As [`open_table_with`].
@@ -413,12 +413,12 @@ pub fn open_table_digesting(
     path: &Path,
     format: TableFormat,
     options: &InputOptions,
-    wanted: bool,
+    wanted: Option<DigestAlgorithm>,
 ) -> Result<(TableReader, Option<ReadDigest>), TableError> {
-    if !wanted || !digests_while_reading(path, format) {
+    let Some(algorithm) = wanted.filter(|_| digests_while_reading(path, format)) else {
         return Ok((open_table_with(path, format, options)?, None));
-    }
-    let digest = ReadDigest::default();
+    };
+    let digest = ReadDigest::new(algorithm);
     let reader =
         CsvBatchReader::open_digesting(path, ROWS_PER_BATCH, options, Some(digest.clone()))?;
     Ok((csv_table(path, reader), Some(digest)))
@@ -498,7 +498,6 @@ mod tests {
 
     #[test]
     fn a_csv_file_read_to_its_end_has_the_digest_of_a_pass_of_its_own() {
-        use sha2::{Digest, Sha256};
         use std::io::Write;
         let directory = tempfile::tempdir().unwrap();
         let text = "id,text\n1,好\n2,\"a, b\"\n".repeat(3000);
@@ -508,17 +507,28 @@ mod tests {
         let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         encoder.write_all(text.as_bytes()).unwrap();
         std::fs::write(&gzipped, encoder.finish().unwrap()).unwrap();
-        for path in [&plain, &gzipped] {
-            let (reader, digest) =
-                open_table_digesting(path, TableFormat::Csv, &InputOptions::default(), true)
-                    .unwrap();
+        for (path, algorithm) in [
+            (&plain, DigestAlgorithm::Sha256),
+            (&gzipped, DigestAlgorithm::Sha256),
+            (&plain, DigestAlgorithm::Xxh3_128),
+            (&gzipped, DigestAlgorithm::Xxh3_128),
+        ] {
+            let (reader, digest) = open_table_digesting(
+                path,
+                TableFormat::Csv,
+                &InputOptions::default(),
+                Some(algorithm),
+            )
+            .unwrap();
             let digest = digest.expect("a CSV file is hashed while read");
             let mut batches = reader.batches;
             let first = batches.next().unwrap().unwrap();
             assert!(first.0.num_rows() > 0);
             assert_eq!(digest.of_whole_file(), None, "not before the end");
             assert!(batches.map(Result::unwrap).count() >= 1);
-            let whole = hex::encode(Sha256::digest(std::fs::read(path).unwrap()));
+            let mut whole = algorithm.hasher();
+            whole.update(&std::fs::read(path).unwrap());
+            let whole = whole.written();
             assert_eq!(digest.of_whole_file(), Some(whole), "{}", path.display());
         }
         // Other formats and partitioned inputs are hashed apart.

@@ -1012,6 +1012,56 @@ fn a_gzipped_input_hashed_while_its_rows_are_read_joins_again_as_planned_and_not
 }
 
 #[test]
+fn a_run_planned_by_an_earlier_version_is_checked_by_the_sha256_it_recorded() {
+    use sha2::{Digest, Sha256};
+    let workspace = review_workspace(6, 3, "");
+    let run_directory = finished_run_on_the_embedded_simulator(&workspace, "reviews.toml");
+    let ledger = rusqlite::Connection::open(run_directory.join("ledger.sqlite")).unwrap();
+    let digest: String = ledger
+        .query_row(
+            "SELECT value FROM run_facts WHERE key = 'input_digest'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert!(digest.starts_with("xxh3-128:"), "{digest}");
+    // As a ledger of a version before 2026-12 holds it: the input's SHA-256 and no digest.
+    let planned = std::fs::read(workspace.path().join("reviews.csv")).unwrap();
+    ledger
+        .execute_batch(&format!(
+            "DELETE FROM run_facts WHERE key = 'input_digest';
+             INSERT INTO run_facts (key, value) VALUES ('input_sha256', '{}');",
+            hex::encode(Sha256::digest(&planned))
+        ))
+        .unwrap();
+    drop(ledger);
+    let join_again = |output: &str| {
+        let path = run_directory.to_str().unwrap();
+        let args = ["resume", path, "--output", output, "--quiet"];
+        workspace.command(&args).output().unwrap()
+    };
+    let again = join_again("again.csv");
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
+    assert_eq!(
+        std::fs::read_to_string(workspace.path().join("again.csv"))
+            .unwrap()
+            .lines()
+            .count(),
+        7,
+        "a header and every row"
+    );
+    let planned = String::from_utf8(planned).unwrap();
+    let last = planned.lines().last().unwrap();
+    let edited = planned.replacen(last, &last.replacen(',', ",x", 1), 1);
+    workspace.write("reviews.csv", edited);
+    let refused = join_again("edited.csv");
+    let stderr = text(&refused.stderr);
+    assert_ne!(refused.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("changed since run"), "{stderr}");
+    assert!(!workspace.path().join("edited.csv").exists());
+}
+
+#[test]
 fn a_finished_run_joined_again_after_its_input_changed_is_refused_and_writes_no_output() {
     let workspace = review_workspace(9, 4, "");
     let run_directory = finished_run_on_the_embedded_simulator(&workspace, "reviews.toml");
