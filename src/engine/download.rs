@@ -5,9 +5,9 @@ use std::path::Path;
 
 use super::shard_results::ResultFileLines;
 use super::{Event, EventSink, RunDirectory};
+use crate::chat_line_shape::ChatLineReader;
 use crate::client::{ApiClient, ClientError};
 use crate::ledger::{EffectKind, EffectOutcome, Ledger, ShardRecord};
-use crate::chat_line_shape::ChatLineReader;
 use crate::row_result::classify_result_text_in_full;
 use crate::wire::BatchStatus;
 
