@@ -6,6 +6,7 @@
 //! template cannot show fails the job up front. A row whose prompt renders to nothing but
 //! whitespace is an error, or with `[input] skip_empty` a row that is not sent.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 use arrow_array::{ArrayRef, RecordBatch};
@@ -666,14 +667,15 @@ impl RequestRenderer {
     }
 
     /// The custom_id of `row` in `batch` whose first row has number `first_row_number`.
-    pub fn custom_id(
+    /// Borrowed from the batch when the id column holds text.
+    pub fn custom_id<'batch>(
         &self,
-        batch: &RecordBatch,
+        batch: &'batch RecordBatch,
         row: usize,
         row_number: u64,
-    ) -> Result<String, RenderError> {
+    ) -> Result<Cow<'batch, str>, RenderError> {
         let Some(index) = self.id_column_index else {
-            return Ok(row_number.to_string());
+            return Ok(Cow::Owned(row_number.to_string()));
         };
         let column = batch.column(index);
         let id_columns = || vec![batch.schema().field(index).name().clone()];
@@ -685,8 +687,12 @@ impl RequestRenderer {
                 "the id column is empty; every row needs an id",
             ));
         }
-        let id = display_cell(column.as_ref(), row)
-            .map_err(|error| self.row_error(row_number, id_columns(), None, &error.to_string()))?;
+        let id = match text_cell(column.as_ref(), row) {
+            Some(text) => Cow::Borrowed(text),
+            None => Cow::Owned(display_cell(column.as_ref(), row).map_err(|error| {
+                self.row_error(row_number, id_columns(), None, &error.to_string())
+            })?),
+        };
         if id.is_empty() {
             return Err(self.row_error(
                 row_number,
@@ -695,7 +701,12 @@ impl RequestRenderer {
                 "the id column is empty; every row needs an id",
             ));
         }
-        let characters = id.chars().count();
+        // An id no longer in bytes than the limit is within it in characters too.
+        let characters = if id.len() > self.max_custom_id_chars {
+            id.chars().count()
+        } else {
+            id.len()
+        };
         if characters > self.max_custom_id_chars {
             let shown: String = id.chars().take(40).collect();
             return Err(self.row_error(
@@ -946,7 +957,7 @@ impl RequestRenderer {
         row: usize,
         row_number: u64,
     ) -> Result<RenderedRow, RenderError> {
-        let custom_id = self.custom_id(batch, row, row_number)?;
+        let custom_id = self.custom_id(batch, row, row_number)?.into_owned();
         let user_text = self.render_slot(&self.user_slot, batch, row, row_number, &custom_id)?;
         let mut images = self.row_images(batch, row, row_number, &custom_id)?;
         let empty_prompt = if images.is_empty() {
