@@ -362,6 +362,18 @@ pub(crate) fn whole_number_of(written: &str, whole: bool) -> Option<u64> {
     })
 }
 
+/// Where the next backslash is: looked for byte by byte in a short text (an answer in JSON
+/// is a few dozen bytes with an escape every few, where `memchr`'s call for each cost more),
+/// with `memchr` in a long one.
+#[inline]
+fn next_backslash(bytes: &[u8]) -> Option<usize> {
+    if bytes.len() < 64 {
+        bytes.iter().position(|byte| *byte == b'\\')
+    } else {
+        memchr::memchr(b'\\', bytes)
+    }
+}
+
 /// The four hex digits of a `\u` escape whose `u` is at `u`, as a UTF-16 unit.
 fn utf16_unit(bytes: &[u8], u: usize) -> Option<u16> {
     let hex = bytes.get(u + 1..u + 5)?;
@@ -393,7 +405,7 @@ fn after_unicode_escape(bytes: &[u8], u: usize) -> Option<usize> {
 /// `None` for an escape the reader would have refused (so never, after it).
 fn unescape_into(written: &str, decoded: &mut String) -> Option<()> {
     let mut rest = written;
-    while let Some(backslash) = memchr::memchr(b'\\', rest.as_bytes()) {
+    while let Some(backslash) = next_backslash(rest.as_bytes()) {
         decoded.push_str(&rest[..backslash]);
         let escape = &rest[backslash + 1..];
         let (character, length) = match *escape.as_bytes().first()? {
@@ -492,6 +504,9 @@ mod tests {
             r#""\u00e9\ud83d\ude00\n\r\t\b\f\\\/ end""#,
             r#""\u4e2d\u6587""#,
             r#""""#,
+            // Long enough that its escapes are looked for with `memchr`, and one at the edge.
+            r#""a long summary, 中文 and all: \"first\", then\nsecond line \u00e9 and a last \\ end""#,
+            r#""0123456789012345678901234567890123456789012345678901234567890\n""#,
         ] {
             let mut cursor = JsonCursor::new(text);
             let read = cursor.string().unwrap();
