@@ -1012,6 +1012,53 @@ fn a_gzipped_input_hashed_while_its_rows_are_read_joins_again_as_planned_and_not
 }
 
 #[test]
+fn result_lines_that_change_shape_from_line_to_line_join_as_the_lines_as_written() {
+    let workspace = review_workspace(30, 12, "");
+    let run_directory = finished_run_on_the_embedded_simulator(&workspace, "reviews.toml");
+    let join_again = |output: &str| {
+        let path = run_directory.to_str().unwrap();
+        let joined = workspace
+            .command(&["resume", path, "--output", output, "--quiet"])
+            .output()
+            .unwrap();
+        assert_eq!(joined.status.code(), Some(0), "{}", text(&joined.stderr));
+        std::fs::read_to_string(workspace.path().join(output)).unwrap()
+    };
+    let as_written = join_again("as-written.csv");
+    // Each line of each result file rewritten in one of several shapes that mean the same: keys
+    // in another order, spaces, an escaped custom_id, a field more, spaces after it.
+    let mut rewritten = 0;
+    for entry in std::fs::read_dir(run_directory.join("results")).unwrap() {
+        let path = entry.unwrap().path();
+        let lines: Vec<String> = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .enumerate()
+            .map(|(index, line)| {
+                let value: Value = serde_json::from_str(line).unwrap();
+                let shaped = match index % 6 {
+                    // serde_json's maps keep their keys sorted: another order.
+                    1 => value.to_string(),
+                    2 => serde_json::to_string_pretty(&value)
+                        .unwrap()
+                        .replace('\n', " "),
+                    3 => line.replacen("\"custom_id\":\"zh-", "\"custom_id\":\"zh\\u002d", 1),
+                    4 => line.replacen("{\"id\":", "{\"system_fingerprint\":null,\"id\":", 1),
+                    5 => format!("{line}  "),
+                    _ => return line.to_owned(),
+                };
+                assert_ne!(shaped, line, "line {index} of {}", path.display());
+                rewritten += 1;
+                shaped
+            })
+            .collect();
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    }
+    assert_eq!(rewritten, 25, "five lines in six rewritten");
+    assert_eq!(join_again("rewritten.csv"), as_written);
+}
+
+#[test]
 fn a_run_planned_by_an_earlier_version_is_checked_by_the_sha256_it_recorded() {
     use sha2::{Digest, Sha256};
     let workspace = review_workspace(6, 3, "");
