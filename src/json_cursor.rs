@@ -176,6 +176,20 @@ impl<'a> JsonCursor<'a> {
         self.skip_whitespace();
         let bytes = self.bytes();
         let start = self.at;
+        // The common case, a count: digits only (one `0`, or no leading zero), of at most 20,
+        // and no fraction or exponent after them; read as the full reading below reads it.
+        if let Some(first @ b'0'..=b'9') = bytes.get(start) {
+            let mut end = start + 1;
+            if *first != b'0' {
+                while bytes.get(end).is_some_and(u8::is_ascii_digit) {
+                    end += 1;
+                }
+            }
+            if end - start <= 20 && !matches!(bytes.get(end), Some(b'.' | b'e' | b'E')) {
+                self.at = end;
+                return Some((&self.text[start..end], true));
+            }
+        }
         let mut index = start;
         let digits_from = |mut index: usize| {
             while bytes.get(index).is_some_and(u8::is_ascii_digit) {
@@ -528,6 +542,59 @@ mod tests {
         let deep = |levels: usize| format!("{}{}", "[".repeat(levels), "]".repeat(levels));
         assert!(skips(&deep(DEEPEST_NESTING as usize)));
         assert!(!skips(&deep(DEEPEST_NESTING as usize + 1)));
+    }
+
+    #[test]
+    fn numbers_are_read_and_refused_as_serde_json_reads_them() {
+        // A fixed xorshift sequence over texts of digits, signs, points and exponents, up to
+        // 24 bytes: the same texts on every run.
+        let mut state: u64 = 0x2f6b_1d3e_9a85_c407;
+        let alphabet = b"0123456789000-.eE+";
+        for _ in 0..200_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let length = 1 + (state % 24) as usize;
+            let mut written = String::new();
+            let mut bits = state;
+            for place in 0..length {
+                if place % 12 == 0 {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    bits = state;
+                }
+                written.push(char::from(
+                    alphabet[(bits % alphabet.len() as u64) as usize],
+                ));
+                bits /= alphabet.len() as u64;
+            }
+            let text = format!("[{written}]");
+            let serde_value = serde_json::from_str::<serde_json::Value>(&text).ok();
+            // Never looser than serde_json; stricter only past 1e±300, as the module says.
+            match (skips(&text), serde_value.is_some()) {
+                (true, false) => panic!("taken, yet serde_json refuses it: {text}"),
+                (false, true) => {
+                    let magnitude = written.parse::<f64>().map_or(0.0, f64::abs);
+                    let mantissa = written.split(['e', 'E']).next().unwrap_or_default();
+                    let beyond = magnitude >= 1e300
+                        || (magnitude <= 1e-300
+                            && mantissa.bytes().any(|b| (b'1'..=b'9').contains(&b)));
+                    assert!(beyond, "refused: {text}");
+                }
+                _ => {}
+            }
+            let whole = JsonCursor::new(&written).whole_number().filter(|_| {
+                // Only the number itself, nothing after it.
+                let mut cursor = JsonCursor::new(&written);
+                cursor.whole_number().is_some() && cursor.finish().is_some()
+            });
+            let serde_whole = serde_value
+                .as_ref()
+                .and_then(|value| value[0].as_u64())
+                .filter(|_| written.bytes().all(|byte| byte.is_ascii_digit()));
+            assert_eq!(whole, serde_whole, "{text}");
+        }
     }
 
     #[test]
