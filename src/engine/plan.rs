@@ -7,8 +7,6 @@
 use std::fs::File;
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
-
 use super::answer_reuse::{AnswerReuse, RowDecision, RowRequest};
 use super::bloom_filter::FilterHashes;
 use super::custom_id_claims::{ClaimingRow, CustomIdClaims, RepeatedId};
@@ -483,18 +481,7 @@ fn file_digest(path: &Path, algorithm: DigestAlgorithm) -> std::io::Result<Strin
 
 /// The SHA-256 of a file's bytes, in hex.
 pub(crate) fn file_sha256(path: &Path) -> std::io::Result<String> {
-    use std::io::Read;
-    let mut file = File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 16];
-    loop {
-        let read = file.read(&mut buffer)?;
-        if read == 0 {
-            break;
-        }
-        hasher.update(&buffer[..read]);
-    }
-    Ok(hex::encode(hasher.finalize()))
+    file_digest(path, DigestAlgorithm::Sha256)
 }
 
 #[cfg(test)]

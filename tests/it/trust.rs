@@ -962,6 +962,30 @@ fn validate_and_estimate_with_no_writable_temporary_directory_say_where_and_what
     }
 }
 
+/// `dashbatch resume RUN --output OUTPUT --quiet` on a finished run: its results joined again.
+fn join_finished_run_again(workspace: &Workspace, run_directory: &Path, output: &str) -> Output {
+    let path = run_directory.to_str().unwrap();
+    let args = ["resume", path, "--output", output, "--quiet"];
+    workspace.command(&args).output().unwrap()
+}
+
+/// `joined` refused the finished run's input as changed since planning, and wrote no `output`.
+fn refused_as_changed(workspace: &Workspace, joined: &Output, output: &str) {
+    let stderr = text(&joined.stderr);
+    assert_ne!(joined.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("changed since run"), "{stderr}");
+    assert!(!workspace.path().join(output).exists());
+}
+
+/// The lines of a CSV output that `joined` wrote (a header and a line a row), once it passed.
+fn joined_lines(workspace: &Workspace, joined: &Output, output: &str) -> usize {
+    assert_eq!(joined.status.code(), Some(0), "{}", text(&joined.stderr));
+    std::fs::read_to_string(workspace.path().join(output))
+        .unwrap()
+        .lines()
+        .count()
+}
+
 #[test]
 fn a_gzipped_input_hashed_while_its_rows_are_read_joins_again_as_planned_and_not_once_edited() {
     use std::io::Write;
@@ -978,37 +1002,16 @@ fn a_gzipped_input_hashed_while_its_rows_are_read_joins_again_as_planned_and_not
         .replace("path = \"reviews.csv\"", "path = \"reviews.csv.gz\"");
     workspace.write("packed.toml", job);
     let run_directory = finished_run_on_the_embedded_simulator(&workspace, "packed.toml");
-    let join_again = |output: &str| {
-        workspace
-            .command(&[
-                "resume",
-                run_directory.to_str().unwrap(),
-                "--output",
-                output,
-                "--quiet",
-            ])
-            .output()
-            .unwrap()
-    };
-    let again = join_again("again.csv");
-    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
+    let join_again = |output: &str| join_finished_run_again(&workspace, &run_directory, output);
     assert_eq!(
-        std::fs::read_to_string(workspace.path().join("again.csv"))
-            .unwrap()
-            .lines()
-            .count(),
-        8,
-        "a header and every row"
+        joined_lines(&workspace, &join_again("again.csv"), "again.csv"),
+        8
     );
     // One row's text edited, as many rows: the digest of the bytes read is not the planned one.
     let last = planned.lines().last().unwrap();
     let edited = planned.replacen(last, &last.replacen(',', ",x", 1), 1);
     workspace.write("reviews.csv.gz", gzipped(&edited));
-    let refused = join_again("edited.csv");
-    let stderr = text(&refused.stderr);
-    assert_ne!(refused.status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("changed since run"), "{stderr}");
-    assert!(!workspace.path().join("edited.csv").exists());
+    refused_as_changed(&workspace, &join_again("edited.csv"), "edited.csv");
 }
 
 #[test]
@@ -1016,11 +1019,7 @@ fn result_lines_that_change_shape_from_line_to_line_join_as_the_lines_as_written
     let workspace = review_workspace(30, 12, "");
     let run_directory = finished_run_on_the_embedded_simulator(&workspace, "reviews.toml");
     let join_again = |output: &str| {
-        let path = run_directory.to_str().unwrap();
-        let joined = workspace
-            .command(&["resume", path, "--output", output, "--quiet"])
-            .output()
-            .unwrap();
+        let joined = join_finished_run_again(&workspace, &run_directory, output);
         assert_eq!(joined.status.code(), Some(0), "{}", text(&joined.stderr));
         std::fs::read_to_string(workspace.path().join(output)).unwrap()
     };
@@ -1082,30 +1081,16 @@ fn a_run_planned_by_an_earlier_version_is_checked_by_the_sha256_it_recorded() {
         ))
         .unwrap();
     drop(ledger);
-    let join_again = |output: &str| {
-        let path = run_directory.to_str().unwrap();
-        let args = ["resume", path, "--output", output, "--quiet"];
-        workspace.command(&args).output().unwrap()
-    };
-    let again = join_again("again.csv");
-    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
+    let join_again = |output: &str| join_finished_run_again(&workspace, &run_directory, output);
     assert_eq!(
-        std::fs::read_to_string(workspace.path().join("again.csv"))
-            .unwrap()
-            .lines()
-            .count(),
-        7,
-        "a header and every row"
+        joined_lines(&workspace, &join_again("again.csv"), "again.csv"),
+        7
     );
     let planned = String::from_utf8(planned).unwrap();
     let last = planned.lines().last().unwrap();
     let edited = planned.replacen(last, &last.replacen(',', ",x", 1), 1);
     workspace.write("reviews.csv", edited);
-    let refused = join_again("edited.csv");
-    let stderr = text(&refused.stderr);
-    assert_ne!(refused.status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("changed since run"), "{stderr}");
-    assert!(!workspace.path().join("edited.csv").exists());
+    refused_as_changed(&workspace, &join_again("edited.csv"), "edited.csv");
 }
 
 #[test]
