@@ -45,10 +45,17 @@ impl InputCheck {
     /// # Errors
     /// [`Self::changed`] when the input is not as planned, or cannot be read.
     pub fn hash_again(&self) -> anyhow::Result<()> {
-        match input_digest(&self.input_path, self.algorithm()) {
-            Ok(digest) => self.judge_digest(&digest),
-            Err(_) => Err(self.changed()),
+        if self.is_as_planned() {
+            return Ok(());
         }
+        Err(self.changed())
+    }
+
+    /// Whether the input hashed again (a pass over all of it) has the planned digest; `false`
+    /// when it cannot be read.
+    pub fn is_as_planned(&self) -> bool {
+        input_digest(&self.input_path, self.algorithm())
+            .is_ok_and(|digest| digest == self.planned_digest)
     }
 
     /// The error of an input that changed since the run planned.

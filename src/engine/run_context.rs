@@ -417,18 +417,25 @@ impl Run {
     /// checks here before submitting, then again while joining,
     /// [`Self::input_check_before_joining`]) is answered without hashing again.
     fn input_is_as_planned(&mut self) -> bool {
-        let Some(recorded) = self.record.input_digest.as_ref() else {
+        let Some(check) = self.planned_input_check() else {
             return true;
         };
         let stamp = input_file_stamp(&self.job.input_path);
         if self.input_passed_with(stamp) {
             return true;
         }
-        let algorithm = DigestAlgorithm::of_written(recorded);
-        let as_planned =
-            input_digest(&self.job.input_path, algorithm).ok().as_ref() == Some(recorded);
+        let as_planned = check.is_as_planned();
         self.input_passed_as = if as_planned { stamp } else { None };
         as_planned
+    }
+
+    /// The check against the digest the plan recorded, if it recorded one.
+    fn planned_input_check(&self) -> Option<InputCheck> {
+        Some(InputCheck::new(
+            self.job.input_path.clone(),
+            self.run_directory.root.clone(),
+            self.record.input_digest.clone()?,
+        ))
     }
 
     /// Whether this process already saw the input pass the check with `stamp`, the size and
@@ -441,15 +448,10 @@ impl Run {
     /// The check that the input is still the one planned, to run while joining; `None` when
     /// no plan recorded its hash, or this process already saw it pass as it is now.
     fn input_check_before_joining(&self) -> Option<InputCheck> {
-        let recorded = self.record.input_digest.clone()?;
         if self.input_passed_with(input_file_stamp(&self.job.input_path)) {
             return None;
         }
-        Some(InputCheck::new(
-            self.job.input_path.clone(),
-            self.run_directory.root.clone(),
-            recorded,
-        ))
+        self.planned_input_check()
     }
 
     /// Submits every shard (within the live-batch limit and the budget), polls until each
