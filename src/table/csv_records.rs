@@ -330,11 +330,10 @@ impl<R: Read> CsvRecordReader<R> {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
-        } else if self.end == self.buffer.len() {
-            self.buffer.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
         }
+        // Bytes are left unread only by the byte-order mark's check, a few at the buffer's
+        // start: there is always room to read into.
+        debug_assert!(self.end < self.buffer.len());
         loop {
             match self.inner.read(&mut self.buffer[self.end..]) {
                 Ok(0) => {
