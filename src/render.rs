@@ -687,12 +687,8 @@ impl RequestRenderer {
                 "the id column is empty; every row needs an id",
             ));
         }
-        let id = match text_cell(column.as_ref(), row) {
-            Some(text) => Cow::Borrowed(text),
-            None => Cow::Owned(display_cell(column.as_ref(), row).map_err(|error| {
-                self.row_error(row_number, id_columns(), None, &error.to_string())
-            })?),
-        };
+        let id = display_cell(column.as_ref(), row)
+            .map_err(|error| self.row_error(row_number, id_columns(), None, &error.to_string()))?;
         if id.is_empty() {
             return Err(self.row_error(
                 row_number,
@@ -702,11 +698,10 @@ impl RequestRenderer {
             ));
         }
         // An id no longer in bytes than the limit is within it in characters too.
-        let characters = if id.len() > self.max_custom_id_chars {
-            id.chars().count()
-        } else {
-            id.len()
-        };
+        if id.len() <= self.max_custom_id_chars {
+            return Ok(id);
+        }
+        let characters = id.chars().count();
         if characters > self.max_custom_id_chars {
             let shown: String = id.chars().take(40).collect();
             return Err(self.row_error(

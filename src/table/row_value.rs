@@ -4,6 +4,7 @@
 //! before any row is rendered; a cell that still cannot be shown is an error naming why, never an
 //! empty string. Timestamps with a time zone are shown as RFC 3339 with their offset.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
@@ -248,16 +249,16 @@ fn sequence(items: &dyn Array) -> Result<Value, CellError> {
 
 /// The cell as text: strings as they are, everything else as a template shows it. Used for ids.
 /// A null cell is the empty string (callers check for nulls first).
-pub fn display_cell(array: &dyn Array, row: usize) -> Result<String, CellError> {
+pub fn display_cell(array: &dyn Array, row: usize) -> Result<Cow<'_, str>, CellError> {
     if let Some(text) = text_cell(array, row) {
-        return Ok(text.to_owned());
+        return Ok(Cow::Borrowed(text));
     }
     let value = cell_value(array, row)?;
-    Ok(if value.is_none() {
+    Ok(Cow::Owned(if value.is_none() {
         String::new()
     } else {
         value.to_string()
-    })
+    }))
 }
 
 /// The cell as text in a text-only column; an error (never an empty string) when it cannot be.
