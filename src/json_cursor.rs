@@ -176,20 +176,6 @@ impl<'a> JsonCursor<'a> {
         self.skip_whitespace();
         let bytes = self.bytes();
         let start = self.at;
-        // The common case, a count: digits only (one `0`, or no leading zero), of at most 20,
-        // and no fraction or exponent after them; read as the full reading below reads it.
-        if let Some(first @ b'0'..=b'9') = bytes.get(start) {
-            let mut end = start + 1;
-            if *first != b'0' {
-                while bytes.get(end).is_some_and(u8::is_ascii_digit) {
-                    end += 1;
-                }
-            }
-            if end - start <= 20 && !matches!(bytes.get(end), Some(b'.' | b'e' | b'E')) {
-                self.at = end;
-                return Some((&self.text[start..end], true));
-            }
-        }
         let mut index = start;
         let digits_from = |mut index: usize| {
             while bytes.get(index).is_some_and(u8::is_ascii_digit) {
@@ -206,6 +192,12 @@ impl<'a> JsonCursor<'a> {
             b'0' => index += 1,
             b'1'..=b'9' => index = digits_from(index + 1),
             _ => return None,
+        }
+        // The common case, a count: no fraction or exponent, and few enough digits that no
+        // check of its size is needed below.
+        if index - start <= 20 && !matches!(bytes.get(index), Some(b'.' | b'e' | b'E')) {
+            self.at = index;
+            return Some((&self.text[start..index], !negative));
         }
         if bytes.get(index) == Some(&b'.') {
             integer = false;
