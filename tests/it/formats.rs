@@ -663,6 +663,16 @@ fn text_job(workspace: &Workspace, name: &str, bytes: &[u8], input_keys: &str, t
 }
 
 /// The rendered user message of the first request, as `validate --show 1` prints it.
+/// `validate job.toml` exits 2 with an error that says each of `needles`.
+fn validation_refuses(workspace: &Workspace, needles: &[&str]) {
+    let refused = workspace.run(&["validate", "job.toml"]);
+    let stderr = text(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    for needle in needles {
+        assert!(stderr.contains(needle), "`{needle}` not in: {stderr}");
+    }
+}
+
 fn first_prompt(workspace: &Workspace) -> String {
     let output = workspace.run(&["validate", "job.toml", "--show", "1"]);
     assert_success(&output);
@@ -731,14 +741,7 @@ fn hard_to_read_tables_are_read_right_or_refused_with_what_to_name() {
         "header = false",
         "{{ column_2 }}",
     );
-    let ragged = workspace.run(&["validate", "job.toml"]);
-    assert_eq!(ragged.status.code(), Some(2));
-    assert!(
-        text(&ragged.stderr).contains("row 3 (line 3)")
-            && text(&ragged.stderr).contains("the first row has 2"),
-        "{}",
-        text(&ragged.stderr)
-    );
+    validation_refuses(&workspace, &["row 3 (line 3)", "the first row has 2"]);
     // Rows ending in `\r\n`, a blank line between: the line named is the ragged row's own.
     text_job(
         &workspace,
@@ -747,13 +750,12 @@ fn hard_to_read_tables_are_read_right_or_refused_with_what_to_name() {
         "",
         "{{ text }}",
     );
-    let ragged = workspace.run(&["validate", "job.toml"]);
-    assert_eq!(ragged.status.code(), Some(2));
-    assert!(
-        text(&ragged.stderr).contains("row 2 (line 4)")
-            && text(&ragged.stderr).contains("the row has 3 fields but the header has 2"),
-        "{}",
-        text(&ragged.stderr)
+    validation_refuses(
+        &workspace,
+        &[
+            "row 2 (line 4)",
+            "the row has 3 fields but the header has 2",
+        ],
     );
     // An encoding label that reads no table is refused when the job loads.
     text_job(
@@ -763,9 +765,7 @@ fn hard_to_read_tables_are_read_right_or_refused_with_what_to_name() {
         "encoding = \"hz-gb-2312\"",
         "{{ text }}",
     );
-    let unusable = workspace.run(&["validate", "job.toml"]);
-    assert_eq!(unusable.status.code(), Some(2));
-    assert!(text(&unusable.stderr).contains("input.encoding"));
+    validation_refuses(&workspace, &["input.encoding"]);
 }
 
 #[test]
@@ -793,12 +793,9 @@ fn a_column_named_row_moves_the_map_of_every_column_to_input_row() {
         "",
         "{{ row[\"user_name\"] }}",
     );
-    let typo = workspace.run(&["validate", "job.toml"]);
-    assert_eq!(typo.status.code(), Some(2));
-    assert!(
-        text(&typo.stderr).contains("`row[...]` takes a column name, one of `id`, `user name`"),
-        "{}",
-        text(&typo.stderr)
+    validation_refuses(
+        &workspace,
+        &["`row[...]` takes a column name, one of `id`, `user name`"],
     );
     // A byte-order mark is refused for an output that is not CSV, whichever way it is chosen.
     workspace.write(
