@@ -34,7 +34,7 @@ use crate::render::RequestRenderer;
 use crate::request_key::RequestKey;
 use crate::row_result::classify_result_line;
 use crate::row_result::{RowResult, RowStatus};
-use crate::table::{AtomicTableWriter, TableError, TableFormat, open_table_digesting};
+use crate::table::{AtomicTableWriter, ColumnHints, TableError, TableFormat, open_table_digesting};
 use crate::wire::ResultLine;
 use crate::wire::{BatchError, BatchStatus};
 
@@ -738,17 +738,18 @@ pub fn join_results(
     let input_schema = reader.schema();
     let renderer = RequestRenderer::new(job, profile, &input_schema)?;
     let (schema, kept) = output_schema(job, &input_schema)?;
-    // Every row has its own custom_id, and nearly every one its own request id.
-    let all_different: Vec<String> = [ResultColumn::CustomId, ResultColumn::RequestId]
-        .iter()
-        .map(|column| result_column_name(job, *column))
-        .collect();
+    // Every row has its own custom_id, and nearly every one its own request id, which is
+    // random (a UUID from DashScope and the simulator, `req_` and random letters from OpenAI).
+    let hints = ColumnHints {
+        all_different: vec![result_column_name(job, ResultColumn::CustomId)],
+        random: vec![result_column_name(job, ResultColumn::RequestId)],
+    };
     let writer = AtomicTableWriter::create_for_output(
         output_path,
         output_format,
         schema.clone(),
         job.spec.output.bom,
-        &all_different,
+        &hints,
     )?;
 
     let mut summary = JoinSummary {

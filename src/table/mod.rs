@@ -31,4 +31,4 @@ pub use row_value::{
     CellError, cell_value, check_template_type, display_cell, is_text_type, text_cell,
 };
 pub use text_source::{TextEncoding, encoding_for_label, sniff_delimiter};
-pub use writer::{AtomicTableWriter, write_error};
+pub use writer::{AtomicTableWriter, ColumnHints, write_error};

@@ -25,12 +25,26 @@ const BYTES_PER_ROW_GROUP: usize = 64 * 1024 * 1024;
 /// default is 1 MiB).
 const DICTIONARY_PAGE_BYTES: usize = 64 * 1024;
 
-/// How a Parquet output is written. The `all_different` columns get no dictionary. Text
-/// columns get no min/max statistics: working them out
+/// What the writer of an output is told about some of its columns, so that a Parquet file skips
+/// work that would not pay.
+#[derive(Debug, Default, Clone)]
+pub struct ColumnHints {
+    /// Columns whose values never repeat (ids): no dictionary, which for such values only
+    /// costs time (4% of a join's instructions for two id columns).
+    pub all_different: Vec<String>,
+    /// Columns of random text that never repeats (a provider's request ids, UUIDs): no
+    /// dictionary and no compression either. Snappy takes about a tenth off such text (the 16
+    /// letters of hexadecimal make many short matches and no long one), and on a 1M-row join
+    /// writing that column took 13% of the join's CPU (BENCHMARKS.md, twelfth round).
+    pub random: Vec<String>,
+}
+
+/// How a Parquet output is written: `hints` say which columns get no dictionary or no
+/// compression. Text columns get no min/max statistics: working them out
 /// costs a comparison of every value (7% of a 1M-row join's CPU), and the minimum and maximum of
 /// free text (answers, reviews, ids) prune next to nothing when the file is read. Numbers,
 /// booleans and dates keep theirs.
-fn parquet_properties(schema: &Schema, all_different: &[String]) -> WriterProperties {
+fn parquet_properties(schema: &Schema, hints: &ColumnHints) -> WriterProperties {
     let mut properties = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(ROWS_PER_ROW_GROUP))
@@ -47,9 +61,15 @@ fn parquet_properties(schema: &Schema, all_different: &[String]) -> WriterProper
             );
         }
     }
-    for name in all_different {
+    for name in hints.all_different.iter().chain(&hints.random) {
         properties =
             properties.set_column_dictionary_enabled(ColumnPath::new(vec![name.clone()]), false);
+    }
+    for name in &hints.random {
+        properties = properties.set_column_compression(
+            ColumnPath::new(vec![name.clone()]),
+            Compression::UNCOMPRESSED,
+        );
     }
     properties.build()
 }
@@ -80,19 +100,17 @@ impl AtomicTableWriter {
         format: TableFormat,
         schema: SchemaRef,
     ) -> Result<AtomicTableWriter, TableError> {
-        AtomicTableWriter::create_for_output(path, format, schema, false, &[])
+        AtomicTableWriter::create_for_output(path, format, schema, false, &ColumnHints::default())
     }
 
     /// As [`AtomicTableWriter::create`]; a CSV starts with a UTF-8 byte-order mark when
-    /// `byte_order_mark` (what Excel needs to read UTF-8), and Parquet writes the
-    /// `all_different` columns (ids) without a dictionary, which for values that never repeat
-    /// only costs time (4% of a join's instructions for two id columns).
+    /// `byte_order_mark` (what Excel needs to read UTF-8), and Parquet follows `hints`.
     pub fn create_for_output(
         path: &Path,
         format: TableFormat,
         schema: SchemaRef,
         byte_order_mark: bool,
-        all_different: &[String],
+        hints: &ColumnHints,
     ) -> Result<AtomicTableWriter, TableError> {
         let directory = match path.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
@@ -110,7 +128,7 @@ impl AtomicTableWriter {
             TableFormat::Parquet => {
                 // Row groups are buffered in memory until full: keep them small enough that memory
                 // stays flat however long the table is.
-                let properties = parquet_properties(&schema, all_different);
+                let properties = parquet_properties(&schema, hints);
                 FormatWriter::Parquet(Box::new(
                     ArrowWriter::try_new(file, schema, Some(properties))
                         .map_err(|error| write_error(path, error))?,
@@ -353,20 +371,25 @@ mod tests {
     }
 
     #[test]
-    fn parquet_text_columns_have_no_statistics_and_columns_of_all_different_values_no_dictionary() {
+    fn parquet_text_columns_have_no_statistics_and_columns_hinted_no_dictionary_or_compression() {
         use arrow_array::StringArray;
         let directory = tempfile::tempdir().unwrap();
         let target = directory.path().join("out.parquet");
         let schema = Arc::new(Schema::new(vec![
             Field::new("answer.text", DataType::Utf8, true),
             Field::new("tokens", DataType::Int64, true),
+            Field::new("request id", DataType::Utf8, true),
         ]));
+        let hints = ColumnHints {
+            all_different: vec!["answer.text".to_owned()],
+            random: vec!["request id".to_owned()],
+        };
         let mut writer = AtomicTableWriter::create_for_output(
             &target,
             TableFormat::Parquet,
             schema.clone(),
             false,
-            &["answer.text".to_owned()],
+            &hints,
         )
         .unwrap();
         let batch = RecordBatch::try_new(
@@ -374,6 +397,7 @@ mod tests {
             vec![
                 Arc::new(StringArray::from(vec![Some("b"), None, Some("a")])),
                 Arc::new(Int64Array::from(vec![Some(3), Some(1), None])),
+                Arc::new(StringArray::from(vec![Some("x"), Some("x"), Some("y")])),
             ],
         )
         .unwrap();
@@ -392,6 +416,9 @@ mod tests {
             columns[1].dictionary_page_offset().is_some(),
             "a dictionary"
         );
+        assert_eq!(columns[0].compression(), Compression::SNAPPY);
+        assert!(columns[2].dictionary_page_offset().is_none());
+        assert_eq!(columns[2].compression(), Compression::UNCOMPRESSED);
         let tokens = columns[1].statistics().expect("number statistics");
         assert_eq!(tokens.min_bytes_opt(), Some(&1i64.to_le_bytes()[..]));
         assert_eq!(tokens.max_bytes_opt(), Some(&3i64.to_le_bytes()[..]));

@@ -82,4 +82,15 @@ fn pandas_polars_and_duckdb_read_every_output_format() {
     );
     assert_eq!(parquet["polars_dtypes"]["cost"], "Float64", "{parquet:#}");
     assert_eq!(parquet["polars_dtypes"]["mood"], "String", "{parquet:#}");
+    // The request ids (random text) are stored as they are, which every reader above read
+    // next to Snappy columns.
+    assert_eq!(
+        parquet["parquet_codecs"]["request_id"], "UNCOMPRESSED",
+        "{parquet:#}"
+    );
+    assert_eq!(
+        parquet["parquet_codecs"]["custom_id"], "SNAPPY",
+        "{parquet:#}"
+    );
+    assert_eq!(parquet["parquet_codecs"]["mood"], "SNAPPY", "{parquet:#}");
 }

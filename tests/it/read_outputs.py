@@ -41,6 +41,13 @@ def check(path: str, expected_rows: int) -> dict:
     seen["pandas_dtypes"] = {column: str(dtype) for column, dtype in frame.dtypes.items()}
     seen["polars_dtypes"] = {column: str(dtype) for column, dtype in zip(lazy.columns, lazy.dtypes)}
     seen["duckdb_cost_sum"] = duck[2]
+    if path.endswith(".parquet"):
+        # Each column's codec, as DuckDB reads it from the file's metadata (the request ids,
+        # random text, are written uncompressed; the rest with Snappy).
+        codecs = duckdb.sql(
+            f"SELECT DISTINCT path_in_schema, compression FROM parquet_metadata('{path}')"
+        ).fetchall()
+        seen["parquet_codecs"] = {column: codec for column, codec in codecs}
     return seen
 
 
