@@ -49,6 +49,7 @@ pub mod scratch_directory;
 pub mod settings;
 pub mod shard;
 pub mod sim;
+pub mod split_allocator;
 pub mod store_location;
 pub mod table;
 pub mod template_budget;
