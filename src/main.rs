@@ -25,14 +25,19 @@ extern "C" fn commit_allocator_arenas_on_demand() {
 /// and what is freed at an arena's top up to 32 MiB, instead of mapping each block of more than
 /// its adaptive threshold afresh and trimming arenas as they shrink: each of those costs page
 /// faults when the memory is used again (the 10M-row join spent 1.3 s more in the kernel).
-/// The arenas stay at the peak they reached, which is what a stage needs again.
+/// The arenas stay at the peak they reached, which is what a stage needs again; and there are
+/// two of them, not one for each thread that makes a large block (the runtime's threads
+/// too), each keeping its own: a 1M-row run peaked at 164.5 MiB that way, 136.6 MiB with two.
+/// Large blocks are few (thousands a second), so sharing an arena's lock costs nothing seen.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn keep_large_blocks_in_glibc_arenas() {
     const KEPT_BYTES: libc::c_int = 32 << 20;
-    // SAFETY: sets two of glibc's allocator parameters (integers), before any thread starts.
+    const ARENAS: libc::c_int = 2;
+    // SAFETY: sets three of glibc's allocator parameters (integers), before any thread starts.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, KEPT_BYTES);
         libc::mallopt(libc::M_TRIM_THRESHOLD, KEPT_BYTES);
+        libc::mallopt(libc::M_ARENA_MAX, ARENAS);
     }
 }
 

@@ -13,7 +13,9 @@
 # every run and a table of medians and ratios (dashbatch / DuckDB, pair by pair).
 #
 # BENCH_NAME=end-to-end joins the run end-to-end.sh finished instead of making one (a 10M-row
-# run needs about 20 GB of disk that way, not twice that).
+# run needs about 20 GB of disk that way, not twice that). STAGES picks the pairs (default
+# "prepare join"); DUCKDB_REQUESTS is where DuckDB's prepare writes its request lines (default
+# the bench directory: 8.3 GB at 10M, which must not land in a RAM disk holding the inputs).
 #
 #   cargo build --release && bash scripts/bench/duckdb-side-by-side.sh
 #   ROWS=10000000 RUNS=1 bash scripts/bench/duckdb-side-by-side.sh
@@ -28,8 +30,14 @@ if [ ! -f "$out/run/report.json" ]; then
   /usr/bin/time -f "%e s wall, %U s user, %S s system, %M KB peak" \
     "$binary" run "$out/reviews.toml" --provider sim --run-dir "$out/run" --quiet
 fi
-exec "$python" "$root/scripts/bench/side_by_side.py" "${RUNS:-3}" \
-  "prepare" "$binary validate $out/reviews.toml --show 0" \
-  "$python $root/scripts/bench/duckdb_prepare.py $out/reviews.csv $out/duckdb-requests.jsonl" \
-  "join" "$binary resume $out/run --output $out/joined-again.parquet --quiet" \
-  "$python $root/scripts/bench/duckdb_join.py $out/reviews.csv $out/run/results/*.jsonl $out/duckdb-joined.parquet"
+pairs=()
+for stage in ${STAGES:-prepare join}; do
+  case "$stage" in
+    prepare) pairs+=("prepare" "$binary validate $out/reviews.toml --show 0"
+      "$python $root/scripts/bench/duckdb_prepare.py $out/reviews.csv ${DUCKDB_REQUESTS:-$out/duckdb-requests.jsonl}") ;;
+    join) pairs+=("join" "$binary resume $out/run --output $out/joined-again.parquet --quiet"
+      "$python $root/scripts/bench/duckdb_join.py $out/reviews.csv $out/run/results/*.jsonl $out/duckdb-joined.parquet") ;;
+    *) echo "unknown stage $stage (prepare, join)" >&2; exit 2 ;;
+  esac
+done
+exec "$python" "$root/scripts/bench/side_by_side.py" "${RUNS:-3}" "${pairs[@]}"
