@@ -122,6 +122,7 @@ mod tests {
                     allocator.dealloc(moved, Layout::from_size_align(to, align).unwrap());
                     let zeroed =
                         allocator.alloc_zeroed(Layout::from_size_align(to, align).unwrap());
+                    assert!(!zeroed.is_null());
                     assert!((0..to).all(|offset| *zeroed.add(offset) == 0));
                     allocator.dealloc(zeroed, Layout::from_size_align(to, align).unwrap());
                 }

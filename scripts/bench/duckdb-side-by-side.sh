@@ -40,4 +40,5 @@ for stage in ${STAGES:-prepare join}; do
     *) echo "unknown stage $stage (prepare, join)" >&2; exit 2 ;;
   esac
 done
+[ "${#pairs[@]}" -gt 0 ] || { echo "STAGES names no stage (prepare, join)" >&2; exit 2; }
 exec "$python" "$root/scripts/bench/side_by_side.py" "${RUNS:-3}" "${pairs[@]}"

@@ -739,7 +739,7 @@ pub fn join_results(
     let renderer = RequestRenderer::new(job, profile, &input_schema)?;
     let (schema, kept) = output_schema(job, &input_schema)?;
     // Every row has its own custom_id, and nearly every one its own request id, which is
-    // random (a UUID from DashScope and the simulator, `req_` and random letters from OpenAI).
+    // random (a UUID from DashScope and the simulator, `req_` and hex digits from OpenAI's).
     let hints = ColumnHints {
         all_different: vec![result_column_name(job, ResultColumn::CustomId)],
         random: vec![result_column_name(job, ResultColumn::RequestId)],

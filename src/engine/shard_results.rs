@@ -789,6 +789,23 @@ mod tests {
         );
     }
 
+    /// Every line `ResultFileLines` reads from a file of these bytes, with its number, or
+    /// where it stops being UTF-8.
+    fn lines_read_back(file: &[u8]) -> Vec<(u64, Result<String, usize>)> {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("results.jsonl");
+        std::fs::write(&path, file).unwrap();
+        let mut lines = ResultFileLines::open(&path).unwrap();
+        let mut read = Vec::new();
+        while let Some((number, line)) = lines.next_line().unwrap() {
+            read.push((
+                number,
+                line.map(str::to_owned).map_err(|error| error.valid_up_to()),
+            ));
+        }
+        read
+    }
+
     #[test]
     fn result_file_lines_come_whole_across_the_buffer_without_endings_or_blank_lines() {
         // Lines of every length around the reader's buffer size, so some cross its end, with
@@ -817,15 +834,10 @@ mod tests {
         }
         file.extend_from_slice(b"{\"last\":true}");
         expected.push((line_number + 1, Some("{\"last\":true}".to_owned())));
-        let directory = tempfile::tempdir().unwrap();
-        let path = directory.path().join("results.jsonl");
-        std::fs::write(&path, &file).unwrap();
-
-        let mut lines = ResultFileLines::open(&path).unwrap();
-        let mut read = Vec::new();
-        while let Some((number, line)) = lines.next_line().unwrap() {
-            read.push((number, line.ok().map(str::to_owned)));
-        }
+        let read: Vec<(u64, Option<String>)> = lines_read_back(&file)
+            .into_iter()
+            .map(|(number, line)| (number, line.ok()))
+            .collect();
         assert_eq!(read.len(), expected.len());
         for (read, expected) in read.iter().zip(&expected) {
             assert_eq!(read, expected);
@@ -861,18 +873,6 @@ mod tests {
             file.push(b'\n');
         }
         assert!(expected.iter().filter(|(_, line)| line.is_err()).count() >= 12);
-        let directory = tempfile::tempdir().unwrap();
-        let path = directory.path().join("results.jsonl");
-        std::fs::write(&path, &file).unwrap();
-
-        let mut lines = ResultFileLines::open(&path).unwrap();
-        let mut read = Vec::new();
-        while let Some((number, line)) = lines.next_line().unwrap() {
-            read.push((
-                number,
-                line.map(str::to_owned).map_err(|error| error.valid_up_to()),
-            ));
-        }
-        assert_eq!(read, expected);
+        assert_eq!(lines_read_back(&file), expected);
     }
 }

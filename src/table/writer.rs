@@ -34,8 +34,8 @@ pub struct ColumnHints {
     pub all_different: Vec<String>,
     /// Columns of random text that never repeats (a provider's request ids, UUIDs): no
     /// dictionary and no compression either. Snappy takes about a tenth off such text (the 16
-    /// letters of hexadecimal make many short matches and no long one), and on a 1M-row join
-    /// writing that column took 13% of the join's CPU (BENCHMARKS.md, twelfth round).
+    /// letters of hexadecimal make many short matches and no long one), and compressing it cost
+    /// 6% of a 1M-row join's instructions (BENCHMARKS.md, twelfth round).
     pub random: Vec<String>,
 }
 
