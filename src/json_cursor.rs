@@ -193,12 +193,6 @@ impl<'a> JsonCursor<'a> {
             b'1'..=b'9' => index = digits_from(index + 1),
             _ => return None,
         }
-        // The common case, a count: no fraction or exponent, and few enough digits that no
-        // check of its size is needed below.
-        if index - start <= 20 && !matches!(bytes.get(index), Some(b'.' | b'e' | b'E')) {
-            self.at = index;
-            return Some((&self.text[start..index], !negative));
-        }
         if bytes.get(index) == Some(&b'.') {
             integer = false;
             let fraction_end = digits_from(index + 1);

@@ -45,17 +45,15 @@ impl InputCheck {
     /// # Errors
     /// [`Self::changed`] when the input is not as planned, or cannot be read.
     pub fn hash_again(&self) -> anyhow::Result<()> {
-        if self.is_as_planned() {
-            return Ok(());
-        }
-        Err(self.changed())
+        let digest =
+            input_digest(&self.input_path, self.algorithm()).map_err(|_| self.changed())?;
+        self.judge_digest(&digest)
     }
 
     /// Whether the input hashed again (a pass over all of it) has the planned digest; `false`
     /// when it cannot be read.
     pub fn is_as_planned(&self) -> bool {
-        input_digest(&self.input_path, self.algorithm())
-            .is_ok_and(|digest| digest == self.planned_digest)
+        self.hash_again().is_ok()
     }
 
     /// The error of an input that changed since the run planned.

@@ -592,6 +592,9 @@ impl ResultFileLines {
                     LinePlace::InBuffer(end)
                 }
                 None => {
+                    // No line ending in the buffer, so none of it was checked as whole lines:
+                    // `read_until` may consume it without `consume`'s bookkeeping.
+                    debug_assert!(self.checked == 0 && self.checked_one_by_one == 0);
                     self.gathered.clear();
                     self.reader.read_until(b'\n', &mut self.gathered)?;
                     let ends_with_newline = self.gathered.last() == Some(&b'\n');

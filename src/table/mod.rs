@@ -22,7 +22,7 @@ pub use excel_writer::check_fits_a_sheet;
 pub use format::TableFormat;
 pub use input_options::{InputOptions, SheetChoice};
 pub use input_parts::{find_input_files, format_of_parts, glob_base, is_glob, is_within_input};
-pub use read_digest::{DigestAlgorithm, ReadDigest, RunningDigest};
+pub use read_digest::{DigestAlgorithm, ReadDigest};
 pub use reader::{
     BatchPlace, TableReader, digests_while_reading, open_table, open_table_digesting,
     open_table_with,

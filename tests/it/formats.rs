@@ -662,17 +662,15 @@ fn text_job(workspace: &Workspace, name: &str, bytes: &[u8], input_keys: &str, t
     );
 }
 
-/// The rendered user message of the first request, as `validate --show 1` prints it.
 /// `validate job.toml` exits 2 with an error that says each of `needles`.
 fn validation_refuses(workspace: &Workspace, needles: &[&str]) {
     let refused = workspace.run(&["validate", "job.toml"]);
     let stderr = text(&refused.stderr);
     assert_eq!(refused.status.code(), Some(2), "{stderr}");
-    for needle in needles {
-        assert!(stderr.contains(needle), "`{needle}` not in: {stderr}");
-    }
+    assert_mentions(&stderr, needles);
 }
 
+/// The rendered user message of the first request, as `validate --show 1` prints it.
 fn first_prompt(workspace: &Workspace) -> String {
     let output = workspace.run(&["validate", "job.toml", "--show", "1"]);
     assert_success(&output);

@@ -463,3 +463,10 @@ pub fn finished_run_on_the_embedded_simulator(workspace: &Workspace, job: &str) 
     assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
     run_directory
 }
+
+/// `stderr` says each of `expected`.
+pub fn assert_mentions(stderr: &str, expected: &[&str]) {
+    for piece in expected {
+        assert!(stderr.contains(piece), "expected `{piece}` in:\n{stderr}");
+    }
+}

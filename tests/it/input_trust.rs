@@ -21,12 +21,6 @@ fn refused_before_upload(workspace: &Workspace, job: &str) -> String {
     run_job_refused_before_upload(workspace, &StandaloneSimulator::start(&[]), job)
 }
 
-fn assert_mentions(stderr: &str, expected: &[&str]) {
-    for piece in expected {
-        assert!(stderr.contains(piece), "expected `{piece}` in:\n{stderr}");
-    }
-}
-
 fn run_sim(workspace: &Workspace, job: &str) -> Output {
     workspace.run(&["run", job, "--provider", "sim", "--quiet"])
 }

@@ -964,9 +964,13 @@ fn validate_and_estimate_with_no_writable_temporary_directory_say_where_and_what
 
 /// `dashbatch resume RUN --output OUTPUT --quiet` on a finished run: its results joined again.
 fn join_finished_run_again(workspace: &Workspace, run_directory: &Path, output: &str) -> Output {
-    let path = run_directory.to_str().unwrap();
-    let args = ["resume", path, "--output", output, "--quiet"];
-    workspace.command(&args).output().unwrap()
+    workspace.run(&[
+        "resume",
+        run_directory.to_str().unwrap(),
+        "--output",
+        output,
+        "--quiet",
+    ])
 }
 
 /// `joined` refused the finished run's input as changed since planning, and wrote no `output`.
@@ -977,13 +981,15 @@ fn refused_as_changed(workspace: &Workspace, joined: &Output, output: &str) {
     assert!(!workspace.path().join(output).exists());
 }
 
+/// The text of the `output` that `joined` wrote, once it passed.
+fn joined_text(workspace: &Workspace, joined: &Output, output: &str) -> String {
+    assert_eq!(joined.status.code(), Some(0), "{}", text(&joined.stderr));
+    std::fs::read_to_string(workspace.path().join(output)).unwrap()
+}
+
 /// The lines of a CSV output that `joined` wrote (a header and a line a row), once it passed.
 fn joined_lines(workspace: &Workspace, joined: &Output, output: &str) -> usize {
-    assert_eq!(joined.status.code(), Some(0), "{}", text(&joined.stderr));
-    std::fs::read_to_string(workspace.path().join(output))
-        .unwrap()
-        .lines()
-        .count()
+    joined_text(workspace, joined, output).lines().count()
 }
 
 #[test]
@@ -1020,8 +1026,7 @@ fn result_lines_that_change_shape_from_line_to_line_join_as_the_lines_as_written
     let run_directory = finished_run_on_the_embedded_simulator(&workspace, "reviews.toml");
     let join_again = |output: &str| {
         let joined = join_finished_run_again(&workspace, &run_directory, output);
-        assert_eq!(joined.status.code(), Some(0), "{}", text(&joined.stderr));
-        std::fs::read_to_string(workspace.path().join(output)).unwrap()
+        joined_text(&workspace, &joined, output)
     };
     let as_written = join_again("as-written.csv");
     // Each line of each result file rewritten in one of several shapes that mean the same: keys
@@ -1108,16 +1113,7 @@ fn a_finished_run_joined_again_after_its_input_changed_is_refused_and_writes_no_
     for (case, input) in [("edited", edited), ("grown", grown), ("shrunk", shrunk)] {
         workspace.write("reviews.csv", &input);
         let output_name = format!("again-{case}.csv");
-        let again = workspace
-            .command(&[
-                "resume",
-                run_directory.to_str().unwrap(),
-                "--output",
-                &output_name,
-                "--quiet",
-            ])
-            .output()
-            .unwrap();
+        let again = join_finished_run_again(&workspace, &run_directory, &output_name);
         let stderr = text(&again.stderr);
         assert_ne!(again.status.code(), Some(0), "{case}: {stderr}");
         assert!(stderr.contains("changed since run"), "{case}: {stderr}");
@@ -1130,16 +1126,7 @@ fn a_finished_run_joined_again_after_its_input_changed_is_refused_and_writes_no_
     }
     // Restored, the run is joined again as planned.
     workspace.write("reviews.csv", &planned);
-    let restored = workspace
-        .command(&[
-            "resume",
-            run_directory.to_str().unwrap(),
-            "--output",
-            "again.csv",
-            "--quiet",
-        ])
-        .output()
-        .unwrap();
+    let restored = join_finished_run_again(&workspace, &run_directory, "again.csv");
     assert_eq!(
         restored.status.code(),
         Some(0),
