@@ -25,8 +25,10 @@ impl InputCheck {
     }
 
     /// How the planned digest was taken, and so how the input is hashed to compare with it.
+    /// The run record refuses a digest no algorithm writes ([`super::RunRecord::read`]); were
+    /// one to come here, no digest taken would equal it, and the input would be said changed.
     pub fn algorithm(&self) -> DigestAlgorithm {
-        DigestAlgorithm::of_written(&self.planned_digest)
+        DigestAlgorithm::of_written(&self.planned_digest).unwrap_or(DigestAlgorithm::FOR_NEW_RUNS)
     }
 
     /// Whether `digest`, of the bytes the rows were read from, is the planned input's.
@@ -43,17 +45,37 @@ impl InputCheck {
     /// Hashes the input again (a pass over all of it) and judges that digest.
     ///
     /// # Errors
-    /// [`Self::changed`] when the input is not as planned, or cannot be read.
+    /// [`Self::changed`] when the input is not as planned (or gone); [`Self::unreadable`] when
+    /// it is there but cannot be read.
     pub fn hash_again(&self) -> anyhow::Result<()> {
-        let digest =
-            input_digest(&self.input_path, self.algorithm()).map_err(|_| self.changed())?;
-        self.judge_digest(&digest)
+        if self.is_as_planned()? {
+            return Ok(());
+        }
+        Err(self.changed())
     }
 
     /// Whether the input hashed again (a pass over all of it) has the planned digest; `false`
-    /// when it cannot be read.
-    pub fn is_as_planned(&self) -> bool {
-        self.hash_again().is_ok()
+    /// when it changed or is gone.
+    ///
+    /// # Errors
+    /// [`Self::unreadable`] when it is there but cannot be read (a permission, a disk's error):
+    /// the advice for a changed input (restore it) would be the wrong one.
+    pub fn is_as_planned(&self) -> anyhow::Result<bool> {
+        match input_digest(&self.input_path, self.algorithm()) {
+            Ok(digest) => Ok(digest == self.planned_digest),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(error) => Err(self.unreadable(&error)),
+        }
+    }
+
+    /// The error of an input that is there but cannot be read to be checked.
+    fn unreadable(&self, error: &std::io::Error) -> anyhow::Error {
+        anyhow::anyhow!(
+            "cannot read input `{}` to check that it is the one run `{}` planned: {error}. The run is kept as it is: make the input readable and run `dashbatch resume {}`",
+            self.input_path.display(),
+            self.run_root.display(),
+            self.run_root.display()
+        )
     }
 
     /// The error of an input that changed since the run planned.
@@ -92,6 +114,23 @@ mod tests {
         std::fs::write(&input, "id,text\n1,b\n").unwrap();
         assert!(check.hash_again().is_err());
         std::fs::remove_file(&input).unwrap();
-        assert!(check.hash_again().is_err());
+        let gone = check.hash_again().unwrap_err().to_string();
+        assert!(gone.contains("changed since run"), "{gone}");
+    }
+
+    #[test]
+    fn an_input_there_but_unreadable_is_said_so_not_said_changed() {
+        let directory = tempfile::tempdir().unwrap();
+        let input = directory.path().join("input.csv");
+        std::fs::write(&input, "id,text\n1,a\n").unwrap();
+        let planned = input_digest(&input, DigestAlgorithm::FOR_NEW_RUNS).unwrap();
+        let check = InputCheck::new(input.clone(), directory.path().join("run"), planned);
+        // A link to itself: there, and unreadable even to root, which no permission stops.
+        std::fs::remove_file(&input).unwrap();
+        std::os::unix::fs::symlink(&input, &input).unwrap();
+        let error = check.hash_again().unwrap_err().to_string();
+        assert!(error.contains("cannot read input"), "{error}");
+        assert!(!error.contains("changed since run"), "{error}");
+        assert!(check.is_as_planned().is_err());
     }
 }

@@ -304,6 +304,18 @@ impl Run {
                     // this process does not take the input as passed (the join hashes again).
                     (None, None) => (hash_input()?, None),
                 };
+                // Hashed in a pass apart from the one that read the rows: the digest is of
+                // the rows planned only if the file did not change between the two.
+                if !digested_while_planning
+                    && stamp.is_some()
+                    && input_file_stamp(&self.job.input_path) != stamp
+                {
+                    return Err(RunFailure::local(anyhow::anyhow!(
+                        "input `{}` changed while it was being planned, so which rows were planned is not known; nothing was sent. Once the input is no longer being written, `dashbatch resume {}` plans it again",
+                        self.job.input_path.display(),
+                        self.run_directory.root.display()
+                    )));
+                }
                 self.input_passed_as = passed_as;
                 if let Some(adoption) = reuse.adoption.take() {
                     adoption.finish().map_err(RunFailure::local)?;
@@ -365,7 +377,10 @@ impl Run {
             }
         };
         // A finished run sends nothing more: its input is checked while it is joined again.
-        if self.resuming && !self.record.finished && !self.input_is_as_planned() {
+        if self.resuming
+            && !self.record.finished
+            && !self.input_is_as_planned().map_err(RunFailure::local)?
+        {
             return Err(RunFailure::local(anyhow::anyhow!(
                 "input `{}` changed since run `{}` was planned; joining would mismatch rows. Restore the input, or start a new run",
                 self.job.input_path.display(),
@@ -416,17 +431,20 @@ impl Run {
     /// and modification time are those it had when it last passed (an unfinished resumed run
     /// checks here before submitting, then again while joining,
     /// [`Self::input_check_before_joining`]) is answered without hashing again.
-    fn input_is_as_planned(&mut self) -> bool {
+    ///
+    /// # Errors
+    /// When the input is there but cannot be read.
+    fn input_is_as_planned(&mut self) -> anyhow::Result<bool> {
         let Some(check) = self.planned_input_check() else {
-            return true;
+            return Ok(true);
         };
         let stamp = input_file_stamp(&self.job.input_path);
         if self.input_passed_with(stamp) {
-            return true;
+            return Ok(true);
         }
-        let as_planned = check.is_as_planned();
+        let as_planned = check.is_as_planned()?;
         self.input_passed_as = if as_planned { stamp } else { None };
-        as_planned
+        Ok(as_planned)
     }
 
     /// The check against the digest the plan recorded, if it recorded one.
@@ -446,9 +464,15 @@ impl Run {
     }
 
     /// The check that the input is still the one planned, to run while joining; `None` when
-    /// no plan recorded its hash, or this process already saw it pass as it is now.
+    /// no plan recorded its hash, or this process already saw it pass as it is now and
+    /// checking again would take a pass of its own. An input hashed as the join reads it (a
+    /// CSV file) is always checked: that costs next to nothing, and a file replaced by one of
+    /// the same size with its modification time kept (`cp -p`, `rsync -t`) passes the size and
+    /// time.
     fn input_check_before_joining(&self) -> Option<InputCheck> {
-        if self.input_passed_with(input_file_stamp(&self.job.input_path)) {
+        let hashed_while_joining =
+            crate::table::digests_while_reading(&self.job.input_path, self.job.input_format);
+        if !hashed_while_joining && self.input_passed_with(input_file_stamp(&self.job.input_path)) {
             return None;
         }
         self.planned_input_check()

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use super::run_failure::RunFailure;
 use crate::ledger::{LEDGER_FILE_NAME, Ledger, LedgerError};
 use crate::provider::ProviderKind;
+use crate::table::DigestAlgorithm;
 
 /// The ledger keys of the record (`run_facts` rows).
 mod key {
@@ -126,12 +127,30 @@ impl RunRecord {
                     .map_err(|_| corrupt(ledger, key::PLANNED_ROWS, &rows))?,
             ),
         };
+        let input_digest = match text(key::INPUT_DIGEST)? {
+            Some(digest) => Some((key::INPUT_DIGEST, digest)),
+            None => text(key::INPUT_SHA256)?.map(|digest| (key::INPUT_SHA256, digest)),
+        };
+        if let Some((name, digest)) = &input_digest
+            && DigestAlgorithm::of_written(digest).is_none()
+        {
+            return Err(corrupt(ledger, name, digest));
+        }
+        // Every plan records both at once (`record_plan`, and the first dashbatch did too): a
+        // run with planned rows and no digest would join its input unchecked.
+        if input_digest.is_some() != planned_rows.is_some() {
+            let (has, lacks) = if planned_rows.is_some() {
+                (key::PLANNED_ROWS, "the input's digest")
+            } else {
+                (key::INPUT_DIGEST, "`planned_rows`")
+            };
+            return Err(ledger.corrupt(format!(
+                "the run record has `{has}` but not {lacks}, which dashbatch always writes together"
+            )));
+        }
         Ok(RunRecord {
             founding,
-            input_digest: match text(key::INPUT_DIGEST)? {
-                Some(digest) => Some(digest),
-                None => text(key::INPUT_SHA256)?,
-            },
+            input_digest: input_digest.map(|(_, digest)| digest),
             planned_rows,
             finished: text(key::FINISHED)?.is_some(),
             max_cost: text(key::MAX_COST)?,
@@ -297,6 +316,12 @@ mod tests {
         );
     }
 
+    fn digest_of(algorithm: DigestAlgorithm, bytes: &[u8]) -> String {
+        let mut hasher = algorithm.hasher();
+        hasher.update(bytes);
+        hasher.written()
+    }
+
     fn founding() -> RunFounding {
         RunFounding {
             run_id: "run-1234abcd".into(),
@@ -322,13 +347,14 @@ mod tests {
         assert_eq!(empty.founding, None);
         assert!(!empty.finished);
         RunRecord::found(&mut ledger, &founding()).unwrap();
-        RunRecord::record_plan(&mut ledger, "cd", 42).unwrap();
+        let digest = digest_of(DigestAlgorithm::FOR_NEW_RUNS, b"id\n1\n");
+        RunRecord::record_plan(&mut ledger, &digest, 42).unwrap();
         RunRecord::mark_finished(&ledger).unwrap();
         RunRecord::record_max_cost(&ledger, "5.00").unwrap();
         let record = RunRecord::read(&ledger).unwrap();
         assert_eq!(record.founding, Some(founding()));
         assert_eq!(record.planned_rows, Some(42));
-        assert_eq!(record.input_digest.as_deref(), Some("cd"));
+        assert_eq!(record.input_digest, Some(digest));
         assert!(record.finished);
         assert_eq!(record.max_cost.as_deref(), Some("5.00"));
     }
@@ -344,8 +370,8 @@ mod tests {
         let record = RunRecord::read(&ledger).unwrap();
         assert_eq!(record.input_digest.as_deref(), Some(sha256));
         assert_eq!(
-            crate::table::DigestAlgorithm::of_written(sha256),
-            crate::table::DigestAlgorithm::Sha256
+            DigestAlgorithm::of_written(sha256),
+            Some(DigestAlgorithm::Sha256)
         );
     }
 
@@ -357,5 +383,41 @@ mod tests {
         ledger.set_fact("planned_rows", "many").unwrap();
         let error = RunRecord::read(&ledger).unwrap_err().to_string();
         assert!(error.contains("planned_rows"), "{error}");
+    }
+
+    #[test]
+    fn a_plan_without_a_digest_or_with_one_no_algorithm_writes_is_refused() {
+        let digest = digest_of(DigestAlgorithm::FOR_NEW_RUNS, b"id\n1\n");
+        let sha256 = digest_of(DigestAlgorithm::Sha256, b"id\n1\n");
+        let cases: [(&[(&str, &str)], &str); 6] = [
+            (&[(key::PLANNED_ROWS, "3")], "planned_rows"),
+            (&[(key::INPUT_DIGEST, &digest)], "input_digest"),
+            (
+                &[(key::INPUT_DIGEST, "cd"), (key::PLANNED_ROWS, "3")],
+                "`cd`",
+            ),
+            (
+                &[(key::INPUT_DIGEST, &sha256[1..]), (key::PLANNED_ROWS, "3")],
+                "input_digest",
+            ),
+            (
+                &[(key::INPUT_SHA256, "xyz"), (key::PLANNED_ROWS, "3")],
+                "input_sha256",
+            ),
+            (
+                &[(key::INPUT_SHA256, ""), (key::PLANNED_ROWS, "3")],
+                "input_sha256",
+            ),
+        ];
+        for (facts, named) in cases {
+            let directory = tempfile::tempdir().unwrap();
+            let mut ledger = Ledger::open(directory.path()).unwrap();
+            RunRecord::found(&mut ledger, &founding()).unwrap();
+            for (name, value) in facts {
+                ledger.set_fact(name, value).unwrap();
+            }
+            let error = RunRecord::read(&ledger).unwrap_err().to_string();
+            assert!(error.contains(named), "{facts:?}: {error}");
+        }
     }
 }

@@ -4,7 +4,10 @@
 //! dropped, and the line each record starts on. The quoting a lenient reader would take
 //! silently is refused with where it is: a quoted value still open at the end of the file
 //! (every later line would become part of that one cell) and text after a closing quote
-//! (`"He said "hi""`, which would become a mangled cell).
+//! (`"He said "hi""`, which would become a mangled cell). A record is held whole before it is
+//! handed out, so one that runs past [`MAX_RECORD_BYTES`] is refused where it starts: a quote
+//! left open near the start of a huge file, or a file with no line ends, would otherwise be
+//! gathered into memory whole before the end of the file told what is wrong.
 //!
 //! Inside a value only the delimiter, the line ends and the quote matter: the reader finds the
 //! next of them with `memchr` and copies the bytes before it at once. The records are the csv
@@ -32,7 +35,17 @@ pub enum QuoteProblemKind {
     /// A quoted value's closing quote is followed by more text before the next delimiter or
     /// line end.
     TextAfterClosingQuote,
+    /// A record inside a quoted value runs past [`MAX_RECORD_BYTES`]: its quote is most likely
+    /// never closed.
+    QuotedPastLimit,
+    /// A record without an open quote runs past [`MAX_RECORD_BYTES`] with no line end.
+    RecordPastLimit,
 }
+
+/// The most bytes one record may hold: ten times the longest request line a provider takes
+/// (DashScope's 6 MB, `provider.rs`), room for the columns kept beside the prompt. Only a
+/// file that is not what it says (a quote never closed, no line ends) comes near it.
+pub const MAX_RECORD_BYTES: usize = 64 << 20;
 
 impl QuoteProblem {
     /// What to tell the user, without the location.
@@ -43,6 +56,12 @@ impl QuoteProblem {
             }
             QuoteProblemKind::TextAfterClosingQuote => {
                 "text follows the closing quote of a quoted value; inside a quoted value write a quote as two quotes `\"\"` (e.g. `\"He said \"\"hi\"\"\"`)"
+            }
+            QuoteProblemKind::QuotedPastLimit => {
+                "the quoted value that starts here runs on past 64 MiB, so its quote is most likely never closed and the lines after it are being taken into this one cell; close the quote, and write a quote inside a quoted value as two quotes `\"\"`"
+            }
+            QuoteProblemKind::RecordPastLimit => {
+                "the row that starts here runs on past 64 MiB without a line end; check that the file is a CSV or TSV file with one row a line, and that `[input] delimiter` is right"
             }
         }
     }
@@ -140,6 +159,22 @@ impl CsvRecord {
     /// The physical line (from 1) the record starts on.
     pub fn line(&self) -> u64 {
         self.line
+    }
+
+    /// Whether the record read so far holds more than [`MAX_RECORD_BYTES`] of memory: its
+    /// fields' bytes and where each ends (a row of many empty fields holds a place for each).
+    fn is_past_limit(&self) -> bool {
+        self.bytes.len() + self.field_ends.len() * std::mem::size_of::<usize>() > MAX_RECORD_BYTES
+    }
+
+    /// The error of a record past the limit, of `kind`, located at `line`.
+    fn past_limit(&self, kind: QuoteProblemKind, line: u64) -> CsvReadError {
+        CsvReadError::Quote(QuoteProblem {
+            kind,
+            record: self.index,
+            line,
+            field: self.len(),
+        })
     }
 
     fn end_field(&mut self) {
@@ -263,6 +298,12 @@ impl<R: Read> CsvRecordReader<R> {
                             record.end_field();
                             if byte == delimiter {
                                 state = State::StartField;
+                                if record.is_past_limit() {
+                                    return Err(record.past_limit(
+                                        QuoteProblemKind::RecordPastLimit,
+                                        record.line,
+                                    ));
+                                }
                             } else {
                                 if byte == b'\n' {
                                     self.line += 1;
@@ -274,6 +315,10 @@ impl<R: Read> CsvRecordReader<R> {
                             record.bytes.extend_from_slice(unread);
                             self.start = self.end;
                             state = State::InField;
+                            if record.is_past_limit() {
+                                return Err(record
+                                    .past_limit(QuoteProblemKind::RecordPastLimit, record.line));
+                            }
                         }
                     }
                 }
@@ -288,6 +333,11 @@ impl<R: Read> CsvRecordReader<R> {
                     self.line += memchr::memchr_iter(b'\n', inside).count() as u64;
                     record.bytes.extend_from_slice(inside);
                     self.start += inside.len() + usize::from(state == State::QuoteInQuotedField);
+                    if record.is_past_limit() {
+                        return Err(
+                            record.past_limit(QuoteProblemKind::QuotedPastLimit, opened_on_line)
+                        );
+                    }
                 }
                 (State::QuoteInQuotedField, Some(quote)) => {
                     let byte = unread[0];
@@ -473,6 +523,64 @@ mod tests {
             .map(|(_, index, line)| (*index, *line))
             .collect();
         assert_eq!(places, [(0, 1), (1, 2), (2, 6), (3, 6)]);
+    }
+
+    #[test]
+    fn a_record_past_the_limit_is_refused_where_it_starts_before_the_file_ends() {
+        let cell = "x".repeat(1 << 20);
+        // A quote open on line 3, then far more than the limit of lines: refused at the limit.
+        let mut open_quote = b"id,text\n1,a\n2,\"opens\n".to_vec();
+        let mut unquoted = b"id,text\n1,a\n2,".to_vec();
+        let mut empty_fields = b"id,text\n1,a\n".to_vec();
+        let chunks = MAX_RECORD_BYTES / cell.len() + 2;
+        for _ in 0..chunks {
+            open_quote.extend_from_slice(cell.as_bytes());
+            open_quote.push(b'\n');
+            unquoted.extend_from_slice(cell.as_bytes());
+        }
+        empty_fields.resize(empty_fields.len() + MAX_RECORD_BYTES / 8 + 2, b',');
+        for (bytes, kind, line, field) in [
+            (&open_quote, QuoteProblemKind::QuotedPastLimit, 3, 1),
+            (&unquoted, QuoteProblemKind::RecordPastLimit, 3, 1),
+        ] {
+            let mut reader = CsvRecordReader::new(&bytes[..], b',', Some(b'"'));
+            let mut record = CsvRecord::default();
+            assert!(reader.read_record(&mut record).unwrap());
+            assert!(reader.read_record(&mut record).unwrap());
+            let Err(CsvReadError::Quote(problem)) = reader.read_record(&mut record) else {
+                panic!("{kind:?}: not refused");
+            };
+            assert_eq!(
+                problem,
+                QuoteProblem {
+                    kind,
+                    record: 2,
+                    line,
+                    field
+                }
+            );
+            assert!(
+                record.bytes.len() <= MAX_RECORD_BYTES + BUFFER_BYTES,
+                "{kind:?}"
+            );
+        }
+        let mut reader = CsvRecordReader::new(&empty_fields[..], b',', Some(b'"'));
+        let mut record = CsvRecord::default();
+        assert!(reader.read_record(&mut record).unwrap());
+        assert!(reader.read_record(&mut record).unwrap());
+        let Err(CsvReadError::Quote(problem)) = reader.read_record(&mut record) else {
+            panic!("a row of empty fields is not refused");
+        };
+        assert_eq!(problem.kind, QuoteProblemKind::RecordPastLimit);
+        assert_eq!(problem.line, 3);
+        // Just under the limit, a record is read.
+        let mut under = b"id,text\n1,".to_vec();
+        under.resize(under.len() + MAX_RECORD_BYTES - 64, b'y');
+        let mut reader = CsvRecordReader::new(&under[..], b',', Some(b'"'));
+        assert!(reader.read_record(&mut record).unwrap());
+        assert!(reader.read_record(&mut record).unwrap());
+        assert_eq!(record.fields().nth(1).unwrap().len(), MAX_RECORD_BYTES - 64);
+        assert!(!reader.read_record(&mut record).unwrap());
     }
 
     #[test]

@@ -27,12 +27,18 @@ impl DigestAlgorithm {
     /// What new runs hash their input with.
     pub const FOR_NEW_RUNS: DigestAlgorithm = DigestAlgorithm::Xxh3_128;
 
-    /// The algorithm a written digest was taken with.
-    pub fn of_written(digest: &str) -> DigestAlgorithm {
-        if digest.starts_with(XXH3_128_PREFIX) {
-            DigestAlgorithm::Xxh3_128
-        } else {
-            DigestAlgorithm::Sha256
+    /// The algorithm a written digest was taken with; `None` for text that no algorithm writes
+    /// (a damaged run record), which must not be taken for a digest of another input.
+    pub fn of_written(digest: &str) -> Option<DigestAlgorithm> {
+        let is_lowercase_hex = |text: &str, length: usize| {
+            text.len() == length
+                && text
+                    .bytes()
+                    .all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
+        };
+        match digest.strip_prefix(XXH3_128_PREFIX) {
+            Some(hex) => is_lowercase_hex(hex, 32).then_some(DigestAlgorithm::Xxh3_128),
+            None => is_lowercase_hex(digest, 64).then_some(DigestAlgorithm::Sha256),
         }
     }
 
@@ -164,10 +170,31 @@ mod tests {
             let written = digest_of(algorithm, b"id,text\n1,a\n");
             assert_eq!(
                 DigestAlgorithm::of_written(&written),
-                algorithm,
+                Some(algorithm),
                 "{written}"
             );
             assert_ne!(written, digest_of(algorithm, b"id,text\n1,b\n"));
+        }
+    }
+
+    #[test]
+    fn text_no_algorithm_writes_is_no_digest() {
+        let sha256 = digest_of(DigestAlgorithm::Sha256, b"abc");
+        let xxh3 = digest_of(DigestAlgorithm::Xxh3_128, b"abc");
+        for damaged in [
+            String::new(),
+            "cd".to_owned(),
+            sha256[..63].to_owned(),
+            format!("{sha256}0"),
+            sha256.to_uppercase(),
+            sha256.replacen('a', "g", 1),
+            xxh3[..xxh3.len() - 1].to_owned(),
+            format!("{xxh3}0"),
+            XXH3_128_PREFIX.to_owned(),
+            xxh3.replace("xxh3-128:", "xxh3-64:"),
+            format!("{XXH3_128_PREFIX}{sha256}"),
+        ] {
+            assert_eq!(DigestAlgorithm::of_written(&damaged), None, "{damaged:?}");
         }
     }
 

@@ -678,6 +678,41 @@ fn first_prompt(workspace: &Workspace) -> String {
 }
 
 #[test]
+fn a_quote_left_open_near_the_start_of_a_huge_file_is_refused_where_it_opened() {
+    use std::io::Write;
+    let workspace = Workspace::new();
+    // 80 MB of rows after a quote opened on row 2 (line 3), gzipped to a few hundred KB.
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder
+        .write_all("id,text\n1,好评\n2,\"没有关上的引号\n".as_bytes())
+        .unwrap();
+    let row = "3,这一行以后的每一行都会变成同一个单元格\n".repeat(1000);
+    for _ in 0..80_000_000 / row.len() {
+        encoder.write_all(row.as_bytes()).unwrap();
+    }
+    text_job(
+        &workspace,
+        "reviews.csv.gz",
+        &encoder.finish().unwrap(),
+        "id_column = \"id\"\n",
+        "{{ text }}",
+    );
+    validation_refuses(
+        &workspace,
+        &[
+            "reviews.csv.gz",
+            "row 2 (line 3)",
+            "column `text`",
+            "64 MiB",
+            "never closed",
+        ],
+    );
+    let run = workspace.run(&["run", "job.toml", "--provider", "sim", "--quiet"]);
+    assert_eq!(run.status.code(), Some(2), "{}", text(&run.stderr));
+    assert!(!workspace.path().join("out.csv").exists());
+}
+
+#[test]
 fn hard_to_read_tables_are_read_right_or_refused_with_what_to_name() {
     let workspace = Workspace::new();
     // Short GBK text that a guess may take for Korean or Japanese: read as GB18030 or refused.

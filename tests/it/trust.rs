@@ -80,6 +80,46 @@ fn processes_started_together_on_one_run_directory_bill_every_row_once() {
 }
 
 #[test]
+fn an_input_replaced_during_a_run_with_its_size_and_time_kept_is_not_joined() {
+    // `cp -p` or `rsync -t` of another file of the same size while the run waits for its
+    // batches: the size and modification time the run saw at planning pass, the bytes do not.
+    let simulator = StandaloneSimulator::start(&[]);
+    freeze_clock(&simulator);
+    let workspace = review_workspace(12, 6, "");
+    let run_directory = workspace.path().join("run");
+    let run = spawn_piped(review_run_command(&workspace, &simulator, &run_directory));
+    wait_for_simulator_batches(&simulator, 2);
+    let input = workspace.path().join("reviews.csv");
+    let planned = std::fs::read_to_string(&input).unwrap();
+    let modified = std::fs::metadata(&input).unwrap().modified().unwrap();
+    // Two rows' ids swapped: same size, and every row would take the other's answer.
+    let swapped = planned
+        .replacen("\nzh-0001,", "\nzh-000X,", 1)
+        .replacen("\nzh-0002,", "\nzh-0001,", 1)
+        .replacen("\nzh-000X,", "\nzh-0002,", 1);
+    assert_ne!(swapped, planned);
+    assert_eq!(swapped.len(), planned.len());
+    std::fs::write(&input, &swapped).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&input)
+        .unwrap()
+        .set_modified(modified)
+        .unwrap();
+    release_clock(&simulator);
+    let run = wait_with_limit(run, Duration::from_secs(120));
+    let stderr = text(&run.stderr);
+    assert_eq!(run.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("changed since run"), "{stderr}");
+    assert!(!workspace.path().join("out.parquet").exists());
+    // The planned input put back, the paid answers are joined to their own rows.
+    std::fs::write(&input, &planned).unwrap();
+    let resumed = resume_command(&workspace, &run_directory).output().unwrap();
+    assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed.stderr));
+    assert_finished_cleanly(&simulator, &workspace, &run_directory, 12);
+}
+
+#[test]
 fn a_process_refused_the_lock_never_writes_the_ledger_being_founded() {
     // The moment a founder has created `ledger.sqlite` and not yet its tables: a process refused
     // the lock (or only reading) that opened it to write would race the founder's own schema,
@@ -473,6 +513,33 @@ fn a_failure_after_batches_were_created_never_exits_2() {
     assert_eq!(output.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("changed since"), "{stderr}");
     assert!(stderr.contains("already created"), "{stderr}");
+}
+
+#[test]
+fn an_input_that_cannot_be_read_under_a_live_run_is_said_unreadable_not_changed() {
+    let simulator = StandaloneSimulator::start(&[]);
+    let workspace = review_workspace(12, 6, "");
+    let run_directory = workspace.path().join("run");
+    let killed = review_run_command(&workspace, &simulator, &run_directory)
+        .env("DASHBATCH_TEST_KILL_AT", "during_poll")
+        .status()
+        .unwrap();
+    assert_eq!(killed.signal(), Some(libc::SIGKILL));
+    // There but unreadable, even to root: a link to itself.
+    let input = workspace.path().join("reviews.csv");
+    let planned = std::fs::read(&input).unwrap();
+    std::fs::remove_file(&input).unwrap();
+    std::os::unix::fs::symlink(&input, &input).unwrap();
+    let output = resume_command(&workspace, &run_directory).output().unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("cannot read input"), "{stderr}");
+    assert!(!stderr.contains("changed since"), "{stderr}");
+    // Readable again, the run goes on to its end.
+    std::fs::remove_file(&input).unwrap();
+    std::fs::write(&input, planned).unwrap();
+    let output = resume_command(&workspace, &run_directory).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
 }
 
 #[test]
@@ -1096,6 +1163,70 @@ fn a_run_planned_by_an_earlier_version_is_checked_by_the_sha256_it_recorded() {
     let edited = planned.replacen(last, &last.replacen(',', ",x", 1), 1);
     workspace.write("reviews.csv", edited);
     refused_as_changed(&workspace, &join_again("edited.csv"), "edited.csv");
+}
+
+#[test]
+fn a_run_record_whose_input_digest_was_lost_or_damaged_is_refused_not_joined_unchecked() {
+    let workspace = review_workspace(6, 3, "");
+    let run_directory = finished_run_on_the_embedded_simulator(&workspace, "reviews.toml");
+    let ledger_path = run_directory.join("ledger.sqlite");
+    let planned_digest: String = rusqlite::Connection::open(&ledger_path)
+        .unwrap()
+        .query_row(
+            "SELECT value FROM run_facts WHERE key = 'input_digest'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    let damages = [
+        (
+            "lost",
+            "DELETE FROM run_facts WHERE key = 'input_digest'",
+            "input's digest",
+        ),
+        (
+            "cut",
+            "UPDATE run_facts SET value = substr(value, 1, 20) WHERE key = 'input_digest'",
+            "input_digest",
+        ),
+        (
+            "garbage",
+            "UPDATE run_facts SET value = 'cd' WHERE key = 'input_digest'",
+            "`cd`",
+        ),
+    ];
+    for (case, damage, named) in damages {
+        rusqlite::Connection::open(&ledger_path)
+            .unwrap()
+            .execute_batch(damage)
+            .unwrap();
+        let output = format!("again-{case}.csv");
+        let again = join_finished_run_again(&workspace, &run_directory, &output);
+        let stderr = text(&again.stderr);
+        assert_ne!(again.status.code(), Some(0), "{case}: {stderr}");
+        assert_ne!(
+            again.status.code(),
+            Some(2),
+            "{case}: the run was paid for: {stderr}"
+        );
+        assert!(
+            stderr.contains("ledger.sqlite") && stderr.contains(named),
+            "{case}: {stderr}"
+        );
+        assert!(!stderr.contains("changed since run"), "{case}: {stderr}");
+        assert!(!workspace.path().join(&output).exists(), "{case}");
+        // Put back as planned, the run is joined again.
+        let connection = rusqlite::Connection::open(&ledger_path).unwrap();
+        connection
+            .execute(
+                "INSERT OR REPLACE INTO run_facts (key, value) VALUES ('input_digest', ?1)",
+                [&planned_digest],
+            )
+            .unwrap();
+        drop(connection);
+        let restored = join_finished_run_again(&workspace, &run_directory, &output);
+        assert_eq!(joined_lines(&workspace, &restored, &output), 7, "{case}");
+    }
 }
 
 #[test]
