@@ -62,7 +62,7 @@ impl InputCheck {
     /// the advice for a changed input (restore it) would be the wrong one.
     pub fn is_as_planned(&self) -> anyhow::Result<bool> {
         match input_digest(&self.input_path, self.algorithm()) {
-            Ok(digest) => Ok(digest == self.planned_digest),
+            Ok(digest) => Ok(self.judge_digest(&digest).is_ok()),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(false),
             Err(error) => Err(self.unreadable(&error)),
         }
@@ -132,5 +132,24 @@ mod tests {
         assert!(error.contains("cannot read input"), "{error}");
         assert!(!error.contains("changed since run"), "{error}");
         assert!(check.is_as_planned().is_err());
+    }
+
+    #[test]
+    fn a_partitioned_input_emptied_or_gone_is_said_changed() {
+        let directory = tempfile::tempdir().unwrap();
+        let parts = directory.path().join("parts");
+        std::fs::create_dir(&parts).unwrap();
+        std::fs::write(parts.join("a.csv"), "id,text\n1,a\n").unwrap();
+        std::fs::write(parts.join("b.csv"), "id,text\n2,b\n").unwrap();
+        let planned = input_digest(&parts, DigestAlgorithm::FOR_NEW_RUNS).unwrap();
+        let check = InputCheck::new(parts.clone(), directory.path().join("run"), planned);
+        check.hash_again().unwrap();
+        std::fs::remove_file(parts.join("a.csv")).unwrap();
+        std::fs::remove_file(parts.join("b.csv")).unwrap();
+        let emptied = check.hash_again().unwrap_err().to_string();
+        assert!(emptied.contains("changed since run"), "{emptied}");
+        std::fs::remove_dir(&parts).unwrap();
+        let gone = check.hash_again().unwrap_err().to_string();
+        assert!(gone.contains("changed since run"), "{gone}");
     }
 }

@@ -441,7 +441,11 @@ fn repeated_id_error(job: &Job, repeat: &RepeatedId) -> String {
 /// # Errors
 /// When a part cannot be read, or a directory listed.
 pub fn input_digest(path: &Path, algorithm: DigestAlgorithm) -> std::io::Result<String> {
-    let files = crate::table::find_input_files(path).map_err(std::io::Error::other)?;
+    // Parts that cannot be found as an input (a directory emptied, a pattern that now matches
+    // nothing, parts of two formats) are not the input planned: `NotFound`, which a check
+    // tells as a changed input, not as one it cannot read.
+    let files = crate::table::find_input_files(path)
+        .map_err(|error| std::io::Error::new(std::io::ErrorKind::NotFound, error.to_string()))?;
     if !files.partitioned {
         return file_digest(path, algorithm);
     }

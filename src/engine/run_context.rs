@@ -228,6 +228,9 @@ impl Run {
     /// a crash while planning leaves no `planned_rows`, so planning restarts. A resumed run's
     /// input must be the one it planned. Ends with the budget's refusal, if any.
     pub(super) fn plan(&mut self) -> Result<(), RunFailure> {
+        self.record
+            .refuse_a_damaged_plan(&self.ledger, &self.run_directory.root)
+            .map_err(RunFailure::local)?;
         // Input rows and output columns, known here when this process plans.
         let mut planned_shape: Option<(u64, usize)> = None;
         self.planned_rows = match self.record.planned_rows {
@@ -236,6 +239,7 @@ impl Run {
                 self.ledger.clear_plan().map_err(RunFailure::local)?;
                 // Taken before hashing: a file changed while it is hashed does not pass later.
                 let stamp = input_file_stamp(&self.job.input_path);
+                let parts_stamp = input_parts_stamp(&self.job.input_path);
                 let hash_input = || {
                     input_digest(&self.job.input_path, DigestAlgorithm::FOR_NEW_RUNS).map_err(
                         |error| {
@@ -297,18 +301,21 @@ impl Run {
                     self.store = reuse.store.take();
                 }
                 let mut plan = planned.map_err(RunFailure::local)?;
-                let (input_digest, passed_as) = match (hashed_first, plan.input_digest.take()) {
-                    (Some(digest), _) | (None, Some(digest)) => (digest, stamp),
-                    // Planning stopped reading before the file's end (no reader known does,
-                    // but a decompressor might): hashed apart, after the rows were read, so
-                    // this process does not take the input as passed (the join hashes again).
-                    (None, None) => (hash_input()?, None),
-                };
+                let (input_digest, passed_as, hashed_apart) =
+                    match (hashed_first, plan.input_digest.take()) {
+                        (Some(digest), _) => (digest, stamp, true),
+                        (None, Some(digest)) => (digest, stamp, false),
+                        // Planning stopped reading before the file's end (no reader known
+                        // does, but a decompressor might): hashed apart, after the rows were
+                        // read, so this process does not take the input as passed (the join
+                        // hashes again).
+                        (None, None) => (hash_input()?, None, true),
+                    };
                 // Hashed in a pass apart from the one that read the rows: the digest is of
-                // the rows planned only if the file did not change between the two.
-                if !digested_while_planning
-                    && stamp.is_some()
-                    && input_file_stamp(&self.job.input_path) != stamp
+                // the rows planned only if no part changed between the two.
+                if hashed_apart
+                    && parts_stamp.is_some()
+                    && input_parts_stamp(&self.job.input_path) != parts_stamp
                 {
                     return Err(RunFailure::local(anyhow::anyhow!(
                         "input `{}` changed while it was being planned, so which rows were planned is not known; nothing was sent. Once the input is no longer being written, `dashbatch resume {}` plans it again",
@@ -1074,6 +1081,24 @@ fn lost_run_directory(
                 .join(", ")
         }
     )
+}
+
+/// The path, size and modification time of each part of an input (of the one file, for an
+/// input that is one), in order; `None` when they cannot all be read. Planning compares them
+/// before and after, when it hashes the input in a pass of its own.
+fn input_parts_stamp(
+    path: &std::path::Path,
+) -> Option<Vec<(std::path::PathBuf, u64, std::time::SystemTime)>> {
+    let files = crate::table::find_input_files(path).ok()?;
+    files
+        .parts
+        .into_iter()
+        .map(|part| {
+            let metadata = std::fs::metadata(&part).ok()?;
+            let modified = metadata.modified().ok()?;
+            Some((part, metadata.len(), modified))
+        })
+        .collect()
 }
 
 /// The size and modification time of an input that is one regular file; `None` for a

@@ -70,6 +70,11 @@ pub struct RunRecord {
     /// Set by the plan, with `planned_rows`, once every shard is in the ledger; written as
     /// [`crate::table::DigestAlgorithm::of_written`] reads it (a SHA-256 in older ledgers).
     pub input_digest: Option<String>,
+    /// What is wrong with the plan's record, when the ledger was damaged: its input digest is
+    /// missing beside planned rows, or is no digest. Commands that do not use the plan
+    /// (`status`, `cancel`, finding the run) read on; planning, sending and joining refuse
+    /// ([`Self::refuse_a_damaged_plan`]).
+    pub plan_damage: Option<String>,
     pub planned_rows: Option<u64>,
     pub finished: bool,
     /// The `--max-cost` the run was given.
@@ -131,31 +136,38 @@ impl RunRecord {
             Some(digest) => Some((key::INPUT_DIGEST, digest)),
             None => text(key::INPUT_SHA256)?.map(|digest| (key::INPUT_SHA256, digest)),
         };
-        if let Some((name, digest)) = &input_digest
-            && DigestAlgorithm::of_written(digest).is_none()
-        {
-            return Err(corrupt(ledger, name, digest));
-        }
-        // Every plan records both at once (`record_plan`, and the first dashbatch did too): a
-        // run with planned rows and no digest would join its input unchecked.
-        if input_digest.is_some() != planned_rows.is_some() {
-            let (has, lacks) = if planned_rows.is_some() {
-                (key::PLANNED_ROWS, "the input's digest")
-            } else {
-                (key::INPUT_DIGEST, "`planned_rows`")
-            };
-            return Err(ledger.corrupt(format!(
-                "the run record has `{has}` but not {lacks}, which dashbatch always writes together"
-            )));
-        }
+        // The plan's digest is written before (or with) its planned rows, so a digest without
+        // rows is a plan a crash cut short (planned again), but rows without a digest, or a
+        // digest no algorithm writes, would have the join match the input unchecked, or tell
+        // of a change that never was.
+        let plan_damage = match (&input_digest, planned_rows) {
+            (Some((name, digest)), Some(_)) if DigestAlgorithm::of_written(digest).is_none() => {
+                Some(format!(
+                    "the run record's `{name}` is `{digest}`, which dashbatch never writes"
+                ))
+            }
+            (None, Some(_)) => Some(format!(
+                "the run record has `{}` but no digest of the input (`{}`), which dashbatch writes first",
+                key::PLANNED_ROWS,
+                key::INPUT_DIGEST
+            )),
+            _ => None,
+        };
         Ok(RunRecord {
             founding,
             input_digest: input_digest.map(|(_, digest)| digest),
+            plan_damage,
             planned_rows,
             finished: text(key::FINISHED)?.is_some(),
             max_cost: text(key::MAX_COST)?,
             tokenizer: text(key::TOKENIZER)?.map(PathBuf::from),
         })
+    }
+
+    /// The SHA-256 of the job file the run was founded with, read alone: which job a run
+    /// whose record cannot be read is of.
+    pub fn job_sha256(ledger: &Ledger) -> Option<String> {
+        ledger.fact(key::JOB_SHA256).ok().flatten()
     }
 
     /// Writes the founding in one transaction: the run exists once `job_sha256` is there.
@@ -190,6 +202,22 @@ impl RunRecord {
             facts.push((key::REFRESH, "1".to_owned()));
         }
         ledger.set_facts(&facts)
+    }
+
+    /// The error of a damaged plan record, if the record has one: the run cannot check that
+    /// its input is the one it planned.
+    pub fn refuse_a_damaged_plan(
+        &self,
+        ledger: &Ledger,
+        run_directory: &Path,
+    ) -> Result<(), LedgerError> {
+        let Some(damage) = &self.plan_damage else {
+            return Ok(());
+        };
+        Err(ledger.corrupt(format!(
+            "{damage}, so the run cannot check that its input is the one it planned. The answers already paid for are kept in `{}`; restore `{LEDGER_FILE_NAME}` from a backup and resume, or start a new run (its rows are sent and billed again)",
+            run_directory.join("results").display()
+        )))
     }
 
     /// Records a finished plan: the input's digest and how many rows it sends.
@@ -386,38 +414,63 @@ mod tests {
     }
 
     #[test]
-    fn a_plan_without_a_digest_or_with_one_no_algorithm_writes_is_refused() {
+    fn a_plan_without_a_digest_or_with_one_no_algorithm_writes_is_read_as_damaged() {
         let digest = digest_of(DigestAlgorithm::FOR_NEW_RUNS, b"id\n1\n");
         let sha256 = digest_of(DigestAlgorithm::Sha256, b"id\n1\n");
-        let cases: [(&[(&str, &str)], &str); 6] = [
-            (&[(key::PLANNED_ROWS, "3")], "planned_rows"),
-            (&[(key::INPUT_DIGEST, &digest)], "input_digest"),
+        /// Facts written, and what the damage read is said to be (`None`: no damage).
+        type Case<'a> = (&'a [(&'a str, &'a str)], Option<&'a str>);
+        let cases: [Case; 8] = [
+            (&[(key::PLANNED_ROWS, "3")], Some("no digest of the input")),
             (
                 &[(key::INPUT_DIGEST, "cd"), (key::PLANNED_ROWS, "3")],
-                "`cd`",
+                Some("`input_digest` is `cd`"),
             ),
             (
                 &[(key::INPUT_DIGEST, &sha256[1..]), (key::PLANNED_ROWS, "3")],
-                "input_digest",
+                Some("`input_digest`"),
             ),
             (
                 &[(key::INPUT_SHA256, "xyz"), (key::PLANNED_ROWS, "3")],
-                "input_sha256",
+                Some("`input_sha256` is `xyz`"),
             ),
             (
                 &[(key::INPUT_SHA256, ""), (key::PLANNED_ROWS, "3")],
-                "input_sha256",
+                Some("`input_sha256` is ``"),
+            ),
+            // An earlier dashbatch wrote the digest, then the rows: a crash between the two
+            // left a plan to make again, not damage.
+            (&[(key::INPUT_SHA256, &sha256)], None),
+            (&[(key::INPUT_DIGEST, &digest)], None),
+            (
+                &[(key::INPUT_DIGEST, &digest), (key::PLANNED_ROWS, "3")],
+                None,
             ),
         ];
-        for (facts, named) in cases {
+        for (facts, damage) in cases {
             let directory = tempfile::tempdir().unwrap();
             let mut ledger = Ledger::open(directory.path()).unwrap();
             RunRecord::found(&mut ledger, &founding()).unwrap();
             for (name, value) in facts {
                 ledger.set_fact(name, value).unwrap();
             }
-            let error = RunRecord::read(&ledger).unwrap_err().to_string();
-            assert!(error.contains(named), "{facts:?}: {error}");
+            // Read whatever the damage: finding, showing and cancelling the run need no plan.
+            let record = RunRecord::read(&ledger).unwrap();
+            let refused = record.refuse_a_damaged_plan(&ledger, directory.path());
+            match damage {
+                None => {
+                    assert_eq!(record.plan_damage, None, "{facts:?}");
+                    refused.unwrap();
+                }
+                Some(named) => {
+                    let said = record.plan_damage.clone().unwrap_or_default();
+                    assert!(said.contains(named), "{facts:?}: {said}");
+                    let error = refused.unwrap_err().to_string();
+                    assert!(
+                        error.contains("ledger.sqlite") && error.contains("results"),
+                        "{error}"
+                    );
+                }
+            }
         }
     }
 }

@@ -88,14 +88,22 @@ fn is_unfinished_submitted_run(path: &Path, job: &Job) -> bool {
     let Ok(ledger) = Ledger::open_read_only(path) else {
         return false;
     };
-    let Ok(record) = RunRecord::read(&ledger) else {
-        return false;
+    let (same_job, finished) = match RunRecord::read(&ledger) {
+        Ok(record) => (
+            record
+                .founding
+                .as_ref()
+                .is_some_and(|founding| founding.job_sha256 == job.job_file_sha256),
+            record.finished,
+        ),
+        // A damaged record of this job is taken up, so that its error is told, rather than
+        // passed over for a new run that sends and bills its rows again.
+        Err(_) => (
+            RunRecord::job_sha256(&ledger).is_some_and(|sha256| sha256 == job.job_file_sha256),
+            false,
+        ),
     };
-    let same_job = record
-        .founding
-        .as_ref()
-        .is_some_and(|founding| founding.job_sha256 == job.job_file_sha256);
-    if !same_job || record.finished {
+    if !same_job || finished {
         return false;
     }
     let announced = ledger.count_effects(EffectKind::Upload).unwrap_or(0) > 0;

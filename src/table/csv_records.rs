@@ -47,22 +47,26 @@ pub enum QuoteProblemKind {
 /// file that is not what it says (a quote never closed, no line ends) comes near it.
 pub const MAX_RECORD_BYTES: usize = 64 << 20;
 
+/// What a record holds for where each of its fields ends.
+const FIELD_END_BYTES: usize = std::mem::size_of::<usize>();
+
 impl QuoteProblem {
     /// What to tell the user, without the location.
-    pub fn advice(&self) -> &'static str {
+    pub fn advice(&self) -> String {
+        let limit = crate::readable_number::readable_bytes(MAX_RECORD_BYTES as u64);
         match self.kind {
             QuoteProblemKind::NeverClosed => {
-                "the quoted value that starts here is never closed, so every later line of the file would become part of this one cell; close the quote, and write a quote inside a quoted value as two quotes `\"\"`"
+                "the quoted value that starts here is never closed, so every later line of the file would become part of this one cell; close the quote, and write a quote inside a quoted value as two quotes `\"\"`".to_owned()
             }
             QuoteProblemKind::TextAfterClosingQuote => {
-                "text follows the closing quote of a quoted value; inside a quoted value write a quote as two quotes `\"\"` (e.g. `\"He said \"\"hi\"\"\"`)"
+                "text follows the closing quote of a quoted value; inside a quoted value write a quote as two quotes `\"\"` (e.g. `\"He said \"\"hi\"\"\"`)".to_owned()
             }
-            QuoteProblemKind::QuotedPastLimit => {
-                "the quoted value that starts here runs on past 64 MiB, so its quote is most likely never closed and the lines after it are being taken into this one cell; close the quote, and write a quote inside a quoted value as two quotes `\"\"`"
-            }
-            QuoteProblemKind::RecordPastLimit => {
-                "the row that starts here runs on past 64 MiB without a line end; check that the file is a CSV or TSV file with one row a line, and that `[input] delimiter` is right"
-            }
+            QuoteProblemKind::QuotedPastLimit => format!(
+                "the quoted value that starts here runs on past {limit}, so its quote is most likely never closed and the lines after it are being taken into this one cell; close the quote, and write a quote inside a quoted value as two quotes `\"\"`"
+            ),
+            QuoteProblemKind::RecordPastLimit => format!(
+                "the row that starts here runs on past {limit} without a line end; check that the file is a CSV or TSV file with one row a line, and that `[input] delimiter` is right"
+            ),
         }
     }
 }
@@ -161,20 +165,26 @@ impl CsvRecord {
         self.line
     }
 
-    /// Whether the record read so far holds more than [`MAX_RECORD_BYTES`] of memory: its
-    /// fields' bytes and where each ends (a row of many empty fields holds a place for each).
-    fn is_past_limit(&self) -> bool {
-        self.bytes.len() + self.field_ends.len() * std::mem::size_of::<usize>() > MAX_RECORD_BYTES
-    }
-
-    /// The error of a record past the limit, of `kind`, located at `line`.
-    fn past_limit(&self, kind: QuoteProblemKind, line: u64) -> CsvReadError {
-        CsvReadError::Quote(QuoteProblem {
+    /// Refuses `adding` more bytes when the record would then hold more than
+    /// [`MAX_RECORD_BYTES`] of memory: its fields' bytes and where each ends (a row of many
+    /// empty fields holds a place for each). Checked before the record grows, so it never holds
+    /// more: the error, of `kind`, names `line` and the field being read.
+    fn refuse_growth_past_limit(
+        &self,
+        adding: usize,
+        kind: QuoteProblemKind,
+        line: u64,
+    ) -> Result<(), CsvReadError> {
+        let holds = self.bytes.len() + self.field_ends.len() * FIELD_END_BYTES;
+        if holds.saturating_add(adding) <= MAX_RECORD_BYTES {
+            return Ok(());
+        }
+        Err(CsvReadError::Quote(QuoteProblem {
             kind,
             record: self.index,
             line,
             field: self.len(),
-        })
+        }))
     }
 
     fn end_field(&mut self) {
@@ -292,18 +302,17 @@ impl<R: Read> CsvRecordReader<R> {
                 (State::StartField | State::InField, _) => {
                     match memchr::memchr3(delimiter, b'\n', b'\r', unread) {
                         Some(at) => {
+                            record.refuse_growth_past_limit(
+                                at + FIELD_END_BYTES,
+                                QuoteProblemKind::RecordPastLimit,
+                                record.line,
+                            )?;
                             record.bytes.extend_from_slice(&unread[..at]);
                             let byte = unread[at];
                             self.start += at + 1;
                             record.end_field();
                             if byte == delimiter {
                                 state = State::StartField;
-                                if record.is_past_limit() {
-                                    return Err(record.past_limit(
-                                        QuoteProblemKind::RecordPastLimit,
-                                        record.line,
-                                    ));
-                                }
                             } else {
                                 if byte == b'\n' {
                                     self.line += 1;
@@ -312,13 +321,14 @@ impl<R: Read> CsvRecordReader<R> {
                             }
                         }
                         None => {
+                            record.refuse_growth_past_limit(
+                                unread.len(),
+                                QuoteProblemKind::RecordPastLimit,
+                                record.line,
+                            )?;
                             record.bytes.extend_from_slice(unread);
                             self.start = self.end;
                             state = State::InField;
-                            if record.is_past_limit() {
-                                return Err(record
-                                    .past_limit(QuoteProblemKind::RecordPastLimit, record.line));
-                            }
                         }
                     }
                 }
@@ -330,14 +340,14 @@ impl<R: Read> CsvRecordReader<R> {
                         }
                         None => unread,
                     };
+                    record.refuse_growth_past_limit(
+                        inside.len(),
+                        QuoteProblemKind::QuotedPastLimit,
+                        opened_on_line,
+                    )?;
                     self.line += memchr::memchr_iter(b'\n', inside).count() as u64;
                     record.bytes.extend_from_slice(inside);
                     self.start += inside.len() + usize::from(state == State::QuoteInQuotedField);
-                    if record.is_past_limit() {
-                        return Err(
-                            record.past_limit(QuoteProblemKind::QuotedPastLimit, opened_on_line)
-                        );
-                    }
                 }
                 (State::QuoteInQuotedField, Some(quote)) => {
                     let byte = unread[0];
@@ -527,56 +537,68 @@ mod tests {
 
     #[test]
     fn a_record_past_the_limit_is_refused_where_it_starts_before_the_file_ends() {
-        let cell = "x".repeat(1 << 20);
-        // A quote open on line 3, then far more than the limit of lines: refused at the limit.
-        let mut open_quote = b"id,text\n1,a\n2,\"opens\n".to_vec();
-        let mut unquoted = b"id,text\n1,a\n2,".to_vec();
-        let mut empty_fields = b"id,text\n1,a\n".to_vec();
-        let chunks = MAX_RECORD_BYTES / cell.len() + 2;
-        for _ in 0..chunks {
-            open_quote.extend_from_slice(cell.as_bytes());
-            open_quote.push(b'\n');
-            unquoted.extend_from_slice(cell.as_bytes());
-        }
-        empty_fields.resize(empty_fields.len() + MAX_RECORD_BYTES / 8 + 2, b',');
-        for (bytes, kind, line, field) in [
-            (&open_quote, QuoteProblemKind::QuotedPastLimit, 3, 1),
-            (&unquoted, QuoteProblemKind::RecordPastLimit, 3, 1),
-        ] {
+        /// The third record of `bytes` (after a header and a row): refused, and the record
+        /// never held more than the limit.
+        fn refused(bytes: Vec<u8>) -> QuoteProblem {
             let mut reader = CsvRecordReader::new(&bytes[..], b',', Some(b'"'));
             let mut record = CsvRecord::default();
             assert!(reader.read_record(&mut record).unwrap());
             assert!(reader.read_record(&mut record).unwrap());
             let Err(CsvReadError::Quote(problem)) = reader.read_record(&mut record) else {
-                panic!("{kind:?}: not refused");
+                panic!("not refused");
             };
-            assert_eq!(
-                problem,
-                QuoteProblem {
-                    kind,
-                    record: 2,
-                    line,
-                    field
-                }
-            );
-            assert!(
-                record.bytes.len() <= MAX_RECORD_BYTES + BUFFER_BYTES,
-                "{kind:?}"
-            );
+            assert!(record.bytes.len() <= MAX_RECORD_BYTES);
+            // Room reserved past the bytes is never written, so never resident.
+            assert!(record.bytes.capacity() <= 2 * MAX_RECORD_BYTES);
+            problem
         }
-        let mut reader = CsvRecordReader::new(&empty_fields[..], b',', Some(b'"'));
-        let mut record = CsvRecord::default();
-        assert!(reader.read_record(&mut record).unwrap());
-        assert!(reader.read_record(&mut record).unwrap());
-        let Err(CsvReadError::Quote(problem)) = reader.read_record(&mut record) else {
-            panic!("a row of empty fields is not refused");
-        };
+        let cell = "x".repeat(1 << 20);
+        let chunks = MAX_RECORD_BYTES / cell.len() + 2;
+        // A quote opened on line 3, then more lines than the limit holds.
+        let mut open_quote = b"id,text\n1,a\n2,\"opens\n".to_vec();
+        for _ in 0..chunks {
+            open_quote.extend_from_slice(cell.as_bytes());
+            open_quote.push(b'\n');
+        }
+        assert_eq!(
+            refused(open_quote),
+            QuoteProblem {
+                kind: QuoteProblemKind::QuotedPastLimit,
+                record: 2,
+                line: 3,
+                field: 1
+            }
+        );
+        // No line end at all, in one field or in many.
+        let mut unquoted = b"id,text\n1,a\n2,".to_vec();
+        unquoted.extend(std::iter::repeat_n(b'x', MAX_RECORD_BYTES + 1));
+        let mut fields = b"id,text\n1,a\n2,".to_vec();
+        for _ in 0..chunks {
+            fields.extend_from_slice(cell.as_bytes());
+            fields.push(b',');
+        }
+        for bytes in [unquoted, fields] {
+            let problem = refused(bytes);
+            assert_eq!(problem.kind, QuoteProblemKind::RecordPastLimit);
+            assert_eq!((problem.record, problem.line), (2, 3));
+        }
+        // Empty fields hold a place each: named where the row went past the limit.
+        let mut empty_fields = b"id,text\n1,a\n".to_vec();
+        empty_fields.resize(
+            empty_fields.len() + MAX_RECORD_BYTES / FIELD_END_BYTES + 2,
+            b',',
+        );
+        let problem = refused(empty_fields);
         assert_eq!(problem.kind, QuoteProblemKind::RecordPastLimit);
-        assert_eq!(problem.line, 3);
+        assert_eq!(
+            (problem.line, problem.field),
+            (3, MAX_RECORD_BYTES / FIELD_END_BYTES)
+        );
         // Just under the limit, a record is read.
         let mut under = b"id,text\n1,".to_vec();
         under.resize(under.len() + MAX_RECORD_BYTES - 64, b'y');
         let mut reader = CsvRecordReader::new(&under[..], b',', Some(b'"'));
+        let mut record = CsvRecord::default();
         assert!(reader.read_record(&mut record).unwrap());
         assert!(reader.read_record(&mut record).unwrap());
         assert_eq!(record.fields().nth(1).unwrap().len(), MAX_RECORD_BYTES - 64);

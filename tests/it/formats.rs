@@ -703,7 +703,7 @@ fn a_quote_left_open_near_the_start_of_a_huge_file_is_refused_where_it_opened() 
             "reviews.csv.gz",
             "row 2 (line 3)",
             "column `text`",
-            "64 MiB",
+            "67.1 MB",
             "never closed",
         ],
     );

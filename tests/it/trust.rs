@@ -723,6 +723,76 @@ fn a_definite_refusal_of_an_upload_says_what_to_change_and_spends_nothing() {
 }
 
 #[test]
+fn a_live_run_whose_ledger_was_damaged_is_taken_up_and_refused_not_sent_again() {
+    for (case, damage, said) in [
+        (
+            "digest lost",
+            "DELETE FROM run_facts WHERE key = 'input_digest'",
+            "no digest of the input",
+        ),
+        (
+            "rows unreadable",
+            "UPDATE run_facts SET value = 'many' WHERE key = 'planned_rows'",
+            "`planned_rows` is `many`",
+        ),
+    ] {
+        let simulator = StandaloneSimulator::start(&[]);
+        let workspace = review_workspace(12, 6, "");
+        let run = || {
+            let mut command = workspace.command(&[
+                "run",
+                "reviews.toml",
+                "--provider",
+                "dashscope",
+                "--base-url",
+                &simulator.base_url,
+                "--quiet",
+            ]);
+            command.env("DASHSCOPE_API_KEY", SECRET_KEY);
+            command
+        };
+        let killed = run()
+            .env("DASHBATCH_TEST_KILL_AT", "during_poll")
+            .status()
+            .unwrap();
+        assert_eq!(killed.signal(), Some(libc::SIGKILL), "{case}");
+        // Run directories only: `runs/` also holds the job's lock file.
+        let run_directories = || -> Vec<std::path::PathBuf> {
+            std::fs::read_dir(workspace.path().join("runs"))
+                .unwrap()
+                .map(|entry| entry.unwrap().path())
+                .filter(|path| path.is_dir())
+                .collect()
+        };
+        let runs = run_directories();
+        assert_eq!(runs.len(), 1, "{case}");
+        rusqlite::Connection::open(runs[0].join("ledger.sqlite"))
+            .unwrap()
+            .execute_batch(damage)
+            .unwrap();
+        let uploaded = uploads(&simulator);
+        // The nightly job runs again: it finds its own run, and stops at the damage.
+        let again = run().output().unwrap();
+        let stderr = text(&again.stderr);
+        assert_eq!(again.status.code(), Some(3), "{case}: {stderr}");
+        assert_mentions(&stderr, &["ledger.sqlite", said]);
+        assert_eq!(uploads(&simulator), uploaded, "{case}: rows sent again");
+        assert_eq!(run_directories(), runs, "{case}: a second run was founded");
+        // `status` shows a run whose plan lost its digest (it reads no plan), and names a
+        // record it cannot read.
+        let status = workspace
+            .command(&["status", runs[0].to_str().unwrap()])
+            .output()
+            .unwrap();
+        if case == "digest lost" {
+            assert_eq!(status.status.code(), Some(0), "{}", text(&status.stderr));
+        } else {
+            assert_mentions(&text(&status.stderr), &["ledger.sqlite", said]);
+        }
+    }
+}
+
+#[test]
 fn a_runs_path_that_is_a_file_is_named_with_a_way_forward() {
     let workspace = review_workspace(2, 2, "");
     workspace.write("runs", "not a directory");
@@ -1182,7 +1252,7 @@ fn a_run_record_whose_input_digest_was_lost_or_damaged_is_refused_not_joined_unc
         (
             "lost",
             "DELETE FROM run_facts WHERE key = 'input_digest'",
-            "input's digest",
+            "no digest of the input",
         ),
         (
             "cut",
