@@ -34,22 +34,25 @@ impl<'job> AnswerJudge<'job> {
         }
     }
 
-    /// The declared fields' values of `result`'s answer, as [`judge_answer`] gives them; an
-    /// answer that does not fit makes `result` an `invalid_output` one, as there.
-    pub(super) fn judge(&mut self, result: &mut RowResult) -> Option<&[FieldValue]> {
+    /// The declared fields' values of `result`'s answer (`stored_content` when given, as for
+    /// [`judge_answer`]), as [`judge_answer`] gives them; an answer that does not fit makes
+    /// `result` an `invalid_output` one, as there.
+    pub(super) fn judge(
+        &mut self,
+        result: &mut RowResult,
+        stored_content: Option<&str>,
+    ) -> Option<&[FieldValue]> {
         let fields = &self.job.spec.output.fields;
+        let content = stored_content.or(result.content.as_deref());
         let remembered = result.status() == RowStatus::Ok
             && !fields.is_empty()
             && !self.job.is_embeddings()
-            && result
-                .content
-                .as_ref()
-                .is_none_or(|content| content.len() <= LONGEST_REMEMBERED_ANSWER);
+            && content.is_none_or(|content| content.len() <= LONGEST_REMEMBERED_ANSWER);
         if !remembered {
-            self.last_unremembered = judge_answer(self.job, result);
+            self.last_unremembered = judge_answer(self.job, result, stored_content);
             return self.last_unremembered.as_deref();
         }
-        let content = result.content.as_deref().unwrap_or("");
+        let content = content.unwrap_or("");
         let position = match self
             .remembered
             .iter()
@@ -132,17 +135,27 @@ mod tests {
         let mut judge = AnswerJudge::new(&job);
         for content in &answers {
             let mut alone = answered(content.as_deref());
-            let expected = judge_answer(&job, &mut alone);
+            let expected = judge_answer(&job, &mut alone, None);
             let mut remembered = answered(content.as_deref());
-            let values = judge.judge(&mut remembered).map(<[FieldValue]>::to_vec);
+            let values = judge
+                .judge(&mut remembered, None)
+                .map(<[FieldValue]>::to_vec);
             assert_eq!(values, expected, "{content:?}");
-            assert_eq!(remembered.status, alone.status, "{content:?}");
-            assert_eq!(remembered.error_code, alone.error_code, "{content:?}");
-            assert_eq!(remembered.error_message, alone.error_message, "{content:?}");
+            // An answer the join writes from its store, not the result's own, is judged alike.
+            let mut stored = answered(None);
+            let stored_values = judge
+                .judge(&mut stored, content.as_deref())
+                .map(<[FieldValue]>::to_vec);
+            assert_eq!(stored_values, expected, "{content:?}");
+            for judged in [&remembered, &stored] {
+                assert_eq!(judged.status, alone.status, "{content:?}");
+                assert_eq!(judged.error_code, alone.error_code, "{content:?}");
+                assert_eq!(judged.error_message, alone.error_message, "{content:?}");
+            }
         }
         // A failed row is left as it is.
         let mut failed = RowResult::unanswered(None);
-        assert_eq!(judge.judge(&mut failed), None);
+        assert_eq!(judge.judge(&mut failed, None), None);
         assert_eq!(failed.status(), RowResult::unanswered(None).status());
     }
 }

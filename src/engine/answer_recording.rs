@@ -67,7 +67,7 @@ impl AnswerRecording<'_> {
                 let Some((result_line, mut result)) = results.remove(&custom_id) else {
                     continue;
                 };
-                judge_answer(self.job, &mut result);
+                judge_answer(self.job, &mut result, None);
                 if result.status() != RowStatus::Ok {
                     continue;
                 }

@@ -23,7 +23,7 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use super::RunDirectory;
 use super::input_check::InputCheck;
 use super::report::ShardReport;
-use super::shard_results::{ResultsById, load_shard_results_into};
+use super::shard_results::{AnswerTexts, ResultsById, StoredAnswerTexts, load_shard_results_into};
 use super::totals::{MoneySum, TokenTotals};
 use crate::cost::RunPricer;
 use crate::job::{Job, OutputFieldType};
@@ -275,11 +275,14 @@ impl ResultBuilders {
     }
 
     #[allow(clippy::too_many_arguments)]
+    /// Appends one row: its result's status, counts and error, with its answer texts from
+    /// `texts` (its shard's text store, or the result itself).
     fn append(
         &mut self,
         custom_id: &str,
         status: &str,
         result: &RowResult,
+        texts: AnswerTexts<'_>,
         cost: Option<f64>,
         batch_id: Option<&str>,
         answer_source: Option<AnswerSource>,
@@ -287,9 +290,8 @@ impl ResultBuilders {
     ) {
         self.custom_id.append_value(custom_id);
         self.status.append_value(status);
-        self.content.append_option(result.content.as_deref());
-        self.finish_reason
-            .append_option(result.finish_reason.as_deref());
+        self.content.append_option(texts.content);
+        self.finish_reason.append_option(texts.finish_reason);
         let count = |value: Option<u64>| value.map(|v| v as i64);
         self.prompt_tokens
             .append_option(count(result.prompt_tokens));
@@ -303,7 +305,7 @@ impl ResultBuilders {
         self.error_message
             .append_option(result.error_message.as_deref());
         self.batch_id.append_option(batch_id);
-        self.request_id.append_option(result.request_id.as_deref());
+        self.request_id.append_option(texts.request_id);
         self.answer_source
             .append_option(answer_source.map(AnswerSource::as_str));
         for (index, builder) in self.declared.iter_mut().enumerate() {
@@ -374,6 +376,37 @@ impl ResultBuilders {
     }
 }
 
+/// What the join counts into a shard's report as it goes.
+struct ShardTotals {
+    report: ShardReport,
+    cost: MoneySum,
+    /// Billed requests by the index of the price tier they were billed at.
+    billed_requests_by_tier_index: Vec<u64>,
+    rows_by_status: StatusCounts,
+}
+
+/// Rows counted by status: a count per row without a name looked up, made names once at the end.
+#[derive(Debug, Default, Clone, Copy)]
+struct StatusCounts([u64; RowStatus::ALL.len()]);
+
+impl StatusCounts {
+    fn count(&mut self, status: RowStatus) {
+        // `RowStatus::ALL` lists the statuses in the order they are declared (a test checks).
+        self.0[status as usize] += 1;
+    }
+
+    /// Adds the counts into `rows_by_status`, by status name.
+    fn add_to(&self, rows_by_status: &mut BTreeMap<String, u64>) {
+        for (status, count) in RowStatus::ALL.iter().zip(self.0) {
+            if count > 0 {
+                *rows_by_status
+                    .entry(status.as_str().to_owned())
+                    .or_default() += count;
+            }
+        }
+    }
+}
+
 /// The state of the shard whose rows are being joined.
 struct CurrentShard {
     record: ShardRecord,
@@ -382,10 +415,9 @@ struct CurrentShard {
     /// Validation errors by 1-based line of the shard file.
     line_errors: HashMap<u64, BatchError>,
     first_error: Option<BatchError>,
-    report: ShardReport,
-    cost: MoneySum,
-    /// Billed requests by the index of the price tier they were billed at.
-    billed_requests_by_tier_index: Vec<u64>,
+    /// Its report and what is counted into it, apart from its results, so that a row's answer
+    /// texts are read from the results while the row is counted.
+    totals: ShardTotals,
     /// Left unsubmitted because it could have passed the run's budget cap.
     skipped_by_budget: bool,
     /// Rows of this shard joined so far: the next row is on line `rows_joined + 1` of its file.
@@ -557,25 +589,28 @@ fn open_shard(
         .filter_map(|error| error.line.map(|line| (line, error)))
         .collect();
     Ok(CurrentShard {
-        report: ShardReport {
-            shard_index: record.shard_index,
-            first_row: record.first_row,
-            row_count: record.row_count,
-            batch_id: record.batch_id.clone(),
-            batch_status: record.batch_status.clone(),
-            rows_by_status: BTreeMap::new(),
-            tokens: TokenTotals::default(),
-            cost: None,
-            billed_requests_by_price_tier: BTreeMap::new(),
-            estimate_vs_actual: None,
+        totals: ShardTotals {
+            report: ShardReport {
+                shard_index: record.shard_index,
+                first_row: record.first_row,
+                row_count: record.row_count,
+                batch_id: record.batch_id.clone(),
+                batch_status: record.batch_status.clone(),
+                rows_by_status: BTreeMap::new(),
+                tokens: TokenTotals::default(),
+                cost: None,
+                billed_requests_by_price_tier: BTreeMap::new(),
+                estimate_vs_actual: None,
+            },
+            cost: MoneySum::new(pricer.currency()),
+            billed_requests_by_tier_index: Vec::new(),
+            rows_by_status: StatusCounts::default(),
         },
         record: record.clone(),
         batch_status,
         results,
         line_errors,
         first_error,
-        cost: MoneySum::new(pricer.currency()),
-        billed_requests_by_tier_index: Vec::new(),
         skipped_by_budget,
         rows_joined: 0,
         read_by,
@@ -584,13 +619,20 @@ fn open_shard(
 
 impl CurrentShard {
     /// Puts the result of the request on `line` (from 1) of this shard's file into `into`,
-    /// whose strings are reused for a chat answer's texts.
-    fn fill_result_for(&mut self, custom_id: &str, line: u64, into: &mut RowResult) {
-        if self.results.take_into(custom_id, into) {
+    /// but for a chat answer's texts, which stay in the shard's text store where the returned
+    /// place says ([`ResultsById::take_leaving_texts`]).
+    fn fill_result_for(
+        &mut self,
+        custom_id: &str,
+        line: u64,
+        into: &mut RowResult,
+    ) -> Option<StoredAnswerTexts> {
+        if let Some(stored_texts) = self.results.take_leaving_texts(custom_id, into) {
             self.results.prefetch_next();
-            return;
+            return stored_texts;
         }
         *into = self.unanswered_result(line);
+        None
     }
 
     /// The result of the request on `line` when its shard's results have none: why.
@@ -649,13 +691,17 @@ impl CurrentShard {
 /// Checks an `ok` answer against what the job asked for: declared fields parsed from its JSON,
 /// an embedding of the right size. An answer that does not fit becomes `invalid_output`
 /// (billed, but not an answer; never stored for reuse). Returns the declared fields' values.
-pub(super) fn judge_answer(job: &Job, result: &mut RowResult) -> Option<Vec<FieldValue>> {
+/// The answer is `stored_content` when it is given (an answer the join writes from its shard's
+/// text store), else the result's own.
+pub(super) fn judge_answer(
+    job: &Job,
+    result: &mut RowResult,
+    stored_content: Option<&str>,
+) -> Option<Vec<FieldValue>> {
     let mut declared_values = None;
     if result.status() == RowStatus::Ok && !job.spec.output.fields.is_empty() {
-        match parse_answer(
-            &job.spec.output.fields,
-            result.content.as_deref().unwrap_or(""),
-        ) {
+        let content = stored_content.or(result.content.as_deref()).unwrap_or("");
+        match parse_answer(&job.spec.output.fields, content) {
             Ok(values) => declared_values = Some(values),
             Err(reason) => mark_invalid_output(result, reason),
         }
@@ -782,16 +828,21 @@ pub fn join_results(
         ledger.begin_bulk()?;
     }
     let mut current: Option<CurrentShard> = None;
-    // One result for every row sent, so a chat answer's strings are made once, not per row.
+    // One result for every row sent; a chat answer's texts stay in its shard's text store, so
+    // no string is made per row.
     let mut result = RowResult::default();
+    // The run's rows by status, named into the summary at the end.
+    let mut rows_by_status = StatusCounts::default();
     let mut answer_judge = super::answer_judge::AnswerJudge::new(job);
     let mut row_number: u64 = 0;
     let mut rows_sent: u64 = 0;
 
     let finish_shard = |shard: CurrentShard, summary: &mut JoinSummary| {
-        let mut report = shard.report;
-        report.cost = shard.cost.total.map(|money| money.to_decimal_string());
-        report.billed_requests_by_price_tier = shard
+        let totals = shard.totals;
+        let mut report = totals.report;
+        totals.rows_by_status.add_to(&mut report.rows_by_status);
+        report.cost = totals.cost.total.map(|money| money.to_decimal_string());
+        report.billed_requests_by_price_tier = totals
             .billed_requests_by_tier_index
             .iter()
             .enumerate()
@@ -838,11 +889,12 @@ pub fn join_results(
                         error_message: Some(format!("not sent: {reason}")),
                         ..RowResult::default()
                     };
-                    count_status(&mut summary.rows_by_status, SKIPPED_STATUS);
+                    rows_by_status.count(RowStatus::Skipped);
                     builders.append(
                         &custom_id,
                         SKIPPED_STATUS,
                         &result,
+                        AnswerTexts::default(),
                         Some(0.0),
                         None,
                         None,
@@ -856,11 +908,11 @@ pub fn join_results(
                 {
                     let (mut result, answering_batch, answer_source) =
                         reused_result(ledger, source, &key, row_number)?;
-                    let declared_values = answer_judge.judge(&mut result);
+                    let declared_values = answer_judge.judge(&mut result, None);
                     let row_cost = if answer_source == AnswerSource::Batch {
                         // An adopted request this run sent itself: its own, billed here.
                         summary.rows_sent_for_adoptions += 1;
-                        account_billed_row(&mut summary, None, pricer, &result)
+                        account_billed_row(&mut summary, &mut rows_by_status, None, pricer, &result)
                             .map(|cost| cost.batch.to_f64())
                     } else {
                         if let Some(cost) = pricer.row_cost(&result) {
@@ -871,13 +923,14 @@ pub fn join_results(
                             AnswerSource::Adopted => summary.rows_adopted += 1,
                             _ => summary.rows_deduplicated += 1,
                         }
-                        count_status(&mut summary.rows_by_status, result.status().as_str());
+                        rows_by_status.count(result.status());
                         Some(0.0)
                     };
                     builders.append(
                         &custom_id,
                         result.status().as_str(),
                         &result,
+                        AnswerTexts::of(&result),
                         row_cost,
                         answering_batch.as_deref(),
                         Some(answer_source),
@@ -929,26 +982,38 @@ pub fn join_results(
                 let shard = current.as_mut().expect("current shard set above");
                 shard.rows_joined += 1;
                 let line = shard.rows_joined;
-                shard.fill_result_for(&custom_id, line, &mut result);
+                let mut stored_texts = shard.fill_result_for(&custom_id, line, &mut result);
                 let mut overriding_batch = None;
                 if has_overrides
                     && result.status() != RowStatus::Ok
                     && let Some((batch_id, text)) = ledger.row_override(&custom_id)?
                 {
                     result = serde_json::from_str(&text)?;
+                    stored_texts = None;
                     overriding_batch = Some(batch_id);
                 }
-                let declared_values = answer_judge.judge(&mut result);
-                let row_cost = account_billed_row(&mut summary, Some(&mut *shard), pricer, &result);
+                // Read from the store once, while the row is judged, counted and appended.
+                let stored = stored_texts.map(|stored| shard.results.answer_texts(stored));
+                let declared_values =
+                    answer_judge.judge(&mut result, stored.and_then(|texts| texts.content));
+                let row_cost = account_billed_row(
+                    &mut summary,
+                    &mut rows_by_status,
+                    Some(&mut shard.totals),
+                    pricer,
+                    &result,
+                );
                 // The shard's batch answered the row, unless a retry did.
                 let answering_batch = match &overriding_batch {
                     Some(batch_id) => batch_id.as_deref(),
                     None => shard.record.batch_id.as_deref(),
                 };
+                let texts = stored.unwrap_or_else(|| AnswerTexts::of(&result));
                 if let Some((RowSource::SharedWithCopies, key)) = row_source {
+                    let whole = texts.put_into(result.clone());
                     ledger.set_shared_result(
                         &key,
-                        &serde_json::to_string(&result)?,
+                        &serde_json::to_string(&whole)?,
                         answering_batch,
                     )?;
                 }
@@ -956,6 +1021,7 @@ pub fn join_results(
                     &custom_id,
                     result.status().as_str(),
                     &result,
+                    texts,
                     row_cost.map(|cost| cost.batch.to_f64()),
                     answering_batch,
                     Some(AnswerSource::Batch),
@@ -1013,6 +1079,7 @@ pub fn join_results(
     if writes_shared_results {
         ledger.commit_bulk()?;
     }
+    rows_by_status.add_to(&mut summary.rows_by_status);
     summary.rows_sent = rows_sent + summary.rows_sent_for_adoptions;
     crate::kill_point::reach("during_output_write");
     summary.output_texts_cut = writer.finish()?;
@@ -1023,7 +1090,8 @@ pub fn join_results(
 /// has one): status, billed cost at batch and realtime price, price tier, tokens. Returns its cost.
 fn account_billed_row(
     summary: &mut JoinSummary,
-    mut shard: Option<&mut CurrentShard>,
+    rows_by_status: &mut StatusCounts,
+    mut shard: Option<&mut ShardTotals>,
     pricer: &RunPricer,
     result: &RowResult,
 ) -> Option<crate::cost::RowCost> {
@@ -1058,22 +1126,11 @@ fn account_billed_row(
             add(&mut shard.report.tokens);
         }
     }
-    let status = result.status().as_str();
-    count_status(&mut summary.rows_by_status, status);
+    rows_by_status.count(result.status());
     if let Some(shard) = shard {
-        count_status(&mut shard.report.rows_by_status, status);
+        shard.rows_by_status.count(result.status());
     }
     row_cost
-}
-
-/// Counts one row of `status`; a status seen before is counted without making its name again.
-fn count_status(rows_by_status: &mut BTreeMap<String, u64>, status: &str) {
-    match rows_by_status.get_mut(status) {
-        Some(count) => *count += 1,
-        None => {
-            rows_by_status.insert(status.to_owned(), 1);
-        }
-    }
 }
 
 /// Where a row's answer came from (`answer_source`).
@@ -1242,6 +1299,32 @@ mod tests {
     use crate::ledger::Ledger;
     use crate::pricing::PriceTable;
     use crate::provider::ProviderKind;
+
+    #[test]
+    fn statuses_are_counted_by_their_place_and_named_at_the_end() {
+        for (place, status) in RowStatus::ALL.iter().enumerate() {
+            assert_eq!(*status as usize, place, "{status:?}");
+        }
+        let mut counts = StatusCounts::default();
+        for status in [
+            RowStatus::Ok,
+            RowStatus::Ok,
+            RowStatus::Skipped,
+            RowStatus::Failed,
+        ] {
+            counts.count(status);
+        }
+        let mut named = BTreeMap::from([("ok".to_owned(), 5)]);
+        counts.add_to(&mut named);
+        assert_eq!(
+            named,
+            BTreeMap::from([
+                ("ok".to_owned(), 7),
+                ("failed".to_owned(), 1),
+                (SKIPPED_STATUS.to_owned(), 1)
+            ])
+        );
+    }
 
     #[test]
     fn shards_with_large_results_are_read_by_one_thread() {

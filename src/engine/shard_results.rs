@@ -77,6 +77,43 @@ enum KeptResult {
     Other(Box<RowResult>),
 }
 
+/// Where a chat answer's texts are in its shard's text store, once it is taken
+/// ([`ResultsById::take_leaving_texts`]).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct StoredAnswerTexts {
+    request_id: TextSpan,
+    content: TextSpan,
+    finish_reason: TextSpan,
+}
+
+/// A row's answer texts as the join writes them: from its shard's text store, or from its
+/// result ([`AnswerTexts::of`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct AnswerTexts<'a> {
+    pub request_id: Option<&'a str>,
+    pub content: Option<&'a str>,
+    pub finish_reason: Option<&'a str>,
+}
+
+impl AnswerTexts<'_> {
+    /// The texts `result` holds itself.
+    pub(super) fn of(result: &RowResult) -> AnswerTexts<'_> {
+        AnswerTexts {
+            request_id: result.request_id.as_deref(),
+            content: result.content.as_deref(),
+            finish_reason: result.finish_reason.as_deref(),
+        }
+    }
+
+    /// `result` holding these texts as its own, to be written whole somewhere else.
+    pub(super) fn put_into(self, mut result: RowResult) -> RowResult {
+        result.request_id = self.request_id.map(str::to_owned);
+        result.content = self.content.map(str::to_owned);
+        result.finish_reason = self.finish_reason.map(str::to_owned);
+        result
+    }
+}
+
 /// A chat answer: where its texts are in the text store, and its counts.
 #[derive(Debug)]
 struct KeptChatAnswer {
@@ -347,18 +384,39 @@ impl ResultsById {
         self.entries[position].result.take()
     }
 
-    /// As [`Self::take`], into `into`: a chat answer's texts are copied into the strings
-    /// `into` already holds (an earlier row's), so a join that keeps one result for all its
-    /// rows makes no string per row. `false`, and `into` untouched, when there is none.
-    pub(super) fn take_into(&mut self, custom_id: &str, into: &mut RowResult) -> bool {
-        let Some(kept) = self.take_kept(custom_id) else {
-            return false;
-        };
-        match kept {
-            KeptResult::Other(result) => *into = *result,
-            KeptResult::ChatSuccess(answer) => self.chat_answer_into(&answer, true, into),
+    /// As [`Self::take`], into `into`, but a chat answer's texts (request id, answer, finish
+    /// reason) stay in the text store: `into` gets its status and counts, and the join writes
+    /// the texts from where the returned [`StoredAnswerTexts`] says ([`Self::answer_texts`]),
+    /// with no string made or copied for them per row. `Some(None)` for a result put whole
+    /// into `into`; `None`, and `into` untouched, when there is none.
+    pub(super) fn take_leaving_texts(
+        &mut self,
+        custom_id: &str,
+        into: &mut RowResult,
+    ) -> Option<Option<StoredAnswerTexts>> {
+        Some(match self.take_kept(custom_id)? {
+            KeptResult::Other(result) => {
+                *into = *result;
+                None
+            }
+            KeptResult::ChatSuccess(answer) => {
+                *into = answer.counts.unpack().into_result(None, None, None);
+                Some(StoredAnswerTexts {
+                    request_id: answer.request_id,
+                    content: answer.content,
+                    finish_reason: answer.finish_reason,
+                })
+            }
+        })
+    }
+
+    /// The texts of a chat answer taken with [`Self::take_leaving_texts`].
+    pub(super) fn answer_texts(&self, stored: StoredAnswerTexts) -> AnswerTexts<'_> {
+        AnswerTexts {
+            request_id: self.text(stored.request_id),
+            content: self.text(stored.content),
+            finish_reason: self.text(stored.finish_reason),
         }
-        true
     }
 
     /// Puts the whole result of a kept chat answer into `into`, its texts (only `with_texts`)
