@@ -25,8 +25,9 @@ impl InputCheck {
     }
 
     /// How the planned digest was taken, and so how the input is hashed to compare with it.
-    /// The run record refuses a digest no algorithm writes ([`super::RunRecord::read`]); were
-    /// one to come here, no digest taken would equal it, and the input would be said changed.
+    /// Planning refuses a run whose record holds a digest no algorithm writes
+    /// ([`super::RunRecord::refuse_a_damaged_plan`]); were one to come here, no digest taken
+    /// would equal it, and the input would be said changed.
     pub fn algorithm(&self) -> DigestAlgorithm {
         DigestAlgorithm::of_written(&self.planned_digest).unwrap_or(DigestAlgorithm::FOR_NEW_RUNS)
     }

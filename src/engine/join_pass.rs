@@ -274,9 +274,9 @@ impl ResultBuilders {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     /// Appends one row: its result's status, counts and error, with its answer texts from
     /// `texts` (its shard's text store, or the result itself).
+    #[allow(clippy::too_many_arguments)]
     fn append(
         &mut self,
         custom_id: &str,
@@ -391,8 +391,21 @@ struct StatusCounts([u64; RowStatus::ALL.len()]);
 
 impl StatusCounts {
     fn count(&mut self, status: RowStatus) {
-        // `RowStatus::ALL` lists the statuses in the order they are declared (a test checks).
-        self.0[status as usize] += 1;
+        self.0[Self::place(status)] += 1;
+    }
+
+    /// Where `status` is in `RowStatus::ALL` (a test checks), matched so that a status added
+    /// to the enum does not compile until it has a place.
+    fn place(status: RowStatus) -> usize {
+        match status {
+            RowStatus::Ok => 0,
+            RowStatus::Failed => 1,
+            RowStatus::Expired => 2,
+            RowStatus::Cancelled => 3,
+            RowStatus::Missing => 4,
+            RowStatus::InvalidOutput => 5,
+            RowStatus::Skipped => 6,
+        }
     }
 
     /// Adds the counts into `rows_by_status`, by status name.
@@ -829,7 +842,7 @@ pub fn join_results(
     }
     let mut current: Option<CurrentShard> = None;
     // One result for every row sent; a chat answer's texts stay in its shard's text store, so
-    // no string is made per row.
+    // no string is made for them.
     let mut result = RowResult::default();
     // The run's rows by status, named into the summary at the end.
     let mut rows_by_status = StatusCounts::default();
@@ -1303,7 +1316,7 @@ mod tests {
     #[test]
     fn statuses_are_counted_by_their_place_and_named_at_the_end() {
         for (place, status) in RowStatus::ALL.iter().enumerate() {
-            assert_eq!(*status as usize, place, "{status:?}");
+            assert_eq!(StatusCounts::place(*status), place, "{status:?}");
         }
         let mut counts = StatusCounts::default();
         for status in [

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::run_failure::RunFailure;
-use crate::ledger::{LEDGER_FILE_NAME, Ledger, LedgerError};
+use crate::ledger::{EffectKind, LEDGER_FILE_NAME, Ledger, LedgerError};
 use crate::provider::ProviderKind;
 use crate::table::DigestAlgorithm;
 
@@ -170,6 +170,11 @@ impl RunRecord {
         ledger.fact(key::JOB_SHA256).ok().flatten()
     }
 
+    /// Whether the run finished, read alone (for a run whose record cannot be read).
+    pub fn finished_alone(ledger: &Ledger) -> bool {
+        ledger.fact(key::FINISHED).ok().flatten().is_some()
+    }
+
     /// Writes the founding in one transaction: the run exists once `job_sha256` is there.
     pub fn found(ledger: &mut Ledger, founding: &RunFounding) -> Result<(), LedgerError> {
         let mut facts = vec![
@@ -205,17 +210,26 @@ impl RunRecord {
     }
 
     /// The error of a damaged plan record, if the record has one: the run cannot check that
-    /// its input is the one it planned.
+    /// its input is the one it planned. A record without planned rows whose ledger holds shards
+    /// already uploaded or sent, or their intents, is damaged too (`planned_rows` is written
+    /// before any shard is sent): planning it again would send its rows a second time.
     pub fn refuse_a_damaged_plan(
         &self,
         ledger: &Ledger,
         run_directory: &Path,
     ) -> Result<(), LedgerError> {
-        let Some(damage) = &self.plan_damage else {
-            return Ok(());
+        let damage = match &self.plan_damage {
+            Some(damage) => {
+                format!("{damage}, so the run cannot check that its input is the one it planned")
+            }
+            None if self.planned_rows.is_none() && plan_was_sent(ledger)? => format!(
+                "the run record has no `{}`, but shards of its plan were uploaded or sent, so planning it again would send its rows a second time",
+                key::PLANNED_ROWS
+            ),
+            None => return Ok(()),
         };
         Err(ledger.corrupt(format!(
-            "{damage}, so the run cannot check that its input is the one it planned. The answers already paid for are kept in `{}`; restore `{LEDGER_FILE_NAME}` from a backup and resume, or start a new run (its rows are sent and billed again)",
+            "{damage}. The answers already paid for are kept in `{}`; restore `{LEDGER_FILE_NAME}` from a backup and resume, or start a new run (its rows are sent and billed again)",
             run_directory.join("results").display()
         )))
     }
@@ -271,6 +285,17 @@ impl RunRecord {
             ))
         })
     }
+}
+
+/// Whether any shard of the ledger's plan was uploaded or sent, or an upload or a batch begun.
+fn plan_was_sent(ledger: &Ledger) -> Result<bool, LedgerError> {
+    let shard_sent = ledger
+        .shards()?
+        .iter()
+        .any(|shard| shard.file_id.is_some() || shard.batch_id.is_some());
+    Ok(shard_sent
+        || ledger.count_effects(EffectKind::Upload)? > 0
+        || ledger.count_effects(EffectKind::CreateBatch)? > 0)
 }
 
 /// The run id of the run in `run_directory` and whether it finished, read without creating or

@@ -100,7 +100,7 @@ fn is_unfinished_submitted_run(path: &Path, job: &Job) -> bool {
         // passed over for a new run that sends and bills its rows again.
         Err(_) => (
             RunRecord::job_sha256(&ledger).is_some_and(|sha256| sha256 == job.job_file_sha256),
-            false,
+            RunRecord::finished_alone(&ledger),
         ),
     };
     if !same_job || finished {

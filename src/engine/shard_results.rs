@@ -320,9 +320,12 @@ impl ResultsById {
     fn made_whole(&self, kept: &KeptResult, with_texts: bool) -> RowResult {
         match kept {
             KeptResult::ChatSuccess(answer) => {
-                let mut whole = RowResult::default();
-                self.chat_answer_into(answer, with_texts, &mut whole);
-                whole
+                let text = |span| self.text(span).filter(|_| with_texts).map(str::to_owned);
+                answer.counts.unpack().into_result(
+                    text(answer.request_id),
+                    text(answer.content),
+                    text(answer.finish_reason),
+                )
             }
             KeptResult::Other(result) if with_texts => result.as_ref().clone(),
             // Status, error and counts: an embedding's vector is not copied either.
@@ -417,25 +420,6 @@ impl ResultsById {
             content: self.text(stored.content),
             finish_reason: self.text(stored.finish_reason),
         }
-    }
-
-    /// Puts the whole result of a kept chat answer into `into`, its texts (only `with_texts`)
-    /// copied into the strings `into` holds, or new ones. Nothing else of `into` is kept.
-    fn chat_answer_into(&self, answer: &KeptChatAnswer, with_texts: bool, into: &mut RowResult) {
-        let reused = |held: Option<String>, span: TextSpan| {
-            let text = self.text(span).filter(|_| with_texts)?;
-            let mut held = held.unwrap_or_default();
-            held.clear();
-            held.push_str(text);
-            Some(held)
-        };
-        let request_id = reused(into.request_id.take(), answer.request_id);
-        let content = reused(into.content.take(), answer.content);
-        let finish_reason = reused(into.finish_reason.take(), answer.finish_reason);
-        *into = answer
-            .counts
-            .unpack()
-            .into_result(request_id, content, finish_reason);
     }
 
     /// Takes the result for `custom_id` out: asked again, it is gone.
