@@ -167,8 +167,10 @@ impl CsvRecord {
 
     /// Refuses `adding` more bytes when the record would then hold more than
     /// [`MAX_RECORD_BYTES`] of memory: its fields' bytes and where each ends (a row of many
-    /// empty fields holds a place for each). Checked before the record grows, so it never holds
-    /// more: the error, of `kind`, names `line` and the field being read.
+    /// empty fields holds a place for each). Checked before each run of bytes is added, so a
+    /// record holds no more than that and the few bytes added unchecked at a field's end (a
+    /// doubled quote, the field's end): the error, of `kind`, names `line` and the field being
+    /// read.
     fn refuse_growth_past_limit(
         &self,
         adding: usize,
