@@ -265,6 +265,27 @@ fn review_command(
     command
 }
 
+/// `run reviews.toml` against `simulator` as DashScope with the test key, in the default run
+/// directory under `runs/` (no `--run-dir`), with `extra_arguments`.
+pub fn review_run_in_default_directory(
+    workspace: &Workspace,
+    simulator: &StandaloneSimulator,
+    extra_arguments: &[&str],
+) -> std::process::Command {
+    let mut arguments = vec![
+        "run",
+        "reviews.toml",
+        "--provider",
+        "dashscope",
+        "--base-url",
+        &simulator.base_url,
+    ];
+    arguments.extend_from_slice(extra_arguments);
+    let mut command = workspace.command(&arguments);
+    command.env("DASHSCOPE_API_KEY", SECRET_KEY);
+    command
+}
+
 /// [`review_command`] printing nothing but errors.
 pub fn review_run_command(
     workspace: &Workspace,

@@ -107,20 +107,10 @@ fn openai_accepts_only_a_one_day_window() {
 fn a_rehearsal_sends_every_row_to_the_free_test_model() {
     let simulator = StandaloneSimulator::start(&[]);
     let workspace = review_workspace(150, 1000, "");
-    let output = workspace
-        .command(&[
-            "run",
-            "reviews.toml",
-            "--provider",
-            "dashscope",
-            "--base-url",
-            &simulator.base_url,
-            "--rehearse",
-            "--quiet",
-        ])
-        .env("DASHSCOPE_API_KEY", SECRET_KEY)
-        .output()
-        .unwrap();
+    let output =
+        review_run_in_default_directory(&workspace, &simulator, &["--rehearse", "--quiet"])
+            .output()
+            .unwrap();
     assert_success(&output);
     let ledger = simulator.ledger();
     let batches = ledger["batches"].as_array().unwrap();

@@ -288,18 +288,7 @@ fn run_without_a_run_directory_continues_the_unfinished_run_of_the_same_job() {
     let simulator = StandaloneSimulator::start(&[]);
     simulator.put_json("/_sim/clock", &json!({"time_scale": 0.0}));
     let workspace = review_workspace(12, 6, "");
-    let run_in_default_directory = || {
-        let mut command = workspace.command(&[
-            "run",
-            "reviews.toml",
-            "--provider",
-            "dashscope",
-            "--base-url",
-            &simulator.base_url,
-        ]);
-        command.env("DASHSCOPE_API_KEY", SECRET_KEY);
-        command
-    };
+    let run_in_default_directory = || review_run_in_default_directory(&workspace, &simulator, &[]);
     let mut child = run_in_default_directory().spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let run_directory = loop {

@@ -79,16 +79,28 @@ fn processes_started_together_on_one_run_directory_bill_every_row_once() {
     assert_eq!(billed, rows, "every row billed exactly once");
 }
 
-#[test]
-fn an_input_replaced_during_a_run_with_its_size_and_time_kept_is_not_joined() {
-    // `cp -p` or `rsync -t` of another file of the same size while the run waits for its
-    // batches: the size and modification time the run saw at planning pass, the bytes do not.
+/// A run of 12 rows in two shards (in `run/`), started against a simulator whose clock is
+/// frozen, once both its batches exist: it waits on them until the clock is released.
+fn run_waiting_on_two_frozen_batches() -> (
+    StandaloneSimulator,
+    Workspace,
+    std::path::PathBuf,
+    std::process::Child,
+) {
     let simulator = StandaloneSimulator::start(&[]);
     freeze_clock(&simulator);
     let workspace = review_workspace(12, 6, "");
     let run_directory = workspace.path().join("run");
     let run = spawn_piped(review_run_command(&workspace, &simulator, &run_directory));
     wait_for_simulator_batches(&simulator, 2);
+    (simulator, workspace, run_directory, run)
+}
+
+#[test]
+fn an_input_replaced_during_a_run_with_its_size_and_time_kept_is_not_joined() {
+    // `cp -p` or `rsync -t` of another file of the same size while the run waits for its
+    // batches: the size and modification time the run saw at planning pass, the bytes do not.
+    let (simulator, workspace, run_directory, run) = run_waiting_on_two_frozen_batches();
     let input = workspace.path().join("reviews.csv");
     let planned = std::fs::read_to_string(&input).unwrap();
     let modified = std::fs::metadata(&input).unwrap().modified().unwrap();
@@ -209,19 +221,7 @@ fn two_runs_of_one_job_without_run_dir_become_one_run() {
     let simulator = StandaloneSimulator::start(&[]);
     freeze_clock(&simulator);
     let workspace = review_workspace(rows, 20, "");
-    let command = || {
-        let mut command = workspace.command(&[
-            "run",
-            "reviews.toml",
-            "--provider",
-            "dashscope",
-            "--base-url",
-            &simulator.base_url,
-            "--quiet",
-        ]);
-        command.env("DASHSCOPE_API_KEY", SECRET_KEY);
-        command
-    };
+    let command = || review_run_in_default_directory(&workspace, &simulator, &["--quiet"]);
     let first = spawn_piped(command());
     let second = spawn_piped(command());
     wait_for_simulator_batches(&simulator, 1);
@@ -495,8 +495,9 @@ fn a_bad_base_url_is_a_usage_error_before_any_run_directory_exists() {
     assert!(!workspace.path().join("runs").exists());
 }
 
-#[test]
-fn a_failure_after_batches_were_created_never_exits_2() {
+/// A run of 12 rows in two shards (in `run/`) killed while it polled its batches: a live run
+/// left for `resume`.
+fn run_killed_while_polling() -> (StandaloneSimulator, Workspace, std::path::PathBuf) {
     let simulator = StandaloneSimulator::start(&[]);
     let workspace = review_workspace(12, 6, "");
     let run_directory = workspace.path().join("run");
@@ -505,6 +506,12 @@ fn a_failure_after_batches_were_created_never_exits_2() {
         .status()
         .unwrap();
     assert_eq!(killed.signal(), Some(libc::SIGKILL));
+    (simulator, workspace, run_directory)
+}
+
+#[test]
+fn a_failure_after_batches_were_created_never_exits_2() {
+    let (_simulator, workspace, run_directory) = run_killed_while_polling();
     // The input changes under the live run: resuming must refuse, but money was spent.
     let input = std::fs::read_to_string(workspace.path().join("reviews.csv")).unwrap();
     workspace.write("reviews.csv", input.replace("zh-0001", "zh-9999"));
@@ -517,14 +524,7 @@ fn a_failure_after_batches_were_created_never_exits_2() {
 
 #[test]
 fn an_input_that_cannot_be_read_under_a_live_run_is_said_unreadable_not_changed() {
-    let simulator = StandaloneSimulator::start(&[]);
-    let workspace = review_workspace(12, 6, "");
-    let run_directory = workspace.path().join("run");
-    let killed = review_run_command(&workspace, &simulator, &run_directory)
-        .env("DASHBATCH_TEST_KILL_AT", "during_poll")
-        .status()
-        .unwrap();
-    assert_eq!(killed.signal(), Some(libc::SIGKILL));
+    let (_simulator, workspace, run_directory) = run_killed_while_polling();
     // There but unreadable, even to root: a link to itself.
     let input = workspace.path().join("reviews.csv");
     let planned = std::fs::read(&input).unwrap();
@@ -676,12 +676,7 @@ fn models_the_provider_cannot_serve_are_refused_by_validate() {
 
 #[test]
 fn sigterm_while_batches_run_exits_143_and_resume_finishes_without_paying_twice() {
-    let simulator = StandaloneSimulator::start(&[]);
-    freeze_clock(&simulator);
-    let workspace = review_workspace(12, 6, "");
-    let run_directory = workspace.path().join("run");
-    let child = spawn_piped(review_run_command(&workspace, &simulator, &run_directory));
-    wait_for_simulator_batches(&simulator, 2);
+    let (simulator, workspace, run_directory, child) = run_waiting_on_two_frozen_batches();
     // SAFETY: sending a signal to our own child process.
     unsafe {
         libc::kill(child.id() as i32, libc::SIGTERM);
@@ -744,19 +739,7 @@ fn a_live_run_whose_ledger_was_damaged_is_taken_up_and_refused_not_sent_again() 
     ] {
         let simulator = StandaloneSimulator::start(&[]);
         let workspace = review_workspace(12, 6, "");
-        let run = || {
-            let mut command = workspace.command(&[
-                "run",
-                "reviews.toml",
-                "--provider",
-                "dashscope",
-                "--base-url",
-                &simulator.base_url,
-                "--quiet",
-            ]);
-            command.env("DASHSCOPE_API_KEY", SECRET_KEY);
-            command
-        };
+        let run = || review_run_in_default_directory(&workspace, &simulator, &["--quiet"]);
         let killed = run()
             .env("DASHBATCH_TEST_KILL_AT", "during_poll")
             .status()
