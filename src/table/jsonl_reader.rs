@@ -8,7 +8,7 @@
 //! in one object, or an empty key, is an error naming the line.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -18,6 +18,8 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
 use super::TableError;
 use super::batch_stream::BatchWithLines;
+use super::bounded_lines::{BoundedLines, LINE_PAST_LIMIT};
+use super::csv_records::MAX_RECORD_BYTES;
 use super::input_options::InputOptions;
 
 /// One top-level value of a line, as written.
@@ -372,8 +374,9 @@ pub struct JsonlBatchReader {
     finished: bool,
 }
 
-/// The lines of a JSON Lines input, decoded to UTF-8.
-type TextLines = std::io::Lines<BufReader<Box<dyn std::io::Read + Send>>>;
+/// The lines of a JSON Lines input, decoded to UTF-8, each no longer than a CSV record may be
+/// ([`MAX_RECORD_BYTES`]).
+type TextLines = BoundedLines<BufReader<Box<dyn std::io::Read + Send>>>;
 
 fn open_lines(
     path: &Path,
@@ -381,7 +384,10 @@ fn open_lines(
 ) -> Result<(TextLines, super::text_source::TextEncoding), TableError> {
     let opened = super::text_source::open_text(path, options.encoding)?;
     Ok((
-        BufReader::with_capacity(1 << 16, opened.stream).lines(),
+        BoundedLines::new(
+            BufReader::with_capacity(1 << 16, opened.stream),
+            MAX_RECORD_BYTES,
+        ),
         opened.encoding,
     ))
 }
@@ -392,6 +398,18 @@ fn read_line(
     line: std::io::Result<String>,
 ) -> Result<String, TableError> {
     let line = line.map_err(|error| {
+        if error.kind() == std::io::ErrorKind::InvalidData
+            && error.get_ref().is_some_and(|inner| inner.to_string() == LINE_PAST_LIMIT)
+        {
+            return TableError::new(
+                path,
+                Some(format!("line {line_number}")),
+                format!(
+                    "the line runs on past {} without a line end; a JSON Lines file holds one JSON object a line (a JSON array of objects saved as one line is not one): write one object a line, or save the table as CSV or Parquet",
+                    crate::readable_number::readable_bytes(MAX_RECORD_BYTES as u64)
+                ),
+            );
+        }
         // The decoder of a non-UTF-8 input says where itself; std's UTF-8 check does not.
         if let Some(decoding) = error.get_ref().filter(|_| error.kind() == std::io::ErrorKind::InvalidData)
             && !decoding.to_string().contains("did not contain valid UTF-8")

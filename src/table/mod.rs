@@ -1,6 +1,7 @@
 //! Columnar tables in and out: CSV (and TSV), Parquet, JSON Lines and workbooks as streams of Arrow record batches; text inputs in any encoding, compressed or not; partitioned inputs read part by part.
 
 mod batch_stream;
+mod bounded_lines;
 mod compression;
 mod csv_reader;
 mod csv_records;

@@ -713,6 +713,36 @@ fn a_quote_left_open_near_the_start_of_a_huge_file_is_refused_where_it_opened() 
 }
 
 #[test]
+fn a_json_array_saved_as_json_lines_is_refused_at_the_limit_not_read_whole() {
+    use std::io::Write;
+    let workspace = Workspace::new();
+    // 80 MB of objects in one JSON array on one line, gzipped to a few hundred KB.
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(b"[").unwrap();
+    let objects = "{\"id\":\"zh-1\",\"text\":\"这一行没有换行\"},".repeat(1000);
+    for _ in 0..80_000_000 / objects.len() {
+        encoder.write_all(objects.as_bytes()).unwrap();
+    }
+    encoder.write_all(b"{}]").unwrap();
+    text_job(
+        &workspace,
+        "reviews.jsonl.gz",
+        &encoder.finish().unwrap(),
+        "id_column = \"id\"\n",
+        "{{ text }}",
+    );
+    validation_refuses(
+        &workspace,
+        &[
+            "reviews.jsonl.gz",
+            "line 1",
+            "67.1 MB",
+            "one JSON object a line",
+        ],
+    );
+}
+
+#[test]
 fn hard_to_read_tables_are_read_right_or_refused_with_what_to_name() {
     let workspace = Workspace::new();
     // Short GBK text that a guess may take for Korean or Japanese: read as GB18030 or refused.
