@@ -693,6 +693,17 @@ impl Ledger {
             .map_err(|e| self.error(e))
     }
 
+    /// Whether the ledger holds any shard or any intent of a side effect: a run that planned.
+    pub fn holds_shards_or_effects(&self) -> Result<bool, LedgerError> {
+        self.connection
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM shards) OR EXISTS (SELECT 1 FROM effects)",
+                [],
+                |row| row.get::<_, bool>(0),
+            )
+            .map_err(|e| self.error(e))
+    }
+
     pub fn count_effects(&self, kind: EffectKind) -> Result<u64, LedgerError> {
         self.connection
             .query_row(

@@ -10,6 +10,7 @@ mod budget;
 mod cancel;
 mod connection;
 mod custom_id_claims;
+mod damaged_run;
 mod download;
 mod estimate_vs_actual;
 mod estimates_ahead;

@@ -89,6 +89,8 @@ impl Run {
             profile = profile.for_rehearsal();
         }
         profile.check_job(&job).map_err(RunFailure::local)?;
+        // Never founded over what a run whose ledger was lost left behind.
+        super::damaged_run::refuse_a_damaged_run(&run_directory.root)?;
         // A run that already exists keeps the prices it was founded with (read before anything
         // is created; nothing exists yet for a new run).
         let existing_founding = if Ledger::exists_in(&run_directory.root) {
@@ -230,7 +232,7 @@ impl Run {
     pub(super) fn plan(&mut self) -> Result<(), RunFailure> {
         self.record
             .refuse_a_damaged_plan(&self.ledger, &self.run_directory.root)
-            .map_err(RunFailure::local)?;
+            .map_err(RunFailure::damaged)?;
         // Input rows and output columns, known here when this process plans.
         let mut planned_shape: Option<(u64, usize)> = None;
         self.planned_rows = match self.record.planned_rows {

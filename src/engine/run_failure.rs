@@ -24,6 +24,9 @@ pub enum FailureKind {
     Busy,
     /// Stopped by SIGINT or SIGTERM.
     Interrupted(Interrupted),
+    /// The run's ledger was lost or damaged while its work is there: nothing is sent, and what
+    /// the run spent cannot be told, so it counts as spent.
+    Damaged,
 }
 
 /// A failure of a command, not yet an exit code.
@@ -72,6 +75,14 @@ impl RunFailure {
     pub fn busy(error: impl Into<anyhow::Error>) -> RunFailure {
         RunFailure {
             kind: FailureKind::Busy,
+            error: error.into(),
+        }
+    }
+
+    /// The run's ledger was lost or damaged (see `damaged_run`).
+    pub fn damaged(error: impl Into<anyhow::Error>) -> RunFailure {
+        RunFailure {
+            kind: FailureKind::Damaged,
             error: error.into(),
         }
     }
@@ -146,9 +157,9 @@ pub fn exit_code_for(kind: FailureKind, spending: Spending) -> u8 {
     match (kind, spending) {
         (FailureKind::Interrupted(interrupted), _) => crate::interrupt::exit_code(interrupted),
         (FailureKind::Busy, _) | (FailureKind::Local, Spending::Nothing) => exit::INPUT_ERROR,
-        (FailureKind::Local, Spending::MayHaveSpent) | (FailureKind::Remote, _) => {
-            exit::REMOTE_ERROR
-        }
+        (FailureKind::Local, Spending::MayHaveSpent)
+        | (FailureKind::Remote, _)
+        | (FailureKind::Damaged, _) => exit::REMOTE_ERROR,
     }
 }
 
@@ -156,6 +167,10 @@ pub fn exit_code_for(kind: FailureKind, spending: Spending) -> u8 {
 /// was attempted) counts. When the ledger cannot be read, assume the worst: never claim that
 /// nothing was spent. Only reads: the process asking may be one refused the run's lock.
 pub fn spending_of(run_root: &Path) -> Spending {
+    // Results are downloaded only from batches made: whatever the ledger says (it may be lost).
+    if super::damaged_run::has_downloaded_results(run_root) {
+        return Spending::MayHaveSpent;
+    }
     if !Ledger::exists_in(run_root) {
         return Spending::Nothing;
     }
@@ -241,6 +256,13 @@ mod tests {
             ),
             (FailureKind::Busy, Spending::Nothing, exit::INPUT_ERROR),
             (FailureKind::Busy, Spending::MayHaveSpent, exit::INPUT_ERROR),
+            // What a damaged run spent cannot be told from its ledger: never exit 2.
+            (FailureKind::Damaged, Spending::Nothing, exit::REMOTE_ERROR),
+            (
+                FailureKind::Damaged,
+                Spending::MayHaveSpent,
+                exit::REMOTE_ERROR,
+            ),
             (FailureKind::Interrupted(interrupt), Spending::Nothing, 130),
             (
                 FailureKind::Interrupted(interrupt),

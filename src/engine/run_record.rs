@@ -158,7 +158,11 @@ impl RunRecord {
             input_digest: input_digest.map(|(_, digest)| digest),
             plan_damage,
             planned_rows,
-            finished: text(key::FINISHED)?.is_some(),
+            finished: match text(key::FINISHED)?.as_deref() {
+                None => false,
+                Some("1") => true,
+                Some(other) => return Err(corrupt(ledger, key::FINISHED, other)),
+            },
             max_cost: text(key::MAX_COST)?,
             tokenizer: text(key::TOKENIZER)?.map(PathBuf::from),
         })
@@ -170,9 +174,26 @@ impl RunRecord {
         ledger.fact(key::JOB_SHA256).ok().flatten()
     }
 
-    /// Whether the run finished, read alone (for a run whose record cannot be read).
+    /// Whether the run finished, read alone (for a run whose record cannot be read): only as
+    /// dashbatch writes it, so a damaged value is taken up and told rather than passed over.
     pub fn finished_alone(ledger: &Ledger) -> bool {
-        ledger.fact(key::FINISHED).ok().flatten().is_some()
+        ledger.fact(key::FINISHED).ok().flatten().as_deref() == Some("1")
+    }
+
+    /// Whether the run was founded: its record has `job_sha256`, written last in the founding's
+    /// one transaction. An error when the ledger cannot be read at all.
+    pub fn is_founded(ledger: &Ledger) -> Result<bool, LedgerError> {
+        Ok(ledger.fact(key::JOB_SHA256)?.is_some())
+    }
+
+    /// Whether the record holds anything a plan writes (its rows, the input's digest).
+    pub fn holds_plan_facts(ledger: &Ledger) -> Result<bool, LedgerError> {
+        for name in [key::PLANNED_ROWS, key::INPUT_DIGEST, key::INPUT_SHA256] {
+            if ledger.fact(name)?.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Writes the founding in one transaction: the run exists once `job_sha256` is there.
@@ -328,7 +349,9 @@ pub fn read_existing_ledger(run_directory: &Path) -> Result<Ledger, RunFailure> 
     Ok(ledger)
 }
 
+/// Refuses a directory that holds no run, or a run whose ledger was lost or damaged.
 fn refuse_a_directory_without_ledger(run_directory: &Path) -> Result<(), RunFailure> {
+    super::damaged_run::refuse_a_damaged_run(run_directory)?;
     if Ledger::exists_in(run_directory) {
         return Ok(());
     }

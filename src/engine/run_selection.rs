@@ -27,25 +27,43 @@ pub enum ExistingRun {
     Live(PathBuf),
     /// Nobody is working on it; it was submitted (or started submitting) and did not finish.
     Unfinished(PathBuf),
+    /// Nobody is working on it, and its ledger was lost or damaged while its work is there
+    /// (what [`super::damaged_run::damage_of_run`] says): whether it is this job's, and
+    /// whether it finished, cannot be told.
+    Damaged(PathBuf, String),
 }
 
-fn rehearsal_prefix(job: &Job) -> String {
-    format!("{}-rehearsal-", job.name)
+/// Whether `name` is what [`RunDirectory::default_for`] names a run of `job_name`:
+/// `<job>-<UTC timestamp>`, with `-rehearsal` after the job's name for a rehearsal. Another
+/// job whose name starts with this one's (`reviews-en` beside `reviews`) does not match.
+fn is_default_run_directory_name(name: &str, job_name: &str, rehearse: bool) -> bool {
+    let prefix = if rehearse {
+        format!("{job_name}-rehearsal-")
+    } else {
+        format!("{job_name}-")
+    };
+    name.strip_prefix(&prefix).is_some_and(|stamp| {
+        let stamp = stamp.as_bytes();
+        stamp.len() == 16
+            && stamp[8] == b'T'
+            && stamp[15] == b'Z'
+            && stamp[..8]
+                .iter()
+                .chain(&stamp[9..15])
+                .all(u8::is_ascii_digit)
+    })
 }
 
 /// The newest live or unfinished run of this very job (same job file contents) under `runs/`.
 /// A live run counts even before its ledger exists (it may be planning); an idle one only once
 /// it has submitted or announced an upload, so a run that never spent anything is not revived.
 pub fn find_existing_run(job: &Job, rehearse: bool) -> Option<ExistingRun> {
-    let prefix = format!("{}-", job.name);
-    let rehearsal = rehearsal_prefix(job);
     let mut candidates: Vec<PathBuf> = std::fs::read_dir(RUNS_DIRECTORY)
         .ok()?
         .filter_map(|entry| entry.ok().map(|entry| entry.path()))
         .filter(|path| {
             path.file_name().is_some_and(|name| {
-                let name = name.to_string_lossy();
-                name.starts_with(&prefix) && name.starts_with(&rehearsal) == rehearse
+                is_default_run_directory_name(&name.to_string_lossy(), &job.name, rehearse)
             })
         })
         .filter(|path| path.is_dir())
@@ -72,6 +90,9 @@ pub fn find_existing_run(job: &Job, rehearse: bool) -> Option<ExistingRun> {
                 return Some(ExistingRun::Live(path));
             }
             continue;
+        }
+        if let Some(damage) = super::damaged_run::damage_of_run(&path) {
+            return Some(ExistingRun::Damaged(path, damage));
         }
         if is_unfinished_submitted_run(&path, job) {
             return Some(ExistingRun::Unfinished(path));
@@ -233,6 +254,7 @@ pub async fn lock_existing(
         }
     }
     if !Ledger::exists_in(directory) {
+        super::damaged_run::refuse_a_damaged_run(directory)?;
         return Err(RunFailure::local(anyhow::anyhow!(
             "`{}` is not a run directory (it has no {LEDGER_FILE_NAME})",
             directory.display()
@@ -319,6 +341,10 @@ pub async fn choose_and_lock_run_directory(
                 created: false,
             });
         }
+        Some(ExistingRun::Damaged(path, damage)) => {
+            drop(job_lock);
+            return Err(super::damaged_run::damaged_run_failure(&path, &damage));
+        }
         Some(ExistingRun::Unfinished(path)) => {
             crate::console::say(&format!(
                 "dashbatch: continuing the unfinished run `{}` of this job (pass `--run-dir` to choose another)",
@@ -342,6 +368,40 @@ pub async fn choose_and_lock_run_directory(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_directory_is_this_jobs_only_by_its_exact_default_name() {
+        let stamp = "20261204T050750Z";
+        assert!(is_default_run_directory_name(
+            &format!("reviews-{stamp}"),
+            "reviews",
+            false
+        ));
+        assert!(!is_default_run_directory_name(
+            &format!("reviews-{stamp}"),
+            "reviews",
+            true
+        ));
+        let rehearsal = format!("reviews-rehearsal-{stamp}");
+        assert!(is_default_run_directory_name(&rehearsal, "reviews", true));
+        assert!(!is_default_run_directory_name(&rehearsal, "reviews", false));
+        // Another job whose name starts with this one's.
+        assert!(!is_default_run_directory_name(
+            &format!("reviews-en-{stamp}"),
+            "reviews",
+            false
+        ));
+        for other in [
+            "reviews-",
+            "reviews-2026120XT050750Z",
+            "reviews-20261204T050750Z.bak",
+        ] {
+            assert!(
+                !is_default_run_directory_name(other, "reviews", false),
+                "{other}"
+            );
+        }
+    }
 
     #[test]
     fn a_directory_holding_only_dashbatch_files_is_a_run_directory_and_others_are_refused() {

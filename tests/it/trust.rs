@@ -781,6 +781,218 @@ fn a_live_run_whose_ledger_was_damaged_is_taken_up_and_refused_not_sent_again() 
     }
 }
 
+/// Every way back into the run in `run_directory` (`run` finding it, `run --run-dir`,
+/// `resume`, `status`) refuses it with `said`, sends nothing and founds no run beside it.
+fn assert_every_command_refuses_the_damaged_run(
+    workspace: &Workspace,
+    simulator: &StandaloneSimulator,
+    run_directory: &Path,
+    case: &str,
+    said: &str,
+) {
+    let uploaded = uploads(simulator);
+    let run_directories = || -> Vec<std::path::PathBuf> {
+        let mut found: Vec<_> = std::fs::read_dir(workspace.path().join("runs"))
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.is_dir())
+            .collect();
+        found.sort();
+        found
+    };
+    let runs = run_directories();
+    let directory = run_directory.to_str().unwrap();
+    let attempts = [
+        (
+            "run",
+            review_run_in_default_directory(workspace, simulator, &["--quiet"]),
+        ),
+        (
+            "run --run-dir",
+            review_run_in_default_directory(
+                workspace,
+                simulator,
+                &["--quiet", "--run-dir", directory],
+            ),
+        ),
+        ("resume", {
+            let mut command = workspace.command(&["resume", directory, "--quiet"]);
+            command.env("DASHSCOPE_API_KEY", SECRET_KEY);
+            command
+        }),
+        ("status", workspace.command(&["status", directory])),
+    ];
+    for (name, mut command) in attempts {
+        let output = command.output().unwrap();
+        let stderr = text(&output.stderr);
+        // Exit 3, never 2: the run may have spent.
+        assert_eq!(output.status.code(), Some(3), "{case}, {name}: {stderr}");
+        let name = run_directory.file_name().unwrap().to_str().unwrap();
+        assert_mentions(&stderr, &[name, said, "--run-dir NEW_DIRECTORY"]);
+        assert!(
+            !stderr.contains("older dashbatch"),
+            "{case}, {name}: {stderr}"
+        );
+        assert_eq!(
+            uploads(simulator),
+            uploaded,
+            "{case}, {name}: rows sent again"
+        );
+        assert_eq!(
+            run_directories(),
+            runs,
+            "{case}, {name}: a second run was founded"
+        );
+    }
+}
+
+#[test]
+fn a_run_whose_ledger_was_lost_emptied_or_unfounded_is_refused_by_every_command_not_sent_again() {
+    /// What is done to the run directory.
+    type Damage = fn(&Path);
+    // (case, damage, what the refusal says)
+    let damages: [(&str, Damage, &str); 4] = [
+        (
+            "founding lost",
+            |run| {
+                rusqlite::Connection::open(run.join("ledger.sqlite"))
+                    .unwrap()
+                    .execute_batch("DELETE FROM run_facts WHERE key = 'job_sha256'")
+                    .unwrap();
+            },
+            "has no founding record (`job_sha256`), but the run left a plan",
+        ),
+        (
+            "ledger deleted",
+            |run| remove_ledger_files(run),
+            "it has no `ledger.sqlite`, but holds 1 shard file",
+        ),
+        (
+            "ledger emptied",
+            |run| {
+                remove_ledger_files(run);
+                std::fs::write(run.join("ledger.sqlite"), b"").unwrap();
+            },
+            "`ledger.sqlite` cannot be read",
+        ),
+        (
+            "ledger overwritten",
+            |run| {
+                remove_ledger_files(run);
+                std::fs::write(run.join("ledger.sqlite"), "not a ledger\n".repeat(512)).unwrap();
+            },
+            "`ledger.sqlite` cannot be",
+        ),
+    ];
+    for (case, damage, said) in damages {
+        let simulator = StandaloneSimulator::start(&[]);
+        let workspace = review_workspace(12, 12, "");
+        let killed = review_run_in_default_directory(&workspace, &simulator, &["--quiet"])
+            .env("DASHBATCH_TEST_KILL_AT", "during_poll")
+            .status()
+            .unwrap();
+        assert_eq!(killed.signal(), Some(libc::SIGKILL), "{case}");
+        let run = workspace.single_run_directory();
+        damage(&run);
+        assert_every_command_refuses_the_damaged_run(&workspace, &simulator, &run, case, said);
+    }
+}
+
+/// Removes a run's ledger with the journal files SQLite keeps beside it.
+fn remove_ledger_files(run: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(run.join(format!("ledger.sqlite{suffix}")));
+    }
+}
+
+#[test]
+fn a_finished_run_whose_ledger_was_lost_keeps_its_paid_results_and_output() {
+    let simulator = StandaloneSimulator::start(&[]);
+    let workspace = review_workspace(12, 6, "");
+    let finished = review_run_in_default_directory(&workspace, &simulator, &["--quiet"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        finished.status.code(),
+        Some(0),
+        "{}",
+        text(&finished.stderr)
+    );
+    let run = workspace.single_run_directory();
+    // Each file with a hash of its bytes; the lock file (rewritten by each holder) and the
+    // ledger (removed) aside.
+    let files_of = |directory: &Path| -> Vec<(std::path::PathBuf, u64)> {
+        use std::hash::{Hash, Hasher};
+        let mut files: Vec<_> = std::fs::read_dir(directory)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| {
+                let name = path.file_name().unwrap().to_string_lossy();
+                path.is_file() && !name.starts_with("ledger.sqlite") && name != "dashbatch.lock"
+            })
+            .map(|path| {
+                let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                std::fs::read(&path).unwrap().hash(&mut hasher);
+                (path, hasher.finish())
+            })
+            .collect();
+        files.sort();
+        files
+    };
+    let results = files_of(&run.join("results"));
+    assert!(!results.is_empty());
+    let kept_files = || [files_of(&run), files_of(workspace.path())].concat();
+    let before = kept_files();
+    assert!(
+        before.iter().any(|(path, _)| path.ends_with("out.parquet")),
+        "{before:?}"
+    );
+    remove_ledger_files(&run);
+    assert_every_command_refuses_the_damaged_run(
+        &workspace,
+        &simulator,
+        &run,
+        "finished",
+        "downloaded result files in `results/`",
+    );
+    assert_eq!(
+        files_of(&run.join("results")),
+        results,
+        "paid results overwritten"
+    );
+    assert_eq!(kept_files(), before, "the run's output or report changed");
+}
+
+#[test]
+fn a_finished_fact_dashbatch_never_writes_is_told_not_taken_as_finished() {
+    let simulator = StandaloneSimulator::start(&[]);
+    let workspace = review_workspace(12, 6, "");
+    let killed = review_run_in_default_directory(&workspace, &simulator, &["--quiet"])
+        .env("DASHBATCH_TEST_KILL_AT", "during_poll")
+        .status()
+        .unwrap();
+    assert_eq!(killed.signal(), Some(libc::SIGKILL));
+    let run = workspace.single_run_directory();
+    rusqlite::Connection::open(run.join("ledger.sqlite"))
+        .unwrap()
+        .execute_batch("INSERT OR REPLACE INTO run_facts (key, value) VALUES ('finished', '0')")
+        .unwrap();
+    let uploaded = uploads(&simulator);
+    // Taken as finished, the nightly `run` would found a new run and send every row again.
+    let again = review_run_in_default_directory(&workspace, &simulator, &["--quiet"])
+        .output()
+        .unwrap();
+    let stderr = text(&again.stderr);
+    assert_eq!(again.status.code(), Some(3), "{stderr}");
+    assert_mentions(&stderr, &["ledger.sqlite", "`finished` is `0`"]);
+    assert_eq!(uploads(&simulator), uploaded, "rows sent again");
+    assert_eq!(
+        workspace.single_run_directory(),
+        run,
+        "a second run was founded"
+    );
+}
+
 #[test]
 fn a_runs_path_that_is_a_file_is_named_with_a_way_forward() {
     let workspace = review_workspace(2, 2, "");
