@@ -901,6 +901,25 @@ mod tests {
         let run_directory = RunDirectory::new(directory.path().join("run"));
         run_directory.create().unwrap();
         let mut ledger = Ledger::open(&run_directory.root).unwrap();
+        // A founded run, as every run with shards is.
+        super::super::run_record::RunRecord::found(
+            &mut ledger,
+            &super::super::run_record::RunFounding {
+                run_id: "run-budget".into(),
+                job_file: directory.path().join("job.toml"),
+                job_sha256: job.job_file_sha256.clone(),
+                provider: crate::provider::ProviderKind::Dashscope,
+                base_url: None,
+                output_path: directory.path().join("out.parquet"),
+                output_format: "parquet".into(),
+                rehearsal: false,
+                prices_file: None,
+                prices_text: None,
+                answer_store: Some(None),
+                refresh: false,
+            },
+        )
+        .unwrap();
 
         let mut records = Vec::new();
         let mut first_row = 1;

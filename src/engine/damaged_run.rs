@@ -1,64 +1,144 @@
-//! A run whose ledger was lost or damaged while its work is still in its directory (shard
-//! files, downloaded results, a plan or side effects in what is left of the ledger): every
-//! command refuses it, and no run is ever founded over it, which would send and bill its rows a
-//! second time and overwrite the results already paid for.
+//! A run whose ledger was lost, damaged or put back older than the run's files, while its work
+//! is still in its directory (shard files, downloaded results, a plan or side effects in what
+//! is left of the ledger): every command refuses it, and no run is ever founded over it, which
+//! would send and bill its rows a second time and overwrite the results already paid for.
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use super::run_failure::RunFailure;
 use super::run_record::RunRecord;
-use crate::ledger::{LEDGER_FILE_NAME, Ledger};
+use crate::ledger::{LEDGER_FILE_NAME, Ledger, LedgerError};
 
-/// What is wrong with the run in `directory`, when its ledger is missing, cannot be read, or
-/// has no founding record while the directory or the ledger shows the run planned or spent.
-/// `None` for a healthy run, an empty directory, or a run a crash stopped before it was founded
-/// (nothing of it exists but an empty ledger). A founded ledger's other damage is told by the
-/// record's own reading.
-pub fn damage_of_run(directory: &Path) -> Option<String> {
-    let work = work_on_disk(directory);
+/// What is wrong with a run directory, and what can be done about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunDamage {
+    /// What was found, e.g. "it has no `ledger.sqlite`, but holds 3 shard files in `shards/`".
+    pub what: String,
+    /// The ledger is there and whole but cannot be opened by this user (its permissions, a
+    /// read-only file system): making it readable and writable mends it.
+    pub unreadable_here: bool,
+    /// The job the run was founded with, when the ledger still says it.
+    pub job_sha256: Option<String>,
+}
+
+impl RunDamage {
+    fn lost(what: String) -> RunDamage {
+        RunDamage {
+            what,
+            unreadable_here: false,
+            job_sha256: None,
+        }
+    }
+
+    /// The ledger could not be opened or read: for want of permission, or because it is not
+    /// (or no longer) a ledger.
+    fn unreadable(error: &LedgerError) -> RunDamage {
+        // SQLite's words for "cannot open" and "read-only" (SQLITE_CANTOPEN, SQLITE_READONLY).
+        let unreadable_here = ["unable to open database file", "readonly database"]
+            .iter()
+            .any(|words| error.message.contains(words));
+        RunDamage {
+            what: format!(
+                "its `{LEDGER_FILE_NAME}` cannot be read ({})",
+                error.message
+            ),
+            unreadable_here,
+            job_sha256: None,
+        }
+    }
+}
+
+/// What is wrong with the run in `directory`, when the run's files are there and its ledger
+/// is missing, cannot be read, has no founding record, or does not record batches whose
+/// results were downloaded (an older copy put back). `None` for a healthy run, an empty
+/// directory, or a run a crash stopped before it was founded (an empty ledger and nothing
+/// else). A founded ledger's values that cannot be read are told by the record's own reading.
+pub fn damage_of_run(directory: &Path) -> Option<RunDamage> {
+    let work = || work_on_disk(directory);
     if !Ledger::exists_in(directory) {
+        let work = work();
         return (!work.is_empty()).then(|| {
-            format!(
+            RunDamage::lost(format!(
                 "it has no `{LEDGER_FILE_NAME}`, but holds {}",
                 work.join(" and ")
-            )
+            ))
         });
     }
-    let ledger = match Ledger::open_read_only(directory) {
-        Ok(ledger) => ledger,
-        Err(error) => {
-            return Some(format!(
-                "its `{LEDGER_FILE_NAME}` cannot be opened: {error}"
-            ));
-        }
+    let read = Ledger::open_read_only(directory).and_then(|ledger| {
+        let founded = RunRecord::is_founded(&ledger)?;
+        Ok((ledger, founded))
+    });
+    let (ledger, founded) = match read {
+        Ok(read) => read,
+        // An empty or unreadable file with nothing of a run beside it holds nothing to keep.
+        Err(error) => return (!work().is_empty()).then(|| RunDamage::unreadable(&error)),
     };
-    match RunRecord::is_founded(&ledger) {
-        Ok(true) => return None,
-        Ok(false) => {}
-        Err(error) => return Some(format!("its `{LEDGER_FILE_NAME}` cannot be read: {error}")),
+    if founded {
+        return results_the_ledger_does_not_record(directory, &ledger).map(|what| RunDamage {
+            job_sha256: RunRecord::job_sha256(&ledger),
+            ..RunDamage::lost(what)
+        });
     }
     let mut signs = Vec::new();
-    match (
-        RunRecord::holds_plan_facts(&ledger),
-        ledger.holds_shards_or_effects(),
-    ) {
-        (Ok(false), Ok(false)) => {}
-        (Ok(_), Ok(_)) => signs.push("a plan".to_owned()),
-        (Err(error), _) | (_, Err(error)) => {
-            return Some(format!("its `{LEDGER_FILE_NAME}` cannot be read: {error}"));
-        }
+    let planned = RunRecord::holds_plan_facts(&ledger)
+        .and_then(|plan| Ok(plan || ledger.holds_shards_or_effects()?));
+    match planned {
+        Ok(false) => {}
+        Ok(true) => signs.push("a plan".to_owned()),
+        Err(error) => return Some(RunDamage::unreadable(&error)),
     }
-    signs.extend(work);
+    signs.extend(work());
     (!signs.is_empty()).then(|| {
-        format!(
+        RunDamage::lost(format!(
             "its `{LEDGER_FILE_NAME}` has no founding record (`job_sha256`), but the run left {}",
             signs.join(" and ")
-        )
+        ))
     })
 }
 
-/// The refusal of a damaged run (see [`damage_of_run`]), saying what to restore and how to run
-/// the job anew on purpose.
+/// A downloaded result file of a shard whose batch the founded `ledger` does not record: the
+/// ledger is older than the run's files, and continuing from it would create batches that were
+/// created (and billed) already. Result files are downloaded only from a recorded batch, and a
+/// shard's batch is never forgotten.
+fn results_the_ledger_does_not_record(directory: &Path, ledger: &Ledger) -> Option<String> {
+    let results = std::fs::read_dir(directory.join("results")).ok()?;
+    let mut recorded: Option<HashSet<u64>> = None;
+    for entry in results.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(shard_index) = shard_index_of_result_file(&name) else {
+            continue;
+        };
+        if recorded.is_none() {
+            // A ledger an older dashbatch made may lack columns `shards` reads: not judged.
+            let shards = ledger.shards().ok()?;
+            recorded = Some(
+                shards
+                    .into_iter()
+                    .filter(|shard| shard.batch_id.is_some())
+                    .map(|shard| shard.shard_index)
+                    .collect(),
+            );
+        }
+        if !recorded.as_ref()?.contains(&shard_index) {
+            return Some(format!(
+                "`results/{name}` was downloaded from a batch that its `{LEDGER_FILE_NAME}` does not record, so the ledger is older than the run's files (a copy put back?) and continuing it would create batches that were created and billed already"
+            ));
+        }
+    }
+    None
+}
+
+/// The shard index of a downloaded result file's name (`shard-00003.output.jsonl`).
+fn shard_index_of_result_file(name: &str) -> Option<u64> {
+    let rest = name.strip_prefix("shard-")?;
+    let (index, kind) = rest.split_once('.')?;
+    matches!(kind, "output.jsonl" | "errors.jsonl")
+        .then(|| index.parse().ok())
+        .flatten()
+}
+
+/// The refusal of a damaged run (see [`damage_of_run`]), saying what can be done.
 pub fn refuse_a_damaged_run(directory: &Path) -> Result<(), RunFailure> {
     match damage_of_run(directory) {
         None => Ok(()),
@@ -67,26 +147,43 @@ pub fn refuse_a_damaged_run(directory: &Path) -> Result<(), RunFailure> {
 }
 
 /// The failure that tells of the damaged run in `directory`.
-pub fn damaged_run_failure(directory: &Path, damage: &str) -> RunFailure {
+pub fn damaged_run_failure(directory: &Path, damage: &RunDamage) -> RunFailure {
+    let dir = directory.display();
+    if damage.unreadable_here {
+        return RunFailure::damaged(anyhow::anyhow!(
+            "the run `{dir}` cannot be read: {}. Nothing is sent for it until it can: make `{LEDGER_FILE_NAME}` and the directory `{dir}` readable and writable by this user, then run the command again",
+            damage.what
+        ));
+    }
+    let results = if has_downloaded_results(directory) {
+        format!(
+            " The answers already downloaded are in `{}`.",
+            directory.join("results").display()
+        )
+    } else {
+        String::new()
+    };
+    let run_id_start = directory
+        .file_name()
+        .map_or_else(|| "run".into(), |name| name.to_string_lossy());
     RunFailure::damaged(anyhow::anyhow!(
-        "the run `{dir}` cannot be continued: {damage}. Nothing is sent for it, so that no row is sent and billed a second time. Put `{LEDGER_FILE_NAME}` back from a backup and `dashbatch resume {dir}`; the answers already downloaded are in `{results}`. To send the job's rows again and pay for them again, move `{dir}` away or start a new run with `--run-dir NEW_DIRECTORY`",
-        dir = directory.display(),
-        results = directory.join("results").display(),
+        "the run `{dir}` cannot be continued: {}. dashbatch cannot tell what the run sent, so it sends nothing for it: no row is sent and billed a second time.{results} Its batches at the provider may still be running, and are billed for what they answer: their metadata and the names of their uploaded files carry the run's id, which starts `{run_id_start}-`; fetch or cancel them in the provider's console. To run the job again on purpose, move `{dir}` away or start a new run with `--run-dir NEW_DIRECTORY`: rows whose answers are in the answer store are not paid for again, the others are",
+        damage.what
     ))
 }
 
-/// The run's files in its directory: shard files written by a plan and result files
-/// downloaded from batches, each told with its count.
+/// The run's files in its directory: shard files written by a plan, result files downloaded
+/// from batches, and a write-ahead log left without its ledger, each told with its count.
 fn work_on_disk(directory: &Path) -> Vec<String> {
     let count_files = |subdirectory: &str| {
         std::fs::read_dir(directory.join(subdirectory)).map_or(0, |entries| {
             entries
                 .flatten()
-                .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_file()))
+                .filter(|entry| !entry.file_type().is_ok_and(|kind| kind.is_dir()))
                 .count()
         })
     };
-    [
+    let mut work: Vec<String> = [
         ("shards", "shard file"),
         ("results", "downloaded result file"),
     ]
@@ -100,14 +197,19 @@ fn work_on_disk(directory: &Path) -> Vec<String> {
             )
         })
     })
-    .collect()
+    .collect();
+    let log = format!("{LEDGER_FILE_NAME}-wal");
+    if std::fs::metadata(directory.join(&log)).is_ok_and(|log| log.len() > 0) {
+        work.push(format!("the ledger's write-ahead log `{log}`"));
+    }
+    work
 }
 
 /// Whether the run in `directory` left downloaded results: batches of it were made (and paid).
 pub fn has_downloaded_results(directory: &Path) -> bool {
     std::fs::read_dir(directory.join("results")).is_ok_and(|mut entries| {
         entries.any(|entry| {
-            entry.is_ok_and(|entry| entry.file_type().is_ok_and(|kind| kind.is_file()))
+            entry.is_ok_and(|entry| !entry.file_type().is_ok_and(|kind| kind.is_dir()))
         })
     })
 }
@@ -132,6 +234,10 @@ mod tests {
             None,
             "empty subdirectories"
         );
+        // An empty file, as a tool that opens the path makes: nothing to keep.
+        std::fs::write(directory.path().join(LEDGER_FILE_NAME), b"").unwrap();
+        assert_eq!(damage_of_run(directory.path()), None, "an empty file alone");
+        std::fs::remove_file(directory.path().join(LEDGER_FILE_NAME)).unwrap();
         // A crash between making the ledger and founding the run leaves an empty ledger.
         drop(Ledger::open(directory.path()).unwrap());
         assert_eq!(
@@ -150,14 +256,15 @@ mod tests {
         );
         let lost = damage_of_run(directory.path()).expect("lost ledger");
         assert!(
-            lost.contains("1 downloaded result file in `results/`"),
-            "{lost}"
+            lost.what.contains("1 downloaded result file in `results/`"),
+            "{lost:?}"
         );
         assert!(has_downloaded_results(directory.path()));
 
         std::fs::write(directory.path().join(LEDGER_FILE_NAME), b"").unwrap();
         let emptied = damage_of_run(directory.path()).expect("emptied ledger");
-        assert!(emptied.contains("cannot be read"), "{emptied}");
+        assert!(emptied.what.contains("cannot be read"), "{emptied:?}");
+        assert!(!emptied.unreadable_here, "{emptied:?}");
 
         std::fs::write(
             directory.path().join(LEDGER_FILE_NAME),
@@ -165,7 +272,15 @@ mod tests {
         )
         .unwrap();
         let garbage = damage_of_run(directory.path()).expect("garbage ledger");
-        assert!(garbage.contains("cannot be"), "{garbage}");
+        assert!(garbage.what.contains("cannot be read"), "{garbage:?}");
+    }
+
+    #[test]
+    fn a_write_ahead_log_left_without_its_ledger_is_damage() {
+        let directory = tempfile::tempdir().unwrap();
+        write(&directory.path().join("ledger.sqlite-wal"), "frames");
+        let damage = damage_of_run(directory.path()).expect("a log without its ledger");
+        assert!(damage.what.contains("ledger.sqlite-wal"), "{damage:?}");
     }
 
     #[test]
@@ -175,8 +290,8 @@ mod tests {
         RunRecord::record_plan(&mut ledger, "xxh3-128:0123", 7).unwrap();
         let damage = damage_of_run(directory.path()).expect("plan without founding");
         assert!(
-            damage.contains("job_sha256") && damage.contains("a plan"),
-            "{damage}"
+            damage.what.contains("job_sha256") && damage.what.contains("a plan"),
+            "{damage:?}"
         );
         let refused = refuse_a_damaged_run(directory.path()).unwrap_err();
         assert_eq!(refused.kind, super::super::FailureKind::Damaged);
@@ -186,5 +301,19 @@ mod tests {
                 .to_string()
                 .contains("--run-dir NEW_DIRECTORY")
         );
+    }
+
+    #[test]
+    fn result_file_names_give_their_shard() {
+        assert_eq!(
+            shard_index_of_result_file("shard-00003.output.jsonl"),
+            Some(3)
+        );
+        assert_eq!(
+            shard_index_of_result_file("shard-00012.errors.jsonl"),
+            Some(12)
+        );
+        assert_eq!(shard_index_of_result_file("shard-00003.jsonl"), None);
+        assert_eq!(shard_index_of_result_file("notes.txt"), None);
     }
 }

@@ -26,6 +26,13 @@ const MAX_THREADS: usize = 8;
 /// Rows the helper thread hands back at a time (text jobs).
 const CHUNK_ROWS: usize = 512;
 
+/// A chunk also ends once its request lines hold this many bytes, so that the chunks rendered
+/// ahead of the loop hold little memory when rows are large documents.
+const CHUNK_BYTES: usize = 256 << 10;
+
+/// Chunks rendered ahead of the loop at most.
+const CHUNKS_AHEAD: usize = 16;
+
 /// Chunks of rows the loop is done with that wait to be freed by the helper thread at most;
 /// beyond that the loop frees them itself.
 const SPENT_CHUNKS_WAITING: usize = 4;
@@ -75,6 +82,8 @@ pub struct OrderedRendering<'renderer> {
     helper: Option<RenderingHelper>,
     /// Rows the loop is done with, not yet handed back.
     spent: Vec<RenderedRequest>,
+    /// The bytes of their request lines.
+    spent_bytes: usize,
 }
 
 /// A text job's rendering thread: batches to it, chunks of rendered rows from it, and chunks of
@@ -98,7 +107,7 @@ impl<'renderer> OrderedRendering<'renderer> {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         let helper = (!renderer.sends_images() && cores > 1).then(|| {
             let (batches, batch_inbox) = sync_channel::<BatchToRender>(1);
-            let (chunks, chunk_inbox) = sync_channel::<Vec<RowOutcome>>(16);
+            let (chunks, chunk_inbox) = sync_channel::<Vec<RowOutcome>>(CHUNKS_AHEAD);
             let (spent, spent_inbox) = sync_channel::<Vec<RenderedRequest>>(SPENT_CHUNKS_WAITING);
             scope.spawn(move || {
                 for (batch, first_row_number) in batch_inbox {
@@ -106,13 +115,17 @@ impl<'renderer> OrderedRendering<'renderer> {
                     while rows.peek().is_some() {
                         // Frees the rows the loop is done with, here where they were made.
                         while spent_inbox.try_recv().is_ok() {}
-                        let chunk: Vec<RowOutcome> = rows
-                            .by_ref()
-                            .take(CHUNK_ROWS)
-                            .map(|row| {
-                                renderer.render_row(&batch, row, first_row_number + row as u64)
-                            })
-                            .collect();
+                        let mut chunk: Vec<RowOutcome> = Vec::new();
+                        let mut chunk_bytes = 0;
+                        while chunk.len() < CHUNK_ROWS && chunk_bytes < CHUNK_BYTES {
+                            let Some(row) = rows.next() else { break };
+                            let rendered =
+                                renderer.render_row(&batch, row, first_row_number + row as u64);
+                            if let Ok(RenderedRow::Request(request)) = &rendered {
+                                chunk_bytes += request.line.len();
+                            }
+                            chunk.push(rendered);
+                        }
                         if chunks.send(chunk).is_err() {
                             return;
                         }
@@ -135,6 +148,7 @@ impl<'renderer> OrderedRendering<'renderer> {
             ready: VecDeque::new(),
             helper,
             spent: Vec::new(),
+            spent_bytes: 0,
         }
     }
 
@@ -155,8 +169,10 @@ impl<'renderer> OrderedRendering<'renderer> {
         let Some(helper) = &self.helper else {
             return;
         };
+        self.spent_bytes += request.line.len();
         self.spent.push(request);
-        if self.spent.len() >= CHUNK_ROWS {
+        if self.spent.len() >= CHUNK_ROWS || self.spent_bytes >= CHUNK_BYTES {
+            self.spent_bytes = 0;
             let spent = std::mem::replace(&mut self.spent, Vec::with_capacity(CHUNK_ROWS));
             // Full (the thread is busy) or gone: the rows are freed here instead.
             let _ = helper.spent.try_send(spent);

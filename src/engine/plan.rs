@@ -128,12 +128,17 @@ pub fn plan_shards(
     digest_input: bool,
     on_rows: &dyn Fn(u64),
 ) -> anyhow::Result<PlanOutcome> {
-    let (reader, input_digest) = open_table_digesting(
+    let opened = open_table_digesting(
         &job.input_path,
         job.input_format,
         &job.input_options,
         digest_input.then_some(DigestAlgorithm::FOR_NEW_RUNS),
-    )?;
+    );
+    // A reader that reads the whole input before its first row (JSON Lines) stops at a signal.
+    if opened.is_err() {
+        crate::interrupt::check()?;
+    }
+    let (reader, input_digest) = opened?;
     let schema = reader.schema();
     let input_description = reader.text_description().map(str::to_owned);
     let renderer = RequestRenderer::new(job, profile, &schema)?;

@@ -167,8 +167,11 @@ pub fn exit_code_for(kind: FailureKind, spending: Spending) -> u8 {
 /// was attempted) counts. When the ledger cannot be read, assume the worst: never claim that
 /// nothing was spent. Only reads: the process asking may be one refused the run's lock.
 pub fn spending_of(run_root: &Path) -> Spending {
-    // Results are downloaded only from batches made: whatever the ledger says (it may be lost).
-    if super::damaged_run::has_downloaded_results(run_root) {
+    // Results are downloaded only from batches made, and a run whose ledger was lost beside
+    // its files may have made them: whatever is left of the ledger says.
+    if super::damaged_run::has_downloaded_results(run_root)
+        || super::damaged_run::damage_of_run(run_root).is_some()
+    {
         return Spending::MayHaveSpent;
     }
     if !Ledger::exists_in(run_root) {

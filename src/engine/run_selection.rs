@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use super::RunDirectory;
+use super::damaged_run::RunDamage;
 use super::run_failure::RunFailure;
 use super::run_lock::{
     HeldLock, LockError, LockWait, RUN_LOCK_FILE_NAME, is_locked_by_another_process, lock_file,
@@ -27,10 +28,10 @@ pub enum ExistingRun {
     Live(PathBuf),
     /// Nobody is working on it; it was submitted (or started submitting) and did not finish.
     Unfinished(PathBuf),
-    /// Nobody is working on it, and its ledger was lost or damaged while its work is there
-    /// (what [`super::damaged_run::damage_of_run`] says): whether it is this job's, and
-    /// whether it finished, cannot be told.
-    Damaged(PathBuf, String),
+    /// Nobody is working on it, and its ledger was lost, damaged or put back older while its
+    /// work is there (what [`super::damaged_run::damage_of_run`] says): whether it finished
+    /// cannot be told, and it is this job's by its ledger or by its name.
+    Damaged(PathBuf, RunDamage),
 }
 
 /// Whether `name` is what [`RunDirectory::default_for`] names a run of `job_name`:
@@ -54,37 +55,45 @@ fn is_default_run_directory_name(name: &str, job_name: &str, rehearse: bool) -> 
     })
 }
 
-/// The newest live or unfinished run of this very job (same job file contents) under `runs/`.
-/// A live run counts even before its ledger exists (it may be planning); an idle one only once
-/// it has submitted or announced an upload, so a run that never spent anything is not revived.
+/// The newest live, unfinished or damaged run of this very job (same job file contents) under
+/// `runs/`, among the directories whose names start with the job's (`run --run-dir
+/// runs/<job>-big` included). A founded ledger says which job a run is of; a run without one
+/// (live before its ledger is founded, or damaged) is this job's only by the exact name
+/// `dashbatch run` gives its runs. A live run counts even before its ledger exists (it may be
+/// planning); an idle one only once it has submitted or announced an upload, so a run that
+/// never spent anything is not revived.
 pub fn find_existing_run(job: &Job, rehearse: bool) -> Option<ExistingRun> {
-    let mut candidates: Vec<PathBuf> = std::fs::read_dir(RUNS_DIRECTORY)
+    let prefix = format!("{}-", job.name);
+    let rehearsal_prefix = format!("{}-rehearsal-", job.name);
+    let mut candidates: Vec<(PathBuf, bool)> = std::fs::read_dir(RUNS_DIRECTORY)
         .ok()?
         .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-        .filter(|path| {
-            path.file_name().is_some_and(|name| {
-                is_default_run_directory_name(&name.to_string_lossy(), &job.name, rehearse)
-            })
-        })
         .filter(|path| path.is_dir())
+        .filter_map(|path| {
+            let name = path.file_name()?.to_string_lossy().into_owned();
+            (name.starts_with(&prefix) && name.starts_with(&rehearsal_prefix) == rehearse).then(
+                || {
+                    let named_as_this_jobs =
+                        is_default_run_directory_name(&name, &job.name, rehearse);
+                    (path, named_as_this_jobs)
+                },
+            )
+        })
         .collect();
     candidates.sort();
-    for path in candidates.into_iter().rev() {
+    for (path, named_as_this_jobs) in candidates.into_iter().rev() {
+        let founded_job = || {
+            Ledger::exists_in(&path)
+                .then(|| Ledger::open_read_only(&path).ok())
+                .flatten()
+                .and_then(|ledger| RunRecord::job_sha256(&ledger))
+        };
         if is_locked_by_another_process(&path) {
             // Live: its ledger may not exist yet, and then it is this job's only if it is
             // planning this job; a founded ledger says which job it runs.
-            let same_job = match Ledger::exists_in(&path)
-                .then(|| Ledger::open_read_only(&path).ok())
-                .flatten()
-            {
-                Some(ledger) => match RunRecord::read(&ledger)
-                    .ok()
-                    .and_then(|record| record.founding)
-                {
-                    Some(founding) => founding.job_sha256 == job.job_file_sha256,
-                    None => true,
-                },
-                None => true,
+            let same_job = match founded_job() {
+                Some(job_sha256) => job_sha256 == job.job_file_sha256,
+                None => named_as_this_jobs,
             };
             if same_job {
                 return Some(ExistingRun::Live(path));
@@ -92,7 +101,14 @@ pub fn find_existing_run(job: &Job, rehearse: bool) -> Option<ExistingRun> {
             continue;
         }
         if let Some(damage) = super::damaged_run::damage_of_run(&path) {
-            return Some(ExistingRun::Damaged(path, damage));
+            let this_jobs = match &damage.job_sha256 {
+                Some(job_sha256) => *job_sha256 == job.job_file_sha256,
+                None => named_as_this_jobs,
+            };
+            if this_jobs {
+                return Some(ExistingRun::Damaged(path, damage));
+            }
+            continue;
         }
         if is_unfinished_submitted_run(&path, job) {
             return Some(ExistingRun::Unfinished(path));
@@ -156,6 +172,8 @@ fn lock_failure(error: LockError) -> RunFailure {
 /// Refuses a `--run-dir` that exists with other content and is no dashbatch run directory, so
 /// a run never writes its ledger and output among a user's own files.
 pub fn refuse_foreign_directory(directory: &Path) -> Result<(), RunFailure> {
+    // A run whose ledger (and lock file) were lost is told as such, not as a stranger's files.
+    super::damaged_run::refuse_a_damaged_run(directory)?;
     let Ok(entries) = std::fs::read_dir(directory) else {
         if directory.exists() && !directory.is_dir() {
             return Err(RunFailure::local(anyhow::anyhow!(
@@ -280,7 +298,13 @@ pub fn discard_unspent_run_directory(directory: &Path) {
             return;
         }
     }
-    let _ = std::fs::remove_dir_all(directory);
+    // Out of sight first: a process killed while removing leaves a hidden directory, never a
+    // run directory without its ledger that would be taken for a damaged run.
+    let hidden = directory.file_name().and_then(|name| {
+        let hidden = directory.with_file_name(format!(".{}.discarded", name.to_string_lossy()));
+        std::fs::rename(directory, &hidden).ok().map(|()| hidden)
+    });
+    let _ = std::fs::remove_dir_all(hidden.as_deref().unwrap_or(directory));
 }
 
 /// A run directory chosen and locked for `run`, and whether this process created it.

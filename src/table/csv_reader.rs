@@ -17,6 +17,7 @@ use super::TableError;
 use super::batch_stream::BatchWithLines;
 use super::csv_records::{CsvReadError, CsvRecord, CsvRecordReader, QuoteProblem};
 use super::input_options::InputOptions;
+use super::reader::BATCH_TEXT_BYTES;
 use super::text_source::{OpenedText, TextEncoding, open_text_digesting, sniff_delimiter};
 
 pub struct CsvBatchReader {
@@ -87,6 +88,15 @@ impl CsvBatchReader {
         let has_record = reader
             .read_record(&mut headers)
             .map_err(|error| csv_error(path, error, None, shape))?;
+        super::reader::refuse_too_many_columns(
+            path,
+            headers.len(),
+            Some(if options.header { "header" } else { "row 1" }.to_owned()),
+            &format!(
+                "if the file was split at the wrong character, name its delimiter with `[input] delimiter`; otherwise {}",
+                super::reader::KEEP_FEWER_COLUMNS
+            ),
+        )?;
         if !options.header {
             if !has_record {
                 return Err(TableError::new(
@@ -140,8 +150,8 @@ impl CsvBatchReader {
         Ok(CsvBatchReader {
             path: path.to_owned(),
             reader,
+            rows_per_batch: super::reader::rows_per_batch_of(fields.len(), rows_per_batch),
             schema: Arc::new(Schema::new(fields)),
-            rows_per_batch,
             rows_read: 0,
             finished: false,
             first_record,
@@ -188,8 +198,9 @@ impl CsvBatchReader {
             })
             .collect();
         let mut rows_in_batch = 0;
+        let mut bytes_in_batch = 0;
         let mut lines = Vec::with_capacity(self.rows_per_batch.min(4096));
-        while rows_in_batch < self.rows_per_batch {
+        while rows_in_batch < self.rows_per_batch && bytes_in_batch < BATCH_TEXT_BYTES {
             if let Some(first) = self.first_record.take() {
                 self.record = first;
             } else {
@@ -230,6 +241,7 @@ impl CsvBatchReader {
                 builder.append_value(value);
             }
             rows_in_batch += 1;
+            bytes_in_batch += self.record.byte_len();
         }
         if rows_in_batch == 0 {
             return Ok(None);
@@ -447,6 +459,29 @@ mod tests {
             .map(|batch| batch.unwrap().1.unwrap())
             .collect();
         assert_eq!(lines, [vec![2, 5]]);
+    }
+
+    #[test]
+    fn a_batch_ends_at_its_byte_bound_and_a_wide_table_reads_fewer_rows_a_batch() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("input.csv");
+        // Ten rows of 1 MiB: two a batch, not all ten.
+        let mut text = String::from("id,text\n");
+        for row in 0..10 {
+            text.push_str(&format!("{row},{}\n", "好".repeat((1 << 20) / 3)));
+        }
+        std::fs::write(&path, &text).unwrap();
+        let reader = CsvBatchReader::open(&path, 4096, &InputOptions::default()).unwrap();
+        let sizes: Vec<usize> = reader.map(|batch| batch.unwrap().0.num_rows()).collect();
+        assert_eq!(sizes, [2, 2, 2, 2, 2]);
+        // 4,096 columns: 256 rows a batch.
+        let header: Vec<String> = (0..4096).map(|column| format!("c{column}")).collect();
+        let row = vec!["x"; 4096].join(",");
+        let text = format!("{}\n{}", header.join(","), format!("{row}\n").repeat(300));
+        std::fs::write(&path, text).unwrap();
+        let reader = CsvBatchReader::open(&path, 4096, &InputOptions::default()).unwrap();
+        let sizes: Vec<usize> = reader.map(|batch| batch.unwrap().0.num_rows()).collect();
+        assert_eq!(sizes, [256, 44]);
     }
 
     #[test]

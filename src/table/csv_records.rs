@@ -99,6 +99,11 @@ impl CsvRecord {
         record
     }
 
+    /// The bytes of its fields, end to end.
+    pub fn byte_len(&self) -> usize {
+        self.bytes.len()
+    }
+
     /// How many fields the record has.
     pub fn len(&self) -> usize {
         self.field_ends.len()

@@ -21,6 +21,7 @@ use super::batch_stream::BatchWithLines;
 use super::bounded_lines::{BoundedLines, LINE_PAST_LIMIT};
 use super::csv_records::MAX_RECORD_BYTES;
 use super::input_options::InputOptions;
+use super::reader::{BATCH_TEXT_BYTES, MAX_INPUT_COLUMNS, refuse_too_many_columns};
 
 /// One top-level value of a line, as written.
 #[derive(Debug, Clone, PartialEq)]
@@ -440,6 +441,15 @@ impl JsonlBatchReader {
         let mut columns: Vec<(String, ColumnEvidence)> = Vec::new();
         for (index, line) in open_lines(path, options)?.0.enumerate() {
             let line_number = index as u64 + 1;
+            // This pass reads the whole file before a row is planned: a signal stops it too
+            // (the caller tells the signal, not this error).
+            if line_number.is_multiple_of(1024) && crate::interrupt::received().is_some() {
+                return Err(TableError::new(
+                    path,
+                    Some(format!("line {line_number}")),
+                    "stopped by a signal while the file's column types were read",
+                ));
+            }
             let line = read_line(path, line_number, line)?;
             if line.trim().is_empty() {
                 continue;
@@ -448,6 +458,14 @@ impl JsonlBatchReader {
                 let position = match column_index.get(&key) {
                     Some(position) => *position,
                     None => {
+                        if columns.len() == MAX_INPUT_COLUMNS {
+                            refuse_too_many_columns(
+                                path,
+                                columns.len() + 1,
+                                Some(format!("line {line_number}, key `{key}`")),
+                                "each new key of a JSON Lines file is a column, so put values used as keys (ids, dates) under one key, and keep only the keys the prompt and the output need",
+                            )?;
+                        }
                         column_index.insert(key.clone(), columns.len());
                         columns.push((key, ColumnEvidence::default()));
                         columns.len() - 1
@@ -475,6 +493,7 @@ impl JsonlBatchReader {
             })
             .collect();
         let (lines, encoding) = open_lines(path, options)?;
+        let rows_per_batch = super::reader::rows_per_batch_of(kinds.len(), rows_per_batch);
         Ok(JsonlBatchReader {
             path: path.to_owned(),
             lines,
@@ -504,7 +523,8 @@ impl JsonlBatchReader {
             .map(|kind| ColumnBuilder::new(*kind))
             .collect();
         let mut lines = Vec::new();
-        while lines.len() < self.rows_per_batch {
+        let mut bytes_in_batch = 0;
+        while lines.len() < self.rows_per_batch && bytes_in_batch < BATCH_TEXT_BYTES {
             let Some(line) = self.lines.next() else {
                 self.finished = true;
                 break;
@@ -538,6 +558,7 @@ impl JsonlBatchReader {
                 })?;
             }
             lines.push(self.line_number);
+            bytes_in_batch += line.len();
         }
         if lines.is_empty() {
             return Ok(None);
@@ -603,6 +624,29 @@ mod tests {
         assert!(tags.is_null(0));
         assert_eq!(tags.value(1), "[1,2]");
         assert!(batches[0].column_by_name("text").unwrap().is_null(1));
+    }
+
+    #[test]
+    fn a_new_key_past_the_column_limit_is_named_and_large_lines_make_small_batches() {
+        let mut text = String::new();
+        for line in 0..MAX_INPUT_COLUMNS + 5 {
+            text.push_str(&format!("{{\"id\": {line}, \"k{line}\": 1}}\n"));
+        }
+        let refused = read_all(&text).unwrap_err().to_string();
+        // `id` and 16,383 keys are columns when line 16,384 brings one more.
+        assert!(
+            refused.contains("line 16384, key `k16383`") && refused.contains("16,385 columns"),
+            "{refused}"
+        );
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("input.jsonl");
+        let line = format!("{{\"text\": \"{}\"}}\n", "好".repeat((1 << 20) / 3));
+        std::fs::write(&path, line.repeat(5)).unwrap();
+        let sizes: Vec<usize> = JsonlBatchReader::open(&path, 4096, &InputOptions::default())
+            .unwrap()
+            .map(|batch| batch.unwrap().0.num_rows())
+            .collect();
+        assert_eq!(sizes, [2, 2, 1]);
     }
 
     #[test]

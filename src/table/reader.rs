@@ -22,6 +22,53 @@ use super::read_digest::{DigestAlgorithm, ReadDigest};
 /// Rows per record batch: small enough to keep memory flat, large enough to be fast.
 pub const ROWS_PER_BATCH: usize = 4096;
 
+/// A batch ends once its rows hold this many bytes of input text: rows of 60 KB documents come
+/// about 35 to a batch, not 4096, and a batch holds one row near the record limit. (Rows of the
+/// usual few hundred bytes fill 4096 rows first.)
+pub const BATCH_TEXT_BYTES: usize = 2 << 20;
+
+/// At most this many cells in one batch: each column's builder holds a place per row, so a
+/// table of 16,384 columns is read 64 rows at a time.
+const CELLS_PER_BATCH: usize = 1 << 20;
+
+/// The most columns an input may have: as many as Excel shows, where our users open the
+/// output (Excel specifications and limits: 16,384 columns a worksheet). Past it a table is
+/// more likely a file read with the wrong delimiter, or JSON Lines with data for keys.
+pub const MAX_INPUT_COLUMNS: usize = 16_384;
+
+/// The rows of a batch of `columns` columns, at most `rows_per_batch`.
+pub fn rows_per_batch_of(columns: usize, rows_per_batch: usize) -> usize {
+    (CELLS_PER_BATCH / columns.max(1)).clamp(1, rows_per_batch.max(1))
+}
+
+/// What to do about too many columns, for a table whose format names its columns once.
+pub const KEEP_FEWER_COLUMNS: &str =
+    "keep only the columns the prompt and the output need, and run again";
+
+/// Refuses an input of more than [`MAX_INPUT_COLUMNS`] columns, before its rows are read.
+///
+/// # Errors
+/// When `columns` is past the limit; `location` says where it was met, `advice` what to do.
+pub fn refuse_too_many_columns(
+    path: &Path,
+    columns: usize,
+    location: Option<String>,
+    advice: &str,
+) -> Result<(), TableError> {
+    if columns <= MAX_INPUT_COLUMNS {
+        return Ok(());
+    }
+    Err(TableError::new(
+        path,
+        location,
+        format!(
+            "the input has {} columns, more than the {} dashbatch reads (as many as Excel shows, where the output is opened): {advice}",
+            crate::readable_number::with_thousands(columns as u64),
+            crate::readable_number::with_thousands(MAX_INPUT_COLUMNS as u64),
+        ),
+    ))
+}
+
 /// A stream of record batches with a fixed schema. Rows are numbered from 1 in input order.
 pub struct TableReader {
     schema: SchemaRef,
@@ -472,8 +519,10 @@ fn open_one_file(
             })?;
             let schema = builder.schema().clone();
             check_column_names(path, &schema)?;
+            refuse_too_many_columns(path, schema.fields().len(), None, KEEP_FEWER_COLUMNS)?;
+            let batch_size = parquet_rows_per_batch(builder.metadata(), schema.fields().len());
             let reader = builder
-                .with_batch_size(ROWS_PER_BATCH)
+                .with_batch_size(batch_size)
                 .build()
                 .map_err(|error| {
                     TableError::new(path, None, format!("not a readable Parquet file: {error}"))
@@ -491,10 +540,40 @@ fn open_one_file(
     }
 }
 
+/// The rows of a Parquet file's batches: as many as hold about [`BATCH_TEXT_BYTES`] at the
+/// file's average row size (its uncompressed bytes over its rows), within
+/// [`rows_per_batch_of`] its columns.
+fn parquet_rows_per_batch(
+    metadata: &parquet::file::metadata::ParquetMetaData,
+    columns: usize,
+) -> usize {
+    let rows = metadata.file_metadata().num_rows().max(1) as u64;
+    let bytes: u64 = metadata
+        .row_groups()
+        .iter()
+        .map(|group| group.total_byte_size().max(0) as u64)
+        .sum();
+    let average_row_bytes = (bytes / rows).max(1);
+    let by_bytes = (BATCH_TEXT_BYTES as u64 / average_row_bytes).max(1) as usize;
+    by_bytes.min(rows_per_batch_of(columns, ROWS_PER_BATCH))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use arrow_schema::{DataType, Field};
+
+    #[test]
+    fn a_batch_holds_fewer_rows_the_wider_its_table_and_never_none() {
+        assert_eq!(rows_per_batch_of(3, ROWS_PER_BATCH), ROWS_PER_BATCH);
+        assert_eq!(rows_per_batch_of(MAX_INPUT_COLUMNS, ROWS_PER_BATCH), 64);
+        assert_eq!(rows_per_batch_of(10_000_000, ROWS_PER_BATCH), 1);
+        assert_eq!(rows_per_batch_of(0, 2), 2);
+        let path = Path::new("t.csv");
+        assert!(refuse_too_many_columns(path, MAX_INPUT_COLUMNS, None, "").is_ok());
+        let refused = refuse_too_many_columns(path, MAX_INPUT_COLUMNS + 1, None, "").unwrap_err();
+        assert!(refused.to_string().contains("16,385 columns"), "{refused}");
+    }
 
     #[test]
     fn a_csv_file_read_to_its_end_has_the_digest_of_a_pass_of_its_own() {

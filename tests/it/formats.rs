@@ -743,6 +743,72 @@ fn a_json_array_saved_as_json_lines_is_refused_at_the_limit_not_read_whole() {
 }
 
 #[test]
+fn a_table_wider_than_excel_shows_is_refused_where_the_column_past_the_limit_appears() {
+    let workspace = Workspace::new();
+    // Exactly as many columns as Excel shows: read.
+    let columns = |count: usize| -> String {
+        let mut names: Vec<String> = (2..count).map(|column| format!("c{column}")).collect();
+        names.insert(0, "id".to_owned());
+        names.insert(1, "text".to_owned());
+        let cells = vec!["x"; count].join(",");
+        format!(
+            "{}\n1,{}\n2,{}\n",
+            names.join(","),
+            &cells[2..],
+            &cells[2..]
+        )
+    };
+    text_job(
+        &workspace,
+        "wide.csv",
+        columns(16_384).as_bytes(),
+        "",
+        "{{ text }}",
+    );
+    assert_success(&workspace.run(&["validate", "job.toml"]));
+    // One more, as a file split at the wrong character gives: refused at its header, before
+    // anything is planned or spent.
+    text_job(
+        &workspace,
+        "wide.csv",
+        columns(16_385).as_bytes(),
+        "",
+        "{{ text }}",
+    );
+    validation_refuses(
+        &workspace,
+        &[
+            "wide.csv",
+            "header",
+            "16,385 columns",
+            "16,384",
+            "[input] delimiter",
+        ],
+    );
+    let refused = workspace.run(&["run", "job.toml", "--provider", "sim"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stderr));
+    assert!(nothing_was_started(&workspace));
+    // JSON Lines with a value used as a key on every line: refused at the line of the key
+    // past the limit, not read on to the end for minutes.
+    let mut lines = String::new();
+    for line in 1..=20_000 {
+        lines.push_str(&format!(
+            "{{\"id\": {line}, \"text\": \"好\", \"user_{line}\": 1}}\n"
+        ));
+    }
+    text_job(&workspace, "keys.jsonl", lines.as_bytes(), "", "{{ text }}");
+    validation_refuses(
+        &workspace,
+        &[
+            "keys.jsonl",
+            "line 16383, key `user_16383`",
+            "16,385 columns",
+            "under one key",
+        ],
+    );
+}
+
+#[test]
 fn hard_to_read_tables_are_read_right_or_refused_with_what_to_name() {
     let workspace = Workspace::new();
     // Short GBK text that a guess may take for Korean or Japanese: read as GB18030 or refused.

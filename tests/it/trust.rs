@@ -821,6 +821,11 @@ fn assert_every_command_refuses_the_damaged_run(
             command
         }),
         ("status", workspace.command(&["status", directory])),
+        ("cancel", {
+            let mut command = workspace.command(&["cancel", directory]);
+            command.env("DASHSCOPE_API_KEY", SECRET_KEY);
+            command
+        }),
     ];
     for (name, mut command) in attempts {
         let output = command.output().unwrap();
@@ -961,6 +966,81 @@ fn a_finished_run_whose_ledger_was_lost_keeps_its_paid_results_and_output() {
         "paid results overwritten"
     );
     assert_eq!(kept_files(), before, "the run's output or report changed");
+}
+
+#[test]
+fn an_older_copy_of_the_ledger_put_back_after_the_run_went_on_is_refused_not_sent_again() {
+    let simulator = StandaloneSimulator::start(&[]);
+    let workspace = review_workspace(12, 6, "");
+    let killed = review_run_in_default_directory(&workspace, &simulator, &["--quiet"])
+        .env("DASHBATCH_TEST_KILL_AT", "after_upload_before_record")
+        .status()
+        .unwrap();
+    assert_eq!(killed.signal(), Some(libc::SIGKILL));
+    let run = workspace.single_run_directory();
+    // The copy a backup took then, with the ledger's write-ahead log.
+    let copies: Vec<(std::path::PathBuf, Vec<u8>)> = ["", "-wal", "-shm"]
+        .iter()
+        .map(|suffix| run.join(format!("ledger.sqlite{suffix}")))
+        .filter(|path| path.exists())
+        .map(|path| {
+            let bytes = std::fs::read(&path).unwrap();
+            (path, bytes)
+        })
+        .collect();
+    let finished = review_run_in_default_directory(&workspace, &simulator, &["--quiet"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        finished.status.code(),
+        Some(0),
+        "{}",
+        text(&finished.stderr)
+    );
+    remove_ledger_files(&run);
+    for (path, bytes) in &copies {
+        std::fs::write(path, bytes).unwrap();
+    }
+    let batches = || simulator.ledger()["batches"].as_array().unwrap().len();
+    let made = batches();
+    assert_every_command_refuses_the_damaged_run(
+        &workspace,
+        &simulator,
+        &run,
+        "older copy",
+        "was downloaded from a batch that its `ledger.sqlite` does not record",
+    );
+    assert_eq!(batches(), made, "batches created a second time");
+}
+
+#[test]
+fn an_unfinished_run_given_its_own_name_under_runs_is_continued_not_sent_again() {
+    let simulator = StandaloneSimulator::start(&[]);
+    let workspace = review_workspace(12, 6, "");
+    let killed = review_run_in_default_directory(
+        &workspace,
+        &simulator,
+        &["--quiet", "--run-dir", "runs/reviews-nightly"],
+    )
+    .env("DASHBATCH_TEST_KILL_AT", "during_poll")
+    .status()
+    .unwrap();
+    assert_eq!(killed.signal(), Some(libc::SIGKILL));
+    let uploaded = uploads(&simulator);
+    let again = review_run_in_default_directory(&workspace, &simulator, &[])
+        .output()
+        .unwrap();
+    let stderr = text(&again.stderr);
+    assert_eq!(again.status.code(), Some(0), "{stderr}");
+    assert_mentions(
+        &stderr,
+        &["continuing the unfinished run `runs/reviews-nightly`"],
+    );
+    assert_eq!(uploads(&simulator), uploaded, "rows sent again");
+    assert_eq!(
+        workspace.single_run_directory(),
+        workspace.path().join("runs/reviews-nightly")
+    );
 }
 
 #[test]
