@@ -115,6 +115,16 @@ pub async fn download_shard_results(
         .zip(run_directory.results_paths(shard.shard_index))
     {
         let Some(file_id) = file_id else { continue };
+        // A whole file is in place only once it was downloaded in full (see
+        // `ApiClient::download_file`): one there before the ledger recorded the download (a
+        // crash in between, or an older copy of the ledger put back) is kept, never fetched
+        // again, since the provider may no longer serve the answers it holds.
+        if destination.is_file()
+            && let Ok(count) = verify_result_file(&destination)
+        {
+            lines += count;
+            continue;
+        }
         match download_verified(client, ledger, shard.shard_index, file_id, &destination).await {
             Ok(count) => lines += count,
             Err(error) if is_gone(&error) => {

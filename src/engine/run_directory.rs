@@ -41,10 +41,19 @@ impl RunDirectory {
             .unwrap_or_else(|| "run".to_owned())
     }
 
-    /// `runs/<job>-<UTC timestamp>` below the current directory.
+    /// `runs/<job>-<UTC timestamp>` below the current directory, or, when a run of the same
+    /// second has that name already, `runs/<job>-<UTC timestamp>-2` (`-3`, ...).
     pub fn default_for(job_name: &str) -> RunDirectory {
         let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
-        RunDirectory::new(PathBuf::from("runs").join(format!("{job_name}-{stamp}")))
+        let name = format!("{job_name}-{stamp}");
+        let runs = PathBuf::from("runs");
+        let mut path = runs.join(&name);
+        let mut number = 2;
+        while path.exists() {
+            path = runs.join(format!("{name}-{number}"));
+            number += 1;
+        }
+        RunDirectory::new(path)
     }
 
     /// The run id that goes into upload names and batch metadata.

@@ -35,16 +35,23 @@ pub enum ExistingRun {
 }
 
 /// Whether `name` is what [`RunDirectory::default_for`] names a run of `job_name`:
-/// `<job>-<UTC timestamp>`, with `-rehearsal` after the job's name for a rehearsal. Another
-/// job whose name starts with this one's (`reviews-en` beside `reviews`) does not match.
+/// `<job>-<UTC timestamp>`, with `-rehearsal` after the job's name for a rehearsal and `-2`,
+/// `-3`, ... after a second run of the same second. Another job whose name starts with this
+/// one's (`reviews-en` beside `reviews`) does not match.
 fn is_default_run_directory_name(name: &str, job_name: &str, rehearse: bool) -> bool {
     let prefix = if rehearse {
         format!("{job_name}-rehearsal-")
     } else {
         format!("{job_name}-")
     };
-    name.strip_prefix(&prefix).is_some_and(|stamp| {
-        let stamp = stamp.as_bytes();
+    name.strip_prefix(&prefix).is_some_and(|rest| {
+        let rest = rest.as_bytes();
+        let (stamp, number) = rest.split_at(rest.len().min(16));
+        let number_fits = match number {
+            [] => true,
+            [b'-', digits @ ..] => !digits.is_empty() && digits.iter().all(u8::is_ascii_digit),
+            _ => false,
+        };
         stamp.len() == 16
             && stamp[8] == b'T'
             && stamp[15] == b'Z'
@@ -52,6 +59,7 @@ fn is_default_run_directory_name(name: &str, job_name: &str, rehearse: bool) -> 
                 .iter()
                 .chain(&stamp[9..15])
                 .all(u8::is_ascii_digit)
+            && number_fits
     })
 }
 
@@ -415,10 +423,14 @@ mod tests {
             "reviews",
             false
         ));
+        let second = format!("reviews-{stamp}-2");
+        assert!(is_default_run_directory_name(&second, "reviews", false));
         for other in [
             "reviews-",
             "reviews-2026120XT050750Z",
             "reviews-20261204T050750Z.bak",
+            "reviews-20261204T050750Z-",
+            "reviews-20261204T050750Z-x",
         ] {
             assert!(
                 !is_default_run_directory_name(other, "reviews", false),

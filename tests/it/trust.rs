@@ -1044,6 +1044,102 @@ fn an_unfinished_run_given_its_own_name_under_runs_is_continued_not_sent_again()
 }
 
 #[test]
+fn results_downloaded_before_the_ledger_recorded_them_are_kept_not_fetched_again() {
+    let simulator = StandaloneSimulator::start(&[]);
+    let workspace = review_workspace(12, 6, "");
+    let run =
+        || review_run_in_default_directory(&workspace, &simulator, &["--quiet", "--no-store"]);
+    let killed = run()
+        .env("DASHBATCH_TEST_KILL_AT", "during_poll")
+        .status()
+        .unwrap();
+    assert_eq!(killed.signal(), Some(libc::SIGKILL));
+    let directory = workspace.single_run_directory();
+    // The ledger as it was before the results were downloaded, with its write-ahead log.
+    let copies: Vec<(std::path::PathBuf, Vec<u8>)> = ["", "-wal", "-shm"]
+        .iter()
+        .map(|suffix| directory.join(format!("ledger.sqlite{suffix}")))
+        .filter(|path| path.exists())
+        .map(|path| {
+            let bytes = std::fs::read(&path).unwrap();
+            (path, bytes)
+        })
+        .collect();
+    // The run finishes, and deletes its remote files: the provider serves them no more.
+    let finished = run().output().unwrap();
+    assert_eq!(
+        finished.status.code(),
+        Some(0),
+        "{}",
+        text(&finished.stderr)
+    );
+    remove_ledger_files(&directory);
+    for (path, bytes) in &copies {
+        std::fs::write(path, bytes).unwrap();
+    }
+    let again = run().output().unwrap();
+    let stderr = text(&again.stderr);
+    // Before, the failed download removed the paid results and marked every row failed.
+    assert_eq!(again.status.code(), Some(0), "{stderr}");
+    assert!(
+        std::fs::read_dir(directory.join("results"))
+            .unwrap()
+            .count()
+            >= 2,
+        "the downloaded results were removed"
+    );
+}
+
+#[test]
+fn two_runs_of_a_job_in_the_same_second_get_two_run_directories() {
+    let simulator = StandaloneSimulator::start(&[]);
+    let workspace = review_workspace(4, 4, "");
+    let first = review_run_in_default_directory(&workspace, &simulator, &["--quiet"])
+        .output()
+        .unwrap();
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+    let finished = workspace.single_run_directory();
+    // The finished run under the names of this second and the next few, so that the next run
+    // starts in a second whose name is taken, as a quick job run twice does.
+    let now = chrono::Utc::now();
+    for seconds in 0..4 {
+        let stamp = (now + chrono::Duration::seconds(seconds)).format("%Y%m%dT%H%M%SZ");
+        let name = workspace
+            .path()
+            .join("runs")
+            .join(format!("reviews-{stamp}"));
+        if name != finished {
+            let copied = std::process::Command::new("cp")
+                .arg("-r")
+                .arg(&finished)
+                .arg(&name)
+                .status()
+                .unwrap();
+            assert!(copied.success());
+        }
+    }
+    // The next night's input differs: a new run, not the finished one of the same name.
+    let input = workspace.path().join("reviews.csv");
+    let changed = std::fs::read_to_string(&input)
+        .unwrap()
+        .replacen("好", "好吗", 1);
+    std::fs::write(&input, changed).unwrap();
+    let second = review_run_in_default_directory(&workspace, &simulator, &["--quiet"])
+        .output()
+        .unwrap();
+    let stderr = text(&second.stderr);
+    assert_eq!(second.status.code(), Some(0), "{stderr}");
+    let numbered = std::fs::read_dir(workspace.path().join("runs"))
+        .unwrap()
+        .filter(|entry| {
+            let name = entry.as_ref().unwrap().file_name();
+            name.to_string_lossy().ends_with("Z-2")
+        })
+        .count();
+    assert_eq!(numbered, 1, "the second run's directory is numbered");
+}
+
+#[test]
 fn a_finished_fact_dashbatch_never_writes_is_told_not_taken_as_finished() {
     let simulator = StandaloneSimulator::start(&[]);
     let workspace = review_workspace(12, 6, "");
