@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use super::run_failure::RunFailure;
+use super::run_identity::RunIdentity;
 use super::run_record::RunRecord;
 use crate::ledger::{LEDGER_FILE_NAME, Ledger, LedgerError};
 
@@ -55,6 +56,20 @@ impl RunDamage {
 /// directory, or a run a crash stopped before it was founded (an empty ledger and nothing
 /// else). A founded ledger's values that cannot be read are told by the record's own reading.
 pub fn damage_of_run(directory: &Path) -> Option<RunDamage> {
+    let identity = RunIdentity::read(directory);
+    damage_beside_the_identity(directory, identity.as_ref()).map(|damage| RunDamage {
+        // The identity says whose run it is when the ledger no longer can.
+        job_sha256: damage
+            .job_sha256
+            .or_else(|| identity.map(|identity| identity.job_sha256)),
+        ..damage
+    })
+}
+
+fn damage_beside_the_identity(
+    directory: &Path,
+    identity: Option<&RunIdentity>,
+) -> Option<RunDamage> {
     let work = || work_on_disk(directory);
     if !Ledger::exists_in(directory) {
         let work = work();
@@ -75,6 +90,17 @@ pub fn damage_of_run(directory: &Path) -> Option<RunDamage> {
         Err(error) => return (!work().is_empty()).then(|| RunDamage::unreadable(&error)),
     };
     if founded {
+        let run_id = RunRecord::run_id_alone(&ledger);
+        if let Some(identity) = identity
+            && run_id.as_ref() != Some(&identity.run_id)
+        {
+            return Some(RunDamage::lost(format!(
+                "its `{LEDGER_FILE_NAME}` is the ledger of run `{}`, but the directory holds run `{}` (`{}`)",
+                run_id.unwrap_or_default(),
+                identity.run_id,
+                super::run_identity::RUN_IDENTITY_FILE_NAME
+            )));
+        }
         return results_the_ledger_does_not_record(directory, &ledger).map(|what| RunDamage {
             job_sha256: RunRecord::job_sha256(&ledger),
             ..RunDamage::lost(what)

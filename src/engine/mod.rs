@@ -30,6 +30,7 @@ mod retry;
 mod run_context;
 mod run_directory;
 mod run_failure;
+mod run_identity;
 mod run_lock;
 mod run_options;
 mod run_record;

@@ -30,6 +30,7 @@ use super::report::{LostResults, RunReport};
 use super::request_key_claims::RequestKeyClaims;
 use super::retry::{ingest_retry_results, plan_retries};
 use super::run_failure::{ProviderRefusal, RunFailure};
+use super::run_identity::RunIdentity;
 use super::run_options::{RunOptions, RunOutcome};
 use super::run_record::{RunFounding, RunRecord};
 use super::submission::submit_pending;
@@ -177,7 +178,22 @@ impl Run {
                 record.founding = Some(founding);
             }
         }
-        let run_id = record.founded(&run_directory.root)?.run_id.clone();
+        let founding = record.founded(&run_directory.root)?;
+        let run_id = founding.run_id.clone();
+        // Beside the ledger, for when the ledger is lost (runs founded before it get one now).
+        if RunIdentity::read(&run_directory.root).is_none() {
+            RunIdentity {
+                run_id: run_id.clone(),
+                job_sha256: founding.job_sha256.clone(),
+            }
+            .write(&run_directory.root)
+            .map_err(|error| {
+                RunFailure::local(anyhow::anyhow!(
+                    "cannot write `{}` in the run directory: {error}",
+                    super::run_identity::RUN_IDENTITY_FILE_NAME
+                ))
+            })?;
+        }
         run_directory.set_run_id(run_id);
         let budget = prepare_run_budget(
             &job,

@@ -174,6 +174,11 @@ impl RunRecord {
         ledger.fact(key::JOB_SHA256).ok().flatten()
     }
 
+    /// The run's id, read alone.
+    pub fn run_id_alone(ledger: &Ledger) -> Option<String> {
+        ledger.fact(key::RUN_ID).ok().flatten()
+    }
+
     /// Whether the run finished, read alone (for a run whose record cannot be read): only as
     /// dashbatch writes it, so a damaged value is taken up and told rather than passed over.
     pub fn finished_alone(ledger: &Ledger) -> bool {

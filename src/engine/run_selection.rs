@@ -195,9 +195,11 @@ pub fn refuse_foreign_directory(directory: &Path) -> Result<(), RunFailure> {
         .filter_map(|entry| entry.ok())
         .map(|entry| entry.file_name().to_string_lossy().into_owned())
         .collect();
-    let is_run_directory = names
-        .iter()
-        .any(|name| is_ledger_file_name(name) || name == RUN_LOCK_FILE_NAME);
+    let is_run_directory = names.iter().any(|name| {
+        is_ledger_file_name(name)
+            || name == RUN_LOCK_FILE_NAME
+            || name == super::run_identity::RUN_IDENTITY_FILE_NAME
+    });
     if names.is_empty() || is_run_directory {
         return Ok(());
     }

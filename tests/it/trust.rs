@@ -1140,6 +1140,51 @@ fn two_runs_of_a_job_in_the_same_second_get_two_run_directories() {
 }
 
 #[test]
+fn a_run_of_its_own_name_that_lost_its_ledger_or_holds_another_runs_is_refused() {
+    let simulator = StandaloneSimulator::start(&[]);
+    let workspace = review_workspace(12, 6, "");
+    let kill_in = |directory: &str| {
+        let killed = review_run_in_default_directory(
+            &workspace,
+            &simulator,
+            &["--quiet", "--run-dir", directory],
+        )
+        .env("DASHBATCH_TEST_KILL_AT", "during_poll")
+        .status()
+        .unwrap();
+        assert_eq!(killed.signal(), Some(libc::SIGKILL), "{directory}");
+        workspace.path().join(directory)
+    };
+    // Another run's ledger copied over this one's: the directory's identity tells.
+    let nightly = kill_in("runs/reviews-nightly");
+    let other = kill_in("runs/reviews-other");
+    remove_ledger_files(&nightly);
+    for suffix in ["", "-wal", "-shm"] {
+        let from = other.join(format!("ledger.sqlite{suffix}"));
+        if from.exists() {
+            std::fs::copy(&from, nightly.join(format!("ledger.sqlite{suffix}"))).unwrap();
+        }
+    }
+    std::fs::remove_dir_all(&other).unwrap();
+    assert_every_command_refuses_the_damaged_run(
+        &workspace,
+        &simulator,
+        &nightly,
+        "another run's ledger",
+        "is the ledger of run `reviews-other-",
+    );
+    // Lost: a run not named as `dashbatch run` names runs is still this job's by its identity.
+    remove_ledger_files(&nightly);
+    assert_every_command_refuses_the_damaged_run(
+        &workspace,
+        &simulator,
+        &nightly,
+        "lost, own name",
+        "it has no `ledger.sqlite`",
+    );
+}
+
+#[test]
 fn a_finished_fact_dashbatch_never_writes_is_told_not_taken_as_finished() {
     let simulator = StandaloneSimulator::start(&[]);
     let workspace = review_workspace(12, 6, "");
