@@ -70,6 +70,23 @@ pub fn check() -> Result<(), Interrupted> {
     }
 }
 
+/// The stop by signal an I/O error carries, when a long read stopped for one (see
+/// [`check_while_reading`]).
+pub fn of_io_error(error: &std::io::Error) -> Option<Interrupted> {
+    error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<Interrupted>())
+        .copied()
+}
+
+/// [`check`] as an I/O error, for a long pass of reads (hashing a whole input).
+///
+/// # Errors
+/// Once a signal has arrived.
+pub fn check_while_reading() -> std::io::Result<()> {
+    check().map_err(|interrupted| std::io::Error::new(std::io::ErrorKind::Interrupted, interrupted))
+}
+
 /// Resolves when a signal arrives (at once if one already has).
 pub async fn wait_for_signal() -> Interrupted {
     loop {

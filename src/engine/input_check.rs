@@ -65,7 +65,10 @@ impl InputCheck {
         match input_digest(&self.input_path, self.algorithm()) {
             Ok(digest) => Ok(self.judge_digest(&digest).is_ok()),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(error) => Err(self.unreadable(&error)),
+            Err(error) => match crate::interrupt::of_io_error(&error) {
+                Some(interrupted) => Err(interrupted.into()),
+                None => Err(self.unreadable(&error)),
+            },
         }
     }
 

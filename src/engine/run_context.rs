@@ -260,11 +260,12 @@ impl Run {
                 let parts_stamp = input_parts_stamp(&self.job.input_path);
                 let hash_input = || {
                     input_digest(&self.job.input_path, DigestAlgorithm::FOR_NEW_RUNS).map_err(
-                        |error| {
-                            RunFailure::local(anyhow::anyhow!(
+                        |error| match crate::interrupt::of_io_error(&error) {
+                            Some(interrupted) => RunFailure::interrupted(interrupted),
+                            None => RunFailure::local(anyhow::anyhow!(
                                 "cannot read input `{}`: {error}",
                                 self.job.input_path.display()
-                            ))
+                            )),
                         },
                     )
                 };
