@@ -406,37 +406,27 @@ mod tests {
     #[test]
     fn a_run_directory_is_this_jobs_only_by_its_exact_default_name() {
         let stamp = "20261204T050750Z";
-        assert!(is_default_run_directory_name(
-            &format!("reviews-{stamp}"),
-            "reviews",
-            false
-        ));
-        assert!(!is_default_run_directory_name(
-            &format!("reviews-{stamp}"),
-            "reviews",
-            true
-        ));
-        let rehearsal = format!("reviews-rehearsal-{stamp}");
-        assert!(is_default_run_directory_name(&rehearsal, "reviews", true));
-        assert!(!is_default_run_directory_name(&rehearsal, "reviews", false));
-        // Another job whose name starts with this one's.
-        assert!(!is_default_run_directory_name(
-            &format!("reviews-en-{stamp}"),
-            "reviews",
-            false
-        ));
-        let second = format!("reviews-{stamp}-2");
-        assert!(is_default_run_directory_name(&second, "reviews", false));
-        for other in [
-            "reviews-",
-            "reviews-2026120XT050750Z",
-            "reviews-20261204T050750Z.bak",
-            "reviews-20261204T050750Z-",
-            "reviews-20261204T050750Z-x",
-        ] {
-            assert!(
-                !is_default_run_directory_name(other, "reviews", false),
-                "{other}"
+        // (name, rehearsal, whether it is a run `dashbatch run` named for job `reviews`)
+        let cases = [
+            (format!("reviews-{stamp}"), false, true),
+            (format!("reviews-{stamp}"), true, false),
+            (format!("reviews-rehearsal-{stamp}"), true, true),
+            (format!("reviews-rehearsal-{stamp}"), false, false),
+            // Another job whose name starts with this one's.
+            (format!("reviews-en-{stamp}"), false, false),
+            // A second run in the same second.
+            (format!("reviews-{stamp}-2"), false, true),
+            ("reviews-".to_owned(), false, false),
+            ("reviews-2026120XT050750Z".to_owned(), false, false),
+            (format!("reviews-{stamp}.bak"), false, false),
+            (format!("reviews-{stamp}-"), false, false),
+            (format!("reviews-{stamp}-x"), false, false),
+        ];
+        for (name, rehearse, expected) in cases {
+            assert_eq!(
+                is_default_run_directory_name(&name, "reviews", rehearse),
+                expected,
+                "{name}, rehearsal {rehearse}"
             );
         }
     }

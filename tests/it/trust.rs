@@ -892,29 +892,21 @@ fn a_run_whose_ledger_was_lost_emptied_or_unfounded_is_refused_by_every_command_
     for (case, damage, said) in damages {
         let simulator = StandaloneSimulator::start(&[]);
         let workspace = review_workspace(12, 12, "");
-        let killed = review_run_in_default_directory(&workspace, &simulator, &["--quiet"])
-            .env("DASHBATCH_TEST_KILL_AT", "during_poll")
-            .status()
-            .unwrap();
-        assert_eq!(killed.signal(), Some(libc::SIGKILL), "{case}");
+        kill_review_run_at(&workspace, &simulator, "during_poll", &["--quiet"]);
         let run = workspace.single_run_directory();
         damage(&run);
         assert_every_command_refuses_the_damaged_run(&workspace, &simulator, &run, case, said);
     }
 }
 
-/// Removes a run's ledger with the journal files SQLite keeps beside it.
-fn remove_ledger_files(run: &Path) {
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(run.join(format!("ledger.sqlite{suffix}")));
-    }
-}
-
-#[test]
-fn a_finished_run_whose_ledger_was_lost_keeps_its_paid_results_and_output() {
-    let simulator = StandaloneSimulator::start(&[]);
-    let workspace = review_workspace(12, 6, "");
-    let finished = review_run_in_default_directory(&workspace, &simulator, &["--quiet"])
+/// Runs the review job in the default run directory (with `extra_arguments`) to its end, every
+/// row answered.
+fn finish_review_run(
+    workspace: &Workspace,
+    simulator: &StandaloneSimulator,
+    extra_arguments: &[&str],
+) {
+    let finished = review_run_in_default_directory(workspace, simulator, extra_arguments)
         .output()
         .unwrap();
     assert_eq!(
@@ -923,6 +915,67 @@ fn a_finished_run_whose_ledger_was_lost_keeps_its_paid_results_and_output() {
         "{}",
         text(&finished.stderr)
     );
+}
+
+/// A simulator and a workspace of 12 reviews in shards of 6, whose run in the default run
+/// directory (with `extra_arguments`) killed itself at the crash point `point`.
+fn review_run_killed_at(point: &str, extra_arguments: &[&str]) -> (StandaloneSimulator, Workspace) {
+    let simulator = StandaloneSimulator::start(&[]);
+    let workspace = review_workspace(12, 6, "");
+    kill_review_run_at(&workspace, &simulator, point, extra_arguments);
+    (simulator, workspace)
+}
+
+/// Runs the review job in the default run directory (with `extra_arguments`) until it kills
+/// itself at the crash point `point`.
+fn kill_review_run_at(
+    workspace: &Workspace,
+    simulator: &StandaloneSimulator,
+    point: &str,
+    extra_arguments: &[&str],
+) {
+    let killed = review_run_in_default_directory(workspace, simulator, extra_arguments)
+        .env("DASHBATCH_TEST_KILL_AT", point)
+        .status()
+        .unwrap();
+    assert_eq!(killed.signal(), Some(libc::SIGKILL), "{point}");
+}
+
+/// The files of a run's ledger: the ledger and the journal files SQLite keeps beside it.
+const LEDGER_FILE_SUFFIXES: [&str; 3] = ["", "-wal", "-shm"];
+
+/// Removes a run's ledger with its journal files.
+fn remove_ledger_files(run: &Path) {
+    for suffix in LEDGER_FILE_SUFFIXES {
+        let _ = std::fs::remove_file(run.join(format!("ledger.sqlite{suffix}")));
+    }
+}
+
+/// A run's ledger files as they are now (what a backup copies), by suffix.
+fn copy_of_ledger(run: &Path) -> Vec<(&'static str, Vec<u8>)> {
+    LEDGER_FILE_SUFFIXES
+        .into_iter()
+        .filter_map(|suffix| {
+            std::fs::read(run.join(format!("ledger.sqlite{suffix}")))
+                .ok()
+                .map(|bytes| (suffix, bytes))
+        })
+        .collect()
+}
+
+/// Puts `copy` in place of a run's ledger files.
+fn put_ledger_copy(run: &Path, copy: &[(&str, Vec<u8>)]) {
+    remove_ledger_files(run);
+    for (suffix, bytes) in copy {
+        std::fs::write(run.join(format!("ledger.sqlite{suffix}")), bytes).unwrap();
+    }
+}
+
+#[test]
+fn a_finished_run_whose_ledger_was_lost_keeps_its_paid_results_and_output() {
+    let simulator = StandaloneSimulator::start(&[]);
+    let workspace = review_workspace(12, 6, "");
+    finish_review_run(&workspace, &simulator, &["--quiet"]);
     let run = workspace.single_run_directory();
     // Each file with a hash of its bytes; the lock file (rewritten by each holder) and the
     // ledger (removed) aside.
@@ -970,37 +1023,12 @@ fn a_finished_run_whose_ledger_was_lost_keeps_its_paid_results_and_output() {
 
 #[test]
 fn an_older_copy_of_the_ledger_put_back_after_the_run_went_on_is_refused_not_sent_again() {
-    let simulator = StandaloneSimulator::start(&[]);
-    let workspace = review_workspace(12, 6, "");
-    let killed = review_run_in_default_directory(&workspace, &simulator, &["--quiet"])
-        .env("DASHBATCH_TEST_KILL_AT", "after_upload_before_record")
-        .status()
-        .unwrap();
-    assert_eq!(killed.signal(), Some(libc::SIGKILL));
+    let (simulator, workspace) = review_run_killed_at("after_upload_before_record", &["--quiet"]);
     let run = workspace.single_run_directory();
     // The copy a backup took then, with the ledger's write-ahead log.
-    let copies: Vec<(std::path::PathBuf, Vec<u8>)> = ["", "-wal", "-shm"]
-        .iter()
-        .map(|suffix| run.join(format!("ledger.sqlite{suffix}")))
-        .filter(|path| path.exists())
-        .map(|path| {
-            let bytes = std::fs::read(&path).unwrap();
-            (path, bytes)
-        })
-        .collect();
-    let finished = review_run_in_default_directory(&workspace, &simulator, &["--quiet"])
-        .output()
-        .unwrap();
-    assert_eq!(
-        finished.status.code(),
-        Some(0),
-        "{}",
-        text(&finished.stderr)
-    );
-    remove_ledger_files(&run);
-    for (path, bytes) in &copies {
-        std::fs::write(path, bytes).unwrap();
-    }
+    let copy = copy_of_ledger(&run);
+    finish_review_run(&workspace, &simulator, &["--quiet"]);
+    put_ledger_copy(&run, &copy);
     let batches = || simulator.ledger()["batches"].as_array().unwrap().len();
     let made = batches();
     assert_every_command_refuses_the_damaged_run(
@@ -1015,17 +1043,10 @@ fn an_older_copy_of_the_ledger_put_back_after_the_run_went_on_is_refused_not_sen
 
 #[test]
 fn an_unfinished_run_given_its_own_name_under_runs_is_continued_not_sent_again() {
-    let simulator = StandaloneSimulator::start(&[]);
-    let workspace = review_workspace(12, 6, "");
-    let killed = review_run_in_default_directory(
-        &workspace,
-        &simulator,
+    let (simulator, workspace) = review_run_killed_at(
+        "during_poll",
         &["--quiet", "--run-dir", "runs/reviews-nightly"],
-    )
-    .env("DASHBATCH_TEST_KILL_AT", "during_poll")
-    .status()
-    .unwrap();
-    assert_eq!(killed.signal(), Some(libc::SIGKILL));
+    );
     let uploaded = uploads(&simulator);
     let again = review_run_in_default_directory(&workspace, &simulator, &[])
         .output()
@@ -1049,34 +1070,18 @@ fn results_downloaded_before_the_ledger_recorded_them_are_kept_not_fetched_again
     let workspace = review_workspace(12, 6, "");
     let run =
         || review_run_in_default_directory(&workspace, &simulator, &["--quiet", "--no-store"]);
-    let killed = run()
-        .env("DASHBATCH_TEST_KILL_AT", "during_poll")
-        .status()
-        .unwrap();
-    assert_eq!(killed.signal(), Some(libc::SIGKILL));
+    kill_review_run_at(
+        &workspace,
+        &simulator,
+        "during_poll",
+        &["--quiet", "--no-store"],
+    );
     let directory = workspace.single_run_directory();
     // The ledger as it was before the results were downloaded, with its write-ahead log.
-    let copies: Vec<(std::path::PathBuf, Vec<u8>)> = ["", "-wal", "-shm"]
-        .iter()
-        .map(|suffix| directory.join(format!("ledger.sqlite{suffix}")))
-        .filter(|path| path.exists())
-        .map(|path| {
-            let bytes = std::fs::read(&path).unwrap();
-            (path, bytes)
-        })
-        .collect();
+    let copy = copy_of_ledger(&directory);
     // The run finishes, and deletes its remote files: the provider serves them no more.
-    let finished = run().output().unwrap();
-    assert_eq!(
-        finished.status.code(),
-        Some(0),
-        "{}",
-        text(&finished.stderr)
-    );
-    remove_ledger_files(&directory);
-    for (path, bytes) in &copies {
-        std::fs::write(path, bytes).unwrap();
-    }
+    finish_review_run(&workspace, &simulator, &["--quiet", "--no-store"]);
+    put_ledger_copy(&directory, &copy);
     let again = run().output().unwrap();
     let stderr = text(&again.stderr);
     // Before, the failed download removed the paid results and marked every row failed.
@@ -1094,10 +1099,7 @@ fn results_downloaded_before_the_ledger_recorded_them_are_kept_not_fetched_again
 fn two_runs_of_a_job_in_the_same_second_get_two_run_directories() {
     let simulator = StandaloneSimulator::start(&[]);
     let workspace = review_workspace(4, 4, "");
-    let first = review_run_in_default_directory(&workspace, &simulator, &["--quiet"])
-        .output()
-        .unwrap();
-    assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+    finish_review_run(&workspace, &simulator, &["--quiet"]);
     let finished = workspace.single_run_directory();
     // The finished run under the names of this second and the next few, so that the next run
     // starts in a second whose name is taken, as a quick job run twice does.
@@ -1144,27 +1146,18 @@ fn a_run_of_its_own_name_that_lost_its_ledger_or_holds_another_runs_is_refused()
     let simulator = StandaloneSimulator::start(&[]);
     let workspace = review_workspace(12, 6, "");
     let kill_in = |directory: &str| {
-        let killed = review_run_in_default_directory(
+        kill_review_run_at(
             &workspace,
             &simulator,
+            "during_poll",
             &["--quiet", "--run-dir", directory],
-        )
-        .env("DASHBATCH_TEST_KILL_AT", "during_poll")
-        .status()
-        .unwrap();
-        assert_eq!(killed.signal(), Some(libc::SIGKILL), "{directory}");
+        );
         workspace.path().join(directory)
     };
     // Another run's ledger copied over this one's: the directory's identity tells.
     let nightly = kill_in("runs/reviews-nightly");
     let other = kill_in("runs/reviews-other");
-    remove_ledger_files(&nightly);
-    for suffix in ["", "-wal", "-shm"] {
-        let from = other.join(format!("ledger.sqlite{suffix}"));
-        if from.exists() {
-            std::fs::copy(&from, nightly.join(format!("ledger.sqlite{suffix}"))).unwrap();
-        }
-    }
+    put_ledger_copy(&nightly, &copy_of_ledger(&other));
     std::fs::remove_dir_all(&other).unwrap();
     assert_every_command_refuses_the_damaged_run(
         &workspace,
@@ -1186,13 +1179,7 @@ fn a_run_of_its_own_name_that_lost_its_ledger_or_holds_another_runs_is_refused()
 
 #[test]
 fn a_finished_fact_dashbatch_never_writes_is_told_not_taken_as_finished() {
-    let simulator = StandaloneSimulator::start(&[]);
-    let workspace = review_workspace(12, 6, "");
-    let killed = review_run_in_default_directory(&workspace, &simulator, &["--quiet"])
-        .env("DASHBATCH_TEST_KILL_AT", "during_poll")
-        .status()
-        .unwrap();
-    assert_eq!(killed.signal(), Some(libc::SIGKILL));
+    let (simulator, workspace) = review_run_killed_at("during_poll", &["--quiet"]);
     let run = workspace.single_run_directory();
     rusqlite::Connection::open(run.join("ledger.sqlite"))
         .unwrap()
