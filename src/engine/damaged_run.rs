@@ -6,6 +6,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 
+use super::RunDirectory;
 use super::run_failure::RunFailure;
 use super::run_identity::RunIdentity;
 use super::run_record::RunRecord;
@@ -128,11 +129,12 @@ fn damage_beside_the_identity(
 /// created (and billed) already. Result files are downloaded only from a recorded batch, and a
 /// shard's batch is never forgotten.
 fn results_the_ledger_does_not_record(directory: &Path, ledger: &Ledger) -> Option<String> {
-    let results = std::fs::read_dir(directory.join("results")).ok()?;
+    let results =
+        std::fs::read_dir(RunDirectory::new(directory.to_owned()).results_directory()).ok()?;
     let mut recorded: Option<HashSet<u64>> = None;
     for entry in results.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(shard_index) = shard_index_of_result_file(&name) else {
+        let Some(shard_index) = RunDirectory::shard_of_result_file_name(&name) else {
             continue;
         };
         if recorded.is_none() {
@@ -155,15 +157,6 @@ fn results_the_ledger_does_not_record(directory: &Path, ledger: &Ledger) -> Opti
     None
 }
 
-/// The shard index of a downloaded result file's name (`shard-00003.output.jsonl`).
-fn shard_index_of_result_file(name: &str) -> Option<u64> {
-    let rest = name.strip_prefix("shard-")?;
-    let (index, kind) = rest.split_once('.')?;
-    matches!(kind, "output.jsonl" | "errors.jsonl")
-        .then(|| index.parse().ok())
-        .flatten()
-}
-
 /// The refusal of a damaged run (see [`damage_of_run`]), saying what can be done.
 pub fn refuse_a_damaged_run(directory: &Path) -> Result<(), RunFailure> {
     match damage_of_run(directory) {
@@ -181,10 +174,11 @@ pub fn damaged_run_failure(directory: &Path, damage: &RunDamage) -> RunFailure {
             damage.what
         ));
     }
+    let results_directory = RunDirectory::new(directory.to_owned()).results_directory();
     let results = if has_downloaded_results(directory) {
         format!(
             " The answers already downloaded are in `{}`.",
-            directory.join("results").display()
+            results_directory.display()
         )
     } else {
         String::new()
@@ -201,24 +195,21 @@ pub fn damaged_run_failure(directory: &Path, damage: &RunDamage) -> RunFailure {
 /// The run's files in its directory: shard files written by a plan, result files downloaded
 /// from batches, and a write-ahead log left without its ledger, each told with its count.
 fn work_on_disk(directory: &Path) -> Vec<String> {
-    let count_files = |subdirectory: &str| {
-        std::fs::read_dir(directory.join(subdirectory)).map_or(0, |entries| {
-            entries
-                .flatten()
-                .filter(|entry| !entry.file_type().is_ok_and(|kind| kind.is_dir()))
-                .count()
-        })
-    };
+    let run_directory = RunDirectory::new(directory.to_owned());
     let mut work: Vec<String> = [
-        ("shards", "shard file"),
-        ("results", "downloaded result file"),
+        (run_directory.shards_directory(), "shard file", "shards"),
+        (
+            run_directory.results_directory(),
+            "downloaded result file",
+            "results",
+        ),
     ]
     .into_iter()
-    .filter_map(|(subdirectory, what)| {
-        let count = count_files(subdirectory);
+    .filter_map(|(subdirectory, what, name)| {
+        let count = files_in(&subdirectory);
         (count > 0).then(|| {
             format!(
-                "{count} {what}{} in `{subdirectory}/`",
+                "{count} {what}{} in `{name}/`",
                 if count == 1 { "" } else { "s" }
             )
         })
@@ -231,13 +222,19 @@ fn work_on_disk(directory: &Path) -> Vec<String> {
     work
 }
 
+/// How many entries of `directory` are not directories (none when it cannot be read).
+fn files_in(directory: &Path) -> usize {
+    std::fs::read_dir(directory).map_or(0, |entries| {
+        entries
+            .flatten()
+            .filter(|entry| !entry.file_type().is_ok_and(|kind| kind.is_dir()))
+            .count()
+    })
+}
+
 /// Whether the run in `directory` left downloaded results: batches of it were made (and paid).
 pub fn has_downloaded_results(directory: &Path) -> bool {
-    std::fs::read_dir(directory.join("results")).is_ok_and(|mut entries| {
-        entries.any(|entry| {
-            entry.is_ok_and(|entry| !entry.file_type().is_ok_and(|kind| kind.is_dir()))
-        })
-    })
+    files_in(&RunDirectory::new(directory.to_owned()).results_directory()) > 0
 }
 
 #[cfg(test)]
@@ -327,19 +324,5 @@ mod tests {
                 .to_string()
                 .contains("--run-dir NEW_DIRECTORY")
         );
-    }
-
-    #[test]
-    fn result_file_names_give_their_shard() {
-        assert_eq!(
-            shard_index_of_result_file("shard-00003.output.jsonl"),
-            Some(3)
-        );
-        assert_eq!(
-            shard_index_of_result_file("shard-00012.errors.jsonl"),
-            Some(12)
-        );
-        assert_eq!(shard_index_of_result_file("shard-00003.jsonl"), None);
-        assert_eq!(shard_index_of_result_file("notes.txt"), None);
     }
 }

@@ -3,6 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
+/// The UTC time in a default run directory's name, e.g. `20261204T050750Z`.
+const STAMP_FORMAT: &str = "%Y%m%dT%H%M%SZ";
+const STAMP_LENGTH: usize = 16;
+
 #[derive(Debug, Clone)]
 pub struct RunDirectory {
     pub root: PathBuf,
@@ -44,7 +48,7 @@ impl RunDirectory {
     /// `runs/<job>-<UTC timestamp>` below the current directory, or, when a run of the same
     /// second has that name already, `runs/<job>-<UTC timestamp>-2` (`-3`, ...).
     pub fn default_for(job_name: &str) -> RunDirectory {
-        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+        let stamp = chrono::Utc::now().format(STAMP_FORMAT);
         let name = format!("{job_name}-{stamp}");
         let runs = PathBuf::from("runs");
         let mut path = runs.join(&name);
@@ -54,6 +58,41 @@ impl RunDirectory {
             number += 1;
         }
         RunDirectory::new(path)
+    }
+
+    /// Whether `name` is one [`Self::default_for`] gives a run of `job_name`: a name of another
+    /// job that starts with this one's (`reviews-en` beside `reviews`) is not.
+    pub fn is_default_name(name: &str, job_name: &str) -> bool {
+        name.strip_prefix(job_name)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|rest| {
+                let rest = rest.as_bytes();
+                let (stamp, number) = rest.split_at(rest.len().min(STAMP_LENGTH));
+                let number_fits = match number {
+                    [] => true,
+                    [b'-', digits @ ..] => {
+                        !digits.is_empty() && digits.iter().all(u8::is_ascii_digit)
+                    }
+                    _ => false,
+                };
+                stamp.len() == STAMP_LENGTH
+                    && stamp[8] == b'T'
+                    && stamp[15] == b'Z'
+                    && stamp[..8]
+                        .iter()
+                        .chain(&stamp[9..15])
+                        .all(u8::is_ascii_digit)
+                    && number_fits
+            })
+    }
+
+    /// The shard whose result file is named `name` (`shard-00003.output.jsonl`,
+    /// `shard-00003.errors.jsonl`), as [`Self::results_paths`] names them.
+    pub fn shard_of_result_file_name(name: &str) -> Option<u64> {
+        let (index, kind) = name.strip_prefix("shard-")?.split_once('.')?;
+        matches!(kind, "output.jsonl" | "errors.jsonl")
+            .then(|| index.parse().ok())
+            .flatten()
     }
 
     /// The run id that goes into upload names and batch metadata.
@@ -114,5 +153,32 @@ fn restrict_directory(path: &Path) {
     {
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn result_file_names_give_their_shard() {
+        let run = RunDirectory::new(PathBuf::from("run"));
+        for path in run.results_paths(3) {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            assert_eq!(
+                RunDirectory::shard_of_result_file_name(&name),
+                Some(3),
+                "{name}"
+            );
+        }
+        assert_eq!(
+            RunDirectory::shard_of_result_file_name("shard-00003.jsonl"),
+            None
+        );
+        assert_eq!(
+            RunDirectory::shard_of_result_file_name("shard-00003.output.partial"),
+            None
+        );
+        assert_eq!(RunDirectory::shard_of_result_file_name("notes.txt"), None);
     }
 }

@@ -34,33 +34,14 @@ pub enum ExistingRun {
     Damaged(PathBuf, RunDamage),
 }
 
-/// Whether `name` is what [`RunDirectory::default_for`] names a run of `job_name`:
-/// `<job>-<UTC timestamp>`, with `-rehearsal` after the job's name for a rehearsal and `-2`,
-/// `-3`, ... after a second run of the same second. Another job whose name starts with this
-/// one's (`reviews-en` beside `reviews`) does not match.
+/// Whether `name` is what [`RunDirectory::default_for`] names a run of `job_name`, with
+/// `-rehearsal` after the job's name for a rehearsal.
 fn is_default_run_directory_name(name: &str, job_name: &str, rehearse: bool) -> bool {
-    let prefix = if rehearse {
-        format!("{job_name}-rehearsal-")
+    if rehearse {
+        RunDirectory::is_default_name(name, &format!("{job_name}-rehearsal"))
     } else {
-        format!("{job_name}-")
-    };
-    name.strip_prefix(&prefix).is_some_and(|rest| {
-        let rest = rest.as_bytes();
-        let (stamp, number) = rest.split_at(rest.len().min(16));
-        let number_fits = match number {
-            [] => true,
-            [b'-', digits @ ..] => !digits.is_empty() && digits.iter().all(u8::is_ascii_digit),
-            _ => false,
-        };
-        stamp.len() == 16
-            && stamp[8] == b'T'
-            && stamp[15] == b'Z'
-            && stamp[..8]
-                .iter()
-                .chain(&stamp[9..15])
-                .all(u8::is_ascii_digit)
-            && number_fits
-    })
+        RunDirectory::is_default_name(name, job_name)
+    }
 }
 
 /// The newest live, unfinished or damaged run of this very job (same job file contents) under
