@@ -27,7 +27,7 @@ pub struct LedgerError {
 }
 
 /// One shard as planned and as far as it has got.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ShardRecord {
     pub shard_index: u64,
     pub first_row: u64,

@@ -262,6 +262,21 @@ impl ApiClient {
         .await
     }
 
+    /// `GET /files/{id}`: the file's name, size and purpose.
+    pub async fn get_file(&self, file_id: &str) -> Result<FileObject, ClientError> {
+        let operation = format!("retrieve file `{file_id}`");
+        self.idempotent(&operation, || async {
+            let response = self
+                .send_once(
+                    &operation,
+                    self.request(Method::GET, &format!("/files/{file_id}")),
+                )
+                .await?;
+            Self::decode(&operation, response).await
+        })
+        .await
+    }
+
     /// `POST /batches/{id}/cancel`. Cancelling twice is harmless, so transient failures retry.
     pub async fn cancel_batch(&self, batch_id: &str) -> Result<Batch, ClientError> {
         let operation = format!("cancel batch `{batch_id}`");

@@ -917,6 +917,7 @@ mod tests {
                 prices_text: None,
                 answer_store: Some(None),
                 refresh: false,
+                founded_at: None,
             },
         )
         .unwrap();

@@ -7,8 +7,11 @@ use super::connection::connect;
 use super::poll::record_batch_state;
 use super::run_failure::RunFailure;
 use super::run_record::{open_existing_ledger, read_run_record};
+use super::submit::METADATA_SHARD;
+use super::unrecorded_batches::batches_of_run;
 use super::{Event, EventSink, OutputMode, RunDirectory};
 use crate::ledger::{EffectKind, EffectOutcome};
+use crate::wire::BatchStatus;
 
 /// `dashbatch cancel RUN_DIR`: asks the provider to cancel the run's live batches. Rows that
 /// already finished stay billed and are kept; `resume` then joins what came back.
@@ -78,6 +81,53 @@ pub async fn cancel_run(run_directory: &Path, mode: OutputMode) -> Result<u64, R
                         shard.shard_index
                     ));
                 }
+            }
+        }
+    }
+    // Batches of the run its ledger does not record (an older copy of it was put back) are
+    // asked too: `cancel` stops all of the run's spending.
+    let recorded: std::collections::HashSet<String> = ledger
+        .shards()
+        .map_err(RunFailure::remote)?
+        .into_iter()
+        .filter_map(|shard| shard.batch_id)
+        .collect();
+    let listed = batches_of_run(&connection.client, &founding.run_id, founding.founded_at)
+        .await
+        .map_err(RunFailure::remote)?;
+    for batch in listed.batches {
+        let live = !batch.status.is_terminal() && batch.status != BatchStatus::Cancelling;
+        if !live || recorded.contains(&batch.id) {
+            continue;
+        }
+        let shard_index = batch
+            .metadata_value(METADATA_SHARD)
+            .and_then(|text| text.parse::<u64>().ok());
+        let effect = ledger
+            .record_intent(shard_index, EffectKind::CancelBatch, &batch.id)
+            .map_err(RunFailure::remote)?;
+        match connection.client.cancel_batch(&batch.id).await {
+            Ok(answer) => {
+                ledger
+                    .record_outcome(effect, EffectOutcome::Done, answer.status.as_str())
+                    .map_err(RunFailure::remote)?;
+                cancelled += 1;
+                say_cancel(
+                    &events,
+                    shard_index.unwrap_or_default(),
+                    &batch.id,
+                    &answer,
+                    "not in the run's ledger (an older copy of it?), asked to cancel",
+                );
+            }
+            Err(error) => {
+                ledger
+                    .record_outcome(effect, EffectOutcome::Failed, &error.to_string())
+                    .map_err(RunFailure::remote)?;
+                not_cancelled.push(format!(
+                    "batch `{}` (not in the run's ledger): {error}",
+                    batch.id
+                ));
             }
         }
     }

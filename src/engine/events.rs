@@ -38,6 +38,9 @@ pub enum EventKind {
     BatchCreated,
     /// A create whose answer was lost was found at the provider and adopted.
     BatchAdopted,
+    /// What the provider holds for the run does not match its ledger in a way that costs
+    /// money but stops nothing (a shard created twice), or could not all be checked.
+    ProviderWarning,
     /// A batch's status and request counts changed.
     BatchStatus,
     /// A shard's result files are on disk.
@@ -72,13 +75,14 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 22] = [
+    pub const ALL: [EventKind; 23] = [
         EventKind::RunStarted,
         EventKind::Planned,
         EventKind::FileUploaded,
         EventKind::FileAdopted,
         EventKind::BatchCreated,
         EventKind::BatchAdopted,
+        EventKind::ProviderWarning,
         EventKind::BatchStatus,
         EventKind::ResultsDownloaded,
         EventKind::ResultsUnavailable,
@@ -106,6 +110,7 @@ impl EventKind {
             EventKind::FileAdopted => "file_adopted",
             EventKind::BatchCreated => "batch_created",
             EventKind::BatchAdopted => "batch_adopted",
+            EventKind::ProviderWarning => "provider_warning",
             EventKind::BatchStatus => "batch_status",
             EventKind::ResultsDownloaded => "results_downloaded",
             EventKind::ResultsUnavailable => "results_unavailable",
@@ -185,6 +190,9 @@ pub enum Event<'a> {
     StoreWarning {
         message: String,
     },
+    ProviderWarning {
+        message: String,
+    },
     AdoptionWaiting {
         requests: u64,
         runs: Vec<String>,
@@ -245,6 +253,7 @@ impl Event<'_> {
             Event::ResultsUnavailable { .. } => EventKind::ResultsUnavailable,
             Event::AnswersStored { .. } => EventKind::AnswersStored,
             Event::StoreWarning { .. } => EventKind::StoreWarning,
+            Event::ProviderWarning { .. } => EventKind::ProviderWarning,
             Event::AdoptionWaiting { .. } => EventKind::AdoptionWaiting,
             Event::AdoptionSent { .. } => EventKind::AdoptionSent,
             Event::RetryPlanned { .. } => EventKind::RetryPlanned,

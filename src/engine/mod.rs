@@ -43,6 +43,7 @@ mod status;
 mod submission;
 mod submit;
 mod totals;
+mod unrecorded_batches;
 
 pub use answer_reuse::{AnswerReuse, RowDecision, previewed_reuse, withdraw_stale_announcements};
 pub use budget::{BUDGET_CAP_ERROR_CODE, BudgetCap, BudgetReport, RunBudget, max_cost_setting};

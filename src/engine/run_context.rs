@@ -34,6 +34,7 @@ use super::run_identity::RunIdentity;
 use super::run_options::{RunOptions, RunOutcome};
 use super::run_record::{RunFounding, RunRecord};
 use super::submission::submit_pending;
+use super::unrecorded_batches::{UnrecordedBatches, reconcile_unrecorded_batches};
 use super::{Event, EventSink, RunDirectory};
 use crate::answer_store::AnswerStore;
 use crate::cost::RunPricer;
@@ -173,6 +174,7 @@ impl Run {
                     prices_text: run_prices.text.clone(),
                     answer_store: Some(store_path),
                     refresh: options.refresh,
+                    founded_at: Some(chrono::Utc::now().timestamp()),
                 };
                 RunRecord::found(&mut ledger, &founding).map_err(RunFailure::local)?;
                 record.founding = Some(founding);
@@ -519,6 +521,28 @@ impl Run {
         .await?;
         let client = &connection.client;
         if self.resuming {
+            // An older copy of the ledger does not record what a later process created: what
+            // the provider holds for this run is matched against it before anything is sent.
+            let founded_at = self
+                .record
+                .founding
+                .as_ref()
+                .and_then(|founding| founding.founded_at);
+            reconcile_unrecorded_batches(
+                client,
+                &self.ledger,
+                &self.run_directory,
+                founded_at,
+                &self.events,
+            )
+            .await
+            .map_err(|error| {
+                if error.downcast_ref::<UnrecordedBatches>().is_some() {
+                    RunFailure::damaged(error)
+                } else {
+                    self.saved(error)
+                }
+            })?;
             // Files an earlier process could not delete after writing its output (its results
             // are on disk): deleted first, whatever the join below then finds.
             self.delete_remote_files_or_warn(client, "the earlier batches' results are on disk")

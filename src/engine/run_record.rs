@@ -32,6 +32,8 @@ mod key {
     pub const ANSWER_STORE: &str = "answer_store";
     pub const REFRESH: &str = "refresh";
     pub const REQUESTS_ANNOUNCED: &str = "requests_announced";
+    /// When the run was founded, in seconds since 1970 (UTC), by this machine's clock.
+    pub const FOUNDED_AT: &str = "founded_at";
 }
 
 /// How the answer store key records a run founded without a store.
@@ -60,6 +62,10 @@ pub struct RunFounding {
     pub answer_store: Option<Option<PathBuf>>,
     /// `--refresh`: the run takes no answer from the store (and replaces them).
     pub refresh: bool,
+    /// When the run was founded (seconds since 1970, UTC, this machine's clock): how far back
+    /// the provider's batch list is read for this run's batches. `None` in runs founded before
+    /// it was recorded.
+    pub founded_at: Option<i64>,
 }
 
 /// Everything the ledger records about the run as a whole.
@@ -122,6 +128,14 @@ impl RunRecord {
                     answer_store: text(key::ANSWER_STORE)?
                         .map(|text| (text != NO_ANSWER_STORE).then(|| PathBuf::from(text))),
                     refresh: text(key::REFRESH)?.as_deref() == Some("1"),
+                    founded_at: match text(key::FOUNDED_AT)? {
+                        None => None,
+                        Some(seconds) => Some(
+                            seconds
+                                .parse::<i64>()
+                                .map_err(|_| corrupt(ledger, key::FOUNDED_AT, &seconds))?,
+                        ),
+                    },
                 })
             }
         };
@@ -231,6 +245,9 @@ impl RunRecord {
         }
         if founding.refresh {
             facts.push((key::REFRESH, "1".to_owned()));
+        }
+        if let Some(seconds) = founding.founded_at {
+            facts.push((key::FOUNDED_AT, seconds.to_string()));
         }
         ledger.set_facts(&facts)
     }
@@ -417,6 +434,7 @@ mod tests {
             prices_text: None,
             answer_store: Some(Some(PathBuf::from("/cache/dashbatch/answers.sqlite"))),
             refresh: true,
+            founded_at: Some(1_796_380_800),
         }
     }
 

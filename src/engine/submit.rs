@@ -81,9 +81,8 @@ impl Submitter<'_> {
         self.run_directory.run_id()
     }
 
-    /// The name the shard is uploaded under: unique per run, so it can be found again.
     pub fn upload_name(&self, shard: &ShardRecord) -> String {
-        format!("{}-{}", self.run_id(), shard.file_name)
+        upload_name(&self.run_id(), shard)
     }
 
     /// The endpoint batches are created for (the job's, or the test model's for rehearsals).
@@ -412,6 +411,12 @@ impl Submitter<'_> {
         }
         Ok(None)
     }
+}
+
+/// The name a shard of run `run_id` is uploaded under: unique per run, so it can be found
+/// again.
+pub fn upload_name(run_id: &str, shard: &ShardRecord) -> String {
+    format!("{run_id}-{}", shard.file_name)
 }
 
 fn truncate(text: &str, max_chars: usize) -> String {

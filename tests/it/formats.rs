@@ -206,17 +206,6 @@ fn any_column_name_reaches_a_template_and_comes_back_intact() {
 /// Copies a fixture file, or a directory with everything in it (hidden files too), into the
 /// workspace under its own name.
 fn copy_fixture_tree(workspace: &Workspace, relative: &str) {
-    fn copy_tree(source: &std::path::Path, target: &std::path::Path) {
-        if source.is_dir() {
-            std::fs::create_dir_all(target).unwrap();
-            for entry in std::fs::read_dir(source).unwrap() {
-                let entry = entry.unwrap();
-                copy_tree(&entry.path(), &target.join(entry.file_name()));
-            }
-        } else {
-            std::fs::copy(source, target).unwrap();
-        }
-    }
     let source = repository_root().join(relative);
     copy_tree(&source, &workspace.path().join(source.file_name().unwrap()));
 }

@@ -347,6 +347,19 @@ pub fn copy_fixture(workspace: &Workspace, relative: &str) -> PathBuf {
 }
 
 /// Stops the simulator's clock: batches stay where they are until [`release_clock`].
+/// Copies a file, or a directory with everything in it (hidden files too), to `target`.
+pub fn copy_tree(source: &Path, target: &Path) {
+    if source.is_dir() {
+        std::fs::create_dir_all(target).unwrap();
+        for entry in std::fs::read_dir(source).unwrap() {
+            let entry = entry.unwrap();
+            copy_tree(&entry.path(), &target.join(entry.file_name()));
+        }
+    } else {
+        std::fs::copy(source, target).unwrap();
+    }
+}
+
 pub fn freeze_clock(simulator: &StandaloneSimulator) {
     simulator.put_json("/_sim/clock", &serde_json::json!({"time_scale": 0.0}));
 }

@@ -1042,6 +1042,129 @@ fn an_older_copy_of_the_ledger_put_back_after_the_run_went_on_is_refused_not_sen
 }
 
 #[test]
+fn an_older_copy_of_the_ledger_that_lacks_the_batches_adopts_them_from_the_provider_not_pays_twice()
+{
+    let (simulator, workspace) = review_run_killed_at("after_upload_before_record", &["--quiet"]);
+    let run = workspace.single_run_directory();
+    // The copy a backup took before any batch was created.
+    let copy = copy_of_ledger(&run);
+    // The run goes on, creates both batches and is stopped while they run.
+    kill_review_run_at(&workspace, &simulator, "during_poll", &["--quiet"]);
+    let batches = || simulator.ledger()["batches"].as_array().unwrap().len();
+    let (made, uploaded) = (batches(), uploads(&simulator));
+    assert_eq!(made, 2);
+    put_ledger_copy(&run, &copy);
+    let resumed = review_run_in_default_directory(&workspace, &simulator, &["--json"])
+        .output()
+        .unwrap();
+    let events = text(&resumed.stdout);
+    assert_eq!(
+        resumed.status.code(),
+        Some(0),
+        "{}\n{events}",
+        text(&resumed.stderr)
+    );
+    // Before, each shard's batch was created again and its rows billed twice.
+    assert_eq!(batches(), made, "batches created a second time");
+    assert_eq!(uploads(&simulator), uploaded, "shards uploaded again");
+    assert_eq!(events.matches("\"batch_adopted\"").count(), 2, "{events}");
+    let output = read_parquet(&workspace.path().join("out.parquet"));
+    let statuses = string_column(&output, "status");
+    assert_eq!(statuses.len(), 12);
+    assert!(
+        statuses
+            .iter()
+            .all(|status| status.as_deref() == Some("ok"))
+    );
+}
+
+#[test]
+fn cancel_stops_the_batches_of_the_run_that_an_older_copy_of_its_ledger_does_not_record() {
+    let simulator = StandaloneSimulator::start(&[]);
+    freeze_clock(&simulator);
+    let workspace = review_workspace(12, 6, "");
+    kill_review_run_at(
+        &workspace,
+        &simulator,
+        "after_upload_before_record",
+        &["--quiet"],
+    );
+    let run = workspace.single_run_directory();
+    let copy = copy_of_ledger(&run);
+    kill_review_run_at(&workspace, &simulator, "during_poll", &["--quiet"]);
+    put_ledger_copy(&run, &copy);
+    let mut command = workspace.command(&["cancel", run.to_str().unwrap()]);
+    command.env("DASHSCOPE_API_KEY", SECRET_KEY);
+    let cancelled = command.output().unwrap();
+    let stderr = text(&cancelled.stderr);
+    assert_eq!(cancelled.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        stderr.matches("not in the run's ledger").count(),
+        2,
+        "{stderr}"
+    );
+    assert_eq!(simulator.calls()["cancel_batch"], 2);
+    let statuses: Vec<String> = simulator.ledger()["batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|batch| batch["status"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(
+        statuses
+            .iter()
+            .all(|status| status == "cancelling" || status == "cancelled"),
+        "{statuses:?}"
+    );
+}
+
+#[test]
+fn a_run_directory_put_back_from_a_snapshot_after_its_batches_ended_is_refused_not_sent_again() {
+    let (simulator, workspace) = review_run_killed_at("after_upload_before_record", &["--quiet"]);
+    let run = workspace.single_run_directory();
+    // A snapshot of the whole run directory, before any batch was created.
+    let snapshot = workspace.path().join("snapshot");
+    copy_tree(&run, &snapshot);
+    // The run finishes and deletes its files at the provider; then the snapshot is put back.
+    finish_review_run(&workspace, &simulator, &["--quiet"]);
+    std::fs::remove_dir_all(&run).unwrap();
+    copy_tree(&snapshot, &run);
+    std::fs::remove_dir_all(&snapshot).unwrap();
+    let batches = || simulator.ledger()["batches"].as_array().unwrap().len();
+    let (made, uploaded) = (batches(), uploads(&simulator));
+    for arguments in [
+        vec!["--quiet"],
+        vec!["--quiet", "--run-dir", run.to_str().unwrap()],
+    ] {
+        let again = review_run_in_default_directory(&workspace, &simulator, &arguments)
+            .output()
+            .unwrap();
+        let stderr = text(&again.stderr);
+        // Exit 3, never 2: the run spent.
+        assert_eq!(again.status.code(), Some(3), "{arguments:?}: {stderr}");
+        assert_mentions(
+            &stderr,
+            &[
+                "does not record 2 batch(es) the provider holds for this run",
+                "is gone",
+                "nothing was uploaded or created",
+                "--run-dir NEW_DIRECTORY",
+            ],
+        );
+        assert_eq!(
+            batches(),
+            made,
+            "{arguments:?}: batches created a second time"
+        );
+        assert_eq!(
+            uploads(&simulator),
+            uploaded,
+            "{arguments:?}: shards uploaded again"
+        );
+    }
+}
+
+#[test]
 fn an_unfinished_run_given_its_own_name_under_runs_is_continued_not_sent_again() {
     let (simulator, workspace) = review_run_killed_at(
         "during_poll",

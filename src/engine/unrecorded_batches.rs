@@ -1,0 +1,400 @@
+//! Before a resumed run sends anything: the provider's batches that carry this run's id (batch
+//! metadata `dashbatch_run`) are matched against the ledger. A ledger that is an older copy (put
+//! back from a backup, or a snapshot of the whole run directory) does not record the batches a
+//! later process created, and resuming from it would create them again and pay for their rows
+//! twice. A batch the ledger lacks is adopted when it is, beyond doubt, a shard the ledger has
+//! not sent yet (same shard index, its input that shard's upload by name and size); any other
+//! makes the run refuse to go on before anything is uploaded or created.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::poll::record_batch_state;
+use super::submit::{METADATA_RUN, METADATA_SHARD, upload_name};
+use super::{Event, EventSink, RunDirectory};
+use crate::client::{ApiClient, BatchListQuery, ClientError};
+use crate::ledger::{Ledger, ShardRecord};
+use crate::wire::{Batch, BatchStatus};
+
+/// How long before the run's founding the provider's list is still read: the provider's clock
+/// and this machine's may differ.
+const CLOCK_SLACK_SECONDS: i64 = 86_400;
+/// Batches per page of `GET /batches` (the most DashScope and OpenAI give).
+const BATCHES_PER_PAGE: u32 = 100;
+/// Pages read at most: a provider that ignores the list's cursor does not keep the run here.
+const MAX_PAGES: usize = 500;
+
+/// The provider holds batches of this run that its ledger does not record and that cannot be
+/// adopted: nothing was uploaded or created.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the ledger of run directory `{run_directory}` does not record {count} batch(es) the provider holds for this run (their metadata `{METADATA_RUN}` is `{run_id}`): {listed}. The ledger is an older copy (put back from a backup or a snapshot) or was changed, and resuming from it would create batches again and pay for their rows twice; nothing was uploaded or created. If you have the ledger this run wrote last, put it back and resume. Otherwise those batches' answers are at the provider (their output files), and `dashbatch run JOB.toml --run-dir NEW_DIRECTORY` sends the job again in a new run (with the answer store on, answers already stored are not paid again)",
+    count = batches.len(),
+    listed = batches.join("; ")
+)]
+pub struct UnrecordedBatches {
+    run_directory: String,
+    run_id: String,
+    /// Each batch, described: id, shard, status, and why it cannot be adopted.
+    batches: Vec<String>,
+}
+
+/// The run's batches at the provider, as far as its list could be read.
+pub(super) struct BatchesOfRun {
+    pub batches: Vec<Batch>,
+    /// Whether the list was read back to the run's founding (or its end).
+    complete: bool,
+}
+
+/// Reads the provider's batch list, newest first, keeping the batches of `run_id`, back to a
+/// day before `founded_at` (when known), or to the list's end.
+pub(super) async fn batches_of_run(
+    client: &ApiClient,
+    run_id: &str,
+    founded_at: Option<i64>,
+) -> Result<BatchesOfRun, ClientError> {
+    let oldest_wanted = founded_at.map(|seconds| seconds - CLOCK_SLACK_SECONDS);
+    let mut batches = Vec::new();
+    let mut after: Option<String> = None;
+    for _ in 0..MAX_PAGES {
+        let page = client
+            .list_batches(&BatchListQuery {
+                after: after.clone(),
+                limit: Some(BATCHES_PER_PAGE),
+                ..BatchListQuery::default()
+            })
+            .await?;
+        let has_more = page.has_more;
+        let items = page.into_items();
+        let reached_founding = oldest_wanted.is_some_and(|oldest| page_ends_before(&items, oldest));
+        let last = items.last().map(|batch| batch.id.clone());
+        batches.extend(
+            items
+                .into_iter()
+                .filter(|batch| batch.metadata_value(METADATA_RUN) == Some(run_id)),
+        );
+        if !has_more || reached_founding {
+            return Ok(BatchesOfRun {
+                batches,
+                complete: true,
+            });
+        }
+        if last.is_none() || last == after {
+            // A page that names no cursor, or the same one again: the list cannot be read on.
+            break;
+        }
+        after = last;
+    }
+    Ok(BatchesOfRun {
+        batches,
+        complete: false,
+    })
+}
+
+/// Whether a page listed newest first ends with a batch created before `oldest` (seconds): the
+/// pages after it hold only older ones. A page not in that order, or without creation times,
+/// tells nothing.
+fn page_ends_before(items: &[Batch], oldest: i64) -> bool {
+    let newest_first = items
+        .windows(2)
+        .all(|pair| pair[0].created_at >= pair[1].created_at);
+    newest_first
+        && items
+            .last()
+            .is_some_and(|batch| batch.created_at > 0 && batch.created_at < oldest)
+}
+
+/// What one of the provider's batches of this run is to the ledger.
+#[derive(Debug, PartialEq, Eq)]
+enum Standing {
+    /// The ledger records it.
+    Recorded,
+    /// The ledger's shard has another batch: the shard was created twice (a create whose
+    /// answer was lost and that the provider's list did not show in time). Paid, not used.
+    Duplicate { shard_index: u64, used: String },
+    /// The ledger's shard has no batch yet: adopted if its input is that shard's upload.
+    Unrecorded { shard_index: u64 },
+    /// No shard of the ledger has its index (or its metadata names none).
+    NoSuchShard,
+}
+
+fn standing_of(batch: &Batch, shards: &HashMap<u64, &ShardRecord>) -> Standing {
+    let Some(shard) = batch
+        .metadata_value(METADATA_SHARD)
+        .and_then(|text| text.parse::<u64>().ok())
+        .and_then(|index| shards.get(&index))
+    else {
+        return Standing::NoSuchShard;
+    };
+    match &shard.batch_id {
+        Some(recorded) if *recorded == batch.id => Standing::Recorded,
+        Some(recorded) => Standing::Duplicate {
+            shard_index: shard.shard_index,
+            used: recorded.clone(),
+        },
+        None => Standing::Unrecorded {
+            shard_index: shard.shard_index,
+        },
+    }
+}
+
+/// Which of several unrecorded batches of one shard is adopted: one still running or
+/// completed before one that failed, expired or was cancelled, then the newest.
+fn adoption_preference(batch: &Batch) -> (bool, i64) {
+    let ended_without_answers = matches!(
+        batch.status,
+        BatchStatus::Failed
+            | BatchStatus::Expired
+            | BatchStatus::Cancelling
+            | BatchStatus::Cancelled
+    );
+    (!ended_without_answers, batch.created_at)
+}
+
+fn described(batch: &Batch, why: &str) -> String {
+    format!(
+        "`{}` (shard {}, {}): {why}",
+        batch.id,
+        batch.metadata_value(METADATA_SHARD).unwrap_or("none"),
+        batch.status.as_str()
+    )
+}
+
+/// Whether `batch`'s input file is `shard`'s upload by this run: the file the ledger recorded,
+/// or a file of the upload's name and the shard file's size.
+async fn is_upload_of(
+    client: &ApiClient,
+    batch: &Batch,
+    shard: &ShardRecord,
+    run_id: &str,
+) -> Result<Result<(), String>, ClientError> {
+    if shard.file_id.as_deref() == Some(batch.input_file_id.as_str()) {
+        return Ok(Ok(()));
+    }
+    match client.get_file(&batch.input_file_id).await {
+        Ok(file)
+            if file.filename == upload_name(run_id, shard) && file.bytes == shard.byte_size =>
+        {
+            Ok(Ok(()))
+        }
+        Ok(file) => Ok(Err(format!(
+            "its input file `{}` is `{}` of {} bytes, not this run's upload of shard file `{}` ({} bytes)",
+            file.id, file.filename, file.bytes, shard.file_name, shard.byte_size
+        ))),
+        Err(error) if error.status() == Some(404) => Ok(Err(format!(
+            "its input file `{}` is gone, so it cannot be told to be shard file `{}`",
+            batch.input_file_id, shard.file_name
+        ))),
+        Err(error) => Err(error),
+    }
+}
+
+/// Matches the provider's batches of this run against the ledger: adopts the unrecorded ones
+/// that are this run's shards not yet sent, warns of shards created twice, and refuses (with
+/// [`UnrecordedBatches`], before anything is written) when any other batch is found.
+///
+/// # Errors
+/// [`UnrecordedBatches`] as said; the provider's or the ledger's errors.
+pub(super) async fn reconcile_unrecorded_batches(
+    client: &ApiClient,
+    ledger: &Ledger,
+    run_directory: &RunDirectory,
+    founded_at: Option<i64>,
+    events: &EventSink,
+) -> anyhow::Result<()> {
+    let run_id = run_directory.run_id();
+    let listing = batches_of_run(client, &run_id, founded_at).await?;
+    if !listing.complete {
+        let message = format!(
+            "the provider's batch list could not be read back to this run's founding ({MAX_PAGES} pages of {BATCHES_PER_PAGE}); batches of this run older than that were not checked against its ledger"
+        );
+        events.emit(
+            Event::ProviderWarning {
+                message: message.clone(),
+            },
+            || Some(format!("warning: {message}")),
+        );
+    }
+    if listing.batches.is_empty() {
+        return Ok(());
+    }
+    let shards = ledger.shards()?;
+    let by_index: HashMap<u64, &ShardRecord> = shards
+        .iter()
+        .map(|shard| (shard.shard_index, shard))
+        .collect();
+    let mut refused = Vec::new();
+    let mut duplicates = Vec::new();
+    let mut unrecorded: BTreeMap<u64, Vec<Batch>> = BTreeMap::new();
+    for batch in listing.batches {
+        match standing_of(&batch, &by_index) {
+            Standing::Recorded => {}
+            Standing::Duplicate { used, .. } => duplicates.push((batch, used)),
+            Standing::Unrecorded { shard_index } => {
+                unrecorded.entry(shard_index).or_default().push(batch);
+            }
+            Standing::NoSuchShard => refused.push(described(
+                &batch,
+                "the ledger has no such shard (it was planned or retried after this copy of the ledger was written)",
+            )),
+        }
+    }
+    let mut adoptions = Vec::new();
+    for (shard_index, mut candidates) in unrecorded {
+        let shard = by_index[&shard_index];
+        for candidate in &candidates {
+            if let Err(why) = is_upload_of(client, candidate, shard, &run_id).await? {
+                refused.push(described(candidate, &why));
+            }
+        }
+        candidates.sort_by_key(|batch| std::cmp::Reverse(adoption_preference(batch)));
+        let mut candidates = candidates.into_iter();
+        let adopted = candidates.next().expect("a shard listed here has a batch");
+        duplicates.extend(candidates.map(|batch| (batch, adopted.id.clone())));
+        adoptions.push((shard, adopted));
+    }
+    if !refused.is_empty() {
+        return Err(UnrecordedBatches {
+            run_directory: run_directory.root.display().to_string(),
+            run_id,
+            batches: refused,
+        }
+        .into());
+    }
+    for (shard, batch) in adoptions {
+        adopt(ledger, events, shard, &batch)?;
+    }
+    for (batch, used) in duplicates {
+        let message = format!(
+            "the provider holds a second batch `{}` ({}) for shard {} of this run, which uses `{used}`: the shard was created twice (a create whose answer was lost). Its requests are billed and its answers are not joined; cancel it at the provider if it still runs",
+            batch.id,
+            batch.status.as_str(),
+            batch.metadata_value(METADATA_SHARD).unwrap_or("?")
+        );
+        events.emit(
+            Event::ProviderWarning {
+                message: message.clone(),
+            },
+            || Some(format!("warning: {message}")),
+        );
+    }
+    Ok(())
+}
+
+/// Records `batch` (and its input file) as `shard`'s, as if this process had created it.
+fn adopt(
+    ledger: &Ledger,
+    events: &EventSink,
+    shard: &ShardRecord,
+    batch: &Batch,
+) -> anyhow::Result<()> {
+    if shard.file_id.as_deref() != Some(batch.input_file_id.as_str()) {
+        ledger.set_file_id(shard.shard_index, Some(&batch.input_file_id))?;
+        events.emit(
+            Event::FileAdopted {
+                shard: shard.shard_index,
+                file_id: &batch.input_file_id,
+            },
+            || None,
+        );
+    }
+    ledger.set_batch_id(shard.shard_index, &batch.id)?;
+    record_batch_state(ledger, shard.shard_index, batch)?;
+    events.emit(
+        Event::BatchAdopted {
+            shard: shard.shard_index,
+            batch_id: &batch.id,
+        },
+        || {
+            Some(format!(
+                "found batch `{}` of shard {} at the provider, which the ledger did not record; adopted it instead of creating another",
+                batch.id, shard.shard_index
+            ))
+        },
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(id: &str, shard: Option<&str>, status: BatchStatus, created_at: i64) -> Batch {
+        let mut metadata = BTreeMap::new();
+        metadata.insert(METADATA_RUN.to_owned(), "run-a".to_owned());
+        if let Some(shard) = shard {
+            metadata.insert(METADATA_SHARD.to_owned(), shard.to_owned());
+        }
+        serde_json::from_value(serde_json::json!({
+            "id": id,
+            "endpoint": "/v1/chat/completions",
+            "input_file_id": format!("file-{id}"),
+            "status": status.as_str(),
+            "created_at": created_at,
+            "metadata": metadata,
+        }))
+        .unwrap()
+    }
+
+    fn shard(index: u64, batch_id: Option<&str>) -> ShardRecord {
+        ShardRecord {
+            shard_index: index,
+            batch_id: batch_id.map(str::to_owned),
+            ..ShardRecord::default()
+        }
+    }
+
+    #[test]
+    fn a_batch_is_recorded_a_duplicate_unrecorded_or_of_no_shard() {
+        let shards = [shard(0, Some("b0")), shard(1, None)];
+        let by_index: HashMap<u64, &ShardRecord> = shards
+            .iter()
+            .map(|shard| (shard.shard_index, shard))
+            .collect();
+        let standing =
+            |id, index| standing_of(&batch(id, index, BatchStatus::Completed, 1), &by_index);
+        assert_eq!(standing("b0", Some("0")), Standing::Recorded);
+        assert_eq!(
+            standing("b9", Some("0")),
+            Standing::Duplicate {
+                shard_index: 0,
+                used: "b0".into()
+            }
+        );
+        assert_eq!(
+            standing("b1", Some("1")),
+            Standing::Unrecorded { shard_index: 1 }
+        );
+        assert_eq!(standing("b2", Some("2")), Standing::NoSuchShard);
+        assert_eq!(standing("bx", Some("one")), Standing::NoSuchShard);
+        assert_eq!(standing("by", None), Standing::NoSuchShard);
+    }
+
+    #[test]
+    fn the_list_is_read_back_to_the_founding_only_when_it_is_newest_first() {
+        let page = |times: &[i64]| -> Vec<Batch> {
+            times
+                .iter()
+                .map(|&time| batch("b", Some("0"), BatchStatus::Completed, time))
+                .collect()
+        };
+        assert!(page_ends_before(&page(&[300, 200, 99]), 100));
+        assert!(!page_ends_before(&page(&[300, 200, 100]), 100));
+        // Oldest first: later pages may hold newer batches.
+        assert!(!page_ends_before(&page(&[50, 60, 99]), 100));
+        // No creation times.
+        assert!(!page_ends_before(&page(&[0, 0]), 100));
+        assert!(!page_ends_before(&[], 100));
+    }
+
+    #[test]
+    fn a_running_or_completed_batch_is_adopted_before_one_that_ended_without_answers() {
+        let mut candidates = [
+            batch("failed", Some("0"), BatchStatus::Failed, 300),
+            batch("older", Some("0"), BatchStatus::InProgress, 100),
+            batch("newer", Some("0"), BatchStatus::Completed, 200),
+        ];
+        candidates.sort_by_key(|batch| std::cmp::Reverse(adoption_preference(batch)));
+        let order: Vec<&str> = candidates.iter().map(|batch| batch.id.as_str()).collect();
+        assert_eq!(order, ["newer", "older", "failed"]);
+    }
+}
