@@ -46,13 +46,13 @@ pub(super) struct BatchesOfRun {
 }
 
 /// Reads the provider's batch list, newest first, keeping the batches of `run_id`, back to a
-/// day before `founded_at` (when known), or to the list's end.
+/// day before `began_at` (when known), or to the list's end.
 pub(super) async fn batches_of_run(
     client: &ApiClient,
     run_id: &str,
-    founded_at: Option<i64>,
+    began_at: Option<i64>,
 ) -> Result<BatchesOfRun, ClientError> {
-    let oldest_wanted = founded_at.map(|seconds| seconds - CLOCK_SLACK_SECONDS);
+    let oldest_wanted = began_at.map(|seconds| seconds - CLOCK_SLACK_SECONDS);
     let mut batches = Vec::new();
     let mut after: Option<String> = None;
     for _ in 0..MAX_PAGES {
@@ -188,6 +188,20 @@ async fn is_upload_of(
     }
 }
 
+/// Since when the provider's list holds batches of the run: its founding, or, for a run founded
+/// before that was recorded, when its oldest shard file was written (planning comes before any
+/// batch). `None` when neither is known: the list is read to its end.
+pub(super) fn run_began_at(founded_at: Option<i64>, run_directory: &RunDirectory) -> Option<i64> {
+    founded_at.or_else(|| {
+        std::fs::read_dir(run_directory.shards_directory())
+            .ok()?
+            .filter_map(|entry| entry.ok()?.metadata().ok()?.modified().ok())
+            .min()
+            .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+            .and_then(|since| i64::try_from(since.as_secs()).ok())
+    })
+}
+
 /// Matches the provider's batches of this run against the ledger: adopts the unrecorded ones
 /// that are this run's shards not yet sent, warns of shards created twice, and refuses (with
 /// [`UnrecordedBatches`], before anything is written) when any other batch is found.
@@ -202,7 +216,7 @@ pub(super) async fn reconcile_unrecorded_batches(
     events: &EventSink,
 ) -> anyhow::Result<()> {
     let run_id = run_directory.run_id();
-    let listing = batches_of_run(client, &run_id, founded_at).await?;
+    let listing = batches_of_run(client, &run_id, run_began_at(founded_at, run_directory)).await?;
     if !listing.complete {
         let message = format!(
             "the provider's batch list could not be read back to this run's founding ({MAX_PAGES} pages of {BATCHES_PER_PAGE}); batches of this run older than that were not checked against its ledger"

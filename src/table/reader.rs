@@ -494,6 +494,14 @@ fn open_one_file(
     match format {
         TableFormat::Excel => {
             let reader = ExcelBatchReader::open(path, ROWS_PER_BATCH, options)?;
+            // A sheet holds at most 16,384 columns (XFD) in Excel, but a file written by
+            // another program may name cells past it.
+            refuse_too_many_columns(
+                path,
+                reader.schema().fields().len(),
+                None,
+                KEEP_FEWER_COLUMNS,
+            )?;
             let description = reader.description();
             let mut table = TableReader::new(reader.schema(), Box::new(reader));
             table.text_description = Some(description);
