@@ -261,15 +261,44 @@ fn two_runs_of_one_job_without_run_dir_become_one_run() {
 
 /// A job over `rows` generated rows: long enough to plan that a signal lands while planning.
 fn large_workspace(rows: usize) -> Workspace {
+    large_workspace_in(rows, InputKind::Csv)
+}
+
+/// The format of a large workspace's input `big.csv` or `big.jsonl`: a CSV file is hashed as
+/// planning reads it, a JSON Lines file in a pass of its own first.
+#[derive(Clone, Copy)]
+enum InputKind {
+    Csv,
+    JsonLines,
+}
+
+fn large_workspace_in(rows: usize, kind: InputKind) -> Workspace {
     let workspace = Workspace::new();
-    let mut csv = String::from("id,text\n");
-    for row in 0..rows {
-        csv.push_str(&format!("r{row},这是第{row}条评论，质量不错，物流很快\n"));
-    }
-    workspace.write("big.csv", csv);
+    let text = |row: usize| format!("这是第{row}条评论，质量不错，物流很快");
+    let file_name = match kind {
+        InputKind::Csv => {
+            let mut csv = String::from("id,text\n");
+            for row in 0..rows {
+                csv.push_str(&format!("r{row},{}\n", text(row)));
+            }
+            workspace.write("big.csv", csv);
+            "big.csv"
+        }
+        InputKind::JsonLines => {
+            let mut lines = String::new();
+            for row in 0..rows {
+                lines.push_str(&format!(
+                    "{{\"id\":\"r{row}\",\"text\":\"{}\"}}\n",
+                    text(row)
+                ));
+            }
+            workspace.write("big.jsonl", lines);
+            "big.jsonl"
+        }
+    };
     workspace.write(
         "big.toml",
-        "name = \"big\"\n[input]\npath = \"big.csv\"\nid_column = \"id\"\n[request]\nmodel = \"qwen-flash\"\ntemplate = \"Topic of: {{ text }}\"\nmax_tokens = 10\n[output]\npath = \"out.parquet\"\n",
+        format!("name = \"big\"\n[input]\npath = \"{file_name}\"\nid_column = \"id\"\n[request]\nmodel = \"qwen-flash\"\ntemplate = \"Topic of: {{{{ text }}}}\"\nmax_tokens = 10\n[output]\npath = \"out.parquet\"\n"),
     );
     workspace
 }
@@ -292,8 +321,14 @@ fn signalled_once_started(command: std::process::Command, signal: i32) -> (Outpu
 }
 
 fn signal_while_planning(signal: i32, expected_code: i32) {
+    signal_while_planning_in(signal, expected_code, InputKind::Csv, true);
+}
+
+/// Signals a run of a large input as soon as it started; with `finish_after`, the same run is
+/// then finished (over a minute in a debug build).
+fn signal_while_planning_in(signal: i32, expected_code: i32, kind: InputKind, finish_after: bool) {
     let simulator = StandaloneSimulator::start(&[]);
-    let workspace = large_workspace(300_000);
+    let workspace = large_workspace_in(300_000, kind);
     let run_directory = workspace.path().join("run");
     let mut command = workspace.run_against(
         &simulator,
@@ -338,7 +373,7 @@ fn signal_while_planning(signal: i32, expected_code: i32) {
     );
     // A removed directory leaves nothing to check; a kept one is consistent: the same run
     // finishes normally afterwards (300,000 rows: over a minute in a debug build, so only then).
-    if !run_directory.exists() {
+    if !run_directory.exists() || !finish_after {
         return;
     }
     let output = workspace
@@ -363,6 +398,14 @@ fn sigterm_while_planning_exits_143_before_anything_is_uploaded() {
 #[test]
 fn ctrl_c_while_planning_exits_130_before_anything_is_uploaded() {
     signal_while_planning(libc::SIGINT, 130);
+}
+
+/// A JSON Lines input is hashed (and its columns' types found) in passes before planning: a
+/// signal there stops the run as it does while planning.
+#[test]
+fn sigterm_while_a_json_lines_input_is_read_before_planning_exits_143_before_anything_is_uploaded()
+{
+    signal_while_planning_in(libc::SIGTERM, 143, InputKind::JsonLines, false);
 }
 
 /// Runs the review job with `extra` arguments against a fresh simulator; returns the output.
