@@ -33,6 +33,26 @@ pub async fn resume_run(
     let record = read_run_record(&ledger)?;
     let founding = record.founded(run_directory)?.clone();
     drop(ledger);
+    if !founding.job_file.exists() {
+        // A project moved or renamed: the run goes on from the job file where it is now.
+        let base_url = founding
+            .base_url
+            .as_ref()
+            .map(|url| format!(" --base-url {url}"))
+            .unwrap_or_default();
+        return Err(RunFailure::local(anyhow::anyhow!(
+            "the job file this run was founded with, `{}`, is not there any more (moved, renamed or deleted). If it was moved, continue the run with `dashbatch run NEW_PATH_OF_THE_JOB_FILE --run-dir {} --provider {}{base_url}{}`: a job file of the same content (SHA-256 {}) continues this run and pays for nothing twice",
+            founding.job_file.display(),
+            run_directory.display(),
+            founding.provider,
+            if founding.rehearsal {
+                " --rehearse"
+            } else {
+                ""
+            },
+            founding.job_sha256
+        )));
+    }
     let job = load_job(&founding.job_file).map_err(RunFailure::local)?;
     execute(
         job,

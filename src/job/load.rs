@@ -18,10 +18,12 @@ pub const EMBEDDINGS_ENDPOINT: &str = "/v1/embeddings";
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
-    #[error("failed to read job file `{path}`: {source}")]
+    /// The cause is in the message, not given as the error's source: printed with its
+    /// sources, it would be said twice.
+    #[error("failed to read job file `{path}`: {cause}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("job file `{path}` is not valid: {message}")]
     Parse { path: PathBuf, message: String },
@@ -213,9 +215,9 @@ fn normalize_path(path: &Path) -> PathBuf {
 
 /// Reads and checks a job file.
 pub fn load_job(job_file: &Path) -> Result<Job, JobError> {
-    let bytes = std::fs::read(job_file).map_err(|source| JobError::Read {
+    let bytes = std::fs::read(job_file).map_err(|cause| JobError::Read {
         path: job_file.to_owned(),
-        source,
+        cause,
     })?;
     let text = String::from_utf8(bytes.clone()).map_err(|error| JobError::Parse {
         path: job_file.to_owned(),

@@ -1208,6 +1208,56 @@ fn a_run_directory_put_back_from_a_snapshot_after_its_batches_ended_is_refused_n
 }
 
 #[test]
+fn a_run_whose_job_file_was_moved_says_how_to_go_on_and_going_on_pays_nothing_twice() {
+    let (simulator, workspace) = review_run_killed_at("during_poll", &["--quiet"]);
+    let run = workspace.single_run_directory();
+    // The project's job and input move to another folder; the run directory stays.
+    let moved = workspace.path().join("moved");
+    std::fs::create_dir(&moved).unwrap();
+    for name in ["reviews.toml", "reviews.csv"] {
+        std::fs::rename(workspace.path().join(name), moved.join(name)).unwrap();
+    }
+    let (made, uploaded) = (
+        simulator.ledger()["batches"].as_array().unwrap().len(),
+        uploads(&simulator),
+    );
+    let resumed = resume_command(&workspace, &run).output().unwrap();
+    let stderr = text(&resumed.stderr);
+    // Exit 3, never 2: the run spent.
+    assert_eq!(resumed.status.code(), Some(3), "{stderr}");
+    let advice = format!(
+        "dashbatch run NEW_PATH_OF_THE_JOB_FILE --run-dir {} --provider dashscope --base-url {}",
+        run.display(),
+        simulator.base_url
+    );
+    assert_mentions(&stderr, &["is not there any more", &advice]);
+    assert_eq!(stderr.matches("No such file").count(), 0, "{stderr}");
+    let went_on = workspace
+        .command(&[
+            "run",
+            "moved/reviews.toml",
+            "--run-dir",
+            run.to_str().unwrap(),
+            "--provider",
+            "dashscope",
+            "--base-url",
+            &simulator.base_url,
+            "--quiet",
+        ])
+        .env("DASHSCOPE_API_KEY", SECRET_KEY)
+        .output()
+        .unwrap();
+    assert_eq!(went_on.status.code(), Some(0), "{}", text(&went_on.stderr));
+    assert_eq!(
+        simulator.ledger()["batches"].as_array().unwrap().len(),
+        made
+    );
+    assert_eq!(uploads(&simulator), uploaded);
+    let statuses = string_column(&read_parquet(&moved.join("out.parquet")), "status");
+    assert_eq!(statuses.len(), 12);
+}
+
+#[test]
 fn an_unfinished_run_given_its_own_name_under_runs_is_continued_not_sent_again() {
     let (simulator, workspace) = review_run_killed_at(
         "during_poll",
