@@ -547,7 +547,14 @@ pub(super) struct ResultFileLines {
     /// How many bytes at the start of the reader's buffer are whole lines among which one is not
     /// UTF-8: each of them is checked on its own.
     checked_one_by_one: usize,
+    /// The longest line read, in bytes without its ending ([`LONGEST_RESULT_LINE`]).
+    longest_line: u64,
 }
+
+/// The longest result line read: 64 MiB, ten times the longest request line DashScope takes
+/// (6 MB, reference §3) and far past any answer. A file with a longer line (a download that is
+/// no result file, bytes without line endings) is refused instead of gathered into memory.
+pub(super) const LONGEST_RESULT_LINE: u64 = 64 * 1024 * 1024;
 
 /// Where a line lies: at the start of the reader's buffer, or gathered; its length without its
 /// ending.
@@ -565,7 +572,15 @@ impl ResultFileLines {
             line_number: 0,
             checked: 0,
             checked_one_by_one: 0,
+            longest_line: LONGEST_RESULT_LINE,
         })
+    }
+
+    /// As [`Self::open`], with another longest line (for tests).
+    #[cfg(test)]
+    fn with_longest_line(mut self, bytes: u64) -> ResultFileLines {
+        self.longest_line = bytes;
+        self
     }
 
     /// Consumes `length` bytes of the reader's buffer, and of what was checked of it.
@@ -638,8 +653,19 @@ impl ResultFileLines {
                     // `read_until` may consume it without `consume`'s bookkeeping.
                     debug_assert!(self.checked == 0 && self.checked_one_by_one == 0);
                     self.gathered.clear();
-                    self.reader.read_until(b'\n', &mut self.gathered)?;
+                    let most = self.longest_line + 1;
+                    std::io::Read::take(&mut self.reader, most)
+                        .read_until(b'\n', &mut self.gathered)?;
                     let ends_with_newline = self.gathered.last() == Some(&b'\n');
+                    if self.gathered.len() as u64 == most && !ends_with_newline {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            format!(
+                                "the line runs on past {} bytes, longer than any result line a provider writes: this is no result file",
+                                self.longest_line
+                            ),
+                        ));
+                    }
                     LinePlace::Gathered(self.gathered.len() - usize::from(ends_with_newline))
                 }
             };
@@ -849,6 +875,33 @@ mod tests {
             ));
         }
         read
+    }
+
+    #[test]
+    fn a_result_line_longer_than_the_longest_is_refused_not_gathered() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("results.jsonl");
+        let longest = 300_000;
+        // A line of exactly the longest length passes, with or without its ending.
+        for ending in ["\n", ""] {
+            std::fs::write(&path, format!("{}{ending}", "x".repeat(longest))).unwrap();
+            let mut lines = ResultFileLines::open(&path)
+                .unwrap()
+                .with_longest_line(longest as u64);
+            let (_, line) = lines.next_line().unwrap().unwrap();
+            assert_eq!(line.unwrap().len(), longest);
+            assert!(lines.next_line().unwrap().is_none());
+        }
+        // One byte more is refused, after a short line that is read.
+        std::fs::write(&path, format!("{{}}\n{}\n", "x".repeat(longest + 1))).unwrap();
+        let mut lines = ResultFileLines::open(&path)
+            .unwrap()
+            .with_longest_line(longest as u64);
+        assert_eq!(lines.next_line().unwrap().unwrap().1.unwrap(), "{}");
+        let error = lines.next_line().unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::InvalidData);
+        assert!(error.to_string().contains("no result file"), "{error}");
+        assert_eq!(lines.line_number(), 2);
     }
 
     #[test]
