@@ -9,6 +9,7 @@ mod bloom_filter;
 mod budget;
 mod cancel;
 mod connection;
+mod copied_run_holder;
 mod custom_id_claims;
 mod damaged_run;
 mod download;

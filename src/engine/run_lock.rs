@@ -78,9 +78,7 @@ pub fn describe_holder(path: &Path) -> String {
 
 fn write_holder(file: &mut File, command: &str) {
     let started = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ");
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|name| name.trim().to_owned())
-        .unwrap_or_default();
+    let host = super::copied_run_holder::this_host();
     let text = format!(
         "pid {} on host `{host}`\ncommand `dashbatch {command}`\nstarted {started}\n",
         std::process::id()
@@ -97,6 +95,17 @@ pub fn try_lock_file(path: &Path, command: &str) -> Result<Option<HeldLock>, Loc
     let mut file = open_lock_file(path)?;
     match file.try_lock() {
         Ok(()) => {
+            // A run directory copied while a process works on the original is that process's
+            // until it ends: its lock file, copied, still names it.
+            if path.file_name().and_then(|name| name.to_str()) == Some(RUN_LOCK_FILE_NAME) {
+                let mut previous_holder = String::new();
+                let _ = file.read_to_string(&mut previous_holder);
+                if super::copied_run_holder::live_holder_of_the_original(&previous_holder, path)
+                    .is_some()
+                {
+                    return Ok(None);
+                }
+            }
             write_holder(&mut file, command);
             Ok(Some(HeldLock {
                 _file: file,

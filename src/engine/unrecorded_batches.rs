@@ -16,8 +16,12 @@ use crate::ledger::{Ledger, ShardRecord};
 use crate::wire::{Batch, BatchStatus};
 
 /// How long before the run's founding the provider's list is still read: the provider's clock
-/// and this machine's may differ.
-const CLOCK_SLACK_SECONDS: i64 = 86_400;
+/// and the clock of the machine that founded the run may differ (a week; DashScope lists 30
+/// days at most).
+const CLOCK_SLACK_SECONDS: i64 = 7 * 86_400;
+/// Statuses of a list call that say the provider has no batch list at all: the run goes on
+/// unchecked (with a warning) rather than never resuming there.
+const NO_BATCH_LIST: [u16; 3] = [404, 405, 501];
 /// Batches per page of `GET /batches` (the most DashScope and OpenAI give).
 const BATCHES_PER_PAGE: u32 = 100;
 /// Pages read at most: a provider that ignores the list's cursor does not keep the run here.
@@ -46,7 +50,7 @@ pub(super) struct BatchesOfRun {
 }
 
 /// Reads the provider's batch list, newest first, keeping the batches of `run_id`, back to a
-/// day before `began_at` (when known), or to the list's end.
+/// week before `began_at` (when known), or to the list's end.
 pub(super) async fn batches_of_run(
     client: &ApiClient,
     run_id: &str,
@@ -216,7 +220,27 @@ pub(super) async fn reconcile_unrecorded_batches(
     events: &EventSink,
 ) -> anyhow::Result<()> {
     let run_id = run_directory.run_id();
-    let listing = batches_of_run(client, &run_id, run_began_at(founded_at, run_directory)).await?;
+    let listing = match batches_of_run(client, &run_id, run_began_at(founded_at, run_directory))
+        .await
+    {
+        Err(error)
+            if error
+                .status()
+                .is_some_and(|status| NO_BATCH_LIST.contains(&status)) =>
+        {
+            let message = format!(
+                "the provider has no batch list ({error}): this run's batches there could not be checked against its ledger before resuming"
+            );
+            events.emit(
+                Event::ProviderWarning {
+                    message: message.clone(),
+                },
+                || Some(format!("warning: {message}")),
+            );
+            return Ok(());
+        }
+        listed => listed?,
+    };
     if !listing.complete {
         let message = format!(
             "the provider's batch list could not be read back to this run's founding ({MAX_PAGES} pages of {BATCHES_PER_PAGE}); batches of this run older than that were not checked against its ledger"

@@ -68,6 +68,10 @@ async fn pass_gate(state: &SharedSimState, request: Request, next: Next) -> Resp
             )
             .into_response();
         }
+        Some(RouteFaultKind::Status404) => {
+            return ApiFailure::not_found("No such route on this server (simulated).")
+                .into_response();
+        }
         Some(RouteFaultKind::Status500) => {
             return ApiFailure::internal(
                 "The server had an error while processing your request (simulated).",

@@ -76,6 +76,9 @@ pub enum RouteFaultKind {
     /// Answer 400 `InvalidParameter` with an error body, a definite refusal; nothing is done.
     #[serde(rename = "status_400")]
     Status400,
+    /// Answer 404 as a server without this route does; nothing is done.
+    #[serde(rename = "status_404")]
+    Status404,
     /// Do the call (store the file, create the batch, ...), then close the connection without
     /// any HTTP response.
     DropAfterActing,

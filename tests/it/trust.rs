@@ -1161,6 +1161,77 @@ fn cancel_stops_the_batches_of_the_run_that_an_older_copy_of_its_ledger_does_not
     );
 }
 
+/// Found by a hostile pass: a copy of a run directory resumed while the original's process
+/// still submitted created 11 of 20 shards a second time (the copy's lock file is another file).
+#[test]
+fn a_copy_of_a_live_run_directory_waits_for_the_original_process_and_pays_nothing_twice() {
+    let simulator = StandaloneSimulator::start(&[]);
+    freeze_clock(&simulator);
+    let workspace = review_workspace(12, 6, "");
+    let run_directory = workspace.path().join("run");
+    let original = spawn_piped(review_run_command(&workspace, &simulator, &run_directory));
+    wait_for_simulator_batches(&simulator, 2);
+    let copy = workspace.path().join("copy");
+    copy_tree(&run_directory, &copy);
+    let refused = wait_with_limit(
+        spawn_piped(resume_command(&workspace, &copy)),
+        Duration::from_secs(30),
+    );
+    assert_busy(&refused, "copy");
+    // A snapshot put back in the original's place while it runs is refused the same way.
+    let snapshot = workspace.path().join("snapshot");
+    copy_tree(&run_directory, &snapshot);
+    std::fs::remove_dir_all(&run_directory).unwrap();
+    std::fs::rename(&snapshot, &run_directory).unwrap();
+    let refused = wait_with_limit(
+        spawn_piped(resume_command(&workspace, &run_directory)),
+        Duration::from_secs(30),
+    );
+    assert_busy(&refused, "run");
+    let batches = || simulator.ledger()["batches"].as_array().unwrap().len();
+    assert_eq!(batches(), 2);
+    // Once the original process is gone, the copy goes on with the original's batches.
+    let mut original = original;
+    original.kill().unwrap();
+    let _ = original.wait();
+    release_clock(&simulator);
+    let finished = resume_command(&workspace, &copy).output().unwrap();
+    assert_eq!(
+        finished.status.code(),
+        Some(0),
+        "{}",
+        text(&finished.stderr)
+    );
+    assert_eq!(batches(), 2, "batches created a second time");
+}
+
+#[test]
+fn a_provider_without_a_batch_list_still_resumes_with_a_warning() {
+    let (simulator, workspace) = review_run_killed_at("during_poll", &["--quiet"]);
+    let batches = || simulator.ledger()["batches"].as_array().unwrap().len();
+    let made = batches();
+    // The first list call answers as a server without the route does.
+    simulator.put_json(
+        "/_sim/faults",
+        &json!({"routes": {"list_batches": [{"nth": 1, "kind": "status_404"}]}}),
+    );
+    let resumed = review_run_in_default_directory(&workspace, &simulator, &["--json"])
+        .output()
+        .unwrap();
+    let events = text(&resumed.stdout);
+    assert_eq!(
+        resumed.status.code(),
+        Some(0),
+        "{}\n{events}",
+        text(&resumed.stderr)
+    );
+    assert!(
+        events.contains("\"provider_warning\"") && events.contains("has no batch list"),
+        "{events}"
+    );
+    assert_eq!(batches(), made);
+}
+
 #[test]
 fn a_run_directory_put_back_from_a_snapshot_after_its_batches_ended_is_refused_not_sent_again() {
     let (simulator, workspace) = review_run_killed_at("after_upload_before_record", &["--quiet"]);
