@@ -17,6 +17,27 @@ fn uploads(simulator: &StandaloneSimulator) -> u64 {
     simulator.ledger()["uploads"].as_u64().unwrap()
 }
 
+/// How many batches the simulator has created.
+fn simulator_batches(simulator: &StandaloneSimulator) -> usize {
+    simulator.ledger()["batches"].as_array().unwrap().len()
+}
+
+/// Runs the review job in its default run directory again with `--json`; its events, once it
+/// exited 0.
+fn run_again_with_json_events(workspace: &Workspace, simulator: &StandaloneSimulator) -> String {
+    let again = review_run_in_default_directory(workspace, simulator, &["--json"])
+        .output()
+        .unwrap();
+    let events = text(&again.stdout);
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "{}\n{events}",
+        text(&again.stderr)
+    );
+    events
+}
+
 fn assert_busy(output: &Output, run_directory: &str) {
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
@@ -1072,7 +1093,7 @@ fn an_older_copy_of_the_ledger_put_back_after_the_run_went_on_is_refused_not_sen
     let copy = copy_of_ledger(&run);
     finish_review_run(&workspace, &simulator, &["--quiet"]);
     put_ledger_copy(&run, &copy);
-    let batches = || simulator.ledger()["batches"].as_array().unwrap().len();
+    let batches = || simulator_batches(&simulator);
     let made = batches();
     assert_every_command_refuses_the_damaged_run(
         &workspace,
@@ -1093,20 +1114,11 @@ fn an_older_copy_of_the_ledger_that_lacks_the_batches_adopts_them_from_the_provi
     let copy = copy_of_ledger(&run);
     // The run goes on, creates both batches and is stopped while they run.
     kill_review_run_at(&workspace, &simulator, "during_poll", &["--quiet"]);
-    let batches = || simulator.ledger()["batches"].as_array().unwrap().len();
+    let batches = || simulator_batches(&simulator);
     let (made, uploaded) = (batches(), uploads(&simulator));
     assert_eq!(made, 2);
     put_ledger_copy(&run, &copy);
-    let resumed = review_run_in_default_directory(&workspace, &simulator, &["--json"])
-        .output()
-        .unwrap();
-    let events = text(&resumed.stdout);
-    assert_eq!(
-        resumed.status.code(),
-        Some(0),
-        "{}\n{events}",
-        text(&resumed.stderr)
-    );
+    let events = run_again_with_json_events(&workspace, &simulator);
     // Before, each shard's batch was created again and its rows billed twice.
     assert_eq!(batches(), made, "batches created a second time");
     assert_eq!(uploads(&simulator), uploaded, "shards uploaded again");
@@ -1188,7 +1200,7 @@ fn a_copy_of_a_live_run_directory_waits_for_the_original_process_and_pays_nothin
         Duration::from_secs(30),
     );
     assert_busy(&refused, "run");
-    let batches = || simulator.ledger()["batches"].as_array().unwrap().len();
+    let batches = || simulator_batches(&simulator);
     assert_eq!(batches(), 2);
     // Once the original process is gone, the copy goes on with the original's batches.
     let mut original = original;
@@ -1208,23 +1220,14 @@ fn a_copy_of_a_live_run_directory_waits_for_the_original_process_and_pays_nothin
 #[test]
 fn a_provider_without_a_batch_list_still_resumes_with_a_warning() {
     let (simulator, workspace) = review_run_killed_at("during_poll", &["--quiet"]);
-    let batches = || simulator.ledger()["batches"].as_array().unwrap().len();
+    let batches = || simulator_batches(&simulator);
     let made = batches();
     // The first list call answers as a server without the route does.
     simulator.put_json(
         "/_sim/faults",
         &json!({"routes": {"list_batches": [{"nth": 1, "kind": "status_404"}]}}),
     );
-    let resumed = review_run_in_default_directory(&workspace, &simulator, &["--json"])
-        .output()
-        .unwrap();
-    let events = text(&resumed.stdout);
-    assert_eq!(
-        resumed.status.code(),
-        Some(0),
-        "{}\n{events}",
-        text(&resumed.stderr)
-    );
+    let events = run_again_with_json_events(&workspace, &simulator);
     assert!(
         events.contains("\"provider_warning\"") && events.contains("has no batch list"),
         "{events}"
@@ -1244,7 +1247,7 @@ fn a_run_directory_put_back_from_a_snapshot_after_its_batches_ended_is_refused_n
     std::fs::remove_dir_all(&run).unwrap();
     copy_tree(&snapshot, &run);
     std::fs::remove_dir_all(&snapshot).unwrap();
-    let batches = || simulator.ledger()["batches"].as_array().unwrap().len();
+    let batches = || simulator_batches(&simulator);
     let (made, uploaded) = (batches(), uploads(&simulator));
     for arguments in [
         vec!["--quiet"],
