@@ -10,8 +10,9 @@ use super::run_record::{open_existing_ledger, read_run_record};
 use super::submit::METADATA_SHARD;
 use super::unrecorded_batches::{batches_of_run, run_began_at};
 use super::{Event, EventSink, OutputMode, RunDirectory};
-use crate::ledger::{EffectKind, EffectOutcome};
-use crate::wire::BatchStatus;
+use crate::client::{ApiClient, ClientError};
+use crate::ledger::{EffectKind, EffectOutcome, Ledger};
+use crate::wire::{Batch, BatchStatus};
 
 /// `dashbatch cancel RUN_DIR`: asks the provider to cancel the run's live batches. Rows that
 /// already finished stay billed and are kept; `resume` then joins what came back.
@@ -32,14 +33,15 @@ pub async fn cancel_run(run_directory: &Path, mode: OutputMode) -> Result<u64, R
         let Some(batch_id) = shard.batch_id.as_ref().filter(|_| shard.has_live_batch()) else {
             continue;
         };
-        let effect = ledger
-            .record_intent(Some(shard.shard_index), EffectKind::CancelBatch, batch_id)
-            .map_err(RunFailure::remote)?;
-        match connection.client.cancel_batch(batch_id).await {
+        match ask_to_cancel(
+            &ledger,
+            &connection.client,
+            Some(shard.shard_index),
+            batch_id,
+        )
+        .await?
+        {
             Ok(batch) => {
-                ledger
-                    .record_outcome(effect, EffectOutcome::Done, batch.status.as_str())
-                    .map_err(RunFailure::remote)?;
                 record_batch_state(&ledger, shard.shard_index, &batch)
                     .map_err(RunFailure::remote)?;
                 cancelled += 1;
@@ -52,9 +54,6 @@ pub async fn cancel_run(run_directory: &Path, mode: OutputMode) -> Result<u64, R
                 );
             }
             Err(error) => {
-                ledger
-                    .record_outcome(effect, EffectOutcome::Failed, &error.to_string())
-                    .map_err(RunFailure::remote)?;
                 // Refused because the batch already ended: learn its state, so the ledger no
                 // longer holds it live and a later `cancel` or `resume` sees the truth.
                 let ended = error
@@ -104,14 +103,8 @@ pub async fn cancel_run(run_directory: &Path, mode: OutputMode) -> Result<u64, R
         let shard_index = batch
             .metadata_value(METADATA_SHARD)
             .and_then(|text| text.parse::<u64>().ok());
-        let effect = ledger
-            .record_intent(shard_index, EffectKind::CancelBatch, &batch.id)
-            .map_err(RunFailure::remote)?;
-        match connection.client.cancel_batch(&batch.id).await {
+        match ask_to_cancel(&ledger, &connection.client, shard_index, &batch.id).await? {
             Ok(answer) => {
-                ledger
-                    .record_outcome(effect, EffectOutcome::Done, answer.status.as_str())
-                    .map_err(RunFailure::remote)?;
                 cancelled += 1;
                 say_cancel(
                     &events,
@@ -122,9 +115,6 @@ pub async fn cancel_run(run_directory: &Path, mode: OutputMode) -> Result<u64, R
                 );
             }
             Err(error) => {
-                ledger
-                    .record_outcome(effect, EffectOutcome::Failed, &error.to_string())
-                    .map_err(RunFailure::remote)?;
                 not_cancelled.push(format!(
                     "batch `{}` (not in the run's ledger): {error}",
                     batch.id
@@ -142,15 +132,31 @@ pub async fn cancel_run(run_directory: &Path, mode: OutputMode) -> Result<u64, R
     Ok(cancelled)
 }
 
+/// Asks the provider to cancel `batch_id` (of shard `shard_index`, when known), announced in the
+/// ledger first and its outcome recorded after; the provider's answer, or its error.
+async fn ask_to_cancel(
+    ledger: &Ledger,
+    client: &ApiClient,
+    shard_index: Option<u64>,
+    batch_id: &str,
+) -> Result<Result<Batch, ClientError>, RunFailure> {
+    let effect = ledger
+        .record_intent(shard_index, EffectKind::CancelBatch, batch_id)
+        .map_err(RunFailure::remote)?;
+    let answer = client.cancel_batch(batch_id).await;
+    let (outcome, detail) = match &answer {
+        Ok(batch) => (EffectOutcome::Done, batch.status.as_str().to_owned()),
+        Err(error) => (EffectOutcome::Failed, error.to_string()),
+    };
+    ledger
+        .record_outcome(effect, outcome, &detail)
+        .map_err(RunFailure::remote)?;
+    Ok(answer)
+}
+
 /// Says what became of a batch `cancel` asked about: `what` is `asked to cancel` or `had
 /// already ended`, and the batch's status follows.
-fn say_cancel(
-    events: &EventSink,
-    shard_index: u64,
-    batch_id: &str,
-    batch: &crate::wire::Batch,
-    what: &str,
-) {
+fn say_cancel(events: &EventSink, shard_index: u64, batch_id: &str, batch: &Batch, what: &str) {
     events.emit(
         Event::BatchCancelRequested {
             shard: shard_index,
