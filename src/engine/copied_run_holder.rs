@@ -27,9 +27,10 @@ pub fn this_host() -> String {
 }
 
 /// Whether a process's open file `target` (a `/proc/PID/fd` link) is the lock file of another
-/// copy of the run `run_id`, whose lock file is `own_lock`: this path's file since deleted (a
-/// snapshot put in its place), or another path whose directory holds the same run's identity
-/// (so a pid reused by a process working on another run is not taken for the holder).
+/// copy of the run `run_id`, whose lock file is `own_lock` (canonical, as `/proc` names files):
+/// this path's file since deleted (a snapshot put in its place), or another path whose
+/// directory holds the same run's identity (so a pid reused by a process working on another run
+/// is not taken for the holder).
 fn is_another_copys_lock(target: &str, own_lock: &Path, run_id: &str) -> bool {
     let (path, deleted) = match target.strip_suffix(" (deleted)") {
         Some(path) => (path, true),
@@ -39,8 +40,7 @@ fn is_another_copys_lock(target: &str, own_lock: &Path, run_id: &str) -> bool {
     if path.file_name() != own_lock.file_name() {
         return false;
     }
-    let own = std::fs::canonicalize(own_lock).unwrap_or_else(|_| own_lock.to_owned());
-    if path == own {
+    if path == own_lock {
         return deleted;
     }
     path.parent()
@@ -48,21 +48,31 @@ fn is_another_copys_lock(target: &str, own_lock: &Path, run_id: &str) -> bool {
         .is_some_and(|identity| identity.run_id == run_id)
 }
 
-/// When `previous_holder` (the text the lock file at `own_lock` held before this process took
-/// it) names another live process on this host that holds another run directory's lock file:
-/// that process's description.
-pub fn live_holder_of_the_original(previous_holder: &str, own_lock: &Path) -> Option<String> {
-    let (pid, host) = holder_of(previous_holder)?;
+/// Whether `previous_holder` (the text the lock file at `own_lock` held before this process
+/// took it) names another live process on this host that holds the lock file of another copy
+/// of the same run.
+pub fn is_held_by_a_live_original(previous_holder: &str, own_lock: &Path) -> bool {
+    let Some((pid, host)) = holder_of(previous_holder) else {
+        return false;
+    };
     if pid == std::process::id() || host != this_host() {
-        return None;
+        return false;
     }
     // A directory not yet founded has sent nothing, and has no run to share.
-    let run_id = RunIdentity::read(own_lock.parent()?)?.run_id;
-    let holds_another = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .ok()?
+    let Some(run_id) = own_lock
+        .parent()
+        .and_then(RunIdentity::read)
+        .map(|identity| identity.run_id)
+    else {
+        return false;
+    };
+    let Ok(open_files) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    let own_lock = std::fs::canonicalize(own_lock).unwrap_or_else(|_| own_lock.to_owned());
+    open_files
         .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
-        .any(|target| is_another_copys_lock(&target.to_string_lossy(), own_lock, &run_id));
-    holds_another.then(|| previous_holder.lines().collect::<Vec<_>>().join(", "))
+        .any(|target| is_another_copys_lock(&target.to_string_lossy(), &own_lock, &run_id))
 }
 
 #[cfg(test)]
@@ -97,6 +107,7 @@ mod tests {
         let own = run_directory_of(&directory.path().join("copy"), "run-a");
         let original = run_directory_of(&directory.path().join("run"), "run-a");
         let other_run = run_directory_of(&directory.path().join("other"), "run-b");
+        let own = std::fs::canonicalize(&own).unwrap();
         let text = |path: &Path| std::fs::canonicalize(path).unwrap().display().to_string();
         assert!(!is_another_copys_lock(&text(&own), &own, "run-a"));
         assert!(is_another_copys_lock(
@@ -115,7 +126,7 @@ mod tests {
     }
 
     #[test]
-    fn a_process_that_holds_another_run_lock_is_the_live_holder_of_the_original() {
+    fn a_process_that_holds_another_copys_lock_is_a_live_original() {
         let directory = tempfile::tempdir().unwrap();
         let original = run_directory_of(&directory.path().join("run"), "run-a");
         let copy = run_directory_of(&directory.path().join("copy"), "run-a");
@@ -130,24 +141,24 @@ mod tests {
             child.id(),
             this_host()
         );
-        let seen = live_holder_of_the_original(&text, &copy);
-        // The child opened the copy, not the original: nothing to say.
+        let seen = is_held_by_a_live_original(&text, &copy);
+        // A process holding only the copy's own lock file holds no other copy's.
         let mut other = std::process::Command::new("sleep")
             .arg("30")
             .stdin(std::fs::File::open(&copy).unwrap())
             .spawn()
             .unwrap();
         let other_text = format!("pid {} on host `{}`\n", other.id(), this_host());
-        let not_seen = live_holder_of_the_original(&other_text, &copy);
-        let elsewhere = live_holder_of_the_original(
+        let not_seen = is_held_by_a_live_original(&other_text, &copy);
+        let elsewhere = is_held_by_a_live_original(
             &format!("pid {} on host `another-host`\n", child.id()),
             &copy,
         );
         child.kill().unwrap();
         other.kill().unwrap();
         let _ = (child.wait(), other.wait());
-        assert!(seen.is_some_and(|seen| seen.contains("dashbatch run")));
-        assert_eq!(not_seen, None);
-        assert_eq!(elsewhere, None);
+        assert!(seen);
+        assert!(!not_seen);
+        assert!(!elsewhere);
     }
 }

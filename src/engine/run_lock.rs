@@ -100,9 +100,7 @@ pub fn try_lock_file(path: &Path, command: &str) -> Result<Option<HeldLock>, Loc
             if path.file_name().and_then(|name| name.to_str()) == Some(RUN_LOCK_FILE_NAME) {
                 let mut previous_holder = String::new();
                 let _ = file.read_to_string(&mut previous_holder);
-                if super::copied_run_holder::live_holder_of_the_original(&previous_holder, path)
-                    .is_some()
-                {
+                if super::copied_run_holder::is_held_by_a_live_original(&previous_holder, path) {
                     return Ok(None);
                 }
             }

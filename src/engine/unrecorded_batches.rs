@@ -231,12 +231,7 @@ pub(super) async fn reconcile_unrecorded_batches(
             let message = format!(
                 "the provider has no batch list ({error}): this run's batches there could not be checked against its ledger before resuming"
             );
-            events.emit(
-                Event::ProviderWarning {
-                    message: message.clone(),
-                },
-                || Some(format!("warning: {message}")),
-            );
+            warn(events, message);
             return Ok(());
         }
         listed => listed?,
@@ -245,12 +240,7 @@ pub(super) async fn reconcile_unrecorded_batches(
         let message = format!(
             "the provider's batch list could not be read back to this run's founding ({MAX_PAGES} pages of {BATCHES_PER_PAGE}); batches of this run older than that were not checked against its ledger"
         );
-        events.emit(
-            Event::ProviderWarning {
-                message: message.clone(),
-            },
-            || Some(format!("warning: {message}")),
-        );
+        warn(events, message);
     }
     if listing.batches.is_empty() {
         return Ok(());
@@ -308,14 +298,19 @@ pub(super) async fn reconcile_unrecorded_batches(
             batch.status.as_str(),
             batch.metadata_value(METADATA_SHARD).unwrap_or("?")
         );
-        events.emit(
-            Event::ProviderWarning {
-                message: message.clone(),
-            },
-            || Some(format!("warning: {message}")),
-        );
+        warn(events, message);
     }
     Ok(())
+}
+
+/// Says `message` as a `provider_warning`.
+fn warn(events: &EventSink, message: String) {
+    events.emit(
+        Event::ProviderWarning {
+            message: message.clone(),
+        },
+        || Some(format!("warning: {message}")),
+    );
 }
 
 /// Records `batch` (and its input file) as `shard`'s, as if this process had created it.
@@ -405,6 +400,27 @@ mod tests {
         assert_eq!(standing("b2", Some("2")), Standing::NoSuchShard);
         assert_eq!(standing("bx", Some("one")), Standing::NoSuchShard);
         assert_eq!(standing("by", None), Standing::NoSuchShard);
+    }
+
+    #[test]
+    fn a_run_began_at_its_founding_or_else_at_its_oldest_shard_file() {
+        let directory = tempfile::tempdir().unwrap();
+        let run_directory = RunDirectory::new(directory.path().join("run"));
+        assert_eq!(run_began_at(Some(42), &run_directory), Some(42));
+        // Founded before the time was recorded, with no shard file: unknown.
+        assert_eq!(run_began_at(None, &run_directory), None);
+        std::fs::create_dir_all(run_directory.shards_directory()).unwrap();
+        let shard = run_directory.shard_path("shard-00000.jsonl");
+        std::fs::write(&shard, "{}\n").unwrap();
+        let written = std::fs::metadata(&shard)
+            .unwrap()
+            .modified()
+            .unwrap()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert_eq!(run_began_at(None, &run_directory), Some(written as i64));
+        assert_eq!(run_began_at(Some(42), &run_directory), Some(42));
     }
 
     #[test]
