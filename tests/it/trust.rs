@@ -1218,6 +1218,45 @@ fn a_copy_of_a_live_run_directory_waits_for_the_original_process_and_pays_nothin
 }
 
 #[test]
+fn a_shard_the_provider_holds_twice_is_warned_of_not_created_again_nor_refused() {
+    let (simulator, workspace) = review_run_killed_at("during_poll", &["--quiet"]);
+    // A second batch of shard 0, as a create whose answer was lost leaves when the provider's
+    // list does not show it in time: same input file and metadata.
+    let listed = http_json("GET", &format!("{}/batches", simulator.base_url), None);
+    let first = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|batch| batch["metadata"]["dashbatch_shard"] == "0")
+        .unwrap()
+        .clone();
+    let second = http_json(
+        "POST",
+        &format!("{}/batches", simulator.base_url),
+        Some(&json!({
+            "input_file_id": first["input_file_id"],
+            "endpoint": first["endpoint"],
+            "completion_window": first["completion_window"],
+            "metadata": first["metadata"],
+        })),
+    );
+    let made = simulator_batches(&simulator);
+    let events = run_again_with_json_events(&workspace, &simulator);
+    let warning = events
+        .lines()
+        .find(|line| line.contains("\"provider_warning\""))
+        .unwrap_or_else(|| panic!("no provider_warning: {events}"));
+    assert_mentions(
+        warning,
+        &[
+            &format!("second batch `{}`", second["id"].as_str().unwrap()),
+            "for shard 0 of this run",
+        ],
+    );
+    assert_eq!(simulator_batches(&simulator), made, "batches created again");
+}
+
+#[test]
 fn a_provider_without_a_batch_list_still_resumes_with_a_warning() {
     let (simulator, workspace) = review_run_killed_at("during_poll", &["--quiet"]);
     let batches = || simulator_batches(&simulator);
