@@ -192,17 +192,30 @@ impl ApiClient {
         Self::decode(&operation, response).await
     }
 
+    /// `GET path?query`, its JSON answer decoded; retried on transient failures (a GET changes
+    /// nothing).
+    async fn get_json<T: DeserializeOwned>(
+        &self,
+        operation: &str,
+        path: &str,
+        query: &(impl serde::Serialize + ?Sized),
+    ) -> Result<T, ClientError> {
+        self.idempotent(operation, || async {
+            let response = self
+                .send_once(operation, self.request(Method::GET, path).query(query))
+                .await?;
+            Self::decode(operation, response).await
+        })
+        .await
+    }
+
     pub async fn get_batch(&self, batch_id: &str) -> Result<Batch, ClientError> {
         let operation = format!("get batch `{batch_id}`");
-        self.idempotent(&operation, || async {
-            let response = self
-                .send_once(
-                    &operation,
-                    self.request(Method::GET, &format!("/batches/{batch_id}")),
-                )
-                .await?;
-            Self::decode(&operation, response).await
-        })
+        self.get_json(
+            &operation,
+            &format!("/batches/{batch_id}"),
+            &[] as &[(&str, &str)],
+        )
         .await
     }
 
@@ -227,16 +240,7 @@ impl ApiClient {
         if !query.statuses.is_empty() {
             parameters.insert("status", query.statuses.join(","));
         }
-        self.idempotent(&operation, || async {
-            let response = self
-                .send_once(
-                    &operation,
-                    self.request(Method::GET, "/batches").query(&parameters),
-                )
-                .await?;
-            Self::decode(&operation, response).await
-        })
-        .await
+        self.get_json(&operation, "/batches", &parameters).await
     }
 
     pub async fn list_files(
@@ -250,30 +254,17 @@ impl ApiClient {
         if let Some(after) = after {
             parameters.push(("after", after.to_owned()));
         }
-        self.idempotent(&operation, || async {
-            let response = self
-                .send_once(
-                    &operation,
-                    self.request(Method::GET, "/files").query(&parameters),
-                )
-                .await?;
-            Self::decode(&operation, response).await
-        })
-        .await
+        self.get_json(&operation, "/files", &parameters).await
     }
 
     /// `GET /files/{id}`: the file's name, size and purpose.
     pub async fn get_file(&self, file_id: &str) -> Result<FileObject, ClientError> {
         let operation = format!("retrieve file `{file_id}`");
-        self.idempotent(&operation, || async {
-            let response = self
-                .send_once(
-                    &operation,
-                    self.request(Method::GET, &format!("/files/{file_id}")),
-                )
-                .await?;
-            Self::decode(&operation, response).await
-        })
+        self.get_json(
+            &operation,
+            &format!("/files/{file_id}"),
+            &[] as &[(&str, &str)],
+        )
         .await
     }
 
