@@ -782,6 +782,17 @@ impl Ledger {
         Ok(())
     }
 
+    /// Records that a shard's lost results were all found again (in the answer store).
+    pub fn clear_results_unavailable(&self, shard_index: u64) -> Result<(), LedgerError> {
+        self.connection
+            .execute(
+                "UPDATE shards SET results_unavailable = NULL WHERE shard_index = ?1",
+                params![shard_index as i64],
+            )
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
     /// Shards whose remote input, output and error files are deleted.
     pub fn set_remote_files_deleted(&self, shard_index: u64) -> Result<(), LedgerError> {
         self.connection

@@ -47,6 +47,9 @@ pub enum EventKind {
     ResultsDownloaded,
     /// A shard's result file can no longer be fetched.
     ResultsUnavailable,
+    /// Answers of a shard whose output file can no longer be fetched were taken from the
+    /// answer store, which kept them when they were first downloaded.
+    ResultsRecovered,
     /// A shard's `ok` answers were recorded in the answer store.
     AnswersStored,
     /// The answer store could not be used; the run goes on without it.
@@ -75,7 +78,7 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 23] = [
+    pub const ALL: [EventKind; 24] = [
         EventKind::RunStarted,
         EventKind::Planned,
         EventKind::FileUploaded,
@@ -86,6 +89,7 @@ impl EventKind {
         EventKind::BatchStatus,
         EventKind::ResultsDownloaded,
         EventKind::ResultsUnavailable,
+        EventKind::ResultsRecovered,
         EventKind::AnswersStored,
         EventKind::StoreWarning,
         EventKind::AdoptionWaiting,
@@ -114,6 +118,7 @@ impl EventKind {
             EventKind::BatchStatus => "batch_status",
             EventKind::ResultsDownloaded => "results_downloaded",
             EventKind::ResultsUnavailable => "results_unavailable",
+            EventKind::ResultsRecovered => "results_recovered",
             EventKind::AnswersStored => "answers_stored",
             EventKind::StoreWarning => "store_warning",
             EventKind::AdoptionWaiting => "adoption_waiting",
@@ -183,6 +188,12 @@ pub enum Event<'a> {
         file_id: &'a str,
         reason: &'a str,
     },
+    ResultsRecovered {
+        shard: u64,
+        file_id: &'a str,
+        answers: u64,
+        rows: u64,
+    },
     AnswersStored {
         shard: u64,
         answers: u64,
@@ -251,6 +262,7 @@ impl Event<'_> {
             Event::BatchStatus { .. } => EventKind::BatchStatus,
             Event::ResultsDownloaded { .. } => EventKind::ResultsDownloaded,
             Event::ResultsUnavailable { .. } => EventKind::ResultsUnavailable,
+            Event::ResultsRecovered { .. } => EventKind::ResultsRecovered,
             Event::AnswersStored { .. } => EventKind::AnswersStored,
             Event::StoreWarning { .. } => EventKind::StoreWarning,
             Event::ProviderWarning { .. } => EventKind::ProviderWarning,

@@ -19,6 +19,7 @@ mod events;
 mod extra_shards;
 mod input_check;
 mod join_pass;
+mod lost_results_recovery;
 mod ordered_rendering;
 mod output_target;
 mod plan;

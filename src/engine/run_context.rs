@@ -736,6 +736,27 @@ impl Run {
         }
     }
 
+    /// Takes the answers of shards whose output file can no longer be fetched from the answer
+    /// store (see [`super::lost_results_recovery`]). Like recording, a store failure is a
+    /// warning: the rows it would have answered say `results_unavailable`.
+    fn recover_lost_results(&self) {
+        let Some(store) = self.store.as_ref() else {
+            return;
+        };
+        if self.options.rehearse {
+            return;
+        }
+        if let Err(error) = super::lost_results_recovery::recover_lost_results(
+            &self.ledger,
+            &self.run_directory,
+            store,
+            &self.provider_identity,
+            &self.events,
+        ) {
+            self.store_warning(&error);
+        }
+    }
+
     /// What the run's rows cost: the model's price at batch and realtime price.
     fn pricer(&self) -> RunPricer {
         RunPricer::new(
@@ -805,6 +826,8 @@ impl Run {
     pub(super) async fn join_and_report(mut self) -> Result<RunOutcome, RunFailure> {
         // Answers downloaded by an earlier process that stopped before storing them.
         self.record_answers();
+        // Answers whose output file the provider no longer serves, kept by the store.
+        self.recover_lost_results();
         let pricer = self.pricer();
         let shards = self.ledger.shards().map_err(RunFailure::local)?;
         // The input is read again to join: it must still be the one planned (a part rewritten

@@ -1321,6 +1321,63 @@ fn a_run_directory_put_back_from_a_snapshot_after_its_batches_ended_is_refused_n
 }
 
 #[test]
+fn a_run_directory_put_back_from_a_snapshot_after_the_run_finished_takes_its_answers_from_the_store()
+ {
+    let (simulator, workspace) = review_run_killed_at("during_poll", &["--quiet"]);
+    let run = workspace.single_run_directory();
+    // A snapshot taken while the batches ran: the ledger records them, not their results.
+    let snapshot = workspace.path().join("snapshot");
+    copy_tree(&run, &snapshot);
+    // The run finishes, writes its output and deletes its files at the provider; then the
+    // snapshot is put back and the job run again.
+    finish_review_run(&workspace, &simulator, &["--quiet"]);
+    let answered = read_parquet(&workspace.path().join("out.parquet"));
+    let first_answers = string_column(&answered, "content");
+    std::fs::remove_dir_all(&run).unwrap();
+    copy_tree(&snapshot, &run);
+    let (made, uploaded) = (simulator_batches(&simulator), uploads(&simulator));
+    let events = run_again_with_json_events(&workspace, &simulator);
+    // The answers the provider no longer serves come back from the answer store: the output
+    // is as good as the one the finished run wrote, and nothing was paid for again.
+    assert_eq!(
+        events.matches(r#""type":"results_recovered""#).count(),
+        2,
+        "{events}"
+    );
+    assert_eq!(
+        events.matches(r#""type":"results_unavailable""#).count(),
+        2,
+        "{events}"
+    );
+    let output = read_parquet(&workspace.path().join("out.parquet"));
+    assert_eq!(
+        string_column(&output, "status"),
+        vec![Some("ok".to_owned()); 12]
+    );
+    assert_eq!(string_column(&output, "content"), first_answers);
+    assert_eq!(simulator_batches(&simulator), made);
+    assert_eq!(uploads(&simulator), uploaded);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["lost_results"], serde_json::json!([]), "{report}");
+
+    // Without the store the rows say their results are lost, and the run still pays nothing.
+    std::fs::remove_dir_all(&run).unwrap();
+    copy_tree(&snapshot, &run);
+    let again = review_run_in_default_directory(&workspace, &simulator, &["--quiet", "--no-store"])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again.stderr));
+    let output = read_parquet(&workspace.path().join("out.parquet"));
+    assert_eq!(
+        string_column(&output, "error_code"),
+        vec![Some("results_unavailable".to_owned()); 12]
+    );
+    assert_eq!(simulator_batches(&simulator), made);
+    assert_eq!(uploads(&simulator), uploaded);
+}
+
+#[test]
 fn a_run_whose_job_file_was_moved_says_how_to_go_on_and_going_on_pays_nothing_twice() {
     let (simulator, workspace) = review_run_killed_at("during_poll", &["--quiet"]);
     let run = workspace.single_run_directory();

@@ -1,0 +1,260 @@
+//! Finding lost answers again: when a shard's output file can no longer be fetched (the
+//! provider deleted or expired it, or an older copy of the run directory was put back after the
+//! run had already downloaded and then deleted it), the answers that shard's batch gave are
+//! taken from the answer store, which recorded them by request key when they were first
+//! downloaded. Only an answer the store holds from this very batch is taken, so a row is never
+//! given an answer it did not pay for in this run; the rows left without one keep
+//! `results_unavailable`.
+
+use std::io::{BufRead, BufReader, Write};
+
+use super::{Event, EventSink, RunDirectory};
+use crate::answer_store::{AnswerStore, StoredAnswer};
+use crate::ledger::{Ledger, ShardRecord};
+use crate::request_key::RequestKey;
+
+/// What was found again for one shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Recovered {
+    /// Answers written back into the shard's output results file.
+    pub answers: u64,
+    /// Request lines of the shard.
+    pub rows: u64,
+}
+
+/// Takes the answers of every shard whose output file was lost from `store`, writing them as
+/// that shard's output results file, and updates the ledger's account of what was lost.
+///
+/// # Errors
+/// When the ledger, a shard file or the store cannot be read, or the results file written.
+pub(super) fn recover_lost_results(
+    ledger: &Ledger,
+    run_directory: &RunDirectory,
+    store: &AnswerStore,
+    provider_identity: &str,
+    events: &EventSink,
+) -> anyhow::Result<()> {
+    for shard in ledger.shards()? {
+        let (Some(reason), Some(file_id), Some(batch_id)) = (
+            &shard.results_unavailable,
+            &shard.output_file_id,
+            &shard.batch_id,
+        ) else {
+            continue;
+        };
+        let destination = run_directory.output_results_path(shard.shard_index);
+        if !shard.results_downloaded || destination.exists() {
+            continue;
+        }
+        let recovered = write_recovered_results(
+            run_directory,
+            &shard,
+            &destination,
+            provider_identity,
+            |key| store.lookup(key).map_err(anyhow::Error::new),
+            batch_id,
+        )?;
+        if recovered.answers == 0 {
+            continue;
+        }
+        if recovered.answers == recovered.rows {
+            ledger.clear_results_unavailable(shard.shard_index)?;
+        } else {
+            ledger.set_results_unavailable(
+                shard.shard_index,
+                &format!(
+                    "{reason}; {} of the shard's {} answers were found again in the answer store",
+                    recovered.answers, recovered.rows
+                ),
+            )?;
+        }
+        events.emit(
+            Event::ResultsRecovered {
+                shard: shard.shard_index,
+                file_id,
+                answers: recovered.answers,
+                rows: recovered.rows,
+            },
+            || {
+                Some(format!(
+                    "shard {}: `{file_id}` can no longer be fetched; {} of its {} answers were taken from the answer store, which kept them when they were first downloaded",
+                    shard.shard_index, recovered.answers, recovered.rows
+                ))
+            },
+        );
+    }
+    Ok(())
+}
+
+/// Writes the stored answers of `shard`'s requests that its batch `batch_id` gave to
+/// `destination` (whole, or not at all); what it found.
+fn write_recovered_results(
+    run_directory: &RunDirectory,
+    shard: &ShardRecord,
+    destination: &std::path::Path,
+    provider_identity: &str,
+    mut lookup: impl FnMut(&RequestKey) -> anyhow::Result<Option<StoredAnswer>>,
+    batch_id: &str,
+) -> anyhow::Result<Recovered> {
+    let shard_path = run_directory.shard_path(&shard.file_name);
+    let file = std::fs::File::open(&shard_path).map_err(|error| {
+        anyhow::anyhow!("cannot read shard file `{}`: {error}", shard_path.display())
+    })?;
+    let partial = destination.with_extension("jsonl.recovering");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&partial)?);
+    let mut recovered = Recovered {
+        answers: 0,
+        rows: 0,
+    };
+    for (index, line) in BufReader::new(file).lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        recovered.rows += 1;
+        let (custom_id, key) = RequestKey::of_request_line(provider_identity, line.as_bytes())
+            .map_err(|error| {
+                anyhow::anyhow!(
+                    "{}, line {}: not a request line: {error}",
+                    shard_path.display(),
+                    index + 1
+                )
+            })?;
+        let Some(stored) = lookup(&key)? else {
+            continue;
+        };
+        if is_answer_of(&stored, batch_id, &custom_id) {
+            out.write_all(stored.result_line.trim_end().as_bytes())?;
+            out.write_all(b"\n")?;
+            recovered.answers += 1;
+        }
+    }
+    let file = out.into_inner().map_err(|error| error.into_error())?;
+    if recovered.answers == 0 {
+        drop(file);
+        std::fs::remove_file(&partial)?;
+        return Ok(recovered);
+    }
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&partial, destination)?;
+    Ok(recovered)
+}
+
+/// Whether `stored` is the answer batch `batch_id` gave to the request `custom_id`.
+fn is_answer_of(stored: &StoredAnswer, batch_id: &str, custom_id: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Identified<'a> {
+        #[serde(borrow)]
+        custom_id: std::borrow::Cow<'a, str>,
+    }
+    stored.batch_id.as_deref() == Some(batch_id)
+        && serde_json::from_str::<Identified<'_>>(&stored.result_line)
+            .is_ok_and(|line| line.custom_id == custom_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(batch_id: Option<&str>, custom_id: &str) -> StoredAnswer {
+        StoredAnswer {
+            result_line: format!(
+                r#"{{"id":"r","custom_id":"{custom_id}","response":{{"status_code":200}}}}"#
+            ),
+            batch_id: batch_id.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn only_the_answer_this_batch_gave_this_request_is_taken() {
+        assert!(is_answer_of(&stored(Some("b1"), "7"), "b1", "7"));
+        // Another batch's answer to the same request (an earlier run): not paid for here.
+        assert!(!is_answer_of(&stored(Some("b0"), "7"), "b1", "7"));
+        assert!(!is_answer_of(&stored(None, "7"), "b1", "7"));
+        // The same request under another row's id: the join would give it to that row.
+        assert!(!is_answer_of(&stored(Some("b1"), "8"), "b1", "7"));
+        assert!(!is_answer_of(
+            &StoredAnswer {
+                result_line: "not json".into(),
+                batch_id: Some("b1".into())
+            },
+            "b1",
+            "7"
+        ));
+    }
+
+    #[test]
+    fn the_found_answers_are_written_whole_and_none_leaves_no_file() {
+        let directory = tempfile::tempdir().unwrap();
+        let run_directory = RunDirectory::new(directory.path().to_owned());
+        std::fs::create_dir_all(run_directory.shards_directory()).unwrap();
+        std::fs::create_dir_all(run_directory.results_directory()).unwrap();
+        let request = |id: &str, text: &str| {
+            format!(
+                r#"{{"custom_id":"{id}","method":"POST","url":"/v1/chat/completions","body":{{"model":"m","messages":[{{"role":"user","content":"{text}"}}]}}}}"#
+            )
+        };
+        let lines = [request("1", "a"), request("2", "b"), request("3", "c")];
+        std::fs::write(
+            run_directory.shard_path("shard-00000.jsonl"),
+            lines.join("\n") + "\n",
+        )
+        .unwrap();
+        let shard = ShardRecord {
+            shard_index: 0,
+            file_name: "shard-00000.jsonl".into(),
+            ..ShardRecord::default()
+        };
+        let key_of = |line: &str| {
+            RequestKey::of_request_line("sim", line.as_bytes())
+                .unwrap()
+                .1
+        };
+        let (first, third) = (key_of(&lines[0]), key_of(&lines[2]));
+        let destination = run_directory.output_results_path(0);
+        let recovered = write_recovered_results(
+            &run_directory,
+            &shard,
+            &destination,
+            "sim",
+            |key| {
+                Ok((*key == first)
+                    .then(|| stored(Some("b1"), "1"))
+                    .or_else(|| (*key == third).then(|| stored(Some("b0"), "3"))))
+            },
+            "b1",
+        )
+        .unwrap();
+        assert_eq!(
+            recovered,
+            Recovered {
+                answers: 1,
+                rows: 3
+            }
+        );
+        let written = std::fs::read_to_string(&destination).unwrap();
+        assert_eq!(written.lines().count(), 1);
+        assert!(written.contains(r#""custom_id":"1""#));
+
+        std::fs::remove_file(&destination).unwrap();
+        let recovered = write_recovered_results(
+            &run_directory,
+            &shard,
+            &destination,
+            "sim",
+            |_| Ok(None),
+            "b1",
+        )
+        .unwrap();
+        assert_eq!(recovered.answers, 0);
+        assert!(!destination.exists());
+        assert_eq!(
+            std::fs::read_dir(run_directory.results_directory())
+                .unwrap()
+                .count(),
+            0,
+            "no partial file is left"
+        );
+    }
+}
