@@ -8,7 +8,7 @@ use super::poll::record_batch_state;
 use super::run_failure::RunFailure;
 use super::run_record::{open_existing_ledger, read_run_record};
 use super::submit::METADATA_SHARD;
-use super::unrecorded_batches::{batches_of_run, run_began_at};
+use super::unrecorded_batches::{batches_since_founding, run_began_at};
 use super::{Event, EventSink, OutputMode, RunDirectory};
 use crate::client::{ApiClient, ClientError};
 use crate::ledger::{EffectKind, EffectOutcome, Ledger};
@@ -92,7 +92,7 @@ pub async fn cancel_run(run_directory: &Path, mode: OutputMode) -> Result<u64, R
         .filter_map(|shard| shard.batch_id)
         .collect();
     let began_at = run_began_at(founding.founded_at, &directory);
-    let listed = batches_of_run(&connection.client, &founding.run_id, began_at)
+    let listed = batches_since_founding(&connection.client, &founding.run_id, began_at)
         .await
         .map_err(RunFailure::remote)?;
     for batch in listed.batches {

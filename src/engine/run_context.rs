@@ -560,6 +560,9 @@ impl Run {
             self.options.provider,
             self.options.base_url.as_deref(),
         );
+        // Batches made by another process after this one looked at the provider's list are
+        // looked for again before each create (see `Submitter::batch_made_elsewhere`).
+        let mut looked_for_batches_at = super::submit::now_in_seconds();
         loop {
             submit_pending(
                 client,
@@ -569,6 +572,7 @@ impl Run {
                 &self.profile,
                 &self.events,
                 &mut self.budget,
+                &mut looked_for_batches_at,
             )
             .await
             .map_err(|error| self.saved(error))?;

@@ -14,6 +14,7 @@ use crate::provider::ProviderProfile;
 
 /// Uploads and creates batches for every shard that has none yet, reconciling first any side
 /// effect a previous process announced but never saw through.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn submit_pending(
     client: &ApiClient,
     ledger: &Ledger,
@@ -22,6 +23,7 @@ pub(super) async fn submit_pending(
     profile: &ProviderProfile,
     events: &EventSink,
     budget: &mut RunBudget,
+    looked_for_batches_at: &mut i64,
 ) -> anyhow::Result<()> {
     let shards = ledger.shards()?;
     let mut submitter = Submitter {
@@ -33,6 +35,7 @@ pub(super) async fn submit_pending(
         events,
         shard_count: shards.len() as u64,
         last_upload: None,
+        looked_for_batches_at,
     };
     for (effect_id, shard_index, _) in ledger.open_intents(EffectKind::Upload)? {
         let Some(shard) =

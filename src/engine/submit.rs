@@ -22,6 +22,19 @@ pub const METADATA_JOB: &str = "dashbatch_job";
 /// `input_file_ids` filter.
 const MAX_RECONCILE_PAGES: usize = 20;
 
+/// How long before this process started a batch another process created may be (the
+/// provider's clock and this machine's may differ): an hour.
+const CREATED_ELSEWHERE_SLACK_SECONDS: i64 = 3_600;
+
+/// Seconds since the epoch, now.
+pub fn now_in_seconds() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
+        })
+}
+
 /// How many times one upload or create may be tried when each try surely left no effect.
 const MAX_SUBMIT_ATTEMPTS: u32 = 4;
 
@@ -33,6 +46,8 @@ pub enum SubmitError {
     Ledger(#[from] crate::ledger::LedgerError),
     #[error(transparent)]
     ShardChanged(#[from] ShardFileChanged),
+    #[error(transparent)]
+    Unrecorded(#[from] super::unrecorded_batches::UnrecordedBatches),
 }
 
 /// A shard file that is no longer the one the plan recorded: it is not uploaded.
@@ -74,6 +89,9 @@ pub struct Submitter<'a> {
     pub events: &'a EventSink,
     pub shard_count: u64,
     pub last_upload: Option<Instant>,
+    /// When this process last looked at the provider's batch list for batches of this run
+    /// (seconds since the epoch): see [`Submitter::batch_made_elsewhere`].
+    pub looked_for_batches_at: &'a mut i64,
 }
 
 impl Submitter<'_> {
@@ -279,6 +297,9 @@ impl Submitter<'_> {
         if let Some(batch_id) = &shard.batch_id {
             return Ok(batch_id.clone());
         }
+        if let Some(batch) = self.batch_made_elsewhere(shard, file_id).await? {
+            return Ok(batch.id);
+        }
         let mut attempt = 1;
         loop {
             match self.create_once(shard, file_id).await? {
@@ -359,6 +380,61 @@ impl Submitter<'_> {
                 Ok(Err(error))
             }
         }
+    }
+
+    /// Looks, right before creating `shard`'s batch, for one another process made for it since
+    /// this process last looked, and adopts it. Two processes on one run directory are kept
+    /// apart by its lock, but a copy of a live run directory resumed on another machine (or
+    /// under another user, where the lock cannot see the original) read the provider's list
+    /// once, at its start: a batch the other process created after that would otherwise be
+    /// created again and its rows paid twice. The list is read newest first back to the last
+    /// look (less an hour for the two clocks), most often one page.
+    async fn batch_made_elsewhere(
+        &mut self,
+        shard: &ShardRecord,
+        file_id: &str,
+    ) -> Result<Option<Batch>, SubmitError> {
+        let looking_at = now_in_seconds();
+        let found = super::unrecorded_batches::adopt_batch_made_elsewhere(
+            self.client,
+            self.ledger,
+            self.events,
+            self.run_directory,
+            shard,
+            file_id,
+            *self.looked_for_batches_at - CREATED_ELSEWHERE_SLACK_SECONDS,
+        )
+        .await?;
+        *self.looked_for_batches_at = looking_at;
+        if let Some(batch) = &found
+            && batch.input_file_id != file_id
+        {
+            // This process's own upload of the shard is not used: deleted (best effort).
+            self.delete_unused_upload(shard, file_id).await?;
+        }
+        Ok(found)
+    }
+
+    /// Deletes an upload of `shard` that no batch uses, announced in the ledger first; a
+    /// failure is recorded, not the run's.
+    async fn delete_unused_upload(
+        &mut self,
+        shard: &ShardRecord,
+        file_id: &str,
+    ) -> Result<(), SubmitError> {
+        let effect =
+            self.ledger
+                .record_intent(Some(shard.shard_index), EffectKind::DeleteFile, file_id)?;
+        match self.client.delete_file(file_id).await {
+            Ok(()) => self
+                .ledger
+                .record_outcome(effect, EffectOutcome::Done, file_id)?,
+            Err(error) => {
+                self.ledger
+                    .record_outcome(effect, EffectOutcome::Failed, &error.to_string())?
+            }
+        }
+        Ok(())
     }
 
     /// Looks for a batch this run already created for `file_id` and adopts it.

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::poll::record_batch_state;
-use super::submit::{METADATA_RUN, METADATA_SHARD, upload_name};
+use super::submit::{METADATA_RUN, METADATA_SHARD, SubmitError, upload_name};
 use super::{Event, EventSink, RunDirectory};
 use crate::client::{ApiClient, BatchListQuery, ClientError};
 use crate::ledger::{Ledger, ShardRecord};
@@ -26,6 +26,8 @@ const NO_BATCH_LIST: [u16; 3] = [404, 405, 501];
 const BATCHES_PER_PAGE: u32 = 100;
 /// Pages read at most: a provider that ignores the list's cursor does not keep the run here.
 const MAX_PAGES: usize = 500;
+/// Pages read at most right before a create, back to the last look (most often one).
+const MAX_PAGES_BEFORE_A_CREATE: usize = 20;
 
 /// The provider holds batches of this run that its ledger does not record and that cannot be
 /// adopted: nothing was uploaded or created.
@@ -50,16 +52,17 @@ pub(super) struct BatchesOfRun {
 }
 
 /// Reads the provider's batch list, newest first, keeping the batches of `run_id`, back to a
-/// week before `began_at` (when known), or to the list's end.
-pub(super) async fn batches_of_run(
+/// batch created before `oldest_wanted` (seconds; when known), or to the list's end, reading
+/// `max_pages` pages at most.
+async fn batches_of_run(
     client: &ApiClient,
     run_id: &str,
-    began_at: Option<i64>,
+    oldest_wanted: Option<i64>,
+    max_pages: usize,
 ) -> Result<BatchesOfRun, ClientError> {
-    let oldest_wanted = began_at.map(|seconds| seconds - CLOCK_SLACK_SECONDS);
     let mut batches = Vec::new();
     let mut after: Option<String> = None;
-    for _ in 0..MAX_PAGES {
+    for _ in 0..max_pages {
         let page = client
             .list_batches(&BatchListQuery {
                 after: after.clone(),
@@ -92,6 +95,20 @@ pub(super) async fn batches_of_run(
         batches,
         complete: false,
     })
+}
+
+/// The batches of run `run_id` back to its beginning `began_at` (a week before it, for the two
+/// clocks), or all of them when it is not known.
+///
+/// # Errors
+/// The provider's.
+pub(super) async fn batches_since_founding(
+    client: &ApiClient,
+    run_id: &str,
+    began_at: Option<i64>,
+) -> Result<BatchesOfRun, ClientError> {
+    let oldest_wanted = began_at.map(|seconds| seconds - CLOCK_SLACK_SECONDS);
+    batches_of_run(client, run_id, oldest_wanted, MAX_PAGES).await
 }
 
 /// Whether a page listed newest first ends with a batch created before `oldest` (seconds): the
@@ -220,9 +237,8 @@ pub(super) async fn reconcile_unrecorded_batches(
     events: &EventSink,
 ) -> anyhow::Result<()> {
     let run_id = run_directory.run_id();
-    let listing = match batches_of_run(client, &run_id, run_began_at(founded_at, run_directory))
-        .await
-    {
+    let began_at = run_began_at(founded_at, run_directory);
+    let listing = match batches_since_founding(client, &run_id, began_at).await {
         Err(error)
             if error
                 .status()
@@ -313,13 +329,77 @@ fn warn(events: &EventSink, message: String) {
     );
 }
 
+/// The batch another process created for `shard` (whose upload is `file_id`) since `since`
+/// (seconds), adopted as `shard`'s; `None` when the provider's list shows none (or the provider
+/// has no list). A batch of the shard whose input is not the shard's upload refuses the create.
+///
+/// # Errors
+/// The provider's and the ledger's; [`UnrecordedBatches`] as said.
+pub(super) async fn adopt_batch_made_elsewhere(
+    client: &ApiClient,
+    ledger: &Ledger,
+    events: &EventSink,
+    run_directory: &RunDirectory,
+    shard: &ShardRecord,
+    file_id: &str,
+    since: i64,
+) -> Result<Option<Batch>, SubmitError> {
+    let run_id = run_directory.run_id();
+    let listing =
+        match batches_of_run(client, &run_id, Some(since), MAX_PAGES_BEFORE_A_CREATE).await {
+            // A provider that has no list, or refuses this one (polling then retrieves batches
+            // one by one), is not asked: the create goes ahead as it would without the look.
+            Err(error) if error.status().is_some_and(is_refusal_of_the_list) => {
+                return Ok(None);
+            }
+            listed => listed?,
+        };
+    let shard_text = shard.shard_index.to_string();
+    let shard = ShardRecord {
+        file_id: Some(file_id.to_owned()),
+        ..shard.clone()
+    };
+    let mut usable = Vec::new();
+    let mut refused = Vec::new();
+    for batch in listing.batches {
+        if batch.metadata_value(METADATA_SHARD) != Some(shard_text.as_str()) {
+            continue;
+        }
+        match is_upload_of(client, &batch, &shard, &run_id).await? {
+            Ok(()) => usable.push(batch),
+            Err(why) => refused.push(described(&batch, &why)),
+        }
+    }
+    usable.sort_by_key(|batch| std::cmp::Reverse(adoption_preference(batch)));
+    let Some(adopted) = usable.into_iter().next() else {
+        if refused.is_empty() {
+            return Ok(None);
+        }
+        return Err(UnrecordedBatches {
+            run_directory: run_directory.root.display().to_string(),
+            run_id,
+            batches: refused,
+        }
+        .into());
+    };
+    adopt(ledger, events, &shard, &adopted)?;
+    Ok(Some(adopted))
+}
+
+/// Whether a list call's status says the provider will not list (a refusal, not a passing
+/// failure).
+fn is_refusal_of_the_list(status: u16) -> bool {
+    NO_BATCH_LIST.contains(&status)
+        || ((400..500).contains(&status) && status != 408 && status != 429)
+}
+
 /// Records `batch` (and its input file) as `shard`'s, as if this process had created it.
 fn adopt(
     ledger: &Ledger,
     events: &EventSink,
     shard: &ShardRecord,
     batch: &Batch,
-) -> anyhow::Result<()> {
+) -> Result<(), SubmitError> {
     if shard.file_id.as_deref() != Some(batch.input_file_id.as_str()) {
         ledger.set_file_id(shard.shard_index, Some(&batch.input_file_id))?;
         events.emit(
@@ -438,6 +518,16 @@ mod tests {
         // No creation times.
         assert!(!page_ends_before(&page(&[0, 0]), 100));
         assert!(!page_ends_before(&[], 100));
+    }
+
+    #[test]
+    fn a_list_refused_for_good_skips_the_look_before_a_create_and_a_passing_failure_does_not() {
+        for status in [400, 401, 403, 404, 405, 422, 501] {
+            assert!(is_refusal_of_the_list(status), "{status}");
+        }
+        for status in [408, 429, 500, 502, 503] {
+            assert!(!is_refusal_of_the_list(status), "{status}");
+        }
     }
 
     #[test]

@@ -88,9 +88,12 @@ fn a_refused_list_call_falls_back_to_one_get_per_batch() {
     let simulator = StandaloneSimulator::start(&[]);
     simulator.put_json(
         "/_sim/faults",
-        &json!({ "routes": { "list_batches": [
-            { "nth": 1, "kind": "status_400" }, { "nth": 2, "kind": "status_400" }
-        ] }, "batches": [] }),
+        // Every list call: the looks for batches made elsewhere before each of the 45 creates,
+        // then the polls.
+        &json!({ "routes": { "list_batches": (1..=120)
+            .map(|nth| json!({ "nth": nth, "kind": "status_400" }))
+            .collect::<Vec<_>>()
+        }, "batches": [] }),
     );
     let workspace = review_workspace(90, 2, "");
     let run_directory = workspace.path().join("run");

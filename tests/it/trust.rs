@@ -1378,6 +1378,60 @@ fn a_run_directory_put_back_from_a_snapshot_after_the_run_finished_takes_its_ans
 }
 
 #[test]
+fn a_copy_of_a_live_run_directory_resumed_elsewhere_adopts_the_batches_the_original_made_after_it_looked()
+ {
+    // Shard 0 is uploaded; then the run directory is copied (to another machine, say, where
+    // the original's lock cannot be seen).
+    let (simulator, workspace) = review_run_killed_at("after_upload_before_record", &["--quiet"]);
+    let run = workspace.single_run_directory();
+    let copy = workspace.path().join("copy-elsewhere");
+    copy_tree(&run, &copy);
+    // The original goes on: it uploads shard 1 and creates both batches.
+    kill_review_run_at(&workspace, &simulator, "during_poll", &["--quiet"]);
+    let made = simulator_batches(&simulator);
+    assert_eq!(made, 2);
+    // The copy's one look at the batch list came before those creates: here it answers 404,
+    // as a look that found nothing would.
+    simulator.put_json(
+        "/_sim/faults",
+        &json!({"routes": {"list_batches": [{"nth": 1, "kind": "status_404"}]}}),
+    );
+    let resumed = workspace
+        .run_against(&simulator, "dashscope", "reviews.toml", &copy, &["--json"])
+        .env("DASHSCOPE_API_KEY", SECRET_KEY)
+        .output()
+        .unwrap();
+    let events = text(&resumed.stdout);
+    assert_eq!(
+        resumed.status.code(),
+        Some(0),
+        "{}\n{events}",
+        text(&resumed.stderr)
+    );
+    // Right before each create the copy looked again, found the original's batch and used it.
+    assert_eq!(simulator_batches(&simulator), made, "{events}");
+    assert_eq!(
+        events.matches(r#""type":"batch_adopted""#).count(),
+        2,
+        "{events}"
+    );
+    assert_eq!(
+        events.matches(r#""type":"batch_created""#).count(),
+        0,
+        "{events}"
+    );
+    let statuses = string_column(
+        &read_parquet(&workspace.path().join("out.parquet")),
+        "status",
+    );
+    assert_eq!(statuses, vec![Some("ok".to_owned()); 12]);
+    // The copy's own upload of shard 1, which no batch uses, is not left at the provider.
+    let files = http_json("GET", &format!("{}/files", simulator.base_url), None);
+    let left = files["data"].as_array().map_or(0, Vec::len);
+    assert_eq!(left, 0, "{files}");
+}
+
+#[test]
 fn a_run_whose_job_file_was_moved_says_how_to_go_on_and_going_on_pays_nothing_twice() {
     let (simulator, workspace) = review_run_killed_at("during_poll", &["--quiet"]);
     let run = workspace.single_run_directory();
