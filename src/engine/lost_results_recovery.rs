@@ -13,6 +13,12 @@ use crate::answer_store::{AnswerStore, StoredAnswer};
 use crate::ledger::{Ledger, ShardRecord};
 use crate::request_key::RequestKey;
 
+/// What a lost shard's reason says once answers were found again: `<reason>; found again in
+/// the answer store: N of the shard's M answers were`.
+const FOUND_AGAIN: &str = "; found again in the answer store: ";
+/// The extension of a recovered results file before it is put in place.
+const RECOVERING: &str = "jsonl.recovering";
+
 /// What was found again for one shard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Recovered {
@@ -57,16 +63,19 @@ pub(super) fn recover_lost_results(
         if recovered.answers == 0 {
             continue;
         }
+        // The ledger says what was found before the file is in place (a crash in between
+        // leaves the file out and the recovery to do again), and that nothing is lost after.
+        let base_reason = reason.split(FOUND_AGAIN).next().unwrap_or(reason);
+        ledger.set_results_unavailable(
+            shard.shard_index,
+            &format!(
+                "{base_reason}{FOUND_AGAIN}{} of the shard's {} answers were",
+                recovered.answers, recovered.rows
+            ),
+        )?;
+        std::fs::rename(destination.with_extension(RECOVERING), &destination)?;
         if recovered.answers == recovered.rows {
             ledger.clear_results_unavailable(shard.shard_index)?;
-        } else {
-            ledger.set_results_unavailable(
-                shard.shard_index,
-                &format!(
-                    "{reason}; {} of the shard's {} answers were found again in the answer store",
-                    recovered.answers, recovered.rows
-                ),
-            )?;
         }
         events.emit(
             Event::ResultsRecovered {
@@ -86,8 +95,8 @@ pub(super) fn recover_lost_results(
     Ok(())
 }
 
-/// Writes the stored answers of `shard`'s requests that its batch `batch_id` gave to
-/// `destination` (whole, or not at all); what it found.
+/// Writes the stored answers of `shard`'s requests that its batch `batch_id` gave beside
+/// `destination` (with the extension [`RECOVERING`], synced, when there is any); what it found.
 fn write_recovered_results(
     run_directory: &RunDirectory,
     shard: &ShardRecord,
@@ -100,7 +109,7 @@ fn write_recovered_results(
     let file = std::fs::File::open(&shard_path).map_err(|error| {
         anyhow::anyhow!("cannot read shard file `{}`: {error}", shard_path.display())
     })?;
-    let partial = destination.with_extension("jsonl.recovering");
+    let partial = destination.with_extension(RECOVERING);
     let mut out = std::io::BufWriter::new(std::fs::File::create(&partial)?);
     let mut recovered = Recovered {
         answers: 0,
@@ -136,8 +145,6 @@ fn write_recovered_results(
         return Ok(recovered);
     }
     file.sync_all()?;
-    drop(file);
-    std::fs::rename(&partial, destination)?;
     Ok(recovered)
 }
 
@@ -233,11 +240,11 @@ mod tests {
                 rows: 3
             }
         );
-        let written = std::fs::read_to_string(&destination).unwrap();
+        let written = std::fs::read_to_string(destination.with_extension(RECOVERING)).unwrap();
         assert_eq!(written.lines().count(), 1);
         assert!(written.contains(r#""custom_id":"1""#));
 
-        std::fs::remove_file(&destination).unwrap();
+        std::fs::remove_file(destination.with_extension(RECOVERING)).unwrap();
         let recovered = write_recovered_results(
             &run_directory,
             &shard,
@@ -248,7 +255,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(recovered.answers, 0);
-        assert!(!destination.exists());
+        assert!(!destination.with_extension(RECOVERING).exists());
         assert_eq!(
             std::fs::read_dir(run_directory.results_directory())
                 .unwrap()

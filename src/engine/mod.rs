@@ -4,6 +4,7 @@ mod adoption;
 mod answer_judge;
 mod answer_recording;
 mod answer_reuse;
+mod batch_looks;
 mod batch_lookup;
 mod bloom_filter;
 mod budget;

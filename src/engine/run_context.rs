@@ -560,9 +560,9 @@ impl Run {
             self.options.provider,
             self.options.base_url.as_deref(),
         );
-        // Batches made by another process after this one looked at the provider's list are
-        // looked for again before each create (see `Submitter::batch_made_elsewhere`).
-        let mut looked_for_batches_at = super::submit::now_in_seconds();
+        // Batches another process makes for this run are looked for around each create (see
+        // `batch_looks.rs`).
+        let mut batch_looks = super::batch_looks::BatchLooks::new();
         loop {
             submit_pending(
                 client,
@@ -572,7 +572,7 @@ impl Run {
                 &self.profile,
                 &self.events,
                 &mut self.budget,
-                &mut looked_for_batches_at,
+                &mut batch_looks,
             )
             .await
             .map_err(|error| self.saved(error))?;
@@ -598,6 +598,8 @@ impl Run {
             .await
             .map_err(|error| self.saved(error.into()))?;
             self.record_answers();
+            // Before a retry shard's results are taken into its rows.
+            self.recover_lost_results();
             // Each settled shard's transient failures are sent again at once, while other
             // batches still run.
             ingest_retry_results(&mut self.ledger, &self.run_directory)
@@ -806,6 +808,12 @@ impl Run {
             .is_some()
         {
             return RunFailure::local(error);
+        }
+        if error
+            .downcast_ref::<super::submit::ShardMadeElsewhere>()
+            .is_some()
+        {
+            return RunFailure::damaged(error);
         }
         if crate::interrupt::is_interruption(&error)
             || error.downcast_ref::<ProviderRefusal>().is_some()

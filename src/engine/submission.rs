@@ -23,7 +23,7 @@ pub(super) async fn submit_pending(
     profile: &ProviderProfile,
     events: &EventSink,
     budget: &mut RunBudget,
-    looked_for_batches_at: &mut i64,
+    looks: &mut super::batch_looks::BatchLooks,
 ) -> anyhow::Result<()> {
     let shards = ledger.shards()?;
     let mut submitter = Submitter {
@@ -35,7 +35,7 @@ pub(super) async fn submit_pending(
         events,
         shard_count: shards.len() as u64,
         last_upload: None,
-        looked_for_batches_at,
+        looks,
     };
     for (effect_id, shard_index, _) in ledger.open_intents(EffectKind::Upload)? {
         let Some(shard) =
@@ -111,6 +111,7 @@ pub(super) async fn submit_pending(
                 }
                 .into());
             }
+            Err(SubmitError::MadeElsewhere(refusal)) => return Err(refusal.into()),
             Err(error) => return Err(error.into()),
         }
     }

@@ -22,10 +22,6 @@ pub const METADATA_JOB: &str = "dashbatch_job";
 /// `input_file_ids` filter.
 const MAX_RECONCILE_PAGES: usize = 20;
 
-/// How long before this process started a batch another process created may be (the
-/// provider's clock and this machine's may differ): an hour.
-const CREATED_ELSEWHERE_SLACK_SECONDS: i64 = 3_600;
-
 /// Seconds since the epoch, now.
 pub fn now_in_seconds() -> i64 {
     std::time::SystemTime::now()
@@ -47,7 +43,20 @@ pub enum SubmitError {
     #[error(transparent)]
     ShardChanged(#[from] ShardFileChanged),
     #[error(transparent)]
-    Unrecorded(#[from] super::unrecorded_batches::UnrecordedBatches),
+    MadeElsewhere(#[from] ShardMadeElsewhere),
+}
+
+/// Another process made batches for a shard of this run that this one cannot use (their input
+/// is not the shard's upload): nothing is created for it.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the provider holds batch(es) for shard {shard} of this run (metadata `{METADATA_RUN}` `{run_id}`) that another process made and this one cannot use: {listed}. Another copy of run directory `{run_directory}` works, or worked, on this run (on another machine or under another user): let that one finish, or cancel its batches with `dashbatch cancel` where it runs. Nothing was created for this shard here, and this process's upload of it was deleted"
+)]
+pub struct ShardMadeElsewhere {
+    shard: u64,
+    run_id: String,
+    run_directory: String,
+    listed: String,
 }
 
 /// A shard file that is no longer the one the plan recorded: it is not uploaded.
@@ -89,9 +98,8 @@ pub struct Submitter<'a> {
     pub events: &'a EventSink,
     pub shard_count: u64,
     pub last_upload: Option<Instant>,
-    /// When this process last looked at the provider's batch list for batches of this run
-    /// (seconds since the epoch): see [`Submitter::batch_made_elsewhere`].
-    pub looked_for_batches_at: &'a mut i64,
+    /// What this process's looks at the provider's batch list saw of this run's batches.
+    pub looks: &'a mut super::batch_looks::BatchLooks,
 }
 
 impl Submitter<'_> {
@@ -350,7 +358,10 @@ impl Submitter<'_> {
                         ))
                     },
                 );
-                Ok(Ok(batch.id))
+                let used = self
+                    .settle_concurrent_create(shard, file_id, &batch)
+                    .await?;
+                Ok(Ok(used))
             }
             Err(error) if error.outcome_unknown() => {
                 self.ledger
@@ -382,37 +393,180 @@ impl Submitter<'_> {
         }
     }
 
-    /// Looks, right before creating `shard`'s batch, for one another process made for it since
-    /// this process last looked, and adopts it. Two processes on one run directory are kept
-    /// apart by its lock, but a copy of a live run directory resumed on another machine (or
-    /// under another user, where the lock cannot see the original) read the provider's list
-    /// once, at its start: a batch the other process created after that would otherwise be
-    /// created again and its rows paid twice. The list is read newest first back to the last
-    /// look (less an hour for the two clocks), most often one page.
+    /// Looks at the provider's list for this run's batches (see [`super::batch_looks`]);
+    /// whether the look could be made. A provider that will not list is not asked; a look that
+    /// fails otherwise is said once and the run goes on as it would without it.
+    async fn look_at_batches(&mut self) -> bool {
+        let run_id = self.run_id();
+        match self.looks.look(self.client, &run_id).await {
+            Ok(()) => true,
+            Err(error)
+                if error
+                    .status()
+                    .is_some_and(super::unrecorded_batches::is_refusal_of_the_list) =>
+            {
+                false
+            }
+            Err(error) => {
+                self.say_failed_look(&error);
+                false
+            }
+        }
+    }
+
+    /// Of this run's batches seen for `shard`, those whose input is the shard's upload
+    /// (`own` names this process's), and the others described; `None` when the provider could
+    /// not say (said once, as a failed look is).
+    async fn usable_batches_of(
+        &mut self,
+        own: &ShardRecord,
+        batches: Vec<Batch>,
+    ) -> Option<(Vec<Batch>, Vec<String>)> {
+        let run_id = self.run_id();
+        let (mut usable, mut unusable) = (Vec::new(), Vec::new());
+        for batch in batches {
+            match super::unrecorded_batches::is_upload_of(self.client, &batch, own, &run_id).await {
+                Ok(Ok(())) => usable.push(batch),
+                Ok(Err(why)) => unusable.push(super::unrecorded_batches::described(&batch, &why)),
+                Err(error) => {
+                    self.say_failed_look(&error);
+                    return None;
+                }
+            }
+        }
+        Some((usable, unusable))
+    }
+
+    /// Says, once, that a look at the provider's batches failed.
+    fn say_failed_look(&mut self, error: &ClientError) {
+        if !self.looks.failure_said {
+            self.looks.failure_said = true;
+            super::unrecorded_batches::warn(
+                self.events,
+                format!(
+                    "the provider's batches could not be read around a create ({error}); batches another copy of this run directory may have made are not looked for until they can"
+                ),
+            );
+        }
+    }
+
+    /// Right before creating `shard`'s batch: one another process made for it (see
+    /// [`super::batch_looks`]) is adopted, this process's own upload `file_id` then deleted if
+    /// that batch has another input.
     async fn batch_made_elsewhere(
         &mut self,
         shard: &ShardRecord,
         file_id: &str,
     ) -> Result<Option<Batch>, SubmitError> {
-        let looking_at = now_in_seconds();
-        let found = super::unrecorded_batches::adopt_batch_made_elsewhere(
-            self.client,
-            self.ledger,
-            self.events,
-            self.run_directory,
-            shard,
-            file_id,
-            *self.looked_for_batches_at - CREATED_ELSEWHERE_SLACK_SECONDS,
-        )
-        .await?;
-        *self.looked_for_batches_at = looking_at;
-        if let Some(batch) = &found
-            && batch.input_file_id != file_id
-        {
-            // This process's own upload of the shard is not used: deleted (best effort).
+        if !self.look_at_batches().await {
+            return Ok(None);
+        }
+        let seen = self.looks.of_shard(shard.shard_index);
+        if seen.is_empty() {
+            return Ok(None);
+        }
+        let own = ShardRecord {
+            file_id: Some(file_id.to_owned()),
+            ..shard.clone()
+        };
+        let Some((mut usable, unusable)) = self.usable_batches_of(&own, seen).await else {
+            return Ok(None);
+        };
+        usable.sort_by_key(|batch| {
+            std::cmp::Reverse(super::unrecorded_batches::adoption_preference(batch))
+        });
+        let Some(adopted) = usable.into_iter().next() else {
+            if unusable.is_empty() {
+                return Ok(None);
+            }
+            self.delete_unused_upload(shard, file_id).await?;
+            return Err(ShardMadeElsewhere {
+                shard: shard.shard_index,
+                run_id: self.run_id(),
+                run_directory: self.run_directory.root.display().to_string(),
+                listed: unusable.join("; "),
+            }
+            .into());
+        };
+        super::unrecorded_batches::adopt(self.ledger, self.events, &own, &adopted)?;
+        if adopted.input_file_id != file_id {
             self.delete_unused_upload(shard, file_id).await?;
         }
-        Ok(found)
+        Ok(Some(adopted))
+    }
+
+    /// Right after creating `created` for `shard`: when another process created the shard at
+    /// the same moment, both keep the batch created first ([`super::batch_looks::kept_of`]);
+    /// this process cancels its own if that is the other's. The batch the shard uses.
+    async fn settle_concurrent_create(
+        &mut self,
+        shard: &ShardRecord,
+        file_id: &str,
+        created: &Batch,
+    ) -> Result<String, SubmitError> {
+        self.looks.remember(created);
+        if !self.look_at_batches().await {
+            return Ok(created.id.clone());
+        }
+        let others: Vec<Batch> = self
+            .looks
+            .of_shard(shard.shard_index)
+            .into_iter()
+            .filter(|batch| batch.id != created.id)
+            .collect();
+        if others.is_empty() {
+            return Ok(created.id.clone());
+        }
+        let own = ShardRecord {
+            file_id: Some(file_id.to_owned()),
+            ..shard.clone()
+        };
+        let Some((others, _)) = self.usable_batches_of(&own, others).await else {
+            return Ok(created.id.clone());
+        };
+        let Some(kept) = super::batch_looks::kept_of(others.iter().chain([created])).cloned()
+        else {
+            return Ok(created.id.clone());
+        };
+        let other_ids: Vec<&str> = others.iter().map(|batch| batch.id.as_str()).collect();
+        if kept.id == created.id {
+            super::unrecorded_batches::warn(
+                self.events,
+                format!(
+                    "another process created batch(es) `{}` for shard {} of this run at the same moment as this one's `{}` (a copy of this run directory at work elsewhere); this one is kept, and that process cancels its own. Requests it ran until then are billed",
+                    other_ids.join("`, `"),
+                    shard.shard_index,
+                    created.id
+                ),
+            );
+            return Ok(created.id.clone());
+        }
+        let effect = self.ledger.record_intent(
+            Some(shard.shard_index),
+            EffectKind::CancelBatch,
+            &created.id,
+        )?;
+        match self.client.cancel_batch(&created.id).await {
+            Ok(_) => self
+                .ledger
+                .record_outcome(effect, EffectOutcome::Done, &created.id)?,
+            Err(error) => {
+                self.ledger
+                    .record_outcome(effect, EffectOutcome::Failed, &error.to_string())?
+            }
+        }
+        super::unrecorded_batches::adopt(self.ledger, self.events, &own, &kept)?;
+        super::unrecorded_batches::warn(
+            self.events,
+            format!(
+                "shard {} was created at the same moment by another process (a copy of this run directory at work elsewhere) as batch `{}`; this process cancelled its own batch `{}` and uses that one. Requests its batch ran before the cancel are billed",
+                shard.shard_index, kept.id, created.id
+            ),
+        );
+        if kept.input_file_id != file_id {
+            self.delete_unused_upload(shard, file_id).await?;
+        }
+        Ok(kept.id)
     }
 
     /// Deletes an upload of `shard` that no batch uses, announced in the ledger first; a

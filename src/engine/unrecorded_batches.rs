@@ -23,11 +23,9 @@ const CLOCK_SLACK_SECONDS: i64 = 7 * 86_400;
 /// unchecked (with a warning) rather than never resuming there.
 const NO_BATCH_LIST: [u16; 3] = [404, 405, 501];
 /// Batches per page of `GET /batches` (the most DashScope and OpenAI give).
-const BATCHES_PER_PAGE: u32 = 100;
+pub(super) const BATCHES_PER_PAGE: u32 = 100;
 /// Pages read at most: a provider that ignores the list's cursor does not keep the run here.
 const MAX_PAGES: usize = 500;
-/// Pages read at most right before a create, back to the last look (most often one).
-const MAX_PAGES_BEFORE_A_CREATE: usize = 20;
 
 /// The provider holds batches of this run that its ledger does not record and that cannot be
 /// adopted: nothing was uploaded or created.
@@ -114,7 +112,7 @@ pub(super) async fn batches_since_founding(
 /// Whether a page listed newest first ends with a batch created before `oldest` (seconds): the
 /// pages after it hold only older ones. A page not in that order, or without creation times,
 /// tells nothing.
-fn page_ends_before(items: &[Batch], oldest: i64) -> bool {
+pub(super) fn page_ends_before(items: &[Batch], oldest: i64) -> bool {
     let newest_first = items
         .windows(2)
         .all(|pair| pair[0].created_at >= pair[1].created_at);
@@ -160,7 +158,7 @@ fn standing_of(batch: &Batch, shards: &HashMap<u64, &ShardRecord>) -> Standing {
 
 /// Which of several unrecorded batches of one shard is adopted: one still running or
 /// completed before one that failed, expired or was cancelled, then the newest.
-fn adoption_preference(batch: &Batch) -> (bool, i64) {
+pub(super) fn adoption_preference(batch: &Batch) -> (bool, i64) {
     let ended_without_answers = matches!(
         batch.status,
         BatchStatus::Failed
@@ -171,7 +169,7 @@ fn adoption_preference(batch: &Batch) -> (bool, i64) {
     (!ended_without_answers, batch.created_at)
 }
 
-fn described(batch: &Batch, why: &str) -> String {
+pub(super) fn described(batch: &Batch, why: &str) -> String {
     format!(
         "`{}` (shard {}, {}): {why}",
         batch.id,
@@ -182,7 +180,7 @@ fn described(batch: &Batch, why: &str) -> String {
 
 /// Whether `batch`'s input file is `shard`'s upload by this run: the file the ledger recorded,
 /// or a file of the upload's name and the shard file's size.
-async fn is_upload_of(
+pub(super) async fn is_upload_of(
     client: &ApiClient,
     batch: &Batch,
     shard: &ShardRecord,
@@ -320,7 +318,7 @@ pub(super) async fn reconcile_unrecorded_batches(
 }
 
 /// Says `message` as a `provider_warning`.
-fn warn(events: &EventSink, message: String) {
+pub(super) fn warn(events: &EventSink, message: String) {
     events.emit(
         Event::ProviderWarning {
             message: message.clone(),
@@ -329,72 +327,15 @@ fn warn(events: &EventSink, message: String) {
     );
 }
 
-/// The batch another process created for `shard` (whose upload is `file_id`) since `since`
-/// (seconds), adopted as `shard`'s; `None` when the provider's list shows none (or the provider
-/// has no list). A batch of the shard whose input is not the shard's upload refuses the create.
-///
-/// # Errors
-/// The provider's and the ledger's; [`UnrecordedBatches`] as said.
-pub(super) async fn adopt_batch_made_elsewhere(
-    client: &ApiClient,
-    ledger: &Ledger,
-    events: &EventSink,
-    run_directory: &RunDirectory,
-    shard: &ShardRecord,
-    file_id: &str,
-    since: i64,
-) -> Result<Option<Batch>, SubmitError> {
-    let run_id = run_directory.run_id();
-    let listing =
-        match batches_of_run(client, &run_id, Some(since), MAX_PAGES_BEFORE_A_CREATE).await {
-            // A provider that has no list, or refuses this one (polling then retrieves batches
-            // one by one), is not asked: the create goes ahead as it would without the look.
-            Err(error) if error.status().is_some_and(is_refusal_of_the_list) => {
-                return Ok(None);
-            }
-            listed => listed?,
-        };
-    let shard_text = shard.shard_index.to_string();
-    let shard = ShardRecord {
-        file_id: Some(file_id.to_owned()),
-        ..shard.clone()
-    };
-    let mut usable = Vec::new();
-    let mut refused = Vec::new();
-    for batch in listing.batches {
-        if batch.metadata_value(METADATA_SHARD) != Some(shard_text.as_str()) {
-            continue;
-        }
-        match is_upload_of(client, &batch, &shard, &run_id).await? {
-            Ok(()) => usable.push(batch),
-            Err(why) => refused.push(described(&batch, &why)),
-        }
-    }
-    usable.sort_by_key(|batch| std::cmp::Reverse(adoption_preference(batch)));
-    let Some(adopted) = usable.into_iter().next() else {
-        if refused.is_empty() {
-            return Ok(None);
-        }
-        return Err(UnrecordedBatches {
-            run_directory: run_directory.root.display().to_string(),
-            run_id,
-            batches: refused,
-        }
-        .into());
-    };
-    adopt(ledger, events, &shard, &adopted)?;
-    Ok(Some(adopted))
-}
-
 /// Whether a list call's status says the provider will not list (a refusal, not a passing
 /// failure).
-fn is_refusal_of_the_list(status: u16) -> bool {
+pub(super) fn is_refusal_of_the_list(status: u16) -> bool {
     NO_BATCH_LIST.contains(&status)
         || ((400..500).contains(&status) && status != 408 && status != 429)
 }
 
 /// Records `batch` (and its input file) as `shard`'s, as if this process had created it.
-fn adopt(
+pub(super) fn adopt(
     ledger: &Ledger,
     events: &EventSink,
     shard: &ShardRecord,

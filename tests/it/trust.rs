@@ -1378,6 +1378,75 @@ fn a_run_directory_put_back_from_a_snapshot_after_the_run_finished_takes_its_ans
 }
 
 #[test]
+fn a_retry_shards_answers_lost_with_the_snapshot_come_back_from_the_store_before_its_rows_are_settled()
+ {
+    // Half the first batch's lines fail for a passing reason: they go to a retry shard.
+    let simulator = StandaloneSimulator::start(&[]);
+    simulator.put_json(
+        "/_sim/faults",
+        &json!({"routes": {}, "batches": [{"batches": {"nth_batch": 1},
+            "behaviour": {"transient_line_errors": {"fraction": 0.5}}}]}),
+    );
+    freeze_clock(&simulator);
+    let workspace = review_workspace(12, 6, "");
+    let mut child = review_run_in_default_directory(&workspace, &simulator, &["--quiet"])
+        .spawn()
+        .unwrap();
+    wait_for_simulator_batches(&simulator, 2);
+    http_json(
+        "POST",
+        &format!("{}/_sim/clock/advance", simulator.root_url),
+        Some(&json!({"seconds": 100_000.0})),
+    );
+    // A snapshot once the retry shard's batch is recorded, while it still runs.
+    let run = loop {
+        if let Some(run) = std::fs::read_dir(workspace.path().join("runs"))
+            .ok()
+            .and_then(|entries| {
+                entries
+                    .map(|entry| entry.unwrap().path())
+                    .find(|path| path.is_dir())
+            })
+        {
+            let status = workspace.run(&["status", run.to_str().unwrap(), "--json"]);
+            let status: Value = serde_json::from_slice(&status.stdout).unwrap_or(Value::Null);
+            let recorded = status["shards"].as_array().map_or(0, |shards| {
+                shards
+                    .iter()
+                    .filter(|shard| shard["batch_id"].is_string())
+                    .count()
+            });
+            if recorded == 3 {
+                break run;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let snapshot = workspace.path().join("snapshot");
+    copy_tree(&run, &snapshot);
+    release_clock(&simulator);
+    finish_review_run(&workspace, &simulator, &["--quiet"]);
+    let first_answers = string_column(
+        &read_parquet(&workspace.path().join("out.parquet")),
+        "content",
+    );
+    std::fs::remove_dir_all(&run).unwrap();
+    copy_tree(&snapshot, &run);
+    let made = simulator_batches(&simulator);
+    let events = run_again_with_json_events(&workspace, &simulator);
+    assert!(events.contains(r#""type":"results_recovered""#), "{events}");
+    let output = read_parquet(&workspace.path().join("out.parquet"));
+    assert_eq!(
+        string_column(&output, "status"),
+        vec![Some("ok".to_owned()); 12]
+    );
+    assert_eq!(string_column(&output, "content"), first_answers);
+    assert_eq!(simulator_batches(&simulator), made);
+}
+
+#[test]
 fn a_copy_of_a_live_run_directory_resumed_elsewhere_adopts_the_batches_the_original_made_after_it_looked()
  {
     // Shard 0 is uploaded; then the run directory is copied (to another machine, say, where
@@ -1426,6 +1495,105 @@ fn a_copy_of_a_live_run_directory_resumed_elsewhere_adopts_the_batches_the_origi
     );
     assert_eq!(statuses, vec![Some("ok".to_owned()); 12]);
     // The copy's own upload of shard 1, which no batch uses, is not left at the provider.
+    let files = http_json("GET", &format!("{}/files", simulator.base_url), None);
+    let left = files["data"].as_array().map_or(0, Vec::len);
+    assert_eq!(left, 0, "{files}");
+}
+
+#[test]
+fn a_copy_resumed_elsewhere_at_the_same_moment_as_the_original_keeps_one_batch_a_shard() {
+    let simulator = StandaloneSimulator::start(&[]);
+    let workspace = review_workspace(60, 4, "");
+    kill_review_run_at(
+        &workspace,
+        &simulator,
+        "after_upload_before_record",
+        &["--quiet"],
+    );
+    let run = workspace.single_run_directory();
+    let copy = workspace.path().join("copy-elsewhere");
+    copy_tree(&run, &copy);
+    // The copy's lock names a process on another machine: this host cannot tell it is alive.
+    let lock = copy.join("dashbatch.lock");
+    let holder = std::fs::read_to_string(&lock).unwrap();
+    let host = holder.split('`').nth(1).unwrap().to_owned();
+    std::fs::write(&lock, holder.replace(&format!("`{host}`"), "`elsewhere`")).unwrap();
+    // Both resume at once, with the clock stopped so no batch runs a request before the
+    // processes have settled which batch of a shard is kept.
+    freeze_clock(&simulator);
+    let resume = |directory: &Path, output: &str| {
+        spawn_piped({
+            let mut command = resume_command(&workspace, directory);
+            command.args(["--output", output]);
+            command
+        })
+    };
+    let original = resume(&run, "out.parquet");
+    let other = resume(&copy, "copy.parquet");
+    let mut last = (0, std::time::Instant::now());
+    while last.1.elapsed() < Duration::from_secs(2) {
+        let made = simulator_batches(&simulator);
+        if made != last.0 || made < 15 {
+            last = (made, std::time::Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    release_clock(&simulator);
+    for (process, output) in [(original, "out.parquet"), (other, "copy.parquet")] {
+        let finished = wait_with_limit(process, Duration::from_secs(120));
+        assert_eq!(
+            finished.status.code(),
+            Some(0),
+            "{}\n{}",
+            text(&finished.stderr),
+            text(&finished.stdout)
+        );
+        let statuses = string_column(&read_parquet(&workspace.path().join(output)), "status");
+        assert_eq!(statuses, vec![Some("ok".to_owned()); 60], "{output}");
+    }
+    let ledger = simulator.ledger();
+    let twice: Vec<(&String, &Value)> = ledger["bill_count_per_custom_id"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, count)| count.as_u64() != Some(1))
+        .collect();
+    assert!(twice.is_empty(), "rows billed twice: {twice:?}");
+    assert_eq!(ledger["billed_requests"].as_array().unwrap().len(), 60);
+}
+
+#[test]
+fn a_copy_resumed_elsewhere_after_the_original_finished_creates_nothing_and_leaves_no_upload() {
+    let (simulator, workspace) = review_run_killed_at("after_upload_before_record", &["--quiet"]);
+    let run = workspace.single_run_directory();
+    let copy = workspace.path().join("copy-elsewhere");
+    copy_tree(&run, &copy);
+    // The original finishes and deletes its files at the provider.
+    finish_review_run(&workspace, &simulator, &["--quiet"]);
+    let made = simulator_batches(&simulator);
+    // The copy's look when it resumed missed the original's batches.
+    simulator.put_json(
+        "/_sim/faults",
+        &json!({"routes": {"list_batches": [{"nth": 1, "kind": "status_404"}]}}),
+    );
+    let resumed = workspace
+        .run_against(&simulator, "dashscope", "reviews.toml", &copy, &["--quiet"])
+        .env("DASHSCOPE_API_KEY", SECRET_KEY)
+        .output()
+        .unwrap();
+    let stderr = text(&resumed.stderr);
+    assert_eq!(resumed.status.code(), Some(3), "{stderr}");
+    assert_mentions(
+        &stderr,
+        &[
+            "for shard 0 of this run",
+            "another process made",
+            "Nothing was created for this shard here",
+            "upload of it was deleted",
+        ],
+    );
+    assert!(!stderr.contains("continue it with"), "{stderr}");
+    assert_eq!(simulator_batches(&simulator), made);
     let files = http_json("GET", &format!("{}/files", simulator.base_url), None);
     let left = files["data"].as_array().map_or(0, Vec::len);
     assert_eq!(left, 0, "{files}");
