@@ -54,8 +54,9 @@ pub struct ProviderProfile {
     pub max_live_batches: usize,
 }
 
-/// Metadata keys dashbatch writes on every batch: run, shard and job (see `engine::submit`).
-pub const DASHBATCH_METADATA_KEYS: usize = 3;
+/// Metadata keys dashbatch writes on every batch: run, shard, the shard's content and job (see
+/// `engine::submit`).
+pub const DASHBATCH_METADATA_KEYS: usize = 4;
 
 /// 500 MB as DashScope counts it (reference §4.2); decimal megabytes to stay on the safe side.
 const DASHSCOPE_MAX_FILE_BYTES: u64 = 500 * 1000 * 1000;
@@ -261,7 +262,7 @@ mod tests {
     fn openai_metadata_limits_leave_room_for_dashbatch_keys() {
         let directory = tempfile::tempdir().unwrap();
         let path = directory.path().join("job.toml");
-        let keys: String = (0..14).map(|n| format!("k{n} = \"v\", ")).collect();
+        let keys: String = (0..13).map(|n| format!("k{n} = \"v\", ")).collect();
         std::fs::write(
             &path,
             format!(
@@ -274,7 +275,7 @@ mod tests {
         let openai = ProviderProfile::for_kind(ProviderKind::Openai);
         let error = openai.check_job(&job).unwrap_err().to_string();
         assert!(
-            error.contains("14 keys given") && error.contains("at most 13"),
+            error.contains("13 keys given") && error.contains("at most 12"),
             "{error}"
         );
         assert!(

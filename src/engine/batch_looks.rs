@@ -30,8 +30,9 @@ pub struct BatchLooks {
     newest_seen: Option<String>,
     /// This run's batches seen so far, by id.
     of_this_run: HashMap<String, Batch>,
-    /// Whether a look that failed was said already (it is said once).
-    pub failure_said: bool,
+    /// Whether a look failed: the provider's list is not read again by this process (each
+    /// look would wait through the client's retries), and the failure was said once.
+    pub given_up: bool,
 }
 
 impl BatchLooks {
@@ -41,16 +42,22 @@ impl BatchLooks {
             looked_at: super::submit::now_in_seconds(),
             newest_seen: None,
             of_this_run: HashMap::new(),
-            failure_said: false,
+            given_up: false,
         }
     }
 
     /// Reads the list, newest first, back to the newest batch of the last look (or a batch
-    /// dated before the last look less the slack), keeping the batches of `run_id`.
+    /// dated before the last look less the slack), keeping the batches of `run_id`; those this
+    /// look listed, in the list's order (newest first).
     ///
     /// # Errors
     /// The provider's.
-    pub async fn look(&mut self, client: &ApiClient, run_id: &str) -> Result<(), ClientError> {
+    pub async fn look(
+        &mut self,
+        client: &ApiClient,
+        run_id: &str,
+    ) -> Result<Vec<Batch>, ClientError> {
+        let mut listed = Vec::new();
         let looking_at = super::submit::now_in_seconds();
         let oldest_wanted = self.looked_at - CLOCK_SLACK_SECONDS;
         let mut after: Option<String> = None;
@@ -73,7 +80,8 @@ impl BatchLooks {
             let last = items.last().map(|batch| batch.id.clone());
             for batch in items {
                 if batch.metadata_value(METADATA_RUN) == Some(run_id) {
-                    self.of_this_run.insert(batch.id.clone(), batch);
+                    self.of_this_run.insert(batch.id.clone(), batch.clone());
+                    listed.push(batch);
                 }
             }
             if !has_more || reached_seen || reached_oldest || last.is_none() || last == after {
@@ -85,7 +93,7 @@ impl BatchLooks {
         if newest.is_some() {
             self.newest_seen = newest;
         }
-        Ok(())
+        Ok(listed)
     }
 
     /// Notes a batch this process created.
@@ -116,12 +124,17 @@ fn reaches(items: &[Batch], seen: Option<&str>) -> bool {
     newest_first && seen.is_some_and(|seen| items.iter().any(|batch| batch.id == seen))
 }
 
-/// Of batches that all created one shard, the one every process keeps: the first created (by
-/// the provider's creation time, then id).
-pub fn kept_of<'a>(batches: impl IntoIterator<Item = &'a Batch>) -> Option<&'a Batch> {
-    batches
-        .into_iter()
-        .min_by(|left, right| (left.created_at, &left.id).cmp(&(right.created_at, &right.id)))
+/// Of batches that all created one shard, listed newest first, the one every process keeps:
+/// the first created. Creation times are whole seconds, so within one second the list's order
+/// says which came first (the provider lists by its own, finer creation time): a process that
+/// created a shard before another looked saw only its own batch and keeps it, and the other,
+/// seeing both, finds that one listed after its own.
+pub fn kept_of(listed_newest_first: &[Batch]) -> Option<&Batch> {
+    listed_newest_first
+        .iter()
+        .enumerate()
+        .min_by_key(|(position, batch)| (batch.created_at, std::cmp::Reverse(*position)))
+        .map(|(_, batch)| batch)
 }
 
 #[cfg(test)]
@@ -140,12 +153,22 @@ mod tests {
     }
 
     #[test]
-    fn every_process_keeps_the_batch_created_first_then_the_smaller_id() {
+    fn every_process_keeps_the_batch_created_first_then_the_one_listed_last() {
         let (early, late_a, late_b) = (batch("b-9", 10), batch("b-1", 11), batch("b-2", 11));
-        assert_eq!(kept_of([&late_a, &early, &late_b]).unwrap().id, "b-9");
-        assert_eq!(kept_of([&late_b, &late_a]).unwrap().id, "b-1");
-        assert_eq!(kept_of([&late_a, &late_b]).unwrap().id, "b-1");
-        assert!(kept_of(std::iter::empty()).is_none());
+        assert_eq!(
+            kept_of(&[late_a.clone(), early.clone(), late_b.clone()])
+                .unwrap()
+                .id,
+            "b-9"
+        );
+        // Within one second the one listed after the other (newest first) came first,
+        // whatever its id.
+        assert_eq!(
+            kept_of(&[late_a.clone(), late_b.clone()]).unwrap().id,
+            "b-2"
+        );
+        assert_eq!(kept_of(&[late_b, late_a]).unwrap().id, "b-1");
+        assert!(kept_of(&[]).is_none());
     }
 
     #[test]

@@ -16,6 +16,11 @@ use crate::wire::{Batch, CreateBatchRequest};
 
 pub const METADATA_RUN: &str = "dashbatch_run";
 pub const METADATA_SHARD: &str = "dashbatch_shard";
+/// The first 16 hex digits of the shard file's SHA-256: two processes number the retry shards
+/// they make each on their own, so a shard index alone does not say which rows a batch holds.
+pub const METADATA_SHARD_CONTENT: &str = "dashbatch_shard_sha256";
+/// How many hex digits of the shard's SHA-256 [`METADATA_SHARD_CONTENT`] holds.
+pub const SHARD_CONTENT_DIGITS: usize = 16;
 pub const METADATA_JOB: &str = "dashbatch_job";
 
 /// How many pages of `GET /batches` reconciliation reads on providers without an
@@ -131,6 +136,9 @@ impl Submitter<'_> {
         }
         metadata.insert(METADATA_RUN.to_owned(), self.run_id());
         metadata.insert(METADATA_SHARD.to_owned(), shard.shard_index.to_string());
+        if let Some(content) = shard.sha256.get(..SHARD_CONTENT_DIGITS) {
+            metadata.insert(METADATA_SHARD_CONTENT.to_owned(), content.to_owned());
+        }
         metadata.insert(METADATA_JOB.to_owned(), truncate(&self.job.name, 64));
         // The job's own keys were checked against the provider's limits before planning.
         for (key, value) in &self.job.spec.batch.metadata {
@@ -393,23 +401,20 @@ impl Submitter<'_> {
         }
     }
 
-    /// Looks at the provider's list for this run's batches (see [`super::batch_looks`]);
-    /// whether the look could be made. A provider that will not list is not asked; a look that
-    /// fails otherwise is said once and the run goes on as it would without it.
-    async fn look_at_batches(&mut self) -> bool {
+    /// Looks at the provider's list for this run's batches (see [`super::batch_looks`]); the
+    /// ones this look listed, newest first, or `None` when it could not be made. After a failed
+    /// look this process does not look again (each would wait through the client's retries):
+    /// said once, unless the provider has no batch list at all.
+    async fn look_at_batches(&mut self) -> Option<Vec<Batch>> {
+        if self.looks.given_up {
+            return None;
+        }
         let run_id = self.run_id();
         match self.looks.look(self.client, &run_id).await {
-            Ok(()) => true,
-            Err(error)
-                if error
-                    .status()
-                    .is_some_and(super::unrecorded_batches::is_refusal_of_the_list) =>
-            {
-                false
-            }
+            Ok(listed) => Some(listed),
             Err(error) => {
                 self.say_failed_look(&error);
-                false
+                None
             }
         }
     }
@@ -437,17 +442,24 @@ impl Submitter<'_> {
         Some((usable, unusable))
     }
 
-    /// Says, once, that a look at the provider's batches failed.
+    /// Gives up looking, saying why (unless the provider has no batch list at all).
     fn say_failed_look(&mut self, error: &ClientError) {
-        if !self.looks.failure_said {
-            self.looks.failure_said = true;
-            super::unrecorded_batches::warn(
-                self.events,
-                format!(
-                    "the provider's batches could not be read around a create ({error}); batches another copy of this run directory may have made are not looked for until they can"
-                ),
-            );
+        if self.looks.given_up {
+            return;
         }
+        self.looks.given_up = true;
+        if error
+            .status()
+            .is_some_and(super::unrecorded_batches::has_no_batch_list)
+        {
+            return;
+        }
+        super::unrecorded_batches::warn(
+            self.events,
+            format!(
+                "the provider's batches could not be read around a create ({error}); this process no longer looks for batches another copy of this run directory makes, so if one works elsewhere it may create shards a second time"
+            ),
+        );
     }
 
     /// Right before creating `shard`'s batch: one another process made for it (see
@@ -458,7 +470,7 @@ impl Submitter<'_> {
         shard: &ShardRecord,
         file_id: &str,
     ) -> Result<Option<Batch>, SubmitError> {
-        if !self.look_at_batches().await {
+        if self.look_at_batches().await.is_none() {
             return Ok(None);
         }
         let seen = self.looks.of_shard(shard.shard_index);
@@ -505,14 +517,18 @@ impl Submitter<'_> {
         created: &Batch,
     ) -> Result<String, SubmitError> {
         self.looks.remember(created);
-        if !self.look_at_batches().await {
+        let Some(listed) = self.look_at_batches().await else {
             return Ok(created.id.clone());
-        }
-        let others: Vec<Batch> = self
-            .looks
-            .of_shard(shard.shard_index)
+        };
+        let shard_text = shard.shard_index.to_string();
+        let mut of_shard: Vec<Batch> = listed
             .into_iter()
+            .filter(|batch| batch.metadata_value(METADATA_SHARD) == Some(shard_text.as_str()))
+            .collect();
+        let others: Vec<Batch> = of_shard
+            .iter()
             .filter(|batch| batch.id != created.id)
+            .cloned()
             .collect();
         if others.is_empty() {
             return Ok(created.id.clone());
@@ -521,19 +537,28 @@ impl Submitter<'_> {
             file_id: Some(file_id.to_owned()),
             ..shard.clone()
         };
-        let Some((others, _)) = self.usable_batches_of(&own, others).await else {
+        let Some((usable, _)) = self.usable_batches_of(&own, others).await else {
             return Ok(created.id.clone());
         };
-        let Some(kept) = super::batch_looks::kept_of(others.iter().chain([created])).cloned()
-        else {
+        if usable.is_empty() {
             return Ok(created.id.clone());
-        };
-        let other_ids: Vec<&str> = others.iter().map(|batch| batch.id.as_str()).collect();
+        }
+        // The competing batches in the list's order; this one, not listed yet, as the newest.
+        of_shard.retain(|batch| {
+            batch.id == created.id || usable.iter().any(|other| other.id == batch.id)
+        });
+        if !of_shard.iter().any(|batch| batch.id == created.id) {
+            of_shard.insert(0, created.clone());
+        }
+        let kept = super::batch_looks::kept_of(&of_shard)
+            .expect("the list holds this batch")
+            .clone();
+        let other_ids: Vec<&str> = usable.iter().map(|batch| batch.id.as_str()).collect();
         if kept.id == created.id {
             super::unrecorded_batches::warn(
                 self.events,
                 format!(
-                    "another process created batch(es) `{}` for shard {} of this run at the same moment as this one's `{}` (a copy of this run directory at work elsewhere); this one is kept, and that process cancels its own. Requests it ran until then are billed",
+                    "another process (a copy of this run directory at work elsewhere) created batch(es) `{}` for shard {} of this run right after this one's `{}`; this one is kept, and that process cancels its own when it sees this one. If it does not, both are billed: `dashbatch cancel` there stops its batches",
                     other_ids.join("`, `"),
                     shard.shard_index,
                     created.id
@@ -546,23 +571,30 @@ impl Submitter<'_> {
             EffectKind::CancelBatch,
             &created.id,
         )?;
-        match self.client.cancel_batch(&created.id).await {
-            Ok(_) => self
-                .ledger
-                .record_outcome(effect, EffectOutcome::Done, &created.id)?,
+        let cancelled = match self.client.cancel_batch(&created.id).await {
+            Ok(_) => {
+                self.ledger
+                    .record_outcome(effect, EffectOutcome::Done, &created.id)?;
+                Ok(())
+            }
             Err(error) => {
                 self.ledger
-                    .record_outcome(effect, EffectOutcome::Failed, &error.to_string())?
+                    .record_outcome(effect, EffectOutcome::Failed, &error.to_string())?;
+                Err(error)
             }
-        }
+        };
         super::unrecorded_batches::adopt(self.ledger, self.events, &own, &kept)?;
-        super::unrecorded_batches::warn(
-            self.events,
-            format!(
-                "shard {} was created at the same moment by another process (a copy of this run directory at work elsewhere) as batch `{}`; this process cancelled its own batch `{}` and uses that one. Requests its batch ran before the cancel are billed",
-                shard.shard_index, kept.id, created.id
+        let message = match cancelled {
+            Ok(()) => format!(
+                "shard {} was created just before this process's batch `{}` by another process (a copy of this run directory at work elsewhere) as batch `{}`; this process cancelled its own and uses that one. Requests its batch ran before the cancel are billed",
+                shard.shard_index, created.id, kept.id
             ),
-        );
+            Err(error) => format!(
+                "shard {} was created just before this process's batch `{}` by another process (a copy of this run directory at work elsewhere) as batch `{}`, which this process uses; its own could not be cancelled ({error}) and is billed too: cancel it at the provider",
+                shard.shard_index, created.id, kept.id
+            ),
+        };
+        super::unrecorded_batches::warn(self.events, message);
         if kept.input_file_id != file_id {
             self.delete_unused_upload(shard, file_id).await?;
         }

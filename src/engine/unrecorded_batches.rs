@@ -9,7 +9,10 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::poll::record_batch_state;
-use super::submit::{METADATA_RUN, METADATA_SHARD, SubmitError, upload_name};
+use super::submit::{
+    METADATA_RUN, METADATA_SHARD, METADATA_SHARD_CONTENT, SHARD_CONTENT_DIGITS, SubmitError,
+    upload_name,
+};
 use super::{Event, EventSink, RunDirectory};
 use crate::client::{ApiClient, BatchListQuery, ClientError};
 use crate::ledger::{Ledger, ShardRecord};
@@ -186,6 +189,18 @@ pub(super) async fn is_upload_of(
     shard: &ShardRecord,
     run_id: &str,
 ) -> Result<Result<(), String>, ClientError> {
+    if let Some(content) = batch.metadata_value(METADATA_SHARD_CONTENT)
+        && shard
+            .sha256
+            .get(..SHARD_CONTENT_DIGITS)
+            .is_some_and(|own| own != content)
+    {
+        return Ok(Err(format!(
+            "it holds other requests than shard file `{}` (its content `{content}`, the shard's `{}`): another process's shard of the same number",
+            shard.file_name,
+            &shard.sha256[..SHARD_CONTENT_DIGITS]
+        )));
+    }
     if shard.file_id.as_deref() == Some(batch.input_file_id.as_str()) {
         return Ok(Ok(()));
     }
@@ -266,14 +281,17 @@ pub(super) async fn reconcile_unrecorded_batches(
         .collect();
     let mut refused = Vec::new();
     let mut duplicates = Vec::new();
+    let mut ignored = Vec::new();
     let mut unrecorded: BTreeMap<u64, Vec<Batch>> = BTreeMap::new();
     for batch in listing.batches {
         match standing_of(&batch, &by_index) {
             Standing::Recorded => {}
+            Standing::Duplicate { .. } if holds_no_answers(&batch) => ignored.push(batch),
             Standing::Duplicate { used, .. } => duplicates.push((batch, used)),
             Standing::Unrecorded { shard_index } => {
                 unrecorded.entry(shard_index).or_default().push(batch);
             }
+            Standing::NoSuchShard if holds_no_answers(&batch) => ignored.push(batch),
             Standing::NoSuchShard => refused.push(described(
                 &batch,
                 "the ledger has no such shard (it was planned or retried after this copy of the ledger was written)",
@@ -281,12 +299,19 @@ pub(super) async fn reconcile_unrecorded_batches(
         }
     }
     let mut adoptions = Vec::new();
-    for (shard_index, mut candidates) in unrecorded {
+    for (shard_index, candidates) in unrecorded {
         let shard = by_index[&shard_index];
-        for candidate in &candidates {
-            if let Err(why) = is_upload_of(client, candidate, shard, &run_id).await? {
-                refused.push(described(candidate, &why));
+        let mut usable = Vec::new();
+        for candidate in candidates {
+            match is_upload_of(client, &candidate, shard, &run_id).await? {
+                Ok(()) => usable.push(candidate),
+                Err(_) if holds_no_answers(&candidate) => ignored.push(candidate),
+                Err(why) => refused.push(described(&candidate, &why)),
             }
+        }
+        let mut candidates = usable;
+        if candidates.is_empty() {
+            continue;
         }
         candidates.sort_by_key(|batch| std::cmp::Reverse(adoption_preference(batch)));
         let mut candidates = candidates.into_iter();
@@ -304,6 +329,14 @@ pub(super) async fn reconcile_unrecorded_batches(
     }
     for (shard, batch) in adoptions {
         adopt(ledger, events, shard, &batch)?;
+    }
+    for batch in ignored {
+        let message = format!(
+            "the provider holds batch `{}` ({}) of this run that the ledger does not record and that ran no request: ignored (another copy of this run directory made it and stopped it, or it was refused)",
+            batch.id,
+            batch.status.as_str()
+        );
+        warn(events, message);
     }
     for (batch, used) in duplicates {
         let message = format!(
@@ -327,11 +360,20 @@ pub(super) fn warn(events: &EventSink, message: String) {
     );
 }
 
-/// Whether a list call's status says the provider will not list (a refusal, not a passing
-/// failure).
-pub(super) fn is_refusal_of_the_list(status: u16) -> bool {
+/// Whether `batch` ended without running a request (cancelled, failed, expired): nothing in it
+/// was paid for or can be adopted.
+fn holds_no_answers(batch: &Batch) -> bool {
+    matches!(
+        batch.status,
+        BatchStatus::Failed | BatchStatus::Expired | BatchStatus::Cancelled
+    ) && batch
+        .request_counts
+        .is_none_or(|counts| counts.completed == 0 && counts.failed == 0)
+}
+
+/// Whether a list call's status says the provider has no batch list at all.
+pub(super) fn has_no_batch_list(status: u16) -> bool {
     NO_BATCH_LIST.contains(&status)
-        || ((400..500).contains(&status) && status != 408 && status != 429)
 }
 
 /// Records `batch` (and its input file) as `shard`'s, as if this process had created it.
@@ -462,12 +504,36 @@ mod tests {
     }
 
     #[test]
-    fn a_list_refused_for_good_skips_the_look_before_a_create_and_a_passing_failure_does_not() {
-        for status in [400, 401, 403, 404, 405, 422, 501] {
-            assert!(is_refusal_of_the_list(status), "{status}");
+    fn a_batch_that_ended_without_running_a_request_holds_no_answers() {
+        let mut stopped = batch("b", Some("0"), BatchStatus::Cancelled, 1);
+        assert!(holds_no_answers(&stopped));
+        stopped.request_counts = Some(crate::wire::RequestCounts {
+            total: 4,
+            completed: 1,
+            failed: 0,
+        });
+        assert!(!holds_no_answers(&stopped), "one request ran: paid for");
+        assert!(!holds_no_answers(&batch(
+            "c",
+            Some("0"),
+            BatchStatus::Completed,
+            1
+        )));
+        assert!(!holds_no_answers(&batch(
+            "r",
+            Some("0"),
+            BatchStatus::InProgress,
+            1
+        )));
+    }
+
+    #[test]
+    fn only_a_provider_without_any_batch_list_is_passed_over_in_silence() {
+        for status in [404, 405, 501] {
+            assert!(has_no_batch_list(status), "{status}");
         }
-        for status in [408, 429, 500, 502, 503] {
-            assert!(!is_refusal_of_the_list(status), "{status}");
+        for status in [400, 401, 429, 500] {
+            assert!(!has_no_batch_list(status), "{status}");
         }
     }
 
