@@ -11,8 +11,8 @@
 use std::collections::HashMap;
 
 use super::submit::METADATA_RUN;
-use super::unrecorded_batches::{BATCHES_PER_PAGE, page_ends_before};
-use crate::client::{ApiClient, BatchListQuery, ClientError};
+use super::unrecorded_batches::{list_page, page_ends_before};
+use crate::client::{ApiClient, ClientError};
 use crate::wire::Batch;
 
 /// How long before the last look a batch another process created may be dated (the
@@ -63,15 +63,7 @@ impl BatchLooks {
         let mut after: Option<String> = None;
         let mut newest: Option<String> = None;
         for _ in 0..MAX_PAGES_PER_LOOK {
-            let page = client
-                .list_batches(&BatchListQuery {
-                    after: after.clone(),
-                    limit: Some(BATCHES_PER_PAGE),
-                    ..BatchListQuery::default()
-                })
-                .await?;
-            let has_more = page.has_more;
-            let items = page.into_items();
+            let (items, has_more) = list_page(client, after.clone()).await?;
             if newest.is_none() {
                 newest = items.first().map(|batch| batch.id.clone());
             }

@@ -26,7 +26,7 @@ const CLOCK_SLACK_SECONDS: i64 = 7 * 86_400;
 /// unchecked (with a warning) rather than never resuming there.
 const NO_BATCH_LIST: [u16; 3] = [404, 405, 501];
 /// Batches per page of `GET /batches` (the most DashScope and OpenAI give).
-pub(super) const BATCHES_PER_PAGE: u32 = 100;
+const BATCHES_PER_PAGE: u32 = 100;
 /// Pages read at most: a provider that ignores the list's cursor does not keep the run here.
 const MAX_PAGES: usize = 500;
 
@@ -64,15 +64,7 @@ async fn batches_of_run(
     let mut batches = Vec::new();
     let mut after: Option<String> = None;
     for _ in 0..max_pages {
-        let page = client
-            .list_batches(&BatchListQuery {
-                after: after.clone(),
-                limit: Some(BATCHES_PER_PAGE),
-                ..BatchListQuery::default()
-            })
-            .await?;
-        let has_more = page.has_more;
-        let items = page.into_items();
+        let (items, has_more) = list_page(client, after.clone()).await?;
         let reached_founding = oldest_wanted.is_some_and(|oldest| page_ends_before(&items, oldest));
         let last = items.last().map(|batch| batch.id.clone());
         batches.extend(
@@ -110,6 +102,26 @@ pub(super) async fn batches_since_founding(
 ) -> Result<BatchesOfRun, ClientError> {
     let oldest_wanted = began_at.map(|seconds| seconds - CLOCK_SLACK_SECONDS);
     batches_of_run(client, run_id, oldest_wanted, MAX_PAGES).await
+}
+
+/// One page of the provider's batch list (of the most it gives), after the batch `after`; its
+/// batches and whether more follow.
+///
+/// # Errors
+/// The provider's.
+pub(super) async fn list_page(
+    client: &ApiClient,
+    after: Option<String>,
+) -> Result<(Vec<Batch>, bool), ClientError> {
+    let page = client
+        .list_batches(&BatchListQuery {
+            after,
+            limit: Some(BATCHES_PER_PAGE),
+            ..BatchListQuery::default()
+        })
+        .await?;
+    let has_more = page.has_more;
+    Ok((page.into_items(), has_more))
 }
 
 /// Whether a page listed newest first ends with a batch created before `oldest` (seconds): the

@@ -1446,6 +1446,26 @@ fn a_retry_shards_answers_lost_with_the_snapshot_come_back_from_the_store_before
     assert_eq!(simulator_batches(&simulator), made);
 }
 
+/// Runs the review job in `copy` (with `flag`) after making the simulator answer its first list
+/// call 404, as a look at the batch list made before the other process's creates would have
+/// found nothing.
+fn resume_copy_whose_first_look_missed(
+    workspace: &Workspace,
+    simulator: &StandaloneSimulator,
+    copy: &Path,
+    flag: &str,
+) -> Output {
+    simulator.put_json(
+        "/_sim/faults",
+        &json!({"routes": {"list_batches": [{"nth": 1, "kind": "status_404"}]}}),
+    );
+    workspace
+        .run_against(simulator, "dashscope", "reviews.toml", copy, &[flag])
+        .env("DASHSCOPE_API_KEY", SECRET_KEY)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn a_copy_of_a_live_run_directory_resumed_elsewhere_adopts_the_batches_the_original_made_after_it_looked()
  {
@@ -1459,17 +1479,8 @@ fn a_copy_of_a_live_run_directory_resumed_elsewhere_adopts_the_batches_the_origi
     kill_review_run_at(&workspace, &simulator, "during_poll", &["--quiet"]);
     let made = simulator_batches(&simulator);
     assert_eq!(made, 2);
-    // The copy's one look at the batch list came before those creates: here it answers 404,
-    // as a look that found nothing would.
-    simulator.put_json(
-        "/_sim/faults",
-        &json!({"routes": {"list_batches": [{"nth": 1, "kind": "status_404"}]}}),
-    );
-    let resumed = workspace
-        .run_against(&simulator, "dashscope", "reviews.toml", &copy, &["--json"])
-        .env("DASHSCOPE_API_KEY", SECRET_KEY)
-        .output()
-        .unwrap();
+    // The copy's one look at the batch list came before those creates.
+    let resumed = resume_copy_whose_first_look_missed(&workspace, &simulator, &copy, "--json");
     let events = text(&resumed.stdout);
     assert_eq!(
         resumed.status.code(),
@@ -1572,15 +1583,7 @@ fn a_copy_resumed_elsewhere_after_the_original_finished_creates_nothing_and_leav
     finish_review_run(&workspace, &simulator, &["--quiet"]);
     let made = simulator_batches(&simulator);
     // The copy's look when it resumed missed the original's batches.
-    simulator.put_json(
-        "/_sim/faults",
-        &json!({"routes": {"list_batches": [{"nth": 1, "kind": "status_404"}]}}),
-    );
-    let resumed = workspace
-        .run_against(&simulator, "dashscope", "reviews.toml", &copy, &["--quiet"])
-        .env("DASHSCOPE_API_KEY", SECRET_KEY)
-        .output()
-        .unwrap();
+    let resumed = resume_copy_whose_first_look_missed(&workspace, &simulator, &copy, "--quiet");
     let stderr = text(&resumed.stderr);
     assert_eq!(resumed.status.code(), Some(3), "{stderr}");
     assert_mentions(
