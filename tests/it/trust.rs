@@ -22,6 +22,39 @@ fn simulator_batches(simulator: &StandaloneSimulator) -> usize {
     simulator.ledger()["batches"].as_array().unwrap().len()
 }
 
+/// A review run killed at `point` in its default run directory, and a copy of that directory
+/// made then at `copy_name` in the workspace: (simulator, workspace, run, copy).
+fn killed_run_copied_to(
+    point: &str,
+    copy_name: &str,
+) -> (
+    StandaloneSimulator,
+    Workspace,
+    std::path::PathBuf,
+    std::path::PathBuf,
+) {
+    let (simulator, workspace) = review_run_killed_at(point, &["--quiet"]);
+    let run = workspace.single_run_directory();
+    let copy = workspace.path().join(copy_name);
+    copy_tree(&run, &copy);
+    (simulator, workspace, run, copy)
+}
+
+/// Asserts that the review job's `out.parquet` has its 12 rows `ok` with `answers`.
+fn assert_output_answers(workspace: &Workspace, answers: &[Option<String>]) {
+    let output = read_parquet(&workspace.path().join("out.parquet"));
+    assert_eq!(
+        string_column(&output, "status"),
+        vec![Some("ok".to_owned()); 12]
+    );
+    assert_eq!(string_column(&output, "content"), answers);
+}
+
+/// How many of the `--json` lines in `events` are of type `kind`.
+fn events_of_type(events: &str, kind: &str) -> usize {
+    events.matches(&format!(r#""type":"{kind}""#)).count()
+}
+
 /// Runs the review job in its default run directory again with `--json`; its events, once it
 /// exited 0.
 fn run_again_with_json_events(workspace: &Workspace, simulator: &StandaloneSimulator) -> String {
@@ -1276,11 +1309,9 @@ fn a_provider_without_a_batch_list_still_resumes_with_a_warning() {
 
 #[test]
 fn a_run_directory_put_back_from_a_snapshot_after_its_batches_ended_is_refused_not_sent_again() {
-    let (simulator, workspace) = review_run_killed_at("after_upload_before_record", &["--quiet"]);
-    let run = workspace.single_run_directory();
     // A snapshot of the whole run directory, before any batch was created.
-    let snapshot = workspace.path().join("snapshot");
-    copy_tree(&run, &snapshot);
+    let (simulator, workspace, run, snapshot) =
+        killed_run_copied_to("after_upload_before_record", "snapshot");
     // The run finishes and deletes its files at the provider; then the snapshot is put back.
     finish_review_run(&workspace, &simulator, &["--quiet"]);
     std::fs::remove_dir_all(&run).unwrap();
@@ -1323,11 +1354,8 @@ fn a_run_directory_put_back_from_a_snapshot_after_its_batches_ended_is_refused_n
 #[test]
 fn a_run_directory_put_back_from_a_snapshot_after_the_run_finished_takes_its_answers_from_the_store()
  {
-    let (simulator, workspace) = review_run_killed_at("during_poll", &["--quiet"]);
-    let run = workspace.single_run_directory();
     // A snapshot taken while the batches ran: the ledger records them, not their results.
-    let snapshot = workspace.path().join("snapshot");
-    copy_tree(&run, &snapshot);
+    let (simulator, workspace, run, snapshot) = killed_run_copied_to("during_poll", "snapshot");
     // The run finishes, writes its output and deletes its files at the provider; then the
     // snapshot is put back and the job run again.
     finish_review_run(&workspace, &simulator, &["--quiet"]);
@@ -1339,22 +1367,13 @@ fn a_run_directory_put_back_from_a_snapshot_after_the_run_finished_takes_its_ans
     let events = run_again_with_json_events(&workspace, &simulator);
     // The answers the provider no longer serves come back from the answer store: the output
     // is as good as the one the finished run wrote, and nothing was paid for again.
+    assert_eq!(events_of_type(&events, "results_recovered"), 2, "{events}");
     assert_eq!(
-        events.matches(r#""type":"results_recovered""#).count(),
+        events_of_type(&events, "results_unavailable"),
         2,
         "{events}"
     );
-    assert_eq!(
-        events.matches(r#""type":"results_unavailable""#).count(),
-        2,
-        "{events}"
-    );
-    let output = read_parquet(&workspace.path().join("out.parquet"));
-    assert_eq!(
-        string_column(&output, "status"),
-        vec![Some("ok".to_owned()); 12]
-    );
-    assert_eq!(string_column(&output, "content"), first_answers);
+    assert_output_answers(&workspace, &first_answers);
     assert_eq!(simulator_batches(&simulator), made);
     assert_eq!(uploads(&simulator), uploaded);
     let report: serde_json::Value =
@@ -1437,12 +1456,7 @@ fn a_retry_shards_answers_lost_with_the_snapshot_come_back_from_the_store_before
     let made = simulator_batches(&simulator);
     let events = run_again_with_json_events(&workspace, &simulator);
     assert!(events.contains(r#""type":"results_recovered""#), "{events}");
-    let output = read_parquet(&workspace.path().join("out.parquet"));
-    assert_eq!(
-        string_column(&output, "status"),
-        vec![Some("ok".to_owned()); 12]
-    );
-    assert_eq!(string_column(&output, "content"), first_answers);
+    assert_output_answers(&workspace, &first_answers);
     assert_eq!(simulator_batches(&simulator), made);
 }
 
@@ -1471,10 +1485,8 @@ fn a_copy_of_a_live_run_directory_resumed_elsewhere_adopts_the_batches_the_origi
  {
     // Shard 0 is uploaded; then the run directory is copied (to another machine, say, where
     // the original's lock cannot be seen).
-    let (simulator, workspace) = review_run_killed_at("after_upload_before_record", &["--quiet"]);
-    let run = workspace.single_run_directory();
-    let copy = workspace.path().join("copy-elsewhere");
-    copy_tree(&run, &copy);
+    let (simulator, workspace, _run, copy) =
+        killed_run_copied_to("after_upload_before_record", "copy-elsewhere");
     // The original goes on: it uploads shard 1 and creates both batches.
     kill_review_run_at(&workspace, &simulator, "during_poll", &["--quiet"]);
     let made = simulator_batches(&simulator);
@@ -1490,16 +1502,8 @@ fn a_copy_of_a_live_run_directory_resumed_elsewhere_adopts_the_batches_the_origi
     );
     // Right before each create the copy looked again, found the original's batch and used it.
     assert_eq!(simulator_batches(&simulator), made, "{events}");
-    assert_eq!(
-        events.matches(r#""type":"batch_adopted""#).count(),
-        2,
-        "{events}"
-    );
-    assert_eq!(
-        events.matches(r#""type":"batch_created""#).count(),
-        0,
-        "{events}"
-    );
+    assert_eq!(events_of_type(&events, "batch_adopted"), 2, "{events}");
+    assert_eq!(events_of_type(&events, "batch_created"), 0, "{events}");
     let statuses = string_column(
         &read_parquet(&workspace.path().join("out.parquet")),
         "status",
@@ -1575,10 +1579,8 @@ fn a_copy_resumed_elsewhere_at_the_same_moment_as_the_original_keeps_one_batch_a
 
 #[test]
 fn a_copy_resumed_elsewhere_after_the_original_finished_creates_nothing_and_leaves_no_upload() {
-    let (simulator, workspace) = review_run_killed_at("after_upload_before_record", &["--quiet"]);
-    let run = workspace.single_run_directory();
-    let copy = workspace.path().join("copy-elsewhere");
-    copy_tree(&run, &copy);
+    let (simulator, workspace, _run, copy) =
+        killed_run_copied_to("after_upload_before_record", "copy-elsewhere");
     // The original finishes and deletes its files at the provider.
     finish_review_run(&workspace, &simulator, &["--quiet"]);
     let made = simulator_batches(&simulator);
