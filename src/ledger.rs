@@ -767,27 +767,17 @@ impl Ledger {
         Ok(())
     }
 
-    /// Records that a result file can no longer be fetched (and why).
+    /// Records that a result file can no longer be fetched (and why), or, with `None`, that the
+    /// shard's lost results were all found again (in the answer store).
     pub fn set_results_unavailable(
         &self,
         shard_index: u64,
-        reason: &str,
+        reason: Option<&str>,
     ) -> Result<(), LedgerError> {
         self.connection
             .execute(
                 "UPDATE shards SET results_unavailable = ?2 WHERE shard_index = ?1",
                 params![shard_index as i64, reason],
-            )
-            .map_err(|e| self.error(e))?;
-        Ok(())
-    }
-
-    /// Records that a shard's lost results were all found again (in the answer store).
-    pub fn clear_results_unavailable(&self, shard_index: u64) -> Result<(), LedgerError> {
-        self.connection
-            .execute(
-                "UPDATE shards SET results_unavailable = NULL WHERE shard_index = ?1",
-                params![shard_index as i64],
             )
             .map_err(|e| self.error(e))?;
         Ok(())

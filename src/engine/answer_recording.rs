@@ -6,16 +6,14 @@
 //! A shard is marked `answers_stored` in the ledger after its store transaction commits; a crash
 //! in between stores the same answers again on resume, which changes nothing.
 
-use std::io::{BufRead, BufReader};
-
 use super::RunDirectory;
 use super::join_pass::judge_answer;
+use super::shard_request_keys::shard_request_keys;
 use super::shard_results::load_ok_result_lines;
 use crate::answer_store::{AnswerRecord, AnswerStore};
 use crate::cost::RunPricer;
 use crate::job::Job;
 use crate::ledger::Ledger;
-use crate::request_key::RequestKey;
 use crate::row_result::RowStatus;
 
 /// Who the answers are recorded for.
@@ -45,25 +43,8 @@ impl AnswerRecording<'_> {
             }
             let mut results = load_ok_result_lines(run_directory, &shard, shard.status())?;
             let mut answers = Vec::new();
-            let shard_path = run_directory.shard_path(&shard.file_name);
-            let file = std::fs::File::open(&shard_path).map_err(|error| {
-                anyhow::anyhow!("cannot read shard file `{}`: {error}", shard_path.display())
-            })?;
-            for (index, line) in BufReader::new(file).lines().enumerate() {
-                let line = line?;
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let (custom_id, key) =
-                    RequestKey::of_request_line(self.provider_identity, line.as_bytes()).map_err(
-                        |error| {
-                            anyhow::anyhow!(
-                                "{}, line {}: not a request line: {error}",
-                                shard_path.display(),
-                                index + 1
-                            )
-                        },
-                    )?;
+            for request in shard_request_keys(run_directory, &shard, self.provider_identity)? {
+                let (custom_id, key) = request?;
                 let Some((result_line, mut result)) = results.remove(&custom_id) else {
                     continue;
                 };

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 
 use super::submit::METADATA_RUN;
-use super::unrecorded_batches::{list_page, page_ends_before};
+use super::unrecorded_batches::{is_newest_first, list_page, page_ends_before};
 use crate::client::{ApiClient, ClientError};
 use crate::wire::Batch;
 
@@ -39,7 +39,7 @@ impl BatchLooks {
     /// Looks starting now: the first reads back to an hour before it.
     pub fn new() -> BatchLooks {
         BatchLooks {
-            looked_at: super::submit::now_in_seconds(),
+            looked_at: now_in_seconds(),
             newest_seen: None,
             of_this_run: HashMap::new(),
             given_up: false,
@@ -58,7 +58,7 @@ impl BatchLooks {
         run_id: &str,
     ) -> Result<Vec<Batch>, ClientError> {
         let mut listed = Vec::new();
-        let looking_at = super::submit::now_in_seconds();
+        let looking_at = now_in_seconds();
         let oldest_wanted = self.looked_at - CLOCK_SLACK_SECONDS;
         let mut after: Option<String> = None;
         let mut newest: Option<String> = None;
@@ -107,13 +107,19 @@ impl BatchLooks {
     }
 }
 
+/// Seconds since the epoch on this machine's clock, now.
+fn now_in_seconds() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
+        })
+}
+
 /// Whether a page listed newest first holds `seen`: the pages after it were read before. A
 /// page not in that order tells nothing.
 fn reaches(items: &[Batch], seen: Option<&str>) -> bool {
-    let newest_first = items
-        .windows(2)
-        .all(|pair| pair[0].created_at >= pair[1].created_at);
-    newest_first && seen.is_some_and(|seen| items.iter().any(|batch| batch.id == seen))
+    is_newest_first(items) && seen.is_some_and(|seen| items.iter().any(|batch| batch.id == seen))
 }
 
 /// Of batches that all created one shard, listed newest first, the one every process keeps:

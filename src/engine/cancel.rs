@@ -11,7 +11,7 @@ use super::submit::METADATA_SHARD;
 use super::unrecorded_batches::{batches_since_founding, run_began_at};
 use super::{Event, EventSink, OutputMode, RunDirectory};
 use crate::client::{ApiClient, ClientError};
-use crate::ledger::{EffectKind, EffectOutcome, Ledger};
+use crate::ledger::Ledger;
 use crate::wire::{Batch, BatchStatus};
 
 /// `dashbatch cancel RUN_DIR`: asks the provider to cancel the run's live batches. Rows that
@@ -133,25 +133,16 @@ pub async fn cancel_run(run_directory: &Path, mode: OutputMode) -> Result<u64, R
 }
 
 /// Asks the provider to cancel `batch_id` (of shard `shard_index`, when known), announced in the
-/// ledger first and its outcome recorded after; the provider's answer, or its error.
+/// ledger first; the provider's answer, or its error.
 async fn ask_to_cancel(
     ledger: &Ledger,
     client: &ApiClient,
     shard_index: Option<u64>,
     batch_id: &str,
 ) -> Result<Result<Batch, ClientError>, RunFailure> {
-    let effect = ledger
-        .record_intent(shard_index, EffectKind::CancelBatch, batch_id)
-        .map_err(RunFailure::remote)?;
-    let answer = client.cancel_batch(batch_id).await;
-    let (outcome, detail) = match &answer {
-        Ok(batch) => (EffectOutcome::Done, batch.status.as_str().to_owned()),
-        Err(error) => (EffectOutcome::Failed, error.to_string()),
-    };
-    ledger
-        .record_outcome(effect, outcome, &detail)
-        .map_err(RunFailure::remote)?;
-    Ok(answer)
+    super::announced_calls::cancel_batch_announced(ledger, client, shard_index, batch_id)
+        .await
+        .map_err(RunFailure::remote)
 }
 
 /// Says what became of a batch `cancel` asked about: `what` is `asked to cancel` or `had

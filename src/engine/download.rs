@@ -132,7 +132,7 @@ pub async fn download_shard_results(
                 let _ = std::fs::remove_file(&destination);
                 let reason = format!("`{file_id}` can no longer be fetched: {error}");
                 ledger
-                    .set_results_unavailable(shard.shard_index, &reason)
+                    .set_results_unavailable(shard.shard_index, Some(&reason))
                     .map_err(|error| ClientError::Local {
                         operation: "record the lost results".into(),
                         message: error.to_string(),

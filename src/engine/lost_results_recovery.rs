@@ -6,7 +6,9 @@
 //! given an answer it did not pay for in this run; the rows left without one keep
 //! `results_unavailable`.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
+
+use super::shard_request_keys::shard_request_keys;
 
 use super::{Event, EventSink, RunDirectory};
 use crate::answer_store::{AnswerStore, StoredAnswer};
@@ -68,14 +70,14 @@ pub(super) fn recover_lost_results(
         let base_reason = reason.split(FOUND_AGAIN).next().unwrap_or(reason);
         ledger.set_results_unavailable(
             shard.shard_index,
-            &format!(
+            Some(&format!(
                 "{base_reason}{FOUND_AGAIN}{} of the shard's {} answers were",
                 recovered.answers, recovered.rows
-            ),
+            )),
         )?;
         std::fs::rename(destination.with_extension(RECOVERING), &destination)?;
         if recovered.answers == recovered.rows {
-            ledger.clear_results_unavailable(shard.shard_index)?;
+            ledger.set_results_unavailable(shard.shard_index, None)?;
         }
         events.emit(
             Event::ResultsRecovered {
@@ -105,30 +107,16 @@ fn write_recovered_results(
     mut lookup: impl FnMut(&RequestKey) -> anyhow::Result<Option<StoredAnswer>>,
     batch_id: &str,
 ) -> anyhow::Result<Recovered> {
-    let shard_path = run_directory.shard_path(&shard.file_name);
-    let file = std::fs::File::open(&shard_path).map_err(|error| {
-        anyhow::anyhow!("cannot read shard file `{}`: {error}", shard_path.display())
-    })?;
+    let requests = shard_request_keys(run_directory, shard, provider_identity)?;
     let partial = destination.with_extension(RECOVERING);
     let mut out = std::io::BufWriter::new(std::fs::File::create(&partial)?);
     let mut recovered = Recovered {
         answers: 0,
         rows: 0,
     };
-    for (index, line) in BufReader::new(file).lines().enumerate() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
+    for request in requests {
+        let (custom_id, key) = request?;
         recovered.rows += 1;
-        let (custom_id, key) = RequestKey::of_request_line(provider_identity, line.as_bytes())
-            .map_err(|error| {
-                anyhow::anyhow!(
-                    "{}, line {}: not a request line: {error}",
-                    shard_path.display(),
-                    index + 1
-                )
-            })?;
         let Some(stored) = lookup(&key)? else {
             continue;
         };

@@ -1,6 +1,7 @@
 //! The engine: one run from input table to joined output, resumable from its ledger.
 
 mod adoption;
+mod announced_calls;
 mod answer_judge;
 mod answer_recording;
 mod answer_reuse;
@@ -40,6 +41,7 @@ mod run_record;
 mod run_selection;
 mod runner;
 mod shard_file;
+mod shard_request_keys;
 mod shard_results;
 mod sorted_key_runs;
 mod status;

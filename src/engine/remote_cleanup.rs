@@ -1,9 +1,10 @@
 //! Deleting a run's files at the provider once their results are safely on disk (DashScope caps
 //! an account at 10,000 files).
 
+use super::announced_calls::delete_file_announced;
 use super::{Event, EventSink};
 use crate::client::ApiClient;
-use crate::ledger::{EffectKind, EffectOutcome, Ledger};
+use crate::ledger::Ledger;
 
 /// Deletes the remote files of every shard whose results are safely on disk. Each deletion is
 /// announced in the ledger first; a file already gone counts as deleted.
@@ -22,18 +23,8 @@ pub(super) async fn delete_remote_files(
             .into_iter()
             .flatten()
         {
-            let effect =
-                ledger.record_intent(Some(shard_index), EffectKind::DeleteFile, file_id)?;
-            match client.delete_file(file_id).await {
-                Ok(()) => {
-                    ledger.record_outcome(effect, EffectOutcome::Done, file_id)?;
-                    deleted += 1;
-                }
-                Err(error) => {
-                    ledger.record_outcome(effect, EffectOutcome::Failed, &error.to_string())?;
-                    return Err(error.into());
-                }
-            }
+            delete_file_announced(ledger, client, Some(shard_index), file_id).await??;
+            deleted += 1;
         }
         ledger.set_remote_files_deleted(shard_index)?;
     }

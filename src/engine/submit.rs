@@ -27,15 +27,6 @@ pub const METADATA_JOB: &str = "dashbatch_job";
 /// `input_file_ids` filter.
 const MAX_RECONCILE_PAGES: usize = 20;
 
-/// Seconds since the epoch, now.
-pub fn now_in_seconds() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| {
-            i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
-        })
-}
-
 /// How many times one upload or create may be tried when each try surely left no effect.
 const MAX_SUBMIT_ATTEMPTS: u32 = 4;
 
@@ -285,20 +276,7 @@ impl Submitter<'_> {
             },
         );
         for orphan in matches.iter().skip(1) {
-            let effect = self.ledger.record_intent(
-                Some(shard.shard_index),
-                EffectKind::DeleteFile,
-                orphan,
-            )?;
-            match self.client.delete_file(orphan).await {
-                Ok(()) => self
-                    .ledger
-                    .record_outcome(effect, EffectOutcome::Done, orphan)?,
-                Err(error) => {
-                    self.ledger
-                        .record_outcome(effect, EffectOutcome::Failed, &error.to_string())?
-                }
-            }
+            self.delete_unused_upload(shard, orphan).await?;
         }
         Ok(Some(adopted))
     }
@@ -566,26 +544,16 @@ impl Submitter<'_> {
             );
             return Ok(created.id.clone());
         }
-        let effect = self.ledger.record_intent(
+        let cancelled = super::announced_calls::cancel_batch_announced(
+            self.ledger,
+            self.client,
             Some(shard.shard_index),
-            EffectKind::CancelBatch,
             &created.id,
-        )?;
-        let cancelled = match self.client.cancel_batch(&created.id).await {
-            Ok(_) => {
-                self.ledger
-                    .record_outcome(effect, EffectOutcome::Done, &created.id)?;
-                Ok(())
-            }
-            Err(error) => {
-                self.ledger
-                    .record_outcome(effect, EffectOutcome::Failed, &error.to_string())?;
-                Err(error)
-            }
-        };
+        )
+        .await?;
         super::unrecorded_batches::adopt(self.ledger, self.events, &own, &kept)?;
         let message = match cancelled {
-            Ok(()) => format!(
+            Ok(_) => format!(
                 "shard {} was created just before this process's batch `{}` by another process (a copy of this run directory at work elsewhere) as batch `{}`; this process cancelled its own and uses that one. Requests its batch ran before the cancel are billed",
                 shard.shard_index, created.id, kept.id
             ),
@@ -608,18 +576,14 @@ impl Submitter<'_> {
         shard: &ShardRecord,
         file_id: &str,
     ) -> Result<(), SubmitError> {
-        let effect =
-            self.ledger
-                .record_intent(Some(shard.shard_index), EffectKind::DeleteFile, file_id)?;
-        match self.client.delete_file(file_id).await {
-            Ok(()) => self
-                .ledger
-                .record_outcome(effect, EffectOutcome::Done, file_id)?,
-            Err(error) => {
-                self.ledger
-                    .record_outcome(effect, EffectOutcome::Failed, &error.to_string())?
-            }
-        }
+        // A failure is in the ledger; the file only takes room at the provider.
+        let _ = super::announced_calls::delete_file_announced(
+            self.ledger,
+            self.client,
+            Some(shard.shard_index),
+            file_id,
+        )
+        .await?;
         Ok(())
     }
 

@@ -124,14 +124,18 @@ pub(super) async fn list_page(
     Ok((page.into_items(), has_more))
 }
 
+/// Whether a page's batches are listed newest first (by their creation times).
+pub(super) fn is_newest_first(items: &[Batch]) -> bool {
+    items
+        .windows(2)
+        .all(|pair| pair[0].created_at >= pair[1].created_at)
+}
+
 /// Whether a page listed newest first ends with a batch created before `oldest` (seconds): the
 /// pages after it hold only older ones. A page not in that order, or without creation times,
 /// tells nothing.
 pub(super) fn page_ends_before(items: &[Batch], oldest: i64) -> bool {
-    let newest_first = items
-        .windows(2)
-        .all(|pair| pair[0].created_at >= pair[1].created_at);
-    newest_first
+    is_newest_first(items)
         && items
             .last()
             .is_some_and(|batch| batch.created_at > 0 && batch.created_at < oldest)
