@@ -205,17 +205,8 @@ pub(super) async fn is_upload_of(
     shard: &ShardRecord,
     run_id: &str,
 ) -> Result<Result<(), String>, ClientError> {
-    if let Some(content) = batch.metadata_value(METADATA_SHARD_CONTENT)
-        && shard
-            .sha256
-            .get(..SHARD_CONTENT_DIGITS)
-            .is_some_and(|own| own != content)
-    {
-        return Ok(Err(format!(
-            "it holds other requests than shard file `{}` (its content `{content}`, the shard's `{}`): another process's shard of the same number",
-            shard.file_name,
-            &shard.sha256[..SHARD_CONTENT_DIGITS]
-        )));
+    if let Some(why) = other_content(batch, shard) {
+        return Ok(Err(why));
     }
     if shard.file_id.as_deref() == Some(batch.input_file_id.as_str()) {
         return Ok(Ok(()));
@@ -236,6 +227,19 @@ pub(super) async fn is_upload_of(
         ))),
         Err(error) => Err(error),
     }
+}
+
+/// Why `batch` holds other requests than `shard` when its metadata says so (its content hash is
+/// not the shard file's); `None` when it matches or a side does not say.
+fn other_content(batch: &Batch, shard: &ShardRecord) -> Option<String> {
+    let content = batch.metadata_value(METADATA_SHARD_CONTENT)?;
+    let own = shard.sha256.get(..SHARD_CONTENT_DIGITS)?;
+    (own != content).then(|| {
+        format!(
+            "it holds other requests than shard file `{}` (its content `{content}`, the shard's `{own}`): another process's shard of the same number",
+            shard.file_name
+        )
+    })
 }
 
 /// Since when the provider's list holds batches of the run: its founding, or, for a run founded
@@ -517,6 +521,30 @@ mod tests {
         // No creation times.
         assert!(!page_ends_before(&page(&[0, 0]), 100));
         assert!(!page_ends_before(&[], 100));
+    }
+
+    #[test]
+    fn a_batch_whose_content_hash_is_not_the_shards_holds_other_requests() {
+        let mut numbered_alike = batch("b", Some("3"), BatchStatus::InProgress, 1);
+        numbered_alike.metadata = Some(BTreeMap::from([(
+            METADATA_SHARD_CONTENT.to_owned(),
+            "00112233aabbccdd".to_owned(),
+        )]));
+        let mut own = shard(3, None);
+        own.file_name = "shard-00003.jsonl".into();
+        own.sha256 = format!("00112233aabbccdd{}", "e".repeat(48));
+        assert_eq!(other_content(&numbered_alike, &own), None);
+        own.sha256 = format!("ffffffffffffffff{}", "e".repeat(48));
+        let why = other_content(&numbered_alike, &own).unwrap();
+        assert!(
+            why.contains("shard-00003.jsonl") && why.contains("ffffffffffffffff"),
+            "{why}"
+        );
+        // A batch made before the hash was written, or a shard without one: not told apart.
+        let unmarked = batch("c", Some("3"), BatchStatus::InProgress, 1);
+        assert_eq!(other_content(&unmarked, &own), None);
+        own.sha256.clear();
+        assert_eq!(other_content(&numbered_alike, &own), None);
     }
 
     #[test]
