@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use super::result_digest::{ResultDigestWriter, remove_digest_of};
 use super::shard_results::ResultFileLines;
 use super::{Event, EventSink, RunDirectory};
 use crate::chat_line_shape::ChatLineReader;
@@ -14,24 +15,59 @@ use crate::wire::BatchStatus;
 const MAX_DOWNLOAD_ATTEMPTS: u32 = 3;
 
 /// Checks that every non-empty line of a result file is a result line with a custom_id, read
-/// as the join reads it (so a file that passes here is one the join can read). Returns the line
-/// count or the first problem.
+/// as the join reads it (so a file that passes here is one the join can read), and writes the
+/// file's digest as it goes ([`super::result_digest`]), so that the join does not read the
+/// lines again. Returns the line count or the first problem. A digest that cannot be written
+/// is left out: the join then reads the lines.
 pub fn verify_result_file(path: &Path) -> Result<u64, String> {
+    let mut digest = ResultDigestWriter::start(path).ok();
+    let verified = verify_result_lines(path, &mut digest);
+    if let Some(digest) = digest {
+        if verified.is_ok() {
+            if digest.finish().is_err() {
+                remove_digest_of(path);
+            }
+        } else {
+            digest.abandon();
+        }
+    }
+    verified
+}
+
+/// [`verify_result_file`]'s reading of the lines, each added to `digest` while it lasts (it
+/// is dropped when it cannot be written).
+fn verify_result_lines(
+    path: &Path,
+    digest: &mut Option<ResultDigestWriter>,
+) -> Result<u64, String> {
     let mut reading = ResultFileLines::open(path).map_err(|error| error.to_string())?;
     let mut chat_lines = ChatLineReader::default();
     let mut lines = 0;
     loop {
-        let (line_number, line) = match reading.next_line() {
-            Ok(Some(next)) => next,
+        let (line_number, offset, line) = match reading.next_line_and_offset() {
+            Ok(Some(next)) => (next.number, next.offset, next.text),
             Ok(None) => return Ok(lines),
             Err(error) => return Err(format!("line {}: {error}", reading.line_number())),
         };
         let line = line.map_err(|error| format!("line {line_number}: not UTF-8 ({error})"))?;
         // Which status the batch ended in changes how a line is classified, never whether it
         // is read.
-        if chat_lines.read(line).is_none() {
-            classify_result_text_in_full(line, BatchStatus::Completed)
-                .map_err(|error| format!("line {line_number}: not a result line ({error})"))?;
+        let added = match chat_lines.read(line) {
+            Some(answer) => digest
+                .as_mut()
+                .map(|digest| digest.chat_answer(&answer, line_number, offset, line.len())),
+            None => {
+                classify_result_text_in_full(line, BatchStatus::Completed)
+                    .map_err(|error| format!("line {line_number}: not a result line ({error})"))?;
+                digest
+                    .as_mut()
+                    .map(|digest| digest.other_line(line_number, offset, line.len()))
+            }
+        };
+        if let Some(Err(_)) = added
+            && let Some(digest) = digest.take()
+        {
+            digest.abandon();
         }
         lines += 1;
     }
@@ -130,6 +166,7 @@ pub async fn download_shard_results(
             Err(error) if is_gone(&error) => {
                 // The provider will not serve it again: say so on the rows, keep the run going.
                 let _ = std::fs::remove_file(&destination);
+                remove_digest_of(&destination);
                 let reason = format!("`{file_id}` can no longer be fetched: {error}");
                 ledger
                     .set_results_unavailable(shard.shard_index, Some(&reason))

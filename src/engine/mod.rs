@@ -30,6 +30,7 @@ mod rehearsal;
 mod remote_cleanup;
 mod report;
 mod request_key_claims;
+mod result_digest;
 mod retry;
 mod run_context;
 mod run_directory;

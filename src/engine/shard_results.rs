@@ -11,11 +11,13 @@ use rustc_hash::FxBuildHasher;
 use std::hash::BuildHasher;
 
 use super::RunDirectory;
+use super::result_digest::{
+    DigestReading, DigestRecord, pack_count, read_line_at, read_result_digest,
+};
 use crate::chat_line_shape::ChatLineReader;
 use crate::ledger::ShardRecord;
 use crate::row_result::{
-    ChatSuccessLine, ChatUsage, RowResult, RowStatus, classify_result_text,
-    classify_result_text_in_full,
+    ChatUsage, RowResult, RowStatus, classify_result_text, classify_result_text_in_full,
 };
 use crate::wire::BatchStatus;
 
@@ -42,10 +44,7 @@ struct KeptCounts([u32; 4]);
 
 impl KeptCounts {
     fn pack(usage: ChatUsage) -> Option<KeptCounts> {
-        let pack = |count: Option<u64>| match count {
-            None => Some(u32::MAX),
-            Some(count) => u32::try_from(count).ok().filter(|count| *count != u32::MAX),
-        };
+        let pack = pack_count;
         Some(KeptCounts([
             pack(usage.prompt_tokens)?,
             pack(usage.completion_tokens)?,
@@ -222,7 +221,11 @@ impl ResultsById {
     /// When the text is not a result line.
     fn keep_line(&mut self, text: &str, batch_status: BatchStatus) -> serde_json::Result<()> {
         if let Some(line) = self.line_reader.read(text) {
-            match self.store_chat_success(&line) {
+            let texts =
+                [&line.request_id, &line.content, &line.finish_reason].map(|text| text.as_deref());
+            let stored = KeptCounts::pack(line.usage)
+                .and_then(|counts| self.store_chat_success(texts, counts));
+            match stored {
                 Some(kept) => self.keep(&line.custom_id, kept),
                 None => {
                     let (custom_id, result) = line.into_owned_result();
@@ -236,21 +239,88 @@ impl ResultsById {
         Ok(())
     }
 
-    /// A chat answer with its texts put in the text store; `None` when the store is full (4
-    /// GiB of texts in one shard) or a count does not fit [`KeptCounts`], and the answer is
-    /// then kept whole.
-    fn store_chat_success(&mut self, line: &ChatSuccessLine<'_>) -> Option<KeptResult> {
-        let counts = KeptCounts::pack(line.usage)?;
-        let texts = [&line.request_id, &line.content, &line.finish_reason];
-        let length: usize = texts
-            .iter()
-            .filter_map(|text| text.as_deref())
-            .map(str::len)
-            .sum();
+    /// Keeps the results of `shard` from the digests of its result files (see
+    /// [`super::result_digest`]). `false` when a file has no digest, or one that is not whole or
+    /// not of the file as it is: what was kept is then to be thrown away and the files read.
+    fn keep_digested_results(
+        &mut self,
+        run_directory: &RunDirectory,
+        shard: &ShardRecord,
+        batch_status: BatchStatus,
+    ) -> bool {
+        let mut line = Vec::new();
+        for path in run_directory.results_paths(shard.shard_index) {
+            let source = match File::open(&path) {
+                // A shard that has no such file (no errors, say) has nothing to read in it.
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(_) => return false,
+                Ok(source) => source,
+            };
+            let reading = read_result_digest(&path, |record| {
+                self.keep_digested(record, batch_status, &source, &mut line)
+            });
+            if reading != Ok(DigestReading::Whole) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Keeps the result of one record of a digest: a chat answer as it was read from its
+    /// line, or a line of another kind read again from `source` where the record says and
+    /// classified. `Err` when that line cannot be read there or is no result line: the digest
+    /// is not of this file.
+    fn keep_digested(
+        &mut self,
+        record: DigestRecord<'_>,
+        batch_status: BatchStatus,
+        source: &File,
+        line: &mut Vec<u8>,
+    ) -> Result<(), ()> {
+        match record {
+            DigestRecord::ChatAnswer {
+                custom_id,
+                request_id,
+                content,
+                finish_reason,
+                counts,
+            } => {
+                let counts = KeptCounts(counts);
+                let texts = [request_id, content, finish_reason];
+                match self.store_chat_success(texts, counts) {
+                    Some(kept) => self.keep(custom_id, kept),
+                    None => {
+                        let result = counts.unpack().into_result(
+                            request_id.map(str::to_owned),
+                            content.map(str::to_owned),
+                            finish_reason.map(str::to_owned),
+                        );
+                        self.keep_result(custom_id, result);
+                    }
+                }
+                Ok(())
+            }
+            DigestRecord::OtherLine { offset, length, .. } => {
+                read_line_at(source, offset, length, line).map_err(|_| ())?;
+                let text = simdutf8::basic::from_utf8(line).map_err(|_| ())?;
+                self.keep_line(text, batch_status).map_err(|_| ())
+            }
+        }
+    }
+
+    /// A chat answer (its request id, answer and finish reason, and counts) with its texts put
+    /// in the text store; `None` when the store is full (4 GiB of texts in one shard), and the
+    /// answer is then kept whole.
+    fn store_chat_success(
+        &mut self,
+        texts: [Option<&str>; 3],
+        counts: KeptCounts,
+    ) -> Option<KeptResult> {
+        let length: usize = texts.iter().flatten().map(|text| text.len()).sum();
         if self.texts.len().checked_add(length)? >= u32::MAX as usize {
             return None;
         }
-        let [request_id, content, finish_reason] = texts.map(|text| match text.as_deref() {
+        let [request_id, content, finish_reason] = texts.map(|text| match text {
             None => TextSpan::NONE,
             Some(text) => {
                 let span = TextSpan {
@@ -460,10 +530,14 @@ pub(super) fn load_shard_results_into(
     spent: Option<ResultsById>,
 ) -> anyhow::Result<ResultsById> {
     let recycling = spent.is_some();
-    let mut results = ResultsById::recycled(spent, shard.row_count as usize);
-    for_each_result_line(run_directory, shard, |line| {
-        results.keep_line(line, batch_status)
-    })?;
+    let rows = shard.row_count as usize;
+    let mut results = ResultsById::recycled(spent, rows);
+    if !results.keep_digested_results(run_directory, shard, batch_status) {
+        results = ResultsById::recycled(Some(results), rows);
+        for_each_result_line(run_directory, shard, |line| {
+            results.keep_line(line, batch_status)
+        })?;
+    }
     if !recycling {
         // Up to half the room is slack from growing, and up to three shards are held at
         // once; a recycled map keeps its room for the next shard instead.
@@ -549,12 +623,26 @@ pub(super) struct ResultFileLines {
     checked_one_by_one: usize,
     /// The longest line read, in bytes without its ending ([`LONGEST_RESULT_LINE`]).
     longest_line: u64,
+    /// How many bytes of the file were consumed: where the reader's buffer starts in it.
+    consumed: u64,
+    /// Where in the file the line lent last starts.
+    line_offset: u64,
 }
 
 /// The longest result line read: 64 MiB, ten times the longest request line DashScope takes
 /// (6 MB, reference §3) and far past any answer. A file with a longer line (a download that is
 /// no result file, bytes without line endings) is refused instead of gathered into memory.
 pub(super) const LONGEST_RESULT_LINE: u64 = 64 * 1024 * 1024;
+
+/// A line of a result file as [`ResultFileLines::next_line_and_offset`] gives it.
+pub(super) struct PlacedLine<'a> {
+    /// Its number, from 1, blank lines counted.
+    pub number: u64,
+    /// Where in the file it starts.
+    pub offset: u64,
+    /// Its text without its ending, or why its bytes are not UTF-8.
+    pub text: Result<&'a str, std::str::Utf8Error>,
+}
 
 /// Where a line lies: at the start of the reader's buffer, or gathered; its length without its
 /// ending.
@@ -573,6 +661,8 @@ impl ResultFileLines {
             checked: 0,
             checked_one_by_one: 0,
             longest_line: LONGEST_RESULT_LINE,
+            consumed: 0,
+            line_offset: 0,
         })
     }
 
@@ -586,6 +676,7 @@ impl ResultFileLines {
     /// Consumes `length` bytes of the reader's buffer, and of what was checked of it.
     fn consume(&mut self, length: usize) {
         self.reader.consume(length);
+        self.consumed += length as u64;
         self.checked = self.checked.saturating_sub(length);
         self.checked_one_by_one = self.checked_one_by_one.saturating_sub(length);
     }
@@ -618,6 +709,28 @@ impl ResultFileLines {
         self.line_number
     }
 
+    /// As [`Self::next_line`], with where in the file the line starts (its bytes as given, a
+    /// `\r` before its ending left out, run on from there).
+    ///
+    /// # Errors
+    /// When the file cannot be read.
+    pub(super) fn next_line_and_offset(&mut self) -> std::io::Result<Option<PlacedLine<'_>>> {
+        let Some((number, place)) = self.next_place()? else {
+            return Ok(None);
+        };
+        let offset = self.line_offset;
+        Ok(Some(PlacedLine {
+            number,
+            offset,
+            text: place.map(|place| {
+                let bytes = self.line_at(&place);
+                // SAFETY: these bytes were checked as UTF-8 in `next_place`, cut only before
+                // an ASCII `\r`, which is a character boundary.
+                unsafe { std::str::from_utf8_unchecked(bytes) }
+            }),
+        }))
+    }
+
     /// The next line that is not blank, with its number, or why its bytes are not UTF-8;
     /// `None` at the end of the file.
     ///
@@ -626,6 +739,16 @@ impl ResultFileLines {
     pub(super) fn next_line(
         &mut self,
     ) -> std::io::Result<Option<(u64, Result<&str, std::str::Utf8Error>)>> {
+        Ok(self
+            .next_line_and_offset()?
+            .map(|line| (line.number, line.text)))
+    }
+
+    /// Where the next line that is not blank lies, with its number, or why its bytes are not
+    /// UTF-8; `None` at the end of the file.
+    fn next_place(
+        &mut self,
+    ) -> std::io::Result<Option<(u64, Result<LinePlace, std::str::Utf8Error>)>> {
         let place = loop {
             let lent = std::mem::take(&mut self.lent);
             self.consume(lent);
@@ -643,6 +766,7 @@ impl ResultFileLines {
                 self.check_whole_lines(available_length);
             }
             let available = &self.reader.buffer()[..available_length];
+            self.line_offset = self.consumed;
             let place = match memchr::memchr(b'\n', available) {
                 Some(end) => {
                     self.lent = end + 1;
@@ -656,6 +780,7 @@ impl ResultFileLines {
                     let most = self.longest_line + 1;
                     std::io::Read::take(&mut self.reader, most)
                         .read_until(b'\n', &mut self.gathered)?;
+                    self.consumed += self.gathered.len() as u64;
                     let ends_with_newline = self.gathered.last() == Some(&b'\n');
                     if self.gathered.len() as u64 == most && !ends_with_newline {
                         return Err(std::io::Error::new(
@@ -691,12 +816,7 @@ impl ResultFileLines {
                 }
             }
         };
-        let bytes = self.line_at(&place);
-        // SAFETY: these bytes were checked as UTF-8 in the loop above (the loop's borrow of
-        // them has ended, so they are taken again), cut only before an ASCII `\r`, which is a
-        // character boundary.
-        let line = unsafe { std::str::from_utf8_unchecked(bytes) };
-        Ok(Some((self.line_number, Ok(line))))
+        Ok(Some((self.line_number, Ok(place))))
     }
 }
 
@@ -858,6 +978,106 @@ mod tests {
             2,
             "a taken result is no longer listed"
         );
+    }
+
+    /// The results of a shard's files read line by line, with no digest.
+    fn read_line_by_line(
+        run_directory: &RunDirectory,
+        shard: &ShardRecord,
+        batch_status: BatchStatus,
+    ) -> Vec<RowResult> {
+        let mut results = ResultsById::with_capacity(8);
+        for_each_result_line(run_directory, shard, |line| {
+            results.keep_line(line, batch_status)
+        })
+        .unwrap();
+        results.values().collect()
+    }
+
+    #[test]
+    fn results_kept_from_digests_are_those_kept_from_reading_the_lines() {
+        let directory = tempfile::tempdir().unwrap();
+        let run_directory = RunDirectory::new(directory.path().to_owned());
+        run_directory.create().unwrap();
+        let answer = |id: &str, content: &str, prompt: &str| {
+            format!(
+                r#"{{"id":"r-{id}","custom_id":"{id}","response":{{"status_code":200,"request_id":"q-{id}","body":{{"choices":[{{"finish_reason":"stop","message":{{"content":{content}}}}}],"usage":{{"prompt_tokens":{prompt},"completion_tokens":2,"total_tokens":7}}}}}},"error":null}}"#
+            )
+        };
+        let failure = |id: &str| {
+            format!(
+                r#"{{"id":"r-{id}","custom_id":"{id}","response":null,"error":{{"code":"InternalError","message":"try later"}}}}"#
+            )
+        };
+        let output = [
+            answer("a", r#""plain""#, "5"),
+            answer("b", r#""esc\"aped \u4e2d""#, "5"),
+            String::new(),
+            answer("c", r#""counts too large""#, "4294967296"),
+            answer("d", "null", "5"),
+            r#"{"id":"r-e","custom_id":"e","response":{"status_code":200,"body":{"data":[{"embedding":[0.5,1.0]}],"usage":{"prompt_tokens":3,"total_tokens":3}}},"error":null}"#.to_owned(),
+            r#"{"id":"r-f","custom_id":"f","response":{"status_code":400,"body":{"error":{"code":"invalid","message":"no"}}},"error":null}"#.to_owned(),
+            answer("中文", r#""答""#, "5"),
+        ]
+        .join("\r\n");
+        let errors = [failure("g"), failure("a"), answer("g", r#""retried""#, "5")].join("\n");
+        let [output_path, errors_path] = run_directory.results_paths(0);
+        std::fs::write(&output_path, output).unwrap();
+        std::fs::write(&errors_path, errors).unwrap();
+        for path in [&output_path, &errors_path] {
+            crate::engine::download::verify_result_file(path).unwrap();
+            assert!(
+                super::super::result_digest::digest_path_of(path)
+                    .unwrap()
+                    .is_file()
+            );
+        }
+        let shard = ShardRecord::planned(0, 1, "shard-00000.jsonl".into(), "qwen-plus".into(), 9);
+        for status in [
+            BatchStatus::Completed,
+            BatchStatus::Expired,
+            BatchStatus::Failed,
+            BatchStatus::Cancelled,
+        ] {
+            let mut from_digests = ResultsById::with_capacity(8);
+            assert!(
+                from_digests.keep_digested_results(&run_directory, &shard, status),
+                "both digests are whole and of their files"
+            );
+            assert!(
+                from_digests
+                    .entries
+                    .iter()
+                    .any(|entry| matches!(entry.result, Some(KeptResult::ChatSuccess(_)))),
+                "chat answers are kept in the text store"
+            );
+            let kept: Vec<RowResult> = from_digests.values().collect();
+            assert_eq!(kept.len(), 8);
+            assert_eq!(
+                kept,
+                read_line_by_line(&run_directory, &shard, status),
+                "{status:?}"
+            );
+            assert_eq!(
+                from_digests.take("中文").unwrap().content.as_deref(),
+                Some("答")
+            );
+        }
+
+        // A result file written again after its digest: the digest is passed over.
+        let [output_path, _] = run_directory.results_paths(0);
+        let changed = std::fs::read_to_string(&output_path)
+            .unwrap()
+            .replace("plain", "PLAIN");
+        std::fs::write(&output_path, changed).unwrap();
+        assert!(!ResultsById::with_capacity(8).keep_digested_results(
+            &run_directory,
+            &shard,
+            BatchStatus::Completed
+        ));
+        let mut results =
+            load_shard_results(&run_directory, &shard, BatchStatus::Completed).unwrap();
+        assert_eq!(results.take("a").unwrap().content.as_deref(), Some("PLAIN"));
     }
 
     /// Every line `ResultFileLines` reads from a file of these bytes, with its number, or

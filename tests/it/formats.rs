@@ -1260,3 +1260,80 @@ fn a_damaged_result_file_stops_the_join_naming_file_and_line_and_writes_no_outpu
         .count();
     assert_eq!(rows, 3);
 }
+
+#[test]
+fn the_join_takes_answers_from_the_downloads_digests_and_passes_over_any_not_of_its_file() {
+    let workspace = Workspace::new();
+    let mut input = String::from("id,text\n");
+    for row in 0..40 {
+        input.push_str(&format!("{row},评论 {row}\n"));
+    }
+    workspace.write("reviews.csv", &input);
+    workspace.write(
+        "job.toml",
+        job(
+            "reviews.csv",
+            "[batch]\nmax_requests_per_file = 10\n[output]\npath = \"out.csv\"\n",
+        ),
+    );
+    assert_success(&workspace.run(&[
+        "run",
+        "job.toml",
+        "--provider",
+        "sim",
+        "--run-dir",
+        "run",
+        "--quiet",
+    ]));
+    let first_output = std::fs::read_to_string(workspace.path().join("out.csv")).unwrap();
+    let digests = workspace.path().join("run/digests");
+    let digest = |shard: u32| digests.join(format!("shard-{shard:05}.output.jsonl.digest"));
+    for shard in 0..4 {
+        assert!(
+            digest(shard).is_file(),
+            "the download wrote shard {shard}'s digest"
+        );
+    }
+    let join_again = |name: &str| {
+        assert_success(&workspace.run(&["resume", "run", "--output", name, "--quiet"]));
+        std::fs::read_to_string(workspace.path().join(name)).unwrap()
+    };
+    assert_eq!(join_again("whole.csv"), first_output);
+
+    // Digests cut short, with a byte changed, or of another shard: each is passed over and
+    // its shard's result file read, so the output is the same.
+    let whole = std::fs::read(digest(0)).unwrap();
+    std::fs::write(digest(0), &whole[..whole.len() - 20]).unwrap();
+    let mut changed = std::fs::read(digest(1)).unwrap();
+    let middle = changed.len() / 2;
+    changed[middle] ^= 0x01;
+    std::fs::write(digest(1), &changed).unwrap();
+    std::fs::copy(digest(3), digest(2)).unwrap();
+    assert_eq!(join_again("damaged.csv"), first_output);
+
+    // An answer changed in a result file after its digest was written is the one joined.
+    let results = workspace
+        .path()
+        .join("run/results/shard-00003.output.jsonl");
+    let paid_for = std::fs::read_to_string(&results).unwrap();
+    let first_line = paid_for.lines().next().unwrap();
+    let content_at = first_line.find("\"content\":\"").unwrap() + "\"content\":\"".len();
+    let first_character = first_line[content_at..].chars().next().unwrap();
+    assert_ne!(first_character, '\\');
+    let mut edited_line = first_line.to_owned();
+    edited_line.replace_range(content_at..content_at + first_character.len_utf8(), "Z");
+    std::fs::write(&results, paid_for.replacen(first_line, &edited_line, 1)).unwrap();
+    let edited = join_again("edited.csv");
+    let differing: Vec<(&str, &str)> = edited
+        .lines()
+        .zip(first_output.lines())
+        .filter(|(edited, first)| edited != first)
+        .collect();
+    assert_eq!(differing.len(), 1, "{edited}");
+    assert!(differing[0].0.contains('Z'), "{differing:?}");
+
+    // No digests at all: the files are read.
+    std::fs::remove_dir_all(&digests).unwrap();
+    std::fs::write(&results, &paid_for).unwrap();
+    assert_eq!(join_again("none.csv"), first_output);
+}

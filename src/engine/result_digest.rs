@@ -1,0 +1,674 @@
+//! A downloaded result file's lines as the join keeps them, written by the download's check
+//! (which reads every line anyway) so that the join, `status` and the retry planner take them
+//! back without reading the JSON again.
+//!
+//! A digest lies in the run's `digests/` directory, named after its result file. It is used
+//! only while it is whole (its own checksum) and its result file is the one it was made from
+//! (the same length and modification time, and the same first and last 64 KiB); any other
+//! digest is passed over and the result file read line by line, as without one. It is written
+//! to a temporary name and renamed into place, so a crash leaves a whole digest or none.
+//!
+//! Layout (integers little-endian): the header ([`MAGIC`], the result file's length, its
+//! modification time in seconds and nanoseconds, the hash of its first and last 64 KiB); the
+//! records, each its length (`u32`) and then its body; the end (`u32::MAX`, the number of
+//! records as `u64`, and the XXH3-128 of every byte before it).
+//!
+//! A record's body: `0`, then a chat answer's four token counts (`u32`, `u32::MAX` for a
+//! count the line does not give) and its custom_id, request id, answer and finish reason, each
+//! its length (`u32`, `u32::MAX` for none) and bytes; or `1`, then where a line of any other
+//! kind is in the result file (its number `u64`, its offset `u64`, its length `u32`), to be
+//! read there and classified with the batch's status, which can change how it is classified.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use twox_hash::XxHash3_128;
+
+use crate::chat_success_line::ChatSuccessLine;
+
+/// What a digest starts with: the format and its version.
+const MAGIC: &[u8; 16] = b"dashbatch-rd-v1\n";
+
+/// How much of the start and of the end of a result file is hashed into its digest's header.
+const SAMPLE_BYTES: u64 = 64 * 1024;
+
+/// The length that marks the end of the records.
+const END_OF_RECORDS: u32 = u32::MAX;
+
+/// A length that stands for no text.
+const NO_TEXT: u32 = u32::MAX;
+
+/// The longest record a reader takes: a longer one is no record of a digest this writes (a
+/// line is at most [`super::shard_results::LONGEST_RESULT_LINE`]).
+const LONGEST_RECORD: u32 = 80 * 1024 * 1024;
+
+const CHAT_ANSWER: u8 = 0;
+const OTHER_LINE: u8 = 1;
+
+/// Where the digest of the result file at `result_path` (in a run's `results/`) lies: in the
+/// run's `digests/`, named after it.
+pub(super) fn digest_path_of(result_path: &Path) -> Option<PathBuf> {
+    let name = result_path.file_name()?.to_str()?;
+    let run_root = result_path.parent()?.parent()?;
+    Some(run_root.join("digests").join(format!("{name}.digest")))
+}
+
+/// What ties a digest to its result file.
+#[derive(Debug, PartialEq, Eq)]
+struct SourceFacts {
+    length: u64,
+    modified_seconds: i64,
+    modified_nanoseconds: u32,
+    sample_hash: u128,
+}
+
+impl SourceFacts {
+    const BYTES: usize = 8 + 8 + 4 + 16;
+
+    fn of(path: &Path) -> std::io::Result<SourceFacts> {
+        let mut file = File::open(path)?;
+        let metadata = file.metadata()?;
+        let modified = metadata
+            .modified()?
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|_| std::io::Error::other("modified before 1970"))?;
+        let length = metadata.len();
+        let mut hasher = XxHash3_128::new();
+        let mut sample = vec![0; SAMPLE_BYTES.min(length) as usize];
+        file.read_exact(&mut sample)?;
+        hasher.write(&sample);
+        if length > SAMPLE_BYTES {
+            let tail = SAMPLE_BYTES.min(length - SAMPLE_BYTES);
+            file.seek(SeekFrom::Start(length - tail))?;
+            sample.resize(tail as usize, 0);
+            file.read_exact(&mut sample)?;
+            hasher.write(&sample);
+        }
+        Ok(SourceFacts {
+            length,
+            modified_seconds: i64::try_from(modified.as_secs()).unwrap_or(i64::MAX),
+            modified_nanoseconds: modified.subsec_nanos(),
+            sample_hash: hasher.finish_128(),
+        })
+    }
+
+    fn to_bytes(&self) -> [u8; SourceFacts::BYTES] {
+        let mut bytes = [0; SourceFacts::BYTES];
+        bytes[..8].copy_from_slice(&self.length.to_le_bytes());
+        bytes[8..16].copy_from_slice(&self.modified_seconds.to_le_bytes());
+        bytes[16..20].copy_from_slice(&self.modified_nanoseconds.to_le_bytes());
+        bytes[20..].copy_from_slice(&self.sample_hash.to_le_bytes());
+        bytes
+    }
+}
+
+/// Writes a hashing copy of what passes through.
+struct HashingWriter {
+    file: BufWriter<File>,
+    hasher: XxHash3_128,
+}
+
+impl HashingWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.hasher.write(bytes);
+        self.file.write_all(bytes)
+    }
+}
+
+/// A digest being written, line by line, as a result file is checked.
+pub(super) struct ResultDigestWriter {
+    writer: HashingWriter,
+    temporary_path: PathBuf,
+    final_path: PathBuf,
+    records: u64,
+    body: Vec<u8>,
+}
+
+impl ResultDigestWriter {
+    /// Starts the digest of the whole result file at `result_path`, which must not change
+    /// while it is written.
+    ///
+    /// # Errors
+    /// When the result file cannot be read or the digest cannot be made.
+    pub(super) fn start(result_path: &Path) -> std::io::Result<ResultDigestWriter> {
+        let final_path = digest_path_of(result_path)
+            .ok_or_else(|| std::io::Error::other("a result file outside a run's results"))?;
+        let facts = SourceFacts::of(result_path)?;
+        if let Some(directory) = final_path.parent() {
+            std::fs::create_dir_all(directory)?;
+            remove_partial_digests(directory, &final_path);
+        }
+        // A name of this process's own: two processes checking the same download (copies of
+        // a run) never write into one file.
+        let temporary_path =
+            final_path.with_extension(format!("digest.{}.partial", std::process::id()));
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(&temporary_path)?;
+        let mut writer = HashingWriter {
+            file: BufWriter::with_capacity(1 << 16, file),
+            hasher: XxHash3_128::new(),
+        };
+        writer.write(MAGIC)?;
+        writer.write(&facts.to_bytes())?;
+        Ok(ResultDigestWriter {
+            writer,
+            temporary_path,
+            final_path,
+            records: 0,
+            body: Vec::new(),
+        })
+    }
+
+    fn write_record(&mut self) -> std::io::Result<()> {
+        let length = u32::try_from(self.body.len())
+            .ok()
+            .filter(|length| *length <= LONGEST_RECORD)
+            .ok_or_else(|| std::io::Error::other("a record too long for a digest"))?;
+        self.writer.write(&length.to_le_bytes())?;
+        self.writer.write(&self.body)?;
+        self.records += 1;
+        Ok(())
+    }
+
+    /// Adds a chat answer, read from its line, with its token counts packed as
+    /// [`pack_count`] packs them; a line whose counts do not pack is added as another line.
+    pub(super) fn chat_answer(
+        &mut self,
+        line: &ChatSuccessLine<'_>,
+        line_number: u64,
+        offset: u64,
+        length: usize,
+    ) -> std::io::Result<()> {
+        let usage = line.usage;
+        let counts = [
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            usage.total_tokens,
+            usage.reasoning_tokens,
+        ]
+        .map(pack_count);
+        let [Some(prompt), Some(completion), Some(total), Some(reasoning)] = counts else {
+            return self.other_line(line_number, offset, length);
+        };
+        self.body.clear();
+        self.body.push(CHAT_ANSWER);
+        for count in [prompt, completion, total, reasoning] {
+            self.body.extend_from_slice(&count.to_le_bytes());
+        }
+        let texts = [
+            Some(&*line.custom_id),
+            line.request_id.as_deref(),
+            line.content.as_deref(),
+            line.finish_reason.as_deref(),
+        ];
+        for text in texts {
+            match text {
+                None => self.body.extend_from_slice(&NO_TEXT.to_le_bytes()),
+                Some(text) => {
+                    let Some(length) = u32::try_from(text.len())
+                        .ok()
+                        .filter(|length| *length != NO_TEXT)
+                    else {
+                        return self.other_line(line_number, offset, length);
+                    };
+                    self.body.extend_from_slice(&length.to_le_bytes());
+                    self.body.extend_from_slice(text.as_bytes());
+                }
+            }
+        }
+        self.write_record()
+    }
+
+    /// Adds a line of any other kind, by where it is in the result file.
+    pub(super) fn other_line(
+        &mut self,
+        line_number: u64,
+        offset: u64,
+        length: usize,
+    ) -> std::io::Result<()> {
+        let length = u32::try_from(length)
+            .map_err(|_| std::io::Error::other("a line too long for a digest"))?;
+        self.body.clear();
+        self.body.push(OTHER_LINE);
+        self.body.extend_from_slice(&line_number.to_le_bytes());
+        self.body.extend_from_slice(&offset.to_le_bytes());
+        self.body.extend_from_slice(&length.to_le_bytes());
+        self.write_record()
+    }
+
+    /// Ends the digest and puts it in place.
+    ///
+    /// # Errors
+    /// When it cannot be written.
+    pub(super) fn finish(mut self) -> std::io::Result<()> {
+        self.writer.write(&END_OF_RECORDS.to_le_bytes())?;
+        let records = self.records.to_le_bytes();
+        self.writer.write(&records)?;
+        let checksum = self.writer.hasher.finish_128().to_le_bytes();
+        self.writer.file.write_all(&checksum)?;
+        self.writer.file.flush()?;
+        drop(self.writer);
+        std::fs::rename(&self.temporary_path, &self.final_path)
+    }
+
+    /// Leaves no digest: the one written so far is removed.
+    pub(super) fn abandon(self) {
+        drop(self.writer);
+        let _ = std::fs::remove_file(&self.temporary_path);
+    }
+}
+
+/// Removes what a process stopped while writing the digest at `final_path` left in
+/// `directory` (its temporary files).
+fn remove_partial_digests(directory: &Path, final_path: &Path) {
+    let Some(name) = final_path.file_name().and_then(|name| name.to_str()) else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(directory) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let entry_name = entry.file_name();
+        let is_partial = entry_name.to_str().is_some_and(|entry_name| {
+            entry_name
+                .strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('.') && rest.ends_with(".partial"))
+        });
+        if is_partial {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Removes the digest of the result file at `result_path`, if there is one.
+pub(super) fn remove_digest_of(result_path: &Path) {
+    if let Some(path) = digest_path_of(result_path) {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// A token count as a digest and a shard's kept results hold it: `u32::MAX` for none; `None`
+/// for one that does not fit.
+pub(super) fn pack_count(count: Option<u64>) -> Option<u32> {
+    match count {
+        None => Some(u32::MAX),
+        Some(count) => u32::try_from(count).ok().filter(|count| *count != u32::MAX),
+    }
+}
+
+/// One record of a digest.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum DigestRecord<'a> {
+    ChatAnswer {
+        custom_id: &'a str,
+        request_id: Option<&'a str>,
+        content: Option<&'a str>,
+        finish_reason: Option<&'a str>,
+        /// Prompt, completion, total and reasoning tokens, as [`pack_count`] packs them.
+        counts: [u32; 4],
+    },
+    OtherLine {
+        line_number: u64,
+        offset: u64,
+        length: u32,
+    },
+}
+
+/// Reads a hashing copy of what passes through.
+struct HashingReader {
+    file: BufReader<File>,
+    hasher: XxHash3_128,
+}
+
+impl HashingReader {
+    fn read_exact(&mut self, bytes: &mut [u8]) -> Option<()> {
+        self.file.read_exact(bytes).ok()?;
+        self.hasher.write(bytes);
+        Some(())
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        let mut bytes = [0; 4];
+        self.read_exact(&mut bytes)?;
+        Some(u32::from_le_bytes(bytes))
+    }
+}
+
+/// Reads the bytes of a record's body in turn.
+struct BodyCursor<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> BodyCursor<'a> {
+    fn take(&mut self, length: usize) -> Option<&'a [u8]> {
+        let (taken, rest) = self.bytes.split_at_checked(length)?;
+        self.bytes = rest;
+        Some(taken)
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+
+    fn text(&mut self) -> Option<Option<&'a str>> {
+        match self.u32()? {
+            NO_TEXT => Some(None),
+            length => Some(Some(
+                simdutf8::basic::from_utf8(self.take(length as usize)?).ok()?,
+            )),
+        }
+    }
+}
+
+/// The record in `body`, or `None` when it is no record.
+fn record_of(body: &[u8]) -> Option<DigestRecord<'_>> {
+    let (&kind, rest) = body.split_first()?;
+    let mut cursor = BodyCursor { bytes: rest };
+    let record = match kind {
+        CHAT_ANSWER => {
+            let counts = [cursor.u32()?, cursor.u32()?, cursor.u32()?, cursor.u32()?];
+            DigestRecord::ChatAnswer {
+                custom_id: cursor.text()??,
+                request_id: cursor.text()?,
+                content: cursor.text()?,
+                finish_reason: cursor.text()?,
+                counts,
+            }
+        }
+        OTHER_LINE => DigestRecord::OtherLine {
+            line_number: cursor.u64()?,
+            offset: cursor.u64()?,
+            length: cursor.u32()?,
+        },
+        _ => return None,
+    };
+    cursor.bytes.is_empty().then_some(record)
+}
+
+/// How reading a digest ended.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum DigestReading {
+    /// Every record was given, and the digest is whole.
+    Whole,
+    /// There is no digest of the file, or it is not one of the file as it is now, or it is
+    /// damaged: what was given of it must be thrown away, and the file read line by line.
+    Unusable,
+}
+
+/// Gives `each` every record of the digest of the result file at `result_path`, in the order
+/// of the file's lines, and says whether the digest was whole. An error `each` returns ends the
+/// reading and is returned.
+///
+/// # Errors
+/// What `each` returns.
+pub(super) fn read_result_digest<E>(
+    result_path: &Path,
+    mut each: impl FnMut(DigestRecord<'_>) -> Result<(), E>,
+) -> Result<DigestReading, E> {
+    let Some(digest_path) = digest_path_of(result_path) else {
+        return Ok(DigestReading::Unusable);
+    };
+    let Ok(file) = File::open(&digest_path) else {
+        return Ok(DigestReading::Unusable);
+    };
+    let Ok(facts) = SourceFacts::of(result_path) else {
+        return Ok(DigestReading::Unusable);
+    };
+    let mut reader = HashingReader {
+        file: BufReader::with_capacity(1 << 17, file),
+        hasher: XxHash3_128::new(),
+    };
+    let mut header = [0; MAGIC.len() + SourceFacts::BYTES];
+    if reader.read_exact(&mut header).is_none()
+        || &header[..MAGIC.len()] != MAGIC
+        || header[MAGIC.len()..] != facts.to_bytes()
+    {
+        return Ok(DigestReading::Unusable);
+    }
+    let mut body = Vec::new();
+    let mut records = 0u64;
+    loop {
+        let Some(length) = reader.u32() else {
+            return Ok(DigestReading::Unusable);
+        };
+        if length == END_OF_RECORDS {
+            break;
+        }
+        if length > LONGEST_RECORD {
+            return Ok(DigestReading::Unusable);
+        }
+        body.resize(length as usize, 0);
+        if reader.read_exact(&mut body).is_none() {
+            return Ok(DigestReading::Unusable);
+        }
+        let Some(record) = record_of(&body) else {
+            return Ok(DigestReading::Unusable);
+        };
+        each(record)?;
+        records += 1;
+    }
+    let mut count = [0; 8];
+    if reader.read_exact(&mut count).is_none() || u64::from_le_bytes(count) != records {
+        return Ok(DigestReading::Unusable);
+    }
+    let expected = reader.hasher.finish_128();
+    let mut checksum = [0; 16];
+    let mut after = [0; 1];
+    let whole = reader.file.read_exact(&mut checksum).is_ok()
+        && u128::from_le_bytes(checksum) == expected
+        && matches!(reader.file.read(&mut after), Ok(0));
+    Ok(if whole {
+        DigestReading::Whole
+    } else {
+        DigestReading::Unusable
+    })
+}
+
+/// The bytes of the line a digest's [`DigestRecord::OtherLine`] points at, read into `line`.
+///
+/// # Errors
+/// When the result file cannot be read there.
+pub(super) fn read_line_at(
+    file: &File,
+    offset: u64,
+    length: u32,
+    line: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    line.resize(length as usize, 0);
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileExt::read_exact_at(file, line, offset)
+    }
+    #[cfg(not(unix))]
+    {
+        let mut file = file;
+        file.seek(SeekFrom::Start(offset))?;
+        file.read_exact(line)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat_line_shape::ChatLineReader;
+    use crate::engine::shard_results::ResultFileLines;
+
+    /// The records of the digest that checking `text` as a run's result file writes.
+    fn digested(text: &[u8]) -> (tempfile::TempDir, PathBuf) {
+        let directory = tempfile::tempdir().unwrap();
+        let results = directory.path().join("results");
+        std::fs::create_dir_all(&results).unwrap();
+        let path = results.join("shard-00000.output.jsonl");
+        std::fs::write(&path, text).unwrap();
+        let mut writer = ResultDigestWriter::start(&path).unwrap();
+        let mut lines = ResultFileLines::open(&path).unwrap();
+        let mut reader = ChatLineReader::default();
+        while let Some(placed) = lines.next_line_and_offset().unwrap() {
+            let (number, offset, line) = (placed.number, placed.offset, placed.text.unwrap());
+            match reader.read(line) {
+                Some(chat) => writer.chat_answer(&chat, number, offset, line.len()),
+                None => writer.other_line(number, offset, line.len()),
+            }
+            .unwrap();
+        }
+        writer.finish().unwrap();
+        (directory, path)
+    }
+
+    fn records(path: &Path) -> (DigestReading, Vec<String>) {
+        let mut seen = Vec::new();
+        let reading = read_result_digest::<()>(path, |record| {
+            seen.push(format!("{record:?}"));
+            Ok(())
+        })
+        .unwrap();
+        (reading, seen)
+    }
+
+    const ANSWER: &str = r#"{"id":"r1","custom_id":"a","response":{"status_code":200,"request_id":"q1","body":{"choices":[{"finish_reason":"stop","message":{"content":"h\"i"}}],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}},"error":null}"#;
+    const FAILURE: &str = r#"{"id":"r2","custom_id":"b","response":null,"error":{"code":"InternalError","message":"later"}}"#;
+
+    #[test]
+    fn a_digest_gives_back_each_line_as_an_answer_or_where_the_line_is() {
+        let text = format!("{ANSWER}\r\n\n{FAILURE}\n");
+        let (_directory, path) = digested(text.as_bytes());
+        let (reading, seen) = records(&path);
+        assert_eq!(reading, DigestReading::Whole);
+        assert_eq!(
+            seen,
+            vec![
+                format!(
+                    "{:?}",
+                    DigestRecord::ChatAnswer {
+                        custom_id: "a",
+                        request_id: Some("q1"),
+                        content: Some("h\"i"),
+                        finish_reason: Some("stop"),
+                        counts: [3, 2, 5, u32::MAX],
+                    }
+                ),
+                format!(
+                    "{:?}",
+                    DigestRecord::OtherLine {
+                        line_number: 3,
+                        offset: (ANSWER.len() + 3) as u64,
+                        length: FAILURE.len() as u32,
+                    }
+                ),
+            ]
+        );
+        let file = File::open(&path).unwrap();
+        let mut line = Vec::new();
+        read_line_at(
+            &file,
+            (ANSWER.len() + 3) as u64,
+            FAILURE.len() as u32,
+            &mut line,
+        )
+        .unwrap();
+        assert_eq!(line, FAILURE.as_bytes());
+    }
+
+    #[test]
+    fn a_digest_of_another_version_of_its_file_or_a_damaged_one_is_not_used() {
+        let text = format!("{ANSWER}\n{FAILURE}\n");
+        let (_directory, path) = digested(text.as_bytes());
+        let digest = digest_path_of(&path).unwrap();
+        let whole = std::fs::read(&digest).unwrap();
+
+        // The result file written again with other bytes of the same length.
+        let changed = text.replace("h\\\"i", "h\\\"o");
+        assert_eq!(changed.len(), text.len());
+        let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+        std::fs::write(&path, &changed).unwrap();
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(modified)
+            .unwrap();
+        assert_eq!(records(&path).0, DigestReading::Unusable, "other bytes");
+        std::fs::write(&path, &text).unwrap();
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(modified + std::time::Duration::from_secs(1))
+            .unwrap();
+        assert_eq!(records(&path).0, DigestReading::Unusable, "another time");
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(modified)
+            .unwrap();
+        assert_eq!(records(&path).0, DigestReading::Whole, "as it was");
+
+        for cut in [0, 10, whole.len() / 2, whole.len() - 1] {
+            std::fs::write(&digest, &whole[..cut]).unwrap();
+            assert_eq!(records(&path).0, DigestReading::Unusable, "cut at {cut}");
+        }
+        for flipped in [MAGIC.len() + 40, whole.len() / 2, whole.len() - 3] {
+            let mut damaged = whole.clone();
+            damaged[flipped] ^= 0x20;
+            std::fs::write(&digest, &damaged).unwrap();
+            assert_eq!(
+                records(&path).0,
+                DigestReading::Unusable,
+                "byte {flipped} changed"
+            );
+        }
+        let mut longer = whole.clone();
+        longer.push(b'\n');
+        std::fs::write(&digest, &longer).unwrap();
+        assert_eq!(records(&path).0, DigestReading::Unusable, "bytes after");
+        std::fs::remove_file(&digest).unwrap();
+        assert_eq!(records(&path).0, DigestReading::Unusable, "none");
+    }
+
+    #[test]
+    fn a_digest_left_half_written_by_a_stopped_process_is_cleared_by_the_next() {
+        let directory = tempfile::tempdir().unwrap();
+        let results = directory.path().join("results");
+        std::fs::create_dir_all(&results).unwrap();
+        let path = results.join("shard-00000.output.jsonl");
+        std::fs::write(&path, format!("{ANSWER}\n")).unwrap();
+        let digests = directory.path().join("digests");
+        std::fs::create_dir_all(&digests).unwrap();
+        let stale = digests.join("shard-00000.output.jsonl.digest.999999.partial");
+        let other_shards = digests.join("shard-00001.output.jsonl.digest.999999.partial");
+        std::fs::write(&stale, b"half").unwrap();
+        std::fs::write(&other_shards, b"half").unwrap();
+        ResultDigestWriter::start(&path).unwrap().abandon();
+        assert!(!stale.exists());
+        assert!(other_shards.exists(), "another file's is left to its own");
+        assert_eq!(std::fs::read_dir(&digests).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn counts_too_large_to_pack_leave_the_line_to_be_read_in_full() {
+        let large = ANSWER.replace(r#""prompt_tokens":3"#, r#""prompt_tokens":4294967295"#);
+        let (_directory, path) = digested(format!("{large}\n").as_bytes());
+        let (reading, seen) = records(&path);
+        assert_eq!(reading, DigestReading::Whole);
+        assert_eq!(
+            seen,
+            vec![format!(
+                "{:?}",
+                DigestRecord::OtherLine {
+                    line_number: 1,
+                    offset: 0,
+                    length: large.len() as u32,
+                }
+            )]
+        );
+    }
+}
