@@ -588,28 +588,17 @@ mod tests {
         let changed = text.replace("h\\\"i", "h\\\"o");
         assert_eq!(changed.len(), text.len());
         let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+        let set_modified = |time: std::time::SystemTime| {
+            let file = File::options().write(true).open(&path).unwrap();
+            file.set_modified(time).unwrap();
+        };
         std::fs::write(&path, &changed).unwrap();
-        File::options()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_modified(modified)
-            .unwrap();
+        set_modified(modified);
         assert_eq!(records(&path).0, DigestReading::Unusable, "other bytes");
         std::fs::write(&path, &text).unwrap();
-        File::options()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_modified(modified + std::time::Duration::from_secs(1))
-            .unwrap();
+        set_modified(modified + std::time::Duration::from_secs(1));
         assert_eq!(records(&path).0, DigestReading::Unusable, "another time");
-        File::options()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_modified(modified)
-            .unwrap();
+        set_modified(modified);
         assert_eq!(records(&path).0, DigestReading::Whole, "as it was");
 
         for cut in [0, 10, whole.len() / 2, whole.len() - 1] {

@@ -1166,11 +1166,20 @@ fn a_workbook_without_a_header_row_names_its_columns_by_sheet_column() {
 /// A workspace whose run `run` of three Chinese reviews finished on the simulator, its output
 /// in `out.csv`.
 fn finished_run_of_three_reviews() -> Workspace {
+    finished_run_of("id,text\n1,好\n2,差\n3,一般\n", "")
+}
+
+/// A workspace whose run `run` of `reviews` (a CSV with a `text` column) finished on the
+/// simulator, its job holding `batch_settings` too, its output in `out.csv`.
+fn finished_run_of(reviews: &str, batch_settings: &str) -> Workspace {
     let workspace = Workspace::new();
-    workspace.write("reviews.csv", "id,text\n1,好\n2,差\n3,一般\n");
+    workspace.write("reviews.csv", reviews);
     workspace.write(
         "job.toml",
-        job("reviews.csv", "[output]\npath = \"out.csv\"\n"),
+        job(
+            "reviews.csv",
+            &format!("{batch_settings}[output]\npath = \"out.csv\"\n"),
+        ),
     );
     assert_success(&workspace.run(&[
         "run",
@@ -1263,28 +1272,11 @@ fn a_damaged_result_file_stops_the_join_naming_file_and_line_and_writes_no_outpu
 
 #[test]
 fn the_join_takes_answers_from_the_downloads_digests_and_passes_over_any_not_of_its_file() {
-    let workspace = Workspace::new();
     let mut input = String::from("id,text\n");
     for row in 0..40 {
         input.push_str(&format!("{row},评论 {row}\n"));
     }
-    workspace.write("reviews.csv", &input);
-    workspace.write(
-        "job.toml",
-        job(
-            "reviews.csv",
-            "[batch]\nmax_requests_per_file = 10\n[output]\npath = \"out.csv\"\n",
-        ),
-    );
-    assert_success(&workspace.run(&[
-        "run",
-        "job.toml",
-        "--provider",
-        "sim",
-        "--run-dir",
-        "run",
-        "--quiet",
-    ]));
+    let workspace = finished_run_of(&input, "[batch]\nmax_requests_per_file = 10\n");
     let first_output = std::fs::read_to_string(workspace.path().join("out.csv")).unwrap();
     let digests = workspace.path().join("run/digests");
     let digest = |shard: u32| digests.join(format!("shard-{shard:05}.output.jsonl.digest"));
