@@ -92,6 +92,8 @@ async fn download_verified(
         match outcome {
             Ok(_) => {
                 crate::kill_point::reach("during_download");
+                // Before the check, which ties the file's digest to its status change time.
+                crate::ledger::restrict_permissions(destination);
                 let verified = verify_result_file(destination);
                 match verified {
                     Ok(lines) => {
@@ -100,7 +102,6 @@ async fn download_verified(
                             EffectOutcome::Done,
                             &format!("{lines} lines"),
                         );
-                        crate::ledger::restrict_permissions(destination);
                         return Ok(lines);
                     }
                     Err(problem) => {

@@ -4,12 +4,14 @@
 //!
 //! A digest lies in the run's `digests/` directory, named after its result file. It is used
 //! only while it is whole (its own checksum) and its result file is the one it was made from
-//! (the same length and modification time, and the same first and last 64 KiB); any other
+//! (the same length, modification time and status change time, which any write, `touch` or
+//! copy changes and no user can set, and the same first and last 64 KiB); any other
 //! digest is passed over and the result file read line by line, as without one. It is written
 //! to a temporary name and renamed into place, so a crash leaves a whole digest or none.
 //!
 //! Layout (integers little-endian): the header ([`MAGIC`], the result file's length, its
-//! modification time in seconds and nanoseconds, the hash of its first and last 64 KiB); the
+//! modification and status change times in seconds and nanoseconds, the hash of its first and
+//! last 64 KiB); the
 //! records, each its length (`u32`) and then its body; the end (`u32::MAX`, the number of
 //! records as `u64`, and the XXH3-128 of every byte before it).
 //!
@@ -60,11 +62,16 @@ struct SourceFacts {
     length: u64,
     modified_seconds: i64,
     modified_nanoseconds: u32,
+    /// When the file's inode last changed (`ctime`): set by the system on any write, `touch`,
+    /// permission change or copy, so an edit that keeps the length and puts the modification
+    /// time back still tells.
+    changed_seconds: i64,
+    changed_nanoseconds: u32,
     sample_hash: u128,
 }
 
 impl SourceFacts {
-    const BYTES: usize = 8 + 8 + 4 + 16;
+    const BYTES: usize = 8 + 8 + 4 + 8 + 4 + 16;
 
     fn of(path: &Path) -> std::io::Result<SourceFacts> {
         let mut file = File::open(path)?;
@@ -85,10 +92,19 @@ impl SourceFacts {
             file.read_exact(&mut sample)?;
             hasher.write(&sample);
         }
+        #[cfg(unix)]
+        let (changed_seconds, changed_nanoseconds) = {
+            use std::os::unix::fs::MetadataExt;
+            (metadata.ctime(), metadata.ctime_nsec() as u32)
+        };
+        #[cfg(not(unix))]
+        let (changed_seconds, changed_nanoseconds) = (0, 0);
         Ok(SourceFacts {
             length,
             modified_seconds: i64::try_from(modified.as_secs()).unwrap_or(i64::MAX),
             modified_nanoseconds: modified.subsec_nanos(),
+            changed_seconds,
+            changed_nanoseconds,
             sample_hash: hasher.finish_128(),
         })
     }
@@ -98,7 +114,9 @@ impl SourceFacts {
         bytes[..8].copy_from_slice(&self.length.to_le_bytes());
         bytes[8..16].copy_from_slice(&self.modified_seconds.to_le_bytes());
         bytes[16..20].copy_from_slice(&self.modified_nanoseconds.to_le_bytes());
-        bytes[20..].copy_from_slice(&self.sample_hash.to_le_bytes());
+        bytes[20..28].copy_from_slice(&self.changed_seconds.to_le_bytes());
+        bytes[28..32].copy_from_slice(&self.changed_nanoseconds.to_le_bytes());
+        bytes[32..].copy_from_slice(&self.sample_hash.to_le_bytes());
         bytes
     }
 }
@@ -416,7 +434,14 @@ pub(super) fn read_result_digest<E>(
     let Some(digest_path) = digest_path_of(result_path) else {
         return Ok(DigestReading::Unusable);
     };
+    // Only a regular file: opening a FIFO put in its place would wait for a writer.
+    if !std::fs::metadata(&digest_path).is_ok_and(|metadata| metadata.is_file()) {
+        return Ok(DigestReading::Unusable);
+    }
     let Ok(file) = File::open(&digest_path) else {
+        return Ok(DigestReading::Unusable);
+    };
+    let Ok(digest_length) = file.metadata().map(|metadata| metadata.len()) else {
         return Ok(DigestReading::Unusable);
     };
     let Ok(facts) = SourceFacts::of(result_path) else {
@@ -435,16 +460,21 @@ pub(super) fn read_result_digest<E>(
     }
     let mut body = Vec::new();
     let mut records = 0u64;
+    // Where the reading is in the digest: a record's length is believed (and room made for it)
+    // only when the digest holds that many bytes more.
+    let mut position = header.len() as u64;
     loop {
         let Some(length) = reader.u32() else {
             return Ok(DigestReading::Unusable);
         };
+        position += 4;
         if length == END_OF_RECORDS {
             break;
         }
-        if length > LONGEST_RECORD {
+        if length > LONGEST_RECORD || u64::from(length) > digest_length.saturating_sub(position) {
             return Ok(DigestReading::Unusable);
         }
+        position += u64::from(length);
         body.resize(length as usize, 0);
         if reader.read_exact(&mut body).is_none() {
             return Ok(DigestReading::Unusable);
@@ -508,8 +538,14 @@ mod tests {
         std::fs::create_dir_all(&results).unwrap();
         let path = results.join("shard-00000.output.jsonl");
         std::fs::write(&path, text).unwrap();
-        let mut writer = ResultDigestWriter::start(&path).unwrap();
-        let mut lines = ResultFileLines::open(&path).unwrap();
+        digest_file(&path);
+        (directory, path)
+    }
+
+    /// Writes the digest of the result file at `path` as the download's check does.
+    fn digest_file(path: &Path) {
+        let mut writer = ResultDigestWriter::start(path).unwrap();
+        let mut lines = ResultFileLines::open(path).unwrap();
         let mut reader = ChatLineReader::default();
         while let Some(placed) = lines.next_line_and_offset().unwrap() {
             let (number, offset, line) = (placed.number, placed.offset, placed.text.unwrap());
@@ -520,7 +556,6 @@ mod tests {
             .unwrap();
         }
         writer.finish().unwrap();
-        (directory, path)
     }
 
     fn records(path: &Path) -> (DigestReading, Vec<String>) {
@@ -582,7 +617,6 @@ mod tests {
         let text = format!("{ANSWER}\n{FAILURE}\n");
         let (_directory, path) = digested(text.as_bytes());
         let digest = digest_path_of(&path).unwrap();
-        let whole = std::fs::read(&digest).unwrap();
 
         // The result file written again with other bytes of the same length.
         let changed = text.replace("h\\\"i", "h\\\"o");
@@ -599,7 +633,15 @@ mod tests {
         set_modified(modified + std::time::Duration::from_secs(1));
         assert_eq!(records(&path).0, DigestReading::Unusable, "another time");
         set_modified(modified);
-        assert_eq!(records(&path).0, DigestReading::Whole, "as it was");
+        assert_eq!(
+            records(&path).0,
+            DigestReading::Unusable,
+            "the same bytes and time again: the status change time tells"
+        );
+
+        digest_file(&path);
+        assert_eq!(records(&path).0, DigestReading::Whole);
+        let whole = std::fs::read(&digest).unwrap();
 
         for cut in [0, 10, whole.len() / 2, whole.len() - 1] {
             std::fs::write(&digest, &whole[..cut]).unwrap();
@@ -640,6 +682,51 @@ mod tests {
         assert!(!stale.exists());
         assert!(other_shards.exists(), "another file's is left to its own");
         assert_eq!(std::fs::read_dir(&digests).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn an_edit_inside_a_large_file_with_its_length_and_modification_time_kept_still_tells() {
+        let lines: String = (0..1_000).map(|_| format!("{ANSWER}\n")).collect();
+        assert!(
+            lines.len() as u64 > 3 * SAMPLE_BYTES,
+            "the edit is in no sample"
+        );
+        let (_directory, path) = digested(lines.as_bytes());
+        assert_eq!(records(&path).0, DigestReading::Whole);
+        let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+        // Past the clock tick the file's times were taken in.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let middle = lines.len() / 2;
+        let edited = lines[..middle].to_owned() + &lines[middle..].replacen("h\\\"i", "h\\\"o", 1);
+        assert_eq!(edited.len(), lines.len());
+        assert_ne!(edited, lines);
+        std::fs::write(&path, &edited).unwrap();
+        let file = File::options().write(true).open(&path).unwrap();
+        file.set_modified(modified).unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().modified().unwrap(),
+            modified
+        );
+        assert_eq!(records(&path).0, DigestReading::Unusable);
+    }
+
+    #[test]
+    fn a_record_longer_than_what_is_left_of_the_digest_is_not_read() {
+        let (_directory, path) = digested(format!("{ANSWER}\n").as_bytes());
+        let digest = digest_path_of(&path).unwrap();
+        let whole = std::fs::read(&digest).unwrap();
+        let header = MAGIC.len() + SourceFacts::BYTES;
+        let mut claiming = whole[..header].to_vec();
+        claiming.extend_from_slice(&(LONGEST_RECORD - 1).to_le_bytes());
+        claiming.extend_from_slice(&[0; 64]);
+        std::fs::write(&digest, &claiming).unwrap();
+        let mut given = 0;
+        let reading = read_result_digest::<()>(&path, |_| {
+            given += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!((reading, given), (DigestReading::Unusable, 0));
     }
 
     #[test]

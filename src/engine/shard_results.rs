@@ -256,8 +256,11 @@ impl ResultsById {
                 Err(_) => return false,
                 Ok(source) => source,
             };
+            let Ok(source_length) = source.metadata().map(|metadata| metadata.len()) else {
+                return false;
+            };
             let reading = read_result_digest(&path, |record| {
-                self.keep_digested(record, batch_status, &source, &mut line)
+                self.keep_digested(record, batch_status, (&source, source_length), &mut line)
             });
             if reading != Ok(DigestReading::Whole) {
                 return false;
@@ -268,13 +271,14 @@ impl ResultsById {
 
     /// Keeps the result of one record of a digest: a chat answer as it was read from its
     /// line, or a line of another kind read again from `source` where the record says and
-    /// classified. `Err` when that line cannot be read there or is no result line: the digest
-    /// is not of this file.
+    /// classified (`source`, and its length). `Err` when that line is not within the file (or
+    /// longer than a result line), cannot be read there, or is no result line: the digest is
+    /// damaged or not of this file.
     fn keep_digested(
         &mut self,
         record: DigestRecord<'_>,
         batch_status: BatchStatus,
-        source: &File,
+        (source, source_length): (&File, u64),
         line: &mut Vec<u8>,
     ) -> Result<(), ()> {
         match record {
@@ -301,6 +305,12 @@ impl ResultsById {
                 Ok(())
             }
             DigestRecord::OtherLine { offset, length, .. } => {
+                let within = offset
+                    .checked_add(u64::from(length))
+                    .is_some_and(|end| end <= source_length);
+                if !within || u64::from(length) > LONGEST_RESULT_LINE {
+                    return Err(());
+                }
                 read_line_at(source, offset, length, line).map_err(|_| ())?;
                 let text = simdutf8::basic::from_utf8(line).map_err(|_| ())?;
                 self.keep_line(text, batch_status).map_err(|_| ())
@@ -1078,6 +1088,28 @@ mod tests {
         let mut results =
             load_shard_results(&run_directory, &shard, BatchStatus::Completed).unwrap();
         assert_eq!(results.take("a").unwrap().content.as_deref(), Some("PLAIN"));
+    }
+
+    #[test]
+    fn a_digest_record_pointing_past_its_file_is_refused_before_room_is_made_for_it() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("results.jsonl");
+        std::fs::write(&path, "{}\n").unwrap();
+        let source = File::open(&path).unwrap();
+        let mut results = ResultsById::with_capacity(1);
+        let mut line = Vec::new();
+        for (offset, length) in [(0, u32::MAX - 15), (2, 2), (u64::MAX, 1)] {
+            let record = DigestRecord::OtherLine {
+                line_number: 1,
+                offset,
+                length,
+            };
+            assert_eq!(
+                results.keep_digested(record, BatchStatus::Completed, (&source, 3), &mut line),
+                Err(())
+            );
+        }
+        assert_eq!(line.capacity(), 0, "no room was made for a line");
     }
 
     /// Every line `ResultFileLines` reads from a file of these bytes, with its number, or

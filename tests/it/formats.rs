@@ -1301,7 +1301,15 @@ fn the_join_takes_answers_from_the_downloads_digests_and_passes_over_any_not_of_
     changed[middle] ^= 0x01;
     std::fs::write(digest(1), &changed).unwrap();
     std::fs::copy(digest(3), digest(2)).unwrap();
+    // A FIFO in a digest's place: opening it would wait for a writer.
+    std::fs::remove_file(digest(3)).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(digest(3))
+        .status()
+        .unwrap();
+    assert!(made.success());
     assert_eq!(join_again("damaged.csv"), first_output);
+    std::fs::remove_file(digest(3)).unwrap();
 
     // An answer changed in a result file after its digest was written is the one joined.
     let results = workspace
