@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::result_digest::{ResultDigestWriter, remove_digest_of};
+use super::result_digest::{DigestAlongside, remove_digest_of};
 use super::shard_results::ResultFileLines;
 use super::{Event, EventSink, RunDirectory};
 use crate::chat_line_shape::ChatLineReader;
@@ -20,55 +20,28 @@ const MAX_DOWNLOAD_ATTEMPTS: u32 = 3;
 /// lines again. Returns the line count or the first problem. A digest that cannot be written
 /// is left out: the join then reads the lines.
 pub fn verify_result_file(path: &Path) -> Result<u64, String> {
-    let mut digest = ResultDigestWriter::start(path).ok();
-    let verified = verify_result_lines(path, &mut digest);
-    if let Some(digest) = digest {
-        if verified.is_ok() {
-            if digest.finish().is_err() {
-                remove_digest_of(path);
-            }
-        } else {
-            digest.abandon();
-        }
-    }
-    verified
-}
-
-/// [`verify_result_file`]'s reading of the lines, each added to `digest` while it lasts (it
-/// is dropped when it cannot be written).
-fn verify_result_lines(
-    path: &Path,
-    digest: &mut Option<ResultDigestWriter>,
-) -> Result<u64, String> {
     let mut reading = ResultFileLines::open(path).map_err(|error| error.to_string())?;
+    let mut digest = DigestAlongside::start(path);
     let mut chat_lines = ChatLineReader::default();
     let mut lines = 0;
     loop {
-        let (line_number, offset, line) = match reading.next_line_and_offset() {
+        let (line_number, offset, line) = match reading.next_line() {
             Ok(Some(next)) => (next.number, next.offset, next.text),
-            Ok(None) => return Ok(lines),
+            Ok(None) => {
+                digest.finish(path);
+                return Ok(lines);
+            }
             Err(error) => return Err(format!("line {}: {error}", reading.line_number())),
         };
         let line = line.map_err(|error| format!("line {line_number}: not UTF-8 ({error})"))?;
         // Which status the batch ended in changes how a line is classified, never whether it
         // is read.
-        let added = match chat_lines.read(line) {
-            Some(answer) => digest
-                .as_mut()
-                .map(|digest| digest.chat_answer(&answer, line_number, offset, line.len())),
-            None => {
-                classify_result_text_in_full(line, BatchStatus::Completed)
-                    .map_err(|error| format!("line {line_number}: not a result line ({error})"))?;
-                digest
-                    .as_mut()
-                    .map(|digest| digest.other_line(line_number, offset, line.len()))
-            }
-        };
-        if let Some(Err(_)) = added
-            && let Some(digest) = digest.take()
-        {
-            digest.abandon();
+        let answer = chat_lines.read(line);
+        if answer.is_none() {
+            classify_result_text_in_full(line, BatchStatus::Completed)
+                .map_err(|error| format!("line {line_number}: not a result line ({error})"))?;
         }
+        digest.add(answer.as_ref(), line_number, offset, line.len());
         lines += 1;
     }
 }

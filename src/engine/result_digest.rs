@@ -1,6 +1,7 @@
 //! A downloaded result file's lines as the join keeps them, written by the download's check
 //! (which reads every line anyway) so that the join, `status` and the retry planner take them
-//! back without reading the JSON again.
+//! back without reading the JSON again. A result file read line by line for want of a usable
+//! digest (a run directory copied, a digest damaged) gets one written as it is read.
 //!
 //! A digest lies in the run's `digests/` directory, named after its result file. It is used
 //! only while it is whole (its own checksum) and its result file is the one it was made from
@@ -280,6 +281,63 @@ impl ResultDigestWriter {
     }
 }
 
+/// A digest written while a result file is read line by line, as long as it can be: at the
+/// first failure to write it, it is given up (its temporary file removed) and the reading goes
+/// on without it. Dropped without [`Self::finish`] (the reading failed), it is given up too.
+pub(super) struct DigestAlongside {
+    writer: Option<ResultDigestWriter>,
+}
+
+impl DigestAlongside {
+    /// Starts the digest of the result file at `result_path`; without one when it cannot be
+    /// made (the run's directory cannot take it, say).
+    pub(super) fn start(result_path: &Path) -> DigestAlongside {
+        DigestAlongside {
+            writer: ResultDigestWriter::start(result_path).ok(),
+        }
+    }
+
+    /// Adds the next line: `chat_answer` when it was read as one, else a line of another kind,
+    /// kept by where it is (line `number`, at `offset`, `length` bytes).
+    pub(super) fn add(
+        &mut self,
+        chat_answer: Option<&ChatSuccessLine<'_>>,
+        number: u64,
+        offset: u64,
+        length: usize,
+    ) {
+        let Some(writer) = &mut self.writer else {
+            return;
+        };
+        let added = match chat_answer {
+            Some(answer) => writer.chat_answer(answer, number, offset, length),
+            None => writer.other_line(number, offset, length),
+        };
+        if added.is_err()
+            && let Some(writer) = self.writer.take()
+        {
+            writer.abandon();
+        }
+    }
+
+    /// Puts the digest in place, every line of the file added.
+    pub(super) fn finish(mut self, result_path: &Path) {
+        if let Some(writer) = self.writer.take()
+            && writer.finish().is_err()
+        {
+            remove_digest_of(result_path);
+        }
+    }
+}
+
+impl Drop for DigestAlongside {
+    fn drop(&mut self) {
+        if let Some(writer) = self.writer.take() {
+            writer.abandon();
+        }
+    }
+}
+
 /// Removes what a process stopped while writing the digest at `final_path` left in
 /// `directory` (its temporary files).
 fn remove_partial_digests(directory: &Path, final_path: &Path) {
@@ -547,7 +605,7 @@ mod tests {
         let mut writer = ResultDigestWriter::start(path).unwrap();
         let mut lines = ResultFileLines::open(path).unwrap();
         let mut reader = ChatLineReader::default();
-        while let Some(placed) = lines.next_line_and_offset().unwrap() {
+        while let Some(placed) = lines.next_line().unwrap() {
             let (number, offset, line) = (placed.number, placed.offset, placed.text.unwrap());
             match reader.read(line) {
                 Some(chat) => writer.chat_answer(&chat, number, offset, line.len()),

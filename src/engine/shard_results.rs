@@ -12,12 +12,13 @@ use std::hash::BuildHasher;
 
 use super::RunDirectory;
 use super::result_digest::{
-    DigestReading, DigestRecord, pack_count, read_line_at, read_result_digest,
+    DigestAlongside, DigestReading, DigestRecord, pack_count, read_line_at, read_result_digest,
 };
 use crate::chat_line_shape::ChatLineReader;
 use crate::ledger::ShardRecord;
 use crate::row_result::{
-    ChatUsage, RowResult, RowStatus, classify_result_text, classify_result_text_in_full,
+    ChatSuccessLine, ChatUsage, RowResult, RowStatus, classify_result_text,
+    classify_result_text_in_full,
 };
 use crate::wire::BatchStatus;
 
@@ -44,12 +45,11 @@ struct KeptCounts([u32; 4]);
 
 impl KeptCounts {
     fn pack(usage: ChatUsage) -> Option<KeptCounts> {
-        let pack = pack_count;
         Some(KeptCounts([
-            pack(usage.prompt_tokens)?,
-            pack(usage.completion_tokens)?,
-            pack(usage.total_tokens)?,
-            pack(usage.reasoning_tokens)?,
+            pack_count(usage.prompt_tokens)?,
+            pack_count(usage.completion_tokens)?,
+            pack_count(usage.total_tokens)?,
+            pack_count(usage.reasoning_tokens)?,
         ]))
     }
 
@@ -220,7 +220,19 @@ impl ResultsById {
     /// # Errors
     /// When the text is not a result line.
     fn keep_line(&mut self, text: &str, batch_status: BatchStatus) -> serde_json::Result<()> {
+        self.keep_line_telling(text, batch_status, |_| {})
+    }
+
+    /// As [`Self::keep_line`], telling `read_as` the chat answer the line was read as, or
+    /// `None` for a line of another kind (once it is classified).
+    fn keep_line_telling(
+        &mut self,
+        text: &str,
+        batch_status: BatchStatus,
+        read_as: impl FnOnce(Option<&ChatSuccessLine<'_>>),
+    ) -> serde_json::Result<()> {
         if let Some(line) = self.line_reader.read(text) {
+            read_as(Some(&line));
             let texts =
                 [&line.request_id, &line.content, &line.finish_reason].map(|text| text.as_deref());
             let stored = KeptCounts::pack(line.usage)
@@ -235,6 +247,7 @@ impl ResultsById {
             return Ok(());
         }
         let (custom_id, result) = classify_result_text_in_full(text, batch_status)?;
+        read_as(None);
         self.keep_result(&custom_id, result);
         Ok(())
     }
@@ -270,8 +283,8 @@ impl ResultsById {
     }
 
     /// Keeps the result of one record of a digest: a chat answer as it was read from its
-    /// line, or a line of another kind read again from `source` where the record says and
-    /// classified (`source`, and its length). `Err` when that line is not within the file (or
+    /// line, or a line of another kind read again where the record says in `source` (the
+    /// result file, and its length) and classified. `Err` when that line is not within the file (or
     /// longer than a result line), cannot be read there, or is no result line: the digest is
     /// damaged or not of this file.
     fn keep_digested(
@@ -544,9 +557,14 @@ pub(super) fn load_shard_results_into(
     let mut results = ResultsById::recycled(spent, rows);
     if !results.keep_digested_results(run_directory, shard, batch_status) {
         results = ResultsById::recycled(Some(results), rows);
-        for_each_result_line(run_directory, shard, |line| {
-            results.keep_line(line, batch_status)
-        })?;
+        for_each_result_line(
+            run_directory,
+            shard,
+            Digesting::Yes,
+            |line, mut being_read| {
+                results.keep_line_telling(line, batch_status, |answer| being_read.read_as(answer))
+            },
+        )?;
     }
     if !recycling {
         // Up to half the room is slack from growing, and up to three shards are held at
@@ -565,7 +583,7 @@ pub(super) fn load_ok_result_lines(
     batch_status: BatchStatus,
 ) -> anyhow::Result<HashMap<String, (String, RowResult)>> {
     let mut results: HashMap<String, (String, RowResult)> = HashMap::new();
-    for_each_result_line(run_directory, shard, |line| {
+    for_each_result_line(run_directory, shard, Digesting::No, |line, _| {
         let (custom_id, result) = classify_result_text(line, batch_status)?;
         if result.status() == RowStatus::Ok {
             results
@@ -577,12 +595,41 @@ pub(super) fn load_ok_result_lines(
     Ok(results)
 }
 
-/// Calls `each` with every line of a shard's output and error files, in that order; an error
-/// it returns (the line is not a result line) is told with the file and line.
+/// Whether reading a shard's result files writes their digests as it goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Digesting {
+    Yes,
+    No,
+}
+
+/// The line [`for_each_result_line`] gives, for telling the file's digest (when one is
+/// written) what the line was read as.
+struct LineBeingRead<'a> {
+    digest: Option<&'a mut DigestAlongside>,
+    number: u64,
+    offset: u64,
+    length: usize,
+}
+
+impl LineBeingRead<'_> {
+    /// Adds the line to the digest: `answer` when it was read as a chat answer, else as a
+    /// line of another kind.
+    fn read_as(&mut self, answer: Option<&ChatSuccessLine<'_>>) {
+        if let Some(digest) = &mut self.digest {
+            digest.add(answer, self.number, self.offset, self.length);
+        }
+    }
+}
+
+/// Calls `each` with every line of a shard's output and error files, in that order, writing
+/// each file's digest as it goes when `digesting` (what `each` tells it through the
+/// [`LineBeingRead`]), so that the next reading takes the lines from there; an error `each`
+/// returns (the line is not a result line) is told with the file and line.
 fn for_each_result_line(
     run_directory: &RunDirectory,
     shard: &ShardRecord,
-    mut each: impl FnMut(&str) -> serde_json::Result<()>,
+    digesting: Digesting,
+    mut each: impl FnMut(&str, LineBeingRead<'_>) -> serde_json::Result<()>,
 ) -> anyhow::Result<()> {
     for path in run_directory.results_paths(shard.shard_index) {
         // A shard that has no such file (no errors, say) has nothing to read in it.
@@ -591,19 +638,30 @@ fn for_each_result_line(
             opened => opened
                 .map_err(|error| anyhow::anyhow!("cannot read {}: {error}", path.display()))?,
         };
-        while let Some((line_number, line)) = lines.next_line()? {
+        let mut digest = (digesting == Digesting::Yes).then(|| DigestAlongside::start(&path));
+        while let Some(placed) = lines.next_line()? {
+            let (line_number, line) = (placed.number, placed.text);
             let line = line.map_err(|error| {
                 anyhow::anyhow!(
                     "{}, line {line_number}: not a result line: it is not UTF-8 ({error})",
                     path.display(),
                 )
             })?;
-            each(line).map_err(|error| {
+            let being_read = LineBeingRead {
+                digest: digest.as_mut(),
+                number: line_number,
+                offset: placed.offset,
+                length: line.len(),
+            };
+            each(line, being_read).map_err(|error| {
                 anyhow::anyhow!(
                     "{}, line {line_number}: not a result line: {error}",
                     path.display(),
                 )
             })?;
+        }
+        if let Some(digest) = digest {
+            digest.finish(&path);
         }
     }
     Ok(())
@@ -644,7 +702,8 @@ pub(super) struct ResultFileLines {
 /// no result file, bytes without line endings) is refused instead of gathered into memory.
 pub(super) const LONGEST_RESULT_LINE: u64 = 64 * 1024 * 1024;
 
-/// A line of a result file as [`ResultFileLines::next_line_and_offset`] gives it.
+/// A line of a result file as [`ResultFileLines::next_line`] gives it.
+#[derive(Debug)]
 pub(super) struct PlacedLine<'a> {
     /// Its number, from 1, blank lines counted.
     pub number: u64,
@@ -719,12 +778,13 @@ impl ResultFileLines {
         self.line_number
     }
 
-    /// As [`Self::next_line`], with where in the file the line starts (its bytes as given, a
-    /// `\r` before its ending left out, run on from there).
+    /// The next line that is not blank, with its number and where in the file it starts (its
+    /// bytes as given, a `\r` before its ending left out, run on from there), or why its bytes
+    /// are not UTF-8; `None` at the end of the file.
     ///
     /// # Errors
     /// When the file cannot be read.
-    pub(super) fn next_line_and_offset(&mut self) -> std::io::Result<Option<PlacedLine<'_>>> {
+    pub(super) fn next_line(&mut self) -> std::io::Result<Option<PlacedLine<'_>>> {
         let Some((number, place)) = self.next_place()? else {
             return Ok(None);
         };
@@ -739,19 +799,6 @@ impl ResultFileLines {
                 unsafe { std::str::from_utf8_unchecked(bytes) }
             }),
         }))
-    }
-
-    /// The next line that is not blank, with its number, or why its bytes are not UTF-8;
-    /// `None` at the end of the file.
-    ///
-    /// # Errors
-    /// When the file cannot be read.
-    pub(super) fn next_line(
-        &mut self,
-    ) -> std::io::Result<Option<(u64, Result<&str, std::str::Utf8Error>)>> {
-        Ok(self
-            .next_line_and_offset()?
-            .map(|line| (line.number, line.text)))
     }
 
     /// Where the next line that is not blank lies, with its number, or why its bytes are not
@@ -997,7 +1044,7 @@ mod tests {
         batch_status: BatchStatus,
     ) -> Vec<RowResult> {
         let mut results = ResultsById::with_capacity(8);
-        for_each_result_line(run_directory, shard, |line| {
+        for_each_result_line(run_directory, shard, Digesting::No, |line, _| {
             results.keep_line(line, batch_status)
         })
         .unwrap();
@@ -1088,6 +1135,10 @@ mod tests {
         let mut results =
             load_shard_results(&run_directory, &shard, BatchStatus::Completed).unwrap();
         assert_eq!(results.take("a").unwrap().content.as_deref(), Some("PLAIN"));
+        // Reading the file line by line wrote its digest again, and the next reading takes it.
+        let mut again = ResultsById::with_capacity(8);
+        assert!(again.keep_digested_results(&run_directory, &shard, BatchStatus::Completed));
+        assert_eq!(again.take("a").unwrap().content.as_deref(), Some("PLAIN"));
     }
 
     #[test]
@@ -1120,7 +1171,10 @@ mod tests {
         std::fs::write(&path, file).unwrap();
         let mut lines = ResultFileLines::open(&path).unwrap();
         let mut read = Vec::new();
-        while let Some((number, line)) = lines.next_line().unwrap() {
+        while let Some(PlacedLine {
+            number, text: line, ..
+        }) = lines.next_line().unwrap()
+        {
             read.push((
                 number,
                 line.map(str::to_owned).map_err(|error| error.valid_up_to()),
@@ -1140,7 +1194,7 @@ mod tests {
             let mut lines = ResultFileLines::open(&path)
                 .unwrap()
                 .with_longest_line(longest as u64);
-            let (_, line) = lines.next_line().unwrap().unwrap();
+            let line = lines.next_line().unwrap().unwrap().text;
             assert_eq!(line.unwrap().len(), longest);
             assert!(lines.next_line().unwrap().is_none());
         }
@@ -1149,7 +1203,7 @@ mod tests {
         let mut lines = ResultFileLines::open(&path)
             .unwrap()
             .with_longest_line(longest as u64);
-        assert_eq!(lines.next_line().unwrap().unwrap().1.unwrap(), "{}");
+        assert_eq!(lines.next_line().unwrap().unwrap().text.unwrap(), "{}");
         let error = lines.next_line().unwrap_err();
         assert_eq!(error.kind(), std::io::ErrorKind::InvalidData);
         assert!(error.to_string().contains("no result file"), "{error}");

@@ -1332,8 +1332,19 @@ fn the_join_takes_answers_from_the_downloads_digests_and_passes_over_any_not_of_
     assert_eq!(differing.len(), 1, "{edited}");
     assert!(differing[0].0.contains('Z'), "{differing:?}");
 
-    // No digests at all: the files are read.
+    // No digests at all: the files are read, and their digests written again for the next
+    // join.
     std::fs::remove_dir_all(&digests).unwrap();
     std::fs::write(&results, &paid_for).unwrap();
     assert_eq!(join_again("none.csv"), first_output);
+    for shard in 0..4 {
+        assert!(digest(shard).is_file(), "shard {shard}'s digest made again");
+    }
+    assert_eq!(join_again("again.csv"), first_output);
+    let leftovers: Vec<_> = std::fs::read_dir(&digests)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.ends_with(".digest"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }
