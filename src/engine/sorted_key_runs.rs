@@ -1,9 +1,9 @@
 //! Claimed request keys spilled to disk as sorted runs of fixed-size records, each run with its
 //! own Bloom filter and a sparse index in memory (the first 8 bytes of the first key of every
 //! block), so a key is found with one read per run that may hold it (two in the rare case of a
-//! block starting with the same 8 bytes). Runs of equal size are merged eight at a time (like a
-//! base-8 counter), so tens of millions of keys make a few dozen runs and each key is rewritten a
-//! few times at most. Memory stays near 1.1 bytes per key, and a merge frees its runs' filters
+//! block starting with the same 8 bytes). Runs of equal size are merged sixteen at a time (like
+//! a base-16 counter), so tens of millions of keys make a few dozen runs and each key is
+//! rewritten twice at most (below 470 million keys). Memory stays near 1.1 bytes per key, and a merge frees its runs' filters
 //! before it builds the merged run's, so the two are never held at once. The files are anonymous
 //! temporary files, gone when the process ends, however it ends.
 
@@ -22,8 +22,12 @@ use crate::request_key::RequestKey;
 const RECORD_BYTES: usize = 32 + 8 + 1;
 /// Records per block; one block is read to find a key (4,100 bytes: about a page).
 const RECORDS_PER_BLOCK: usize = 100;
-/// Runs of one size merged into one run of the next size.
-const RUNS_PER_MERGE: usize = 8;
+/// Runs of one size merged into one run of the next size. Sixteen rather than eight: at
+/// 10,000,000 keys (87 runs written from memory) eight made 10 merges of 917,504 keys and one of
+/// 7,340,032, which held the planning loop for about a second while the rendering thread
+/// waited; sixteen make 5 merges of 1,835,008 and leave 12 runs to search instead of 10.
+/// `validate` at 10M rows: 0.94× wall, 0.97× CPU (`farm-bench -n 3`; BENCHMARKS.md).
+const RUNS_PER_MERGE: usize = 16;
 /// Bits of a run's Bloom filter per key: about 1 in 40 keys a run does not hold passes it. Only
 /// keys the claims' own filter already let through are checked against a run's (repeats, and
 /// about 1 in 300 new keys), so a false pass costs one read of a page seldom.
@@ -78,7 +82,7 @@ impl SortedKeyRuns {
     }
 
     /// Writes `keys` (in key order, none already in a run) as a new run, then merges runs of
-    /// equal size while eight of them lie at the end. Runs are only replaced once their merge is
+    /// equal size while [`RUNS_PER_MERGE`] of them lie at the end. Runs are only replaced once their merge is
     /// written, so a failure loses no key already held.
     ///
     /// # Errors
@@ -380,18 +384,19 @@ mod tests {
     fn every_spilled_key_is_found_through_merges_and_no_other() {
         let directory = tempfile::tempdir().unwrap();
         let mut runs = SortedKeyRuns::new(directory.path());
-        // 70 runs of 250 keys: merges into tier 1 (8 × 8 = 64 runs become one tier-2 run).
-        for run in 0..70 {
+        // 260 runs of 250 keys: merges into tier 1, and 16 × 16 = 256 runs become one tier-2 run.
+        for run in 0..260 {
             runs.add_run(&sorted_run(run * 250..(run + 1) * 250))
                 .unwrap();
         }
-        assert_eq!(runs.len(), 70 * 250);
+        assert_eq!(runs.len(), 260 * 250);
+        assert_eq!(runs.runs[0].tier, 2);
         assert!(runs.runs.len() < 16, "{} runs", runs.runs.len());
         assert!(
             runs.runs.iter().all(|run| run.filter.is_some()),
             "a merged run has a filter again"
         );
-        for seed in (0..70 * 250).step_by(7) {
+        for seed in (0..260 * 250).step_by(7) {
             assert_eq!(
                 runs.find(&key(seed)).unwrap(),
                 Some(FirstRowOfKey {
@@ -402,7 +407,7 @@ mod tests {
             );
         }
         assert!(
-            (70 * 250..80 * 250).all(|seed| runs.find(&key(seed)).unwrap().is_none()),
+            (260 * 250..270 * 250).all(|seed| runs.find(&key(seed)).unwrap().is_none()),
             "a key never added is never found"
         );
     }
@@ -456,11 +461,11 @@ mod tests {
         runs.add_run(&sorted_run(0..1_000)).unwrap();
         assert!(runs.set_origin(&key(5), KeyOrigin::Store).unwrap());
         assert!(!runs.set_origin(&key(5_000), KeyOrigin::Store).unwrap());
-        for run in 1..8 {
+        for run in 1..RUNS_PER_MERGE as u64 {
             runs.add_run(&sorted_run(run * 1_000..(run + 1) * 1_000))
                 .unwrap();
         }
-        assert_eq!(runs.runs.len(), 1, "eight runs of one size are merged");
+        assert_eq!(runs.runs.len(), 1, "sixteen runs of one size are merged");
         assert_eq!(
             runs.find(&key(5)).unwrap().map(|first| first.origin),
             Some(KeyOrigin::Store)
