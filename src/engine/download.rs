@@ -21,14 +21,14 @@ const MAX_DOWNLOAD_ATTEMPTS: u32 = 3;
 /// is left out: the join then reads the lines.
 pub fn verify_result_file(path: &Path) -> Result<u64, String> {
     let mut reading = ResultFileLines::open(path).map_err(|error| error.to_string())?;
-    let mut digest = DigestAlongside::start(path);
+    let mut digest = DigestAlongside::start(path, reading.file());
     let mut chat_lines = ChatLineReader::default();
     let mut lines = 0;
     loop {
         let (line_number, offset, line) = match reading.next_line() {
             Ok(Some(next)) => (next.number, next.offset, next.text),
             Ok(None) => {
-                digest.finish(path);
+                digest.finish();
                 return Ok(lines);
             }
             Err(error) => return Err(format!("line {}: {error}", reading.line_number())),

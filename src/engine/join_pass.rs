@@ -23,7 +23,9 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use super::RunDirectory;
 use super::input_check::InputCheck;
 use super::report::ShardReport;
-use super::shard_results::{AnswerTexts, ResultsById, StoredAnswerTexts, load_shard_results_into};
+use super::shard_results::{
+    AnswerTexts, Digesting, ResultsById, StoredAnswerTexts, load_shard_results_into,
+};
 use super::totals::{MoneySum, TokenTotals};
 use crate::cost::RunPricer;
 use crate::job::{Job, OutputFieldType};
@@ -456,6 +458,7 @@ fn shard_results(
         record,
         batch_status.unwrap_or(BatchStatus::Unknown),
         spent,
+        Digesting::Yes,
     )
 }
 

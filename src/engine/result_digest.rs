@@ -23,7 +23,7 @@
 //! read there and classified with the batch's status, which can change how it is classified.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use twox_hash::XxHash3_128;
@@ -74,8 +74,11 @@ struct SourceFacts {
 impl SourceFacts {
     const BYTES: usize = 8 + 8 + 4 + 8 + 4 + 16;
 
-    fn of(path: &Path) -> std::io::Result<SourceFacts> {
-        let mut file = File::open(path)?;
+    /// The facts of the open result file `file`: taken from the handle the lines are read
+    /// through, never by its path, so that a file put in its place by a rename (an editor,
+    /// `rsync`) while it is read cannot lend its facts to the old file's lines. Its samples are
+    /// read at their places without moving the handle's position.
+    fn of(file: &File) -> std::io::Result<SourceFacts> {
         let metadata = file.metadata()?;
         let modified = metadata
             .modified()?
@@ -84,13 +87,12 @@ impl SourceFacts {
         let length = metadata.len();
         let mut hasher = XxHash3_128::new();
         let mut sample = vec![0; SAMPLE_BYTES.min(length) as usize];
-        file.read_exact(&mut sample)?;
+        read_exact_at(file, &mut sample, 0)?;
         hasher.write(&sample);
         if length > SAMPLE_BYTES {
             let tail = SAMPLE_BYTES.min(length - SAMPLE_BYTES);
-            file.seek(SeekFrom::Start(length - tail))?;
             sample.resize(tail as usize, 0);
-            file.read_exact(&mut sample)?;
+            read_exact_at(file, &mut sample, length - tail)?;
             hasher.write(&sample);
         }
         #[cfg(unix)]
@@ -138,6 +140,10 @@ impl HashingWriter {
 /// A digest being written, line by line, as a result file is checked.
 pub(super) struct ResultDigestWriter {
     writer: HashingWriter,
+    /// The result file being read, and its facts when the digest was started: the digest is
+    /// put in place only if they are the same at its end.
+    source: File,
+    facts: SourceFacts,
     temporary_path: PathBuf,
     final_path: PathBuf,
     records: u64,
@@ -145,15 +151,18 @@ pub(super) struct ResultDigestWriter {
 }
 
 impl ResultDigestWriter {
-    /// Starts the digest of the whole result file at `result_path`, which must not change
-    /// while it is written.
+    /// Starts the digest of the result file at `result_path`, whose lines are read through
+    /// `source` (opened there).
     ///
     /// # Errors
     /// When the result file cannot be read or the digest cannot be made.
-    pub(super) fn start(result_path: &Path) -> std::io::Result<ResultDigestWriter> {
+    pub(super) fn start(result_path: &Path, source: &File) -> std::io::Result<ResultDigestWriter> {
         let final_path = digest_path_of(result_path)
             .ok_or_else(|| std::io::Error::other("a result file outside a run's results"))?;
-        let facts = SourceFacts::of(result_path)?;
+        let facts = SourceFacts::of(source)?;
+        // Another handle on the same open file, for its facts at the end (its position, shared
+        // with the reader's, is never moved here).
+        let source = source.try_clone()?;
         if let Some(directory) = final_path.parent() {
             std::fs::create_dir_all(directory)?;
             remove_partial_digests(directory, &final_path);
@@ -175,6 +184,8 @@ impl ResultDigestWriter {
         writer.write(&facts.to_bytes())?;
         Ok(ResultDigestWriter {
             writer,
+            source,
+            facts,
             temporary_path,
             final_path,
             records: 0,
@@ -259,19 +270,36 @@ impl ResultDigestWriter {
         self.write_record()
     }
 
-    /// Ends the digest and puts it in place.
+    /// Ends the digest and puts it in place, unless the result file changed while it was
+    /// read (its facts are not those it had at the start); the temporary file is removed
+    /// whatever goes wrong.
     ///
     /// # Errors
-    /// When it cannot be written.
+    /// When it cannot be written, or the result file changed.
     pub(super) fn finish(mut self) -> std::io::Result<()> {
+        let ended = self.end();
+        drop(self.writer);
+        let placed = ended.and_then(|()| std::fs::rename(&self.temporary_path, &self.final_path));
+        if placed.is_err() {
+            let _ = std::fs::remove_file(&self.temporary_path);
+        }
+        placed
+    }
+
+    /// Writes the end of the records and the checksum, once the result file is found as it
+    /// was at the start.
+    fn end(&mut self) -> std::io::Result<()> {
+        if SourceFacts::of(&self.source)? != self.facts {
+            return Err(std::io::Error::other(
+                "the result file changed while it was read",
+            ));
+        }
         self.writer.write(&END_OF_RECORDS.to_le_bytes())?;
         let records = self.records.to_le_bytes();
         self.writer.write(&records)?;
         let checksum = self.writer.hasher.finish_128().to_le_bytes();
         self.writer.file.write_all(&checksum)?;
-        self.writer.file.flush()?;
-        drop(self.writer);
-        std::fs::rename(&self.temporary_path, &self.final_path)
+        self.writer.file.flush()
     }
 
     /// Leaves no digest: the one written so far is removed.
@@ -289,11 +317,11 @@ pub(super) struct DigestAlongside {
 }
 
 impl DigestAlongside {
-    /// Starts the digest of the result file at `result_path`; without one when it cannot be
-    /// made (the run's directory cannot take it, say).
-    pub(super) fn start(result_path: &Path) -> DigestAlongside {
+    /// Starts the digest of the result file at `result_path`, read through `source`; without
+    /// one when it cannot be made (the run's directory cannot take it, say).
+    pub(super) fn start(result_path: &Path, source: &File) -> DigestAlongside {
         DigestAlongside {
-            writer: ResultDigestWriter::start(result_path).ok(),
+            writer: ResultDigestWriter::start(result_path, source).ok(),
         }
     }
 
@@ -320,12 +348,11 @@ impl DigestAlongside {
         }
     }
 
-    /// Puts the digest in place, every line of the file added.
-    pub(super) fn finish(mut self, result_path: &Path) {
-        if let Some(writer) = self.writer.take()
-            && writer.finish().is_err()
-        {
-            remove_digest_of(result_path);
+    /// Puts the digest in place, every line of the file added (none is put there when it
+    /// cannot be finished: a digest already there stays, used only if it is of the file).
+    pub(super) fn finish(mut self) {
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.finish();
         }
     }
 }
@@ -338,8 +365,9 @@ impl Drop for DigestAlongside {
     }
 }
 
-/// Removes what a process stopped while writing the digest at `final_path` left in
-/// `directory` (its temporary files).
+/// Removes what processes stopped while writing the digest at `final_path` left in
+/// `directory`: its temporary files named by a process that no longer runs (another still
+/// writing keeps its own).
 fn remove_partial_digests(directory: &Path, final_path: &Path) {
     let Some(name) = final_path.file_name().and_then(|name| name.to_str()) else {
         return;
@@ -349,15 +377,29 @@ fn remove_partial_digests(directory: &Path, final_path: &Path) {
     };
     for entry in entries.flatten() {
         let entry_name = entry.file_name();
-        let is_partial = entry_name.to_str().is_some_and(|entry_name| {
+        let writer = entry_name.to_str().and_then(|entry_name| {
             entry_name
-                .strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with('.') && rest.ends_with(".partial"))
+                .strip_prefix(name)?
+                .strip_prefix('.')?
+                .strip_suffix(".partial")?
+                .parse::<u32>()
+                .ok()
         });
-        if is_partial {
+        let left_behind = writer.is_some_and(|pid| pid == std::process::id() || !process_runs(pid));
+        if left_behind {
             let _ = std::fs::remove_file(entry.path());
         }
     }
+}
+
+/// Whether a process with this id runs on this machine (where that cannot be told, it is
+/// taken to run, and its temporary file is left).
+fn process_runs(pid: u32) -> bool {
+    let proc_directory = Path::new("/proc");
+    if !proc_directory.join("self").exists() {
+        return true;
+    }
+    proc_directory.join(pid.to_string()).exists()
 }
 
 /// Removes the digest of the result file at `result_path`, if there is one.
@@ -487,6 +529,7 @@ pub(super) enum DigestReading {
 /// What `each` returns.
 pub(super) fn read_result_digest<E>(
     result_path: &Path,
+    source: &File,
     mut each: impl FnMut(DigestRecord<'_>) -> Result<(), E>,
 ) -> Result<DigestReading, E> {
     let Some(digest_path) = digest_path_of(result_path) else {
@@ -502,7 +545,7 @@ pub(super) fn read_result_digest<E>(
     let Ok(digest_length) = file.metadata().map(|metadata| metadata.len()) else {
         return Ok(DigestReading::Unusable);
     };
-    let Ok(facts) = SourceFacts::of(result_path) else {
+    let Ok(facts) = SourceFacts::of(source) else {
         return Ok(DigestReading::Unusable);
     };
     let mut reader = HashingReader {
@@ -571,15 +614,30 @@ pub(super) fn read_line_at(
     line: &mut Vec<u8>,
 ) -> std::io::Result<()> {
     line.resize(length as usize, 0);
+    read_exact_at(file, line, offset)
+}
+
+/// Fills `bytes` from `file` at `offset`, without moving the handle's position.
+fn read_exact_at(file: &File, bytes: &mut [u8], offset: u64) -> std::io::Result<()> {
     #[cfg(unix)]
     {
-        std::os::unix::fs::FileExt::read_exact_at(file, line, offset)
+        std::os::unix::fs::FileExt::read_exact_at(file, bytes, offset)
     }
-    #[cfg(not(unix))]
+    #[cfg(windows)]
     {
-        let mut file = file;
-        file.seek(SeekFrom::Start(offset))?;
-        file.read_exact(line)
+        let mut done = 0;
+        while done < bytes.len() {
+            let read = std::os::windows::fs::FileExt::seek_read(
+                file,
+                &mut bytes[done..],
+                offset + done as u64,
+            )?;
+            if read == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            done += read;
+        }
+        Ok(())
     }
 }
 
@@ -602,8 +660,8 @@ mod tests {
 
     /// Writes the digest of the result file at `path` as the download's check does.
     fn digest_file(path: &Path) {
-        let mut writer = ResultDigestWriter::start(path).unwrap();
         let mut lines = ResultFileLines::open(path).unwrap();
+        let mut writer = ResultDigestWriter::start(path, lines.file()).unwrap();
         let mut reader = ChatLineReader::default();
         while let Some(placed) = lines.next_line().unwrap() {
             let (number, offset, line) = (placed.number, placed.offset, placed.text.unwrap());
@@ -618,7 +676,8 @@ mod tests {
 
     fn records(path: &Path) -> (DigestReading, Vec<String>) {
         let mut seen = Vec::new();
-        let reading = read_result_digest::<()>(path, |record| {
+        let source = File::open(path).unwrap();
+        let reading = read_result_digest::<()>(path, &source, |record| {
             seen.push(format!("{record:?}"));
             Ok(())
         })
@@ -736,7 +795,8 @@ mod tests {
         let other_shards = digests.join("shard-00001.output.jsonl.digest.999999.partial");
         std::fs::write(&stale, b"half").unwrap();
         std::fs::write(&other_shards, b"half").unwrap();
-        ResultDigestWriter::start(&path).unwrap().abandon();
+        let source = File::open(&path).unwrap();
+        ResultDigestWriter::start(&path, &source).unwrap().abandon();
         assert!(!stale.exists());
         assert!(other_shards.exists(), "another file's is left to its own");
         assert_eq!(std::fs::read_dir(&digests).unwrap().count(), 1);
@@ -779,12 +839,73 @@ mod tests {
         claiming.extend_from_slice(&[0; 64]);
         std::fs::write(&digest, &claiming).unwrap();
         let mut given = 0;
-        let reading = read_result_digest::<()>(&path, |_| {
+        let source = File::open(&path).unwrap();
+        let reading = read_result_digest::<()>(&path, &source, |_| {
             given += 1;
             Ok(())
         })
         .unwrap();
         assert_eq!((reading, given), (DigestReading::Unusable, 0));
+    }
+
+    #[test]
+    fn a_file_renamed_over_the_one_being_read_gets_no_digest_of_the_other_s_lines() {
+        let (directory, path) = digested(format!("{ANSWER}\n").as_bytes());
+        let digest = digest_path_of(&path).unwrap();
+        std::fs::remove_file(&digest).unwrap();
+        let mut lines = ResultFileLines::open(&path).unwrap();
+        // An editor or `rsync` puts another file of the same length in its place.
+        let other = directory.path().join("other.jsonl");
+        std::fs::write(&other, format!("{}\n", ANSWER.replace("h\\\"i", "h\\\"o"))).unwrap();
+        std::fs::rename(&other, &path).unwrap();
+        let mut writer = DigestAlongside::start(&path, lines.file());
+        let mut reader = ChatLineReader::default();
+        while let Some(placed) = lines.next_line().unwrap() {
+            let line = placed.text.unwrap();
+            let answer = reader.read(line);
+            writer.add(answer.as_ref(), placed.number, placed.offset, line.len());
+        }
+        writer.finish();
+        assert_eq!(
+            records(&path).0,
+            DigestReading::Unusable,
+            "the digest of the old file's lines is not taken for the new file"
+        );
+    }
+
+    #[test]
+    fn a_file_changed_while_it_is_read_or_a_digest_that_cannot_be_placed_leaves_nothing() {
+        let (_directory, path) = digested(format!("{ANSWER}\n{FAILURE}\n").as_bytes());
+        let digest = digest_path_of(&path).unwrap();
+        let digests = digest.parent().unwrap().to_owned();
+        std::fs::remove_file(&digest).unwrap();
+
+        let source = File::open(&path).unwrap();
+        let writer = ResultDigestWriter::start(&path, &source).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"\n")
+            .unwrap();
+        assert!(
+            writer.finish().is_err(),
+            "the file changed while it was read"
+        );
+        assert_eq!(std::fs::read_dir(&digests).unwrap().count(), 0);
+
+        std::fs::create_dir(&digest).unwrap();
+        let writer = ResultDigestWriter::start(&path, &source).unwrap();
+        assert!(
+            writer.finish().is_err(),
+            "a directory where the digest goes"
+        );
+        let left: Vec<_> = std::fs::read_dir(&digests)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        assert_eq!(left.len(), 1, "only the directory: {left:?}");
     }
 
     #[test]

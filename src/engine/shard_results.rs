@@ -272,7 +272,7 @@ impl ResultsById {
             let Ok(source_length) = source.metadata().map(|metadata| metadata.len()) else {
                 return false;
             };
-            let reading = read_result_digest(&path, |record| {
+            let reading = read_result_digest(&path, &source, |record| {
                 self.keep_digested(record, batch_status, (&source, source_length), &mut line)
             });
             if reading != Ok(DigestReading::Whole) {
@@ -536,35 +536,43 @@ impl ResultsById {
     }
 }
 
-/// Reads one shard's result files into a map from custom_id to result.
+/// Reads one shard's result files into a map from custom_id to result, writing the digest of
+/// a file read line by line for want of a usable one (a process holding the run's lock).
 pub(super) fn load_shard_results(
     run_directory: &RunDirectory,
     shard: &ShardRecord,
     batch_status: BatchStatus,
 ) -> anyhow::Result<ResultsById> {
-    load_shard_results_into(run_directory, shard, batch_status, None)
+    load_shard_results_into(run_directory, shard, batch_status, None, Digesting::Yes)
 }
 
-/// As [`load_shard_results`], into the buffers of `spent` (a map done with) when given.
+/// As [`load_shard_results`], writing nothing in the run directory: for a command that only
+/// looks (`status`, which takes no lock and may be run by another user).
+pub(super) fn look_at_shard_results(
+    run_directory: &RunDirectory,
+    shard: &ShardRecord,
+    batch_status: BatchStatus,
+) -> anyhow::Result<ResultsById> {
+    load_shard_results_into(run_directory, shard, batch_status, None, Digesting::No)
+}
+
+/// As [`load_shard_results`], into the buffers of `spent` (a map done with) when given,
+/// writing digests as `digesting` says.
 pub(super) fn load_shard_results_into(
     run_directory: &RunDirectory,
     shard: &ShardRecord,
     batch_status: BatchStatus,
     spent: Option<ResultsById>,
+    digesting: Digesting,
 ) -> anyhow::Result<ResultsById> {
     let recycling = spent.is_some();
     let rows = shard.row_count as usize;
     let mut results = ResultsById::recycled(spent, rows);
     if !results.keep_digested_results(run_directory, shard, batch_status) {
         results = ResultsById::recycled(Some(results), rows);
-        for_each_result_line(
-            run_directory,
-            shard,
-            Digesting::Yes,
-            |line, mut being_read| {
-                results.keep_line_telling(line, batch_status, |answer| being_read.read_as(answer))
-            },
-        )?;
+        for_each_result_line(run_directory, shard, digesting, |line, mut being_read| {
+            results.keep_line_telling(line, batch_status, |answer| being_read.read_as(answer))
+        })?;
     }
     if !recycling {
         // Up to half the room is slack from growing, and up to three shards are held at
@@ -597,7 +605,7 @@ pub(super) fn load_ok_result_lines(
 
 /// Whether reading a shard's result files writes their digests as it goes.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Digesting {
+pub(super) enum Digesting {
     Yes,
     No,
 }
@@ -638,7 +646,8 @@ fn for_each_result_line(
             opened => opened
                 .map_err(|error| anyhow::anyhow!("cannot read {}: {error}", path.display()))?,
         };
-        let mut digest = (digesting == Digesting::Yes).then(|| DigestAlongside::start(&path));
+        let mut digest =
+            (digesting == Digesting::Yes).then(|| DigestAlongside::start(&path, lines.file()));
         while let Some(placed) = lines.next_line()? {
             let (line_number, line) = (placed.number, placed.text);
             let line = line.map_err(|error| {
@@ -661,7 +670,7 @@ fn for_each_result_line(
             })?;
         }
         if let Some(digest) = digest {
-            digest.finish(&path);
+            digest.finish();
         }
     }
     Ok(())
@@ -771,6 +780,11 @@ impl ResultFileLines {
             LinePlace::InBuffer(length) => &self.reader.buffer()[..length],
             LinePlace::Gathered(length) => &self.gathered[..length],
         }
+    }
+
+    /// The file the lines are read from.
+    pub(super) fn file(&self) -> &File {
+        self.reader.get_ref()
     }
 
     /// The number (from 1) of the line read last, or being read when reading failed.

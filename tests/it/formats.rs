@@ -1336,6 +1336,10 @@ fn the_join_takes_answers_from_the_downloads_digests_and_passes_over_any_not_of_
     // join.
     std::fs::remove_dir_all(&digests).unwrap();
     std::fs::write(&results, &paid_for).unwrap();
+    // `status` only looks: it writes no digest.
+    let status = workspace.run(&["status", "run"]);
+    assert_eq!(status.status.code(), Some(0), "{}", text(&status.stderr));
+    assert!(!digests.exists(), "status wrote in the run directory");
     assert_eq!(join_again("none.csv"), first_output);
     for shard in 0..4 {
         assert!(digest(shard).is_file(), "shard {shard}'s digest made again");
