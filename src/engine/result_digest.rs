@@ -12,15 +12,15 @@
 //!
 //! Layout (integers little-endian): the header ([`MAGIC`], the result file's length, its
 //! modification and status change times in seconds and nanoseconds, the hash of its first and
-//! last 64 KiB); the
-//! records, each its length (`u32`) and then its body; the end (`u32::MAX`, the number of
-//! records as `u64`, and the XXH3-128 of every byte before it).
+//! last 64 KiB); the records, each its length (`u32`) and then its body; the end (`u32::MAX`,
+//! the number of records as `u64`, and the XXH3-128 of every byte before it).
 //!
 //! A record's body: `0`, then a chat answer's four token counts (`u32`, `u32::MAX` for a
-//! count the line does not give) and its custom_id, request id, answer and finish reason, each
-//! its length (`u32`, `u32::MAX` for none) and bytes; or `1`, then where a line of any other
-//! kind is in the result file (its number `u64`, its offset `u64`, its length `u32`), to be
-//! read there and classified with the batch's status, which can change how it is classified.
+//! count the line does not give), the lengths of its custom_id, request id, answer and finish
+//! reason (`u32`, `u32::MAX` for none), and their bytes one after another (checked as UTF-8 at
+//! once); or `1`, then where a line of any other kind is in the result file (its number `u64`,
+//! its offset `u64`, its length `u32`), to be read there and classified with the batch's
+//! status, which can change how it is classified.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -31,7 +31,7 @@ use twox_hash::XxHash3_128;
 use crate::chat_success_line::ChatSuccessLine;
 
 /// What a digest starts with: the format and its version.
-const MAGIC: &[u8; 16] = b"dashbatch-rd-v1\n";
+const MAGIC: &[u8; 16] = b"dashbatch-rd-v2\n";
 
 /// How much of the start and of the end of a result file is hashed into its digest's header.
 const SAMPLE_BYTES: u64 = 64 * 1024;
@@ -41,6 +41,9 @@ const END_OF_RECORDS: u32 = u32::MAX;
 
 /// A length that stands for no text.
 const NO_TEXT: u32 = u32::MAX;
+
+/// The bytes of the XXH3-128 checksum that ends a digest.
+const CHECKSUM_BYTES: u64 = 16;
 
 /// The longest record a reader takes: a longer one is no record of a digest this writes (a
 /// line is at most [`super::shard_results::LONGEST_RESULT_LINE`]).
@@ -124,22 +127,58 @@ impl SourceFacts {
     }
 }
 
-/// Writes a hashing copy of what passes through.
-struct HashingWriter {
-    file: BufWriter<File>,
+/// A digest's file, hashing the bytes that pass through it, below its buffer: the hash takes
+/// them a buffer at a time, not a field at a time.
+struct HashingFile {
+    file: File,
     hasher: XxHash3_128,
+    /// Where the reading is in the file.
+    position: u64,
+    /// Bytes read from here on are not hashed: the checksum itself (for reading; never
+    /// reached when writing).
+    unhashed_from: u64,
 }
 
-impl HashingWriter {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.hasher.write(bytes);
-        self.file.write_all(bytes)
+impl HashingFile {
+    fn new(file: File, unhashed_from: u64) -> HashingFile {
+        HashingFile {
+            file,
+            hasher: XxHash3_128::new(),
+            position: 0,
+            unhashed_from,
+        }
     }
 }
 
-/// A digest being written, line by line, as a result file is checked.
+impl Write for HashingFile {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let written = self.file.write(bytes)?;
+        self.hasher.write(&bytes[..written]);
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl Read for HashingFile {
+    fn read(&mut self, bytes: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.file.read(bytes)?;
+        let hashed = self
+            .unhashed_from
+            .saturating_sub(self.position)
+            .min(read as u64);
+        self.hasher.write(&bytes[..hashed as usize]);
+        self.position += read as u64;
+        Ok(read)
+    }
+}
+
+/// A digest being written, line by line, as a result file is checked. Its temporary file is
+/// removed when it is dropped unless [`Self::finish`] put it in place.
 pub(super) struct ResultDigestWriter {
-    writer: HashingWriter,
+    writer: BufWriter<HashingFile>,
     /// The result file being read, and its facts when the digest was started: the digest is
     /// put in place only if they are the same at its end.
     source: File,
@@ -176,12 +215,9 @@ impl ResultDigestWriter {
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         let file = options.open(&temporary_path)?;
-        let mut writer = HashingWriter {
-            file: BufWriter::with_capacity(1 << 16, file),
-            hasher: XxHash3_128::new(),
-        };
-        writer.write(MAGIC)?;
-        writer.write(&facts.to_bytes())?;
+        let mut writer = BufWriter::with_capacity(1 << 16, HashingFile::new(file, u64::MAX));
+        writer.write_all(MAGIC)?;
+        writer.write_all(&facts.to_bytes())?;
         Ok(ResultDigestWriter {
             writer,
             source,
@@ -198,8 +234,8 @@ impl ResultDigestWriter {
             .ok()
             .filter(|length| *length <= LONGEST_RECORD)
             .ok_or_else(|| std::io::Error::other("a record too long for a digest"))?;
-        self.writer.write(&length.to_le_bytes())?;
-        self.writer.write(&self.body)?;
+        self.writer.write_all(&length.to_le_bytes())?;
+        self.writer.write_all(&self.body)?;
         self.records += 1;
         Ok(())
     }
@@ -224,31 +260,31 @@ impl ResultDigestWriter {
         let [Some(prompt), Some(completion), Some(total), Some(reasoning)] = counts else {
             return self.other_line(line_number, offset, length);
         };
-        self.body.clear();
-        self.body.push(CHAT_ANSWER);
-        for count in [prompt, completion, total, reasoning] {
-            self.body.extend_from_slice(&count.to_le_bytes());
-        }
         let texts = [
             Some(&*line.custom_id),
             line.request_id.as_deref(),
             line.content.as_deref(),
             line.finish_reason.as_deref(),
         ];
-        for text in texts {
-            match text {
-                None => self.body.extend_from_slice(&NO_TEXT.to_le_bytes()),
-                Some(text) => {
-                    let Some(length) = u32::try_from(text.len())
-                        .ok()
-                        .filter(|length| *length != NO_TEXT)
-                    else {
-                        return self.other_line(line_number, offset, length);
-                    };
-                    self.body.extend_from_slice(&length.to_le_bytes());
-                    self.body.extend_from_slice(text.as_bytes());
+        let mut lengths = [NO_TEXT; 4];
+        for (text, kept_length) in texts.iter().zip(&mut lengths) {
+            if let Some(text) = text {
+                match u32::try_from(text.len()) {
+                    Ok(text_length) if text_length != NO_TEXT => *kept_length = text_length,
+                    _ => return self.other_line(line_number, offset, length),
                 }
             }
+        }
+        self.body.clear();
+        self.body.push(CHAT_ANSWER);
+        for number in [prompt, completion, total, reasoning]
+            .iter()
+            .chain(&lengths)
+        {
+            self.body.extend_from_slice(&number.to_le_bytes());
+        }
+        for text in texts.into_iter().flatten() {
+            self.body.extend_from_slice(text.as_bytes());
         }
         self.write_record()
     }
@@ -277,13 +313,8 @@ impl ResultDigestWriter {
     /// # Errors
     /// When it cannot be written, or the result file changed.
     pub(super) fn finish(mut self) -> std::io::Result<()> {
-        let ended = self.end();
-        drop(self.writer);
-        let placed = ended.and_then(|()| std::fs::rename(&self.temporary_path, &self.final_path));
-        if placed.is_err() {
-            let _ = std::fs::remove_file(&self.temporary_path);
-        }
-        placed
+        self.end()?;
+        std::fs::rename(&self.temporary_path, &self.final_path)
     }
 
     /// Writes the end of the records and the checksum, once the result file is found as it
@@ -294,17 +325,18 @@ impl ResultDigestWriter {
                 "the result file changed while it was read",
             ));
         }
-        self.writer.write(&END_OF_RECORDS.to_le_bytes())?;
-        let records = self.records.to_le_bytes();
-        self.writer.write(&records)?;
-        let checksum = self.writer.hasher.finish_128().to_le_bytes();
-        self.writer.file.write_all(&checksum)?;
-        self.writer.file.flush()
+        self.writer.write_all(&END_OF_RECORDS.to_le_bytes())?;
+        self.writer.write_all(&self.records.to_le_bytes())?;
+        self.writer.flush()?;
+        let file = self.writer.get_mut();
+        let checksum = file.hasher.finish_128().to_le_bytes();
+        file.file.write_all(&checksum)
     }
+}
 
-    /// Leaves no digest: the one written so far is removed.
-    pub(super) fn abandon(self) {
-        drop(self.writer);
+impl Drop for ResultDigestWriter {
+    fn drop(&mut self) {
+        // Nothing there once `finish` renamed it into place.
         let _ = std::fs::remove_file(&self.temporary_path);
     }
 }
@@ -341,10 +373,8 @@ impl DigestAlongside {
             Some(answer) => writer.chat_answer(answer, number, offset, length),
             None => writer.other_line(number, offset, length),
         };
-        if added.is_err()
-            && let Some(writer) = self.writer.take()
-        {
-            writer.abandon();
+        if added.is_err() {
+            self.writer = None;
         }
     }
 
@@ -353,14 +383,6 @@ impl DigestAlongside {
     pub(super) fn finish(mut self) {
         if let Some(writer) = self.writer.take() {
             let _ = writer.finish();
-        }
-    }
-}
-
-impl Drop for DigestAlongside {
-    fn drop(&mut self) {
-        if let Some(writer) = self.writer.take() {
-            writer.abandon();
         }
     }
 }
@@ -436,24 +458,11 @@ pub(super) enum DigestRecord<'a> {
     },
 }
 
-/// Reads a hashing copy of what passes through.
-struct HashingReader {
-    file: BufReader<File>,
-    hasher: XxHash3_128,
-}
-
-impl HashingReader {
-    fn read_exact(&mut self, bytes: &mut [u8]) -> Option<()> {
-        self.file.read_exact(bytes).ok()?;
-        self.hasher.write(bytes);
-        Some(())
-    }
-
-    fn u32(&mut self) -> Option<u32> {
-        let mut bytes = [0; 4];
-        self.read_exact(&mut bytes)?;
-        Some(u32::from_le_bytes(bytes))
-    }
+/// The next `u32` of `reader`.
+fn read_u32(reader: &mut impl Read) -> Option<u32> {
+    let mut bytes = [0; 4];
+    reader.read_exact(&mut bytes).ok()?;
+    Some(u32::from_le_bytes(bytes))
 }
 
 /// Reads the bytes of a record's body in turn.
@@ -475,15 +484,23 @@ impl<'a> BodyCursor<'a> {
     fn u64(&mut self) -> Option<u64> {
         Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
     }
+}
 
-    fn text(&mut self) -> Option<Option<&'a str>> {
-        match self.u32()? {
-            NO_TEXT => Some(None),
-            length => Some(Some(
-                simdutf8::basic::from_utf8(self.take(length as usize)?).ok()?,
-            )),
+/// A chat answer's four texts, of these `lengths` (`NO_TEXT` for none), cut one after another
+/// from `texts`, which they must fill; `None` when they do not, or the bytes are not UTF-8 or
+/// not cut between characters.
+fn texts_of(texts: &[u8], lengths: [u32; 4]) -> Option<[Option<&str>; 4]> {
+    let texts = crate::utf8_check::checked_utf8(texts).ok()?;
+    let mut start = 0;
+    let mut cut = [None; 4];
+    for (text, length) in cut.iter_mut().zip(lengths) {
+        if length != NO_TEXT {
+            let end = start + length as usize;
+            *text = Some(texts.get(start..end)?);
+            start = end;
         }
     }
+    (start == texts.len()).then_some(cut)
 }
 
 /// The record in `body`, or `None` when it is no record.
@@ -493,11 +510,14 @@ fn record_of(body: &[u8]) -> Option<DigestRecord<'_>> {
     let record = match kind {
         CHAT_ANSWER => {
             let counts = [cursor.u32()?, cursor.u32()?, cursor.u32()?, cursor.u32()?];
+            let lengths = [cursor.u32()?, cursor.u32()?, cursor.u32()?, cursor.u32()?];
+            let [custom_id, request_id, content, finish_reason] =
+                texts_of(std::mem::take(&mut cursor.bytes), lengths)?;
             DigestRecord::ChatAnswer {
-                custom_id: cursor.text()??,
-                request_id: cursor.text()?,
-                content: cursor.text()?,
-                finish_reason: cursor.text()?,
+                custom_id: custom_id?,
+                request_id,
+                content,
+                finish_reason,
                 counts,
             }
         }
@@ -548,12 +568,12 @@ pub(super) fn read_result_digest<E>(
     let Ok(facts) = SourceFacts::of(source) else {
         return Ok(DigestReading::Unusable);
     };
-    let mut reader = HashingReader {
-        file: BufReader::with_capacity(1 << 17, file),
-        hasher: XxHash3_128::new(),
-    };
+    let mut reader = BufReader::with_capacity(
+        1 << 17,
+        HashingFile::new(file, digest_length.saturating_sub(CHECKSUM_BYTES)),
+    );
     let mut header = [0; MAGIC.len() + SourceFacts::BYTES];
-    if reader.read_exact(&mut header).is_none()
+    if reader.read_exact(&mut header).is_err()
         || &header[..MAGIC.len()] != MAGIC
         || header[MAGIC.len()..] != facts.to_bytes()
     {
@@ -565,7 +585,7 @@ pub(super) fn read_result_digest<E>(
     // only when the digest holds that many bytes more.
     let mut position = header.len() as u64;
     loop {
-        let Some(length) = reader.u32() else {
+        let Some(length) = read_u32(&mut reader) else {
             return Ok(DigestReading::Unusable);
         };
         position += 4;
@@ -577,7 +597,7 @@ pub(super) fn read_result_digest<E>(
         }
         position += u64::from(length);
         body.resize(length as usize, 0);
-        if reader.read_exact(&mut body).is_none() {
+        if reader.read_exact(&mut body).is_err() {
             return Ok(DigestReading::Unusable);
         }
         let Some(record) = record_of(&body) else {
@@ -587,15 +607,15 @@ pub(super) fn read_result_digest<E>(
         records += 1;
     }
     let mut count = [0; 8];
-    if reader.read_exact(&mut count).is_none() || u64::from_le_bytes(count) != records {
+    if reader.read_exact(&mut count).is_err() || u64::from_le_bytes(count) != records {
         return Ok(DigestReading::Unusable);
     }
-    let expected = reader.hasher.finish_128();
-    let mut checksum = [0; 16];
+    let mut checksum = [0; CHECKSUM_BYTES as usize];
     let mut after = [0; 1];
-    let whole = reader.file.read_exact(&mut checksum).is_ok()
-        && u128::from_le_bytes(checksum) == expected
-        && matches!(reader.file.read(&mut after), Ok(0));
+    // The checksum is the digest's last bytes: the hash below the buffer stopped before them.
+    let whole = reader.read_exact(&mut checksum).is_ok()
+        && matches!(reader.read(&mut after), Ok(0))
+        && u128::from_le_bytes(checksum) == reader.get_ref().hasher.finish_128();
     Ok(if whole {
         DigestReading::Whole
     } else {
@@ -796,7 +816,7 @@ mod tests {
         std::fs::write(&stale, b"half").unwrap();
         std::fs::write(&other_shards, b"half").unwrap();
         let source = File::open(&path).unwrap();
-        ResultDigestWriter::start(&path, &source).unwrap().abandon();
+        drop(ResultDigestWriter::start(&path, &source).unwrap());
         assert!(!stale.exists());
         assert!(other_shards.exists(), "another file's is left to its own");
         assert_eq!(std::fs::read_dir(&digests).unwrap().count(), 1);

@@ -325,7 +325,7 @@ impl ResultsById {
                     return Err(());
                 }
                 read_line_at(source, offset, length, line).map_err(|_| ())?;
-                let text = simdutf8::basic::from_utf8(line).map_err(|_| ())?;
+                let text = crate::utf8_check::checked_utf8(line).map_err(|_| ())?;
                 self.keep_line(text, batch_status).map_err(|_| ())
             }
         }
@@ -546,18 +546,9 @@ pub(super) fn load_shard_results(
     load_shard_results_into(run_directory, shard, batch_status, None, Digesting::Yes)
 }
 
-/// As [`load_shard_results`], writing nothing in the run directory: for a command that only
-/// looks (`status`, which takes no lock and may be run by another user).
-pub(super) fn look_at_shard_results(
-    run_directory: &RunDirectory,
-    shard: &ShardRecord,
-    batch_status: BatchStatus,
-) -> anyhow::Result<ResultsById> {
-    load_shard_results_into(run_directory, shard, batch_status, None, Digesting::No)
-}
-
 /// As [`load_shard_results`], into the buffers of `spent` (a map done with) when given,
-/// writing digests as `digesting` says.
+/// writing digests as `digesting` says: [`Digesting::No`] for a command that only looks
+/// (`status`, which takes no lock and may be run by another user).
 pub(super) fn load_shard_results_into(
     run_directory: &RunDirectory,
     shard: &ShardRecord,

@@ -149,8 +149,14 @@ fn cost_so_far(
     let mut rows = 0;
     let directory = RunDirectory::new(run_directory.to_owned());
     for shard in shards.iter().filter(|shard| shard.results_downloaded) {
-        let results =
-            super::shard_results::look_at_shard_results(&directory, shard, shard.status()).ok()?;
+        let results = super::shard_results::load_shard_results_into(
+            &directory,
+            shard,
+            shard.status(),
+            None,
+            super::shard_results::Digesting::No,
+        )
+        .ok()?;
         for result in results.values_without_answer_texts() {
             if let Some(cost) = pricer.row_cost(&result) {
                 total = total.checked_add(cost.batch).ok()?;
