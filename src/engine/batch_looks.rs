@@ -62,6 +62,7 @@ impl BatchLooks {
         let oldest_wanted = self.looked_at - CLOCK_SLACK_SECONDS;
         let mut after: Option<String> = None;
         let mut newest: Option<String> = None;
+        let mut read_back_far_enough = false;
         for _ in 0..MAX_PAGES_PER_LOOK {
             let (items, has_more) = list_page(client, after.clone()).await?;
             if newest.is_none() {
@@ -77,20 +78,20 @@ impl BatchLooks {
                 }
             }
             if !has_more || reached_seen || reached_oldest || last.is_none() || last == after {
+                read_back_far_enough = true;
                 break;
             }
             after = last;
         }
-        self.looked_at = looking_at;
-        if newest.is_some() {
-            self.newest_seen = newest;
+        // A look cut short by its page limit leaves the next one to read back as far again,
+        // so no part of the list goes unread.
+        if read_back_far_enough {
+            self.looked_at = looking_at;
+            if newest.is_some() {
+                self.newest_seen = newest;
+            }
         }
         Ok(listed)
-    }
-
-    /// Notes a batch this process created.
-    pub fn remember(&mut self, batch: &Batch) {
-        self.of_this_run.insert(batch.id.clone(), batch.clone());
     }
 
     /// The batches seen of shard `shard_index` (metadata `dashbatch_shard`).

@@ -361,7 +361,12 @@ impl Submitter<'_> {
                             EffectOutcome::Done,
                             &format!("adopted {}", batch.id),
                         )?;
-                        return Ok(Ok(batch.id));
+                        // Made by this create after all: another process may have created the
+                        // shard at the same moment, as after a create answered at once.
+                        let used = self
+                            .settle_concurrent_create(shard, file_id, &batch)
+                            .await?;
+                        return Ok(Ok(used));
                     }
                 }
                 self.ledger.record_outcome(
@@ -469,7 +474,10 @@ impl Submitter<'_> {
             if unusable.is_empty() {
                 return Ok(None);
             }
-            self.delete_unused_upload(shard, file_id).await?;
+            if self.delete_unused_upload(shard, file_id).await? {
+                // Forgotten, as a refused shard's upload is, so no later resume sends the id.
+                self.ledger.set_file_id(shard.shard_index, None)?;
+            }
             return Err(ShardMadeElsewhere {
                 shard: shard.shard_index,
                 run_id: self.run_id(),
@@ -494,7 +502,6 @@ impl Submitter<'_> {
         file_id: &str,
         created: &Batch,
     ) -> Result<String, SubmitError> {
-        self.looks.remember(created);
         let Some(listed) = self.look_at_batches().await else {
             return Ok(created.id.clone());
         };
@@ -544,6 +551,9 @@ impl Submitter<'_> {
             );
             return Ok(created.id.clone());
         }
+        // The ledger names the kept batch before this one is cancelled: stopped in between, a
+        // resume finds the shard on the batch that goes on, not on a cancelled one.
+        super::unrecorded_batches::adopt(self.ledger, self.events, &own, &kept)?;
         let cancelled = super::announced_calls::cancel_batch_announced(
             self.ledger,
             self.client,
@@ -551,7 +561,6 @@ impl Submitter<'_> {
             &created.id,
         )
         .await?;
-        super::unrecorded_batches::adopt(self.ledger, self.events, &own, &kept)?;
         let message = match cancelled {
             Ok(_) => format!(
                 "shard {} was created just before this process's batch `{}` by another process (a copy of this run directory at work elsewhere) as batch `{}`; this process cancelled its own and uses that one. Requests its batch ran before the cancel are billed",
@@ -570,21 +579,21 @@ impl Submitter<'_> {
     }
 
     /// Deletes an upload of `shard` that no batch uses, announced in the ledger first; a
-    /// failure is recorded, not the run's.
+    /// failure is recorded, not the run's. Whether it was deleted.
     async fn delete_unused_upload(
         &mut self,
         shard: &ShardRecord,
         file_id: &str,
-    ) -> Result<(), SubmitError> {
+    ) -> Result<bool, SubmitError> {
         // A failure is in the ledger; the file only takes room at the provider.
-        let _ = super::announced_calls::delete_file_announced(
+        let deleted = super::announced_calls::delete_file_announced(
             self.ledger,
             self.client,
             Some(shard.shard_index),
             file_id,
         )
         .await?;
-        Ok(())
+        Ok(deleted.is_ok())
     }
 
     /// Looks for a batch this run already created for `file_id` and adopts it.
