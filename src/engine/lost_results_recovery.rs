@@ -51,7 +51,14 @@ pub(super) fn recover_lost_results(
             continue;
         };
         let destination = run_directory.output_results_path(shard.shard_index);
-        if !shard.results_downloaded || destination.exists() {
+        if !shard.results_downloaded {
+            continue;
+        }
+        if destination.exists() {
+            // Stopped after putting back every answer but before saying nothing is lost.
+            if all_found_again(reason) {
+                ledger.set_results_unavailable(shard.shard_index, None)?;
+            }
             continue;
         }
         let recovered = write_recovered_results(
@@ -67,7 +74,9 @@ pub(super) fn recover_lost_results(
         }
         // The ledger says what was found before the file is in place (a crash in between
         // leaves the file out and the recovery to do again), and that nothing is lost after.
-        let base_reason = reason.split(FOUND_AGAIN).next().unwrap_or(reason);
+        let base_reason = reason
+            .split_once(FOUND_AGAIN)
+            .map_or(reason.as_str(), |(base, _)| base);
         ledger.set_results_unavailable(
             shard.shard_index,
             Some(&format!(
@@ -95,6 +104,18 @@ pub(super) fn recover_lost_results(
         );
     }
     Ok(())
+}
+
+/// Whether `reason` says every answer of its shard was found again (see [`FOUND_AGAIN`]).
+fn all_found_again(reason: &str) -> bool {
+    let Some((_, found)) = reason.split_once(FOUND_AGAIN) else {
+        return false;
+    };
+    let numbers: Vec<&str> = found
+        .split(|character: char| !character.is_ascii_digit())
+        .filter(|number| !number.is_empty())
+        .collect();
+    matches!(numbers[..], [answers, rows] if answers == rows)
 }
 
 /// Writes the stored answers of `shard`'s requests that its batch `batch_id` gave beside
@@ -159,6 +180,18 @@ mod tests {
             ),
             batch_id: batch_id.map(str::to_owned),
         }
+    }
+
+    #[test]
+    fn a_reason_says_all_were_found_again_only_when_every_answer_was() {
+        let reason = |found: u64, rows: u64| {
+            format!(
+                "`file-1` can no longer be fetched: 404{FOUND_AGAIN}{found} of the shard's {rows} answers were"
+            )
+        };
+        assert!(all_found_again(&reason(12, 12)));
+        assert!(!all_found_again(&reason(11, 12)));
+        assert!(!all_found_again("`file-1` can no longer be fetched: 404"));
     }
 
     #[test]
