@@ -1290,7 +1290,19 @@ fn the_join_takes_answers_from_the_downloads_digests_and_passes_over_any_not_of_
         assert_success(&workspace.run(&["resume", "run", "--output", name, "--quiet"]));
         std::fs::read_to_string(workspace.path().join(name)).unwrap()
     };
+    // The join takes the digests as they are: none is written again.
+    let written = |shard: u32| {
+        std::fs::metadata(digest(shard))
+            .unwrap()
+            .modified()
+            .unwrap()
+    };
+    let written_by_the_download: Vec<_> = (0..4).map(written).collect();
     assert_eq!(join_again("whole.csv"), first_output);
+    assert_eq!(
+        (0..4).map(written).collect::<Vec<_>>(),
+        written_by_the_download
+    );
 
     // Digests cut short, with a byte changed, or of another shard: each is passed over and
     // its shard's result file read, so the output is the same.
@@ -1309,7 +1321,14 @@ fn the_join_takes_answers_from_the_downloads_digests_and_passes_over_any_not_of_
         .unwrap();
     assert!(made.success());
     assert_eq!(join_again("damaged.csv"), first_output);
-    std::fs::remove_file(digest(3)).unwrap();
+    // Each was written again as its file was read.
+    for shard in 0..4 {
+        assert!(
+            digest(shard).is_file(),
+            "shard {shard}'s digest is a file again"
+        );
+    }
+    assert_eq!(std::fs::read(digest(0)).unwrap(), whole);
 
     // An answer changed in a result file after its digest was written is the one joined.
     let results = workspace
