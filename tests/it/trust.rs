@@ -33,7 +33,24 @@ fn killed_run_copied_to(
     std::path::PathBuf,
     std::path::PathBuf,
 ) {
-    let (simulator, workspace) = review_run_killed_at(point, &["--quiet"]);
+    killed_run_of_reviews_copied_to(12, 6, point, copy_name)
+}
+
+/// As [`killed_run_copied_to`], for a review job of `rows` rows, `per_shard` a shard.
+fn killed_run_of_reviews_copied_to(
+    rows: usize,
+    per_shard: usize,
+    point: &str,
+    copy_name: &str,
+) -> (
+    StandaloneSimulator,
+    Workspace,
+    std::path::PathBuf,
+    std::path::PathBuf,
+) {
+    let simulator = StandaloneSimulator::start(&[]);
+    let workspace = review_workspace(rows, per_shard, "");
+    kill_review_run_at(&workspace, &simulator, point, &["--quiet"]);
     let run = workspace.single_run_directory();
     let copy = workspace.path().join(copy_name);
     copy_tree(&run, &copy);
@@ -1418,29 +1435,26 @@ fn a_retry_shards_answers_lost_with_the_snapshot_come_back_from_the_store_before
         Some(&json!({"seconds": 100_000.0})),
     );
     // A snapshot once the retry shard's batch is recorded, while it still runs.
-    let run = loop {
-        if let Some(run) = std::fs::read_dir(workspace.path().join("runs"))
-            .ok()
-            .and_then(|entries| {
-                entries
-                    .map(|entry| entry.unwrap().path())
-                    .find(|path| path.is_dir())
-            })
-        {
-            let status = workspace.run(&["status", run.to_str().unwrap(), "--json"]);
-            let status: Value = serde_json::from_slice(&status.stdout).unwrap_or(Value::Null);
-            let recorded = status["shards"].as_array().map_or(0, |shards| {
-                shards
-                    .iter()
-                    .filter(|shard| shard["batch_id"].is_string())
-                    .count()
-            });
-            if recorded == 3 {
-                break run;
-            }
+    let run = workspace.single_run_directory();
+    let waiting_since = std::time::Instant::now();
+    loop {
+        let status = workspace.run(&["status", run.to_str().unwrap(), "--json"]);
+        let status: Value = serde_json::from_slice(&status.stdout).unwrap_or(Value::Null);
+        let recorded = status["shards"].as_array().map_or(0, |shards| {
+            shards
+                .iter()
+                .filter(|shard| shard["batch_id"].is_string())
+                .count()
+        });
+        if recorded == 3 {
+            break;
         }
+        assert!(
+            waiting_since.elapsed() < Duration::from_secs(60),
+            "the retry shard's batch was never recorded: {status}"
+        );
         std::thread::sleep(Duration::from_millis(20));
-    };
+    }
     child.kill().unwrap();
     child.wait().unwrap();
     let snapshot = workspace.path().join("snapshot");
@@ -1517,17 +1531,8 @@ fn a_copy_of_a_live_run_directory_resumed_elsewhere_adopts_the_batches_the_origi
 
 #[test]
 fn a_copy_resumed_elsewhere_at_the_same_moment_as_the_original_keeps_one_batch_a_shard() {
-    let simulator = StandaloneSimulator::start(&[]);
-    let workspace = review_workspace(60, 4, "");
-    kill_review_run_at(
-        &workspace,
-        &simulator,
-        "after_upload_before_record",
-        &["--quiet"],
-    );
-    let run = workspace.single_run_directory();
-    let copy = workspace.path().join("copy-elsewhere");
-    copy_tree(&run, &copy);
+    let (simulator, workspace, run, copy) =
+        killed_run_of_reviews_copied_to(60, 4, "after_upload_before_record", "copy-elsewhere");
     // The copy's lock names a process on another machine: this host cannot tell it is alive.
     let lock = copy.join("dashbatch.lock");
     let holder = std::fs::read_to_string(&lock).unwrap();
@@ -1545,8 +1550,14 @@ fn a_copy_resumed_elsewhere_at_the_same_moment_as_the_original_keeps_one_batch_a
     };
     let original = resume(&run, "out.parquet");
     let other = resume(&copy, "copy.parquet");
+    wait_for_simulator_batches(&simulator, 15);
     let mut last = (0, std::time::Instant::now());
+    let waiting_since = std::time::Instant::now();
     while last.1.elapsed() < Duration::from_secs(2) {
+        assert!(
+            waiting_since.elapsed() < Duration::from_secs(60),
+            "the batches never stopped coming"
+        );
         let made = simulator_batches(&simulator);
         if made != last.0 || made < 15 {
             last = (made, std::time::Instant::now());
