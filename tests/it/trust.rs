@@ -22,17 +22,17 @@ fn simulator_batches(simulator: &StandaloneSimulator) -> usize {
     simulator.ledger()["batches"].as_array().unwrap().len()
 }
 
-/// A review run killed at `point` in its default run directory, and a copy of that directory
-/// made then at `copy_name` in the workspace: (simulator, workspace, run, copy).
-fn killed_run_copied_to(
-    point: &str,
-    copy_name: &str,
-) -> (
+/// A killed run's simulator and workspace, its run directory, and the copy made of it.
+type KilledRunAndCopy = (
     StandaloneSimulator,
     Workspace,
     std::path::PathBuf,
     std::path::PathBuf,
-) {
+);
+
+/// A review run killed at `point` in its default run directory, and a copy of that directory
+/// made then at `copy_name` in the workspace: (simulator, workspace, run, copy).
+fn killed_run_copied_to(point: &str, copy_name: &str) -> KilledRunAndCopy {
     killed_run_of_reviews_copied_to(12, 6, point, copy_name)
 }
 
@@ -42,12 +42,7 @@ fn killed_run_of_reviews_copied_to(
     per_shard: usize,
     point: &str,
     copy_name: &str,
-) -> (
-    StandaloneSimulator,
-    Workspace,
-    std::path::PathBuf,
-    std::path::PathBuf,
-) {
+) -> KilledRunAndCopy {
     let simulator = StandaloneSimulator::start(&[]);
     let workspace = review_workspace(rows, per_shard, "");
     kill_review_run_at(&workspace, &simulator, point, &["--quiet"]);
