@@ -4,9 +4,11 @@
 //! block starting with the same 8 bytes). Runs of equal size are merged sixteen at a time (like
 //! a base-16 counter), so tens of millions of keys make a few dozen runs and each key is
 //! rewritten twice at most (below about 470 million keys, with runs of about 115,000 keys
-//! written from memory). Memory stays near 1.1 bytes per key, and a merge frees its runs'
-//! filters before it builds the merged run's, so the two are never held at once. The files
-//! are anonymous temporary files, gone when the process ends, however it ends.
+//! written from memory). A merge runs on its own thread, one at a time, while its runs are
+//! still searched, so the caller goes on claiming keys meanwhile. Memory stays near 1.1 bytes
+//! per key: only a merge of a few million keys keeps its runs' filters while it builds the
+//! merged run's; a larger one frees them first. The files are anonymous temporary files, gone
+//! when the process ends, however it ends.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -14,6 +16,8 @@ use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use super::bloom_filter::{BloomFilter, FilterHashes};
 use crate::ledger::{FirstRowOfKey, KeyOrigin};
@@ -33,6 +37,11 @@ const RUNS_PER_MERGE: usize = 16;
 /// keys the claims' own filter already let through are checked against a run's (repeats, and
 /// about 1 in 300 new keys), so a false pass costs one read of a page seldom.
 const RUN_FILTER_BITS_PER_KEY: usize = 8;
+/// The most keys a merge makes while its runs keep their filters (then at most 4 MiB of
+/// filters are held twice). A larger merge, made from 29 million keys on, frees its runs'
+/// filters before it starts, so its runs are read for any key the claims' filter lets through
+/// while it runs.
+const MOST_KEYS_MERGED_WITH_FILTERS: u64 = 1 << 22;
 
 /// A key with its first row, as held in memory and on disk.
 pub type ClaimedKey = (RequestKey, FirstRowOfKey);
@@ -40,7 +49,19 @@ pub type ClaimedKey = (RequestKey, FirstRowOfKey);
 /// The runs of keys spilled so far.
 pub struct SortedKeyRuns {
     directory: PathBuf,
+    /// Runs not being merged, in the order they were made (higher tiers first). A merge in
+    /// the background took its runs from `runs[merging.at..]`; runs made since follow them.
     runs: Vec<SortedRun>,
+    merging: Option<MergeInBackground>,
+}
+
+/// A merge running on its own thread.
+struct MergeInBackground {
+    /// Where in `runs` the merged run goes (where its runs were).
+    at: usize,
+    /// The runs being merged, still searched until the merged run replaces them.
+    runs: Arc<Vec<SortedRun>>,
+    thread: JoinHandle<io::Result<SortedRun>>,
 }
 
 /// One run: records in key order in an anonymous file.
@@ -56,9 +77,9 @@ struct SortedRun {
 }
 
 /// Where a key was found: its first row, and the record's place in its run.
-struct FoundKey {
+struct FoundKey<'runs> {
     first: FirstRowOfKey,
-    run: usize,
+    run: &'runs SortedRun,
     record: u64,
 }
 
@@ -68,26 +89,27 @@ impl SortedKeyRuns {
         SortedKeyRuns {
             directory: directory.to_owned(),
             runs: Vec::new(),
+            merging: None,
         }
     }
 
     /// Keys in all runs.
     #[cfg(test)]
     fn len(&self) -> u64 {
-        self.runs.iter().map(|run| run.records).sum()
+        self.searched_runs().map(|run| run.records).sum()
     }
 
     /// Whether no key was spilled yet.
     pub fn is_empty(&self) -> bool {
-        self.runs.is_empty()
+        self.runs.is_empty() && self.merging.is_none()
     }
 
     /// Writes `keys` (in key order, none already in a run) as a new run, then merges runs of
-    /// equal size while [`RUNS_PER_MERGE`] of them lie at the end. Runs are only replaced once
+    /// equal size, [`RUNS_PER_MERGE`] at a time, in the background. Runs are only replaced once
     /// their merge is written, so a failure loses no key already held.
     ///
     /// # Errors
-    /// When the run cannot be written.
+    /// When the run cannot be written, or a merge failed.
     pub fn add_run(&mut self, keys: &[ClaimedKey]) -> io::Result<()> {
         debug_assert!(keys.windows(2).all(|pair| pair[0].0.0 < pair[1].0.0));
         if keys.is_empty() {
@@ -98,27 +120,103 @@ impl SortedKeyRuns {
             writer.push(key)?;
         }
         self.runs.push(writer.finish()?);
-        while self.runs.len() >= RUNS_PER_MERGE {
-            let last = &self.runs[self.runs.len() - RUNS_PER_MERGE..];
-            let tier = last[0].tier;
-            if last.iter().any(|run| run.tier != tier) {
-                break;
+        if self
+            .merging
+            .as_ref()
+            .is_some_and(|merge| merge.thread.is_finished())
+        {
+            self.finish_merge()?;
+        }
+        while let Some(first_merged) = self.first_run_of_a_due_merge() {
+            if self.merging.is_some() {
+                // One merge at a time: the one running may make another due (a carry).
+                self.finish_merge()?;
+                continue;
             }
-            let first_merged = self.runs.len() - RUNS_PER_MERGE;
-            // The merged run's filter replaces theirs: free them first. Should the merge fail,
-            // the runs stay, searched without a filter.
-            for run in &mut self.runs[first_merged..] {
-                run.filter = None;
-            }
-            let merging = &self.runs[first_merged..];
-            let records = merging.iter().map(|run| run.records).sum::<u64>();
-            let mut writer = RunWriter::create(&self.directory, records as usize, tier + 1)?;
-            merge_in_key_order(merging, &[], |key| writer.push(key))?;
-            let merged = writer.finish()?;
-            self.runs.truncate(first_merged);
-            self.runs.push(merged);
+            self.start_merge(first_merged)?;
         }
         Ok(())
+    }
+
+    /// Where the first [`RUNS_PER_MERGE`] runs of one tier start, when there are that many.
+    /// Tiers never rise along `runs`, so the highest tier due is merged first.
+    fn first_run_of_a_due_merge(&self) -> Option<usize> {
+        let mut first_of_tier = 0;
+        for (index, run) in self.runs.iter().enumerate() {
+            if run.tier != self.runs[first_of_tier].tier {
+                first_of_tier = index;
+            }
+            if index + 1 - first_of_tier == RUNS_PER_MERGE {
+                return Some(first_of_tier);
+            }
+        }
+        None
+    }
+
+    /// Starts merging `runs[first_merged..first_merged + RUNS_PER_MERGE]` on its own thread.
+    fn start_merge(&mut self, first_merged: usize) -> io::Result<()> {
+        let mut merging: Vec<SortedRun> = self
+            .runs
+            .drain(first_merged..first_merged + RUNS_PER_MERGE)
+            .collect();
+        let records = merging.iter().map(|run| run.records).sum::<u64>();
+        let tier = merging[0].tier + 1;
+        if records > MOST_KEYS_MERGED_WITH_FILTERS {
+            // The merged run's filter replaces theirs: free them first. Should the merge fail,
+            // the runs stay, searched without a filter.
+            for run in &mut merging {
+                run.filter = None;
+            }
+        }
+        let merging = Arc::new(merging);
+        let directory = self.directory.clone();
+        let runs = Arc::clone(&merging);
+        let spawned = std::thread::Builder::new()
+            .name("key-run-merge".to_owned())
+            .spawn(move || {
+                let mut writer = RunWriter::create(&directory, records as usize, tier)?;
+                merge_in_key_order(&runs, &[], |key| writer.push(key))?;
+                writer.finish()
+            });
+        match spawned {
+            Ok(thread) => {
+                self.merging = Some(MergeInBackground {
+                    at: first_merged,
+                    runs: merging,
+                    thread,
+                });
+                Ok(())
+            }
+            Err(error) => {
+                let merging = Arc::into_inner(merging).expect("no thread holds the runs");
+                self.runs.splice(first_merged..first_merged, merging);
+                Err(error)
+            }
+        }
+    }
+
+    /// Waits for the merge in the background, if one runs, and puts its run in place of the
+    /// runs it merged (or, when it failed, puts those back and gives its error).
+    fn finish_merge(&mut self) -> io::Result<()> {
+        let Some(merge) = self.merging.take() else {
+            return Ok(());
+        };
+        let merged = merge.thread.join().unwrap_or_else(|_| {
+            Err(io::Error::other(
+                "merging spilled request keys stopped unexpectedly",
+            ))
+        });
+        let merging = Arc::into_inner(merge.runs).expect("the merge's thread has ended");
+        match merged {
+            Ok(run) => {
+                self.runs.insert(merge.at, run);
+                Ok(())
+            }
+            Err(error) => {
+                self.runs.splice(merge.at..merge.at, merging);
+                Err(error)
+            }
+        }
     }
 
     /// The first row of `key`, when a run holds it.
@@ -133,14 +231,15 @@ impl SortedKeyRuns {
     ///
     /// # Errors
     /// When the run cannot be read or written.
-    pub fn set_origin(&self, key: &RequestKey, origin: KeyOrigin) -> io::Result<bool> {
+    /// (A merge in the background is waited for first, lest the run written to be one it
+    /// has already read.)
+    pub fn set_origin(&mut self, key: &RequestKey, origin: KeyOrigin) -> io::Result<bool> {
+        self.finish_merge()?;
         let Some(found) = self.locate(key)? else {
             return Ok(false);
         };
         let at = found.record * RECORD_BYTES as u64 + (RECORD_BYTES - 1) as u64;
-        self.runs[found.run]
-            .file
-            .write_all_at(&[origin.code() as u8], at)?;
+        found.run.file.write_all_at(&[origin.code() as u8], at)?;
         Ok(true)
     }
 
@@ -149,18 +248,25 @@ impl SortedKeyRuns {
     /// # Errors
     /// When a run cannot be read, or `each` fails.
     pub fn for_each_in_key_order<E: From<io::Error>>(
-        &self,
+        &mut self,
         pending: &[ClaimedKey],
         each: impl FnMut(&ClaimedKey) -> Result<(), E>,
     ) -> Result<(), E> {
+        self.finish_merge()?;
         merge_in_key_order(&self.runs, pending, each)
     }
 
-    fn locate(&self, key: &RequestKey) -> io::Result<Option<FoundKey>> {
+    /// Every run that may hold a key: the newest first, then those being merged.
+    fn searched_runs(&self) -> impl Iterator<Item = &SortedRun> {
+        let merging = self.merging.iter().flat_map(|merge| merge.runs.iter());
+        self.runs.iter().rev().chain(merging)
+    }
+
+    fn locate(&self, key: &RequestKey) -> io::Result<Option<FoundKey<'_>>> {
         let hashes = run_filter_hashes(key);
         let mut block = [0_u8; RECORD_BYTES * RECORDS_PER_BLOCK];
         let prefix = key_prefix(&key.0);
-        for (run_index, run) in self.runs.iter().enumerate().rev() {
+        for run in self.searched_runs() {
             if run
                 .filter
                 .as_ref()
@@ -188,7 +294,7 @@ impl SortedKeyRuns {
                         decode_record(&bytes[position * RECORD_BYTES..][..RECORD_BYTES])?;
                     return Ok(Some(FoundKey {
                         first,
-                        run: run_index,
+                        run,
                         record: first_record + position as u64,
                     }));
                 }
@@ -360,6 +466,19 @@ fn run_filter_hashes(key: &RequestKey) -> FilterHashes {
 mod tests {
     use super::*;
 
+    impl SortedKeyRuns {
+        /// Makes every merge due and waits for each, so a test sees the same runs whatever
+        /// the threads' timing (a merge that ends before the next run is added carries at
+        /// once; one still running carries at a later run).
+        fn finish_every_due_merge(&mut self) {
+            self.finish_merge().unwrap();
+            while let Some(first_merged) = self.first_run_of_a_due_merge() {
+                self.start_merge(first_merged).unwrap();
+                self.finish_merge().unwrap();
+            }
+        }
+    }
+
     fn key(seed: u64) -> RequestKey {
         use sha2::{Digest, Sha256};
         RequestKey(Sha256::digest(seed.to_le_bytes()).into())
@@ -391,6 +510,7 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(runs.len(), 260 * 250);
+        runs.finish_every_due_merge();
         assert_eq!(runs.runs[0].tier, 2);
         assert_eq!(
             runs.runs.len(),
@@ -470,11 +590,89 @@ mod tests {
             runs.add_run(&sorted_run(run * 1_000..(run + 1) * 1_000))
                 .unwrap();
         }
+        runs.finish_every_due_merge();
         assert_eq!(runs.runs.len(), 1, "sixteen runs of one size are merged");
         assert_eq!(
             runs.find(&key(5)).unwrap().map(|first| first.origin),
             Some(KeyOrigin::Store)
         );
+    }
+
+    #[test]
+    fn keys_are_found_while_their_runs_are_merged_and_an_origin_set_then_is_kept() {
+        let directory = tempfile::tempdir().unwrap();
+        let mut runs = SortedKeyRuns::new(directory.path());
+        for run in 0..RUNS_PER_MERGE as u64 {
+            runs.add_run(&sorted_run(run * 100..(run + 1) * 100))
+                .unwrap();
+        }
+        // The merge stays in the background until a later call needs it settled.
+        assert!(runs.merging.is_some() && runs.runs.is_empty());
+        assert!(!runs.is_empty());
+        assert_eq!(runs.len(), 1_600);
+        for seed in 0..1_600 {
+            assert_eq!(
+                runs.find(&key(seed)).unwrap().map(|first| first.row_number),
+                Some(seed + 1),
+                "seed {seed}"
+            );
+        }
+        assert!(runs.find(&key(1_600)).unwrap().is_none());
+        // A run made while the merge runs goes after the merged run.
+        runs.add_run(&sorted_run(1_600..1_700)).unwrap();
+        assert!(runs.set_origin(&key(7), KeyOrigin::Adopted).unwrap());
+        assert!(runs.merging.is_none());
+        assert_eq!(
+            runs.runs.iter().map(|run| run.tier).collect::<Vec<_>>(),
+            [1, 0]
+        );
+        assert_eq!(
+            runs.find(&key(7)).unwrap().map(|first| first.origin),
+            Some(KeyOrigin::Adopted)
+        );
+        assert_eq!(runs.len(), 1_700);
+    }
+
+    #[test]
+    fn a_failed_merge_gives_its_runs_back_in_place_and_says_why() {
+        let directory = tempfile::tempdir().unwrap();
+        let mut runs = SortedKeyRuns::new(directory.path());
+        for run in 0..3 {
+            runs.add_run(&sorted_run(run * 100..(run + 1) * 100))
+                .unwrap();
+        }
+        let taken: Vec<SortedRun> = runs.runs.drain(..2).collect();
+        runs.merging = Some(MergeInBackground {
+            at: 0,
+            runs: Arc::new(taken),
+            thread: std::thread::spawn(|| Err(io::Error::other("the disk is full"))),
+        });
+        let error = runs.finish_merge().unwrap_err();
+        assert_eq!(error.to_string(), "the disk is full");
+        assert!(runs.merging.is_none());
+        runs.add_run(&sorted_run(300..400)).unwrap();
+        assert_eq!(
+            runs.runs.len(),
+            4,
+            "the two runs are back, before the newer two"
+        );
+        let firsts: Vec<u64> = runs
+            .runs
+            .iter()
+            .map(|run| {
+                let mut seen = Vec::new();
+                merge_in_key_order(std::slice::from_ref(run), &[], |claimed| {
+                    seen.push(claimed.1.row_number);
+                    Ok::<(), io::Error>(())
+                })
+                .unwrap();
+                seen.into_iter().min().unwrap()
+            })
+            .collect();
+        assert_eq!(firsts, [1, 101, 201, 301]);
+        for seed in 0..400 {
+            assert!(runs.find(&key(seed)).unwrap().is_some(), "seed {seed}");
+        }
     }
 
     #[test]
