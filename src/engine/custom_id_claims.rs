@@ -13,6 +13,8 @@ use std::fs::File;
 use std::hash::{BuildHasher, Hasher};
 use std::io::{BufReader, BufWriter, Read, Seek, Write};
 
+use rustc_hash::FxHashSet;
+
 use super::bloom_filter::{FilterHashes, GrowingBloomFilter};
 
 /// Candidates held before they are checked.
@@ -39,7 +41,10 @@ pub struct ClaimingRow {
 pub struct CustomIdClaims {
     /// Every claimed id is in it.
     filter: GrowingBloomFilter,
-    /// Every claimed id with its row: row (8 bytes), id length (4 bytes), id.
+    /// Every claimed id with its row: row (8 bytes), the id's first filter hash (8 bytes), id
+    /// length (4 bytes), id. The pass over it compares the hashes first, so it reads (and
+    /// hashes again) only the ids whose hash a candidate has: at 10 million rows it took
+    /// 0.45 s at the end of planning when it hashed every id again.
     log: BufWriter<File>,
     /// Ids the filter may have seen, with the rows that claimed them.
     candidates: HashMap<String, Vec<ClaimingRow>>,
@@ -107,6 +112,7 @@ impl CustomIdClaims {
             self.filter.insert(hashes);
         }
         self.log.write_all(&row_number.to_le_bytes())?;
+        self.log.write_all(&hashes.first.to_le_bytes())?;
         self.log.write_all(
             &u32::try_from(custom_id.len())
                 .unwrap_or(u32::MAX)
@@ -137,8 +143,13 @@ impl CustomIdClaims {
         let file = self.log.get_mut();
         file.rewind()?;
         let mut first_rows: HashMap<&str, u64> = HashMap::with_capacity(self.candidates.len());
+        let candidate_hashes: FxHashSet<u64> = self
+            .candidates
+            .keys()
+            .map(|custom_id| Self::hashes(custom_id).first)
+            .collect();
         let mut reader = BufReader::with_capacity(1 << 16, &*file);
-        let mut header = [0u8; 12];
+        let mut header = [0u8; 20];
         let mut id = Vec::new();
         loop {
             match reader.read_exact(&mut header) {
@@ -147,7 +158,12 @@ impl CustomIdClaims {
                 Err(error) => return Err(error),
             }
             let row = u64::from_le_bytes(header[..8].try_into().expect("8 bytes"));
-            let length = u32::from_le_bytes(header[8..].try_into().expect("4 bytes")) as usize;
+            let hash = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
+            let length = u32::from_le_bytes(header[16..].try_into().expect("4 bytes")) as usize;
+            if !candidate_hashes.contains(&hash) {
+                reader.seek_relative(length as i64)?;
+                continue;
+            }
             id.resize(length, 0);
             reader.read_exact(&mut id)?;
             if let Ok(text) = std::str::from_utf8(&id)

@@ -16,7 +16,7 @@ use crate::job::Job;
 use crate::ledger::{Ledger, ShardRecord};
 use crate::provider::ProviderProfile;
 use crate::render::{RenderError, RenderedRequest, RenderedRow, RequestRenderer};
-use crate::request_key::RequestKey;
+use crate::request_key::{RequestKey, RequestKeyMaker};
 use crate::shard::{Placement, ShardPlanner, shard_limits};
 use crate::table::{DigestAlgorithm, open_table_digesting, open_table_with};
 
@@ -154,6 +154,7 @@ pub fn plan_shards(
     // The next row's id hashes and request key, made while this row is handled so that the
     // claims' filter blocks they need are loaded by the time it comes (`prefetch`).
     let mut looked_ahead: Option<(u64, FilterHashes, RequestKey)> = None;
+    let key_maker = RequestKeyMaker::new(&reuse.provider_identity, renderer.endpoint());
     // Each full shard is written and synced by its own thread while the next one fills.
     let mut shards = ShardsClosing::default();
     let mut open_shard: Option<ShardFileWriter> = None;
@@ -235,11 +236,7 @@ pub fn plan_shards(
                     if checks_ids {
                         id_claims.prefetch(id_hashes);
                     }
-                    let key = RequestKey::new(
-                        &reuse.provider_identity,
-                        renderer.endpoint(),
-                        &next.body_digest,
-                    );
+                    let key = key_maker.key(&next.body_digest);
                     reuse.prefetch(&key);
                     looked_ahead = Some((next.row_number, id_hashes, key));
                 }
@@ -271,11 +268,7 @@ pub fn plan_shards(
                 };
                 let key = match this_row_ahead {
                     Some((_, _, key)) => key,
-                    None => RequestKey::new(
-                        &reuse.provider_identity,
-                        renderer.endpoint(),
-                        &rendered.body_digest,
-                    ),
+                    None => key_maker.key(&rendered.body_digest),
                 };
                 let decision = reuse.decide(
                     ledger,
