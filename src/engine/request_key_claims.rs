@@ -143,14 +143,43 @@ impl RequestKeyClaims {
         Ok(())
     }
 
-    /// The keys held in memory, in key order.
+    /// The keys held in memory, in key order: placed by their first two bytes (a counting
+    /// sort, as keys are SHA-256 values spread evenly), then each group of about two sorted.
+    /// At 10 million rows a comparison sort of the whole took 3–4% of `validate`'s CPU.
     fn sorted_pending(&self) -> Vec<ClaimedKey> {
-        let mut keys: Vec<ClaimedKey> = self
-            .pending
-            .iter()
-            .map(|(key, first)| (*key, *first))
-            .collect();
-        keys.sort_unstable_by_key(|(key, _)| key.0);
+        const GROUPS: usize = 1 << 16;
+        let group_of = |key: &RequestKey| usize::from(u16::from_be_bytes([key.0[0], key.0[1]]));
+        let mut group_ends = vec![0_usize; GROUPS];
+        for key in self.pending.keys() {
+            group_ends[group_of(key)] += 1;
+        }
+        let mut next_in_group = Vec::with_capacity(GROUPS);
+        let mut end = 0;
+        for count in &mut group_ends {
+            next_in_group.push(end);
+            end += *count;
+            *count = end;
+        }
+        let mut keys: Vec<ClaimedKey> = vec![
+            (
+                RequestKey([0; 32]),
+                FirstRowOfKey {
+                    row_number: 0,
+                    origin: KeyOrigin::Batch,
+                },
+            );
+            self.pending.len()
+        ];
+        for (key, first) in &self.pending {
+            let slot = &mut next_in_group[group_of(key)];
+            keys[*slot] = (*key, *first);
+            *slot += 1;
+        }
+        let mut start = 0;
+        for end in group_ends {
+            keys[start..end].sort_unstable_by_key(|(key, _)| key.0);
+            start = end;
+        }
         keys
     }
 
@@ -252,6 +281,31 @@ mod tests {
             count + 1 - 2,
             "every key but the two not sent"
         );
+    }
+
+    #[test]
+    fn held_keys_are_given_in_key_order_with_their_rows() {
+        let mut claims = RequestKeyClaims::new(false);
+        // Keys sharing their first two bytes, and keys from the whole range.
+        let mut expected = Vec::new();
+        for seed in 0..PENDING_LIMIT as u64 {
+            let mut bytes = key(seed).0;
+            if seed % 3 == 0 {
+                bytes[..2].copy_from_slice(&[0x12, 0x34]);
+            }
+            let key = RequestKey(bytes);
+            assert_eq!(claims.claim(&key, seed + 1).unwrap(), None);
+            expected.push((
+                key,
+                FirstRowOfKey {
+                    row_number: seed + 1,
+                    origin: KeyOrigin::Batch,
+                },
+            ));
+        }
+        expected.sort_unstable_by_key(|(key, _)| key.0);
+        assert_eq!(claims.sorted_pending(), expected);
+        assert!(RequestKeyClaims::new(false).sorted_pending().is_empty());
     }
 
     #[test]
