@@ -998,12 +998,11 @@ impl RequestRenderer {
         if self.image_slots.is_empty() && self.fixed_messages_start.is_some() {
             // The messages after the job's own system message, whose start the line writer
             // holds and has hashed: the user's message only is written, once.
-            let mut user_message = Vec::with_capacity(user_text.len() + 32);
-            push_json_string(&mut user_message, &user_text);
-            user_message.extend_from_slice(USER_MESSAGE_END);
-            let (line, body_digest) = self
-                .line_writer
-                .write_after_entry_start(&custom_id, &user_message);
+            let (line, body_digest) = self.line_writer.write_text_after_entry_start(
+                &custom_id,
+                &user_text,
+                USER_MESSAGE_END,
+            );
             return Ok(RenderedRow::Request(RenderedRequest {
                 row_number,
                 line,

@@ -12,6 +12,10 @@ use sha2::{Digest, Sha256};
 use crate::canonical_json::write_canonical;
 use crate::request_key::BodyDigest;
 
+/// What every request line starts and ends with.
+const LINE_START: &[u8] = b"{\"custom_id\":";
+const LINE_END: &[u8] = b"}}";
+
 /// Writes the request lines of one job.
 #[derive(Debug, Clone)]
 pub struct RequestLineWriter {
@@ -118,10 +122,40 @@ impl RequestLineWriter {
         )
     }
 
-    /// The line of `custom_id` whose per-row entry is `entry`'s pieces one after another.
-    fn line(&self, custom_id: &str, entry: &[&[u8]]) -> Vec<u8> {
-        const LINE_START: &[u8] = b"{\"custom_id\":";
-        const LINE_END: &[u8] = b"}}";
+    /// As [`Self::write_after_entry_start`] for the rest made of `text` as a JSON string, then
+    /// `after_text`: the text is escaped straight into the line, and the digest hashes it there
+    /// (no buffer of its own to fill and copy for every row).
+    ///
+    /// # Panics
+    /// When no start was given.
+    pub fn write_text_after_entry_start(
+        &self,
+        custom_id: &str,
+        text: &str,
+        after_text: &[u8],
+    ) -> (Vec<u8>, BodyDigest) {
+        let (start, hashed) = self
+            .hashed_entry_start
+            .as_ref()
+            .expect("an entry start given to the writer");
+        // Room for the text's quotes and a few escapes (its line breaks, say): a line that
+        // outgrows its room is copied whole into twice the room.
+        let text_room = text.len() + text.len() / 8 + 16;
+        let mut line = self.line_start(custom_id, start.len() + text_room + after_text.len());
+        line.extend_from_slice(start);
+        let rest_at = line.len();
+        push_json_string(&mut line, text);
+        line.extend_from_slice(after_text);
+        let mut hasher = hashed.clone();
+        hasher.update(&line[rest_at..]);
+        hasher.update(&self.canonical_after);
+        line.extend_from_slice(LINE_END);
+        (line, hasher.finalize().into())
+    }
+
+    /// The line of `custom_id` up to its per-row entry, with room for `entry_bytes` more and
+    /// the line's end.
+    fn line_start(&self, custom_id: &str, entry_bytes: usize) -> Vec<u8> {
         // The whole line, so it is never grown (and copied) on the way: an id needing no escape
         // takes its length and two quotes.
         let mut line = Vec::with_capacity(
@@ -129,12 +163,21 @@ impl RequestLineWriter {
                 + custom_id.len()
                 + 2
                 + self.line_middle.len()
-                + entry.iter().map(|piece| piece.len()).sum::<usize>()
+                + entry_bytes
                 + LINE_END.len(),
         );
         line.extend_from_slice(LINE_START);
         push_json_string(&mut line, custom_id);
         line.extend_from_slice(&self.line_middle);
+        line
+    }
+
+    /// The line of `custom_id` whose per-row entry is `entry`'s pieces one after another.
+    fn line(&self, custom_id: &str, entry: &[&[u8]]) -> Vec<u8> {
+        let mut line = self.line_start(
+            custom_id,
+            entry.iter().map(|piece| piece.len()).sum::<usize>(),
+        );
         for piece in entry {
             line.extend_from_slice(piece);
         }
@@ -235,6 +278,31 @@ mod tests {
                                 assert_eq!(digest, expected_digest);
                             }
                         }
+                        // A message's text escaped into the line after a start that ends
+                        // where its string begins.
+                        let mut texts_found = 0;
+                        for text in [
+                            "评论：很好\\很好",
+                            "You label \"sentiment\".\n\tOnly JSON \u{1}.",
+                        ] {
+                            let string = serde_json::to_string(text).unwrap();
+                            let Some(at) = String::from_utf8_lossy(&value_text).find(&string)
+                            else {
+                                continue;
+                            };
+                            let with_start =
+                                RequestLineWriter::new(fixed.as_object().unwrap(), endpoint, key)
+                                    .with_entry_start(value_text[..at].to_vec());
+                            let (line, digest) = with_start.write_text_after_entry_start(
+                                id,
+                                text,
+                                &value_text[at + string.len()..],
+                            );
+                            assert_eq!(String::from_utf8(line).unwrap(), expected_line);
+                            assert_eq!(digest, expected_digest, "{fixed} {key} {id} {text}");
+                            texts_found += 1;
+                        }
+                        assert_eq!(texts_found, if key == "messages" { 2 } else { 0 });
                     }
                 }
             }
