@@ -23,6 +23,22 @@ pub const LARGE_BLOCK_BYTES: usize = 256 * 1024;
 /// See the module's documentation.
 pub struct SplitAllocator;
 
+/// Gives back to the system what both allocators hold freed, once a stage that used a great
+/// deal of memory is over. The allocators keep freed memory for the next blocks (glibc keeps
+/// its arenas at their peak, `main.rs`); that suits a stage that needs it again, but after
+/// planning 10 million rows a run held about 100 MiB it no longer used (30 MiB after 1
+/// million) through hours of waiting, and its join then took more besides: 150–170 MiB at
+/// its peak, against about 100 MiB for the same join run alone.
+pub fn return_freed_memory() {
+    // SAFETY: asks mimalloc to free and purge what it can; no block in use is touched.
+    unsafe { libmimalloc_sys::mi_collect(true) };
+    // SAFETY: asks glibc to give back the free memory of its arenas; no block in use moves.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 fn is_large(size: usize) -> bool {
     size >= LARGE_BLOCK_BYTES
 }

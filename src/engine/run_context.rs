@@ -427,6 +427,8 @@ impl Run {
                 ))
             })?;
         }
+        // Planning's memory is freed by now: what the allocators keep of it goes back.
+        crate::split_allocator::return_freed_memory();
         self.budget.refuse_if_over_before_first_upload(
             &self.ledger,
             &self.run_directory,

@@ -17,6 +17,7 @@ use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
 use super::bloom_filter::{BloomFilter, FilterHashes};
@@ -50,7 +51,8 @@ pub type ClaimedKey = (RequestKey, FirstRowOfKey);
 pub struct SortedKeyRuns {
     directory: PathBuf,
     /// Runs not being merged, in the order they were made (higher tiers first). A merge in
-    /// the background took its runs from `runs[merging.at..]`; runs made since follow them.
+    /// the background took its runs from `runs[merging.at..]`; the runs after that place were
+    /// after them then, or were made since.
     runs: Vec<SortedRun>,
     merging: Option<MergeInBackground>,
 }
@@ -61,7 +63,24 @@ struct MergeInBackground {
     at: usize,
     /// The runs being merged, still searched until the merged run replaces them.
     runs: Arc<Vec<SortedRun>>,
+    /// Set when the runs are let go while the merge runs: it stops at its next check.
+    stop: Arc<AtomicBool>,
     thread: JoinHandle<io::Result<SortedRun>>,
+}
+
+/// Keys a merge writes between two looks at its `stop`.
+const KEYS_BETWEEN_STOP_CHECKS: u64 = 1 << 16;
+
+impl Drop for SortedKeyRuns {
+    /// A merge still running is stopped and waited for, so it writes nothing once the plan
+    /// that spilled its keys has ended (a plan that keeps no keys in the ledger never waits
+    /// for it otherwise).
+    fn drop(&mut self) {
+        if let Some(merge) = self.merging.take() {
+            merge.stop.store(true, Ordering::Relaxed);
+            let _ = merge.thread.join();
+        }
+    }
 }
 
 /// One run: records in key order in an anonymous file.
@@ -169,13 +188,22 @@ impl SortedKeyRuns {
             }
         }
         let merging = Arc::new(merging);
+        let stop = Arc::new(AtomicBool::new(false));
         let directory = self.directory.clone();
         let runs = Arc::clone(&merging);
+        let stopped = Arc::clone(&stop);
         let spawned = std::thread::Builder::new()
             .name("key-run-merge".to_owned())
             .spawn(move || {
                 let mut writer = RunWriter::create(&directory, records as usize, tier)?;
-                merge_in_key_order(&runs, &[], |key| writer.push(key))?;
+                merge_in_key_order(&runs, &[], |key| {
+                    if writer.records.is_multiple_of(KEYS_BETWEEN_STOP_CHECKS)
+                        && stopped.load(Ordering::Relaxed)
+                    {
+                        return Err(io::Error::other("the merge was stopped"));
+                    }
+                    writer.push(key)
+                })?;
                 writer.finish()
             });
         match spawned {
@@ -183,6 +211,7 @@ impl SortedKeyRuns {
                 self.merging = Some(MergeInBackground {
                     at: first_merged,
                     runs: merging,
+                    stop,
                     thread,
                 });
                 Ok(())
@@ -256,7 +285,8 @@ impl SortedKeyRuns {
         merge_in_key_order(&self.runs, pending, each)
     }
 
-    /// Every run that may hold a key: the newest first, then those being merged.
+    /// Every run that may hold a key: those not being merged, the newest first, then those
+    /// being merged (keys are in one run only, so the order is only a guess at the likeliest).
     fn searched_runs(&self) -> impl Iterator<Item = &SortedRun> {
         let merging = self.merging.iter().flat_map(|merge| merge.runs.iter());
         self.runs.iter().rev().chain(merging)
@@ -634,6 +664,25 @@ mod tests {
     }
 
     #[test]
+    fn runs_let_go_while_they_are_merged_stop_the_merge_and_wait_for_it() {
+        let directory = tempfile::tempdir().unwrap();
+        let mut runs = SortedKeyRuns::new(directory.path());
+        for run in 0..RUNS_PER_MERGE as u64 {
+            runs.add_run(&sorted_run(run * 20_000..(run + 1) * 20_000))
+                .unwrap();
+        }
+        let merge = runs.merging.as_ref().unwrap();
+        let (stop, merged_runs) = (Arc::clone(&merge.stop), Arc::clone(&merge.runs));
+        drop(runs);
+        assert!(stop.load(Ordering::Relaxed));
+        assert_eq!(
+            Arc::strong_count(&merged_runs),
+            1,
+            "the merge's thread has ended"
+        );
+    }
+
+    #[test]
     fn a_failed_merge_gives_its_runs_back_in_place_and_says_why() {
         let directory = tempfile::tempdir().unwrap();
         let mut runs = SortedKeyRuns::new(directory.path());
@@ -645,6 +694,7 @@ mod tests {
         runs.merging = Some(MergeInBackground {
             at: 0,
             runs: Arc::new(taken),
+            stop: Arc::new(AtomicBool::new(false)),
             thread: std::thread::spawn(|| Err(io::Error::other("the disk is full"))),
         });
         let error = runs.finish_merge().unwrap_err();
