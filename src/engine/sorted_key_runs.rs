@@ -217,8 +217,7 @@ impl SortedKeyRuns {
                 Ok(())
             }
             Err(error) => {
-                let merging = Arc::into_inner(merging).expect("no thread holds the runs");
-                self.runs.splice(first_merged..first_merged, merging);
+                self.put_back(first_merged, merging);
                 Err(error)
             }
         }
@@ -235,17 +234,23 @@ impl SortedKeyRuns {
                 "merging spilled request keys stopped unexpectedly",
             ))
         });
-        let merging = Arc::into_inner(merge.runs).expect("the merge's thread has ended");
         match merged {
             Ok(run) => {
                 self.runs.insert(merge.at, run);
                 Ok(())
             }
             Err(error) => {
-                self.runs.splice(merge.at..merge.at, merging);
+                self.put_back(merge.at, merge.runs);
                 Err(error)
             }
         }
+    }
+
+    /// Puts the runs of a merge that did not happen back at `at`, where they were taken from.
+    /// Called only once no thread holds them (the merge's never started, or has ended).
+    fn put_back(&mut self, at: usize, runs: Arc<Vec<SortedRun>>) {
+        let runs = Arc::into_inner(runs).expect("no merge's thread holds the runs");
+        self.runs.splice(at..at, runs);
     }
 
     /// The first row of `key`, when a run holds it.
@@ -509,6 +514,18 @@ mod tests {
         }
     }
 
+    /// Runs made from `runs` runs of `keys_per_run` consecutive seeds each, in a new directory
+    /// (kept alive by the first value).
+    fn runs_of(runs: u64, keys_per_run: u64) -> (tempfile::TempDir, SortedKeyRuns) {
+        let directory = tempfile::tempdir().unwrap();
+        let mut made = SortedKeyRuns::new(directory.path());
+        for run in 0..runs {
+            made.add_run(&sorted_run(run * keys_per_run..(run + 1) * keys_per_run))
+                .unwrap();
+        }
+        (directory, made)
+    }
+
     fn key(seed: u64) -> RequestKey {
         use sha2::{Digest, Sha256};
         RequestKey(Sha256::digest(seed.to_le_bytes()).into())
@@ -532,13 +549,8 @@ mod tests {
 
     #[test]
     fn every_spilled_key_is_found_through_merges_and_no_other() {
-        let directory = tempfile::tempdir().unwrap();
-        let mut runs = SortedKeyRuns::new(directory.path());
         // 260 runs of 250 keys: merges into tier 1, and 16 × 16 = 256 runs become one tier-2 run.
-        for run in 0..260 {
-            runs.add_run(&sorted_run(run * 250..(run + 1) * 250))
-                .unwrap();
-        }
+        let (_directory, mut runs) = runs_of(260, 250);
         assert_eq!(runs.len(), 260 * 250);
         runs.finish_every_due_merge();
         assert_eq!(runs.runs[0].tier, 2);
@@ -630,12 +642,7 @@ mod tests {
 
     #[test]
     fn keys_are_found_while_their_runs_are_merged_and_an_origin_set_then_is_kept() {
-        let directory = tempfile::tempdir().unwrap();
-        let mut runs = SortedKeyRuns::new(directory.path());
-        for run in 0..RUNS_PER_MERGE as u64 {
-            runs.add_run(&sorted_run(run * 100..(run + 1) * 100))
-                .unwrap();
-        }
+        let (_directory, mut runs) = runs_of(RUNS_PER_MERGE as u64, 100);
         // The merge stays in the background until a later call needs it settled.
         assert!(runs.merging.is_some() && runs.runs.is_empty());
         assert!(!runs.is_empty());
@@ -665,12 +672,7 @@ mod tests {
 
     #[test]
     fn runs_let_go_while_they_are_merged_stop_the_merge_and_wait_for_it() {
-        let directory = tempfile::tempdir().unwrap();
-        let mut runs = SortedKeyRuns::new(directory.path());
-        for run in 0..RUNS_PER_MERGE as u64 {
-            runs.add_run(&sorted_run(run * 20_000..(run + 1) * 20_000))
-                .unwrap();
-        }
+        let (_directory, runs) = runs_of(RUNS_PER_MERGE as u64, 20_000);
         let merge = runs.merging.as_ref().unwrap();
         let (stop, merged_runs) = (Arc::clone(&merge.stop), Arc::clone(&merge.runs));
         drop(runs);
@@ -684,12 +686,7 @@ mod tests {
 
     #[test]
     fn a_failed_merge_gives_its_runs_back_in_place_and_says_why() {
-        let directory = tempfile::tempdir().unwrap();
-        let mut runs = SortedKeyRuns::new(directory.path());
-        for run in 0..3 {
-            runs.add_run(&sorted_run(run * 100..(run + 1) * 100))
-                .unwrap();
-        }
+        let (_directory, mut runs) = runs_of(3, 100);
         let taken: Vec<SortedRun> = runs.runs.drain(..2).collect();
         runs.merging = Some(MergeInBackground {
             at: 0,
