@@ -24,6 +24,7 @@
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use twox_hash::XxHash3_128;
@@ -90,21 +91,16 @@ impl SourceFacts {
         let length = metadata.len();
         let mut hasher = XxHash3_128::new();
         let mut sample = vec![0; SAMPLE_BYTES.min(length) as usize];
-        read_exact_at(file, &mut sample, 0)?;
+        file.read_exact_at(&mut sample, 0)?;
         hasher.write(&sample);
         if length > SAMPLE_BYTES {
             let tail = SAMPLE_BYTES.min(length - SAMPLE_BYTES);
             sample.resize(tail as usize, 0);
-            read_exact_at(file, &mut sample, length - tail)?;
+            file.read_exact_at(&mut sample, length - tail)?;
             hasher.write(&sample);
         }
-        #[cfg(unix)]
-        let (changed_seconds, changed_nanoseconds) = {
-            use std::os::unix::fs::MetadataExt;
-            (metadata.ctime(), metadata.ctime_nsec() as u32)
-        };
-        #[cfg(not(unix))]
-        let (changed_seconds, changed_nanoseconds) = (0, 0);
+        let (changed_seconds, changed_nanoseconds) =
+            (metadata.ctime(), metadata.ctime_nsec() as u32);
         Ok(SourceFacts {
             length,
             modified_seconds: i64::try_from(modified.as_secs()).unwrap_or(i64::MAX),
@@ -212,8 +208,7 @@ impl ResultDigestWriter {
             final_path.with_extension(format!("digest.{}.partial", std::process::id()));
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        options.mode(0o600);
         let file = options.open(&temporary_path)?;
         let mut writer = BufWriter::with_capacity(1 << 16, HashingFile::new(file, u64::MAX));
         writer.write_all(MAGIC)?;
@@ -634,31 +629,7 @@ pub(super) fn read_line_at(
     line: &mut Vec<u8>,
 ) -> std::io::Result<()> {
     line.resize(length as usize, 0);
-    read_exact_at(file, line, offset)
-}
-
-/// Fills `bytes` from `file` at `offset`, without moving the handle's position.
-fn read_exact_at(file: &File, bytes: &mut [u8], offset: u64) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        std::os::unix::fs::FileExt::read_exact_at(file, bytes, offset)
-    }
-    #[cfg(windows)]
-    {
-        let mut done = 0;
-        while done < bytes.len() {
-            let read = std::os::windows::fs::FileExt::seek_read(
-                file,
-                &mut bytes[done..],
-                offset + done as u64,
-            )?;
-            if read == 0 {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
-            done += read;
-        }
-        Ok(())
-    }
+    file.read_exact_at(line, offset)
 }
 
 #[cfg(test)]

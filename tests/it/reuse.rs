@@ -610,20 +610,21 @@ fn the_summary_says_what_was_reused_and_prune_by_last_use_makes_the_next_run_pay
 #[test]
 fn repeats_thousands_of_rows_apart_are_sent_once_and_copied_and_every_sent_request_is_stored() {
     // The debug binary keeps 2,048 keys in memory before spilling them to disk in sorted runs,
-    // merged eight at a time: 18,000 distinct requests make eight runs, merged into one, and the
-    // repeats at the end find their first rows on disk (rows 1 to 16,384) or in memory.
+    // merged sixteen at a time on a thread of their own: 34,000 distinct requests make sixteen
+    // runs, merged into one, and the repeats at the end find their first rows in the merged
+    // run or its runs (rows 1 to 32,768), in the run after it, or in memory.
     let simulator = StandaloneSimulator::start(&[]);
     let workspace = nightly_workspace("store/answers.sqlite");
-    let mut rows = texts("r", 18_000);
-    let repeated = [1_usize, 100, 4_000, 16_500, 17_999, 18_000];
+    let mut rows = texts("r", 34_000);
+    let repeated = [1_usize, 100, 4_000, 16_500, 32_768, 33_999, 34_000];
     for (index, first) in repeated.iter().enumerate() {
         rows.push((format!("again{index}"), rows[first - 1].1.clone()));
     }
     write_rows(&workspace, &rows);
     let night = run_night(&workspace, &simulator, "big", &[]);
-    assert_eq!(night.billed.len(), 18_000, "{}", night.stderr);
+    assert_eq!(night.billed.len(), 34_000, "{}", night.stderr);
     assert!(night.billed.values().all(|times| *times == 1));
-    assert_eq!(night.report["reuse"]["rows_deduplicated"], 6);
+    assert_eq!(night.report["reuse"]["rows_deduplicated"], 7);
     for (index, first) in repeated.iter().enumerate() {
         let again = format!("again{index}");
         let first_id = &rows[first - 1].0;
@@ -634,5 +635,5 @@ fn repeats_thousands_of_rows_apart_are_sent_once_and_copied_and_every_sent_reque
         assert!(!night.billed.contains_key(&again), "{again}");
     }
     let stats = store_stats(&workspace, "store/answers.sqlite");
-    assert_eq!(stats["answers"], 18_000, "{stats}");
+    assert_eq!(stats["answers"], 34_000, "{stats}");
 }
