@@ -427,8 +427,6 @@ impl Run {
                 ))
             })?;
         }
-        // Planning's memory is freed by now: what the allocators keep of it goes back.
-        crate::split_allocator::return_freed_memory();
         self.budget.refuse_if_over_before_first_upload(
             &self.ledger,
             &self.run_directory,
@@ -453,6 +451,9 @@ impl Run {
                 Err(error) => self.store_warning(&error),
             }
         }
+        // Planning's memory (and the passes above: the estimates read back, the requests
+        // announced) is freed by now: what the allocators keep of it goes back before the wait.
+        crate::split_allocator::return_freed_memory();
         Ok(())
     }
 

@@ -1286,8 +1286,16 @@ fn the_join_takes_answers_from_the_downloads_digests_and_passes_over_any_not_of_
             "the download wrote shard {shard}'s digest"
         );
     }
+    // Within a time limit: a join that opened the FIFO below would wait for ever.
     let join_again = |name: &str| {
-        assert_success(&workspace.run(&["resume", "run", "--output", name, "--quiet"]));
+        let join = workspace
+            .command(&["resume", "run", "--output", name, "--quiet"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        assert_success(&wait_with_limit(join, std::time::Duration::from_secs(120)));
         std::fs::read_to_string(workspace.path().join(name)).unwrap()
     };
     // The join takes the digests as they are: none is written again.
