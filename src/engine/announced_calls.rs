@@ -26,6 +26,25 @@ pub(super) async fn delete_file_announced(
     Ok(answer)
 }
 
+/// Deletes the file uploaded for shard `shard_index` that no batch will use, announced as
+/// [`delete_file_announced`] is, and once deleted forgets its id in the ledger, so that no later
+/// pass sends it (a later run uploads the shard again).
+///
+/// # Errors
+/// When the ledger cannot be written.
+pub(super) async fn delete_unused_upload_and_forget(
+    ledger: &Ledger,
+    client: &ApiClient,
+    shard_index: u64,
+    file_id: &str,
+) -> Result<Result<(), ClientError>, LedgerError> {
+    let answer = delete_file_announced(ledger, client, Some(shard_index), file_id).await?;
+    if answer.is_ok() {
+        ledger.set_file_id(shard_index, None)?;
+    }
+    Ok(answer)
+}
+
 /// Asks the provider to cancel `batch_id` (of shard `shard_index`, when known); the batch as
 /// the provider answered, or its error.
 ///

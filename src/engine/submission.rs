@@ -133,15 +133,17 @@ async fn delete_refused_upload(
     shard_index: u64,
     file_id: &str,
 ) -> anyhow::Result<String> {
-    match super::announced_calls::delete_file_announced(ledger, client, Some(shard_index), file_id)
-        .await?
+    match super::announced_calls::delete_unused_upload_and_forget(
+        ledger,
+        client,
+        shard_index,
+        file_id,
+    )
+    .await?
     {
-        Ok(()) => {
-            ledger.set_file_id(shard_index, None)?;
-            Ok(format!(
-                "The file uploaded for it (`{file_id}`) was deleted; no batch was created for it."
-            ))
-        }
+        Ok(()) => Ok(format!(
+            "The file uploaded for it (`{file_id}`) was deleted; no batch was created for it."
+        )),
         Err(error) => Ok(format!(
             "No batch was created for it; deleting its uploaded file `{file_id}` failed too ({error}), delete it at the provider if you wish."
         )),

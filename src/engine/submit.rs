@@ -474,10 +474,15 @@ impl Submitter<'_> {
             if unusable.is_empty() {
                 return Ok(None);
             }
-            if self.delete_unused_upload(shard, file_id).await? {
-                // Forgotten, as a refused shard's upload is, so no later resume sends the id.
-                self.ledger.set_file_id(shard.shard_index, None)?;
-            }
+            // Forgotten once deleted, as a refused shard's upload is, so no later resume sends
+            // the id (a failure is in the ledger; the file only takes room at the provider).
+            let _ = super::announced_calls::delete_unused_upload_and_forget(
+                self.ledger,
+                self.client,
+                shard.shard_index,
+                file_id,
+            )
+            .await?;
             return Err(ShardMadeElsewhere {
                 shard: shard.shard_index,
                 run_id: self.run_id(),
@@ -579,21 +584,21 @@ impl Submitter<'_> {
     }
 
     /// Deletes an upload of `shard` that no batch uses, announced in the ledger first; a
-    /// failure is recorded, not the run's. Whether it was deleted.
+    /// failure is recorded, not the run's.
     async fn delete_unused_upload(
         &mut self,
         shard: &ShardRecord,
         file_id: &str,
-    ) -> Result<bool, SubmitError> {
+    ) -> Result<(), SubmitError> {
         // A failure is in the ledger; the file only takes room at the provider.
-        let deleted = super::announced_calls::delete_file_announced(
+        let _ = super::announced_calls::delete_file_announced(
             self.ledger,
             self.client,
             Some(shard.shard_index),
             file_id,
         )
         .await?;
-        Ok(deleted.is_ok())
+        Ok(())
     }
 
     /// Looks for a batch this run already created for `file_id` and adopts it.
