@@ -36,7 +36,7 @@ pub struct FilterHashes {
 
 /// A filter of whole blocks, never empty.
 pub struct BloomFilter {
-    words: Vec<u64>,
+    words: crate::huge_pages::ZeroedWords,
 }
 
 impl BloomFilter {

@@ -5,6 +5,7 @@
 //! such shards do not hold consecutive rows.
 
 use super::RunDirectory;
+use super::shard_buffers::ShardBuffers;
 use super::shard_file::{ShardDurability, ShardFileWriter};
 use crate::ledger::ShardRecord;
 use crate::shard::{Placement, ShardLimits, ShardPlanner};
@@ -18,6 +19,7 @@ pub(super) struct ExtraShards<'a> {
     limits: ShardLimits,
     planner: ShardPlanner,
     open: Option<ShardFileWriter>,
+    buffers: ShardBuffers,
     next_index: u64,
     shards: Vec<ShardRecord>,
     /// Every line written.
@@ -35,6 +37,7 @@ impl<'a> ExtraShards<'a> {
             limits,
             planner: ShardPlanner::new(limits),
             open: None,
+            buffers: ShardBuffers::default(),
             next_index: first_index,
             shards: Vec::new(),
             rows: Vec::new(),
@@ -69,6 +72,7 @@ impl<'a> ExtraShards<'a> {
                 self.run_directory.shard_path(&file_name),
                 ShardRecord::planned(index, row_number, file_name, model.to_owned(), attempt),
                 ShardDurability::Synced,
+                &self.buffers,
             )?);
         }
         let writer = self.open.as_mut().expect("a shard is open after placement");

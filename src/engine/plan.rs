@@ -11,6 +11,7 @@ use super::answer_reuse::{AnswerReuse, RowDecision, RowRequest};
 use super::bloom_filter::FilterHashes;
 use super::custom_id_claims::{ClaimingRow, CustomIdClaims, RepeatedId};
 use super::ordered_rendering::{OrderedRendering, read_ahead};
+use super::shard_buffers::ShardBuffers;
 use super::shard_file::{ShardDurability, ShardFileWriter, ShardsClosing};
 use crate::job::Job;
 use crate::ledger::{Ledger, ShardRecord};
@@ -157,6 +158,7 @@ pub fn plan_shards(
     let key_maker = RequestKeyMaker::new(&reuse.provider_identity, renderer.endpoint());
     // Each full shard is written and synced by its own thread while the next one fills.
     let mut shards = ShardsClosing::default();
+    let shard_buffers = ShardBuffers::default();
     let mut open_shard: Option<ShardFileWriter> = None;
     let mut row_errors: Vec<String> = Vec::new();
     let mut preview = Vec::new();
@@ -338,6 +340,7 @@ pub fn plan_shards(
                             1,
                         ),
                         durability,
+                        &shard_buffers,
                     )?);
                 }
                 let shard = open_shard

@@ -7,16 +7,16 @@
 
 use std::path::Path;
 
-use rustc_hash::FxHashMap;
-
 use super::bloom_filter::{FilterHashes, GrowingBloomFilter};
+use super::held_request_keys::HeldRequestKeys;
 use super::sorted_key_runs::{ClaimedKey, SortedKeyRuns};
 use crate::ledger::{FirstRowOfKey, KeyOrigin, Ledger};
 use crate::request_key::RequestKey;
 
 /// Keys held in memory before they are spilled to disk as one sorted run: 7/8 of 131,072, the
-/// most a table of 131,072 slots (6 MiB) holds before it doubles, since one twice as large
-/// misses the processor's caches and page-table cache at every claim. Debug builds (the tests'
+/// most a hash table of 131,072 slots holds before it doubles (when the keys were held in a
+/// hash map of 6 MiB, one twice as large missed the processor's caches and page-table cache at
+/// every claim). Debug builds (the tests'
 /// binary) spill far sooner, so tests of a few thousand rows go through spilling and merging
 /// too.
 const PENDING_LIMIT: usize = if cfg!(debug_assertions) {
@@ -31,7 +31,7 @@ const LEDGER_CHUNK: usize = 65_536;
 /// The run's claimed request keys.
 pub struct RequestKeyClaims {
     filter: GrowingBloomFilter,
-    pending: FxHashMap<RequestKey, FirstRowOfKey>,
+    pending: HeldRequestKeys,
     spilled: SortedKeyRuns,
     /// Whether the keys go to the ledger at the end (a run that announces its requests).
     kept_in_ledger: bool,
@@ -45,7 +45,7 @@ impl RequestKeyClaims {
             // the held keys and the runs' own filters, all in memory. At 30M rows more filters
             // (as the custom_ids have) took 47.1 s and 202 MiB against 44.2 s and 169 MiB.
             filter: GrowingBloomFilter::one_for_claims(),
-            pending: FxHashMap::with_capacity_and_hasher(PENDING_LIMIT, Default::default()),
+            pending: HeldRequestKeys::with_capacity(PENDING_LIMIT),
             spilled: SortedKeyRuns::new(&std::env::temp_dir()),
             kept_in_ledger,
         }
@@ -83,7 +83,7 @@ impl RequestKeyClaims {
             self.spill()?;
         }
         self.filter.insert(hashes);
-        self.pending.insert(
+        self.pending.insert_new(
             *key,
             FirstRowOfKey {
                 row_number,
@@ -116,7 +116,8 @@ impl RequestKeyClaims {
     }
 
     /// Writes every claimed key to the ledger, in key order, when the claims keep them there
-    /// (inside the plan's transaction).
+    /// (inside the plan's transaction). The claims' last use: the keys held are left in key
+    /// order, no longer found by key.
     ///
     /// # Errors
     /// When spilled keys cannot be read or the ledger written.
@@ -124,10 +125,10 @@ impl RequestKeyClaims {
         if !self.kept_in_ledger {
             return Ok(());
         }
-        let pending = self.sorted_pending();
+        let pending = self.pending.sorted();
         let mut chunk: Vec<ClaimedKey> = Vec::with_capacity(LEDGER_CHUNK.min(pending.len() + 1));
         self.spilled
-            .for_each_in_key_order(&pending, |claimed| -> anyhow::Result<()> {
+            .for_each_in_key_order(pending, |claimed| -> anyhow::Result<()> {
                 chunk.push(*claimed);
                 if chunk.len() >= LEDGER_CHUNK {
                     ledger.insert_request_keys(&chunk)?;
@@ -143,51 +144,11 @@ impl RequestKeyClaims {
         Ok(())
     }
 
-    /// The keys held in memory, in key order: placed by their first two bytes (a counting
-    /// sort, as keys are SHA-256 values spread evenly), then each group of about two sorted.
-    /// At 10 million rows a comparison sort of the whole took 3–4% of `validate`'s CPU.
-    fn sorted_pending(&self) -> Vec<ClaimedKey> {
-        const GROUPS: usize = 1 << 16;
-        let group_of = |key: &RequestKey| usize::from(u16::from_be_bytes([key.0[0], key.0[1]]));
-        let mut group_ends = vec![0_usize; GROUPS];
-        for key in self.pending.keys() {
-            group_ends[group_of(key)] += 1;
-        }
-        let mut next_in_group = Vec::with_capacity(GROUPS);
-        let mut end = 0;
-        for count in &mut group_ends {
-            next_in_group.push(end);
-            end += *count;
-            *count = end;
-        }
-        let mut keys: Vec<ClaimedKey> = vec![
-            (
-                RequestKey([0; 32]),
-                FirstRowOfKey {
-                    row_number: 0,
-                    origin: KeyOrigin::Batch,
-                },
-            );
-            self.pending.len()
-        ];
-        for (key, first) in &self.pending {
-            let slot = &mut next_in_group[group_of(key)];
-            keys[*slot] = (*key, *first);
-            *slot += 1;
-        }
-        let mut start = 0;
-        for end in group_ends {
-            keys[start..end].sort_unstable_by_key(|(key, _)| key.0);
-            start = end;
-        }
-        keys
-    }
-
     /// Writes the keys held in memory to disk as one sorted run (they are let go only once it
     /// is written).
     fn spill(&mut self) -> anyhow::Result<()> {
-        let keys = self.sorted_pending();
-        self.spilled.add_run(&keys).map_err(spill_error)?;
+        let keys = self.pending.sorted();
+        self.spilled.add_run(keys).map_err(spill_error)?;
         self.pending.clear();
         Ok(())
     }
@@ -281,31 +242,6 @@ mod tests {
             count + 1 - 2,
             "every key but the two not sent"
         );
-    }
-
-    #[test]
-    fn held_keys_are_given_in_key_order_with_their_rows() {
-        let mut claims = RequestKeyClaims::new(false);
-        // Keys sharing their first two bytes, and keys from the whole range.
-        let mut expected = Vec::new();
-        for seed in 0..PENDING_LIMIT as u64 {
-            let mut bytes = key(seed).0;
-            if seed % 3 == 0 {
-                bytes[..2].copy_from_slice(&[0x12, 0x34]);
-            }
-            let key = RequestKey(bytes);
-            assert_eq!(claims.claim(&key, seed + 1).unwrap(), None);
-            expected.push((
-                key,
-                FirstRowOfKey {
-                    row_number: seed + 1,
-                    origin: KeyOrigin::Batch,
-                },
-            ));
-        }
-        expected.sort_unstable_by_key(|(key, _)| key.0);
-        assert_eq!(claims.sorted_pending(), expected);
-        assert!(RequestKeyClaims::new(false).sorted_pending().is_empty());
     }
 
     #[test]

@@ -845,6 +845,9 @@ impl Run {
         self.recover_lost_results();
         let pricer = self.pricer();
         let shards = self.ledger.shards().map_err(RunFailure::local)?;
+        // What the wait, the downloads and their checks freed goes back before the join's
+        // peak, which would otherwise come on top of it.
+        crate::split_allocator::return_freed_memory();
         // The input is read again to join: it must still be the one planned (a part rewritten
         // with as many rows would otherwise be joined to another row's answer). It is hashed
         // while the rows are joined, and the output is put in place only once it passed.

@@ -1,8 +1,9 @@
 //! One shard file being written: request lines appended with their hash and counts, then
 //! flushed, synced to disk and made private (or, for `validate`, only counted: see
 //! [`ShardDurability`]). The planner and the retry planner both write their shards through it.
-//! Lines are gathered into 1 MiB buffers that a thread of the file's own hashes, writes and at
-//! the end syncs, so the planning loop goes on meanwhile; the planner
+//! Lines are gathered into 1 MiB buffers (from the plan's [`ShardBuffers`]) that a thread of the
+//! file's own hashes, writes and at the end syncs, so the planning loop goes on meanwhile; the
+//! planner
 //! waits for a few shards' syncs at most ([`ShardsClosing`]), and for all of them before it
 //! returns the shards' records.
 
@@ -10,15 +11,14 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, SyncSender, channel, sync_channel};
+use std::sync::mpsc::{SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
 use sha2::{Digest, Sha256};
 
+use super::shard_buffers::{BUFFER_BYTES, ShardBuffer, ShardBuffers};
 use crate::ledger::{ShardRecord, restrict_permissions};
 
-/// Bytes gathered before they are handed to the writing thread.
-const BUFFER_BYTES: usize = 1 << 20;
 /// Buffers waiting for the writing thread at most.
 const BUFFERS_IN_FLIGHT: usize = 4;
 /// Shards whose writing thread may still be writing or syncing while the planner goes on (a
@@ -45,52 +45,52 @@ pub(super) struct ShardFileWriter {
     record: ShardRecord,
     path: PathBuf,
     durability: ShardDurability,
-    buffer: Vec<u8>,
+    /// The lines gathered since the last hand-over (none yet after it).
+    buffer: Option<ShardBuffer>,
+    buffers: ShardBuffers,
     /// Buffers to the writing thread, which ends with the file written and its hash (none for
-    /// a scratch shard), or the first error.
-    to_writer: Option<SyncSender<Vec<u8>>>,
-    /// Buffers the writing thread is done with, to be filled again (fresh memory costs the
-    /// kernel a page clearing per 4 KiB).
-    written: Receiver<Vec<u8>>,
+    /// a scratch shard), or the first error. It gives each buffer back to `buffers` once
+    /// written.
+    to_writer: Option<SyncSender<ShardBuffer>>,
     writer: Option<JoinHandle<std::io::Result<Option<Sha256>>>>,
 }
 
 impl ShardFileWriter {
     /// Creates the file at `path` for `record`, whose line and byte counts start at zero (no
-    /// file, and no thread, for a [`ShardDurability::CountedOnly`] shard).
+    /// file, and no thread, for a [`ShardDurability::CountedOnly`] shard). Its lines are
+    /// gathered in `buffers`' buffers.
     pub(super) fn create(
         path: PathBuf,
         record: ShardRecord,
         durability: ShardDurability,
+        buffers: &ShardBuffers,
     ) -> anyhow::Result<ShardFileWriter> {
         if durability == ShardDurability::CountedOnly {
             return Ok(ShardFileWriter {
                 record,
                 path,
                 durability,
-                buffer: Vec::new(),
+                buffer: None,
+                buffers: buffers.clone(),
                 to_writer: None,
-                written: channel().1,
                 writer: None,
             });
         }
         let mut file = File::create(&path).map_err(|error| shard_write_error(&path, error))?;
-        let (to_writer, buffers) = sync_channel::<Vec<u8>>(BUFFERS_IN_FLIGHT);
-        let (give_back, written) = channel::<Vec<u8>>();
+        let (to_writer, filled) = sync_channel::<ShardBuffer>(BUFFERS_IN_FLIGHT);
         let writer = std::thread::Builder::new()
             .name("shard-writer".into())
             .spawn(move || {
                 // A scratch shard is never uploaded, so nothing checks its hash: it is not
                 // counted (a tenth of `validate`'s CPU).
                 let mut hasher = (durability == ShardDurability::Synced).then(Sha256::new);
-                for mut buffer in buffers {
+                // Each buffer goes back to the pool once written (dropped), or when this thread
+                // stops on an error (the channel's buffers dropped with it).
+                for buffer in filled {
                     if let Some(hasher) = hasher.as_mut() {
-                        hasher.update(&buffer);
+                        hasher.update(&buffer.bytes);
                     }
-                    file.write_all(&buffer)?;
-                    buffer.clear();
-                    // The loop may have stopped taking them back; then the buffer is freed.
-                    let _ = give_back.send(buffer);
+                    file.write_all(&buffer.bytes)?;
                 }
                 // Every buffer is written once the planner has closed the file: on disk before
                 // the ledger records the shard.
@@ -104,20 +104,18 @@ impl ShardFileWriter {
             record,
             path,
             durability,
-            buffer: Vec::with_capacity(BUFFER_BYTES),
+            buffer: None,
+            buffers: buffers.clone(),
             to_writer: Some(to_writer),
-            written,
             writer: Some(writer),
         })
     }
 
     /// Hands the gathered lines to the writing thread; when it has stopped, its error.
     fn hand_over(&mut self) -> anyhow::Result<()> {
-        let empty = self
-            .written
-            .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(BUFFER_BYTES));
-        let buffer = std::mem::replace(&mut self.buffer, empty);
+        let Some(buffer) = self.buffer.take() else {
+            return Ok(());
+        };
         let sent = self
             .to_writer
             .as_ref()
@@ -142,9 +140,10 @@ impl ShardFileWriter {
     /// Appends one request line and its newline.
     pub(super) fn write_line(&mut self, line: &[u8]) -> anyhow::Result<()> {
         if self.durability != ShardDurability::CountedOnly {
-            self.buffer.extend_from_slice(line);
-            self.buffer.push(b'\n');
-            if self.buffer.len() >= BUFFER_BYTES {
+            let buffer = &mut self.buffer.get_or_insert_with(|| self.buffers.take()).bytes;
+            buffer.extend_from_slice(line);
+            buffer.push(b'\n');
+            if buffer.len() >= BUFFER_BYTES {
                 self.hand_over()?;
             }
         }
@@ -161,11 +160,9 @@ impl ShardFileWriter {
     /// Hands the last lines to the writing thread, which writes and syncs them while the
     /// caller goes on; [`ClosingShard::finish`] waits for it.
     pub(super) fn close_in_background(mut self) -> anyhow::Result<ClosingShard> {
-        if !self.buffer.is_empty() {
-            self.hand_over()?;
-        }
+        self.hand_over()?;
         // Dropping the rest ends the channel to the thread (which ends once it has written and
-        // synced what it has) and frees the buffers it is done with instead of keeping them.
+        // synced what it has).
         Ok(ClosingShard {
             record: self.record,
             path: self.path,
@@ -274,8 +271,13 @@ mod tests {
         let directory = tempfile::tempdir().unwrap();
         let path = directory.path().join("shard-00000.jsonl");
         let record = ShardRecord::planned(0, 1, "shard-00000.jsonl".to_owned(), "m".to_owned(), 1);
-        let mut shard =
-            ShardFileWriter::create(path.clone(), record, ShardDurability::Synced).unwrap();
+        let mut shard = ShardFileWriter::create(
+            path.clone(),
+            record,
+            ShardDurability::Synced,
+            &ShardBuffers::default(),
+        )
+        .unwrap();
         shard.write_line(b"{\"a\":1}").unwrap();
         shard.write_line(b"{\"b\":2}").unwrap();
         assert_eq!(shard.record().row_count, 2);
@@ -291,10 +293,15 @@ mod tests {
         let directory = tempfile::tempdir().unwrap();
         let path = directory.path().join("missing").join("shard-00000.jsonl");
         let record = ShardRecord::planned(0, 1, "shard-00000.jsonl".to_owned(), "m".to_owned(), 1);
-        let error = ShardFileWriter::create(path, record, ShardDurability::Synced)
-            .err()
-            .unwrap()
-            .to_string();
+        let error = ShardFileWriter::create(
+            path,
+            record,
+            ShardDurability::Synced,
+            &ShardBuffers::default(),
+        )
+        .err()
+        .unwrap()
+        .to_string();
         assert!(
             error.contains("cannot write the shard file") && error.contains("missing"),
             "{error}"
@@ -316,11 +323,13 @@ mod tests {
     fn shards_come_back_in_order(durability: ShardDurability) {
         let directory = tempfile::tempdir().unwrap();
         let mut shards = ShardsClosing::default();
+        let buffers = ShardBuffers::default();
         for index in 0..(SHARDS_CLOSING_AT_MOST as u64 * 2 + 1) {
             let name = format!("shard-{index:05}.jsonl");
             let record = ShardRecord::planned(index, index * 10 + 1, name.clone(), "m".into(), 1);
             let mut shard =
-                ShardFileWriter::create(directory.path().join(&name), record, durability).unwrap();
+                ShardFileWriter::create(directory.path().join(&name), record, durability, &buffers)
+                    .unwrap();
             // Large enough that some lines go to the thread before the shard is closed.
             for line in 0..(index + 1) * 20_000 {
                 shard
@@ -362,6 +371,7 @@ mod tests {
         }
         let directory = tempfile::tempdir().unwrap();
         let mut shards = ShardsClosing::default();
+        let buffers = ShardBuffers::default();
         let planned = |index: u64| {
             ShardRecord::planned(index, 1, format!("shard-{index:05}.jsonl"), "m".into(), 1)
         };
@@ -369,13 +379,18 @@ mod tests {
             directory.path().join("a"),
             planned(0),
             ShardDurability::Synced,
+            &buffers,
         )
         .unwrap();
         written.write_line(b"{}").unwrap();
         shards.close(written).unwrap();
-        let mut unwritable =
-            ShardFileWriter::create(full_disk.to_owned(), planned(1), ShardDurability::Synced)
-                .unwrap();
+        let mut unwritable = ShardFileWriter::create(
+            full_disk.to_owned(),
+            planned(1),
+            ShardDurability::Synced,
+            &buffers,
+        )
+        .unwrap();
         unwritable.write_line(b"{}").unwrap();
         shards.close(unwritable).unwrap();
         let error = shards.finish().unwrap_err().to_string();

@@ -189,13 +189,18 @@ impl SortedKeyRuns {
         }
         let merging = Arc::new(merging);
         let stop = Arc::new(AtomicBool::new(false));
-        let directory = self.directory.clone();
+        let mut writer = match RunWriter::create(&self.directory, records as usize, tier) {
+            Ok(writer) => writer,
+            Err(error) => {
+                self.put_back(first_merged, merging);
+                return Err(error);
+            }
+        };
         let runs = Arc::clone(&merging);
         let stopped = Arc::clone(&stop);
         let spawned = std::thread::Builder::new()
             .name("key-run-merge".to_owned())
             .spawn(move || {
-                let mut writer = RunWriter::create(&directory, records as usize, tier)?;
                 merge_in_key_order(&runs, &[], |key| {
                     if writer.records.is_multiple_of(KEYS_BETWEEN_STOP_CHECKS)
                         && stopped.load(Ordering::Relaxed)
