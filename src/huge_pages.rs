@@ -34,7 +34,8 @@ unsafe impl Sync for ZeroedWords {}
 /// are written.
 ///
 /// # Panics
-/// Aborts, as a failed allocation does, when the system gives no memory.
+/// When `len` words do not fit the address space; aborts, as a failed allocation does, when
+/// the system gives no memory.
 pub fn zeroed_words(len: usize) -> ZeroedWords {
     let bytes = len
         .checked_mul(8)

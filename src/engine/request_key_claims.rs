@@ -148,9 +148,11 @@ impl RequestKeyClaims {
     /// is written).
     fn spill(&mut self) -> anyhow::Result<()> {
         let keys = self.pending.sorted();
-        self.spilled.add_run(keys).map_err(spill_error)?;
+        let written = self.spilled.add_run(keys);
+        // Let go even when the run could not be written: sorted, the keys are no longer found
+        // by key, and the error ends the plan.
         self.pending.clear();
-        Ok(())
+        written.map_err(spill_error)
     }
 
     /// Two words of the key, which is itself a SHA-256: bytes 8 to 24, none of which the

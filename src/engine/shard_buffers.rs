@@ -68,6 +68,13 @@ impl ShardBuffers {
         }
     }
 
+    /// Whether every buffer made is back in the pool.
+    #[cfg(test)]
+    pub(super) fn all_given_back(&self) -> bool {
+        let state = self.shared.state.lock().unwrap();
+        state.made == state.free.len()
+    }
+
     fn buffer(&self, bytes: Vec<u8>) -> ShardBuffer {
         ShardBuffer {
             bytes,
@@ -80,7 +87,7 @@ impl Drop for ShardBuffer {
     fn drop(&mut self) {
         let mut bytes = std::mem::take(&mut self.bytes);
         bytes.clear();
-        // A line longer than a buffer grew it: it goes back at its usual size.
+        // A line longer than a whole buffer grew it: it goes back at its usual size.
         bytes.shrink_to(BUFFER_BYTES);
         let mut state = self
             .pool

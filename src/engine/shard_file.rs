@@ -3,8 +3,7 @@
 //! [`ShardDurability`]). The planner and the retry planner both write their shards through it.
 //! Lines are gathered into 1 MiB buffers (from the plan's [`ShardBuffers`]) that a thread of the
 //! file's own hashes, writes and at the end syncs, so the planning loop goes on meanwhile; the
-//! planner
-//! waits for a few shards' syncs at most ([`ShardsClosing`]), and for all of them before it
+//! planner waits for a few shards' syncs at most ([`ShardsClosing`]), and for all of them before it
 //! returns the shards' records.
 
 use std::collections::VecDeque;
@@ -137,15 +136,20 @@ impl ShardFileWriter {
         &self.record
     }
 
-    /// Appends one request line and its newline.
+    /// Appends one request line and its newline. The lines gathered are handed over first
+    /// when this one would not fit, so a buffer keeps its size (only a line longer than a
+    /// whole buffer grows one, alone in it).
     pub(super) fn write_line(&mut self, line: &[u8]) -> anyhow::Result<()> {
         if self.durability != ShardDurability::CountedOnly {
+            let full = self.buffer.as_ref().is_some_and(|buffer| {
+                !buffer.bytes.is_empty() && buffer.bytes.len() + line.len() + 1 > BUFFER_BYTES
+            });
+            if full {
+                self.hand_over()?;
+            }
             let buffer = &mut self.buffer.get_or_insert_with(|| self.buffers.take()).bytes;
             buffer.extend_from_slice(line);
             buffer.push(b'\n');
-            if buffer.len() >= BUFFER_BYTES {
-                self.hand_over()?;
-            }
         }
         self.record.row_count += 1;
         self.record.byte_size += line.len() as u64 + 1;
@@ -398,5 +402,7 @@ mod tests {
             error.contains("cannot write the shard file `/dev/full`"),
             "{error}"
         );
+        // The buffers of the shard that could not be written came back too.
+        assert!(buffers.all_given_back());
     }
 }
