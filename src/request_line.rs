@@ -109,17 +109,32 @@ impl RequestLineWriter {
     /// # Panics
     /// When no start was given.
     pub fn write_after_entry_start(&self, custom_id: &str, rest: &[u8]) -> (Vec<u8>, BodyDigest) {
+        let (start, hashed) = self.entry_start();
+        (
+            self.line(custom_id, &[start, rest]),
+            self.digest_after_entry_start(hashed, rest),
+        )
+    }
+
+    /// The start given to [`Self::with_entry_start`], and the body's hash up to its end.
+    ///
+    /// # Panics
+    /// When no start was given.
+    fn entry_start(&self) -> (&[u8], &Sha256) {
         let (start, hashed) = self
             .hashed_entry_start
             .as_ref()
             .expect("an entry start given to the writer");
+        (start, hashed)
+    }
+
+    /// The digest of the body whose entry is the start (hashed up to its end in `hashed`) and
+    /// then `rest`.
+    fn digest_after_entry_start(&self, hashed: &Sha256, rest: &[u8]) -> BodyDigest {
         let mut hasher = hashed.clone();
         hasher.update(rest);
         hasher.update(&self.canonical_after);
-        (
-            self.line(custom_id, &[start, rest]),
-            hasher.finalize().into(),
-        )
+        hasher.finalize().into()
     }
 
     /// As [`Self::write_after_entry_start`] for the rest made of `text` as a JSON string, then
@@ -134,10 +149,7 @@ impl RequestLineWriter {
         text: &str,
         after_text: &[u8],
     ) -> (Vec<u8>, BodyDigest) {
-        let (start, hashed) = self
-            .hashed_entry_start
-            .as_ref()
-            .expect("an entry start given to the writer");
+        let (start, hashed) = self.entry_start();
         // Room for the text's quotes and a few escapes (its line breaks, say): a line that
         // outgrows its room is copied whole into twice the room.
         let text_room = text.len() + text.len() / 8 + 16;
@@ -146,11 +158,9 @@ impl RequestLineWriter {
         let rest_at = line.len();
         push_json_string(&mut line, text);
         line.extend_from_slice(after_text);
-        let mut hasher = hashed.clone();
-        hasher.update(&line[rest_at..]);
-        hasher.update(&self.canonical_after);
+        let digest = self.digest_after_entry_start(hashed, &line[rest_at..]);
         line.extend_from_slice(LINE_END);
-        (line, hasher.finalize().into())
+        (line, digest)
     }
 
     /// The line of `custom_id` up to its per-row entry, with room for `entry_bytes` more and

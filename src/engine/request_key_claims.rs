@@ -144,8 +144,9 @@ impl RequestKeyClaims {
         Ok(())
     }
 
-    /// Writes the keys held in memory to disk as one sorted run (they are let go only once it
-    /// is written).
+    /// Writes the keys held in memory to disk as one sorted run, and lets them go (the spilled
+    /// runs lose none they held if the run cannot be written; the held keys, then no longer
+    /// found by key, go with the error, which ends the plan).
     fn spill(&mut self) -> anyhow::Result<()> {
         let keys = self.pending.sorted();
         let written = self.spilled.add_run(keys);
