@@ -16,9 +16,13 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use mimalloc::MiMalloc;
 
 /// Blocks of at least this many bytes come from the system's allocator: above the size of a
-/// rendered request line or a result's texts, below a record batch's text column (about 1 MiB
-/// for 4,096 reviews).
-pub const LARGE_BLOCK_BYTES: usize = 256 * 1024;
+/// rendered request line or a result's texts, at or below the columns of a record batch the
+/// join makes on one thread and the writer frees on another (4,096 rows of a number are
+/// 32 KiB; of a review, about 1 MiB). At 256 KiB, the columns between went to mimalloc, which
+/// kept them past their use for its purge delay: the join peaked at 94.8 MiB at 10M rows and
+/// 86.8 at 1M, against 83.2 and 79.3 from 64 KiB, in the same time (BENCHMARKS.md, eighteenth
+/// round).
+pub const LARGE_BLOCK_BYTES: usize = 64 * 1024;
 
 /// See the module's documentation.
 pub struct SplitAllocator;

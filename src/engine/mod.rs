@@ -50,6 +50,7 @@ mod sorted_key_runs;
 mod status;
 mod submission;
 mod submit;
+mod text_blocks;
 mod totals;
 mod unrecorded_batches;
 

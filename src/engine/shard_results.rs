@@ -14,6 +14,7 @@ use super::RunDirectory;
 use super::result_digest::{
     DigestAlongside, DigestReading, DigestRecord, pack_count, read_line_at, read_result_digest,
 };
+use super::text_blocks::{TextBlocks, TextPlace};
 use crate::chat_line_shape::ChatLineReader;
 use crate::ledger::ShardRecord;
 use crate::row_result::{
@@ -21,22 +22,6 @@ use crate::row_result::{
     classify_result_text_in_full,
 };
 use crate::wire::BatchStatus;
-
-/// Where a text is in a shard's text store, if there is one: 8 bytes, where an
-/// `Option<(u32, u32)>` takes 12.
-#[derive(Debug, Clone, Copy)]
-struct TextSpan {
-    start: u32,
-    /// `u32::MAX` for no text (the store holds less than `u32::MAX` bytes in all).
-    length: u32,
-}
-
-impl TextSpan {
-    const NONE: TextSpan = TextSpan {
-        start: 0,
-        length: u32::MAX,
-    };
-}
 
 /// A chat answer's token counts in 16 bytes (an `Option<u64>` each takes 64): `u32::MAX`
 /// stands for a count the line does not give. An answer with a count that large is kept whole.
@@ -80,9 +65,9 @@ enum KeptResult {
 /// ([`ResultsById::take_leaving_texts`]).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct StoredAnswerTexts {
-    request_id: TextSpan,
-    content: TextSpan,
-    finish_reason: TextSpan,
+    request_id: TextPlace,
+    content: TextPlace,
+    finish_reason: TextPlace,
 }
 
 /// A row's answer texts as the join writes them: from its shard's text store, or from its
@@ -116,9 +101,9 @@ impl AnswerTexts<'_> {
 /// A chat answer: where its texts are in the text store, and its counts.
 #[derive(Debug)]
 struct KeptChatAnswer {
-    request_id: TextSpan,
-    content: TextSpan,
-    finish_reason: TextSpan,
+    request_id: TextPlace,
+    content: TextPlace,
+    finish_reason: TextPlace,
     counts: KeptCounts,
 }
 
@@ -135,10 +120,11 @@ impl KeptResult {
 /// results of a shard mostly in the order of its lines, so the join, asking for them in that
 /// order, finds each one by comparing the id at its cursor and only searches the index when the
 /// order breaks. The ids are the run's own, checked unique at plan time, so a fast hash that is
-/// not flood-resistant is enough. The ids lie one after another in a store of their own: no
-/// allocation per result on the thread that reads them, and none to free on the join's; and
-/// the join hands a shard's map back to be filled again with a later shard's
-/// ([`Self::recycled`]), so its buffers are made once, not once a shard.
+/// not flood-resistant is enough. The ids lie one after another in a store of their own
+/// ([`TextBlocks`], as the answers' texts): no allocation per result on the thread that reads
+/// them, and none to free on the join's; and the join hands a shard's map back to be filled
+/// again with a later shard's ([`Self::recycled`]), so its buffers are made once, not once a
+/// shard, and never regrown.
 #[derive(Default)]
 pub(super) struct ResultsById {
     /// The results in the order of the files; `None` once taken.
@@ -146,25 +132,36 @@ pub(super) struct ResultsById {
     /// Positions in `entries`, found by the hash of their id.
     index: HashTable<usize>,
     /// The custom_ids, one after another.
-    ids: String,
+    ids: TextBlocks,
     /// The texts of the chat answers kept, one after another.
-    texts: String,
+    texts: TextBlocks,
     /// Where the next result asked for is looked for first: after the last one taken.
     cursor: usize,
     /// Reads the chat answers by the shape of the lines before, kept from shard to shard.
     line_reader: ChatLineReader,
 }
 
+/// A shard's results hold more custom_ids than its store takes (4 GiB).
+#[derive(Debug)]
+struct IdStoreFull;
+
+impl From<IdStoreFull> for serde_json::Error {
+    fn from(_: IdStoreFull) -> serde_json::Error {
+        serde::de::Error::custom(
+            "this shard's result files hold over 4 GiB of custom_ids, which no request file of the run has: they are not the run's results",
+        )
+    }
+}
+
 struct KeptEntry {
     /// Where its custom_id is in `ids`.
-    id_start: usize,
-    id_length: usize,
+    id: TextPlace,
     result: Option<KeptResult>,
 }
 
 /// The custom_id of `entry`, in `ids` (a free function, for when the index is borrowed too).
-fn id_of<'a>(ids: &'a str, entry: &KeptEntry) -> &'a str {
-    &ids[entry.id_start..entry.id_start + entry.id_length]
+fn id_of<'a>(ids: &'a TextBlocks, entry: &KeptEntry) -> &'a str {
+    ids.get(entry.id).unwrap_or_default()
 }
 
 /// The hash of a custom_id in a shard's index.
@@ -178,8 +175,8 @@ impl ResultsById {
         ResultsById {
             entries: Vec::with_capacity(rows),
             index: HashTable::with_capacity(rows),
-            ids: String::new(),
-            texts: String::new(),
+            ids: TextBlocks::default(),
+            texts: TextBlocks::default(),
             cursor: 0,
             line_reader: ChatLineReader::default(),
         }
@@ -238,17 +235,17 @@ impl ResultsById {
             let stored = KeptCounts::pack(line.usage)
                 .and_then(|counts| self.store_chat_success(texts, counts));
             match stored {
-                Some(kept) => self.keep(&line.custom_id, kept),
+                Some(kept) => self.keep(&line.custom_id, kept)?,
                 None => {
                     let (custom_id, result) = line.into_owned_result();
-                    self.keep_result(&custom_id, result);
+                    self.keep_result(&custom_id, result)?;
                 }
             }
             return Ok(());
         }
         let (custom_id, result) = classify_result_text_in_full(text, batch_status)?;
         read_as(None);
-        self.keep_result(&custom_id, result);
+        self.keep_result(&custom_id, result)?;
         Ok(())
     }
 
@@ -312,10 +309,10 @@ impl ResultsById {
                             content.map(str::to_owned),
                             finish_reason.map(str::to_owned),
                         );
-                        self.keep_result(custom_id, result);
+                        self.keep_result(custom_id, result)
                     }
                 }
-                Ok(())
+                .map_err(|_| ())
             }
             DigestRecord::OtherLine { offset, length, .. } => {
                 let within = offset
@@ -339,21 +336,13 @@ impl ResultsById {
         texts: [Option<&str>; 3],
         counts: KeptCounts,
     ) -> Option<KeptResult> {
-        let length: usize = texts.iter().flatten().map(|text| text.len()).sum();
-        if self.texts.len().checked_add(length)? >= u32::MAX as usize {
-            return None;
-        }
-        let [request_id, content, finish_reason] = texts.map(|text| match text {
-            None => TextSpan::NONE,
-            Some(text) => {
-                let span = TextSpan {
-                    start: self.texts.len() as u32,
-                    length: text.len() as u32,
-                };
-                self.texts.push_str(text);
-                span
-            }
-        });
+        let mut store = |text: Option<&str>| match text {
+            None => Some(TextPlace::NONE),
+            Some(text) => self.texts.push(text),
+        };
+        let [request_id, content, finish_reason] = texts;
+        let (request_id, content, finish_reason) =
+            (store(request_id)?, store(content)?, store(finish_reason)?);
         Some(KeptResult::ChatSuccess(KeptChatAnswer {
             request_id,
             content,
@@ -363,13 +352,16 @@ impl ResultsById {
     }
 
     /// Keeps `result` for `custom_id`, whole.
-    fn keep_result(&mut self, custom_id: &str, result: RowResult) {
-        self.keep(custom_id, KeptResult::Other(Box::new(result)));
+    fn keep_result(&mut self, custom_id: &str, result: RowResult) -> Result<(), IdStoreFull> {
+        self.keep(custom_id, KeptResult::Other(Box::new(result)))
     }
 
     /// Keeps `result` for `custom_id`. A line reported twice keeps its success, never a failure
     /// over it; it keeps the place of its first report.
-    fn keep(&mut self, custom_id: &str, result: KeptResult) {
+    ///
+    /// # Errors
+    /// When the shard's custom_ids take 4 GiB, which its own request file never does.
+    fn keep(&mut self, custom_id: &str, result: KeptResult) -> Result<(), IdStoreFull> {
         let (entries, ids) = (&self.entries, &self.ids);
         let id_at = |position: usize| id_of(ids, &entries[position]);
         // One hash and one probe, whether the id is new (nearly always) or not.
@@ -389,23 +381,21 @@ impl ResultsById {
                 }
             }
             hashbrown::hash_table::Entry::Vacant(vacant) => {
+                let Some(id) = self.ids.push(custom_id) else {
+                    return Err(IdStoreFull);
+                };
                 vacant.insert(new_position);
                 self.entries.push(KeptEntry {
-                    id_start: self.ids.len(),
-                    id_length: custom_id.len(),
+                    id,
                     result: Some(result),
                 });
-                self.ids.push_str(custom_id);
             }
         }
+        Ok(())
     }
 
-    fn text(&self, span: TextSpan) -> Option<&str> {
-        if span.length == u32::MAX {
-            return None;
-        }
-        let start = span.start as usize;
-        Some(&self.texts[start..start + span.length as usize])
+    fn text(&self, place: TextPlace) -> Option<&str> {
+        self.texts.get(place)
     }
 
     /// A kept result as a whole result; its answer (text or embedding), request id and finish
@@ -556,7 +546,6 @@ pub(super) fn load_shard_results_into(
     spent: Option<ResultsById>,
     digesting: Digesting,
 ) -> anyhow::Result<ResultsById> {
-    let recycling = spent.is_some();
     let rows = shard.row_count as usize;
     let mut results = ResultsById::recycled(spent, rows);
     if !results.keep_digested_results(run_directory, shard, batch_status) {
@@ -564,12 +553,6 @@ pub(super) fn load_shard_results_into(
         for_each_result_line(run_directory, shard, digesting, |line, mut being_read| {
             results.keep_line_telling(line, batch_status, |answer| being_read.read_as(answer))
         })?;
-    }
-    if !recycling {
-        // Up to half the room is slack from growing, and up to three shards are held at
-        // once; a recycled map keeps its room for the next shard instead.
-        results.texts.shrink_to_fit();
-        results.ids.shrink_to_fit();
     }
     Ok(results)
 }
@@ -968,7 +951,7 @@ mod tests {
     fn results_are_taken_once_each_whether_asked_in_file_order_or_not() {
         let mut results = ResultsById::with_capacity(4);
         for id in ["a", "b", "c", "d"] {
-            results.keep_result(id, answered(id));
+            results.keep_result(id, answered(id)).unwrap();
         }
         // In order, then out of order (the cursor follows the last one found), then again.
         assert_eq!(results.take("a").unwrap().content.as_deref(), Some("a"));
@@ -1016,13 +999,48 @@ mod tests {
     }
 
     #[test]
+    fn answers_longer_than_a_text_block_and_thousands_of_short_ones_come_back_whole_after_recycling()
+     {
+        let line = |id: &str, content: &str| {
+            format!(
+                r#"{{"custom_id":"{id}","response":{{"status_code":200,"request_id":"req-{id}","body":{{"usage":{{"prompt_tokens":3,"completion_tokens":1}},"choices":[{{"finish_reason":"stop","message":{{"content":"{content}"}}}}]}}}},"error":null}}"#
+            )
+        };
+        let long = "长答".repeat(super::super::text_blocks::BLOCK_BYTES / 5);
+        let content_of = |number: usize| {
+            if number % 997 == 0 {
+                format!("{long}{number}")
+            } else {
+                format!("answer {number}")
+            }
+        };
+        let mut results = ResultsById::with_capacity(8);
+        for round in 0..3 {
+            results = ResultsById::recycled(Some(results), 5_000);
+            for number in 0..5_000 {
+                let id = format!("row-{round}-{number}");
+                results
+                    .keep_line(&line(&id, &content_of(number)), BatchStatus::Completed)
+                    .unwrap();
+            }
+            for number in (0..5_000).rev() {
+                let id = format!("row-{round}-{number}");
+                let result = results.take(&id).unwrap();
+                assert_eq!(result.content.unwrap(), content_of(number), "{id}");
+                assert_eq!(result.request_id.unwrap(), format!("req-{id}"));
+                assert_eq!(result.finish_reason.as_deref(), Some("stop"));
+            }
+        }
+    }
+
+    #[test]
     fn a_line_reported_twice_keeps_its_success_and_its_first_place() {
         let mut results = ResultsById::with_capacity(3);
-        results.keep_result("a", failed());
-        results.keep_result("b", answered("first"));
-        results.keep_result("a", answered("retried"));
-        results.keep_result("b", failed());
-        results.keep_result("c", failed());
+        results.keep_result("a", failed()).unwrap();
+        results.keep_result("b", answered("first")).unwrap();
+        results.keep_result("a", answered("retried")).unwrap();
+        results.keep_result("b", failed()).unwrap();
+        results.keep_result("c", failed()).unwrap();
         assert_eq!(
             results.get("a").unwrap().content.as_deref(),
             Some("retried")
