@@ -329,8 +329,8 @@ impl ResultsById {
     }
 
     /// A chat answer (its request id, answer and finish reason, and counts) with its texts put
-    /// in the text store; `None` when the store is full (4 GiB of texts in one shard), and the
-    /// answer is then kept whole.
+    /// in the text store; `None` when the store is full (4 GiB of short texts in one shard), and
+    /// the answer is then kept whole.
     fn store_chat_success(
         &mut self,
         texts: [Option<&str>; 3],
@@ -1008,7 +1008,7 @@ mod tests {
         };
         let long = "长答".repeat(super::super::text_blocks::BLOCK_BYTES / 5);
         let content_of = |number: usize| {
-            if number % 997 == 0 {
+            if number.is_multiple_of(997) {
                 format!("{long}{number}")
             } else {
                 format!("answer {number}")

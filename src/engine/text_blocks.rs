@@ -7,17 +7,19 @@
 //! the allocator's arena that later blocks filled, so a join's resident memory crept up by
 //! about 3 MiB a doubling, more often the more shards it read (BENCHMARKS.md, eighteenth
 //! round). Blocks of one size are kept when the store is emptied and filled again with the next
-//! shard's texts; at most the end of the last block is left unused.
+//! shard's texts; what is lost is the end of a block that the next text did not fit (short
+//! texts, as nearly all answers are, lose a few bytes a block). A text longer than a block is
+//! kept apart, in a string of its own.
 
 /// The size of a block: at least the size from which the binary's allocator takes blocks from
 /// glibc ([`crate::split_allocator::LARGE_BLOCK_BYTES`]), whose arenas give a freed block of one
-/// size to the next request of that size; and large enough that a shard's texts take a few
-/// dozen blocks at most, the last one's unused end being the only room lost.
+/// size to the next request of that size; and large enough that a shard's short texts take a
+/// few dozen blocks.
 pub(super) const BLOCK_BYTES: usize = 1 << OFFSET_BITS;
 /// A place's start holds the block's number above these bits and the offset in it below.
 const OFFSET_BITS: u32 = 18;
 /// The most blocks one store holds (their numbers fit the start's upper 14 bits): 4 GiB of
-/// texts of up to 256 KiB, fewer of longer ones.
+/// short texts.
 const MOST_BLOCKS: usize = 1 << (u32::BITS - OFFSET_BITS);
 
 const _: () = assert!(BLOCK_BYTES >= crate::split_allocator::LARGE_BLOCK_BYTES);
@@ -25,7 +27,8 @@ const _: () = assert!(BLOCK_BYTES >= crate::split_allocator::LARGE_BLOCK_BYTES);
 /// Where a text is in a [`TextBlocks`], or that there is none ([`TextPlace::NONE`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct TextPlace {
-    /// The block's number, then the offset in it.
+    /// The block's number, then the offset in it; for a text longer than a block, its number
+    /// among the long texts.
     start: u32,
     /// `u32::MAX` for no text.
     length: u32,
@@ -45,12 +48,14 @@ impl TextPlace {
 /// See the module's documentation.
 #[derive(Default)]
 pub(super) struct TextBlocks {
-    /// The blocks in use first, then empty ones kept for later texts. A block of
-    /// [`BLOCK_BYTES`] holds texts up to that many bytes in all; a longer text has a block of
-    /// its own, of its length, which is let go when the store is emptied.
+    /// The blocks in use first, then empty ones kept for later texts, each of
+    /// [`BLOCK_BYTES`].
     blocks: Vec<String>,
     /// How many blocks hold texts now.
     in_use: usize,
+    /// Texts longer than a block, each in a string of its own, let go when the store is
+    /// emptied. Apart from the blocks, so that the block being filled stays the last in use.
+    long_texts: Vec<Box<str>>,
 }
 
 impl TextBlocks {
@@ -62,23 +67,28 @@ impl TextBlocks {
         let length = u32::try_from(text.len())
             .ok()
             .filter(|&length| length != u32::MAX)?;
+        if text.len() > BLOCK_BYTES {
+            let number = u32::try_from(self.long_texts.len()).ok()?;
+            self.long_texts.push(text.into());
+            return Some(TextPlace {
+                start: number,
+                length,
+            });
+        }
         let fits_in_last =
             self.in_use > 0 && self.blocks[self.in_use - 1].len() + text.len() <= BLOCK_BYTES;
         if !fits_in_last {
             if self.in_use == MOST_BLOCKS {
                 return None;
             }
-            if text.len() > BLOCK_BYTES {
-                self.blocks
-                    .insert(self.in_use, String::with_capacity(text.len()));
-            } else if self.in_use == self.blocks.len() {
+            if self.in_use == self.blocks.len() {
                 self.blocks.push(String::with_capacity(BLOCK_BYTES));
             }
             self.in_use += 1;
         }
         let number = self.in_use - 1;
         let block = &mut self.blocks[number];
-        // A long text starts its own block, at offset 0; any other ends below BLOCK_BYTES.
+        // The text ends at or below BLOCK_BYTES, so it starts below it.
         let offset = block.len();
         debug_assert!(offset < BLOCK_BYTES);
         block.push_str(text);
@@ -93,6 +103,7 @@ impl TextBlocks {
         match place.length {
             u32::MAX => None,
             0 => Some(""),
+            length if length as usize > BLOCK_BYTES => Some(&self.long_texts[place.start as usize]),
             length => {
                 let block = &self.blocks[(place.start >> OFFSET_BITS) as usize];
                 let offset = (place.start & (BLOCK_BYTES as u32 - 1)) as usize;
@@ -101,20 +112,21 @@ impl TextBlocks {
         }
     }
 
-    /// Lets go of every text. Blocks of [`BLOCK_BYTES`] are kept for the next texts, empty;
-    /// a long text's own block is freed.
+    /// Lets go of every text. The blocks are kept for the next texts, empty; the long texts
+    /// are freed.
     pub(super) fn clear(&mut self) {
-        self.blocks.retain(|block| block.capacity() <= BLOCK_BYTES);
         for block in &mut self.blocks {
             block.clear();
         }
         self.in_use = 0;
+        self.long_texts = Vec::new();
     }
 
-    /// The bytes its blocks take, used or not.
+    /// The bytes its blocks and long texts take, used or not.
     #[cfg(test)]
     fn bytes_held(&self) -> usize {
-        self.blocks.iter().map(String::capacity).sum()
+        let long: usize = self.long_texts.iter().map(|text| text.len()).sum();
+        self.blocks.iter().map(String::capacity).sum::<usize>() + long
     }
 }
 
@@ -176,16 +188,40 @@ mod tests {
     #[test]
     fn a_full_store_refuses_a_text_instead_of_giving_a_place_that_is_not_its() {
         let long = "z".repeat(BLOCK_BYTES + 1);
-        // A store whose block numbers are all taken, the last by a long text (the others
-        // empty, so that the test does not take 4 GiB).
+        // A store whose block numbers are all taken, the last one full (the others empty, so
+        // that the test does not take 4 GiB).
         let mut blocks = vec![String::new(); MOST_BLOCKS - 1];
-        blocks.push(long.clone());
+        blocks.push("f".repeat(BLOCK_BYTES));
         let mut store = TextBlocks {
             blocks,
             in_use: MOST_BLOCKS,
+            long_texts: Vec::new(),
         };
         assert_eq!(store.push("short"), None);
-        assert_eq!(store.push(&long), None);
         assert_eq!(store.push(""), Some(TextPlace::EMPTY));
+        // A long text takes no block number.
+        let place = store.push(&long).unwrap();
+        assert_eq!(store.get(place), Some(long.as_str()));
+    }
+
+    #[test]
+    fn short_texts_around_long_ones_share_their_blocks() {
+        let mut store = TextBlocks::default();
+        let long = "l".repeat(BLOCK_BYTES + 10);
+        let mut places = Vec::new();
+        // An answer longer than a block between a request id and a finish reason, a thousand
+        // times.
+        for number in 0..1_000 {
+            let id = format!("request-{number}");
+            places.push((store.push(&id).unwrap(), id));
+            places.push((store.push(&long).unwrap(), long.clone()));
+            places.push((store.push("stop").unwrap(), "stop".to_owned()));
+        }
+        for (place, text) in &places {
+            assert_eq!(store.get(*place), Some(text.as_str()));
+        }
+        // The short texts (about 16,000 bytes) fill one block, not one each.
+        assert_eq!(store.in_use, 1);
+        assert_eq!(store.bytes_held(), BLOCK_BYTES + 1_000 * long.len());
     }
 }
