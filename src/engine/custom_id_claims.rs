@@ -102,9 +102,12 @@ impl CustomIdClaims {
     ) -> std::io::Result<Vec<RepeatedId>> {
         debug_assert_eq!(hashes.first, Self::hashes(custom_id).first);
         if self.filter.may_contain(hashes) {
+            // Room for one row: nearly every candidate is a new id the filter let through
+            // (10,006 at 10 million rows), where a default vector's first push makes room for
+            // four (1.4 MB more).
             self.candidates
                 .entry(custom_id.to_owned())
-                .or_default()
+                .or_insert_with(|| Vec::with_capacity(1))
                 .push(row());
             self.candidate_rows += 1;
         } else {

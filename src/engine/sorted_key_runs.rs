@@ -5,9 +5,10 @@
 //! a base-16 counter), so tens of millions of keys make a few dozen runs and each key is
 //! rewritten twice at most (below about 470 million keys, with runs of about 115,000 keys
 //! written from memory). A merge runs on its own thread, one at a time, while its runs are
-//! still searched, so the caller goes on claiming keys meanwhile. Memory stays near 1.1 bytes
-//! per key: only a merge of a few million keys keeps its runs' filters while it builds the
-//! merged run's; a larger one frees them first. The files are anonymous temporary files, gone
+//! still searched, so the caller goes on claiming keys meanwhile. Memory stays near 0.6 bytes
+//! per key (1.1 for the newest keys, in runs written from memory): only a merge of a few
+//! million keys keeps its runs' filters while it builds the merged run's; a larger one frees
+//! them first. The files are anonymous temporary files, gone
 //! when the process ends, however it ends.
 
 use std::cmp::Reverse;
@@ -34,10 +35,19 @@ const RECORDS_PER_BLOCK: usize = 100;
 /// waited; sixteen make 5 merges of 1,835,008 and leave 12 runs to search instead of 10.
 /// `validate` at 10M rows: 0.94× wall, 0.97× CPU (`farm-bench -n 3`; BENCHMARKS.md).
 const RUNS_PER_MERGE: usize = 16;
-/// Bits of a run's Bloom filter per key: about 1 in 40 keys a run does not hold passes it. Only
-/// keys the claims' own filter already let through are checked against a run's (repeats, and
-/// about 1 in 300 new keys), so a false pass costs one read of a page seldom.
+/// Bits of the Bloom filter of a run written from memory, per key: about 1 in 40 keys a run
+/// does not hold passes it. Only keys the claims' own filter already let through are checked
+/// against a run's (repeats, and about 1 in 300 new keys), so a false pass costs one read of a
+/// page seldom.
 const RUN_FILTER_BITS_PER_KEY: usize = 8;
+/// Bits per key of a merged run's filter, and bits set per key: about 1 in 6 keys it does not
+/// hold passes. Merged runs hold nearly all keys (at 10 million, 9.2 million in five runs), so
+/// their filters were most of planning's growth with the rows: 9.2 MB at 8 bits a key, which
+/// put a 10M run's planning at 1.18× a 1M run's peak (BENCHMARKS.md, eighteenth round). A
+/// repeated key found in the oldest run now reads about 0.8 more pages on the way (one in six
+/// of up to five merged runs), a new key the claims' filter lets through about as many.
+const MERGED_RUN_FILTER_BITS_PER_KEY: usize = 4;
+const MERGED_RUN_FILTER_HASHES: u32 = 3;
 /// The most keys a merge makes while its runs keep their filters (then at most 4 MiB of
 /// filters are held twice). A larger merge, made from 29 million keys on, frees its runs'
 /// filters before it starts, so its runs are read for any key the claims' filter lets through
@@ -379,7 +389,15 @@ impl RunWriter {
             writer: BufWriter::with_capacity(1 << 16, file),
             records: 0,
             tier,
-            filter: BloomFilter::for_values(expected_records, RUN_FILTER_BITS_PER_KEY),
+            filter: if tier == 0 {
+                BloomFilter::for_values(expected_records, RUN_FILTER_BITS_PER_KEY)
+            } else {
+                BloomFilter::for_values_setting(
+                    expected_records,
+                    MERGED_RUN_FILTER_BITS_PER_KEY,
+                    MERGED_RUN_FILTER_HASHES,
+                )
+            },
             block_first_prefixes: Vec::with_capacity(expected_records.div_ceil(RECORDS_PER_BLOCK)),
         })
     }
