@@ -13,8 +13,10 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 /// Bytes gathered before a buffer is handed to a writing thread.
 pub(super) const BUFFER_BYTES: usize = 1 << 20;
-/// Buffers in use at most: the one being filled and five being written.
-const MOST_BUFFERS: usize = 6;
+/// Buffers in use at most: the one being filled and three being written. (Six held a sixth
+/// MiB at 10 million rows that 1 million did not need; four cost `validate` no time,
+/// BENCHMARKS.md, eighteenth round.)
+const MOST_BUFFERS: usize = 4;
 
 /// The pool of one plan (or of one set of extra shards); clones share it.
 #[derive(Clone, Default)]

@@ -40,14 +40,15 @@ const RUNS_PER_MERGE: usize = 16;
 /// against a run's (repeats, and about 1 in 300 new keys), so a false pass costs one read of a
 /// page seldom.
 const RUN_FILTER_BITS_PER_KEY: usize = 8;
-/// Bits per key of a merged run's filter, and bits set per key: about 1 in 6 keys it does not
-/// hold passes. Merged runs hold nearly all keys (at 10 million, 9.2 million in five runs), so
+/// Bits per key of a merged run's filter, and bits set per key: about 2 keys in 5 it does not
+/// hold pass. Merged runs hold nearly all keys (at 10 million, 9.2 million in five runs), so
 /// their filters were most of planning's growth with the rows: 9.2 MB at 8 bits a key, which
-/// put a 10M run's planning at 1.18× a 1M run's peak (BENCHMARKS.md, eighteenth round). A
-/// repeated key found in the oldest run now reads about 0.8 more pages on the way (one in six
-/// of up to five merged runs), a new key the claims' filter lets through about as many.
-const MERGED_RUN_FILTER_BITS_PER_KEY: usize = 4;
-const MERGED_RUN_FILTER_HASHES: u32 = 3;
+/// put a 10M run's planning at 1.18× a 1M run's peak (BENCHMARKS.md, eighteenth round); 2.3 MB
+/// now. A key looked for reads a page of two merged runs in five that do not hold it:
+/// `validate` of 10M rows with 5M repeats of keys spilled long before took 1.02× the time at
+/// 4 bits and 3 hashes, and 1.05× that at 2 and 1.
+const MERGED_RUN_FILTER_BITS_PER_KEY: usize = 2;
+const MERGED_RUN_FILTER_HASHES: u32 = 1;
 /// The most keys a merge makes while its runs keep their filters (then at most 4 MiB of
 /// filters are held twice). A larger merge, made from 29 million keys on, frees its runs'
 /// filters before it starts, so its runs are read for any key the claims' filter lets through
