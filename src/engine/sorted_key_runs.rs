@@ -5,7 +5,7 @@
 //! a base-16 counter), so tens of millions of keys make a few dozen runs and each key is
 //! rewritten twice at most (below about 470 million keys, with runs of about 115,000 keys
 //! written from memory). A merge runs on its own thread, one at a time, while its runs are
-//! still searched, so the caller goes on claiming keys meanwhile. Memory stays near 0.6 bytes
+//! still searched, so the caller goes on claiming keys meanwhile. Memory stays near 0.35 bytes
 //! per key (1.1 for the newest keys, in runs written from memory): only a merge of a few
 //! million keys keeps its runs' filters while it builds the merged run's; a larger one frees
 //! them first. The files are anonymous temporary files, gone
