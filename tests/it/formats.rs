@@ -1193,6 +1193,76 @@ fn finished_run_of(reviews: &str, batch_settings: &str) -> Workspace {
     workspace
 }
 
+/// Every row's `content` in the CSV output at `path`, by custom_id.
+fn contents_by_custom_id(path: &std::path::Path) -> std::collections::BTreeMap<String, String> {
+    let mut reader = csv::Reader::from_path(path).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let column = |name: &str| headers.iter().position(|header| header == name).unwrap();
+    let (custom_id, content, status) = (column("custom_id"), column("content"), column("status"));
+    reader
+        .records()
+        .map(|record| {
+            let record = record.unwrap();
+            assert_eq!(&record[status], "ok", "{record:?}");
+            (record[custom_id].to_owned(), record[content].to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn answers_longer_than_the_joins_text_blocks_come_back_whole_from_their_lines_and_their_digests() {
+    let mut input = String::from("id,text\n");
+    for row in 0..60 {
+        input.push_str(&format!("{row},评论 {row}\n"));
+    }
+    // Six shards, so the join's result maps are filled again with later shards' answers.
+    let workspace = finished_run_of(&input, "[batch]\nmax_requests_per_file = 10\n");
+    // Every fourth answer made longer than a text block (256 KiB), the others short, as a
+    // provider might answer a long summary: each line's content replaced where it stands, so
+    // the lines keep the provider's shape.
+    let mut expected = std::collections::BTreeMap::new();
+    let results = workspace.path().join("run/results");
+    for shard in 0..6 {
+        let path = results.join(format!("shard-{shard:05}.output.jsonl"));
+        let mut rewritten = String::new();
+        for (index, line) in std::fs::read_to_string(&path).unwrap().lines().enumerate() {
+            let parsed: serde_json::Value = serde_json::from_str(line).unwrap();
+            let custom_id = parsed["custom_id"].as_str().unwrap().to_owned();
+            let old = &parsed["response"]["body"]["choices"][0]["message"]["content"];
+            let content = if index % 4 == 0 {
+                format!("{}{custom_id}", "长".repeat(100_000))
+            } else {
+                format!("短 {custom_id}")
+            };
+            let old_json = format!("\"content\":{old}");
+            assert_eq!(line.matches(&old_json).count(), 1, "{line}");
+            let new_json = format!("\"content\":{}", serde_json::Value::from(content.as_str()));
+            rewritten.push_str(&line.replacen(&old_json, &new_json, 1));
+            rewritten.push('\n');
+            expected.insert(custom_id, content);
+        }
+        std::fs::write(&path, rewritten).unwrap();
+    }
+    assert_eq!(expected.len(), 60);
+    // Read from the lines (the digests are of the files as downloaded), then from the
+    // digests that join wrote again.
+    std::fs::remove_dir_all(workspace.path().join("run/digests")).unwrap();
+    for name in ["from-lines.csv", "from-digests.csv"] {
+        assert_success(&workspace.run(&["resume", "run", "--output", name, "--quiet"]));
+        assert!(
+            workspace
+                .path()
+                .join("run/digests/shard-00005.output.jsonl.digest")
+                .is_file()
+        );
+        assert_eq!(
+            contents_by_custom_id(&workspace.path().join(name)),
+            expected,
+            "{name}"
+        );
+    }
+}
+
 #[test]
 fn result_lines_written_another_way_join_as_the_provider_wrote_them_and_a_cut_one_is_located() {
     let workspace = finished_run_of_three_reviews();
