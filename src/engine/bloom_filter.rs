@@ -23,7 +23,7 @@ const CLAIMS_VALUES_PER_GROWING_FILTER: usize = if cfg!(debug_assertions) {
 pub const CLAIMS_BITS_PER_VALUE: usize = 13;
 /// Bits set per value, unless a filter is made with another number
 /// ([`BloomFilter::for_values_setting`]).
-const FILTER_HASHES: u32 = 7;
+const BITS_SET_PER_VALUE: u32 = 7;
 /// Words per block: 8 words of 64 bits, one cache line.
 const BLOCK_WORDS: usize = 8;
 
@@ -38,32 +38,32 @@ pub struct FilterHashes {
 /// A filter of whole blocks, never empty.
 pub struct BloomFilter {
     words: crate::huge_pages::ZeroedWords,
-    /// Bits set per value.
-    hashes: u32,
+    /// Bits set per value (positions made from a value's two hashes).
+    bits_set: u32,
 }
 
 impl BloomFilter {
     /// A filter sized for `values` values with `bits_per_value` bits each, in whole blocks.
     pub fn for_values(values: usize, bits_per_value: usize) -> BloomFilter {
-        BloomFilter::for_values_setting(values, bits_per_value, FILTER_HASHES)
+        BloomFilter::for_values_setting(values, bits_per_value, BITS_SET_PER_VALUE)
     }
 
-    /// As [`Self::for_values`], setting `hashes` bits per value (at least one): fewer suit
+    /// As [`Self::for_values`], setting `bits_set` bits per value (at least one): fewer suit
     /// fewer bits per value (3 for 4 bits: about 1 in 6 false "maybe"s, where 7 give 1 in 4; 1
     /// for 2 bits: about 2 in 5).
-    pub fn for_values_setting(values: usize, bits_per_value: usize, hashes: u32) -> BloomFilter {
+    pub fn for_values_setting(values: usize, bits_per_value: usize, bits_set: u32) -> BloomFilter {
         let words = (values.saturating_mul(bits_per_value).div_ceil(64))
             .next_multiple_of(BLOCK_WORDS)
             .max(BLOCK_WORDS);
         BloomFilter {
             words: crate::huge_pages::zeroed_words(words),
-            hashes: hashes.max(1),
+            bits_set: bits_set.max(1),
         }
     }
 
     /// Whether a value with these hashes may have been inserted.
     pub fn may_contain(&self, hashes: FilterHashes) -> bool {
-        Self::positions(hashes, self.words.len(), self.hashes)
+        Self::positions(hashes, self.words.len(), self.bits_set)
             .all(|bit| self.words[bit / 64] & (1 << (bit % 64)) != 0)
     }
 
@@ -76,7 +76,7 @@ impl BloomFilter {
     }
 
     pub fn insert(&mut self, hashes: FilterHashes) {
-        for bit in Self::positions(hashes, self.words.len(), self.hashes) {
+        for bit in Self::positions(hashes, self.words.len(), self.bits_set) {
             self.words[bit / 64] |= 1 << (bit % 64);
         }
     }
@@ -235,11 +235,11 @@ mod tests {
             step: mix(seed ^ 0x9E37_79B9_7F4A_7C15),
         };
         for (values, bits_per_value, bits_set) in [
-            (0_u64, 10, FILTER_HASHES),
-            (1, 10, FILTER_HASHES),
-            (7, 8, FILTER_HASHES),
-            (1_000, 8, FILTER_HASHES),
-            (50_000, 10, FILTER_HASHES),
+            (0_u64, 10, BITS_SET_PER_VALUE),
+            (1, 10, BITS_SET_PER_VALUE),
+            (7, 8, BITS_SET_PER_VALUE),
+            (1_000, 8, BITS_SET_PER_VALUE),
+            (50_000, 10, BITS_SET_PER_VALUE),
             (50_000, 4, 3),
             (50_000, 2, 1),
         ] {

@@ -1,9 +1,10 @@
 //! The newest claimed request keys, held in memory until they are spilled as one sorted run: in
 //! the order they came, in one array, with a small hash index of their places beside it. At a
 //! spill they are sorted in that same array, so holding them and sorting them take one array's
-//! memory (besides an index of 0.6 MiB and, while sorting, two tables of 0.25 MiB) (5.25 MiB for 114,688 keys and their rows), where a hash map of the keys (6.4 MB)
-//! and a sorted copy of it (6.55 MB) were both held at every spill, measured with heaptrack on
-//! the planning of a 10M-row run (BENCHMARKS.md, seventeenth round).
+//! memory: 5.25 MiB for 114,688 keys and their rows, besides an index of 0.6 MiB and, while
+//! sorting, two tables of 0.25 MiB. A hash map of the keys (6.4 MB) and a sorted copy of it
+//! (6.55 MB) were both held at every spill before, measured with heaptrack on the planning of
+//! a 10M-row run (BENCHMARKS.md, seventeenth round).
 
 use hashbrown::HashTable;
 

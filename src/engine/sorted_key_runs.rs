@@ -48,7 +48,7 @@ const RUN_FILTER_BITS_PER_KEY: usize = 8;
 /// `validate` of 10M rows with 5M repeats of keys spilled long before took 1.02× the time at
 /// 4 bits and 3 hashes, and 1.05× that at 2 and 1.
 const MERGED_RUN_FILTER_BITS_PER_KEY: usize = 2;
-const MERGED_RUN_FILTER_HASHES: u32 = 1;
+const MERGED_RUN_FILTER_BITS_SET: u32 = 1;
 /// The most keys a merge makes while its runs keep their filters (then at most 4 MiB of
 /// filters are held twice). A larger merge, made from 29 million keys on, frees its runs'
 /// filters before it starts, so its runs are read for any key the claims' filter lets through
@@ -396,7 +396,7 @@ impl RunWriter {
                 BloomFilter::for_values_setting(
                     expected_records,
                     MERGED_RUN_FILTER_BITS_PER_KEY,
-                    MERGED_RUN_FILTER_HASHES,
+                    MERGED_RUN_FILTER_BITS_SET,
                 )
             },
             block_first_prefixes: Vec::with_capacity(expected_records.div_ceil(RECORDS_PER_BLOCK)),
