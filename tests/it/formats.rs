@@ -1193,6 +1193,15 @@ fn finished_run_of(reviews: &str, batch_settings: &str) -> Workspace {
     workspace
 }
 
+/// A finished run (as [`finished_run_of`]) of `rows` short reviews, ten to a shard.
+fn finished_run_of_reviews_in_shards_of_ten(rows: usize) -> Workspace {
+    let mut input = String::from("id,text\n");
+    for row in 0..rows {
+        input.push_str(&format!("{row},评论 {row}\n"));
+    }
+    finished_run_of(&input, "[batch]\nmax_requests_per_file = 10\n")
+}
+
 /// Every row's `content` in the CSV output at `path`, by custom_id.
 fn contents_by_custom_id(path: &std::path::Path) -> std::collections::BTreeMap<String, String> {
     let mut reader = csv::Reader::from_path(path).unwrap();
@@ -1211,12 +1220,8 @@ fn contents_by_custom_id(path: &std::path::Path) -> std::collections::BTreeMap<S
 
 #[test]
 fn answers_longer_than_the_joins_text_blocks_come_back_whole_from_their_lines_and_their_digests() {
-    let mut input = String::from("id,text\n");
-    for row in 0..60 {
-        input.push_str(&format!("{row},评论 {row}\n"));
-    }
     // Six shards, so the join's result maps are filled again with later shards' answers.
-    let workspace = finished_run_of(&input, "[batch]\nmax_requests_per_file = 10\n");
+    let workspace = finished_run_of_reviews_in_shards_of_ten(60);
     // Every fourth answer made longer than a text block (256 KiB), the others short, as a
     // provider might answer a long summary: each line's content replaced where it stands, so
     // the lines keep the provider's shape.
@@ -1342,11 +1347,7 @@ fn a_damaged_result_file_stops_the_join_naming_file_and_line_and_writes_no_outpu
 
 #[test]
 fn the_join_takes_answers_from_the_downloads_digests_and_passes_over_any_not_of_its_file() {
-    let mut input = String::from("id,text\n");
-    for row in 0..40 {
-        input.push_str(&format!("{row},评论 {row}\n"));
-    }
-    let workspace = finished_run_of(&input, "[batch]\nmax_requests_per_file = 10\n");
+    let workspace = finished_run_of_reviews_in_shards_of_ten(40);
     let first_output = std::fs::read_to_string(workspace.path().join("out.csv")).unwrap();
     let digests = workspace.path().join("run/digests");
     let digest = |shard: u32| digests.join(format!("shard-{shard:05}.output.jsonl.digest"));
